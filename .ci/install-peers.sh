@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every real peer berth's tests talk to (see ../shared/TESTING.md). Idempotent: each step is skipped
+# when its tool is already there, so a warm machine spends seconds here.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+TOOLS="${BERTH_TOOLS:-/opt/berth-tools}"
+mkdir -p "$TOOLS/bin"
+export GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod
+
+apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "apt: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts docker-registry as a service on :5000 — it would collide with berth's default port.
+if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then systemctl stop docker-registry || true; fi
+pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+
+go_tool() { # name module@version
+  [ -x "$TOOLS/bin/$1" ] && return 0
+  echo "go: installing $2"
+  go install "$2"
+}
+go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
+go_tool oras oras.land/oras/cmd/oras@v1.3.6
+go_tool regctl github.com/regclient/regclient/cmd/regctl@latest
+
+# The conformance suite is a Go test binary: build it from the module source.
+CONF_VERSION=v0.0.0-20260831232431-97274622c111
+if [ ! -x "$TOOLS/bin/conformance.test" ]; then
+  echo "go: building conformance suite $CONF_VERSION"
+  dir=$(go mod download -json "github.com/opencontainers/distribution-spec/conformance@$CONF_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  work=$(mktemp -d); cp -r "$dir"/. "$work"; chmod -R u+w "$work"
+  (cd "$work" && go mod download && go test -c -o "$TOOLS/bin/conformance.test" .)
+  rm -rf "$work"
+fi
+echo "peers ready in $TOOLS/bin"
