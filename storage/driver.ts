@@ -1,0 +1,82 @@
+// The storage driver interface. A driver is a dumb, path-addressed object store; everything OCI-specific lives in
+// the stores built on top (blobs.ts, manifests.ts, uploads.ts) and the layout lives in paths.ts alone.
+//
+// Contract (checked for every driver by driver-suite.ts):
+// - Paths are `/`-separated, relative, without `.`/`..` segments; drivers never see user input unvalidated.
+// - `put`/`putStream` are atomic: readers see the old object, or the whole new one, never a partial one — also after
+//   a crash (`kill -9`) at any point.
+// - `append` adds bytes to an "appendable" object used by upload sessions. It must start exactly at `offset`, the
+//   object's current size; otherwise it throws OffsetMismatchError and changes nothing. An appendable object is
+//   readable (`read`, `stat`) like any other, from any process sharing the storage.
+// - `move` publishes an object (usually an appended upload) under a new path atomically.
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  size: number;
+  modified: Date;
+}
+
+export interface ReadOptions {
+  /** First byte to read (inclusive). */
+  start?: number;
+  /** Last byte to read (inclusive). */
+  end?: number;
+}
+
+export interface PutStreamOptions {
+  /** Lowercase hex SHA-256 of the content, when the caller already knows it (lets S3 verify server-side). */
+  sha256?: string;
+  /** Exact size when known. */
+  size?: number;
+}
+
+export interface Driver {
+  readonly name: string;
+  /** Size and modification time, or undefined when nothing is stored at `path`. */
+  stat(path: string): Promise<FileInfo | undefined>;
+  /** Streams the object (or a byte range). Throws NotFoundError. */
+  read(path: string, opts?: ReadOptions): Promise<Readable>;
+  /** Reads a small object fully, or undefined when missing. */
+  get(path: string): Promise<Buffer | undefined>;
+  /** Atomically stores a small object. */
+  put(path: string, data: Buffer | string): Promise<void>;
+  /** Atomically stores a streamed object; resolves to the stored size. */
+  putStream(path: string, body: Readable, opts?: PutStreamOptions): Promise<number>;
+  /** Appends to an appendable object starting at `offset` (0 creates it); resolves to the new size. */
+  append(path: string, offset: number, body: Readable): Promise<number>;
+  /** Atomically moves an object (including an appended one) to `to`, replacing what is there. */
+  move(from: string, to: string): Promise<void>;
+  /** Names of the direct children of a "directory" prefix (files and sub-prefixes), sorted; [] when none. */
+  list(prefix: string): Promise<string[]>;
+  /** Deletes an object or a whole prefix; deleting something missing is not an error. */
+  delete(path: string): Promise<void>;
+
+  // Optional extras.
+  /** A URL clients may fetch the object from directly (S3 presigned GET), or undefined to stream through berth. */
+  redirectUrl?(path: string, opts: { expiresIn: number }): Promise<string | undefined>;
+  /** Frees resources (sockets, timers). */
+  close?(): Promise<void>;
+}
+
+export class NotFoundError extends Error {
+  constructor(readonly path: string) {
+    super(`not found: ${path}`);
+  }
+}
+
+export class OffsetMismatchError extends Error {
+  constructor(
+    readonly path: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`append at offset ${expected} but ${path} holds ${actual} bytes`);
+  }
+}
+
+/** Rejects paths a store could only have built by mistake (defence in depth; paths.ts validates inputs). */
+export function assertSafePath(path: string): void {
+  if (!path || path.startsWith('/') || path.split('/').some((s) => s === '' || s === '.' || s === '..') || path.includes('\0')) {
+    throw new Error(`unsafe storage path ${JSON.stringify(path)}`);
+  }
+}

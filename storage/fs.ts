@@ -1,0 +1,179 @@
+// Filesystem driver. Atomic writes: temp file in `<root>/_tmp` (same filesystem) → fsync → rename.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type ReadOptions } from './driver.js';
+
+const TMP = '_tmp';
+const HIGH_WATER_MARK = 1024 * 1024;
+
+export interface FsDriverOptions {
+  root: string;
+  /** fsync files before publishing them (default true); off only for throw-away test data. */
+  fsync?: boolean;
+}
+
+function isNotFound(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+export class FsDriver implements Driver {
+  readonly name = 'filesystem';
+  readonly root: string;
+  private readonly fsync: boolean;
+  private readonly appending = new Map<string, Promise<unknown>>();
+
+  constructor(opts: FsDriverOptions) {
+    this.root = opts.root;
+    this.fsync = opts.fsync ?? true;
+  }
+
+  private _abs(path: string): string {
+    assertSafePath(path);
+    return join(this.root, path);
+  }
+
+  private async _tempPath(): Promise<string> {
+    const dir = join(this.root, TMP);
+    await mkdir(dir, { recursive: true });
+    return join(dir, randomBytes(12).toString('hex'));
+  }
+
+  private async _sync(file: string): Promise<void> {
+    if (!this.fsync) return;
+    const fh = await open(file, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async _publish(tmp: string, path: string): Promise<void> {
+    const dest = this._abs(path);
+    await mkdir(dirname(dest), { recursive: true });
+    await rename(tmp, dest);
+  }
+
+  async stat(path: string): Promise<FileInfo | undefined> {
+    try {
+      const s = await stat(this._abs(path));
+      return s.isFile() ? { size: s.size, modified: s.mtime } : undefined;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async read(path: string, opts: ReadOptions = {}): Promise<Readable> {
+    let fh;
+    try {
+      fh = await open(this._abs(path), 'r');
+    } catch (e) {
+      if (isNotFound(e)) throw new NotFoundError(path);
+      throw e;
+    }
+    return fh.createReadStream({ start: opts.start, end: opts.end, highWaterMark: HIGH_WATER_MARK });
+  }
+
+  async get(path: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(this._abs(path));
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async put(path: string, data: Buffer | string): Promise<void> {
+    const tmp = await this._tempPath();
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      if (this.fsync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this._publish(tmp, path).catch(async (e) => {
+      await rm(tmp, { force: true });
+      throw e;
+    });
+  }
+
+  async putStream(path: string, body: Readable): Promise<number> {
+    const tmp = await this._tempPath();
+    try {
+      const out = createWriteStream(tmp, { highWaterMark: HIGH_WATER_MARK });
+      await pipeline(body, out);
+      await this._sync(tmp);
+      const size = out.bytesWritten;
+      await this._publish(tmp, path);
+      return size;
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  async append(path: string, offset: number, body: Readable): Promise<number> {
+    const abs = this._abs(path);
+    // One append at a time per object; a second one waits and then fails the offset check.
+    const previous = this.appending.get(abs) ?? Promise.resolve();
+    const mine = previous.catch(() => {}).then(() => this._appendNow(abs, path, offset, body));
+    this.appending.set(abs, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.appending.get(abs) === mine) this.appending.delete(abs);
+    }
+  }
+
+  private async _appendNow(abs: string, path: string, offset: number, body: Readable): Promise<number> {
+    const current = (await this.stat(path))?.size ?? 0;
+    if (current !== offset) {
+      body.resume();
+      throw new OffsetMismatchError(path, offset, current);
+    }
+    await mkdir(dirname(abs), { recursive: true });
+    const out = createWriteStream(abs, { flags: offset === 0 ? 'w' : 'a', highWaterMark: HIGH_WATER_MARK });
+    try {
+      await pipeline(body, out);
+    } catch (e) {
+      // A failed chunk leaves nothing behind: cut the object back to where this append started.
+      await truncate(abs, offset).catch(() => {});
+      throw e;
+    }
+    return offset + out.bytesWritten;
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    const src = this._abs(from);
+    await this._sync(src).catch((e) => {
+      if (isNotFound(e)) throw new NotFoundError(from);
+      throw e;
+    });
+    await this._publish(src, to);
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    try {
+      return (await readdir(this._abs(prefix))).sort();
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+  }
+
+  async delete(path: string): Promise<void> {
+    await rm(this._abs(path), { recursive: true, force: true });
+  }
+
+  /** Removes temp files left by a crash; called once at start. */
+  async cleanTemp(): Promise<void> {
+    await rm(join(this.root, TMP), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,88 @@
+// The one place that knows berth's storage layout. Nobody else builds a storage path.
+//
+//   blobs/<alg>/<hex[0:2]>/<hex>/data                    content-addressed bytes, shared by all repositories
+//   repositories/<name>/
+//     _layers/<alg>/<hex>                                link: the repository may see this blob
+//     _manifests/revisions/<alg>/<hex>                   link: manifest in this repository; holds its media type
+//     _manifests/tags/<tag>                              holds the digest the tag points to
+//     _referrers/<alg>/<subject-hex>/<alg>-<hex>         descriptor (JSON) of a manifest whose subject is <subject>
+//   catalog/<name with "/" as "+">                       one empty object per repository, for a flat, cheap listing
+//   uploads/<id>/data                                    appendable upload bytes
+//   uploads/<id>/info                                    JSON: repository, subject, startedAt (binds the session)
+//
+// Every argument is validated here too, so a bug upstream can never turn into a path escape.
+import { isValidName, isValidTag, parseDigest, type Digest } from '../spec/index.js';
+
+function _name(name: string): string {
+  if (!isValidName(name)) throw new Error(`invalid repository name ${JSON.stringify(name)}`);
+  return name;
+}
+function _digest(d: string): { algorithm: string; encoded: string } {
+  return parseDigest(d);
+}
+const UPLOAD_ID = /^[a-zA-Z0-9_-]{16,64}$/;
+export function isUploadId(id: string): boolean {
+  return UPLOAD_ID.test(id);
+}
+function _upload(id: string): string {
+  if (!isUploadId(id)) throw new Error(`invalid upload id ${JSON.stringify(id)}`);
+  return id;
+}
+
+export const paths = {
+  blobData(digest: Digest | string): string {
+    const { algorithm, encoded } = _digest(digest);
+    return `blobs/${algorithm}/${encoded.slice(0, 2)}/${encoded}/data`;
+  },
+  blobsRoot: 'blobs',
+  repositoriesRoot: 'repositories',
+  repository(name: string): string {
+    return `repositories/${_name(name)}`;
+  },
+  layerLink(name: string, digest: Digest | string): string {
+    const { algorithm, encoded } = _digest(digest);
+    return `repositories/${_name(name)}/_layers/${algorithm}/${encoded}`;
+  },
+  layerLinks(name: string): string {
+    return `repositories/${_name(name)}/_layers`;
+  },
+  manifestRevision(name: string, digest: Digest | string): string {
+    const { algorithm, encoded } = _digest(digest);
+    return `repositories/${_name(name)}/_manifests/revisions/${algorithm}/${encoded}`;
+  },
+  manifestRevisions(name: string): string {
+    return `repositories/${_name(name)}/_manifests/revisions`;
+  },
+  tag(name: string, tag: string): string {
+    if (!isValidTag(tag)) throw new Error(`invalid tag ${JSON.stringify(tag)}`);
+    return `repositories/${_name(name)}/_manifests/tags/${tag}`;
+  },
+  tags(name: string): string {
+    return `repositories/${_name(name)}/_manifests/tags`;
+  },
+  referrers(name: string, subject: Digest | string): string {
+    const { algorithm, encoded } = _digest(subject);
+    return `repositories/${_name(name)}/_referrers/${algorithm}/${encoded}`;
+  },
+  referrer(name: string, subject: Digest | string, referrer: Digest | string): string {
+    const r = _digest(referrer);
+    return `${paths.referrers(name, subject)}/${r.algorithm}-${r.encoded}`;
+  },
+  catalogRoot: 'catalog',
+  catalogEntry(name: string): string {
+    return `catalog/${_name(name).replaceAll('/', '+')}`;
+  },
+  catalogName(entry: string): string {
+    return entry.replaceAll('+', '/');
+  },
+  uploadsRoot: 'uploads',
+  upload(id: string): string {
+    return `uploads/${_upload(id)}`;
+  },
+  uploadData(id: string): string {
+    return `uploads/${_upload(id)}/data`;
+  },
+  uploadInfo(id: string): string {
+    return `uploads/${_upload(id)}/info`;
+  },
+};
