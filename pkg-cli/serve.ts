@@ -1,0 +1,96 @@
+// `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { FsDriver } from '../storage/fs.js';
+import type { Driver } from '../storage/index.js';
+import { createRegistry, listen, loadConfig, parseDuration, createLogger, ConfigError, type Config } from '../registry/index.js';
+import { CLIError, parseFlags, type Command } from './command.js';
+
+const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR]
+
+Runs the OCI registry. Defaults: listen on :5000, filesystem storage under ./data.
+
+Flags:
+  -c, --config FILE   YAML configuration (see README "Configuration"); BERTH_* variables override its keys
+      --addr ADDR     listen address, e.g. :5000, 127.0.0.1:5000, [::1]:5000   (http.addr)
+      --root DIR      filesystem storage root                                  (storage.filesystem.root)
+
+Examples:
+  berth serve
+  berth serve --addr 127.0.0.1:5001 --root /var/lib/berth
+  BERTH_STORAGE_DELETE=false berth serve -c berth.yaml`;
+
+async function makeDriver(config: Config): Promise<Driver> {
+  if (config.storage.s3) {
+    // Loaded only when configured: the AWS SDK is large and filesystem users never need it.
+    const s3Module: string = '../storage/s3.js';
+    const { S3Driver } = (await import(s3Module)) as { S3Driver: new (o: unknown) => Driver };
+    return new S3Driver(config.storage.s3);
+  }
+  const root = resolve(config.storage.filesystem!.root);
+  await mkdir(root, { recursive: true });
+  const driver = new FsDriver({ root, fsync: config.storage.filesystem!.fsync });
+  await driver.cleanTemp();
+  return driver;
+}
+
+const command: Command = {
+  name: 'serve',
+  summary: 'run the registry (filesystem under ./data by default)',
+  help: HELP,
+  async run(argv) {
+    const { values, positionals } = parseFlags('serve', argv, {
+      config: { type: 'string', short: 'c' },
+      addr: { type: 'string' },
+      root: { type: 'string' },
+    });
+    if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth serve --help\``);
+    let config: Config;
+    try {
+      const flags: Record<string, any> = {};
+      if (values.addr) flags.http = { addr: values.addr };
+      if (values.root) flags.storage = { filesystem: { root: values.root } };
+      config = loadConfig({ file: values.config, flags });
+    } catch (e) {
+      if (e instanceof ConfigError) throw new CLIError(e.message);
+      throw e;
+    }
+    const log = createLogger(config.log.level, config.log.requests);
+    const driver = await makeDriver(config);
+    const registry = createRegistry(config, driver, log);
+    if (config.auth.mode === 'none') log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
+    let server;
+    try {
+      server = await listen(registry.app, config.http.addr, log);
+    } catch (e) {
+      throw new CLIError(`cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`);
+    }
+    log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
+
+    const purge = config.storage.uploadPurge;
+    const timer = purge.enabled
+      ? setInterval(() => {
+          registry.store.uploads
+            .purge(new Date(Date.now() - parseDuration(purge.age)))
+            .then((n) => n && log.info('purged abandoned uploads', { count: n }))
+            .catch((e) => log.error('upload purge failed', { err: String(e) }));
+        }, parseDuration(purge.interval))
+      : undefined;
+    timer?.unref();
+
+    await new Promise<void>((resolveStop) => {
+      const stop = (signal: string) => {
+        log.info('shutting down', { signal });
+        clearInterval(timer);
+        server.close(parseDuration(config.http.shutdownTimeout)).then(async () => {
+          await driver.close?.();
+          resolveStop();
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  },
+};
+export default command;

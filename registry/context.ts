@@ -1,0 +1,93 @@
+// Shared per-request types and helpers for the route handlers.
+import { Readable } from 'node:stream';
+import type { Context } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { OciError } from '../spec/index.js';
+import type { Store } from '../storage/index.js';
+
+/** What a /v2 request addresses; parsed once, before auth, from the right of the path (names contain `/`). */
+export interface Target {
+  route: 'base' | 'catalog' | 'tags' | 'manifest' | 'uploads' | 'upload' | 'blob' | 'referrers';
+  name?: string;
+  /** Tag or digest (manifest), digest (blob, referrers) or session id (upload). */
+  reference?: string;
+}
+
+export interface RegistryOptions {
+  store: Store;
+  /** Allow DELETE of manifests, tags and blobs (405 UNSUPPORTED otherwise). */
+  deleteEnabled: boolean;
+  /** Manifests larger than this are refused with 413. */
+  maxManifestBytes: number;
+  /** Cap on `n` for tag, catalog and referrer listings. */
+  maxPageSize: number;
+}
+
+export type Env = {
+  Bindings: Partial<HttpBindings>;
+  Variables: { target: Target; subject?: string; options: RegistryOptions };
+};
+export type Ctx = Context<Env>;
+
+/** The request body as a Node stream, straight from the socket when running on node (no web-stream detour). */
+export function bodyStream(c: Ctx): Readable {
+  const incoming = c.env?.incoming;
+  if (incoming && !incoming.readableDidRead) return incoming as unknown as Readable;
+  const web = c.req.raw.body;
+  return web ? Readable.fromWeb(web as import('node:stream/web').ReadableStream) : Readable.from([]);
+}
+
+/** Whether the request carries a body (Content-Length > 0 or chunked). */
+export function hasBody(c: Ctx): boolean {
+  const len = c.req.header('content-length');
+  if (len !== undefined) return Number(len) > 0;
+  return c.req.header('transfer-encoding') !== undefined;
+}
+
+/** Reads at most `max` bytes; throws 413 MANIFEST_TOO_BIG beyond. */
+export async function readLimited(c: Ctx, max: number): Promise<Buffer> {
+  const declared = Number(c.req.header('content-length') ?? NaN);
+  const tooBig = () => new OciError('MANIFEST_TOO_BIG', `manifest exceeds the ${max}-byte limit`, { limit: max });
+  if (declared > max) {
+    c.env?.incoming?.resume();
+    throw tooBig();
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of bodyStream(c)) {
+    total += chunk.length;
+    if (total > max) throw tooBig();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+export function requireDeletes(c: Ctx): void {
+  if (!c.var.options.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (storage.delete: false)');
+}
+
+/**
+ * Parses pagination parameters (`n`, `last`). `n` must be a non-negative integer; it is capped at maxPageSize.
+ * spec: distribution-spec "Listing Tags" — exactly n results unless fewer remain, Link header for the next page.
+ */
+export function pageParams(c: Ctx): { n?: number; last?: string } {
+  const raw = c.req.query('n');
+  let n: number | undefined;
+  if (raw !== undefined) {
+    if (!/^\d{1,10}$/.test(raw)) throw new OciError('PAGINATION_NUMBER_INVALID', `invalid n "${raw.slice(0, 40)}": expected a non-negative integer`);
+    n = Math.min(Number(raw), c.var.options.maxPageSize);
+  }
+  return { n, last: c.req.query('last') };
+}
+
+/** Applies `last`/`n` to a sorted list; returns the page and whether more remain. */
+export function paginate(items: string[], n: number | undefined, last: string | undefined): { page: string[]; more: boolean } {
+  let start = 0;
+  if (last !== undefined) {
+    start = items.findIndex((x) => x > last);
+    if (start < 0) start = items.length;
+  }
+  if (n === undefined) return { page: items.slice(start), more: false };
+  const page = items.slice(start, start + n);
+  return { page, more: n > 0 && start + n < items.length };
+}

@@ -1,0 +1,54 @@
+// The error table: OCI error code → HTTP status and default message, rendered in one place (onError).
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
+import type { Context } from 'hono';
+import { OciError, type ErrorCode } from '../spec/index.js';
+import { NotFoundError } from '../storage/index.js';
+
+export const ERRORS: Record<ErrorCode, { status: number; message: string }> = {
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry' },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  TAG_INVALID: { status: 400, message: 'manifest tag did not match URI' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
+  MANIFEST_TOO_BIG: { status: 413, message: 'manifest too big' },
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+};
+
+/** Renders any thrown error as an OCI error document. Unknown errors become a 500 without internals. */
+export function renderError(err: unknown, c: Context, log?: (e: unknown) => void): Response {
+  let e: OciError;
+  if (err instanceof OciError) e = err;
+  else if (err instanceof NotFoundError) e = new OciError('BLOB_UNKNOWN');
+  else {
+    log?.(err);
+    const body = { errors: [{ code: 'UNKNOWN', message: 'internal error', detail: null }] };
+    return c.json(body, 500);
+  }
+  const entry = ERRORS[e.code];
+  const headers: Record<string, string> = {};
+  const extra = (e as OciError & { headers?: Record<string, string> }).headers;
+  if (extra) Object.assign(headers, extra);
+  const body = { errors: [{ code: e.code, message: e.message || entry.message, detail: e.detail ?? null }] };
+  const status = (e as OciError & { status?: number }).status ?? entry.status;
+  return c.body((c.req.method === 'HEAD' ? null : JSON.stringify(body)) as string, status as 400, {
+    'Content-Type': 'application/json',
+    ...headers,
+  });
+}
+
+/** An OciError carrying extra response headers (Range on 416, Retry-After on 429, WWW-Authenticate on 401). */
+export function withHeaders(e: OciError, headers: Record<string, string>): OciError {
+  return Object.assign(e, { headers });
+}

@@ -1,0 +1,33 @@
+// registry/: builds the registry app from a configuration and a storage driver.
+import type { Driver } from '../storage/index.js';
+import { createStore, type Store } from '../storage/index.js';
+import { createApp, type AppHooks } from './app.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+
+export { createApp, parseTarget } from './app.js';
+export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
+export { listen, type RunningServer } from './server.js';
+export { createLogger, type Logger } from './log.js';
+
+export interface Registry {
+  store: Store;
+  app: ReturnType<typeof createApp>;
+}
+
+export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
+  const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
+  const app = createApp(
+    {
+      store,
+      deleteEnabled: config.storage.delete,
+      maxManifestBytes: config.storage.maxManifestBytes,
+      maxPageSize: config.api.maxPageSize,
+    },
+    {
+      onUnexpectedError: (e, c) => log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) }),
+      ...hooks,
+    },
+  );
+  return { store, app };
+}

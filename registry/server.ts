@@ -1,0 +1,66 @@
+// The node HTTP server around the hono app: timeouts suited to multi-GiB uploads, request logs, graceful close.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { Hono } from 'hono';
+import type { Env } from './context.js';
+import type { Logger } from './log.js';
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish up to `timeoutMs`, then closes the rest. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export function parseAddr(addr: string): { host?: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]*))?:(\d{1,5})$/.exec(addr);
+  if (!m) throw new Error(`invalid listen address "${addr}": use HOST:PORT, [IPv6]:PORT or :PORT`);
+  const host = m[1] ?? (m[2] || undefined);
+  return { host, port: Number(m[3]) };
+}
+
+export async function listen(app: Hono<Env>, addr: string, log?: Logger): Promise<RunningServer> {
+  const { host, port } = parseAddr(addr);
+  const listener = getRequestListener(app.fetch as never, {
+    errorHandler: (e) => {
+      log?.error('unhandled error', { err: String(e) });
+    },
+  });
+  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
+    if (log?.requests) {
+      const started = process.hrtime.bigint();
+      res.once('finish', () => {
+        log.info('request', {
+          method: req.method,
+          path: req.url?.split('?')[0],
+          status: res.statusCode,
+          ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
+          remote: req.socket.remoteAddress,
+        });
+      });
+    }
+    void listener(req, res);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address() as AddressInfo;
+  const shownHost = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
+  return {
+    server,
+    port: bound.port,
+    url: `http://${shownHost}:${bound.port}`,
+    close: (timeoutMs = 30_000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,84 @@
+// Content-addressed blobs shared by all repositories; a repository sees a blob only through its link.
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { OciError, type Digest } from '../spec/index.js';
+import type { Driver } from './driver.js';
+import { paths } from './paths.js';
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+export class BlobStore {
+  /** Blob sizes never change for a digest, so they can be cached forever (bounded by count). */
+  private readonly sizes = new LRUCache<string, number>({ max: 100_000 });
+
+  constructor(readonly driver: Driver) {}
+
+  /** Size of the blob's data if it exists anywhere in storage (no repository check). */
+  async dataSize(digest: Digest): Promise<number | undefined> {
+    const cached = this.sizes.get(digest);
+    if (cached !== undefined) return cached;
+    const info = await this.driver.stat(paths.blobData(digest));
+    if (info) this.sizes.set(digest, info.size);
+    return info?.size;
+  }
+
+  /** The blob as `name` sees it; throws BLOB_UNKNOWN when not linked into the repository or missing. */
+  async stat(name: string, digest: Digest): Promise<BlobInfo> {
+    const [linked, size] = await Promise.all([this.isLinked(name, digest), this.dataSize(digest)]);
+    if (!linked || size === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+    return { digest, size };
+  }
+
+  async isLinked(name: string, digest: Digest): Promise<boolean> {
+    return (await this.driver.stat(paths.layerLink(name, digest))) !== undefined;
+  }
+
+  async link(name: string, digest: Digest): Promise<void> {
+    await this.driver.put(paths.layerLink(name, digest), digest);
+  }
+
+  async unlink(name: string, digest: Digest): Promise<void> {
+    await this.stat(name, digest);
+    await this.driver.delete(paths.layerLink(name, digest));
+  }
+
+  /** Opens the blob's bytes (or a byte range, inclusive). */
+  async open(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
+    return this.driver.read(paths.blobData(digest), range);
+  }
+
+  /** A direct URL for clients (S3 presigned), when the driver offers one. */
+  async redirectUrl(digest: Digest): Promise<string | undefined> {
+    return this.driver.redirectUrl?.(paths.blobData(digest), { expiresIn: 20 * 60 });
+  }
+
+  /** Cross-repository mount: links `digest` into `to` when `from` has it. Returns false when it can't. */
+  async mount(from: string, to: string, digest: Digest): Promise<BlobInfo | undefined> {
+    try {
+      const info = await this.stat(from, digest);
+      await this.link(to, digest);
+      return info;
+    } catch (e) {
+      if (e instanceof OciError && e.code === 'BLOB_UNKNOWN') return undefined;
+      throw e;
+    }
+  }
+
+  /** Stores small content (a manifest) under its digest when not already there. */
+  async putSmall(digest: Digest, data: Buffer): Promise<void> {
+    if ((await this.dataSize(digest)) === data.length) return;
+    await this.driver.put(paths.blobData(digest), data);
+    this.sizes.set(digest, data.length);
+  }
+
+  noteStored(digest: Digest, size: number): void {
+    this.sizes.set(digest, size);
+  }
+
+  forget(digest: Digest): void {
+    this.sizes.delete(digest);
+  }
+}

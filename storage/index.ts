@@ -1,0 +1,28 @@
+// storage/: the driver interface, drivers, and the OCI stores built on them.
+import type { Driver } from './driver.js';
+import { BlobStore } from './blobs.js';
+import { ManifestStore, type ManifestStoreOptions } from './manifests.js';
+import { UploadStore } from './uploads.js';
+
+export * from './driver.js';
+export { paths } from './paths.js';
+export { BlobStore } from './blobs.js';
+export { ManifestStore, type StoredManifest } from './manifests.js';
+export { UploadStore, type UploadInfo } from './uploads.js';
+
+export interface Store {
+  driver: Driver;
+  blobs: BlobStore;
+  manifests: ManifestStore;
+  uploads: UploadStore;
+}
+
+export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> = {}): Store {
+  const blobs = new BlobStore(driver);
+  return {
+    driver,
+    blobs,
+    manifests: new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 }),
+    uploads: new UploadStore(driver, blobs),
+  };
+}

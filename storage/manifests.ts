@@ -1,0 +1,196 @@
+// Manifests (stored as blobs, linked per repository with their media type), tags and referrers.
+// spec: distribution-spec "Pushing manifests", "Listing referrers"; image-spec manifest.md "subject".
+import { LRUCache } from 'lru-cache';
+import {
+  OciError, ManifestError, parseManifest, parseDigest, isDigest, isValidTag, digestOf,
+  OCI_INDEX, DOCKER_FOREIGN_LAYER, type Descriptor, type Digest, type ParsedManifest,
+} from '../spec/index.js';
+import type { Driver } from './driver.js';
+import { paths } from './paths.js';
+import type { BlobStore } from './blobs.js';
+
+/**
+ * Non-distributable ("foreign") layers live outside the registry (image-spec layer.md, deprecated but still pushed),
+ * so they are not required to exist in the repository.
+ */
+function isNonDistributable(d: Descriptor): boolean {
+  return d.mediaType.includes('.nondistributable.') || d.mediaType === DOCKER_FOREIGN_LAYER;
+}
+
+export interface StoredManifest {
+  digest: Digest;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export interface PutManifestResult {
+  digest: Digest;
+  subject?: Digest;
+}
+
+export interface ManifestStoreOptions {
+  /** Largest manifest accepted, in bytes (413 above). */
+  maxManifestBytes: number;
+}
+
+export class ManifestStore {
+  /** Manifest bytes by digest: immutable, cached by total size. */
+  private readonly bytes = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b) => b.length || 1 });
+  private readonly descriptors = new LRUCache<string, Descriptor>({ max: 50_000 });
+  private readonly knownRepositories = new Set<string>();
+
+  constructor(
+    readonly driver: Driver,
+    private readonly blobs: BlobStore,
+    readonly options: ManifestStoreOptions,
+  ) {}
+
+  /**
+   * Stores a manifest under a tag or a digest. `extraTags` are the `?tag=` parameters of a push by digest
+   * (distribution-spec "Pushing Manifests with tags"); all are validated before anything is written.
+   */
+  async put(name: string, reference: string, body: Buffer, contentType: string | undefined, extraTags: string[] = []): Promise<PutManifestResult> {
+    const byDigest = isDigest(reference);
+    for (const tag of byDigest ? extraTags : [reference]) {
+      if (!isValidTag(tag)) throw new OciError('TAG_INVALID', `invalid tag "${tag.slice(0, 200)}": allowed [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`);
+    }
+    let parsed: ParsedManifest;
+    try {
+      parsed = parseManifest(body, contentType);
+    } catch (e) {
+      if (e instanceof ManifestError) throw new OciError('MANIFEST_INVALID', `manifest invalid: ${e.message}`);
+      throw e;
+    }
+    const algorithm = byDigest ? parseDigest(reference).algorithm : 'sha256';
+    const digest = digestOf(body, algorithm);
+    if (byDigest && digest !== reference) {
+      throw new OciError('DIGEST_INVALID', `manifest digest ${digest} does not match reference ${reference}`);
+    }
+    await this._checkReferences(name, parsed);
+
+    // Order matters for crash safety: content, then revision link, then referrer entry, then tag.
+    await this.blobs.putSmall(digest, body);
+    this.bytes.set(digest, body);
+    await this.driver.put(paths.manifestRevision(name, digest), parsed.mediaType);
+    if (parsed.subject) {
+      const descriptor: Descriptor = {
+        mediaType: parsed.mediaType,
+        digest,
+        size: body.length,
+        ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
+        ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+      };
+      await this.driver.put(paths.referrer(name, parsed.subject.digest, digest), JSON.stringify(descriptor));
+    }
+    for (const tag of byDigest ? extraTags : [reference]) await this.driver.put(paths.tag(name, tag), digest);
+    await this._addToCatalog(name);
+    return { digest, subject: parsed.subject?.digest };
+  }
+
+  private async _checkReferences(name: string, parsed: ParsedManifest): Promise<void> {
+    for (const d of parsed.blobs) {
+      if (!isDigest(d.digest)) throw new OciError('MANIFEST_INVALID', `unsupported digest ${d.digest}`);
+    }
+    const missingBlobs = await Promise.all(
+      parsed.blobs.filter((d) => !isNonDistributable(d)).map(async (d) => ((await this.blobs.isLinked(name, d.digest)) ? undefined : d.digest)),
+    );
+    const blob = missingBlobs.find(Boolean);
+    if (blob) throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in repository ${name}; push it first`, { digest: blob });
+    const missingManifests = await Promise.all(
+      parsed.manifests.map(async (d) =>
+        isDigest(d.digest) && (await this.driver.stat(paths.manifestRevision(name, d.digest))) ? undefined : d.digest,
+      ),
+    );
+    const child = missingManifests.find(Boolean);
+    if (child) throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in repository ${name}; push it first`, { digest: child });
+  }
+
+  /** Resolves a tag or digest to the digest stored in this repository. */
+  async resolve(name: string, reference: string): Promise<Digest> {
+    if (isDigest(reference)) return reference;
+    if (!isValidTag(reference)) throw new OciError('TAG_INVALID', `invalid tag "${reference.slice(0, 200)}"`);
+    const raw = await this.driver.get(paths.tag(name, reference));
+    if (!raw) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`);
+    return raw.toString('utf8') as Digest;
+  }
+
+  async get(name: string, reference: string): Promise<StoredManifest> {
+    const digest = await this.resolve(name, reference);
+    const mediaType = await this.driver.get(paths.manifestRevision(name, digest));
+    if (!mediaType) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${name}@${digest}`);
+    let bytes = this.bytes.get(digest);
+    if (!bytes) {
+      bytes = await this.driver.get(paths.blobData(digest));
+      if (!bytes) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${name}@${digest}`);
+      this.bytes.set(digest, bytes);
+    }
+    return { digest, mediaType: mediaType.toString('utf8'), bytes };
+  }
+
+  /** Deletes a tag, or a manifest by digest together with the tags pointing at it and its referrer entry. */
+  async delete(name: string, reference: string): Promise<void> {
+    if (!isDigest(reference)) {
+      await this.resolve(name, reference);
+      await this.driver.delete(paths.tag(name, reference));
+      return;
+    }
+    const stored = await this.get(name, reference);
+    for (const tag of await this.driver.list(paths.tags(name))) {
+      const raw = await this.driver.get(paths.tag(name, tag));
+      if (raw?.toString('utf8') === stored.digest) await this.driver.delete(paths.tag(name, tag));
+    }
+    try {
+      const parsed = parseManifest(stored.bytes, stored.mediaType);
+      if (parsed.subject) await this.driver.delete(paths.referrer(name, parsed.subject.digest, stored.digest));
+    } catch {
+      // A stored manifest always parsed once; if it no longer does, there is no referrer entry to remove.
+    }
+    await this.driver.delete(paths.manifestRevision(name, stored.digest));
+  }
+
+  async tags(name: string): Promise<string[]> {
+    const tags = await this.driver.list(paths.tags(name));
+    if (tags.length === 0 && !(await this.repositoryExists(name))) {
+      throw new OciError('NAME_UNKNOWN', `repository name not known to registry: ${name}`);
+    }
+    return tags;
+  }
+
+  async repositoryExists(name: string): Promise<boolean> {
+    if (this.knownRepositories.has(name)) return true;
+    return (await this.driver.list(paths.repository(name))).length > 0;
+  }
+
+  /** Manifests whose subject is `subject`, as an image index (distribution-spec "Listing Referrers"). */
+  async referrers(name: string, subject: Digest, artifactType?: string): Promise<{ index: object; filtered: boolean }> {
+    const entries = await this.driver.list(paths.referrers(name, subject));
+    const descriptors: Descriptor[] = [];
+    for (const entry of entries) {
+      const key = `${name}@${subject}/${entry}`;
+      let d = this.descriptors.get(key);
+      if (!d) {
+        const raw = await this.driver.get(`${paths.referrers(name, subject)}/${entry}`);
+        if (!raw) continue;
+        d = JSON.parse(raw.toString('utf8')) as Descriptor;
+        this.descriptors.set(key, d);
+      }
+      if (!artifactType || d.artifactType === artifactType) descriptors.push(d);
+    }
+    return {
+      index: { schemaVersion: 2, mediaType: OCI_INDEX, manifests: descriptors },
+      filtered: artifactType !== undefined,
+    };
+  }
+
+  /** Repository names, lexically sorted. */
+  async catalog(): Promise<string[]> {
+    return (await this.driver.list(paths.catalogRoot)).map(paths.catalogName).sort();
+  }
+
+  private async _addToCatalog(name: string): Promise<void> {
+    if (this.knownRepositories.has(name)) return;
+    const entry = paths.catalogEntry(name);
+    if (!(await this.driver.stat(entry))) await this.driver.put(entry, '');
+    this.knownRepositories.add(name);
+  }
+}

@@ -1,0 +1,185 @@
+// Resumable upload sessions, stored in storage so any replica can continue any upload and a restart loses nothing.
+// spec: distribution-spec "Pushing blobs" (POST/PATCH/PUT), "Pushing a blob in chunks" (offsets, 416).
+//
+// Hash state: node's Hash objects can't be serialised, so each process keeps the running digest of the sessions it
+// served in memory; when a session arrives that this process has no state for (restart, another replica, a failed
+// chunk), the digest is recomputed from the stored bytes. The digest is always verified before a blob is visible.
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { Digester, OciError, parseDigest, type Algorithm, type Digest } from '../spec/index.js';
+import { OffsetMismatchError, type Driver } from './driver.js';
+import { paths, isUploadId } from './paths.js';
+import type { BlobStore, BlobInfo } from './blobs.js';
+
+export interface UploadInfo {
+  id: string;
+  repository: string;
+  /** Who started it (token subject), when auth is on: a session is usable only by its owner. */
+  subject?: string;
+  startedAt: string;
+}
+
+interface HashState {
+  digester: Digester;
+  offset: number;
+}
+
+export class UploadStore {
+  private readonly infos = new LRUCache<string, UploadInfo>({ max: 10_000 });
+  private readonly hashes = new LRUCache<string, HashState>({ max: 1_000 });
+
+  constructor(
+    readonly driver: Driver,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  async start(repository: string, subject?: string): Promise<UploadInfo> {
+    const id = randomBytes(24).toString('base64url');
+    const info: UploadInfo = { id, repository, subject, startedAt: new Date().toISOString() };
+    await this.driver.put(paths.uploadInfo(id), JSON.stringify(info));
+    this.infos.set(id, info);
+    return info;
+  }
+
+  /** The session, checked to belong to `repository` (and `subject` when given); else BLOB_UPLOAD_UNKNOWN. */
+  async get(id: string, repository: string, subject?: string): Promise<UploadInfo> {
+    const unknown = () => new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { id });
+    if (!isUploadId(id)) throw unknown();
+    let info = this.infos.get(id);
+    if (!info) {
+      const raw = await this.driver.get(paths.uploadInfo(id));
+      if (!raw) throw unknown();
+      info = JSON.parse(raw.toString('utf8')) as UploadInfo;
+      this.infos.set(id, info);
+    }
+    if (info.repository !== repository || (info.subject ?? undefined) !== (subject ?? undefined)) throw unknown();
+    return info;
+  }
+
+  /** Bytes received so far. */
+  async size(id: string): Promise<number> {
+    return (await this.driver.stat(paths.uploadData(id)))?.size ?? 0;
+  }
+
+  /**
+   * Appends a chunk that must start at `offset` (the current size) — else 416 RANGE_INVALID with nothing stored.
+   * Returns the new size.
+   */
+  async append(info: UploadInfo, offset: number | undefined, body: Readable): Promise<number> {
+    const current = await this.size(info.id);
+    if (offset !== undefined && offset !== current) {
+      body.resume();
+      throw new OciError('RANGE_INVALID', `chunk starts at ${offset} but the upload holds ${current} bytes`, { size: current });
+    }
+    const state = await this._hashState(info.id, current);
+    const hashing = _tee(body, state.digester);
+    try {
+      const size = await this.driver.append(paths.uploadData(info.id), current, hashing);
+      state.offset = size;
+      return size;
+    } catch (e) {
+      this.hashes.delete(info.id);
+      if (e instanceof OffsetMismatchError) {
+        throw new OciError('RANGE_INVALID', `chunk starts at ${e.expected} but the upload holds ${e.actual} bytes`, { size: e.actual });
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Finishes the session: verifies `digest` against every stored byte, publishes the blob and links it into the
+   * repository. On a mismatch nothing becomes visible and the session is removed (DIGEST_INVALID).
+   */
+  async complete(info: UploadInfo, digest: string, expectedSize?: number): Promise<BlobInfo> {
+    let parsed;
+    try {
+      parsed = parseDigest(digest);
+    } catch (e) {
+      throw new OciError('DIGEST_INVALID', (e as Error).message, { digest });
+    }
+    const size = await this.size(info.id);
+    const actual = await this._digestOf(info.id, size, parsed.algorithm);
+    if (actual !== parsed.digest || (expectedSize !== undefined && expectedSize !== size)) {
+      await this.cancel(info);
+      throw new OciError('DIGEST_INVALID', `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`, { digest });
+    }
+    const existing = await this.blobs.dataSize(parsed.digest);
+    if (existing === undefined) {
+      if (size === 0) await this.driver.put(paths.blobData(parsed.digest), Buffer.alloc(0));
+      else await this.driver.move(paths.uploadData(info.id), paths.blobData(parsed.digest));
+      this.blobs.noteStored(parsed.digest, size);
+    }
+    await this.blobs.link(info.repository, parsed.digest);
+    await this.cancel(info);
+    return { digest: parsed.digest, size };
+  }
+
+  async cancel(info: UploadInfo): Promise<void> {
+    this.hashes.delete(info.id);
+    this.infos.delete(info.id);
+    await this.driver.delete(paths.upload(info.id));
+  }
+
+  /** Removes sessions started before `cutoff` (abandoned uploads). Lists one flat prefix, never all repositories. */
+  async purge(cutoff: Date): Promise<number> {
+    let removed = 0;
+    for (const id of await this.driver.list(paths.uploadsRoot)) {
+      if (!isUploadId(id)) continue;
+      const raw = await this.driver.get(paths.uploadInfo(id));
+      const started = raw ? new Date((JSON.parse(raw.toString('utf8')) as UploadInfo).startedAt) : undefined;
+      const touched = (await this.driver.stat(paths.uploadData(id)))?.modified;
+      const last = Math.max(started?.getTime() ?? 0, touched?.getTime() ?? 0);
+      if (last < cutoff.getTime()) {
+        await this.driver.delete(paths.upload(id));
+        this.infos.delete(id);
+        this.hashes.delete(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** The running sha256 state for a session at `offset`, rebuilt from stored bytes when this process has none. */
+  private async _hashState(id: string, offset: number): Promise<HashState> {
+    const cached = this.hashes.get(id);
+    if (cached && cached.offset === offset) return cached;
+    const digester = new Digester('sha256');
+    if (offset > 0) await this._hashStored(id, offset, digester);
+    const state = { digester, offset };
+    this.hashes.set(id, state);
+    return state;
+  }
+
+  private async _digestOf(id: string, size: number, algorithm: Algorithm): Promise<Digest> {
+    if (algorithm === 'sha256') {
+      const state = await this._hashState(id, size);
+      this.hashes.delete(id);
+      return state.digester.digest();
+    }
+    const digester = new Digester(algorithm);
+    if (size > 0) await this._hashStored(id, size, digester);
+    return digester.digest();
+  }
+
+  private async _hashStored(id: string, size: number, digester: Digester): Promise<void> {
+    const stream = await this.driver.read(paths.uploadData(id), { start: 0, end: size - 1 });
+    for await (const chunk of stream) digester.update(chunk as Buffer);
+  }
+}
+
+/** Passes `body` through unchanged while feeding every chunk to `digester`. */
+function _tee(body: Readable, digester: Digester): Readable {
+  const out = new Readable({ read() { body.resume(); }, highWaterMark: 1024 * 1024 });
+  body.on('data', (chunk: Buffer) => {
+    digester.update(chunk);
+    if (!out.push(chunk)) body.pause();
+  });
+  body.once('end', () => out.push(null));
+  body.once('error', (e) => out.destroy(e));
+  body.once('close', () => {
+    if (!body.readableEnded) out.destroy(new Error('request body ended early'));
+  });
+  out.once('close', () => { if (!body.readableEnded) body.destroy(); });
+  return out;
+}
