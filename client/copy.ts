@@ -1,0 +1,254 @@
+// Copying an image (or index, with its children and optionally its referrers) from any source medium to any
+// target medium. Remote, OCI layout and the builder's outputs all adapt to these two small interfaces.
+// Order is bottom-up so a registry never sees a manifest before what it references: blobs → child manifests →
+// index → referrers (which point at their subject).
+import { Readable } from 'node:stream';
+import type { Digest } from '../spec/digest.js';
+import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
+import { DOCKER_FOREIGN_LAYER, isIndexType } from '../spec/media-types.js';
+import { formatPlatform, platformMatches } from '../spec/platform.js';
+import type { BlobSource, FetchedManifest, PushResult, Repository } from './remote.js';
+
+export interface ImageSource {
+  /** Human name for messages (`host/repo`, `oci-layout:DIR`). */
+  readonly label: string;
+  /** A manifest by tag or digest, verified. */
+  manifest(reference: string): Promise<FetchedManifest>;
+  /** A blob's bytes from `offset`; at offset 0 the stream must verify the digest. */
+  blob(desc: Descriptor, offset: number): Readable | Promise<Readable>;
+  /** Referrers of a manifest (signatures, SBOMs); optional. */
+  referrers?(digest: Digest): Promise<Descriptor[]>;
+  /** For cross-repo mounts: where this source lives when it is a registry. */
+  readonly remote?: { host: string; name: string };
+}
+
+export interface ImageTarget {
+  readonly label: string;
+  /** The digest this reference (tag or digest) currently names, if any — lets a re-copy skip everything. */
+  resolve(reference: string): Promise<Digest | undefined>;
+  pushBlob(desc: Descriptor, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void }): Promise<PushResult>;
+  /**
+   * Stores a manifest under `reference` (a tag or its digest). `root` marks the top-level image (media such as
+   * an OCI layout list it in their index); `subject` is set for referrers.
+   */
+  putManifest(reference: string, m: FetchedManifest, opts?: { root?: boolean; subject?: Descriptor }): Promise<void>;
+  readonly remote?: { host: string; name: string };
+}
+
+export interface Progress {
+  blobStart(digest: Digest, size: number): void;
+  blobBytes(digest: Digest, n: number): void;
+  blobDone(digest: Digest, how: PushResult): void;
+}
+
+export interface CopyOptions {
+  /** Keep only these platforms from an index; one platform copies just that image (like crane --platform). */
+  platforms?: Platform[];
+  /** Also copy manifests that refer to the copied ones (signatures, SBOMs, attestations). */
+  referrers?: boolean;
+  /** Blobs in flight at once (default 4). */
+  concurrency?: number;
+  /** Copy even when the target already has the digest under that reference. */
+  force?: boolean;
+  progress?: Progress;
+}
+
+export interface CopyResult {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  skipped: boolean;
+  manifests: number;
+  blobs: { uploaded: number; mounted: number; existed: number; bytes: number };
+  referrers: number;
+}
+
+export class PlatformError extends Error {}
+
+/** Copies `reference` from `src` to `dst` under `dstReference` (a tag, or empty to push by digest only). */
+export async function copy(src: ImageSource, reference: string, dst: ImageTarget, dstReference: string | undefined, opts: CopyOptions = {}): Promise<CopyResult> {
+  const run = new _Copy(src, dst, opts);
+  let root = await src.manifest(reference);
+  root = await run.selectPlatform(root);
+  const tag = dstReference || root.digest;
+  const result: CopyResult = {
+    digest: root.digest,
+    mediaType: root.mediaType,
+    size: root.bytes.length,
+    skipped: false,
+    manifests: 0,
+    blobs: run.stats,
+    referrers: 0,
+  };
+  if (!opts.force && (await dst.resolve(tag)) === root.digest) {
+    // Everything under a stored manifest is already there (registries refuse manifests with missing blobs).
+    result.skipped = true;
+  } else {
+    await run.manifest(root);
+    await dst.putManifest(tag, root, { root: true });
+    run.manifests++;
+  }
+  if (opts.referrers) await run.referrersOf(root);
+  result.manifests = run.manifests;
+  result.referrers = run.referrerCount;
+  return result;
+}
+
+class _Copy {
+  stats = { uploaded: 0, mounted: 0, existed: 0, bytes: 0 };
+  manifests = 0;
+  referrerCount = 0;
+  private blobs = new Map<string, Promise<PushResult>>();
+  private active = 0;
+  private waiting: (() => void)[] = [];
+  private readonly limit: number;
+
+  constructor(
+    readonly src: ImageSource,
+    readonly dst: ImageTarget,
+    readonly opts: CopyOptions,
+  ) {
+    this.limit = Math.max(1, opts.concurrency ?? 4);
+  }
+
+  /** With exactly one wanted platform, an index resolves to that platform's image. */
+  async selectPlatform(m: FetchedManifest): Promise<FetchedManifest> {
+    const wanted = this.opts.platforms;
+    if (!wanted?.length || !isIndexType(m.mediaType)) return m;
+    if (wanted.length > 1) return m; // filtered in manifest()
+    const index = _json<ImageIndex>(m);
+    const hit = index.manifests.find((d) => platformMatches(d.platform, wanted[0]));
+    if (!hit) throw _noPlatform(this.src.label, wanted, index);
+    return this.src.manifest(hit.digest);
+  }
+
+  async manifest(m: FetchedManifest): Promise<void> {
+    if (isIndexType(m.mediaType)) {
+      const index = _json<ImageIndex>(m);
+      const children = index.manifests;
+      const wanted = this.opts.platforms;
+      if (wanted && wanted.length > 1) {
+        // An index must keep all its children (its digest covers them); refuse rather than write a broken index.
+        const missing = wanted.filter((w) => !children.some((d) => platformMatches(d.platform, w)));
+        if (missing.length) throw _noPlatform(this.src.label, missing, index);
+      }
+      await Promise.all(
+        children.map(async (d) => {
+          const child = await this.src.manifest(d.digest);
+          if (this.opts.force || (await this.dst.resolve(d.digest)) !== d.digest) {
+            await this.manifest(child);
+            await this.dst.putManifest(d.digest, child);
+            this.manifests++;
+          }
+          if (this.opts.referrers) await this.referrersOf(child);
+        }),
+      );
+      return;
+    }
+    const doc = _json<ImageManifest>(m);
+    const blobs = [doc.config, ...(doc.layers ?? [])].filter((d) => d && !_isForeign(d));
+    await Promise.all(blobs.map((d) => this.blob(d)));
+  }
+
+  blob(d: Descriptor): Promise<PushResult> {
+    let p = this.blobs.get(d.digest);
+    if (!p) {
+      p = this._slot(() => this._pushBlob(d));
+      this.blobs.set(d.digest, p);
+    }
+    return p;
+  }
+
+  private async _pushBlob(d: Descriptor): Promise<PushResult> {
+    const progress = this.opts.progress;
+    const sameRegistry = this.src.remote && this.dst.remote && this.src.remote.host === this.dst.remote.host;
+    progress?.blobStart(d.digest, d.size);
+    const how = await this.dst.pushBlob(d, (offset) => this.src.blob(d, offset), {
+      mountFrom: sameRegistry ? this.src.remote!.name : undefined,
+      onBytes: (n) => {
+        this.stats.bytes += n;
+        progress?.blobBytes(d.digest, n);
+      },
+    });
+    if (how === 'uploaded') this.stats.uploaded++;
+    else if (how === 'mounted') this.stats.mounted++;
+    else this.stats.existed++;
+    progress?.blobDone(d.digest, how);
+    return how;
+  }
+
+  /** Referrers point at their subject, so they go after it; their own referrers follow recursively. */
+  async referrersOf(subject: FetchedManifest, depth = 0): Promise<void> {
+    if (!this.src.referrers || depth > 8) return;
+    const subjectDesc: Descriptor = { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length };
+    for (const r of await this.src.referrers(subject.digest)) {
+      const m = await this.src.manifest(r.digest);
+      if (this.opts.force || (await this.dst.resolve(r.digest)) !== r.digest) {
+        await this.manifest(m);
+        await this.dst.putManifest(r.digest, m, { subject: subjectDesc });
+        this.manifests++;
+      }
+      this.referrerCount++;
+      await this.referrersOf(m, depth + 1);
+    }
+  }
+
+  private async _slot<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+function _json<T>(m: FetchedManifest): T {
+  return JSON.parse(m.bytes.toString('utf8')) as T;
+}
+
+function _isForeign(d: Descriptor): boolean {
+  // Foreign (Windows base) layers are not redistributable; docker and crane skip them too.
+  return d.mediaType === DOCKER_FOREIGN_LAYER || d.mediaType === 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip';
+}
+
+function _noPlatform(label: string, wanted: Platform[], index: ImageIndex): PlatformError {
+  const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).filter((p) => p !== 'unknown/unknown');
+  return new PlatformError(`${label} has no image for platform ${wanted.map(formatPlatform).join(', ')}; available: ${have.join(', ') || 'none'} — pick one of those with --platform`);
+}
+
+// ---- the remote medium as a source and a target --------------------------------------------------------------
+
+export function remoteSource(repo: Repository): ImageSource {
+  return {
+    label: `${repo.host}/${repo.name}`,
+    remote: { host: repo.host, name: repo.name },
+    manifest: (ref) => repo.getManifest(ref),
+    blob: (d, offset) => repo.openBlob(d, offset),
+    referrers: (d) => repo.referrers(d),
+  };
+}
+
+export function remoteTarget(repo: Repository): ImageTarget {
+  return {
+    label: `${repo.host}/${repo.name}`,
+    remote: { host: repo.host, name: repo.name },
+    resolve: async (ref) => (await repo.headManifest(ref))?.digest,
+    pushBlob: (d, source, opts) => repo.pushBlob(d, source, opts),
+    async putManifest(ref, m, opts) {
+      const subject = opts?.subject;
+      const { subjectAccepted } = await repo.putManifest(ref, m.bytes, m.mediaType);
+      if (subject && !subjectAccepted) {
+        // No referrers API there: maintain the fallback tag index (distribution-spec "Referrers tag schema").
+        const doc = JSON.parse(m.bytes.toString('utf8'));
+        const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
+        const artifactType = doc.artifactType ?? doc.config?.mediaType;
+        if (artifactType) desc.artifactType = artifactType;
+        if (doc.annotations) desc.annotations = doc.annotations;
+        await repo.addReferrerFallback(subject.digest, desc);
+      }
+    },
+  };
+}

@@ -1,0 +1,185 @@
+// The OCI image layout medium (image-spec image-layout.md): `oci-layout`, `index.json`, `blobs/<alg>/<hex>`.
+// Read and written by skopeo (`oci:DIR:TAG`), umoci, crane and the builder. Lives in client/ (not builder/ as
+// DESIGN.md sketches) because `berth pull/push` need it and the builder imports client/.
+// https://github.com/opencontainers/image-spec/blob/main/image-layout.md
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseDigest, type Digest } from '../spec/digest.js';
+import type { Descriptor, ImageIndex } from '../spec/manifest.js';
+import { OCI_INDEX, isManifestType } from '../spec/media-types.js';
+import { isValidTag } from '../spec/reference.js';
+import type { ImageSource, ImageTarget } from './copy.js';
+import type { FetchedManifest, PushResult } from './remote.js';
+import { VerifyStream, verifyBytes } from './verify.js';
+
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+const LAYOUT_VERSION = '1.0.0';
+
+export class LayoutError extends Error {}
+
+export class OciLayout implements ImageSource, ImageTarget {
+  readonly label: string;
+  private constructor(readonly dir: string) {
+    this.label = `oci-layout:${dir}`;
+  }
+
+  /** Opens an existing layout (must have `oci-layout` and `index.json`). */
+  static async open(dir: string): Promise<OciLayout> {
+    let marker: any;
+    try {
+      marker = JSON.parse(await readFile(join(dir, 'oci-layout'), 'utf8'));
+    } catch {
+      throw new LayoutError(`${dir} is not an OCI layout (no readable oci-layout file); pass a directory written by berth pull, skopeo or umoci`);
+    }
+    if (typeof marker?.imageLayoutVersion !== 'string') throw new LayoutError(`${dir}/oci-layout has no imageLayoutVersion`);
+    const l = new OciLayout(dir);
+    await l.index();
+    return l;
+  }
+
+  /** Opens a layout, creating an empty one when the directory has none. */
+  static async create(dir: string): Promise<OciLayout> {
+    await mkdir(join(dir, 'blobs'), { recursive: true });
+    try {
+      await stat(join(dir, 'oci-layout'));
+    } catch {
+      await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: LAYOUT_VERSION }));
+    }
+    try {
+      await stat(join(dir, 'index.json'));
+    } catch {
+      await _atomicWrite(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }));
+    }
+    return OciLayout.open(dir);
+  }
+
+  blobPath(digest: Digest): string {
+    const { algorithm, encoded } = parseDigest(digest);
+    return join(this.dir, 'blobs', algorithm, encoded);
+  }
+
+  async index(): Promise<ImageIndex> {
+    let doc: any;
+    try {
+      doc = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8'));
+    } catch {
+      throw new LayoutError(`${this.dir}/index.json is missing or not JSON`);
+    }
+    if (!Array.isArray(doc?.manifests)) throw new LayoutError(`${this.dir}/index.json has no manifests array`);
+    return doc as ImageIndex;
+  }
+
+  /** The descriptor in index.json for a tag (ref.name), a digest, or — with no reference — the only entry. */
+  async find(reference?: string): Promise<Descriptor> {
+    const { manifests } = await this.index();
+    let hit: Descriptor | undefined;
+    if (!reference) {
+      if (manifests.length !== 1) {
+        const names = manifests.map((d) => d.annotations?.[REF_NAME] ?? d.digest).join(', ');
+        throw new LayoutError(`${this.dir} holds ${manifests.length} images (${names || 'none'}); name one as DIR:TAG`);
+      }
+      hit = manifests[0];
+    } else if (reference.includes(':')) {
+      hit = manifests.find((d) => d.digest === reference) ?? (await this._manifestByDigest(reference as Digest));
+    } else {
+      hit = manifests.find((d) => d.annotations?.[REF_NAME] === reference);
+    }
+    if (!hit) throw new LayoutError(`${this.dir} has no image named "${reference}"`);
+    return hit;
+  }
+
+  private async _manifestByDigest(digest: Digest): Promise<Descriptor | undefined> {
+    try {
+      const s = await stat(this.blobPath(digest));
+      return { mediaType: '', digest, size: s.size };
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- ImageSource ------------------------------------------------------------------------------------------
+
+  async manifest(reference: string): Promise<FetchedManifest> {
+    const d = await this.find(reference);
+    const bytes = await readFile(this.blobPath(d.digest)).catch(() => {
+      throw new LayoutError(`${this.dir} is missing blob ${d.digest}`);
+    });
+    verifyBytes(bytes, d.digest, `manifest ${d.digest} in ${this.dir}`);
+    let mediaType = d.mediaType;
+    if (!isManifestType(mediaType)) {
+      const doc = JSON.parse(bytes.toString('utf8'));
+      mediaType = doc.mediaType ?? (Array.isArray(doc.manifests) ? OCI_INDEX : 'application/vnd.oci.image.manifest.v1+json');
+    }
+    return { bytes, mediaType, digest: d.digest };
+  }
+
+  blob(desc: Descriptor, offset: number): Readable {
+    const file = createReadStream(this.blobPath(desc.digest), { start: offset, highWaterMark: 1 << 20 });
+    if (offset > 0) return file;
+    const v = new VerifyStream(desc.digest, desc.size, `blob ${desc.digest} in ${this.dir}`);
+    file.on('error', (e) => v.destroy(e));
+    return file.pipe(v);
+  }
+
+  // ---- ImageTarget ------------------------------------------------------------------------------------------
+
+  async resolve(reference: string): Promise<Digest | undefined> {
+    if (reference.includes(':')) return (await this._manifestByDigest(reference as Digest)) ? (reference as Digest) : undefined;
+    const { manifests } = await this.index();
+    return manifests.find((d) => d.annotations?.[REF_NAME] === reference)?.digest;
+  }
+
+  async pushBlob(desc: Descriptor, source: (offset: number) => Readable | Promise<Readable>, opts: { onBytes?: (n: number) => void } = {}): Promise<PushResult> {
+    const path = this.blobPath(desc.digest);
+    try {
+      if ((await stat(path)).size === desc.size) return 'exists';
+    } catch {
+      /* absent */
+    }
+    await mkdir(join(path, '..'), { recursive: true });
+    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const src = await source(0);
+    if (opts.onBytes) src.on('data', (c: Buffer) => opts.onBytes!(c.length));
+    try {
+      // Sources verify at offset 0; verify again here so a layout never holds a wrong blob under a digest name.
+      await pipeline(src, new VerifyStream(desc.digest, desc.size), createWriteStream(tmp));
+      await rename(tmp, path);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+    return 'uploaded';
+  }
+
+  async putManifest(reference: string, m: FetchedManifest, opts: { root?: boolean } = {}): Promise<void> {
+    const path = this.blobPath(m.digest);
+    await mkdir(join(path, '..'), { recursive: true });
+    await _atomicWrite(path, m.bytes);
+    if (!opts.root) return;
+    const tag = reference.includes(':') ? undefined : reference;
+    if (tag && !isValidTag(tag)) throw new LayoutError(`invalid tag "${tag}"`);
+    const index = await this.index();
+    // One entry per name: a new image under an existing tag replaces it (as skopeo does).
+    index.manifests = index.manifests.filter((d) => (tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== m.digest || d.annotations?.[REF_NAME]));
+    const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
+    if (tag) desc.annotations = { [REF_NAME]: tag };
+    index.manifests.push(desc);
+    await _atomicWrite(join(this.dir, 'index.json'), JSON.stringify(index));
+  }
+}
+
+/** Splits `DIR:TAG` (the form skopeo's `oci:` transport uses); a bare DIR has no tag. */
+export function parseLayoutArg(arg: string): { dir: string; tag?: string } {
+  const i = arg.lastIndexOf(':');
+  if (i > 0 && !arg.slice(i + 1).includes('/') && isValidTag(arg.slice(i + 1))) return { dir: arg.slice(0, i), tag: arg.slice(i + 1) };
+  return { dir: arg };
+}
+
+async function _atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}

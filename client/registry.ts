@@ -1,0 +1,326 @@
+// HTTP to one registry host: scheme choice (plain HTTP for loopback like docker, `insecure` for others), auth
+// (ping, challenges, tokens via auth.ts), retries with backoff on 429/5xx/connection resets honouring Retry-After,
+// and redirects followed by hand so `Authorization` never reaches another origin (e.g. a 307 to object storage).
+// Bodies stream both ways (undici); a request body is a factory so a retry can open it again.
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import { Authenticator, AuthError } from './auth.js';
+import type { CredentialStore } from './credentials.js';
+import { DockerCredentialStore } from './credentials.js';
+
+export type Body = Buffer | string | Readable;
+
+export interface RegistryOptions {
+  /** Where credentials come from; default: docker config.json / auth.json / helpers. */
+  credentials?: CredentialStore;
+  /** Hosts allowed over plain HTTP or with unverified TLS (`true` = every host). Loopback is always allowed. */
+  insecure?: boolean | string[];
+  /** Retries after the first attempt on 429/5xx/resets (default 5). */
+  retries?: number;
+  /** First backoff in ms (doubles each retry, ±25 % jitter; default 200). */
+  backoffMs?: number;
+  /** Longest wait honoured from Retry-After (ms, default 60 000). */
+  maxRetryAfterMs?: number;
+  userAgent?: string;
+  /** Parallel connections per origin (default 16). */
+  connections?: number;
+}
+
+export interface RequestSpec {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** A path under the registry (`/v2/…`) or an absolute URL (upload Locations, redirects). */
+  url: string;
+  headers?: Record<string, string>;
+  /** A factory, so retries and auth round-trips can send the body again. */
+  body?: () => Body;
+  /** Token scopes this request needs (merged per operation by the caller). */
+  scopes?: string[];
+  /** Statuses that count as success; anything else becomes a RegistryError. Default: 2xx. */
+  ok?: number[];
+  /** Set false for requests that must not be repeated (non-idempotent without a replayable body). */
+  retry?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** The response body; consume it or call `dump()`. */
+  body: Readable;
+  url: string;
+  header(name: string): string | undefined;
+  text(limit?: number): Promise<string>;
+  bytes(limit: number): Promise<Buffer>;
+  dump(): Promise<void>;
+}
+
+/** A failed registry exchange; `code` is the first OCI error code in the body when there is one. */
+export class RegistryError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+    readonly retryable = false,
+  ) {
+    super(message);
+  }
+}
+
+const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+const RETRY_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED', 'UND_ERR_CONNECT_TIMEOUT', 'EAI_AGAIN']);
+const MAX_REDIRECTS = 5;
+
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h.endsWith('.localhost');
+}
+
+/** Parses Retry-After (seconds or an HTTP date) into ms. */
+export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const t = Date.parse(value);
+  return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
+}
+
+const _agents = new Map<string, Agent>();
+function _agent(insecureTls: boolean, connections: number): Agent {
+  const key = `${insecureTls}:${connections}`;
+  let a = _agents.get(key);
+  if (!a) {
+    a = new Agent({ connections, keepAliveTimeout: 30_000, connect: insecureTls ? { rejectUnauthorized: false } : undefined });
+    _agents.set(key, a);
+  }
+  return a;
+}
+
+/** One registry host. Cheap to create; share one per host within an operation so tokens are reused. */
+export class Registry {
+  readonly auth: Authenticator;
+  private base?: Promise<string>;
+  private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure'>> & { insecure: boolean };
+  private readonly dispatcher: Dispatcher;
+
+  constructor(
+    readonly host: string,
+    options: RegistryOptions = {},
+  ) {
+    const insecure = options.insecure === true || (Array.isArray(options.insecure) && options.insecure.includes(host));
+    this.opts = {
+      retries: options.retries ?? 5,
+      backoffMs: options.backoffMs ?? 200,
+      maxRetryAfterMs: options.maxRetryAfterMs ?? 60_000,
+      userAgent: options.userAgent ?? 'berth',
+      connections: options.connections ?? 16,
+      insecure,
+    };
+    this.dispatcher = _agent(insecure, this.opts.connections);
+    const creds = options.credentials ?? new DockerCredentialStore();
+    this.auth = new Authenticator(host, creds, async (r) => {
+      const res = await this._send({ method: r.method, url: r.url, headers: r.headers, body: r.body === undefined ? undefined : () => r.body! }, true);
+      return { status: res.status, text: await res.text(64 * 1024) };
+    });
+  }
+
+  /** `https://host` or `http://host`, decided once by pinging /v2/ (which also records the auth challenge). */
+  baseUrl(): Promise<string> {
+    this.base ??= this._ping().catch((e) => {
+      this.base = undefined;
+      throw e;
+    });
+    return this.base;
+  }
+
+  private async _ping(): Promise<string> {
+    const schemes = isLoopback(this.host) ? ['http', 'https'] : this.opts.insecure ? ['https', 'http'] : ['https'];
+    let last: unknown;
+    for (const scheme of schemes) {
+      const base = `${scheme}://${this.host}`;
+      try {
+        const res = await this._send({ method: 'GET', url: `${base}/v2/` }, true);
+        await res.dump();
+        if (res.status === 401) this.auth.observe(res.headers['www-authenticate']);
+        else if (res.status >= 300 && res.status !== 404) {
+          // Some registries serve /v2/ only with auth or behind odd proxies; anything but a network error decides the scheme.
+        }
+        return base;
+      } catch (e) {
+        last = e;
+      }
+    }
+    throw _unreachable(this.host, last, this.opts.insecure);
+  }
+
+  /** Sends a request with auth, retries and redirects. Non-success statuses throw RegistryError. */
+  async request(spec: RequestSpec): Promise<Response> {
+    const base = await this.baseUrl();
+    const url = /^https?:\/\//.test(spec.url) ? spec.url : base + spec.url;
+    const scopes = spec.scopes ?? [];
+    let authorization = await this.auth.header(scopes);
+    let res = await this._send({ ...spec, url, headers: { ...spec.headers, ...(authorization ? { authorization } : {}) } }, spec.retry ?? true);
+    if (res.status === 401) {
+      const www = res.headers['www-authenticate'];
+      await res.dump();
+      const retryWith = await this.auth.challenge(www, scopes);
+      if (retryWith && retryWith !== authorization) {
+        authorization = retryWith;
+        res = await this._send({ ...spec, url, headers: { ...spec.headers, authorization } }, spec.retry ?? true);
+      } else if (!retryWith && !(await this.auth.credentials())) {
+        throw new AuthError(`${this.host} requires authentication; run \`berth login ${this.host}\``, 401);
+      }
+    }
+    const ok = spec.ok ?? [];
+    if ((res.status >= 200 && res.status < 300 && !ok.length) || ok.includes(res.status)) return res;
+    throw await _errorFrom(spec.method, url, res, this.host);
+  }
+
+  /** One exchange with retries and manual redirects; does not interpret 4xx. */
+  private async _send(spec: RequestSpec, retry: boolean): Promise<Response> {
+    let attempt = 0;
+    for (;;) {
+      let res: Response | undefined;
+      let err: unknown;
+      try {
+        res = await this._follow(spec);
+      } catch (e) {
+        err = e;
+      }
+      const retryable = retry && attempt < this.opts.retries && (err ? _isRetryableError(err) : RETRY_STATUS.has(res!.status));
+      if (!retryable) {
+        if (err) throw err;
+        return res!;
+      }
+      let wait = this.opts.backoffMs * 2 ** attempt * (0.75 + Math.random() * 0.5);
+      if (res) {
+        const ra = retryAfterMs(res.header('retry-after'));
+        if (ra !== undefined) wait = Math.min(ra, this.opts.maxRetryAfterMs);
+        await res.dump();
+      }
+      attempt++;
+      await sleep(wait, undefined, { signal: spec.signal });
+    }
+  }
+
+  private async _follow(spec: RequestSpec): Promise<Response> {
+    let url = spec.url;
+    let method = spec.method;
+    let headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...spec.headers };
+    let body = spec.body;
+    const origin = new URL(url).origin;
+    for (let hop = 0; ; hop++) {
+      const r = await undiciRequest(url, {
+        method,
+        headers,
+        body: body ? _toUndiciBody(body()) : undefined,
+        dispatcher: this.dispatcher,
+        signal: spec.signal,
+      });
+      const res = _wrap(r, url);
+      const location = res.header('location');
+      if (![301, 302, 303, 307, 308].includes(res.status) || !location || hop >= MAX_REDIRECTS) return res;
+      // Upload endpoints answer POST/PATCH with 202 + Location (not a redirect); only 3xx are followed here.
+      await res.dump();
+      const next = new URL(location, url);
+      if (next.origin !== origin) {
+        // Never send registry credentials to another host (object storage signs its own URLs).
+        const { authorization: _drop, ...rest } = headers;
+        headers = rest;
+      }
+      if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === 'POST')) {
+        method = 'GET';
+        body = undefined;
+      }
+      url = next.toString();
+    }
+  }
+}
+
+function _toUndiciBody(b: Body): Buffer | string | Readable {
+  return b;
+}
+
+function _wrap(r: Dispatcher.ResponseData, url: string): Response {
+  const headers = r.headers as Record<string, string | string[] | undefined>;
+  const body = r.body as unknown as Readable;
+  const header = (name: string) => {
+    const v = headers[name.toLowerCase()];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const bytes = async (limit: number) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of body) {
+      n += c.length;
+      if (n > limit) {
+        body.destroy();
+        throw new RegistryError(`response from ${url} is larger than ${limit} bytes`, r.statusCode);
+      }
+      chunks.push(c as Buffer);
+    }
+    return Buffer.concat(chunks);
+  };
+  return {
+    status: r.statusCode,
+    headers,
+    body,
+    url,
+    header,
+    bytes,
+    text: async (limit = 1 << 20) => {
+      try {
+        return (await bytes(limit)).toString('utf8');
+      } catch {
+        return '';
+      }
+    },
+    dump: async () => {
+      try {
+        await r.body.dump({ limit: 64 * 1024 });
+      } catch {
+        /* connection already gone */
+      }
+    },
+  };
+}
+
+function _isRetryableError(e: unknown): boolean {
+  const code = (e as any)?.code ?? (e as any)?.cause?.code;
+  return RETRY_ERRNO.has(code);
+}
+
+function _unreachable(host: string, e: unknown, insecure: boolean): Error {
+  const code = (e as any)?.code ?? (e as any)?.cause?.code ?? '';
+  const msg = (e as Error)?.message ?? String(e);
+  if (/certificate|self.signed|SSL|TLS|EPROTO/i.test(code + msg) && !insecure) {
+    return new RegistryError(`cannot verify TLS for ${host} (${code || msg}); pass --insecure if this registry uses plain HTTP or a self-signed certificate`, 0);
+  }
+  return new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0);
+}
+
+async function _errorFrom(method: string, url: string, res: Response, host: string): Promise<RegistryError> {
+  const text = method === 'HEAD' ? '' : await res.text(64 * 1024);
+  let code: string | undefined;
+  let message = '';
+  try {
+    const e = JSON.parse(text)?.errors?.[0];
+    if (e) {
+      code = e.code;
+      message = e.message ?? '';
+    }
+  } catch {
+    message = text.slice(0, 200).trim();
+  }
+  const path = url.replace(/^https?:\/\/[^/]+/, '');
+  let hint = '';
+  if (res.status === 401) hint = `; run \`berth login ${host}\``;
+  else if (res.status === 403) hint = `; your account lacks permission for this repository`;
+  else if (res.status === 405) hint = '; the registry does not allow this operation (deletes disabled?)';
+  const label = [code, message].filter(Boolean).join(': ');
+  return new RegistryError(
+    `${method} ${path} on ${host}: ${res.status}${label ? ` ${label}` : ''}${hint}`,
+    res.status,
+    code,
+    RETRY_STATUS.has(res.status),
+  );
+}

@@ -1,0 +1,51 @@
+// Content verification for every byte berth moves: a pass-through Transform that hashes and counts, and fails
+// the stream (before its end is signalled) when the digest or size differ from the descriptor.
+// image-spec descriptor.md: "consumers SHOULD verify … the digest" and the size.
+import { Transform, type TransformCallback } from 'node:stream';
+import { Digester, parseDigest, type Digest } from '../spec/digest.js';
+
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    what = 'content',
+  ) {
+    super(`${what} digest mismatch: expected ${expected}, got ${actual}; the source is corrupt or was changed — retry, or check the source`);
+  }
+}
+
+export class VerifyStream extends Transform {
+  private readonly digester: Digester;
+  constructor(
+    private readonly expected: Digest,
+    private readonly size?: number,
+    private readonly what = 'blob',
+  ) {
+    super();
+    this.digester = new Digester(parseDigest(expected).algorithm);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.digester.update(chunk);
+    if (this.size !== undefined && this.digester.size > this.size) {
+      cb(new Error(`${this.what} ${this.expected} is larger than its descriptor says (${this.size} bytes)`));
+      return;
+    }
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.size !== undefined && this.digester.size !== this.size) {
+      cb(new Error(`${this.what} ${this.expected}: got ${this.digester.size} bytes, descriptor says ${this.size}`));
+      return;
+    }
+    const actual = this.digester.digest();
+    cb(actual === this.expected ? null : new DigestMismatchError(this.expected, actual, this.what));
+  }
+}
+
+/** Checks bytes already in memory (manifests, configs). */
+export function verifyBytes(bytes: Uint8Array, expected: Digest, what = 'manifest'): void {
+  const d = new Digester(parseDigest(expected).algorithm);
+  d.update(bytes);
+  const actual = d.digest();
+  if (actual !== expected) throw new DigestMismatchError(expected, actual, what);
+}
