@@ -1,0 +1,118 @@
+// Proves the harness in peers.ts against distribution 2.8.2: real clients push, pull, run and list a busybox image
+// built without docker, and every daemon the harness starts is gone (by pid) after stop().
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import {
+  findExecutable, makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, startContainerd,
+  startDistribution, startDockerd, type Distribution, type RunResult,
+} from './peers.js';
+
+async function workDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp('/tmp/peers-test-');
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('requirePeer skips a missing tool, or fails under CI=true', async (t) => {
+  const saved = process.env.CI;
+  t.after(() => (process.env.CI = saved));
+  process.env.CI = 'true';
+  assert.throws(() => requirePeer(t, 'no-such-berth-peer'), /no-such-berth-peer.*install-peers\.sh/);
+  delete process.env.CI;
+  await t.test('skipped here', (t) => {
+    assert.equal(requirePeer(t, 'no-such-berth-peer'), false);
+  });
+  assert.equal(requirePeer(t, 'node'), true);
+});
+
+test('findExecutable looks in /opt/berth-tools/bin too', (t) => {
+  if (!requirePeer(t, 'crane')) return;
+  assert.match(findExecutable('crane')!, /\/crane$/);
+});
+
+test('busybox layouts are deterministic', async (t) => {
+  if (!requirePeer(t, 'busybox')) return;
+  const dir = await workDir(t);
+  const a = await makeBusyboxLayout(join(dir, 'a'), { tag: 'v1' });
+  const b = await makeBusyboxLayout(join(dir, 'b'), { tag: 'v1' });
+  assert.deepEqual(a.manifest, b.manifest);
+  const c = await makeBusyboxLayout(join(dir, 'a'), { tag: 'v2', files: { '/etc/marker': 'c' } });
+  assert.notEqual(c.layer.digest, a.layer.digest);
+  const index = await readJson<{ manifests: unknown[] }>(join(dir, 'a', 'index.json'));
+  assert.equal(index.manifests.length, 2, 'a second tag is added to the same layout');
+});
+
+test('real peers against distribution 2.8.2', async (t) => {
+  if (!requirePeer(t, 'distribution', 'skopeo', 'busybox')) return;
+  const registry = await startDistribution();
+  t.after(registry.stop);
+  const clients = await makeClients(t);
+  const dir = await workDir(t);
+  const image = await makeBusyboxLayout(join(dir, 'busybox'), { tag: 'v1' });
+  const ref = `${registry.host}/x:v1`;
+  ok(await clients.skopeo(['copy', image.ref, `docker://${ref}`, '--dest-tls-verify=false']));
+
+  await t.test('docker pulls and runs it, and stop() ends dockerd by pid', async (t) => {
+    if (!requirePeer(t, 'docker')) return;
+    const engine = await startDockerd({ insecureRegistries: [registry.host] });
+    t.after(engine.stop);
+    ok(await engine.docker(['pull', ref]));
+    const out = ok(await engine.docker(['run', '--rm', '--network', 'none', ref]));
+    assert.equal(out.trim(), 'hello-from-berth');
+    const managed = join(engine.dir, 'exec', 'containerd', 'containerd.pid');
+    const containerdPid = Number(readFileSync(managed, 'utf8'));
+    await engine.stop();
+    assert.equal(alive(engine.pid), false, 'dockerd is gone');
+    assert.equal(alive(containerdPid), false, 'its managed containerd is gone');
+    assert.equal(existsSync(engine.dir), false, 'its temp dir is removed');
+  });
+
+  await t.test('ctr pulls and unpacks it', async (t) => {
+    if (!requirePeer(t, 'containerd')) return;
+    const containerd = await startContainerd();
+    t.after(containerd.stop);
+    ok(await containerd.ctr(['images', 'pull', '--plain-http', ref]));
+    const snapshots = join(containerd.dir, 'root', 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
+    const unpacked = readdirSync(snapshots).some((id) => existsSync(join(snapshots, id, 'fs', 'bin', 'busybox')));
+    assert.ok(unpacked, 'the layer is unpacked into an overlayfs snapshot');
+  });
+
+  await t.test('crane, oras and regctl list its tags', async (t) => {
+    if (!requirePeer(t, 'crane', 'oras', 'regctl')) return;
+    assert.equal(ok(await clients.crane(['ls', `${registry.host}/x`])).trim(), 'v1');
+    assert.equal(ok(await clients.oras(['repo', 'tags', '--plain-http', `${registry.host}/x`])).trim(), 'v1');
+    ok(await clients.regctl(['registry', 'set', '--tls', 'disabled', registry.host]));
+    assert.equal(ok(await clients.regctl(['tag', 'ls', `${registry.host}/x`])).trim(), 'v1');
+    assert.equal(ok(await clients.crane(['digest', ref])).trim(), image.manifest.digest);
+  });
+
+  await t.test('skopeo copy --all keeps the index digest both ways', async () => {
+    await checkMultiArchRoundTrip(registry, clients.skopeo, dir);
+  });
+});
+
+async function checkMultiArchRoundTrip(registry: Distribution, skopeo: (args: string[]) => Promise<RunResult>, dir: string): Promise<void> {
+  const multi = await makeMultiArchLayout(join(dir, 'multi'), { tag: 'm1' });
+  const remote = `docker://${registry.host}/multi:m1`;
+  ok(await skopeo(['copy', '--all', multi.ref, remote, '--dest-tls-verify=false']));
+  const raw = JSON.parse(ok(await skopeo(['inspect', '--raw', '--tls-verify=false', remote])));
+  assert.equal(raw.manifests.length, 2);
+  const pushed = ok(await skopeo(['inspect', '--format', '{{.Digest}}', '--tls-verify=false', remote])).trim();
+  assert.equal(pushed, multi.index.digest);
+  const back = join(dir, 'back');
+  ok(await skopeo(['copy', '--all', '--src-tls-verify=false', remote, `oci:${back}:m1`]));
+  const index = await readJson<{ manifests: Array<{ digest: string }> }>(join(back, 'index.json'));
+  assert.equal(index.manifests[0].digest, multi.index.digest);
+}
