@@ -36,6 +36,8 @@ export class Client {
   constructor(readonly options: RegistryOptions & { chunkSize?: number } = {}) {}
 
   registry(host: string): Registry {
+    // Docker Hub's API lives on registry-1.docker.io (credentials stay keyed as docker.io, see credentials.ts).
+    if (host === 'docker.io' || host === 'index.docker.io') host = 'registry-1.docker.io';
     let r = this.registries.get(host);
     if (!r) {
       r = new Registry(host, this.options);

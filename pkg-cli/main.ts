@@ -7,6 +7,17 @@ import { CLIError, type Command } from './command.js';
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   serve: () => import('./serve.js'),
   version: () => import('./version.js'),
+  login: () => import('./login.js'),
+  logout: () => import('./logout.js'),
+  pull: () => import('./pull.js'),
+  push: () => import('./push.js'),
+  copy: () => import('./copy.js'),
+  inspect: () => import('./inspect.js'),
+  digest: () => import('./digest.js'),
+  tags: () => import('./tags.js'),
+  catalog: () => import('./catalog.js'),
+  delete: () => import('./delete.js'),
+  tag: () => import('./tag.js'),
 };
 
 function usage(): string {

@@ -1,0 +1,60 @@
+// Plumbing shared by the transfer verbs (pull, push, copy, inspect…): common flags, the Client they use,
+// and references/platforms parsed into one-line errors that name the fix.
+import { Client } from '../client/remote.js';
+import type { Platform } from '../spec/manifest.js';
+import { parsePlatform } from '../spec/platform.js';
+import { parseReference, type Reference } from '../spec/reference.js';
+import { CLIError } from './command.js';
+
+export const COMMON_FLAGS = {
+  json: { type: 'boolean' },
+  insecure: { type: 'boolean' },
+} as const;
+
+export const COMMON_HELP = `  --json         machine-readable output on stdout
+  --insecure     allow plain HTTP / unverified TLS for non-loopback registries (loopback is always allowed)`;
+
+export function makeClient(values: { insecure?: boolean }): Client {
+  return new Client({ insecure: !!values.insecure, userAgent: 'berth' });
+}
+
+export function ref(input: string | undefined, what = 'REF', command = ''): Reference {
+  if (!input) throw new CLIError(`missing ${what}; see \`berth ${command} --help\``);
+  try {
+    return parseReference(input);
+  } catch (e) {
+    throw new CLIError(`${(e as Error).message}; write it as [HOST[:PORT]/]NAME[:TAG|@sha256:DIGEST]`);
+  }
+}
+
+/** The tag or digest to ask a registry for. */
+export function refId(r: Reference): string {
+  return r.digest ?? r.tag ?? 'latest';
+}
+
+export function platforms(values: string[] | undefined): Platform[] | undefined {
+  if (!values?.length) return undefined;
+  return values.flatMap((v) => v.split(',')).filter(Boolean).map((v) => {
+    try {
+      return parsePlatform(v);
+    } catch (e) {
+      throw new CLIError((e as Error).message);
+    }
+  });
+}
+
+/** This machine's platform, as docker picks it for single-platform outputs. */
+export function hostPlatform(): Platform {
+  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value) + '\n');
+}
+
+/** Counts a positional list and names the usage when it is wrong. */
+export function positionals(list: string[], n: number, usage: string): string[] {
+  if (list.length !== n) throw new CLIError(`expected ${n === 1 ? 'one argument' : `${n} arguments`}: ${usage}; see --help`);
+  return list;
+}
