@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import {
-  findExecutable, makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, startContainerd,
+  findExecutable, makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, run, startContainerd,
   startDistribution, startDockerd, type Distribution, type RunResult,
 } from './peers.js';
 
@@ -35,6 +35,14 @@ test('requirePeer skips a missing tool, or fails under CI=true', async (t) => {
     assert.equal(requirePeer(t, 'no-such-berth-peer'), false);
   });
   assert.equal(requirePeer(t, 'node'), true);
+});
+
+test('run collects output and exit codes, and kills a command that outlives its timeout', async () => {
+  const r = await run('sh', ['-c', 'echo out; echo err >&2; exit 3']);
+  assert.deepEqual([r.code, r.stdout, r.stderr], [3, 'out\n', 'err\n']);
+  assert.throws(() => ok(r), /exit 3: sh -c/);
+  assert.equal(ok(await run('cat', [], { input: 'piped' })), 'piped');
+  await assert.rejects(run('sleep', ['30'], { timeoutMs: 200 }), /timed out after 200 ms: sleep 30/);
 });
 
 test('findExecutable looks in /opt/berth-tools/bin too', (t) => {
@@ -66,11 +74,14 @@ test('real peers against distribution 2.8.2', async (t) => {
 
   await t.test('docker pulls and runs it, and stop() ends dockerd by pid', async (t) => {
     if (!requirePeer(t, 'docker')) return;
-    const engine = await startDockerd({ insecureRegistries: [registry.host] });
+    const engine = await startDockerd({ insecureRegistries: [registry.host], registryMirrors: [registry.url] });
     t.after(engine.stop);
     ok(await engine.docker(['pull', ref]));
     const out = ok(await engine.docker(['run', '--rm', '--network', 'none', ref]));
     assert.equal(out.trim(), 'hello-from-berth');
+    // docker.io/library/mirrored:v1 can only come from the mirror: nothing here reaches the internet.
+    ok(await clients.skopeo(['copy', image.ref, `docker://${registry.host}/library/mirrored:v1`, '--dest-tls-verify=false']));
+    ok(await engine.docker(['pull', 'mirrored:v1']));
     const managed = join(engine.dir, 'exec', 'containerd', 'containerd.pid');
     const containerdPid = Number(readFileSync(managed, 'utf8'));
     await engine.stop();
@@ -96,6 +107,16 @@ test('real peers against distribution 2.8.2', async (t) => {
     ok(await clients.regctl(['registry', 'set', '--tls', 'disabled', registry.host]));
     assert.equal(ok(await clients.regctl(['tag', 'ls', `${registry.host}/x`])).trim(), 'v1');
     assert.equal(ok(await clients.crane(['digest', ref])).trim(), image.manifest.digest);
+  });
+
+  await t.test('podman pulls, runs and pushes it', async (t) => {
+    if (!requirePeer(t, 'podman')) return;
+    ok(await clients.podman(['pull', '--tls-verify=false', ref]));
+    const out = ok(await clients.podman(['run', '--rm', '--network', 'none', ref]));
+    assert.equal(out.trim(), 'hello-from-berth');
+    ok(await clients.podman(['push', '--tls-verify=false', ref, `${registry.host}/from-podman:v1`]));
+    const tags = ok(await clients.skopeo(['list-tags', '--tls-verify=false', `docker://${registry.host}/from-podman`]));
+    assert.deepEqual(JSON.parse(tags).Tags, ['v1']);
   });
 
   await t.test('skopeo copy --all keeps the index digest both ways', async () => {

@@ -538,7 +538,19 @@ async function _clientEnv(home: string): Promise<Record<string, string>> {
   await writeFile(join(containers, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   // No search registries: a short name must never reach out to the internet.
   await writeFile(join(containers, 'registries.conf'), 'unqualified-search-registries = []\n');
-  await writeFile(join(containers, 'storage.conf'), '[storage]\ndriver = "vfs"\n');
+  // podman 4.3 refuses a storage.conf without runroot ("runroot must be set") even when --runroot is given.
+  const storage = join(home, 'podman');
+  const storageConf = `[storage]\ndriver = "vfs"\ngraphroot = ${JSON.stringify(join(storage, 'root'))}\nrunroot = ${JSON.stringify(join(storage, 'run'))}\n`;
+  await writeFile(join(containers, 'storage.conf'), storageConf);
+  // As root, podman raises a container's nofile/nproc to values above this machine's hard limits and runc then
+  // fails ("error setting rlimit type 7"); defaults within the limits make `podman run` work.
+  const containersConf = [
+    '[containers]', 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]',
+    '[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', '',
+  ].join('\n');
+  await writeFile(join(containers, 'containers.conf'), containersConf);
+  // podman fails with "stat …/auth.json" when REGISTRY_AUTH_FILE names a file that does not exist yet.
+  await writeFile(join(home, 'auth.json'), JSON.stringify({ auths: {} }));
   return {
     HOME: home,
     XDG_CONFIG_HOME: join(home, '.config'),
@@ -547,6 +559,7 @@ async function _clientEnv(home: string): Promise<Record<string, string>> {
     REGISTRY_AUTH_FILE: join(home, 'auth.json'),
     CONTAINERS_REGISTRIES_CONF: join(containers, 'registries.conf'),
     CONTAINERS_STORAGE_CONF: join(containers, 'storage.conf'),
+    CONTAINERS_CONF: join(containers, 'containers.conf'),
     REGCTL_CONFIG: join(home, '.regctl', 'config.json'),
   };
 }
