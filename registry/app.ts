@@ -75,7 +75,9 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   hooks.extend?.(app);
 
   app.use('/v2/*', async (c, next) => {
-    const target = parseTarget(c.req.path);
+    // The raw request path: URL parsing would resolve `a/../b` to `b` and hide the bad name from validation.
+    const rawPath = c.env?.incoming?.url?.split('?')[0] ?? c.req.path;
+    const target = parseTarget(rawPath);
     if (!target) throw new OciError('UNSUPPORTED', `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`);
     c.set('target', target);
     await next();
