@@ -6,6 +6,7 @@ import { CLIError, type Command } from './command.js';
 // Explicit, lazy command table (no self-registration): `berth NAME …` loads only its own module.
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   serve: () => import('./serve.js'),
+  build: () => import('./build.js'),
   version: () => import('./version.js'),
   login: () => import('./login.js'),
   logout: () => import('./logout.js'),

@@ -1,0 +1,35 @@
+// A content-addressed directory of blobs (`DIR/sha256/<hex>`): where built layers land, where the layer cache
+// points, and what the outputs copy (or hard-link) from. Writes go through a temp file + rename.
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { parseDigest, type Digest } from '../spec/digest.js';
+
+export class BlobDir {
+  constructor(readonly root: string) {}
+
+  path(digest: Digest): string {
+    const { algorithm, encoded } = parseDigest(digest);
+    return join(this.root, algorithm, encoded);
+  }
+
+  /** A path for a new blob being written; rename it to path(digest) once the digest is known. */
+  async staging(): Promise<string> {
+    await mkdir(join(this.root, 'sha256'), { recursive: true });
+    return join(this.root, 'sha256', `.in-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  }
+
+  async has(digest: Digest, size?: number): Promise<boolean> {
+    try {
+      const st = await stat(this.path(digest));
+      return size === undefined || st.size === size;
+    } catch {
+      return false;
+    }
+  }
+
+  async open(digest: Digest): Promise<Readable> {
+    return createReadStream(this.path(digest));
+  }
+}

@@ -1,0 +1,240 @@
+// `berth build` as a function: spec → per-platform layer plans → layer blobs (cached) → images → (index).
+// The result is an ImageSource (client/copy.ts), so every output — OCI layout, registry push, docker-archive —
+// is the same `copy` the transfer verbs use, and the builder has no writer of its own.
+import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { dirname, join, resolve } from 'node:path';
+import { homedir, tmpdir } from 'node:os';
+import type { Digest } from '../spec/digest.js';
+import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
+import { OCI_INDEX, OCI_MANIFEST, isIndexType } from '../spec/media-types.js';
+import { formatPlatform, parsePlatform, platformMatches } from '../spec/platform.js';
+import type { ImageSource } from '../client/copy.js';
+import type { FetchedManifest } from '../client/remote.js';
+import { BlobDir } from './blobs.js';
+import { LayerCache } from './cache.js';
+import { Context, ContextError } from './context.js';
+import { annotate, appendLayers, epochTime, fromBase, imageIndex, scratch, serializeImage, withConfig, type Image, type ImageConfig, type Layer } from './image.js';
+import { buildLayer, type BuiltLayer } from './layers.js';
+import { planLayer, type LayerPlan } from './plan.js';
+import { loadSpec, BuildSpecError, type LoadedSpec } from './spec.js';
+
+const run = promisify(execFile);
+
+export const ANNOTATION = {
+  created: 'org.opencontainers.image.created',
+  source: 'org.opencontainers.image.source',
+  revision: 'org.opencontainers.image.revision',
+  baseName: 'org.opencontainers.image.base.name',
+  baseDigest: 'org.opencontainers.image.base.digest',
+} as const;
+
+export interface BuildOptions {
+  /** Path to berth.yaml. */
+  file: string;
+  /** Build context; default: the spec file's directory. */
+  context?: string;
+  /** Build only these platforms (must be in the spec's list). */
+  platforms?: Platform[];
+  /** SOURCE_DATE_EPOCH as given in the environment (wins over the spec's epoch). */
+  sourceDateEpoch?: string;
+  /** Layer cache + blob directory; default $XDG_CACHE_HOME/berth or ~/.cache/berth. `false` = a fresh temp dir. */
+  cacheDir?: string | false;
+  /** Resolves `base:` (already pinned by the lock, if any) to a source; needed only when base is not scratch. */
+  resolveBase?: (ref: string) => Promise<{ source: ImageSource; reference: string; name: string }>;
+  /** Don't look up git for .source/.revision annotations. */
+  noGit?: boolean;
+  onLayer?: (platform: Platform, layer: BuiltLayer) => void;
+}
+
+export interface PlatformImage {
+  platform: Platform;
+  image: Image;
+  manifest: FetchedManifest;
+  layers: BuiltLayer[];
+  plans: LayerPlan[];
+}
+
+export interface BuildResult {
+  spec: LoadedSpec;
+  /** The top manifest: an index for several platforms, else the one image manifest. */
+  root: FetchedManifest;
+  images: PlatformImage[];
+  /** All built manifests and blobs, as a copy() source. */
+  source: ImageSource;
+  base?: { name: string; digest: Digest };
+  blobs: BlobDir;
+}
+
+export function defaultCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'berth');
+}
+
+/** SOURCE_DATE_EPOCH, else the spec's epoch, else 0 (reproducible-builds.org/specs/source-date-epoch). */
+export function resolveEpoch(spec: LoadedSpec, sourceDateEpoch?: string): number {
+  if (sourceDateEpoch !== undefined && sourceDateEpoch !== '') {
+    if (!/^\d{1,11}$/.test(sourceDateEpoch)) throw new BuildSpecError(`SOURCE_DATE_EPOCH must be a whole number of seconds, not "${sourceDateEpoch}"`);
+    return Number(sourceDateEpoch);
+  }
+  return spec.spec.epoch ?? 0;
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const loaded = await loadSpec(opts.file);
+  const { spec } = loaded;
+  if (spec.preset) throw loaded.error(['preset'], `preset "${spec.preset}" is not supported by this build of berth yet`);
+  const epoch = resolveEpoch(loaded, opts.sourceDateEpoch);
+  const created = epochTime(epoch);
+  const compression = spec.compression ?? 'gzip';
+  const ctx = await Context.open(opts.context ?? dirname(resolve(opts.file))).catch((e) => {
+    throw e instanceof ContextError ? new BuildSpecError(e.message) : e;
+  });
+  const cacheRoot = opts.cacheDir === false ? join(tmpdir(), `berth-build-${process.pid}-${Date.now()}`) : (opts.cacheDir ?? defaultCacheDir());
+  const blobs = new BlobDir(join(cacheRoot, 'blobs'));
+  const cache = await LayerCache.open(cacheRoot);
+  const platforms = _platforms(loaded, opts.platforms);
+
+  const src = new _BuiltSource(blobs);
+  let baseInfo: { name: string; digest: Digest } | undefined;
+  let baseSource: { source: ImageSource; reference: string; name: string; root: FetchedManifest } | undefined;
+  if (spec.base && spec.base !== 'scratch') {
+    if (!opts.resolveBase) throw loaded.error(['base'], 'a base image needs registry access; run berth build from the CLI');
+    const r = await opts.resolveBase(spec.base);
+    const root = await r.source.manifest(r.reference).catch((e) => {
+      throw loaded.error(['base'], `cannot fetch ${spec.base}: ${(e as Error).message}`);
+    });
+    baseSource = { ...r, root };
+    baseInfo = { name: r.name, digest: root.digest };
+  }
+
+  const auto: Record<string, string> = { [ANNOTATION.created]: created };
+  if (!opts.noGit) Object.assign(auto, await _gitAnnotations(ctx.dir));
+  if (baseInfo) Object.assign(auto, { [ANNOTATION.baseName]: baseInfo.name, [ANNOTATION.baseDigest]: baseInfo.digest });
+  const annotations = { ...auto, ...(spec.annotations ?? {}) };
+
+  const images: PlatformImage[] = [];
+  for (const platform of platforms) {
+    let img = baseSource ? await _baseImage(loaded, baseSource, platform, src) : scratch(platform, epoch);
+    const plans: LayerPlan[] = [];
+    for (let i = 0; i < (spec.layers ?? []).length; i++) plans.push(await planLayer(loaded, i, platform, ctx));
+    // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
+    const built = await Promise.all(plans.map(async (p) => {
+      const b = await buildLayer(p, { epoch, compression, blobs, cache });
+      opts.onLayer?.(platform, b);
+      return b;
+    }));
+    await cache.save();
+    img = appendLayers(img, built.map((b) => ({ layer: b.layer, history: { created, created_by: `berth build: layer ${b.name}`, comment: 'berth' } })));
+    img = withConfig(img, spec.config, created);
+    img = annotate(img, annotations);
+    const { config, manifest } = serializeImage(img);
+    src.addBytes(config.descriptor.digest, config.bytes);
+    const m: FetchedManifest = { bytes: manifest.bytes, mediaType: OCI_MANIFEST, digest: manifest.descriptor.digest };
+    src.addManifest(m);
+    images.push({ platform, image: img, manifest: m, layers: built, plans });
+  }
+  let root: FetchedManifest;
+  if (images.length === 1) {
+    root = images[0].manifest;
+  } else {
+    const descs: Descriptor[] = images.map((i) => ({ mediaType: OCI_MANIFEST, digest: i.manifest.digest, size: i.manifest.bytes.length, platform: i.platform }));
+    const idx = imageIndex(descs, annotations);
+    root = { bytes: idx.bytes, mediaType: OCI_INDEX, digest: idx.descriptor.digest };
+    src.addManifest(root);
+  }
+  return { spec: loaded, root, images, source: src, base: baseInfo, blobs };
+}
+
+function _platforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {
+  const all = (loaded.spec.platforms ?? ['linux/amd64']).map((p) => parsePlatform(p));
+  if (!only?.length) return all;
+  return only.map((w) => {
+    const hit = all.find((p) => platformMatches(p, w));
+    if (!hit) throw loaded.error(['platforms'], `--platform ${formatPlatform(w)} is not in the spec's platforms (${all.map(formatPlatform).join(', ')})`);
+    return hit;
+  });
+}
+
+async function _baseImage(
+  loaded: LoadedSpec,
+  base: { source: ImageSource; root: FetchedManifest; name: string },
+  platform: Platform,
+  out: _BuiltSource,
+): Promise<Image> {
+  let m = base.root;
+  if (isIndexType(m.mediaType)) {
+    const index = JSON.parse(m.bytes.toString('utf8')) as ImageIndex;
+    const hit = index.manifests.find((d) => platformMatches(d.platform, platform));
+    if (!hit) {
+      const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
+      throw loaded.error(['base'], `${base.name} has no image for ${formatPlatform(platform)} (it has ${have})`);
+    }
+    m = await base.source.manifest(hit.digest);
+  }
+  const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
+  const config = JSON.parse((await _readAll(await base.source.blob(doc.config, 0))).toString('utf8')) as ImageConfig;
+  if (config.os !== platform.os || config.architecture !== platform.architecture) {
+    throw loaded.error(['base'], `${base.name} is ${config.os}/${config.architecture}, not ${formatPlatform(platform)}; build for its platform or use a multi-platform base`);
+  }
+  const layers: Layer[] = doc.layers.map((d, i) => {
+    out.addRemote(d, base.source);
+    return { descriptor: d, diffId: config.rootfs.diff_ids[i], open: async () => base.source.blob(d, 0) };
+  });
+  return fromBase(platform, config, layers);
+}
+
+async function _readAll(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+async function _gitAnnotations(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  try {
+    const rev = (await run('git', ['-C', dir, 'rev-parse', 'HEAD'], { timeout: 5000 })).stdout.trim();
+    if (/^[0-9a-f]{40,64}$/.test(rev)) out[ANNOTATION.revision] = rev;
+    const url = (await run('git', ['-C', dir, 'config', '--get', 'remote.origin.url'], { timeout: 5000 })).stdout.trim();
+    // Never publish credentials embedded in a remote URL.
+    if (url) out[ANNOTATION.source] = url.replace(/\/\/[^@/]+@/, '//');
+  } catch {
+    // Not a git checkout, or no remote: no annotations.
+  }
+  return out;
+}
+
+/** The build's output as an ImageSource: manifests in memory, layer blobs in the blob dir, base blobs upstream. */
+class _BuiltSource implements ImageSource {
+  readonly label = 'berth build';
+  private manifests = new Map<string, FetchedManifest>();
+  private bytes = new Map<string, Buffer>();
+  private remote_ = new Map<string, ImageSource>();
+
+  constructor(private readonly blobs: BlobDir) {}
+
+  addManifest(m: FetchedManifest): void {
+    this.manifests.set(m.digest, m);
+  }
+  addBytes(d: Digest, b: Buffer): void {
+    this.bytes.set(d, b);
+  }
+  addRemote(d: Descriptor, s: ImageSource): void {
+    this.remote_.set(d.digest, s);
+  }
+
+  async manifest(reference: string): Promise<FetchedManifest> {
+    const m = this.manifests.get(reference);
+    if (!m) throw new Error(`the build produced no manifest ${reference}`);
+    return m;
+  }
+
+  async blob(desc: Descriptor, offset: number): Promise<Readable> {
+    const b = this.bytes.get(desc.digest);
+    if (b) return Readable.from([b.subarray(offset)]);
+    const upstream = this.remote_.get(desc.digest);
+    if (upstream) return upstream.blob(desc, offset);
+    return createReadStream(this.blobs.path(desc.digest), { start: offset, highWaterMark: 1 << 20 });
+  }
+}

@@ -1,0 +1,95 @@
+// The local layer cache. A layer's key hashes everything that can change its bytes: the member list (paths, types,
+// modes, owners, names, link targets, sizes, content digests), the epoch and the compression identity (algorithm,
+// level, library version). A hit reuses the stored blob: no tar, no compression, and (with skip-existing on push)
+// no upload. Content digests come from a stat cache (like git's index: dev, ino, size, mtime, ctime → sha256), so
+// a warm rebuild reads only the files that changed.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { canonicalBytes } from '../spec/canonical-json.js';
+import { digestOf, type Digest } from '../spec/digest.js';
+import type { Member } from './plan.js';
+
+export interface CachedLayer {
+  digest: Digest;
+  size: number;
+  diffId: Digest;
+  mediaType: string;
+}
+
+type StatRow = [dev: number, ino: number, size: number, mtimeMs: number, ctimeMs: number, digest: Digest];
+
+export class LayerCache {
+  private stats = new Map<string, StatRow>();
+  private dirty = false;
+
+  private constructor(readonly root: string) {}
+
+  static async open(root: string): Promise<LayerCache> {
+    const c = new LayerCache(root);
+    await mkdir(join(root, 'layers'), { recursive: true });
+    try {
+      const rows = JSON.parse(await readFile(join(root, 'contents.json'), 'utf8')) as Record<string, StatRow>;
+      for (const [k, v] of Object.entries(rows)) c.stats.set(k, v);
+    } catch {
+      // No or unreadable stat cache: files get hashed again, nothing else is lost.
+    }
+    return c;
+  }
+
+  /** The content digest of a file member, if its stat identity is unchanged since we last hashed it. */
+  contentDigest(m: Member): Digest | undefined {
+    const src = m.source;
+    if (!src) return undefined;
+    if ('data' in src) return digestOf(src.data);
+    const row = this.stats.get(src.abs);
+    const s = src.stats;
+    if (!row || !s) return undefined;
+    return row[0] === s.dev && row[1] === s.ino && row[2] === s.size && row[3] === s.mtimeMs && row[4] === s.ctimeMs ? row[5] : undefined;
+  }
+
+  rememberContent(m: Member, digest: Digest): void {
+    const src = m.source;
+    if (!src || 'data' in src || !src.stats) return;
+    const s = src.stats;
+    this.stats.set(src.abs, [s.dev, s.ino, s.size, s.mtimeMs, s.ctimeMs, digest]);
+    this.dirty = true;
+  }
+
+  async get(key: string): Promise<CachedLayer | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.root, 'layers', `${key}.json`), 'utf8')) as CachedLayer;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async put(key: string, layer: CachedLayer): Promise<void> {
+    await _atomicWrite(join(this.root, 'layers', `${key}.json`), JSON.stringify(layer));
+  }
+
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    await _atomicWrite(join(this.root, 'contents.json'), JSON.stringify(Object.fromEntries(this.stats)));
+    this.dirty = false;
+  }
+}
+
+/** The cache key, or undefined when some file's content digest is not known yet (then: build, then key). */
+export function layerKey(members: Member[], epoch: number, compression: string, digestOfMember: (m: Member) => Digest | undefined): string | undefined {
+  const rows: unknown[] = [];
+  for (const m of members) {
+    let content: Digest | undefined;
+    if (m.type === 'file') {
+      content = digestOfMember(m);
+      if (!content) return undefined;
+    }
+    rows.push([m.path, m.type, m.mode, m.uid, m.gid, m.uname ?? null, m.gname ?? null, m.linkname ?? null, m.size, content ?? null]);
+  }
+  return digestOf(canonicalBytes({ v: 1, epoch, compression, rows })).slice('sha256:'.length);
+}
+
+async function _atomicWrite(path: string, data: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}

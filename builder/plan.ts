@@ -1,0 +1,144 @@
+// A layer plan: the exact, sorted list of tar members a layer will hold, before any byte is written.
+// Properties cascade spec → layer → entry (nearest wins). Parent directories that no entry names are added with
+// fixed metadata (0755, 0:0, no names) so an image never depends on the build machine's directories — and so an
+// appended layer never changes the owner of a base image's /usr.
+import { posix } from 'node:path';
+import type { Platform } from '../spec/manifest.js';
+import { entryKind, parseMode, type FileProperties, type FilesEntry, type LayerSpec } from '../spec/build-spec.js';
+import { Context, ContextError, type ContextFile } from './context.js';
+import type { FieldPath, LoadedSpec } from './spec.js';
+
+export interface Member {
+  /** Path inside the image, no leading '/', no trailing '/'. */
+  path: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode: number;
+  uid: number;
+  gid: number;
+  uname?: string;
+  gname?: string;
+  linkname?: string;
+  size: number;
+  /** Where a file's bytes come from. */
+  source?: { abs: string; stats?: { dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number } } | { data: Buffer };
+}
+
+export interface LayerPlan {
+  name: string;
+  members: Member[];
+  /** Human-readable provenance of each file (ctx path), for the SBOM. */
+  origins: Map<string, string>;
+}
+
+const IMPLIED_DIR = { type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0 } as const;
+
+function _props(...layers: (FileProperties | undefined)[]): FileProperties {
+  const out: FileProperties = {};
+  for (const l of layers) for (const [k, v] of Object.entries(l ?? {})) if (v !== undefined) (out as any)[k] = v;
+  return out;
+}
+
+function _owner(p: FileProperties) {
+  return { uid: p.uid ?? 0, gid: p.gid ?? 0, uname: p.user, gname: p.group };
+}
+
+/** `/a/b/` → `a/b`; refuses `..` so nothing lands outside the image root. */
+export function imagePath(dest: string): string {
+  const norm = posix.normalize(dest);
+  if (!norm.startsWith('/')) throw new ContextError(`'${dest}' must be an absolute path in the image`);
+  if (dest.split('/').includes('..')) throw new ContextError(`'${dest}' contains '..'`);
+  return norm.replace(/^\/+/, '').replace(/\/+$/, '');
+}
+
+/** Replaces `{os}`, `{arch}`, `{variant}` in a src for one platform. */
+export function expandPlatform(src: string, platform: Platform): string {
+  return src.replace(/\{(os|arch|variant)\}/g, (_, k: string) =>
+    k === 'os' ? platform.os : k === 'arch' ? platform.architecture : (platform.variant ?? ''),
+  );
+}
+
+export async function planLayer(loaded: LoadedSpec, index: number, platform: Platform, ctx: Context): Promise<LayerPlan> {
+  const layer = loaded.spec.layers![index] as LayerSpec;
+  const byPath = new Map<string, Member>();
+  const origins = new Map<string, string>();
+  for (const [j, entry] of layer.files.entries()) {
+    const at: FieldPath = ['layers', index, 'files', j];
+    const props = _props(loaded.spec.properties, layer.properties, entry);
+    try {
+      const kind = entryKind(entry);
+      if (kind === 'src') {
+        await _addFiles(entry as FilesEntry, props, platform, ctx, byPath, origins, loaded, [...at, 'src']);
+      } else if (kind === 'inline') {
+        const e = entry as { inline: string; dest: string };
+        const data = Buffer.from(e.inline, 'utf8');
+        const path = imagePath(e.dest);
+        byPath.set(path, { path, type: 'file', mode: parseMode(props.mode ?? '0644'), ..._owner(props), size: data.length, source: { data } });
+      } else if (kind === 'symlink') {
+        const e = entry as { symlink: string; dest: string };
+        const path = imagePath(e.dest);
+        byPath.set(path, { path, type: 'symlink', mode: 0o777, ..._owner(props), size: 0, linkname: e.symlink });
+      } else if (kind === 'directory') {
+        const path = imagePath((entry as { directory: string }).directory);
+        byPath.set(path, { path, type: 'directory', mode: parseMode(props.dirMode ?? props.mode ?? '0755'), ..._owner(props), size: 0 });
+      } else {
+        throw new ContextError('tar entries are not supported yet');
+      }
+    } catch (e) {
+      if (e instanceof ContextError) throw loaded.error([...at, entryKind(entry)], e.message);
+      throw e;
+    }
+  }
+  return { name: layer.name, members: finishMembers(byPath, (p) => loaded.error(['layers', index, 'name'], p)), origins };
+}
+
+async function _addFiles(
+  entry: FilesEntry,
+  props: FileProperties,
+  platform: Platform,
+  ctx: Context,
+  byPath: Map<string, Member>,
+  origins: Map<string, string>,
+  loaded: LoadedSpec,
+  at: FieldPath,
+): Promise<void> {
+  const src = expandPlatform(entry.src, platform);
+  const files = await ctx.select(src, entry);
+  if (files.length === 0) {
+    if (entry.optional) return;
+    throw loaded.error(at, `no file matches '${src}'${src !== entry.src ? ` (for ${platform.os}/${platform.architecture})` : ''}`);
+  }
+  const dest = imagePath(entry.dest);
+  // One plain file whose dest does not end in '/' is renamed to dest; everything else goes *into* dest.
+  const single = files.length === 1 && files[0].kind !== 'directory' && !entry.dest.endsWith('/') && !/[*?[{]/.test(src);
+  for (const f of files) {
+    const path = single ? dest : posix.join(dest, f.rel);
+    byPath.set(path, _member(path, f, props));
+    origins.set(path, f.ctxPath);
+  }
+}
+
+function _member(path: string, f: ContextFile, props: FileProperties): Member {
+  const owner = _owner(props);
+  if (f.kind === 'directory') return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
+  if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
+  const mode = props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644;
+  const s = f.stats;
+  return {
+    path, type: 'file', mode, ...owner, size: f.size,
+    source: { abs: f.abs, stats: { dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs } },
+  };
+}
+
+/** Adds implied parents, checks nothing sits under a non-directory, and sorts by path bytes. */
+export function finishMembers(byPath: Map<string, Member>, conflict: (msg: string) => Error): Member[] {
+  for (const path of [...byPath.keys()]) {
+    for (let p = posix.dirname(path); p !== '.' && p !== '/' && p !== ''; p = posix.dirname(p)) {
+      const parent = byPath.get(p);
+      if (!parent) byPath.set(p, { path: p, ...IMPLIED_DIR });
+      else if (parent.type !== 'directory') throw conflict(`'/${path}' would sit under '/${p}', which this layer makes a ${parent.type}`);
+    }
+  }
+  byPath.delete('');
+  // Byte order of the UTF-8 path: the same everywhere, independent of locale (no localeCompare).
+  return [...byPath.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+}

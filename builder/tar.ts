@@ -1,0 +1,69 @@
+// Reproducible tar: members in the plan's (byte-sorted) order, every time field = epoch, owners from the spec,
+// uname/gname only when the spec sets them, modes exactly as planned (never the builder's umask), ustar headers
+// with a PAX record only when a name does not fit ustar or is not ASCII (tar-stream's rule).
+// https://github.com/opencontainers/image-spec/blob/main/layer.md
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar, { type Header } from 'tar-stream';
+import type { Member } from './plan.js';
+import { Digester, type Digest } from '../spec/digest.js';
+
+/** The tar header for one member. Exported so tests can pin the exact fields. */
+export function headerFor(m: Member, epoch: number): Partial<Header> & { name: string } {
+  const h: Partial<Header> & { name: string } = {
+    // tar-stream does not add the conventional trailing '/' to directory names; GNU tar and Go's archive/tar do.
+    name: m.type === 'directory' ? `${m.path}/` : m.path,
+    type: m.type,
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
+    size: m.type === 'file' ? m.size : 0,
+    mtime: new Date(epoch * 1000),
+  };
+  if (m.linkname !== undefined) h.linkname = m.linkname;
+  if (m.uname) h.uname = m.uname;
+  if (m.gname) h.gname = m.gname;
+  return h;
+}
+
+/** Streams the layer's tar. File contents are read as the tar is consumed, never buffered whole. */
+export function tarStream(members: Member[], epoch: number, onFile?: (m: Member, digest: Digest) => void): Readable {
+  const pack = tar.pack();
+  (async () => {
+    for (const m of members) {
+      const header = headerFor(m, epoch);
+      if (m.type !== 'file') {
+        await new Promise<void>((res, rej) => pack.entry(header, (e) => (e ? rej(e) : res())).end(undefined as unknown as Buffer));
+        continue;
+      }
+      const src = m.source!;
+      if ('data' in src) {
+        await new Promise<void>((res, rej) => pack.entry(header, src.data, (e) => (e ? rej(e) : res())));
+        continue;
+      }
+      const sink = pack.entry(header);
+      try {
+        const d = new Digester();
+        await pipeline(
+          createReadStream(src.abs),
+          async function* (chunks: AsyncIterable<Buffer>) {
+            for await (const c of chunks) {
+              d.update(c);
+              yield c;
+            }
+          },
+          sink as unknown as NodeJS.WritableStream,
+        );
+        onFile?.(m, d.digest());
+      } catch (e) {
+        const msg = (e as Error).message === 'Size mismatch'
+          ? `${src.abs} changed size while the layer was being written (expected ${m.size} bytes)`
+          : `reading ${src.abs}: ${(e as Error).message}`;
+        throw new Error(msg);
+      }
+    }
+    pack.finalize();
+  })().catch((e) => pack.destroy(e));
+  return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
+}
