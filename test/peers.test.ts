@@ -2,9 +2,10 @@
 // built without docker, and every daemon the harness starts is gone (by pid) after stop().
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import bcrypt from 'bcryptjs';
 import {
   findExecutable, makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, run, startContainerd,
   startDistribution, startDockerd, type Distribution, type RunResult,
@@ -137,3 +138,26 @@ async function checkMultiArchRoundTrip(registry: Distribution, skopeo: (args: st
   const index = await readJson<{ manifests: Array<{ digest: string }> }>(join(back, 'index.json'));
   assert.equal(index.manifests[0].digest, multi.index.digest);
 }
+
+test('distribution options: Basic auth, and a pull-through cache of another distribution', async (t) => {
+  if (!requirePeer(t, 'distribution', 'skopeo', 'crane', 'busybox')) return;
+  const dir = await workDir(t);
+  const clients = await makeClients(t);
+  const image = await makeBusyboxLayout(join(dir, 'layout'), { tag: 'v1' });
+
+  const htpasswd = join(dir, 'htpasswd');
+  await writeFile(htpasswd, `alice:${bcrypt.hashSync('secret', 10)}\n`);
+  const locked = await startDistribution({ htpasswd });
+  t.after(locked.stop);
+  const push = (creds: string[]) =>
+    clients.skopeo(['copy', ...creds, '--dest-tls-verify=false', image.ref, `docker://${locked.host}/x:v1`]);
+  assert.notEqual((await push([])).code, 0, 'anonymous push is refused');
+  ok(await push(['--dest-creds', 'alice:secret']));
+
+  const upstream = await startDistribution();
+  t.after(upstream.stop);
+  ok(await clients.skopeo(['copy', '--dest-tls-verify=false', image.ref, `docker://${upstream.host}/x:v1`]));
+  const cache = await startDistribution({ proxy: { remoteurl: upstream.url } });
+  t.after(cache.stop);
+  assert.equal(ok(await clients.crane(['digest', `${cache.host}/x:v1`])).trim(), image.manifest.digest);
+});

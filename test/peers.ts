@@ -97,20 +97,23 @@ const PEER_FILES: Record<string, string[]> = {
   podman: ['podman'],
 };
 
+// Daemons the harness runs rootful (the CI and dev machines are root; rootless engines are not set up here).
+const ROOT_PEERS = new Set(['docker', 'containerd']);
+
 /** Absolute path of an executable found in PATH or TOOLS_BIN (or the absolute path itself), else undefined. */
 export function findExecutable(name: string): string | undefined {
-  const dirs = name.startsWith('/') ? [''] : [...(process.env.PATH ?? '').split(delimiter), TOOLS_BIN];
-  for (const dir of dirs) {
-    if (dir === undefined) continue;
-    const path = dir ? join(dir, name) : name;
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // keep looking
-    }
+  if (name.startsWith('/')) return _isExecutable(name) ? name : undefined;
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), TOOLS_BIN];
+  return dirs.map((dir) => join(dir, name)).find(_isExecutable);
+}
+
+function _isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
   }
-  return undefined;
 }
 
 /** Executables of `peer` that are not installed (empty when the peer is usable). */
@@ -125,6 +128,8 @@ export function missingPeerFiles(peer: string): string[] {
  */
 export function requirePeer(t: TestContext, ...peers: string[]): boolean {
   const missing = peers.flatMap((p) => missingPeerFiles(p).map((f) => (f === p ? p : `${p} (${f})`)));
+  const asRoot = process.getuid?.() === 0;
+  missing.push(...peers.filter((p) => ROOT_PEERS.has(p) && !asRoot).map((p) => `${p} (must run as root)`));
   if (missing.length === 0) return true;
   const message = `missing peer: ${missing.join(', ')}; ${INSTALL_HINT}`;
   if (process.env.CI === 'true') throw new Error(message);
@@ -308,7 +313,10 @@ function _once(fn: () => Promise<void>): () => Promise<void> {
 export interface DistributionOptions {
   /** htpasswd file (bcrypt) to require Basic auth. */
   htpasswd?: string;
-  /** Make it a pull-through cache of this upstream. */
+  /**
+   * Make it a pull-through cache of this upstream. Quirk: distribution 2.8.2 authenticates to an upstream only with
+   * the token flow; behind a Basic-auth upstream every pull through the cache is "manifest unknown".
+   */
   proxy?: { remoteurl: string; username?: string; password?: string };
 }
 
