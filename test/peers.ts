@@ -11,7 +11,9 @@ import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
 
-export { makeBusyboxLayout, makeMultiArchLayout, type LayoutImage, type LayoutIndex } from './oci-layouts.js';
+export {
+  makeBusyboxLayout, makeMultiArchLayout, DEFAULT_CMD, type BusyboxOptions, type LayoutImage, type LayoutIndex,
+} from './oci-layouts.js';
 
 /** Where `.ci/install-peers.sh` puts the Go-built tools (crane, oras, regctl, conformance.test). */
 export const TOOLS_BIN = '/opt/berth-tools/bin';
