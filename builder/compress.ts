@@ -10,10 +10,13 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGzip } from 'node:zlib';
 import { CompressStream } from 'zstd-napi';
-import * as zbinding from 'zstd-napi/binding.js';
+import { createRequire } from 'node:module';
 import { Digester, type Digest } from '../spec/digest.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../spec/media-types.js';
 import type { Compression } from '../spec/build-spec.js';
+
+// The native binding is CommonJS without named ESM exports; require() gives its functions.
+const zbinding = createRequire(import.meta.url)('zstd-napi/binding.js') as { versionString(): string };
 
 export const GZIP_LEVEL = 6;
 export const ZSTD_LEVEL = 3;

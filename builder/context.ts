@@ -106,7 +106,10 @@ export class Context {
     const clean = pattern.replace(/^\.\/+/, '').replace(/\/+$/, '') || '.';
     const scan = picomatch.scan(clean);
     const base = scan.isGlob ? scan.base : clean;
-    const baseAbs = await this._resolveInside(base);
+    // A plain path's last component is judged by _entry (it may be a symlink to keep); its parents must not escape.
+    const baseAbs = scan.isGlob || base === '.'
+      ? await this._resolveInside(base)
+      : join(await this._resolveInside(base.includes('/') ? base.slice(0, base.lastIndexOf('/')) : '.'), base.split('/').pop()!);
     const include = opts.include?.length ? picomatch(opts.include, { dot: true }) : undefined;
     const exclude = opts.exclude?.length ? picomatch(opts.exclude, { dot: true }) : undefined;
     const out: ContextFile[] = [];

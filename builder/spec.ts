@@ -63,12 +63,12 @@ function _keyLine(doc: Document, lines: LineCounter, path: FieldPath): number | 
 /** Parses `text` (the contents of `file`) and validates it. Pure apart from the environment-free checks. */
 export function parseSpec(text: string, file = 'berth.yaml'): LoadedSpec {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   const name = basename(file) === file ? file : file;
   if (doc.errors.length) {
     const e = doc.errors[0];
     const line = e.linePos?.[0]?.line;
-    throw new BuildSpecError(`${name}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`, name, line);
+    throw new BuildSpecError(`${name}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`, name, line);
   }
   const error = (path: FieldPath, message: string): BuildSpecError => {
     const line = _keyLine(doc, lines, path);

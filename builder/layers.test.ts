@@ -1,0 +1,171 @@
+// Context safety rules and the reproducible layer format, checked on real files in a temp dir.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { decompress } from 'zstd-napi';
+import { digestOf } from '../spec/digest.js';
+import { Context } from './context.js';
+import { BlobDir } from './blobs.js';
+import { buildLayer } from './layers.js';
+import { planLayer } from './plan.js';
+import { parseSpec } from './spec.js';
+
+async function fixture(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-ctx-'));
+  for (const [p, c] of Object.entries(files)) {
+    await mkdir(join(dir, p, '..'), { recursive: true });
+    await writeFile(join(dir, p), c);
+  }
+  return dir;
+}
+
+function specFor(entries: string): ReturnType<typeof parseSpec> {
+  return parseSpec(`apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: l\n    files:\n${entries}`);
+}
+
+const amd64 = { os: 'linux', architecture: 'amd64' };
+
+async function plan(dir: string, entries: string) {
+  return planLayer(specFor(entries), 0, amd64, await Context.open(dir));
+}
+
+async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
+  await assert.rejects(p, (e: Error) => {
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+async function entries(blob: Buffer): Promise<{ name: string; type: string; mode: number; uid: number; gid: number; uname: string; mtime: number; linkname: string | null; body: string }[]> {
+  const out: any[] = [];
+  const ex = tar.extract();
+  const done = (async () => {
+    for await (const e of ex) {
+      const parts: Buffer[] = [];
+      for await (const c of e) parts.push(c as Buffer);
+      const h = e.header;
+      out.push({ name: h.name, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, uname: h.uname, mtime: h.mtime.getTime() / 1000, linkname: h.linkname ?? null, body: Buffer.concat(parts).toString() });
+    }
+  })();
+  Readable.from([blob]).pipe(ex as any);
+  await done;
+  return out;
+}
+
+test('symlinks inside the context stay symlinks; ones leaving it are refused unless followSymlinks', async (t) => {
+  const dir = await fixture({ 'app/a.txt': 'a' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await symlink('a.txt', join(dir, 'app/inside'));
+  await symlink('/etc/passwd', join(dir, 'app/passwd'));
+  await rejects(plan(dir, '      - { src: "app/**", dest: /srv/ }\n'),
+    /^berth\.yaml:6 layers\[0\]\.files\[0\]\.src: 'app\/passwd' is a symlink to \/etc\/passwd, outside the build context; set followSymlinks: true/);
+  const p = await plan(dir, '      - { src: "app/**", dest: /srv/, exclude: [passwd] }\n');
+  const link = p.members.find((m) => m.path === 'srv/inside')!;
+  assert.deepEqual([link.type, link.linkname], ['symlink', 'a.txt']);
+  const followed = await plan(dir, '      - { src: app/passwd, dest: /etc/passwd, followSymlinks: true }\n');
+  const f = followed.members.find((m) => m.path === 'etc/passwd')!;
+  assert.equal(f.type, 'file');
+  assert.equal(f.size, (await readFile('/etc/passwd')).length);
+});
+
+test("'..' and absolute globs are refused before the disk is read", async (t) => {
+  const dir = await fixture({ 'a.txt': 'a' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await rejects(plan(dir, '      - { src: "../**", dest: /x/ }\n'), /src: '\.\.\/\*\*' contains '\.\.'; files must come from inside the build context/);
+  await rejects(plan(dir, '      - { src: "a/../../etc/passwd", dest: /x }\n'), /contains '\.\.'/);
+  await rejects(plan(dir, '      - { src: /etc/passwd, dest: /x }\n'), /is absolute; paths are relative to the build context/);
+  await rejects(plan(dir, '      - { src: "*.txt", dest: /x/, exclude: ["../x"] }\n'), /contains '\.\.'/);
+});
+
+test('a symlinked directory leading out of the context is refused', async (t) => {
+  const dir = await fixture({ 'a.txt': 'a' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await symlink('/etc', join(dir, 'etc'));
+  await rejects(plan(dir, '      - { src: "etc/**", dest: /x/ }\n'), /'etc' resolves to \/etc, outside the build context/);
+});
+
+test('FIFOs are refused with a clear message', async (t) => {
+  const dir = await fixture({ 'a.txt': 'a' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  execFileSync('mkfifo', [join(dir, 'pipe')]);
+  await rejects(plan(dir, '      - { src: "**", dest: /x/ }\n'), /'pipe' is a FIFO \(named pipe\); a layer can hold only files, directories and symlinks \(exclude it\)/);
+  const ok = await plan(dir, '      - { src: "**", dest: /x/, exclude: [pipe] }\n');
+  assert.deepEqual(ok.members.map((m) => m.path), ['x', 'x/a.txt']);
+});
+
+test('non-UTF-8 names are refused with an escaped name; 200-byte names work via PAX', async (t) => {
+  const dir = await fixture({ 'ok.txt': 'ok' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const bad = Buffer.concat([Buffer.from(dir + '/bad-'), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]);
+  await writeFile(bad, 'x');
+  await rejects(plan(dir, '      - { src: "**", dest: /x/ }\n'), /file name 'bad-\\xff\\xfe\.txt' is not valid UTF-8; rename it or exclude it/);
+  await rm(bad);
+  const long = 'n'.repeat(200);
+  await writeFile(join(dir, long), 'long');
+  const blobs = new BlobDir(join(dir, '.blobs'));
+  const p = await plan(dir, '      - { src: "*", dest: /x/, exclude: [".blobs"] }\n');
+  const built = await buildLayer(p, { epoch: 0, compression: 'gzip', blobs });
+  const list = await entries(gunzipSync(await readFile(blobs.path(built.layer.descriptor.digest))));
+  assert.deepEqual(list.map((e) => e.name), ['x/', `x/${long}`, 'x/ok.txt']);
+  assert.equal(list[1].body, 'long');
+});
+
+test('no match names the entry; optional entries may match nothing', async (t) => {
+  const dir = await fixture({ 'a.txt': 'a' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await rejects(plan(dir, '      - { src: "dist/**", dest: /x/ }\n'), /^berth\.yaml:6 layers\[0\]\.files\[0\]\.src: no file matches 'dist\/\*\*'$/);
+  await rejects(plan(dir, '      - { src: "dist/{arch}/app", dest: /app }\n'), /no file matches 'dist\/amd64\/app' \(for linux\/amd64\)/);
+  assert.deepEqual((await plan(dir, '      - { src: "dist/**", dest: /x/, optional: true }\n')).members, []);
+});
+
+test('layer tar: sorted, implied parents fixed, epoch times, spec owners, no names unless set', async (t) => {
+  const dir = await fixture({ 'bin/tool': '#!/bin/sh\n', 'b/z.txt': 'z', 'b/a.txt': 'a' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  execFileSync('chmod', ['0700', join(dir, 'bin/tool')]);
+  const p = await plan(dir, [
+    '      - { src: "b/**", dest: /srv/data/, uid: 1000, gid: 1001 }',
+    '      - { src: bin/tool, dest: /usr/bin/tool }',
+    '      - { inline: "hi\\n", dest: /etc/motd, user: app, group: app }',
+    '      - { symlink: /usr/bin/tool, dest: /tool }',
+    '      - { directory: /var/lib/app, mode: "0700", uid: 65532 }',
+    '',
+  ].join('\n'));
+  const blobs = new BlobDir(join(dir, '.blobs'));
+  const built = await buildLayer(p, { epoch: 1700000000, compression: 'gzip', blobs });
+  const gz = await readFile(blobs.path(built.layer.descriptor.digest));
+  assert.equal(digestOf(gz), built.layer.descriptor.digest);
+  // gzip header: magic, deflate, no flags, MTIME 0, XFL 0, OS 255 — nothing from the build machine.
+  assert.deepEqual([...gz.subarray(0, 10)], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+  const raw = gunzipSync(gz);
+  assert.equal(digestOf(raw), built.layer.diffId);
+  const list = await entries(raw);
+  assert.deepEqual(list.map((e) => e.name), [
+    'etc/', 'etc/motd', 'srv/', 'srv/data/', 'srv/data/a.txt', 'srv/data/z.txt', 'tool', 'usr/', 'usr/bin/', 'usr/bin/tool', 'var/', 'var/lib/', 'var/lib/app/',
+  ]);
+  const by = Object.fromEntries(list.map((e) => [e.name, e]));
+  assert.ok(list.every((e) => e.mtime === 1700000000));
+  assert.deepEqual([by['usr/'].mode, by['usr/'].uid, by['usr/'].uname], [0o755, 0, '']);
+  assert.deepEqual([by['usr/bin/tool'].mode, by['usr/bin/tool'].uid], [0o755, 0]); // owner-exec source → 0755
+  assert.deepEqual([by['srv/data/a.txt'].mode, by['srv/data/a.txt'].uid, by['srv/data/a.txt'].gid], [0o644, 1000, 1001]);
+  assert.deepEqual([by['etc/motd'].uname, by['etc/motd'].body], ['app', 'hi\n']);
+  assert.deepEqual([by['tool'].type, by['tool'].linkname], ['symlink', '/usr/bin/tool']);
+  assert.deepEqual([by['var/lib/app/'].mode, by['var/lib/app/'].uid], [0o700, 65532]);
+});
+
+test('zstd layers decompress to the same tar (same diffID) as gzip ones', async (t) => {
+  const dir = await fixture({ 'a.txt': 'a'.repeat(10000) });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const blobs = new BlobDir(join(dir, '.blobs'));
+  const p = await plan(dir, '      - { src: a.txt, dest: /a.txt }\n');
+  const g = await buildLayer(p, { epoch: 0, compression: 'gzip', blobs });
+  const z = await buildLayer(p, { epoch: 0, compression: 'zstd', blobs });
+  assert.equal(z.layer.descriptor.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+  assert.equal(g.layer.diffId, z.layer.diffId);
+  assert.equal(digestOf(decompress(await readFile(blobs.path(z.layer.descriptor.digest)))), z.layer.diffId);
+});
