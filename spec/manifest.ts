@@ -65,6 +65,9 @@ export interface ParsedManifest {
   document: ImageManifest | ImageIndex;
 }
 
+/** Content-Types that say nothing about the manifest kind; the document's own mediaType (or shape) decides. */
+const GENERIC_TYPES = new Set(['application/json', 'application/octet-stream']);
+
 const SCHEMAS: Record<ManifestMediaType, object> = {
   [OCI_MANIFEST]: ociManifestSchema,
   [OCI_INDEX]: ociIndexSchema,
@@ -94,9 +97,11 @@ export function parseManifest(bytes: Uint8Array, contentType?: string | null): P
       throw new ManifestError(`mediaType "${field}" in the document contradicts Content-Type "${header}"`);
     }
     mediaType = header;
+  } else if (header && !GENERIC_TYPES.has(header)) {
+    throw new ManifestError(`unsupported manifest media type "${header}" (Content-Type)`);
   } else if (field && isManifestType(field)) {
     mediaType = field;
-  } else if (!field && (!header || header === 'application/json' || header === 'application/octet-stream')) {
+  } else if (!field) {
     // No declared type anywhere: an OCI document may omit mediaType; infer from its shape.
     mediaType = Array.isArray(doc.manifests) ? OCI_INDEX : OCI_MANIFEST;
   } else {
