@@ -15,7 +15,7 @@ import {
 } from '../spec/media-types.js';
 import type { ImageSource } from './copy.js';
 import type { FetchedManifest } from './remote.js';
-import { VerifyStream, verifyBytes } from './verify.js';
+import { VerifyStream, countBytes, verifyBytes } from './verify.js';
 
 export const DOCKER_LAYER_PLAIN = 'application/vnd.docker.image.rootfs.diff.tar';
 
@@ -236,8 +236,8 @@ export async function writeDockerArchive(file: string, src: ImageSource, m: Fetc
   const hex = (d: Digest) => parseDigest(d).encoded;
   const add = async (name: string, desc: Descriptor) => {
     const entry = pack.entry({ name, size: desc.size, mode: 0o644, mtime });
-    const s = await src.blob(desc, 0);
-    if (opts.onBytes) s.on('data', (c: Buffer) => opts.onBytes!(desc.digest, c.length));
+    let s = await src.blob(desc, 0);
+    if (opts.onBytes) s = countBytes(s, (n) => opts.onBytes!(desc.digest, n));
     await pipeline(s, entry);
   };
   try {

@@ -13,7 +13,7 @@ import { OCI_INDEX, isManifestType } from '../spec/media-types.js';
 import { isValidTag } from '../spec/reference.js';
 import type { ImageSource, ImageTarget } from './copy.js';
 import type { FetchedManifest, PushResult } from './remote.js';
-import { VerifyStream, verifyBytes } from './verify.js';
+import { VerifyStream, countBytes, verifyBytes } from './verify.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const LAYOUT_VERSION = '1.0.0';
@@ -141,8 +141,8 @@ export class OciLayout implements ImageSource, ImageTarget {
     }
     await mkdir(join(path, '..'), { recursive: true });
     const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    const src = await source(0);
-    if (opts.onBytes) src.on('data', (c: Buffer) => opts.onBytes!(c.length));
+    let src = await source(0);
+    if (opts.onBytes) src = countBytes(src, opts.onBytes);
     try {
       // Sources verify at offset 0; verify again here so a layout never holds a wrong blob under a digest name.
       await pipeline(src, new VerifyStream(desc.digest, desc.size), createWriteStream(tmp));

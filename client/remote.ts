@@ -9,7 +9,7 @@ import { ACCEPT_ALL_MANIFESTS, OCI_INDEX, baseMediaType, isManifestType } from '
 import { isValidName, isValidTag, parseReference, type Reference } from '../spec/reference.js';
 import { repoScope } from './auth.js';
 import { Registry, RegistryError, type RegistryOptions } from './registry.js';
-import { VerifyStream, verifyBytes } from './verify.js';
+import { VerifyStream, countBytes, verifyBytes } from './verify.js';
 
 /** A manifest as fetched: exact bytes (their digest is the identity), media type and digest. */
 export interface FetchedManifest {
@@ -265,7 +265,7 @@ export class Repository {
     const counted = async (offset: number, length?: number) => {
       let s = await source(offset);
       if (length !== undefined) s = _take(s, length);
-      if (onBytes) s.on('data', (c: Buffer) => onBytes(c.length));
+      if (onBytes) s = countBytes(s, onBytes);
       return s;
     };
     const chunk = this.chunkSize;

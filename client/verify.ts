@@ -1,7 +1,7 @@
 // Content verification for every byte berth moves: a pass-through Transform that hashes and counts, and fails
 // the stream (before its end is signalled) when the digest or size differ from the descriptor.
 // image-spec descriptor.md: "consumers SHOULD verify … the digest" and the size.
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { Digester, parseDigest, type Digest } from '../spec/digest.js';
 
 export class DigestMismatchError extends Error {
@@ -48,4 +48,19 @@ export function verifyBytes(bytes: Uint8Array, expected: Digest, what = 'manifes
   d.update(bytes);
   const actual = d.digest();
   if (actual !== expected) throw new DigestMismatchError(expected, actual, what);
+}
+
+/**
+ * Reports bytes as they pass, without putting the source into flowing mode (a bare 'data' listener would start
+ * the flow before the consumer is attached and lose bytes).
+ */
+export function countBytes(src: Readable, onBytes: (n: number) => void): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  src.on('error', (e) => counter.destroy(e));
+  return src.pipe(counter);
 }
