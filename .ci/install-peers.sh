@@ -26,7 +26,7 @@ go_tool() { # name module@version
 }
 go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_tool oras oras.land/oras/cmd/oras@v1.3.6
-go_tool regctl github.com/regclient/regclient/cmd/regctl@latest
+go_tool regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
 
 # The conformance suite is a Go test binary: build it from the module source.
 CONF_VERSION=v0.0.0-20260831232431-97274622c111
