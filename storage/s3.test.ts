@@ -1,0 +1,132 @@
+// The S3 driver against a real S3 server (SeaweedFS, test/s3-server.ts): the shared driver suite, plus what only a
+// shared bucket can show — an upload continued by another replica, server-side assembly, presigned GETs.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { createHash, randomBytes } from 'node:crypto';
+import { runDriverSuite } from './driver-suite.js';
+import { OffsetMismatchError } from './driver.js';
+import { S3Driver, S3StorageError, type S3DriverOptions } from './s3.js';
+import { startS3Server, S3_PEER, type S3Server } from '../test/s3-server.js';
+import { findExecutable } from '../test/peers.js';
+
+const MiB = 1024 * 1024;
+const haveServer = findExecutable(S3_PEER) !== undefined;
+if (!haveServer && process.env.CI === 'true') throw new Error('missing peer: weed (SeaweedFS); install it with `bash .ci/install-s3.sh`');
+const skip = haveServer ? false : 'missing peer: weed (SeaweedFS); install it with `bash .ci/install-s3.sh`';
+
+let server: S3Server | undefined;
+let starting: Promise<S3Server> | undefined;
+/** One server for the whole file, started on first use. */
+function s3(): Promise<S3Server> {
+  return (starting ??= startS3Server().then((s) => (server = s)));
+}
+after(async () => server?.stop());
+
+function options(s: S3Server, extra: Partial<S3DriverOptions> = {}): S3DriverOptions {
+  return { bucket: s.bucket, endpoint: s.endpoint, region: s.region, accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey, forcePathStyle: true, ...extra };
+}
+
+async function readAll(s: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of s) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+if (haveServer) {
+  runDriverSuite('s3', async () => {
+    const driver = new S3Driver(options(await s3(), { prefix: 'suite-root' }));
+    return { driver };
+  });
+}
+
+describe('S3 driver on a shared bucket', { skip }, () => {
+  let a: S3Driver;
+  let b: S3Driver;
+  before(async () => {
+    const s = await s3();
+    // Two "replicas": separate clients, no shared memory, same bucket and prefix.
+    a = new S3Driver(options(s, { prefix: 'replicas', blobGet: 'redirect' }));
+    b = new S3Driver(options(s, { prefix: 'replicas' }));
+  });
+  after(async () => {
+    await a.delete('t');
+    await a.close();
+    await b.close();
+  });
+
+  it('an upload appended through two replicas in 1 MiB and 7 MiB chunks moves into one blob', async () => {
+    const chunks = [1, 7, 1, 1, 7, 1, 7, 7, 1].map((n) => randomBytes(n * MiB));
+    let offset = 0;
+    for (const [i, chunk] of chunks.entries()) {
+      const d = i % 2 ? b : a;
+      offset = await d.append('t/up/data', offset, Readable.from([chunk]));
+      assert.equal((await (i % 2 ? a : b).stat('t/up/data'))?.size, offset, 'the other replica sees the new size at once');
+    }
+    const all = Buffer.concat(chunks);
+    assert.equal(offset, all.length);
+    await assert.rejects(a.append('t/up/data', offset - 1, Readable.from([Buffer.from('x')])), OffsetMismatchError);
+    // Readable while in progress, from either replica, whole and in ranges that straddle segments.
+    assert.deepEqual(await readAll(await b.read('t/up/data')), all);
+    assert.deepEqual(await readAll(await a.read('t/up/data', { start: MiB - 3, end: 8 * MiB + 2 })), all.subarray(MiB - 3, 8 * MiB + 3));
+    await b.move('t/up/data', 't/blobs/final');
+    assert.equal(await a.stat('t/up/data'), undefined);
+    assert.equal((await a.stat('t/blobs/final'))?.size, all.length);
+    const back = await readAll(await a.read('t/blobs/final'));
+    assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(all).digest('hex'));
+    assert.deepEqual(await a.list('t/up'), [], 'no staging state is left behind');
+  });
+
+  it('list shows appendable objects beside plain ones', async () => {
+    await a.append('t/ls/upload', 0, Readable.from([Buffer.from('abc')]));
+    await a.put('t/ls/plain', 'x');
+    assert.deepEqual(await b.list('t/ls'), ['plain', 'upload']);
+    await b.delete('t/ls/upload');
+    assert.equal(await a.stat('t/ls/upload'), undefined);
+    assert.deepEqual(await a.list('t/ls'), ['plain']);
+  });
+
+  it('putStream verifies sha256 and size, and stores nothing on a mismatch', async () => {
+    const data = randomBytes(20 * MiB + 5); // multipart
+    const wrong = createHash('sha256').update('other').digest('hex');
+    await assert.rejects(a.putStream('t/sha/big', Readable.from([data]), { sha256: wrong }), /sha256/);
+    await assert.rejects(a.putStream('t/sha/small', Readable.from([data.subarray(0, 1000)]), { sha256: wrong }), /sha256/);
+    await assert.rejects(a.putStream('t/sha/size', Readable.from([data.subarray(0, 1000)]), { size: 999 }), /announced/);
+    for (const k of ['big', 'small', 'size']) assert.equal(await a.stat(`t/sha/${k}`), undefined);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    assert.equal(await a.putStream('t/sha/big', Readable.from([data]), { sha256, size: data.length }), data.length);
+    assert.equal((await b.stat('t/sha/big'))?.size, data.length);
+  });
+
+  it('redirectUrl is a presigned GET a plain fetch can use (redirect mode only)', async () => {
+    const data = randomBytes(100_000);
+    await a.put('t/blobs/presigned', data);
+    const url = await a.redirectUrl('t/blobs/presigned', { expiresIn: 60 });
+    assert.ok(url);
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
+    assert.equal(await b.redirectUrl('t/blobs/presigned', { expiresIn: 60 }), undefined, 'proxy mode streams instead');
+  });
+
+  it('S3 errors are one clean line', async () => {
+    const s = await s3();
+    const wrong = new S3Driver(options(s, { secretAccessKey: 'not-the-secret', maxAttempts: 1 }));
+    try {
+      const e = await wrong.put('t/x', 'x').then(() => undefined, (err: unknown) => err);
+      assert.ok(e instanceof S3StorageError, String(e));
+      assert.doesNotMatch(e.message, /\n|<\?xml|<Error>/);
+      assert.match(e.message, /check storage\.s3 credentials/);
+    } finally {
+      await wrong.close();
+    }
+    const nobucket = new S3Driver(options(s, { bucket: 'no-such-bucket-berth', maxAttempts: 1 }));
+    try {
+      await assert.rejects(nobucket.get('x/y'), /NoSuchBucket.*create the bucket/);
+    } finally {
+      await nobucket.close();
+    }
+    assert.throws(() => new S3Driver({ bucket: '' }), /bucket is required/);
+    assert.throws(() => new S3Driver({ bucket: 'b', accessKeyId: 'x' }), /both accessKeyId and secretAccessKey/);
+  });
+});
