@@ -56,8 +56,11 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger): Promis
     close: (timeoutMs = 30_000) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+        // Keep-alive connections become idle as their last request finishes: close them as they do.
+        const sweep = setInterval(() => server.closeIdleConnections(), 100);
         server.close(() => {
           clearTimeout(timer);
+          clearInterval(sweep);
           resolve();
         });
         server.closeIdleConnections();
