@@ -44,6 +44,8 @@ export interface BuildOptions {
   cacheDir?: string | false;
   /** Resolves `base:` (already pinned by the lock, if any) to a source; needed only when base is not scratch. */
   resolveBase?: (ref: string) => Promise<{ source: ImageSource; reference: string; name: string }>;
+  /** The base digest pinned by berth.lock (lock.ts); the base is then fetched by digest, not by tag. */
+  baseDigest?: Digest;
   /** Don't look up git for .source/.revision annotations. */
   noGit?: boolean;
   onLayer?: (platform: Platform, layer: BuiltLayer) => void;
@@ -102,8 +104,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (spec.base && spec.base !== 'scratch') {
     if (!opts.resolveBase) throw loaded.error(['base'], 'a base image needs registry access; run berth build from the CLI');
     const r = await opts.resolveBase(spec.base);
-    const root = await r.source.manifest(r.reference).catch((e) => {
-      throw loaded.error(['base'], `cannot fetch ${spec.base}: ${(e as Error).message}`);
+    const reference = opts.baseDigest ?? r.reference;
+    const root = await r.source.manifest(reference).catch((e) => {
+      throw loaded.error(['base'], `cannot fetch ${spec.base}${opts.baseDigest ? ` (locked to ${opts.baseDigest} by berth.lock)` : ''}: ${(e as Error).message}`);
     });
     baseSource = { ...r, root };
     baseInfo = { name: r.name, digest: root.digest };

@@ -6,7 +6,8 @@ import { remoteSource } from '../client/copy.js';
 import { OciLayout, parseLayoutArg } from '../client/layout.js';
 import { build, type BuildOptions, type BuildResult } from '../builder/build.js';
 import { pushImage, writeArchive, writeLayout } from '../builder/outputs.js';
-import { BuildSpecError } from '../builder/spec.js';
+import { BuildSpecError, loadSpec } from '../builder/spec.js';
+import { lockPath, lockedBase, readLock, writeLock } from '../builder/lock.js';
 import { formatPlatform } from '../spec/platform.js';
 import { formatReference, parseReference } from '../spec/reference.js';
 import { CLIError, parseFlags, type Command } from './command.js';
@@ -31,7 +32,11 @@ Flags:
   --cache DIR                layer cache directory (default $XDG_CACHE_HOME/berth)
   --no-cache                 build every layer from scratch in a temp dir
   --check-reproducible       build twice in separate temp caches and fail if any digest differs
+  --lock                     write berth.lock (beside the spec) pinning base: to the digest used
+  --update-lock              ignore berth.lock, resolve base: afresh and rewrite the lock
 ${COMMON_HELP}
+
+berth.lock, when present and naming the spec's base, is always honoured: the base is fetched by that digest.
 
 Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).
 
@@ -56,6 +61,8 @@ const command: Command = {
       cache: { type: 'string' },
       'no-cache': { type: 'boolean' },
       'check-reproducible': { type: 'boolean' },
+      lock: { type: 'boolean' },
+      'update-lock': { type: 'boolean' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
     for (const p of values.push ?? []) {
@@ -66,8 +73,13 @@ const command: Command = {
       }
     }
     const client = makeClient(values);
+    const file = values.file ?? 'berth.yaml';
+    const lock = values['update-lock'] ? undefined : await readLock(file).catch((e: Error) => {
+      throw new CLIError(e.message);
+    });
     const base: BuildOptions = {
-      file: values.file ?? 'berth.yaml',
+      file,
+      baseDigest: lockedBase(lock, await _specBase(file)),
       context: values.context,
       platforms: platforms(values.platform),
       sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
@@ -92,6 +104,10 @@ const command: Command = {
           ...base,
           onLayer: (p, l) => log(`${formatPlatform(p)} layer ${l.name}: ${l.layer.descriptor.digest}${l.cached ? ' (cached)' : ''}`),
         });
+      }
+      if (values.lock || values['update-lock']) {
+        await writeLock(file, { version: 1, ...(result.base && result.spec.spec.base ? { base: { ref: result.spec.spec.base, digest: result.base.digest } } : {}) });
+        log(`wrote ${lockPath(file)}`);
       }
       const outputs: Record<string, unknown>[] = [];
       for (const dir of values['oci-layout'] ?? []) {
@@ -131,6 +147,15 @@ const command: Command = {
     }
   },
 };
+
+/** The spec's base (for the lock lookup); errors surface later, from build(), with file:line. */
+async function _specBase(file: string): Promise<string | undefined> {
+  try {
+    return (await loadSpec(file)).spec.base;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Two builds with fresh caches in separate temp dirs; any differing digest is a failure that names it. */
 async function _checkReproducible(opts: BuildOptions, log: (s: string) => void): Promise<BuildResult> {

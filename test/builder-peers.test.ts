@@ -137,3 +137,29 @@ config: { cmd: ["cat /hello /srv/child.txt"] }
   assert.equal(inspect.RootFS.Layers.length, 3);
   assert.ok(findExecutable('docker') !== undefined);
 });
+
+test('berth.lock pins base: by digest until --update-lock', async (t) => {
+  if (!requirePeer(t, 'distribution')) return;
+  const reg = await startDistribution();
+  t.after(() => reg.stop());
+  const dir = await mkdtemp(join(tmpdir(), 'berth-lock-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const baseSpec = (text: string) => `apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: l\n    files:\n      - { inline: "${text}", dest: /v.txt }\n`;
+  const pushBase = async (text: string) => {
+    await writeFile(join(dir, 'base.yaml'), baseSpec(text));
+    return parseBuild(await berth(['build', '-f', join(dir, 'base.yaml'), '--cache', join(dir, '.cache'), '--push', `${reg.host}/base:latest`, '--json'])).digest;
+  };
+  const v1 = await pushBase('one');
+  await writeFile(join(dir, 'berth.yaml'), `apiVersion: berth/v1\nkind: Image\nbase: ${reg.host}/base:latest\n`);
+  const child = (extra: string[] = []) => berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', join(dir, 'out'), '--json', ...extra]);
+  ok(await child(['--lock']));
+  const lock = JSON.parse(await readFile(join(dir, 'berth.lock'), 'utf8'));
+  assert.deepEqual(lock.base, { ref: `${reg.host}/base:latest`, digest: v1 });
+  const first = parseBuild(await child());
+  const v2 = await pushBase('two');
+  assert.notEqual(v2, v1);
+  assert.equal(parseBuild(await child()).digest, first.digest, 'the locked base is used although the tag moved');
+  const updated = parseBuild(await child(['--update-lock']));
+  assert.notEqual(updated.digest, first.digest);
+  assert.equal(JSON.parse(await readFile(join(dir, 'berth.lock'), 'utf8')).base.digest, v2);
+});
