@@ -3,7 +3,7 @@
 import { LRUCache } from 'lru-cache';
 import {
   OciError, ManifestError, parseManifest, parseDigest, isDigest, isValidTag, digestOf,
-  OCI_INDEX, DOCKER_FOREIGN_LAYER, type Descriptor, type Digest, type ParsedManifest,
+  DOCKER_FOREIGN_LAYER, type Descriptor, type Digest, type ParsedManifest,
 } from '../spec/index.js';
 import type { Driver } from './driver.js';
 import { paths } from './paths.js';
@@ -161,8 +161,8 @@ export class ManifestStore {
     return (await this.driver.list(paths.repository(name))).length > 0;
   }
 
-  /** Manifests whose subject is `subject`, as an image index (distribution-spec "Listing Referrers"). */
-  async referrers(name: string, subject: Digest, artifactType?: string): Promise<{ index: object; filtered: boolean }> {
+  /** Descriptors of the manifests whose subject is `subject`, sorted by digest (distribution-spec "Listing Referrers"). */
+  async referrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
     const entries = await this.driver.list(paths.referrers(name, subject));
     const descriptors: Descriptor[] = [];
     for (const entry of entries) {
@@ -176,10 +176,7 @@ export class ManifestStore {
       }
       if (!artifactType || d.artifactType === artifactType) descriptors.push(d);
     }
-    return {
-      index: { schemaVersion: 2, mediaType: OCI_INDEX, manifests: descriptors },
-      filtered: artifactType !== undefined,
-    };
+    return descriptors.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
   }
 
   /** Repository names, lexically sorted. */
