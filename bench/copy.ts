@@ -86,10 +86,24 @@ export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: 
     const samples = new Map<string, CopyBenchResult[]>();
     for (let round = 0; round < rounds; round++) {
       const add = (r: CopyBenchResult) => samples.set(r.tool, [...(samples.get(r.tool) ?? []), r]);
-      add(await timed('berth copy', process.execPath, [BERTH, 'copy', from, `${dst.host}/berth${round}/img:v1`]));
-      if (skopeo) add(await timed('skopeo copy', skopeo, ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}`, `docker://${dst.host}/skopeo${round}/img:v1`], { HOME: home }));
-      if (crane) add(await timed('crane copy', crane, ['copy', '--insecure', from, `${dst.host}/crane${round}/img:v1`]));
+      // Each measurement gets a fresh destination and skopeo a fresh blob-info cache, so nothing is mounted or skipped.
+      const fresh = async (fn: (to: string) => Promise<CopyBenchResult>) => {
+        const d = await startDistribution();
+        try {
+          add(await fn(`${d.host}/bench/img:v1`));
+        } finally {
+          await d.stop();
+        }
+      };
+      await fresh((to) => timed('berth copy', process.execPath, [BERTH, 'copy', from, to]));
+      if (skopeo) {
+        await rm(join(home, '.local'), { recursive: true, force: true });
+        await fresh((to) => timed('skopeo copy', skopeo, ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}`, `docker://${to}`], { HOME: home }));
+      }
+      if (crane) await fresh((to) => timed('crane copy', crane, ['copy', '--insecure', from, to]));
     }
+    // The no-op re-copy needs a destination that already has everything.
+    await run(process.execPath, [BERTH, 'copy', from, `${dst.host}/berth0/img:v1`], { env: { CI: 'true' } });
     for (const [tool, list] of samples) {
       const sorted = list.map((r) => r.seconds).sort((a, b) => a - b);
       results.push({ tool: `${tool} (median of ${list.length})`, seconds: sorted[Math.floor(sorted.length / 2)], ok: list.every((r) => r.ok), note: list.find((r) => !r.ok)?.note });
