@@ -32,9 +32,11 @@ test('requirePeer skips a missing tool, or fails under CI=true', async (t) => {
   process.env.CI = 'true';
   assert.throws(() => requirePeer(t, 'no-such-berth-peer'), /no-such-berth-peer.*install-peers\.sh/);
   delete process.env.CI;
-  await t.test('skipped here', (t) => {
-    assert.equal(requirePeer(t, 'no-such-berth-peer'), false);
-  });
+  // Outside CI the test is skipped: observed on a stand-in context so this run itself reports no skip.
+  const skips: string[] = [];
+  const probe = { skip: (why: string) => skips.push(why) } as unknown as TestContext;
+  assert.equal(requirePeer(probe, 'no-such-berth-peer'), false);
+  assert.match(skips[0], /missing peer: no-such-berth-peer/);
   assert.equal(requirePeer(t, 'node'), true);
 });
 
