@@ -26,7 +26,6 @@ interface HashState {
 }
 
 export class UploadStore {
-  private readonly infos = new LRUCache<string, UploadInfo>({ max: 10_000 });
   private readonly hashes = new LRUCache<string, HashState>({ max: 1_000 });
 
   constructor(
@@ -38,7 +37,6 @@ export class UploadStore {
     const id = randomBytes(24).toString('base64url');
     const info: UploadInfo = { id, repository, subject, startedAt: new Date().toISOString() };
     await this.driver.put(paths.uploadInfo(id), JSON.stringify(info));
-    this.infos.set(id, info);
     return info;
   }
 
@@ -46,13 +44,13 @@ export class UploadStore {
   async get(id: string, repository: string, subject?: string): Promise<UploadInfo> {
     const unknown = () => new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { id });
     if (!isUploadId(id)) throw unknown();
-    let info = this.infos.get(id);
-    if (!info) {
-      const raw = await this.driver.get(paths.uploadInfo(id));
-      if (!raw) throw unknown();
-      info = JSON.parse(raw.toString('utf8')) as UploadInfo;
-      this.infos.set(id, info);
+    // Always read from storage: another replica may have completed or cancelled the session since we last saw it.
+    const raw = await this.driver.get(paths.uploadInfo(id));
+    if (!raw) {
+      this.hashes.delete(id);
+      throw unknown();
     }
+    const info = JSON.parse(raw.toString('utf8')) as UploadInfo;
     if (info.repository !== repository || (info.subject ?? undefined) !== (subject ?? undefined)) throw unknown();
     return info;
   }
@@ -117,7 +115,6 @@ export class UploadStore {
 
   async cancel(info: UploadInfo): Promise<void> {
     this.hashes.delete(info.id);
-    this.infos.delete(info.id);
     await this.driver.delete(paths.upload(info.id));
   }
 
@@ -132,7 +129,6 @@ export class UploadStore {
       const last = Math.max(started?.getTime() ?? 0, touched?.getTime() ?? 0);
       if (last < cutoff.getTime()) {
         await this.driver.delete(paths.upload(id));
-        this.infos.delete(id);
         this.hashes.delete(id);
         removed++;
       }
