@@ -4,6 +4,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { runDriverSuite } from './driver-suite.js';
 import { OffsetMismatchError } from './driver.js';
 import { S3Driver, S3StorageError, type S3DriverOptions } from './s3.js';
@@ -77,6 +79,33 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     assert.deepEqual(await a.list('t/up'), [], 'no staging state is left behind');
   });
 
+  it('a 100 MiB blob pushed in 16 MiB chunks, then moved, costs a bounded number of S3 requests', async (t) => {
+    const counts: Record<string, number> = {};
+    a.s3.middlewareStack.add(
+      (next, ctx) => async (args) => {
+        const name = ctx.commandName ?? '?';
+        counts[name] = (counts[name] ?? 0) + 1;
+        return next(args);
+      },
+      { step: 'initialize', name: 'berthCountRequests' },
+    );
+    try {
+      const blob = randomBytes(100 * MiB);
+      let offset = 0;
+      for (let i = 0; i < blob.length; i += 16 * MiB) offset = await a.append('t/req/data', offset, Readable.from([blob.subarray(i, i + 16 * MiB)]));
+      await a.move('t/req/data', 't/req/blob');
+      const total = Object.values(counts).reduce((x, y) => x + y, 0);
+      t.diagnostic(`S3 requests for 7 appends + move: ${total} ${JSON.stringify(counts)}`);
+      // Per append: read state, PUT segment, swap state; the move: read state, 7 ranged copies in one multipart
+      // upload, delete state and segments. Nothing proportional to the bytes beyond one request per 16 MiB.
+      assert.ok(total <= 36, `${total} requests`);
+      assert.equal(counts.UploadPartCopyCommand, 7);
+      assert.equal((await b.stat('t/req/blob'))?.size, blob.length);
+    } finally {
+      a.s3.middlewareStack.remove('berthCountRequests');
+    }
+  });
+
   it('list shows appendable objects beside plain ones', async () => {
     await a.append('t/ls/upload', 0, Readable.from([Buffer.from('abc')]));
     await a.put('t/ls/plain', 'x');
@@ -128,5 +157,109 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     }
     assert.throws(() => new S3Driver({ bucket: '' }), /bucket is required/);
     assert.throws(() => new S3Driver({ bucket: 'b', accessKeyId: 'x' }), /both accessKeyId and secretAccessKey/);
+  });
+});
+
+/**
+ * A loopback HTTP proxy in front of the S3 server that injects the faults the driver must ride out: 503 SlowDown,
+ * a connection reset before forwarding, a slow response, and a response lost after S3 applied the request.
+ */
+type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | undefined;
+async function faultProxy(target: string, plan: (n: number, req: IncomingMessage) => Fault): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
+  const to = new URL(target);
+  const faults: Fault[] = [];
+  let n = 0;
+  const server = createServer((req, res) => {
+    const fault = plan(++n, req);
+    faults.push(fault);
+    if (fault === 'slowdown') {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      return;
+    }
+    if (fault === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    const up = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+      if (fault === 'lost') {
+        upRes.resume();
+        upRes.on('end', () => req.socket.destroy());
+        return;
+      }
+      const send = () => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      };
+      if (fault === 'slow') setTimeout(send, 1500);
+      else send();
+    });
+    up.on('error', () => req.socket.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    faults,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+describe('S3 driver under faults', { skip }, () => {
+  it('retries SlowDown, resets, timeouts and lost responses; data stays exact', async () => {
+    const s = await s3();
+    // Every 3rd request fails in turn with one of the faults; appends' state swaps also lose their response.
+    const kinds: Fault[] = ['slowdown', 'reset', 'slow', 'lost'];
+    let k = 0;
+    const proxy = await faultProxy(s.endpoint, (n, req) => {
+      if (n % 3 !== 0) return undefined;
+      const f = kinds[k++ % kinds.length];
+      // "lost" only for writes whose replay is harmless or detected (state swaps, part uploads), like a real network.
+      return f === 'lost' && req.method !== 'PUT' ? 'slowdown' : f;
+    });
+    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'faults', requestTimeoutMs: 1000, maxAttempts: 8 }));
+    try {
+      const chunks = [randomBytes(3 * MiB), randomBytes(6 * MiB), randomBytes(100), randomBytes(2 * MiB)];
+      let offset = 0;
+      for (const c of chunks) offset = await d.append('up/data', offset, Readable.from([c]));
+      const all = Buffer.concat(chunks);
+      assert.deepEqual(await readAll(await d.read('up/data')), all);
+      await d.move('up/data', 'blob');
+      assert.deepEqual(await readAll(await d.read('blob')), all);
+      const big = randomBytes(40 * MiB);
+      await d.putStream('big', Readable.from([big]), { sha256: createHash('sha256').update(big).digest('hex') });
+      assert.deepEqual(await d.get('big'), big);
+      for (const f of kinds) assert.ok(proxy.faults.includes(f), `fault ${f} was injected`);
+    } finally {
+      await d.delete('x').catch(() => {});
+      await d.close();
+      await proxy.close();
+    }
+    const clean = new S3Driver(options(s, { prefix: 'faults' }));
+    await clean.delete('up');
+    await clean.delete('blob');
+    await clean.delete('big');
+    await clean.close();
+  });
+
+  it('gives up with a clean, retryable error when S3 keeps failing', async () => {
+    const s = await s3();
+    const proxy = await faultProxy(s.endpoint, () => 'slowdown');
+    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, maxAttempts: 2 }));
+    try {
+      const e = await d.get('x/y').then(() => undefined, (err: unknown) => err);
+      assert.ok(e instanceof S3StorageError, String(e));
+      assert.equal(e.retryable, true);
+      assert.match(e.message, /^s3 GetObject .*SlowDown \(HTTP 503\): Please reduce your request rate\.$/);
+      assert.equal(proxy.faults.length, 2, 'the SDK retried once (maxAttempts 2)');
+    } finally {
+      await d.close();
+      await proxy.close();
+    }
   });
 });
