@@ -41,7 +41,9 @@ export function bodyStream(c: Ctx): Readable {
 export function hasBody(c: Ctx): boolean {
   const len = c.req.header('content-length');
   if (len !== undefined) return Number(len) > 0;
-  return c.req.header('transfer-encoding') !== undefined;
+  if (c.req.header('transfer-encoding') !== undefined) return true;
+  // Not on a node socket (app.request in tests, other runtimes): the web request knows.
+  return !c.env?.incoming && c.req.raw.body !== null;
 }
 
 /** Reads at most `max` bytes; throws 413 MANIFEST_TOO_BIG beyond. */
