@@ -112,6 +112,11 @@ export class Authenticator {
     readonly host: string,
     private readonly store: CredentialStore | undefined,
     private readonly send: TokenSend,
+    /**
+     * Whether the credentials may go to this token realm (default: any realm). A pull-through cache passes a
+     * policy so a hostile upstream cannot point its realm elsewhere and collect the upstream's password.
+     */
+    private readonly realmCredentials?: (realm: URL) => boolean,
   ) {}
 
   /** True once the registry told us which scheme it wants (from the ping or a 401). */
@@ -190,8 +195,9 @@ export class Authenticator {
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AuthError(`unsupported token realm ${realm}`);
     const service = c.params.service;
-    const creds = await this.credentials();
-    const refresh = this.refreshToken ?? creds?.identityToken;
+    const trusted = this.realmCredentials?.(url) ?? true;
+    const creds = trusted ? await this.credentials() : undefined;
+    const refresh = trusted ? (this.refreshToken ?? creds?.identityToken) : undefined;
     let res: { status: number; text: string };
     if (refresh) {
       res = await this._post(url, { grant_type: 'refresh_token', refresh_token: refresh }, service, scopes);

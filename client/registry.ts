@@ -14,6 +14,8 @@ export type Body = Buffer | string | Readable;
 export interface RegistryOptions {
   /** Where credentials come from; default: docker config.json / auth.json / helpers. */
   credentials?: CredentialStore;
+  /** Whether credentials may be sent to a token realm (default: any); see Authenticator. */
+  realmCredentials?: (realm: URL) => boolean;
   /** Hosts allowed over plain HTTP or with unverified TLS (`true` = every host). Loopback is always allowed. */
   insecure?: boolean | string[];
   /** Retries after the first attempt on 429/5xx/resets (default 5). */
@@ -99,7 +101,7 @@ function _agent(insecureTls: boolean, connections: number): Agent {
 export class Registry {
   readonly auth: Authenticator;
   private base?: Promise<string>;
-  private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure'>> & { insecure: boolean };
+  private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials'>> & { insecure: boolean };
   private readonly dispatcher: Dispatcher;
 
   constructor(
@@ -120,7 +122,7 @@ export class Registry {
     this.auth = new Authenticator(host, creds, async (r) => {
       const res = await this._send({ method: r.method, url: r.url, headers: r.headers, body: r.body === undefined ? undefined : () => r.body! }, true);
       return { status: res.status, text: await res.text(64 * 1024) };
-    });
+    }, options.realmCredentials);
   }
 
   /** `https://host` or `http://host`, decided once by pinging /v2/ (which also records the auth challenge). */

@@ -55,6 +55,8 @@ export function parseTarget(path: string): Target | undefined {
 export interface AppHooks {
   /** Runs after the target is parsed and before the handler (authentication and authorization). */
   auth?: MiddlewareHandler<Env>;
+  /** Runs after auth: the pull-through cache (maps mirrored repositories, fills the cache, refuses pushes). */
+  proxy?: MiddlewareHandler<Env>;
   /** Extra routes outside /v2 (token endpoint, metrics, health). */
   extend?: (app: Hono<Env>) => void;
   /** Called with unexpected errors (they become an opaque 500). */
@@ -83,6 +85,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
     await next();
   });
   if (hooks.auth) app.use('/v2/*', hooks.auth);
+  if (hooks.proxy) app.use('/v2/*', hooks.proxy);
   const dispatch: Handler = async (c) => {
     const target = c.var.target;
     const handler = HANDLERS[target.route][c.req.method];

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../spec/config-schema.js';
 import { validator, describeErrors } from '../spec/schemas.js';
+import type { ProxyConfig } from './proxy/config.js';
 
 export interface Config {
   http: { addr: string; publicUrl?: string; shutdownTimeout: string };
@@ -19,7 +20,7 @@ export interface Config {
   api: { maxPageSize: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent'; requests: boolean };
   auth: { mode: 'none' | 'htpasswd' | 'token'; [key: string]: unknown };
-  proxy?: Record<string, unknown>;
+  proxy?: ProxyConfig;
 }
 
 export class ConfigError extends Error {}

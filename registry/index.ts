@@ -4,6 +4,7 @@ import { createStore, type Store } from '../storage/index.js';
 import { createApp, type AppHooks } from './app.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { createProxy, type Proxy } from './proxy/index.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
@@ -13,10 +14,13 @@ export { createLogger, type Logger } from './log.js';
 export interface Registry {
   store: Store;
   app: ReturnType<typeof createApp>;
+  /** The pull-through cache, when `proxy.upstreams` is configured. */
+  proxy?: Proxy;
 }
 
 export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
+  const proxy = config.proxy?.upstreams?.length ? createProxy(config.proxy, store, log) : undefined;
   const app = createApp(
     {
       store,
@@ -26,8 +30,9 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
     },
     {
       onUnexpectedError: (e, c) => log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) }),
+      ...(proxy ? { proxy: proxy.middleware } : {}),
       ...hooks,
     },
   );
-  return { store, app };
+  return { store, app, proxy };
 }

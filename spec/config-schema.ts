@@ -66,6 +66,41 @@ export const configSchema = {
       },
     },
     auth: { type: 'object', properties: { mode: { enum: ['none', 'htpasswd', 'token'] } } },
-    proxy: { type: 'object' },
+    proxy: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        upstreams: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'url'],
+            properties: {
+              name: { type: 'string', minLength: 1 },
+              url: { type: 'string', pattern: '^https?://[^/?#]+/?$' },
+              /** Local path prefix (`/v2/<prefix>/library/alpine/…`) and storage namespace; default: name. */
+              prefix: { type: 'string', minLength: 1 },
+              /** The host containerd names in `?ns=` (default: the url's host). */
+              host: { type: 'string', minLength: 1 },
+              /** Serves un-prefixed requests (docker's registry-mirrors sends `library/…`) matching `allow`. */
+              default: { type: 'boolean' },
+              username: { type: 'string' },
+              password: { type: 'string' },
+              tagTtl: duration,
+              timeout: duration,
+              allow: { type: 'array', items: { type: 'string', minLength: 1 } },
+              allowPush: { type: 'boolean' },
+              credentialsToRealm: { type: 'array', items: { type: 'string', minLength: 1 } },
+            },
+          },
+        },
+        eviction: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { maxAge: duration, maxBytes: { type: 'integer', minimum: 0 }, interval: duration },
+        },
+      },
+    },
   },
 } as const;

@@ -1,0 +1,412 @@
+// The pull-through cache: manifests, tags and blobs of mirrored repositories, fetched from their upstream on first
+// use and served from storage afterwards. Content addressed by digest is cached for good (until eviction/GC);
+// tags are revalidated with a HEAD once their TTL is over, and served stale when the upstream fails.
+import { LRUCache } from 'lru-cache';
+import { AuthError } from '../../client/auth.js';
+import { downloadBlob, headManifest, statBlob, upstreamRegistry } from '../../client/mirror.js';
+import { Registry, RegistryError } from '../../client/registry.js';
+import { Repository, type FetchedManifest } from '../../client/remote.js';
+import { ManifestError, OciError, isDigest, isValidTag, parseManifest, type Digest, type ErrorCode } from '../../spec/index.js';
+import { paths, type Store } from '../../storage/index.js';
+import { withHeaders } from '../errors.js';
+import type { Ctx } from '../context.js';
+import type { Logger } from '../log.js';
+import { pageParams, paginate } from '../context.js';
+import { parseDigestParam, parseRange, sendStream } from '../routes/blobs.js';
+import { nextLink } from '../routes/tags.js';
+import type { Mapping, Upstream } from './config.js';
+import { BlobFill, FillRegistry } from './fill.js';
+
+export interface Counters {
+  /** Served from storage without asking the upstream (manifests, tags within TTL, blobs). */
+  hits: number;
+  /** Fetched from the upstream (manifest GETs and blob fills started). */
+  misses: number;
+  /** Requests that joined a blob fill already running. */
+  joined: number;
+  /** Tag HEADs sent to the upstream after the TTL. */
+  revalidations: number;
+  /** Cached content served because the upstream failed (down, timeout, 429, 5xx). */
+  staleServes: number;
+  /** Failed upstream exchanges (whether or not something stale could be served). */
+  upstreamErrors: number;
+  /** Bytes received from upstreams for blobs. */
+  bytesFetched: number;
+}
+
+export interface ProxyStats extends Counters {
+  inflightFills: number;
+  upstreams: Record<string, Counters>;
+}
+
+const ZERO: Counters = { hits: 0, misses: 0, joined: 0, revalidations: 0, staleServes: 0, upstreamErrors: 0, bytesFetched: 0 };
+// Last-pull times live in the mtime of the repository's link to the content; rewriting it at most this often.
+const TOUCH_EVERY_MS = 10 * 60_000;
+
+class UpstreamTimeout extends Error {
+  readonly code = 'ETIMEDOUT';
+}
+
+export class PullThroughCache {
+  private readonly registries = new Map<string, Registry>();
+  private readonly fills = new FillRegistry();
+  private readonly inflight = new Map<string, Promise<unknown>>();
+  /** When each `<local>:<tag>` was last confirmed with the upstream. */
+  private readonly validated = new LRUCache<string, number>({ max: 100_000 });
+  private readonly touched = new LRUCache<string, true>({ max: 100_000, ttl: TOUCH_EVERY_MS });
+  private readonly totals: Counters = { ...ZERO };
+  private readonly perUpstream = new Map<string, Counters>();
+
+  constructor(
+    private readonly store: Store,
+    readonly upstreams: Upstream[],
+    private readonly log: Logger,
+  ) {}
+
+  stats(): ProxyStats {
+    return { ...this.totals, inflightFills: this.fills.size, upstreams: Object.fromEntries([...this.perUpstream].map(([k, v]) => [k, { ...v }])) };
+  }
+
+  private _count(u: Upstream, key: keyof Counters, n = 1): void {
+    this.totals[key] += n;
+    let c = this.perUpstream.get(u.name);
+    if (!c) this.perUpstream.set(u.name, (c = { ...ZERO }));
+    c[key] += n;
+  }
+
+  private _registry(u: Upstream): Registry {
+    let r = this.registries.get(u.name);
+    if (!r) {
+      r = upstreamRegistry({ url: u.url, username: u.config.username, password: u.config.password, credentialsToRealm: u.config.credentialsToRealm });
+      this.registries.set(u.name, r);
+    }
+    return r;
+  }
+
+  /** Runs `fn` once for concurrent callers with the same key. */
+  private _once<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    let p = this.inflight.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = fn().finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  /** Bounds an upstream exchange; `signal` aborts the request when the time is up. */
+  private async _timed<T>(u: Upstream, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const e = new UpstreamTimeout(`upstream ${u.name} did not answer within ${u.timeoutMs} ms`);
+        ac.abort(e);
+        reject(e);
+      }, u.timeoutMs);
+    });
+    try {
+      return await Promise.race([fn(ac.signal), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private _failed(u: Upstream, e: unknown, what: string): void {
+    this._count(u, 'upstreamErrors');
+    this.log.warn('proxy: upstream failed', { upstream: u.name, what, err: (e as Error)?.message ?? String(e) });
+  }
+
+  // ---- manifests ---------------------------------------------------------------------------------------------
+
+  /** Makes sure the manifest `reference` of `m` is in storage (under m.local) and current enough to serve. */
+  async manifest(c: Ctx, m: Mapping): Promise<void> {
+    const reference = c.var.target.reference ?? '';
+    if (isDigest(reference)) return this._manifestByDigest(m, reference);
+    if (!isValidTag(reference)) return; // the handler reports it
+    const key = `${m.local}:${reference}`;
+    const local = await this._localTag(m.local, reference);
+    const checked = this.validated.get(key);
+    if (local && checked !== undefined && Date.now() - checked < m.upstream.tagTtlMs) {
+      this._count(m.upstream, 'hits');
+      this._touchManifest(m.local, local);
+      return;
+    }
+    try {
+      await this._once(`tag ${key}`, () => this._revalidate(m, reference, local));
+    } catch (e) {
+      if (local && !_isNotFound(e)) {
+        this._count(m.upstream, 'staleServes');
+        this.log.warn('proxy: serving a stale tag', { upstream: m.upstream.name, repository: m.local, tag: reference, digest: local });
+        return;
+      }
+      throw _asOciError(e, 'MANIFEST_UNKNOWN', `${m.remote}:${reference}`, m.upstream);
+    }
+  }
+
+  private async _manifestByDigest(m: Mapping, digest: Digest): Promise<void> {
+    if (await this.store.driver.stat(paths.manifestRevision(m.local, digest))) {
+      this._count(m.upstream, 'hits');
+      this._touchManifest(m.local, digest);
+      return;
+    }
+    try {
+      await this._once(`manifest ${m.local}@${digest}`, async () => {
+        this._count(m.upstream, 'misses');
+        await this._fetchManifest(m, digest);
+      });
+    } catch (e) {
+      throw _asOciError(e, 'MANIFEST_UNKNOWN', `${m.remote}@${digest}`, m.upstream);
+    }
+  }
+
+  /** The digest a cached tag points at, when the manifest is there too. */
+  private async _localTag(local: string, tag: string): Promise<Digest | undefined> {
+    const raw = await this.store.driver.get(paths.tag(local, tag));
+    if (!raw) return undefined;
+    const digest = raw.toString('utf8');
+    if (!isDigest(digest) || !(await this.store.driver.stat(paths.manifestRevision(local, digest)))) return undefined;
+    return digest;
+  }
+
+  /**
+   * Asks the upstream what `tag` points at now. With a cached copy that is a HEAD (cheap, and not counted against
+   * Docker Hub's pull limit); the manifest is fetched only when it changed. Without one it is a plain GET.
+   */
+  private async _revalidate(m: Mapping, tag: string, local: Digest | undefined): Promise<void> {
+    const u = m.upstream;
+    const key = `${m.local}:${tag}`;
+    if (!local) {
+      this._count(u, 'misses');
+      await this._fetchManifest(m, tag, tag);
+      this.validated.set(key, Date.now());
+      return;
+    }
+    this._count(u, 'revalidations');
+    let head;
+    try {
+      head = await this._timed(u, (signal) => headManifest(this._registry(u), m.remote, tag, signal));
+    } catch (e) {
+      this._failed(u, e, `HEAD ${m.remote}:${tag}`);
+      throw e;
+    }
+    if (head.status === 404) {
+      // Gone upstream: a mirror follows (the cached manifest stays reachable by digest).
+      await this.store.driver.delete(paths.tag(m.local, tag));
+      this.validated.delete(key);
+      throw new RegistryError(`${m.remote}:${tag} is no longer on ${u.name}`, 404);
+    }
+    if (head.digest === local) {
+      this._count(u, 'hits');
+      this._touchManifest(m.local, local);
+    } else if (head.digest && (await this.store.driver.stat(paths.manifestRevision(m.local, head.digest)))) {
+      await this.store.driver.put(paths.tag(m.local, tag), head.digest);
+      this._count(u, 'hits');
+    } else {
+      this._count(u, 'misses');
+      await this._fetchManifest(m, head.digest ?? tag, tag);
+    }
+    this.validated.set(key, Date.now());
+  }
+
+  /** GETs a manifest (verified by the client against its digest) and stores it, tagged when `tag` is given. */
+  private async _fetchManifest(m: Mapping, reference: string, tag?: string): Promise<void> {
+    const u = m.upstream;
+    let fetched: FetchedManifest;
+    try {
+      fetched = await this._timed(u, () => new Repository(this._registry(u), m.remote).getManifest(reference));
+    } catch (e) {
+      if (!_isNotFound(e)) this._failed(u, e, `GET manifest ${m.remote}:${reference}`);
+      throw e;
+    }
+    await this._storeManifest(m.local, fetched, tag);
+  }
+
+  /**
+   * Stores an upstream manifest as-is. Unlike a push, the blobs it references are not required to be here: they
+   * are fetched when a client asks for them. The document is still validated (no ambiguous manifests).
+   */
+  private async _storeManifest(local: string, fetched: FetchedManifest, tag?: string): Promise<void> {
+    let mediaType: string;
+    try {
+      mediaType = parseManifest(fetched.bytes, fetched.mediaType).mediaType;
+    } catch (e) {
+      if (e instanceof ManifestError) throw new OciError('MANIFEST_INVALID', `the upstream sent an invalid manifest: ${e.message}`);
+      throw e;
+    }
+    const { driver, blobs } = this.store;
+    // Same order as a push (crash safety): content, revision link, tag, catalog entry.
+    await blobs.putSmall(fetched.digest, fetched.bytes);
+    await driver.put(paths.manifestRevision(local, fetched.digest), mediaType);
+    if (tag) await driver.put(paths.tag(local, tag), fetched.digest);
+    if (!(await driver.stat(paths.catalogEntry(local)))) await driver.put(paths.catalogEntry(local), '');
+  }
+
+  private _touchManifest(local: string, digest: Digest): void {
+    const key = `m ${local}@${digest}`;
+    if (this.touched.has(key)) return;
+    this.touched.set(key, true);
+    const path = paths.manifestRevision(local, digest);
+    void (async () => {
+      const mediaType = await this.store.driver.get(path);
+      if (mediaType) await this.store.driver.put(path, mediaType);
+    })().catch(() => this.touched.delete(key));
+  }
+
+  // ---- blobs -------------------------------------------------------------------------------------------------
+
+  /**
+   * Serves a blob of `m`: undefined when it is (now) in storage and linked, so the normal handler serves it;
+   * otherwise a response streamed from a fill, or (HEAD) the upstream's answer.
+   */
+  async blob(c: Ctx, m: Mapping): Promise<Response | undefined> {
+    const digest = parseDigestParam(c.var.target.reference);
+    const u = m.upstream;
+    const { blobs } = this.store;
+    const [linked, size] = await Promise.all([blobs.isLinked(m.local, digest), blobs.dataSize(digest)]);
+    if (linked && size !== undefined) {
+      this._count(u, 'hits');
+      this._touchBlob(m.local, digest);
+      return undefined;
+    }
+    const running = this.fills.get(digest);
+    if (size !== undefined && !running) {
+      // The bytes are here for another repository: link them once the upstream confirms this one has them too.
+      await this._upstreamHas(m, digest);
+      await blobs.link(m.local, digest);
+      this._count(u, 'hits');
+      return undefined;
+    }
+    if (c.req.method === 'HEAD') {
+      const known = running ? (await running).size : await this._upstreamHas(m, digest);
+      return c.body(null, 200, { ..._blobHeaders(digest), 'Content-Length': String(known) });
+    }
+    const { fill: pending, joined } = this.fills.getOrStart(digest, () => this._startFill(m, digest));
+    let fill: BlobFill;
+    try {
+      fill = await pending;
+    } catch (e) {
+      throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u);
+    }
+    if (joined) {
+      this._count(u, 'joined');
+      if (!(await blobs.isLinked(m.local, digest))) {
+        await this._upstreamHas(m, digest);
+        fill.done.then(() => blobs.link(m.local, digest), () => {}).catch((e) => this.log.warn('proxy: link failed', { err: String(e) }));
+      }
+    }
+    return this._serveFill(c, fill);
+  }
+
+  private async _startFill(m: Mapping, digest: Digest): Promise<BlobFill> {
+    const u = m.upstream;
+    this._count(u, 'misses');
+    const upload = await this.store.uploads.start(m.local);
+    let download;
+    try {
+      download = await this._timed(u, (signal) => downloadBlob(this._registry(u), m.remote, digest, signal));
+    } catch (e) {
+      await this.store.uploads.cancel(upload).catch(() => {});
+      if (!_isNotFound(e)) this._failed(u, e, `GET blob ${m.remote}@${digest}`);
+      throw e;
+    }
+    const fill = new BlobFill(this.store, digest, download.size, upload, download.body);
+    const started = Date.now();
+    fill.done.then(
+      () => {
+        this._count(u, 'bytesFetched', download.size);
+        this.log.info('proxy: cached blob', { upstream: u.name, repository: m.local, digest, size: download.size, ms: Date.now() - started });
+      },
+      (e) => this._failed(u, e, `fill ${m.remote}@${digest}`),
+    );
+    return fill;
+  }
+
+  private async _serveFill(c: Ctx, fill: BlobFill): Promise<Response> {
+    const range = parseRange(c.req.header('range'), fill.size);
+    const headers: Record<string, string> = _blobHeaders(fill.digest);
+    const length = range ? range.end - range.start + 1 : fill.size;
+    headers['Content-Length'] = String(length);
+    if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${fill.size}`;
+    if (length === 0) {
+      await fill.done;
+      return c.body(null, 200, headers);
+    }
+    return sendStream(c, range ? 206 : 200, headers, fill.reader(range?.start, range?.end));
+  }
+
+  /** The blob's size on the upstream; BLOB_UNKNOWN (or the upstream failure) when it does not have it. */
+  private async _upstreamHas(m: Mapping, digest: Digest): Promise<number> {
+    const u = m.upstream;
+    let size: number | undefined;
+    try {
+      size = await this._timed(u, (signal) => statBlob(this._registry(u), m.remote, digest, signal));
+    } catch (e) {
+      this._failed(u, e, `HEAD blob ${m.remote}@${digest}`);
+      throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u);
+    }
+    if (size === undefined) throw new OciError('BLOB_UNKNOWN', `blob unknown to ${u.name}: ${m.remote}@${digest}`, { digest });
+    return size;
+  }
+
+  private _touchBlob(local: string, digest: Digest): void {
+    const key = `b ${local}@${digest}`;
+    if (this.touched.has(key)) return;
+    this.touched.set(key, true);
+    this.store.blobs.link(local, digest).catch(() => this.touched.delete(key));
+  }
+
+  // ---- tags --------------------------------------------------------------------------------------------------
+
+  /** The upstream's tag list (it is the authority); the cached tags when it fails. */
+  async tags(c: Ctx, m: Mapping, requested: string): Promise<Response> {
+    const u = m.upstream;
+    const { n, last } = pageParams(c);
+    let all: string[];
+    try {
+      all = await this._timed(u, async () => {
+        const out: string[] = [];
+        for await (const t of new Repository(this._registry(u), m.remote).tags()) out.push(t);
+        return out.sort();
+      });
+      this._count(u, 'misses');
+    } catch (e) {
+      if (_isNotFound(e)) throw new OciError('NAME_UNKNOWN', `repository name not known to ${u.name}: ${m.remote}`);
+      this._failed(u, e, `tags ${m.remote}`);
+      try {
+        all = await this.store.manifests.tags(m.local);
+      } catch {
+        throw _asOciError(e, 'NAME_UNKNOWN', m.remote, u);
+      }
+      this._count(u, 'staleServes');
+    }
+    const { page, more } = paginate(all, n, last);
+    if (more) c.header('Link', nextLink(`/v2/${requested}/tags/list`, n!, page[page.length - 1]));
+    return c.json({ name: requested, tags: page });
+  }
+}
+
+function _blobHeaders(digest: Digest): Record<string, string> {
+  return {
+    'Docker-Content-Digest': digest,
+    'Content-Type': 'application/octet-stream',
+    'Accept-Ranges': 'bytes',
+    ETag: `"${digest}"`,
+    'Cache-Control': 'max-age=31536000',
+  };
+}
+
+function _status(e: unknown): number | undefined {
+  return e instanceof RegistryError || e instanceof AuthError ? e.status : undefined;
+}
+
+function _isNotFound(e: unknown): boolean {
+  return _status(e) === 404 || (e instanceof OciError && /UNKNOWN$/.test(e.code));
+}
+
+/** An upstream failure as the error a client should see when nothing cached can stand in. */
+function _asOciError(e: unknown, notFound: ErrorCode, what: string, u: Upstream): OciError {
+  if (e instanceof OciError) return e;
+  if (_isNotFound(e)) return new OciError(notFound, `${notFound === 'BLOB_UNKNOWN' ? 'blob' : notFound === 'NAME_UNKNOWN' ? 'repository' : 'manifest'} unknown to upstream ${u.name}: ${what}`);
+  if (_status(e) === 429) return withHeaders(new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`), { 'Retry-After': '30' });
+  return new OciError('UNAVAILABLE', `upstream ${u.name} is unavailable and ${what} is not cached: ${(e as Error)?.message ?? e}`);
+}

@@ -1,0 +1,112 @@
+// `proxy:` configuration and the request → upstream mapping of the pull-through cache.
+//
+// A request for repository N reaches an upstream in one of three ways (first match wins):
+//   1. containerd's `?ns=<host>` (hosts.toml mirrors): the upstream whose `host` is <host>; N is the remote name;
+//   2. a path prefix: N = `<prefix>/<remote name>` (`/v2/docker.io/library/alpine/…`);
+//   3. the `default` upstream, for docker's `registry-mirrors` (`/v2/library/alpine/…`), when N matches its `allow`.
+// Anything else is a hosted repository. Cached content is stored under `<prefix>/<remote name>` whichever way it was
+// asked for, so the three ways share one cache, and hosted repositories (never under a prefix) cannot collide.
+import picomatch from 'picomatch';
+import { isValidName } from '../../spec/index.js';
+import { ConfigError, parseDuration } from '../config.js';
+
+export interface UpstreamConfig {
+  name: string;
+  url: string;
+  prefix?: string;
+  host?: string;
+  default?: boolean;
+  username?: string;
+  password?: string;
+  /** How long a cached tag is served before it is revalidated with a HEAD (default 0s: every time). */
+  tagTtl?: string;
+  /** Upstream request timeout before serving stale content (default 10s). */
+  timeout?: string;
+  /** Remote repository patterns (`library/*`, `myorg/**`) this mirror may fetch; default: all. */
+  allow?: string[];
+  /** Accept pushes into the mirrored namespace (default: DENIED). */
+  allowPush?: boolean;
+  /** Token realm hosts besides the upstream's own that may receive its credentials (e.g. auth.docker.io). */
+  credentialsToRealm?: string[];
+}
+
+export interface ProxyConfig {
+  upstreams?: UpstreamConfig[];
+  eviction?: {
+    /** Evict cached content not pulled for this long. */
+    maxAge?: string;
+    /** Evict least recently pulled content until mirrored blobs take at most this many bytes. */
+    maxBytes?: number;
+    /** Run eviction this often (default: never by itself; GC may call it). */
+    interval?: string;
+  };
+}
+
+export interface Upstream {
+  name: string;
+  url: string;
+  prefix: string;
+  host: string;
+  isDefault: boolean;
+  tagTtlMs: number;
+  timeoutMs: number;
+  allowPush: boolean;
+  config: UpstreamConfig;
+  /** Whether the remote repository may be fetched through this mirror. */
+  allows(remote: string): boolean;
+}
+
+/** Validates and normalises `proxy.upstreams`; throws ConfigError naming the bad entry. */
+export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
+  const out: Upstream[] = [];
+  for (const [i, u] of (config?.upstreams ?? []).entries()) {
+    const where = `proxy.upstreams[${i}] (${u.name})`;
+    const prefix = u.prefix ?? u.name;
+    if (!isValidName(prefix)) throw new ConfigError(`${where}: prefix "${prefix}" must be a valid repository path such as docker.io or mirror/quay`);
+    if (out.some((o) => o.prefix === prefix || o.prefix.startsWith(prefix + '/') || prefix.startsWith(o.prefix + '/'))) {
+      throw new ConfigError(`${where}: prefix "${prefix}" overlaps another upstream's`);
+    }
+    if (u.default && out.some((o) => o.isDefault)) throw new ConfigError(`${where}: only one upstream can be the default`);
+    const url = new URL(u.url);
+    const matcher = u.allow?.length ? picomatch(u.allow, { dot: true }) : () => true;
+    out.push({
+      name: u.name,
+      url: url.origin,
+      prefix,
+      host: u.host ?? url.host,
+      isDefault: u.default ?? false,
+      tagTtlMs: parseDuration(u.tagTtl ?? '0s'),
+      timeoutMs: parseDuration(u.timeout ?? '10s'),
+      allowPush: u.allowPush ?? false,
+      config: u,
+      allows: (remote) => matcher(remote),
+    });
+  }
+  return out;
+}
+
+export interface Mapping {
+  upstream: Upstream;
+  /** The repository name on the upstream. */
+  remote: string;
+  /** Where the cache stores it: `<prefix>/<remote>`. */
+  local: string;
+}
+
+/** Maps a requested repository (and containerd's `ns`) to an upstream, or undefined for a hosted repository. */
+export function mapRepository(upstreams: Upstream[], name: string, ns: string | undefined): Mapping | undefined {
+  const mapped = (upstream: Upstream, remote: string): Mapping | undefined => {
+    const local = `${upstream.prefix}/${remote}`;
+    return isValidName(local) ? { upstream, remote, local } : undefined;
+  };
+  if (ns) {
+    const byHost = upstreams.find((u) => u.host === ns || u.prefix === ns);
+    if (byHost) return mapped(byHost, name);
+  }
+  for (const u of upstreams) {
+    if (name.startsWith(u.prefix + '/')) return mapped(u, name.slice(u.prefix.length + 1));
+  }
+  const fallback = upstreams.find((u) => u.isDefault);
+  if (fallback && fallback.allows(name)) return mapped(fallback, name);
+  return undefined;
+}

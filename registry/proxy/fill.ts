@@ -1,0 +1,172 @@
+// One upstream download of one blob, shared by every client that wants it while it runs (a "fill").
+//
+// The fill copies the upstream body into an upload session in segments (so storage sees ordinary appends, also on
+// S3), and the upload store verifies the digest before publishing the blob — nothing unverified becomes visible.
+// Clients never slow the fill down and the fill never waits for them: each client is an independent reader with
+// its own position that takes bytes from storage (what is already appended), then from the in-memory segment being
+// appended (at most SEGMENT bytes), then waits for more. So a late joiner first reads what is stored and then
+// follows, a client that disconnects changes nothing, and memory stays bounded by one segment per fill.
+// A reader holds back the blob's last byte until the digest is verified: a client never receives a complete
+// response (Content-Length reached) for content that failed verification — its connection is cut instead.
+import { Readable } from 'node:stream';
+import { NotFoundError, paths, type Store, type UploadInfo } from '../../storage/index.js';
+import type { Digest } from '../../spec/index.js';
+
+/** Bytes buffered before each append: large enough for S3 multipart parts (≥ 5 MiB), small enough for memory. */
+const SEGMENT = 8 << 20;
+
+interface Chunk {
+  offset: number;
+  buf: Buffer;
+}
+
+export class BlobFill {
+  /** Bytes received from the upstream. */
+  private received = 0;
+  /** Bytes appended to storage (readable there). */
+  private durable = 0;
+  /** Received but not yet appended: covers [durable, received). */
+  private pending: Chunk[] = [];
+  private published = false;
+  private error?: Error;
+  private wake: Array<() => void> = [];
+  /** Settles when the blob is published (resolves) or the fill failed (rejects). */
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly store: Store,
+    readonly digest: Digest,
+    readonly size: number,
+    private readonly upload: UploadInfo,
+    body: Readable,
+  ) {
+    this.done = this._pump(body);
+    this.done.catch(() => {}); // failures reach readers through `error`; callers may also await `done`
+  }
+
+  get failed(): Error | undefined {
+    return this.error;
+  }
+
+  /** A stream of bytes [start, end] (inclusive) of the blob, served as soon as they arrive. */
+  reader(start = 0, end = this.size - 1): Readable {
+    return Readable.from(this._read(start, end), { objectMode: false, highWaterMark: 1 << 20 });
+  }
+
+  private async _pump(body: Readable): Promise<void> {
+    try {
+      let segment = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        this.pending.push({ offset: this.received, buf: chunk });
+        this.received += chunk.length;
+        segment += chunk.length;
+        this._notify();
+        if (segment >= SEGMENT) {
+          await this._flush();
+          segment = 0;
+        }
+      }
+      await this._flush();
+      // Verifies size and digest against every stored byte, then publishes and links into the repository.
+      await this.store.uploads.complete(this.upload, this.digest, this.size);
+      this.published = true;
+      this._notify();
+    } catch (e) {
+      this.error = e instanceof Error ? e : new Error(String(e));
+      body.destroy();
+      await this.store.uploads.cancel(this.upload).catch(() => {});
+      this._notify();
+      throw this.error;
+    }
+  }
+
+  private async _flush(): Promise<void> {
+    const n = this.pending.length;
+    if (n === 0) return;
+    const bufs = this.pending.slice(0, n).map((c) => c.buf);
+    this.durable = await this.store.uploads.append(this.upload, this.durable, Readable.from(bufs, { objectMode: false }));
+    this.pending.splice(0, n);
+    this._notify();
+  }
+
+  private _notify(): void {
+    const waiting = this.wake;
+    this.wake = [];
+    for (const w of waiting) w();
+  }
+
+  private _changed(): Promise<void> {
+    return new Promise((resolve) => this.wake.push(resolve));
+  }
+
+  private async *_read(start: number, end: number): AsyncGenerator<Buffer> {
+    let pos = start;
+    while (pos <= end) {
+      if (this.error) throw this.error;
+      // Everything but the last byte may go out before verification; the last only once published.
+      const servable = this.published ? this.size : this.size - 1;
+      if (pos >= servable) {
+        await this._changed();
+        continue;
+      }
+      if (this.published || pos < this.durable) {
+        const to = Math.min(end, servable - 1, this.published ? this.size - 1 : this.durable - 1);
+        const path = this.published ? paths.blobData(this.digest) : paths.uploadData(this.upload.id);
+        let stream: Readable;
+        try {
+          stream = await this.store.driver.read(path, { start: pos, end: to });
+        } catch (e) {
+          if (!(e instanceof NotFoundError)) throw e;
+          // Published between the check and the open (the upload moved): look again.
+          if (!this.published && !this.error) await this._changed();
+          continue;
+        }
+        for await (const c of stream as AsyncIterable<Buffer>) {
+          pos += c.length;
+          yield c;
+        }
+        continue;
+      }
+      const chunk = this.pending.find((c) => c.offset <= pos && pos < c.offset + c.buf.length);
+      if (!chunk) {
+        await this._changed();
+        continue;
+      }
+      const from = pos - chunk.offset;
+      const to = Math.min(chunk.buf.length, end + 1 - chunk.offset, servable - chunk.offset);
+      const piece = chunk.buf.subarray(from, to);
+      pos += piece.length;
+      yield piece;
+    }
+  }
+}
+
+/** Starts fills and lets concurrent requests for the same digest share one. */
+export class FillRegistry {
+  private readonly inflight = new Map<Digest, Promise<BlobFill>>();
+
+  /** The running fill for `digest`, if any. */
+  get(digest: Digest): Promise<BlobFill> | undefined {
+    return this.inflight.get(digest);
+  }
+
+  /**
+   * Returns the running fill for `digest` or starts one with `open` (which resolves once the upstream answered).
+   * `joined` tells whether an existing fill was shared.
+   */
+  getOrStart(digest: Digest, open: () => Promise<BlobFill>): { fill: Promise<BlobFill>; joined: boolean } {
+    const running = this.inflight.get(digest);
+    if (running) return { fill: running, joined: true };
+    const fill = open();
+    this.inflight.set(digest, fill);
+    const forget = () => {
+      if (this.inflight.get(digest) === fill) this.inflight.delete(digest);
+    };
+    fill.then((f) => f.done.then(forget, forget), forget);
+    return { fill, joined: false };
+  }
+
+  get size(): number {
+    return this.inflight.size;
+  }
+}
