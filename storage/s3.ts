@@ -55,6 +55,7 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
   type CompletedPart,
+  type PutObjectCommandInput,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -236,7 +237,7 @@ export class S3Driver implements Driver {
   async put(path: string, data: Buffer | string): Promise<void> {
     const key = this._key(path);
     const body = Buffer.from(data);
-    await this._send('PutObject', key, () => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length })));
+    await this._putObject(key, body);
   }
 
   async putStream(path: string, body: Readable, opts: PutStreamOptions = {}): Promise<number> {
@@ -315,42 +316,50 @@ export class S3Driver implements Driver {
     const run = segments.slice(runFrom);
     const runBytes = run.reduce((n, s) => n + s.size, 0);
     const input = body[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
-    const head = await _readUpTo(input, MIN_PART - runBytes);
-
     const id = randomUUID();
     const segKey = this._segKey(path, id);
     let next: AppendState;
-    if (head.done && head.data.length === 0) {
-      if (loaded) return size; // nothing to add; an empty append at 0 still creates the object
-      next = { v: 1, rev: randomUUID(), size: 0, segments: [], garbage: [] };
-    } else if (head.done && runBytes + head.data.length < MIN_PART) {
-      // Small: staged as its own segment, rolled into a big one later.
-      await this._send('PutObject', segKey, () => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: segKey, Body: head.data, ContentLength: head.data.length })));
-      next = {
-        v: 1,
-        rev: randomUUID(),
-        size: size + head.data.length,
-        segments: [...segments, { id, start: size, size: head.data.length }],
-        garbage: loaded?.state.garbage ?? [],
-      };
-    } else {
-      // Big: the staged run (< 5 MiB, read back) and the new bytes become one segment of ≥ 5 MiB.
-      const rolled = this._concatSource(path, run, head.data, head.done ? undefined : input);
-      const stored = await this._upload(segKey, rolled, {});
-      next = {
-        v: 1,
-        rev: randomUUID(),
-        size: size + stored - runBytes,
-        segments: [...segments.slice(0, runFrom), { id, start: run[0]?.start ?? size, size: stored }],
-        garbage: [...(loaded?.state.garbage ?? []), ...run.map((s) => s.id)],
-      };
+    try {
+      const head = await _readUpTo(input, MIN_PART - runBytes);
+      if (head.done && head.data.length === 0) {
+        if (loaded) return size; // nothing to add; an empty append at 0 still creates the object
+        next = { v: 1, rev: randomUUID(), size: 0, segments: [], garbage: [] };
+      } else if (head.done && runBytes + head.data.length < MIN_PART) {
+        // Small: staged as its own segment, rolled into a big one later.
+        await this._putObject(segKey, head.data);
+        next = {
+          v: 1,
+          rev: randomUUID(),
+          size: size + head.data.length,
+          segments: [...segments, { id, start: size, size: head.data.length }],
+          garbage: loaded?.state.garbage ?? [],
+        };
+      } else {
+        // Big: the staged run (< 5 MiB, read back) and the new bytes become one segment of ≥ 5 MiB.
+        const rolled = this._concatSource(path, run, head.data, head.done ? undefined : input);
+        const stored = await this._upload(segKey, rolled, {});
+        next = {
+          v: 1,
+          rev: randomUUID(),
+          size: size + stored - runBytes,
+          segments: [...segments.slice(0, runFrom), { id, start: run[0]?.start ?? size, size: stored }],
+          garbage: [...(loaded?.state.garbage ?? []), ...run.map((s) => s.id)],
+        };
+      }
+    } catch (e) {
+      await input.return?.(); // stop reading a body nobody will store
+      throw e;
     }
     try {
       await this._swapState(path, next, loaded?.etag);
     } catch (e) {
+      // The swap may have landed even though the call failed (its last response lost): then the append happened
+      // and the segment must stay. Only a state known not to be ours lets the segment go.
+      const now = await this._loadState(path).catch(() => 'unknown' as const);
+      if (now === 'unknown') throw e;
+      if (now?.state.rev === next.rev) return next.size;
       await this._deleteKeys([segKey]).catch(() => {});
       if (!(e instanceof _LostRace)) throw e;
-      const now = await this._loadState(path);
       throw new OffsetMismatchError(path, offset, now?.state.size ?? 0);
     }
     return next.size;
@@ -358,15 +367,15 @@ export class S3Driver implements Driver {
 
   /** The new bytes of an append, preceded by the staged run of small segments they roll up. */
   private async *_concatSource(path: string, run: Segment[], head: Buffer, rest?: AsyncIterator<Buffer | string>): AsyncGenerator<Buffer> {
-    for (const s of run) {
-      for await (const chunk of await this._getStream(this._segKey(path, s.id))) yield chunk as Buffer;
-    }
-    yield head;
-    if (!rest) return;
     try {
-      for (let r = await rest.next(); !r.done; r = await rest.next()) yield Buffer.from(r.value);
+      for (const s of run) {
+        for await (const chunk of await this._getStream(this._segKey(path, s.id))) yield chunk as Buffer;
+      }
+      yield head;
+      if (!rest) return;
+      for (let r = await rest.next(); !r.done; r = await rest.next()) yield _bytes(r.value);
     } finally {
-      await rest.return?.();
+      await rest?.return?.();
     }
   }
 
@@ -384,28 +393,15 @@ export class S3Driver implements Driver {
     return { state, etag: res.ETag ?? '', modified: res.LastModified ?? new Date(0) };
   }
 
-  /** Compare-and-swap of the state object; throws _LostRace when another writer changed it first. */
+  /** Compare-and-swap of the state object; throws _LostRace when the condition failed. */
   private async _swapState(path: string, next: AppendState, etag: string | undefined): Promise<void> {
     const key = `${this._appendDir(path)}/.state`;
     const body = Buffer.from(JSON.stringify(next));
     try {
-      await this._send(
-        'PutObject',
-        key,
-        () => this.s3.send(new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          ContentType: 'application/json',
-          ...(etag ? { IfMatch: etag } : { IfNoneMatch: '*' }),
-        })),
-      );
+      await this._putObject(key, body, { ContentType: 'application/json', ...(etag ? { IfMatch: etag } : { IfNoneMatch: '*' }) });
     } catch (e) {
-      if (!_isConditionFailed(e)) throw e;
-      // A retried request whose first attempt landed also ends here: then the state is ours.
-      const now = await this._loadState(path);
-      if (now?.state.rev !== next.rev) throw new _LostRace();
+      // Also a retried request whose first attempt landed ends here: the caller checks the rev.
+      throw _isConditionFailed(e) ? new _LostRace() : e;
     }
   }
 
@@ -443,7 +439,7 @@ export class S3Driver implements Driver {
     if (runFrom === 0) {
       // Only small segments, < 5 MiB in all: one small PUT.
       const data = await loadRun();
-      await this._send('PutObject', toKey, () => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: toKey, Body: data, ContentLength: data.length })));
+      await this._putObject(toKey, data);
       return;
     }
     const parts: PartSource[] = [];
@@ -474,17 +470,8 @@ export class S3Driver implements Driver {
         const data = first.done ? Buffer.alloc(0) : first.value;
         hash?.update(data);
         _verify(key, data.length, hash, opts);
-        await this._send(
-          'PutObject',
-          key,
-          () => this.s3.send(new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: data,
-            ContentLength: data.length,
-            ...(opts.sha256 ? { ChecksumSHA256: Buffer.from(opts.sha256, 'hex').toString('base64') } : {}),
-          })),
-        );
+        const checksum = opts.sha256 ? { ChecksumSHA256: Buffer.from(opts.sha256, 'hex').toString('base64') } : {};
+        await this._putObject(key, data, checksum);
         return data.length;
       }
       let total = 0;
@@ -569,7 +556,7 @@ export class S3Driver implements Driver {
     const r = await this._send(
       'UploadPart',
       key,
-      () => this.s3.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length })),
+      () => this.s3.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body })),
     );
     return r.ETag ?? '';
   }
@@ -592,10 +579,16 @@ export class S3Driver implements Driver {
   /** Server-side copy of a whole object: CopyObject when small, else parallel ranged UploadPartCopy. */
   private async _copyObject(fromKey: string, size: number, toKey: string): Promise<void> {
     if (size <= SINGLE_COPY_MAX) {
-      await this._send('CopyObject', toKey, () => this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: toKey, CopySource: this._copySource(fromKey) })));
+      const copy = new CopyObjectCommand({ Bucket: this.bucket, Key: toKey, CopySource: this._copySource(fromKey) });
+      await this._send('CopyObject', toKey, () => this.s3.send(copy));
       return;
     }
     await this._multipartFrom(toKey, _copyRanges(fromKey, size));
+  }
+
+  private async _putObject(key: string, body: Buffer, extra: Partial<PutObjectCommandInput> = {}): Promise<void> {
+    const cmd = new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...extra });
+    await this._send('PutObject', key, () => this.s3.send(cmd));
   }
 
   private async _getStream(key: string, start?: number, end?: number): Promise<Readable> {
@@ -648,7 +641,8 @@ export class S3Driver implements Driver {
   private async _deletePrefix(prefix: string): Promise<void> {
     let token: string | undefined;
     do {
-      const r = await this._send('ListObjectsV2', prefix, () => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })));
+      const page = new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token });
+      const r = await this._send('ListObjectsV2', prefix, () => this.s3.send(page));
       await this._deleteKeys((r.Contents ?? []).map((o) => o.Key!));
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
@@ -669,7 +663,8 @@ export class S3Driver implements Driver {
       const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
       if (failed.length) {
         const f = failed[0];
-        throw new S3StorageError(`s3 DeleteObjects ${this.bucket}/${f.Key}: ${f.Code}: ${_oneLine(f.Message ?? '')} (${failed.length} keys failed)`, f.Code ?? 'DeleteFailed', undefined, true);
+        const msg = `s3 DeleteObjects ${this.bucket}/${f.Key}: ${f.Code}: ${_oneLine(f.Message ?? '')} (${failed.length} keys failed)`;
+        throw new S3StorageError(msg, f.Code ?? 'DeleteFailed', undefined, true);
       }
     }
   }
@@ -732,7 +727,8 @@ function _isNotFound(e: unknown): boolean {
 
 function _isConditionFailed(e: unknown): boolean {
   const err = e as S3StorageError;
-  return err instanceof S3StorageError && (err.status === 412 || err.status === 409 || err.code === 'PreconditionFailed' || err.code === 'ConditionalRequestConflict');
+  if (!(err instanceof S3StorageError)) return false;
+  return err.status === 412 || err.status === 409 || err.code === 'PreconditionFailed' || err.code === 'ConditionalRequestConflict';
 }
 
 function _checkRange(opts: ReadOptions): void {
@@ -800,7 +796,7 @@ async function _readUpTo(it: AsyncIterator<Buffer | string>, n: number): Promise
     while (have < n) {
       const r = await it.next();
       if (r.done) return { data: Buffer.concat(chunks), done: true };
-      const b = Buffer.from(r.value);
+      const b = _bytes(r.value);
       chunks.push(b);
       have += b.length;
     }
@@ -816,7 +812,7 @@ async function* _rechunk(source: AsyncIterable<Buffer | string>, size: number): 
   let buf = Buffer.allocUnsafe(size);
   let fill = 0;
   for await (const c of source) {
-    const chunk = typeof c === 'string' ? Buffer.from(c) : c;
+    const chunk = _bytes(c);
     let off = 0;
     while (off < chunk.length) {
       const n = Math.min(size - fill, chunk.length - off);
@@ -831,6 +827,11 @@ async function* _rechunk(source: AsyncIterable<Buffer | string>, size: number): 
     }
   }
   if (fill > 0) yield buf.subarray(0, fill);
+}
+
+function _bytes(c: Buffer | Uint8Array | string): Buffer {
+  if (Buffer.isBuffer(c)) return c;
+  return typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
