@@ -289,7 +289,7 @@ export class PullThroughCache {
     }
     if (joined) {
       this._count(u, 'joined');
-      if (!(await blobs.isLinked(m.local, digest))) {
+      if (fill.repository !== m.local && !(await blobs.isLinked(m.local, digest))) {
         await this._upstreamHas(m, digest);
         fill.done.then(() => blobs.link(m.local, digest), () => {}).catch((e) => this.log.warn('proxy: link failed', { err: String(e) }));
       }

@@ -44,6 +44,11 @@ export class BlobFill {
     this.done.catch(() => {}); // failures reach readers through `error`; callers may also await `done`
   }
 
+  /** The repository the blob is linked into once published. */
+  get repository(): string {
+    return this.upload.repository;
+  }
+
   get failed(): Error | undefined {
     return this.error;
   }
