@@ -16,8 +16,8 @@
 // (2) stores the new bytes as a fresh segment under a unique key, (3) swaps the state. Exactly one of several
 // concurrent appends at the same offset wins the swap; losers delete their segment and get OffsetMismatchError. A
 // failed body or a crash before (3) leaves only an unreferenced segment, so the object is as it was. `rev` is a nonce
-// per state write: after a 412 the writer re-reads the state, and if it carries its own rev the write did land (a
-// retried request whose first response was lost).
+// per state write: after a failed swap the writer re-reads the state, and if it carries its own rev the write did
+// land (a retried request whose first response was lost, answered 412 or not at all) and the append succeeded.
 //
 // S3 multipart parts must be ≥ 5 MiB except the last, and only whole objects (or ranges of one) can be copied into
 // a part. Invariant: every segment but a trailing run of small ones is ≥ 5 MiB, and that run totals < 5 MiB. A small
@@ -27,7 +27,12 @@
 // `move` then builds the destination with one multipart upload whose parts are server-side ranged copies of the
 // segments (UploadPartCopy, in parallel; never downloaded through berth), except a trailing run of several small
 // segments (< 5 MiB in all) which is uploaded as the last part. The destination appears atomically when the upload
-// completes; then the state (first: the object vanishes at once) and the segments are deleted.
+// completes; then the state (first: the object vanishes at once) and the segments are deleted. A crash between the
+// two leaves unreferenced segments, removed by `delete` of the upload's prefix (the upload purge).
+//
+// `list` asks for direct children with Delimiter "/" (paginated) in both namespaces. Some servers (SeaweedFS) keep
+// listing an emptied "folder" for minutes, so each sub-prefix is confirmed with a one-key LIST (`checkEmptyPrefixes`,
+// default on; AWS S3 and MinIO never list empty prefixes and can turn it off).
 //
 // Plain writes are atomic too: one PutObject for bodies up to one part, else a multipart upload that is completed
 // only after the whole body arrived and matched `sha256`/`size`, and aborted otherwise. A known sha256 is sent as
@@ -505,7 +510,8 @@ export class S3Driver implements Driver {
     beforeComplete?: () => void,
     concurrency = COPY_CONCURRENCY,
   ): Promise<void> {
-    const created = await this._send('CreateMultipartUpload', key, () => this.s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key })));
+    const create = new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key });
+    const created = await this._send('CreateMultipartUpload', key, () => this.s3.send(create));
     const uploadId = created.UploadId!;
     const done: CompletedPart[] = [];
     const inflight = new Set<Promise<void>>();
@@ -538,41 +544,32 @@ export class S3Driver implements Driver {
 
   private async _sendPart(key: string, uploadId: string, partNumber: number, part: PartSource): Promise<string> {
     if ('copyKey' in part) {
-      const r = await this._send(
-        'UploadPartCopy',
-        key,
-        () => this.s3.send(new UploadPartCopyCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          PartNumber: partNumber,
-          CopySource: this._copySource(part.copyKey),
-          CopySourceRange: `bytes=${part.start}-${part.end}`,
-        })),
-      );
+      const copy = new UploadPartCopyCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        CopySource: this._copySource(part.copyKey),
+        CopySourceRange: `bytes=${part.start}-${part.end}`,
+      });
+      const r = await this._send('UploadPartCopy', key, () => this.s3.send(copy));
       return r.CopyPartResult?.ETag ?? '';
     }
     const body = await part.load();
-    const r = await this._send(
-      'UploadPart',
-      key,
-      () => this.s3.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body })),
-    );
+    const upload = new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body });
+    const r = await this._send('UploadPart', key, () => this.s3.send(upload));
     return r.ETag ?? '';
   }
 
   private async _completeMultipart(key: string, uploadId: string, parts: CompletedPart[]): Promise<void> {
+    const complete = new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } });
     try {
-      await this._send(
-        'CompleteMultipartUpload',
-        key,
-        () => this.s3.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } })),
-      );
+      await this._send('CompleteMultipartUpload', key, () => this.s3.send(complete));
     } catch (e) {
       // A retry after a lost response finds the upload already completed (NoSuchUpload): fine if the object is there.
       if ((e as S3StorageError).code !== 'NoSuchUpload') throw e;
-      const h = await this._send('HeadObject', key, () => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))).catch(() => undefined);
-      if (!h) throw e;
+      const head = new HeadObjectCommand({ Bucket: this.bucket, Key: key });
+      if (!(await this.s3.send(head).catch(() => undefined))) throw e;
     }
   }
 
@@ -702,7 +699,8 @@ export class S3Driver implements Driver {
 // ---- helpers ----------------------------------------------------------------------------------------------------
 
 function _toStorageError(op: string, where: string, e: unknown): S3StorageError {
-  const err = e as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
+  type SdkError = { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
+  const err = e as SdkError;
   const status = err?.$metadata?.httpStatusCode;
   const code = err?.Code ?? err?.name ?? err?.code ?? 'Error';
   let hint = '';
