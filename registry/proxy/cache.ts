@@ -300,15 +300,20 @@ export class PullThroughCache {
   private async _startFill(m: Mapping, digest: Digest): Promise<BlobFill> {
     const u = m.upstream;
     this._count(u, 'misses');
-    const upload = await this.store.uploads.start(m.local);
-    let download;
-    try {
-      download = await this._timed(u, (signal) => downloadBlob(this._registry(u), m.remote, digest, signal));
-    } catch (e) {
-      await this.store.uploads.cancel(upload).catch(() => {});
-      if (!_isNotFound(e)) this._failed(u, e, `GET blob ${m.remote}@${digest}`);
+    // The upload session (a storage write) and the upstream request run side by side: neither delays the other.
+    const [session, got] = await Promise.allSettled([
+      this.store.uploads.start(m.local),
+      this._timed(u, (signal) => downloadBlob(this._registry(u), m.remote, digest, signal)),
+    ]);
+    if (session.status === 'rejected' || got.status === 'rejected') {
+      if (session.status === 'fulfilled') await this.store.uploads.cancel(session.value).catch(() => {});
+      if (got.status === 'fulfilled') got.value.body.destroy();
+      const e = session.status === 'rejected' ? session.reason : (got as PromiseRejectedResult).reason;
+      if (got.status === 'rejected' && !_isNotFound(e)) this._failed(u, e, `GET blob ${m.remote}@${digest}`);
       throw e;
     }
+    const upload = session.value;
+    const download = got.value;
     const fill = new BlobFill(this.store, digest, download.size, upload, download.body);
     const started = Date.now();
     fill.done.then(

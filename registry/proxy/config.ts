@@ -1,7 +1,8 @@
 // `proxy:` configuration and the request → upstream mapping of the pull-through cache.
 //
 // A request for repository N reaches an upstream in one of three ways (first match wins):
-//   1. containerd's `?ns=<host>` (hosts.toml mirrors): the upstream whose `host` is <host>; N is the remote name;
+//   1. containerd's `?ns=<host>` (hosts.toml mirrors): the upstream whose `host` (or prefix, or name) is <host>;
+//      N is the remote name;
 //   2. a path prefix: N = `<prefix>/<remote name>` (`/v2/docker.io/library/alpine/…`);
 //   3. the `default` upstream, for docker's `registry-mirrors` (`/v2/library/alpine/…`), when N matches its `allow`.
 // Anything else is a hosted repository. Cached content is stored under `<prefix>/<remote name>` whichever way it was
@@ -100,7 +101,7 @@ export function mapRepository(upstreams: Upstream[], name: string, ns: string | 
     return isValidName(local) ? { upstream, remote, local } : undefined;
   };
   if (ns) {
-    const byHost = upstreams.find((u) => u.host === ns || u.prefix === ns);
+    const byHost = upstreams.find((u) => u.host === ns || u.prefix === ns || u.name === ns);
     if (byHost) return mapped(byHost, name);
   }
   for (const u of upstreams) {
