@@ -13,7 +13,7 @@ import { request } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRegistry, createLogger, listen, loadConfig, type RunningServer } from '../registry/index.js';
-import type { Proxy, UpstreamConfig } from '../registry/proxy/index.js';
+import { mapRepository, resolveUpstreams, type Proxy, type UpstreamConfig } from '../registry/proxy/index.js';
 import { FsDriver } from '../storage/fs.js';
 import { paths } from '../storage/index.js';
 import { MemoryDriver } from '../storage/memory.js';
@@ -234,4 +234,30 @@ test('malicious upstream: no credentials to a foreign realm, corrupt blobs never
     await raw(trusting.server.url, 'GET', '/v2/evil/library/app/manifests/v1');
     assert.ok(seen.some((s) => s.body.includes('s3cret-password') || s.authorization?.startsWith('Basic ')), JSON.stringify(seen));
   });
+});
+
+test('proxy config: strict keys, prefixes, default upstream, ?ns= mapping', () => {
+  assert.throws(() => loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'a', url: 'http://127.0.0.1:1', tagTTL: '1m' }] } } }), /tagTTL/);
+  assert.throws(() => loadConfig({ env: {}, flags: { proxy: { mirror: true } } }), /mirror/);
+  assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'a', url: 'http://h:1' }, { name: 'b', url: 'http://h:2', prefix: 'a/b' }] }), /overlaps/);
+  assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'a', url: 'http://h:1', default: true }, { name: 'b', url: 'http://h:2', default: true }] }), /default/);
+  assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'Bad Name', url: 'http://h:1' }] }), /prefix/);
+  const ups = resolveUpstreams({
+    upstreams: [
+      { name: 'docker.io', url: 'https://registry-1.docker.io', default: true, allow: ['library/**'] },
+      { name: 'ghcr', url: 'https://ghcr.io', prefix: 'ghcr.io' },
+    ],
+  });
+  const map = (name: string, ns?: string) => {
+    const m = mapRepository(ups, name, ns);
+    return m && [m.upstream.name, m.remote, m.local];
+  };
+  assert.deepEqual(map('docker.io/library/alpine'), ['docker.io', 'library/alpine', 'docker.io/library/alpine']);
+  assert.deepEqual(map('library/alpine'), ['docker.io', 'library/alpine', 'docker.io/library/alpine']);
+  assert.deepEqual(map('library/alpine', 'docker.io'), ['docker.io', 'library/alpine', 'docker.io/library/alpine']);
+  assert.deepEqual(map('org/app', 'ghcr.io'), ['ghcr', 'org/app', 'ghcr.io/org/app']);
+  assert.deepEqual(map('ghcr.io/org/app'), ['ghcr', 'org/app', 'ghcr.io/org/app']);
+  assert.equal(map('team/app'), undefined, 'outside the default upstream\'s allow list: hosted');
+  assert.equal(map('library/alpine', 'registry.example'), undefined, 'an ns berth does not mirror: hosted, not the default');
+  assert.deepEqual(map('ghcr.io/org/app', 'registry.example'), ['ghcr', 'org/app', 'ghcr.io/org/app']);
 });

@@ -4,7 +4,8 @@
 //   1. containerd's `?ns=<host>` (hosts.toml mirrors): the upstream whose `host` (or prefix, or name) is <host>;
 //      N is the remote name;
 //   2. a path prefix: N = `<prefix>/<remote name>` (`/v2/docker.io/library/alpine/…`);
-//   3. the `default` upstream, for docker's `registry-mirrors` (`/v2/library/alpine/…`), when N matches its `allow`.
+//   3. the `default` upstream, for docker's `registry-mirrors` (`/v2/library/alpine/…`), when N matches its `allow`
+//      and no `ns` names another registry.
 // Anything else is a hosted repository. Cached content is stored under `<prefix>/<remote name>` whichever way it was
 // asked for, so the three ways share one cache, and hosted repositories (never under a prefix) cannot collide.
 import picomatch from 'picomatch';
@@ -107,7 +108,8 @@ export function mapRepository(upstreams: Upstream[], name: string, ns: string | 
   for (const u of upstreams) {
     if (name.startsWith(u.prefix + '/')) return mapped(u, name.slice(u.prefix.length + 1));
   }
-  const fallback = upstreams.find((u) => u.isDefault);
+  // An `ns` naming another registry (berth itself, say) is not a request for the default upstream's content.
+  const fallback = ns ? undefined : upstreams.find((u) => u.isDefault);
   if (fallback && fallback.allows(name)) return mapped(fallback, name);
   return undefined;
 }
