@@ -277,10 +277,9 @@ export class S3Driver implements Driver {
 
   async list(prefix: string): Promise<string[]> {
     const names = new Set<string>();
-    await Promise.all([
-      this._listNames(`${this._key(prefix)}/`, names, false),
-      this._listNames(`${this._appendDir(prefix)}/`, names, true),
-    ]);
+    // Data tree first: a name it confirmed needs no emptiness check in the appendable namespace.
+    await this._listNames(`${this._key(prefix)}/`, names, false);
+    await this._listNames(`${this._appendDir(prefix)}/`, names, true);
     return [...names].sort();
   }
 
@@ -611,7 +610,7 @@ export class S3Driver implements Driver {
       );
       for (const cp of r.CommonPrefixes ?? []) {
         const name = cp.Prefix!.slice(prefix.length, -1);
-        if (name && !(appendables && name.startsWith('.'))) dirs.push(name);
+        if (name && !(appendables && name.startsWith('.')) && !names.has(name)) dirs.push(name);
       }
       if (!appendables) {
         for (const o of r.Contents ?? []) {
