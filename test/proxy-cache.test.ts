@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -133,6 +133,27 @@ test('pull-through cache, in process', async (t) => {
     }
     assert.equal(counting.count('GET', `/blobs/${big.layerDigest}`), 1);
     assert.ok(stats().joined >= 1, JSON.stringify(stats()));
+  });
+
+  await t.test('a fill finishes with no client left', async () => {
+    const img2 = await pushImage(upstream.server.url, 'library/alone', 'v1', 12 << 20);
+    await new Promise<void>((resolve) => {
+      const url = new URL(mirror.server.url);
+      const req = request({ host: url.hostname, port: url.port, path: `/v2/library/alone/blobs/${img2.layerDigest}` }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      req.end();
+    });
+    const data = join(mirror.root, paths.blobData(img2.layerDigest));
+    for (let i = 0; i < 100 && !existsSync(data); i++) await sleep(50);
+    assert.ok(existsSync(data), 'cached although its only client left');
+    assert.ok(existsSync(join(mirror.root, paths.layerLink('up.example/library/alone', img2.layerDigest))));
+    assert.equal(sha256(readFileSync(data)), img2.layerDigest);
+    assert.equal(counting.count('GET', `/blobs/${img2.layerDigest}`), 1);
   });
 
   await t.test('tags are revalidated with HEAD after the TTL; a changed tag is refetched', async (t) => {
