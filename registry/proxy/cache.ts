@@ -277,7 +277,9 @@ export class PullThroughCache {
       return undefined;
     }
     if (c.req.method === 'HEAD') {
-      const known = running ? (await running).size : await this._upstreamHas(m, digest);
+      const known = running
+        ? await running.then((f) => f.size, (e) => Promise.reject(_asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u)))
+        : await this._upstreamHas(m, digest);
       return c.body(null, 200, { ..._blobHeaders(digest), 'Content-Length': String(known) });
     }
     const { fill: pending, joined } = this.fills.getOrStart(digest, () => this._startFill(m, digest));
