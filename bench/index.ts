@@ -1,0 +1,29 @@
+// The benches `npm run bench` runs, in order. Add a bench by exporting a `Bench` (bench/types.ts) and listing it here;
+// `--only NAME[,NAME]` picks some. Older benches that return their own result shape are adapted below.
+import type { Bench, Row } from './types.js';
+import { registryBench } from './registry.js';
+import { benchCopy } from './copy.js';
+import { benchBuild } from './build.js';
+import { benchProxy } from './proxy.js';
+
+interface ToolTiming {
+  tool: string;
+  seconds: number;
+  ok: boolean;
+  note?: string;
+}
+
+function _timings(list: ToolTiming[]): Row[] {
+  return list.map((r) => ({ name: r.tool, unit: 's', berth: r.seconds, better: 'lower', note: r.ok ? r.note : `FAILED ${r.note ?? ''}` }));
+}
+
+export const benches: Bench[] = [
+  registryBench,
+  { name: 'copy', run: async (ctx) => _timings(await benchCopy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })) },
+  { name: 'build', run: async (ctx) => _timings(await benchBuild(ctx.quick ? { files: 5_000, mib: 50 } : {})) },
+  {
+    name: 'proxy',
+    run: async (ctx) =>
+      (await benchProxy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })).map((r) => ({ name: r.name, unit: r.unit, berth: r.value, note: r.note })),
+  },
+];
