@@ -10,6 +10,15 @@ import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type F
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
 
+/**
+ * What `stat` tells about a file here, beyond FileInfo: `version` changes whenever the file is replaced or
+ * rewritten (inode + mtime in ns; every write here is a rename of a new file), so a reader may keep a small file's
+ * bytes and reuse them while a stat shows the same version (storage/manifests.ts does, for tags).
+ */
+export interface FsFileInfo extends FileInfo {
+  version: string;
+}
+
 export interface FsDriverOptions {
   root: string;
   /** fsync files before publishing them (default true); off only for throw-away test data. */
@@ -59,10 +68,11 @@ export class FsDriver implements Driver {
     await rename(tmp, dest);
   }
 
-  async stat(path: string): Promise<FileInfo | undefined> {
+  async stat(path: string): Promise<FsFileInfo | undefined> {
     try {
-      const s = await stat(this._abs(path));
-      return s.isFile() ? { size: s.size, modified: s.mtime } : undefined;
+      const s = await stat(this._abs(path), { bigint: true });
+      if (!s.isFile()) return undefined;
+      return { size: Number(s.size), modified: s.mtime, version: `${s.dev}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}:${s.size}` };
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;

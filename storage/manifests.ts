@@ -38,6 +38,12 @@ export class ManifestStore {
   private readonly bytes = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b) => b.length || 1 });
   private readonly descriptors = new LRUCache<string, Descriptor>({ max: 50_000 });
   private readonly knownRepositories = new Set<string>();
+  /**
+   * Tag and revision-link contents, each with the version its driver's stat reported when it was read. A hit costs
+   * one stat instead of a read (open, fstat, read, close); a tag is never served stale because every use stats the
+   * file first (another process or replica may have moved it). Drivers whose stat has no `version` are read always.
+   */
+  private readonly smallFiles = new LRUCache<string, { version: unknown; data: Buffer }>({ max: 20_000 });
 
   constructor(
     readonly driver: Driver,
@@ -109,14 +115,30 @@ export class ManifestStore {
   async resolve(name: string, reference: string): Promise<Digest> {
     if (isDigest(reference)) return reference;
     if (!isValidTag(reference)) throw new OciError('TAG_INVALID', `invalid tag "${reference.slice(0, 200)}"`);
-    const raw = await this.driver.get(paths.tag(name, reference));
+    const raw = await this._readSmall(paths.tag(name, reference));
     if (!raw) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`);
     return raw.toString('utf8') as Digest;
   }
 
+  /** A small file's bytes, from `smallFiles` when a stat shows the version read last time. */
+  private async _readSmall(path: string): Promise<Buffer | undefined> {
+    const info = (await this.driver.stat(path)) as { version?: unknown } | undefined;
+    if (!info) {
+      this.smallFiles.delete(path);
+      return undefined;
+    }
+    if (info.version === undefined) return this.driver.get(path);
+    const hit = this.smallFiles.get(path);
+    if (hit && hit.version === info.version) return hit.data;
+    // Replaced between the stat and this read: the bytes are newer than `version`, so the next stat misses. Fine.
+    const data = await this.driver.get(path);
+    if (data) this.smallFiles.set(path, { version: info.version, data });
+    return data;
+  }
+
   async get(name: string, reference: string): Promise<StoredManifest> {
     const digest = await this.resolve(name, reference);
-    const mediaType = await this.driver.get(paths.manifestRevision(name, digest));
+    const mediaType = await this._readSmall(paths.manifestRevision(name, digest));
     if (!mediaType) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${name}@${digest}`);
     let bytes = this.bytes.get(digest);
     if (!bytes) {
