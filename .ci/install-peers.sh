@@ -27,6 +27,8 @@ go_tool() { # name module@version
 go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_tool oras oras.land/oras/cmd/oras@v1.3.6
 go_tool regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
+# HEAD load for the bench: Debian's wrk 4.1.0 hangs on HEAD responses that carry a Content-Length.
+go_tool hey github.com/rakyll/hey@v0.1.4
 
 # The conformance suite is a Go test binary: build it from the module source.
 CONF_VERSION=v0.0.0-20260831232431-97274622c111
