@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { OciError, type Digest } from '../spec/index.js';
 import type { Driver } from './driver.js';
 import { paths } from './paths.js';
+import { GcGuard } from './gc.js';
 
 export interface BlobInfo {
   digest: Digest;
@@ -14,7 +15,11 @@ export class BlobStore {
   /** Blob sizes never change for a digest, so they can be cached forever (bounded by count). */
   private readonly sizes = new LRUCache<string, number>({ max: 100_000 });
 
-  constructor(readonly driver: Driver) {}
+  private readonly gc: GcGuard;
+
+  constructor(readonly driver: Driver) {
+    this.gc = new GcGuard(driver);
+  }
 
   /** Size of the blob's data if it exists anywhere in storage (no repository check). */
   async dataSize(digest: Digest): Promise<number | undefined> {
@@ -58,9 +63,20 @@ export class BlobStore {
   /** Cross-repository mount: links `digest` into `to` when `from` has it. Returns false when it can't. */
   async mount(from: string, to: string, digest: Digest): Promise<BlobInfo | undefined> {
     try {
-      const info = await this.stat(from, digest);
-      await this.link(to, digest);
-      return info;
+      // Bracketed by the GC protocol (storage/gc.ts): a mount that raced a sweep of the blob is undone.
+      return await this.gc.around(
+        async () => {
+          const info = await this.stat(from, digest);
+          await this.link(to, digest);
+          return info;
+        },
+        async () => {
+          if (await this.driver.stat(paths.blobData(digest))) return;
+          await this.driver.delete(paths.layerLink(to, digest));
+          this.forget(digest);
+          throw new OciError('BLOB_UNKNOWN', 'blob was garbage-collected during the mount');
+        },
+      );
     } catch (e) {
       if (e instanceof OciError && e.code === 'BLOB_UNKNOWN') return undefined;
       throw e;
@@ -69,7 +85,8 @@ export class BlobStore {
 
   /** Stores small content (a manifest) under its digest when not already there. */
   async putSmall(digest: Digest, data: Buffer): Promise<void> {
-    if ((await this.dataSize(digest)) === data.length) return;
+    // Not the size cache: GC (maybe in another process) may have removed the data since it was cached.
+    if ((await this.driver.stat(paths.blobData(digest)))?.size === data.length) return;
     await this.driver.put(paths.blobData(digest), data);
     this.sizes.set(digest, data.length);
   }

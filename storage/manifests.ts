@@ -8,6 +8,7 @@ import {
 import type { Driver } from './driver.js';
 import { paths } from './paths.js';
 import type { BlobStore } from './blobs.js';
+import { GcGuard } from './gc.js';
 
 /**
  * Non-distributable ("foreign") layers live outside the registry (image-spec layer.md, deprecated but still pushed),
@@ -44,12 +45,15 @@ export class ManifestStore {
    * file first (another process or replica may have moved it). Drivers whose stat has no `version` are read always.
    */
   private readonly smallFiles = new LRUCache<string, { version: unknown; data: Buffer }>({ max: 20_000 });
+  private readonly gc: GcGuard;
 
   constructor(
     readonly driver: Driver,
     private readonly blobs: BlobStore,
     readonly options: ManifestStoreOptions,
-  ) {}
+  ) {
+    this.gc = new GcGuard(driver);
+  }
 
   /**
    * Stores a manifest under a tag or a digest. `extraTags` are the `?tag=` parameters of a push by digest
@@ -72,7 +76,19 @@ export class ManifestStore {
     if (byDigest && digest !== reference) {
       throw new OciError('DIGEST_INVALID', `manifest digest ${digest} does not match reference ${reference}`);
     }
-    await this._checkReferences(name, parsed);
+    const tags = byDigest ? extraTags : [reference];
+    // Checks and writes bracketed by the GC protocol (storage/gc.ts): if a sweep overlapped, re-check afterwards.
+    await this.gc.around(
+      async () => {
+        await this._checkReferences(name, parsed);
+        await this._write(name, digest, body, parsed, tags);
+      },
+      () => this._verifyAfterGc(name, digest, parsed, tags),
+    );
+    return { digest, subject: parsed.subject?.digest };
+  }
+
+  private async _write(name: string, digest: Digest, body: Buffer, parsed: ParsedManifest, tags: string[]): Promise<void> {
 
     // Order matters for crash safety: content, then revision link, then referrer entry, then tag.
     await this.blobs.putSmall(digest, body);
@@ -88,9 +104,22 @@ export class ManifestStore {
       };
       await this.driver.put(paths.referrer(name, parsed.subject.digest, digest), JSON.stringify(descriptor));
     }
-    for (const tag of byDigest ? extraTags : [reference]) await this.driver.put(paths.tag(name, tag), digest);
+    for (const tag of tags) await this.driver.put(paths.tag(name, tag), digest);
     await this._addToCatalog(name);
-    return { digest, subject: parsed.subject?.digest };
+  }
+
+  /** After a GC overlapped the push: everything the manifest relies on must still be there, else undo its tags. */
+  private async _verifyAfterGc(name: string, digest: Digest, parsed: ParsedManifest, tags: string[]): Promise<void> {
+    const needed = [paths.blobData(digest), paths.manifestRevision(name, digest)];
+    for (const d of parsed.blobs) if (!isNonDistributable(d)) needed.push(paths.blobData(d.digest), paths.layerLink(name, d.digest));
+    for (const d of parsed.manifests) needed.push(paths.blobData(d.digest), paths.manifestRevision(name, d.digest));
+    const missing = (await Promise.all(needed.map(async (p) => ((await this.driver.stat(p)) ? undefined : p)))).find(Boolean);
+    if (!missing) return;
+    for (const tag of tags) {
+      if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest) await this.driver.delete(paths.tag(name, tag));
+    }
+    this.blobs.forget(digest);
+    throw new OciError('MANIFEST_BLOB_UNKNOWN', `content this manifest references was garbage-collected while it was pushed (${missing}); push the image again`);
   }
 
   private async _checkReferences(name: string, parsed: ParsedManifest): Promise<void> {

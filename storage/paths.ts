@@ -9,6 +9,9 @@
 //   catalog/<name with "/" as "+">                       one empty object per repository, for a flat, cheap listing
 //   uploads/<id>/data                                    appendable upload bytes
 //   uploads/<id>/info                                    JSON: repository, subject, startedAt (binds the session)
+//   gc/state                                             JSON: GC generation and phase; writers read it (storage/gc.ts)
+//   gc/lease                                             JSON: holder and expiry, so one GC runs across replicas
+//   pulls/<name with "/" as "+">/<tag>                   last pull of a tag (ISO time), for retention; throttled
 //
 // Every argument is validated here too, so a bug upstream can never turn into a path escape.
 import { isValidName, isValidTag, parseDigest, type Digest } from '../spec/index.js';
@@ -74,6 +77,16 @@ export const paths = {
   },
   catalogName(entry: string): string {
     return entry.replaceAll('+', '/');
+  },
+  gcState: 'gc/state',
+  gcLease: 'gc/lease',
+  /** Last-pull records live outside repositories/ so GC and listings of a repository never see them. */
+  pulls(name: string): string {
+    return `pulls/${_name(name).replaceAll('/', '+')}`;
+  },
+  lastPull(name: string, tag: string): string {
+    if (!isValidTag(tag)) throw new Error(`invalid tag ${JSON.stringify(tag)}`);
+    return `${paths.pulls(name)}/${tag}`;
   },
   uploadsRoot: 'uploads',
   upload(id: string): string {

@@ -11,6 +11,7 @@ import { Digester, OciError, parseDigest, type Algorithm, type Digest } from '..
 import { OffsetMismatchError, type Driver } from './driver.js';
 import { paths, isUploadId } from './paths.js';
 import type { BlobStore, BlobInfo } from './blobs.js';
+import { GcGuard } from './gc.js';
 
 export interface UploadInfo {
   id: string;
@@ -27,11 +28,14 @@ interface HashState {
 
 export class UploadStore {
   private readonly hashes = new LRUCache<string, HashState>({ max: 1_000 });
+  private readonly gc: GcGuard;
 
   constructor(
     readonly driver: Driver,
     private readonly blobs: BlobStore,
-  ) {}
+  ) {
+    this.gc = new GcGuard(driver);
+  }
 
   async start(repository: string, subject?: string): Promise<UploadInfo> {
     const id = randomBytes(24).toString('base64url');
@@ -102,13 +106,28 @@ export class UploadStore {
       await this.cancel(info);
       throw new OciError('DIGEST_INVALID', `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`, { digest });
     }
-    const existing = await this.blobs.dataSize(parsed.digest);
-    if (existing === undefined) {
-      if (size === 0) await this.driver.put(paths.blobData(parsed.digest), Buffer.alloc(0));
-      else await this.driver.move(paths.uploadData(info.id), paths.blobData(parsed.digest));
-      this.blobs.noteStored(parsed.digest, size);
-    }
-    await this.blobs.link(info.repository, parsed.digest);
+    const digestOk = parsed.digest;
+    // Publish (unless the data is already there), then link. Bracketed by the GC protocol (storage/gc.ts): when a
+    // sweep overlapped and took the data, publish again from the upload, which is still held until cancel below.
+    const publish = async () => {
+      // Not the size cache: GC (maybe in another process) may have removed the data since it was cached.
+      if (!(await this.driver.stat(paths.blobData(digestOk)))) {
+        if (size === 0) await this.driver.put(paths.blobData(digestOk), Buffer.alloc(0));
+        else await this.driver.move(paths.uploadData(info.id), paths.blobData(digestOk));
+        this.blobs.noteStored(digestOk, size);
+      }
+      await this.blobs.link(info.repository, digestOk);
+    };
+    await this.gc.around(publish, async () => {
+      if ((await this.driver.stat(paths.blobData(digestOk))) && (await this.blobs.isLinked(info.repository, digestOk))) return;
+      this.blobs.forget(digestOk);
+      if (size > 0 && !(await this.driver.stat(paths.uploadData(info.id)))) {
+        throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while this upload completed; upload it again');
+      }
+      await this.gc.around(publish, async () => {
+        if (!(await this.driver.stat(paths.blobData(digestOk)))) throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while this upload completed; upload it again');
+      });
+    });
     await this.cancel(info);
     return { digest: parsed.digest, size };
   }
