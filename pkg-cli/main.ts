@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   catalog: () => import('./catalog.js'),
   delete: () => import('./delete.js'),
   tag: () => import('./tag.js'),
+  gc: () => import('./gc.js'),
 };
 
 function usage(): string {

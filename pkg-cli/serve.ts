@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { FsDriver } from '../storage/fs.js';
 import type { Driver } from '../storage/index.js';
 import { createRegistry, listen, loadConfig, parseDuration, createLogger, ConfigError, type Config } from '../registry/index.js';
+import { createGcJob } from '../registry/gc.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 
 const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR]
@@ -20,7 +21,7 @@ Examples:
   berth serve --addr 127.0.0.1:5001 --root /var/lib/berth
   BERTH_STORAGE_DELETE=false berth serve -c berth.yaml`;
 
-async function makeDriver(config: Config): Promise<Driver> {
+export async function makeDriver(config: Config): Promise<Driver> {
   if (config.storage.s3) {
     // Loaded only when configured: the AWS SDK is large and filesystem users never need it.
     const s3Module: string = '../storage/s3.js';
@@ -61,7 +62,7 @@ const command: Command = {
     if (config.auth.mode === 'none') log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
     let server;
     try {
-      server = await listen(registry.app, config.http.addr, log);
+      server = await listen(registry.app, config.http.addr, log, registry.metrics?.onRequest);
     } catch (e) {
       throw new CLIError(`cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`);
     }
@@ -77,11 +78,24 @@ const command: Command = {
         }, parseDuration(purge.interval))
       : undefined;
     timer?.unref();
+    // Scheduled GC (gc.enabled); replicas share one lease, so one of them does the work.
+    const gc = createGcJob(config, registry.store, log, { after: (r, e) => registry.metrics?.gcRun(r, e !== undefined) });
+    gc.start();
+    // Retention only deletes tags (idempotent on every replica); GC reclaims the bytes afterwards.
+    const retention = registry.policies.enabled.retention
+      ? setInterval(() => {
+          registry.policies.applyRetention().catch((e) => log.error('retention failed', { err: String(e) }));
+        }, parseDuration(config.retention?.interval ?? '1h'))
+      : undefined;
+    retention?.unref();
 
     await new Promise<void>((resolveStop) => {
       const stop = (signal: string) => {
         log.info('shutting down', { signal });
         clearInterval(timer);
+        gc.stop();
+        clearInterval(retention);
+        registry.webhooks?.close();
         server.close(parseDuration(config.http.shutdownTimeout)).then(async () => {
           await driver.close?.();
           resolveStop();

@@ -4,6 +4,8 @@ import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../spec/config-schema.js';
 import { validator, describeErrors } from '../spec/schemas.js';
 import type { ProxyConfig } from './proxy/config.js';
+import type { RetentionConfig, ImmutableRule, QuotaRule } from './policy.js';
+import type { WebhookConfig } from './webhooks.js';
 
 export interface Config {
   http: { addr: string; publicUrl?: string; shutdownTimeout: string };
@@ -21,6 +23,12 @@ export interface Config {
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent'; requests: boolean };
   auth: { mode: 'none' | 'htpasswd' | 'token'; [key: string]: unknown };
   proxy?: ProxyConfig;
+  gc: { enabled: boolean; interval: string; grace: string; deleteUntagged: boolean; concurrency: number };
+  retention?: RetentionConfig;
+  immutableTags?: ImmutableRule[];
+  quotas?: QuotaRule[];
+  metrics: { enabled: boolean };
+  webhooks?: WebhookConfig[];
 }
 
 export class ConfigError extends Error {}
@@ -35,6 +43,8 @@ export const DEFAULTS = {
   api: { maxPageSize: 10_000 },
   log: { level: 'info', requests: true },
   auth: { mode: 'none' },
+  gc: { enabled: false, interval: '24h', grace: '1h', deleteUntagged: false, concurrency: 32 },
+  metrics: { enabled: true },
 } as const;
 
 export function parseDuration(value: string): number {
@@ -135,6 +145,6 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (config.storage.filesystem && config.storage.s3) {
     throw new ConfigError('config: storage: choose one of storage.filesystem or storage.s3, not both');
   }
-  for (const d of [config.http.shutdownTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval]) parseDuration(d);
+  for (const d of [config.http.shutdownTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval, config.gc.interval, config.gc.grace]) parseDuration(d);
   return config;
 }

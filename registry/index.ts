@@ -5,6 +5,11 @@ import { createApp, type AppHooks } from './app.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createProxy, type Proxy } from './proxy/index.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { healthRoutes } from './health.js';
+import { createPolicies, type Policies } from './policy.js';
+import { policyMiddleware } from './policy-middleware.js';
+import { createWebhooks, type Webhooks } from './webhooks.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
@@ -16,11 +21,24 @@ export interface Registry {
   app: ReturnType<typeof createApp>;
   /** The pull-through cache, when `proxy.upstreams` is configured. */
   proxy?: Proxy;
+  /** Prometheus metrics (`metrics.enabled`, default on); feed `metrics.onRequest` to listen(). */
+  metrics?: Metrics;
+  policies: Policies;
+  webhooks?: Webhooks;
 }
 
 export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
   const proxy = config.proxy?.upstreams?.length ? createProxy(config.proxy, store, log) : undefined;
+  const metrics = config.metrics.enabled ? createMetrics({ proxy }) : undefined;
+  const policies = createPolicies(config, store, log);
+  if (policies.enabled.immutable) store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
+  const webhooks = config.webhooks?.length ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' }) : undefined;
+  const ops = { ...hooks };
+  ops.extend = (app) => {
+    healthRoutes(app, driver, metrics);
+    hooks.extend?.(app);
+  };
   const app = createApp(
     {
       store,
@@ -31,8 +49,9 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
     {
       onUnexpectedError: (e, c) => log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) }),
       ...(proxy ? { proxy: proxy.middleware } : {}),
-      ...hooks,
+      policy: policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))),
+      ...ops,
     },
   );
-  return { store, app, proxy };
+  return { store, app, proxy, metrics, policies, webhooks };
 }

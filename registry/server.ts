@@ -1,5 +1,5 @@
 // The node HTTP server around the hono app: timeouts suited to multi-GiB uploads, request logs, graceful close.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -21,7 +21,10 @@ export function parseAddr(addr: string): { host?: string; port: number } {
   return { host, port: Number(m[3]) };
 }
 
-export async function listen(app: Hono<Env>, addr: string, log?: Logger): Promise<RunningServer> {
+/** Observes every request as it starts (metrics); it subscribes to the response's events itself. */
+export type RequestObserver = (req: IncomingMessage, res: ServerResponse) => void;
+
+export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe?: RequestObserver): Promise<RunningServer> {
   const { host, port } = parseAddr(addr);
   const listener = getRequestListener(app.fetch as never, {
     errorHandler: (e) => {
@@ -29,6 +32,7 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger): Promis
     },
   });
   const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
+    observe?.(req, res);
     if (log?.requests) {
       const started = process.hrtime.bigint();
       res.once('finish', () => {

@@ -1,6 +1,8 @@
 // JSON Schema of berth's server configuration (berth.yaml for `berth serve`). Unknown keys are errors, so a typo
 // is reported instead of silently ignored. Every key can be overridden by BERTH_* variables (registry/config.ts).
 const duration = { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' };
+/** Glob patterns (picomatch): `team-a/**`, `v*`. */
+const patterns = { type: 'array', items: { type: 'string', minLength: 1 } };
 
 export const configSchema = {
   $id: 'berth-config',
@@ -66,6 +68,95 @@ export const configSchema = {
       },
     },
     auth: { type: 'object', properties: { mode: { enum: ['none', 'htpasswd', 'token'] } } },
+    /** Online garbage collection (storage/gc.ts); `berth gc` runs it once. */
+    gc: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        /** Run on a schedule inside `berth serve` (one replica at a time, by lease). */
+        enabled: { type: 'boolean' },
+        interval: duration,
+        /** Anything written within this window before a run starts is spared (covers pushes in flight, clock skew). */
+        grace: duration,
+        deleteUntagged: { type: 'boolean' },
+        concurrency: { type: 'integer', minimum: 1, maximum: 1024 },
+      },
+    },
+    /** Tag retention, applied on a schedule in `berth serve` and by `berth gc`; GC then reclaims the bytes. */
+    retention: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        interval: duration,
+        policies: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['repositories'],
+            properties: {
+              repositories: patterns,
+              /** Tags the policy looks at (default: all); others are left alone. */
+              tags: patterns,
+              /** Keep the newest N matching tags (by push time). */
+              keepLast: { type: 'integer', minimum: 0 },
+              /** Delete matching tags pushed longer ago than this… */
+              maxAge: duration,
+              /** …unless pulled within this window (pulls are recorded at most once a minute per tag). */
+              keepPulledWithin: duration,
+            },
+          },
+        },
+      },
+    },
+    /** Tags that can't be overwritten or deleted once pushed (DENIED). */
+    immutableTags: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['repositories'],
+        properties: { repositories: patterns, tags: patterns },
+      },
+    },
+    /** Storage quotas per namespace (the repository name up to its first `/`, or a given prefix). */
+    quotas: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['namespace', 'maxBytes'],
+        properties: {
+          /** A namespace such as `team-a` (covers `team-a/**`), or `*` for every top-level namespace separately. */
+          namespace: { type: 'string', minLength: 1 },
+          maxBytes: { type: 'integer', minimum: 0 },
+        },
+      },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { enabled: { type: 'boolean' } },
+    },
+    /** CloudEvents (push, delete, pull) POSTed to receivers, signed with HMAC-SHA256 when a secret is set. */
+    webhooks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['url'],
+        properties: {
+          url: { type: 'string', pattern: '^https?://' },
+          secret: { type: 'string' },
+          events: { type: 'array', items: { enum: ['push', 'delete', 'pull'] } },
+          repositories: patterns,
+          timeout: duration,
+          retries: { type: 'integer', minimum: 0, maximum: 20 },
+          /** Allow loopback, private, link-local and metadata addresses (off: such receivers are refused). */
+          allowPrivateNetworks: { type: 'boolean' },
+        },
+      },
+    },
     proxy: {
       type: 'object',
       additionalProperties: false,

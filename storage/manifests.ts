@@ -46,6 +46,8 @@ export class ManifestStore {
    */
   private readonly smallFiles = new LRUCache<string, { version: unknown; data: Buffer }>({ max: 20_000 });
   private readonly gc: GcGuard;
+  /** Set by the registry: refuses tag writes a policy forbids (immutable tags); runs before anything is written. */
+  tagPolicy?: (name: string, tags: string[], digest: Digest) => Promise<void>;
 
   constructor(
     readonly driver: Driver,
@@ -77,6 +79,7 @@ export class ManifestStore {
       throw new OciError('DIGEST_INVALID', `manifest digest ${digest} does not match reference ${reference}`);
     }
     const tags = byDigest ? extraTags : [reference];
+    if (tags.length && this.tagPolicy) await this.tagPolicy(name, tags, digest);
     // Checks and writes bracketed by the GC protocol (storage/gc.ts): if a sweep overlapped, re-check afterwards.
     await this.gc.around(
       async () => {

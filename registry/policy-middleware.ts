@@ -1,0 +1,55 @@
+// The /v2 middleware that applies repository policies (immutable deletes, quotas), records pulls for retention and
+// emits webhook events for what succeeded. Runs after auth and the proxy; handlers stay unaware of it.
+// Immutable overwrites are checked inside ManifestStore.put (store.manifests.tagPolicy), where the digest is known.
+import type { MiddlewareHandler } from 'hono';
+import { isDigest, type Digest } from '../spec/index.js';
+import type { Env } from './context.js';
+import type { Policies } from './policy.js';
+import type { RegistryEvent } from './webhooks.js';
+
+function _contentLength(v: string | undefined): number {
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : 0;
+}
+
+export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) => void): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const { route, name, reference } = c.var.target;
+    const method = c.req.method;
+    const store = c.var.options.store;
+    if (!name) return next();
+
+    if (route === 'manifest' && method === 'DELETE' && reference) await policies.checkDelete(name, reference);
+    if (policies.enabled.quotas && (route === 'uploads' || route === 'upload') && (method === 'POST' || method === 'PATCH' || method === 'PUT')) {
+      let bytes = _contentLength(c.req.header('content-length'));
+      const mount = route === 'uploads' ? c.req.query('mount') : undefined;
+      if (mount && isDigest(mount)) bytes = (await store.blobs.isLinked(name, mount)) ? 0 : ((await store.blobs.dataSize(mount)) ?? 0);
+      else if (route === 'upload' && reference) bytes += await store.uploads.size(reference).catch(() => 0);
+      // Starting a session needs room for at least one byte; completing it needs room for all of them.
+      await policies.checkQuota(name, Math.max(bytes, 1));
+    }
+
+    await next();
+
+    const status = c.res.status;
+    if ((route === 'uploads' || route === 'upload') && status === 201 && policies.enabled.quotas) {
+      const digest = c.res.headers.get('docker-content-digest');
+      if (digest && isDigest(digest)) policies.noteStored(name, (await store.blobs.dataSize(digest as Digest)) ?? 0);
+    }
+    if (route !== 'manifest' || !reference) return;
+    const tag = isDigest(reference) ? undefined : reference;
+    if ((method === 'GET' || method === 'HEAD') && status === 200 && tag) policies.recordPull(name, tag);
+    if (!emit) return;
+    const actor = c.var.subject;
+    const digest = c.res.headers.get('docker-content-digest') ?? (tag ? undefined : reference);
+    if (method === 'PUT' && status === 201) {
+      const tags = tag ? [tag] : (c.req.queries('tag') ?? []);
+      const base = { kind: 'push' as const, repository: name, digest: digest ?? undefined, mediaType: c.req.header('content-type'), size: _contentLength(c.req.header('content-length')) || undefined, actor };
+      if (tags.length) for (const t of tags) emit({ ...base, tag: t });
+      else emit(base);
+    } else if (method === 'DELETE' && status === 202) {
+      emit({ kind: 'delete', repository: name, tag, digest: tag ? undefined : reference, actor });
+    } else if (method === 'GET' && status === 200) {
+      emit({ kind: 'pull', repository: name, tag, digest: digest ?? undefined, mediaType: c.res.headers.get('content-type') ?? undefined, actor });
+    }
+  };
+}

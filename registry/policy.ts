@@ -1,0 +1,200 @@
+// Repository policies: immutable tags, quotas per namespace, tag retention. (Implementation below the types.)
+export interface RetentionPolicy {
+  repositories: string[];
+  tags?: string[];
+  keepLast?: number;
+  maxAge?: string;
+  keepPulledWithin?: string;
+}
+export interface RetentionConfig {
+  interval?: string;
+  policies?: RetentionPolicy[];
+}
+export interface ImmutableRule {
+  repositories: string[];
+  tags?: string[];
+}
+export interface QuotaRule {
+  namespace: string;
+  maxBytes: number;
+}
+
+import picomatch from 'picomatch';
+import { OciError, isDigest, type Digest } from '../spec/index.js';
+import { paths, type Store } from '../storage/index.js';
+import { parseDuration, type Config } from './config.js';
+import type { Logger } from './log.js';
+
+const _matcher = (globs: string[] | undefined) => (globs?.length ? picomatch(globs, { dot: true }) : () => true);
+const PULL_RECORD_EVERY_MS = 60_000;
+const USAGE_TTL_MS = 30_000;
+
+export interface RetentionRun {
+  dryRun?: boolean;
+  now?: number;
+  report?: (line: string) => void;
+}
+
+export interface Policies {
+  /** DENIED when writing `tags` of `name` would move an immutable tag away from `digest`. */
+  checkTagWrite(name: string, tags: string[], digest?: Digest): Promise<void>;
+  /** DENIED when deleting `reference` (a tag, or a digest an immutable tag points to) is not allowed. */
+  checkDelete(name: string, reference: string): Promise<void>;
+  /** DENIED when adding `bytes` to `name`'s namespace would pass its quota. */
+  checkQuota(name: string, bytes: number): Promise<void>;
+  /** Counts stored bytes towards the namespace's cached usage. */
+  noteStored(name: string, bytes: number): void;
+  /** Namespace usage in bytes (distinct blobs linked by its repositories). */
+  usage(namespace: string): Promise<number>;
+  /** Records a pull of `name:tag` (at most once a minute per tag and process). */
+  recordPull(name: string, tag: string): void;
+  /** Applies retention policies; returns the deleted `name:tag`s. */
+  applyRetention(opts?: RetentionRun): Promise<string[]>;
+  readonly enabled: { immutable: boolean; quotas: boolean; retention: boolean };
+}
+
+export function createPolicies(config: Config, store: Store, log: Logger): Policies {
+  const immutable = (config.immutableTags ?? []).map((r) => ({ repo: _matcher(r.repositories), tag: _matcher(r.tags) }));
+  const isImmutable = (name: string, tag: string) => immutable.some((r) => r.repo(name) && r.tag(tag));
+  const quotas = config.quotas ?? [];
+  const usageCache = new Map<string, { bytes: number; at: number }>();
+  const pulls = new Map<string, number>();
+  const retention = (config.retention?.policies ?? []).map((p) => ({ ...p, repo: _matcher(p.repositories), tag: _matcher(p.tags) }));
+
+  /** The quota that covers `name`, with the namespace it is counted under. */
+  const quotaFor = (name: string): { namespace: string; maxBytes: number } | undefined => {
+    const exact = quotas
+      .filter((q) => q.namespace !== '*' && (name === q.namespace || name.startsWith(q.namespace + '/')))
+      .sort((a, b) => b.namespace.length - a.namespace.length)[0];
+    if (exact) return exact;
+    const any = quotas.find((q) => q.namespace === '*');
+    return any && { namespace: name.split('/')[0], maxBytes: any.maxBytes };
+  };
+
+  const computeUsage = async (namespace: string): Promise<number> => {
+    const repos = (await store.manifests.catalog()).filter((n) => n === namespace || n.startsWith(namespace + '/'));
+    const seen = new Set<string>();
+    let bytes = 0;
+    for (const repo of repos) {
+      for (const alg of await store.driver.list(paths.layerLinks(repo))) {
+        for (const hex of await store.driver.list(`${paths.layerLinks(repo)}/${alg}`)) {
+          const d = `${alg}:${hex}`;
+          if (seen.has(d) || !isDigest(d)) continue;
+          seen.add(d);
+          bytes += (await store.blobs.dataSize(d)) ?? 0;
+        }
+      }
+    }
+    return bytes;
+  };
+
+  const usage = async (namespace: string): Promise<number> => {
+    const hit = usageCache.get(namespace);
+    if (hit && Date.now() - hit.at < USAGE_TTL_MS) return hit.bytes;
+    const bytes = await computeUsage(namespace);
+    usageCache.set(namespace, { bytes, at: Date.now() });
+    return bytes;
+  };
+
+  return {
+    enabled: { immutable: immutable.length > 0, quotas: quotas.length > 0, retention: retention.length > 0 },
+
+    async checkTagWrite(name, tags, digest) {
+      for (const tag of tags) {
+        if (!isImmutable(name, tag)) continue;
+        const current = await store.manifests.resolve(name, tag).catch(() => undefined);
+        if (current && current !== digest) {
+          throw new OciError('DENIED', `tag ${name}:${tag} is immutable (immutableTags) and already points to ${current}; push a new tag instead`);
+        }
+      }
+    },
+
+    async checkDelete(name, reference) {
+      if (!immutable.length) return;
+      if (!isDigest(reference)) {
+        if (isImmutable(name, reference)) throw new OciError('DENIED', `tag ${name}:${reference} is immutable (immutableTags) and can't be deleted`);
+        return;
+      }
+      for (const tag of await store.driver.list(paths.tags(name))) {
+        if (!isImmutable(name, tag)) continue;
+        if ((await store.driver.get(paths.tag(name, tag)))?.toString('utf8') === reference) {
+          throw new OciError('DENIED', `manifest ${reference} is held by immutable tag ${name}:${tag} and can't be deleted`);
+        }
+      }
+    },
+
+    async checkQuota(name, bytes) {
+      const q = quotaFor(name);
+      if (!q) return;
+      const used = await usage(q.namespace);
+      if (used + bytes > q.maxBytes) {
+        throw new OciError('DENIED', `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used, this upload needs ${bytes} more; delete images (then GC) or raise quotas`, {
+          namespace: q.namespace, used, limit: q.maxBytes, requested: bytes,
+        });
+      }
+    },
+
+    noteStored(name, bytes) {
+      const q = quotaFor(name);
+      const hit = q && usageCache.get(q.namespace);
+      if (hit) hit.bytes += bytes;
+    },
+
+    usage,
+
+    recordPull(name, tag) {
+      if (!retention.some((p) => p.keepPulledWithin && p.repo(name))) return;
+      const key = `${name}:${tag}`;
+      const now = Date.now();
+      if (now - (pulls.get(key) ?? 0) < PULL_RECORD_EVERY_MS) return;
+      pulls.set(key, now);
+      if (pulls.size > 100_000) pulls.clear();
+      store.driver.put(paths.lastPull(name, tag), new Date(now).toISOString()).catch((e) => log.warn('recording a pull failed', { err: String(e) }));
+    },
+
+    async applyRetention(opts = {}) {
+      const now = opts.now ?? Date.now();
+      const deleted: string[] = [];
+      if (!retention.length) return deleted;
+      for (const name of await store.manifests.catalog()) {
+        const policies = retention.filter((p) => p.repo(name));
+        if (!policies.length) continue;
+        const tags: Array<{ tag: string; pushed: number; pulled: number }> = [];
+        for (const tag of await store.driver.list(paths.tags(name))) {
+          const info = await store.driver.stat(paths.tag(name, tag)).catch(() => undefined);
+          if (!info) continue;
+          const raw = await store.driver.get(paths.lastPull(name, tag)).catch(() => undefined);
+          tags.push({ tag, pushed: info.modified.getTime(), pulled: raw ? Date.parse(raw.toString('utf8')) || 0 : 0 });
+        }
+        tags.sort((a, b) => b.pushed - a.pushed || (a.tag < b.tag ? 1 : -1));
+        // Each policy covering a tag votes keep or delete; a tag goes only when every covering policy says delete.
+        const votes = new Map<string, boolean[]>();
+        for (const p of policies) {
+          const mine = tags.filter((t) => p.tag(t.tag));
+          const maxAge = p.maxAge ? parseDuration(p.maxAge) : undefined;
+          const pulledWithin = p.keepPulledWithin ? parseDuration(p.keepPulledWithin) : undefined;
+          mine.forEach((t, i) => {
+            const keep =
+              (p.keepLast !== undefined && i < p.keepLast) ||
+              (maxAge !== undefined && now - t.pushed <= maxAge) ||
+              (maxAge === undefined && p.keepLast === undefined) ||
+              (pulledWithin !== undefined && now - t.pulled <= pulledWithin) ||
+              isImmutable(name, t.tag); // immutable tags outlive retention
+            votes.set(t.tag, [...(votes.get(t.tag) ?? []), keep]);
+          });
+        }
+        const doomed = [...votes].filter(([, v]) => v.every((keep) => !keep)).map(([tag]) => tag);
+        for (const tag of doomed.sort()) {
+          if (!opts.dryRun) {
+            await store.manifests.delete(name, tag).catch(() => {});
+            await store.driver.delete(paths.lastPull(name, tag)).catch(() => {});
+          }
+          deleted.push(`${name}:${tag}`);
+          opts.report?.(`${opts.dryRun ? 'would delete' : 'deleted'} tag ${name}:${tag} (retention)`);
+        }
+      }
+      if (deleted.length) log.info('retention', { deleted: deleted.length, dryRun: opts.dryRun ?? false });
+      return deleted;
+    },
+  };
+}
