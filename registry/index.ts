@@ -2,7 +2,7 @@
 import type { Driver } from '../storage/index.js';
 import { createStore, type Store } from '../storage/index.js';
 import { createApp, type AppHooks } from './app.js';
-import type { Config } from './config.js';
+import { parseDuration, type Config } from './config.js';
 import type { Logger } from './log.js';
 import { createProxy, type Proxy } from './proxy/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -31,6 +31,8 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
   const proxy = config.proxy?.upstreams?.length ? createProxy(config.proxy, store, log) : undefined;
   const metrics = config.metrics.enabled ? createMetrics({ proxy }) : undefined;
+  // A blob a client just checked stays for the GC grace window (storage/gc.ts).
+  store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const policies = createPolicies(config, store, log);
   if (policies.enabled.immutable) store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
   const webhooks = config.webhooks?.length ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' }) : undefined;

@@ -37,8 +37,19 @@ export class BlobStore {
     return { digest, size };
   }
 
+  /**
+   * When set, a link older than this is rewritten when checked (HEAD/GET of the blob, a manifest referencing it): a
+   * client that just saw a blob can rely on it for the GC grace window (storage/gc.ts spares fresh links). The
+   * registry sets it to half of `gc.grace`.
+   */
+  linkRefreshMs?: number;
+
   async isLinked(name: string, digest: Digest): Promise<boolean> {
-    return (await this.driver.stat(paths.layerLink(name, digest))) !== undefined;
+    const path = paths.layerLink(name, digest);
+    const info = await this.driver.stat(path);
+    if (!info) return false;
+    if (this.linkRefreshMs !== undefined && Date.now() - info.modified.getTime() > this.linkRefreshMs) await this.driver.put(path, digest);
+    return true;
   }
 
   async link(name: string, digest: Digest): Promise<void> {

@@ -27,6 +27,9 @@
 //     MANIFEST_BLOB_UNKNOWN; completion re-publishes from the upload it still holds; mount falls back to upload).
 //   A writer whose writes landed before the mark listed its repository is seen by the mark, and one whose writes
 //   landed after cannot have read s1 before step 2 — the two reads bracket every interleaving.
+// Clients that checked a blob (HEAD/GET, or a manifest PUT's reference check) refresh its link when older than
+// half the grace window (BlobStore.linkRefreshMs), so "HEAD says it exists, skip the upload, PUT the manifest" is
+// safe for grace/2; a blob whose known links exist again at sweep time keeps its data.
 // Caches: links are never cached; a blob is visible only through an existing link, and GC deletes a blob's stale
 // links before its data, so replicas whose size cache still remembers a swept blob answer 404 all the same.
 // Clocks: GC compares storage mtimes (S3: server time) with its own clock; the grace window must cover the skew.
@@ -210,7 +213,9 @@ export class GarbageCollector {
           if (await remove('link', link.path, `${scan.name} → ${digest}`)) result.links++;
         });
       }
-      await this._sweepBlobs(liveBlobs, cutoff, conc, dry, result, opts);
+      const linksOf = new Map<string, string[]>();
+      for (const s of scans) for (const [d, l] of s.layers) linksOf.set(d, [...(linksOf.get(d) ?? []), l.path]);
+      await this._sweepBlobs(liveBlobs, linksOf, cutoff, conc, dry, result, opts);
       await this._sweepUploads(now() - (opts.uploadAgeMs ?? 86_400_000), dry, result, opts);
       if (!dry) await this._setPhase('idle');
     } finally {
@@ -327,7 +332,7 @@ export class GarbageCollector {
 
   // ---- sweep -------------------------------------------------------------------------------------------------
 
-  private async _sweepBlobs(live: Set<string>, cutoff: number, conc: number, dry: boolean, result: GcResult, opts: GcOptions): Promise<void> {
+  private async _sweepBlobs(live: Set<string>, linksOf: Map<string, string[]>, cutoff: number, conc: number, dry: boolean, result: GcResult, opts: GcOptions): Promise<void> {
     for (const alg of await this.driver.list(paths.blobsRoot)) {
       const prefixes = await this.driver.list(`${paths.blobsRoot}/${alg}`);
       await _pool(prefixes, Math.max(1, conc >> 2), async (hh) => {
@@ -341,6 +346,8 @@ export class GarbageCollector {
           if (!dry) {
             const again = await this.driver.stat(path);
             if (again && again.modified.getTime() >= cutoff) return;
+            // Its stale links went in the link sweep; one still there was refreshed since (a client relies on it).
+            for (const link of linksOf.get(digest) ?? []) if (await this.driver.stat(link)) return;
             await this.driver.delete(`${paths.blobsRoot}/${alg}/${hh}/${hex}`);
           }
           result.blobs++;

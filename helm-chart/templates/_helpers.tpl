@@ -1,0 +1,126 @@
+{{- define "berth.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "berth.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "berth.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "berth.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "berth.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "berth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "berth.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "berth.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "berth.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "berth.s3" -}}
+{{- eq .Values.storage.type "s3" -}}
+{{- end }}
+
+{{- define "berth.s3SecretName" -}}
+{{- .Values.storage.s3.existingSecret | default (printf "%s-s3" (include "berth.fullname" .)) }}
+{{- end }}
+
+{{- define "berth.authSecretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "berth.fullname" .)) }}
+{{- end }}
+
+{{/* berth.yaml: storage, auth, gc, log and metrics from values, then `config` merged over it. */}}
+{{- define "berth.config" -}}
+{{- $storage := dict "delete" .Values.storage.delete }}
+{{- if eq .Values.storage.type "s3" }}
+{{- $s3 := dict "bucket" (required "storage.s3.bucket is required for S3 storage" .Values.storage.s3.bucket) "region" .Values.storage.s3.region "forcePathStyle" .Values.storage.s3.forcePathStyle "blobGet" .Values.storage.s3.blobGet }}
+{{- if .Values.storage.s3.endpoint }}{{ $_ := set $s3 "endpoint" .Values.storage.s3.endpoint }}{{ end }}
+{{- if .Values.storage.s3.prefix }}{{ $_ := set $s3 "prefix" .Values.storage.s3.prefix }}{{ end }}
+{{- $_ := set $storage "s3" $s3 }}
+{{- else if eq .Values.storage.type "filesystem" }}
+{{- $_ := set $storage "filesystem" (dict "root" "/var/lib/berth") }}
+{{- else }}
+{{- fail "storage.type must be filesystem or s3" }}
+{{- end }}
+{{- $auth := dict "mode" .Values.auth.mode }}
+{{- if eq .Values.auth.mode "htpasswd" }}{{ $_ := set $auth "htpasswd" (dict "path" "/etc/berth/auth/htpasswd") }}{{ end }}
+{{- if .Values.auth.acl }}{{ $_ := set $auth "acl" .Values.auth.acl }}{{ end }}
+{{- $base := dict "http" (dict "addr" ":5000") "storage" $storage "auth" $auth "log" .Values.log "metrics" (dict "enabled" .Values.metrics.enabled) "gc" (dict "enabled" .Values.gc.enabled "interval" .Values.gc.interval "grace" .Values.gc.grace "deleteUntagged" .Values.gc.deleteUntagged) }}
+{{- toYaml (mustMergeOverwrite $base (deepCopy .Values.config)) }}
+{{- end }}
+
+{{/* Volumes and mounts shared by the Deployment and the GC CronJob. */}}
+{{- define "berth.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "berth.fullname" . }}
+- name: tmp
+  emptyDir: {}
+{{- if eq .Values.storage.type "filesystem" }}
+- name: data
+  persistentVolumeClaim:
+    claimName: {{ .Values.storage.filesystem.persistence.existingClaim | default (include "berth.fullname" .) }}
+{{- end }}
+{{- if eq .Values.auth.mode "htpasswd" }}
+- name: auth
+  secret:
+    secretName: {{ include "berth.authSecretName" . }}
+{{- end }}
+{{- end }}
+
+{{- define "berth.volumeMounts" -}}
+- name: config
+  mountPath: /etc/berth
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- if eq .Values.storage.type "filesystem" }}
+- name: data
+  mountPath: /var/lib/berth
+{{- end }}
+{{- if eq .Values.auth.mode "htpasswd" }}
+- name: auth
+  mountPath: /etc/berth/auth
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "berth.env" -}}
+{{- if eq .Values.storage.type "s3" }}
+- name: BERTH_STORAGE_S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "berth.s3SecretName" . }}
+      key: accessKeyId
+- name: BERTH_STORAGE_S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "berth.s3SecretName" . }}
+      key: secretAccessKey
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
