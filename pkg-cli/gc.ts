@@ -58,7 +58,8 @@ const command: Command = {
       throw e;
     }
     const log = createLogger(values.json ? 'warn' : config.log.level === 'debug' ? 'debug' : 'warn', false);
-    const driver = await makeDriver(config);
+    // Never clean the temp dir here: a server on the same root may be writing to it right now.
+    const driver = await makeDriver(config, { cleanTemp: false });
     const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
     const dryRun = values['dry-run'] ?? false;
     const policies = createPolicies(config, store, log);

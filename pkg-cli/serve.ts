@@ -21,7 +21,8 @@ Examples:
   berth serve --addr 127.0.0.1:5001 --root /var/lib/berth
   BERTH_STORAGE_DELETE=false berth serve -c berth.yaml`;
 
-export async function makeDriver(config: Config): Promise<Driver> {
+/** `cleanTemp: false` when another process (a running server) may be writing to the same root (berth gc). */
+export async function makeDriver(config: Config, opts: { cleanTemp?: boolean } = {}): Promise<Driver> {
   if (config.storage.s3) {
     // Loaded only when configured: the AWS SDK is large and filesystem users never need it.
     const s3Module: string = '../storage/s3.js';
@@ -31,7 +32,7 @@ export async function makeDriver(config: Config): Promise<Driver> {
   const root = resolve(config.storage.filesystem!.root);
   await mkdir(root, { recursive: true });
   const driver = new FsDriver({ root, fsync: config.storage.filesystem!.fsync });
-  await driver.cleanTemp();
+  if (opts.cleanTemp ?? true) await driver.cleanTemp();
   return driver;
 }
 

@@ -1,4 +1,5 @@
 // The node HTTP server around the hono app: timeouts suited to multi-GiB uploads, request logs, graceful close.
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
@@ -33,10 +34,15 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
   });
   const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
     observe?.(req, res);
+    // A request id for correlating logs: the caller's X-Request-Id when it is sane, else a fresh one; echoed back.
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+    res.setHeader('X-Request-Id', id);
     if (log?.requests) {
       const started = process.hrtime.bigint();
       res.once('finish', () => {
         log.info('request', {
+          id,
           method: req.method,
           path: req.url?.split('?')[0],
           status: res.statusCode,
