@@ -203,14 +203,19 @@ export class Authenticator {
       res = await this._post(url, { grant_type: 'refresh_token', refresh_token: refresh }, service, scopes);
     } else if (creds?.username && creds.password !== undefined) {
       // OAuth2 password grant first (containerd does the same); servers without it answer 404/405/400/401.
+      // A 307/308 to another origin comes back unfollowed (the form holds the password): use GET, whose
+      // Authorization header is dropped on any cross-origin hop.
       res = await this._post(url, { grant_type: 'password', username: creds.username, password: creds.password, access_type: 'offline' }, service, scopes);
-      if ([400, 401, 404, 405].includes(res.status)) res = await this._get(url, service, scopes, creds);
+      if ([400, 401, 404, 405, 307, 308].includes(res.status)) res = await this._get(url, service, scopes, creds);
     } else {
       res = await this._get(url, service, scopes, undefined);
     }
     if (res.status === 401 || res.status === 403) {
       const hint = creds ? `check the credentials for ${this.host} (\`berth login ${this.host}\`)` : `run \`berth login ${this.host}\``;
       throw new AuthError(`token request to ${url.origin}${url.pathname} was refused (${res.status}); ${hint}`, 401);
+    }
+    if (res.status === 307 || res.status === 308) {
+      throw new AuthError(`token endpoint ${url.origin}${url.pathname} redirected a credential request to another origin; berth does not forward credentials there — check the registry's token realm`, res.status);
     }
     if (res.status !== 200) throw new AuthError(`token endpoint ${url.origin}${url.pathname} answered ${res.status}: ${res.text.slice(0, 200)}`, res.status);
     let doc: any;

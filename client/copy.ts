@@ -14,8 +14,11 @@ export interface ImageSource {
   readonly label: string;
   /** A manifest by tag or digest, verified. */
   manifest(reference: string): Promise<FetchedManifest>;
-  /** A blob's bytes from `offset`; at offset 0 the stream must verify the digest. */
-  blob(desc: Descriptor, offset: number): Readable | Promise<Readable>;
+  /**
+   * A blob's bytes from `offset`. At offset 0 the stream must verify the digest, unless `verify: false` says the
+   * target checks it itself (then hashing here would only cost CPU).
+   */
+  blob(desc: Descriptor, offset: number, opts?: { verify?: boolean }): Readable | Promise<Readable>;
   /** Referrers of a manifest (signatures, SBOMs); optional. */
   referrers?(digest: Digest): Promise<Descriptor[]>;
   /** For cross-repo mounts: where this source lives when it is a registry. */
@@ -24,6 +27,11 @@ export interface ImageSource {
 
 export interface ImageTarget {
   readonly label: string;
+  /**
+   * The target checks every blob's digest and size before keeping it (a registry on `PUT ?digest=`, a layout
+   * writer that hashes as it writes), so sources need not hash what they send it.
+   */
+  readonly verifiesBlobs?: boolean;
   /** The digest this reference (tag or digest) currently names, if any — lets a re-copy skip everything. */
   resolve(reference: string): Promise<Digest | undefined>;
   pushBlob(desc: Descriptor, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void }): Promise<PushResult>;
@@ -163,7 +171,8 @@ class _Copy {
     const progress = this.opts.progress;
     const sameRegistry = this.src.remote && this.dst.remote && this.src.remote.host === this.dst.remote.host;
     progress?.blobStart(d.digest, d.size);
-    const how = await this.dst.pushBlob(d, (offset) => this.src.blob(d, offset), {
+    const verify = !this.dst.verifiesBlobs;
+    const how = await this.dst.pushBlob(d, (offset) => this.src.blob(d, offset, { verify }), {
       mountFrom: sameRegistry ? this.src.remote!.name : undefined,
       onBytes: (n) => {
         this.stats.bytes += n;
@@ -226,7 +235,7 @@ export function remoteSource(repo: Repository): ImageSource {
     label: `${repo.host}/${repo.name}`,
     remote: { host: repo.host, name: repo.name },
     manifest: (ref) => repo.getManifest(ref),
-    blob: (d, offset) => repo.openBlob(d, offset),
+    blob: (d, offset, opts) => repo.openBlob(d, offset, opts),
     referrers: (d) => repo.referrers(d),
   };
 }
@@ -235,6 +244,8 @@ export function remoteTarget(repo: Repository): ImageTarget {
   return {
     label: `${repo.host}/${repo.name}`,
     remote: { host: repo.host, name: repo.name },
+    // spec: end-6 — the registry verifies the digest on the closing PUT and stores nothing on a mismatch.
+    verifiesBlobs: true,
     resolve: async (ref) => (await repo.headManifest(ref))?.digest,
     pushBlob: (d, source, opts) => repo.pushBlob(d, source, opts),
     async putManifest(ref, m, opts) {

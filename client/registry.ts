@@ -42,6 +42,11 @@ export interface RequestSpec {
   ok?: number[];
   /** Set false for requests that must not be repeated (non-idempotent without a replayable body). */
   retry?: boolean;
+  /**
+   * The body carries credentials (an OAuth2 password or refresh-token form). It is never replayed to another
+   * origin: a cross-origin 307/308 is returned unfollowed, as the 3xx it is.
+   */
+  secretBody?: boolean;
   signal?: AbortSignal;
 }
 
@@ -120,7 +125,8 @@ export class Registry {
     this.dispatcher = _agent(insecure, this.opts.connections);
     const creds = options.credentials ?? new DockerCredentialStore();
     this.auth = new Authenticator(host, creds, async (r) => {
-      const res = await this._send({ method: r.method, url: r.url, headers: r.headers, body: r.body === undefined ? undefined : () => r.body! }, true);
+      const body = r.body;
+      const res = await this._send({ method: r.method, url: r.url, headers: r.headers, body: body === undefined ? undefined : () => body, secretBody: body !== undefined }, true);
       return { status: res.status, text: await res.text(64 * 1024) };
     }, options.realmCredentials);
   }
@@ -222,8 +228,12 @@ export class Registry {
       const location = res.header('location');
       if (![301, 302, 303, 307, 308].includes(res.status) || !location || hop >= MAX_REDIRECTS) return res;
       // Upload endpoints answer POST/PATCH with 202 + Location (not a redirect); only 3xx are followed here.
-      await res.dump();
       const next = new URL(location, url);
+      const keepsBody = body !== undefined && (res.status === 307 || res.status === 308);
+      // A 307/308 replays the body; a credential form must not reach another host (a realm redirecting the
+      // password grant elsewhere would hand it the password). The caller sees the 3xx and can fall back.
+      if (keepsBody && spec.secretBody && next.origin !== origin) return res;
+      await res.dump();
       if (next.origin !== origin) {
         // Never send registry credentials to another host (object storage signs its own URLs).
         const { authorization: _drop, ...rest } = headers;
@@ -232,6 +242,8 @@ export class Registry {
       if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === 'POST')) {
         method = 'GET';
         body = undefined;
+        const { 'content-type': _type, 'content-length': _length, ...rest } = headers;
+        headers = rest;
       }
       url = next.toString();
     }

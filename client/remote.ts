@@ -23,6 +23,12 @@ export type BlobSource = (offset: number) => Readable | Promise<Readable>;
 
 export type PushResult = 'exists' | 'mounted' | 'uploaded';
 
+/** An open upload session: where to send the next bytes, and how many the registry holds. */
+interface _Session {
+  url: string;
+  offset: number;
+}
+
 // Manifests are small documents; anything larger is refused rather than buffered (distribution's limit is 4 MiB).
 const MANIFEST_LIMIT = 8 << 20;
 // Blobs up to this size go in one PUT; larger ones stream through one PATCH (or `chunkSize` PATCHes).
@@ -169,9 +175,10 @@ export class Repository {
 
   /**
    * Streams a blob, verifying size and digest, and resuming with `Range: bytes=N-` when the connection drops.
-   * The stream errors (before ending) when the content does not match the descriptor.
+   * The stream errors (before ending) when the content does not match the descriptor; `verify: false` skips the
+   * hashing for consumers that check the digest themselves (a registry they upload to).
    */
-  openBlob(desc: Pick<Descriptor, 'digest' | 'size'>, offset = 0): Readable {
+  openBlob(desc: Pick<Descriptor, 'digest' | 'size'>, offset = 0, opts: { verify?: boolean } = {}): Readable {
     const self = this;
     async function* bytes(): AsyncGenerator<Buffer> {
       let at = offset;
@@ -210,7 +217,7 @@ export class Repository {
       }
     }
     const raw = Readable.from(bytes(), { objectMode: false, highWaterMark: 1 << 20 });
-    if (offset > 0) return raw; // a partial range cannot be hashed here; the consumer verifies the whole
+    if (offset > 0 || opts.verify === false) return raw; // a partial range cannot be hashed here; the consumer verifies the whole
     const verify = new VerifyStream(desc.digest, desc.size, `blob ${this.name}@${desc.digest}`);
     raw.on('error', (e) => verify.destroy(e));
     return raw.pipe(verify);
@@ -227,54 +234,90 @@ export class Repository {
   /**
    * Makes sure this repository has the blob: HEAD first (skip), then a cross-repo mount when `mountFrom` is
    * given, else an upload from `source` (monolithic PUT when small, streamed PATCH or `chunkSize` PATCHes).
-   * The registry verifies the digest; the whole blob is retried on retryable failures.
+   * The registry verifies the digest. After a retryable failure the upload continues from the offset the
+   * registry reports for the session (spec: end-13, GET <location> → Range), or starts over when it cannot.
    */
   async pushBlob(desc: Pick<Descriptor, 'digest' | 'size'>, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void } = {}): Promise<PushResult> {
     if ((await this.statBlob(desc.digest)) !== undefined) return 'exists';
     const scopes = this._scopes(['pull', 'push']);
-    let location: string | undefined;
+    let session: _Session | undefined;
     if (opts.mountFrom && opts.mountFrom !== this.name) {
       // spec: end-11 — 201 when mounted, 202 + an upload session when the registry can't mount.
       const q = new URLSearchParams({ mount: desc.digest, from: opts.mountFrom });
       const res = await this.registry.request({ method: 'POST', url: `/v2/${this.name}/blobs/uploads/?${q}`, scopes: [...scopes, repoScope(opts.mountFrom, ['pull'])], ok: [201, 202] });
       await res.dump();
       if (res.status === 201) return 'mounted';
-      location = res.header('location');
+      const location = res.header('location');
+      if (location) session = { url: new URL(location, (await this.registry.baseUrl()) + '/').toString(), offset: 0 };
     }
+    // Progress is told about bytes sent; a resume rewinds it to the registry's offset so totals stay true.
+    let reported = 0;
+    const onBytes = (n: number) => {
+      reported += n;
+      opts.onBytes?.(n);
+    };
+    const state: { session?: _Session } = { session };
     for (let attempt = 1; ; attempt++) {
       try {
-        await this._upload(desc, source, location, scopes, opts.onBytes);
+        await this._upload(desc, source, state, scopes, opts.onBytes && onBytes);
         return 'uploaded';
       } catch (e) {
-        location = undefined;
-        if (attempt >= UPLOAD_ATTEMPTS || !_resumable(e)) throw e;
+        if (e instanceof RegistryError && e.code === 'DIGEST_INVALID') {
+          // Copies do not hash on the way (the registry does): name the source as the culprit, like VerifyStream would.
+          throw new RegistryError(`${this.host} rejected blob ${desc.digest}: the bytes read from the source do not match that digest; the source is corrupt or was changed — retry, or check the source`, e.status, e.code);
+        }
+        // 416: the registry disagrees about where a resumed session stands — start over.
+        const misplaced = e instanceof RegistryError && e.status === 416 && !!state.session?.offset;
+        if (attempt >= UPLOAD_ATTEMPTS || !(misplaced || _resumable(e))) throw e;
         await sleep(200 * 2 ** attempt);
+        state.session = state.session && !misplaced ? await this._uploadStatus(state.session.url, desc.size, scopes) : undefined;
+        const offset = state.session?.offset ?? 0;
+        if (offset !== reported) onBytes(offset - reported);
       }
     }
   }
 
-  private async _upload(desc: Pick<Descriptor, 'digest' | 'size'>, source: BlobSource, location: string | undefined, scopes: string[], onBytes?: (n: number) => void): Promise<void> {
-    if (!location) {
+  /** Where an interrupted session stands (GET <location> → 204 + Range), or undefined to start over. */
+  private async _uploadStatus(url: string, size: number, scopes: string[]): Promise<_Session | undefined> {
+    try {
+      const res = await this.registry.request({ method: 'GET', url, scopes, ok: [204, 200, 404, 400, 405] });
+      await res.dump();
+      // distribution answers `0-0` for an empty session too: resuming at 0 is then right, and a 1-byte
+      // session would answer 416 below and start over.
+      const m = /^(?:bytes=)?0-(\d+)$/.exec(res.header('range')?.trim() ?? '');
+      if (res.status >= 300 || !m) return undefined;
+      const last = Number(m[1]);
+      const offset = last === 0 ? 0 : last + 1;
+      if (offset > size) return undefined;
+      const location = res.header('location');
+      return { url: location ? new URL(location, url).toString() : url, offset };
+    } catch (e) {
+      if (_resumable(e)) return undefined;
+      throw e;
+    }
+  }
+
+  private async _upload(desc: Pick<Descriptor, 'digest' | 'size'>, source: BlobSource, state: { session?: _Session }, scopes: string[], onBytes?: (n: number) => void): Promise<void> {
+    if (!state.session) {
       const res = await this.registry.request({ method: 'POST', url: `/v2/${this.name}/blobs/uploads/`, scopes, ok: [202] });
       await res.dump();
-      location = res.header('location');
+      const location = res.header('location');
+      if (!location) throw new RegistryError(`${this.host} started an upload without a Location header`, 202);
+      state.session = { url: new URL(location, (await this.registry.baseUrl()) + '/').toString(), offset: 0 };
     }
-    if (!location) throw new RegistryError(`${this.host} started an upload without a Location header`, 202);
-    const base = await this.registry.baseUrl();
-    let url = new URL(location, base + '/').toString();
+    const session = state.session;
     const counted = async (offset: number, length?: number) => {
       let s = await source(offset);
       if (length !== undefined) s = _take(s, length);
-      if (onBytes) s = countBytes(s, onBytes);
-      return s;
+      return onBytes ? countBytes(s, onBytes) : s;
     };
     const chunk = this.chunkSize;
-    if (desc.size <= MONOLITHIC_MAX && !chunk) {
+    if (session.offset === 0 && desc.size <= MONOLITHIC_MAX && !chunk) {
       // Monolithic: PUT <location>?digest= with the whole body. The stream is opened lazily per attempt.
       let body: Readable | undefined = await counted(0);
       const res = await this.registry.request({
         method: 'PUT',
-        url: _withDigest(url, desc.digest),
+        url: _withDigest(session.url, desc.digest),
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
         body: () => {
           const b = body;
@@ -290,19 +333,21 @@ export class Repository {
       return;
     }
     // Streamed (one PATCH, no Content-Range) or chunked (Content-Range a-b per chunk), then an empty PUT.
+    // A resumed session always says where its PATCH starts (Content-Range), so the registry can refuse a gap.
     const step = chunk ?? desc.size;
-    for (let offset = 0; offset < desc.size; ) {
+    while (session.offset < desc.size) {
+      const offset = session.offset;
       const len = Math.min(step, desc.size - offset);
-      const b = await counted(offset, chunk ? len : undefined);
+      const b = await counted(offset, len < desc.size - offset ? len : undefined);
       const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(len) };
-      if (chunk) headers['content-range'] = `${offset}-${offset + len - 1}`;
-      const res = await this.registry.request({ method: 'PATCH', url, headers, body: () => b, scopes, retry: false, ok: [202] });
+      if (chunk || offset > 0) headers['content-range'] = `${offset}-${offset + len - 1}`;
+      const res = await this.registry.request({ method: 'PATCH', url: session.url, headers, body: () => b, scopes, retry: false, ok: [202] });
       await res.dump();
       const next = res.header('location');
-      if (next) url = new URL(next, url).toString();
-      offset += len;
+      if (next) session.url = new URL(next, session.url).toString();
+      session.offset = offset + len;
     }
-    const res = await this.registry.request({ method: 'PUT', url: _withDigest(url, desc.digest), headers: { 'content-length': '0' }, scopes, ok: [201] });
+    const res = await this.registry.request({ method: 'PUT', url: _withDigest(session.url, desc.digest), headers: { 'content-length': '0' }, scopes, ok: [201] });
     await res.dump();
   }
 

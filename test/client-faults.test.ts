@@ -7,11 +7,15 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { copy, remoteSource, remoteTarget } from '../client/copy.js';
 import { staticCredentials } from '../client/credentials.js';
 import { OciLayout } from '../client/layout.js';
 import { Client } from '../client/remote.js';
+import { digestOf } from '../spec/digest.js';
+import { startBerth } from './berth.js';
 import { makeMultiArchLayout, missingPeerFiles, startDistribution, type Distribution } from './peers.js';
 
 type Hook = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
@@ -275,5 +279,108 @@ test('a 307 to another origin (object storage) never receives Authorization', { 
   } finally {
     await stop(proxy.server);
     await stop(storage);
+  }
+});
+
+/**
+ * A proxy in front of `upstream` that lets the `nth` PATCH deliver `cutAt` bytes, then drops both connections
+ * (the registry may keep what arrived, or drop the session), so the client must ask where the session stands.
+ */
+function cutPatch(proxy: Proxy, upstream: string, nth: number, cutAt: number) {
+  const state = { patches: 0, cut: 0 };
+  proxy.hook = (req, res) => {
+    if (req.method !== 'PATCH' || ++state.patches !== nth) return false;
+    state.cut++;
+    const u = new URL(req.url!, upstream);
+    const up = httpRequest(u, { method: 'PATCH', headers: { ...req.headers, host: u.host } });
+    up.on('error', () => {});
+    up.on('response', (r) => r.resume());
+    let sent = 0;
+    req.on('data', (c: Buffer) => {
+      if (sent >= cutAt) return;
+      up.write(c);
+      sent += c.length;
+      if (sent >= cutAt) {
+        // Give the registry a moment to store what it got, then fail the upload on both sides.
+        setTimeout(() => {
+          up.destroy();
+          res.socket?.destroy();
+        }, 300);
+      }
+    });
+    return true;
+  };
+  return state;
+}
+
+const MiB = 1 << 20;
+for (const peer of ['distribution', 'berth'] as const) {
+  for (const mode of ['chunked', 'streamed'] as const) {
+    // Chunked: two 4 MiB chunks are committed when the third is cut; berth keeps the session, so the upload goes
+    // on at 8 MiB. Streamed: berth drops the failed PATCH's bytes (reports 0): start over on the same session.
+    // distribution 2.8.2 cancels a session whose PATCH failed (404): start over with a new one.
+    const resumes = mode === 'chunked' && peer === 'berth';
+    const expected = resumes ? `continues at 8 MiB` : 'starts over';
+    test(`an upload cut mid-PATCH (${mode}) against ${peer}: asks the session, ${expected}, digest intact`, { skip: skipReason }, async () => {
+      const registry = peer === 'berth' ? await startBerth(undefined) : undefined;
+      const upstream = registry?.url ?? dist!.url;
+      const proxy = await startProxy(upstream);
+      const state = mode === 'chunked' ? cutPatch(proxy, upstream, 3, 2 * MiB) : cutPatch(proxy, upstream, 1, 4 * MiB);
+      try {
+        const blob = randomBytes(20 * MiB); // above the monolithic limit
+        const digest = digestOf(blob);
+        const opened: number[] = [];
+        let progress = 0;
+        const client = new Client({ ...fast, chunkSize: mode === 'chunked' ? 4 * MiB : undefined });
+        const repo = client.repository(`${proxy.host}/dst/resume-${mode}`, { push: true });
+        const source = (offset: number) => {
+          opened.push(offset);
+          return Readable.from([blob.subarray(offset, offset + MiB), blob.subarray(offset + MiB)]);
+        };
+        assert.equal(await repo.pushBlob({ digest, size: blob.length }, source, { onBytes: (n) => (progress += n) }), 'uploaded');
+        assert.equal(state.cut, 1);
+        assert.ok(proxy.log.some((l) => l.method === 'GET' && l.url.includes('/blobs/uploads/')), 'asked the session for its offset');
+        const posts = proxy.log.filter((l) => l.method === 'POST').length;
+        if (resumes) {
+          assert.deepEqual(opened, [0, 4 * MiB, 8 * MiB, 8 * MiB, 12 * MiB, 16 * MiB], 'resumed at the registry offset, not from zero');
+          assert.equal(posts, 1, 'the same session went on');
+        } else {
+          assert.equal(opened.filter((o) => o === 0).length, 2, `started over: ${opened}`);
+          assert.equal(posts, peer === 'distribution' ? 2 : 1);
+        }
+        assert.equal(progress, blob.length, 'progress rewound to the resume offset');
+        const back = await new Client().repository(`${upstream.replace('http://', '')}/dst/resume-${mode}`).getBlobBytes({ digest, size: blob.length }, 32 * MiB);
+        assert.ok(back.equals(blob));
+      } finally {
+        await stop(proxy.server);
+        await registry?.stop();
+      }
+    });
+  }
+}
+
+test('a source that sends different bytes: the registry refuses them and the error names the source', { skip: skipReason }, async () => {
+  const proxy = await startProxy(dist!.url);
+  proxy.hook = (req, res) => {
+    if (req.method !== 'GET' || !req.url!.includes('/blobs/sha256:')) return false;
+    httpRequest(new URL(req.url!, dist!.url), (ur) => {
+      res.writeHead(ur.statusCode!, ur.headers);
+      let first = true;
+      ur.on('data', (c: Buffer) => {
+        if (first) c = Buffer.concat([Buffer.from([c[0] ^ 0xff]), c.subarray(1)]);
+        first = false;
+        res.write(c);
+      });
+      ur.on('end', () => res.end());
+    }).end();
+    return true;
+  };
+  try {
+    const src = new Client(fast).repository(`${proxy.host}/src/img:v1`);
+    const dst = new Client(fast).repository(`${dist!.host}/dst/corrupt`, { push: true });
+    await assert.rejects(copy(remoteSource(src), 'v1', remoteTarget(dst), 'v1'), /do not match that digest; the source is corrupt/);
+    assert.equal(await dst.headManifest('v1'), undefined);
+  } finally {
+    await stop(proxy.server);
   }
 });
