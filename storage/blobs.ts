@@ -48,8 +48,13 @@ export class BlobStore {
     const path = paths.layerLink(name, digest);
     const info = await this.driver.stat(path);
     if (!info) return false;
-    if (this.linkRefreshMs !== undefined && Date.now() - info.modified.getTime() > this.linkRefreshMs) await this.driver.put(path, digest);
+    if (this._stale(info.modified)) await this.driver.put(path, digest);
     return true;
+  }
+
+  /** Whether a link or object last written at `modified` should be rewritten before it is relied on. */
+  _stale(modified: Date): boolean {
+    return this.linkRefreshMs !== undefined && Date.now() - modified.getTime() > this.linkRefreshMs;
   }
 
   async link(name: string, digest: Digest): Promise<void> {
@@ -96,8 +101,10 @@ export class BlobStore {
 
   /** Stores small content (a manifest) under its digest when not already there. */
   async putSmall(digest: Digest, data: Buffer): Promise<void> {
-    // Not the size cache: GC (maybe in another process) may have removed the data since it was cached.
-    if ((await this.driver.stat(paths.blobData(digest)))?.size === data.length) return;
+    // Not the size cache: GC (maybe in another process) may have removed the data since it was cached. Old data is
+    // rewritten (fresh mtime): a re-pushed manifest must not look like garbage to a GC that is marking right now.
+    const info = await this.driver.stat(paths.blobData(digest));
+    if (info?.size === data.length && !this._stale(info.modified)) return;
     await this.driver.put(paths.blobData(digest), data);
     this.sizes.set(digest, data.length);
   }

@@ -125,6 +125,21 @@ export class ManifestStore {
     throw new OciError('MANIFEST_BLOB_UNKNOWN', `content this manifest references was garbage-collected while it was pushed (${missing}); push the image again`);
   }
 
+  /**
+   * Whether `path` exists; when it is older than the GC refresh window it is rewritten first, so a GC marking right
+   * now spares what this push relies on (storage/gc.ts).
+   */
+  private async _refresh(path: string): Promise<boolean> {
+    const info = await this.driver.stat(path);
+    if (!info) return false;
+    if (this.blobs._stale(info.modified)) {
+      const data = await this.driver.get(path);
+      if (!data) return false;
+      await this.driver.put(path, data);
+    }
+    return true;
+  }
+
   private async _checkReferences(name: string, parsed: ParsedManifest): Promise<void> {
     for (const d of parsed.blobs) {
       if (!isDigest(d.digest)) throw new OciError('MANIFEST_INVALID', `unsupported digest ${d.digest}`);
@@ -136,7 +151,7 @@ export class ManifestStore {
     if (blob) throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in repository ${name}; push it first`, { digest: blob });
     const missingManifests = await Promise.all(
       parsed.manifests.map(async (d) =>
-        isDigest(d.digest) && (await this.driver.stat(paths.manifestRevision(name, d.digest))) ? undefined : d.digest,
+        isDigest(d.digest) && (await this._refresh(paths.manifestRevision(name, d.digest))) && (await this._refresh(paths.blobData(d.digest))) ? undefined : d.digest,
       ),
     );
     const child = missingManifests.find(Boolean);

@@ -70,7 +70,7 @@ async function pull(base: string, repo: string, tag: string, want: Image): Promi
 
 test('GC soak: GC every second while 10 clients push, pull and delete for 2 minutes', { timeout: SOAK_MS + 180_000 }, async (t) => {
   const berth = await startBerth(t, {
-    config: 'storage: { filesystem: { root: ./unused, fsync: false } }\ngc: { enabled: true, interval: 1s, grace: 10s, deleteUntagged: true }\nlog: { requests: false }\n',
+    config: 'storage: { filesystem: { root: ./unused, fsync: false } }\ngc: { enabled: true, interval: 1s, grace: 3s, deleteUntagged: true }\nlog: { requests: false }\n',
   });
   const repos = Array.from({ length: CLIENTS }, (_, i) => `soak/client-${i}`);
   const tags: Array<Map<string, Image>> = repos.map(() => new Map());
@@ -80,13 +80,18 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
   await Promise.all(
     repos.map(async (repo, i) => {
       const mine = tags[i];
+      const contents = new Map<string, { config: Buffer; layers: Buffer[] }>();
+      const graveyard: Array<{ config: Buffer; layers: Buffer[] }> = [];
       let n = 0;
       while (Date.now() < deadline) {
         const r = Math.random();
         try {
           if (r < 0.45 || mine.size < 2) {
-            const layers = [randomBytes(1024 + Math.floor(Math.random() * 64 * 1024)), ...BASES.filter(() => Math.random() < 0.3)];
-            const config = Buffer.from(JSON.stringify({ client: i, n, nonce: randomBytes(8).toString('hex') }));
+            // Often the same content again after it was deleted (a re-push): HEAD may find its old blobs, which GC
+            // is about to sweep — the race the protocol must win.
+            const again = graveyard.length && Math.random() < 0.4 ? graveyard.splice(Math.floor(Math.random() * graveyard.length), 1)[0] : undefined;
+            const layers = again?.layers ?? [randomBytes(1024 + Math.floor(Math.random() * 64 * 1024)), ...BASES.filter(() => Math.random() < 0.3)];
+            const config = again?.config ?? Buffer.from(JSON.stringify({ client: i, n, nonce: randomBytes(8).toString('hex') }));
             const others = repos.filter((o) => o !== repo);
             for (const l of [config, ...layers]) await uploadBlob(berth.url, repo, l, others);
             const body = imageManifest({ digest: sha256(config), size: config.length }, layers.map((l) => ({ digest: sha256(l), size: l.length })));
@@ -94,6 +99,7 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
             const res = await pushManifest(berth.url, repo, tag, body);
             if (res.status !== 201) throw new Error(`PUT manifest ${res.status} ${res.body}`);
             mine.set(tag, { digest: sha256(body), blobs: [sha256(config), ...layers.map((l) => sha256(l))] });
+            contents.set(tag, { config, layers });
             stats.pushes++;
           } else if (r < 0.85) {
             const tagList = [...mine.keys()];
@@ -107,6 +113,9 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
             const del = await raw(berth.url, 'DELETE', `/v2/${repo}/manifests/${tag}`);
             if (del.status !== 202) throw new Error(`DELETE tag ${del.status}`);
             mine.delete(tag);
+            graveyard.push(contents.get(tag)!);
+            contents.delete(tag);
+            if (graveyard.length > 30) graveyard.shift();
             stats.deletes++;
           }
         } catch (e) {
