@@ -56,11 +56,19 @@ export async function makeImage(dir: string, mib: number, layers: number) {
   return m.digest;
 }
 
+const TIME = '/usr/bin/time';
+
+/** Runs one tool; with GNU time installed the note carries its CPU (user + sys) and peak RSS. */
 async function timed(tool: string, cmd: string, args: string[], env: Record<string, string> = {}): Promise<CopyBenchResult> {
+  const measure = findExecutable(TIME);
+  const argv = measure ? ['-f', 'BENCH-TIME %U %S %M', cmd, ...args] : args;
   const t0 = process.hrtime.bigint();
-  const r = await run(cmd, args, { env: { CI: 'true', ...env }, timeoutMs: 900_000 });
+  const r = await run(measure ?? cmd, argv, { env: { CI: 'true', ...env }, timeoutMs: 900_000 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { tool, seconds, ok: r.code === 0, note: r.code === 0 ? undefined : r.stderr.trim().split('\n').pop() };
+  const m = /BENCH-TIME (\S+) (\S+) (\d+)/.exec(r.stderr);
+  const usage = m ? `cpu ${(Number(m[1]) + Number(m[2])).toFixed(2)} s (user ${m[1]}), max RSS ${Math.round(Number(m[3]) / 1024)} MB` : undefined;
+  const err = r.stderr.replace(/BENCH-TIME.*\n?/, '').trim().split('\n').pop();
+  return { tool, seconds, ok: r.code === 0, note: r.code === 0 ? usage : err };
 }
 
 export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: number } = {}): Promise<CopyBenchResult[]> {
@@ -82,31 +90,37 @@ export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: 
     await writeFile(join(home, '.config', 'containers', 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
     const skopeo = findExecutable('skopeo');
     const crane = findExecutable('crane');
-    // Rounds alternate the tools (disk write-back and caches drift during a run); the median is reported.
+    // Rounds rotate the order of the tools (whoever runs right after a 1 GiB write pays for its write-back), each
+    // run starts after `sync`, and the median is reported.
     const samples = new Map<string, CopyBenchResult[]>();
-    for (let round = 0; round < rounds; round++) {
-      const add = (r: CopyBenchResult) => samples.set(r.tool, [...(samples.get(r.tool) ?? []), r]);
-      // Each measurement gets a fresh destination and skopeo a fresh blob-info cache, so nothing is mounted or skipped.
-      const fresh = async (fn: (to: string) => Promise<CopyBenchResult>) => {
-        const d = await startDistribution();
-        try {
-          add(await fn(`${d.host}/bench/img:v1`));
-        } finally {
-          await d.stop();
-        }
-      };
-      await fresh((to) => timed('berth copy', process.execPath, [BERTH, 'copy', from, to]));
-      if (skopeo) {
+    const add = (r: CopyBenchResult) => samples.set(r.tool, [...(samples.get(r.tool) ?? []), r]);
+    // Each measurement gets a fresh destination and skopeo a fresh blob-info cache, so nothing is mounted or skipped.
+    const fresh = async (fn: (to: string) => Promise<CopyBenchResult>) => {
+      const d = await startDistribution();
+      try {
+        await run('sync', []);
+        add(await fn(`${d.host}/bench/img:v1`));
+      } finally {
+        await d.stop();
+      }
+    };
+    const tools: (() => Promise<void>)[] = [() => fresh((to) => timed('berth copy', process.execPath, [BERTH, 'copy', from, to]))];
+    if (skopeo) {
+      tools.push(async () => {
         await rm(join(home, '.local'), { recursive: true, force: true });
         await fresh((to) => timed('skopeo copy', skopeo, ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}`, `docker://${to}`], { HOME: home }));
-      }
-      if (crane) await fresh((to) => timed('crane copy', crane, ['copy', '--insecure', from, to]));
+      });
+    }
+    if (crane) tools.push(() => fresh((to) => timed('crane copy', crane, ['copy', '--insecure', from, to])));
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < tools.length; i++) await tools[(round + i) % tools.length]();
     }
     // The no-op re-copy needs a destination that already has everything.
     await run(process.execPath, [BERTH, 'copy', from, `${dst.host}/berth0/img:v1`], { env: { CI: 'true' } });
     for (const [tool, list] of samples) {
       const sorted = list.map((r) => r.seconds).sort((a, b) => a - b);
-      results.push({ tool: `${tool} (median of ${list.length})`, seconds: sorted[Math.floor(sorted.length / 2)], ok: list.every((r) => r.ok), note: list.find((r) => !r.ok)?.note });
+      const median = list.find((r) => r.seconds === sorted[Math.floor(sorted.length / 2)])!;
+      results.push({ tool: `${tool} (median of ${list.length})`, seconds: median.seconds, ok: list.every((r) => r.ok), note: list.find((r) => !r.ok)?.note ?? median.note });
     }
     if (!skopeo) results.push({ tool: 'skopeo copy', seconds: NaN, ok: false, note: 'not installed' });
     if (!crane) results.push({ tool: 'crane copy', seconds: NaN, ok: false, note: 'not installed' });
@@ -129,5 +143,5 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const layers = arg('--layers') ?? 10;
   const results = await benchCopy({ mib, layers, rounds: arg('--rounds') });
   console.log(`copy of a ${mib} MiB, ${layers}-layer image, distribution → distribution`);
-  for (const r of results) console.log(`${r.tool.padEnd(45)} ${Number.isNaN(r.seconds) ? '   -   ' : r.seconds.toFixed(2).padStart(7) + ' s'} ${r.ok ? '' : `FAILED ${r.note ?? ''}`}`);
+  for (const r of results) console.log(`${r.tool.padEnd(45)} ${Number.isNaN(r.seconds) ? '   -   ' : r.seconds.toFixed(2).padStart(7) + ' s'} ${r.ok ? (r.note ?? '') : `FAILED ${r.note ?? ''}`}`);
 }

@@ -32,8 +32,11 @@ export interface ImageTarget {
    * writer that hashes as it writes), so sources need not hash what they send it.
    */
   readonly verifiesBlobs?: boolean;
-  /** The digest this reference (tag or digest) currently names, if any — lets a re-copy skip everything. */
-  resolve(reference: string): Promise<Digest | undefined>;
+  /**
+   * The digest this reference (tag or digest) currently names, if any — lets a re-copy skip everything.
+   * With `referrer`, present means findable from its subject (an OCI layout lists referrers in index.json).
+   */
+  resolve(reference: string, opts?: { referrer?: boolean }): Promise<Digest | undefined>;
   pushBlob(desc: Descriptor, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void }): Promise<PushResult>;
   /**
    * Stores a manifest under `reference` (a tag or its digest). `root` marks the top-level image (media such as
@@ -192,7 +195,7 @@ class _Copy {
     const subjectDesc: Descriptor = { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length };
     for (const r of await this.src.referrers(subject.digest)) {
       const m = await this.src.manifest(r.digest);
-      if (this.opts.force || (await this.dst.resolve(r.digest)) !== r.digest) {
+      if (this.opts.force || (await this.dst.resolve(r.digest, { referrer: true })) !== r.digest) {
         await this.manifest(m);
         await this.dst.putManifest(r.digest, m, { subject: subjectDesc });
         this.manifests++;
@@ -228,6 +231,18 @@ function _noPlatform(label: string, wanted: Platform[], index: ImageIndex): Plat
   return new PlatformError(`${label} has no image for platform ${wanted.map(formatPlatform).join(', ')}; available: ${have.join(', ') || 'none'} — pick one of those with --platform`);
 }
 
+/**
+ * How a referrer is listed (referrers API, fallback tag index, OCI layout index.json): its own descriptor plus
+ * `artifactType` (the manifest's, else its config's media type) and its annotations (distribution-spec end-12).
+ */
+export function referrerDescriptor(m: FetchedManifest, doc: { artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> }): Descriptor {
+  const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
+  const artifactType = doc.artifactType ?? doc.config?.mediaType;
+  if (artifactType) desc.artifactType = artifactType;
+  if (doc.annotations) desc.annotations = doc.annotations;
+  return desc;
+}
+
 // ---- the remote medium as a source and a target --------------------------------------------------------------
 
 export function remoteSource(repo: Repository): ImageSource {
@@ -253,12 +268,7 @@ export function remoteTarget(repo: Repository): ImageTarget {
       const { subjectAccepted } = await repo.putManifest(ref, m.bytes, m.mediaType);
       if (subject && !subjectAccepted) {
         // No referrers API there: maintain the fallback tag index (distribution-spec "Referrers tag schema").
-        const doc = JSON.parse(m.bytes.toString('utf8'));
-        const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
-        const artifactType = doc.artifactType ?? doc.config?.mediaType;
-        if (artifactType) desc.artifactType = artifactType;
-        if (doc.annotations) desc.annotations = doc.annotations;
-        await repo.addReferrerFallback(subject.digest, desc);
+        await repo.addReferrerFallback(subject.digest, referrerDescriptor(m, JSON.parse(m.bytes.toString('utf8'))));
       }
     },
   };

@@ -1,6 +1,8 @@
 // The OCI image layout medium (image-spec image-layout.md): `oci-layout`, `index.json`, `blobs/<alg>/<hex>`.
-// Read and written by skopeo (`oci:DIR:TAG`), umoci, crane and the builder. Lives in client/ (not builder/ as
-// DESIGN.md sketches) because `berth pull/push` need it and the builder imports client/.
+// Read and written by skopeo (`oci:DIR:TAG`), umoci, crane, oras and the builder. Lives in client/ (not builder/
+// as DESIGN.md sketches) because `berth pull/push` need it and the builder imports client/.
+// Referrers (signatures, SBOMs) are listed in index.json as untagged entries, as oras-go's layout store does;
+// a layout answers "referrers of D" by reading the listed manifests and keeping those whose `subject` is D.
 // https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
@@ -11,12 +13,14 @@ import { parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex } from '../spec/manifest.js';
 import { OCI_INDEX, isManifestType } from '../spec/media-types.js';
 import { isValidTag } from '../spec/reference.js';
-import type { ImageSource, ImageTarget } from './copy.js';
+import { referrerDescriptor, type ImageSource, type ImageTarget } from './copy.js';
 import type { FetchedManifest, PushResult } from './remote.js';
 import { VerifyStream, countBytes, verifyBytes } from './verify.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const LAYOUT_VERSION = '1.0.0';
+// index.json entries larger than this are not read when looking for referrers (manifests are small).
+const REFERRER_SCAN_LIMIT = 4 << 20;
 
 export class LayoutError extends Error {}
 
@@ -24,6 +28,10 @@ export class OciLayout implements ImageSource, ImageTarget {
   readonly label: string;
   /** pushBlob hashes what it writes, so sources need not (one hash per blob on a pull, not two). */
   readonly verifiesBlobs = true;
+  /** subject digest → referrer descriptors, from index.json; dropped whenever index.json changes. */
+  private referrerMap?: Promise<Map<string, Descriptor[]>>;
+  /** index.json updates run one at a time (a copy stores referrers of several children at once). */
+  private indexQueue: Promise<unknown> = Promise.resolve();
   private constructor(readonly dir: string) {
     this.label = `oci-layout:${dir}`;
   }
@@ -79,11 +87,17 @@ export class OciLayout implements ImageSource, ImageTarget {
     const { manifests } = await this.index();
     let hit: Descriptor | undefined;
     if (!reference) {
-      if (manifests.length !== 1) {
-        const names = manifests.map((d) => d.annotations?.[REF_NAME] ?? d.digest).join(', ');
-        throw new LayoutError(`${this.dir} holds ${manifests.length} images (${names || 'none'}); name one as DIR:TAG`);
+      let images = manifests;
+      if (images.length > 1) {
+        // Referrers listed beside an image are not candidates for "the image in this layout".
+        const referrers = new Set([...(await this._referrers()).values()].flat().map((d) => d.digest));
+        images = manifests.filter((d) => d.annotations?.[REF_NAME] || !referrers.has(d.digest));
       }
-      hit = manifests[0];
+      if (images.length !== 1) {
+        const names = images.map((d) => d.annotations?.[REF_NAME] ?? d.digest).join(', ');
+        throw new LayoutError(`${this.dir} holds ${images.length} images (${names || 'none'}); name one as DIR:TAG`);
+      }
+      hit = images[0];
     } else if (reference.includes(':')) {
       hit = manifests.find((d) => d.digest === reference) ?? (await this._manifestByDigest(reference as Digest));
     } else {
@@ -118,6 +132,38 @@ export class OciLayout implements ImageSource, ImageTarget {
     return { bytes, mediaType, digest: d.digest };
   }
 
+  /** Manifests listed in index.json whose `subject` is `digest`. */
+  async referrers(digest: Digest): Promise<Descriptor[]> {
+    return (await this._referrers()).get(digest) ?? [];
+  }
+
+  private _referrers(): Promise<Map<string, Descriptor[]>> {
+    this.referrerMap ??= (async () => {
+      const map = new Map<string, Descriptor[]>();
+      const seen = new Set<string>();
+      for (const d of (await this.index()).manifests) {
+        if (seen.has(d.digest) || !(d.size <= REFERRER_SCAN_LIMIT)) continue;
+        seen.add(d.digest);
+        let bytes: Buffer;
+        let doc: any;
+        try {
+          bytes = await readFile(this.blobPath(d.digest));
+          doc = JSON.parse(bytes.toString('utf8'));
+        } catch {
+          continue; // a missing or non-JSON entry is reported when someone asks for it, not here
+        }
+        const subject = doc?.subject?.digest;
+        if (typeof subject !== 'string') continue;
+        const mediaType = isManifestType(d.mediaType) ? d.mediaType : (doc.mediaType ?? 'application/vnd.oci.image.manifest.v1+json');
+        const list = map.get(subject) ?? [];
+        list.push(referrerDescriptor({ bytes, mediaType, digest: d.digest }, doc));
+        map.set(subject, list);
+      }
+      return map;
+    })();
+    return this.referrerMap;
+  }
+
   blob(desc: Descriptor, offset: number, opts: { verify?: boolean } = {}): Readable {
     const file = createReadStream(this.blobPath(desc.digest), { start: offset, highWaterMark: 1 << 20 });
     if (offset > 0 || opts.verify === false) return file;
@@ -128,7 +174,12 @@ export class OciLayout implements ImageSource, ImageTarget {
 
   // ---- ImageTarget ------------------------------------------------------------------------------------------
 
-  async resolve(reference: string): Promise<Digest | undefined> {
+  async resolve(reference: string, opts: { referrer?: boolean } = {}): Promise<Digest | undefined> {
+    if (opts.referrer) {
+      // Present only when listed: a referrer blob that index.json does not name cannot be found from its subject.
+      const listed = (await this.index()).manifests.some((d) => d.digest === reference);
+      return listed && (await this._manifestByDigest(reference as Digest)) ? (reference as Digest) : undefined;
+    }
     if (reference.includes(':')) return (await this._manifestByDigest(reference as Digest)) ? (reference as Digest) : undefined;
     const { manifests } = await this.index();
     return manifests.find((d) => d.annotations?.[REF_NAME] === reference)?.digest;
@@ -156,20 +207,37 @@ export class OciLayout implements ImageSource, ImageTarget {
     return 'uploaded';
   }
 
-  async putManifest(reference: string, m: FetchedManifest, opts: { root?: boolean } = {}): Promise<void> {
+  async putManifest(reference: string, m: FetchedManifest, opts: { root?: boolean; subject?: Descriptor } = {}): Promise<void> {
     const path = this.blobPath(m.digest);
     await mkdir(join(path, '..'), { recursive: true });
     await _atomicWrite(path, m.bytes);
+    if (opts.subject) {
+      // A referrer: an untagged index.json entry (once), so readers (berth, oras) find it from its subject.
+      const desc = referrerDescriptor(m, JSON.parse(m.bytes.toString('utf8')));
+      await this._updateIndex((manifests) => (manifests.some((d) => d.digest === m.digest && !d.annotations?.[REF_NAME]) ? manifests : [...manifests, desc]));
+      return;
+    }
     if (!opts.root) return;
     const tag = reference.includes(':') ? undefined : reference;
     if (tag && !isValidTag(tag)) throw new LayoutError(`invalid tag "${tag}"`);
-    const index = await this.index();
-    // One entry per name: a new image under an existing tag replaces it (as skopeo does).
-    index.manifests = index.manifests.filter((d) => (tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== m.digest || d.annotations?.[REF_NAME]));
     const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
     if (tag) desc.annotations = { [REF_NAME]: tag };
-    index.manifests.push(desc);
-    await _atomicWrite(join(this.dir, 'index.json'), JSON.stringify(index));
+    // One entry per name: a new image under an existing tag replaces it (as skopeo does).
+    await this._updateIndex((manifests) => [...manifests.filter((d) => (tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== m.digest || d.annotations?.[REF_NAME])), desc]);
+  }
+
+  /** Read-modify-write of index.json, serialised within this process. */
+  private _updateIndex(change: (manifests: Descriptor[]) => Descriptor[]): Promise<void> {
+    const run = this.indexQueue.then(async () => {
+      const index = await this.index();
+      const next = change(index.manifests);
+      if (next === index.manifests) return;
+      index.manifests = next;
+      this.referrerMap = undefined;
+      await _atomicWrite(join(this.dir, 'index.json'), JSON.stringify(index));
+    });
+    this.indexQueue = run.catch(() => {});
+    return run;
   }
 }
 

@@ -21,7 +21,7 @@ Flags:
   --oci-layout DIR[:TAG]   write (or add to) an OCI layout; TAG defaults to the reference's tag
   --docker-archive FILE    write a tar for \`docker load\`
   --platform P             os/arch[/variant]; repeatable for layouts
-  --referrers              also pull referrers (layouts only)
+  --referrers              also pull referrers (layouts only; listed in index.json, found by berth push and oras)
 ${COMMON_HELP}
 
 Examples:

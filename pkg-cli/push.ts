@@ -16,12 +16,14 @@ skipped. A layout with several images needs :TAG; an archive with several images
 
 Flags:
   --platform P   push only this platform of an index (os/arch[/variant]); repeatable
+  --referrers    also push the referrers a layout lists (signatures, SBOMs written by berth pull --referrers, oras…)
   --jobs N       blobs uploaded in parallel (default 4)
 ${COMMON_HELP}
 
 Examples:
   berth push ./app-layout localhost:5000/app:v1
   berth push ./layout:v2 registry.example.com/team/app:v2
+  berth push --referrers ./signed-layout:v1 localhost:5000/app:v1
   docker save busybox:latest -o bb.tar && berth push bb.tar localhost:5000/busybox:latest`;
 
 async function openSource(arg: string): Promise<{ source: ImageSource; reference: string }> {
@@ -47,6 +49,7 @@ const command: Command = {
     const { values, positionals: pos } = parseFlags('push', argv, {
       ...COMMON_FLAGS,
       platform: { type: 'string', multiple: true },
+      referrers: { type: 'boolean' },
       jobs: { type: 'string' },
     });
     const [from, to] = positionals(pos, 2, 'berth push (DIR|FILE) REF');
@@ -57,6 +60,7 @@ const command: Command = {
     try {
       const r = await copy(source, reference, remoteTarget(repo), dst.tag ?? '', {
         platforms: platforms(values.platform),
+        referrers: !!values.referrers,
         concurrency: values.jobs ? Math.max(1, Number(values.jobs) || 4) : 4,
         progress,
       });

@@ -14,7 +14,7 @@ import { Client } from '../client/remote.js';
 import { digestOf } from '../spec/digest.js';
 import { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST } from '../spec/media-types.js';
 import { startBerth } from './berth.js';
-import { makeClients, makeMultiArchLayout, makeBusyboxLayout, requirePeer, run, startDistribution, startDockerd, type RunResult } from './peers.js';
+import { findExecutable, makeClients, makeMultiArchLayout, makeBusyboxLayout, requirePeer, run, startDistribution, startDockerd, type RunResult } from './peers.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 
@@ -117,6 +117,49 @@ test('copy a multi-arch image with referrers: distribution → berth → distrib
   const del = await berthJson(['delete', `${dist.host}/back/app:v1`]);
   assert.equal(del.deleted, li.index.digest);
   await berthFails(['digest', `${dist.host}/back/app:v1`], /MANIFEST_UNKNOWN|404/);
+});
+
+test('referrers in an OCI layout: pull --referrers lists them in index.json, oras discovers them, push --referrers carries them', async (t) => {
+  if (!requirePeer(t, 'distribution', 'oras')) return;
+  const dist = await startDistribution();
+  t.after(() => dist.stop());
+  const work = await tempDir(t, 'blref');
+  const li = await makeMultiArchLayout(join(work, 'src'), { tag: 'v1' });
+  await berthOk(['push', `${li.dir}:v1`, `${dist.host}/src/app:v1`]);
+  const sig = await pushReferrer(dist.host, 'src/app', { ...li.index, mediaType: OCI_INDEX }, 'application/vnd.example.signature', 'sig');
+  const sbom = await pushReferrer(dist.host, 'src/app', { ...li.images[0], mediaType: OCI_MANIFEST }, 'application/vnd.example.sbom', 'sbom');
+
+  const dir = join(work, 'pulled');
+  const pulled = await berthJson(['pull', '--referrers', `${dist.host}/src/app:v1`, '--oci-layout', `${dir}:v1`]);
+  assert.equal(pulled.referrers, 2);
+  const listed = async () => JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')).manifests as any[];
+  const entries = await listed();
+  assert.deepEqual(entries.map((d) => d.digest).sort(), [li.index.digest, sig, sbom].sort());
+  const sigEntry = entries.find((d) => d.digest === sig);
+  assert.equal(sigEntry.artifactType, 'application/vnd.example.signature');
+  assert.equal(sigEntry.annotations['org.example.kind'], 'application/vnd.example.signature');
+  assert.equal(sigEntry.annotations['org.opencontainers.image.ref.name'], undefined);
+  // Pulling again adds nothing; a layout written before referrers were listed gets its entries on a re-pull.
+  await berthOk(['pull', '--referrers', `${dist.host}/src/app:v1`, '--oci-layout', `${dir}:v1`]);
+  assert.equal((await listed()).length, 3);
+
+  // oras-go's layout store finds referrers by scanning the listed manifests for `subject`.
+  const oras = findExecutable('oras')!;
+  const found = await run(oras, ['discover', '--format', 'json', '--oci-layout', `${dir}:v1`]);
+  assert.equal(found.code, 0, found.stderr);
+  assert.deepEqual(JSON.parse(found.stdout).referrers.map((r: any) => r.digest), [sig]);
+  const child = await run(oras, ['discover', '--format', 'json', '--platform', 'linux/amd64', '--oci-layout', `${dir}:v1`]);
+  assert.equal(child.code, 0, child.stderr);
+  assert.deepEqual(JSON.parse(child.stdout).referrers.map((r: any) => r.digest), [sbom]);
+
+  // The layout as a source: referrers travel with push --referrers (fallback tags on distribution 2.8).
+  const pushed = await berthJson(['push', '--referrers', dir, `${dist.host}/back/app:v1`]);
+  assert.equal(pushed.digest, li.index.digest, 'a bare DIR picks the image, not its referrers');
+  assert.equal(pushed.referrers, 2);
+  const back = new Client().repository(`${dist.host}/back/app`);
+  assert.deepEqual((await back.referrers(li.index.digest)).map((d) => d.digest), [sig]);
+  assert.deepEqual((await back.referrers(li.images[0].digest)).map((d) => d.digest), [sbom]);
+  assert.equal((await back.getManifest(sig)).digest, sig);
 });
 
 test('OCI layouts: skopeo and umoci read what berth wrote, berth reads what skopeo wrote', async (t) => {
