@@ -13,6 +13,8 @@
 // The protocol that makes it safe online (a push racing the sweep succeeds with its blobs present, or fails
 // cleanly so the client pushes again):
 //   1. GC takes the lease (gc/lease: holder + expiry, renewed while running) so one GC runs across replicas.
+//      Drivers offer no conditional write, so the lease is read-write-settle-reread, and re-checked before the
+//      sweep: of two replicas that raced for it, the one whose write was overwritten stops before deleting.
 //   2. GC writes gc/state = { gen: g, phase: 'mark' } and only then lists anything; the mark reads the storage.
 //   3. GC writes gc/state = { gen: g, phase: 'sweep' } and deletes candidates, re-statting each right before its
 //      delete and sparing anything written after `markStart - grace` (a fresh upload, a re-pushed manifest).
@@ -182,7 +184,10 @@ export class GarbageCollector {
       for (const s of scans) for (const [d, l] of s.layers) if (l.mtime >= cutoff) liveBlobs.add(d);
       result.blobsLive = liveBlobs.size;
 
-      if (!dry) await this._setPhase('sweep');
+      if (!dry) {
+        await this._checkLease();
+        await this._setPhase('sweep');
+      }
       const remove = async (kind: NonNullable<Parameters<NonNullable<GcOptions['onItem']>>[0]>, path: string, what: string, bytes?: number) => {
         if (!dry) {
           // Re-stat right before deleting: whatever was written since the mark's cutoff stays.
@@ -379,16 +384,32 @@ export class GarbageCollector {
       throw new GcBusyError(`another garbage collection holds the lease until ${lease.expires}`);
     }
     await this._writeLease();
-    // Two replicas may both have read "free": the last write wins, and the loser backs off.
-    await new Promise((r) => setTimeout(r, 20));
-    const mine = await _readJson<{ holder: string }>(this.driver, paths.gcLease);
-    if (mine?.holder !== this.holder) throw new GcBusyError('another garbage collection took the lease');
-    this.gen = ((await new GcGuard(this.driver).state()).gen ?? 0) + 1;
+    // Drivers have no conditional write, so two replicas may both have read "free": the last write wins, and the
+    // loser backs off here — or, at the latest, at the check before its sweep (_checkLease), before deleting anything.
+    await new Promise((r) => setTimeout(r, 100));
+    await this._checkLease();
+    // Unique per run (not just previous + 1), so two runs that raced for the lease never share a generation.
+    const previous = (await new GcGuard(this.driver).state()).gen ?? 0;
+    this.gen = Math.max(previous + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000));
     // Renew the lease, and the state's expiry with it, so writers never take a long run for a dead one.
     this.leaseTimer = setInterval(() => {
-      void this._writeLease().then(() => (this.phase !== 'idle' ? this._setPhase(this.phase) : undefined)).catch(() => {});
+      void this._holdsLease()
+        .then(async (mine) => {
+          if (!mine) return;
+          await this._writeLease();
+          if (this.phase !== 'idle') await this._setPhase(this.phase);
+        })
+        .catch(() => {});
     }, LEASE_TTL_MS / 3);
     this.leaseTimer.unref();
+  }
+
+  private async _holdsLease(): Promise<boolean> {
+    return (await _readJson<{ holder: string }>(this.driver, paths.gcLease))?.holder === this.holder;
+  }
+
+  private async _checkLease(): Promise<void> {
+    if (!(await this._holdsLease())) throw new GcBusyError('another garbage collection took the lease');
   }
 
   private async _writeLease(): Promise<void> {
@@ -403,10 +424,11 @@ export class GarbageCollector {
 
   private async _release(): Promise<void> {
     clearInterval(this.leaseTimer);
+    // A run that lost the lease leaves the state to the run that holds it.
+    if (!(await this._holdsLease())) return;
     const state = await new GcGuard(this.driver).state();
     // A run that failed midway must not leave writers waiting for it.
     if (state.gen === this.gen && state.phase !== 'idle') await this._setPhase('idle').catch(() => {});
-    const lease = await _readJson<{ holder: string }>(this.driver, paths.gcLease);
-    if (lease?.holder === this.holder) await this.driver.delete(paths.gcLease);
+    await this.driver.delete(paths.gcLease);
   }
 }
