@@ -5,6 +5,7 @@ import { registryBench } from './registry.js';
 import { benchCopy } from './copy.js';
 import { benchBuild } from './build.js';
 import { benchProxy } from './proxy.js';
+import { gcBench } from './gc.js';
 
 interface ToolTiming {
   tool: string;
@@ -26,4 +27,5 @@ export const benches: Bench[] = [
     run: async (ctx) =>
       (await benchProxy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })).map((r) => ({ name: r.name, unit: r.unit, berth: r.value, note: r.note })),
   },
+  gcBench,
 ];
