@@ -179,44 +179,15 @@ export class Repository {
    * hashing for consumers that check the digest themselves (a registry they upload to).
    */
   openBlob(desc: Pick<Descriptor, 'digest' | 'size'>, offset = 0, opts: { verify?: boolean } = {}): Readable {
-    const self = this;
-    async function* bytes(): AsyncGenerator<Buffer> {
-      let at = offset;
-      let failures = 0;
-      for (;;) {
-        const res = await self.registry.request({
-          method: 'GET',
-          url: self._path('blobs', desc.digest),
-          headers: at > 0 ? { range: `bytes=${at}-` } : {},
-          scopes: self._scopes(),
-          ok: [200, 206],
-        });
-        // A server that ignores Range answers 200 with the whole blob: skip what we already have.
-        let skip = at > 0 && res.status === 200 ? at : 0;
-        try {
-          for await (const chunk of res.body as AsyncIterable<Buffer>) {
-            let c = chunk;
-            if (skip) {
-              if (c.length <= skip) {
-                skip -= c.length;
-                continue;
-              }
-              c = c.subarray(skip);
-              skip = 0;
-            }
-            at += c.length;
-            yield c;
-          }
-          if (at >= desc.size) return;
-          throw Object.assign(new Error('connection closed early'), { code: 'ECONNRESET' });
-        } catch (e) {
-          res.body.destroy();
-          if (++failures > DOWNLOAD_RESUMES || !_resumable(e)) throw e;
-          await sleep(100 * 2 ** failures);
-        }
-      }
-    }
-    const raw = Readable.from(bytes(), { objectMode: false, highWaterMark: 1 << 20 });
+    const raw = new _BlobReader(desc, offset, (at) =>
+      this.registry.request({
+        method: 'GET',
+        url: this._path('blobs', desc.digest),
+        headers: at > 0 ? { range: `bytes=${at}-` } : {},
+        scopes: this._scopes(),
+        ok: [200, 206],
+      }),
+    );
     if (offset > 0 || opts.verify === false) return raw; // a partial range cannot be hashed here; the consumer verifies the whole
     const verify = new VerifyStream(desc.digest, desc.size, `blob ${this.name}@${desc.digest}`);
     raw.on('error', (e) => verify.destroy(e));
@@ -444,6 +415,76 @@ function _resumable(e: unknown): boolean {
   if (e instanceof RegistryError) return e.retryable;
   const code = (e as any)?.code ?? (e as any)?.cause?.code;
   return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED', 'ECONNREFUSED', 'UND_ERR_ABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code) || /terminated|other side closed|socket/i.test((e as Error)?.message ?? '');
+}
+
+/**
+ * A blob download as one Readable: the response body's chunks are pushed straight through (no per-chunk promise),
+ * and a dropped connection reopens the GET with `Range: bytes=<received>-` (up to DOWNLOAD_RESUMES times).
+ */
+class _BlobReader extends Readable {
+  private body?: Readable;
+  private failures = 0;
+  private skip = 0;
+
+  constructor(
+    private readonly desc: Pick<Descriptor, 'digest' | 'size'>,
+    private at: number,
+    private readonly get: (at: number) => Promise<{ status: number; body: Readable }>,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _construct(cb: (e?: Error | null) => void): void {
+    this._open().then(() => cb(), cb);
+  }
+
+  override _read(): void {
+    this.body?.resume();
+  }
+
+  override _destroy(e: Error | null, cb: (e?: Error | null) => void): void {
+    this.body?.destroy();
+    cb(e);
+  }
+
+  private async _open(): Promise<void> {
+    const res = await this.get(this.at);
+    // A server that ignores Range answers 200 with the whole blob: skip what we already have.
+    this.skip = this.at > 0 && res.status === 200 ? this.at : 0;
+    const body = (this.body = res.body);
+    body.on('data', (chunk: Buffer) => {
+      let c = chunk;
+      if (this.skip) {
+        if (c.length <= this.skip) {
+          this.skip -= c.length;
+          return;
+        }
+        c = c.subarray(this.skip);
+        this.skip = 0;
+      }
+      this.at += c.length;
+      if (!this.push(c)) body.pause();
+    });
+    body.on('end', () => {
+      if (this.at >= this.desc.size) this.push(null);
+      else this._failed(body, Object.assign(new Error('connection closed early'), { code: 'ECONNRESET' }));
+    });
+    body.on('error', (e) => this._failed(body, e));
+  }
+
+  private _failed(body: Readable, e: unknown): void {
+    if (body !== this.body || this.destroyed) return;
+    body.removeAllListeners('data');
+    body.destroy();
+    this.body = undefined;
+    if (++this.failures > DOWNLOAD_RESUMES || !_resumable(e)) {
+      this.destroy(e as Error);
+      return;
+    }
+    sleep(100 * 2 ** this.failures)
+      .then(() => this._open())
+      .catch((err) => this.destroy(err));
+  }
 }
 
 /** The first `n` bytes of a stream (chunked uploads read slices of one source). */
