@@ -6,6 +6,7 @@ import { validator, describeErrors } from '../spec/schemas.js';
 import type { ProxyConfig } from './proxy/config.js';
 import type { RetentionConfig, ImmutableRule, QuotaRule } from './policy.js';
 import type { WebhookConfig } from './webhooks.js';
+import type { AuthConfig } from './auth/config.js';
 
 export interface Config {
   http: { addr: string; publicUrl?: string; shutdownTimeout: string };
@@ -21,7 +22,7 @@ export interface Config {
   };
   api: { maxPageSize: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent'; requests: boolean };
-  auth: { mode: 'none' | 'htpasswd' | 'token'; [key: string]: unknown };
+  auth: AuthConfig;
   proxy?: ProxyConfig;
   gc: { enabled: boolean; interval: string; grace: string; deleteUntagged: boolean; concurrency: number };
   retention?: RetentionConfig;

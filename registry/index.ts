@@ -10,6 +10,7 @@ import { healthRoutes } from './health.js';
 import { createPolicies, type Policies } from './policy.js';
 import { policyMiddleware } from './policy-middleware.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
+import { createAuth, type Auth } from './auth/index.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
@@ -25,6 +26,8 @@ export interface Registry {
   metrics?: Metrics;
   policies: Policies;
   webhooks?: Webhooks;
+  /** Token service, verifier and ACL, unless `auth.mode` is none. */
+  auth?: Auth;
 }
 
 export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
@@ -36,9 +39,12 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
   const policies = createPolicies(config, store, log);
   if (policies.enabled.immutable) store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
   const webhooks = config.webhooks?.length ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' }) : undefined;
+  const auth = createAuth(config.auth, driver, { publicUrl: config.http.publicUrl, warn: (msg) => log.warn(msg) });
+  auth?.ready.catch((e) => log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }));
   const ops = { ...hooks };
   ops.extend = (app) => {
     healthRoutes(app, driver, metrics);
+    auth?.extend?.(app);
     hooks.extend?.(app);
   };
   const app = createApp(
@@ -50,10 +56,11 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
     },
     {
       onUnexpectedError: (e, c) => log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) }),
+      ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
       policy: policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))),
       ...ops,
     },
   );
-  return { store, app, proxy, metrics, policies, webhooks };
+  return { store, app, proxy, metrics, policies, webhooks, auth };
 }

@@ -4,6 +4,109 @@ const duration = { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' };
 /** Glob patterns (picomatch): `team-a/**`, `v*`. */
 const patterns = { type: 'array', items: { type: 'string', minLength: 1 } };
 
+/** A JWT issuer berth trusts (token.trust entries and oidc providers): jwksUrl or pem keys, never HS* or none. */
+const issuerProps = {
+  issuer: { type: 'string', minLength: 1 },
+  audience: { type: 'string', minLength: 1 },
+  jwksUrl: { type: 'string', pattern: '^https?://' },
+  /** PEM public keys, as text or as paths to PEM files. */
+  pem: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+  algorithms: { type: 'array', minItems: 1, items: { enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] } },
+} as const;
+const keySource = { anyOf: [{ required: ['jwksUrl'] }, { required: ['pem'] }] } as const;
+const names = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 } };
+
+/** auth: who may do what (registry/auth/, README "Authentication"). */
+const authSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    mode: { enum: ['none', 'htpasswd', 'token'] },
+    realm: { type: 'string', minLength: 1, pattern: '^[^"\\\\]+$' },
+    htpasswd: { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string', minLength: 1 } } },
+    users: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$' },
+          /** bcrypt ($2a$/$2b$/$2y$); leave out to only give groups to an htpasswd user. */
+          passwordHash: { type: 'string', pattern: '^\\$2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$' },
+          groups: names,
+        },
+      },
+    },
+    token: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        realm: { type: 'string', pattern: '^(/[A-Za-z0-9._~/-]*|https?://[^"\\s]+)$' },
+        service: { type: 'string', minLength: 1, pattern: '^[^"\\\\]+$' },
+        issuer: { type: 'string', minLength: 1 },
+        keys: { type: 'string', minLength: 1 },
+        algorithm: { enum: ['ES256', 'RS256', 'EdDSA'] },
+        ttl: duration,
+        refreshTtl: duration,
+        trust: {
+          type: 'array',
+          items: { type: 'object', additionalProperties: false, required: ['issuer'], properties: issuerProps, ...keySource },
+        },
+      },
+    },
+    robots: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { defaultTtl: duration, maxTtl: duration },
+    },
+    /** CI workload identity: an ID token from one of these issuers is accepted as the password at the token endpoint. */
+    oidc: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'issuer', 'audience'],
+        properties: {
+          ...issuerProps,
+          name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
+          claims: {
+            type: 'object',
+            additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }] },
+          },
+          subject: { type: 'string', minLength: 1 },
+          groups: names,
+        },
+        ...keySource,
+      },
+    },
+    /** Ordered rules; the first whose subjects and repositories match decides; default deny. */
+    acl: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['repositories', 'subjects', 'actions'],
+        properties: {
+          repositories: { ...patterns, minItems: 1 },
+          subjects: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          actions: { type: 'array', items: { enum: ['pull', 'push', 'delete', 'catalog', '*'] } },
+        },
+      },
+    },
+    /** Failed logins per account and per client address within `window`, then 429 + Retry-After. */
+    rateLimit: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxFailures: { type: 'integer', minimum: 1 },
+        maxFailuresPerAddress: { type: 'integer', minimum: 1 },
+        window: duration,
+      },
+    },
+  },
+} as const;
+
 export const configSchema = {
   $id: 'berth-config',
   type: 'object',
@@ -67,7 +170,7 @@ export const configSchema = {
         requests: { type: 'boolean' },
       },
     },
-    auth: { type: 'object', properties: { mode: { enum: ['none', 'htpasswd', 'token'] } } },
+    auth: authSchema,
     /** Online garbage collection (storage/gc.ts); `berth gc` runs it once. */
     gc: {
       type: 'object',

@@ -1,0 +1,46 @@
+// registry/auth: token auth and access control. `createAuth` turns `config.auth` into the app's `auth` middleware
+// and the routes it serves outside /v2 (token endpoint, JWKS). Mode none → nothing (serve.ts warns).
+import type { Hono, MiddlewareHandler } from 'hono';
+import type { Driver } from '../../storage/index.js';
+import type { Env } from '../context.js';
+import type { AuthConfig } from './config.js';
+import { AuthCore } from './core.js';
+import { htpasswdMiddleware, tokenMiddleware } from './middleware.js';
+import { tokenRoutes } from './service.js';
+
+export { AuthCore, LoginError } from './core.js';
+export { AuthState, type RobotRecord, type RefreshRecord } from './state.js';
+export type { AuthConfig } from './config.js';
+export { parseScope, ScopeError } from './scope.js';
+
+export interface Auth {
+  core: AuthCore;
+  middleware: MiddlewareHandler<Env>;
+  extend?: (app: Hono<Env>) => void;
+  /** Resolves once keys and trusted issuers are loaded (rejects with the reason, e.g. a bad key file). */
+  ready: Promise<void>;
+}
+
+export const DEFAULT_REALM = '/token';
+
+export function createAuth(config: AuthConfig, driver: Driver, opts: { publicUrl?: string; warn?: (msg: string) => void } = {}): Auth | undefined {
+  if (config.mode === 'none') return undefined;
+  const core = new AuthCore(config, driver, { warn: opts.warn });
+  const ready = core.ready();
+  ready.catch(() => {}); // reported by whoever awaits it; requests retry the load
+  if (config.mode === 'htpasswd') {
+    if (!config.htpasswd && !config.users?.some((u) => u.passwordHash)) {
+      throw new Error('auth.mode htpasswd needs auth.htpasswd.path or auth.users with passwordHash');
+    }
+    return { core, middleware: htpasswdMiddleware(core), ready };
+  }
+  const realm = config.token?.realm ?? DEFAULT_REALM;
+  const local = realm.startsWith('/');
+  return {
+    core,
+    middleware: tokenMiddleware(core, realm, opts.publicUrl),
+    // An absolute realm is an external token service: berth then only verifies (token.trust).
+    extend: local ? (app) => tokenRoutes(app, core, realm) : undefined,
+    ready,
+  };
+}

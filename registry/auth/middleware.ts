@@ -1,0 +1,110 @@
+// The /v2 gate. Runs after the target is parsed (app.ts) and decides from it what the request needs:
+// - token mode: a valid Bearer token whose `access` grants the needed actions on exactly this repository; otherwise
+//   401 with a challenge naming realm, service and scope (+ error="insufficient_scope" / "invalid_token");
+// - htpasswd mode: Basic credentials (or none, when the ACL lets anonymous do it); 403 when the ACL says no.
+// It also binds upload sessions to the caller (`subject`), drops a mount whose `from` the caller can't pull, and
+// filters the catalog to repositories the caller may pull.
+import type { MiddlewareHandler } from 'hono';
+import { OciError, isValidName } from '../../spec/index.js';
+import { withHeaders } from '../errors.js';
+import type { Ctx, Env } from '../context.js';
+import { ANONYMOUS, LoginError, subjectOf, type AuthCore } from './core.js';
+import type { Identity } from './acl.js';
+import { formatScope, requiredAccess, type Access } from './scope.js';
+import { clientAddress, parseBasic } from './service.js';
+import { hasAccess, TokenError, type VerifiedToken } from './tokens.js';
+
+const SAFE_HOST = /^[A-Za-z0-9.:[\]-]{1,300}$/;
+
+/** The absolute token realm for challenges: the configured URL, or this server's own path on the request's host. */
+export function realmUrl(c: Ctx, realm: string, publicUrl: string | undefined): string {
+  if (/^https?:\/\//.test(realm)) return realm;
+  if (publicUrl) return publicUrl.replace(/\/$/, '') + realm;
+  const host = c.req.header('host') ?? new URL(c.req.url).host;
+  const proto = c.req.url.startsWith('https:') ? 'https' : 'http';
+  return `${proto}://${host && SAFE_HOST.test(host) ? host : 'localhost'}${realm}`;
+}
+
+function _mount(c: Ctx): string | undefined {
+  if (c.var.target.route !== 'uploads' || c.req.method !== 'POST' || c.req.query('mount') === undefined) return undefined;
+  const from = c.req.query('from');
+  return from && isValidName(from) && from !== c.var.target.name ? from : undefined;
+}
+
+export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: string): MiddlewareHandler<Env> {
+  const service = core.tokenOptions.service;
+  const challenge = (c: Ctx, need: Access | undefined, error?: string) => {
+    let value = `Bearer realm="${realmUrl(c, realm, publicUrl)}",service="${service}"`;
+    if (need) value += `,scope="${formatScope(need)}"`;
+    if (error) value += `,error="${error}"`;
+    return { 'WWW-Authenticate': value };
+  };
+  return async (c, next) => {
+    const target = c.var.target;
+    const need = requiredAccess(target, c.req.method);
+    const m = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(c.req.header('authorization') ?? '');
+    if (!m) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required: get a token from the realm in WWW-Authenticate (docker login)'), challenge(c, need));
+    let token: VerifiedToken;
+    try {
+      token = await core.verifier.verify(m[1]);
+    } catch (e) {
+      if (!(e instanceof TokenError)) throw e;
+      throw withHeaders(new OciError('UNAUTHORIZED', `${e.message}; log in again`), challenge(c, need, 'invalid_token'));
+    }
+    if (need && !hasAccess(token, need)) {
+      throw withHeaders(
+        new OciError('UNAUTHORIZED', `the token does not grant ${formatScope(need)}`, { required: need }),
+        challenge(c, need, 'insufficient_scope'),
+      );
+    }
+    c.set('subject', token.sub);
+    const from = _mount(c);
+    if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] })) c.set('mountAllowed' as never, false as never);
+    if (target.route === 'catalog') {
+      const filter = token.identity
+        ? core.catalogFilter(token.identity)
+        : (name: string) => token.access.get(`repository:${name}`)?.has('pull') === true;
+      c.set('catalogFilter' as never, filter as never);
+    }
+    await next();
+  };
+}
+
+export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
+  const realm = core.config.realm ?? 'berth';
+  const challenge = { 'WWW-Authenticate': `Basic realm="${realm}"` };
+  return async (c, next) => {
+    const target = c.var.target;
+    const need = requiredAccess(target, c.req.method);
+    const header = c.req.header('authorization');
+    let id: Identity = ANONYMOUS;
+    if (header) {
+      const basic = parseBasic(header);
+      if (!basic) throw withHeaders(new OciError('UNAUTHORIZED', 'expected Basic credentials'), challenge);
+      try {
+        id = await core.login(basic.username, basic.password, clientAddress(c));
+      } catch (e) {
+        if (!(e instanceof LoginError)) throw e;
+        if (e.status === 429) throw withHeaders(new OciError('TOOMANYREQUESTS', e.message), { 'Retry-After': String(e.retryAfter) });
+        throw withHeaders(new OciError('UNAUTHORIZED', e.message), challenge);
+      }
+    }
+    // The ping must challenge anonymous callers, or `docker login` would never send credentials.
+    if (!need && id === ANONYMOUS) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
+    if (need && !_allowed(core, id, need)) {
+      if (id === ANONYMOUS) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
+      throw new OciError('DENIED', `"${id.name}" may not ${need.actions.join('+')} ${need.type === 'registry' ? 'the catalog' : need.name}`);
+    }
+    c.set('subject', subjectOf(id));
+    const from = _mount(c);
+    if (from && !core.acl.allowed(id, from).has('pull')) c.set('mountAllowed' as never, false as never);
+    if (target.route === 'catalog') c.set('catalogFilter' as never, core.catalogFilter(id) as never);
+    await next();
+  };
+}
+
+function _allowed(core: AuthCore, id: Identity, need: Access): boolean {
+  if (need.type === 'registry') return core.acl.mayCatalog(id);
+  const allowed = core.acl.allowed(id, need.name);
+  return need.actions.every((a) => allowed.has(a as 'pull'));
+}
