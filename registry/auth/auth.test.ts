@@ -1,0 +1,69 @@
+// Unit checks of the auth building blocks: scope parsing, ACL evaluation, the login limiter.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseScope, requiredAccess, ScopeError } from './scope.js';
+import { compileAcl, AclConfigError, type Identity } from './acl.js';
+import { LoginLimiter } from './ratelimit.js';
+
+test('scopes: host:port names, classes, wildcards, .. and uppercase rejected', () => {
+  assert.deepEqual(parseScope('repository:team/app:pull,push'), { type: 'repository', name: 'team/app', actions: ['pull', 'push'] });
+  assert.deepEqual(parseScope('repository(plugin):a:pull'), { type: 'repository', name: 'a', actions: ['pull'] });
+  assert.deepEqual(parseScope('repository:a:*').actions, ['pull', 'push', 'delete']);
+  assert.deepEqual(parseScope('registry:catalog:*'), { type: 'registry', name: 'catalog', actions: ['*'] });
+  for (const bad of ['repository:team/*:pull', 'repository:*:pull', 'repository:team/../x:pull', 'repository:Team/App:pull',
+    'repository:127.0.0.1:5000/a:pull', 'repository:a:fly', 'repository:a:', 'registry:catalog:pull', 'thing:a:pull', 'a', 'repository:a']) {
+    assert.throws(() => parseScope(bad), ScopeError, bad);
+  }
+});
+
+test('required access per request', () => {
+  assert.equal(requiredAccess({ route: 'base' }, 'GET'), undefined);
+  assert.deepEqual(requiredAccess({ route: 'manifest', name: 'a', reference: 't' }, 'HEAD')?.actions, ['pull']);
+  assert.deepEqual(requiredAccess({ route: 'manifest', name: 'a', reference: 't' }, 'PUT')?.actions, ['pull', 'push']);
+  assert.deepEqual(requiredAccess({ route: 'blob', name: 'a', reference: 'd' }, 'DELETE')?.actions, ['delete']);
+  assert.deepEqual(requiredAccess({ route: 'upload', name: 'a', reference: 'x' }, 'DELETE')?.actions, ['pull', 'push']);
+  assert.deepEqual(requiredAccess({ route: 'catalog' }, 'GET'), { type: 'registry', name: 'catalog', actions: ['*'] });
+});
+
+test('ACL: first match decides, default deny, templates, robot limits', () => {
+  const acl = compileAcl([
+    { repositories: ['team-a/secret/**'], subjects: ['group:dev'], actions: [] },
+    { repositories: ['team-a/**'], subjects: ['group:dev', 'user:ci-bot'], actions: ['pull', 'push', 'delete'] },
+    { repositories: ['public/*'], subjects: ['*'], actions: ['pull'] },
+    { repositories: ['ci/${claim.repository}/**'], subjects: ['claim:repository_owner=myorg'], actions: ['pull', 'push'] },
+    { repositories: ['home/${name}/**'], subjects: ['authenticated'], actions: ['*'] },
+    { repositories: ['**'], subjects: ['robot:*'], actions: ['pull', 'push'] },
+  ]);
+  const dev: Identity = { kind: 'user', name: 'alice', groups: ['dev'] };
+  const anon: Identity = { kind: 'anonymous', name: 'anonymous', groups: [] };
+  assert.deepEqual([...acl.allowed(dev, 'team-a/app')], ['pull', 'push', 'delete']);
+  assert.deepEqual([...acl.allowed(dev, 'team-a/secret/x')], []);
+  assert.deepEqual([...acl.allowed(anon, 'public/x')], ['pull']);
+  assert.deepEqual([...acl.allowed(anon, 'public/x/y')], []);
+  assert.deepEqual([...acl.allowed(anon, 'team-a/app')], []);
+  assert.deepEqual([...acl.allowed(dev, 'home/alice/x')], ['pull', 'push', 'delete']);
+  assert.deepEqual([...acl.allowed(dev, 'home/bob/x')], []);
+  const ci: Identity = { kind: 'oidc', name: 'x', provider: 'gh', groups: [], claims: { repository: 'MyOrg/App', repository_owner: 'myorg' } };
+  assert.deepEqual([...acl.allowed(ci, 'ci/myorg/app/img')], ['pull', 'push']);
+  assert.deepEqual([...acl.allowed(ci, 'ci/myorg/other')], []);
+  // A claim that is not a plain path never widens a pattern.
+  const sneaky: Identity = { ...ci, claims: { repository: '**', repository_owner: 'myorg' } };
+  assert.deepEqual([...acl.allowed(sneaky, 'ci/x/y')], []);
+  const robot: Identity = { kind: 'robot', name: 'r', groups: [], limits: [{ repositories: ['team-b/**'], actions: ['pull'] }] };
+  assert.deepEqual([...acl.allowed(robot, 'team-b/x')], ['pull']);
+  assert.deepEqual([...acl.allowed(robot, 'team-c/x')], []);
+  assert.equal(acl.mayCatalog(dev), true); // the `*` rule on home/${name} includes catalog
+  assert.equal(acl.mayCatalog(anon), false);
+  assert.throws(() => compileAcl([{ repositories: ['a'], subjects: ['team:x'], actions: ['pull'] }]), AclConfigError);
+});
+
+test('login limiter: per account and per address, Retry-After counts down', () => {
+  const l = new LoginLimiter({ maxFailures: 3, maxFailuresPerAddress: 5, windowMs: 60_000 });
+  const t0 = 1_000_000;
+  for (let i = 0; i < 3; i++) l.fail('alice', '10.0.0.1', t0 + i);
+  assert.ok(l.retryAfter('alice', '10.0.0.9', t0 + 10) > 0, 'account locked from any address');
+  assert.equal(l.retryAfter('bob', '10.0.0.9', t0 + 10), 0);
+  for (let i = 0; i < 2; i++) l.fail(`u${i}`, '10.0.0.1', t0 + 5);
+  assert.ok(l.retryAfter('carol', '10.0.0.1', t0 + 10) > 0, 'address locked for every account');
+  assert.equal(l.retryAfter('alice', '10.0.0.9', t0 + 61_000), 0, 'failures age out');
+});
