@@ -1,8 +1,6 @@
 // The transfer verbs against `berth serve` in token mode (berth as its own Docker token service): berth login,
 // then push / pull / copy (a cross-repo mount needs pull on the source and push on the target in one token),
 // a user the ACL does not allow, anonymous pulls of a public namespace, and logout.
-// Until the registry's token mode exists in the build, the server answers /v2/ without a Bearer challenge and this
-// test skips, saying so.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,29 +28,18 @@ auth:
 `;
 }
 
-/** Starts berth in token mode; undefined (and a skip) when this build has no token mode yet. */
-async function startTokenBerth(t: TestContext): Promise<Berth | undefined> {
-  let srv: Berth;
-  try {
-    srv = await startBerth(t, { config: config() });
-  } catch (e) {
-    t.skip(`berth serve does not accept auth.mode: token yet (${(e as Error).message.split('\n')[0]})`);
-    return undefined;
-  }
-  const res = await fetch(`${srv.url}/v2/`);
-  const www = res.headers.get('www-authenticate') ?? '';
-  if (res.status !== 401 || !/^Bearer /i.test(www)) {
-    await srv.stop();
-    t.skip(`berth serve in token mode answered /v2/ with ${res.status} and no Bearer challenge: token auth is not built yet`);
-    return undefined;
-  }
+/** Starts berth in token mode and checks that it challenges for a Bearer token. */
+async function startTokenBerth(t: TestContext): Promise<Berth> {
+  const srv = await startBerth(t, { config: config() });
   t.after(() => srv.stop());
+  const res = await fetch(`${srv.url}/v2/`);
+  assert.equal(res.status, 401);
+  assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="[^"]+",service="berth-test"/i);
   return srv;
 }
 
 test('token auth: berth login, then push / pull / copy (mount) against berth serve; ACL denials and logout', async (t) => {
   const srv = await startTokenBerth(t);
-  if (!srv) return;
   const work = await mkdtemp('/tmp/berth-token-');
   t.after(() => rm(work, { recursive: true, force: true }));
   const env = { CI: 'true', DOCKER_CONFIG: join(work, 'docker'), REGISTRY_AUTH_FILE: undefined, XDG_RUNTIME_DIR: undefined };
