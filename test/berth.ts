@@ -36,7 +36,9 @@ export interface Berth {
 export async function startBerth(t: TestContext | undefined, opts: BerthOptions = {}): Promise<Berth> {
   const root = opts.root ?? (await mkdtemp('/tmp/berth-e2e-'));
   const port = opts.port ?? (await freePort());
-  const args = [BERTH, 'serve', '--addr', `127.0.0.1:${port}`, '--root', root];
+  const args = [BERTH, 'serve', '--addr', `127.0.0.1:${port}`];
+  // --root selects filesystem storage; a config with S3 storage keeps `root` only for the config file.
+  if (!/^\s+s3:/m.test(opts.config ?? '')) args.push('--root', root);
   if (opts.config) {
     const file = join(root + '-config.yaml');
     await writeFile(file, opts.config);
