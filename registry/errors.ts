@@ -26,12 +26,21 @@ export const ERRORS: Record<ErrorCode, { status: number; message: string }> = {
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
 };
 
+/** Drivers mark transient failures with `retryable: true` (storage/s3.ts S3StorageError), without registry/ importing them. */
+function _isRetryableStorageError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === true;
+}
+
 /** Renders any thrown error as an OCI error document. Unknown errors become a 500 without internals. */
 export function renderError(err: unknown, c: Context, log?: (e: unknown) => void): Response {
   let e: OciError;
   if (err instanceof OciError) e = err;
   else if (err instanceof NotFoundError) e = new OciError('BLOB_UNKNOWN');
-  else {
+  else if (_isRetryableStorageError(err)) {
+    // Object storage throttled or unreachable after the driver's own retries: a clean, retryable 503.
+    log?.(err);
+    e = withHeaders(new OciError('UNAVAILABLE', 'storage is temporarily unavailable; retry the request'), { 'Retry-After': '1' });
+  } else {
     log?.(err);
     const body = { errors: [{ code: 'UNKNOWN', message: 'internal error', detail: null }] };
     return c.json(body, 500);
