@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
-import { Authenticator, AuthError } from './auth.js';
+import { Authenticator, AuthError, mergeScopes, parseChallenges } from './auth.js';
 import type { CredentialStore } from './credentials.js';
 import { DockerCredentialStore } from './credentials.js';
 
@@ -180,7 +180,17 @@ export class Registry {
     }
     const ok = spec.ok ?? [];
     if ((res.status >= 200 && res.status < 300 && !ok.length) || ok.includes(res.status)) return res;
-    throw await _errorFrom(spec.method, url, res, this.host);
+    let denied: string | undefined;
+    if (res.status === 401 || res.status === 403) {
+      // Logged in but refused: "run berth login" would be the wrong fix.
+      const creds = await this.auth.credentials().catch(() => undefined);
+      const challenge = parseChallenges(res.headers['www-authenticate']).find((c) => c.scheme === 'bearer');
+      const wanted = (challenge?.params.scope?.split(' ') ?? mergeScopes(scopes)).map(_describeScope).join(', ');
+      if (creds?.username && (res.status === 403 || challenge?.params.error === 'insufficient_scope' || authorization?.startsWith('Bearer'))) {
+        denied = `; user "${creds.username}" is not allowed to ${wanted || 'do this'} — ask the registry's admin for access, or \`berth login ${this.host}\` as another user`;
+      }
+    }
+    throw await _errorFrom(spec.method, url, res, this.host, denied);
   }
 
   /** One exchange with retries and manual redirects; does not interpret 4xx. */
@@ -298,6 +308,12 @@ function _wrap(r: Dispatcher.ResponseData, url: string): Response {
   };
 }
 
+/** `repository:team/app:pull,push` → `pull,push team/app`. */
+function _describeScope(scope: string): string {
+  const m = /^repository:(.+):([^:]*)$/.exec(scope);
+  return m ? `${m[2]} ${m[1]}` : scope;
+}
+
 function _isRetryableError(e: unknown): boolean {
   const code = (e as any)?.code ?? (e as any)?.cause?.code;
   return RETRY_ERRNO.has(code);
@@ -312,7 +328,7 @@ function _unreachable(host: string, e: unknown, insecure: boolean): Error {
   return new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0);
 }
 
-async function _errorFrom(method: string, url: string, res: Response, host: string): Promise<RegistryError> {
+async function _errorFrom(method: string, url: string, res: Response, host: string, deniedHint?: string): Promise<RegistryError> {
   const text = method === 'HEAD' ? '' : await res.text(64 * 1024);
   let code: string | undefined;
   let message = '';
@@ -327,7 +343,8 @@ async function _errorFrom(method: string, url: string, res: Response, host: stri
   }
   const path = url.replace(/^https?:\/\/[^/]+/, '');
   let hint = '';
-  if (res.status === 401) hint = `; run \`berth login ${host}\``;
+  if (deniedHint) hint = deniedHint;
+  else if (res.status === 401) hint = `; run \`berth login ${host}\``;
   else if (res.status === 403) hint = `; your account lacks permission for this repository`;
   else if (res.status === 405) hint = '; the registry does not allow this operation (deletes disabled?)';
   const label = [code, message].filter(Boolean).join(': ');
