@@ -6,6 +6,7 @@ import { benchCopy } from './copy.js';
 import { benchBuild } from './build.js';
 import { benchProxy } from './proxy.js';
 import { gcBench } from './gc.js';
+import { authBench } from './auth.js';
 
 interface ToolTiming {
   tool: string;
@@ -28,4 +29,5 @@ export const benches: Bench[] = [
       (await benchProxy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })).map((r) => ({ name: r.name, unit: r.unit, berth: r.value, note: r.note })),
   },
   gcBench,
+  authBench,
 ];
