@@ -4,13 +4,12 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { runDriverSuite } from './driver-suite.js';
 import { OffsetMismatchError } from './driver.js';
 import { S3Driver, S3StorageError, type S3DriverOptions } from './s3.js';
 import { startS3Server, S3_PEER, type S3Server } from '../test/s3-server.js';
 import { findExecutable } from '../test/peers.js';
+import { faultProxy, type Fault } from '../test/s3-fault-proxy.js';
 
 const MiB = 1024 * 1024;
 const haveServer = findExecutable(S3_PEER) !== undefined;
@@ -159,56 +158,6 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     assert.throws(() => new S3Driver({ bucket: 'b', accessKeyId: 'x' }), /both accessKeyId and secretAccessKey/);
   });
 });
-
-/**
- * A loopback HTTP proxy in front of the S3 server that injects the faults the driver must ride out: 503 SlowDown,
- * a connection reset before forwarding, a slow response, and a response lost after S3 applied the request.
- */
-type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | undefined;
-async function faultProxy(target: string, plan: (n: number, req: IncomingMessage) => Fault): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
-  const to = new URL(target);
-  const faults: Fault[] = [];
-  let n = 0;
-  const server = createServer((req, res) => {
-    const fault = plan(++n, req);
-    faults.push(fault);
-    if (fault === 'slowdown') {
-      req.resume();
-      res.writeHead(503, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
-      return;
-    }
-    if (fault === 'reset') {
-      req.socket.destroy();
-      return;
-    }
-    const up = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      if (fault === 'lost') {
-        upRes.resume();
-        upRes.on('end', () => req.socket.destroy());
-        return;
-      }
-      const send = () => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
-      };
-      if (fault === 'slow') setTimeout(send, 1500);
-      else send();
-    });
-    up.on('error', () => req.socket.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    faults,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
 
 describe('S3 driver under faults', { skip }, () => {
   it('retries SlowDown, resets, timeouts and lost responses; data stays exact', async () => {

@@ -1,0 +1,53 @@
+// A loopback HTTP proxy between berth (or the S3 driver) and the S3 server that injects faults.
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A loopback HTTP proxy in front of the S3 server that injects the faults the driver must ride out: 503 SlowDown,
+ * a connection reset before forwarding, a slow response, and a response lost after S3 applied the request.
+ */
+export type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | undefined;
+export async function faultProxy(target: string, plan: (n: number, req: IncomingMessage) => Fault): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
+  const to = new URL(target);
+  const faults: Fault[] = [];
+  let n = 0;
+  const server = createServer((req, res) => {
+    const fault = plan(++n, req);
+    faults.push(fault);
+    if (fault === 'slowdown') {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      return;
+    }
+    if (fault === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    const up = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+      if (fault === 'lost') {
+        upRes.resume();
+        upRes.on('end', () => req.socket.destroy());
+        return;
+      }
+      const send = () => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      };
+      if (fault === 'slow') setTimeout(send, 1500);
+      else send();
+    });
+    up.on('error', () => req.socket.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    faults,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
