@@ -67,3 +67,34 @@ test('login limiter: per account and per address, Retry-After counts down', () =
   assert.ok(l.retryAfter('carol', '10.0.0.1', t0 + 10) > 0, 'address locked for every account');
   assert.equal(l.retryAfter('alice', '10.0.0.9', t0 + 61_000), 0, 'failures age out');
 });
+
+test('config: strict auth schema, errors name the problem', async () => {
+  const { loadConfig, ConfigError } = await import('../config.js');
+  const load = (auth: unknown) => loadConfig({ env: {}, flags: { auth } });
+  assert.throws(() => load({ mode: 'token', tokn: {} }), (e: Error) => e instanceof ConfigError && /tokn/.test(e.message));
+  assert.throws(() => load({ mode: 'token', token: { trust: [{ issuer: 'x' }] } }), ConfigError, 'a trusted issuer needs jwksUrl or pem');
+  assert.throws(() => load({ mode: 'token', token: { algorithm: 'HS256' } }), ConfigError);
+  assert.throws(() => load({ mode: 'token', users: [{ name: 'a', passwordHash: 'plain' }] }), ConfigError);
+  assert.throws(() => load({ mode: 'token', acl: [{ repositories: ['a'], subjects: ['x'], actions: ['fly'] }] }), ConfigError);
+  assert.equal(load({ mode: 'token', token: { ttl: '10m' }, acl: [{ repositories: ['a/**'], subjects: ['anonymous'], actions: ['pull'] }] }).auth.token?.ttl, '10m');
+  const env = loadConfig({ env: { BERTH_AUTH_MODE: 'token', BERTH_AUTH_TOKEN_SERVICE: 'reg' } });
+  assert.equal(env.auth.mode, 'token');
+  assert.equal(env.auth.token?.service, 'reg');
+});
+
+test('htpasswd file: bcrypt lines accepted, others skipped with a warning, reloaded on change', async (t) => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const bcrypt = (await import('bcryptjs')).default;
+  const { Users } = await import('./users.js');
+  const dir = await mkdtemp('/tmp/berth-htpasswd-');
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = `${dir}/htpasswd`;
+  await writeFile(file, `alice:${bcrypt.hashSync('pw', 4).replace('$2b$', '$2y$')}\nbob:$apr1$abc$defghijklmnopqrstuvwx.\n`);
+  const warnings: string[] = [];
+  const users = new Users({ mode: 'htpasswd', htpasswd: { path: file }, users: [{ name: 'alice', groups: ['dev'] }] }, (w) => warnings.push(w));
+  assert.deepEqual(await users.check('alice', 'pw'), { name: 'alice', groups: ['dev'] });
+  assert.equal(await users.check('alice', 'nope'), undefined);
+  assert.equal(await users.check('bob', 'x'), undefined);
+  assert.match(warnings.join('\n'), /htpasswd:2: skipped: only bcrypt/);
+  assert.throws(() => new Users({ mode: 'htpasswd', htpasswd: { path: `${dir}/missing` } }), /htpasswd -B -c/);
+});
