@@ -7,7 +7,8 @@ import { test, type TestContext } from 'node:test';
 import {
   makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, startContainerd, startDockerd,
 } from './peers.js';
-import { startBerth } from './berth.js';
+import { startBerth, type Berth } from './berth.js';
+import { startS3Server, S3_PEER } from './s3-server.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/berth-clients-');
@@ -16,8 +17,22 @@ async function workDir(t: TestContext): Promise<string> {
 }
 
 test('real clients against berth serve', async (t) => {
+  await roundTrips(t, await startBerth(t));
+});
+
+test('real clients against berth serve on S3 (SeaweedFS)', async (t) => {
+  if (!requirePeer(t, S3_PEER)) return;
+  const s3 = await startS3Server();
+  t.after(() => s3.stop());
+  const config = [
+    'storage:',
+    `  s3: { bucket: ${s3.bucket}, endpoint: "${s3.endpoint}", region: ${s3.region}, forcePathStyle: true, accessKeyId: ${s3.accessKeyId}, secretAccessKey: ${s3.secretAccessKey}, blobGet: redirect }`,
+  ].join('\n') + '\n';
+  await roundTrips(t, await startBerth(t, { config }));
+});
+
+async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
   if (!requirePeer(t, 'skopeo', 'busybox')) return;
-  const berth = await startBerth(t);
   const clients = await makeClients(t);
   const dir = await workDir(t);
   const image = await makeBusyboxLayout(join(dir, 'busybox'), { tag: 'v1' });
@@ -116,4 +131,4 @@ test('real clients against berth serve', async (t) => {
     assert.equal(list.manifests.length, 1, JSON.stringify(list));
     assert.equal(list.manifests[0].artifactType, 'application/vnd.berth.sbom');
   });
-});
+}
