@@ -14,6 +14,12 @@ import type { Readable } from 'node:stream';
 export interface FileInfo {
   size: number;
   modified: Date;
+  /**
+   * Optional: changes whenever the object is replaced (fs: inode + ns times). Lets a reader keep a small object's
+   * bytes and reuse them while a stat shows the same version (manifests.ts does, for tags). Drivers without a cheap
+   * version leave it out and readers read every time.
+   */
+  version?: string;
 }
 
 export interface ReadOptions {

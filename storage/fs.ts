@@ -10,15 +10,6 @@ import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type F
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
 
-/**
- * What `stat` tells about a file here, beyond FileInfo: `version` changes whenever the file is replaced or
- * rewritten (inode + mtime in ns; every write here is a rename of a new file), so a reader may keep a small file's
- * bytes and reuse them while a stat shows the same version (storage/manifests.ts does, for tags).
- */
-export interface FsFileInfo extends FileInfo {
-  version: string;
-}
-
 export interface FsDriverOptions {
   root: string;
   /** fsync files before publishing them (default true); off only for throw-away test data. */
@@ -68,7 +59,8 @@ export class FsDriver implements Driver {
     await rename(tmp, dest);
   }
 
-  async stat(path: string): Promise<FsFileInfo | undefined> {
+  async stat(path: string): Promise<FileInfo | undefined> {
+    // version: every write here is a rename of a new file, so inode + ns times change on each replace.
     try {
       const s = await stat(this._abs(path), { bigint: true });
       if (!s.isFile()) return undefined;

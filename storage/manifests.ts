@@ -169,7 +169,7 @@ export class ManifestStore {
 
   /** A small file's bytes, from `smallFiles` when a stat shows the version read last time. */
   private async _readSmall(path: string): Promise<Buffer | undefined> {
-    const info = (await this.driver.stat(path)) as { version?: unknown } | undefined;
+    const info = await this.driver.stat(path);
     if (!info) {
       this.smallFiles.delete(path);
       return undefined;
