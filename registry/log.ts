@@ -1,8 +1,13 @@
-// Structured logs: one JSON object per line on stderr (request logs included), so they can be shipped as-is.
+// Structured logs with pino: one JSON object per line on stderr (request logs included, each with its request id),
+// so they can be shipped as-is. `time` is ISO 8601 and `level` the label ("info"), which log pipelines read without
+// pino's numeric mapping. Writes are synchronous, as stderr's are, so the last lines before an exit are never lost.
+// The small Logger interface keeps pino's (fields, msg) argument order out of the callers.
+import { pino, destination, stdTimeFunctions, type DestinationStream } from 'pino';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 export interface Logger {
+  /** Log one line per request (method, path, status, duration, request id). */
   requests: boolean;
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -10,11 +15,27 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function createLogger(level: Level = 'info', requests = true, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const at = ORDER[level];
-  const emit = (lvl: Level) => (msg: string, fields: Record<string, unknown> = {}) => {
-    if (ORDER[lvl] < at) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }) + '\n');
+/** `write` replaces stderr (tests capture lines with it). */
+export function createLogger(level: Level = 'info', requests = true, write?: (line: string) => void): Logger {
+  const dest: DestinationStream = write ? { write } : destination({ dest: 2, sync: true });
+  const p = pino(
+    {
+      level,
+      base: undefined, // no pid/hostname: the orchestrator adds them
+      timestamp: stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    dest,
+  );
+  const emit = (lvl: Exclude<Level, 'silent'>) => (msg: string, fields?: Record<string, unknown>) => {
+    if (fields) p[lvl](fields, msg);
+    else p[lvl](msg);
   };
-  return { requests: requests && ORDER.info >= at, debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+  return {
+    requests: requests && p.isLevelEnabled('info'),
+    debug: emit('debug'),
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+  };
 }

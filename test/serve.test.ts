@@ -63,7 +63,8 @@ test('SIGTERM lets an in-flight upload finish, then exits 0', async (t) => {
   const started = Date.now();
   await stopped;
   assert.ok(Date.now() - started < 3000, 'exits promptly once the upload is done');
-  assert.match(berth.logs(), /"msg":"shutting down","signal":"SIGTERM"/);
+  const shutdown = berth.logs().trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.msg === 'shutting down');
+  assert.equal(shutdown?.signal, 'SIGTERM', berth.logs());
 });
 
 test('request logs are JSON lines; abandoned uploads are purged', async (t) => {
@@ -85,5 +86,8 @@ test('request logs are JSON lines; abandoned uploads are purged', async (t) => {
   assert.equal(req.path, '/v2/purge/repo/blobs/uploads/');
   assert.equal(req.status, 202);
   assert.equal(typeof req.ms, 'number');
+  assert.match(req.id, /^[\w.:-]+$/, 'every request line carries its request id');
+  assert.equal(req.level, 'info');
+  assert.ok(!Number.isNaN(Date.parse(req.time)), 'ISO time');
   assert.ok(lines.some((l) => l.msg === 'purged abandoned uploads' && l.count >= 1));
 });
