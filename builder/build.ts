@@ -95,6 +95,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   });
   const cacheRoot = opts.cacheDir === false ? join(tmpdir(), `berth-build-${process.pid}-${Date.now()}`) : (opts.cacheDir ?? defaultCacheDir());
   const blobs = new BlobDir(join(cacheRoot, 'blobs'));
+  const tarInputs = new BlobDir(join(cacheRoot, 'tar-inputs')); // `tar:` entries' file contents (tar-input.ts)
   const cache = await LayerCache.open(cacheRoot);
   const platforms = _platforms(loaded, opts.platforms);
 
@@ -121,7 +122,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const platform of platforms) {
     let img = baseSource ? await _baseImage(loaded, baseSource, platform, src) : scratch(platform, epoch);
     const plans: LayerPlan[] = [];
-    for (let i = 0; i < (spec.layers ?? []).length; i++) plans.push(await planLayer(loaded, i, platform, ctx));
+    for (let i = 0; i < (spec.layers ?? []).length; i++) plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
     // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
     const built = await Promise.all(plans.map(async (p) => {
       const b = await buildLayer(p, { epoch, compression, blobs, cache });

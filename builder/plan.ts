@@ -2,10 +2,13 @@
 // Properties cascade spec → layer → entry (nearest wins). Parent directories that no entry names are added with
 // fixed metadata (0755, 0:0, no names) so an image never depends on the build machine's directories — and so an
 // appended layer never changes the owner of a base image's /usr.
+import { stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Platform } from '../spec/manifest.js';
-import { entryKind, parseMode, type FileProperties, type FilesEntry, type LayerSpec } from '../spec/build-spec.js';
+import { entryKind, parseMode, type FileProperties, type FilesEntry, type LayerSpec, type TarEntry } from '../spec/build-spec.js';
+import type { BlobDir } from './blobs.js';
 import { Context, ContextError, type ContextFile } from './context.js';
+import { readTarMembers } from './tar-input.js';
 import type { FieldPath, LoadedSpec } from './spec.js';
 
 export interface Member {
@@ -21,6 +24,11 @@ export interface Member {
   size: number;
   /** Where a file's bytes come from. */
   source?: { abs: string; stats?: { dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number } } | { data: Buffer };
+}
+
+export interface PlanOptions {
+  /** Where `tar:` entries stage their files' bytes (build.ts: `<cache>/tar-inputs`); needed only by tar entries. */
+  tarInputs?: BlobDir;
 }
 
 export interface LayerPlan {
@@ -57,7 +65,7 @@ export function expandPlatform(src: string, platform: Platform): string {
   );
 }
 
-export async function planLayer(loaded: LoadedSpec, index: number, platform: Platform, ctx: Context): Promise<LayerPlan> {
+export async function planLayer(loaded: LoadedSpec, index: number, platform: Platform, ctx: Context, opts: PlanOptions = {}): Promise<LayerPlan> {
   const layer = loaded.spec.layers![index] as LayerSpec;
   const byPath = new Map<string, Member>();
   const origins = new Map<string, string>();
@@ -81,7 +89,7 @@ export async function planLayer(loaded: LoadedSpec, index: number, platform: Pla
         const path = imagePath((entry as { directory: string }).directory);
         byPath.set(path, { path, type: 'directory', mode: parseMode(props.dirMode ?? props.mode ?? '0755'), ..._owner(props), size: 0 });
       } else {
-        throw new ContextError('tar entries are not supported yet');
+        await _addTar(entry as TarEntry, props, platform, ctx, byPath, origins, opts);
       }
     } catch (e) {
       if (e instanceof ContextError) throw loaded.error([...at, entryKind(entry)], e.message);
@@ -115,6 +123,47 @@ async function _addFiles(
     byPath.set(path, _member(path, f, props));
     origins.set(path, f.ctxPath);
   }
+}
+
+/** Members of an archive in the context (tar-input.ts has the rules). `{arch}` etc. expand as in `src`. */
+async function _addTar(
+  entry: TarEntry,
+  props: FileProperties,
+  platform: Platform,
+  ctx: Context,
+  byPath: Map<string, Member>,
+  origins: Map<string, string>,
+  opts: PlanOptions,
+): Promise<void> {
+  if (!opts.tarInputs) throw new Error('planLayer: a tar entry needs options.tarInputs');
+  const archive = await _archive(ctx, expandPlatform(entry.tar, platform));
+  const dest = imagePath(entry.dest ?? '/');
+  const members = await readTarMembers(archive.abs, {
+    label: archive.ctxPath,
+    dest,
+    owner: _owner(props),
+    mode: props.mode ? parseMode(props.mode) : undefined,
+    dirMode: props.dirMode ? parseMode(props.dirMode) : undefined,
+    staging: opts.tarInputs,
+  });
+  for (const m of members) {
+    byPath.set(m.path, m);
+    if (m.type === 'file') origins.set(m.path, `${archive.ctxPath}!/${dest ? m.path.slice(dest.length + 1) : m.path}`);
+  }
+}
+
+/** The one regular file a `tar:` path names, by the same rules as `src` (inside the context, no escaping symlink). */
+async function _archive(ctx: Context, path: string): Promise<ContextFile> {
+  if (/[*?[{]/.test(path)) throw new ContextError(`'${path}' is a glob; a tar entry names one archive`);
+  const files = await ctx.select(path);
+  const clean = path.replace(/^\.\/+/, '');
+  const f = files[0];
+  if (!f) throw new ContextError(`no archive '${path}' in the build context`);
+  // A directory comes back as its contents; a symlink (kept only when it stays inside) must lead to a file.
+  if (files.length !== 1 || f.ctxPath !== clean || (f.kind === 'symlink' && !(await stat(f.abs).catch(() => undefined))?.isFile())) {
+    throw new ContextError(`'${path}' is not a regular file; a tar entry names one archive`);
+  }
+  return f;
 }
 
 function _member(path: string, f: ContextFile, props: FileProperties): Member {

@@ -3,7 +3,7 @@
 // containerd pull it from there, and a second image built on it as `base:` runs too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, lstat, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeClients, ok, requirePeer, run, startContainerd, startDistribution, startDockerd, findExecutable } from './peers.js';
@@ -81,6 +81,54 @@ test('umoci unpacks exactly the files, modes, owners and symlinks asked for; sko
     assert.equal(await own('data'), '65532:65532');
     assert.equal(await own('srv'), '0:0'); // implied parent: fixed metadata
     assert.equal(await own('bin/busybox'), '0:0');
+  }
+});
+
+test('a tar: entry (made by GNU tar, gzip and zstd) unpacks with umoci to the archive tree under dest', async (t) => {
+  if (!requirePeer(t, 'umoci', 'tar', 'zstd')) return;
+  const dir = await mkdtemp(join(tmpdir(), 'berth-tar-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const tree = join(dir, 'tree');
+  await writeTree(tree, { 'bin/hello': '#!/bin/sh\necho hi\n', 'etc/app.conf': 'k=v\n', 'var/empty/.keep': '' });
+  await chmod(join(tree, 'bin/hello'), 0o750);
+  await chmod(join(tree, 'etc/app.conf'), 0o600);
+  await chmod(join(tree, 'var/empty'), 0o700);
+  await symlink('hello', join(tree, 'bin/hi'));
+  await link(join(tree, 'bin/hello'), join(tree, 'bin/hello2'));
+  await mkdir(join(dir, 'vendor'));
+  ok(await run('tar', ['-czf', join(dir, 'vendor/rootfs.tgz'), '--owner=4242', '--group=4242', '-C', tree, '.']));
+  ok(await run('tar', ['--zstd', '-cf', join(dir, 'vendor/rootfs.tar.zst'), '-C', tree, '.']));
+  const spec = (archive: string) => `apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: vendor\n    properties: { uid: 1000, gid: 1000 }\n    files:\n      - { tar: ${archive}, dest: /opt/vendor }\n`;
+  await writeFile(join(dir, 'gz.yaml'), spec('vendor/rootfs.tgz'));
+  await writeFile(join(dir, 'zst.yaml'), spec('vendor/rootfs.tar.zst'));
+  const layout = join(dir, 'out');
+  const gz = parseBuild(await berth(['build', '-f', join(dir, 'gz.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', `${layout}:gz`, '--json']));
+  const zst = parseBuild(await berth(['build', '-f', join(dir, 'zst.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', `${layout}:zst`, '--json']));
+  assert.equal(zst.digest, gz.digest, 'the same tree from a gzip and a zstd archive is the same image');
+
+  const bundle = join(dir, 'bundle');
+  ok(await run('umoci', ['unpack', '--rootless', '--image', `${layout}:gz`, bundle]));
+  const fs = join(bundle, 'rootfs/opt/vendor');
+  const mode = async (p: string) => (await lstat(join(fs, p))).mode & 0o7777;
+  assert.equal(await readFile(join(fs, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hi\n');
+  assert.equal(await mode('bin/hello'), 0o750);
+  assert.equal(await mode('etc/app.conf'), 0o600);
+  assert.equal(await mode('var/empty'), 0o700);
+  assert.equal(await readlink(join(fs, 'bin/hi')), 'hello');
+  // The hard link arrives as a copy of its target.
+  assert.equal(await readFile(join(fs, 'bin/hello2'), 'utf8'), '#!/bin/sh\necho hi\n');
+  assert.equal(await mode('bin/hello2'), 0o750);
+  assert.ok((await lstat(join(fs, 'var/empty/.keep'))).isFile());
+  if (process.getuid?.() === 0) {
+    const b2 = join(dir, 'bundle-root');
+    ok(await run('umoci', ['unpack', '--image', `${layout}:gz`, b2]));
+    const own = async (p: string) => {
+      const s = await lstat(join(b2, 'rootfs', p));
+      return `${s.uid}:${s.gid}`;
+    };
+    assert.equal(await own('opt/vendor/bin/hello'), '1000:1000', "the spec's owner, not the archive's 4242");
+    assert.equal(await own('opt/vendor/var/empty'), '1000:1000');
+    assert.equal(await own('opt'), '0:0');
   }
 });
 
