@@ -1,18 +1,21 @@
 // `berth build`: a reproducible image from berth.yaml, written to any number of outputs at once.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { remoteSource } from '../client/copy.js';
 import { OciLayout, parseLayoutArg } from '../client/layout.js';
-import { build, type BuildOptions, type BuildResult } from '../builder/build.js';
+import type { Artifact } from '../builder/artifact.js';
+import { build, defaultCacheDir, type BuildOptions, type BuildResult } from '../builder/build.js';
 import { pushImage, writeArchive, writeLayout } from '../builder/outputs.js';
 import { BuildSpecError, loadSpec } from '../builder/spec.js';
 import { lockPath, lockedBase, readLock, writeLock } from '../builder/lock.js';
+import { buildSboms } from '../builder/sbom.js';
 import { formatPlatform } from '../spec/platform.js';
 import { formatReference, parseReference } from '../spec/reference.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import { COMMON_FLAGS, COMMON_HELP, hostPlatform, makeClient, platforms, printJson } from './_client.js';
 import { dockerTag } from './pull.js';
+import { VERSION } from './version.js';
 
 const HELP = `Usage: berth build [-f berth.yaml] [outputs…] [flags]
 
@@ -34,9 +37,13 @@ Flags:
   --check-reproducible       build twice in separate temp caches and fail if any digest differs
   --lock                     write berth.lock (beside the spec) pinning base: to the digest used
   --update-lock              ignore berth.lock, resolve base: afresh and rewrite the lock
+  --no-sbom                  attach no SBOM (same as \`sbom: false\` in the spec)
 ${COMMON_HELP}
 
 berth.lock, when present and naming the spec's base, is always honoured: the base is fetched by that digest.
+
+Each platform image gets an SPDX 2.3 SBOM (its files, the base image, the npm packages of the context's
+package-lock.json), attached as an OCI referrer (artifactType application/spdx+json) to --push and --oci-layout.
 
 Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).
 
@@ -63,6 +70,7 @@ const command: Command = {
       'check-reproducible': { type: 'boolean' },
       lock: { type: 'boolean' },
       'update-lock': { type: 'boolean' },
+      'no-sbom': { type: 'boolean' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
     for (const p of values.push ?? []) {
@@ -109,9 +117,17 @@ const command: Command = {
         await writeLock(file, { version: 1, ...(result.base && result.spec.spec.base ? { base: { ref: result.spec.spec.base, digest: result.base.digest } } : {}) });
         log(`wrote ${lockPath(file)}`);
       }
+      // SBOMs travel as referrers, so only the registry and layout outputs carry them (a docker-archive cannot).
+      const wantSbom = !values['no-sbom'] && result.spec.spec.sbom !== false && (values.push?.length || values['oci-layout']?.length);
+      const sboms = !wantSbom ? [] : await buildSboms(result, {
+        toolVersion: VERSION,
+        contextDir: values.context ?? dirname(resolve(file)),
+        cacheDir: values['no-cache'] ? undefined : (values.cache ?? defaultCacheDir()),
+      });
+      for (const a of sboms) log(`SBOM ${a.manifest.digest} refers to ${a.subject.digest}`);
       const outputs: Record<string, unknown>[] = [];
       for (const dir of values['oci-layout'] ?? []) {
-        await writeLayout(result, dir);
+        await writeLayout(result, dir, sboms);
         outputs.push({ ociLayout: dir });
         log(`wrote OCI layout ${dir}`);
       }
@@ -123,7 +139,7 @@ const command: Command = {
         log(`wrote docker-archive ${file}`);
       }
       for (const ref of values.push ?? []) {
-        const r = await pushImage(result, ref, client);
+        const r = await pushImage(result, ref, client, undefined, sboms);
         outputs.push({ push: ref, digest: r.digest, blobs: r.blobs });
         log(`pushed ${ref}@${r.digest} (${r.blobs.uploaded} uploaded, ${r.blobs.existed} existed, ${r.blobs.mounted} mounted)`);
       }
@@ -135,6 +151,7 @@ const command: Command = {
             platform: formatPlatform(i.platform),
             digest: i.manifest.digest,
             layers: i.layers.map((l) => ({ name: l.name, digest: l.layer.descriptor.digest, diffId: l.layer.diffId, size: l.layer.descriptor.size, cached: l.cached })),
+            ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
           })),
           outputs,
         });
@@ -147,6 +164,11 @@ const command: Command = {
     }
   },
 };
+
+/** The digest of the SBOM artifact that refers to `image`, if one was made. */
+function _sbomOf(sboms: Artifact[], image: string): string | undefined {
+  return sboms.find((a) => a.subject.digest === image)?.manifest.digest;
+}
 
 /** The spec's base (for the lock lookup); errors surface later, from build(), with file:line. */
 async function _specBase(file: string): Promise<string | undefined> {

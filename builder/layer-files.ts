@@ -1,0 +1,90 @@
+// The regular files a built layer holds, with their SHA-1 and SHA-256 — read back from the layer blob itself, so
+// the SBOM lists exactly what was shipped (also for cached layers, and whatever kind of entry produced a file).
+// A layer blob is content-addressed, so its file list is cached forever under its digest.
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import type { Readable, Transform } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { DecompressStream } from 'zstd-napi';
+import { parseDigest } from '../spec/digest.js';
+import type { Layer } from './image.js';
+
+export interface LayerFile {
+  /** Absolute path in the image: `/usr/bin/app`. */
+  path: string;
+  size: number;
+  sha1: string;
+  sha256: string;
+}
+
+/** Bump when LayerFile changes: older cache entries are then simply not found. */
+const CACHE_VERSION = 1;
+
+/** The layer's regular files in tar order; `cacheDir` (optional) keeps the list per layer digest. */
+export async function layerFiles(layer: Layer, cacheDir?: string): Promise<LayerFile[]> {
+  const file = cacheDir ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`) : undefined;
+  if (file) {
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as LayerFile[];
+    } catch {
+      // Not cached yet (or unreadable): read the blob.
+    }
+  }
+  const files = await _scan(await layer.open(), layer.descriptor.mediaType);
+  if (file) {
+    await mkdir(join(file, '..'), { recursive: true });
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    await writeFile(tmp, JSON.stringify(files));
+    await rename(tmp, file);
+  }
+  return files;
+}
+
+async function _scan(blob: Readable, mediaType: string): Promise<LayerFile[]> {
+  const extract = tar.extract();
+  const fail = (e: Error) => extract.destroy(e);
+  blob.on('error', fail);
+  const unzip = _decompressor(mediaType);
+  if (unzip) {
+    unzip.on('error', fail);
+    blob.pipe(unzip).pipe(extract as unknown as NodeJS.WritableStream);
+  } else {
+    blob.pipe(extract as unknown as NodeJS.WritableStream);
+  }
+  const byPath = new Map<string, LayerFile>();
+  for await (const entry of extract) {
+    const h = entry.header;
+    const path = _imagePath(h.name);
+    if (h.type === 'file' || h.type === 'contiguous-file') {
+      const sha1 = createHash('sha1');
+      const sha256 = createHash('sha256');
+      let size = 0;
+      for await (const c of entry as AsyncIterable<Buffer>) {
+        sha1.update(c);
+        sha256.update(c);
+        size += c.length;
+      }
+      byPath.set(path, { path, size, sha1: sha1.digest('hex'), sha256: sha256.digest('hex') });
+      continue;
+    }
+    // A hard link is another name for an earlier file of this layer: same bytes, same checksums.
+    const target = h.type === 'link' && h.linkname ? byPath.get(_imagePath(h.linkname)) : undefined;
+    if (target) byPath.set(path, { ...target, path });
+    entry.resume();
+  }
+  // Whiteouts (`.wh.*`) are deletions, not files.
+  return [...byPath.values()].filter((f) => !posix.basename(f.path).startsWith('.wh.'));
+}
+
+function _decompressor(mediaType: string): Transform | undefined {
+  if (/gzip$/.test(mediaType)) return createGunzip();
+  if (/zstd$/.test(mediaType)) return new DecompressStream() as unknown as Transform;
+  return undefined;
+}
+
+/** `./a/b/` or `a/b` → `/a/b`. */
+function _imagePath(name: string): string {
+  return `/${name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '')}`;
+}
