@@ -19,6 +19,7 @@ import { Context, ContextError } from './context.js';
 import { annotate, appendLayers, epochTime, fromBase, imageIndex, scratch, serializeImage, withConfig, type Image, type ImageConfig, type Layer } from './image.js';
 import { buildLayer, type BuiltLayer } from './layers.js';
 import { planLayer, type LayerPlan } from './plan.js';
+import { nodePreset } from './preset-node.js';
 import { loadSpec, BuildSpecError, type LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -86,7 +87,6 @@ export function resolveEpoch(spec: LoadedSpec, sourceDateEpoch?: string): number
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const loaded = await loadSpec(opts.file);
   const { spec } = loaded;
-  if (spec.preset) throw loaded.error(['preset'], `preset "${spec.preset}" is not supported by this build of berth yet`);
   const epoch = resolveEpoch(loaded, opts.sourceDateEpoch);
   const created = epochTime(epoch);
   const compression = spec.compression ?? 'gzip';
@@ -98,6 +98,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const tarInputs = new BlobDir(join(cacheRoot, 'tar-inputs')); // `tar:` entries' file contents (tar-input.ts)
   const cache = await LayerCache.open(cacheRoot);
   const platforms = _platforms(loaded, opts.platforms);
+  // preset: node's layers and config defaults are the same for every platform (node_modules is used as installed).
+  const preset = spec.preset === 'node' ? await nodePreset(loaded, ctx, { exclude: [resolve(opts.file), cacheRoot] }) : undefined;
 
   const src = new _BuiltSource(blobs);
   let baseInfo: { name: string; digest: Digest } | undefined;
@@ -121,7 +123,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const images: PlatformImage[] = [];
   for (const platform of platforms) {
     let img = baseSource ? await _baseImage(loaded, baseSource, platform, src) : scratch(platform, epoch);
-    const plans: LayerPlan[] = [];
+    const plans: LayerPlan[] = [...(preset?.layers ?? [])];
     for (let i = 0; i < (spec.layers ?? []).length; i++) plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
     // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
     const built = await Promise.all(plans.map(async (p) => {
@@ -131,7 +133,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }));
     await cache.save();
     img = appendLayers(img, built.map((b) => ({ layer: b.layer, history: { created, created_by: `berth build: layer ${b.name}`, comment: 'berth' } })));
-    img = withConfig(img, spec.config, created);
+    img = withConfig(withConfig(img, preset?.config), spec.config, created);
     img = annotate(img, annotations);
     const { config, manifest } = serializeImage(img);
     src.addBytes(config.descriptor.digest, config.bytes);
