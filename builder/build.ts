@@ -127,7 +127,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     for (let i = 0; i < (spec.layers ?? []).length; i++) plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
     // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
     const built = await Promise.all(plans.map(async (p) => {
-      const b = await buildLayer(p, { epoch, compression, blobs, cache });
+      const slot = `${ctx.real}\0${formatPlatform(platform)}\0${p.name}`;
+      const b = await buildLayer(p, { epoch, compression, blobs, cache, slot });
       opts.onLayer?.(platform, b);
       return b;
     }));

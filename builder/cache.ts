@@ -5,7 +5,7 @@
 // a warm rebuild reads only the files that changed.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { canonicalBytes } from '../spec/canonical-json.js';
+import { createHash } from 'node:crypto';
 import { digestOf, type Digest } from '../spec/digest.js';
 import type { Member } from './plan.js';
 
@@ -14,6 +14,20 @@ export interface CachedLayer {
   size: number;
   diffId: Digest;
   mediaType: string;
+}
+
+/** A segment of a layer blob (segments.ts): its cache key and where its compressed bytes sit in the blob. */
+export interface SegmentRecord {
+  key: string;
+  offset: number;
+  length: number;
+}
+
+/** The last blob built for one layer slot (context + platform + layer name), with its segments. */
+export interface SlotRecord {
+  digest: Digest;
+  mediaType: string;
+  segments: SegmentRecord[];
 }
 
 type StatRow = [dev: number, ino: number, size: number, mtimeMs: number, ctimeMs: number, digest: Digest];
@@ -67,6 +81,24 @@ export class LayerCache {
     await _atomicWrite(join(this.root, 'layers', `${key}.json`), JSON.stringify(layer));
   }
 
+  /** What was last built for this slot, so a changed layer can reuse its unchanged segments. */
+  async lastBuilt(slot: string): Promise<SlotRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(this._slotPath(slot), 'utf8')) as SlotRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async setLastBuilt(slot: string, record: SlotRecord): Promise<void> {
+    await mkdir(join(this.root, 'slots'), { recursive: true });
+    await _atomicWrite(this._slotPath(slot), JSON.stringify(record));
+  }
+
+  private _slotPath(slot: string): string {
+    return join(this.root, 'slots', `${digestOf(Buffer.from(slot)).slice('sha256:'.length)}.json`);
+  }
+
   async save(): Promise<void> {
     if (!this.dirty) return;
     await _atomicWrite(join(this.root, 'contents.json'), JSON.stringify(Object.fromEntries(this.stats)));
@@ -76,20 +108,22 @@ export class LayerCache {
 
 /** The cache key, or undefined when some file's content digest is not known yet (then: build, then key). */
 export function layerKey(members: Member[], epoch: number, compression: string, digestOfMember: (m: Member) => Digest | undefined): string | undefined {
-  const rows: unknown[] = [];
+  // One JSON row per member into one hash: rows are arrays of strings, numbers and nulls, whose JSON is canonical.
+  const h = createHash('sha256').update(JSON.stringify({ v: 1, epoch, compression }));
   for (const m of members) {
     let content: Digest | undefined;
     if (m.type === 'file') {
       content = digestOfMember(m);
       if (!content) return undefined;
     }
-    rows.push([m.path, m.type, m.mode, m.uid, m.gid, m.uname ?? null, m.gname ?? null, m.linkname ?? null, m.size, content ?? null]);
+    h.update(JSON.stringify([m.path, m.type, m.mode, m.uid, m.gid, m.uname ?? null, m.gname ?? null, m.linkname ?? null, m.size, content ?? null]));
+    h.update('\n');
   }
-  return digestOf(canonicalBytes({ v: 1, epoch, compression, rows })).slice('sha256:'.length);
+  return h.digest('hex');
 }
 
 async function _atomicWrite(path: string, data: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await writeFile(tmp, data);
   await rename(tmp, path);
 }

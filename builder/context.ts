@@ -173,12 +173,12 @@ export class Context {
     const dirents = await readdir(dirAbs, { withFileTypes: true, encoding: 'buffer' });
     // Byte order, independent of locale and of the order the filesystem returns names.
     dirents.sort((a, b) => Buffer.compare(a.name, b.name));
-    for (const d of dirents) {
+    const entries = dirents.map((d) => {
       const rawName = d.name as unknown as Buffer;
       const lossy = _lossy.decode(rawName);
       const rel = relDir ? `${relDir}/${lossy}` : lossy;
       const ctxPath = ctxBase && ctxBase !== '.' ? `${ctxBase}/${rel}` : rel;
-      if (opts.exclude?.(rel)) continue;
+      if (opts.exclude?.(rel)) return undefined;
       let name: string;
       try {
         name = _utf8.decode(rawName);
@@ -186,8 +186,14 @@ export class Context {
         const shown = (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(rawName);
         throw new ContextError(`file name '${shown}' is not valid UTF-8; rename it or exclude it (globs see U+FFFD for the bad bytes)`);
       }
-      const abs = join(dirAbs, name);
-      const st = await lstat(abs);
+      return { rel, ctxPath, abs: join(dirAbs, name) };
+    });
+    // One directory's lstats in flight together (a warm rebuild is mostly this walk); results are used in order.
+    const stats = await Promise.all(entries.map((e) => (e ? lstat(e.abs) : undefined)));
+    for (const [i, e] of entries.entries()) {
+      if (!e) continue;
+      const { rel, ctxPath, abs } = e;
+      const st = stats[i]!;
       const matched = (!opts.match || opts.match(rel)) && (!opts.include || opts.include(rel) || st.isDirectory());
       if (st.isDirectory()) {
         if (matched && (!opts.include || opts.include(rel))) out.push(await this._entry(abs, rel, ctxPath, st, opts));

@@ -13,6 +13,7 @@ import { digestOf } from '../spec/digest.js';
 import { Context } from './context.js';
 import { BlobDir } from './blobs.js';
 import { buildLayer } from './layers.js';
+import { LayerCache } from './cache.js';
 import { planLayer } from './plan.js';
 import { parseSpec } from './spec.js';
 
@@ -168,4 +169,37 @@ test('zstd layers decompress to the same tar (same diffID) as gzip ones', async 
   assert.equal(z.layer.descriptor.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
   assert.equal(g.layer.diffId, z.layer.diffId);
   assert.equal(digestOf(decompress(await readFile(blobs.path(z.layer.descriptor.digest)))), z.layer.diffId);
+});
+
+test('a one-file change rebuilds only its segment, and gives the bytes a cold build gives (gzip and zstd)', async (t) => {
+  // ~6 MiB over 600 files: several segments (segments.ts), so most of the layer is reused on the rebuild.
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 600; i++) files[`tree/d${i % 7}/f${i}.txt`] = `${i}:`.padEnd(10_000, String.fromCharCode(97 + (i % 26)));
+  const dir = await fixture(files);
+  const cacheDir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
+  t.after(() => Promise.all([rm(dir, { recursive: true, force: true }), rm(cacheDir, { recursive: true, force: true })]));
+  const spec = `      - { src: "tree/**", dest: /srv/ }\n`;
+  for (const compression of ['gzip', 'zstd'] as const) {
+    const warm = { epoch: 0, compression, blobs: new BlobDir(join(cacheDir, compression, 'blobs')), cache: await LayerCache.open(join(cacheDir, compression)), slot: 'ctx\0linux/amd64\0l' };
+    const first = await buildLayer(await plan(dir, spec), warm);
+    assert.ok(first.segmentsReused!.total >= 3, `expected several segments, got ${first.segmentsReused!.total}`);
+    assert.equal(first.segmentsReused!.reused, 0);
+
+    await writeFile(join(dir, 'tree/d3/f3.txt'), 'changed\n');
+    const again = await buildLayer(await plan(dir, spec), warm);
+    assert.equal(again.cached, false);
+    assert.equal(again.segmentsReused!.reused, again.segmentsReused!.total - 1, 'every segment but the changed one is copied');
+
+    // A cold build of the changed tree, with no cache at all, writes the very same blob.
+    const cold = await buildLayer(await plan(dir, spec), { epoch: 0, compression, blobs: new BlobDir(join(cacheDir, `${compression}-cold`)) });
+    assert.equal(again.layer.descriptor.digest, cold.layer.descriptor.digest);
+    assert.equal(again.layer.diffId, cold.layer.diffId);
+    const blob = await readFile(warm.blobs.path(again.layer.descriptor.digest));
+    const tarBytes = compression === 'gzip' ? gunzipSync(blob) : decompress(blob);
+    assert.equal(digestOf(tarBytes), again.layer.diffId, 'the diffID is the digest of the whole (multi-member) stream, decompressed');
+    const listed = await entries(tarBytes);
+    assert.equal(listed.find((e) => e.name === 'srv/d3/f3.txt')?.body, 'changed\n');
+    assert.equal(listed.filter((e) => e.type === 'file').length, 600);
+    await writeFile(join(dir, 'tree/d3/f3.txt'), files['tree/d3/f3.txt']);
+  }
 });

@@ -1,19 +1,29 @@
-// Plan → layer blob: tar (reproducible) → compressor → blob dir, in one streaming pass, or a layer-cache hit.
-import { rename } from 'node:fs/promises';
-import type { Digest } from '../spec/digest.js';
+// Plan → layer blob, in one streaming pass, or a layer-cache hit.
+//
+// The blob is a run of compressed segments (segments.ts): each is either built (tar → diffID hash → compressor →
+// blob) or, when its key matches a segment of the slot's previous blob, copied compressed from that blob while a
+// decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
+import { createReadStream } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
 import { BlobDir } from './blobs.js';
-import { LayerCache, layerKey } from './cache.js';
-import { compressionIdentity, layerMediaType, writeCompressed } from './compress.js';
+import { LayerCache, layerKey, type SegmentRecord } from './cache.js';
+import { compressionIdentity, compressor, decompressor, layerMediaType } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
-import { tarStream } from './tar.js';
+import { splitSegments } from './segments.js';
+import { END_OF_ARCHIVE, tarStream } from './tar.js';
 
 export interface LayerBuildOptions {
   epoch: number;
   compression: Compression;
   blobs: BlobDir;
   cache?: LayerCache;
+  /** Identifies "this layer of this build" across runs (context, platform, layer name): whose segments to reuse. */
+  slot?: string;
 }
 
 export interface BuiltLayer {
@@ -21,6 +31,8 @@ export interface BuiltLayer {
   cached: boolean;
   name: string;
   uncompressedSize?: number;
+  /** Segments copied from the previous build of this layer, out of how many. */
+  segmentsReused?: { reused: number; total: number };
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
@@ -32,26 +44,101 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   if (key && opts.cache) {
     const hit = await opts.cache.get(key);
     if (hit && hit.mediaType === mediaType && (await opts.blobs.has(hit.digest, hit.size))) {
-      return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, plan.name, opts.blobs), cached: true, name: plan.name };
+      return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name };
     }
   }
+  const onFile = (m: Member, d: Digest) => {
+    known.set(m, d);
+    opts.cache?.rememberContent(m, d);
+  };
+
+  // The previous blob of this slot, if it is still there: the source of reusable segments.
+  const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
+  const reusable = new Map<string, SegmentRecord>();
+  let previousPath: string | undefined;
+  if (previous && previous.mediaType === mediaType && (await opts.blobs.has(previous.digest))) {
+    previousPath = opts.blobs.path(previous.digest);
+    for (const s of previous.segments) reusable.set(s.key, s);
+  }
+
+  const segmentIdent = `${ident}/segment`;
   const tmp = await opts.blobs.staging();
-  const w = await writeCompressed(
-    tarStream(plan.members, opts.epoch, (m, d) => {
-      known.set(m, d);
-      opts.cache?.rememberContent(m, d);
-    }),
-    opts.compression,
-    tmp,
-  );
-  await rename(tmp, opts.blobs.path(w.digest));
+  const out = await open(tmp, 'w');
+  const blob = new Digester();
+  const diff = new Digester();
+  const records: SegmentRecord[] = [];
+  let reused = 0;
+  try {
+    for (const members of splitSegments(plan.members)) {
+      const offset = blob.size;
+      const segKey = layerKey(members, opts.epoch, segmentIdent, lookup);
+      const old = segKey ? reusable.get(segKey) : undefined;
+      if (old && previousPath) {
+        const range = { start: old.offset, end: old.offset + old.length - 1, highWaterMark: 1 << 20 };
+        await Promise.all([
+          _append(createReadStream(previousPath, range), out, blob),
+          pipeline(createReadStream(previousPath, range), decompressor(opts.compression), _hashInto(diff)),
+        ]);
+        reused++;
+      } else {
+        const tar = tarStream(members, opts.epoch, onFile, { endOfArchive: false });
+        await _append(tar, out, blob, [_tap(diff), ...compressor(opts.compression)]);
+      }
+      // After building, every file's digest is known, so the key exists.
+      const k = segKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
+      if (k) records.push({ key: k, offset, length: blob.size - offset });
+    }
+    diff.update(END_OF_ARCHIVE);
+    await _append(Readable.from([END_OF_ARCHIVE]), out, blob, compressor(opts.compression));
+    await out.close();
+  } catch (e) {
+    await out.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  const digest = blob.digest();
+  const diffId = diff.digest();
+  await rename(tmp, opts.blobs.path(digest));
   if (opts.cache) {
     const k = key ?? layerKey(plan.members, opts.epoch, ident, lookup);
-    if (k) await opts.cache.put(k, { digest: w.digest, size: w.size, diffId: w.diffId, mediaType });
+    if (k) await opts.cache.put(k, { digest, size: blob.size, diffId, mediaType });
+    if (opts.slot) await opts.cache.setLastBuilt(opts.slot, { digest, mediaType, segments: records });
   }
-  return { layer: _layer(w.digest, w.size, w.diffId, mediaType, plan.name, opts.blobs), cached: false, name: plan.name, uncompressedSize: w.uncompressedSize };
+  return {
+    layer: _layer(digest, blob.size, diffId, mediaType, opts.blobs),
+    cached: false,
+    name: plan.name,
+    uncompressedSize: diff.size,
+    segmentsReused: { reused, total: records.length },
+  };
 }
 
-function _layer(digest: Digest, size: number, diffId: Digest, mediaType: string, _name: string, blobs: BlobDir): Layer {
+/** Streams `source` (through `transforms`) onto the end of the blob file, hashing what is written. */
+async function _append(source: Readable, out: FileHandle, blob: Digester, transforms: Transform[] = []): Promise<void> {
+  const write = async (chunks: AsyncIterable<Buffer>) => {
+    for await (const c of chunks) {
+      blob.update(c);
+      await out.write(c);
+    }
+  };
+  await (pipeline as (...s: unknown[]) => Promise<void>)(source, ...transforms, write);
+}
+
+function _hashInto(d: Digester) {
+  return async (chunks: AsyncIterable<Buffer>) => {
+    for await (const c of chunks) d.update(c);
+  };
+}
+
+function _tap(d: Digester): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      d.update(chunk);
+      cb(null, chunk);
+    },
+  });
+}
+
+function _layer(digest: Digest, size: number, diffId: Digest, mediaType: string, blobs: BlobDir): Layer {
   return { descriptor: { mediaType, digest, size }, diffId, open: () => blobs.open(digest) };
 }

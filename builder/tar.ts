@@ -3,7 +3,7 @@
 // with a PAX record only when a name does not fit ustar or is not ASCII (tar-stream's rule).
 // https://github.com/opencontainers/image-spec/blob/main/layer.md
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar, { type Header } from 'tar-stream';
 import type { Member } from './plan.js';
@@ -31,8 +31,14 @@ export function headerFor(m: Member, epoch: number): Partial<Header> & { name: s
   return h;
 }
 
-/** Streams the layer's tar. File contents are read as the tar is consumed, never buffered whole. */
-export function tarStream(members: Member[], epoch: number, onFile?: (m: Member, digest: Digest) => void): Readable {
+/** The two zero blocks that end every tar archive (POSIX ustar). */
+export const END_OF_ARCHIVE = Buffer.alloc(1024);
+
+/**
+ * Streams the layer's tar. File contents are read as the tar is consumed, never buffered whole.
+ * With `endOfArchive: false` the stream stops after the last member: a segment of a larger tar (segments.ts).
+ */
+export function tarStream(members: Member[], epoch: number, onFile?: (m: Member, digest: Digest) => void, opts: { endOfArchive?: boolean } = {}): Readable {
   const pack = tar.pack();
   (async () => {
     for (const m of members) {
@@ -77,5 +83,27 @@ export function tarStream(members: Member[], epoch: number, onFile?: (m: Member,
     }
     pack.finalize();
   })().catch((e) => pack.destroy(e));
-  return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
+  const out = Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
+  if (opts.endOfArchive !== false) return out;
+  const cut = new _DropTail(END_OF_ARCHIVE.length);
+  out.once('error', (e) => cut.destroy(e));
+  return out.pipe(cut);
+}
+
+/** Passes everything but the last `n` bytes: tar-stream always ends a pack with the end-of-archive blocks. */
+class _DropTail extends Transform {
+  private held: Buffer = Buffer.alloc(0);
+  constructor(private readonly n: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const all = this.held.length ? Buffer.concat([this.held, chunk]) : chunk;
+    const keep = Math.max(0, all.length - this.n);
+    this.held = all.subarray(keep);
+    cb(null, keep ? all.subarray(0, keep) : undefined);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.held.length !== this.n || this.held.some((b) => b !== 0)) cb(new Error('tar stream did not end with the end-of-archive blocks'));
+    else cb();
+  }
 }
