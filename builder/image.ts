@@ -15,6 +15,8 @@ export interface Layer {
   diffId: Digest;
   /** The compressed blob's bytes. */
   open(): Promise<Readable>;
+  /** `length` bytes of the compressed blob from `offset` (layers built here: one segment). */
+  openRange?(offset: number, length: number): Promise<Readable>;
 }
 
 export interface HistoryEntry {

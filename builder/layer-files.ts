@@ -22,24 +22,54 @@ export interface LayerFile {
 /** Bump when LayerFile changes: older cache entries are then simply not found. */
 const CACHE_VERSION = 1;
 
-/** The layer's regular files in tar order; `cacheDir` (optional) keeps the list per layer digest. */
-export async function layerFiles(layer: Layer, cacheDir?: string): Promise<LayerFile[]> {
+/** Where a segment of a berth-built layer sits in its blob (segments.ts), with its content key. */
+export interface LayerSegment {
+  key: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * The layer's regular files in tar order; `cacheDir` (optional) keeps the list per layer digest. When the layer
+ * was just built from segments, lists are also kept per segment key, so a layer rebuilt after a one-file change
+ * reads back only the segment that changed.
+ */
+export async function layerFiles(layer: Layer, cacheDir?: string, segments?: LayerSegment[]): Promise<LayerFile[]> {
   const file = cacheDir ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`) : undefined;
-  if (file) {
-    try {
-      return JSON.parse(await readFile(file, 'utf8')) as LayerFile[];
-    } catch {
-      // Not cached yet (or unreadable): read the blob.
+  const cached = file ? await _readList(file) : undefined;
+  if (cached) return cached;
+  let files: LayerFile[];
+  if (segments?.length && cacheDir && layer.openRange) {
+    files = [];
+    for (const s of segments) {
+      const segFile = join(cacheDir, 'sbom', `v${CACHE_VERSION}-segment-${s.key}.json`);
+      let list = await _readList(segFile);
+      if (!list) {
+        list = await _scan(await layer.openRange(s.offset, s.length), layer.descriptor.mediaType);
+        await _writeList(segFile, list);
+      }
+      files.push(...list);
     }
+  } else {
+    files = await _scan(await layer.open(), layer.descriptor.mediaType);
   }
-  const files = await _scan(await layer.open(), layer.descriptor.mediaType);
-  if (file) {
-    await mkdir(join(file, '..'), { recursive: true });
-    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    await writeFile(tmp, JSON.stringify(files));
-    await rename(tmp, file);
-  }
+  if (file) await _writeList(file, files);
   return files;
+}
+
+async function _readList(file: string): Promise<LayerFile[] | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as LayerFile[];
+  } catch {
+    return undefined; // not cached yet (or unreadable): read the blob
+  }
+}
+
+async function _writeList(file: string, files: LayerFile[]): Promise<void> {
+  await mkdir(join(file, '..'), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, JSON.stringify(files));
+  await rename(tmp, file);
 }
 
 async function _scan(blob: Readable, mediaType: string): Promise<LayerFile[]> {

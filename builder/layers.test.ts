@@ -14,6 +14,8 @@ import { Context } from './context.js';
 import { BlobDir } from './blobs.js';
 import { buildLayer } from './layers.js';
 import { LayerCache } from './cache.js';
+import { layerFiles } from './layer-files.js';
+import { randomBytes } from 'node:crypto';
 import { planLayer } from './plan.js';
 import { parseSpec } from './spec.js';
 
@@ -176,6 +178,8 @@ test('a one-file change rebuilds only its segment, and gives the bytes a cold bu
   const files: Record<string, string> = {};
   for (let i = 0; i < 600; i++) files[`tree/d${i % 7}/f${i}.txt`] = `${i}:`.padEnd(10_000, String.fromCharCode(97 + (i % 26)));
   const dir = await fixture(files);
+  // One incompressible 9 MiB file: a segment too big to read ahead, so it is copied as a stream.
+  await writeFile(join(dir, 'tree/big.bin'), randomBytes(9 << 20));
   const cacheDir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
   t.after(() => Promise.all([rm(dir, { recursive: true, force: true }), rm(cacheDir, { recursive: true, force: true })]));
   const spec = `      - { src: "tree/**", dest: /srv/ }\n`;
@@ -199,7 +203,11 @@ test('a one-file change rebuilds only its segment, and gives the bytes a cold bu
     assert.equal(digestOf(tarBytes), again.layer.diffId, 'the diffID is the digest of the whole (multi-member) stream, decompressed');
     const listed = await entries(tarBytes);
     assert.equal(listed.find((e) => e.name === 'srv/d3/f3.txt')?.body, 'changed\n');
-    assert.equal(listed.filter((e) => e.type === 'file').length, 600);
+    assert.equal(listed.filter((e) => e.type === 'file').length, 601);
+    // The SBOM's file list, read segment by segment (and cached per segment), is the whole-blob list.
+    const bySegment = await layerFiles(again.layer, join(cacheDir, compression), again.segments);
+    assert.deepEqual(bySegment, await layerFiles(again.layer));
+    assert.equal(bySegment.length, 601);
     await writeFile(join(dir, 'tree/d3/f3.txt'), files['tree/d3/f3.txt']);
   }
 });

@@ -7,6 +7,9 @@ import { createReadStream } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import { decompress as zstdDecompress } from 'zstd-napi';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
 import { BlobDir } from './blobs.js';
@@ -16,6 +19,8 @@ import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
 import { splitSegments } from './segments.js';
 import { END_OF_ARCHIVE, tarStream } from './tar.js';
+
+const gunzipAsync = promisify(gunzip);
 
 export interface LayerBuildOptions {
   epoch: number;
@@ -33,7 +38,13 @@ export interface BuiltLayer {
   uncompressedSize?: number;
   /** Segments copied from the previous build of this layer, out of how many. */
   segmentsReused?: { reused: number; total: number };
+  /** Where each segment sits in the blob (known when this build wrote the blob or the slot remembers it). */
+  segments?: SegmentRecord[];
 }
+
+/** Reused segments up to this size are read and decompressed ahead, several at once; bigger ones stream. */
+const PREFETCH_MAX_BYTES = 8 << 20;
+const PREFETCH_AHEAD = 4;
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
   const ident = compressionIdentity(opts.compression);
@@ -41,10 +52,13 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const known = new Map<Member, Digest>();
   const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
   const key = opts.cache ? layerKey(plan.members, opts.epoch, ident, lookup) : undefined;
+  // The previous blob of this slot: the source of reusable segments (and of a cache hit's segment map).
+  const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
   if (key && opts.cache) {
     const hit = await opts.cache.get(key);
     if (hit && hit.mediaType === mediaType && (await opts.blobs.has(hit.digest, hit.size))) {
-      return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name };
+      const segments = previous?.digest === hit.digest ? previous.segments : undefined;
+      return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name, segments };
     }
   }
   const onFile = (m: Member, d: Digest) => {
@@ -52,8 +66,6 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     opts.cache?.rememberContent(m, d);
   };
 
-  // The previous blob of this slot, if it is still there: the source of reusable segments.
-  const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
   const reusable = new Map<string, SegmentRecord>();
   let previousPath: string | undefined;
   if (previous && previous.mediaType === mediaType && (await opts.blobs.has(previous.digest))) {
@@ -68,16 +80,34 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const diff = new Digester();
   const records: SegmentRecord[] = [];
   let reused = 0;
+  const segments = splitSegments(plan.members).map((members) => {
+    const segKey = layerKey(members, opts.epoch, segmentIdent, lookup);
+    return { members, segKey, old: segKey && previousPath ? reusable.get(segKey) : undefined };
+  });
+  // Reused segments are decompressed (for the diffID) ahead of the writer, a few at a time on the thread pool.
+  const ahead = new Map<number, Promise<{ compressed: Buffer; tar: Buffer }>>();
+  const fetchAhead = (from: number) => {
+    for (let i = from; i < segments.length && i < from + PREFETCH_AHEAD; i++) {
+      const old = segments[i].old;
+      if (old && old.length <= PREFETCH_MAX_BYTES && !ahead.has(i)) ahead.set(i, _readSegment(previousPath!, old, opts.compression));
+    }
+  };
   try {
-    for (const members of splitSegments(plan.members)) {
+    for (const [i, { members, segKey, old }] of segments.entries()) {
+      fetchAhead(i);
       const offset = blob.size;
-      const segKey = layerKey(members, opts.epoch, segmentIdent, lookup);
-      const old = segKey ? reusable.get(segKey) : undefined;
-      if (old && previousPath) {
+      if (old && ahead.has(i)) {
+        const { compressed, tar } = await ahead.get(i)!;
+        ahead.delete(i);
+        diff.update(tar);
+        blob.update(compressed);
+        await out.write(compressed);
+        reused++;
+      } else if (old) {
         const range = { start: old.offset, end: old.offset + old.length - 1, highWaterMark: 1 << 20 };
         await Promise.all([
-          _append(createReadStream(previousPath, range), out, blob),
-          pipeline(createReadStream(previousPath, range), decompressor(opts.compression), _hashInto(diff)),
+          _append(createReadStream(previousPath!, range), out, blob),
+          pipeline(createReadStream(previousPath!, range), decompressor(opts.compression), _hashInto(diff)),
         ]);
         reused++;
       } else {
@@ -94,6 +124,7 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   } catch (e) {
     await out.close().catch(() => {});
     await rm(tmp, { force: true });
+    await Promise.allSettled(ahead.values());
     throw e;
   }
   const digest = blob.digest();
@@ -110,6 +141,7 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     name: plan.name,
     uncompressedSize: diff.size,
     segmentsReused: { reused, total: records.length },
+    segments: records.length === segments.length ? records : undefined,
   };
 }
 
@@ -139,6 +171,24 @@ function _tap(d: Digester): Transform {
   });
 }
 
+async function _readSegment(path: string, s: SegmentRecord, c: Compression): Promise<{ compressed: Buffer; tar: Buffer }> {
+  const fh = await open(path, 'r');
+  try {
+    const compressed = Buffer.allocUnsafe(s.length);
+    const { bytesRead } = await fh.read(compressed, 0, s.length, s.offset);
+    if (bytesRead !== s.length) throw new Error(`layer cache blob ${path} is shorter than its segment map says`);
+    const tar = c === 'gzip' ? await gunzipAsync(compressed) : zstdDecompress(compressed);
+    return { compressed, tar };
+  } finally {
+    await fh.close();
+  }
+}
+
 function _layer(digest: Digest, size: number, diffId: Digest, mediaType: string, blobs: BlobDir): Layer {
-  return { descriptor: { mediaType, digest, size }, diffId, open: () => blobs.open(digest) };
+  return {
+    descriptor: { mediaType, digest, size },
+    diffId,
+    open: () => blobs.open(digest),
+    openRange: (offset, length) => blobs.open(digest, { offset, length }),
+  };
 }

@@ -167,7 +167,7 @@ export async function buildSboms(result: BuildResult, opts: SbomOptions): Promis
   const scans = new Map<string, Promise<LayerFile[]>>();
   const filesOf = (l: BuiltLayer) => {
     const d = l.layer.descriptor.digest;
-    if (!scans.has(d)) scans.set(d, layerFiles(l.layer, opts.cacheDir));
+    if (!scans.has(d)) scans.set(d, layerFiles(l.layer, opts.cacheDir, l.segments));
     return scans.get(d)!;
   };
   return Promise.all(
