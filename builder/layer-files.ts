@@ -42,7 +42,7 @@ export async function layerFiles(layer: Layer, cacheDir?: string, segments?: Lay
   if (segments?.length && cacheDir && layer.openRange) {
     files = [];
     for (const s of segments) {
-      const segFile = join(cacheDir, 'sbom', `v${CACHE_VERSION}-segment-${s.key}.json`);
+      const segFile = _segmentFile(cacheDir, s.key);
       let list = await _readList(segFile);
       if (!list) {
         list = await _scan(await layer.openRange(s.offset, s.length), layer.descriptor.mediaType);
@@ -55,6 +55,15 @@ export async function layerFiles(layer: Layer, cacheDir?: string, segments?: Lay
   }
   if (file) await _writeList(file, files);
   return files;
+}
+
+/** Records a segment's files as the builder wrote them, so the SBOM never has to read that segment back. */
+export async function rememberSegmentFiles(cacheDir: string, key: string, files: LayerFile[]): Promise<void> {
+  await _writeList(_segmentFile(cacheDir, key), files);
+}
+
+function _segmentFile(cacheDir: string, key: string): string {
+  return join(cacheDir, 'sbom', `v${CACHE_VERSION}-segment-${key}.json`);
 }
 
 async function _readList(file: string): Promise<LayerFile[] | undefined> {

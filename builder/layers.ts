@@ -18,7 +18,8 @@ import { compressionIdentity, compressor, decompressor, layerMediaType } from '.
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
 import { splitSegments } from './segments.js';
-import { END_OF_ARCHIVE, tarStream } from './tar.js';
+import { END_OF_ARCHIVE, tarStream, type FileSums } from './tar.js';
+import { rememberSegmentFiles, type LayerFile } from './layer-files.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -61,9 +62,12 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
       return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name, segments };
     }
   }
-  const onFile = (m: Member, d: Digest) => {
-    known.set(m, d);
-    opts.cache?.rememberContent(m, d);
+  // Files of the segment being written, with their checksums, for the SBOM (layer-files.ts).
+  let segmentFiles: LayerFile[] = [];
+  const onFile = (m: Member, sums: FileSums) => {
+    known.set(m, sums.sha256);
+    opts.cache?.rememberContent(m, sums.sha256);
+    segmentFiles.push({ path: `/${m.path}`, size: m.size, sha1: sums.sha1, sha256: sums.sha256.slice('sha256:'.length) });
   };
 
   const reusable = new Map<string, SegmentRecord>();
@@ -111,12 +115,14 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
         ]);
         reused++;
       } else {
+        segmentFiles = [];
         const tar = tarStream(members, opts.epoch, onFile, { endOfArchive: false });
         await _append(tar, out, blob, [_tap(diff), ...compressor(opts.compression)]);
       }
       // After building, every file's digest is known, so the key exists.
       const k = segKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
       if (k) records.push({ key: k, offset, length: blob.size - offset });
+      if (k && !old && opts.cache) await rememberSegmentFiles(opts.cache.root, k, segmentFiles);
     }
     diff.update(END_OF_ARCHIVE);
     await _append(Readable.from([END_OF_ARCHIVE]), out, blob, compressor(opts.compression));

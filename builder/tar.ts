@@ -9,6 +9,7 @@ import tar, { type Header } from 'tar-stream';
 import type { Member } from './plan.js';
 import { Digester, digestOf, type Digest } from '../spec/digest.js';
 import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 
 /** Files up to this size are read whole (one at a time); larger ones stream. */
 const SMALL_FILE = 1 << 20;
@@ -38,7 +39,13 @@ export const END_OF_ARCHIVE = Buffer.alloc(1024);
  * Streams the layer's tar. File contents are read as the tar is consumed, never buffered whole.
  * With `endOfArchive: false` the stream stops after the last member: a segment of a larger tar (segments.ts).
  */
-export function tarStream(members: Member[], epoch: number, onFile?: (m: Member, digest: Digest) => void, opts: { endOfArchive?: boolean } = {}): Readable {
+export interface FileSums {
+  sha256: Digest;
+  /** Hex SHA-1: what SPDX 2.3 requires for every file (sbom.ts). */
+  sha1: string;
+}
+
+export function tarStream(members: Member[], epoch: number, onFile?: (m: Member, sums: FileSums) => void, opts: { endOfArchive?: boolean } = {}): Readable {
   const pack = tar.pack();
   (async () => {
     for (const m of members) {
@@ -49,6 +56,7 @@ export function tarStream(members: Member[], epoch: number, onFile?: (m: Member,
       }
       const src = m.source!;
       if ('data' in src) {
+        onFile?.(m, _sums(src.data));
         await new Promise<void>((res, rej) => pack.entry(header, src.data, (e) => (e ? rej(e) : res())));
         continue;
       }
@@ -56,24 +64,26 @@ export function tarStream(members: Member[], epoch: number, onFile?: (m: Member,
         // Small files (most of a typical tree) in one read: far fewer stream hops per file. Bounded memory.
         const data = await readFile(src.abs);
         if (data.length !== m.size) throw new Error(`${src.abs} changed size while the layer was being written (expected ${m.size} bytes)`);
-        onFile?.(m, digestOf(data));
+        onFile?.(m, _sums(data));
         await new Promise<void>((res, rej) => pack.entry(header, data, (e) => (e ? rej(e) : res())));
         continue;
       }
       const sink = pack.entry(header);
       try {
         const d = new Digester();
+        const sha1 = createHash('sha1');
         await pipeline(
-          createReadStream(src.abs),
+          createReadStream(src.abs, { highWaterMark: 1 << 20 }),
           async function* (chunks: AsyncIterable<Buffer>) {
             for await (const c of chunks) {
               d.update(c);
+              sha1.update(c);
               yield c;
             }
           },
           sink as unknown as NodeJS.WritableStream,
         );
-        onFile?.(m, d.digest());
+        onFile?.(m, { sha256: d.digest(), sha1: sha1.digest('hex') });
       } catch (e) {
         const msg = (e as Error).message === 'Size mismatch'
           ? `${src.abs} changed size while the layer was being written (expected ${m.size} bytes)`
@@ -88,6 +98,10 @@ export function tarStream(members: Member[], epoch: number, onFile?: (m: Member,
   const cut = new _DropTail(END_OF_ARCHIVE.length);
   out.once('error', (e) => cut.destroy(e));
   return out.pipe(cut);
+}
+
+function _sums(data: Buffer): FileSums {
+  return { sha256: digestOf(data), sha1: createHash('sha1').update(data).digest('hex') };
 }
 
 /** Passes everything but the last `n` bytes: tar-stream always ends a pack with the end-of-archive blocks. */
