@@ -3,10 +3,11 @@
 import type { Bench, Row } from './types.js';
 import { registryBench } from './registry.js';
 import { benchCopy } from './copy.js';
-import { benchBuild } from './build.js';
+import { buildBench } from './build.js';
 import { benchProxy } from './proxy.js';
 import { gcBench } from './gc.js';
 import { authBench } from './auth.js';
+import { s3Bench } from './s3.js';
 
 interface ToolTiming {
   tool: string;
@@ -22,7 +23,7 @@ function _timings(list: ToolTiming[]): Row[] {
 export const benches: Bench[] = [
   registryBench,
   { name: 'copy', run: async (ctx) => _timings(await benchCopy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })) },
-  { name: 'build', run: async (ctx) => _timings(await benchBuild(ctx.quick ? { files: 5_000, mib: 50 } : {})) },
+  buildBench,
   {
     name: 'proxy',
     run: async (ctx) =>
@@ -31,3 +32,6 @@ export const benches: Bench[] = [
   gcBench,
   authBench,
 ];
+
+/** `npm run bench -- --s3`: berth vs distribution on a real S3 server (SeaweedFS); not part of the default run. */
+export { s3Bench };

@@ -1,16 +1,16 @@
-// `npm run bench [-- --quick] [--only registry,copy] [--rounds N]`: builds dist/ (berth runs as `node bin/berth.js`),
+// `npm run bench [-- --quick] [--only registry,copy] [--rounds N] [--s3]`: builds dist/ (berth runs as `node bin/berth.js`),
 // runs the benches of bench/index.ts in turn, prints one plain table on stdout (progress goes to stderr) and writes
-// every row to bench/results.json. Benchmarks talk to loopback only and stop what they start by pid.
+// every row to bench/results.json. Benchmarks talk to loopback only and stop what they start by pid. `--s3` runs
+// only the S3 bench (bench/s3.ts: berth vs distribution on SeaweedFS) instead of the default set.
 import { cpus } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { run } from '../test/peers.js';
-import { benches } from './index.js';
+import { benches, s3Bench } from './index.js';
 import { ratio, type BenchContext, type Row } from './types.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const RESULTS = fileURLToPath(new URL('./results.json', import.meta.url));
 
 const { values } = parseArgs({
   options: {
@@ -18,14 +18,17 @@ const { values } = parseArgs({
     only: { type: 'string' },
     rounds: { type: 'string' },
     'no-build': { type: 'boolean', default: false },
+    s3: { type: 'boolean', default: false },
   },
 });
 
+// The S3 run keeps its own file, so it never overwrites the default run's results.
+const RESULTS = fileURLToPath(new URL(values.s3 ? './results-s3.json' : './results.json', import.meta.url));
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const ctx: BenchContext = { quick: values.quick!, rounds: Number(values.rounds ?? 3), log };
 const only = values.only?.split(',').map((s) => s.trim());
-const selected = only ? benches.filter((b) => only.includes(b.name)) : benches;
-if (only && selected.length !== only.length) {
+const selected = values.s3 ? [s3Bench] : only ? benches.filter((b) => only.includes(b.name)) : benches;
+if (only && !values.s3 && selected.length !== only.length) {
   log(`unknown bench in --only ${values.only}; known: ${benches.map((b) => b.name).join(', ')}`);
   process.exit(2);
 }

@@ -4,7 +4,8 @@
 // Contract (checked for every driver by driver-suite.ts):
 // - Paths are `/`-separated, relative, without `.`/`..` segments; drivers never see user input unvalidated.
 // - `put`/`putStream` are atomic: readers see the old object, or the whole new one, never a partial one — also after
-//   a crash (`kill -9`) at any point.
+//   a crash (`kill -9`) at any point. `putStream` calls `verify` once the whole body arrived and before anything is
+//   visible; when it throws (or the body fails) the write is discarded and putStream rejects with that error.
 // - `append` adds bytes to an "appendable" object used by upload sessions. It must start exactly at `offset`, the
 //   object's current size; otherwise it throws OffsetMismatchError and changes nothing. An appendable object is
 //   readable (`read`, `stat`) like any other, from any process sharing the storage.
@@ -34,6 +35,13 @@ export interface PutStreamOptions {
   sha256?: string;
   /** Exact size when known. */
   size?: number;
+  /**
+   * Called with the stored size after the last byte was received and before the object becomes visible (S3: before
+   * CompleteMultipartUpload; fs: before the rename). Throwing vetoes the write: nothing becomes visible (the previous
+   * object, if any, stays) and putStream rejects with the thrown error. Lets a caller hash the body as it streams
+   * and publish it under its final name only when the digest matches.
+   */
+  verify?: (size: number) => void | Promise<void>;
 }
 
 export interface Driver {

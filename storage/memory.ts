@@ -1,6 +1,6 @@
 // In-memory driver for unit tests. Same contract as every driver (driver-suite.ts).
 import { Readable } from 'node:stream';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type ReadOptions } from './driver.js';
+import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions } from './driver.js';
 
 async function _collect(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -35,9 +35,10 @@ export class MemoryDriver implements Driver {
     this.objects.set(path, { data: Buffer.from(data), modified: new Date() });
   }
 
-  async putStream(path: string, body: Readable): Promise<number> {
+  async putStream(path: string, body: Readable, opts: PutStreamOptions = {}): Promise<number> {
     assertSafePath(path);
     const data = await _collect(body);
+    await opts.verify?.(data.length);
     this.objects.set(path, { data, modified: new Date() });
     return data.length;
   }

@@ -35,7 +35,8 @@
 // default on; AWS S3 and MinIO never list empty prefixes and can turn it off).
 //
 // Plain writes are atomic too: one PutObject for bodies up to one part, else a multipart upload that is completed
-// only after the whole body arrived and matched `sha256`/`size`, and aborted otherwise. A known sha256 is sent as
+// only after the whole body arrived and matched `sha256`/`size` and the caller's `verify` accepted it (a blob pushed
+// with a known digest streams straight to its final key this way), and aborted otherwise. A known sha256 is sent as
 // ChecksumSHA256 so the server verifies single-request bodies itself (S3 has no full-object SHA-256 for multipart:
 // those are verified here before completing). Bodies are cut into parts of `partSize` bytes, at most
 // `concurrency` + 1 in memory per transfer — buffered parts are what make each request retryable.
@@ -474,6 +475,7 @@ export class S3Driver implements Driver {
         const data = first.done ? Buffer.alloc(0) : first.value;
         hash?.update(data);
         _verify(key, data.length, hash, opts);
+        await opts.verify?.(data.length);
         const checksum = opts.sha256 ? { ChecksumSHA256: Buffer.from(opts.sha256, 'hex').toString('base64') } : {};
         await this._putObject(key, data, checksum);
         return data.length;
@@ -491,7 +493,11 @@ export class S3Driver implements Driver {
           yield { load: async () => buf };
         }
       };
-      await this._multipartFrom(key, counted(), () => _verify(key, total, hash, opts), this.concurrency);
+      const verify = async () => {
+        _verify(key, total, hash, opts);
+        await opts.verify?.(total);
+      };
+      await this._multipartFrom(key, counted(), verify, this.concurrency);
       return total;
     } finally {
       await parts.return(undefined);
@@ -506,7 +512,7 @@ export class S3Driver implements Driver {
   private async _multipartFrom(
     key: string,
     parts: Iterable<PartSource> | AsyncIterable<PartSource>,
-    beforeComplete?: () => void,
+    beforeComplete?: () => void | Promise<void>,
     concurrency = COPY_CONCURRENCY,
   ): Promise<void> {
     const create = new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key });
@@ -531,7 +537,7 @@ export class S3Driver implements Driver {
       }
       await Promise.all(inflight);
       if (failure) throw failure;
-      beforeComplete?.();
+      await beforeComplete?.();
       done.sort((a, b) => a.PartNumber! - b.PartNumber!);
       await this._completeMultipart(key, uploadId, done);
     } catch (e) {

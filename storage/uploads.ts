@@ -94,12 +94,7 @@ export class UploadStore {
    * repository. On a mismatch nothing becomes visible and the session is removed (DIGEST_INVALID).
    */
   async complete(info: UploadInfo, digest: string, expectedSize?: number): Promise<BlobInfo> {
-    let parsed;
-    try {
-      parsed = parseDigest(digest);
-    } catch (e) {
-      throw new OciError('DIGEST_INVALID', (e as Error).message, { digest });
-    }
+    const parsed = _parseDigest(digest);
     const size = await this.size(info.id);
     const actual = await this._digestOf(info.id, size, parsed.algorithm);
     if (actual !== parsed.digest || (expectedSize !== undefined && expectedSize !== size)) {
@@ -130,6 +125,61 @@ export class UploadStore {
     });
     await this.cancel(info);
     return { digest: parsed.digest, size };
+  }
+
+  /**
+   * The known-digest fast path (single-POST `?digest=`, or a monolithic PUT into an empty session): streams `body`
+   * straight to the blob's final path while hashing it; the driver publishes it only when the digest (and
+   * `expectedSize`) match — S3 completes its multipart upload only then, fs renames only then. No session object, no
+   * server-side copy. On a mismatch (DIGEST_INVALID) or a broken body nothing becomes visible.
+   */
+  async putMonolithic(repository: string, digest: string, body: Readable, expectedSize?: number): Promise<BlobInfo> {
+    const parsed = _parseDigest(digest);
+    const data = paths.blobData(parsed.digest);
+    const digester = new Digester(parsed.algorithm);
+    const check = (size: number) => {
+      const actual = digester.digest();
+      if (actual !== parsed.digest || (expectedSize !== undefined && expectedSize !== size)) {
+        throw new OciError('DIGEST_INVALID', `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`, { digest });
+      }
+    };
+    let size = 0;
+    const publish = async () => {
+      // Not the size cache: GC (maybe in another process) may have removed the data since it was cached.
+      const stored = await this.driver.stat(data);
+      // Tapped only now: a failure before this point leaves the body unread, for node to discard after the answer.
+      const hashing = _tee(body, digester);
+      if (stored) {
+        // Already stored (the same content pushed before): verify the body, write nothing.
+        for await (const chunk of hashing) size += (chunk as Buffer).length;
+        check(size);
+      } else {
+        size = await this.driver.putStream(data, hashing, { verify: check });
+        this.blobs.noteStored(parsed.digest, size);
+      }
+      await this.blobs.link(repository, parsed.digest);
+    };
+    // Bracketed by the GC protocol (storage/gc.ts). Unlike complete() there is no upload to publish from again: a
+    // sweep that took the data meanwhile fails the push cleanly, and the client pushes again.
+    await this.gc.around(publish, async () => {
+      if ((await this.driver.stat(data)) && (await this.blobs.isLinked(repository, parsed.digest))) return;
+      this.blobs.forget(parsed.digest);
+      throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while it was being pushed; push it again');
+    });
+    return { digest: parsed.digest, size };
+  }
+
+  /** A monolithic PUT into an empty session: putMonolithic, then the session goes (also on DIGEST_INVALID). */
+  async completeMonolithic(info: UploadInfo, digest: string, body: Readable, expectedSize?: number): Promise<BlobInfo> {
+    try {
+      const blob = await this.putMonolithic(info.repository, digest, body, expectedSize);
+      await this.cancel(info);
+      return blob;
+    } catch (e) {
+      // A retryable storage failure keeps the session, so the client can PUT again; a wrong digest ends it.
+      if (e instanceof OciError && e.code === 'DIGEST_INVALID') await this.cancel(info).catch(() => {});
+      throw e;
+    }
   }
 
   async cancel(info: UploadInfo): Promise<void> {
@@ -180,6 +230,14 @@ export class UploadStore {
   private async _hashStored(id: string, size: number, digester: Digester): Promise<void> {
     const stream = await this.driver.read(paths.uploadData(id), { start: 0, end: size - 1 });
     for await (const chunk of stream) digester.update(chunk as Buffer);
+  }
+}
+
+function _parseDigest(digest: string): ReturnType<typeof parseDigest> {
+  try {
+    return parseDigest(digest);
+  } catch (e) {
+    throw new OciError('DIGEST_INVALID', (e as Error).message, { digest });
   }
 }
 

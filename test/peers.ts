@@ -320,6 +320,8 @@ export interface DistributionOptions {
    * the token flow; behind a Basic-auth upstream every pull through the cache is "manifest unknown".
    */
   proxy?: { remoteurl: string; username?: string; password?: string };
+  /** Storage driver block replacing the filesystem one, e.g. `{ s3: { … }, redirect: { disable: true } }`. */
+  storage?: Record<string, unknown>;
 }
 
 export interface Distribution {
@@ -357,7 +359,9 @@ async function _startDistributionOn(port: number, dir: string, root: string, bin
   await writeFile(config, _distributionConfig(root, port, opts));
   const url = `http://127.0.0.1:${port}`;
   return _startDaemon(
-    () => _spawnDaemon(bin, ['serve', config], join(dir, 'registry.log')),
+    // aws-sdk-go 1.x in distribution's s3 driver panics at start when AWS_CA_BUNDLE is set ("unsupported transport");
+    // a loopback bucket over plain HTTP needs no CA anyway.
+    () => _spawnDaemon(bin, ['serve', config], join(dir, 'registry.log'), opts.storage ? { AWS_CA_BUNDLE: undefined } : undefined),
     async ({ child }) => {
       await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 20_000 });
       const stop = _once(async () => {
@@ -374,7 +378,7 @@ function _distributionConfig(root: string, port: number, opts: DistributionOptio
   const config: Record<string, unknown> = {
     version: 0.1,
     log: { level: 'info', accesslog: { disabled: true } },
-    storage: { filesystem: { rootdirectory: root }, delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
+    storage: { ...(opts.storage ?? { filesystem: { rootdirectory: root } }), delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
     http: { addr: `127.0.0.1:${port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
   };
   if (opts.htpasswd) config.auth = { htpasswd: { realm: 'berth-test', path: opts.htpasswd } };

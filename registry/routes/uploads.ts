@@ -1,5 +1,6 @@
 // Blob upload sessions: POST (start, single-POST monolithic, mount), PATCH, PUT, GET status, DELETE cancel.
 // spec: distribution-spec "Pushing blobs" (end-4a/b, end-5, end-6, end-11, end-13, end-14).
+import { Readable } from 'node:stream';
 import { OciError, isValidName } from '../../spec/index.js';
 import type { UploadInfo } from '../../storage/index.js';
 import { bodyStream, hasBody, type Ctx } from '../context.js';
@@ -45,16 +46,11 @@ export async function startUpload(c: Ctx): Promise<Response> {
   }
   const digestParam = c.req.query('digest');
   if (digestParam !== undefined) {
-    // Single-POST monolithic upload (end-4b): the whole blob is in this request.
+    // Single-POST monolithic upload (end-4b): the whole blob is in this request and its digest is known, so it
+    // streams straight to the blob's final path, published only once the digest matched — no session at all.
     const digest = parseDigestParam(digestParam);
-    const info = await store.uploads.start(name, c.var.subject);
-    try {
-      if (hasBody(c)) await store.uploads.append(info, 0, bodyStream(c));
-      await store.uploads.complete(info, digest, _contentLength(c));
-    } catch (e) {
-      await store.uploads.cancel(info).catch(() => {});
-      throw e;
-    }
+    const body = hasBody(c) ? bodyStream(c) : Readable.from([]);
+    await store.uploads.putMonolithic(name, digest, body, _contentLength(c));
     return blobCreated(c, name, digest);
   }
   const info = await store.uploads.start(name, c.var.subject);
@@ -101,6 +97,11 @@ export async function putUpload(c: Ctx): Promise<Response> {
   const digest = parseDigestParam(digestParam);
   if (hasBody(c)) {
     const start = chunkStart(c);
+    if (!start && (await store.uploads.size(info.id)) === 0) {
+      // Monolithic PUT (end-4a): the whole blob in one body, digest known: the same fast path as a single POST.
+      await store.uploads.completeMonolithic(info, digest, bodyStream(c), _contentLength(c));
+      return blobCreated(c, info.repository, digest);
+    }
     await store.uploads.append(info, start, bodyStream(c));
   }
   await store.uploads.complete(info, digest);
