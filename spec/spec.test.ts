@@ -73,6 +73,9 @@ test('manifests: ambiguous and invalid documents are rejected with the field nam
 test('canonical JSON sorts keys, drops undefined, refuses non-finite numbers', () => {
   assert.equal(canonicalJson({ b: 1, a: [true, null, 'x'], c: { z: 1, y: undefined } }), '{"a":[true,null,"x"],"b":1,"c":{"z":1}}');
   assert.throws(() => canonicalJson({ a: NaN }));
+  // Integer-like keys sort as strings too ("10" < "9"), although JS objects list them first, numerically.
+  assert.equal(canonicalJson({ b: { '9': 1, '10': 2, a: [undefined] }, '2': 'x' }), '{"2":"x","b":{"10":2,"9":1,"a":[null]}}');
+  assert.equal(canonicalJson({ s: 'é\u2028"\\' }), JSON.stringify({ s: 'é\u2028"\\' }));
 });
 
 test('platforms', () => {
