@@ -87,7 +87,7 @@ const command: Command = {
     });
     const base: BuildOptions = {
       file,
-      baseDigest: lockedBase(lock, await _specBase(file)),
+      baseDigest: lock ? lockedBase(lock, await _specBase(file)) : undefined,
       context: values.context,
       platforms: platforms(values.platform),
       sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
