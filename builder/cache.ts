@@ -3,7 +3,7 @@
 // level, library version). A hit reuses the stored blob: no tar, no compression, and (with skip-existing on push)
 // no upload. Content digests come from a stat cache (like git's index: dev, ino, size, mtime, ctime → sha256), so
 // a warm rebuild reads only the files that changed.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { digestOf, type Digest } from '../spec/digest.js';
@@ -126,4 +126,54 @@ async function _atomicWrite(path: string, data: string): Promise<void> {
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await writeFile(tmp, data);
   await rename(tmp, path);
+}
+
+/** The default size cap of a build cache directory (`berth build --cache-max`). */
+export const DEFAULT_CACHE_MAX_BYTES = 8 * 1024 ** 3;
+
+/**
+ * Keeps a build cache under `maxBytes`: when it holds more, the least recently used files (layer blobs, staged
+ * tar inputs, SBOM file lists; by mtime — a cache hit touches its blob) go until it is back under 80% of the cap.
+ * Files in `keep` (what the build that just ran uses) are never removed. Layer records and slot records stay: one
+ * whose blob is gone is a miss, so the layer is simply built again.
+ */
+export async function pruneCache(root: string, maxBytes: number, keep: Set<string> = new Set()): Promise<{ removed: number; freedBytes: number }> {
+  const files: { path: string; size: number; mtimeMs: number }[] = [];
+  for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom']) {
+    let names: string[];
+    try {
+      names = await readdir(join(root, dir));
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const path = join(root, dir, name);
+      try {
+        const st = await stat(path);
+        if (st.isFile()) files.push({ path, size: st.size, mtimeMs: st.mtimeMs });
+      } catch {
+        // Removed meanwhile (another build): nothing to count.
+      }
+    }
+  }
+  let total = files.reduce((n, f) => n + f.size, 0);
+  if (total <= maxBytes) return { removed: 0, freedBytes: 0 };
+  const goal = Math.floor(maxBytes * 0.8);
+  let removed = 0;
+  let freedBytes = 0;
+  for (const f of files.sort((a, b) => a.mtimeMs - b.mtimeMs)) {
+    if (total <= goal) break;
+    if (keep.has(f.path)) continue;
+    await rm(f.path, { force: true });
+    total -= f.size;
+    freedBytes += f.size;
+    removed++;
+  }
+  return { removed, freedBytes };
+}
+
+/** Marks a cached file as just used (LRU order for pruneCache); failure only makes it look older. */
+export async function touch(path: string): Promise<void> {
+  const now = new Date();
+  await utimes(path, now, now).catch(() => {});
 }

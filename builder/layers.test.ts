@@ -13,7 +13,7 @@ import { digestOf } from '../spec/digest.js';
 import { Context } from './context.js';
 import { BlobDir } from './blobs.js';
 import { buildLayer } from './layers.js';
-import { LayerCache } from './cache.js';
+import { LayerCache, pruneCache } from './cache.js';
 import { layerFiles } from './layer-files.js';
 import { randomBytes } from 'node:crypto';
 import { planLayer } from './plan.js';
@@ -210,4 +210,29 @@ test('a one-file change rebuilds only its segment, and gives the bytes a cold bu
     assert.equal(bySegment.length, 601);
     await writeFile(join(dir, 'tree/d3/f3.txt'), files['tree/d3/f3.txt']);
   }
+});
+
+test('pruneCache drops least recently used blobs over the cap, never the kept ones; what stays is still a hit', async (t) => {
+  const dir = await fixture({ 'a/x.bin': '' });
+  const cacheDir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
+  t.after(() => Promise.all([rm(dir, { recursive: true, force: true }), rm(cacheDir, { recursive: true, force: true })]));
+  const opts = { epoch: 0, compression: 'gzip' as const, blobs: new BlobDir(join(cacheDir, 'blobs')), cache: await LayerCache.open(cacheDir), slot: 's' };
+  const built: Awaited<ReturnType<typeof buildLayer>>[] = [];
+  for (let i = 0; i < 4; i++) {
+    await writeFile(join(dir, 'a/x.bin'), randomBytes(256 << 10)); // incompressible: each blob ~256 KiB
+    built.push(await buildLayer(await plan(dir, '      - { src: a, dest: /a/ }\n'), opts));
+    await new Promise((r) => setTimeout(r, 20)); // distinct mtimes
+  }
+  const path = (i: number) => opts.blobs.path(built[i].layer.descriptor.digest);
+  const keep = new Set([path(3), path(0)]);
+  const r = await pruneCache(cacheDir, 700 << 10, keep);
+  assert.ok(r.removed >= 2 && r.freedBytes >= 2 * (256 << 10), JSON.stringify(r));
+  assert.equal(await opts.blobs.has(built[0].layer.descriptor.digest), true, 'kept although oldest');
+  assert.equal(await opts.blobs.has(built[3].layer.descriptor.digest), true, 'kept');
+  assert.equal(await opts.blobs.has(built[1].layer.descriptor.digest), false, 'least recently used goes first');
+  // Under the cap: nothing happens.
+  assert.deepEqual(await pruneCache(cacheDir, 1 << 30), { removed: 0, freedBytes: 0 });
+  // The newest blob survived, so the current content is still a layer-cache hit.
+  const again = await buildLayer(await plan(dir, '      - { src: a, dest: /a/ }\n'), opts);
+  assert.equal(again.cached, true, 'the newest blob is still cached');
 });

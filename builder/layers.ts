@@ -13,7 +13,7 @@ import { decompress as zstdDecompress } from 'zstd-napi';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
 import { BlobDir } from './blobs.js';
-import { LayerCache, layerKey, type SegmentRecord } from './cache.js';
+import { LayerCache, layerKey, touch, type SegmentRecord } from './cache.js';
 import { compressionIdentity, compressor, decompressor, layerMediaType } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
@@ -59,6 +59,7 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     const hit = await opts.cache.get(key);
     if (hit && hit.mediaType === mediaType && (await opts.blobs.has(hit.digest, hit.size))) {
       const segments = previous?.digest === hit.digest ? previous.segments : undefined;
+      await touch(opts.blobs.path(hit.digest));
       return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name, segments };
     }
   }

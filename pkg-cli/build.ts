@@ -10,6 +10,7 @@ import { pushImage, writeArchive, writeLayout } from '../builder/outputs.js';
 import { BuildSpecError, loadSpec } from '../builder/spec.js';
 import { lockPath, lockedBase, readLock, writeLock } from '../builder/lock.js';
 import { buildSboms } from '../builder/sbom.js';
+import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from '../builder/cache.js';
 import { formatPlatform } from '../spec/platform.js';
 import { formatReference, parseReference } from '../spec/reference.js';
 import { CLIError, parseFlags, type Command } from './command.js';
@@ -34,6 +35,7 @@ Flags:
   --platform P               build only these platforms (os/arch[/variant]); repeatable
   --cache DIR                layer cache directory (default $XDG_CACHE_HOME/berth)
   --no-cache                 build every layer from scratch in a temp dir
+  --cache-max SIZE           keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)
   --check-reproducible       build twice in separate temp caches and fail if any digest differs
   --lock                     write berth.lock (beside the spec) pinning base: to the digest used
   --update-lock              ignore berth.lock, resolve base: afresh and rewrite the lock
@@ -67,6 +69,7 @@ const command: Command = {
       platform: { type: 'string', multiple: true },
       cache: { type: 'string' },
       'no-cache': { type: 'boolean' },
+      'cache-max': { type: 'string' },
       'check-reproducible': { type: 'boolean' },
       lock: { type: 'boolean' },
       'update-lock': { type: 'boolean' },
@@ -80,6 +83,7 @@ const command: Command = {
         throw new CLIError(`--push ${p}: ${(e as Error).message}`);
       }
     }
+    const cacheMax = values['cache-max'] === undefined ? DEFAULT_CACHE_MAX_BYTES : parseSize(values['cache-max'], '--cache-max');
     const client = makeClient(values);
     const file = values.file ?? 'berth.yaml';
     const lock = values['update-lock'] ? undefined : await readLock(file).catch((e: Error) => {
@@ -143,6 +147,12 @@ const command: Command = {
         outputs.push({ push: ref, digest: r.digest, blobs: r.blobs });
         log(`pushed ${ref}@${r.digest} (${r.blobs.uploaded} uploaded, ${r.blobs.existed} existed, ${r.blobs.mounted} mounted)`);
       }
+      if (!values['no-cache']) {
+        // Everything this build's outputs came from stays; older layers go first once the cache is over its cap.
+        const keep = new Set(result.images.flatMap((i) => i.layers.map((l) => result.blobs.path(l.layer.descriptor.digest))));
+        const pruned = await pruneCache(values.cache ?? defaultCacheDir(), cacheMax, keep);
+        if (pruned.removed) log(`cache over ${values['cache-max'] ?? '8GiB'}: removed ${pruned.removed} least recently used files (${(pruned.freedBytes / 1024 ** 2).toFixed(0)} MiB)`);
+      }
       if (values.json) {
         printJson({
           digest: result.root.digest,
@@ -164,6 +174,15 @@ const command: Command = {
     }
   },
 };
+
+/** `500MiB`, `8GiB`, `8G` (binary), `1.5GB` (decimal), `1000000` (bytes) → bytes. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)$/i.exec(text.trim());
+  if (!m || (m[3] && !m[2])) throw new CLIError(`${flag} ${text}: not a size; write e.g. 500MiB, 8GiB or a number of bytes`);
+  const power = ' kmgt'.indexOf(m[2].toLowerCase() || ' ');
+  const decimal = m[4] !== '' && m[3] === '' && m[2] !== '';
+  return Math.floor(Number(m[1]) * (decimal ? 1000 : 1024) ** power);
+}
 
 /** The digest of the SBOM artifact that refers to `image`, if one was made. */
 function _sbomOf(sboms: Artifact[], image: string): string | undefined {
