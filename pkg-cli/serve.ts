@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FsDriver } from '../storage/fs.js';
 import type { Driver } from '../storage/index.js';
+import { isUploadDataPath } from '../storage/paths.js';
 import { createRegistry, listen, loadConfig, parseDuration, createLogger, ConfigError, type Config } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
 import { CLIError, parseFlags, type Command } from './command.js';
@@ -26,8 +27,9 @@ export async function makeDriver(config: Config, opts: { cleanTemp?: boolean } =
   if (config.storage.s3) {
     // Loaded only when configured: the AWS SDK is large and filesystem users never need it.
     const s3Module: string = '../storage/s3.js';
-    const { S3Driver } = (await import(s3Module)) as { S3Driver: new (o: unknown) => Driver };
-    return new S3Driver(config.storage.s3);
+    const { S3Driver } = (await import(s3Module)) as { S3Driver: new (o: unknown, hints: unknown) => Driver };
+    // Only upload data is ever appended to: every other lookup costs one S3 request, not two.
+    return new S3Driver(config.storage.s3, { appendable: isUploadDataPath });
   }
   const root = resolve(config.storage.filesystem!.root);
   await mkdir(root, { recursive: true });

@@ -27,6 +27,10 @@ const UPLOAD_ID = /^[a-zA-Z0-9_-]{16,64}$/;
 export function isUploadId(id: string): boolean {
   return UPLOAD_ID.test(id);
 }
+/** Whether `path` is an upload's data (`paths.uploadData`): the only objects berth ever appends to. */
+export function isUploadDataPath(path: string): boolean {
+  return /^uploads\/[a-zA-Z0-9_-]{16,64}\/data$/.test(path);
+}
 function _upload(id: string): string {
   if (!isUploadId(id)) throw new Error(`invalid upload id ${JSON.stringify(id)}`);
   return id;

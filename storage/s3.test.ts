@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { runDriverSuite } from './driver-suite.js';
-import { OffsetMismatchError } from './driver.js';
+import { NotFoundError, OffsetMismatchError } from './driver.js';
 import { S3Driver, S3StorageError, type S3DriverOptions } from './s3.js';
 import { startS3Server, S3_PEER, type S3Server } from '../test/s3-server.js';
 import { findExecutable } from '../test/peers.js';
@@ -37,6 +37,11 @@ async function readAll(s: Readable): Promise<Buffer> {
 if (haveServer) {
   runDriverSuite('s3', async () => {
     const driver = new S3Driver(options(await s3(), { prefix: 'suite-root' }));
+    return { driver };
+  });
+  // As `berth serve` builds it: told which paths are appendable (the suite appends only to `…/data`).
+  runDriverSuite('s3-hinted', async () => {
+    const driver = new S3Driver(options(await s3(), { prefix: 'suite-root' }), { appendable: (p) => p.endsWith('/data') });
     return { driver };
   });
 }
@@ -102,6 +107,38 @@ describe('S3 driver on a shared bucket', { skip }, () => {
       assert.equal((await b.stat('t/req/blob'))?.size, blob.length);
     } finally {
       a.s3.middlewareStack.remove('berthCountRequests');
+    }
+  });
+
+  it('with appendable hints, a lookup costs one request, in the namespace that can hold the object', async () => {
+    const hinted = new S3Driver(options(await s3(), { prefix: 'replicas' }), { appendable: (p) => p.endsWith('/data') });
+    const counts: Record<string, number> = {};
+    hinted.s3.middlewareStack.add(
+      (next, ctx) => async (args) => {
+        counts[ctx.commandName ?? '?'] = (counts[ctx.commandName ?? '?'] ?? 0) + 1;
+        return next(args);
+      },
+      { step: 'initialize', name: 'berthCountRequests' },
+    );
+    const total = () => Object.values(counts).reduce((x, y) => x + y, 0);
+    const reset = () => Object.keys(counts).forEach((k) => delete counts[k]);
+    try {
+      for (const missing of ['t/hint/blob', 't/hint/up/data']) {
+        reset();
+        assert.equal(await hinted.stat(missing), undefined);
+        assert.equal(await hinted.get(missing), undefined);
+        assert.equal(total(), 2, `${missing}: ${JSON.stringify(counts)}`);
+      }
+      await hinted.append('t/hint/up/data', 0, Readable.from([Buffer.from('abc')]));
+      reset();
+      assert.equal((await hinted.stat('t/hint/up/data'))?.size, 3);
+      assert.deepEqual(counts, { GetObjectCommand: 1 }, 'an upload is found by its state alone');
+      await assert.rejects(hinted.append('t/hint/blob', 0, Readable.from([Buffer.from('x')])), /not an appendable path/);
+      await assert.rejects(hinted.move('t/hint/missing/data', 't/hint/x'), NotFoundError);
+      await hinted.move('t/hint/up/data', 't/hint/blob');
+      assert.equal((await b.get('t/hint/blob'))?.toString(), 'abc', 'an unhinted replica reads it too');
+    } finally {
+      await hinted.close();
     }
   });
 

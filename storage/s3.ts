@@ -112,6 +112,17 @@ export interface S3DriverOptions {
   connectTimeoutMs?: number;
 }
 
+/** What berth's stores know about their paths, passed by the code that builds the driver (pkg-cli/serve.ts). */
+export interface S3DriverHints {
+  /**
+   * True for the paths that only ever hold appendable objects (berth: upload data, `isUploadDataPath`), false for
+   * paths that never do. A lookup (stat, read, get, move) then asks S3 once, in the one namespace that can hold the
+   * object, instead of trying the plain key and then the appendable state: a missing blob, link or tag costs one
+   * request, not two. Without hints every path may be either.
+   */
+  appendable?: (path: string) => boolean;
+}
+
 /** A failed S3 request, after retries. `retryable` tells the registry to answer 503 rather than 500. */
 export class S3StorageError extends Error {
   constructor(
@@ -156,8 +167,9 @@ export class S3Driver implements Driver {
   private readonly partSize: number;
   private readonly concurrency: number;
   private readonly checkEmptyPrefixes: boolean;
+  private readonly appendable?: (path: string) => boolean;
 
-  constructor(opts: S3DriverOptions) {
+  constructor(opts: S3DriverOptions, hints: S3DriverHints = {}) {
     if (!opts || typeof opts.bucket !== 'string' || !opts.bucket) {
       throw new Error('storage.s3.bucket is required: set it to the name of an existing bucket');
     }
@@ -178,6 +190,7 @@ export class S3Driver implements Driver {
     this.partSize = Math.max(MIN_PART, opts.partSize ?? 16 * MiB);
     this.concurrency = Math.max(1, opts.concurrency ?? 4);
     this.checkEmptyPrefixes = opts.checkEmptyPrefixes ?? true;
+    this.appendable = hints.appendable;
     const timeout = opts.requestTimeoutMs ?? 120_000;
     const config: S3ClientConfig = {
       region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
@@ -208,11 +221,15 @@ export class S3Driver implements Driver {
 
   async stat(path: string): Promise<FileInfo | undefined> {
     const key = this._key(path);
-    try {
-      const h = await this._send('HeadObject', key, () => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
-      return { size: h.ContentLength ?? 0, modified: h.LastModified ?? new Date(0) };
-    } catch (e) {
-      if (!_isNotFound(e)) throw e;
+    const kind = this._kind(path);
+    if (kind !== 'appendable') {
+      try {
+        const h = await this._send('HeadObject', key, () => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
+        return { size: h.ContentLength ?? 0, modified: h.LastModified ?? new Date(0) };
+      } catch (e) {
+        if (!_isNotFound(e)) throw e;
+        if (kind === 'plain') return undefined;
+      }
     }
     const loaded = await this._loadState(path);
     return loaded && { size: loaded.state.size, modified: loaded.modified };
@@ -221,10 +238,14 @@ export class S3Driver implements Driver {
   async read(path: string, opts: ReadOptions = {}): Promise<Readable> {
     const key = this._key(path);
     _checkRange(opts);
-    try {
-      return await this._getStream(key, opts.start, opts.end);
-    } catch (e) {
-      if (!_isNotFound(e)) throw e;
+    const kind = this._kind(path);
+    if (kind !== 'appendable') {
+      try {
+        return await this._getStream(key, opts.start, opts.end);
+      } catch (e) {
+        if (!_isNotFound(e)) throw e;
+        if (kind === 'plain') throw new NotFoundError(path);
+      }
     }
     const loaded = await this._loadState(path);
     if (!loaded) throw new NotFoundError(path);
@@ -258,12 +279,14 @@ export class S3Driver implements Driver {
   async move(from: string, to: string): Promise<void> {
     const fromKey = this._key(from);
     const toKey = this._key(to);
-    const loaded = await this._loadState(from);
+    const kind = this._kind(from);
+    const loaded = kind === 'plain' ? undefined : await this._loadState(from);
     if (loaded) {
       await this._assemble(loaded.state, from, toKey);
       await this._dropAppendable(from, loaded.state);
       return;
     }
+    if (kind === 'appendable') throw new NotFoundError(from);
     let size: number;
     try {
       const h = await this._send('HeadObject', fromKey, () => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fromKey })));
@@ -309,6 +332,10 @@ export class S3Driver implements Driver {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       body.resume();
       throw new Error(`append ${path}: offset must be a non-negative integer, not ${offset}`);
+    }
+    if (this._kind(path) === 'plain') {
+      body.resume();
+      throw new Error(`append ${path}: not an appendable path (S3DriverHints.appendable)`);
     }
     const loaded = await this._loadState(path);
     const size = loaded?.state.size ?? 0;
@@ -672,6 +699,12 @@ export class S3Driver implements Driver {
   }
 
   // ---- keys and requests -------------------------------------------------------------------------------------
+
+  /** Which namespace(s) may hold `path` (S3DriverHints.appendable). */
+  private _kind(path: string): 'plain' | 'appendable' | 'either' {
+    if (!this.appendable) return 'either';
+    return this.appendable(path) ? 'appendable' : 'plain';
+  }
 
   private _key(path: string): string {
     assertSafePath(path);

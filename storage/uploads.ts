@@ -69,7 +69,9 @@ export class UploadStore {
    * Returns the new size.
    */
   async append(info: UploadInfo, offset: number | undefined, body: Readable): Promise<number> {
-    const current = await this.size(info.id);
+    // When this process's running hash already stands at the client's offset, no size lookup is needed: the driver
+    // checks the offset itself (OffsetMismatchError), and a failed append drops the hash state below.
+    const current = offset !== undefined && this.hashes.get(info.id)?.offset === offset ? offset : await this.size(info.id);
     if (offset !== undefined && offset !== current) {
       body.resume();
       throw new OciError('RANGE_INVALID', `chunk starts at ${offset} but the upload holds ${current} bytes`, { size: current });

@@ -1,0 +1,28 @@
+// Upload sessions shared by two stores over one driver (two replicas on one storage): a chunk at a stale offset is
+// refused with RANGE_INVALID even when this replica's running hash stands at that offset (it skips the size lookup
+// then, and relies on the driver's offset check), and the digest stays right afterwards.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { createHash, randomBytes } from 'node:crypto';
+import { OciError } from '../spec/index.js';
+import { MemoryDriver } from './memory.js';
+import { createStore } from './index.js';
+
+test('a stale offset on one replica is RANGE_INVALID; the digest is still verified from every stored byte', async () => {
+  const driver = new MemoryDriver();
+  const a = createStore(driver);
+  const b = createStore(driver);
+  const [c1, c2, c3] = [randomBytes(1000), randomBytes(2000), randomBytes(3000)];
+  const info = await a.uploads.start('repo/x');
+  assert.equal(await a.uploads.append(info, 0, Readable.from([c1])), 1000); // a's hash now stands at 1000
+  assert.equal(await b.uploads.append(info, 1000, Readable.from([c2])), 3000);
+  await assert.rejects(a.uploads.append(info, 1000, Readable.from([c3])), (e: unknown) => {
+    assert.ok(e instanceof OciError && e.code === 'RANGE_INVALID', String(e));
+    return true;
+  });
+  assert.equal(await a.uploads.size(info.id), 3000, 'the refused chunk stored nothing');
+  assert.equal(await a.uploads.append(info, 3000, Readable.from([c3])), 6000);
+  const digest = `sha256:${createHash('sha256').update(Buffer.concat([c1, c2, c3])).digest('hex')}`;
+  assert.deepEqual(await a.uploads.complete(info, digest), { digest, size: 6000 });
+});
