@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeClients, ok, requirePeer, run, startContainerd, startDistribution, startDockerd, findExecutable } from './peers.js';
 import { berth, parseBuild, writeTree } from './builder-fixtures.js';
+import { startBerth } from './berth.js';
 
 const SPEC = `apiVersion: berth/v1
 kind: Image
@@ -184,6 +185,41 @@ config: { cmd: ["cat /hello /srv/child.txt"] }
   const inspect = JSON.parse(ok(await dockerd.docker(['image', 'inspect', cref])))[0];
   assert.equal(inspect.RootFS.Layers.length, 3);
   assert.ok(findExecutable('docker') !== undefined);
+});
+
+test('the multi-platform busybox image pushed to berth serve: skopeo reads the index, docker pulls and runs it, containerd pulls and unpacks it', async (t) => {
+  if (!requirePeer(t, 'busybox', 'docker', 'containerd', 'skopeo')) return;
+  const dir = await context(t);
+  const reg = await startBerth(t);
+  const dockerd = await startDockerd({ insecureRegistries: [reg.host] });
+  t.after(() => dockerd.stop());
+  const ref = `${reg.host}/team/busybox-app:v1`;
+  const r = parseBuild(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json']));
+  assert.equal(r.mediaType, 'application/vnd.oci.image.index.v1+json');
+
+  const clients = await makeClients(t);
+  const raw = JSON.parse(ok(await clients.skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${ref}`])));
+  assert.deepEqual(raw.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`), ['linux/amd64', 'linux/arm64']);
+
+  ok(await dockerd.docker(['pull', ref]));
+  assert.equal(ok(await dockerd.docker(['run', '--rm', '--network', 'none', ref])), EXPECTED);
+  const inspect = JSON.parse(ok(await dockerd.docker(['image', 'inspect', ref])))[0];
+  assert.equal(inspect.RootFS.Layers.length, 2, 'two layers: busybox and app');
+
+  const ctrd = await startContainerd();
+  t.after(() => ctrd.stop());
+  ok(await ctrd.ctr(['images', 'pull', '--plain-http', '--platform', 'linux/amd64', ref]));
+  ok(await ctrd.ctr(['images', 'check']));
+  // Unpacked by containerd's own snapshotter: the files are really there.
+  const mounts = await mkdtemp(join(tmpdir(), 'berth-ctr-mount-'));
+  ok(await ctrd.ctr(['images', 'mount', '--platform', 'linux/amd64', ref, mounts]));
+  try {
+    assert.equal(await readFile(join(mounts, 'srv/hello.txt'), 'utf8'), 'hello from berth build\n');
+    assert.equal(await readlink(join(mounts, 'bin/sh')), 'busybox');
+  } finally {
+    await ctrd.ctr(['images', 'unmount', mounts]);
+    await rm(mounts, { recursive: true, force: true });
+  }
 });
 
 test('berth.lock pins base: by digest until --update-lock', async (t) => {
