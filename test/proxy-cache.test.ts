@@ -137,15 +137,18 @@ test('pull-through cache, in process', async (t) => {
 
   await t.test('a fill finishes with no client left', async () => {
     const img2 = await pushImage(upstream.server.url, 'library/alone', 'v1', 12 << 20);
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       const url = new URL(mirror.server.url);
       const req = request({ host: url.hostname, port: url.port, path: `/v2/library/alone/blobs/${img2.layerDigest}` }, (res) => {
         res.once('data', () => {
           req.destroy();
           resolve();
         });
+        // Settled already when the client left on purpose; a response cut before its first byte must fail the
+        // test here, not leave it waiting forever with the error swallowed.
+        res.once('close', () => reject(new Error(`the response (${res.statusCode}) ended before its first byte`)));
       });
-      req.on('error', () => {});
+      req.on('error', reject);
       req.end();
     });
     const data = join(mirror.root, paths.blobData(img2.layerDigest));

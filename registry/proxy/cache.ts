@@ -302,10 +302,15 @@ export class PullThroughCache {
   private async _startFill(m: Mapping, digest: Digest): Promise<BlobFill> {
     const u = m.upstream;
     this._count(u, 'misses');
+    // `_timed` bounds the wait for the response; `abort` also ends the body later, when the fill sees it stall.
+    const abort = new AbortController();
     // The upload session (a storage write) and the upstream request run side by side: neither delays the other.
     const [session, got] = await Promise.allSettled([
       this.store.uploads.start(m.local),
-      this._timed(u, (signal) => downloadBlob(this._registry(u), m.remote, digest, signal)),
+      this._timed(u, (timeout) => {
+        timeout.addEventListener('abort', () => abort.abort(timeout.reason), { once: true });
+        return downloadBlob(this._registry(u), m.remote, digest, abort.signal);
+      }),
     ]);
     if (session.status === 'rejected' || got.status === 'rejected') {
       if (session.status === 'fulfilled') await this.store.uploads.cancel(session.value).catch(() => {});
@@ -316,7 +321,7 @@ export class PullThroughCache {
     }
     const upload = session.value;
     const download = got.value;
-    const fill = new BlobFill(this.store, digest, download.size, upload, download.body);
+    const fill = new BlobFill(this.store, digest, download.size, upload, download.body, { idleMs: u.timeoutMs, abort: (e) => abort.abort(e) });
     const started = Date.now();
     fill.done.then(
       () => {

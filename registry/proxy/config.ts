@@ -22,7 +22,7 @@ export interface UpstreamConfig {
   password?: string;
   /** How long a cached tag is served before it is revalidated with a HEAD (default 0s: every time). */
   tagTtl?: string;
-  /** Upstream request timeout before serving stale content (default 10s). */
+  /** Upstream request timeout before serving stale content; also the longest a blob download may stall (default 10s). */
   timeout?: string;
   /** Remote repository patterns (`library/*`, `myorg/**`) this mirror may fetch; default: all. */
   allow?: string[];

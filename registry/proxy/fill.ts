@@ -8,6 +8,9 @@
 // follows, a client that disconnects changes nothing, and memory stays bounded by one segment per fill.
 // A reader holds back the blob's last byte until the digest is verified: a client never receives a complete
 // response (Content-Length reached) for content that failed verification — its connection is cut instead.
+// An upstream that stops sending mid-body fails the fill after `idleMs` (the upstream's timeout): otherwise every
+// client of the blob, and every later one (they join the running fill), would wait for the HTTP client's own body
+// timeout (minutes). Failing cuts the clients' connections; their retry starts a fresh fill.
 import { Readable } from 'node:stream';
 import { NotFoundError, paths, type Store, type UploadInfo } from '../../storage/index.js';
 import type { Digest } from '../../spec/index.js';
@@ -39,6 +42,7 @@ export class BlobFill {
     readonly size: number,
     private readonly upload: UploadInfo,
     body: Readable,
+    private readonly stall?: { idleMs: number; abort(reason: Error): void },
   ) {
     this.done = this._pump(body);
     this.done.catch(() => {}); // failures reach readers through `error`; callers may also await `done`
@@ -59,9 +63,19 @@ export class BlobFill {
   }
 
   private async _pump(body: Readable): Promise<void> {
+    let idle: NodeJS.Timeout | undefined;
+    // Armed only while waiting for upstream bytes: a slow storage append is not the upstream stalling. Destroying
+    // `body` would not wake this loop (its generator is stuck awaiting the socket), so the request is aborted.
+    const watch = () => {
+      clearTimeout(idle);
+      const stall = this.stall;
+      if (stall) idle = setTimeout(() => stall.abort(new Error(`the upstream sent no data for ${stall.idleMs} ms`)), stall.idleMs);
+    };
     try {
       let segment = 0;
+      watch();
       for await (const chunk of body as AsyncIterable<Buffer>) {
+        clearTimeout(idle);
         this.pending.push({ offset: this.received, buf: chunk });
         this.received += chunk.length;
         segment += chunk.length;
@@ -70,13 +84,16 @@ export class BlobFill {
           await this._flush();
           segment = 0;
         }
+        watch();
       }
+      clearTimeout(idle);
       await this._flush();
       // Verifies size and digest against every stored byte, then publishes and links into the repository.
       await this.store.uploads.complete(this.upload, this.digest, this.size);
       this.published = true;
       this._notify();
     } catch (e) {
+      clearTimeout(idle);
       this.error = e instanceof Error ? e : new Error(String(e));
       body.destroy();
       await this.store.uploads.cancel(this.upload).catch(() => {});
