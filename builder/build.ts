@@ -237,6 +237,11 @@ class _BuiltSource implements ImageSource {
     return m;
   }
 
+  /** Layers this build wrote (or found in its cache) are files in the blob dir; base layers and configs are not. */
+  localFile(desc: Descriptor): string | undefined {
+    return this.bytes.has(desc.digest) || this.remote_.has(desc.digest) ? undefined : this.blobs.path(desc.digest);
+  }
+
   async blob(desc: Descriptor, offset: number): Promise<Readable> {
     const b = this.bytes.get(desc.digest);
     if (b) return Readable.from([b.subarray(offset)]);

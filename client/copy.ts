@@ -23,6 +23,8 @@ export interface ImageSource {
   referrers?(digest: Digest): Promise<Descriptor[]>;
   /** For cross-repo mounts: where this source lives when it is a registry. */
   readonly remote?: { host: string; name: string };
+  /** The blob as a local file, when the source has one (a target on the same disk may hard-link it). */
+  localFile?(desc: Descriptor): string | undefined;
 }
 
 export interface ImageTarget {
@@ -37,7 +39,7 @@ export interface ImageTarget {
    * With `referrer`, present means findable from its subject (an OCI layout lists referrers in index.json).
    */
   resolve(reference: string, opts?: { referrer?: boolean }): Promise<Digest | undefined>;
-  pushBlob(desc: Descriptor, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void }): Promise<PushResult>;
+  pushBlob(desc: Descriptor, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void; localFile?: string }): Promise<PushResult>;
   /**
    * Stores a manifest under `reference` (a tag or its digest). `root` marks the top-level image (media such as
    * an OCI layout list it in their index); `subject` is set for referrers.
@@ -177,6 +179,7 @@ class _Copy {
     const verify = !this.dst.verifiesBlobs;
     const how = await this.dst.pushBlob(d, (offset) => this.src.blob(d, offset, { verify }), {
       mountFrom: sameRegistry ? this.src.remote!.name : undefined,
+      localFile: this.src.localFile?.(d),
       onBytes: (n) => {
         this.stats.bytes += n;
         progress?.blobBytes(d.digest, n);

@@ -5,9 +5,9 @@
 // a layout answers "referrers of D" by reading the listed manifests and keeping those whose `subject` is D.
 // https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex } from '../spec/manifest.js';
@@ -185,7 +185,11 @@ export class OciLayout implements ImageSource, ImageTarget {
     return manifests.find((d) => d.annotations?.[REF_NAME] === reference)?.digest;
   }
 
-  async pushBlob(desc: Descriptor, source: (offset: number) => Readable | Promise<Readable>, opts: { onBytes?: (n: number) => void } = {}): Promise<PushResult> {
+  async pushBlob(
+    desc: Descriptor,
+    source: (offset: number) => Readable | Promise<Readable>,
+    opts: { onBytes?: (n: number) => void; localFile?: string } = {},
+  ): Promise<PushResult> {
     const path = this.blobPath(desc.digest);
     try {
       if ((await stat(path)).size === desc.size) return 'exists';
@@ -194,6 +198,11 @@ export class OciLayout implements ImageSource, ImageTarget {
     }
     await mkdir(join(path, '..'), { recursive: true });
     const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    if (opts.localFile && (await this._linkVerified(opts.localFile, tmp, desc))) {
+      await rename(tmp, path);
+      opts.onBytes?.(desc.size);
+      return 'uploaded';
+    }
     let src = await source(0);
     if (opts.onBytes) src = countBytes(src, opts.onBytes);
     try {
@@ -205,6 +214,26 @@ export class OciLayout implements ImageSource, ImageTarget {
       throw e;
     }
     return 'uploaded';
+  }
+
+  /**
+   * Hard-links a local file (the builder's blob cache, another layout) into place when it is on the same filesystem:
+   * no copy, yet still the one check on this path — the linked file is read and hashed before it is published.
+   * False when it cannot link (another filesystem, no permission): the caller copies.
+   */
+  private async _linkVerified(file: string, tmp: string, desc: Descriptor): Promise<boolean> {
+    try {
+      await link(file, tmp);
+    } catch {
+      return false;
+    }
+    try {
+      await pipeline(createReadStream(tmp, { highWaterMark: 1 << 20 }), new VerifyStream(desc.digest, desc.size), new Writable({ write: (_c, _e, cb) => cb() }));
+      return true;
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
   }
 
   async putManifest(reference: string, m: FetchedManifest, opts: { root?: boolean; subject?: Descriptor } = {}): Promise<void> {
