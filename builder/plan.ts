@@ -188,6 +188,10 @@ export function finishMembers(byPath: Map<string, Member>, conflict: (msg: strin
     }
   }
   byPath.delete('');
-  // Byte order of the UTF-8 path: the same everywhere, independent of locale (no localeCompare).
-  return [...byPath.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  // Byte order of the UTF-8 path: the same everywhere, independent of locale (no localeCompare). Each path is
+  // encoded once, not once per comparison.
+  return [...byPath.values()]
+    .map((m) => ({ m, key: Buffer.from(m.path) }))
+    .sort((a, b) => Buffer.compare(a.key, b.key))
+    .map((e) => e.m);
 }
