@@ -1,14 +1,16 @@
 // Filesystem driver. Atomic writes: temp file in `<root>/_tmp` (same filesystem) → fsync → rename.
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, fdatasync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions } from './driver.js';
 
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
+/** Bytes between background fdatasync calls while a file streams in (see _writeback). */
+const WRITEBACK_BYTES = 32 * 1024 * 1024;
 
 export interface FsDriverOptions {
   root: string;
@@ -51,6 +53,29 @@ export class FsDriver implements Driver {
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * With fsync on: while a large file streams in, starts a background fdatasync every WRITEBACK_BYTES, so the disk
+   * writes back during the upload and the fsync before publishing waits for the tail only (it cost ~0.5 s per GiB
+   * at the end of a push). Durability still comes from that final fsync; these only move work earlier.
+   */
+  private _writeback(out: WriteStream, offset = 0): Transform {
+    // Position in the file: an append (a PATCH) continues where the file ends, so small chunks add up too.
+    let at = offset;
+    let inFlight = false;
+    const file = out as unknown as { fd: number | null };
+    return new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        const crossed = Math.floor((at + chunk.length) / WRITEBACK_BYTES) > Math.floor(at / WRITEBACK_BYTES);
+        at += chunk.length;
+        if (crossed && !inFlight && typeof file.fd === 'number') {
+          inFlight = true;
+          fdatasync(file.fd, () => (inFlight = false)); // an error (fd closed meanwhile) only means no early writeback
+        }
+        cb(null, chunk);
+      },
+    });
   }
 
   private async _publish(tmp: string, path: string): Promise<void> {
@@ -110,7 +135,7 @@ export class FsDriver implements Driver {
     const tmp = await this._tempPath();
     try {
       const out = createWriteStream(tmp, { highWaterMark: HIGH_WATER_MARK });
-      await pipeline(body, out);
+      await (this.fsync ? pipeline(body, this._writeback(out), out) : pipeline(body, out));
       const size = out.bytesWritten;
       // Before the fsync: a vetoed body costs no disk flush. The temp file is invisible until the rename.
       await opts.verify?.(size);
@@ -145,7 +170,7 @@ export class FsDriver implements Driver {
     await mkdir(dirname(abs), { recursive: true });
     const out = createWriteStream(abs, { flags: offset === 0 ? 'w' : 'a', highWaterMark: HIGH_WATER_MARK });
     try {
-      await pipeline(body, out);
+      await (this.fsync ? pipeline(body, this._writeback(out, offset), out) : pipeline(body, out));
     } catch (e) {
       // A failed chunk leaves nothing behind: cut the object back to where this append started.
       await truncate(abs, offset).catch(() => {});
