@@ -73,17 +73,18 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
     await writeFile(join(ctx, 'zstd.yaml'), _spec('zstd'));
 
     const cache = join(work, 'cache');
-    const fresh = (dir: string) => async () => {
-      await rm(dir, { recursive: true, force: true });
-    };
-    results.push(await medianOf('berth build (gzip, cold cache)', () => _berth(['build', '-f', 'gzip.yaml', '--cache', join(work, 'cold-gzip'), '--oci-layout', join(work, 'berth-gzip')], ctx), async () => {
-      await fresh(join(work, 'cold-gzip'))();
-      await fresh(join(work, 'berth-gzip'))();
-    }));
-    results.push(await medianOf('berth build (zstd, cold cache)', () => _berth(['build', '-f', 'zstd.yaml', '--cache', join(work, 'cold-zstd'), '--oci-layout', join(work, 'berth-zstd')], ctx), async () => {
-      await fresh(join(work, 'cold-zstd'))();
-      await fresh(join(work, 'berth-zstd'))();
-    }));
+    // A cold build: no cache, no earlier output.
+    const cold = (c: 'gzip' | 'zstd') =>
+      medianOf(
+        `berth build (${c}, cold cache)`,
+        () => _berth(['build', '-f', `${c}.yaml`, '--cache', join(work, `cold-${c}`), '--oci-layout', join(work, `berth-${c}`)], ctx),
+        async () => {
+          await rm(join(work, `cold-${c}`), { recursive: true, force: true });
+          await rm(join(work, `berth-${c}`), { recursive: true, force: true });
+        },
+      );
+    results.push(await cold('gzip'));
+    results.push(await cold('zstd'));
     // Warm the cache the rebuilds use.
     await _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')], ctx);
     let rebuilt = '';

@@ -12,7 +12,7 @@ import { openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findExecutable, freePort, run, startDistribution, waitForHttp, type Distribution } from '../test/peers.js';
+import { findExecutable, freePort, run, startDistribution, stopProcess, waitForHttp, type Distribution } from '../test/peers.js';
 import { MiB, OCI_MANIFEST, SINK_SERVER, blob, call, pull, pushChunked, pushImage, pushMonolithic, type BlobSpec } from './client.js';
 import { median, type Bench, type BenchContext, type Row } from './types.js';
 
@@ -48,7 +48,7 @@ export async function startBerthServer(work: string, label: string, env: Record<
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 20_000 });
   return {
-    name: `berth${label === 'main' ? '' : ` (${label})`}`, url, pid: child.pid!, root, stop: () => _stop(child),
+    name: `berth${label === 'main' ? '' : ` (${label})`}`, url, pid: child.pid!, root, stop: () => stopProcess(child),
     blobFile: (hex) => join(root, 'blobs/sha256', hex.slice(0, 2), hex, 'data'),
   };
 }
@@ -61,19 +61,7 @@ async function _startSink(): Promise<Server> {
     child.once('exit', (code) => reject(new Error(`sink server exited (${code})`)));
   });
   child.disconnect();
-  return { name: 'sink', url: `http://127.0.0.1:${port}`, pid: child.pid!, root: '', stop: () => _stop(child) };
-}
-
-function _stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
+  return { name: 'sink', url: `http://127.0.0.1:${port}`, pid: child.pid!, root: '', stop: () => stopProcess(child) };
 }
 
 function _fromDistribution(d: Distribution): Server {

@@ -14,7 +14,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IncomingMessage } from 'node:http';
-import { freePort, run, startDistribution, waitForHttp } from '../test/peers.js';
+import { freePort, run, startDistribution, stopProcess, waitForHttp } from '../test/peers.js';
 import { startS3Server, type S3Server } from '../test/s3-server.js';
 import { faultProxy } from '../test/s3-fault-proxy.js';
 import { MiB, blob, call, pull, pushChunked, pushMonolithic, pushSmall, type BlobSpec } from './client.js';
@@ -48,7 +48,7 @@ async function _startBerth(work: string, s3: S3Server, endpoint: string, blobGet
   }
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 20_000 });
-  return { name: `berth (${label})`, url, stop: () => _stop(child) };
+  return { name: `berth (${label})`, url, stop: () => stopProcess(child) };
 }
 
 /** distribution with its s3 driver (2.8: `regionendpoint` implies path-style; `secure: false` for plain HTTP). */
@@ -65,18 +65,6 @@ async function _startDistribution(s3: S3Server, endpoint: string, blobGet: BlobG
     },
   });
   return { name: `${DIST} (${label})`, url: d.url, stop: d.stop };
-}
-
-function _stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /** GET of a blob that follows one redirect (to the bucket), as docker and containerd do. Seconds. */

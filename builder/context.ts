@@ -176,12 +176,12 @@ export class Context {
     const dirents = readdirSync(dirAbs, { withFileTypes: true, encoding: 'buffer' });
     // Byte order, independent of locale and of the order the filesystem returns names.
     dirents.sort((a, b) => Buffer.compare(a.name, b.name));
-    const entries = dirents.map((d) => {
+    for (const d of dirents) {
       const rawName = d.name as unknown as Buffer;
       const lossy = _lossy.decode(rawName);
       const rel = relDir ? `${relDir}/${lossy}` : lossy;
       const ctxPath = ctxBase && ctxBase !== '.' ? `${ctxBase}/${rel}` : rel;
-      if (opts.exclude?.(rel)) return undefined;
+      if (opts.exclude?.(rel)) continue;
       let name: string;
       try {
         name = _utf8.decode(rawName);
@@ -189,11 +189,7 @@ export class Context {
         const shown = (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(rawName);
         throw new ContextError(`file name '${shown}' is not valid UTF-8; rename it or exclude it (globs see U+FFFD for the bad bytes)`);
       }
-      return { rel, ctxPath, abs: join(dirAbs, name) };
-    });
-    for (const e of entries) {
-      if (!e) continue;
-      const { rel, ctxPath, abs } = e;
+      const abs = join(dirAbs, name);
       const st = lstatSync(abs);
       const matched = (!opts.match || opts.match(rel)) && (!opts.include || opts.include(rel) || st.isDirectory());
       if (st.isDirectory()) {

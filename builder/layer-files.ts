@@ -30,17 +30,14 @@ export interface LayerSegment {
 }
 
 /**
- * The layer's regular files in tar order; `cacheDir` (optional) keeps the list per layer digest. When the layer
- * was just built from segments, lists are also kept per segment key, so a layer rebuilt after a one-file change
- * reads back only the segment that changed.
+ * The layer's regular files in tar order. A layer built here from segments is listed per segment (the builder
+ * records each segment's files as it writes them; a missing list is read back from that segment alone), so a
+ * layer rebuilt after a one-file change costs one segment. Any other layer is read whole, once: `cacheDir`
+ * (optional) keeps its list under its digest.
  */
 export async function layerFiles(layer: Layer, cacheDir?: string, segments?: LayerSegment[]): Promise<LayerFile[]> {
-  const file = cacheDir ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`) : undefined;
-  const cached = file ? await _readList(file) : undefined;
-  if (cached) return cached;
-  let files: LayerFile[];
   if (segments?.length && cacheDir && layer.openRange) {
-    files = [];
+    const files: LayerFile[] = [];
     for (const s of segments) {
       const segFile = _segmentFile(cacheDir, s.key);
       let list = await _readList(segFile);
@@ -50,9 +47,12 @@ export async function layerFiles(layer: Layer, cacheDir?: string, segments?: Lay
       }
       files.push(...list);
     }
-  } else {
-    files = await _scan(await layer.open(), layer.descriptor.mediaType);
+    return files;
   }
+  const file = cacheDir ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`) : undefined;
+  const cached = file ? await _readList(file) : undefined;
+  if (cached) return cached;
+  const files = await _scan(await layer.open(), layer.descriptor.mediaType);
   if (file) await _writeList(file, files);
   return files;
 }

@@ -151,7 +151,7 @@ const command: Command = {
         // Everything this build's outputs came from stays; older layers go first once the cache is over its cap.
         const keep = new Set(result.images.flatMap((i) => i.layers.map((l) => result.blobs.path(l.layer.descriptor.digest))));
         const pruned = await pruneCache(values.cache ?? defaultCacheDir(), cacheMax, keep);
-        if (pruned.removed) log(`cache over ${values['cache-max'] ?? '8GiB'}: removed ${pruned.removed} least recently used files (${(pruned.freedBytes / 1024 ** 2).toFixed(0)} MiB)`);
+        if (pruned.removed) log(`cache over ${(cacheMax / 1024 ** 2).toFixed(0)} MiB: removed ${pruned.removed} least recently used files (${(pruned.freedBytes / 1024 ** 2).toFixed(0)} MiB)`);
       }
       if (values.json) {
         printJson({

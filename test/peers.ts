@@ -225,7 +225,7 @@ function _exited(child: ChildProcess): boolean {
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
-async function _stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (_exited(child)) return;
   const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
@@ -288,7 +288,7 @@ async function _startDaemon<T>(spawnIt: () => Daemon, ready: (d: Daemon) => Prom
   try {
     return await ready(d);
   } catch (e) {
-    await _stopProcess(d.child, 2_000);
+    await stopProcess(d.child, 2_000);
     throw new Error(`${(e as Error).message}\n--- ${d.log} ---\n${_logTail(d.log)}`);
   }
 }
@@ -365,7 +365,7 @@ async function _startDistributionOn(port: number, dir: string, root: string, bin
     async ({ child }) => {
       await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 20_000 });
       const stop = _once(async () => {
-        await _stopProcess(child);
+        await stopProcess(child);
         await _removeTree(dir);
       });
       return { url, host: `127.0.0.1:${port}`, port, root, pid: child.pid!, stop };
@@ -434,7 +434,7 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
   return _removeOnError(dir, killManagedContainerd, () => _startDaemon(spawnIt, async ({ child }) => {
     await _waitFor('dockerd', child, async () => (await docker(['version'], { timeoutMs: 5_000 })).code === 0, 60_000);
     const stop = _once(async () => {
-      await _stopProcess(child, 15_000);
+      await stopProcess(child, 15_000);
       killManagedContainerd();
       await _removeTree(dir);
     });
@@ -479,7 +479,7 @@ export async function startContainerd(): Promise<Containerd> {
   return _removeOnError(dir, () => {}, () => _startDaemon(spawnIt, async ({ child }) => {
     await _waitFor('containerd', child, async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0, 30_000);
     const stop = _once(async () => {
-      await _stopProcess(child);
+      await stopProcess(child);
       await _removeTree(dir);
     });
     return { ctr, address, dir, pid: child.pid!, stop };
