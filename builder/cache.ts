@@ -21,6 +21,8 @@ export interface SegmentRecord {
   key: string;
   offset: number;
   length: number;
+  /** Its uncompressed (tar) size: sizes the buffer it is decompressed into when reused. */
+  tarLength?: number;
 }
 
 /** The last blob built for one layer slot (context + platform + layer name), with its segments. */

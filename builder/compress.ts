@@ -4,8 +4,9 @@
 // writes it) — zlib stamps the build platform's OS code otherwise. zstd: zstd-napi at a pinned level, one thread,
 // no content size (a streamed frame never knows it). The compressor library versions are part of the cache key.
 import { Transform, type TransformCallback } from 'node:stream';
-import { constants as zc, createGunzip, createGzip } from 'node:zlib';
-import { CompressStream, DecompressStream } from 'zstd-napi';
+import { promisify } from 'node:util';
+import { constants as zc, createGunzip, createGzip, gzip, gunzip, type ZlibOptions } from 'node:zlib';
+import { CompressStream, DecompressStream, decompress as zstdDecompress } from 'zstd-napi';
 import { createRequire } from 'node:module';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../spec/media-types.js';
 import type { Compression } from '../spec/build-spec.js';
@@ -27,18 +28,27 @@ export function layerMediaType(c: Compression): string {
   return c === 'gzip' ? OCI_LAYER_GZIP : OCI_LAYER_ZSTD;
 }
 
+const GZIP_OPTIONS: ZlibOptions = { level: GZIP_LEVEL, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
+const ZSTD_OPTIONS = { compressionLevel: ZSTD_LEVEL, nbWorkers: 0, checksumFlag: false } as const;
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+
+/** The gzip header's MTIME, XFL and OS bytes (RFC 1952 §2.3), made machine-independent. */
+function _fixHeaderBytes(buf: Buffer, seen: number): void {
+  for (let i = 0; i < buf.length && seen + i < 10; i++) {
+    const at = seen + i;
+    if (at >= 4 && at <= 8) buf[i] = 0; // MTIME, XFL
+    if (at === 9) buf[i] = 0xff; // OS: unknown
+  }
+}
+
 /** Rewrites gzip header bytes 4..9 (MTIME, XFL, OS) to fixed values, whatever chunking zlib uses. */
 class _FixGzipHeader extends Transform {
   private seen = 0;
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     if (this.seen < 10) {
       chunk = Buffer.from(chunk);
-      for (let i = 0; i < chunk.length && this.seen + i < 10; i++) {
-        const at = this.seen + i;
-        if (at >= 4 && at <= 7) chunk[i] = 0; // MTIME
-        if (at === 8) chunk[i] = 0; // XFL
-        if (at === 9) chunk[i] = 0xff; // OS: unknown
-      }
+      _fixHeaderBytes(chunk, this.seen);
       this.seen += chunk.length;
     }
     cb(null, chunk);
@@ -47,9 +57,39 @@ class _FixGzipHeader extends Transform {
 
 /** A fresh compressor pipeline (one gzip member / one zstd frame per call). */
 export function compressor(c: Compression): Transform[] {
-  if (c === 'gzip') return [createGzip({ level: GZIP_LEVEL, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY }), new _FixGzipHeader()];
-  const z = new CompressStream({ compressionLevel: ZSTD_LEVEL, nbWorkers: 0, checksumFlag: false });
-  return [z as unknown as Transform];
+  if (c === 'gzip') return [createGzip(GZIP_OPTIONS), new _FixGzipHeader()];
+  return [new CompressStream(ZSTD_OPTIONS) as unknown as Transform];
+}
+
+/**
+ * One gzip member / zstd frame holding `data`: the same bytes compressor() writes for it (zlib's and zstd's output
+ * does not depend on how the input is chunked). gzip runs on the thread pool with one output buffer, so segments
+ * compress in parallel with one round trip each instead of one per 16 KiB.
+ */
+export async function compressBuffer(c: Compression, data: Buffer): Promise<Buffer> {
+  if (c === 'gzip') {
+    // deflateBound (zlib's worst case for stored blocks) plus the gzip header and trailer.
+    const bound = data.length + (data.length >> 12) + (data.length >> 14) + 64;
+    let out = await gzipAsync(data, { ...GZIP_OPTIONS, chunkSize: Math.max(bound, 64 << 10) });
+    // The result is a view of that bound-sized buffer: copy it out when that frees most of it (segments wait in
+    // memory until the writer reaches them).
+    if (out.length < out.buffer.byteLength / 2) out = Buffer.from(out);
+    _fixHeaderBytes(out, 0);
+    return out;
+  }
+  const z = new CompressStream(ZSTD_OPTIONS);
+  const parts: Buffer[] = [];
+  z.on('data', (b: Buffer) => parts.push(b));
+  const done = new Promise<void>((res, rej) => z.once('end', res).once('error', rej));
+  z.end(data);
+  await done;
+  return Buffer.concat(parts);
+}
+
+/** Decompresses one whole segment; `sizeHint` (its tar size, when known) sizes zlib's output buffer. */
+export async function decompressBuffer(c: Compression, data: Buffer, sizeHint?: number): Promise<Buffer> {
+  if (c === 'gzip') return gunzipAsync(data, { chunkSize: Math.max(sizeHint ?? data.length * 3, 64 << 10) });
+  return zstdDecompress(data);
 }
 
 /** Decompresses one or more concatenated gzip members / zstd frames. */

@@ -17,6 +17,7 @@ import { LayerCache, pruneCache } from './cache.js';
 import { layerFiles } from './layer-files.js';
 import { randomBytes } from 'node:crypto';
 import { planLayer } from './plan.js';
+import { tarSegmentSync, tarStream } from './tar.js';
 import { parseSpec } from './spec.js';
 
 async function fixture(files: Record<string, string>): Promise<string> {
@@ -235,4 +236,31 @@ test('pruneCache drops least recently used blobs over the cap, never the kept on
   // The newest blob survived, so the current content is still a layer-cache hit.
   const again = await buildLayer(await plan(dir, '      - { src: a, dest: /a/ }\n'), opts);
   assert.equal(again.cached, true, 'the newest blob is still cached');
+});
+
+test('the in-memory tar of a segment is byte for byte the streamed tar (PAX names, symlinks, inline data, owners)', async (t) => {
+  const long = `${'d'.repeat(120)}/${'f'.repeat(200)}`;
+  const dir = await fixture({ 'a/empty': '', 'a/x.txt': 'x'.repeat(513), [`a/${long}`]: 'long', 'a/ü/ñ.txt': 'utf8', 'a/exact': 'e'.repeat(1024) });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await symlink('x.txt', join(dir, 'a', 'link'));
+  await symlink('ü/ñ.txt'.padEnd(120, '/'), join(dir, 'a', 'longlink'));
+  const p = planLayer(
+    parseSpec(
+      'apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: l\n    properties: { uid: 1000, gid: 1000, user: app, group: app }\n    files:\n' +
+        '      - { src: "a/**", dest: /srv/ }\n      - { inline: "hello\\n", dest: /etc/hi, mode: "0600" }\n      - { directory: /var/empty, mode: "0000" }\n',
+    ),
+    0, amd64, await Context.open(dir),
+  );
+  const { members } = await p;
+  const streamed: Buffer[] = [];
+  const sums: string[] = [];
+  for await (const c of tarStream(members, 1700000000, (m, s) => sums.push(`${m.path} ${s.sha256} ${s.sha1}`), { endOfArchive: false })) streamed.push(c as Buffer);
+  const syncSums: string[] = [];
+  const inMemory = tarSegmentSync(members, 1700000000, (m, s) => syncSums.push(`${m.path} ${s.sha256} ${s.sha1}`));
+  assert.ok(members.some((m) => Buffer.byteLength(m.path) > 255), 'a name that needs a PAX header');
+  assert.equal(digestOf(inMemory), digestOf(Buffer.concat(streamed)));
+  assert.deepEqual(syncSums, sums);
+  // A file that changed size since planning is an error, not a short member.
+  await writeFile(join(dir, 'a', 'x.txt'), 'shorter');
+  assert.throws(() => tarSegmentSync(members, 0), /changed size while the layer was being written/);
 });

@@ -7,21 +7,16 @@ import { createReadStream } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
-import { decompress as zstdDecompress } from 'zstd-napi';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
 import { BlobDir } from './blobs.js';
 import { LayerCache, layerKey, touch, type SegmentRecord } from './cache.js';
-import { compressionIdentity, compressor, decompressor, layerMediaType } from './compress.js';
+import { compressBuffer, compressionIdentity, compressor, decompressBuffer, decompressor, layerMediaType } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
-import { splitSegments } from './segments.js';
-import { END_OF_ARCHIVE, tarStream, type FileSums } from './tar.js';
+import { SEGMENT_MAX_BYTES, splitSegments } from './segments.js';
+import { END_OF_ARCHIVE, SMALL_FILE, tarSegmentSync, tarStream, type FileSums } from './tar.js';
 import { rememberSegmentFiles, type LayerFile } from './layer-files.js';
-
-const gunzipAsync = promisify(gunzip);
 
 export interface LayerBuildOptions {
   epoch: number;
@@ -43,9 +38,18 @@ export interface BuiltLayer {
   segments?: SegmentRecord[];
 }
 
-/** Reused segments up to this size are read and decompressed ahead, several at once; bigger ones stream. */
+/** Reused segments up to this (compressed) size are read and decompressed ahead; bigger ones stream. */
 const PREFETCH_MAX_BYTES = 8 << 20;
-const PREFETCH_AHEAD = 4;
+/** How far ahead of the writer segments are prepared: at most this many, holding about this much tar. */
+const PREPARE_AHEAD = 4;
+const PREPARE_AHEAD_BYTES = 8 << 20;
+
+/** A segment ready to append: its tar (for the diffID), its compressed bytes, and (if built now) its files. */
+interface Prepared {
+  tar: Buffer;
+  compressed: Buffer;
+  files?: LayerFile[];
+}
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
   const ident = compressionIdentity(opts.compression);
@@ -63,12 +67,11 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
       return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name, segments };
     }
   }
-  // Files of the segment being written, with their checksums, for the SBOM (layer-files.ts).
-  let segmentFiles: LayerFile[] = [];
-  const onFile = (m: Member, sums: FileSums) => {
+  // Each file written, with its checksums: for the cache and the segment's SBOM file list (layer-files.ts).
+  const onFile = (m: Member, sums: FileSums, files: LayerFile[]) => {
     known.set(m, sums.sha256);
     opts.cache?.rememberContent(m, sums.sha256);
-    segmentFiles.push({ path: `/${m.path}`, size: m.size, sha1: sums.sha1, sha256: sums.sha256.slice('sha256:'.length) });
+    files.push({ path: `/${m.path}`, size: m.size, sha1: sums.sha1, sha256: sums.sha256.slice('sha256:'.length) });
   };
 
   const reusable = new Map<string, SegmentRecord>();
@@ -87,51 +90,78 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   let reused = 0;
   const segments = splitSegments(plan.members).map((members) => {
     const segKey = layerKey(members, opts.epoch, segmentIdent, lookup);
-    return { members, segKey, old: segKey && previousPath ? reusable.get(segKey) : undefined };
+    const old = segKey && previousPath ? reusable.get(segKey) : undefined;
+    const tarBytes = members.reduce((n, m) => n + 512 + (m.type === 'file' ? Math.ceil(m.size / 512) * 512 : 0), 0);
+    return { members, segKey, old, tarBytes };
   });
-  // Reused segments are decompressed (for the diffID) ahead of the writer, a few at a time on the thread pool.
-  const ahead = new Map<number, Promise<{ compressed: Buffer; tar: Buffer }>>();
-  const fetchAhead = (from: number) => {
-    for (let i = from; i < segments.length && i < from + PREFETCH_AHEAD; i++) {
-      const old = segments[i].old;
-      if (old && old.length <= PREFETCH_MAX_BYTES && !ahead.has(i)) ahead.set(i, _readSegment(previousPath!, old, opts.compression));
+  // Segments small enough to hold are prepared ahead of the writer: a reused one read and decompressed (for the
+  // diffID), a new one of small files tarred in memory and compressed — both on the thread pool, several at once,
+  // so deflate keeps every core busy while this thread tars the next ones. Larger segments stream when reached.
+  const ready = new Map<number, Promise<Prepared>>();
+  const prepare = (i: number): Promise<Prepared> | undefined => {
+    const { members, old, tarBytes } = segments[i];
+    if (old) return old.length <= PREFETCH_MAX_BYTES ? _readSegment(previousPath!, old, opts.compression) : undefined;
+    if (tarBytes > SEGMENT_MAX_BYTES || members.some((m) => m.type === 'file' && m.size > SMALL_FILE)) return undefined;
+    const files: LayerFile[] = [];
+    const tar = tarSegmentSync(members, opts.epoch, (m, sums) => onFile(m, sums, files));
+    return compressBuffer(opts.compression, tar).then((compressed) => ({ compressed, tar, files }));
+  };
+  const prepareAhead = (from: number) => {
+    let bytes = 0;
+    for (let i = from; i < segments.length && i < from + PREPARE_AHEAD && (i === from || bytes < PREPARE_AHEAD_BYTES); i++) {
+      bytes += segments[i].tarBytes;
+      if (ready.has(i)) continue;
+      const p = prepare(i);
+      if (!p) continue;
+      p.catch(() => {}); // awaited (and its error thrown) when the writer reaches it
+      ready.set(i, p);
     }
   };
   try {
     for (const [i, { members, segKey, old }] of segments.entries()) {
-      fetchAhead(i);
+      prepareAhead(i);
       const offset = blob.size;
-      if (old && ahead.has(i)) {
-        const { compressed, tar } = await ahead.get(i)!;
-        ahead.delete(i);
+      let files: LayerFile[] | undefined;
+      let tarLength: number;
+      const prepared = ready.get(i);
+      if (prepared) {
+        const { compressed, tar, files: f } = await prepared;
+        ready.delete(i);
         diff.update(tar);
         blob.update(compressed);
         await out.write(compressed);
-        reused++;
+        files = f;
+        tarLength = tar.length;
       } else if (old) {
         const range = { start: old.offset, end: old.offset + old.length - 1, highWaterMark: 1 << 20 };
+        const before = diff.size;
         await Promise.all([
           _append(createReadStream(previousPath!, range), out, blob),
           pipeline(createReadStream(previousPath!, range), decompressor(opts.compression), _hashInto(diff)),
         ]);
-        reused++;
+        tarLength = diff.size - before;
       } else {
-        segmentFiles = [];
-        const tar = tarStream(members, opts.epoch, onFile, { endOfArchive: false });
+        files = [];
+        const before = diff.size;
+        const tar = tarStream(members, opts.epoch, (m, sums) => onFile(m, sums, files!), { endOfArchive: false });
         await _append(tar, out, blob, [_coalesce(), _tap(diff), ...compressor(opts.compression)]);
+        tarLength = diff.size - before;
       }
+      if (old) reused++;
       // After building, every file's digest is known, so the key exists.
       const k = segKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
-      if (k) records.push({ key: k, offset, length: blob.size - offset });
-      if (k && !old && opts.cache) await rememberSegmentFiles(opts.cache.root, k, segmentFiles);
+      if (k) records.push({ key: k, offset, length: blob.size - offset, tarLength });
+      if (k && files && opts.cache) await rememberSegmentFiles(opts.cache.root, k, files);
     }
     diff.update(END_OF_ARCHIVE);
-    await _append(Readable.from([END_OF_ARCHIVE]), out, blob, compressor(opts.compression));
+    const end = await compressBuffer(opts.compression, END_OF_ARCHIVE);
+    blob.update(end);
+    await out.write(end);
     await out.close();
   } catch (e) {
     await out.close().catch(() => {});
     await rm(tmp, { force: true });
-    await Promise.allSettled(ahead.values());
+    await Promise.allSettled(ready.values());
     throw e;
   }
   const digest = blob.digest();
@@ -201,13 +231,13 @@ function _tap(d: Digester): Transform {
   });
 }
 
-async function _readSegment(path: string, s: SegmentRecord, c: Compression): Promise<{ compressed: Buffer; tar: Buffer }> {
+async function _readSegment(path: string, s: SegmentRecord, c: Compression): Promise<Prepared> {
   const fh = await open(path, 'r');
   try {
     const compressed = Buffer.allocUnsafe(s.length);
     const { bytesRead } = await fh.read(compressed, 0, s.length, s.offset);
     if (bytesRead !== s.length) throw new Error(`layer cache blob ${path} is shorter than its segment map says`);
-    const tar = c === 'gzip' ? await gunzipAsync(compressed) : zstdDecompress(compressed);
+    const tar = await decompressBuffer(c, compressed, s.tarLength === undefined ? undefined : s.tarLength + 1024);
     return { compressed, tar };
   } finally {
     await fh.close();
