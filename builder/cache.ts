@@ -124,6 +124,12 @@ export function layerKey(members: Member[], epoch: number, compression: string, 
   return h.digest('hex');
 }
 
+/** A layer's cache key from its segments' keys (segments.ts), in order; undefined while one is unknown. */
+export function keyFromSegments(segmentKeys: (string | undefined)[], compression: string): string | undefined {
+  if (segmentKeys.some((k) => !k)) return undefined;
+  return createHash('sha256').update(JSON.stringify({ v: 2, compression, segments: segmentKeys })).digest('hex');
+}
+
 async function _atomicWrite(path: string, data: string): Promise<void> {
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await writeFile(tmp, data);

@@ -31,7 +31,21 @@ export interface ContextFile {
   size: number;
   /** Owner-executable bit of the source: the one mode bit we carry over (umask never clears it). */
   executable: boolean;
-  stats: Stats;
+  stats: FileIdentity;
+}
+
+/** What the layer cache compares to know a file is unchanged since it was hashed (cache.ts). */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+/** Only these fields are kept: a build holds tens of thousands of entries, and a Stats (with its Dates) is large. */
+export function fileIdentity(st: Stats): FileIdentity {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
 }
 
 export interface SelectOptions {
@@ -178,14 +192,17 @@ export class Context {
     dirents.sort((a, b) => Buffer.compare(a.name, b.name));
     for (const d of dirents) {
       const rawName = d.name as unknown as Buffer;
-      const lossy = _lossy.decode(rawName);
-      const rel = relDir ? `${relDir}/${lossy}` : lossy;
-      const ctxPath = ctxBase && ctxBase !== '.' ? `${ctxBase}/${rel}` : rel;
-      if (opts.exclude?.(rel)) continue;
-      let name: string;
+      let name: string | undefined;
       try {
         name = _utf8.decode(rawName);
       } catch {
+        // Not UTF-8: an error below, unless an exclude pattern (which sees U+FFFD for the bad bytes) skips it.
+      }
+      const shownName = name ?? _lossy.decode(rawName);
+      const rel = relDir ? `${relDir}/${shownName}` : shownName;
+      const ctxPath = ctxBase && ctxBase !== '.' ? `${ctxBase}/${rel}` : rel;
+      if (opts.exclude?.(rel)) continue;
+      if (name === undefined) {
         const shown = (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(rawName);
         throw new ContextError(`file name '${shown}' is not valid UTF-8; rename it or exclude it (globs see U+FFFD for the bad bytes)`);
       }
@@ -193,23 +210,31 @@ export class Context {
       const st = lstatSync(abs);
       const matched = (!opts.match || opts.match(rel)) && (!opts.include || opts.include(rel) || st.isDirectory());
       if (st.isDirectory()) {
-        if (matched && (!opts.include || opts.include(rel))) out.push(await this._entry(abs, rel, ctxPath, st, opts));
+        if (matched && (!opts.include || opts.include(rel))) out.push(this._plainEntry(abs, rel, ctxPath, st)!);
         await this._walk(abs, rel, ctxBase, out, opts);
         continue;
       }
       if (!matched) continue;
-      out.push(await this._entry(abs, rel, ctxPath, st, opts));
+      // Files and directories are judged right here; only a symlink needs more (async) checks.
+      out.push(this._plainEntry(abs, rel, ctxPath, st) ?? (await this._entry(abs, rel, ctxPath, st, opts)));
     }
   }
 
-  private async _entry(abs: string, rel: string, ctxPath: string, st: Stats, opts: { followSymlinks?: boolean }): Promise<ContextFile> {
+  /** A file or directory entry (special files refused); undefined for a symlink. */
+  private _plainEntry(abs: string, rel: string, ctxPath: string, st: Stats): ContextFile | undefined {
     const special = _special(st);
     if (special) {
       throw new ContextError(`'${ctxPath}' is ${special}; a layer can hold only files, directories and symlinks (exclude it)`);
     }
-    const base = { rel, ctxPath, abs, stats: st };
-    if (st.isDirectory()) return { ...base, kind: 'directory', size: 0, executable: false };
-    if (st.isFile()) return { ...base, kind: 'file', size: st.size, executable: (st.mode & 0o100) !== 0 };
+    if (st.isDirectory()) return { rel, ctxPath, abs, stats: fileIdentity(st), kind: 'directory', size: 0, executable: false };
+    if (st.isFile()) return { rel, ctxPath, abs, stats: fileIdentity(st), kind: 'file', size: st.size, executable: (st.mode & 0o100) !== 0 };
+    return undefined;
+  }
+
+  private async _entry(abs: string, rel: string, ctxPath: string, st: Stats, opts: { followSymlinks?: boolean }): Promise<ContextFile> {
+    const plain = this._plainEntry(abs, rel, ctxPath, st);
+    if (plain) return plain;
+    const base = { rel, ctxPath, abs, stats: fileIdentity(st) };
     // A symlink: keep it if it stays inside, else follow (opt-in) or refuse.
     const linkname = await readlink(abs);
     const target = resolve(dirname(abs), linkname);
@@ -233,6 +258,6 @@ export class Context {
     if (what || !tst.isFile()) {
       throw new ContextError(`'${ctxPath}' points to ${real}, which is ${what ?? 'a directory'}; followSymlinks copies regular files only`);
     }
-    return { ...base, abs: real, stats: tst, kind: 'file', size: tst.size, executable: (tst.mode & 0o100) !== 0 };
+    return { ...base, abs: real, stats: fileIdentity(tst), kind: 'file', size: tst.size, executable: (tst.mode & 0o100) !== 0 };
   }
 }

@@ -37,17 +37,16 @@ export interface LayerSegment {
  */
 export async function layerFiles(layer: Layer, cacheDir?: string, segments?: LayerSegment[]): Promise<LayerFile[]> {
   if (segments?.length && cacheDir && layer.openRange) {
-    const files: LayerFile[] = [];
-    for (const s of segments) {
+    // Read side by side: a layer has dozens of segments, each list a small file.
+    const lists = await Promise.all(segments.map(async (s) => {
       const segFile = _segmentFile(cacheDir, s.key);
-      let list = await _readList(segFile);
-      if (!list) {
-        list = await _scan(await layer.openRange(s.offset, s.length), layer.descriptor.mediaType);
-        await _writeList(segFile, list);
-      }
-      files.push(...list);
-    }
-    return files;
+      const list = await _readList(segFile);
+      if (list) return list;
+      const scanned = await _scan(await layer.openRange!(s.offset, s.length), layer.descriptor.mediaType);
+      await _writeList(segFile, scanned);
+      return scanned;
+    }));
+    return lists.flat();
   }
   const file = cacheDir ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`) : undefined;
   const cached = file ? await _readList(file) : undefined;

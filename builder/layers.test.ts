@@ -264,3 +264,12 @@ test('the in-memory tar of a segment is byte for byte the streamed tar (PAX name
   await writeFile(join(dir, 'a', 'x.txt'), 'shorter');
   assert.throws(() => tarSegmentSync(members, 0), /changed size while the layer was being written/);
 });
+
+test('members sort by UTF-8 bytes, also past U+FFFF (where UTF-16 order differs)', async (t) => {
+  const dir = await fixture({ 'a/z': '', 'a/\uE000': '', 'a/\u{1F600}': '', 'a/\uFFFD': '', 'a/é': '' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { members } = await plan(dir, '      - { src: "a/**", dest: /x/ }\n');
+  const paths = members.map((m) => m.path);
+  assert.deepEqual(paths, [...paths].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  assert.deepEqual(paths, ['x', 'x/z', 'x/é', 'x/\uE000', 'x/\uFFFD', 'x/\u{1F600}']);
+});

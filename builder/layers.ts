@@ -3,14 +3,14 @@
 // The blob is a run of compressed segments (segments.ts): each is either built (tar → diffID hash → compressor →
 // blob) or, when its key matches a segment of the slot's previous blob, copied compressed from that blob while a
 // decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
 import { BlobDir } from './blobs.js';
-import { LayerCache, layerKey, touch, type SegmentRecord } from './cache.js';
+import { LayerCache, keyFromSegments, layerKey, touch, type SegmentRecord } from './cache.js';
 import { compressBuffer, compressionIdentity, compressor, decompressBuffer, decompressor, layerMediaType } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
@@ -56,7 +56,14 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const mediaType = layerMediaType(opts.compression);
   const known = new Map<Member, Digest>();
   const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
-  const key = opts.cache ? layerKey(plan.members, opts.epoch, ident, lookup) : undefined;
+  // A layer's key is made of its segments' keys, so each member is keyed once (layer-cache hit or not).
+  const segmentIdent = `${ident}/segment`;
+  const segments = splitSegments(plan.members).map((members) => {
+    const segKey = opts.cache ? layerKey(members, opts.epoch, segmentIdent, lookup) : undefined;
+    const tarBytes = members.reduce((n, m) => n + 512 + (m.type === 'file' ? Math.ceil(m.size / 512) * 512 : 0), 0);
+    return { members, segKey, tarBytes, old: undefined as SegmentRecord | undefined };
+  });
+  const key = opts.cache ? keyFromSegments(segments.map((s) => s.segKey), ident) : undefined;
   // The previous blob of this slot: the source of reusable segments (and of a cache hit's segment map).
   const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
   if (key && opts.cache) {
@@ -81,26 +88,21 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     for (const s of previous.segments) reusable.set(s.key, s);
   }
 
-  const segmentIdent = `${ident}/segment`;
   const tmp = await opts.blobs.staging();
   const out = await open(tmp, 'w');
   const blob = new Digester();
   const diff = new Digester();
   const records: SegmentRecord[] = [];
   let reused = 0;
-  const segments = splitSegments(plan.members).map((members) => {
-    const segKey = layerKey(members, opts.epoch, segmentIdent, lookup);
-    const old = segKey && previousPath ? reusable.get(segKey) : undefined;
-    const tarBytes = members.reduce((n, m) => n + 512 + (m.type === 'file' ? Math.ceil(m.size / 512) * 512 : 0), 0);
-    return { members, segKey, old, tarBytes };
-  });
+  for (const s of segments) if (s.segKey && previousPath) s.old = reusable.get(s.segKey);
+  const previousFile = segments.some((s) => s.old) ? { path: previousPath!, fd: openSync(previousPath!, 'r') } : undefined;
   // Segments small enough to hold are prepared ahead of the writer: a reused one read and decompressed (for the
   // diffID), a new one of small files tarred in memory and compressed — both on the thread pool, several at once,
   // so deflate keeps every core busy while this thread tars the next ones. Larger segments stream when reached.
   const ready = new Map<number, Promise<Prepared>>();
   const prepare = (i: number): Promise<Prepared> | undefined => {
     const { members, old, tarBytes } = segments[i];
-    if (old) return old.length <= PREFETCH_MAX_BYTES ? _readSegment(previousPath!, old, opts.compression) : undefined;
+    if (old) return old.length <= PREFETCH_MAX_BYTES ? _readSegment(previousFile!, old, opts.compression) : undefined;
     if (tarBytes > SEGMENT_MAX_BYTES || members.some((m) => m.type === 'file' && m.size > SMALL_FILE)) return undefined;
     const files: LayerFile[] = [];
     const tar = tarSegmentSync(members, opts.epoch, (m, sums) => onFile(m, sums, files));
@@ -163,12 +165,14 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     await rm(tmp, { force: true });
     await Promise.allSettled(ready.values());
     throw e;
+  } finally {
+    if (previousFile) closeSync(previousFile.fd);
   }
   const digest = blob.digest();
   const diffId = diff.digest();
   await rename(tmp, opts.blobs.path(digest));
   if (opts.cache) {
-    const k = key ?? layerKey(plan.members, opts.epoch, ident, lookup);
+    const k = key ?? keyFromSegments(records.map((r) => r.key), ident);
     if (k) await opts.cache.put(k, { digest, size: blob.size, diffId, mediaType });
     if (opts.slot) await opts.cache.setLastBuilt(opts.slot, { digest, mediaType, segments: records });
   }
@@ -231,17 +235,14 @@ function _tap(d: Digester): Transform {
   });
 }
 
-async function _readSegment(path: string, s: SegmentRecord, c: Compression): Promise<Prepared> {
-  const fh = await open(path, 'r');
-  try {
-    const compressed = Buffer.allocUnsafe(s.length);
-    const { bytesRead } = await fh.read(compressed, 0, s.length, s.offset);
-    if (bytesRead !== s.length) throw new Error(`layer cache blob ${path} is shorter than its segment map says`);
-    const tar = await decompressBuffer(c, compressed, s.tarLength === undefined ? undefined : s.tarLength + 1024);
-    return { compressed, tar };
-  } finally {
-    await fh.close();
+/** Reads a (small) segment of the previous blob — synchronously: one read from the page cache beats a round trip. */
+async function _readSegment(previous: { path: string; fd: number }, s: SegmentRecord, c: Compression): Promise<Prepared> {
+  const compressed = Buffer.allocUnsafe(s.length);
+  if (readSync(previous.fd, compressed, 0, s.length, s.offset) !== s.length) {
+    throw new Error(`layer cache blob ${previous.path} is shorter than its segment map says`);
   }
+  const tar = await decompressBuffer(c, compressed, s.tarLength === undefined ? undefined : s.tarLength + 1024);
+  return { compressed, tar };
 }
 
 function _layer(digest: Digest, size: number, diffId: Digest, mediaType: string, blobs: BlobDir): Layer {

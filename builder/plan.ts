@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Platform } from '../spec/manifest.js';
 import { entryKind, parseMode, type FileProperties, type FilesEntry, type LayerSpec, type TarEntry } from '../spec/build-spec.js';
 import type { BlobDir } from './blobs.js';
-import { Context, ContextError, type ContextFile } from './context.js';
+import { Context, ContextError, type ContextFile, type FileIdentity } from './context.js';
 import { readTarMembers } from './tar-input.js';
 import type { FieldPath, LoadedSpec } from './spec.js';
 
@@ -23,7 +23,7 @@ export interface Member {
   linkname?: string;
   size: number;
   /** Where a file's bytes come from. */
-  source?: { abs: string; stats?: { dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number } } | { data: Buffer };
+  source?: { abs: string; stats?: FileIdentity } | { data: Buffer };
 }
 
 export interface PlanOptions {
@@ -171,10 +171,9 @@ function _member(path: string, f: ContextFile, props: FileProperties): Member {
   if (f.kind === 'directory') return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
   if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
   const mode = props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644;
-  const s = f.stats;
   return {
     path, type: 'file', mode, ...owner, size: f.size,
-    source: { abs: f.abs, stats: { dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs } },
+    source: { abs: f.abs, stats: f.stats },
   };
 }
 
@@ -185,13 +184,25 @@ export function finishMembers(byPath: Map<string, Member>, conflict: (msg: strin
       const parent = byPath.get(p);
       if (!parent) byPath.set(p, { path: p, ...IMPLIED_DIR });
       else if (parent.type !== 'directory') throw conflict(`'/${path}' would sit under '/${p}', which this layer makes a ${parent.type}`);
+      // A directory already there has its own parents checked (in this loop, or when it was implied).
+      else break;
     }
   }
   byPath.delete('');
-  // Byte order of the UTF-8 path: the same everywhere, independent of locale (no localeCompare). Each path is
-  // encoded once, not once per comparison.
-  return [...byPath.values()]
-    .map((m) => ({ m, key: Buffer.from(m.path) }))
-    .sort((a, b) => Buffer.compare(a.key, b.key))
-    .map((e) => e.m);
+  return sortByUtf8([...byPath.values()]);
+}
+
+/**
+ * Members in byte order of their UTF-8 paths: the same everywhere, independent of locale (no localeCompare).
+ * JS compares strings by UTF-16 code unit, which is that order unless a path has a surrogate pair (a code point
+ * above U+FFFF sorts below U+E000–U+FFFF in UTF-16): only then are the paths compared as bytes.
+ */
+function sortByUtf8(members: Member[]): Member[] {
+  if (members.some((m) => /[\ud800-\udfff]/.test(m.path))) {
+    return members
+      .map((m) => ({ m, key: Buffer.from(m.path) }))
+      .sort((a, b) => Buffer.compare(a.key, b.key))
+      .map((e) => e.m);
+  }
+  return members.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -345,9 +345,8 @@ function _member(path: string, f: ContextFile, props: FileProperties): Member {
   const owner = { uid: props.uid ?? 0, gid: props.gid ?? 0, uname: props.user, gname: props.group };
   if (f.kind === 'directory') return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
   if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
-  const s = f.stats;
   return {
     path, type: 'file', mode: props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644, ...owner, size: f.size,
-    source: { abs: f.abs, stats: { dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs } },
+    source: { abs: f.abs, stats: f.stats },
   };
 }

@@ -76,12 +76,13 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
   const files: SpdxFile[] = [];
   input.layers.forEach((layer, i) =>
     layer.files.forEach((f, j) =>
+      // Keys in canonical (sorted) order, so canonical JSON needs no sorted copy of 20,000 entries.
       files.push({
         SPDXID: `SPDXRef-File-${i}-${j}`,
-        // spdx 2.3 §8.1: relative to the package root, written `./usr/bin/app` (the SPDX tools reject `/usr/…`).
-        fileName: `.${f.path}`,
         checksums: [{ algorithm: 'SHA1', checksumValue: f.sha1 }, { algorithm: 'SHA256', checksumValue: f.sha256 }],
         comment: `layer ${layer.name} (${layer.digest})`,
+        // spdx 2.3 §8.1: relative to the package root, written `./usr/bin/app` (the SPDX tools reject `/usr/…`).
+        fileName: `.${f.path}`,
       }),
     ),
   );
@@ -117,7 +118,7 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
     // The image is the base plus appended layers: a descendant of it (spdx 2.3 §11.1 DESCENDANT_OF).
     rel.push({ spdxElementId: 'SPDXRef-Image', relationshipType: 'DESCENDANT_OF', relatedSpdxElement: 'SPDXRef-BaseImage' });
   }
-  for (const f of files) rel.push({ spdxElementId: 'SPDXRef-Image', relationshipType: 'CONTAINS', relatedSpdxElement: f.SPDXID });
+  for (const f of files) rel.push({ relatedSpdxElement: f.SPDXID, relationshipType: 'CONTAINS', spdxElementId: 'SPDXRef-Image' });
   const installed = _installedNpmPaths(all);
   input.npm.forEach((p, i) => {
     const id = `SPDXRef-npm-${i}`;

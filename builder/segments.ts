@@ -21,10 +21,13 @@ const PICK_ONE_IN = 16;
 /** FNV-1a over the path's UTF-8 bytes: cheap, stable, and the same on every machine. */
 function _pathHash(path: string): number {
   let h = 0x811c9dc5;
-  for (const b of Buffer.from(path)) {
+  const step = (b: number) => {
     h ^= b;
     h = Math.imul(h, 0x01000193) >>> 0;
-  }
+  };
+  // ASCII (the usual case) hashes straight from the string, anything else from its UTF-8 bytes: the same value.
+  if (/^[\x00-\x7f]*$/.test(path)) for (let i = 0; i < path.length; i++) step(path.charCodeAt(i));
+  else for (const b of Buffer.from(path)) step(b);
   return h;
 }
 

@@ -25,7 +25,7 @@ import tar, { type Header } from 'tar-stream';
 import { DecompressStream } from 'zstd-napi';
 import { Digester, digestOf, type Digest } from '../spec/digest.js';
 import type { BlobDir } from './blobs.js';
-import { ContextError } from './context.js';
+import { ContextError, fileIdentity } from './context.js';
 import type { Member } from './plan.js';
 
 /** One member as tar-stream's extractor yields it: its header and its bytes. */
@@ -178,7 +178,7 @@ async function _stage(entry: Entry, h: Header, staging: BlobDir, what: string): 
   }
   const s = await stat(path);
   if (s.size !== size) throw new ContextError(`${what} is truncated (${s.size} of ${size} bytes)`);
-  return { size, source: { abs: path, stats: { dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs } } };
+  return { size, source: { abs: path, stats: fileIdentity(s) } };
 }
 
 class _Tap extends Transform {

@@ -38,7 +38,13 @@ function _sorted(_key: string, v: unknown): unknown {
   if (typeof v === 'bigint' || typeof v === 'function' || typeof v === 'symbol') throw new TypeError(`canonical JSON cannot encode ${typeof v}`);
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
   const obj = v as Record<string, unknown>;
-  const keys = Object.keys(obj).sort();
+  const keys = Object.keys(obj);
+  // Already in order (documents built with sorted keys, e.g. an SBOM's 20,000 file entries): no copy needed.
+  // Order is checked on the actual key list, so integer-like keys listed first are caught here too when misplaced.
+  let inOrder = true;
+  for (let i = 1; i < keys.length && inOrder; i++) inOrder = keys[i - 1] < keys[i];
+  if (inOrder) return v;
+  keys.sort();
   if (keys.some((k) => /^(0|[1-9][0-9]*)$/.test(k))) throw _INDEX_KEY;
   const sorted: Record<string, unknown> = {};
   for (const k of keys) sorted[k] = obj[k];

@@ -76,6 +76,9 @@ test('canonical JSON sorts keys, drops undefined, refuses non-finite numbers', (
   // Integer-like keys sort as strings too ("10" < "9"), although JS objects list them first, numerically.
   assert.equal(canonicalJson({ b: { '9': 1, '10': 2, a: [undefined] }, '2': 'x' }), '{"2":"x","b":{"10":2,"9":1,"a":[null]}}');
   assert.equal(canonicalJson({ s: 'é\u2028"\\' }), JSON.stringify({ s: 'é\u2028"\\' }));
+  // Objects already in key order are written as they are (integer-like keys first is the right order here).
+  assert.equal(canonicalJson({ '1': 1, '2': [{ a: 1, b: undefined }], a: { A: 1, a: 2 } }), '{"1":1,"2":[{"a":1}],"a":{"A":1,"a":2}}');
+  assert.equal(canonicalJson({ $x: 1, '5': 2 }), '{"$x":1,"5":2}');
 });
 
 test('platforms', () => {
