@@ -4,7 +4,7 @@
 // Bodies stream both ways (undici); a request body is a factory so a retry can open it again.
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { Authenticator, AuthError, mergeScopes, parseChallenges } from './auth.js';
 import type { CredentialStore } from './credentials.js';
 import { DockerCredentialStore } from './credentials.js';
@@ -91,15 +91,18 @@ export function retryAfterMs(value: string | undefined, now = Date.now()): numbe
   return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
 }
 
+// undici is loaded on the first request: a build that writes only an OCI layout never needs it (~80 ms to load).
+let _undici: Promise<typeof import('undici')> | undefined;
 const _agents = new Map<string, Agent>();
-function _agent(insecureTls: boolean, connections: number): Agent {
+async function _agent(insecureTls: boolean, connections: number): Promise<{ agent: Agent; request: typeof import('undici').request }> {
+  const undici = await (_undici ??= import('undici'));
   const key = `${insecureTls}:${connections}`;
   let a = _agents.get(key);
   if (!a) {
-    a = new Agent({ connections, keepAliveTimeout: 30_000, connect: insecureTls ? { rejectUnauthorized: false } : undefined });
+    a = new undici.Agent({ connections, keepAliveTimeout: 30_000, connect: insecureTls ? { rejectUnauthorized: false } : undefined });
     _agents.set(key, a);
   }
-  return a;
+  return { agent: a, request: undici.request };
 }
 
 /** One registry host. Cheap to create; share one per host within an operation so tokens are reused. */
@@ -107,7 +110,6 @@ export class Registry {
   readonly auth: Authenticator;
   private base?: Promise<string>;
   private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials'>> & { insecure: boolean };
-  private readonly dispatcher: Dispatcher;
 
   constructor(
     readonly host: string,
@@ -122,7 +124,6 @@ export class Registry {
       connections: options.connections ?? 16,
       insecure,
     };
-    this.dispatcher = _agent(insecure, this.opts.connections);
     const creds = options.credentials ?? new DockerCredentialStore();
     this.auth = new Authenticator(host, creds, async (r) => {
       const body = r.body;
@@ -226,12 +227,13 @@ export class Registry {
     let headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...spec.headers };
     let body = spec.body;
     const origin = new URL(url).origin;
+    const { agent, request } = await _agent(this.opts.insecure, this.opts.connections);
     for (let hop = 0; ; hop++) {
-      const r = await undiciRequest(url, {
+      const r = await request(url, {
         method,
         headers,
         body: body ? _toUndiciBody(body()) : undefined,
-        dispatcher: this.dispatcher,
+        dispatcher: agent,
         signal: spec.signal,
       });
       const res = _wrap(r, url);
