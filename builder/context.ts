@@ -16,6 +16,7 @@ import { lstat, readlink, realpath, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import picomatch from 'picomatch';
+import { sortByUtf8 } from './byte-order.js';
 
 export class ContextError extends Error {}
 
@@ -67,6 +68,27 @@ export function checkPattern(pattern: string): void {
     throw new ContextError(`'${pattern}' contains '..'; files must come from inside the build context`);
   }
   if (pattern.includes('\0')) throw new ContextError('a path contains a NUL byte');
+}
+
+/**
+ * A directory's entries in byte order of their names (independent of locale and of the order the filesystem gives).
+ * `name` is undefined for a name that is not UTF-8; `shown` has U+FFFD for its bad bytes and `raw` is kept.
+ */
+function _names(dirAbs: string): { name?: string; shown: string; raw?: Buffer }[] {
+  const names = readdirSync(dirAbs);
+  // Node decodes names as UTF-8 and writes U+FFFD for bad bytes: only then are the raw bytes needed.
+  if (!names.some((n) => n.includes('\uFFFD'))) return sortByUtf8(names, (n) => n).map((n) => ({ name: n, shown: n }));
+  return readdirSync(dirAbs, { encoding: 'buffer' })
+    .sort(Buffer.compare)
+    .map((raw) => {
+      let name: string | undefined;
+      try {
+        name = _utf8.decode(raw);
+      } catch {
+        // Not UTF-8: an error when reached, unless an exclude pattern (which sees U+FFFD) skips it.
+      }
+      return { name, shown: name ?? _lossy.decode(raw), raw };
+    });
 }
 
 /** True when `p` is `root` or below it (both absolute, normalised). */
@@ -187,23 +209,12 @@ export class Context {
   ): Promise<void> {
     // Synchronous on purpose: a build walks tens of thousands of entries and nothing else waits on this thread;
     // a sync lstat costs a few µs, an async one a thread-pool round trip (a warm rebuild is mostly this walk).
-    const dirents = readdirSync(dirAbs, { withFileTypes: true, encoding: 'buffer' });
-    // Byte order, independent of locale and of the order the filesystem returns names.
-    dirents.sort((a, b) => Buffer.compare(a.name, b.name));
-    for (const d of dirents) {
-      const rawName = d.name as unknown as Buffer;
-      let name: string | undefined;
-      try {
-        name = _utf8.decode(rawName);
-      } catch {
-        // Not UTF-8: an error below, unless an exclude pattern (which sees U+FFFD for the bad bytes) skips it.
-      }
-      const shownName = name ?? _lossy.decode(rawName);
+    for (const { name, shown: shownName, raw } of _names(dirAbs)) {
       const rel = relDir ? `${relDir}/${shownName}` : shownName;
       const ctxPath = ctxBase && ctxBase !== '.' ? `${ctxBase}/${rel}` : rel;
       if (opts.exclude?.(rel)) continue;
       if (name === undefined) {
-        const shown = (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(rawName);
+        const shown = (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(raw!);
         throw new ContextError(`file name '${shown}' is not valid UTF-8; rename it or exclude it (globs see U+FFFD for the bad bytes)`);
       }
       const abs = join(dirAbs, name);

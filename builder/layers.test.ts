@@ -266,10 +266,15 @@ test('the in-memory tar of a segment is byte for byte the streamed tar (PAX name
 });
 
 test('members sort by UTF-8 bytes, also past U+FFFF (where UTF-16 order differs)', async (t) => {
-  const dir = await fixture({ 'a/z': '', 'a/\uE000': '', 'a/\u{1F600}': '', 'a/\uFFFD': '', 'a/é': '' });
+  // b/ holds a U+FFFD name, so the walk reads it as raw bytes (a/ is read as strings): both must give byte order.
+  const names = ['z', '\uE000', '\u{1F600}', 'é'];
+  const dir = await fixture(Object.fromEntries([...names.map((n) => [`a/${n}`, '']), ...[...names, '\uFFFD'].map((n) => [`b/${n}`, ''])]));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const { members } = await plan(dir, '      - { src: "a/**", dest: /x/ }\n');
+  const { members } = await plan(dir, '      - { src: "a/**", dest: /x/ }\n      - { src: "b/**", dest: /y/ }\n');
   const paths = members.map((m) => m.path);
   assert.deepEqual(paths, [...paths].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
-  assert.deepEqual(paths, ['x', 'x/z', 'x/é', 'x/\uE000', 'x/\uFFFD', 'x/\u{1F600}']);
+  assert.deepEqual(paths, ['x', 'x/z', 'x/é', 'x/\uE000', 'x/\u{1F600}', 'y', 'y/z', 'y/é', 'y/\uE000', 'y/\uFFFD', 'y/\u{1F600}']);
+  // The walk's own order (what a glob sees first) is byte order too.
+  const walked = (await (await Context.open(dir)).select('a/**')).map((f) => f.rel);
+  assert.deepEqual(walked, ['z', 'é', '\uE000', '\u{1F600}']);
 });

@@ -7,6 +7,7 @@ import { posix } from 'node:path';
 import type { Platform } from '../spec/manifest.js';
 import { entryKind, parseMode, type FileProperties, type FilesEntry, type LayerSpec, type TarEntry } from '../spec/build-spec.js';
 import type { BlobDir } from './blobs.js';
+import { sortByUtf8 } from './byte-order.js';
 import { Context, ContextError, type ContextFile, type FileIdentity } from './context.js';
 import { readTarMembers } from './tar-input.js';
 import type { FieldPath, LoadedSpec } from './spec.js';
@@ -189,20 +190,6 @@ export function finishMembers(byPath: Map<string, Member>, conflict: (msg: strin
     }
   }
   byPath.delete('');
-  return sortByUtf8([...byPath.values()]);
-}
-
-/**
- * Members in byte order of their UTF-8 paths: the same everywhere, independent of locale (no localeCompare).
- * JS compares strings by UTF-16 code unit, which is that order unless a path has a surrogate pair (a code point
- * above U+FFFF sorts below U+E000–U+FFFF in UTF-16): only then are the paths compared as bytes.
- */
-function sortByUtf8(members: Member[]): Member[] {
-  if (members.some((m) => /[\ud800-\udfff]/.test(m.path))) {
-    return members
-      .map((m) => ({ m, key: Buffer.from(m.path) }))
-      .sort((a, b) => Buffer.compare(a.key, b.key))
-      .map((e) => e.m);
-  }
-  return members.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  // Byte order of the UTF-8 path: the same everywhere, independent of locale.
+  return sortByUtf8([...byPath.values()], (m) => m.path);
 }
