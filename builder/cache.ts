@@ -3,6 +3,7 @@
 // level, library version). A hit reuses the stored blob: no tar, no compression, and (with skip-existing on push)
 // no upload. Content digests come from a stat cache (like git's index: dev, ino, size, mtime, ctime → sha256), so
 // a warm rebuild reads only the files that changed.
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -37,6 +38,7 @@ type StatRow = [dev: number, ino: number, size: number, mtimeMs: number, ctimeMs
 export class LayerCache {
   private stats = new Map<string, StatRow>();
   private dirty = false;
+  private segmentsDir?: Promise<unknown>;
 
   private constructor(readonly root: string) {}
 
@@ -101,6 +103,36 @@ export class LayerCache {
     return join(this.root, 'slots', `${digestOf(Buffer.from(slot)).slice('sha256:'.length)}.json`);
   }
 
+  /**
+   * A segment's uncompressed tar, kept so that reusing the segment in a rebuild costs a read, not a decompression
+   * (the layer's diffID covers the uncompressed bytes). Only a copy of exactly the recorded length counts; written
+   * via temp + rename, so a crash leaves none or a whole one. Pruned with the blobs (pruneCache).
+   */
+  segmentTar(key: string, length: number): Buffer | undefined {
+    let fd: number | undefined;
+    try {
+      fd = openSync(this._segmentTarPath(key), 'r');
+      const buf = Buffer.allocUnsafe(length);
+      // One byte more than expected is asked for: a longer file is not the right copy either.
+      const probe = Buffer.allocUnsafe(1);
+      if (readSync(fd, buf, 0, length, 0) !== length || readSync(fd, probe, 0, 1, length) !== 0) return undefined;
+      return buf;
+    } catch {
+      return undefined; // none kept (or pruned meanwhile): the caller decompresses
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+
+  async putSegmentTar(key: string, tar: Buffer): Promise<void> {
+    await (this.segmentsDir ??= mkdir(join(this.root, 'segments'), { recursive: true }));
+    await _atomicWrite(this._segmentTarPath(key), tar);
+  }
+
+  private _segmentTarPath(key: string): string {
+    return join(this.root, 'segments', `${key}.tar`);
+  }
+
   async save(): Promise<void> {
     if (!this.dirty) return;
     await _atomicWrite(join(this.root, 'contents.json'), JSON.stringify(Object.fromEntries(this.stats)));
@@ -130,7 +162,7 @@ export function keyFromSegments(segmentKeys: (string | undefined)[], compression
   return createHash('sha256').update(JSON.stringify({ v: 2, compression, segments: segmentKeys })).digest('hex');
 }
 
-async function _atomicWrite(path: string, data: string): Promise<void> {
+async function _atomicWrite(path: string, data: string | Buffer): Promise<void> {
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await writeFile(tmp, data);
   await rename(tmp, path);
@@ -141,13 +173,13 @@ export const DEFAULT_CACHE_MAX_BYTES = 8 * 1024 ** 3;
 
 /**
  * Keeps a build cache under `maxBytes`: when it holds more, the least recently used files (layer blobs, staged
- * tar inputs, SBOM file lists; by mtime — a cache hit touches its blob) go until it is back under 80% of the cap.
+ * tar inputs, SBOM file lists, uncompressed segments; by mtime — a cache hit touches its blob) go until it is back under 80% of the cap.
  * Files in `keep` (what the build that just ran uses) are never removed. Layer records and slot records stay: one
  * whose blob is gone is a miss, so the layer is simply built again.
  */
 export async function pruneCache(root: string, maxBytes: number, keep: Set<string> = new Set()): Promise<{ removed: number; freedBytes: number }> {
   const files: { path: string; size: number; mtimeMs: number }[] = [];
-  for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom']) {
+  for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom', 'segments']) {
     let names: string[];
     try {
       names = await readdir(join(root, dir));

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -209,7 +209,22 @@ test('a one-file change rebuilds only its segment, and gives the bytes a cold bu
     const bySegment = await layerFiles(again.layer, join(cacheDir, compression), again.segments);
     assert.deepEqual(bySegment, await layerFiles(again.layer));
     assert.equal(bySegment.length, 601);
+
+    // The cold build kept no uncompressed segments; the rebuild kept one per read-ahead segment (the big one streams).
+    const kept = async () => (await readdir(join(cacheDir, compression, 'segments'))).filter((n) => n.endsWith('.tar'));
+    assert.equal((await kept()).length, again.segmentsReused!.total - 1);
+    // A kept copy of the wrong length (truncated, or a stale file) is ignored: decompressed instead, same bytes.
+    const victim = join(cacheDir, compression, 'segments', (await kept())[0]);
+    await writeFile(victim, (await readFile(victim)).subarray(1));
+    // (Same size: the segment boundaries stay where they are.)
+    await writeFile(join(dir, 'tree/d5/f5.txt'), 'X'.repeat(files['tree/d5/f5.txt'].length));
+    const third = await buildLayer(await plan(dir, spec), warm);
+    const coldThird = await buildLayer(await plan(dir, spec), { epoch: 0, compression, blobs: new BlobDir(join(cacheDir, `${compression}-cold`)) });
+    assert.equal(third.segmentsReused!.reused, third.segmentsReused!.total - 1);
+    assert.equal(third.layer.descriptor.digest, coldThird.layer.descriptor.digest);
+    assert.equal(third.layer.diffId, coldThird.layer.diffId);
     await writeFile(join(dir, 'tree/d3/f3.txt'), files['tree/d3/f3.txt']);
+    await writeFile(join(dir, 'tree/d5/f5.txt'), files['tree/d5/f5.txt']);
   }
 });
 

@@ -96,17 +96,21 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   let reused = 0;
   for (const s of segments) if (s.segKey && previousPath) s.old = reusable.get(s.segKey);
   const previousFile = segments.some((s) => s.old) ? { path: previousPath!, fd: openSync(previousPath!, 'r') } : undefined;
-  // Segments small enough to hold are prepared ahead of the writer: a reused one read and decompressed (for the
-  // diffID), a new one of small files tarred in memory and compressed — both on the thread pool, several at once,
-  // so deflate keeps every core busy while this thread tars the next ones. Larger segments stream when reached.
+  // Segments small enough to hold are prepared ahead of the writer: a reused one read (its tar from the cache's
+  // uncompressed copy, else decompressed — the diffID needs it), a new one of small files tarred in memory and
+  // compressed on the thread pool, several at once, so deflate keeps every core busy while this thread tars the next
+  // ones. In a rebuild, each segment's tar is kept uncompressed for the next one. Larger segments stream when reached.
   const ready = new Map<number, Promise<Prepared>>();
   const prepare = (i: number): Promise<Prepared> | undefined => {
     const { members, old, tarBytes } = segments[i];
-    if (old) return old.length <= PREFETCH_MAX_BYTES ? _readSegment(previousFile!, old, opts.compression) : undefined;
+    if (old) return old.length <= PREFETCH_MAX_BYTES ? _readSegment(previousFile!, old, opts.compression, opts.cache) : undefined;
     if (tarBytes > SEGMENT_MAX_BYTES || members.some((m) => m.type === 'file' && m.size > SMALL_FILE)) return undefined;
     const files: LayerFile[] = [];
     const tar = tarSegmentSync(members, opts.epoch, (m, sums) => onFile(m, sums, files));
-    return compressBuffer(opts.compression, tar).then((compressed) => ({ compressed, tar, files }));
+    // Kept only for a layer being rebuilt (its slot has an earlier blob): layers that never change never pay for a
+    // copy, and a cold build writes nothing extra. Every file of the segment is hashed now, so its key is known.
+    const k = opts.cache && previousPath && layerKey(members, opts.epoch, segmentIdent, lookup);
+    return Promise.all([compressBuffer(opts.compression, tar), k && opts.cache!.putSegmentTar(k, tar)]).then(([compressed]) => ({ compressed, tar, files }));
   };
   const prepareAhead = (from: number) => {
     let bytes = 0;
@@ -235,13 +239,19 @@ function _tap(d: Digester): Transform {
   });
 }
 
-/** Reads a (small) segment of the previous blob — synchronously: one read from the page cache beats a round trip. */
-async function _readSegment(previous: { path: string; fd: number }, s: SegmentRecord, c: Compression): Promise<Prepared> {
+/**
+ * Reads a (small) segment of the previous blob — synchronously: one read from the page cache beats a round trip —
+ * and its tar: the cache's uncompressed copy when there is one, else decompressed (and then kept for next time).
+ */
+async function _readSegment(previous: { path: string; fd: number }, s: SegmentRecord, c: Compression, cache?: LayerCache): Promise<Prepared> {
   const compressed = Buffer.allocUnsafe(s.length);
   if (readSync(previous.fd, compressed, 0, s.length, s.offset) !== s.length) {
     throw new Error(`layer cache blob ${previous.path} is shorter than its segment map says`);
   }
+  const kept = s.tarLength === undefined ? undefined : cache?.segmentTar(s.key, s.tarLength);
+  if (kept) return { compressed, tar: kept };
   const tar = await decompressBuffer(c, compressed, s.tarLength === undefined ? undefined : s.tarLength + 1024);
+  await cache?.putSegmentTar(s.key, tar);
   return { compressed, tar };
 }
 
