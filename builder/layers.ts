@@ -3,8 +3,8 @@
 // The blob is a run of compressed segments (segments.ts): each is either built (tar → diffID hash → compressor →
 // blob) or, when its key matches a segment of the slot's previous blob, copied compressed from that blob while a
 // decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
-import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { closeSync, createReadStream, openSync, readSync, writeSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Digester, type Digest } from '../spec/digest.js';
@@ -89,7 +89,10 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   }
 
   const tmp = await opts.blobs.staging();
-  const out = await open(tmp, 'w');
+  // Written synchronously (page cache): async writes would queue on the thread pool behind the deflate jobs and
+  // stall this loop, and with it the tarring of the next segments.
+  const out = openSync(tmp, 'w');
+  const listsWritten: Promise<void>[] = [];
   const blob = new Digester();
   const diff = new Digester();
   const records: SegmentRecord[] = [];
@@ -135,7 +138,7 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
         ready.delete(i);
         diff.update(tar);
         blob.update(compressed);
-        await out.write(compressed);
+        _writeAll(out, compressed);
         files = f;
         tarLength = tar.length;
       } else if (old) {
@@ -157,15 +160,25 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
       // After building, every file's digest is known, so the key exists.
       const k = segKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
       if (k) records.push({ key: k, offset, length: blob.size - offset, tarLength });
-      if (k && files && opts.cache) await rememberSegmentFiles(opts.cache.root, k, files);
+      if (k && files && opts.cache) {
+        const written = rememberSegmentFiles(opts.cache.root, k, files);
+        written.catch(() => {}); // awaited after the loop
+        listsWritten.push(written);
+      }
     }
     diff.update(END_OF_ARCHIVE);
     const end = await compressBuffer(opts.compression, END_OF_ARCHIVE);
     blob.update(end);
-    await out.write(end);
-    await out.close();
+    _writeAll(out, end);
+    closeSync(out);
+    await Promise.all(listsWritten);
   } catch (e) {
-    await out.close().catch(() => {});
+    try {
+      closeSync(out);
+    } catch {
+      // already closed
+    }
+    await Promise.allSettled(listsWritten);
     await rm(tmp, { force: true });
     await Promise.allSettled(ready.values());
     throw e;
@@ -191,14 +204,18 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
 }
 
 /** Streams `source` (through `transforms`) onto the end of the blob file, hashing what is written. */
-async function _append(source: Readable, out: FileHandle, blob: Digester, transforms: Transform[] = []): Promise<void> {
+async function _append(source: Readable, out: number, blob: Digester, transforms: Transform[] = []): Promise<void> {
   const write = async (chunks: AsyncIterable<Buffer>) => {
     for await (const c of chunks) {
       blob.update(c);
-      await out.write(c);
+      _writeAll(out, c);
     }
   };
   await (pipeline as (...s: unknown[]) => Promise<void>)(source, ...transforms, write);
+}
+
+function _writeAll(fd: number, data: Buffer): void {
+  for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, data.length - at);
 }
 
 function _hashInto(d: Digester) {
