@@ -1,7 +1,7 @@
 // Build benchmark (issue 4): a 20,000-file / 200 MB tree into 3 layers with berth (gzip, zstd), buildah
 // (`from scratch` / `copy` / `commit` per layer with vfs storage and its own root, then `push oci:` so the output is
 // the same compressed OCI layout) and umoci (`new` / `unpack` / copy / `repack` per layer), plus berth's warm
-// rebuild after changing one file (only that file's layer is rebuilt).
+// rebuild after changing one file (only that file's layer is rebuilt), to an OCI layout and pushed to a local berth.
 // berth runs as `node bin/berth.js` (dist/, built by the runner), as a user runs it. Cold builds and the warm
 // rebuild are medians of several rounds; buildah and umoci run once (they take far longer).
 // Run alone: `node --import tsx bench/build.ts [--files 20000] [--mib 200]`; or use buildBench from the runner.
@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { findExecutable, run, type RunResult } from '../test/peers.js';
+import { startBerth } from '../test/berth.js';
 import { median, type Bench, type Row } from './types.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
@@ -97,6 +98,18 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
     warm.note = `layers rebuilt: ${rebuilt || 'none'}; ${warm.note ?? ''}`;
     results.push(warm);
     results.push(await medianOf('berth no-op rebuild (warm cache)', () => _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')], ctx)));
+    // The same one-file rebuild pushed to a local `berth serve` (filesystem storage): the unchanged layers are
+    // found by HEAD, only the changed one (with the new config, manifest and SBOM) is uploaded.
+    const registry = await startBerth(undefined, { root: join(work, 'registry') });
+    try {
+      const ref = `${registry.host}/bench/app:latest`;
+      const push = () => _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--push', ref], ctx);
+      const first = await push(); // untimed: the first push uploads every layer
+      if (first.code !== 0) throw new Error(`berth build --push: ${first.stderr}`);
+      results.push(await medianOf('berth rebuild + push, one file changed (gzip, warm cache)', push, () => writeFile(join(ctx, 'b', 'd0', 'f1.txt'), `changed ${++edit}\n`)));
+    } finally {
+      await registry.stop();
+    }
     await writeFile(join(ctx, 'b', 'd0', 'f1.txt'), 'changed again\n');
 
     if (findExecutable('buildah')) {
@@ -176,6 +189,8 @@ export const buildBench: Bench = {
     rows.push({ name: 'rebuild, one file changed (warm cache)', unit: 's', berth: secs(warm), better: 'lower', target: '< 1 s', met: secs(warm) < 1, note: warm?.note });
     const noop = find('berth no-op');
     rows.push({ name: 'rebuild, nothing changed (warm cache)', unit: 's', berth: secs(noop), better: 'lower', note: noop?.note });
+    const pushed = find('berth rebuild + push');
+    rows.push({ name: 'rebuild + push to local berth serve, one file changed', unit: 's', berth: secs(pushed), better: 'lower', target: '< 1 s', met: secs(pushed) < 1, note: pushed?.note });
     return rows;
   },
 };
