@@ -44,6 +44,14 @@ export interface PutStreamOptions {
   verify?: (size: number) => void | Promise<void>;
 }
 
+export interface AppendOptions {
+  /**
+   * Exact number of bytes the body carries, when known (a PATCH's Content-Length). Lets a driver stream the body to
+   * its backend as it arrives instead of buffering it; a body of another length fails the append (nothing stored).
+   */
+  size?: number;
+}
+
 export interface Driver {
   readonly name: string;
   /** Size and modification time, or undefined when nothing is stored at `path`. */
@@ -57,7 +65,7 @@ export interface Driver {
   /** Atomically stores a streamed object; resolves to the stored size. */
   putStream(path: string, body: Readable, opts?: PutStreamOptions): Promise<number>;
   /** Appends to an appendable object starting at `offset` (0 creates it); resolves to the new size. */
-  append(path: string, offset: number, body: Readable): Promise<number>;
+  append(path: string, offset: number, body: Readable, opts?: AppendOptions): Promise<number>;
   /** Atomically moves an object (including an appended one) to `to`, replacing what is there. */
   move(from: string, to: string): Promise<void>;
   /** Names of the direct children of a "directory" prefix (files and sub-prefixes), sorted; [] when none. */

@@ -233,6 +233,54 @@ describe('S3 driver under faults', { skip }, () => {
     await clean.close();
   });
 
+  it('a chunk of known length streams in one PutObject; refused before its body it is retried, cut mid-body the append changes nothing', async () => {
+    const s = await s3();
+    // Faults for the uploads of segments only, in turn: refused (before 100 Continue), passed, cut after 1 MiB.
+    const plan: Fault[] = ['slowdown', undefined, 'cut'];
+    const writes: string[] = [];
+    const proxy = await faultProxy(s.endpoint, (_n, req) => {
+      if (req.method !== 'PUT' && req.method !== 'POST') return undefined;
+      writes.push(`${req.method} ${req.url}`);
+      return req.method === 'PUT' && req.url?.includes('/.seg/') ? plan.shift() : undefined;
+    });
+    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'streamed', maxAttempts: 3 }));
+    try {
+      const first = randomBytes(20 * MiB);
+      writes.length = 0;
+      assert.equal(await d.append('up/data', 0, Readable.from([first]), { size: first.length }), first.length);
+      const bodyWrites = writes.filter((w) => w.includes('/.seg/'));
+      assert.equal(bodyWrites.length, 2, `one PutObject, sent again after the refusal: ${bodyWrites.join(', ')}`);
+      assert.ok(bodyWrites.every((w) => !/partNumber|uploads/.test(w)), 'no multipart upload');
+
+      const second = randomBytes(6 * MiB);
+      const e = await d.append('up/data', first.length, Readable.from([second]), { size: second.length }).then(() => undefined, (err: unknown) => err);
+      assert.ok(e instanceof S3StorageError && e.retryable, `a clean, retryable error: ${e}`);
+      assert.equal((await d.stat('up/data'))?.size, first.length, 'the failed append changed nothing');
+      assert.equal(await d.append('up/data', first.length, Readable.from([second]), { size: second.length }), first.length + second.length);
+
+      // A body that is shorter or longer than announced stores nothing.
+      const at = first.length + second.length;
+      await assert.rejects(d.append('up/data', at, Readable.from([randomBytes(5 * MiB)]), { size: 6 * MiB }), /ended after 5242880 of 6291456 bytes/);
+      await assert.rejects(d.append('up/data', at, Readable.from([randomBytes(7 * MiB)]), { size: 6 * MiB }), /longer than the announced 6291456 bytes/);
+      assert.equal((await d.stat('up/data'))?.size, at);
+      // A staged small chunk is rolled into the next streamed one.
+      const small = randomBytes(1000);
+      const third = randomBytes(5 * MiB);
+      await d.append('up/data', at, Readable.from([small]), { size: small.length });
+      await d.append('up/data', at + small.length, Readable.from([third]), { size: third.length });
+      const all = Buffer.concat([first, second, small, third]);
+      assert.deepEqual(await readAll(await d.read('up/data')), all);
+      await d.move('up/data', 'blob');
+      assert.deepEqual(await readAll(await d.read('blob')), all);
+      assert.deepEqual(plan, [], 'every planned fault was injected');
+    } finally {
+      await d.delete('up').catch(() => {});
+      await d.delete('blob').catch(() => {});
+      await d.close();
+      await proxy.close();
+    }
+  });
+
   it('gives up with a clean, retryable error when S3 keeps failing', async () => {
     const s = await s3();
     const proxy = await faultProxy(s.endpoint, () => 'slowdown');

@@ -24,6 +24,9 @@
 // append is staged as its own small segment; once the run plus the new bytes reach 5 MiB they are rolled into one
 // segment (the < 5 MiB of staged bytes are read back and re-sent with the new ones; superseded segments go to
 // `garbage`, deleted with the object, so a reader holding an older state never loses its segments).
+// An append whose length is known (a PATCH with Content-Length) that makes a segment of ≥ 5 MiB is one PutObject
+// streamed as the bytes arrive (with the staged run, read back, in front): no buffering, and receiving the chunk
+// overlaps storing it. Without a length, the bytes are cut into buffered parts (retried by the SDK) as for `putStream`.
 // `move` then builds the destination with one multipart upload whose parts are server-side ranged copies of the
 // segments (UploadPartCopy, in parallel; never downloaded through berth), except a trailing run of several small
 // segments (< 5 MiB in all) which is uploaded as the last part. The destination appears atomically when the upload
@@ -46,6 +49,7 @@
 // the response headers) and a socket idle timeout. Other errors become an S3StorageError with one clean line.
 import { Readable } from 'node:stream';
 import { createHash, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -65,12 +69,23 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions } from './driver.js';
+import {
+  assertSafePath,
+  NotFoundError,
+  OffsetMismatchError,
+  type AppendOptions,
+  type Driver,
+  type FileInfo,
+  type PutStreamOptions,
+  type ReadOptions,
+} from './driver.js';
 
 const MiB = 1024 * 1024;
 /** S3's minimum size of every multipart part but the last. */
 const MIN_PART = 5 * MiB;
 const MAX_PARTS = 10_000;
+/** Largest object one PutObject may store. */
+const MAX_PUT = 5 * 1024 * MiB;
 /** Largest object CopyObject handles in one request; larger ones are copied as parallel ranged parts. */
 const SINGLE_COPY_MAX = 64 * MiB;
 /** Size of each ranged server-side copy when a segment is split. */
@@ -167,6 +182,7 @@ export class S3Driver implements Driver {
   private readonly partSize: number;
   private readonly concurrency: number;
   private readonly checkEmptyPrefixes: boolean;
+  private readonly maxAttempts: number;
   private readonly appendable?: (path: string) => boolean;
 
   constructor(opts: S3DriverOptions, hints: S3DriverHints = {}) {
@@ -191,12 +207,13 @@ export class S3Driver implements Driver {
     this.concurrency = Math.max(1, opts.concurrency ?? 4);
     this.checkEmptyPrefixes = opts.checkEmptyPrefixes ?? true;
     this.appendable = hints.appendable;
+    this.maxAttempts = Math.max(1, opts.maxAttempts ?? 6);
     const timeout = opts.requestTimeoutMs ?? 120_000;
     const config: S3ClientConfig = {
       region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       endpoint: opts.endpoint,
       forcePathStyle: opts.forcePathStyle ?? opts.endpoint !== undefined,
-      maxAttempts: opts.maxAttempts ?? 6,
+      maxAttempts: this.maxAttempts,
       retryMode: 'standard',
       // Checksums only where S3 requires them: the newer defaults (CRC32 on every upload, validated responses)
       // break several S3-compatible servers, and sha256 is sent explicitly where berth knows it.
@@ -327,7 +344,7 @@ export class S3Driver implements Driver {
 
   // ---- appendable objects -------------------------------------------------------------------------------------
 
-  async append(path: string, offset: number, body: Readable): Promise<number> {
+  async append(path: string, offset: number, body: Readable, opts: AppendOptions = {}): Promise<number> {
     assertSafePath(path);
     if (!Number.isSafeInteger(offset) || offset < 0) {
       body.resume();
@@ -350,33 +367,39 @@ export class S3Driver implements Driver {
     const input = body[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
     const id = randomUUID();
     const segKey = this._segKey(path, id);
+    const garbage = loaded?.state.garbage ?? [];
+    // The staged run and the new bytes, stored as one segment of `stored` bytes (≥ 5 MiB) under `id`.
+    const rolled = (stored: number): AppendState => ({
+      v: 1,
+      rev: randomUUID(),
+      size: size + stored - runBytes,
+      segments: [...segments.slice(0, runFrom), { id, start: run[0]?.start ?? size, size: stored }],
+      garbage: [...garbage, ...run.map((s) => s.id)],
+    });
     let next: AppendState;
     try {
-      const head = await _readUpTo(input, MIN_PART - runBytes);
-      if (head.done && head.data.length === 0) {
-        if (loaded) return size; // nothing to add; an empty append at 0 still creates the object
-        next = { v: 1, rev: randomUUID(), size: 0, segments: [], garbage: [] };
-      } else if (head.done && runBytes + head.data.length < MIN_PART) {
-        // Small: staged as its own segment, rolled into a big one later.
-        await this._putObject(segKey, head.data);
-        next = {
-          v: 1,
-          rev: randomUUID(),
-          size: size + head.data.length,
-          segments: [...segments, { id, start: size, size: head.data.length }],
-          garbage: loaded?.state.garbage ?? [],
-        };
+      const length = opts.size;
+      if (length !== undefined && length > 0 && runBytes + length >= MIN_PART && runBytes + length <= MAX_PUT) {
+        // Length known: one PutObject streamed as the body arrives, nothing buffered.
+        const source = this._concatSource(path, run, input);
+        try {
+          next = rolled(await this._putStreamed(segKey, source, runBytes + length));
+        } finally {
+          void source.return(undefined).catch(() => {}); // not awaited: it may be waiting for body bytes that won't come
+        }
       } else {
-        // Big: the staged run (< 5 MiB, read back) and the new bytes become one segment of ≥ 5 MiB.
-        const rolled = this._concatSource(path, run, head.data, head.done ? undefined : input);
-        const stored = await this._upload(segKey, rolled, {});
-        next = {
-          v: 1,
-          rev: randomUUID(),
-          size: size + stored - runBytes,
-          segments: [...segments.slice(0, runFrom), { id, start: run[0]?.start ?? size, size: stored }],
-          garbage: [...(loaded?.state.garbage ?? []), ...run.map((s) => s.id)],
-        };
+        const head = await _readUpTo(input, MIN_PART - runBytes);
+        if (head.done && head.data.length === 0) {
+          if (loaded) return size; // nothing to add; an empty append at 0 still creates the object
+          next = { v: 1, rev: randomUUID(), size: 0, segments: [], garbage: [] };
+        } else if (head.done && runBytes + head.data.length < MIN_PART) {
+          // Small: staged as its own segment, rolled into a big one later.
+          await this._putObject(segKey, head.data);
+          next = { v: 1, rev: randomUUID(), size: size + head.data.length, segments: [...segments, { id, start: size, size: head.data.length }], garbage };
+        } else {
+          // Big, length unknown: the staged run (< 5 MiB, read back) and the new bytes, uploaded in buffered parts.
+          next = rolled(await this._upload(segKey, this._concatSource(path, run, input, head.data), {}));
+        }
       }
     } catch (e) {
       await input.return?.(); // stop reading a body nobody will store
@@ -397,17 +420,16 @@ export class S3Driver implements Driver {
     return next.size;
   }
 
-  /** The new bytes of an append, preceded by the staged run of small segments they roll up. */
-  private async *_concatSource(path: string, run: Segment[], head: Buffer, rest?: AsyncIterator<Buffer | string>): AsyncGenerator<Buffer> {
+  /** The new bytes of an append (`head`, then the rest of `body`), preceded by the staged run they roll up. */
+  private async *_concatSource(path: string, run: Segment[], body: AsyncIterator<Buffer | string>, head?: Buffer): AsyncGenerator<Buffer> {
     try {
       for (const s of run) {
         for await (const chunk of await this._getStream(this._segKey(path, s.id))) yield chunk as Buffer;
       }
-      yield head;
-      if (!rest) return;
-      for (let r = await rest.next(); !r.done; r = await rest.next()) yield _bytes(r.value);
+      if (head) yield head;
+      for (let r = await body.next(); !r.done; r = await body.next()) yield _bytes(r.value);
     } finally {
-      await rest?.return?.();
+      await body.return?.();
     }
   }
 
@@ -618,6 +640,48 @@ export class S3Driver implements Driver {
   private async _putObject(key: string, body: Buffer, extra: Partial<PutObjectCommandInput> = {}): Promise<void> {
     const cmd = new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...extra });
     await this._send('PutObject', key, () => this.s3.send(cmd));
+  }
+
+  /**
+   * One PutObject whose body is `source`, sent as it is read (never buffered): exactly `length` bytes, or the request
+   * is aborted and nothing is stored. The SDK never retries a streamed body, so this does, with the SDK's backoff,
+   * as long as no byte was taken from `source`: the body goes out only after S3's 100 Continue, so throttling, a
+   * refused request or a dead socket leave it untouched. Once bytes went out the failure is the caller's (an append
+   * then changes nothing, and the client sends the chunk again).
+   */
+  private async _putStreamed(key: string, source: AsyncIterator<Buffer>, length: number): Promise<number> {
+    let read = 0;
+    let started = false;
+    async function* exact(): AsyncGenerator<Buffer> {
+      started = true;
+      // Not `for await`: an attempt that ends must not close `source` (the caller does).
+      for (let r = await source.next(); !r.done; r = await source.next()) {
+        read += r.value.length;
+        if (read > length) throw new Error(`${key}: body is longer than the announced ${length} bytes; nothing was stored`);
+        yield r.value;
+      }
+      if (read !== length) throw new Error(`${key}: body ended after ${read} of ${length} bytes; nothing was stored`);
+    }
+    for (let attempt = 1; ; attempt++) {
+      const body = Readable.from(exact(), { objectMode: false });
+      const abort = new AbortController();
+      let bodyError: unknown;
+      body.once('error', (e) => {
+        bodyError = e;
+        abort.abort(e);
+      });
+      const cmd = new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: length });
+      try {
+        await this._send('PutObject', key, () => this.s3.send(cmd, { abortSignal: abort.signal }));
+        return length;
+      } catch (e) {
+        const retry = !started && attempt < this.maxAttempts && e instanceof S3StorageError && e.retryable;
+        if (!retry) throw bodyError ?? e;
+      } finally {
+        body.destroy();
+      }
+      await sleep(Math.random() * Math.min(20_000, 100 * 2 ** attempt)); // full jitter, as the SDK's standard mode
+    }
   }
 
   private async _getStream(key: string, start?: number, end?: number): Promise<Readable> {

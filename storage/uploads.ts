@@ -66,9 +66,9 @@ export class UploadStore {
 
   /**
    * Appends a chunk that must start at `offset` (the current size) — else 416 RANGE_INVALID with nothing stored.
-   * Returns the new size.
+   * `length` is the chunk's Content-Length when the client sent one. Returns the new size.
    */
-  async append(info: UploadInfo, offset: number | undefined, body: Readable): Promise<number> {
+  async append(info: UploadInfo, offset: number | undefined, body: Readable, length?: number): Promise<number> {
     // When this process's running hash already stands at the client's offset, no size lookup is needed: the driver
     // checks the offset itself (OffsetMismatchError), and a failed append drops the hash state below.
     const current = offset !== undefined && this.hashes.get(info.id)?.offset === offset ? offset : await this.size(info.id);
@@ -79,7 +79,7 @@ export class UploadStore {
     const state = await this._hashState(info.id, current);
     const hashing = _tee(body, state.digester);
     try {
-      const size = await this.driver.append(paths.uploadData(info.id), current, hashing);
+      const size = await this.driver.append(paths.uploadData(info.id), current, hashing, { size: length });
       state.offset = size;
       return size;
     } catch (e) {

@@ -4,16 +4,28 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A loopback HTTP proxy in front of the S3 server that injects the faults the driver must ride out: 503 SlowDown,
- * a connection reset before forwarding, a slow response, and a response lost after S3 applied the request.
+ * a connection reset before forwarding, a slow response, a response lost after S3 applied the request, and `cut`: a
+ * connection dropped after 1 MiB of the request body arrived. As S3 does, SlowDown and resets answer a request that
+ * asks `Expect: 100-continue` before its body is sent; the other faults (and no fault) let the body come.
  */
-export type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | undefined;
+export type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | 'cut' | undefined;
 export async function faultProxy(target: string, plan: (n: number, req: IncomingMessage) => Fault): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
   const to = new URL(target);
   const faults: Fault[] = [];
   let n = 0;
+  const planned = new WeakMap<IncomingMessage, Fault>();
   const server = createServer((req, res) => {
-    const fault = plan(++n, req);
-    faults.push(fault);
+    const fault = planned.has(req) ? planned.get(req) : plan(++n, req);
+    if (!planned.has(req)) faults.push(fault);
+    if (fault === 'cut') {
+      let received = 0;
+      req.on('data', (b: Buffer) => {
+        received += b.length;
+        if (received >= 1024 * 1024) req.socket.destroy();
+      });
+      req.on('end', () => req.socket.destroy());
+      return;
+    }
     if (fault === 'slowdown') {
       req.resume();
       res.writeHead(503, { 'content-type': 'application/xml' });
@@ -39,6 +51,13 @@ export async function faultProxy(target: string, plan: (n: number, req: Incoming
     });
     up.on('error', () => req.socket.destroy());
     req.pipe(up);
+  });
+  server.on('checkContinue', (req, res) => {
+    const fault = plan(++n, req);
+    faults.push(fault);
+    planned.set(req, fault);
+    if (fault !== 'slowdown' && fault !== 'reset') res.writeContinue();
+    server.emit('request', req, res);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

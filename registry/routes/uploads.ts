@@ -56,7 +56,7 @@ export async function startUpload(c: Ctx): Promise<Response> {
   const info = await store.uploads.start(name, c.var.subject);
   if (hasBody(c)) {
     // A POST with a body but no digest: keep the bytes as the first chunk.
-    const size = await store.uploads.append(info, 0, bodyStream(c));
+    const size = await store.uploads.append(info, 0, bodyStream(c), _contentLength(c));
     return c.body(null, 202, sessionHeaders(c, info, size));
   }
   return c.body(null, 202, { ...sessionHeaders(c, info, 0), 'OCI-Chunk-Min-Length': '0' });
@@ -85,7 +85,7 @@ export async function patchUpload(c: Ctx): Promise<Response> {
   const { store } = c.var.options;
   const info = await session(c);
   const start = chunkStart(c);
-  const size = await store.uploads.append(info, start, bodyStream(c));
+  const size = await store.uploads.append(info, start, bodyStream(c), _contentLength(c));
   return c.body(null, 202, sessionHeaders(c, info, size));
 }
 
@@ -102,7 +102,7 @@ export async function putUpload(c: Ctx): Promise<Response> {
       await store.uploads.completeMonolithic(info, digest, bodyStream(c), _contentLength(c));
       return blobCreated(c, info.repository, digest);
     }
-    await store.uploads.append(info, start, bodyStream(c));
+    await store.uploads.append(info, start, bodyStream(c), _contentLength(c));
   }
   await store.uploads.complete(info, digest);
   return blobCreated(c, info.repository, digest);
