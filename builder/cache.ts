@@ -3,8 +3,7 @@
 // level, library version). A hit reuses the stored blob: no tar, no compression, and (with skip-existing on push)
 // no upload. Content digests come from a stat cache (like git's index: dev, ino, size, mtime, ctime → sha256), so
 // a warm rebuild reads only the files that changed.
-import { closeSync, openSync, readSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { digestOf, type Digest } from '../spec/digest.js';
@@ -108,19 +107,19 @@ export class LayerCache {
    * (the layer's diffID covers the uncompressed bytes). Only a copy of exactly the recorded length counts; written
    * via temp + rename, so a crash leaves none or a whole one. Pruned with the blobs (pruneCache).
    */
-  segmentTar(key: string, length: number): Buffer | undefined {
-    let fd: number | undefined;
+  async segmentTar(key: string, length: number): Promise<Buffer | undefined> {
+    // Read on the thread pool: in a rebuild it is otherwise idle, while this thread hashes the segments before it.
+    let fh: FileHandle | undefined;
     try {
-      fd = openSync(this._segmentTarPath(key), 'r');
-      const buf = Buffer.allocUnsafe(length);
+      fh = await open(this._segmentTarPath(key), 'r');
+      const buf = Buffer.allocUnsafe(length + 1);
       // One byte more than expected is asked for: a longer file is not the right copy either.
-      const probe = Buffer.allocUnsafe(1);
-      if (readSync(fd, buf, 0, length, 0) !== length || readSync(fd, probe, 0, 1, length) !== 0) return undefined;
-      return buf;
+      const { bytesRead } = await fh.read(buf, 0, length + 1, 0);
+      return bytesRead === length ? buf.subarray(0, length) : undefined;
     } catch {
       return undefined; // none kept (or pruned meanwhile): the caller decompresses
     } finally {
-      if (fd !== undefined) closeSync(fd);
+      await fh?.close();
     }
   }
 

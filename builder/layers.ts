@@ -265,7 +265,7 @@ async function _readSegment(previous: { path: string; fd: number }, s: SegmentRe
   if (readSync(previous.fd, compressed, 0, s.length, s.offset) !== s.length) {
     throw new Error(`layer cache blob ${previous.path} is shorter than its segment map says`);
   }
-  const kept = s.tarLength === undefined ? undefined : cache?.segmentTar(s.key, s.tarLength);
+  const kept = s.tarLength === undefined ? undefined : await cache?.segmentTar(s.key, s.tarLength);
   if (kept) return { compressed, tar: kept };
   const tar = await decompressBuffer(c, compressed, s.tarLength === undefined ? undefined : s.tarLength + 1024);
   await cache?.putSegmentTar(s.key, tar);
