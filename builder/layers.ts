@@ -14,7 +14,7 @@ import { LayerCache, keyFromSegments, layerKey, touch, type SegmentRecord } from
 import { compressBuffer, compressionIdentity, compressor, decompressBuffer, decompressor, layerMediaType } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
-import { SEGMENT_MAX_BYTES, splitSegments } from './segments.js';
+import { SEGMENT_MAX_BYTES, memberTarBytes, splitSegments } from './segments.js';
 import { END_OF_ARCHIVE, SMALL_FILE, tarSegmentSync, tarStream, type FileSums } from './tar.js';
 import { rememberSegmentFiles, type LayerFile } from './layer-files.js';
 
@@ -44,11 +44,12 @@ const PREFETCH_MAX_BYTES = 8 << 20;
 const PREPARE_AHEAD = 4;
 const PREPARE_AHEAD_BYTES = 8 << 20;
 
-/** A segment ready to append: its tar (for the diffID), its compressed bytes, and (if built now) its files. */
+/** A segment ready to append: its tar (for the diffID), its compressed bytes, and (if built now) its files and key. */
 interface Prepared {
   tar: Buffer;
   compressed: Buffer;
   files?: LayerFile[];
+  key?: string;
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
@@ -60,7 +61,7 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const segmentIdent = `${ident}/segment`;
   const segments = splitSegments(plan.members).map((members) => {
     const segKey = opts.cache ? layerKey(members, opts.epoch, segmentIdent, lookup) : undefined;
-    const tarBytes = members.reduce((n, m) => n + 512 + (m.type === 'file' ? Math.ceil(m.size / 512) * 512 : 0), 0);
+    const tarBytes = members.reduce((n, m) => n + memberTarBytes(m), 0);
     return { members, segKey, tarBytes, old: undefined as SegmentRecord | undefined };
   });
   const key = opts.cache ? keyFromSegments(segments.map((s) => s.segKey), ident) : undefined;
@@ -92,6 +93,11 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   // Written synchronously (page cache): async writes would queue on the thread pool behind the deflate jobs and
   // stall this loop, and with it the tarring of the next segments.
   const out = openSync(tmp, 'w');
+  let outOpen = true;
+  const closeOut = () => {
+    if (outOpen) closeSync(out);
+    outOpen = false;
+  };
   const listsWritten: Promise<void>[] = [];
   const blob = new Digester();
   const diff = new Digester();
@@ -110,10 +116,11 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     if (tarBytes > SEGMENT_MAX_BYTES || members.some((m) => m.type === 'file' && m.size > SMALL_FILE)) return undefined;
     const files: LayerFile[] = [];
     const tar = tarSegmentSync(members, opts.epoch, (m, sums) => onFile(m, sums, files));
-    // Kept only for a layer being rebuilt (its slot has an earlier blob): layers that never change never pay for a
-    // copy, and a cold build writes nothing extra. Every file of the segment is hashed now, so its key is known.
-    const k = opts.cache && previousPath && layerKey(members, opts.epoch, segmentIdent, lookup);
-    return Promise.all([compressBuffer(opts.compression, tar), k && opts.cache!.putSegmentTar(k, tar)]).then(([compressed]) => ({ compressed, tar, files }));
+    // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
+    // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
+    const key = opts.cache && layerKey(members, opts.epoch, segmentIdent, lookup);
+    const keep = key && previousPath ? opts.cache!.putSegmentTar(key, tar) : undefined;
+    return Promise.all([compressBuffer(opts.compression, tar), keep]).then(([compressed]) => ({ compressed, tar, files, key: key || undefined }));
   };
   const prepareAhead = (from: number) => {
     let bytes = 0;
@@ -132,14 +139,16 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
       const offset = blob.size;
       let files: LayerFile[] | undefined;
       let tarLength: number;
+      let preparedKey: string | undefined;
       const prepared = ready.get(i);
       if (prepared) {
-        const { compressed, tar, files: f } = await prepared;
+        const { compressed, tar, files: f, key } = await prepared;
         ready.delete(i);
         diff.update(tar);
         blob.update(compressed);
         _writeAll(out, compressed);
         files = f;
+        preparedKey = key;
         tarLength = tar.length;
       } else if (old) {
         const range = { start: old.offset, end: old.offset + old.length - 1, highWaterMark: 1 << 20 };
@@ -158,7 +167,7 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
       }
       if (old) reused++;
       // After building, every file's digest is known, so the key exists.
-      const k = segKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
+      const k = segKey ?? preparedKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
       if (k) records.push({ key: k, offset, length: blob.size - offset, tarLength });
       if (k && files && opts.cache) {
         const written = rememberSegmentFiles(opts.cache.root, k, files);
@@ -170,14 +179,10 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     const end = await compressBuffer(opts.compression, END_OF_ARCHIVE);
     blob.update(end);
     _writeAll(out, end);
-    closeSync(out);
+    closeOut();
     await Promise.all(listsWritten);
   } catch (e) {
-    try {
-      closeSync(out);
-    } catch {
-      // already closed
-    }
+    closeOut();
     await Promise.allSettled(listsWritten);
     await rm(tmp, { force: true });
     await Promise.allSettled(ready.values());

@@ -32,7 +32,7 @@ function _pathHash(path: string): number {
 }
 
 /** Bytes a member takes in the tar, not counting a PAX header (close enough for choosing boundaries). */
-function _tarBytes(m: Member): number {
+export function memberTarBytes(m: Member): number {
   return 512 + (m.type === 'file' ? Math.ceil(m.size / 512) * 512 : 0);
 }
 
@@ -43,7 +43,7 @@ export function splitSegments(members: Member[]): Member[][] {
   let bytes = 0;
   for (const m of members) {
     current.push(m);
-    bytes += _tarBytes(m);
+    bytes += memberTarBytes(m);
     if ((bytes >= SEGMENT_MIN_BYTES && _pathHash(m.path) % PICK_ONE_IN === 0) || bytes >= SEGMENT_MAX_BYTES) {
       out.push(current);
       current = [];
