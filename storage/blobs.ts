@@ -66,9 +66,9 @@ export class BlobStore {
     await this.driver.delete(paths.layerLink(name, digest));
   }
 
-  /** Opens the blob's bytes (or a byte range, inclusive). */
+  /** Opens the blob's bytes (or a byte range, inclusive) to stream to a client; the body may be Sendable. */
   async open(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
-    return this.driver.read(paths.blobData(digest), range);
+    return this.driver.read(paths.blobData(digest), { ...range, relay: true });
   }
 
   /** A direct URL for clients (S3 presigned), when the driver offers one. */

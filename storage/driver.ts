@@ -10,7 +10,7 @@
 //   object's current size; otherwise it throws OffsetMismatchError and changes nothing. An appendable object is
 //   readable (`read`, `stat`) like any other, from any process sharing the storage.
 // - `move` publishes an object (usually an appended upload) under a new path atomically.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface FileInfo {
   size: number;
@@ -28,6 +28,21 @@ export interface ReadOptions {
   start?: number;
   /** Last byte to read (inclusive). */
   end?: number;
+  /**
+   * The caller streams the whole body on to a client socket (a blob GET). A driver may then answer with a body that
+   * is also Sendable (`sendTo(dest)`, faster than piping; the S3 driver's storage/http-relay.ts).
+   */
+  relay?: boolean;
+}
+
+/** A body that can be written straight to a Writable, faster than piping it; see ReadOptions.relay. */
+export interface Sendable {
+  /** Writes the whole body to `dest` and ends it; resolves once `dest` finished. On failure `dest` is destroyed. */
+  sendTo(dest: Writable): Promise<void>;
+}
+
+export function isSendable(body: Readable): body is Readable & Sendable {
+  return typeof (body as Partial<Sendable>).sendTo === 'function';
 }
 
 export interface PutStreamOptions {

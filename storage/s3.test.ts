@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { runDriverSuite } from './driver-suite.js';
-import { NotFoundError, OffsetMismatchError } from './driver.js';
+import { NotFoundError, OffsetMismatchError, isSendable } from './driver.js';
 import { S3Driver, S3StorageError, type S3DriverOptions } from './s3.js';
 import { startS3Server, S3_PEER, type S3Server } from '../test/s3-server.js';
 import { findExecutable } from '../test/peers.js';
@@ -174,6 +174,24 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     assert.equal(await b.redirectUrl('t/blobs/presigned', { expiresIn: 60 }), undefined, 'proxy mode streams instead');
   });
 
+  it('a blob read for relaying goes through the pooled presigned GET (Sendable); relayReads: false keeps the SDK stream', async () => {
+    const data = randomBytes(3 * MiB + 5);
+    await a.put('t/blobs/relayed', data);
+    const body = await b.read('t/blobs/relayed', { relay: true });
+    assert.ok(isSendable(body), 'proxy mode relays blob GETs');
+    assert.deepEqual(await readAll(body), data);
+    const plain = new S3Driver(options(await s3(), { prefix: 'replicas', relayReads: false }));
+    try {
+      const sdk = await plain.read('t/blobs/relayed', { relay: true });
+      assert.equal(isSendable(sdk), false);
+      assert.deepEqual(await readAll(sdk), data);
+    } finally {
+      await plain.close();
+    }
+    // Only blob GETs ask for it: small reads (manifests, links, upload state) stay on the SDK.
+    assert.equal(isSendable(await b.read('t/blobs/relayed')), false);
+  });
+
   it('S3 errors are one clean line', async () => {
     const s = await s3();
     const wrong = new S3Driver(options(s, { secretAccessKey: 'not-the-secret', maxAttempts: 1 }));
@@ -278,6 +296,31 @@ describe('S3 driver under faults', { skip }, () => {
       await d.delete('blob').catch(() => {});
       await d.close();
       await proxy.close();
+    }
+  });
+
+  it('a relayed blob GET refused before its head (SlowDown, reset, slow) is answered through the SDK, exact', async () => {
+    const s = await s3();
+    const data = randomBytes(5 * MiB);
+    const setup = new S3Driver(options(s, { prefix: 'faults-relay' }));
+    await setup.put('blob', data);
+    const kinds: Fault[] = ['slowdown', 'reset', 'lost'];
+    let k = 0;
+    // Every relayed GET (a presigned URL: X-Amz-Signature in the query) fails once; the SDK's GETs go through.
+    const proxy = await faultProxy(s.endpoint, (_n, req) => (req.url?.includes('X-Amz-Signature=') ? kinds[k++ % kinds.length] : undefined));
+    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'faults-relay', requestTimeoutMs: 2000 }));
+    try {
+      for (let i = 0; i < kinds.length; i++) {
+        const body = await d.read('blob', { relay: true });
+        assert.equal(isSendable(body), false, 'the relay gave way to the SDK');
+        assert.deepEqual(await readAll(body), data);
+      }
+      assert.deepEqual(proxy.faults.filter(Boolean), kinds);
+    } finally {
+      await d.close();
+      await proxy.close();
+      await setup.delete('blob');
+      await setup.close();
     }
   });
 

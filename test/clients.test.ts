@@ -20,16 +20,20 @@ test('real clients against berth serve', async (t) => {
   await roundTrips(t, await startBerth(t));
 });
 
-test('real clients against berth serve on S3 (SeaweedFS)', async (t) => {
-  if (!requirePeer(t, S3_PEER)) return;
-  const s3 = await startS3Server();
-  t.after(() => s3.stop());
-  const config = [
-    'storage:',
-    `  s3: { bucket: ${s3.bucket}, endpoint: "${s3.endpoint}", region: ${s3.region}, forcePathStyle: true, accessKeyId: ${s3.accessKeyId}, secretAccessKey: ${s3.secretAccessKey}, blobGet: redirect }`,
-  ].join('\n') + '\n';
-  await roundTrips(t, await startBerth(t, { config }));
-});
+// Both ways a blob GET can go on S3: redirected to a presigned URL (clients fetch from the bucket), and proxied
+// through berth (the relay of storage/http-relay.ts).
+for (const blobGet of ['redirect', 'proxy'] as const) {
+  test(`real clients against berth serve on S3 (SeaweedFS), blob GETs ${blobGet === 'redirect' ? 'redirected' : 'proxied'}`, async (t) => {
+    if (!requirePeer(t, S3_PEER)) return;
+    const s3 = await startS3Server();
+    t.after(() => s3.stop());
+    const config = [
+      'storage:',
+      `  s3: { bucket: ${s3.bucket}, endpoint: "${s3.endpoint}", region: ${s3.region}, forcePathStyle: true, accessKeyId: ${s3.accessKeyId}, secretAccessKey: ${s3.secretAccessKey}, blobGet: ${blobGet} }`,
+    ].join('\n') + '\n';
+    await roundTrips(t, await startBerth(t, { config }));
+  });
+}
 
 async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
   if (!requirePeer(t, 'skopeo', 'busybox')) return;

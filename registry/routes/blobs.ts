@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { OciError, parseDigest, type Digest } from '../../spec/index.js';
 import { withHeaders } from '../errors.js';
+import { isSendable } from '../../storage/index.js';
 import { requireDeletes, type Ctx } from '../context.js';
 
 export function parseDigestParam(value: string | undefined): Digest {
@@ -86,7 +87,7 @@ export async function sendStream(c: Ctx, status: number, headers: Record<string,
   const outgoing = c.env?.outgoing;
   if (!outgoing) return new Response(Readable.toWeb(stream) as ReadableStream, { status, headers });
   outgoing.writeHead(status, { ...headers, 'Docker-Distribution-API-Version': 'registry/2.0' });
-  pipeline(stream, outgoing).catch(() => {
+  (isSendable(stream) ? stream.sendTo(outgoing) : pipeline(stream, outgoing)).catch(() => {
     // The client went away mid-blob; nothing to clean up (reads have no side effects).
   });
   return RESPONSE_ALREADY_SENT;
