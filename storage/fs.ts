@@ -4,8 +4,10 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { Transform, type Readable } from 'node:stream';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions } from './driver.js';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { giveBuffer, takeBuffer } from './buffer-pool.js';
+import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions, type Sendable } from './driver.js';
 
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
@@ -104,7 +106,12 @@ export class FsDriver implements Driver {
       if (isNotFound(e)) throw new NotFoundError(path);
       throw e;
     }
-    return fh.createReadStream({ start: opts.start, end: opts.end, highWaterMark: HIGH_WATER_MARK });
+    const stream = fh.createReadStream({ start: opts.start, end: opts.end, highWaterMark: HIGH_WATER_MARK });
+    if (!opts.relay) return stream;
+    // Sendable too: the file goes to the client through reused buffers, read by read instead of streamed (1 MiB
+    // Buffers per chunk keep V8's GC busy). The stream itself is then never read; destroying it closes the file.
+    const sendTo = (dest: Writable) => _sendFile(fh, opts.start ?? 0, opts.end, dest).finally(() => stream.destroy());
+    return Object.assign(stream, { sendTo }) satisfies Readable & Sendable;
   }
 
   async get(path: string): Promise<Buffer | undefined> {
@@ -204,5 +211,54 @@ export class FsDriver implements Driver {
   /** Removes temp files left by a crash; called once at start. */
   async cleanTemp(): Promise<void> {
     await rm(join(this.root, TMP), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Writes bytes `start`..`end` (inclusive; to the end of the file when undefined) of `fh` to `dest` and ends it. Each
+ * read fills a pool buffer that goes back to the pool when its write completed; a full `dest` pauses the reads.
+ * Settles in every case — also when the client leaves at any point (the caller then closes the file).
+ */
+async function _sendFile(fh: FileHandle, start: number, end: number | undefined, dest: Writable): Promise<void> {
+  const gone = () => new Error('the client went away');
+  // Watched from the start: a response closed before we wait on it emits nothing later.
+  let closed = dest.destroyed;
+  let wake: (() => void) | undefined;
+  const onClose = () => {
+    closed = true;
+    wake?.();
+  };
+  dest.on('close', onClose);
+  try {
+    let pos = start;
+    while (end === undefined || pos <= end) {
+      if (closed) throw gone();
+      const buf = takeBuffer();
+      const want = end === undefined ? buf.length : Math.min(buf.length, end - pos + 1);
+      const { bytesRead } = await fh.read(buf, 0, want, pos);
+      if (bytesRead === 0) {
+        giveBuffer(buf);
+        if (end !== undefined) throw new Error(`file ended at byte ${pos}, before ${end + 1}`);
+        break;
+      }
+      pos += bytesRead;
+      if (!dest.write(buf.subarray(0, bytesRead), () => giveBuffer(buf)) && !closed) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          dest.once('drain', resolve);
+        });
+        dest.off('drain', wake!);
+      }
+    }
+    if (closed) throw gone();
+    await new Promise<void>((resolve, reject) => {
+      wake = () => reject(gone());
+      dest.end(() => resolve());
+    });
+  } catch (e) {
+    dest.destroy(e as Error);
+    throw e;
+  } finally {
+    dest.off('close', onClose);
   }
 }

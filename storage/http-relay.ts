@@ -19,20 +19,13 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { Readable, type Writable } from 'node:stream';
 import type { Sendable } from './driver.js';
+import { giveBuffer, takeBuffer } from './buffer-pool.js';
 
-const BUFFER_SIZE = 256 * 1024;
-/** Free buffers kept for reuse (8 MiB); beyond that a returned buffer is left to the GC. */
-const MAX_FREE_BUFFERS = 32;
 const MAX_IDLE_PER_ORIGIN = 8;
 /** Below the idle timeouts of S3 (~20 s) and Go servers, so a pooled connection is rarely closed under us. */
 const IDLE_MS = 4_000;
 const MAX_HEAD = 64 * 1024;
 
-const freeBuffers: Buffer[] = [];
-const takeBuffer = (): Buffer => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(BUFFER_SIZE);
-const giveBuffer = (buf: Buffer): void => {
-  if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(buf);
-};
 
 /** The relay could not be used for this request; nothing was sent to the caller's client. Ask some other way. */
 export class RelayUnavailable extends Error {
@@ -343,6 +336,8 @@ export class RelayBody extends Readable implements Sendable {
         } else resolve();
       };
       const onClose = () => done(new Error('the client went away'));
+      // A response closed before now emits nothing later.
+      if (dest.destroyed) return onClose();
       dest.on('close', onClose);
       const write = (buf: Buffer, start: number, end: number): boolean => {
         const n = this._take(end - start);
