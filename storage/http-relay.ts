@@ -107,7 +107,6 @@ class Connection {
   private sink: Sink | undefined;
   private dead = false;
   private idleTimer: NodeJS.Timeout | undefined;
-  private idleTimeoutMs = 120_000;
 
   private constructor(
     readonly origin: string,
@@ -152,8 +151,7 @@ class Connection {
 
   /** Sends the GET and resolves with the body once an acceptable head arrived. */
   request(url: URL, opts: RelayOptions): Promise<RelayBody> {
-    this.idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
-    this.socket.setTimeout(this.idleTimeoutMs);
+    this.socket.setTimeout(opts.idleTimeoutMs ?? 120_000);
     return new Promise((resolve, reject) => {
       let head = Buffer.alloc(0);
       this.sink = {
@@ -190,10 +188,6 @@ class Connection {
 
   setSink(sink: Sink): void {
     this.sink = sink;
-  }
-
-  pause(): void {
-    this.socket.pause();
   }
 
   resume(): void {
