@@ -30,7 +30,8 @@ export interface ReadOptions {
   end?: number;
   /**
    * The caller streams the whole body on to a client socket (a blob GET). A driver may then answer with a body that
-   * is also Sendable (`sendTo(dest)`, faster than piping; the S3 driver's storage/http-relay.ts).
+   * is also Sendable: `sendTo(dest)` moves the bytes through reused buffers (storage/buffer-pool.ts), far cheaper
+   * than piping (fs.ts reads the file into them; s3.ts relays a presigned GET, storage/http-relay.ts).
    */
   relay?: boolean;
 }

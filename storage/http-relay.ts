@@ -29,7 +29,13 @@ const MAX_HEAD = 64 * 1024;
 
 /** The relay could not be used for this request; nothing was sent to the caller's client. Ask some other way. */
 export class RelayUnavailable extends Error {
-  constructor(message: string, readonly beforeResponse = false) {
+  constructor(
+    message: string,
+    /** Nothing at all came back (a fresh connection may do better). */
+    readonly beforeResponse = false,
+    /** The server's status, when it answered with something other than the 200/206 asked for. */
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'RelayUnavailable';
   }
@@ -169,7 +175,7 @@ class Connection {
             parsed = _parseHead(head.toString('latin1', 0, end), opts.range !== undefined);
           } catch (e) {
             giveBuffer(buf);
-            reject(new RelayUnavailable(`GET ${this.origin}: ${(e as Error).message}`));
+            reject(new RelayUnavailable(`GET ${this.origin}: ${(e as Error).message}`, false, (e as { status?: number }).status));
             return;
           }
           // Body bytes that came with the head: they are the last bytes of this read.
@@ -266,7 +272,7 @@ function _parseHead(text: string, ranged: boolean): ParsedHead {
   const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]);
   if (!status) throw new Error(`not an HTTP/1.x response: ${JSON.stringify(lines[0].slice(0, 60))}`);
   const code = Number(status[2]);
-  if (code !== (ranged ? 206 : 200)) throw new Error(`HTTP ${code}`);
+  if (code !== (ranged ? 206 : 200)) throw Object.assign(new Error(`HTTP ${code}`), { status: code });
   let length: number | undefined;
   let keepAlive = status[1] === '1';
   for (const line of lines.slice(1)) {

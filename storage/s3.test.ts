@@ -324,6 +324,25 @@ describe('S3 driver under faults', { skip }, () => {
     }
   });
 
+  it('a bucket that refuses presigned GETs (403) gets SDK GETs only, not two requests per blob GET', async () => {
+    const s = await s3();
+    const data = randomBytes(64 * 1024);
+    const setup = new S3Driver(options(s, { prefix: 'faults-refused' }));
+    await setup.put('blob', data);
+    let presigned = 0;
+    const proxy = await faultProxy(s.endpoint, (_n, req) => (req.url?.includes('X-Amz-Signature=') ? (presigned++, 'forbidden') : undefined));
+    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'faults-refused' }));
+    try {
+      for (let i = 0; i < 3; i++) assert.deepEqual(await readAll(await d.read('blob', { relay: true })), data);
+      assert.equal(presigned, 1, 'after one refusal the relay pauses');
+    } finally {
+      await d.close();
+      await proxy.close();
+      await setup.delete('blob');
+      await setup.close();
+    }
+  });
+
   it('gives up with a clean, retryable error when S3 keeps failing', async () => {
     const s = await s3();
     const proxy = await faultProxy(s.endpoint, () => 'slowdown');

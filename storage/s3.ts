@@ -93,6 +93,8 @@ const SINGLE_COPY_MAX = 64 * MiB;
 const COPY_PART = 64 * MiB;
 const COPY_CONCURRENCY = 8;
 const APPEND_ROOT = '.berth-append';
+/** How long blob GETs skip the relay after the bucket refused a presigned GET (see _relay). */
+const RELAY_PAUSE_MS = 5 * 60_000;
 
 /** The `storage.s3` configuration block; `new S3Driver(config.storage.s3)`. */
 export interface S3DriverOptions {
@@ -192,6 +194,8 @@ export class S3Driver implements Driver {
   private readonly requestTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly relayReads: boolean;
+  /** Until when blob GETs skip the relay: the bucket refused a presigned GET the SDK may still be allowed. */
+  private relayRefusedUntil = 0;
   private readonly appendable?: (path: string) => boolean;
 
   constructor(opts: S3DriverOptions, hints: S3DriverHints = {}) {
@@ -217,8 +221,7 @@ export class S3Driver implements Driver {
     this.checkEmptyPrefixes = opts.checkEmptyPrefixes ?? true;
     this.appendable = hints.appendable;
     this.maxAttempts = Math.max(1, opts.maxAttempts ?? 6);
-    const timeout = opts.requestTimeoutMs ?? 120_000;
-    this.requestTimeoutMs = timeout;
+    const timeout = (this.requestTimeoutMs = opts.requestTimeoutMs ?? 120_000);
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
     this.relayReads = opts.relayReads ?? true;
     const config: S3ClientConfig = {
@@ -705,20 +708,22 @@ export class S3Driver implements Driver {
    * buffers), or undefined when the relay can't serve it — then the SDK asks again, with its retries and errors.
    */
   private async _relay(key: string, start?: number, end?: number): Promise<Readable | undefined> {
-    if (!this.relayReads) return undefined;
+    if (!this.relayReads || Date.now() < this.relayRefusedUntil) return undefined;
     const command = new GetObjectCommand({ Bucket: this.bucket, Key: key });
     const url = new URL(await getSignedUrl(this.s3, command, { expiresIn: 15 * 60 }));
-    const range = start === undefined && end === undefined ? undefined : `bytes=${start ?? 0}-${end ?? ''}`;
     try {
-      return await relayGet(url, { range, connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: this.requestTimeoutMs });
+      return await relayGet(url, { range: _rangeHeader(start, end), connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: this.requestTimeoutMs });
     } catch (e) {
-      if (e instanceof RelayUnavailable) return undefined;
-      throw e;
+      if (!(e instanceof RelayUnavailable)) throw e;
+      // 400/403/405/501: this bucket (a policy on the auth type, a server without presigned GETs) refuses them —
+      // stop asking twice for every blob for a while. 404, 416, 5xx and network trouble are per request.
+      if (e.status !== undefined && [400, 403, 405, 501].includes(e.status)) this.relayRefusedUntil = Date.now() + RELAY_PAUSE_MS;
+      return undefined;
     }
   }
 
   private async _getStream(key: string, start?: number, end?: number): Promise<Readable> {
-    const range = start === undefined && end === undefined ? undefined : `bytes=${start ?? 0}-${end ?? ''}`;
+    const range = _rangeHeader(start, end);
     try {
       const r = await this._send('GetObject', key, () => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range })));
       return r.Body instanceof Readable ? r.Body : Readable.from(r.Body as AsyncIterable<Buffer>, { objectMode: false });
@@ -832,6 +837,11 @@ export class S3Driver implements Driver {
 }
 
 // ---- helpers ----------------------------------------------------------------------------------------------------
+
+/** `Range` for bytes `start`..`end` (inclusive; open-ended when `end` is undefined), or undefined for all of it. */
+function _rangeHeader(start?: number, end?: number): string | undefined {
+  return start === undefined && end === undefined ? undefined : `bytes=${start ?? 0}-${end ?? ''}`;
+}
 
 function _toStorageError(op: string, where: string, e: unknown): S3StorageError {
   type SdkError = { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };

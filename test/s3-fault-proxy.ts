@@ -5,10 +5,11 @@ import type { AddressInfo } from 'node:net';
 /**
  * A loopback HTTP proxy in front of the S3 server that injects the faults the driver must ride out: 503 SlowDown,
  * a connection reset before forwarding, a slow response, a response lost after S3 applied the request, and `cut`: a
- * connection dropped after 1 MiB of the request body arrived. As S3 does, SlowDown and resets answer a request that
- * asks `Expect: 100-continue` before its body is sent; the other faults (and no fault) let the body come.
+ * connection dropped after 1 MiB of the request body arrived; `forbidden`: 403 AccessDenied (a bucket policy refusing
+ * that kind of request). As S3 does, SlowDown and resets answer a request that asks `Expect: 100-continue` before its
+ * body is sent; the other faults (and no fault) let the body come.
  */
-export type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | 'cut' | undefined;
+export type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | 'cut' | 'forbidden' | undefined;
 export async function faultProxy(target: string, plan: (n: number, req: IncomingMessage) => Fault): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
   const to = new URL(target);
   const faults: Fault[] = [];
@@ -30,6 +31,12 @@ export async function faultProxy(target: string, plan: (n: number, req: Incoming
       req.resume();
       res.writeHead(503, { 'content-type': 'application/xml' });
       res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      return;
+    }
+    if (fault === 'forbidden') {
+      req.resume();
+      res.writeHead(403, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
       return;
     }
     if (fault === 'reset') {
