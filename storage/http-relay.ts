@@ -213,6 +213,7 @@ class Connection {
 
   enterIdle(forget: () => void): void {
     this.socket.setTimeout(0);
+    this.socket.unref(); // an idle pooled connection never keeps the process alive
     this.idleTimer = setTimeout(() => this.destroy(), IDLE_MS);
     this.idleTimer.unref();
     // Anything a server says on an idle connection (a close, a stray byte) ends it.
@@ -229,6 +230,7 @@ class Connection {
 
   leaveIdle(): void {
     clearTimeout(this.idleTimer);
+    this.socket.ref();
     this.sink = undefined;
   }
 
