@@ -4,7 +4,7 @@
 // allocates a buffer per read and V8 ends up in repeated full mark-compacts (see http-relay.ts for figures). A buffer
 // taken here is returned once the write that carried it completed, so a long transfer cycles a handful of them.
 
-export const POOL_BUFFER_SIZE = 256 * 1024;
+const POOL_BUFFER_SIZE = 256 * 1024;
 /** Free buffers kept for reuse (8 MiB); beyond that a returned buffer is left to the GC. */
 const MAX_FREE = 32;
 

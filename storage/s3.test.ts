@@ -3,6 +3,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { runDriverSuite } from './driver-suite.js';
 import { NotFoundError, OffsetMismatchError, isSendable } from './driver.js';
@@ -299,48 +300,53 @@ describe('S3 driver under faults', { skip }, () => {
     }
   });
 
-  it('a relayed blob GET refused before its head (SlowDown, reset, slow) is answered through the SDK, exact', async () => {
+  /** `data` stored as `blob` under `prefix`; `run` gets a driver that reaches S3 through a fault proxy on `plan`. */
+  async function behindFaults(
+    prefix: string,
+    data: Buffer,
+    plan: Parameters<typeof faultProxy>[1],
+    run: (d: S3Driver, proxy: Awaited<ReturnType<typeof faultProxy>>) => Promise<void>,
+    extra: Partial<S3DriverOptions> = {},
+  ): Promise<void> {
     const s = await s3();
-    const data = randomBytes(5 * MiB);
-    const setup = new S3Driver(options(s, { prefix: 'faults-relay' }));
+    const setup = new S3Driver(options(s, { prefix }));
     await setup.put('blob', data);
+    const proxy = await faultProxy(s.endpoint, plan);
+    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix, ...extra }));
+    try {
+      await run(d, proxy);
+    } finally {
+      await d.close();
+      await proxy.close();
+      await setup.delete('blob');
+      await setup.close();
+    }
+  }
+
+  it('a relayed blob GET refused before its head (SlowDown, reset, slow) is answered through the SDK, exact', async () => {
+    const data = randomBytes(5 * MiB);
     const kinds: Fault[] = ['slowdown', 'reset', 'lost'];
     let k = 0;
     // Every relayed GET (a presigned URL: X-Amz-Signature in the query) fails once; the SDK's GETs go through.
-    const proxy = await faultProxy(s.endpoint, (_n, req) => (req.url?.includes('X-Amz-Signature=') ? kinds[k++ % kinds.length] : undefined));
-    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'faults-relay', requestTimeoutMs: 2000 }));
-    try {
+    const plan = (_n: number, req: IncomingMessage) => (req.url?.includes('X-Amz-Signature=') ? kinds[k++ % kinds.length] : undefined);
+    await behindFaults('faults-relay', data, plan, async (d, proxy) => {
       for (let i = 0; i < kinds.length; i++) {
         const body = await d.read('blob', { relay: true });
         assert.equal(isSendable(body), false, 'the relay gave way to the SDK');
         assert.deepEqual(await readAll(body), data);
       }
       assert.deepEqual(proxy.faults.filter(Boolean), kinds);
-    } finally {
-      await d.close();
-      await proxy.close();
-      await setup.delete('blob');
-      await setup.close();
-    }
+    }, { requestTimeoutMs: 2000 });
   });
 
   it('a bucket that refuses presigned GETs (403) gets SDK GETs only, not two requests per blob GET', async () => {
-    const s = await s3();
     const data = randomBytes(64 * 1024);
-    const setup = new S3Driver(options(s, { prefix: 'faults-refused' }));
-    await setup.put('blob', data);
     let presigned = 0;
-    const proxy = await faultProxy(s.endpoint, (_n, req) => (req.url?.includes('X-Amz-Signature=') ? (presigned++, 'forbidden') : undefined));
-    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'faults-refused' }));
-    try {
+    const plan = (_n: number, req: IncomingMessage): Fault => (req.url?.includes('X-Amz-Signature=') ? (presigned++, 'forbidden') : undefined);
+    await behindFaults('faults-refused', data, plan, async (d) => {
       for (let i = 0; i < 3; i++) assert.deepEqual(await readAll(await d.read('blob', { relay: true })), data);
       assert.equal(presigned, 1, 'after one refusal the relay pauses');
-    } finally {
-      await d.close();
-      await proxy.close();
-      await setup.delete('blob');
-      await setup.close();
-    }
+    });
   });
 
   it('gives up with a clean, retryable error when S3 keeps failing', async () => {
