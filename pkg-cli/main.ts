@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   delete: () => import('./delete.js'),
   tag: () => import('./tag.js'),
   gc: () => import('./gc.js'),
+  fsck: () => import('./fsck.js'),
   token: () => import('./token.js'),
 };
 

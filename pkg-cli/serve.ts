@@ -60,6 +60,11 @@ const command: Command = {
       throw e;
     }
     const log = createLogger(config.log.level, config.log.requests);
+    // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
+    // logged with its stack and the server keeps serving. Request errors are handled where they happen; this is
+    // the net under that, and a line here is a bug to fix.
+    process.on('uncaughtException', (e) => log.error('uncaught exception; the server keeps running', { err: String(e), stack: e.stack }));
+    process.on('unhandledRejection', (e) => log.error('unhandled rejection; the server keeps running', { err: String(e), stack: (e as Error)?.stack }));
     const driver = await makeDriver(config);
     const registry = createRegistry(config, driver, log);
     if (config.auth.mode === 'none') log.warn('auth.mode is "none": anyone who can reach this port can push and delete');

@@ -9,7 +9,10 @@
 // - `append` adds bytes to an "appendable" object used by upload sessions. It must start exactly at `offset`, the
 //   object's current size; otherwise it throws OffsetMismatchError and changes nothing. An appendable object is
 //   readable (`read`, `stat`) like any other, from any process sharing the storage.
-// - `move` publishes an object (usually an appended upload) under a new path atomically.
+// - `move` publishes an object (usually an appended upload) under a new path atomically. With `size`, it publishes
+//   only an object of exactly that size (the bytes the caller verified): an object that grew or shrank meanwhile
+//   (an append from another request or replica) throws OffsetMismatchError and nothing moves. In-flight appends to
+//   the object in this process finish first. Bytes are never changed after a move.
 import type { Readable, Writable } from 'node:stream';
 
 export interface FileInfo {
@@ -68,6 +71,11 @@ export interface AppendOptions {
   size?: number;
 }
 
+export interface MoveOptions {
+  /** The exact size the object must have; else OffsetMismatchError(from, size, actual) and nothing moves. */
+  size?: number;
+}
+
 export interface Driver {
   readonly name: string;
   /** Size and modification time, or undefined when nothing is stored at `path`. */
@@ -83,7 +91,7 @@ export interface Driver {
   /** Appends to an appendable object starting at `offset` (0 creates it); resolves to the new size. */
   append(path: string, offset: number, body: Readable, opts?: AppendOptions): Promise<number>;
   /** Atomically moves an object (including an appended one) to `to`, replacing what is there. */
-  move(from: string, to: string): Promise<void>;
+  move(from: string, to: string, opts?: MoveOptions): Promise<void>;
   /** Names of the direct children of a "directory" prefix (files and sub-prefixes), sorted; [] when none. */
   list(prefix: string): Promise<string[]>;
   /** Deletes an object or a whole prefix; deleting something missing is not an error. */

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import { giveBuffer, takeBuffer } from './buffer-pool.js';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions, type Sendable } from './driver.js';
+import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type MoveOptions, type PutStreamOptions, type ReadOptions, type Sendable } from './driver.js';
 
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
@@ -157,9 +157,14 @@ export class FsDriver implements Driver {
 
   async append(path: string, offset: number, body: Readable): Promise<number> {
     const abs = this._abs(path);
-    // One append at a time per object; a second one waits and then fails the offset check.
+    // One append (or move) at a time per object; a second one waits and then fails the offset check.
+    return this._exclusive(abs, () => this._appendNow(abs, path, offset, body));
+  }
+
+  /** Runs `fn` after every earlier append or move of `abs` in this process settled. */
+  private async _exclusive<T>(abs: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.appending.get(abs) ?? Promise.resolve();
-    const mine = previous.catch(() => {}).then(() => this._appendNow(abs, path, offset, body));
+    const mine = previous.catch(() => {}).then(fn);
     this.appending.set(abs, mine);
     try {
       return await mine;
@@ -186,13 +191,22 @@ export class FsDriver implements Driver {
     return offset + out.bytesWritten;
   }
 
-  async move(from: string, to: string): Promise<void> {
+  async move(from: string, to: string, opts: MoveOptions = {}): Promise<void> {
     const src = this._abs(from);
-    await this._sync(src).catch((e) => {
-      if (isNotFound(e)) throw new NotFoundError(from);
-      throw e;
+    // In the object's append queue: an append in flight writes through an open descriptor, which would go on
+    // writing into the published file after the rename. Appends queued behind the move find the object gone.
+    return this._exclusive(src, async () => {
+      if (opts.size !== undefined) {
+        const size = (await this.stat(from))?.size;
+        if (size === undefined) throw new NotFoundError(from);
+        if (size !== opts.size) throw new OffsetMismatchError(from, opts.size, size);
+      }
+      await this._sync(src).catch((e) => {
+        if (isNotFound(e)) throw new NotFoundError(from);
+        throw e;
+      });
+      await this._publish(src, to);
     });
-    await this._publish(src, to);
   }
 
   async list(prefix: string): Promise<string[]> {

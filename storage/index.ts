@@ -26,3 +26,4 @@ export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> 
     uploads: new UploadStore(driver, blobs),
   };
 }
+export { scrubBlobs, type ScrubResult, type DamagedBlob } from './scrub.js';

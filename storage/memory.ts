@@ -1,6 +1,6 @@
 // In-memory driver for unit tests. Same contract as every driver (driver-suite.ts).
 import { Readable } from 'node:stream';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type PutStreamOptions, type ReadOptions } from './driver.js';
+import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type MoveOptions, type PutStreamOptions, type ReadOptions } from './driver.js';
 
 async function _collect(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -54,11 +54,12 @@ export class MemoryDriver implements Driver {
     return data.length;
   }
 
-  async move(from: string, to: string): Promise<void> {
+  async move(from: string, to: string, opts: MoveOptions = {}): Promise<void> {
     assertSafePath(from);
     assertSafePath(to);
     const o = this.objects.get(from);
     if (!o) throw new NotFoundError(from);
+    if (opts.size !== undefined && o.data.length !== opts.size) throw new OffsetMismatchError(from, opts.size, o.data.length);
     this.objects.set(to, o);
     this.objects.delete(from);
   }

@@ -12,6 +12,9 @@
 //   gc/state                                             JSON: GC generation and phase; writers read it (storage/gc.ts)
 //   gc/lease                                             JSON: holder and expiry, so one GC runs across replicas
 //   pulls/<name with "/" as "+">/<tag>                   last pull of a tag (ISO time), for retention; throttled
+//   quarantine/<alg>/<hex>/<time>                        bytes that were stored under a digest they do not match,
+//                                                        moved aside by `berth fsck` (storage/scrub.ts), kept for
+//                                                        inspection; never served
 //
 // Every argument is validated here too, so a bug upstream can never turn into a path escape.
 import { isValidName, isValidTag, parseDigest, type Digest } from '../spec/index.js';
@@ -91,6 +94,13 @@ export const paths = {
   lastPull(name: string, tag: string): string {
     if (!isValidTag(tag)) throw new Error(`invalid tag ${JSON.stringify(tag)}`);
     return `${paths.pulls(name)}/${tag}`;
+  },
+  quarantineRoot: 'quarantine',
+  /** Where `berth fsck` keeps bytes found under `digest` that do not hash to it; `stamp` tells finds apart. */
+  quarantined(digest: Digest | string, stamp: string): string {
+    const { algorithm, encoded } = _digest(digest);
+    if (!/^[0-9A-Za-z-]{1,40}$/.test(stamp)) throw new Error(`invalid quarantine stamp ${JSON.stringify(stamp)}`);
+    return `quarantine/${algorithm}/${encoded}/${stamp}`;
   },
   uploadsRoot: 'uploads',
   upload(id: string): string {

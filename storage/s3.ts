@@ -70,6 +70,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { RelayUnavailable, relayGet } from './http-relay.js';
+import { pool } from './pool.js';
 import {
   assertSafePath,
   NotFoundError,
@@ -77,6 +78,7 @@ import {
   type AppendOptions,
   type Driver,
   type FileInfo,
+  type MoveOptions,
   type PutStreamOptions,
   type ReadOptions,
 } from './driver.js';
@@ -312,12 +314,16 @@ export class S3Driver implements Driver {
     return this._upload(key, body, opts);
   }
 
-  async move(from: string, to: string): Promise<void> {
+  async move(from: string, to: string, opts: MoveOptions = {}): Promise<void> {
     const fromKey = this._key(from);
     const toKey = this._key(to);
     const kind = this._kind(from);
     const loaded = kind === 'plain' ? undefined : await this._loadState(from);
     if (loaded) {
+      // The state read here is a snapshot: its segments never change, so the destination holds exactly these
+      // `size` bytes even when another replica appends meanwhile (its state swap then fails or lands on a session
+      // that is about to vanish). A state of another size than the caller verified publishes nothing.
+      if (opts.size !== undefined && loaded.state.size !== opts.size) throw new OffsetMismatchError(from, opts.size, loaded.state.size);
       await this._assemble(loaded.state, from, toKey);
       await this._dropAppendable(from, loaded.state);
       return;
@@ -331,6 +337,7 @@ export class S3Driver implements Driver {
       if (_isNotFound(e)) throw new NotFoundError(from);
       throw e;
     }
+    if (opts.size !== undefined && size !== opts.size) throw new OffsetMismatchError(from, opts.size, size);
     await this._copyObject(fromKey, size, toKey);
     await this._send('DeleteObject', fromKey, () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fromKey })));
   }
@@ -761,7 +768,7 @@ export class S3Driver implements Driver {
     }
     // Some servers (SeaweedFS) keep listing a "folder" for a while after its last object was deleted: keep only
     // prefixes that still hold an object.
-    await _pool(dirs, 16, async (d) => {
+    await pool(dirs, 16, async (d) => {
       const r = await this._send('ListObjectsV2', prefix + d, () =>
         this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${prefix}${d}/`, MaxKeys: 1 })),
       );
@@ -975,15 +982,6 @@ async function* _rechunk(source: AsyncIterable<Buffer | string>, size: number): 
 function _bytes(c: Buffer | Uint8Array | string): Buffer {
   if (Buffer.isBuffer(c)) return c;
   return typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-}
-
-/** Runs `fn` over `items`, at most `limit` at a time. */
-async function _pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 async function _collect(s: AsyncIterable<unknown>): Promise<Buffer> {

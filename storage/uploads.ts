@@ -4,14 +4,20 @@
 // Hash state: node's Hash objects can't be serialised, so each process keeps the running digest of the sessions it
 // served in memory; when a session arrives that this process has no state for (restart, another replica, a failed
 // chunk), the digest is recomputed from the stored bytes. The digest is always verified before a blob is visible.
+//
+// Appending, completing and cancelling one session are mutually exclusive (issue 14): in this process they take
+// turns through a SessionLock (a request queued behind another touches nothing — not even its body — until its
+// turn, and then re-reads the session, which may be gone); across replicas the driver publishes exactly the bytes
+// that were hashed (`move` with the verified size fails when the session grew meanwhile).
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { Digester, OciError, parseDigest, type Algorithm, type Digest } from '../spec/index.js';
-import { OffsetMismatchError, type Driver } from './driver.js';
+import { NotFoundError, OffsetMismatchError, type Driver } from './driver.js';
 import { paths, isUploadId } from './paths.js';
 import type { BlobStore, BlobInfo } from './blobs.js';
 import { GcGuard } from './gc.js';
+import { SessionLock } from './session-lock.js';
 
 export interface UploadInfo {
   id: string;
@@ -29,6 +35,7 @@ interface HashState {
 export class UploadStore {
   private readonly hashes = new LRUCache<string, HashState>({ max: 1_000 });
   private readonly gc: GcGuard;
+  private readonly sessions = new SessionLock();
 
   constructor(
     readonly driver: Driver,
@@ -69,6 +76,38 @@ export class UploadStore {
    * `length` is the chunk's Content-Length when the client sent one. Returns the new size.
    */
   async append(info: UploadInfo, offset: number | undefined, body: Readable, length?: number): Promise<number> {
+    return this._turn(info, body, () => this._append(info, offset, body, length));
+  }
+
+  /**
+   * The final PUT of a session: an optional last chunk (`body`, starting at `offset`), then complete(). A body into
+   * an empty session is the monolithic fast path (completeMonolithic). One turn of the session lock for all of it.
+   */
+  async finish(info: UploadInfo, digest: string, last?: { body: Readable; offset?: number; length?: number }): Promise<BlobInfo> {
+    return this._turn(info, last?.body, async () => {
+      if (last) {
+        if (!last.offset && (await this.size(info.id)) === 0) return this._completeMonolithic(info, digest, last.body, last.length);
+        await this._append(info, last.offset, last.body, last.length);
+      }
+      return this._complete(info, digest);
+    });
+  }
+
+  /**
+   * Runs `fn` in the session's turn. While it waits, a client that leaves must not become an unhandled 'error' on
+   * its body (that took the whole process down); when its turn comes, a body that is gone and a session that was
+   * completed or cancelled meanwhile end the request without touching storage.
+   */
+  private async _turn<T>(info: UploadInfo, body: Readable | undefined, fn: () => Promise<T>): Promise<T> {
+    body?.on('error', _ignore);
+    return this.sessions.run(info.id, async (waited) => {
+      if (body && _gone(body)) throw new OciError('BLOB_UPLOAD_INVALID', 'the request body was cut off before it could be stored');
+      if (waited) await this.get(info.id, info.repository, info.subject);
+      return fn();
+    });
+  }
+
+  private async _append(info: UploadInfo, offset: number | undefined, body: Readable, length?: number): Promise<number> {
     // When this process's running hash already stands at the client's offset, no size lookup is needed: the driver
     // checks the offset itself (OffsetMismatchError), and a failed append drops the hash state below.
     const current = offset !== undefined && this.hashes.get(info.id)?.offset === offset ? offset : await this.size(info.id);
@@ -96,11 +135,15 @@ export class UploadStore {
    * repository. On a mismatch nothing becomes visible and the session is removed (DIGEST_INVALID).
    */
   async complete(info: UploadInfo, digest: string, expectedSize?: number): Promise<BlobInfo> {
+    return this._turn(info, undefined, () => this._complete(info, digest, expectedSize));
+  }
+
+  private async _complete(info: UploadInfo, digest: string, expectedSize?: number): Promise<BlobInfo> {
     const parsed = _parseDigest(digest);
     const size = await this.size(info.id);
     const actual = await this._digestOf(info.id, size, parsed.algorithm);
     if (actual !== parsed.digest || (expectedSize !== undefined && expectedSize !== size)) {
-      await this.cancel(info);
+      await this._cancel(info);
       throw new OciError('DIGEST_INVALID', `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`, { digest });
     }
     const digestOk = parsed.digest;
@@ -110,7 +153,7 @@ export class UploadStore {
       // Not the size cache: GC (maybe in another process) may have removed the data since it was cached.
       if (!(await this.driver.stat(paths.blobData(digestOk)))) {
         if (size === 0) await this.driver.put(paths.blobData(digestOk), Buffer.alloc(0));
-        else await this.driver.move(paths.uploadData(info.id), paths.blobData(digestOk));
+        else await this._publishVerified(info, size, digestOk);
         this.blobs.noteStored(digestOk, size);
       }
       await this.blobs.link(info.repository, digestOk);
@@ -125,8 +168,24 @@ export class UploadStore {
         if (!(await this.driver.stat(paths.blobData(digestOk)))) throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while this upload completed; upload it again');
       });
     });
-    await this.cancel(info);
+    await this._cancel(info);
     return { digest: parsed.digest, size };
+  }
+
+  /**
+   * Moves exactly the `size` verified bytes of the session to the blob's path. A session that changed since it was
+   * hashed (another replica appended, or cancelled it) publishes nothing: the driver refuses the move.
+   */
+  private async _publishVerified(info: UploadInfo, size: number, digest: Digest): Promise<void> {
+    try {
+      await this.driver.move(paths.uploadData(info.id), paths.blobData(digest), { size });
+    } catch (e) {
+      if (e instanceof OffsetMismatchError) {
+        throw new OciError('BLOB_UPLOAD_INVALID', `the upload changed while it was being completed (${e.actual} bytes, ${size} verified); upload it again`);
+      }
+      if (e instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'the upload was cancelled while it was being completed', { id: info.id });
+      throw e;
+    }
   }
 
   /**
@@ -172,19 +231,24 @@ export class UploadStore {
   }
 
   /** A monolithic PUT into an empty session: putMonolithic, then the session goes (also on DIGEST_INVALID). */
-  async completeMonolithic(info: UploadInfo, digest: string, body: Readable, expectedSize?: number): Promise<BlobInfo> {
+  private async _completeMonolithic(info: UploadInfo, digest: string, body: Readable, expectedSize?: number): Promise<BlobInfo> {
     try {
       const blob = await this.putMonolithic(info.repository, digest, body, expectedSize);
-      await this.cancel(info);
+      await this._cancel(info);
       return blob;
     } catch (e) {
       // A retryable storage failure keeps the session, so the client can PUT again; a wrong digest ends it.
-      if (e instanceof OciError && e.code === 'DIGEST_INVALID') await this.cancel(info).catch(() => {});
+      if (e instanceof OciError && e.code === 'DIGEST_INVALID') await this._cancel(info).catch(() => {});
       throw e;
     }
   }
 
+  /** Cancels the session (DELETE); waits for a chunk being stored to finish first. */
   async cancel(info: UploadInfo): Promise<void> {
+    return this._turn(info, undefined, () => this._cancel(info));
+  }
+
+  private async _cancel(info: UploadInfo): Promise<void> {
     this.hashes.delete(info.id);
     await this.driver.delete(paths.upload(info.id));
   }
@@ -246,6 +310,9 @@ function _parseDigest(digest: string): ReturnType<typeof parseDigest> {
 /** Passes `body` through unchanged while feeding every chunk to `digester`. */
 function _tee(body: Readable, digester: Digester): Readable {
   const out = new Readable({ read() { body.resume(); }, highWaterMark: 1024 * 1024 });
+  // The consumer (a driver) may subscribe only after an await: until then an error must not go unhandled. The
+  // consumer still sees it (a destroyed stream rejects its iterator and fails its pipeline).
+  out.on('error', _ignore);
   body.on('data', (chunk: Buffer) => {
     digester.update(chunk);
     if (!out.push(chunk)) body.pause();
@@ -256,5 +323,14 @@ function _tee(body: Readable, digester: Digester): Readable {
     if (!body.readableEnded) out.destroy(new Error('request body ended early'));
   });
   out.once('close', () => { if (!body.readableEnded) body.destroy(); });
+  // A body that failed or was cut off before we got here emits nothing more: end `out` now, or its reader waits forever.
+  if (_gone(body)) out.destroy(body.errored ?? new Error('request body ended early'));
   return out;
+}
+
+function _ignore(): void {}
+
+/** Whether a request body can no longer deliver its bytes (its client left, or it failed). */
+function _gone(body: Readable): boolean {
+  return body.destroyed || body.errored !== null || (body as Readable & { readableAborted?: boolean }).readableAborted === true;
 }

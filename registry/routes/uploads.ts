@@ -95,16 +95,10 @@ export async function putUpload(c: Ctx): Promise<Response> {
   const digestParam = c.req.query('digest');
   if (digestParam === undefined) throw new OciError('DIGEST_INVALID', 'missing ?digest= on the final PUT of an upload');
   const digest = parseDigestParam(digestParam);
-  if (hasBody(c)) {
-    const start = chunkStart(c);
-    if (!start && (await store.uploads.size(info.id)) === 0) {
-      // Monolithic PUT (end-4a): the whole blob in one body, digest known: the same fast path as a single POST.
-      await store.uploads.completeMonolithic(info, digest, bodyStream(c), _contentLength(c));
-      return blobCreated(c, info.repository, digest);
-    }
-    await store.uploads.append(info, start, bodyStream(c), _contentLength(c));
-  }
-  await store.uploads.complete(info, digest);
+  // An optional last chunk; into an empty session it is a monolithic PUT (end-4a), the same fast path as a single
+  // POST. The store decides which under the session's lock (a concurrent PATCH may be filling it right now).
+  const last = hasBody(c) ? { body: bodyStream(c), offset: chunkStart(c), length: _contentLength(c) } : undefined;
+  await store.uploads.finish(info, digest, last);
   return blobCreated(c, info.repository, digest);
 }
 
