@@ -24,6 +24,8 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
 async function serve(t: TestContext, proxy?: { upstreams: UpstreamConfig[] }): Promise<{ server: RunningServer; proxy?: Proxy; root: string }> {
   const root = await mkdtemp('/tmp/berth-proxy-');
+  // The upstreams here are on loopback, which a mirror may reach only when allowed (test/net-policy.test.ts).
+  if (proxy) proxy = { upstreams: proxy.upstreams.map((u) => ({ allowPrivateNetworks: true, ...u })) };
   const config = loadConfig({ env: {}, flags: proxy ? { proxy } : {} });
   const driver = proxy ? new FsDriver({ root, fsync: false }) : new MemoryDriver();
   const registry = createRegistry(config, driver, createLogger('silent', false));

@@ -11,6 +11,7 @@ import { paths, type Store } from '../../storage/index.js';
 import { withHeaders } from '../errors.js';
 import type { Ctx } from '../context.js';
 import type { Logger } from '../log.js';
+import { guardedAgent, isBlockedError } from '../net-policy.js';
 import { pageParams, paginate } from '../context.js';
 import { parseDigestParam, parseRange, sendStream } from '../routes/blobs.js';
 import { nextLink } from '../routes/tags.js';
@@ -77,7 +78,14 @@ export class PullThroughCache {
   private _registry(u: Upstream): Registry {
     let r = this.registries.get(u.name);
     if (!r) {
-      r = upstreamRegistry({ url: u.url, username: u.config.username, password: u.config.password, credentialsToRealm: u.config.credentialsToRealm });
+      r = upstreamRegistry({
+        url: u.url,
+        username: u.config.username,
+        password: u.config.password,
+        credentialsToRealm: u.config.credentialsToRealm,
+        // Every connection — the upstream, each redirect hop, token realms — obeys the address policy.
+        dispatcher: guardedAgent(u.policy),
+      });
       this.registries.set(u.name, r);
     }
     return r;
@@ -418,6 +426,8 @@ function _isNotFound(e: unknown): boolean {
 /** An upstream failure as the error a client should see when nothing cached can stand in. */
 function _asOciError(e: unknown, notFound: ErrorCode, what: string, u: Upstream): OciError {
   if (e instanceof OciError) return e;
+  // The address stays in the server's log (_failed), not in the answer to a possibly anonymous client.
+  if (isBlockedError(e)) return new OciError('DENIED', `upstream ${u.name} sent berth to a loopback, private or link-local address for ${what}; refused (proxy.upstreams[].allowPrivateNetworks)`);
   if (_isNotFound(e)) return new OciError(notFound, `${notFound === 'BLOB_UNKNOWN' ? 'blob' : notFound === 'NAME_UNKNOWN' ? 'repository' : 'manifest'} unknown to upstream ${u.name}: ${what}`);
   if (_status(e) === 429) return withHeaders(new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`), { 'Retry-After': '30' });
   return new OciError('UNAVAILABLE', `upstream ${u.name} is unavailable and ${what} is not cached: ${(e as Error)?.message ?? e}`);
