@@ -19,13 +19,41 @@ const BLOCKED = new BlockList();
 for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
   BLOCKED.addSubnet(net, bits, 'ipv4');
 }
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['fd00:ec2::', 32]] as const) {
+// Also NAT64 local-use (RFC 8215), Teredo and discard-only; IPv4 embedded in IPv6 is unwrapped below (_unmap).
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['fd00:ec2::', 32], ['64:ff9b:1::', 48], ['2001::', 32], ['100::', 64]] as const) {
   BLOCKED.addSubnet(net, bits, 'ipv6');
 }
 
-/** IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address in disguise. */
+/**
+ * The IPv4 address an IPv6 address carries, when it carries one that a network may route to: IPv4-mapped
+ * (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d, RFC 6052) and 6to4 (2002:AABB:CCDD::).
+ * `64:ff9b::7f00:1` reaches 127.0.0.1 through a NAT64 gateway, so it is judged as 127.0.0.1.
+ */
 function _unmap(address: string): string {
-  return /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
+  if (isIP(address) !== 6) return address;
+  const g = _groups(address);
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  if (zero(0, 5) && g[5] === 0xffff) return v4(g[6], g[7]);
+  if (zero(0, 6) && (g[6] !== 0 || g[7] > 1)) return v4(g[6], g[7]);
+  if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return v4(g[6], g[7]);
+  if (g[0] === 0x2002) return v4(g[1], g[2]);
+  return address;
+}
+
+/** The eight 16-bit groups of an IPv6 address (which may end in a dotted IPv4 part). */
+function _groups(address: string): number[] {
+  let a = address.split('%')[0];
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (dotted) {
+    const [, b1, b2, b3, b4] = dotted.map(Number);
+    a = a.slice(0, dotted.index) + `${((b1 << 8) | b2).toString(16)}:${((b3 << 8) | b4).toString(16)}`;
+  }
+  const [head, tail] = a.split('::');
+  const parse = (part: string | undefined) => (part ? part.split(':').map((x) => parseInt(x, 16)) : []);
+  const h = parse(head);
+  const t = parse(tail);
+  return tail === undefined ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
 }
 
 export function isBlockedAddress(address: string): boolean {

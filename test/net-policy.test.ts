@@ -111,8 +111,11 @@ test('mirror config: a loopback or private upstream needs allowPrivateNetworks; 
 
 test('address policy: checked on the resolved address, literal IPs and the connected socket', async (t) => {
   const deny = addressPolicy(false);
-  for (const a of ['127.0.0.1', '10.1.2.3', '169.254.169.254', '::1', '::ffff:127.0.0.1', 'fd00:ec2::254', '100.64.0.1']) assert.ok(!deny.allows(a), a);
-  assert.ok(deny.allows('93.184.216.34'));
+  // IPv4 inside IPv6 (mapped, compatible, NAT64, 6to4) is judged as the IPv4 address it reaches.
+  for (const a of ['127.0.0.1', '10.1.2.3', '169.254.169.254', '::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::127.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1', 'fd00:ec2::254', '100.64.0.1', 'fe80::1%eth0']) {
+    assert.ok(!deny.allows(a), a);
+  }
+  for (const a of ['93.184.216.34', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1', '2606:4700::1111']) assert.ok(deny.allows(a), a);
   const some = addressPolicy(['10.0.0.0/8', '::1']);
   assert.ok(some.allows('10.9.9.9') && some.allows('::1') && !some.allows('127.0.0.1') && !some.allows('169.254.169.254'));
   assert.ok(addressPolicy(true).allows('127.0.0.1'));
