@@ -335,7 +335,8 @@ function _unreachable(host: string, e: unknown, insecure: boolean): Error {
   if (/certificate|self.signed|SSL|TLS|EPROTO/i.test(code + msg) && !insecure) {
     return new RegistryError(`cannot verify TLS for ${host} (${code || msg}); pass --insecure if this registry uses plain HTTP or a self-signed certificate`, 0);
   }
-  return new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0);
+  // The cause stays attached: a caller may need to tell a refused connection (an address policy) from a dead host.
+  return Object.assign(new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0), { cause: e });
 }
 
 async function _errorFrom(method: string, url: string, res: Response, host: string, deniedHint?: string): Promise<RegistryError> {

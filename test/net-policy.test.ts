@@ -13,6 +13,7 @@ import { SignJWT, calculateJwkThumbprint } from 'jose';
 import { createLogger, createRegistry, listen, loadConfig, ConfigError } from '../registry/index.js';
 import { addressPolicy, guardedAgent, isBlockedError } from '../registry/net-policy.js';
 import { FsDriver } from '../storage/fs.js';
+import { Registry } from '../client/registry.js';
 import { basic, getToken, makeRegistry } from './auth-fixtures.js';
 import { raw, sha256 } from './registry-client.js';
 
@@ -130,6 +131,10 @@ test('address policy: checked on the resolved address, literal IPs and the conne
   }
   const ok = await request(svc.url, { dispatcher: guardedAgent(addressPolicy(['127.0.0.1'])) });
   assert.equal(await ok.body.text(), 'internal');
+  // Through the registry client too: the refusal survives its "cannot reach" wrapping (the mirror answers DENIED).
+  const reg = new Registry(`localhost:${svc.port}`, { dispatcher: guardedAgent(deny), retries: 0 });
+  const refused = await reg.request({ method: 'GET', url: '/v2/x/manifests/v1' }).then(() => undefined, (e) => e);
+  assert.ok(isBlockedError(refused), String(refused));
 });
 
 test('trusted issuers: a JWKS URL on an internal address is fetched only with allowPrivateNetworks', async (t) => {
