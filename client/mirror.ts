@@ -3,6 +3,7 @@
 // HEAD that reports status/digest/type/size (for tag revalidation), and a blob GET that learns the size from the
 // first response (no HEAD round trip before the first byte) and resumes with Range when the connection drops.
 import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseDigest, type Digest } from '../spec/digest.js';
 import { ACCEPT_ALL_MANIFESTS, baseMediaType } from '../spec/media-types.js';
@@ -19,6 +20,8 @@ export interface UpstreamOptions {
   credentialsToRealm?: string[];
   /** Retries on 429/5xx/resets per request (default 1: a cache would rather serve stale than wait). */
   retries?: number;
+  /** Carries every connection (redirects and token realms too); the server passes one that enforces its address policy. */
+  dispatcher?: Dispatcher;
 }
 
 /** A Registry for one upstream. Credentials go to its host (Basic) and to token realms on it or listed. */
@@ -36,6 +39,7 @@ export function upstreamRegistry(opts: UpstreamOptions): Registry {
     retries: opts.retries ?? 1,
     backoffMs: 100,
     maxRetryAfterMs: 1_000,
+    dispatcher: opts.dispatcher,
   });
 }
 

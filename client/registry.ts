@@ -27,6 +27,12 @@ export interface RegistryOptions {
   userAgent?: string;
   /** Parallel connections per origin (default 16). */
   connections?: number;
+  /**
+   * The undici dispatcher for every connection this registry makes — redirect hops and token realms included —
+   * e.g. one that refuses internal addresses (a server following URLs it was handed). Replaces the shared agent,
+   * so `insecure` TLS does not apply to it. Default: a shared Agent.
+   */
+  dispatcher?: Dispatcher;
 }
 
 export interface RequestSpec {
@@ -109,7 +115,8 @@ async function _agent(insecureTls: boolean, connections: number): Promise<{ agen
 export class Registry {
   readonly auth: Authenticator;
   private base?: Promise<string>;
-  private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials'>> & { insecure: boolean };
+  private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials' | 'dispatcher'>> & { insecure: boolean };
+  private readonly dispatcher?: Dispatcher;
 
   constructor(
     readonly host: string,
@@ -124,6 +131,7 @@ export class Registry {
       connections: options.connections ?? 16,
       insecure,
     };
+    this.dispatcher = options.dispatcher;
     const creds = options.credentials ?? new DockerCredentialStore();
     this.auth = new Authenticator(host, creds, async (r) => {
       const body = r.body;
@@ -233,7 +241,7 @@ export class Registry {
         method,
         headers,
         body: body ? _toUndiciBody(body()) : undefined,
-        dispatcher: agent,
+        dispatcher: this.dispatcher ?? agent,
         signal: spec.signal,
       });
       const res = _wrap(r, url);
@@ -327,7 +335,8 @@ function _unreachable(host: string, e: unknown, insecure: boolean): Error {
   if (/certificate|self.signed|SSL|TLS|EPROTO/i.test(code + msg) && !insecure) {
     return new RegistryError(`cannot verify TLS for ${host} (${code || msg}); pass --insecure if this registry uses plain HTTP or a self-signed certificate`, 0);
   }
-  return new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0);
+  // The cause stays attached: a caller may need to tell a refused connection (an address policy) from a dead host.
+  return Object.assign(new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0), { cause: e });
 }
 
 async function _errorFrom(method: string, url: string, res: Response, host: string, deniedHint?: string): Promise<RegistryError> {

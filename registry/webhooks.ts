@@ -6,17 +6,17 @@ export interface WebhookConfig {
   repositories?: string[];
   timeout?: string;
   retries?: number;
-  allowPrivateNetworks?: boolean;
+  /** Allow loopback/private/link-local receivers: true, or only these CIDRs (net-policy.ts). */
+  allowPrivateNetworks?: PrivateNetworks;
 }
 
 import { createHmac, randomUUID } from 'node:crypto';
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP } from 'node:net';
 import picomatch from 'picomatch';
-import { parseDuration } from './config.js';
+import { ConfigError, parseDuration } from './config.js';
 import type { Logger } from './log.js';
+import { addressPolicy, isBlockedError, privateNetworksProblem, type AddressPolicy, type PrivateNetworks } from './net-policy.js';
 
 export type EventKind = 'push' | 'delete' | 'pull';
 
@@ -35,23 +35,8 @@ export interface RegistryEvent {
 const TYPES: Record<EventKind, string> = { push: 'dev.berth.artifact.pushed', delete: 'dev.berth.artifact.deleted', pull: 'dev.berth.artifact.pulled' };
 const MAX_QUEUE = 10_000;
 
-/** Addresses a webhook may never reach unless allowPrivateNetworks: loopback, private, link-local, metadata, … */
-const BLOCKED = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
-  BLOCKED.addSubnet(net, bits, 'ipv4');
-}
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['fd00:ec2::', 32]] as const) {
-  BLOCKED.addSubnet(net, bits, 'ipv6');
-}
-
-export function isBlockedAddress(address: string): boolean {
-  // IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address in disguise.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return isBlockedAddress(mapped[1]);
-  const family = isIP(address);
-  if (family === 0) return true;
-  return BLOCKED.check(address, family === 6 ? 'ipv6' : 'ipv4');
-}
+// The address policy is shared with every other URL the server follows (net-policy.ts).
+export { isBlockedAddress } from './net-policy.js';
 
 /** The CloudEvents 1.0 JSON document (structured mode) for `e`. */
 export function cloudEvent(e: RegistryEvent, source: string): Record<string, unknown> {
@@ -78,6 +63,7 @@ interface Target {
   repo: (name: string) => boolean;
   timeoutMs: number;
   retries: number;
+  policy: AddressPolicy;
 }
 
 export interface Webhooks {
@@ -88,12 +74,17 @@ export interface Webhooks {
 }
 
 export function createWebhooks(configs: WebhookConfig[], log: Logger, opts: { source?: string; backoffMs?: number } = {}): Webhooks {
+  for (const [i, c] of configs.entries()) {
+    const problem = privateNetworksProblem(c.allowPrivateNetworks);
+    if (problem) throw new ConfigError(`webhooks[${i}]: ${problem}`);
+  }
   const targets: Target[] = configs.map((c) => ({
     config: c,
     events: new Set(c.events ?? ['push', 'delete']),
     repo: c.repositories?.length ? picomatch(c.repositories, { dot: true }) : () => true,
     timeoutMs: c.timeout ? parseDuration(c.timeout) : 5_000,
     retries: c.retries ?? 5,
+    policy: addressPolicy(c.allowPrivateNetworks ?? false),
   }));
   const source = opts.source ?? 'berth';
   const backoff = opts.backoffMs ?? 500;
@@ -119,7 +110,7 @@ export function createWebhooks(configs: WebhookConfig[], log: Logger, opts: { so
         }
         log.debug('webhook failed, will retry', { url: t.config.url, status, attempt, id });
       } catch (e) {
-        if ((e as { blocked?: boolean }).blocked) {
+        if (isBlockedError(e)) {
           log.warn('webhook not sent: destination is a private, loopback or link-local address (allowPrivateNetworks: false)', { url: t.config.url });
           return;
         }
@@ -153,30 +144,21 @@ export function createWebhooks(configs: WebhookConfig[], log: Logger, opts: { so
 /** POSTs `body`; the address check runs at connect time on the resolved address (no DNS-rebinding gap). */
 function _post(t: Target, body: string): Promise<number> {
   const url = new URL(t.config.url);
-  const allow = t.config.allowPrivateNetworks ?? false;
   const headers: Record<string, string> = {
     'Content-Type': 'application/cloudevents+json; charset=utf-8',
     'Content-Length': String(Buffer.byteLength(body)),
     'User-Agent': 'berth-webhook',
   };
   if (t.config.secret) headers['X-Berth-Signature'] = signature(t.config.secret, body);
-  const lookup = (host: string, options: object, cb: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
-    dnsLookup(host, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return cb(err, '');
-      const bad = addresses.find((a) => !allow && isBlockedAddress(a.address));
-      if (bad) return cb(Object.assign(new Error(`webhook address ${bad.address} is not allowed`), { blocked: true }), '');
-      if ((options as { all?: boolean }).all) return cb(null, addresses);
-      cb(null, addresses[0].address, addresses[0].family);
-    });
-  };
   return new Promise((resolve, reject) => {
-    // A literal IP skips DNS: check it here.
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) && !allow && isBlockedAddress(host)) {
-      return reject(Object.assign(new Error(`webhook address ${host} is not allowed`), { blocked: true }));
+    // A literal IP skips DNS: check it here; names are checked in the lookup the socket uses.
+    try {
+      t.policy.checkHost(url.hostname);
+    } catch (e) {
+      return reject(e);
     }
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(url, { method: 'POST', headers, lookup: lookup as never, timeout: t.timeoutMs }, (res) => {
+    const req = send(url, { method: 'POST', headers, lookup: t.policy.lookup, timeout: t.timeoutMs }, (res) => {
       res.resume();
       res.once('end', () => resolve(res.statusCode ?? 0));
       res.once('error', reject);

@@ -4,6 +4,12 @@ const duration = { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' };
 /** Glob patterns (picomatch): `team-a/**`, `v*`. */
 const patterns = { type: 'array', items: { type: 'string', minLength: 1 } };
 
+/**
+ * Whether the server may connect to loopback, private, link-local and metadata addresses for this URL (redirects
+ * and token realms included): false (default), true, or the only IPs/CIDRs allowed (registry/net-policy.ts).
+ */
+const allowPrivateNetworks = { anyOf: [{ type: 'boolean' }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }] };
+
 /** A JWT issuer berth trusts (token.trust entries and oidc providers): jwksUrl or pem keys, never HS* or none. */
 const issuerProps = {
   issuer: { type: 'string', minLength: 1 },
@@ -12,6 +18,8 @@ const issuerProps = {
   /** PEM public keys, as text or as paths to PEM files. */
   pem: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
   algorithms: { type: 'array', minItems: 1, items: { enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] } },
+  /** May jwksUrl be on a loopback/private address. */
+  allowPrivateNetworks,
 } as const;
 const keySource = { anyOf: [{ required: ['jwksUrl'] }, { required: ['pem'] }] } as const;
 const names = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 } };
@@ -256,7 +264,7 @@ export const configSchema = {
           timeout: duration,
           retries: { type: 'integer', minimum: 0, maximum: 20 },
           /** Allow loopback, private, link-local and metadata addresses (off: such receivers are refused). */
-          allowPrivateNetworks: { type: 'boolean' },
+          allowPrivateNetworks,
         },
       },
     },
@@ -286,6 +294,8 @@ export const configSchema = {
               allow: { type: 'array', items: { type: 'string', minLength: 1 } },
               allowPush: { type: 'boolean' },
               credentialsToRealm: { type: 'array', items: { type: 'string', minLength: 1 } },
+              /** The upstream, its redirects and token realms may be on internal addresses (default: refused). */
+              allowPrivateNetworks,
             },
           },
         },

@@ -45,7 +45,7 @@ function authConfig(issuerUrl: string) {
   return {
     mode: 'token',
     oidc: [{
-      name: 'ci', issuer: issuerUrl, audience: 'berth', jwksUrl: `${issuerUrl}/jwks`,
+      name: 'ci', issuer: issuerUrl, audience: 'berth', jwksUrl: `${issuerUrl}/jwks`, allowPrivateNetworks: true,
       claims: { repository_owner: 'myorg', ref: 'refs/heads/*' }, subject: '${repository}@${ref}',
     }],
     acl: [{ repositories: ['ci/${claim.repository}/**'], subjects: ['oidc:ci'], actions: ['pull', 'push'] }],

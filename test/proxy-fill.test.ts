@@ -70,7 +70,7 @@ async function mirror(t: TestContext, upstream: string, timeout: string, appendD
       return super.append(path, offset, body);
     }
   })({ root, fsync: false });
-  const config = loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'up', url: upstream, prefix: 'up', default: true, timeout }] } } });
+  const config = loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'up', url: upstream, prefix: 'up', default: true, timeout, allowPrivateNetworks: true }] } } });
   const registry = createRegistry(config, driver, createLogger('silent', false));
   const server = await listen(registry.app, '127.0.0.1:0');
   t.after(async () => {

@@ -25,8 +25,8 @@ function mirrorConfig(docker: string, second: { url: string; host: string }): st
     log: { level: 'warn', requests: false },
     proxy: {
       upstreams: [
-        { name: 'docker.io', url: docker, prefix: 'docker.io', host: 'docker.io', default: true, tagTtl: '0s', timeout: '3s', allow: ['library/**'] },
-        { name: 'second', url: second.url, prefix: 'second', host: second.host, tagTtl: '0s', timeout: '3s' },
+        { name: 'docker.io', url: docker, prefix: 'docker.io', host: 'docker.io', default: true, tagTtl: '0s', timeout: '3s', allow: ['library/**'], allowPrivateNetworks: true },
+        { name: 'second', url: second.url, prefix: 'second', host: second.host, tagTtl: '0s', timeout: '3s', allowPrivateNetworks: true },
       ],
     },
   });

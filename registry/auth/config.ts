@@ -1,5 +1,6 @@
 // The `auth` section of berth.yaml (schema: spec/config-schema.ts `authSchema`; documented in README "Authentication").
 import type { AclRule } from './acl.js';
+import type { PrivateNetworks } from '../net-policy.js';
 
 export type SigningAlgorithm = 'ES256' | 'RS256' | 'EdDSA';
 
@@ -14,6 +15,8 @@ export interface IssuerConfig {
   pem?: string[];
   /** Accepted signature algorithms (never HS* or none); default RS256, ES256, EdDSA. */
   algorithms?: string[];
+  /** Whether jwksUrl may be on a loopback/private address: true, or only these CIDRs (registry/net-policy.ts). */
+  allowPrivateNetworks?: PrivateNetworks;
 }
 
 export interface OidcProviderConfig extends IssuerConfig {

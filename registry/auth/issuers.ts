@@ -2,9 +2,10 @@
 // configured JWKS URL or PEM keys — never from the token's own `jwk`/`x5c`/`jku` headers (CVE-2025-24976): jose's
 // jwtVerify is always given our key (or our key set), algorithms are pinned, and iss/aud/exp/nbf are checked.
 import { readFileSync } from 'node:fs';
-import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type KeyObject } from 'jose';
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type KeyObject } from 'jose';
 import { KeyError, verifyKeyFromPem, type VerifyKey } from './keys.js';
 import type { IssuerConfig } from './config.js';
+import { addressPolicy, guardedFetch, privateNetworksProblem } from '../net-policy.js';
 
 export const CLOCK_TOLERANCE_S = 60;
 const DEFAULT_ALGS = ['RS256', 'ES256', 'EdDSA'];
@@ -23,8 +24,20 @@ export async function trustedIssuer(cfg: IssuerConfig, defaultAudience: string, 
   const options = { issuer: cfg.issuer, audience, algorithms, clockTolerance: CLOCK_TOLERANCE_S, requiredClaims: ['exp'] };
   const getKeys: JWTVerifyGetKey[] = [];
   if (cfg.jwksUrl) {
-    // Cached; an unknown kid refetches (at most every 30 s), so the issuer can rotate without a restart.
-    getKeys.push(createRemoteJWKSet(new URL(cfg.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }));
+    const url = new URL(cfg.jwksUrl);
+    const problem = privateNetworksProblem(cfg.allowPrivateNetworks);
+    if (problem) throw new KeyError(`${where}: ${problem}`);
+    // The server's address policy (net-policy.ts), checked on the connection itself; a literal internal address
+    // without allowPrivateNetworks could never work, so it fails at start-up.
+    const policy = addressPolicy(cfg.allowPrivateNetworks ?? false);
+    try {
+      policy.checkHost(url.hostname);
+    } catch {
+      throw new KeyError(`${where}: jwksUrl ${url.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to trust it`);
+    }
+    // Cached; an unknown kid refetches (at most every 30 s), so the issuer can rotate without a restart. jose never
+    // follows redirects for it.
+    getKeys.push(createRemoteJWKSet(url, { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000, [customFetch]: guardedFetch(policy) }));
   }
   const pemKeys: VerifyKey[] = [];
   for (const [i, entry] of (cfg.pem ?? []).entries()) {

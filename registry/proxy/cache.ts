@@ -11,6 +11,7 @@ import { paths, type Store } from '../../storage/index.js';
 import { withHeaders } from '../errors.js';
 import type { Ctx } from '../context.js';
 import type { Logger } from '../log.js';
+import { guardedAgent, isBlockedError } from '../net-policy.js';
 import { pageParams, paginate } from '../context.js';
 import { parseDigestParam, parseRange, sendStream } from '../routes/blobs.js';
 import { nextLink } from '../routes/tags.js';
@@ -77,7 +78,14 @@ export class PullThroughCache {
   private _registry(u: Upstream): Registry {
     let r = this.registries.get(u.name);
     if (!r) {
-      r = upstreamRegistry({ url: u.url, username: u.config.username, password: u.config.password, credentialsToRealm: u.config.credentialsToRealm });
+      r = upstreamRegistry({
+        url: u.url,
+        username: u.config.username,
+        password: u.config.password,
+        credentialsToRealm: u.config.credentialsToRealm,
+        // Every connection — the upstream, each redirect hop, token realms — obeys the address policy.
+        dispatcher: guardedAgent(u.policy),
+      });
       this.registries.set(u.name, r);
     }
     return r;
@@ -257,6 +265,11 @@ export class PullThroughCache {
   /**
    * Serves a blob of `m`: undefined when it is (now) in storage and linked, so the normal handler serves it;
    * otherwise a response streamed from a fill, or (HEAD) the upstream's answer.
+   *
+   * A mirrored repository gains a blob only from bytes its own upstream sent, verified against the digest (a fill)
+   * — even when the bytes are already stored for another repository. An upstream's HEAD 200 proves nothing (it can
+   * claim any digest): linking on it would expose another team's private blob under the mirror's (often public)
+   * namespace. For the same reason a fill serves and links only the repository it was started for.
    */
   async blob(c: Ctx, m: Mapping): Promise<Response | undefined> {
     const digest = parseDigestParam(c.var.target.reference);
@@ -268,34 +281,23 @@ export class PullThroughCache {
       this._touchBlob(m.local, digest);
       return undefined;
     }
-    const running = this.fills.get(digest);
-    if (size !== undefined && !running) {
-      // The bytes are here for another repository: link them once the upstream confirms this one has them too.
-      await this._upstreamHas(m, digest);
-      await blobs.link(m.local, digest);
-      this._count(u, 'hits');
-      return undefined;
-    }
+    const key = `${m.local}@${digest}`;
     if (c.req.method === 'HEAD') {
+      // Only the upstream's claim is passed on; nothing is linked.
+      const running = this.fills.get(key);
       const known = running
         ? await running.then((f) => f.size, (e) => Promise.reject(_asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u)))
         : await this._upstreamHas(m, digest);
       return c.body(null, 200, { ..._blobHeaders(digest), 'Content-Length': String(known) });
     }
-    const { fill: pending, joined } = this.fills.getOrStart(digest, () => this._startFill(m, digest));
+    const { fill: pending, joined } = this.fills.getOrStart(key, () => this._startFill(m, digest));
     let fill: BlobFill;
     try {
       fill = await pending;
     } catch (e) {
       throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u);
     }
-    if (joined) {
-      this._count(u, 'joined');
-      if (fill.repository !== m.local && !(await blobs.isLinked(m.local, digest))) {
-        await this._upstreamHas(m, digest);
-        fill.done.then(() => blobs.link(m.local, digest), () => {}).catch((e) => this.log.warn('proxy: link failed', { err: String(e) }));
-      }
-    }
+    if (joined) this._count(u, 'joined');
     return this._serveFill(c, fill);
   }
 
@@ -418,6 +420,8 @@ function _isNotFound(e: unknown): boolean {
 /** An upstream failure as the error a client should see when nothing cached can stand in. */
 function _asOciError(e: unknown, notFound: ErrorCode, what: string, u: Upstream): OciError {
   if (e instanceof OciError) return e;
+  // The address stays in the server's log (_failed), not in the answer to a possibly anonymous client.
+  if (isBlockedError(e)) return new OciError('DENIED', `upstream ${u.name} sent berth to a loopback, private or link-local address for ${what}; refused (proxy.upstreams[].allowPrivateNetworks)`);
   if (_isNotFound(e)) return new OciError(notFound, `${notFound === 'BLOB_UNKNOWN' ? 'blob' : notFound === 'NAME_UNKNOWN' ? 'repository' : 'manifest'} unknown to upstream ${u.name}: ${what}`);
   if (_status(e) === 429) return withHeaders(new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`), { 'Retry-After': '30' });
   return new OciError('UNAVAILABLE', `upstream ${u.name} is unavailable and ${what} is not cached: ${(e as Error)?.message ?? e}`);

@@ -8,9 +8,11 @@
 //      and no `ns` names another registry.
 // Anything else is a hosted repository. Cached content is stored under `<prefix>/<remote name>` whichever way it was
 // asked for, so the three ways share one cache, and hosted repositories (never under a prefix) cannot collide.
+import { isIP } from 'node:net';
 import picomatch from 'picomatch';
 import { isValidName } from '../../spec/index.js';
 import { ConfigError, parseDuration } from '../config.js';
+import { addressPolicy, privateNetworksProblem, type AddressPolicy, type PrivateNetworks } from '../net-policy.js';
 
 export interface UpstreamConfig {
   name: string;
@@ -30,6 +32,11 @@ export interface UpstreamConfig {
   allowPush?: boolean;
   /** Token realm hosts besides the upstream's own that may receive its credentials (e.g. auth.docker.io). */
   credentialsToRealm?: string[];
+  /**
+   * Whether the upstream, its blob redirects and token realms may be on loopback/private/link-local addresses:
+   * false (default: refused), true, or the only IPs/CIDRs allowed (registry/net-policy.ts).
+   */
+  allowPrivateNetworks?: PrivateNetworks;
 }
 
 export interface ProxyConfig {
@@ -53,6 +60,8 @@ export interface Upstream {
   tagTtlMs: number;
   timeoutMs: number;
   allowPush: boolean;
+  /** Where this upstream's requests may connect (every hop, realms included). */
+  policy: AddressPolicy;
   config: UpstreamConfig;
   /** Whether the remote repository may be fetched through this mirror. */
   allows(remote: string): boolean;
@@ -70,6 +79,14 @@ export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
     }
     if (u.default && out.some((o) => o.isDefault)) throw new ConfigError(`${where}: only one upstream can be the default`);
     const url = new URL(u.url);
+    const problem = privateNetworksProblem(u.allowPrivateNetworks);
+    if (problem) throw new ConfigError(`${where}: ${problem}`);
+    const policy = addressPolicy(u.allowPrivateNetworks ?? false);
+    // An upstream on a literal internal address could never be reached: say so at start-up, not on every pull.
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if ((isIP(host) && !policy.allows(host)) || (/^localhost$|\.localhost$/i.test(host) && !policy.allows('127.0.0.1'))) {
+      throw new ConfigError(`${where}: ${url.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to mirror it`);
+    }
     const matcher = u.allow?.length ? picomatch(u.allow, { dot: true }) : () => true;
     out.push({
       name: u.name,
@@ -80,6 +97,7 @@ export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
       tagTtlMs: parseDuration(u.tagTtl ?? '0s'),
       timeoutMs: parseDuration(u.timeout ?? '10s'),
       allowPush: u.allowPush ?? false,
+      policy,
       config: u,
       allows: (remote) => matcher(remote),
     });

@@ -48,11 +48,6 @@ export class BlobFill {
     this.done.catch(() => {}); // failures reach readers through `error`; callers may also await `done`
   }
 
-  /** The repository the blob is linked into once published. */
-  get repository(): string {
-    return this.upload.repository;
-  }
-
   get failed(): Error | undefined {
     return this.error;
   }
@@ -163,26 +158,29 @@ export class BlobFill {
   }
 }
 
-/** Starts fills and lets concurrent requests for the same digest share one. */
+/**
+ * Starts fills and lets concurrent requests for the same key share one. The cache keys fills by repository and
+ * digest: a fill's bytes come from one repository's upstream and are served and linked for that repository only.
+ */
 export class FillRegistry {
-  private readonly inflight = new Map<Digest, Promise<BlobFill>>();
+  private readonly inflight = new Map<string, Promise<BlobFill>>();
 
-  /** The running fill for `digest`, if any. */
-  get(digest: Digest): Promise<BlobFill> | undefined {
-    return this.inflight.get(digest);
+  /** The running fill for `key`, if any. */
+  get(key: string): Promise<BlobFill> | undefined {
+    return this.inflight.get(key);
   }
 
   /**
-   * Returns the running fill for `digest` or starts one with `open` (which resolves once the upstream answered).
+   * Returns the running fill for `key` or starts one with `open` (which resolves once the upstream answered).
    * `joined` tells whether an existing fill was shared.
    */
-  getOrStart(digest: Digest, open: () => Promise<BlobFill>): { fill: Promise<BlobFill>; joined: boolean } {
-    const running = this.inflight.get(digest);
+  getOrStart(key: string, open: () => Promise<BlobFill>): { fill: Promise<BlobFill>; joined: boolean } {
+    const running = this.inflight.get(key);
     if (running) return { fill: running, joined: true };
     const fill = open();
-    this.inflight.set(digest, fill);
+    this.inflight.set(key, fill);
     const forget = () => {
-      if (this.inflight.get(digest) === fill) this.inflight.delete(digest);
+      if (this.inflight.get(key) === fill) this.inflight.delete(key);
     };
     fill.then((f) => f.done.then(forget, forget), forget);
     return { fill, joined: false };
