@@ -33,7 +33,7 @@ export interface Beating {
   expires?: string;
 }
 
-export const DEFAULT_LEASE_TTL_MS = 8_000;
+export const DEFAULT_LEASE_TTL_MS = 5_000;
 
 function _read(path: string): string | undefined {
   try {

@@ -15,7 +15,7 @@
 //   1. GC takes the lease (gc/lease: holder + heartbeat, storage/gc-lease.ts) so one GC runs across replicas.
 //      Drivers offer no conditional write, so the lease is read-write-settle-reread, and re-checked before the
 //      sweep: of two replicas that raced for it, the one whose write was overwritten stops before deleting.
-//      While it runs, GC renews lease and state every ttl/8 (default ttl 8 s) and fences itself: it deletes nothing
+//      While it runs, GC renews lease and state every ttl/8 (default ttl 5 s) and fences itself: it deletes nothing
 //      once 0.6 × ttl has passed since its last renewal that landed. A GC that died (kill -9 in mark or sweep) is
 //      recognised by writers and by the next GC at once when its process is gone on this host, else after ttl
 //      without a new heartbeat — so a dead GC blocks pushes for seconds, never for minutes.
@@ -119,7 +119,7 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Parallel storage calls. */
   concurrency?: number;
-  /** A GC whose heartbeat stops for this long counts as dead (default 8 s; storage/gc-lease.ts). */
+  /** A GC whose heartbeat stops for this long counts as dead (default 5 s; storage/gc-lease.ts). */
   leaseTtlMs?: number;
   /** Called for every removed (or, dry run, removable) item. */
   onItem?: (kind: 'blob' | 'manifest' | 'link' | 'referrer' | 'upload', what: string, bytes?: number) => void;
