@@ -1,5 +1,6 @@
-// The /v2 middleware that applies repository policies (immutable deletes of tags, manifests and blobs, quotas), records pulls for retention and
-// emits webhook events for what succeeded. Runs after auth and the proxy; handlers stay unaware of it.
+// The /v2 middleware that applies repository policies (immutable tags against deletes of their tag, manifests and
+// blobs; quotas), records pulls for retention and emits webhook events for what succeeded. Runs after auth and the
+// proxy; handlers stay unaware of it.
 // Immutable overwrites are checked inside ManifestStore.put (store.manifests.tagPolicy), where the digest is known.
 import type { MiddlewareHandler } from 'hono';
 import { isDigest, type Digest } from '../spec/index.js';

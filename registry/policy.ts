@@ -74,11 +74,12 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
   };
 
   /**
-   * Everything an immutable tag of `name` keeps pullable — its manifest and, recursively, an index's child manifests,
-   * and every manifest's config and layers — mapped to the tag. Deleting any of it would break a pull of that tag.
+   * The immutable tag of `name` whose image includes `digest` — its manifest or, recursively, an index's child
+   * manifests and every manifest's config and layers — or undefined. Deleting any of those breaks a pull of the tag.
    */
-  const heldByImmutable = async (name: string): Promise<Map<string, string>> => {
-    const held = new Map<string, string>();
+  const immutableHolder = async (name: string, digest: string): Promise<string | undefined> => {
+    if (!immutable.some((r) => r.repo(name))) return undefined;
+    const seen = new Set<string>();
     for (const tag of await store.driver.list(paths.tags(name))) {
       if (!isImmutable(name, tag)) continue;
       const top = (await store.driver.get(paths.tag(name, tag)))?.toString('utf8');
@@ -86,13 +87,14 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
       while (frontier.length) {
         const next: string[] = [];
         for (const d of frontier) {
-          if (held.has(d)) continue;
-          held.set(d, tag);
+          if (d === digest) return tag;
+          if (seen.has(d)) continue;
+          seen.add(d);
           const stored = await store.manifests.get(name, d).catch(() => undefined);
           if (!stored) continue; // a child never pushed, or already gone: nothing below it to protect
           try {
             const parsed = parseManifest(stored.bytes, stored.mediaType);
-            for (const b of parsed.blobs) if (!held.has(b.digest)) held.set(b.digest, tag);
+            if (parsed.blobs.some((b) => b.digest === digest)) return tag;
             next.push(...parsed.manifests.map((m) => m.digest));
           } catch {
             // Stored manifests parsed once; one that no longer does protects only itself.
@@ -101,7 +103,7 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
         frontier = next;
       }
     }
-    return held;
+    return undefined;
   };
 
   const computeUsage = async (namespace: string): Promise<number> => {
@@ -149,13 +151,13 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
         return;
       }
       // Deleting a manifest by digest also removes every tag pointing at it; deleting an index's child breaks the index.
-      const tag = (await heldByImmutable(name)).get(reference);
+      const tag = await immutableHolder(name, reference);
       if (tag) throw new OciError('DENIED', `manifest ${reference} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`);
     },
 
     async checkBlobDelete(name, digest) {
       if (!immutable.length || !isDigest(digest)) return;
-      const tag = (await heldByImmutable(name)).get(digest);
+      const tag = await immutableHolder(name, digest);
       if (tag) throw new OciError('DENIED', `blob ${digest} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`);
     },
 
