@@ -121,6 +121,22 @@ test('immutable tags protect the whole image: its blobs, configs, index children
   }
 });
 
+test('immutable tags outlive retention, and GC afterwards keeps their whole image', async () => {
+  const { app, driver, policies } = registry({
+    immutableTags: [{ repositories: ['prod/**'], tags: ['v*'] }],
+    retention: { policies: [{ repositories: ['prod/**'], maxAge: '1d' }] },
+  });
+  const now = Date.now();
+  const held = await pushImage(app, 'prod/old', 'v1', 'held');
+  const dropped = await pushImage(app, 'prod/old', 'dev', 'dropped');
+  for (const tag of ['v1', 'dev']) (driver as unknown as { objects: Map<string, { modified: Date }> }).objects.get(paths.tag('prod/old', tag))!.modified = new Date(now - 20 * 86_400_000);
+  assert.deepEqual(await policies.applyRetention({ now }), ['prod/old:dev']);
+  await new GarbageCollector(driver).run({ graceMs: 0, deleteUntagged: true, now: () => Date.now() + 60_000 });
+  assert.equal((await app.request('/v2/prod/old/manifests/v1')).headers.get('docker-content-digest'), held.digest);
+  for (const d of [digestOf('{"s":"held"}'), digestOf('layer-held')]) assert.equal((await app.request(`/v2/prod/old/blobs/${d}`)).status, 200, d);
+  assert.equal((await app.request(`/v2/prod/old/manifests/${dropped.digest}`)).status, 404, 'the mutable one went');
+});
+
 test('quotas: a push over the namespace quota is DENIED with a clear message; other namespaces are unaffected', async () => {
   const { app } = registry({ quotas: [{ namespace: 'small', maxBytes: 1000 }, { namespace: '*', maxBytes: 2000 }] });
   const rows: Array<[string, string, number, number]> = [
