@@ -1,5 +1,6 @@
-// The /v2 middleware that applies repository policies (immutable deletes, quotas), records pulls for retention and
-// emits webhook events for what succeeded. Runs after auth and the proxy; handlers stay unaware of it.
+// The /v2 middleware that applies repository policies (immutable tags against deletes of their tag, manifests and
+// blobs; quotas), records pulls for retention and emits webhook events for what succeeded. Runs after auth and the
+// proxy; handlers stay unaware of it.
 // Immutable overwrites are checked inside ManifestStore.put (store.manifests.tagPolicy), where the digest is known.
 import type { MiddlewareHandler } from 'hono';
 import { isDigest, type Digest } from '../spec/index.js';
@@ -18,7 +19,12 @@ export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) =
     const store = c.var.options.store;
     if (!name) return next();
 
-    if (route === 'manifest' && method === 'DELETE' && reference) await policies.checkDelete(name, reference);
+    // Deletes only where they are enabled (else the handler answers 405 UNSUPPORTED, as on every mutating route).
+    if (method === 'DELETE' && reference && c.var.options.deleteEnabled) {
+      // An immutable tag protects its whole image: the tag, its manifests (index children too), configs and layers.
+      if (route === 'manifest') await policies.checkDelete(name, reference);
+      if (route === 'blob') await policies.checkBlobDelete(name, reference);
+    }
     if (policies.enabled.quotas && (route === 'uploads' || route === 'upload') && (method === 'POST' || method === 'PATCH' || method === 'PUT')) {
       let bytes = _contentLength(c.req.header('content-length'));
       const mount = route === 'uploads' ? c.req.query('mount') : undefined;

@@ -20,7 +20,7 @@ export interface QuotaRule {
 }
 
 import picomatch from 'picomatch';
-import { OciError, isDigest, type Digest } from '../spec/index.js';
+import { OciError, isDigest, parseManifest, type Digest } from '../spec/index.js';
 import { paths, type Store } from '../storage/index.js';
 import { parseDuration, type Config } from './config.js';
 import type { Logger } from './log.js';
@@ -38,8 +38,10 @@ export interface RetentionRun {
 export interface Policies {
   /** DENIED when writing `tags` of `name` would move an immutable tag away from `digest`. */
   checkTagWrite(name: string, tags: string[], digest?: Digest): Promise<void>;
-  /** DENIED when deleting `reference` (a tag, or a digest an immutable tag points to) is not allowed. */
+  /** DENIED when deleting `reference` (a tag, or a digest an immutable tag's image consists of) is not allowed. */
   checkDelete(name: string, reference: string): Promise<void>;
+  /** DENIED when unlinking blob `digest` from `name` would break an image an immutable tag holds. */
+  checkBlobDelete(name: string, digest: string): Promise<void>;
   /** DENIED when adding `bytes` to `name`'s namespace would pass its quota. */
   checkQuota(name: string, bytes: number): Promise<void>;
   /** Counts stored bytes towards the namespace's cached usage. */
@@ -69,6 +71,39 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
     if (exact) return exact;
     const any = quotas.find((q) => q.namespace === '*');
     return any && { namespace: name.split('/')[0], maxBytes: any.maxBytes };
+  };
+
+  /**
+   * The immutable tag of `name` whose image includes `digest` — its manifest or, recursively, an index's child
+   * manifests and every manifest's config and layers — or undefined. Deleting any of those breaks a pull of the tag.
+   */
+  const immutableHolder = async (name: string, digest: string): Promise<string | undefined> => {
+    if (!immutable.some((r) => r.repo(name))) return undefined;
+    const seen = new Set<string>();
+    for (const tag of await store.driver.list(paths.tags(name))) {
+      if (!isImmutable(name, tag)) continue;
+      const top = (await store.driver.get(paths.tag(name, tag)))?.toString('utf8');
+      let frontier: string[] = top && isDigest(top) ? [top] : [];
+      while (frontier.length) {
+        const next: string[] = [];
+        for (const d of frontier) {
+          if (d === digest) return tag;
+          if (seen.has(d)) continue;
+          seen.add(d);
+          const stored = await store.manifests.get(name, d).catch(() => undefined);
+          if (!stored) continue; // a child never pushed, or already gone: nothing below it to protect
+          try {
+            const parsed = parseManifest(stored.bytes, stored.mediaType);
+            if (parsed.blobs.some((b) => b.digest === digest)) return tag;
+            next.push(...parsed.manifests.map((m) => m.digest));
+          } catch {
+            // Stored manifests parsed once; one that no longer does protects only itself.
+          }
+        }
+        frontier = next;
+      }
+    }
+    return undefined;
   };
 
   const computeUsage = async (namespace: string): Promise<number> => {
@@ -115,12 +150,15 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
         if (isImmutable(name, reference)) throw new OciError('DENIED', `tag ${name}:${reference} is immutable (immutableTags) and can't be deleted`);
         return;
       }
-      for (const tag of await store.driver.list(paths.tags(name))) {
-        if (!isImmutable(name, tag)) continue;
-        if ((await store.driver.get(paths.tag(name, tag)))?.toString('utf8') === reference) {
-          throw new OciError('DENIED', `manifest ${reference} is held by immutable tag ${name}:${tag} and can't be deleted`);
-        }
-      }
+      // Deleting a manifest by digest also removes every tag pointing at it; deleting an index's child breaks the index.
+      const tag = await immutableHolder(name, reference);
+      if (tag) throw new OciError('DENIED', `manifest ${reference} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`);
+    },
+
+    async checkBlobDelete(name, digest) {
+      if (!immutable.length || !isDigest(digest)) return;
+      const tag = await immutableHolder(name, digest);
+      if (tag) throw new OciError('DENIED', `blob ${digest} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`);
     },
 
     async checkQuota(name, bytes) {

@@ -185,3 +185,115 @@ test('one GC at a time: the lease', async () => {
   driver.paused = undefined;
   await new GarbageCollector(driver).run(LATER);
 });
+
+// ---- a dead GC must not block writers for long; a live one must still be waited for (issue 14, item 6) ----------
+
+const FOREIGN = { host: 'another-host', pid: 1 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs a writer through GcGuard.around and reports how long it took and whether it re-checked (verify). */
+async function write(driver: Driver): Promise<{ ms: number; verified: boolean; phaseAtVerify?: string }> {
+  const guard = new GcGuard(driver);
+  const started = Date.now();
+  const out: { ms: number; verified: boolean; phaseAtVerify?: string } = { ms: 0, verified: false };
+  await guard.around(async () => {}, async () => {
+    out.verified = true;
+    out.phaseAtVerify = (await guard.state()).phase;
+  });
+  out.ms = Date.now() - started;
+  return out;
+}
+
+test('a GC that died elsewhere (no heartbeat for its ttl) stops blocking writers and the next GC; a beating one does not', async () => {
+  const driver = new MemoryDriver();
+  // Left by a GC on another machine, killed mid-sweep: its process can't be checked from here.
+  await driver.put(paths.gcState, JSON.stringify({ gen: 7, phase: 'sweep', beat: 3, ttl: 400, owner: FOREIGN, expires: new Date(Date.now() + 3_600_000).toISOString() }));
+  const w = await write(driver);
+  assert.ok(w.verified, 'the writer re-checks its content');
+  assert.ok(w.ms >= 350 && w.ms < 3_000, `waited about the ttl (${w.ms} ms), not the state's expiry`);
+  assert.ok((await write(driver)).ms < 100, 'later writers of this process do not wait again');
+
+  // A GC elsewhere that keeps beating: writers wait for its sweep however long it takes, well past the ttl.
+  await driver.put(paths.gcState, JSON.stringify({ gen: 8, phase: 'sweep', beat: 1, ttl: 400, owner: FOREIGN }));
+  let beat = 1;
+  const beating = setInterval(() => void driver.put(paths.gcState, JSON.stringify({ gen: 8, phase: 'sweep', beat: ++beat, ttl: 400, owner: FOREIGN })), 50);
+  setTimeout(() => {
+    clearInterval(beating);
+    void driver.put(paths.gcState, JSON.stringify({ gen: 8, phase: 'idle' }));
+  }, 1_500);
+  const live = await write(driver);
+  assert.ok(live.ms >= 1_400, `waited for the live GC (${live.ms} ms)`);
+  assert.equal(live.phaseAtVerify, 'idle', 're-checked only after its sweep');
+
+  // The next GC: a dead holder's lease is taken over after the ttl; a beating holder's is not.
+  await driver.put(paths.gcLease, JSON.stringify({ holder: 'dead', beat: 9, ttl: 400, owner: FOREIGN, expires: new Date(Date.now() + 3_600_000).toISOString() }));
+  const started = Date.now();
+  await new GarbageCollector(driver).run(LATER);
+  assert.ok(Date.now() - started < 5_000, 'took the dead lease over');
+  await driver.put(paths.gcLease, JSON.stringify({ holder: 'alive', beat: 1, ttl: 400, owner: FOREIGN }));
+  beat = 1;
+  const holding = setInterval(() => void driver.put(paths.gcLease, JSON.stringify({ holder: 'alive', beat: ++beat, ttl: 400, owner: FOREIGN })), 50);
+  await assert.rejects(new GarbageCollector(driver).run(LATER), /holds the lease/);
+  clearInterval(holding);
+});
+
+test('a GC whose process is gone on this host is dead at once', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { selfOwner } = await import('./gc-lease.js');
+  if (!selfOwner().pidns || !selfOwner().boot) return; // not Linux: the heartbeat alone decides
+  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  const owner = { ...selfOwner(), pid: Number(child.stdout.toString()), start: '1' };
+  const driver = new MemoryDriver();
+  await driver.put(paths.gcState, JSON.stringify({ gen: 9, phase: 'mark', beat: 1, ttl: 60_000, owner }));
+  const w = await write(driver);
+  assert.ok(w.ms < 1_000, `no wait for a dead process (${w.ms} ms)`);
+  await driver.put(paths.gcLease, JSON.stringify({ holder: 'dead', beat: 1, ttl: 60_000, owner }));
+  await new GarbageCollector(driver).run(LATER); // takes the lease over at once
+  // This very process, beating: alive.
+  await driver.put(paths.gcState, JSON.stringify({ gen: 10, phase: 'mark', beat: 1, ttl: 60_000, owner: selfOwner() }));
+  setTimeout(() => void driver.put(paths.gcState, JSON.stringify({ gen: 10, phase: 'idle' })), 300);
+  assert.ok((await write(driver)).ms >= 250, 'a live owner is waited for');
+});
+
+/** Pauses blob deletes (like PausingDriver) and can stall the GC's own lease/state writes. */
+class StallingDriver extends PausingDriver {
+  stalled?: Promise<void>;
+  inFlight = 0;
+  override async put(path: string, data: Buffer | string): Promise<void> {
+    if (path.startsWith('gc/') && this.stalled) await this.stalled;
+    return super.put(path, data);
+  }
+  override async delete(path: string): Promise<void> {
+    if (path.startsWith('blobs/') && this.paused) this.inFlight++;
+    return super.delete(path);
+  }
+}
+
+test('a GC that cannot renew its lease stops deleting before writers give up waiting for it (fence)', async () => {
+  const driver = new StallingDriver();
+  const store = createStore(driver);
+  const strays = [];
+  for (let i = 0; i < 12; i++) strays.push(await pushBlob(store, 'f', `stray ${i}`));
+  let release!: () => void;
+  let unstall!: () => void;
+  driver.paused = new Promise((r) => (release = r));
+  const reached = new Promise<void>((r) => (driver.reached = r));
+  const gc = new GarbageCollector(driver).run({ ...LATER, leaseTtlMs: 400, concurrency: 1 });
+  const outcome = gc.then(() => 'finished', (e: Error) => e.constructor.name);
+  await reached; // sweeping; now its renewals stop landing (slow storage, or a stalled process)
+  driver.stalled = new Promise((r) => (unstall = r));
+  const w = await write(driver);
+  assert.ok(w.verified && w.ms >= 350, `the writer waited out the ttl (${w.ms} ms), then re-checked`);
+  release();
+  driver.paused = undefined;
+  await sleep(200);
+  unstall();
+  driver.stalled = undefined;
+  assert.equal(await outcome, 'GcFencedError');
+  let left = 0;
+  for (const b of strays) if (await exists(driver, paths.blobData(b.digest))) left++;
+  assert.equal(left, strays.length - driver.inFlight, 'only the deletes already in flight happened');
+  assert.ok(left > 0);
+  assert.equal((await new GcGuard(driver).state()).phase, 'idle', 'the fenced run left the state idle');
+  assert.equal(await driver.get(paths.gcLease), undefined, 'and released its lease');
+});

@@ -12,9 +12,13 @@
 //
 // The protocol that makes it safe online (a push racing the sweep succeeds with its blobs present, or fails
 // cleanly so the client pushes again):
-//   1. GC takes the lease (gc/lease: holder + expiry, renewed while running) so one GC runs across replicas.
+//   1. GC takes the lease (gc/lease: holder + heartbeat, storage/gc-lease.ts) so one GC runs across replicas.
 //      Drivers offer no conditional write, so the lease is read-write-settle-reread, and re-checked before the
 //      sweep: of two replicas that raced for it, the one whose write was overwritten stops before deleting.
+//      While it runs, GC renews lease and state every ttl/8 (default ttl 5 s) and fences itself: it deletes nothing
+//      once 0.6 × ttl has passed since its last renewal that landed. A GC that died (kill -9 in mark or sweep) is
+//      recognised by writers and by the next GC at once when its process is gone on this host, else after ttl
+//      without a new heartbeat — so a dead GC blocks pushes for seconds, never for minutes.
 //   2. GC writes gc/state = { gen: g, phase: 'mark' } and only then lists anything; the mark reads the storage.
 //   3. GC writes gc/state = { gen: g, phase: 'sweep' } and deletes candidates, re-statting each right before its
 //      delete and sparing anything written after `markStart - grace` (a fresh upload, a re-pushed manifest).
@@ -24,7 +28,7 @@
 //   - s0 and s1 both idle and of the same generation: no GC marked or swept between the writer's checks and its
 //     last write; any later GC's mark (step 2 comes before any listing) sees the writer's links and revisions.
 //   - otherwise a GC overlapped: the writer waits until that generation's sweep is over (phase idle, a newer
-//     generation, or an expired state left by a crashed GC), then re-checks that everything it relied on still
+//     generation, or the state of a GC that is gone — see step 1), then re-checks that everything it relied on still
 //     exists. Anything GC deleted meanwhile makes the request fail cleanly (manifest PUT: tags it wrote are undone,
 //     MANIFEST_BLOB_UNKNOWN; completion re-publishes from the upload it still holds; mount falls back to upload).
 //   A writer whose writes landed before the mark listed its repository is seen by the mark, and one whose writes
@@ -36,21 +40,30 @@
 // links before its data, so replicas whose size cache still remembers a swept blob answer 404 all the same.
 // Clocks: GC compares storage mtimes (S3: server time) with its own clock; the grace window must cover the skew.
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { OciError, parseManifest, isDigest, isValidName, type Digest } from '../spec/index.js';
 import type { Driver } from './driver.js';
 import { paths, isUploadId } from './paths.js';
+import { alive, selfOwner, DEFAULT_LEASE_TTL_MS, type Beating } from './gc-lease.js';
 
 export type GcPhase = 'idle' | 'mark' | 'sweep';
 
-export interface GcState {
+export interface GcState extends Beating {
   gen: number;
   phase: GcPhase;
-  /** ISO time after which a non-idle state counts as abandoned (the GC died). */
-  expires?: string;
 }
 
-const LEASE_TTL_MS = 60_000;
+interface GcLease extends Beating {
+  holder: string;
+}
+
+/** How long a writer waits for a live GC's sweep to end before it answers UNAVAILABLE. */
+const WAIT_LIMIT_MS = 120_000;
 const POLL_MS = 25;
+/** How often a GC that finds the lease held looks again (a live holder beats every ttl/8). */
+const LEASE_POLL_MS = 100;
+/** The fraction of ttl after its last renewal a GC may still start a delete (storage/gc-lease.ts). */
+const FENCE = 0.6;
 
 async function _readJson<T>(driver: Driver, path: string): Promise<T | undefined> {
   const raw = await driver.get(path);
@@ -62,13 +75,14 @@ async function _readJson<T>(driver: Driver, path: string): Promise<T | undefined
   }
 }
 
-function _active(s: GcState, now = Date.now()): boolean {
-  return s.phase !== 'idle' && (!s.expires || Date.parse(s.expires) > now);
+/** A GC is running in this state: not idle, and its GC has not died (storage/gc-lease.ts). */
+function _active(s: GcState): boolean {
+  return s.phase !== 'idle' && alive(s, `gen ${s.gen}`);
 }
 
 /** The writers' side of the protocol (see the header). */
 export class GcGuard {
-  constructor(private readonly driver: Driver, private readonly waitLimitMs = 2 * LEASE_TTL_MS) {}
+  constructor(private readonly driver: Driver, private readonly waitLimitMs = WAIT_LIMIT_MS) {}
 
   async state(): Promise<GcState> {
     return (await _readJson<GcState>(this.driver, paths.gcState)) ?? { gen: 0, phase: 'idle' };
@@ -76,7 +90,8 @@ export class GcGuard {
 
   /**
    * Runs `op` (checks, then writes that make content reachable). When a GC overlapped it, waits for that GC's
-   * sweep to end and runs `verify`, which re-checks the content and throws (or repairs) when some of it is gone.
+   * sweep to end (or for it to be found dead) and runs `verify`, which re-checks the content and throws (or
+   * repairs) when some of it is gone.
    */
   async around<T>(op: () => Promise<T>, verify: (result: T) => Promise<void>): Promise<T> {
     const s0 = await this.state();
@@ -104,6 +119,8 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Parallel storage calls. */
   concurrency?: number;
+  /** A GC whose heartbeat stops for this long counts as dead (default 5 s; storage/gc-lease.ts). */
+  leaseTtlMs?: number;
   /** Called for every removed (or, dry run, removable) item. */
   onItem?: (kind: 'blob' | 'manifest' | 'link' | 'referrer' | 'upload', what: string, bytes?: number) => void;
   now?: () => number;
@@ -124,6 +141,9 @@ export interface GcResult {
 }
 
 export class GcBusyError extends Error {}
+
+/** The run stopped before deleting more: it could not renew its lease in time (storage/gc-lease.ts). */
+export class GcFencedError extends Error {}
 
 interface Stamped {
   path: string;
@@ -155,6 +175,15 @@ export class GarbageCollector {
   private gen = 0;
   private phase: GcPhase = 'idle';
   private leaseTimer?: NodeJS.Timeout;
+  private ttl = DEFAULT_LEASE_TTL_MS;
+  /** Heartbeat counter; never reset, so a beat names one moment of one holder. */
+  private beat = 0;
+  /** performance.now() after which this run may start no delete (its last renewal is too old). */
+  private fenceUntil = 0;
+  /** Another GC holds the lease now. */
+  private lost = false;
+  /** Lease and state writes, one at a time (a heartbeat must not land after the final idle state). */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly driver: Driver) {}
 
@@ -165,6 +194,7 @@ export class GarbageCollector {
     const dry = opts.dryRun ?? false;
     const conc = opts.concurrency ?? 32;
     const result: GcResult = { dryRun: dry, repositories: 0, manifestsLive: 0, blobsLive: 0, blobs: 0, bytes: 0, manifests: 0, links: 0, referrers: 0, uploads: 0, ms: 0 };
+    this.ttl = opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     if (!dry) await this._acquire();
     try {
       if (!dry) await this._setPhase('mark');
@@ -194,6 +224,7 @@ export class GarbageCollector {
           const info = await this.driver.stat(path);
           if (!info) return false;
           if (info.modified.getTime() >= cutoff) return false;
+          this._fence();
           await this.driver.delete(path);
         }
         opts.onItem?.(kind, what, bytes);
@@ -353,6 +384,7 @@ export class GarbageCollector {
             if (again && again.modified.getTime() >= cutoff) return;
             // Its stale links went in the link sweep; one still there was refreshed since (a client relies on it).
             for (const link of linksOf.get(digest) ?? []) if (await this.driver.stat(link)) return;
+            this._fence();
             await this.driver.delete(`${paths.blobsRoot}/${alg}/${hh}/${hex}`);
           }
           result.blobs++;
@@ -370,7 +402,10 @@ export class GarbageCollector {
       const data = await this.driver.stat(paths.uploadData(id));
       const last = Math.max(info?.modified.getTime() ?? 0, data?.modified.getTime() ?? 0);
       if (last >= cutoff) continue;
-      if (!dry) await this.driver.delete(paths.upload(id));
+      if (!dry) {
+        this._fence();
+        await this.driver.delete(paths.upload(id));
+      }
       result.uploads++;
       opts.onItem?.('upload', id, data?.size);
     }
@@ -379,11 +414,11 @@ export class GarbageCollector {
   // ---- lease and state ---------------------------------------------------------------------------------------
 
   private async _acquire(): Promise<void> {
-    const lease = await _readJson<{ holder: string; expires: string }>(this.driver, paths.gcLease);
-    if (lease && lease.holder !== this.holder && Date.parse(lease.expires) > Date.now()) {
-      throw new GcBusyError(`another garbage collection holds the lease until ${lease.expires}`);
-    }
-    await this._writeLease();
+    this.lost = false;
+    this.fenceUntil = 0;
+    const lease = await this._heldBy();
+    if (lease) throw new GcBusyError(`another garbage collection holds the lease (${lease.holder}${lease.owner ? ` on ${lease.owner.host}, pid ${lease.owner.pid}` : ''})`);
+    await this._beat();
     // Drivers have no conditional write, so two replicas may both have read "free": the last write wins, and the
     // loser backs off here — or, at the latest, at the check before its sweep (_checkLease), before deleting anything.
     await new Promise((r) => setTimeout(r, 100));
@@ -391,44 +426,87 @@ export class GarbageCollector {
     // Unique per run (not just previous + 1), so two runs that raced for the lease never share a generation.
     const previous = (await new GcGuard(this.driver).state()).gen ?? 0;
     this.gen = Math.max(previous + 1, Date.now() * 1000 + Math.floor(Math.random() * 1000));
-    // Renew the lease, and the state's expiry with it, so writers never take a long run for a dead one.
-    this.leaseTimer = setInterval(() => {
-      void this._holdsLease()
-        .then(async (mine) => {
-          if (!mine) return;
-          await this._writeLease();
-          if (this.phase !== 'idle') await this._setPhase(this.phase);
-        })
-        .catch(() => {});
-    }, LEASE_TTL_MS / 3);
+    // Renew lease and state, so writers and other GCs never take this run for a dead one.
+    this.leaseTimer = setInterval(() => void this._beat().catch(() => {}), Math.max(10, this.ttl / 8));
     this.leaseTimer.unref();
   }
 
+  /**
+   * The lease when a live GC other than this one holds it, else undefined. A holder whose process is gone on this
+   * host is dead at once; otherwise this waits until its heartbeat moves (alive) or stands still for its ttl (dead).
+   */
+  private async _heldBy(): Promise<GcLease | undefined> {
+    let first: GcLease | undefined;
+    for (;;) {
+      const lease = await _readJson<GcLease>(this.driver, paths.gcLease);
+      if (!lease || lease.holder === this.holder || !alive(lease, `lease ${lease.holder}`)) return undefined;
+      if (lease.beat === undefined) return lease; // a legacy lease, unexpired
+      if (first && (first.holder !== lease.holder || first.beat !== lease.beat)) return lease;
+      first ??= lease;
+      await new Promise((r) => setTimeout(r, LEASE_POLL_MS));
+    }
+  }
+
+  /** One renewal: lease, then state (when a run is on), unless the run has lost the lease or passed its fence. */
+  private _beat(): Promise<void> {
+    const next = this.writes.then(async () => {
+      const started = performance.now();
+      if (this.lost || (this.fenceUntil && started > this.fenceUntil)) return; // never renew after the fence
+      if (this.fenceUntil && !(await this._holdsLease())) {
+        this.lost = true;
+        return;
+      }
+      const beating = { beat: ++this.beat, ttl: this.ttl, owner: selfOwner(), expires: new Date(Date.now() + this.ttl).toISOString() };
+      await this.driver.put(paths.gcLease, JSON.stringify({ holder: this.holder, ...beating } satisfies GcLease));
+      if (this.gen) await this.driver.put(paths.gcState, JSON.stringify({ gen: this.gen, phase: this.phase, ...(this.phase === 'idle' ? {} : beating) } satisfies GcState));
+      // Only a renewal that landed within the fence extends it: a reader that saw the previous beat stand for ttl
+      // (≥ the fence + 0.4 × ttl) read storage after this one landed, so it saw this one.
+      if (!this.fenceUntil || performance.now() <= this.fenceUntil) this.fenceUntil = started + FENCE * this.ttl;
+    });
+    this.writes = next.catch(() => {});
+    return next;
+  }
+
+  /** Throws unless this run may still delete: it holds the lease and renewed it recently enough. */
+  private _fence(): void {
+    if (this.lost) throw new GcBusyError('another garbage collection took the lease');
+    if (performance.now() > this.fenceUntil) {
+      throw new GcFencedError(`garbage collection stopped: its lease could not be renewed within ${Math.round(FENCE * this.ttl)} ms (storage too slow or the process stalled); nothing more was deleted`);
+    }
+  }
+
   private async _holdsLease(): Promise<boolean> {
-    return (await _readJson<{ holder: string }>(this.driver, paths.gcLease))?.holder === this.holder;
+    return (await _readJson<GcLease>(this.driver, paths.gcLease))?.holder === this.holder;
   }
 
   private async _checkLease(): Promise<void> {
-    if (!(await this._holdsLease())) throw new GcBusyError('another garbage collection took the lease');
-  }
-
-  private async _writeLease(): Promise<void> {
-    await this.driver.put(paths.gcLease, JSON.stringify({ holder: this.holder, expires: new Date(Date.now() + LEASE_TTL_MS).toISOString() }));
+    if (!(await this._holdsLease())) {
+      this.lost = true;
+      throw new GcBusyError('another garbage collection took the lease');
+    }
   }
 
   private async _setPhase(phase: GcPhase): Promise<void> {
     this.phase = phase;
-    const state: GcState = { gen: this.gen, phase, ...(phase === 'idle' ? {} : { expires: new Date(Date.now() + 2 * LEASE_TTL_MS).toISOString() }) };
-    await this.driver.put(paths.gcState, JSON.stringify(state));
+    await this._beat();
+    if (phase !== 'idle') this._fence();
   }
 
   private async _release(): Promise<void> {
     clearInterval(this.leaseTimer);
+    await this.writes;
+    const mine = !this.lost && (await this._holdsLease());
+    // A run that failed or was fenced midway must not leave writers waiting for it; it deletes nothing more now.
     // A run that lost the lease leaves the state to the run that holds it.
-    if (!(await this._holdsLease())) return;
-    const state = await new GcGuard(this.driver).state();
-    // A run that failed midway must not leave writers waiting for it.
-    if (state.gen === this.gen && state.phase !== 'idle') await this._setPhase('idle').catch(() => {});
-    await this.driver.delete(paths.gcLease);
+    if (mine) {
+      const state = await new GcGuard(this.driver).state();
+      if (state.gen === this.gen && state.phase !== 'idle') {
+        await this.driver.put(paths.gcState, JSON.stringify({ gen: this.gen, phase: 'idle' } satisfies GcState)).catch(() => {});
+      }
+      await this.driver.delete(paths.gcLease);
+    }
+    this.gen = 0;
+    this.phase = 'idle';
+    this.fenceUntil = 0;
   }
 }

@@ -10,7 +10,7 @@
 //   uploads/<id>/data                                    appendable upload bytes
 //   uploads/<id>/info                                    JSON: repository, subject, startedAt (binds the session)
 //   gc/state                                             JSON: GC generation and phase; writers read it (storage/gc.ts)
-//   gc/lease                                             JSON: holder and expiry, so one GC runs across replicas
+//   gc/lease                                             JSON: holder and heartbeat, so one GC runs across replicas
 //   pulls/<name with "/" as "+">/<tag>                   last pull of a tag (ISO time), for retention; throttled
 //   quarantine/<alg>/<hex>/<time>                        bytes that were stored under a digest they do not match,
 //                                                        moved aside by `berth fsck` (storage/scrub.ts), kept for

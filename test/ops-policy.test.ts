@@ -8,6 +8,7 @@ import { isBlockedAddress, signature } from '../registry/webhooks.js';
 import { MemoryDriver } from '../storage/memory.js';
 import { paths } from '../storage/index.js';
 import { digestOf } from '../spec/index.js';
+import { GarbageCollector } from '../storage/gc.js';
 import { imageManifest } from './registry-client.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -64,6 +65,76 @@ test('immutable tags: overwrite and delete are DENIED, same-digest re-push and o
   assert.match(JSON.parse(denied.body).errors[0].message, /immutable/);
   const get = await app.request('/v2/prod/app/manifests/v1');
   assert.equal(get.headers.get('docker-content-digest'), first.digest, 'v1 never moved');
+});
+
+test('immutable tags protect the whole image: its blobs, configs, index children — deletes are DENIED, nothing goes', async () => {
+  const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+  for (const deletes of [true, false]) {
+    const { app, driver } = registry({ immutableTags: [{ repositories: ['prod/**'], tags: ['v*'] }], storage: { filesystem: { root: '/nonexistent' }, delete: deletes } });
+    const child = async (seed: string) => {
+      const cfg = await pushBlob(app, 'prod/multi', `{"arch":"${seed}"}`);
+      const layer = await pushBlob(app, 'prod/multi', `layer of ${seed}`);
+      const m = imageManifest(cfg, [layer]);
+      const r = await app.request(`/v2/prod/multi/manifests/${digestOf(m)}`, { method: 'PUT', body: m.toString(), headers: { 'Content-Type': OCI } });
+      assert.equal(r.status, 201);
+      return { digest: digestOf(m), size: m.length, blobs: [cfg.digest, layer.digest] };
+    };
+    const amd64 = await child('amd64');
+    const arm64 = await child('arm64');
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [amd64, arm64].map((c) => ({ mediaType: OCI, digest: c.digest, size: c.size })) }));
+    assert.equal((await app.request('/v2/prod/multi/manifests/v2', { method: 'PUT', body: index.toString(), headers: { 'Content-Type': OCI_INDEX } })).status, 201);
+    const single = await pushImage(app, 'prod/multi', 'v1', 'single');
+    const singleBlobs = [digestOf('{"s":"single"}'), digestOf('layer-single')];
+    const mutable = await pushImage(app, 'prod/multi', 'latest', 'mutable');
+    assert.equal(single.status, 201);
+    assert.equal(mutable.status, 201);
+
+    const refused: Array<[string, string]> = [
+      ...[...amd64.blobs, ...arm64.blobs, ...singleBlobs].map((d) => [`/v2/prod/multi/blobs/${d}`, 'blob'] as [string, string]),
+      [`/v2/prod/multi/manifests/${amd64.digest}`, 'index child'],
+      [`/v2/prod/multi/manifests/${digestOf(index)}`, 'index'],
+      [`/v2/prod/multi/manifests/${single.digest}`, 'manifest'],
+      ['/v2/prod/multi/manifests/v2', 'tag'],
+    ];
+    for (const [path, what] of refused) {
+      const r = await app.request(path, { method: 'DELETE' });
+      assert.equal(r.status, deletes ? 403 : 405, `${what} ${path}${deletes ? '' : ' (deletes disabled)'}`);
+      const e = (await r.json()).errors[0];
+      if (!deletes) {
+        assert.equal(e.code, 'UNSUPPORTED');
+        continue;
+      }
+      assert.equal(e.code, 'DENIED');
+      assert.match(e.message, /immutable.*prod\/multi:v[12]|prod\/multi:v[12].*immutable/);
+    }
+    // Nothing went: the index and its children pull in full; so does v1.
+    const pulls = [digestOf(index), amd64.digest, arm64.digest, single.digest];
+    for (const d of pulls) assert.equal((await app.request(`/v2/prod/multi/manifests/${d}`)).status, 200, d);
+    for (const d of [...amd64.blobs, ...arm64.blobs, ...singleBlobs]) assert.equal((await app.request(`/v2/prod/multi/blobs/${d}`)).status, 200, d);
+    // GC after the attempts: the protected image stays whole.
+    await new GarbageCollector(driver).run({ graceMs: 0, deleteUntagged: true, now: () => Date.now() + 60_000 });
+    for (const d of [...amd64.blobs, ...arm64.blobs, ...singleBlobs]) assert.equal((await app.request(`/v2/prod/multi/blobs/${d}`)).status, 200, `${d} after GC`);
+    if (!deletes) continue;
+    // What no immutable tag holds can still be deleted.
+    assert.equal((await app.request(`/v2/prod/multi/blobs/${digestOf('layer-mutable')}`, { method: 'DELETE' })).status, 202, 'blob of a mutable tag');
+    assert.equal((await app.request(`/v2/prod/multi/manifests/${mutable.digest}`, { method: 'DELETE' })).status, 202, 'manifest of a mutable tag');
+  }
+});
+
+test('immutable tags outlive retention, and GC afterwards keeps their whole image', async () => {
+  const { app, driver, policies } = registry({
+    immutableTags: [{ repositories: ['prod/**'], tags: ['v*'] }],
+    retention: { policies: [{ repositories: ['prod/**'], maxAge: '1d' }] },
+  });
+  const now = Date.now();
+  const held = await pushImage(app, 'prod/old', 'v1', 'held');
+  const dropped = await pushImage(app, 'prod/old', 'dev', 'dropped');
+  for (const tag of ['v1', 'dev']) (driver as unknown as { objects: Map<string, { modified: Date }> }).objects.get(paths.tag('prod/old', tag))!.modified = new Date(now - 20 * 86_400_000);
+  assert.deepEqual(await policies.applyRetention({ now }), ['prod/old:dev']);
+  await new GarbageCollector(driver).run({ graceMs: 0, deleteUntagged: true, now: () => Date.now() + 60_000 });
+  assert.equal((await app.request('/v2/prod/old/manifests/v1')).headers.get('docker-content-digest'), held.digest);
+  for (const d of [digestOf('{"s":"held"}'), digestOf('layer-held')]) assert.equal((await app.request(`/v2/prod/old/blobs/${d}`)).status, 200, d);
+  assert.equal((await app.request(`/v2/prod/old/manifests/${dropped.digest}`)).status, 404, 'the mutable one went');
 });
 
 test('quotas: a push over the namespace quota is DENIED with a clear message; other namespaces are unaffected', async () => {
