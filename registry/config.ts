@@ -9,7 +9,7 @@ import type { WebhookConfig } from './webhooks.js';
 import type { AuthConfig } from './auth/config.js';
 
 export interface Config {
-  http: { addr: string; publicUrl?: string; shutdownTimeout: string };
+  http: { addr: string; publicUrl?: string; shutdownTimeout: string; bodyIdleTimeout: string; requestTimeout: string };
   storage: {
     filesystem?: { root: string; fsync?: boolean };
     s3?: {
@@ -35,7 +35,7 @@ export interface Config {
 export class ConfigError extends Error {}
 
 export const DEFAULTS = {
-  http: { addr: ':5000', shutdownTimeout: '30s' },
+  http: { addr: ':5000', shutdownTimeout: '30s', bodyIdleTimeout: '60s', requestTimeout: '0s' },
   storage: {
     delete: true,
     maxManifestBytes: 4 * 1024 * 1024 + 1024 * 1024, // 4 MiB manifests must work; refuse above 5 MiB
@@ -146,6 +146,6 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (config.storage.filesystem && config.storage.s3) {
     throw new ConfigError('config: storage: choose one of storage.filesystem or storage.s3, not both');
   }
-  for (const d of [config.http.shutdownTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval, config.gc.interval, config.gc.grace]) parseDuration(d);
+  for (const d of [config.http.shutdownTimeout, config.http.bodyIdleTimeout, config.http.requestTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval, config.gc.interval, config.gc.grace]) parseDuration(d);
   return config;
 }

@@ -120,6 +120,10 @@ export const configSchema = {
         /** Public base URL, used in absolute Location headers and token realms when set. */
         publicUrl: { type: 'string' },
         shutdownTimeout: duration,
+        /** A request body that gets no byte for this long is abandoned (408); 0s: never. */
+        bodyIdleTimeout: duration,
+        /** The whole request (headers and body) must arrive within this; 0s (default): no limit. */
+        requestTimeout: duration,
       },
     },
     storage: {
