@@ -71,3 +71,88 @@ test('quota: chunked bodies (no Content-Length) are counted as they arrive; over
   const fits = randomBytes(30_000);
   assert.equal((await raw(url, 'POST', `/v2/small/b/blobs/uploads/?digest=${sha256(fits)}`, { body: fits, headers: CHUNKED })).status, 201);
 });
+
+/** Mounts a `size` tmpfs for the test (we are root on CI); unmounted after. False (skipped) where that's impossible. */
+async function smallDisk(t: TestContext, size: string): Promise<string | undefined> {
+  const dir = await mkdtemp('/tmp/berth-full-');
+  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (mount.status !== 0) {
+    await rm(dir, { recursive: true, force: true });
+    const message = `cannot mount a tmpfs (needs root): ${mount.stderr || mount.error}`;
+    if (process.env.CI === 'true') throw new Error(message);
+    t.skip(message);
+    return undefined;
+  }
+  t.after(async () => {
+    spawnSync('umount', ['-l', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Writes a file until the disk is full (ENOSPC). */
+async function fill(path: string): Promise<void> {
+  const block = Buffer.alloc(64 * 1024);
+  for (let i = 0; ; i++) {
+    try {
+      await writeFile(`${path}.${i}`, block);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return;
+      throw e;
+    }
+  }
+}
+
+test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writes), no temp files or partial data left, pushes work once space is back', async (t) => {
+  const disk = await smallDisk(t, '2m');
+  if (!disk) return;
+  const root = join(disk, 'data');
+  const berth = await startBerth(t, { root });
+  t.after(() => berth.stop());
+  const url = berth.url;
+  const full = (res: RawResponse, what: string) => {
+    expectError(res, 507, 'INSUFFICIENT_STORAGE', /storage is full: nothing was stored/);
+    assert.ok(Number(res.header('retry-after')) > 0, `${what}: Retry-After`);
+  };
+  const tmpEmpty = async (what: string) => assert.deepEqual(await readdir(join(root, '_tmp')).catch(() => []), [], `${what}: no temp files left`);
+  const session = async () => {
+    const r = await raw(url, 'POST', '/v2/full/app/blobs/uploads/');
+    assert.equal(r.status, 202, String(r.body));
+    return r.header('location')!;
+  };
+
+  // A config blob pushed while there is room, for the manifest below.
+  const cfg = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  assert.equal((await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(cfg)}`, { body: cfg })).status, 201);
+
+  // Larger than the disk: every way of streaming a blob in.
+  const big = randomBytes(3 * 1024 * 1024);
+  const digest = sha256(big);
+  full(await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${digest}`, { body: big }), 'single POST');
+  await tmpEmpty('single POST');
+  full(await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${digest}`, { body: big, headers: CHUNKED }), 'single POST, chunked');
+  await tmpEmpty('single POST, chunked');
+  const patched = await session();
+  full(await raw(url, 'PATCH', patched, { body: big, headers: CHUNKED }), 'PATCH');
+  assert.equal((await raw(url, 'GET', patched)).header('range'), '0-0', 'the failed chunk was cut away');
+  full(await raw(url, 'PUT', `${await session()}?digest=${digest}`, { body: big }), 'monolithic PUT');
+  await tmpEmpty('monolithic PUT');
+  assert.equal((await raw(url, 'HEAD', `/v2/full/app/blobs/${digest}`)).status, 404);
+
+  // A full disk: small writes (a session's state, a manifest, a tag) answer 507 too, and leave no empty temp files.
+  await fill(join(disk, 'filler'));
+  full(await raw(url, 'POST', '/v2/full/app/blobs/uploads/'), 'session start');
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(cfg), size: cfg.length }, layers: [],
+  }));
+  full(await raw(url, 'PUT', '/v2/full/app/manifests/v1', { body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } }), 'manifest PUT');
+  await tmpEmpty('small writes');
+  assert.equal((await raw(url, 'GET', '/v2/full/app/manifests/v1')).status, 404);
+
+  // Space back: the same server takes pushes again.
+  for (const f of await readdir(disk)) if (f.startsWith('filler')) await rm(join(disk, f));
+  const small = randomBytes(512 * 1024);
+  assert.equal((await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(small)}`, { body: small, headers: CHUNKED })).status, 201);
+  assert.equal((await raw(url, 'PUT', '/v2/full/app/manifests/v1', { body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } })).status, 201);
+});
