@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { createRegistry, loadConfig, createLogger, listen, type RunningServer } from '../registry/index.js';
 import { MemoryDriver } from '../storage/memory.js';
@@ -155,4 +157,62 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
   const small = randomBytes(512 * 1024);
   assert.equal((await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(small)}`, { body: small, headers: CHUNKED })).status, 201);
   assert.equal((await raw(url, 'PUT', '/v2/full/app/manifests/v1', { body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } })).status, 201);
+});
+
+/**
+ * Sends `head` (request line and headers) and `body` over a raw socket, then sends nothing more; resolves with what
+ * the server answered and whether it closed the connection within `waitMs`.
+ */
+function stall(url: string, head: string, body: string, waitMs: number): Promise<{ answer: string; closed: boolean; ms: number }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(Number(port), hostname, () => socket.write(`${head}\r\n\r\n${body}`));
+    let answer = '';
+    const done = (closed: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ answer, closed, ms: Date.now() - started });
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    socket.on('data', (b) => (answer += b));
+    socket.on('close', () => done(true));
+    socket.on('error', reject);
+  });
+}
+
+test('timeouts: a body that stops arriving gets 408 REQUEST_TIMEOUT and its connection closed, nothing stored; a slow steady body is not cut', async (t) => {
+  const { url, driver } = await serve(t, { http: { bodyIdleTimeout: '1s' } });
+  const start = async () => (await raw(url, 'POST', '/v2/slow/app/blobs/uploads/')).header('location')!;
+  const host = `Host: ${new URL(url).host}`;
+  const cases: Array<[string, string, string]> = [
+    ['PATCH, 10 of 1000 bytes', `PATCH ${await start()} HTTP/1.1\r\n${host}\r\nContent-Length: 1000`, 'x'.repeat(10)],
+    ['PATCH chunked, then silence', `PATCH ${await start()} HTTP/1.1\r\n${host}\r\nTransfer-Encoding: chunked`, '5\r\nhello\r\n'],
+    ['single POST, headers only', `POST /v2/slow/app/blobs/uploads/?digest=${sha256('y'.repeat(100))} HTTP/1.1\r\n${host}\r\nContent-Length: 100`, ''],
+    ['manifest PUT, headers only', `PUT /v2/slow/app/manifests/v1 HTTP/1.1\r\n${host}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 500`, ''],
+  ];
+  const results = await Promise.all(cases.map(([, head, body]) => stall(url, head, body, 15_000)));
+  for (const [i, [what]] of cases.entries()) {
+    const r = results[i];
+    assert.match(r.answer, /^HTTP\/1\.1 408 /, `${what}: answered 408 (got ${JSON.stringify(r.answer.slice(0, 200))})`);
+    assert.match(r.answer, /"code":"REQUEST_TIMEOUT"/, what);
+    assert.ok(r.closed, `${what}: the connection was closed`);
+  }
+  // Nothing was stored: no blob, no manifest, and every session still empty.
+  assert.equal((await raw(url, 'GET', '/v2/slow/app/manifests/v1')).status, 404);
+  for (const id of await driver.list('uploads')) assert.equal((await driver.stat(`uploads/${id}/data`))?.size ?? 0, 0, `session ${id} is empty`);
+
+  // A body that keeps coming, slowly (a byte every 300 ms, 3 s in all), is fine.
+  const { hostname, port } = new URL(url);
+  const req = request({ host: hostname, port, method: 'PATCH', path: await start(), headers: CHUNKED });
+  const answered = new Promise<IncomingMessage>((resolve, reject) => req.once('response', resolve).once('error', reject));
+  for (let i = 0; i < 10; i++) {
+    req.write('z');
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  req.end();
+  const ok = await answered;
+  ok.resume();
+  assert.equal(ok.statusCode, 202);
+  assert.equal(ok.headers.range, '0-9');
 });
