@@ -57,7 +57,9 @@ export interface AppHooks {
   auth?: MiddlewareHandler<Env>;
   /** Runs after auth: the pull-through cache (maps mirrored repositories, fills the cache, refuses pushes). */
   proxy?: MiddlewareHandler<Env>;
-  /** Runs after the proxy: repository policies (immutable tags, quotas), pull records, webhook events. */
+  /** Runs after the proxy: caps on open upload sessions (registry/sessions.ts). */
+  limits?: MiddlewareHandler<Env>;
+  /** Runs after the limits: repository policies (immutable tags, quotas), pull records, webhook events. */
   policy?: MiddlewareHandler<Env>;
   /** Extra routes outside /v2 (token endpoint, metrics, health). */
   extend?: (app: Hono<Env>) => void;
@@ -88,6 +90,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   });
   if (hooks.auth) app.use('/v2/*', hooks.auth);
   if (hooks.proxy) app.use('/v2/*', hooks.proxy);
+  if (hooks.limits) app.use('/v2/*', hooks.limits);
   if (hooks.policy) app.use('/v2/*', hooks.policy);
   const dispatch: Handler = async (c) => {
     const target = c.var.target;

@@ -19,6 +19,7 @@ export interface Config {
     delete: boolean;
     maxManifestBytes: number;
     uploadPurge: { age: string; interval: string; enabled: boolean };
+    uploadSessions: { maxPerRepository: number; maxPerCaller: number };
   };
   api: { maxPageSize: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent'; requests: boolean };
@@ -40,6 +41,8 @@ export const DEFAULTS = {
     delete: true,
     maxManifestBytes: 4 * 1024 * 1024 + 1024 * 1024, // 4 MiB manifests must work; refuse above 5 MiB
     uploadPurge: { age: '24h', interval: '1h', enabled: true },
+    // Far above what pushes need (docker opens 3–5 per push at a time), far below a client opening thousands.
+    uploadSessions: { maxPerRepository: 1000, maxPerCaller: 5000 },
   },
   api: { maxPageSize: 10_000 },
   log: { level: 'info', requests: true },

@@ -159,6 +159,12 @@ export const configSchema = {
           additionalProperties: false,
           properties: { age: duration, interval: duration, enabled: { type: 'boolean' } },
         },
+        /** Open upload sessions allowed per repository and per caller (subject; anonymous callers together); 0: no cap. */
+        uploadSessions: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { maxPerRepository: { type: 'integer', minimum: 0 }, maxPerCaller: { type: 'integer', minimum: 0 } },
+        },
       },
     },
     api: {

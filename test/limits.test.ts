@@ -216,3 +216,42 @@ test('timeouts: a body that stops arriving gets 408 REQUEST_TIMEOUT and its conn
   assert.equal(ok.statusCode, 202);
   assert.equal(ok.headers.range, '0-9');
 });
+
+test('upload sessions: capped per repository and per caller (429 TOOMANYREQUESTS + Retry-After), counted from storage (restarts, parallel POSTs)', async (t) => {
+  const caps = { storage: { filesystem: { root: '/nonexistent' }, uploadSessions: { maxPerRepository: 3, maxPerCaller: 5 } } };
+  const { url, driver } = await serve(t, caps);
+  const post = (name: string) => raw(url, 'POST', `/v2/${name}/blobs/uploads/`);
+  const open: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await post('cap/a');
+    assert.equal(r.status, 202);
+    open.push(r.header('location')!);
+  }
+  const over = await post('cap/a');
+  expectError(over, 429, 'TOOMANYREQUESTS', /repository cap\/a has 3 open upload sessions.*maxPerRepository/);
+  assert.ok(Number(over.header('retry-after')) > 0);
+  // A single-POST upload opens no session: still fine.
+  const blob = Buffer.from('one post');
+  assert.equal((await raw(url, 'POST', `/v2/cap/a/blobs/uploads/?digest=${sha256(blob)}`, { body: blob })).status, 201);
+  // Cancelling one, or completing one, frees its place.
+  assert.equal((await raw(url, 'DELETE', open.shift()!)).status, 204);
+  const again = await post('cap/a');
+  assert.equal(again.status, 202);
+  const done = Buffer.from('completed');
+  assert.equal((await raw(url, 'PUT', `${again.header('location')}?digest=${sha256(done)}`, { body: done })).status, 201);
+  assert.equal((await post('cap/a')).status, 202);
+  // Per caller: every anonymous caller together has 5.
+  assert.equal((await post('cap/b')).status, 202);
+  assert.equal((await post('cap/b')).status, 202);
+  expectError(await post('cap/c'), 429, 'TOOMANYREQUESTS', /anonymous pushing has 5 open upload sessions.*maxPerCaller/);
+
+  // Another process on the same storage (a restart, a replica) counts the sessions already there.
+  const second = await serve(t, caps, driver);
+  expectError(await raw(second.url, 'POST', '/v2/cap/a/blobs/uploads/'), 429, 'TOOMANYREQUESTS');
+
+  // Parallel POSTs can't all slip under the cap.
+  const fresh = await serve(t, caps);
+  const burst = await Promise.all(Array.from({ length: 20 }, () => raw(fresh.url, 'POST', '/v2/cap/burst/blobs/uploads/')));
+  assert.deepEqual(burst.map((r) => r.status).sort(), [...Array(3).fill(202), ...Array(17).fill(429)]);
+  assert.equal((await fresh.driver.list('uploads')).length, 3);
+});
