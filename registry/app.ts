@@ -1,5 +1,6 @@
 // The registry HTTP app: parse the target, run the middleware, dispatch to one handler per resource.
 import { Hono, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { OciError, isValidName } from '../spec/index.js';
 import { renderError } from './errors.js';
 import type { Ctx, Env, RegistryOptions, Target } from './context.js';
@@ -12,6 +13,12 @@ import { listCatalog } from './routes/catalog.js';
 import { listReferrers } from './routes/referrers.js';
 
 export const API_VERSION = 'registry/2.0';
+
+/**
+ * Bodies outside /v2 (token forms, revocations) are read whole into memory: capped, chunked ones included. /v2
+ * bodies stream to storage, counted there (registry/body.ts; manifests have storage.maxManifestBytes).
+ */
+export const MAX_SMALL_BODY = 1024 * 1024;
 
 type Handler = (c: Ctx) => Promise<Response>;
 
@@ -78,6 +85,13 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
     // After the handler (not before: a preset header would make hono rebuild a response streamed by sendStream).
     if (!c.res.headers.has('x-hono-already-sent')) c.res.headers.set('Docker-Distribution-API-Version', API_VERSION);
   });
+  const small = bodyLimit({
+    maxSize: MAX_SMALL_BODY,
+    onError: () => {
+      throw Object.assign(new OciError('SIZE_INVALID', `request body over the ${MAX_SMALL_BODY}-byte limit of this endpoint`, { limit: MAX_SMALL_BODY }), { status: 413 });
+    },
+  });
+  app.use('*', (c, next) => (c.req.path === '/v2' || c.req.path.startsWith('/v2/') ? next() : small(c, next)));
   hooks.extend?.(app);
 
   app.use('/v2/*', async (c, next) => {

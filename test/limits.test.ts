@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createRegistry, loadConfig, createLogger, listen, type RunningServer } from '../registry/index.js';
 import { MemoryDriver } from '../storage/memory.js';
 import { startBerth } from './berth.js';
+import { makeRegistry, user } from './auth-fixtures.js';
 import { raw, sha256, type RawResponse } from './registry-client.js';
 
 const silent = createLogger('silent', false);
@@ -254,4 +255,31 @@ test('upload sessions: capped per repository and per caller (429 TOOMANYREQUESTS
   const burst = await Promise.all(Array.from({ length: 20 }, () => raw(fresh.url, 'POST', '/v2/cap/burst/blobs/uploads/')));
   assert.deepEqual(burst.map((r) => r.status).sort(), [...Array(3).fill(202), ...Array(17).fill(429)]);
   assert.equal((await fresh.driver.list('uploads')).length, 3);
+});
+
+test('bodies outside /v2 (the token endpoint) are capped at 1 MiB, chunked too → 413; small forms still work', async (t) => {
+  const { registry } = makeRegistry({ mode: 'token', users: [user('alice')], acl: [{ repositories: ['**'], subjects: ['*'], actions: ['pull'] }] });
+  const server = await listen(registry.app, '127.0.0.1:0', silent);
+  t.after(() => server.close(1000));
+  const form = { 'Content-Type': 'application/x-www-form-urlencoded' };
+  const huge = Buffer.from(`grant_type=password&username=alice&password=alice-pw&service=berth&scope=${'x'.repeat(4 * 1024 * 1024)}`);
+  for (const headers of [form, { ...form, 'Transfer-Encoding': 'chunked' }]) {
+    // The server may close the connection once it answered (the rest of a body that large is not read), so the
+    // client's late write errors are expected; the answer is what counts.
+    const r = await new Promise<{ status?: number; body: string }>((resolve, reject) => {
+      const { hostname, port } = new URL(server.url);
+      const req = request({ host: hostname, port, method: 'POST', path: '/token', headers, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (b) => (body += b)).on('end', () => resolve({ status: res.statusCode, body })).on('error', () => {});
+      });
+      req.on('error', (e) => setTimeout(() => reject(e), 1000)); // after the answer: ignored (resolved already)
+      req.on('socket', (s) => s.on('error', () => {}));
+      req.end(huge);
+    });
+    assert.equal(r.status, 413, r.body);
+    assert.equal(JSON.parse(r.body).errors[0].code, 'SIZE_INVALID');
+    assert.match(JSON.parse(r.body).errors[0].message, /over the 1048576-byte limit/);
+  }
+  const ok = await raw(server.url, 'POST', '/token', { body: 'grant_type=password&username=alice&password=alice-pw&service=berth&client_id=t', headers: form });
+  assert.equal(ok.status, 200, String(ok.body));
 });
