@@ -37,12 +37,19 @@ function _isRetryableStorageError(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === true;
 }
 
+/** fs.ts throws StorageFullError; an object store says so with 507 (MinIO: XMinioStorageFull), seen on S3StorageError. */
+function _isStorageFull(err: unknown): boolean {
+  if (err instanceof StorageFullError) return true;
+  const e = err as { status?: unknown; code?: unknown } | null;
+  return typeof e === 'object' && e !== null && !(err instanceof OciError) && (e.status === 507 || e.code === 'XMinioStorageFull');
+}
+
 /** Renders any thrown error as an OCI error document. Unknown errors become a 500 without internals. */
 export function renderError(err: unknown, c: Context, log?: (e: unknown) => void): Response {
   let e: OciError;
   if (err instanceof OciError) e = err;
   else if (err instanceof NotFoundError) e = new OciError('BLOB_UNKNOWN');
-  else if (err instanceof StorageFullError) {
+  else if (_isStorageFull(err)) {
     // RFC 4918 §11.5: 507 Insufficient Storage. Logged: an operator has to act. Nothing partial was kept (fs.ts).
     log?.(err);
     e = withHeaders(new OciError('INSUFFICIENT_STORAGE', 'the registry\'s storage is full: nothing was stored; retry after space was freed (delete images, run GC) or ask the operator to grow the volume'), { 'Retry-After': FULL_RETRY_AFTER });

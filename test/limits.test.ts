@@ -283,3 +283,22 @@ test('bodies outside /v2 (the token endpoint) are capped at 1 MiB, chunked too â
   const ok = await raw(server.url, 'POST', '/token', { body: 'grant_type=password&username=alice&password=alice-pw&service=berth&client_id=t', headers: form });
   assert.equal(ok.status, 200, String(ok.body));
 });
+
+test('an object store that reports itself full (507, XMinioStorageFull) is answered 507 too; other throttling stays 503', async () => {
+  const rows: Array<[Record<string, unknown>, number, string]> = [
+    [{ status: 507, code: 'XMinioStorageFull', retryable: true }, 507, 'INSUFFICIENT_STORAGE'],
+    [{ status: 503, code: 'SlowDown', retryable: true }, 503, 'UNAVAILABLE'],
+  ];
+  for (const [fault, status, code] of rows) {
+    const driver = new MemoryDriver();
+    driver.put = async () => {
+      throw Object.assign(new Error(`S3 ${fault.code}`), fault);
+    };
+    const config = loadConfig({ env: {}, flags: { storage: { filesystem: { root: '/nonexistent' } } } });
+    const { app } = createRegistry(config, driver, silent);
+    const r = await app.request('/v2/s3/full/blobs/uploads/', { method: 'POST' });
+    assert.equal(r.status, status, String(fault.code));
+    assert.equal((await r.json()).errors[0].code, code);
+    assert.ok(r.headers.get('retry-after'));
+  }
+});
