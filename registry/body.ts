@@ -35,9 +35,19 @@ export function bodyTimeoutError(idleMs: number): OciError {
  */
 export function guardBody(src: Readable, limit?: BodyLimit): Readable {
   let received = 0;
+  // A failure before anyone reads (the client left while the handler awaited storage) is held until the consumer
+  // starts reading and has its listeners on: it then fails its pipeline instead of being emitted to nobody.
+  let reading = false;
+  let held: Error | undefined;
+  const fail = (e: Error) => {
+    if (reading) out.destroy(e);
+    else held ??= e;
+  };
   const out = new Readable({
     highWaterMark: HIGH_WATER_MARK,
     read() {
+      reading = true;
+      if (held) return void out.destroy(held);
       src.resume();
     },
     destroy(err, cb) {
@@ -53,11 +63,11 @@ export function guardBody(src: Readable, limit?: BodyLimit): Readable {
     if (!out.push(chunk)) src.pause();
   };
   const onEnd = () => out.push(null);
-  const onError = (e: Error) => out.destroy(e);
+  const onError = (e: Error) => fail(e);
   const onClose = () => {
-    if (!src.readableEnded) out.destroy(new Error('request body ended early (the client went away)'));
+    if (!src.readableEnded) fail(new Error('request body ended early (the client went away)'));
   };
-  const onTimeout = (e: Error) => out.destroy(e);
+  const onTimeout = (e: Error) => fail(e);
   const detach = () => {
     src.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
     if ((src as Watched)[BODY_TIMEOUT] === onTimeout) delete (src as Watched)[BODY_TIMEOUT];
@@ -65,6 +75,9 @@ export function guardBody(src: Readable, limit?: BodyLimit): Readable {
   src.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
   (src as Watched)[BODY_TIMEOUT] = onTimeout;
   src.pause();
+  // Consumers see errors through their own listeners (pipeline, for await); this one only keeps an error that
+  // nobody listens for from taking the process down.
+  out.on('error', () => {});
   return out;
 }
 
