@@ -4,7 +4,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { createRegistry, loadConfig, createLogger, listen, type RunningServer } 
 import { MemoryDriver } from '../storage/memory.js';
 import { startBerth } from './berth.js';
 import { makeRegistry, user } from './auth-fixtures.js';
+import { findExecutable, ok, requirePeer, run } from './peers.js';
 import { raw, sha256, type RawResponse } from './registry-client.js';
 
 const silent = createLogger('silent', false);
@@ -75,8 +76,11 @@ test('quota: chunked bodies (no Content-Length) are counted as they arrive; over
   assert.equal((await raw(url, 'POST', `/v2/small/b/blobs/uploads/?digest=${sha256(fits)}`, { body: fits, headers: CHUNKED })).status, 201);
 });
 
-/** Mounts a `size` tmpfs for the test (we are root on CI); unmounted after. False (skipped) where that's impossible. */
-async function smallDisk(t: TestContext, size: string): Promise<string | undefined> {
+/**
+ * Mounts a `size` tmpfs for the test (we are root on CI) and returns it with its unmount; undefined (skipped) where
+ * that's impossible. The caller unmounts after stopping whatever writes there.
+ */
+async function smallDisk(t: TestContext, size: string): Promise<{ dir: string; unmount(): Promise<void> } | undefined> {
   const dir = await mkdtemp('/tmp/berth-full-');
   const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
   if (mount.status !== 0) {
@@ -86,11 +90,13 @@ async function smallDisk(t: TestContext, size: string): Promise<string | undefin
     t.skip(message);
     return undefined;
   }
-  t.after(async () => {
-    spawnSync('umount', ['-l', dir]);
-    await rm(dir, { recursive: true, force: true });
-  });
-  return dir;
+  return {
+    dir,
+    unmount: async () => {
+      spawnSync('umount', ['-l', dir]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Writes a file until the disk is full (ENOSPC). */
@@ -107,11 +113,18 @@ async function fill(path: string): Promise<void> {
 }
 
 test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writes), no temp files or partial data left, pushes work once space is back', async (t) => {
-  const disk = await smallDisk(t, '2m');
-  if (!disk) return;
+  const mounted = await smallDisk(t, '2m');
+  if (!mounted) return;
+  const disk = mounted.dir;
   const root = join(disk, 'data');
-  const berth = await startBerth(t, { root });
-  t.after(() => berth.stop());
+  const berth = await startBerth(undefined, { root }).catch(async (e) => {
+    await mounted.unmount();
+    throw e;
+  });
+  t.after(async () => {
+    await berth.stop(); // before the unmount: a server still running could write under the mount point
+    await mounted.unmount();
+  });
   const url = berth.url;
   const full = (res: RawResponse, what: string) => {
     expectError(res, 507, 'INSUFFICIENT_STORAGE', /storage is full: nothing was stored/);
@@ -141,6 +154,19 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
   full(await raw(url, 'PUT', `${await session()}?digest=${digest}`, { body: big }), 'monolithic PUT');
   await tmpEmpty('monolithic PUT');
   assert.equal((await raw(url, 'HEAD', `/v2/full/app/blobs/${digest}`)).status, 404);
+
+  // A real client shows the answer (crane: chunked PATCH), not a connection reset.
+  if (requirePeer(t, 'crane')) {
+    const work = await mkdtemp('/tmp/berth-crane-');
+    t.after(() => rm(work, { recursive: true, force: true }));
+    await mkdir(join(work, 'layer'));
+    await writeFile(join(work, 'layer', 'blob'), randomBytes(3 * 1024 * 1024));
+    ok(await run('tar', ['-C', join(work, 'layer'), '-cf', join(work, 'layer.tar'), 'blob']));
+    const pushed = await run(findExecutable('crane')!, ['append', '-f', join(work, 'layer.tar'), '-t', `${berth.host}/full/crane:v1`, '--insecure'], { env: { HOME: work } });
+    assert.notEqual(pushed.code, 0);
+    assert.match(pushed.stderr, /INSUFFICIENT_STORAGE: the registry's storage is full/, pushed.stderr);
+    await tmpEmpty('crane');
+  }
 
   // A full disk: small writes (a session's state, a manifest, a tag) answer 507 too, and leave no empty temp files.
   await fill(join(disk, 'filler'));
@@ -212,10 +238,10 @@ test('timeouts: a body that stops arriving gets 408 REQUEST_TIMEOUT and its conn
     await new Promise((r) => setTimeout(r, 300));
   }
   req.end();
-  const ok = await answered;
-  ok.resume();
-  assert.equal(ok.statusCode, 202);
-  assert.equal(ok.headers.range, '0-9');
+  const steady = await answered;
+  steady.resume();
+  assert.equal(steady.statusCode, 202);
+  assert.equal(steady.headers.range, '0-9');
 });
 
 test('upload sessions: capped per repository and per caller (429 TOOMANYREQUESTS + Retry-After), counted from storage (restarts, parallel POSTs)', async (t) => {
@@ -280,8 +306,8 @@ test('bodies outside /v2 (the token endpoint) are capped at 1 MiB, chunked too â
     assert.equal(JSON.parse(r.body).errors[0].code, 'SIZE_INVALID');
     assert.match(JSON.parse(r.body).errors[0].message, /over the 1048576-byte limit/);
   }
-  const ok = await raw(server.url, 'POST', '/token', { body: 'grant_type=password&username=alice&password=alice-pw&service=berth&client_id=t', headers: form });
-  assert.equal(ok.status, 200, String(ok.body));
+  const fine = await raw(server.url, 'POST', '/token', { body: 'grant_type=password&username=alice&password=alice-pw&service=berth&client_id=t', headers: form });
+  assert.equal(fine.status, 200, String(fine.body));
 });
 
 test('an object store that reports itself full (507, XMinioStorageFull) is answered 507 too; other throttling stays 503', async () => {
