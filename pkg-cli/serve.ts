@@ -70,7 +70,7 @@ const command: Command = {
     if (config.auth.mode === 'none') log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
     let server;
     try {
-      server = await listen(registry.app, config.http.addr, log, registry.metrics?.onRequest);
+      server = await listen(registry.app, config.http.addr, log, registry.metrics?.onRequest, config.http);
     } catch (e) {
       throw new CLIError(`cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`);
     }

@@ -1,5 +1,6 @@
 // The registry HTTP app: parse the target, run the middleware, dispatch to one handler per resource.
 import { Hono, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { OciError, isValidName } from '../spec/index.js';
 import { renderError } from './errors.js';
 import type { Ctx, Env, RegistryOptions, Target } from './context.js';
@@ -12,6 +13,12 @@ import { listCatalog } from './routes/catalog.js';
 import { listReferrers } from './routes/referrers.js';
 
 export const API_VERSION = 'registry/2.0';
+
+/**
+ * Bodies outside /v2 (token forms, revocations) are read whole into memory: capped, chunked ones included. /v2
+ * bodies stream to storage, counted there (registry/body.ts; manifests have storage.maxManifestBytes).
+ */
+export const MAX_SMALL_BODY = 1024 * 1024;
 
 type Handler = (c: Ctx) => Promise<Response>;
 
@@ -57,7 +64,9 @@ export interface AppHooks {
   auth?: MiddlewareHandler<Env>;
   /** Runs after auth: the pull-through cache (maps mirrored repositories, fills the cache, refuses pushes). */
   proxy?: MiddlewareHandler<Env>;
-  /** Runs after the proxy: repository policies (immutable tags, quotas), pull records, webhook events. */
+  /** Runs after the proxy: caps on open upload sessions (registry/sessions.ts). */
+  limits?: MiddlewareHandler<Env>;
+  /** Runs after the limits: repository policies (immutable tags, quotas), pull records, webhook events. */
   policy?: MiddlewareHandler<Env>;
   /** Extra routes outside /v2 (token endpoint, metrics, health). */
   extend?: (app: Hono<Env>) => void;
@@ -76,6 +85,13 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
     // After the handler (not before: a preset header would make hono rebuild a response streamed by sendStream).
     if (!c.res.headers.has('x-hono-already-sent')) c.res.headers.set('Docker-Distribution-API-Version', API_VERSION);
   });
+  const small = bodyLimit({
+    maxSize: MAX_SMALL_BODY,
+    onError: () => {
+      throw Object.assign(new OciError('SIZE_INVALID', `request body over the ${MAX_SMALL_BODY}-byte limit of this endpoint`, { limit: MAX_SMALL_BODY }), { status: 413 });
+    },
+  });
+  app.use('*', (c, next) => (c.req.path === '/v2' || c.req.path.startsWith('/v2/') ? next() : small(c, next)));
   hooks.extend?.(app);
 
   app.use('/v2/*', async (c, next) => {
@@ -88,6 +104,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   });
   if (hooks.auth) app.use('/v2/*', hooks.auth);
   if (hooks.proxy) app.use('/v2/*', hooks.proxy);
+  if (hooks.limits) app.use('/v2/*', hooks.limits);
   if (hooks.policy) app.use('/v2/*', hooks.policy);
   const dispatch: Handler = async (c) => {
     const target = c.var.target;

@@ -9,7 +9,7 @@ import type { WebhookConfig } from './webhooks.js';
 import type { AuthConfig } from './auth/config.js';
 
 export interface Config {
-  http: { addr: string; publicUrl?: string; shutdownTimeout: string };
+  http: { addr: string; publicUrl?: string; shutdownTimeout: string; bodyIdleTimeout: string; requestTimeout: string };
   storage: {
     filesystem?: { root: string; fsync?: boolean };
     s3?: {
@@ -19,6 +19,7 @@ export interface Config {
     delete: boolean;
     maxManifestBytes: number;
     uploadPurge: { age: string; interval: string; enabled: boolean };
+    uploadSessions: { maxPerRepository: number; maxPerCaller: number };
   };
   api: { maxPageSize: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent'; requests: boolean };
@@ -35,11 +36,13 @@ export interface Config {
 export class ConfigError extends Error {}
 
 export const DEFAULTS = {
-  http: { addr: ':5000', shutdownTimeout: '30s' },
+  http: { addr: ':5000', shutdownTimeout: '30s', bodyIdleTimeout: '60s', requestTimeout: '0s' },
   storage: {
     delete: true,
     maxManifestBytes: 4 * 1024 * 1024 + 1024 * 1024, // 4 MiB manifests must work; refuse above 5 MiB
     uploadPurge: { age: '24h', interval: '1h', enabled: true },
+    // Far above what pushes need (docker opens 3–5 per push at a time), far below a client opening thousands.
+    uploadSessions: { maxPerRepository: 1000, maxPerCaller: 5000 },
   },
   api: { maxPageSize: 10_000 },
   log: { level: 'info', requests: true },
@@ -146,6 +149,6 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (config.storage.filesystem && config.storage.s3) {
     throw new ConfigError('config: storage: choose one of storage.filesystem or storage.s3, not both');
   }
-  for (const d of [config.http.shutdownTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval, config.gc.interval, config.gc.grace]) parseDuration(d);
+  for (const d of [config.http.shutdownTimeout, config.http.bodyIdleTimeout, config.http.requestTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval, config.gc.interval, config.gc.grace]) parseDuration(d);
   return config;
 }

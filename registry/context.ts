@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { OciError } from '../spec/index.js';
 import type { Store } from '../storage/index.js';
+import { guardBody, type BodyLimit } from './body.js';
 
 /** What a /v2 request addresses; parsed once, before auth, from the right of the path (names contain `/`). */
 export interface Target {
@@ -25,16 +26,21 @@ export interface RegistryOptions {
 
 export type Env = {
   Bindings: Partial<HttpBindings>;
-  Variables: { target: Target; subject?: string; options: RegistryOptions };
+  /** bodyLimit: a cap on the bytes bodyStream() lets through (set by the policy middleware for quotas). */
+  Variables: { target: Target; subject?: string; options: RegistryOptions; bodyLimit?: BodyLimit };
 };
 export type Ctx = Context<Env>;
 
-/** The request body as a Node stream, straight from the socket when running on node (no web-stream detour). */
+/**
+ * The request body as a Node stream, from the socket when running on node (no web-stream detour), guarded
+ * (registry/body.ts): real bytes counted against `bodyLimit`, and a failing consumer never resets the connection.
+ */
 export function bodyStream(c: Ctx): Readable {
   const incoming = c.env?.incoming;
-  if (incoming && !incoming.readableDidRead) return incoming as unknown as Readable;
+  const limit = c.get('bodyLimit');
+  if (incoming && !incoming.readableDidRead) return guardBody(incoming as unknown as Readable, limit);
   const web = c.req.raw.body;
-  return web ? Readable.fromWeb(web as import('node:stream/web').ReadableStream) : Readable.from([]);
+  return guardBody(web ? Readable.fromWeb(web as import('node:stream/web').ReadableStream) : Readable.from([]), limit);
 }
 
 /** Whether the request carries a body (Content-Length > 0 or chunked). */

@@ -2,7 +2,7 @@
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
 import type { Context } from 'hono';
 import { OciError, type ErrorCode } from '../spec/index.js';
-import { NotFoundError } from '../storage/index.js';
+import { NotFoundError, StorageFullError } from '../storage/index.js';
 
 export const ERRORS: Record<ErrorCode, { status: number; message: string }> = {
   BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
@@ -24,11 +24,24 @@ export const ERRORS: Record<ErrorCode, { status: number; message: string }> = {
   MANIFEST_TOO_BIG: { status: 413, message: 'manifest too big' },
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  // berth's own codes (spec/errors.ts).
+  REQUEST_TIMEOUT: { status: 408, message: 'the request body stopped arriving' },
+  INSUFFICIENT_STORAGE: { status: 507, message: 'the registry has no storage space left' },
 };
+
+/** Seconds a client should wait before pushing again into a full storage (an operator or GC has to free space). */
+const FULL_RETRY_AFTER = '60';
 
 /** Drivers mark transient failures with `retryable: true` (storage/s3.ts S3StorageError), without registry/ importing them. */
 function _isRetryableStorageError(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === true;
+}
+
+/** fs.ts throws StorageFullError; an object store says so with 507 (MinIO: XMinioStorageFull), seen on S3StorageError. */
+function _isStorageFull(err: unknown): boolean {
+  if (err instanceof StorageFullError) return true;
+  const e = err as { status?: unknown; code?: unknown } | null;
+  return typeof e === 'object' && e !== null && !(err instanceof OciError) && (e.status === 507 || e.code === 'XMinioStorageFull');
 }
 
 /** Renders any thrown error as an OCI error document. Unknown errors become a 500 without internals. */
@@ -36,7 +49,11 @@ export function renderError(err: unknown, c: Context, log?: (e: unknown) => void
   let e: OciError;
   if (err instanceof OciError) e = err;
   else if (err instanceof NotFoundError) e = new OciError('BLOB_UNKNOWN');
-  else if (_isRetryableStorageError(err)) {
+  else if (_isStorageFull(err)) {
+    // RFC 4918 §11.5: 507 Insufficient Storage. Logged: an operator has to act. Nothing partial was kept (fs.ts).
+    log?.(err);
+    e = withHeaders(new OciError('INSUFFICIENT_STORAGE', 'the registry\'s storage is full: nothing was stored; retry after space was freed (delete images, run GC) or ask the operator to grow the volume'), { 'Retry-After': FULL_RETRY_AFTER });
+  }  else if (_isRetryableStorageError(err)) {
     // Object storage throttled or unreachable after the driver's own retries: a clean, retryable 503.
     log?.(err);
     e = withHeaders(new OciError('UNAVAILABLE', 'storage is temporarily unavailable; retry the request'), { 'Retry-After': '1' });

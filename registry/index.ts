@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { healthRoutes } from './health.js';
 import { createPolicies, type Policies } from './policy.js';
 import { policyMiddleware } from './policy-middleware.js';
+import { sessionLimits } from './sessions.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
 import { createAuth, type Auth } from './auth/index.js';
 
@@ -58,6 +59,7 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
       onUnexpectedError: (e, c) => log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) }),
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
+      limits: sessionLimits(config.storage.uploadSessions, store),
       policy: policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))),
       ...ops,
     },

@@ -18,6 +18,7 @@ export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) =
     const method = c.req.method;
     const store = c.var.options.store;
     if (!name) return next();
+    let bodyLimit: Awaited<ReturnType<Policies['quotaBody']>>;
 
     // Deletes only where they are enabled (else the handler answers 405 UNSUPPORTED, as on every mutating route).
     if (method === 'DELETE' && reference && c.var.options.deleteEnabled) {
@@ -28,13 +29,21 @@ export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) =
     if (policies.enabled.quotas && (route === 'uploads' || route === 'upload') && (method === 'POST' || method === 'PATCH' || method === 'PUT')) {
       let bytes = _contentLength(c.req.header('content-length'));
       const mount = route === 'uploads' ? c.req.query('mount') : undefined;
+      const stored = route === 'upload' && reference ? await store.uploads.size(reference).catch(() => 0) : 0;
       if (mount && isDigest(mount)) bytes = (await store.blobs.isLinked(name, mount)) ? 0 : ((await store.blobs.dataSize(mount)) ?? 0);
-      else if (route === 'upload' && reference) bytes += await store.uploads.size(reference).catch(() => 0);
+      else bytes += stored;
       // Starting a session needs room for at least one byte; completing it needs room for all of them.
       await policies.checkQuota(name, Math.max(bytes, 1));
+      // A declared length is only a claim (and chunked bodies have none): the body is capped as its bytes arrive.
+      bodyLimit = await policies.quotaBody(name, stored);
+      if (bodyLimit) c.set('bodyLimit', bodyLimit);
     }
 
-    await next();
+    try {
+      await next();
+    } finally {
+      bodyLimit?.done();
+    }
 
     const status = c.res.status;
     if ((route === 'uploads' || route === 'upload') && status === 201 && policies.enabled.quotas) {

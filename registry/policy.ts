@@ -24,6 +24,7 @@ import { OciError, isDigest, parseManifest, type Digest } from '../spec/index.js
 import { paths, type Store } from '../storage/index.js';
 import { parseDuration, type Config } from './config.js';
 import type { Logger } from './log.js';
+import type { BodyLimit } from './body.js';
 
 const _matcher = (globs: string[] | undefined) => (globs?.length ? picomatch(globs, { dot: true }) : () => true);
 const PULL_RECORD_EVERY_MS = 60_000;
@@ -44,6 +45,13 @@ export interface Policies {
   checkBlobDelete(name: string, digest: string): Promise<void>;
   /** DENIED when adding `bytes` to `name`'s namespace would pass its quota. */
   checkQuota(name: string, bytes: number): Promise<void>;
+  /**
+   * The cap for a request body streaming into `name` — what its namespace's quota has left, less `already` (bytes
+   * its upload session holds) and less the bytes other requests of this process are receiving right now — or
+   * undefined without a quota. It counts the bytes actually received (chunked bodies have no Content-Length);
+   * call `done` when the request is over.
+   */
+  quotaBody(name: string, already: number): Promise<(BodyLimit & { done(): void }) | undefined>;
   /** Counts stored bytes towards the namespace's cached usage. */
   noteStored(name: string, bytes: number): void;
   /** Namespace usage in bytes (distinct blobs linked by its repositories). */
@@ -60,6 +68,13 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
   const isImmutable = (name: string, tag: string) => immutable.some((r) => r.repo(name) && r.tag(tag));
   const quotas = config.quotas ?? [];
   const usageCache = new Map<string, { bytes: number; at: number }>();
+  /** Bytes request bodies are streaming into each namespace right now (this process), not yet in usageCache. */
+  const inflight = new Map<string, number>();
+  const _inflight = (ns: string, n: number) => {
+    const v = (inflight.get(ns) ?? 0) + n;
+    if (v > 0) inflight.set(ns, v);
+    else inflight.delete(ns);
+  };
   const pulls = new Map<string, number>();
   const retention = (config.retention?.policies ?? []).map((p) => ({ ...p, repo: _matcher(p.repositories), tag: _matcher(p.tags) }));
 
@@ -164,12 +179,38 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
     async checkQuota(name, bytes) {
       const q = quotaFor(name);
       if (!q) return;
-      const used = await usage(q.namespace);
+      const used = (await usage(q.namespace)) + (inflight.get(q.namespace) ?? 0);
       if (used + bytes > q.maxBytes) {
         throw new OciError('DENIED', `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used, this upload needs ${bytes} more; delete images (then GC) or raise quotas`, {
           namespace: q.namespace, used, limit: q.maxBytes, requested: bytes,
         });
       }
+    },
+
+    async quotaBody(name, already) {
+      const q = quotaFor(name);
+      if (!q) return undefined;
+      const used = await usage(q.namespace);
+      let mine = 0;
+      const done = () => {
+        _inflight(q.namespace, -mine);
+        mine = 0;
+      };
+      return {
+        take: (n, received) => {
+          mine += n;
+          _inflight(q.namespace, n);
+          // Checked against every byte in flight into the namespace, so parallel bodies can't each take the rest.
+          const others = (inflight.get(q.namespace) ?? 0) - mine;
+          if (used + already + others + mine <= q.maxBytes) return undefined;
+          done(); // this request's bytes go at once: the bodies streaming alongside may carry on
+          const left = Math.max(0, q.maxBytes - used - already - others);
+          return new OciError('DENIED', `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used (${already + others} more in uploads), and this request sent more than the ${left} bytes left (${received} received); nothing of it was stored; delete images (then GC) or raise quotas`, {
+            namespace: q.namespace, used, limit: q.maxBytes, received,
+          });
+        },
+        done,
+      };
     },
 
     noteStored(name, bytes) {

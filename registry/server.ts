@@ -1,4 +1,5 @@
-// The node HTTP server around the hono app: timeouts suited to multi-GiB uploads, request logs, graceful close.
+// The node HTTP server around the hono app: timeouts suited to multi-GiB uploads (a body that stops arriving times
+// out; a slow one does not), request logs, graceful close.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +7,8 @@ import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Env } from './context.js';
 import type { Logger } from './log.js';
+import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
+import { parseDuration, type Config } from './config.js';
 
 export interface RunningServer {
   server: Server;
@@ -22,18 +25,68 @@ export function parseAddr(addr: string): { host?: string; port: number } {
   return { host, port: Number(m[3]) };
 }
 
+const DEFAULT_BODY_IDLE = '60s';
+const HEADERS_TIMEOUT_MS = 60_000;
+
+/**
+ * Watches request bodies: one that gets no byte for `idleMs` while berth wants one (nothing of it waits unread,
+ * so the stall is the client's, not backpressure from storage) is timed out — a guarded body (registry/body.ts)
+ * fails with REQUEST_TIMEOUT, which the handler answers with 408; any other request is closed. One timer for all.
+ */
+function _bodyWatch(idleMs: number, log?: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+  interface Watched { req: IncomingMessage & { [BODY_TIMEOUT]?: (e: Error) => void }; res: ServerResponse; bytes: number; since: number }
+  const watched = new Set<Watched>();
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    const now = Date.now();
+    for (const w of watched) {
+      const { req, res } = w;
+      if (req.complete || req.destroyed || res.writableFinished) {
+        watched.delete(w);
+      } else if (req.socket.bytesRead !== w.bytes || req.readableLength > 0) {
+        w.bytes = req.socket.bytesRead;
+        w.since = now;
+      } else if (now - w.since >= idleMs) {
+        watched.delete(w);
+        log?.warn('request body timed out', { method: req.method, path: req.url?.split('?')[0], idleMs, remote: req.socket.remoteAddress });
+        const err = bodyTimeoutError(idleMs);
+        if (req[BODY_TIMEOUT]) req[BODY_TIMEOUT](err);
+        else req.destroy(err);
+      }
+    }
+    if (!watched.size) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
+  return (req, res) => {
+    watched.add({ req, res, bytes: req.socket.bytesRead, since: Date.now() });
+    timer ??= setInterval(tick, Math.min(1000, Math.max(50, idleMs / 4)));
+    timer.unref();
+  };
+}
+
 /** Observes every request as it starts (metrics); it subscribes to the response's events itself. */
 export type RequestObserver = (req: IncomingMessage, res: ServerResponse) => void;
 
-export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe?: RequestObserver): Promise<RunningServer> {
+/** Timeouts (config `http`): durations such as 60s; 0s turns one off. */
+export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout'>>;
+
+export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe?: RequestObserver, timeouts: ServerTimeouts = {}): Promise<RunningServer> {
   const { host, port } = parseAddr(addr);
+  const idleMs = parseDuration(timeouts.bodyIdleTimeout ?? DEFAULT_BODY_IDLE);
+  // Off by default: a multi-GiB push over a slow link may take hours; bodyIdleTimeout catches bodies that stall.
+  const requestTimeout = parseDuration(timeouts.requestTimeout ?? '0s');
+  const watch = idleMs > 0 ? _bodyWatch(idleMs, log) : undefined;
   const listener = getRequestListener(app.fetch as never, {
     errorHandler: (e) => {
       log?.error('unhandled error', { err: String(e) });
     },
   });
-  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
+  const headersTimeout = requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS;
+  const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, (req, res) => {
     observe?.(req, res);
+    watch?.(req, res);
     // A request id for correlating logs: the caller's X-Request-Id when it is sane, else a fresh one; echoed back.
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();

@@ -128,6 +128,10 @@ export const configSchema = {
         /** Public base URL, used in absolute Location headers and token realms when set. */
         publicUrl: { type: 'string' },
         shutdownTimeout: duration,
+        /** A request body that gets no byte for this long is abandoned (408); 0s: never. */
+        bodyIdleTimeout: duration,
+        /** The whole request (headers and body) must arrive within this; 0s (default): no limit. */
+        requestTimeout: duration,
       },
     },
     storage: {
@@ -162,6 +166,12 @@ export const configSchema = {
           type: 'object',
           additionalProperties: false,
           properties: { age: duration, interval: duration, enabled: { type: 'boolean' } },
+        },
+        /** Open upload sessions allowed per repository and per caller (subject; anonymous callers together); 0: no cap. */
+        uploadSessions: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { maxPerRepository: { type: 'integer', minimum: 0 }, maxPerCaller: { type: 'integer', minimum: 0 } },
         },
       },
     },

@@ -20,7 +20,10 @@ export type ErrorCode =
   | 'RANGE_INVALID'
   | 'MANIFEST_TOO_BIG'
   | 'PAGINATION_NUMBER_INVALID'
-  | 'UNAVAILABLE';
+  | 'UNAVAILABLE'
+  // berth's own, for limits the spec's table has no code for (registry/errors.ts gives their statuses).
+  | 'REQUEST_TIMEOUT'
+  | 'INSUFFICIENT_STORAGE';
 
 export class OciError extends Error {
   constructor(

@@ -110,6 +110,16 @@ export class NotFoundError extends Error {
   }
 }
 
+/** The backend has no room left (fs: ENOSPC, EDQUOT). Whatever the failed write started was removed. */
+export class StorageFullError extends Error {
+  constructor(
+    readonly path: string,
+    override readonly cause: unknown,
+  ) {
+    super(`no space left in storage while writing ${path}: ${(cause as Error)?.message ?? cause}`);
+  }
+}
+
 export class OffsetMismatchError extends Error {
   constructor(
     readonly path: string,

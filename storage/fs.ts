@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import { giveBuffer, takeBuffer } from './buffer-pool.js';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type MoveOptions, type PutStreamOptions, type ReadOptions, type Sendable } from './driver.js';
+import { assertSafePath, NotFoundError, OffsetMismatchError, StorageFullError, type Driver, type FileInfo, type MoveOptions, type PutStreamOptions, type ReadOptions, type Sendable } from './driver.js';
 
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
@@ -24,6 +24,15 @@ function isNotFound(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
+
+/** A full disk (or a quota of the filesystem) becomes StorageFullError, which the registry answers with 507. */
+function _full(path: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? new StorageFullError(path, e) : e;
+}
+const _rethrow = (path: string) => (e: unknown): never => {
+  throw _full(path, e);
+};
 
 export class FsDriver implements Driver {
   readonly name = 'filesystem';
@@ -124,22 +133,25 @@ export class FsDriver implements Driver {
   }
 
   async put(path: string, data: Buffer | string): Promise<void> {
-    const tmp = await this._tempPath();
-    const fh = await open(tmp, 'w');
+    const tmp = await this._tempPath().catch(_rethrow(path));
     try {
-      await fh.writeFile(data);
-      if (this.fsync) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await this._publish(tmp, path).catch(async (e) => {
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(data);
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this._publish(tmp, path);
+    } catch (e) {
+      // Also when the disk is full: an empty temp file left here would pile up until the next start.
       await rm(tmp, { force: true });
-      throw e;
-    });
+      throw _full(path, e);
+    }
   }
 
   async putStream(path: string, body: Readable, opts: PutStreamOptions = {}): Promise<number> {
-    const tmp = await this._tempPath();
+    const tmp = await this._tempPath().catch(_rethrow(path));
     try {
       const out = createWriteStream(tmp, { highWaterMark: HIGH_WATER_MARK });
       await (this.fsync ? pipeline(body, this._writeback(out), out) : pipeline(body, out));
@@ -151,7 +163,7 @@ export class FsDriver implements Driver {
       return size;
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw _full(path, e);
     }
   }
 
@@ -179,14 +191,14 @@ export class FsDriver implements Driver {
       body.resume();
       throw new OffsetMismatchError(path, offset, current);
     }
-    await mkdir(dirname(abs), { recursive: true });
+    await mkdir(dirname(abs), { recursive: true }).catch(_rethrow(path));
     const out = createWriteStream(abs, { flags: offset === 0 ? 'w' : 'a', highWaterMark: HIGH_WATER_MARK });
     try {
       await (this.fsync ? pipeline(body, this._writeback(out, offset), out) : pipeline(body, out));
     } catch (e) {
       // A failed chunk leaves nothing behind: cut the object back to where this append started.
       await truncate(abs, offset).catch(() => {});
-      throw e;
+      throw _full(path, e);
     }
     return offset + out.bytesWritten;
   }
@@ -205,7 +217,7 @@ export class FsDriver implements Driver {
         if (isNotFound(e)) throw new NotFoundError(from);
         throw e;
       });
-      await this._publish(src, to);
+      await this._publish(src, to).catch(_rethrow(to));
     });
   }
 

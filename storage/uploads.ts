@@ -253,6 +253,15 @@ export class UploadStore {
     await this.driver.delete(paths.upload(info.id));
   }
 
+  /** Every stored session, for counting them (registry/sessions.ts); `known` infos are reused (they never change). */
+  async list(known?: ReadonlyMap<string, UploadInfo>): Promise<UploadInfo[]> {
+    const ids = (await this.driver.list(paths.uploadsRoot)).filter(isUploadId);
+    const read = async (id: string) => known?.get(id) ?? (await this.driver.get(paths.uploadInfo(id)).then((raw) => raw && (JSON.parse(raw.toString('utf8')) as UploadInfo), () => undefined));
+    const out: UploadInfo[] = [];
+    for (let i = 0; i < ids.length; i += 32) out.push(...(await Promise.all(ids.slice(i, i + 32).map(read))).filter((x): x is UploadInfo => !!x));
+    return out;
+  }
+
   /** Removes sessions started before `cutoff` (abandoned uploads). Lists one flat prefix, never all repositories. */
   async purge(cutoff: Date): Promise<number> {
     let removed = 0;
