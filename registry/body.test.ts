@@ -19,6 +19,18 @@ test('guardBody: a body that fails before anyone reads it fails the reader later
   }
 });
 
+test('guardBody: a body already cut off when it is wrapped fails its reader instead of leaving it waiting', async () => {
+  const src = new PassThrough();
+  src.write('partial');
+  src.destroy(); // the client left while the handler awaited storage, before it asked for the body
+  await new Promise((r) => setImmediate(r));
+  const body = guardBody(src);
+  const read = pipeline(body, sink());
+  const hung = new Promise((r) => setTimeout(() => r('hung'), 1000).unref());
+  assert.notEqual(await Promise.race([read.then(() => 'ended', () => 'failed'), hung]), 'hung');
+  await assert.rejects(read, /ended early/);
+});
+
 test('guardBody: counts the bytes as they arrive against a limit; a refused or failed consumer drains its source instead of destroying it', async () => {
   const src = new PassThrough();
   const body = guardBody(src, { take: (_n, received) => (received > 10 ? new Error(`over: ${received}`) : undefined) });

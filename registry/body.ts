@@ -73,6 +73,9 @@ export function guardBody(src: Readable, limit?: BodyLimit): Readable {
     if ((src as Watched)[BODY_TIMEOUT] === onTimeout) delete (src as Watched)[BODY_TIMEOUT];
   };
   src.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  // Already cut off (the client left while the handler awaited storage, before it asked for the body): its 'close'
+  // was emitted to nobody, so fail now, or the reader waits forever.
+  if (src.destroyed && !src.readableEnded) fail(src.errored ?? new Error('request body ended early (the client went away)'));
   (src as Watched)[BODY_TIMEOUT] = onTimeout;
   src.pause();
   // Consumers see errors through their own listeners (pipeline, for await); this one only keeps an error that

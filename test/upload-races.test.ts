@@ -166,12 +166,16 @@ for (const backend of ['filesystem', 's3'] as const) {
     const sessions: string[] = [];
     const contents = Array.from({ length: 4 }, () => randomBytes(randomInt(1, 96 * 1024)));
     let created = 0;
+    const inFlight = new Map<number, string>();
+    let seq = 0;
     const worker = async () => {
       while (Date.now() < deadline) {
+        const op = seq++;
         if (sessions.length < 4 || Math.random() < 0.15) sessions.push(await startSession(berth.url, `storm/r${randomInt(3)}`));
         const loc = sessions[randomInt(sessions.length)];
         const data = contents[randomInt(contents.length)];
         const action = randomInt(10);
+        inFlight.set(op, `action ${action} on ${loc}`);
         if (action < 5) {
           // PATCH the whole content or a prefix, sometimes cut off half-way.
           const r = openRequest(berth.url, 'PATCH', loc);
@@ -199,9 +203,10 @@ for (const backend of ['filesystem', 's3'] as const) {
           r.abort();
           await r.response;
         }
+        inFlight.delete(op);
       }
     };
-    const stuck = setTimeout(() => console.error('storm still running; server log:\n' + berth.logs().slice(-4000)), 40_000);
+    const stuck = setTimeout(() => console.error(`storm still running: ${[...inFlight.values()].join('; ')}; server log:\n${berth.logs().slice(-4000)}`), 40_000);
     await Promise.all(Array.from({ length: 8 }, worker));
     clearTimeout(stuck);
     await sleep(500);
