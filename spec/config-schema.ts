@@ -102,13 +102,17 @@ const authSchema = {
         },
       },
     },
-    /** Failed logins per account and per client address within `window`, then 429 + Retry-After. */
+    /**
+     * Failed logins within `window`, then 429 + Retry-After for the failing address only (registry/auth/ratelimit.ts):
+     * per account from one address, per address, and per account over all addresses (then one guess per address).
+     */
     rateLimit: {
       type: 'object',
       additionalProperties: false,
       properties: {
         maxFailures: { type: 'integer', minimum: 1 },
         maxFailuresPerAddress: { type: 'integer', minimum: 1 },
+        maxFailuresPerAccount: { type: 'integer', minimum: 1 },
         window: duration,
       },
     },

@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, type JWTPayload } from 'jose';
+import { request } from 'node:http';
 import { basic, getToken, makeRegistry, pushImage, user } from './auth-fixtures.js';
+import { listen } from '../registry/server.js';
 
 const ext = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const extPem = ext.publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -104,4 +106,38 @@ test('token attacks: 401 and nothing stored', async (t) => {
     assert.deepEqual((await pushImage(app, `Bearer ${genuine.body.token}`, 'team/app', 'ok')).statuses, [201, 201, 201]);
     assert.deepEqual((await pushImage(app, `Bearer ${await sign(claims())}`, 'team/app', 'ok2')).statuses, [201, 201, 201]);
   });
+});
+
+/** GET from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux): another client machine. */
+function getFrom(localAddress: string, url: string, headers: Record<string, string>): Promise<{ status: number; retryAfter?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { localAddress, headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('login throttling: an attacker elsewhere cannot lock the owner out', async (t) => {
+  for (const mode of ['token', 'htpasswd'] as const) {
+    await t.test(mode, async () => {
+      const { app } = makeRegistry({ mode, users: [user('alice', ['dev']), user('bob')], acl: [{ repositories: ['team/**'], subjects: ['group:dev'], actions: ['pull', 'push'] }] });
+      const server = await listen(app, '127.0.0.1:0');
+      t.after(() => server.close(0));
+      const path = mode === 'token' ? '/token?service=berth&scope=repository:team/app:pull' : '/v2/team/app/tags/list';
+      const url = `http://127.0.0.1:${server.port}${path}`;
+      const attacker = '127.0.0.2';
+      // Defaults: 5 failures for an account from one address.
+      for (let i = 0; i < 5; i++) assert.equal((await getFrom(attacker, url, { Authorization: basic('alice', `guess-${i}`) })).status, 401);
+      const blocked = await getFrom(attacker, url, { Authorization: basic('alice') });
+      assert.equal(blocked.status, 429, 'the guessing address waits, even with the right password');
+      assert.ok(Number(blocked.retryAfter) > 0 && Number(blocked.retryAfter) <= 300);
+      const owner = await getFrom('127.0.0.3', url, { Authorization: basic('alice') });
+      assert.notEqual(owner.status, 429, 'the owner from a clean address is not locked out');
+      assert.equal(owner.status, mode === 'token' ? 200 : 404); // 404: the repository does not exist yet
+      assert.equal((await getFrom(attacker, url, { Authorization: basic('bob') })).status === 429, false, 'other accounts from the attacker\'s address: still below its limit');
+    });
+  }
 });
