@@ -35,7 +35,11 @@ export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: strin
   const service = core.tokenOptions.service;
   const challenge = (c: Ctx, need: Access | undefined, error?: string) => {
     let value = `Bearer realm="${realmUrl(c, realm, publicUrl)}",service="${service}"`;
-    if (need) value += `,scope="${formatScope(need)}"`;
+    // A mount also asks for pull on `from`, as distribution does (handlers/app.go appendAccessRecords): a client that
+    // requests exactly the challenged scopes must get a token that can mount. Scopes are space-separated.
+    const from = _mount(c);
+    const scopes = [need, from ? { type: 'repository' as const, name: from, actions: ['pull'] } : undefined].filter((a) => a !== undefined);
+    if (scopes.length) value += `,scope="${scopes.map(formatScope).join(' ')}"`;
     if (error) value += `,error="${error}"`;
     return { 'WWW-Authenticate': value };
   };
