@@ -194,10 +194,17 @@ test('bad input: right OCI error, nothing stored', async (t) => {
     const suffix = await raw(base, 'GET', url, { headers: { Range: 'bytes=-5' } });
     assert.equal(suffix.status, 206);
     assert.equal(suffix.body.toString(), layerBlob.subarray(-5).toString());
-    for (const r of ['bytes=10-5', `bytes=${layer.size}-`, `bytes=${layer.size + 10}-${layer.size + 20}`, 'bytes=-0', 'bytes=abc', 'items=0-1', 'bytes=-']) {
+    for (const r of ['bytes=10-5', `bytes=${layer.size}-`, `bytes=${layer.size + 10}-${layer.size + 20}`, 'bytes=-0', 'bytes=abc', 'bytes=-']) {
       const res = await raw(base, 'GET', url, { headers: { Range: r } });
       expectError(res, 416, 'RANGE_INVALID');
       assert.equal(res.header('content-range'), `bytes */${layer.size}`);
+    }
+    // A unit other than bytes is ignored (RFC 9110 §14.2): the whole blob, 200.
+    for (const r of ['items=0-1', 'rows=5-']) {
+      const res = await raw(base, 'GET', url, { headers: { Range: r } });
+      assert.equal(res.status, 200, r);
+      assert.equal(res.header('content-range'), undefined);
+      assert.deepEqual(res.body, layerBlob);
     }
     const many = await raw(base, 'GET', url, { headers: { Range: 'bytes=' + Array.from({ length: 200 }, (_, i) => `${i}-${i}`).join(',') } });
     expectError(many, 400, 'RANGE_INVALID');
@@ -224,6 +231,11 @@ test('bad input: right OCI error, nothing stored', async (t) => {
     expectError(await raw(base, 'GET', `/v2/good/repo/blobs/${sha256('nope')}`), 404, 'BLOB_UNKNOWN');
     expectError(await raw(base, 'GET', '/v2/never/pushed/tags/list'), 404, 'NAME_UNKNOWN');
     expectError(await raw(base, 'PATCH', '/v2/good/repo/blobs/uploads/AAAAAAAAAAAAAAAAAAAAAAAA', { body: 'x' }), 404, 'BLOB_UPLOAD_UNKNOWN');
+    // Unknown endpoints: 404, not 405 (405 is for a known endpoint's wrong method).
+    for (const [method, path] of [['GET', '/v2/good/repo/unknown'], ['PUT', '/v2/good/repo/blobs/uploads/x/y'], ['GET', '/v2/good/repo/tags'], ['POST', '/v2/good/repo/nothing']]) {
+      await unchanged(path, async () => expectError(await raw(base, method, path, method === 'GET' ? {} : { body: 'x' }), 404, 'NOT_FOUND'));
+    }
+    expectError(await raw(base, 'POST', '/v2/good/repo/tags/list', { body: 'x' }), 405, 'UNSUPPORTED');
   });
 });
 
