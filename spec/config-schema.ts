@@ -129,8 +129,8 @@ export const configSchema = {
       additionalProperties: false,
       properties: {
         addr: { type: 'string', description: 'listen address, HOST:PORT or :PORT' },
-        /** Public base URL, used in absolute Location headers and token realms when set. */
-        publicUrl: { type: 'string' },
+        /** The URL clients use: the token realm's base (never the Host header; registry/auth/middleware.ts). */
+        publicUrl: { type: 'string', pattern: '^https?://[^"\\s/?#]+(/[^"\\s?#]*)?$' },
         shutdownTimeout: duration,
         /** A request body that gets no byte for this long is abandoned (408); 0s: never. */
         bodyIdleTimeout: duration,

@@ -7,6 +7,8 @@ import { SignJWT, type JWTPayload } from 'jose';
 import { request } from 'node:http';
 import { basic, getToken, makeRegistry, pushImage, user } from './auth-fixtures.js';
 import { listen } from '../registry/server.js';
+import { createRegistry, createLogger, loadConfig } from '../registry/index.js';
+import { MemoryDriver } from '../storage/memory.js';
 
 const ext = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const extPem = ext.publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -109,11 +111,11 @@ test('token attacks: 401 and nothing stored', async (t) => {
 });
 
 /** GET from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux): another client machine. */
-function getFrom(localAddress: string, url: string, headers: Record<string, string>): Promise<{ status: number; retryAfter?: string }> {
+function getFrom(localAddress: string, url: string, headers: Record<string, string>): Promise<{ status: number; retryAfter?: string; challenge?: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { localAddress, headers, agent: false }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }));
+      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, challenge: res.headers['www-authenticate'] }));
     });
     req.on('error', reject);
     req.end();
@@ -140,4 +142,32 @@ test('login throttling: an attacker elsewhere cannot lock the owner out', async 
       assert.equal((await getFrom(attacker, url, { Authorization: basic('bob') })).status === 429, false, 'other accounts from the attacker\'s address: still below its limit');
     });
   }
+});
+
+test('token realm: a forged Host header never moves the realm', async (t) => {
+  const start = async (http: Record<string, unknown>) => {
+    const logs: string[] = [];
+    const config = loadConfig({ env: {}, flags: { http, auth: { mode: 'token', users: [user('alice')] }, log: { level: 'warn', requests: false }, metrics: { enabled: false } } });
+    const registry = createRegistry(config, new MemoryDriver(), createLogger('warn', false, (line) => logs.push(line)));
+    const server = await listen(registry.app, '127.0.0.1:0');
+    t.after(() => server.close(0));
+    const realm = async (host: string) => /realm="([^"]+)"/.exec((await getFrom('127.0.0.1', `http://127.0.0.1:${server.port}/v2/`, { Host: host })).challenge ?? '')?.[1];
+    return { port: server.port, realm, logs };
+  };
+  const { port, realm, logs } = await start({});
+  const own = `http://127.0.0.1:${port}/token`;
+  assert.equal(await realm(`127.0.0.1:${port}`), own, 'the listener address as the client wrote it');
+  assert.equal(await realm(`localhost:${port}`), `http://localhost:${port}/token`, 'localhost on a loopback connection');
+  for (const forged of ['evil.example', `evil.example:${port}`, '127.0.0.1:1', `10.0.0.1:${port}`, `localhost.evil.example:${port}`, `[::1]:${port}`]) {
+    assert.equal(await realm(forged), own, `Host ${forged}`);
+  }
+  // A Host that is no host at all is a 400 (it used to leave the connection hanging, unanswered).
+  for (const broken of [`127.0.0.1:${port}@evil.example`, 'a b', 'evil.example/path']) {
+    const res = await getFrom('127.0.0.1', `http://127.0.0.1:${port}/v2/`, { Host: broken });
+    assert.equal(res.status, 400, `Host ${broken}`);
+  }
+  assert.equal(logs.filter((l) => /set http.publicUrl/.test(l)).length, 1, 'told once, with the fix');
+  const configured = await start({ publicUrl: 'https://registry.example.com/' });
+  assert.equal(await configured.realm('evil.example'), 'https://registry.example.com/token', 'http.publicUrl wins');
+  assert.equal(await configured.realm(`127.0.0.1:${configured.port}`), 'https://registry.example.com/token');
 });

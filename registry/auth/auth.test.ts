@@ -124,3 +124,24 @@ test('htpasswd file: bcrypt lines accepted, others skipped with a warning, reloa
   assert.match(warnings.join('\n'), /htpasswd:2: skipped: only bcrypt/);
   assert.throws(() => new Users({ mode: 'htpasswd', htpasswd: { path: `${dir}/missing` } }), /htpasswd -B -c/);
 });
+
+test('config: http.publicUrl must be an http(s) URL that can sit in a quoted header value', async () => {
+  const { loadConfig, ConfigError } = await import('../config.js');
+  const load = (publicUrl: string) => loadConfig({ env: {}, flags: { http: { publicUrl } } });
+  assert.equal(load('https://registry.example.com/').http.publicUrl, 'https://registry.example.com/');
+  for (const bad of ['registry.example.com', 'https://x", realm="https://evil', 'https://a b', 'https://x?y']) assert.throws(() => load(bad), ConfigError, bad);
+});
+
+test('realm: a Host header is used only when it names the listener', async () => {
+  const { hostNamesListener, listenerHost } = await import('./middleware.js');
+  assert.ok(hostNamesListener('127.0.0.1:5000', '127.0.0.1', 5000, 'http'));
+  assert.ok(hostNamesListener('localhost:5000', '::ffff:127.0.0.1', 5000, 'http'));
+  assert.ok(hostNamesListener('[::1]:5000', '::1', 5000, 'http'));
+  assert.ok(hostNamesListener('10.0.0.5', '10.0.0.5', 80, 'http'));
+  assert.ok(!hostNamesListener('localhost:5000', '10.0.0.5', 5000, 'http'), 'localhost only on loopback');
+  assert.ok(!hostNamesListener('evil.example:5000', '10.0.0.5', 5000, 'http'));
+  assert.ok(!hostNamesListener('10.0.0.5:5001', '10.0.0.5', 5000, 'http'));
+  assert.ok(!hostNamesListener('10.0.0.5', '10.0.0.5', 5000, 'https'));
+  assert.equal(listenerHost('::ffff:10.0.0.5', 5000), '10.0.0.5:5000');
+  assert.equal(listenerHost('fe80::1', 5000), '[fe80::1]:5000');
+});
