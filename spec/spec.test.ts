@@ -84,6 +84,18 @@ test('canonical JSON sorts keys, drops undefined, refuses non-finite numbers', (
 test('platforms', () => {
   assert.deepEqual(parsePlatform('linux/arm64/v8'), { os: 'linux', architecture: 'arm64', variant: 'v8' });
   assert.throws(() => parsePlatform('linux'), /os\/arch/);
+  for (const [bad, re] of [
+    ['linux/../amd64', /"\.\." is not a valid architecture/],
+    ['linux/./amd64', /"\." is not a valid architecture/],
+    ['../linux/amd64', /"\.\." is not a valid os/],
+    ['linux/amd64/..', /"\.\." is not a valid variant/],
+    ['linux/amd64/', /"" is not a valid variant/],
+    ['Linux/amd64', /"Linux" is not a valid os/],
+    ['linux/-amd64', /"-amd64" is not a valid architecture/],
+    ['linux/a/b/c', /expected os\/arch\[\/variant\]/],
+  ] as const) assert.throws(() => parsePlatform(bad), re, bad);
+  assert.deepEqual(parsePlatform('linux/ppc64le'), { os: 'linux', architecture: 'ppc64le' });
+  assert.deepEqual(parsePlatform('wasip1/wasm'), { os: 'wasip1', architecture: 'wasm' });
   assert.ok(platformMatches({ os: 'linux', architecture: 'arm64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }));
   assert.ok(!platformMatches({ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }));
 });
