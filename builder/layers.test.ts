@@ -120,6 +120,38 @@ test('non-UTF-8 names are refused with an escaped name; 200-byte names work via 
   assert.equal(list[1].body, 'long');
 });
 
+test('errors name the field at fault and say the fix: dest with .., conflicts between entries', async (t) => {
+  const dir = await fixture({ 'a.txt': 'a', 'lib/x.so': 'x' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // `..` in dest is the dest's fault, not the src's.
+  await rejects(plan(dir, '      - { src: a.txt, dest: /usr/../etc/a.txt }\n'),
+    /^berth\.yaml:6 layers\[0\]\.files\[0\]\.dest: '\/usr\/\.\.\/etc\/a\.txt' contains '\.\.'; write the path inside the image without it, e.g. '\/etc\/a\.txt'$/);
+  await rejects(plan(dir, '      - { inline: "x", dest: /a/../../b }\n'), /layers\[0\]\.files\[0\]\.dest: .* contains '\.\.'/);
+  await rejects(plan(dir, '      - { directory: /var/../x }\n'), /layers\[0\]\.files\[0\]\.directory: .* contains '\.\.'/);
+  // A symlink and files under it: the entry whose files would sit under the symlink is named, and the symlink's.
+  await rejects(plan(dir, '      - { inline: "x", dest: /etc/motd }\n      - { symlink: /usr/lib, dest: /lib }\n      - { src: "lib/**", dest: /lib/ }\n'),
+    /^berth\.yaml:8 layers\[0\]\.files\[2\]\.dest: '\/lib\/x\.so' would sit under '\/lib', which this layer makes a symlink \(from layers\[0\]\.files\[1\]\); a path can't be both a directory and a symlink: change one of the two dests$/);
+  await rejects(plan(dir, '      - { src: "lib/**", dest: /lib/ }\n      - { inline: "x", dest: /lib/x.so/y }\n'),
+    /layers\[0\]\.files\[1\]\.dest: '\/lib\/x\.so\/y' would sit under '\/lib\/x\.so', which this layer makes a file \(from layers\[0\]\.files\[0\]\)/);
+});
+
+test('a file that changes while the layer is written is named, with its image path and the fix', async (t) => {
+  const big = 'b'.repeat((1 << 20) + 100); // above SMALL_FILE: the streamed path
+  const dir = await fixture({ 'big.bin': big, 'small.txt': 'small' });
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const consume = async (members: Awaited<ReturnType<typeof plan>>['members']) => {
+    for await (const _ of tarStream(members, 0)) void _;
+  };
+  for (const [name, now] of [['big.bin', big + 'grown'], ['big.bin', 'shrunk'], ['small.txt', 'smaller'], ['small.txt', 'x']]) {
+    const { members } = await plan(dir, `      - { src: ${name}, dest: /srv/${name} }\n`);
+    await writeFile(join(dir, name), now);
+    const re = new RegExp(`^${join(dir, name)} \\(/srv/${name.replace('.', '\\.')} in the image\\) changed while the layer was being written: planned \\d+ bytes, now .*; keep the build context unchanged during berth build`);
+    await rejects(consume(members), re);
+    assert.throws(() => tarSegmentSync(members, 0), (e: Error) => re.test(e.message));
+    await writeFile(join(dir, name), name === 'big.bin' ? big : 'small');
+  }
+});
+
 test('no match names the entry; optional entries may match nothing', async (t) => {
   const dir = await fixture({ 'a.txt': 'a' });
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -277,7 +309,7 @@ test('the in-memory tar of a segment is byte for byte the streamed tar (PAX name
   assert.deepEqual(syncSums, sums);
   // A file that changed size since planning is an error, not a short member.
   await writeFile(join(dir, 'a', 'x.txt'), 'shorter');
-  assert.throws(() => tarSegmentSync(members, 0), /changed size while the layer was being written/);
+  assert.throws(() => tarSegmentSync(members, 0), /x\.txt \(\/srv\/x\.txt in the image\) changed while the layer was being written/);
 });
 
 test('members sort by UTF-8 bytes, also past U+FFFF (where UTF-16 order differs)', async (t) => {

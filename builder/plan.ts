@@ -51,12 +51,26 @@ function _owner(p: FileProperties) {
   return { uid: p.uid ?? 0, gid: p.gid ?? 0, uname: p.user, gname: p.group };
 }
 
-/** `/a/b/` → `a/b`; refuses `..` so nothing lands outside the image root. */
-export function imagePath(dest: string): string {
+/** A ContextError about one field of the entry (`dest`, `directory`) rather than its source. */
+export class FieldError extends ContextError {
+  constructor(readonly field: string, message: string) {
+    super(message);
+  }
+}
+
+/** `/a/b/` → `a/b`; refuses `..` so nothing lands outside the image root. Errors name `field` (dest or directory). */
+export function imagePath(dest: string, field = 'dest'): string {
   const norm = posix.normalize(dest);
-  if (!norm.startsWith('/')) throw new ContextError(`'${dest}' must be an absolute path in the image`);
-  if (dest.split('/').includes('..')) throw new ContextError(`'${dest}' contains '..'`);
+  if (!norm.startsWith('/')) throw new FieldError(field, `'${dest}' must be an absolute path in the image, e.g. '/${dest.replace(/^\.?\/*/, '')}'`);
+  if (dest.split('/').includes('..')) {
+    throw new FieldError(field, `'${dest}' contains '..'; write the path inside the image without it${norm.startsWith('/..') ? '' : `, e.g. '${norm}'`}`);
+  }
   return norm.replace(/^\/+/, '').replace(/\/+$/, '');
+}
+
+/** The field of an entry that names where it lands in the image. */
+function _destField(entry: object): string {
+  return 'directory' in entry ? 'directory' : 'dest' in entry ? 'dest' : 'tar';
 }
 
 /** Replaces `{os}`, `{arch}`, `{variant}` in a src for one platform. */
@@ -68,10 +82,19 @@ export function expandPlatform(src: string, platform: Platform): string {
 
 export async function planLayer(loaded: LoadedSpec, index: number, platform: Platform, ctx: Context, opts: PlanOptions = {}): Promise<LayerPlan> {
   const layer = loaded.spec.layers![index] as LayerSpec;
-  const byPath = new Map<string, Member>();
+  // Which entry put each path in the layer, so a conflict is blamed on the entries involved.
+  const madeBy = new Map<string, number>();
+  let current = 0;
+  const byPath = new (class extends Map<string, Member> {
+    override set(path: string, m: Member): this {
+      madeBy.set(path, current);
+      return super.set(path, m);
+    }
+  })();
   const origins = new Map<string, string>();
   for (const [j, entry] of layer.files.entries()) {
     const at: FieldPath = ['layers', index, 'files', j];
+    current = j;
     const props = _props(loaded.spec.properties, layer.properties, entry);
     try {
       const kind = entryKind(entry);
@@ -87,17 +110,26 @@ export async function planLayer(loaded: LoadedSpec, index: number, platform: Pla
         const path = imagePath(e.dest);
         byPath.set(path, { path, type: 'symlink', mode: 0o777, ..._owner(props), size: 0, linkname: e.symlink });
       } else if (kind === 'directory') {
-        const path = imagePath((entry as { directory: string }).directory);
+        const path = imagePath((entry as { directory: string }).directory, 'directory');
         byPath.set(path, { path, type: 'directory', mode: parseMode(props.dirMode ?? props.mode ?? '0755'), ..._owner(props), size: 0 });
       } else {
         await _addTar(entry as TarEntry, props, platform, ctx, byPath, origins, opts);
       }
     } catch (e) {
-      if (e instanceof ContextError) throw loaded.error([...at, entryKind(entry)], e.message);
+      if (e instanceof ContextError) throw loaded.error([...at, e instanceof FieldError ? e.field : entryKind(entry)], e.message);
       throw e;
     }
   }
-  return { name: layer.name, members: finishMembers(byPath, (p) => loaded.error(['layers', index, 'name'], p)), origins };
+  // Implied parents are added by finishMembers (after the entries), so they have no entry of their own.
+  current = -1;
+  const fieldOf = (k: number): FieldPath => ['layers', index, 'files', k, _destField(layer.files[k])];
+  const conflict = (message: string, path: string, parent: string) => {
+    const [child, owner] = [madeBy.get(path) ?? -1, madeBy.get(parent) ?? -1];
+    const where = owner >= 0 ? ` (from layers[${index}].files[${owner}])` : '';
+    const fix = `a path can't be both a directory and a ${byPath.get(parent)?.type}: change one of the two dests`;
+    return loaded.error(child >= 0 ? fieldOf(child) : ['layers', index, 'name'], `${message}${where}; ${fix}`);
+  };
+  return { name: layer.name, members: finishMembers(byPath, conflict), origins };
 }
 
 async function _addFiles(
@@ -179,12 +211,12 @@ function _member(path: string, f: ContextFile, props: FileProperties): Member {
 }
 
 /** Adds implied parents, checks nothing sits under a non-directory, and sorts by path bytes. */
-export function finishMembers(byPath: Map<string, Member>, conflict: (msg: string) => Error): Member[] {
+export function finishMembers(byPath: Map<string, Member>, conflict: (msg: string, path: string, parent: string) => Error): Member[] {
   for (const path of [...byPath.keys()]) {
     for (let p = posix.dirname(path); p !== '.' && p !== '/' && p !== ''; p = posix.dirname(p)) {
       const parent = byPath.get(p);
       if (!parent) byPath.set(p, { path: p, ...IMPLIED_DIR });
-      else if (parent.type !== 'directory') throw conflict(`'/${path}' would sit under '/${p}', which this layer makes a ${parent.type}`);
+      else if (parent.type !== 'directory') throw conflict(`'/${path}' would sit under '/${p}', which this layer makes a ${parent.type}`, path, p);
       // A directory already there has its own parents checked (in this loop, or when it was implied).
       else break;
     }

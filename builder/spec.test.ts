@@ -29,6 +29,9 @@ test('errors name file, line and field', () => {
   assert.equal(err(`${head}compression: lz4\n`), 'berth.yaml:3 compression: must be one of "gzip", "zstd"');
   assert.equal(err(`${head}layers:\n  - name: app\n    files:\n      - { src: a, dest: relative }\n`), 'berth.yaml:6 layers[0].files[0].dest: must be an absolute path in the image, not "relative"');
   assert.match(err(`${head}platforms: [linux]\n`), /^berth\.yaml:3 platforms\[0\]/);
+  // A platform is substituted into src paths ({arch}): `..` must never pass as one of its parts.
+  assert.equal(err(`${head}platforms: [linux/amd64, linux/../amd64]\n`),
+    'berth.yaml:3 platforms[1]: invalid platform "linux/../amd64": ".." is not a valid architecture (lowercase letters and digits, with . _ - only between them); expected os/arch[/variant], e.g. linux/amd64');
   assert.match(err(`${head}layers:\n  - { name: a, files: [] }\n  - { name: a, files: [] }\n`), /^berth\.yaml:5 layers\[1\]\.name: duplicate layer name "a"/);
   assert.match(err(`${head}layers: [\n`), /^berth\.yaml:\d+: invalid YAML/);
   assert.match(err(`${head}kind: Image\n`), /invalid YAML|duplicate/i);

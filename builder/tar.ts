@@ -73,7 +73,7 @@ export function tarStream(members: Member[], epoch: number, onFile?: (m: Member,
         // Small files (most of a typical tree) in one read: far fewer stream hops per file. Bounded memory.
         // Sync on purpose: four thread-pool hops (open, fstat, read, close) per small file cost more than the read.
         const data = readFileSync(src.abs);
-        if (data.length !== m.size) throw new Error(`${src.abs} changed size while the layer was being written (expected ${m.size} bytes)`);
+        if (data.length !== m.size) throw _changed(src.abs, m, `now ${data.length}`);
         onFile?.(m, _sums(data));
         await new Promise<void>((res, rej) => pack.entry(header, data, (e) => (e ? rej(e) : res())));
         continue;
@@ -85,20 +85,24 @@ export function tarStream(members: Member[], epoch: number, onFile?: (m: Member,
         await pipeline(
           createReadStream(src.abs, { highWaterMark: 1 << 20 }),
           async function* (chunks: AsyncIterable<Buffer>) {
+            // Counted here, not left to tar-stream: its bare "Size mismatch" would reach the user first (the entry
+            // destroys the whole pack with it), naming no file. Checked before yielding: no byte past the header size.
+            let seen = 0;
             for await (const c of chunks) {
+              seen += c.length;
+              if (seen > m.size) throw _changed(src.abs, m, `now at least ${seen}`);
               d.update(c);
               sha1.update(c);
               yield c;
             }
+            if (seen !== m.size) throw _changed(src.abs, m, `now ${seen}`);
           },
           sink as unknown as NodeJS.WritableStream,
         );
         onFile?.(m, { sha256: d.digest(), sha1: sha1.digest('hex') });
       } catch (e) {
-        const msg = (e as Error).message === 'Size mismatch'
-          ? `${src.abs} changed size while the layer was being written (expected ${m.size} bytes)`
-          : `reading ${src.abs}: ${(e as Error).message}`;
-        throw new Error(msg);
+        if (e instanceof ChangedFileError) throw e;
+        throw new Error(`reading ${src.abs} (for /${m.path}): ${(e as Error).message}`);
       }
     }
     pack.finalize();
@@ -131,7 +135,7 @@ export function tarSegmentSync(members: Member[], epoch: number, onFile?: (m: Me
       if (src.data.length !== m.size) throw new Error(`${m.path}: inline data is ${src.data.length} bytes, planned ${m.size}`);
       src.data.copy(data);
     } else {
-      _readExactly(src.abs, data);
+      _readExactly(src.abs, data, m);
     }
     out.fill(0, at + m.size, at + _padded(m.size));
     at += _padded(m.size);
@@ -159,7 +163,17 @@ function _headerBytes(m: Member, epoch: number): Buffer {
 }
 
 /** Fills `into` with the file's bytes; the file must be exactly that long (it was planned at that size). */
-function _readExactly(path: string, into: Buffer): void {
+/** A context file that changed between planning and writing: names the file, its place in the image and the fix. */
+export class ChangedFileError extends Error {}
+
+function _changed(abs: string, m: Member, now: string): ChangedFileError {
+  return new ChangedFileError(
+    `${abs} (/${m.path} in the image) changed while the layer was being written: planned ${m.size} bytes, ${now}; ` +
+      'keep the build context unchanged during berth build (stop whatever writes to it) and build again',
+  );
+}
+
+function _readExactly(path: string, into: Buffer, m: Member): void {
   const fd = openSync(path, 'r');
   try {
     let got = 0;
@@ -168,9 +182,8 @@ function _readExactly(path: string, into: Buffer): void {
       if (n === 0) break;
       got += n;
     }
-    if (got !== into.length || readSync(fd, _probe, 0, 1, got) !== 0) {
-      throw new Error(`${path} changed size while the layer was being written (expected ${into.length} bytes)`);
-    }
+    if (got < into.length) throw _changed(path, m, `now ${got}`);
+    if (readSync(fd, _probe, 0, 1, got) !== 0) throw _changed(path, m, `now more than ${got}`);
   } finally {
     closeSync(fd);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mergeScopes, parseChallenges } from './auth.js';
+import { Authenticator, mergeScopes, parseChallenges } from './auth.js';
 import { retryAfterMs, isLoopback } from './registry.js';
 import { fallbackTag } from './remote.js';
 import { parseLayoutArg } from './layout.js';
@@ -42,4 +42,15 @@ test('referrers fallback tag and layout arguments', () => {
   assert.deepEqual(parseLayoutArg('out:v1'), { dir: 'out', tag: 'v1' });
   assert.deepEqual(parseLayoutArg('/tmp/x'), { dir: '/tmp/x' });
   assert.deepEqual(parseLayoutArg('./a:b/c'), { dir: './a:b/c' });
+});
+
+test('a challenge naming several space-separated scopes asks the token service for each (mount challenge)', async () => {
+  const asked: string[][] = [];
+  const auth = new Authenticator('reg.test', undefined, async (req) => {
+    asked.push(new URL(req.url).searchParams.getAll('scope'));
+    return { status: 200, text: JSON.stringify({ token: 't', expires_in: 300 }) };
+  });
+  const header = await auth.challenge('Bearer realm="http://reg.test/token",service="berth",scope="repository:a/b:pull,push repository:c/d:pull"', ['repository:a/b:push']);
+  assert.equal(header, 'Bearer t');
+  assert.deepEqual(asked, [['repository:a/b:pull,push', 'repository:c/d:pull']]);
 });

@@ -25,9 +25,12 @@ test('Range parsing: single ranges only, 416 for unsatisfiable', () => {
   assert.deepEqual(parseRange('bytes=-30', 10), { start: 0, end: 9 });
   assert.deepEqual(parseRange('bytes=8-100', 10), { start: 8, end: 9 });
   assert.equal(parseRange(undefined, 10), undefined);
-  for (const bad of ['bytes=10-', 'bytes=5-4', 'bytes=-0', 'bytes=x', 'bytes=-', 'chunks=0-1']) {
+  assert.deepEqual(parseRange('Bytes=1-2', 10), { start: 1, end: 2 }, 'units are case-insensitive');
+  for (const bad of ['bytes=10-', 'bytes=5-4', 'bytes=-0', 'bytes=x', 'bytes=-']) {
     assert.throws(() => parseRange(bad, 10), (e: OciError) => e.code === 'RANGE_INVALID', bad);
   }
+  // RFC 9110 §14.2: a unit the server does not understand is ignored (the full body), never a 416.
+  for (const other of ['items=0-1', 'chunks=0-1', 'none', '']) assert.equal(parseRange(other, 10), undefined, other);
   assert.throws(() => parseRange('bytes=0-1,3-4', 10), (e: OciError & { status?: number }) => e.status === 400);
 });
 
@@ -53,4 +56,11 @@ test('in-process push and pull on the memory driver', async () => {
   assert.equal((await err.json()).errors[0].code, 'MANIFEST_UNKNOWN');
   const wrongMethod = await app.request('/v2/m/r/tags/list', { method: 'POST' });
   assert.equal(wrongMethod.status, 405);
+  // Unknown endpoints are 404 (distribution's router), inside /v2 and out; 405 is only a known endpoint's wrong method.
+  for (const path of ['/v2/m/r/nothing/here', '/v2/m/r/blobs/uploads/id/extra', '/v2/m/r/tags', '/v3/', '/v2/m/r/_manifests']) {
+    const res = await app.request(path, { method: 'GET' });
+    assert.equal(res.status, 404, path);
+    assert.equal((await res.json()).errors[0].code, 'NOT_FOUND', path);
+    assert.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0');
+  }
 });

@@ -77,7 +77,8 @@ export interface AppHooks {
 export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<Env> {
   const app = new Hono<Env>();
   app.onError((err, c) => renderError(err, c, (e) => hooks.onUnexpectedError?.(e, c)));
-  app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'no such endpoint', detail: null }] }, 404));
+  // Unknown endpoints are 404, as distribution's router answers (405 is only for a known endpoint's wrong method).
+  app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`, detail: null }] }, 404));
 
   app.use('*', async (c, next) => {
     c.set('options', options);
@@ -98,7 +99,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
     // The raw request path: URL parsing would resolve `a/../b` to `b` and hide the bad name from validation.
     const rawPath = c.env?.incoming?.url?.split('?')[0] ?? c.req.path;
     const target = parseTarget(rawPath);
-    if (!target) throw new OciError('UNSUPPORTED', `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`);
+    if (!target) return c.notFound();
     c.set('target', target);
     await next();
   });

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Env } from './context.js';
 import type { Logger } from './log.js';
@@ -79,8 +79,17 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
   const requestTimeout = parseDuration(timeouts.requestTimeout ?? '0s');
   const watch = idleMs > 0 ? _bodyWatch(idleMs, log) : undefined;
   const listener = getRequestListener(app.fetch as never, {
+    // Must answer: returning nothing leaves the connection open forever. A RequestError is the client's (a Host
+    // header that is no host, e.g. `a:1@b`, or a bad request target) → 400; anything else → 500.
     errorHandler: (e) => {
-      log?.error('unhandled error', { err: String(e) });
+      const client = e instanceof RequestError;
+      if (!client) log?.error('unhandled error', { err: String(e) });
+      const code = client ? 'BAD_REQUEST' : 'UNKNOWN';
+      const message = client ? `bad request: ${(e as Error).message}` : 'internal error';
+      return new Response(JSON.stringify({ errors: [{ code, message, detail: null }] }), {
+        status: client ? 400 : 500,
+        headers: { 'Content-Type': 'application/json', 'Docker-Distribution-API-Version': 'registry/2.0' },
+      });
     },
   });
   const headersTimeout = requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS;

@@ -102,13 +102,17 @@ const authSchema = {
         },
       },
     },
-    /** Failed logins per account and per client address within `window`, then 429 + Retry-After. */
+    /**
+     * Failed logins within `window`, then 429 + Retry-After for the failing address only (registry/auth/ratelimit.ts):
+     * per account from one address, per address, and per account over all addresses (then one guess per address).
+     */
     rateLimit: {
       type: 'object',
       additionalProperties: false,
       properties: {
         maxFailures: { type: 'integer', minimum: 1 },
         maxFailuresPerAddress: { type: 'integer', minimum: 1 },
+        maxFailuresPerAccount: { type: 'integer', minimum: 1 },
         window: duration,
       },
     },
@@ -125,8 +129,8 @@ export const configSchema = {
       additionalProperties: false,
       properties: {
         addr: { type: 'string', description: 'listen address, HOST:PORT or :PORT' },
-        /** Public base URL, used in absolute Location headers and token realms when set. */
-        publicUrl: { type: 'string' },
+        /** The URL clients use: the token realm's base (never the Host header; registry/auth/middleware.ts). */
+        publicUrl: { type: 'string', pattern: '^https?://[^"\\s/?#]+(/[^"\\s?#]*)?$' },
         shutdownTimeout: duration,
         /** A request body that gets no byte for this long is abandoned (408); 0s: never. */
         bodyIdleTimeout: duration,

@@ -3,6 +3,7 @@ export * from './digest.js';
 export * from './reference.js';
 export * from './media-types.js';
 export * from './manifest.js';
+export * from './json.js';
 export * from './canonical-json.js';
 export * from './platform.js';
 export * from './errors.js';

@@ -9,6 +9,7 @@ import {
 import {
   validator, describeErrors, ociManifestSchema, ociIndexSchema, dockerManifestSchema, dockerManifestListSchema,
 } from './schemas.js';
+import { JsonError, parseStrictJson } from './json.js';
 
 export interface Platform {
   architecture: string;
@@ -75,16 +76,24 @@ const SCHEMAS: Record<ManifestMediaType, object> = {
   [DOCKER_MANIFEST_LIST]: dockerManifestListSchema,
 };
 
+export interface ParseManifestOptions {
+  /**
+   * Refuse bytes that different JSON parsers read differently (spec/json.ts: invalid UTF-8, duplicate keys, …).
+   * On for what clients push; off for documents stored before the check existed (GC must still read them).
+   */
+  strict?: boolean;
+}
+
 /**
  * Parses and validates manifest bytes pushed with `contentType`. Throws ManifestError with a message that names
  * the offending field. The type comes from Content-Type, else the document's own `mediaType`.
  */
-export function parseManifest(bytes: Uint8Array, contentType?: string | null): ParsedManifest {
+export function parseManifest(bytes: Uint8Array, contentType?: string | null, opts: ParseManifestOptions = {}): ParsedManifest {
   let doc: any;
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    throw new ManifestError('manifest is not valid JSON');
+    doc = opts.strict ? parseStrictJson(bytes) : JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (e) {
+    throw new ManifestError(e instanceof JsonError ? `manifest ${e.message}` : 'manifest is not valid JSON');
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ManifestError('manifest must be a JSON object');
   const header = baseMediaType(contentType);

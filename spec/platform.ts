@@ -1,10 +1,25 @@
 // Platforms as written on command lines and in build specs: `os/arch[/variant]`, e.g. `linux/arm64/v8`.
 import type { Platform } from './manifest.js';
 
+/**
+ * One part of a platform: lowercase letters and digits, `.` `_` `-` only between them. So never `.` or `..` — a
+ * platform is substituted into paths (`src: dist/{arch}/app`) and directory names, where those would escape.
+ */
+const PART = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+const PART_NAMES = ['os', 'architecture', 'variant'];
+
 export function parsePlatform(value: string): Platform {
   const parts = value.split('/');
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9_.-]+$/.test(p))) {
-    throw new Error(`invalid platform "${value}": expected os/arch[/variant], e.g. linux/amd64`);
+  const shown = JSON.stringify(value.slice(0, 100));
+  if (parts.length < 2 || parts.length > 3) {
+    throw new Error(`invalid platform ${shown}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8`);
+  }
+  const bad = parts.findIndex((p) => !PART.test(p));
+  if (bad >= 0) {
+    throw new Error(
+      `invalid platform ${shown}: ${JSON.stringify(parts[bad].slice(0, 40))} is not a valid ${PART_NAMES[bad]} ` +
+        '(lowercase letters and digits, with . _ - only between them); expected os/arch[/variant], e.g. linux/amd64',
+    );
   }
   const [os, architecture, variant] = parts;
   return variant ? { os, architecture, variant } : { os, architecture };

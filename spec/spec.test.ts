@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   parseDigest, isDigest, digestOf, DigestError, parseReference, formatReference, isValidName, isValidTag,
-  parseManifest, ManifestError, canonicalJson, parsePlatform, platformMatches,
+  parseManifest, ManifestError, canonicalJson, parsePlatform, platformMatches, parseStrictJson, JsonError,
   OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
 } from './index.js';
 
@@ -84,6 +84,40 @@ test('canonical JSON sorts keys, drops undefined, refuses non-finite numbers', (
 test('platforms', () => {
   assert.deepEqual(parsePlatform('linux/arm64/v8'), { os: 'linux', architecture: 'arm64', variant: 'v8' });
   assert.throws(() => parsePlatform('linux'), /os\/arch/);
+  for (const [bad, re] of [
+    ['linux/../amd64', /"\.\." is not a valid architecture/],
+    ['linux/./amd64', /"\." is not a valid architecture/],
+    ['../linux/amd64', /"\.\." is not a valid os/],
+    ['linux/amd64/..', /"\.\." is not a valid variant/],
+    ['linux/amd64/', /"" is not a valid variant/],
+    ['Linux/amd64', /"Linux" is not a valid os/],
+    ['linux/-amd64', /"-amd64" is not a valid architecture/],
+    ['linux/a/b/c', /expected os\/arch\[\/variant\]/],
+  ] as const) assert.throws(() => parsePlatform(bad), re, bad);
+  assert.deepEqual(parsePlatform('linux/ppc64le'), { os: 'linux', architecture: 'ppc64le' });
+  assert.deepEqual(parsePlatform('wasip1/wasm'), { os: 'wasip1', architecture: 'wasm' });
   assert.ok(platformMatches({ os: 'linux', architecture: 'arm64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }));
   assert.ok(!platformMatches({ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }));
+});
+
+test('strict JSON: bytes with more than one meaning are refused, with the place named', () => {
+  const reject = (bytes: Buffer | string, re: RegExp) =>
+    assert.throws(() => parseStrictJson(Buffer.from(bytes as string)), (e: JsonError) => e instanceof JsonError && re.test(e.message), String(bytes));
+  reject('{"a":1,"a":2}', /duplicate key "\/a"/);
+  reject('{"layers":[{"size":1},{"size":2,"size":3}]}', /duplicate key "\/layers\/1\/size"/);
+  reject('{"a":1,"\\u0061":2}', /duplicate key "\/a"/); // the same key, escaped
+  reject('{"x":{"a/b":1,"a\\/b":2}}', /duplicate key "\/x\/a~1b"/);
+  reject(Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), /not valid UTF-8 \(first bad byte near offset [67]\)/);
+  reject(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{}')]), /byte order mark/);
+  reject('{"a":["ok","\\ud800"]}', /"\/a\/1" has a lone surrogate/);
+  reject('{"size":9007199254740993}', /beyond 2\^53/);
+  reject('{"a":', /not valid JSON/);
+  // Same keys in different objects, escaped strings that are keys' values, a surrogate pair, big floats: all fine.
+  assert.deepEqual(parseStrictJson(Buffer.from('{"a":{"a":1},"b":[{"a":"\\"a\\""},{"a":"\\ud83d\\ude00"}],"c":1e300,"d":-0.5}')), {
+    a: { a: 1 }, b: [{ a: '"a"' }, { a: '😀' }], c: 1e300, d: -0.5,
+  });
+  // parseManifest is strict only when asked (stored documents from before must still parse, e.g. for GC).
+  const dup = Buffer.from('{"schemaVersion":2,"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:' + 'a'.repeat(64) + '","size":2},"layers":[]}');
+  assert.equal(parseManifest(dup, OCI_MANIFEST).mediaType, OCI_MANIFEST);
+  assert.throws(() => parseManifest(dup, OCI_MANIFEST, { strict: true }), /manifest duplicate key "\/schemaVersion"/);
 });

@@ -68,7 +68,7 @@ export class ManifestStore {
     }
     let parsed: ParsedManifest;
     try {
-      parsed = parseManifest(body, contentType);
+      parsed = parseManifest(body, contentType, { strict: true });
     } catch (e) {
       if (e instanceof ManifestError) throw new OciError('MANIFEST_INVALID', `manifest invalid: ${e.message}`);
       throw e;
@@ -144,9 +144,8 @@ export class ManifestStore {
     for (const d of parsed.blobs) {
       if (!isDigest(d.digest)) throw new OciError('MANIFEST_INVALID', `unsupported digest ${d.digest}`);
     }
-    const missingBlobs = await Promise.all(
-      parsed.blobs.filter((d) => !isNonDistributable(d)).map(async (d) => ((await this.blobs.isLinked(name, d.digest)) ? undefined : d.digest)),
-    );
+    const stored = parsed.blobs.filter((d) => !isNonDistributable(d));
+    const missingBlobs = await Promise.all(stored.map(async (d) => ((await this.blobs.isLinked(name, d.digest)) ? undefined : d.digest)));
     const blob = missingBlobs.find(Boolean);
     if (blob) throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in repository ${name}; push it first`, { digest: blob });
     const missingManifests = await Promise.all(
@@ -156,6 +155,30 @@ export class ManifestStore {
     );
     const child = missingManifests.find(Boolean);
     if (child) throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in repository ${name}; push it first`, { digest: child });
+    await this._checkSizes(parsed, stored);
+  }
+
+  /**
+   * A descriptor's `size` must be the stored content's size (image-spec descriptor.md: size "MUST" be the exact
+   * byte count; clients allocate and verify by it, and a wrong one makes pulls fail after the push "worked").
+   * distribution does not check this; MANIFEST_INVALID (not SIZE_INVALID, which the spec defines for uploads)
+   * because the document is what is wrong, with the field named so the pusher can fix its tool.
+   */
+  private async _checkSizes(parsed: ParsedManifest, blobs: Descriptor[]): Promise<void> {
+    const checks = [
+      ...blobs.map((d) => ({ d, field: d === parsed.blobs[0] ? '/config' : `/layers/${parsed.blobs.indexOf(d) - 1}` })),
+      ...parsed.manifests.map((d, i) => ({ d, field: `/manifests/${i}` })),
+    ];
+    const sizes = await Promise.all(checks.map(({ d }) => this.blobs.dataSize(d.digest)));
+    checks.forEach(({ d, field }, i) => {
+      const actual = sizes[i];
+      if (actual === undefined || actual === d.size) return;
+      throw new OciError(
+        'MANIFEST_INVALID',
+        `manifest invalid: ${field}/size is ${d.size} but ${d.digest} has ${actual} bytes; push the manifest with size ${actual}`,
+        { field: `${field}/size`, digest: d.digest, declared: d.size, actual },
+      );
+    });
   }
 
   /** Resolves a tag or digest to the digest stored in this repository. */

@@ -88,6 +88,22 @@ test('token mode: mounts, upload sessions, catalog', async (t) => {
     assert.equal(ok.status, 201);
   });
 
+  await t.test('the mount challenge asks for pull on `from`: a client taking exactly its scopes gets a mount', async () => {
+    const url = `http://reg.test/v2/team/mounted/blobs/uploads/?mount=${teamImg.layerDigest}&from=team/app`;
+    const first = await app.request(url, { method: 'POST' });
+    assert.equal(first.status, 401);
+    const scope = /scope="([^"]+)"/.exec(first.headers.get('www-authenticate') ?? '')?.[1];
+    assert.equal(scope, 'repository:team/mounted:pull,push repository:team/app:pull', 'distribution challenges for both repositories');
+    const auth = await bearer(app, basic('alice'), scope!.split(' '));
+    const res = await app.request(url, { method: 'POST', headers: { Authorization: auth } });
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get('location'), `/v2/team/mounted/blobs/${teamImg.layerDigest}`);
+    // An insufficient token is challenged for the same two scopes.
+    const pushOnly = await bearer(app, basic('alice'), ['repository:team/app:pull']);
+    const again = await app.request(url, { method: 'POST', headers: { Authorization: pushOnly } });
+    assert.match(again.headers.get('www-authenticate') ?? '', /scope="repository:team\/mounted:pull,push repository:team\/app:pull",error="insufficient_scope"$/);
+  });
+
   await t.test('an upload session is bound to its user and its repository', async () => {
     const alice = await bearer(app, basic('alice'), ['repository:team/app:pull,push', 'repository:team/other:pull,push']);
     const start = await app.request('http://reg.test/v2/team/app/blobs/uploads/', { method: 'POST', headers: { Authorization: alice } });

@@ -4,7 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, type JWTPayload } from 'jose';
+import { request } from 'node:http';
 import { basic, getToken, makeRegistry, pushImage, user } from './auth-fixtures.js';
+import { listen } from '../registry/server.js';
+import { createRegistry, createLogger, loadConfig } from '../registry/index.js';
+import { MemoryDriver } from '../storage/memory.js';
 
 const ext = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const extPem = ext.publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -104,4 +108,66 @@ test('token attacks: 401 and nothing stored', async (t) => {
     assert.deepEqual((await pushImage(app, `Bearer ${genuine.body.token}`, 'team/app', 'ok')).statuses, [201, 201, 201]);
     assert.deepEqual((await pushImage(app, `Bearer ${await sign(claims())}`, 'team/app', 'ok2')).statuses, [201, 201, 201]);
   });
+});
+
+/** GET from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux): another client machine. */
+function getFrom(localAddress: string, url: string, headers: Record<string, string>): Promise<{ status: number; retryAfter?: string; challenge?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { localAddress, headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, challenge: res.headers['www-authenticate'] }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('login throttling: an attacker elsewhere cannot lock the owner out', async (t) => {
+  for (const mode of ['token', 'htpasswd'] as const) {
+    await t.test(mode, async () => {
+      const { app } = makeRegistry({ mode, users: [user('alice', ['dev']), user('bob')], acl: [{ repositories: ['team/**'], subjects: ['group:dev'], actions: ['pull', 'push'] }] });
+      const server = await listen(app, '127.0.0.1:0');
+      t.after(() => server.close(0));
+      const path = mode === 'token' ? '/token?service=berth&scope=repository:team/app:pull' : '/v2/team/app/tags/list';
+      const url = `http://127.0.0.1:${server.port}${path}`;
+      const attacker = '127.0.0.2';
+      // Defaults: 5 failures for an account from one address.
+      for (let i = 0; i < 5; i++) assert.equal((await getFrom(attacker, url, { Authorization: basic('alice', `guess-${i}`) })).status, 401);
+      const blocked = await getFrom(attacker, url, { Authorization: basic('alice') });
+      assert.equal(blocked.status, 429, 'the guessing address waits, even with the right password');
+      assert.ok(Number(blocked.retryAfter) > 0 && Number(blocked.retryAfter) <= 300);
+      const owner = await getFrom('127.0.0.3', url, { Authorization: basic('alice') });
+      assert.notEqual(owner.status, 429, 'the owner from a clean address is not locked out');
+      assert.equal(owner.status, mode === 'token' ? 200 : 404); // 404: the repository does not exist yet
+      assert.equal((await getFrom(attacker, url, { Authorization: basic('bob') })).status === 429, false, 'other accounts from the attacker\'s address: still below its limit');
+    });
+  }
+});
+
+test('token realm: a forged Host header never moves the realm', async (t) => {
+  const start = async (http: Record<string, unknown>) => {
+    const logs: string[] = [];
+    const config = loadConfig({ env: {}, flags: { http, auth: { mode: 'token', users: [user('alice')] }, log: { level: 'warn', requests: false }, metrics: { enabled: false } } });
+    const registry = createRegistry(config, new MemoryDriver(), createLogger('warn', false, (line) => logs.push(line)));
+    const server = await listen(registry.app, '127.0.0.1:0');
+    t.after(() => server.close(0));
+    const realm = async (host: string) => /realm="([^"]+)"/.exec((await getFrom('127.0.0.1', `http://127.0.0.1:${server.port}/v2/`, { Host: host })).challenge ?? '')?.[1];
+    return { port: server.port, realm, logs };
+  };
+  const { port, realm, logs } = await start({});
+  const own = `http://127.0.0.1:${port}/token`;
+  assert.equal(await realm(`127.0.0.1:${port}`), own, 'the listener address as the client wrote it');
+  assert.equal(await realm(`localhost:${port}`), `http://localhost:${port}/token`, 'localhost on a loopback connection');
+  for (const forged of ['evil.example', `evil.example:${port}`, '127.0.0.1:1', `10.0.0.1:${port}`, `localhost.evil.example:${port}`, `[::1]:${port}`]) {
+    assert.equal(await realm(forged), own, `Host ${forged}`);
+  }
+  // A Host that is no host at all is a 400 (it used to leave the connection hanging, unanswered).
+  for (const broken of [`127.0.0.1:${port}@evil.example`, 'a b', 'evil.example/path']) {
+    const res = await getFrom('127.0.0.1', `http://127.0.0.1:${port}/v2/`, { Host: broken });
+    assert.equal(res.status, 400, `Host ${broken}`);
+  }
+  assert.equal(logs.filter((l) => /set http.publicUrl/.test(l)).length, 1, 'told once, with the fix');
+  const configured = await start({ publicUrl: 'https://registry.example.com/' });
+  assert.equal(await configured.realm('evil.example'), 'https://registry.example.com/token', 'http.publicUrl wins');
+  assert.equal(await configured.realm(`127.0.0.1:${configured.port}`), 'https://registry.example.com/token');
 });

@@ -147,6 +147,44 @@ test('bad input: right OCI error, nothing stored', async (t) => {
     await unchanged('oversized', async () => expectError(await pushManifest(base, 'good/repo', 'huge', huge), 413, 'MANIFEST_TOO_BIG'));
   });
 
+  await t.test('manifests with more than one meaning, or sizes that are not the stored sizes → 400 MANIFEST_INVALID', async () => {
+    const text = good.toString();
+    const cases: Record<string, [Buffer, RegExp]> = {
+      'duplicate key': [Buffer.from(text.replace('{"schemaVersion":2,', '{"schemaVersion":2,"schemaVersion":2,')), /duplicate key "\/schemaVersion"/],
+      'duplicate key inside a descriptor': [Buffer.from(text.replace(`"digest":"${layer.digest}"`, `"digest":"${layer.digest}","digest":"${config.digest}"`)), /duplicate key "\/layers\/0\/digest"/],
+      'invalid UTF-8': [Buffer.concat([Buffer.from(text.slice(0, -1) + ',"annotations":{"a":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}')]), /not valid UTF-8/],
+      'byte order mark': [Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), good]), /byte order mark/],
+      'lone surrogate': [Buffer.from(text.slice(0, -1) + ',"annotations":{"a":"\\udc00"}}'), /lone surrogate/],
+      'size beyond 2^53': [Buffer.from(text.replace(`"size":${layer.size}`, '"size":9007199254740993')), /beyond 2\^53/],
+      'layer size smaller than the blob': [imageManifest(config, [{ ...layer, size: layer.size - 1 }]), /\/layers\/0\/size is 1199 but .* has 1200 bytes/],
+      'layer size larger than the blob': [imageManifest(config, [{ ...layer, size: layer.size + 100 }]), /\/layers\/0\/size is 1300/],
+      'config size': [imageManifest({ ...config, size: 1 }, [layer]), /\/config\/size is 1 but/],
+    };
+    for (const [label, [body, message]] of Object.entries(cases)) {
+      await unchanged(label, async () => {
+        const res = await pushManifest(base, 'good/repo', 'strict', body);
+        expectError(res, 400, 'MANIFEST_INVALID');
+        assert.match(res.json().errors[0].message, message, label);
+      });
+      // By digest too: the bytes' digest must not become a stored revision.
+      await unchanged(`${label} (by digest)`, async () => expectError(await pushManifest(base, 'good/repo', sha256(body), body), 400, 'MANIFEST_INVALID'));
+    }
+    // A child of an index must have the size of the stored child manifest.
+    const goodDigest = sha256(good);
+    const index = (size: number) => Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: goodDigest, size }],
+    }));
+    await unchanged('index child size', async () => {
+      const res = await pushManifest(base, 'good/repo', sha256(index(good.length + 1)), index(good.length + 1), 'application/vnd.oci.image.index.v1+json');
+      expectError(res, 400, 'MANIFEST_INVALID');
+      assert.match(res.json().errors[0].message, /\/manifests\/0\/size is \d+ but/);
+      assert.equal(res.json().errors[0].detail.field, '/manifests/0/size');
+    });
+    // (by digest: the tag list is asserted below)
+    assert.equal((await pushManifest(base, 'good/repo', sha256(index(good.length)), index(good.length), 'application/vnd.oci.image.index.v1+json')).status, 201);
+  });
+
   await t.test('Range abuse on blob GET', async () => {
     const url = `/v2/good/repo/blobs/${layer.digest}`;
     const ok = await raw(base, 'GET', url, { headers: { Range: 'bytes=0-9' } });
@@ -156,10 +194,17 @@ test('bad input: right OCI error, nothing stored', async (t) => {
     const suffix = await raw(base, 'GET', url, { headers: { Range: 'bytes=-5' } });
     assert.equal(suffix.status, 206);
     assert.equal(suffix.body.toString(), layerBlob.subarray(-5).toString());
-    for (const r of ['bytes=10-5', `bytes=${layer.size}-`, `bytes=${layer.size + 10}-${layer.size + 20}`, 'bytes=-0', 'bytes=abc', 'items=0-1', 'bytes=-']) {
+    for (const r of ['bytes=10-5', `bytes=${layer.size}-`, `bytes=${layer.size + 10}-${layer.size + 20}`, 'bytes=-0', 'bytes=abc', 'bytes=-']) {
       const res = await raw(base, 'GET', url, { headers: { Range: r } });
       expectError(res, 416, 'RANGE_INVALID');
       assert.equal(res.header('content-range'), `bytes */${layer.size}`);
+    }
+    // A unit other than bytes is ignored (RFC 9110 §14.2): the whole blob, 200.
+    for (const r of ['items=0-1', 'rows=5-']) {
+      const res = await raw(base, 'GET', url, { headers: { Range: r } });
+      assert.equal(res.status, 200, r);
+      assert.equal(res.header('content-range'), undefined);
+      assert.deepEqual(res.body, layerBlob);
     }
     const many = await raw(base, 'GET', url, { headers: { Range: 'bytes=' + Array.from({ length: 200 }, (_, i) => `${i}-${i}`).join(',') } });
     expectError(many, 400, 'RANGE_INVALID');
@@ -186,6 +231,11 @@ test('bad input: right OCI error, nothing stored', async (t) => {
     expectError(await raw(base, 'GET', `/v2/good/repo/blobs/${sha256('nope')}`), 404, 'BLOB_UNKNOWN');
     expectError(await raw(base, 'GET', '/v2/never/pushed/tags/list'), 404, 'NAME_UNKNOWN');
     expectError(await raw(base, 'PATCH', '/v2/good/repo/blobs/uploads/AAAAAAAAAAAAAAAAAAAAAAAA', { body: 'x' }), 404, 'BLOB_UPLOAD_UNKNOWN');
+    // Unknown endpoints: 404, not 405 (405 is for a known endpoint's wrong method).
+    for (const [method, path] of [['GET', '/v2/good/repo/unknown'], ['PUT', '/v2/good/repo/blobs/uploads/x/y'], ['GET', '/v2/good/repo/tags'], ['POST', '/v2/good/repo/nothing']]) {
+      await unchanged(path, async () => expectError(await raw(base, method, path, method === 'GET' ? {} : { body: 'x' }), 404, 'NOT_FOUND'));
+    }
+    expectError(await raw(base, 'POST', '/v2/good/repo/tags/list', { body: 'x' }), 405, 'UNSUPPORTED');
   });
 });
 

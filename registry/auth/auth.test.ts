@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseScope, requiredAccess, ScopeError } from './scope.js';
 import { compileAcl, AclConfigError, type Identity } from './acl.js';
-import { LoginLimiter } from './ratelimit.js';
+import { LoginLimiter, addressKey } from './ratelimit.js';
 
 test('scopes: host:port names, classes, wildcards, .. and uppercase rejected', () => {
   assert.deepEqual(parseScope('repository:team/app:pull,push'), { type: 'repository', name: 'team/app', actions: ['pull', 'push'] });
@@ -57,15 +57,41 @@ test('ACL: first match decides, default deny, templates, robot limits', () => {
   assert.throws(() => compileAcl([{ repositories: ['a'], subjects: ['team:x'], actions: ['pull'] }]), AclConfigError);
 });
 
-test('login limiter: per account and per address, Retry-After counts down', () => {
-  const l = new LoginLimiter({ maxFailures: 3, maxFailuresPerAddress: 5, windowMs: 60_000 });
+test('login limiter: per account and address, per address, per account; never a lockout from elsewhere', () => {
+  const l = new LoginLimiter({ maxFailures: 3, maxFailuresPerAddress: 5, maxFailuresPerAccount: 6, windowMs: 60_000 });
   const t0 = 1_000_000;
   for (let i = 0; i < 3; i++) l.fail('alice', '10.0.0.1', t0 + i);
-  assert.ok(l.retryAfter('alice', '10.0.0.9', t0 + 10) > 0, 'account locked from any address');
+  assert.ok(l.retryAfter('alice', '10.0.0.1', t0 + 10) > 0, 'the guessing address is throttled for the account');
+  assert.equal(l.retryAfter('alice', '10.0.0.9', t0 + 10), 0, 'the owner elsewhere is not locked out');
   assert.equal(l.retryAfter('bob', '10.0.0.9', t0 + 10), 0);
   for (let i = 0; i < 2; i++) l.fail(`u${i}`, '10.0.0.1', t0 + 5);
-  assert.ok(l.retryAfter('carol', '10.0.0.1', t0 + 10) > 0, 'address locked for every account');
-  assert.equal(l.retryAfter('alice', '10.0.0.9', t0 + 61_000), 0, 'failures age out');
+  assert.ok(l.retryAfter('carol', '10.0.0.1', t0 + 10) > 0, 'address throttled for every account');
+  assert.equal(l.retryAfter('alice', '10.0.0.1', t0 + 61_000), 0, 'failures age out');
+  // A distributed guesser: 6 failures for dave from 3 addresses put the account under attack; then each address
+  // that failed for it waits, one that did not (the owner's) still gets its attempt.
+  for (const a of ['10.1.0.1', '10.1.0.2', '10.1.0.3']) for (let i = 0; i < 2; i++) l.fail('dave', a, t0);
+  assert.ok(l.retryAfter('dave', '10.1.0.1', t0 + 10) > 0, 'a failing address gets no more guesses');
+  assert.equal(l.retryAfter('dave', '10.9.9.9', t0 + 10), 0, 'a clean address still logs in');
+  l.fail('dave', '10.9.9.9', t0 + 11);
+  assert.ok(l.retryAfter('dave', '10.9.9.9', t0 + 12) > 0, 'one guess per new address while under attack');
+  // A success clears only its own account-and-address count.
+  l.succeed('alice', '10.0.0.1');
+  assert.ok(l.retryAfter('carol', '10.0.0.1', t0 + 10) > 0, 'a valid login does not reset the address');
+});
+
+test('login limiter: addresses are compared as networks (IPv4-mapped, IPv6 /64)', () => {
+  assert.equal(addressKey('::ffff:10.0.0.1'), '10.0.0.1');
+  assert.equal(addressKey('10.0.0.1'), '10.0.0.1');
+  assert.equal(addressKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  assert.equal(addressKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), '2001:db8:1:2::/64');
+  assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
+  assert.equal(addressKey('::1'), '0:0:0:0::/64');
+  assert.equal(addressKey(undefined), 'unknown');
+  const l = new LoginLimiter({ maxFailures: 2, maxFailuresPerAddress: 50, maxFailuresPerAccount: 50, windowMs: 60_000 });
+  l.fail('alice', '2001:db8:1:2::a');
+  l.fail('alice', '2001:db8:1:2::b');
+  assert.ok(l.retryAfter('alice', '2001:db8:1:2::c') > 0, 'one /64 is one caller');
+  assert.equal(l.retryAfter('alice', '2001:db8:1:3::c'), 0);
 });
 
 test('config: strict auth schema, errors name the problem', async () => {
@@ -97,4 +123,25 @@ test('htpasswd file: bcrypt lines accepted, others skipped with a warning, reloa
   assert.equal(await users.check('bob', 'x'), undefined);
   assert.match(warnings.join('\n'), /htpasswd:2: skipped: only bcrypt/);
   assert.throws(() => new Users({ mode: 'htpasswd', htpasswd: { path: `${dir}/missing` } }), /htpasswd -B -c/);
+});
+
+test('config: http.publicUrl must be an http(s) URL that can sit in a quoted header value', async () => {
+  const { loadConfig, ConfigError } = await import('../config.js');
+  const load = (publicUrl: string) => loadConfig({ env: {}, flags: { http: { publicUrl } } });
+  assert.equal(load('https://registry.example.com/').http.publicUrl, 'https://registry.example.com/');
+  for (const bad of ['registry.example.com', 'https://x", realm="https://evil', 'https://a b', 'https://x?y']) assert.throws(() => load(bad), ConfigError, bad);
+});
+
+test('realm: a Host header is used only when it names the listener', async () => {
+  const { hostNamesListener, listenerHost } = await import('./middleware.js');
+  assert.ok(hostNamesListener('127.0.0.1:5000', '127.0.0.1', 5000, 'http'));
+  assert.ok(hostNamesListener('localhost:5000', '::ffff:127.0.0.1', 5000, 'http'));
+  assert.ok(hostNamesListener('[::1]:5000', '::1', 5000, 'http'));
+  assert.ok(hostNamesListener('10.0.0.5', '10.0.0.5', 80, 'http'));
+  assert.ok(!hostNamesListener('localhost:5000', '10.0.0.5', 5000, 'http'), 'localhost only on loopback');
+  assert.ok(!hostNamesListener('evil.example:5000', '10.0.0.5', 5000, 'http'));
+  assert.ok(!hostNamesListener('10.0.0.5:5001', '10.0.0.5', 5000, 'http'));
+  assert.ok(!hostNamesListener('10.0.0.5', '10.0.0.5', 5000, 'https'));
+  assert.equal(listenerHost('::ffff:10.0.0.5', 5000), '10.0.0.5:5000');
+  assert.equal(listenerHost('fe80::1', 5000), '[fe80::1]:5000');
 });

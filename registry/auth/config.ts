@@ -56,5 +56,5 @@ export interface AuthConfig {
   robots?: { defaultTtl?: string; maxTtl?: string };
   oidc?: OidcProviderConfig[];
   acl?: AclRule[];
-  rateLimit?: { maxFailures?: number; maxFailuresPerAddress?: number; window?: string };
+  rateLimit?: { maxFailures?: number; maxFailuresPerAddress?: number; maxFailuresPerAccount?: number; window?: string };
 }

@@ -43,6 +43,7 @@ export class AuthCore {
     this.limiter = new LoginLimiter({
       maxFailures: rl.maxFailures ?? 5,
       maxFailuresPerAddress: rl.maxFailuresPerAddress ?? 30,
+      maxFailuresPerAccount: rl.maxFailuresPerAccount ?? 100,
       windowMs: parseDuration(rl.window ?? '5m'),
     });
     const t = config.token ?? {};
@@ -66,12 +67,13 @@ export class AuthCore {
 
   /**
    * Checks credentials: a robot token, a CI ID token (OIDC) or a user's password. Failures are rate-limited per
-   * account and per address (LoginError 429 with the seconds to wait).
+   * account and address, per address, and per account under a distributed attack, without ever locking the owner
+   * out from a clean address (ratelimit.ts; LoginError 429 with the seconds to wait).
    */
   async login(username: string, password: string, address: string | undefined): Promise<Identity> {
     const account = username.slice(0, 256);
     const wait = this.limiter.retryAfter(account, address);
-    if (wait > 0) throw new LoginError(`too many failed logins for "${account.slice(0, 64)}" or from this address; retry in ${wait} s`, 429, wait);
+    if (wait > 0) throw new LoginError(`too many failed logins from this address (for "${account.slice(0, 64)}" or overall); retry in ${wait} s`, 429, wait);
     let id: Identity | undefined;
     if (isRobotToken(password)) {
       const robot = await this.state.robotForToken(password);
@@ -86,7 +88,7 @@ export class AuthCore {
       this.limiter.fail(account, address);
       throw new LoginError('incorrect username or password', 401);
     }
-    this.limiter.succeed(account);
+    this.limiter.succeed(account, address);
     return id;
   }
 

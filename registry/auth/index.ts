@@ -38,7 +38,7 @@ export function createAuth(config: AuthConfig, driver: Driver, opts: { publicUrl
   const local = realm.startsWith('/');
   return {
     core,
-    middleware: tokenMiddleware(core, realm, opts.publicUrl),
+    middleware: tokenMiddleware(core, realm, opts.publicUrl, opts.warn),
     // An absolute realm is an external token service: berth then only verifies (token.trust).
     extend: local ? (app) => tokenRoutes(app, core, realm) : undefined,
     ready,

@@ -16,13 +16,50 @@ import { hasAccess, TokenError, type VerifiedToken } from './tokens.js';
 
 const SAFE_HOST = /^[A-Za-z0-9.:[\]-]{1,300}$/;
 
-/** The absolute token realm for challenges: the configured URL, or this server's own path on the request's host. */
-export function realmUrl(c: Ctx, realm: string, publicUrl: string | undefined): string {
+/**
+ * The absolute token realm for challenges. Clients send their passwords to it, so it never comes from what a request
+ * merely claims (a forged Host would otherwise point a cached or proxied 401 at another server). distribution
+ * requires an absolute realm in its config; berth, whose default realm is the relative /token, resolves it from:
+ * 1. an absolute `auth.token.realm`, as configured;
+ * 2. `http.publicUrl` (the URL clients use; needed behind a proxy or ingress, or when reached by a DNS name);
+ * 3. else the address this connection was accepted on: the Host header only when it names that address and port
+ *    (or `localhost` on a loopback connection), otherwise the socket's own address. `onRefusedHost` is told once.
+ * Without a socket (in-process requests) the request URL's host is used. Trusted proxies (X-Forwarded-Host) would
+ * slot in before step 3.
+ */
+export function realmUrl(c: Ctx, realm: string, publicUrl: string | undefined, onRefusedHost?: (host: string, used: string) => void): string {
   if (/^https?:\/\//.test(realm)) return realm;
   if (publicUrl) return publicUrl.replace(/\/$/, '') + realm;
-  const host = c.req.header('host') ?? new URL(c.req.url).host;
   const proto = c.req.url.startsWith('https:') ? 'https' : 'http';
-  return `${proto}://${host && SAFE_HOST.test(host) ? host : 'localhost'}${realm}`;
+  const socket = c.env?.incoming?.socket;
+  const host = c.req.header('host');
+  if (!socket?.localAddress || !socket.localPort) {
+    const fallback = host ?? new URL(c.req.url).host;
+    return `${proto}://${fallback && SAFE_HOST.test(fallback) ? fallback : 'localhost'}${realm}`;
+  }
+  const local = listenerHost(socket.localAddress, socket.localPort);
+  if (host !== undefined && hostNamesListener(host, socket.localAddress, socket.localPort, proto)) return `${proto}://${host}${realm}`;
+  if (host !== undefined) onRefusedHost?.(host, local);
+  return `${proto}://${local}${realm}`;
+}
+
+/** `addr:port` of a local socket address, IPv6 in brackets, IPv4-mapped IPv6 as IPv4. */
+export function listenerHost(address: string, port: number): string {
+  const v4 = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  return v4.includes(':') ? `[${v4}]:${port}` : `${v4}:${port}`;
+}
+
+/** Whether a Host header names the listener a connection arrived on (its IP and port, or localhost on loopback). */
+export function hostNamesListener(host: string, localAddress: string, localPort: number, proto: 'http' | 'https'): boolean {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(host);
+  if (!m) return false;
+  const port = m[2] ? Number(m[2]) : proto === 'https' ? 443 : 80;
+  if (port !== localPort) return false;
+  const name = m[1].toLowerCase().replace(/^\[|\]$/g, '');
+  const local = localAddress.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  if (name === local) return true;
+  const loopback = local === '::1' || local.startsWith('127.');
+  return loopback && name === 'localhost';
 }
 
 function _mount(c: Ctx): string | undefined {
@@ -31,11 +68,21 @@ function _mount(c: Ctx): string | undefined {
   return from && isValidName(from) && from !== c.var.target.name ? from : undefined;
 }
 
-export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: string): MiddlewareHandler<Env> {
+export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: string, warn?: (msg: string) => void): MiddlewareHandler<Env> {
   const service = core.tokenOptions.service;
+  let warned = false;
+  const onRefusedHost = (host: string, used: string) => {
+    if (warned || !warn) return;
+    warned = true;
+    warn(`token realm: Host "${host.slice(0, 100)}" does not name this listener, so challenges point at http(s)://${used}${realm}; set http.publicUrl to the URL clients use (reported once)`);
+  };
   const challenge = (c: Ctx, need: Access | undefined, error?: string) => {
-    let value = `Bearer realm="${realmUrl(c, realm, publicUrl)}",service="${service}"`;
-    if (need) value += `,scope="${formatScope(need)}"`;
+    let value = `Bearer realm="${realmUrl(c, realm, publicUrl, onRefusedHost)}",service="${service}"`;
+    // A mount also asks for pull on `from`, as distribution does (handlers/app.go appendAccessRecords): a client that
+    // requests exactly the challenged scopes must get a token that can mount. Scopes are space-separated.
+    const from = _mount(c);
+    const scopes = [need, from ? { type: 'repository' as const, name: from, actions: ['pull'] } : undefined].filter((a) => a !== undefined);
+    if (scopes.length) value += `,scope="${scopes.map(formatScope).join(' ')}"`;
     if (error) value += `,error="${error}"`;
     return { 'WWW-Authenticate': value };
   };

@@ -21,11 +21,14 @@ export interface ByteRange {
 }
 
 /**
- * Parses a single `Range: bytes=a-b | a- | -n` against `size`. Returns undefined when there is no Range header.
- * spec: RFC 9110 §14.1.2; PROTOCOL.md end-2: unsatisfiable or invalid → 416, never a silent 200.
+ * Parses a single `Range: bytes=a-b | a- | -n` against `size`. Returns undefined when there is no Range header, or
+ * when its unit is not `bytes` (RFC 9110 §14.2: a server "MUST ignore a Range header field that contains a range
+ * unit it does not understand" → the full 200). Units are case-insensitive (§14.1).
+ * spec: RFC 9110 §14.1.2; PROTOCOL.md end-2: an unsatisfiable or invalid byte range → 416, never a silent 200.
  */
 export function parseRange(header: string | undefined, size: number): ByteRange | undefined {
-  if (header === undefined) return undefined;
+  if (header === undefined || !/^\s*bytes\s*=/i.test(header)) return undefined;
+  header = header.trim().replace(/^bytes\s*=\s*/i, 'bytes=');
   const unsatisfiable = () =>
     withHeaders(new OciError('RANGE_INVALID', `range "${header.slice(0, 100)}" not satisfiable for ${size} bytes`), {
       'Content-Range': `bytes */${size}`,
