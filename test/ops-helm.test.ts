@@ -63,6 +63,9 @@ const CASES: Array<{ name: string; args: string[]; check: (docs: Doc[]) => void 
       for (const k of ['Ingress', 'CronJob', 'Secret', 'PersistentVolumeClaim']) assert.ok(docs.some((d) => d.kind === k), k);
       const cron = docs.find((d) => d.kind === 'CronJob')!;
       assert.deepEqual(cron.spec.jobTemplate.spec.template.spec.containers[0].args.slice(0, 1), ['gc']);
+      // Clients reach berth by the ingress host: token realms and Location URLs name it, not the pod's address.
+      const ingressHost = docs.find((d) => d.kind === 'Ingress')!.spec.rules[0].host;
+      assert.match(docs.find((d) => d.kind === 'ConfigMap')!.data!['berth.yaml'], new RegExp(`publicUrl: https?://${ingressHost.replaceAll('.', '\\.')}\n`));
     },
   },
   {

@@ -67,7 +67,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $auth := dict "mode" .Values.auth.mode }}
 {{- if eq .Values.auth.mode "htpasswd" }}{{ $_ := set $auth "htpasswd" (dict "path" "/etc/berth/auth/htpasswd") }}{{ end }}
 {{- if .Values.auth.acl }}{{ $_ := set $auth "acl" .Values.auth.acl }}{{ end }}
-{{- $base := dict "http" (dict "addr" ":5000") "storage" $storage "auth" $auth "log" .Values.log "metrics" (dict "enabled" .Values.metrics.enabled) "gc" (dict "enabled" .Values.gc.enabled "interval" .Values.gc.interval "grace" .Values.gc.grace "deleteUntagged" .Values.gc.deleteUntagged) }}
+{{- $http := dict "addr" ":5000" }}
+{{- /* Behind the ingress, clients reach berth by the ingress host: token realms and Location URLs must name it. */}}
+{{- if and .Values.ingress.enabled .Values.ingress.hosts }}
+{{- $host := (first .Values.ingress.hosts).host }}
+{{- $_ := set $http "publicUrl" (printf "%s://%s" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) $host) }}
+{{- end }}
+{{- $base := dict "http" $http "storage" $storage "auth" $auth "log" .Values.log "metrics" (dict "enabled" .Values.metrics.enabled) "gc" (dict "enabled" .Values.gc.enabled "interval" .Values.gc.interval "grace" .Values.gc.grace "deleteUntagged" .Values.gc.deleteUntagged) }}
 {{- toYaml (mustMergeOverwrite $base (deepCopy .Values.config)) }}
 {{- end }}
 
