@@ -56,7 +56,15 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
       maxPageSize: config.api.maxPageSize,
     },
     {
-      onUnexpectedError: (e, c) => log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) }),
+      onUnexpectedError: (e, c) => {
+        // A client that left mid-request (its connection reset, its body cut off) is not a fault of the server: one
+        // quiet line, not an error with a stack that buries real ones.
+        if (c.env?.incoming?.destroyed || (e as NodeJS.ErrnoException)?.code === 'ECONNRESET') {
+          log.info('client went away mid-request', { method: c.req.method, path: c.req.path, err: String((e as Error)?.message ?? e) });
+          return;
+        }
+        log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) });
+      },
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
       limits: sessionLimits(config.storage.uploadSessions, store),

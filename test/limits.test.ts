@@ -165,6 +165,8 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
     const pushed = await run(findExecutable('crane')!, ['append', '-f', join(work, 'layer.tar'), '-t', `${berth.host}/full/crane:v1`, '--insecure'], { env: { HOME: work } });
     assert.notEqual(pushed.code, 0);
     assert.match(pushed.stderr, /INSUFFICIENT_STORAGE: the registry's storage is full/, pushed.stderr);
+    // crane exits at the first failed request; another of its uploads may still be unwinding on the server.
+    for (let i = 0; i < 30 && (await readdir(join(root, '_tmp')).catch(() => [])).length; i++) await new Promise((r) => setTimeout(r, 100));
     await tmpEmpty('crane');
   }
 
