@@ -81,7 +81,9 @@ export async function getBlob(c: Ctx): Promise<Response> {
   headers['Content-Length'] = String(length);
   if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
   if (head || length === 0) return c.body(null, status, headers);
-  const stream = await store.blobs.open(digest, range);
+  // Always bounded by the size announced in Content-Length: a stored file that somehow holds more (damage that
+  // `berth fsck` quarantines) must never spill extra bytes into the connection as the start of a next response.
+  const stream = await store.blobs.open(digest, range ?? { start: 0, end: size - 1 });
   return sendStream(c, status, headers, stream);
 }
 
