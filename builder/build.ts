@@ -20,7 +20,7 @@ import { annotate, appendLayers, epochTime, fromBase, imageIndex, scratch, seria
 import { buildLayer, type BuiltLayer } from './layers.js';
 import { planLayer, type LayerPlan } from './plan.js';
 import { nodePreset } from './preset-node.js';
-import { loadSpec, BuildSpecError, type LoadedSpec } from './spec.js';
+import { loadSpec, BuildOptionError, BuildSpecError, type LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
 
@@ -105,7 +105,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   let baseInfo: { name: string; digest: Digest } | undefined;
   let baseSource: { source: ImageSource; reference: string; name: string; root: FetchedManifest } | undefined;
   if (spec.base && spec.base !== 'scratch') {
-    if (!opts.resolveBase) throw loaded.error(['base'], 'a base image needs registry access; run berth build from the CLI');
+    if (!opts.resolveBase) throw loaded.error(['base'], 'a base image needs registry access: give the build a client or resolveBase');
     const r = await opts.resolveBase(spec.base);
     const reference = opts.baseDigest ?? r.reference;
     const root = await r.source.manifest(reference).catch((e) => {
@@ -159,7 +159,7 @@ function _platforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {
   if (!only?.length) return all;
   return only.map((w) => {
     const hit = all.find((p) => platformMatches(p, w));
-    if (!hit) throw loaded.error(['platforms'], `--platform ${formatPlatform(w)} is not in the spec's platforms (${all.map(formatPlatform).join(', ')})`);
+    if (!hit) throw new BuildOptionError('platforms', `${formatPlatform(w)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`);
     return hit;
   });
 }

@@ -167,7 +167,7 @@ async function _atomicWrite(path: string, data: string | Buffer): Promise<void> 
   await rename(tmp, path);
 }
 
-/** The default size cap of a build cache directory (`berth build --cache-max`). */
+/** The default size cap of a build cache directory (pipeline.ts `cacheMaxBytes`). */
 export const DEFAULT_CACHE_MAX_BYTES = 8 * 1024 ** 3;
 
 /**

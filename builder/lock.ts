@@ -1,10 +1,12 @@
 // berth.lock: pins `base:` to the digest it resolved to, so later builds (and other machines) use the same base
-// even after the tag moves. Written by `berth build --lock`, honoured afterwards, refreshed by `--update-lock`.
+// even after the tag moves. Written on request (pipeline.ts `lock: 'write'`), honoured afterwards, rewritten from
+// a fresh resolve by `lock: 'update'` (the CLI's --lock and --update-lock).
 // A lock for a different base reference is ignored (the spec changed), never silently applied.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { canonicalJson } from '../spec/canonical-json.js';
 import { isDigest, type Digest } from '../spec/digest.js';
+import { BuildOptionError } from './spec.js';
 
 export interface BuildLock {
   version: 1;
@@ -26,10 +28,10 @@ export async function readLock(specFile: string): Promise<BuildLock | undefined>
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new Error(`${lockPath(specFile)} is not valid JSON; delete it or run berth build --update-lock`);
+    throw new BuildOptionError('lock', `${lockPath(specFile)} is not valid JSON; delete it or resolve the base afresh to rewrite it`);
   }
   if (doc?.version !== 1 || (doc.base && (typeof doc.base.ref !== 'string' || !isDigest(doc.base.digest)))) {
-    throw new Error(`${lockPath(specFile)} is not a berth.lock (version 1); delete it or run berth build --update-lock`);
+    throw new BuildOptionError('lock', `${lockPath(specFile)} is not a berth.lock (version 1); delete it or resolve the base afresh to rewrite it`);
   }
   return doc as BuildLock;
 }

@@ -18,6 +18,16 @@ export class BuildSpecError extends Error {
   }
 }
 
+/**
+ * A build option (not the spec) is at fault, or is the fix: `option` is its name in BuildOptions/PipelineOptions,
+ * so a caller can say it in its own words (the CLI names the flag).
+ */
+export class BuildOptionError extends Error {
+  constructor(readonly option: string, message: string) {
+    super(message);
+  }
+}
+
 export interface LoadedSpec {
   spec: BuildSpec;
   /** The file name used in messages (as given, e.g. "berth.yaml"). */

@@ -1,18 +1,11 @@
-// `berth build`: a reproducible image from berth.yaml, written to any number of outputs at once.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { remoteSource } from '../client/copy.js';
-import { OciLayout, parseLayoutArg } from '../client/layout.js';
+// `berth build`: a reproducible image from berth.yaml, written to any number of outputs at once. The whole
+// pipeline is builder/pipeline.ts; this file turns flags into its options and its events into lines.
 import type { Artifact } from '../builder/artifact.js';
-import { build, defaultCacheDir, type BuildOptions, type BuildResult } from '../builder/build.js';
-import { pushImage, writeArchive, writeLayout } from '../builder/outputs.js';
-import { BuildSpecError, loadSpec } from '../builder/spec.js';
-import { lockPath, lockedBase, readLock, writeLock } from '../builder/lock.js';
-import { buildSboms } from '../builder/sbom.js';
-import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from '../builder/cache.js';
+import { dockerArchiveOutput, ociLayoutOutput, OutputError, registryOutput, type Output, type OutputKind, type OutputReport } from '../builder/outputs.js';
+import { runBuild, type PipelineEvent } from '../builder/pipeline.js';
+import { BuildOptionError, BuildSpecError } from '../builder/spec.js';
 import { formatPlatform } from '../spec/platform.js';
-import { formatReference, parseReference } from '../spec/reference.js';
+import { parseReference } from '../spec/reference.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import { COMMON_FLAGS, COMMON_HELP, hostPlatform, makeClient, platforms, printJson } from './_client.js';
 import { dockerTag } from './pull.js';
@@ -76,83 +69,35 @@ const command: Command = {
       'no-sbom': { type: 'boolean' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
-    for (const p of values.push ?? []) {
-      try {
-        if (parseReference(p).digest) throw new Error('push to a tag, not a digest');
-      } catch (e) {
-        throw new CLIError(`--push ${p}: ${(e as Error).message}`);
-      }
-    }
-    const cacheMax = values['cache-max'] === undefined ? DEFAULT_CACHE_MAX_BYTES : parseSize(values['cache-max'], '--cache-max');
+    const cacheMax = values['cache-max'] === undefined ? undefined : parseSize(values['cache-max'], '--cache-max');
     const client = makeClient(values);
     const file = values.file ?? 'berth.yaml';
-    const lock = values['update-lock'] ? undefined : await readLock(file).catch((e: Error) => {
-      throw new CLIError(e.message);
-    });
-    const base: BuildOptions = {
-      file,
-      baseDigest: lock ? lockedBase(lock, await _specBase(file)) : undefined,
-      context: values.context,
-      platforms: platforms(values.platform),
-      sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
-      cacheDir: values['no-cache'] ? false : values.cache,
-      resolveBase: async (ref) => {
-        if (ref.startsWith('oci-layout:')) {
-          const { dir, tag } = parseLayoutArg(ref.slice('oci-layout:'.length));
-          const layout = await OciLayout.open(dir);
-          return { source: layout, reference: tag ?? (await layout.find()).digest, name: ref };
-        }
-        const r = parseReference(ref);
-        return { source: remoteSource(client.repository(r)), reference: r.digest ?? r.tag ?? 'latest', name: formatReference({ ...r, digest: undefined }) };
-      },
-    };
+    const only = platforms(values.platform);
     const log = (s: string) => (values.json ? undefined : console.error(s));
-    let result: BuildResult;
     try {
-      if (values['check-reproducible']) {
-        result = await _checkReproducible(base, log);
-      } else {
-        result = await build({
-          ...base,
-          onLayer: (p, l) => log(`${formatPlatform(p)} layer ${l.name}: ${l.layer.descriptor.digest}${l.cached ? ' (cached)' : ''}`),
-        });
-      }
-      if (values.lock || values['update-lock']) {
-        await writeLock(file, { version: 1, ...(result.base && result.spec.spec.base ? { base: { ref: result.spec.spec.base, digest: result.base.digest } } : {}) });
-        log(`wrote ${lockPath(file)}`);
-      }
-      // SBOMs travel as referrers, so only the registry and layout outputs carry them (a docker-archive cannot).
-      const wantSbom = !values['no-sbom'] && result.spec.spec.sbom !== false && (values.push?.length || values['oci-layout']?.length);
-      const sboms = !wantSbom ? [] : await buildSboms(result, {
+      const pushes = (values.push ?? []).map((ref) => registryOutput(ref, client)); // checks each REF before building
+      const tags = values.tag ?? (values.push?.length ? [dockerTag(parseReference(values.push[0]))] : []);
+      const outputs: Output[] = [
+        ...(values['oci-layout'] ?? []).map((dir) => ociLayoutOutput(dir)),
+        // A docker-archive of a multi-platform build holds this machine's platform unless --platform picks one.
+        ...(values['docker-archive'] ?? []).map((f) => dockerArchiveOutput(f, { tags, platform: only?.[0] ?? hostPlatform() })),
+        ...pushes,
+      ];
+      const { build: result, sboms, outputs: reports } = await runBuild({
+        file,
+        context: values.context,
+        platforms: only,
+        sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
+        cacheDir: values['no-cache'] ? false : values.cache,
+        cacheMaxBytes: cacheMax,
+        client,
+        outputs,
+        lock: values['update-lock'] ? 'update' : values.lock ? 'write' : 'honour',
+        sbom: !values['no-sbom'],
         toolVersion: VERSION,
-        contextDir: values.context ?? dirname(resolve(file)),
-        cacheDir: values['no-cache'] ? undefined : (values.cache ?? defaultCacheDir()),
+        checkReproducible: values['check-reproducible'],
+        onEvent: (e) => log(_describe(e)),
       });
-      for (const a of sboms) log(`SBOM ${a.manifest.digest} refers to ${a.subject.digest}`);
-      const outputs: Record<string, unknown>[] = [];
-      for (const dir of values['oci-layout'] ?? []) {
-        await writeLayout(result, dir, sboms);
-        outputs.push({ ociLayout: dir });
-        log(`wrote OCI layout ${dir}`);
-      }
-      for (const file of values['docker-archive'] ?? []) {
-        const tags = values.tag ?? (values.push?.length ? [dockerTag(parseReference(values.push[0]))] : []);
-        const want = platforms(values.platform)?.[0] ?? (result.images.length > 1 ? hostPlatform() : undefined);
-        await writeArchive(result, file, tags, want);
-        outputs.push({ dockerArchive: file, tags });
-        log(`wrote docker-archive ${file}`);
-      }
-      for (const ref of values.push ?? []) {
-        const r = await pushImage(result, ref, client, undefined, sboms);
-        outputs.push({ push: ref, digest: r.digest, blobs: r.blobs });
-        log(`pushed ${ref}@${r.digest} (${r.blobs.uploaded} uploaded, ${r.blobs.existed} existed, ${r.blobs.mounted} mounted)`);
-      }
-      if (!values['no-cache']) {
-        // Everything this build's outputs came from stays; older layers go first once the cache is over its cap.
-        const keep = new Set(result.images.flatMap((i) => i.layers.map((l) => result.blobs.path(l.layer.descriptor.digest))));
-        const pruned = await pruneCache(values.cache ?? defaultCacheDir(), cacheMax, keep);
-        if (pruned.removed) log(`cache over ${(cacheMax / 1024 ** 2).toFixed(0)} MiB: removed ${pruned.removed} least recently used files (${(pruned.freedBytes / 1024 ** 2).toFixed(0)} MiB)`);
-      }
       if (values.json) {
         printJson({
           digest: result.root.digest,
@@ -163,17 +108,59 @@ const command: Command = {
             layers: i.layers.map((l) => ({ name: l.name, digest: l.layer.descriptor.digest, diffId: l.layer.diffId, size: l.layer.descriptor.size, cached: l.cached })),
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
           })),
-          outputs,
+          outputs: reports.map(_outputJson),
         });
       } else {
         console.log(result.root.digest);
       }
     } catch (e) {
-      if (e instanceof BuildSpecError) throw new CLIError(e.message);
-      throw e;
+      throw _cliError(e);
     }
   },
 };
+
+const FLAG: Record<OutputKind, string> = { 'oci-layout': '--oci-layout', 'docker-archive': '--docker-archive', registry: '--push' };
+
+/** builder/ says what is wrong in its own terms; here it is said in flags. */
+function _cliError(e: unknown): unknown {
+  if (e instanceof BuildSpecError) return new CLIError(e.message);
+  if (e instanceof OutputError) return new CLIError(`${FLAG[e.output.kind]} ${e.output.target}: ${e.detail}`);
+  if (e instanceof BuildOptionError) {
+    if (e.option === 'platforms') return new CLIError(`--platform ${e.message}`);
+    if (e.option === 'lock') return new CLIError(`${e.message} (--update-lock)`);
+    return new CLIError(e.message);
+  }
+  return e;
+}
+
+/** The stderr line for a pipeline event. */
+function _describe(e: PipelineEvent): string {
+  switch (e.type) {
+    case 'layer':
+      return `${formatPlatform(e.platform)} layer ${e.layer.name}: ${e.layer.layer.descriptor.digest}${e.layer.cached ? ' (cached)' : ''}`;
+    case 'reproducible':
+      return `reproducible: both builds gave ${e.digest}`;
+    case 'lock':
+      return `wrote ${e.path}`;
+    case 'sbom':
+      return `SBOM ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
+    case 'pruned':
+      return `cache over ${(e.maxBytes / 1024 ** 2).toFixed(0)} MiB: removed ${e.removed} least recently used files (${(e.freedBytes / 1024 ** 2).toFixed(0)} MiB)`;
+    case 'output': {
+      const { output, copy } = e.report;
+      if (output.kind === 'oci-layout') return `wrote OCI layout ${output.target}`;
+      if (output.kind === 'docker-archive') return `wrote docker-archive ${output.target}`;
+      return `pushed ${output.target}@${e.report.digest} (${copy!.blobs.uploaded} uploaded, ${copy!.blobs.existed} existed, ${copy!.blobs.mounted} mounted)`;
+    }
+  }
+}
+
+/** An output's entry in --json (its flag's name, its argument, what was written). */
+function _outputJson(r: OutputReport): Record<string, unknown> {
+  if (r.output.kind === 'oci-layout') return { ociLayout: r.output.target };
+  if (r.output.kind === 'docker-archive') return { dockerArchive: r.output.target, tags: r.tags };
+  return { push: r.output.target, digest: r.digest, blobs: r.copy!.blobs };
+}
 
 /** `500MiB`, `8GiB`, `8G` (binary), `1.5GB` (decimal), `1000000` (bytes) → bytes. */
 export function parseSize(text: string, flag: string): number {
@@ -187,39 +174,6 @@ export function parseSize(text: string, flag: string): number {
 /** The digest of the SBOM artifact that refers to `image`, if one was made. */
 function _sbomOf(sboms: Artifact[], image: string): string | undefined {
   return sboms.find((a) => a.subject.digest === image)?.manifest.digest;
-}
-
-/** The spec's base (for the lock lookup); errors surface later, from build(), with file:line. */
-async function _specBase(file: string): Promise<string | undefined> {
-  try {
-    return (await loadSpec(file)).spec.base;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Two builds with fresh caches in separate temp dirs; any differing digest is a failure that names it. */
-async function _checkReproducible(opts: BuildOptions, log: (s: string) => void): Promise<BuildResult> {
-  const dirs = [await mkdtemp(join(tmpdir(), 'berth-repro-a-')), await mkdtemp(join(tmpdir(), 'berth-repro-b-'))];
-  try {
-    const a = await build({ ...opts, cacheDir: dirs[0] });
-    const b = await build({ ...opts, cacheDir: dirs[1] });
-    const diffs: string[] = [];
-    if (a.root.digest !== b.root.digest) diffs.push(`root ${a.root.digest} ≠ ${b.root.digest}`);
-    a.images.forEach((ia, i) => {
-      const ib = b.images[i];
-      ia.layers.forEach((l, j) => {
-        const m = ib.layers[j];
-        if (l.layer.descriptor.digest !== m.layer.descriptor.digest) diffs.push(`${formatPlatform(ia.platform)} layer ${l.name}: ${l.layer.descriptor.digest} ≠ ${m.layer.descriptor.digest}`);
-      });
-    });
-    if (diffs.length) throw new CLIError(`not reproducible: ${diffs.join('; ')}`);
-    log(`reproducible: both builds gave ${a.root.digest}`);
-    // Outputs are written from a third, normal build (cached), so the temp dirs can go.
-    return await build(opts);
-  } finally {
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
-  }
 }
 
 export default command;

@@ -1,0 +1,143 @@
+// The build pipeline as a library: runBuild() to an OCI layout gives byte-for-byte what `berth build` writes,
+// reports what it did as events, honours and writes berth.lock, and its errors name options, never CLI flags.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { berth, writeTree } from '../test/builder-fixtures.js';
+import { build } from './build.js';
+import { readLock } from './lock.js';
+import { dockerArchiveOutput, ociLayoutOutput, OutputError, registryOutput, writeArchive } from './outputs.js';
+import { runBuild, type PipelineEvent } from './pipeline.js';
+import { BuildOptionError } from './spec.js';
+import { Client } from '../client/remote.js';
+
+const SPEC = `apiVersion: berth/v1
+kind: Image
+platforms: [linux/amd64, linux/arm64]
+layers:
+  - name: bin
+    files:
+      - { src: "dist/{arch}/app", dest: /usr/local/bin/app, mode: "0755" }
+  - name: static
+    properties: { uid: 101, gid: 101 }
+    files:
+      - { src: "static/**", dest: /srv/static/ }
+      - { inline: "built by berth\\n", dest: /etc/motd }
+config: { entrypoint: [/usr/local/bin/app], env: { PORT: "8080" } }
+annotations: { org.opencontainers.image.title: pipeline }
+`;
+
+const FILES = {
+  'berth.yaml': SPEC,
+  'dist/amd64/app': '#!/bin/sh\necho amd64\n',
+  'dist/arm64/app': '#!/bin/sh\necho arm64\n',
+  'static/index.html': '<h1>hi</h1>\n',
+  // The SBOM lists the context's npm packages: the lockfile makes it part of what must match.
+  'package-lock.json': JSON.stringify({ name: 'x', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'x', version: '1.0.0' } } }),
+};
+
+async function context(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-pipeline-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeTree(dir, FILES);
+  return dir;
+}
+
+/** Every file of a directory tree, by relative path. */
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const p = join(e.parentPath, e.name);
+    out[relative(dir, p)] = (await readFile(p)).toString('base64');
+  }
+  return out;
+}
+
+test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` writes (images, SBOM referrers, index.json)', async (t) => {
+  const dir = await context(t);
+  const events: PipelineEvent[] = [];
+  const r = await runBuild({
+    file: join(dir, 'berth.yaml'),
+    cacheDir: join(dir, 'cache-api'),
+    outputs: [ociLayoutOutput(join(dir, 'api:v1'))],
+    toolVersion: JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')).version,
+    onEvent: (e) => events.push(e),
+  });
+  const cli = await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, 'cache-cli'), '--oci-layout', join(dir, 'cli:v1')], {
+    env: { SOURCE_DATE_EPOCH: undefined },
+  });
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.equal(cli.stdout.trim(), r.build.root.digest);
+  const api = await tree(join(dir, 'api'));
+  assert.deepEqual(api, await tree(join(dir, 'cli')));
+  assert.ok(Object.keys(api).length > 10, 'the layout holds manifests, configs, layers and SBOMs');
+
+  assert.equal(r.sboms.length, 2, 'one SBOM per platform image');
+  assert.deepEqual(r.outputs.map((o) => [o.output.kind, o.digest]), [['oci-layout', r.build.root.digest]]);
+  const types = events.map((e) => e.type);
+  assert.equal(types.filter((x) => x === 'layer').length, 4);
+  assert.deepEqual(types.slice(4), ['sbom', 'sbom', 'output']);
+});
+
+test('runBuild: checkReproducible builds twice and reports it; lock "write" pins the base it built from', async (t) => {
+  const dir = await context(t);
+  const base = await runBuild({ file: join(dir, 'berth.yaml'), cacheDir: join(dir, 'cache'), outputs: [ociLayoutOutput(join(dir, 'base:v1'))], noGit: true });
+  await writeFile(join(dir, 'child.yaml'), `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\nplatforms: [linux/arm64]\n`);
+  const events: PipelineEvent[] = [];
+  const child = await runBuild({
+    file: join(dir, 'child.yaml'),
+    cacheDir: join(dir, 'cache'),
+    client: new Client({}),
+    lock: 'write',
+    checkReproducible: true,
+    noGit: true,
+    onEvent: (e) => events.push(e),
+  });
+  assert.deepEqual(events.map((e) => e.type), ['reproducible', 'lock'], 'no outputs, so no SBOM is made');
+  assert.equal(child.build.base?.digest, base.build.root.digest);
+  assert.deepEqual((await readLock(join(dir, 'child.yaml')))?.base, { ref: `oci-layout:${join(dir, 'base')}:v1`, digest: base.build.root.digest });
+});
+
+test('builder errors name the option at fault, never a CLI flag', async (t) => {
+  const dir = await context(t);
+  const file = join(dir, 'berth.yaml');
+  const noFlag = (e: Error) => assert.doesNotMatch(e.message, /--[a-z]/, e.message);
+
+  await assert.rejects(build({ file, cacheDir: join(dir, 'cache'), platforms: [{ os: 'linux', architecture: 's390x' }], noGit: true }), (e: Error) => {
+    assert.ok(e instanceof BuildOptionError && e.option === 'platforms', String(e));
+    assert.match(e.message, /linux\/s390x is not in the platforms of .*berth\.yaml \(linux\/amd64, linux\/arm64\)/);
+    noFlag(e);
+    return true;
+  });
+
+  await writeFile(join(dir, 'berth.lock'), '{');
+  await assert.rejects(runBuild({ file }), (e: Error) => {
+    assert.ok(e instanceof BuildOptionError && e.option === 'lock', String(e));
+    noFlag(e);
+    return true;
+  });
+  await rm(join(dir, 'berth.lock'));
+
+  assert.throws(() => registryOutput('localhost:5000/a@sha256:' + '0'.repeat(64), new Client({})), (e: Error) => {
+    assert.ok(e instanceof OutputError && e.output.kind === 'registry', String(e));
+    noFlag(e);
+    return true;
+  });
+
+  const result = await build({ file, cacheDir: join(dir, 'cache'), noGit: true });
+  for (const platform of [undefined, { os: 'linux', architecture: 's390x' }]) {
+    await assert.rejects(writeArchive(result, join(dir, 'a.tar'), [], platform), (e: Error) => {
+      assert.ok(e instanceof OutputError && e.output.kind === 'docker-archive', String(e));
+      assert.match(e.message, /linux\/amd64, linux\/arm64/);
+      noFlag(e);
+      return true;
+    });
+  }
+  // Picking a platform makes it work; the report names the image written.
+  const r = await runBuild({ file, cacheDir: join(dir, 'cache'), outputs: [dockerArchiveOutput(join(dir, 'a.tar'), { platform: { os: 'linux', architecture: 'arm64' } })], noGit: true });
+  assert.equal(r.outputs[0].digest, r.build.images[1].manifest.digest);
+  assert.equal(r.sboms.length, 0, 'a docker-archive holds no referrers, so no SBOM is made');
+});

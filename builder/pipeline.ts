@@ -1,0 +1,149 @@
+// A whole build, as `berth build` runs it: berth.lock → build (optionally twice, to prove it reproducible) → lock
+// written → SBOMs → every Output in one loop (outputs.ts, like ko's publishers) → cache pruned. Any caller gets
+// the same image the CLI does; the CLI only parses flags and prints the events this reports.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { remoteSource } from '../client/copy.js';
+import { OciLayout, parseLayoutArg } from '../client/layout.js';
+import type { Client } from '../client/remote.js';
+import { formatPlatform } from '../spec/platform.js';
+import { formatReference, parseReference } from '../spec/reference.js';
+import type { Artifact } from './artifact.js';
+import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './build.js';
+import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from './cache.js';
+import type { BuiltLayer } from './layers.js';
+import { lockPath, lockedBase, readLock, writeLock } from './lock.js';
+import type { Output, OutputReport } from './outputs.js';
+import { buildSboms } from './sbom.js';
+import { loadSpec } from './spec.js';
+import type { Platform } from '../spec/manifest.js';
+
+export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLayer'> {
+  /** Where the image goes, written in this order; none = build only. */
+  outputs?: Output[];
+  /** Fetches `base:` (and pushes, through registryOutput); used unless `resolveBase` is given. */
+  client?: Client;
+  /**
+   * berth.lock beside the spec: 'honour' (default) builds from the digest it pins for the spec's base; 'write'
+   * honours it and then rewrites it; 'update' ignores it, resolves the base afresh and rewrites it.
+   */
+  lock?: 'honour' | 'write' | 'update';
+  /** Attach an SPDX SBOM to each image (outputs that hold referrers); default true, `sbom: false` in the spec wins. */
+  sbom?: boolean;
+  /** The version the SBOM names as its creator tool. */
+  toolVersion?: string;
+  /** Build twice in separate fresh caches and fail with NotReproducibleError if any digest differs. */
+  checkReproducible?: boolean;
+  /** Keep the layer cache under this many bytes, least recently used first (default 8 GiB). */
+  cacheMaxBytes?: number;
+  onEvent?: (event: PipelineEvent) => void;
+}
+
+export type PipelineEvent =
+  | { type: 'layer'; platform: Platform; layer: BuiltLayer }
+  | { type: 'reproducible'; digest: string }
+  | { type: 'lock'; path: string }
+  | { type: 'sbom'; artifact: Artifact }
+  | { type: 'output'; report: OutputReport }
+  | { type: 'pruned'; maxBytes: number; removed: number; freedBytes: number };
+
+export interface PipelineResult {
+  build: BuildResult;
+  sboms: Artifact[];
+  outputs: OutputReport[];
+}
+
+export class NotReproducibleError extends Error {
+  constructor(readonly differences: string[]) {
+    super(`not reproducible: ${differences.join('; ')}`);
+  }
+}
+
+export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
+  const emit = opts.onEvent ?? (() => {});
+  const lock = opts.lock === 'update' ? undefined : await readLock(opts.file);
+  const buildOpts: BuildOptions = {
+    ...opts,
+    baseDigest: lock ? lockedBase(lock, await _specBase(opts.file)) : undefined,
+    resolveBase: opts.resolveBase ?? (opts.client ? baseResolver(opts.client) : undefined),
+  };
+  const result = opts.checkReproducible
+    ? await _checkReproducible(buildOpts, emit)
+    : await build({ ...buildOpts, onLayer: (platform, layer) => emit({ type: 'layer', platform, layer }) });
+  if (opts.lock === 'write' || opts.lock === 'update') {
+    const base = result.spec.spec.base;
+    await writeLock(opts.file, { version: 1, ...(result.base && base ? { base: { ref: base, digest: result.base.digest } } : {}) });
+    emit({ type: 'lock', path: lockPath(opts.file) });
+  }
+  const outputs = opts.outputs ?? [];
+  const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? defaultCacheDir());
+  // SBOMs travel as referrers, so only outputs that hold them get one (a docker-archive cannot).
+  const wantSbom = opts.sbom !== false && result.spec.spec.sbom !== false && outputs.some((o) => o.holdsArtifacts);
+  const sboms = !wantSbom ? [] : await buildSboms(result, {
+    toolVersion: opts.toolVersion ?? 'unknown',
+    contextDir: opts.context ?? dirname(resolve(opts.file)),
+    cacheDir,
+  });
+  for (const a of sboms) emit({ type: 'sbom', artifact: a });
+  const reports: OutputReport[] = [];
+  for (const out of outputs) {
+    const report = await out.write(result, out.holdsArtifacts ? sboms : []);
+    reports.push(report);
+    emit({ type: 'output', report });
+  }
+  if (cacheDir) {
+    // Everything this build's outputs came from stays; older layers go first once the cache is over its cap.
+    const maxBytes = opts.cacheMaxBytes ?? DEFAULT_CACHE_MAX_BYTES;
+    const keep = new Set(result.images.flatMap((i) => i.layers.map((l) => result.blobs.path(l.layer.descriptor.digest))));
+    const pruned = await pruneCache(cacheDir, maxBytes, keep);
+    if (pruned.removed) emit({ type: 'pruned', maxBytes, ...pruned });
+  }
+  return { build: result, sboms, outputs: reports };
+}
+
+/** `base:` resolved through `client`; `oci-layout:DIR[:TAG]` reads a local layout instead. */
+export function baseResolver(client: Client): NonNullable<BuildOptions['resolveBase']> {
+  return async (ref) => {
+    if (ref.startsWith('oci-layout:')) {
+      const { dir, tag } = parseLayoutArg(ref.slice('oci-layout:'.length));
+      const layout = await OciLayout.open(dir);
+      return { source: layout, reference: tag ?? (await layout.find()).digest, name: ref };
+    }
+    const r = parseReference(ref);
+    return { source: remoteSource(client.repository(r)), reference: r.digest ?? r.tag ?? 'latest', name: formatReference({ ...r, digest: undefined }) };
+  };
+}
+
+/** The spec's base (for the lock lookup); errors surface later, from build(), with file:line. */
+async function _specBase(file: string): Promise<string | undefined> {
+  try {
+    return (await loadSpec(file)).spec.base;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Two builds with fresh caches in separate temp dirs; any differing digest is a failure that names it. */
+async function _checkReproducible(opts: BuildOptions, emit: (e: PipelineEvent) => void): Promise<BuildResult> {
+  const dirs = [await mkdtemp(join(tmpdir(), 'berth-repro-a-')), await mkdtemp(join(tmpdir(), 'berth-repro-b-'))];
+  try {
+    const a = await build({ ...opts, cacheDir: dirs[0] });
+    const b = await build({ ...opts, cacheDir: dirs[1] });
+    const diffs: string[] = [];
+    if (a.root.digest !== b.root.digest) diffs.push(`root ${a.root.digest} ≠ ${b.root.digest}`);
+    a.images.forEach((ia, i) => {
+      const ib = b.images[i];
+      ia.layers.forEach((l, j) => {
+        const m = ib.layers[j];
+        if (l.layer.descriptor.digest !== m.layer.descriptor.digest) diffs.push(`${formatPlatform(ia.platform)} layer ${l.name}: ${l.layer.descriptor.digest} ≠ ${m.layer.descriptor.digest}`);
+      });
+    });
+    if (diffs.length) throw new NotReproducibleError(diffs);
+    emit({ type: 'reproducible', digest: a.root.digest });
+    // Outputs are written from a third, normal build (cached), so the temp dirs can go.
+    return await build(opts);
+  } finally {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  }
+}
