@@ -5,26 +5,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import { requirePeer } from './peers.js';
-import { startS3Server, S3_PEER, type S3Server } from './s3-server.js';
+import { startS3Server, s3ServeConfig, S3_PEER, type S3Server } from './s3-server.js';
 import { startBerth, type Berth } from './berth.js';
 import { runConformance } from './conformance.js';
 import { raw, sha256, imageManifest, pushManifest } from './registry-client.js';
 import { faultProxy, type Fault } from './s3-fault-proxy.js';
 
-function s3Config(s3: S3Server, blobGet: 'proxy' | 'redirect' = 'proxy'): string {
-  return [
-    'storage:',
-    '  s3:',
-    `    bucket: ${s3.bucket}`,
-    `    endpoint: ${s3.endpoint}`,
-    `    region: ${s3.region}`,
-    '    forcePathStyle: true',
-    `    accessKeyId: ${s3.accessKeyId}`,
-    `    secretAccessKey: ${s3.secretAccessKey}`,
-    `    blobGet: ${blobGet}`,
-    'log: { requests: false }',
-  ].join('\n') + '\n';
-}
+const s3Config = (s3: S3Server, blobGet: 'proxy' | 'redirect' = 'proxy') => s3ServeConfig(s3, { blobGet });
 
 async function s3(t: TestContext): Promise<S3Server | undefined> {
   if (!requirePeer(t, S3_PEER)) return undefined;

@@ -167,3 +167,19 @@ function _tail(log: string): string {
     return '(no log)';
   }
 }
+
+/** A `berth serve` config (YAML) on `s3`'s bucket, request logs off; `endpoint` overrides (a fault proxy in front). */
+export function s3ServeConfig(s3: S3Server, opts: { blobGet?: 'proxy' | 'redirect'; endpoint?: string } = {}): string {
+  return [
+    'storage:',
+    '  s3:',
+    `    bucket: ${s3.bucket}`,
+    `    endpoint: ${opts.endpoint ?? s3.endpoint}`,
+    `    region: ${s3.region}`,
+    '    forcePathStyle: true',
+    `    accessKeyId: ${s3.accessKeyId}`,
+    `    secretAccessKey: ${s3.secretAccessKey}`,
+    ...(opts.blobGet ? [`    blobGet: ${opts.blobGet}`] : []),
+    'log: { requests: false }',
+  ].join('\n') + '\n';
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { requirePeer } from './peers.js';
-import { startS3Server, S3_PEER, type S3Server } from './s3-server.js';
+import { startS3Server, s3ServeConfig, S3_PEER, type S3Server } from './s3-server.js';
 import { startBerth, type Berth } from './berth.js';
 import { faultProxy } from './s3-fault-proxy.js';
 import { raw, sha256 } from './registry-client.js';
@@ -55,17 +55,7 @@ async function s3Backend(t: TestContext): Promise<Backend | undefined> {
     return undefined;
   });
   t.after(() => proxy.close());
-  const config = [
-    'storage:',
-    '  s3:',
-    `    bucket: ${server.bucket}`,
-    `    endpoint: ${proxy.endpoint}`,
-    `    region: ${server.region}`,
-    '    forcePathStyle: true',
-    `    accessKeyId: ${server.accessKeyId}`,
-    `    secretAccessKey: ${server.secretAccessKey}`,
-    'log: { requests: false }',
-  ].join('\n');
+  const config = s3ServeConfig(server, { endpoint: proxy.endpoint });
   const berth = await startBerth(t, { config });
   t.after(() => berth.stop());
   const s3 = new S3Client({

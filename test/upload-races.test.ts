@@ -16,24 +16,10 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, requirePeer } from './peers.js';
 import { startBerth, type Berth } from './berth.js';
-import { startS3Server, S3_PEER, type S3Server } from './s3-server.js';
+import { startS3Server, s3ServeConfig, S3_PEER } from './s3-server.js';
 import { raw, sha256 } from './registry-client.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
-
-function s3Config(s3: S3Server): string {
-  return [
-    'storage:',
-    '  s3:',
-    `    bucket: ${s3.bucket}`,
-    `    endpoint: ${s3.endpoint}`,
-    `    region: ${s3.region}`,
-    '    forcePathStyle: true',
-    `    accessKeyId: ${s3.accessKeyId}`,
-    `    secretAccessKey: ${s3.secretAccessKey}`,
-    'log: { requests: false }',
-  ].join('\n') + '\n';
-}
 
 type Backend = 'filesystem' | 's3';
 
@@ -42,7 +28,7 @@ async function startOn(t: TestContext, backend: Backend): Promise<{ berth: Berth
   if (!requirePeer(t, S3_PEER)) return undefined;
   const s3 = await startS3Server();
   t.after(() => s3.stop());
-  const config = s3Config(s3);
+  const config = s3ServeConfig(s3);
   return { berth: await startBerth(t, { config }), config };
 }
 
