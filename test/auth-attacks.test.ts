@@ -91,6 +91,23 @@ test('token attacks: 401 and nothing stored', async (t) => {
     }
   });
 
+  await t.test('a parameter that names one thing, given twice: 400 and no token (GET and POST)', async () => {
+    for (const query of ['service=berth&service=other', 'service=berth&account=alice&account=bob', 'service=berth&offline_token=true&offline_token=false']) {
+      const res = await app.request(`http://reg.test/token?${query}`, { headers: { Authorization: basic('alice') } });
+      assert.equal(res.status, 400, query);
+      const body = await res.json();
+      assert.equal(body.token, undefined);
+      assert.match(JSON.stringify(body), /was given 2 times; give it once/);
+    }
+    const form = new URLSearchParams([['grant_type', 'password'], ['grant_type', 'refresh_token'], ['username', 'alice'], ['password', 'x'], ['service', 'berth']]);
+    const res = await app.request('http://reg.test/token', { method: 'POST', body: form });
+    assert.equal(res.status, 400);
+    assert.equal((await res.json()).token, undefined);
+    // Repeated scopes stay legal on GET (the spec's way to ask for several).
+    const ok = await getToken(app, basic('alice'), ['repository:team/app:pull', 'repository:team/other:pull']);
+    assert.equal(ok.status, 200);
+  });
+
   await t.test('a revoked refresh token', async () => {
     const off = await getToken(app, basic('alice'), [], '&offline_token=true');
     await app.request('http://reg.test/token/revoke', { method: 'POST', body: new URLSearchParams({ token: off.body.refresh_token }) });

@@ -89,7 +89,14 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
     if (value !== undefined && value !== service) throw new BadRequest(`unknown service "${value.slice(0, 100)}": this token service issues tokens for "${service}"`);
   };
 
+  // A parameter that names one thing must appear once: which of two `service`/`grant_type`/`account` values
+  // decides would depend on the parser, and a proxy in front may read the other one (parameter pollution).
+  const checkSingle = (name: string, count: number) => {
+    if (count > 1) throw new BadRequest(`parameter "${name}" was given ${count} times; give it once`);
+  };
+
   app.get(realmPath, guarded(async (c) => {
+    for (const k of ['service', 'account', 'client_id', 'offline_token']) checkSingle(k, c.req.queries(k)?.length ?? 0);
     checkService(c.req.query('service'));
     const scopes = _scopes(c.req.queries('scope') ?? []);
     const header = c.req.header('authorization');
@@ -106,10 +113,11 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
   app.post(realmPath, guarded(async (c) => {
     let form: Record<string, string | File | (string | File)[]>;
     try {
-      form = await c.req.parseBody();
+      form = await c.req.parseBody({ all: true });
     } catch {
       throw new BadRequest('expected an application/x-www-form-urlencoded body');
     }
+    for (const [k, v] of Object.entries(form)) if (Array.isArray(v)) checkSingle(k, v.length);
     const field = (k: string) => (typeof form[k] === 'string' ? (form[k] as string) : undefined);
     checkService(field('service'));
     const scopes = _scopes(field('scope') ? [field('scope')!] : []);
