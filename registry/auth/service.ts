@@ -117,6 +117,8 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
     } catch {
       throw new BadRequest('expected an application/x-www-form-urlencoded body');
     }
+    // `scope` is a space-separated list: repeated, its parts add up (as repeated `scope` on GET).
+    if (Array.isArray(form.scope)) form.scope = form.scope.filter((x) => typeof x === 'string').join(' ');
     for (const [k, v] of Object.entries(form)) if (Array.isArray(v)) checkSingle(k, v.length);
     const field = (k: string) => (typeof form[k] === 'string' ? (form[k] as string) : undefined);
     checkService(field('service'));
