@@ -169,6 +169,16 @@ export function runDriverSuite(label: string, make: () => Promise<DriverFixture>
       assert.deepEqual(await d.list(p('ls')), ['c']);
     });
 
+    it('move with a size publishes only an object of exactly that size', async () => {
+      await d.append(p('sized/data'), 0, Readable.from([Buffer.from('0123456789')]));
+      await assert.rejects(d.move(p('sized/data'), p('sized/final'), { size: 8 }), OffsetMismatchError);
+      assert.equal(await d.stat(p('sized/final')), undefined, 'nothing moved');
+      assert.equal((await d.stat(p('sized/data')))?.size, 10);
+      await d.move(p('sized/data'), p('sized/final'), { size: 10 });
+      assert.equal((await d.get(p('sized/final')))?.toString(), '0123456789');
+      await assert.rejects(d.move(p('sized/data'), p('sized/other'), { size: 10 }), NotFoundError);
+    });
+
     it('move of a missing object throws NotFoundError', async () => {
       await assert.rejects(d.move(p('nope/data'), p('nope/final')), NotFoundError);
     });

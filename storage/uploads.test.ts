@@ -3,7 +3,7 @@
 // then, and relies on the driver's offset check), and the digest stays right afterwards.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { OciError } from '../spec/index.js';
 import { MemoryDriver } from './memory.js';
@@ -25,4 +25,34 @@ test('a stale offset on one replica is RANGE_INVALID; the digest is still verifi
   assert.equal(await a.uploads.append(info, 3000, Readable.from([c3])), 6000);
   const digest = `sha256:${createHash('sha256').update(Buffer.concat([c1, c2, c3])).digest('hex')}`;
   assert.deepEqual(await a.uploads.complete(info, digest), { digest, size: 6000 });
+});
+
+test('a PUT that arrives while a chunk is streaming waits for it, then verifies every stored byte', async () => {
+  const store = createStore(new MemoryDriver());
+  const info = await store.uploads.start('repo/y');
+  const whole = randomBytes(30_000);
+  const body = new PassThrough();
+  const appending = store.uploads.append(info, 0, body);
+  body.write(whole.subarray(0, 20_000));
+  const partDigest = `sha256:${createHash('sha256').update(whole.subarray(0, 20_000)).digest('hex')}`;
+  const completing = store.uploads.complete(info, partDigest);
+  await new Promise((r) => setTimeout(r, 20));
+  body.end(whole.subarray(20_000));
+  assert.equal(await appending, 30_000, 'the chunk streaming first is stored whole');
+  await assert.rejects(completing, (e: unknown) => e instanceof OciError && e.code === 'DIGEST_INVALID');
+  assert.equal(await store.blobs.dataSize(partDigest as never), undefined, 'nothing published under the digest of a prefix');
+});
+
+test('a chunk queued behind another whose client leaves ends cleanly and stores nothing', async () => {
+  const store = createStore(new MemoryDriver());
+  const info = await store.uploads.start('repo/z');
+  const first = new PassThrough();
+  const appending = store.uploads.append(info, 0, first);
+  const queued = new PassThrough();
+  const waiting = store.uploads.append(info, undefined, queued);
+  queued.destroy(new Error('aborted')); // an error event with nobody else listening must not escape
+  first.end(Buffer.alloc(100));
+  assert.equal(await appending, 100);
+  await assert.rejects(waiting, (e: unknown) => e instanceof OciError && e.code === 'BLOB_UPLOAD_INVALID');
+  assert.equal(await store.uploads.size(info.id), 100);
 });
