@@ -1,10 +1,17 @@
 // Content-addressed blobs shared by all repositories; a repository sees a blob only through its link.
+//
+// Beyond the OCI routes, for registry/ (which never touches the driver, issue 15):
+//   linkTimes(name)       blobs linked into a repository, with each link's mtime (last push or mirror pull)
+//   linkedDigests(name)   the same without the stats (quota usage)
+//   dropLink(name, d)     removes a link without checks (eviction; GC reclaims the bytes)
+//   read(digest, range)   the bytes for this process to consume (a fill re-reading what it published)
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { OciError, type Digest } from '../spec/index.js';
+import { OciError, isDigest, type Digest } from '../spec/index.js';
 import type { Driver } from './driver.js';
 import { paths } from './paths.js';
 import { GcGuard } from './gc.js';
+import { linkTimes } from './links.js';
 
 export interface BlobInfo {
   digest: Digest;
@@ -69,6 +76,31 @@ export class BlobStore {
   /** Opens the blob's bytes (or a byte range, inclusive) to stream to a client; the body may be Sendable. */
   async open(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
     return this.driver.read(paths.blobData(digest), { ...range, relay: true });
+  }
+
+  /** The blob's bytes (or an inclusive range) to read in this process, never a relay body. */
+  async read(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
+    return this.driver.read(paths.blobData(digest), { ...range });
+  }
+
+  async linkTimes(name: string): Promise<Array<{ digest: Digest; modified: Date }>> {
+    return linkTimes(this.driver, paths.layerLinks(name), (d) => paths.layerLink(name, d));
+  }
+
+  /** Digests linked into `name` (link entries that are no digest are skipped). */
+  async linkedDigests(name: string): Promise<Digest[]> {
+    const out: Digest[] = [];
+    for (const alg of await this.driver.list(paths.layerLinks(name))) {
+      for (const hex of await this.driver.list(`${paths.layerLinks(name)}/${alg}`)) {
+        const d = `${alg}:${hex}`;
+        if (isDigest(d)) out.push(d);
+      }
+    }
+    return out;
+  }
+
+  async dropLink(name: string, digest: Digest): Promise<void> {
+    await this.driver.delete(paths.layerLink(name, digest));
   }
 
   /** A direct URL for clients (S3 presigned), when the driver offers one. */

@@ -1,5 +1,19 @@
 // Manifests (stored as blobs, linked per repository with their media type), tags and referrers.
 // spec: distribution-spec "Pushing manifests", "Listing referrers"; image-spec manifest.md "subject".
+//
+// Besides the OCI routes (put/get/delete/tags/referrers/catalog), what registry/ needs beyond them — registry/ never
+// touches the driver (issue 15):
+//   adopt(name, digest, bytes, {mediaType, tag})  stores a manifest fetched from an upstream (the pull-through
+//                                  cache) through the same write order, GC bracket (gc.around) and referrer entry
+//                                  as a push; its blobs need not be here; repaired after an overlapping sweep
+//   has(name, digest)              whether the repository holds the manifest (revision link)
+//   tagged(name, tag)              the digest a tag points at when that manifest is held too, else undefined
+//   retag(name, tag, digest)       points a tag at a held manifest (GC-bracketed); false when it is not held
+//   untag(name, tag)               removes a tag, whether or not it exists
+//   touch(name, digest)            rewrites the revision link: its mtime is the mirror's last pull (eviction)
+//   tagNames(name) / tagTimes(name) / tagsOf(name, digest)   tags; with their last write; those at a digest
+//   revisionTimes(name)            held manifests with their revision link's mtime (eviction)
+//   notePull / lastPull / forgetPull   per-tag last-pull records under pulls/ (retention's keepPulledWithin)
 import { LRUCache } from 'lru-cache';
 import {
   OciError, ManifestError, parseManifest, parseDigest, isDigest, isValidTag, digestOf,
@@ -9,6 +23,7 @@ import type { Driver } from './driver.js';
 import { paths } from './paths.js';
 import type { BlobStore } from './blobs.js';
 import { GcGuard } from './gc.js';
+import { linkTimes } from './links.js';
 
 /**
  * Non-distributable ("foreign") layers live outside the registry (image-spec layer.md, deprecated but still pushed),
@@ -109,6 +124,123 @@ export class ManifestStore {
     }
     for (const tag of tags) await this.driver.put(paths.tag(name, tag), digest);
     await this._addToCatalog(name);
+  }
+
+  /**
+   * Stores a manifest as an upstream served it (pull-through cache), tagged `tag` when given. Unlike a push the
+   * blobs and child manifests it references need not be here (they are fetched when asked for) and no tag policy
+   * applies (the mirror follows its upstream); otherwise the same as put: the document is parsed (a ManifestError
+   * propagates, for the caller to name who sent it), the bytes must hash to `digest`, the write order, the referrer
+   * entry and the GC bracket are the push's. When a GC overlapped, what it swept is written again: the bytes are
+   * in hand, and the sweep is over by then (a later GC spares them: they are fresh).
+   */
+  async adopt(name: string, digest: Digest, body: Buffer, opts: { mediaType?: string; tag?: string } = {}): Promise<void> {
+    const parsed = parseManifest(body, opts.mediaType);
+    if (digestOf(body, parseDigest(digest).algorithm) !== digest) {
+      throw new OciError('DIGEST_INVALID', `manifest content does not match its digest ${digest}`);
+    }
+    if (opts.tag !== undefined && !isValidTag(opts.tag)) throw new OciError('TAG_INVALID', `invalid tag "${opts.tag.slice(0, 200)}"`);
+    const tags = opts.tag === undefined ? [] : [opts.tag];
+    await this.gc.around(
+      () => this._write(name, digest, body, parsed, tags),
+      async () => {
+        this.blobs.forget(digest);
+        await this._write(name, digest, body, parsed, []);
+      },
+    );
+  }
+
+  /** Whether `name` holds the manifest `digest` (its revision link exists). */
+  async has(name: string, digest: Digest): Promise<boolean> {
+    return (await this.driver.stat(paths.manifestRevision(name, digest))) !== undefined;
+  }
+
+  /** The digest `tag` points at when the manifest is held too; undefined otherwise (never throws for a missing tag). */
+  async tagged(name: string, tag: string): Promise<Digest | undefined> {
+    const raw = await this._readSmall(paths.tag(name, tag));
+    const digest = raw?.toString('utf8');
+    if (!digest || !isDigest(digest) || !(await this.has(name, digest))) return undefined;
+    return digest;
+  }
+
+  /**
+   * Points `tag` at `digest` when `name` holds that manifest (false when it does not). No tag policy: this is the
+   * mirror following its upstream. GC-bracketed like a push: a tag whose manifest a sweep took meanwhile is undone.
+   */
+  async retag(name: string, tag: string, digest: Digest): Promise<boolean> {
+    try {
+      return await this.gc.around(
+        async () => {
+          if (!(await this.has(name, digest))) return false;
+          await this.driver.put(paths.tag(name, tag), digest);
+          return true;
+        },
+        async (done) => {
+          if (!done || ((await this.has(name, digest)) && (await this.driver.stat(paths.blobData(digest))))) return;
+          if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest) await this.driver.delete(paths.tag(name, tag));
+          throw new OciError('MANIFEST_UNKNOWN', `manifest ${name}@${digest} was garbage-collected while tagged`);
+        },
+      );
+    } catch (e) {
+      if (e instanceof OciError && e.code === 'MANIFEST_UNKNOWN') return false;
+      throw e;
+    }
+  }
+
+  /** Removes `tag` of `name` if it exists (no check, no policy: the mirror following an upstream that dropped it). */
+  async untag(name: string, tag: string): Promise<void> {
+    await this.driver.delete(paths.tag(name, tag));
+  }
+
+  /** Marks the manifest as pulled now: rewrites its revision link (same content, new mtime). */
+  async touch(name: string, digest: Digest): Promise<void> {
+    const path = paths.manifestRevision(name, digest);
+    const mediaType = await this.driver.get(path);
+    if (mediaType) await this.driver.put(path, mediaType);
+  }
+
+  /** Tag names of `name` (empty for an unknown repository). */
+  async tagNames(name: string): Promise<string[]> {
+    return this.driver.list(paths.tags(name));
+  }
+
+  /** Tags of `name` with the time each was last written (pushed or moved). */
+  async tagTimes(name: string): Promise<Array<{ tag: string; modified: Date }>> {
+    const out: Array<{ tag: string; modified: Date }> = [];
+    for (const tag of await this.driver.list(paths.tags(name))) {
+      const info = await this.driver.stat(paths.tag(name, tag)).catch(() => undefined);
+      if (info) out.push({ tag, modified: info.modified });
+    }
+    return out;
+  }
+
+  /** Tags of `name` pointing at `digest`. */
+  async tagsOf(name: string, digest: Digest): Promise<string[]> {
+    const out: string[] = [];
+    for (const tag of await this.driver.list(paths.tags(name))) {
+      if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest) out.push(tag);
+    }
+    return out;
+  }
+
+  /** Manifests `name` holds, with the mtime of each revision link (its last push or, for a mirror, last pull). */
+  async revisionTimes(name: string): Promise<Array<{ digest: Digest; modified: Date }>> {
+    return linkTimes(this.driver, paths.manifestRevisions(name), (d) => paths.manifestRevision(name, d));
+  }
+
+  /** Records a pull of `name:tag` at `at` (ms). */
+  async notePull(name: string, tag: string, at: number): Promise<void> {
+    await this.driver.put(paths.lastPull(name, tag), new Date(at).toISOString());
+  }
+
+  /** When `name:tag` was last pulled (ms), 0 when never recorded. */
+  async lastPull(name: string, tag: string): Promise<number> {
+    const raw = await this.driver.get(paths.lastPull(name, tag)).catch(() => undefined);
+    return raw ? Date.parse(raw.toString('utf8')) || 0 : 0;
+  }
+
+  async forgetPull(name: string, tag: string): Promise<void> {
+    await this.driver.delete(paths.lastPull(name, tag));
   }
 
   /** After a GC overlapped the push: everything the manifest relies on must still be there, else undo its tags. */
@@ -227,10 +359,7 @@ export class ManifestStore {
       return;
     }
     const stored = await this.get(name, reference);
-    for (const tag of await this.driver.list(paths.tags(name))) {
-      const raw = await this.driver.get(paths.tag(name, tag));
-      if (raw?.toString('utf8') === stored.digest) await this.driver.delete(paths.tag(name, tag));
-    }
+    for (const tag of await this.tagsOf(name, stored.digest)) await this.driver.delete(paths.tag(name, tag));
     try {
       const parsed = parseManifest(stored.bytes, stored.mediaType);
       if (parsed.subject) await this.driver.delete(paths.referrer(name, parsed.subject.digest, stored.digest));
@@ -283,3 +412,4 @@ export class ManifestStore {
     this.knownRepositories.add(name);
   }
 }
+

@@ -44,6 +44,11 @@ export class UploadStore {
     this.gc = new GcGuard(driver);
   }
 
+  /** The session's stored bytes (inclusive range): a fill serving what it has written but not yet published. */
+  async read(id: string, range: { start: number; end: number }): Promise<Readable> {
+    return this.driver.read(paths.uploadData(id), range);
+  }
+
   async start(repository: string, subject?: string): Promise<UploadInfo> {
     const id = randomBytes(24).toString('base64url');
     const info: UploadInfo = { id, repository, subject, startedAt: new Date().toISOString() };

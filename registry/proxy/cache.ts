@@ -6,8 +6,8 @@ import { AuthError } from '../../client/auth.js';
 import { downloadBlob, headManifest, statBlob, upstreamRegistry } from '../../client/mirror.js';
 import { Registry, RegistryError } from '../../client/registry.js';
 import { Repository, type FetchedManifest } from '../../client/remote.js';
-import { ManifestError, OciError, isDigest, isValidTag, parseManifest, type Digest, type ErrorCode } from '../../spec/index.js';
-import { paths, type Store } from '../../storage/index.js';
+import { ManifestError, OciError, isDigest, isValidTag, type Digest, type ErrorCode } from '../../spec/index.js';
+import type { Store } from '../../storage/index.js';
 import { withHeaders } from '../errors.js';
 import type { Ctx } from '../context.js';
 import type { Logger } from '../log.js';
@@ -152,7 +152,7 @@ export class PullThroughCache {
   }
 
   private async _manifestByDigest(m: Mapping, digest: Digest): Promise<void> {
-    if (await this.store.driver.stat(paths.manifestRevision(m.local, digest))) {
+    if (await this.store.manifests.has(m.local, digest)) {
       this._count(m.upstream, 'hits');
       this._touchManifest(m.local, digest);
       return;
@@ -168,12 +168,8 @@ export class PullThroughCache {
   }
 
   /** The digest a cached tag points at, when the manifest is there too. */
-  private async _localTag(local: string, tag: string): Promise<Digest | undefined> {
-    const raw = await this.store.driver.get(paths.tag(local, tag));
-    if (!raw) return undefined;
-    const digest = raw.toString('utf8');
-    if (!isDigest(digest) || !(await this.store.driver.stat(paths.manifestRevision(local, digest)))) return undefined;
-    return digest;
+  private _localTag(local: string, tag: string): Promise<Digest | undefined> {
+    return this.store.manifests.tagged(local, tag);
   }
 
   /**
@@ -199,15 +195,14 @@ export class PullThroughCache {
     }
     if (head.status === 404) {
       // Gone upstream: a mirror follows (the cached manifest stays reachable by digest).
-      await this.store.driver.delete(paths.tag(m.local, tag));
+      await this.store.manifests.untag(m.local, tag);
       this.validated.delete(key);
       throw new RegistryError(`${m.remote}:${tag} is no longer on ${u.name}`, 404);
     }
     if (head.digest === local) {
       this._count(u, 'hits');
       this._touchManifest(m.local, local);
-    } else if (head.digest && (await this.store.driver.stat(paths.manifestRevision(m.local, head.digest)))) {
-      await this.store.driver.put(paths.tag(m.local, tag), head.digest);
+    } else if (head.digest && (await this.store.manifests.retag(m.local, tag, head.digest))) {
       this._count(u, 'hits');
     } else {
       this._count(u, 'misses');
@@ -230,34 +225,24 @@ export class PullThroughCache {
   }
 
   /**
-   * Stores an upstream manifest as-is. Unlike a push, the blobs it references are not required to be here: they
-   * are fetched when a client asks for them. The document is still validated (no ambiguous manifests).
+   * Stores an upstream manifest as-is (ManifestStore.adopt: a push's write order, referrer entry and GC bracket).
+   * Unlike a push, the blobs it references are not required to be here: they are fetched when a client asks for
+   * them. The document is still validated (no ambiguous manifests).
    */
   private async _storeManifest(local: string, fetched: FetchedManifest, tag?: string): Promise<void> {
-    let mediaType: string;
     try {
-      mediaType = parseManifest(fetched.bytes, fetched.mediaType).mediaType;
+      await this.store.manifests.adopt(local, fetched.digest, fetched.bytes, { mediaType: fetched.mediaType, tag });
     } catch (e) {
       if (e instanceof ManifestError) throw new OciError('MANIFEST_INVALID', `the upstream sent an invalid manifest: ${e.message}`);
       throw e;
     }
-    const { driver, blobs } = this.store;
-    // Same order as a push (crash safety): content, revision link, tag, catalog entry.
-    await blobs.putSmall(fetched.digest, fetched.bytes);
-    await driver.put(paths.manifestRevision(local, fetched.digest), mediaType);
-    if (tag) await driver.put(paths.tag(local, tag), fetched.digest);
-    if (!(await driver.stat(paths.catalogEntry(local)))) await driver.put(paths.catalogEntry(local), '');
   }
 
   private _touchManifest(local: string, digest: Digest): void {
     const key = `m ${local}@${digest}`;
     if (this.touched.has(key)) return;
     this.touched.set(key, true);
-    const path = paths.manifestRevision(local, digest);
-    void (async () => {
-      const mediaType = await this.store.driver.get(path);
-      if (mediaType) await this.store.driver.put(path, mediaType);
-    })().catch(() => this.touched.delete(key));
+    this.store.manifests.touch(local, digest).catch(() => this.touched.delete(key));
   }
 
   // ---- blobs -------------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 // repository's links (layer links, manifest revisions with their tags); GC reclaims the bytes nobody links any more.
 // Last-pull times are the mtimes of those links (the cache rewrites a link when it serves the content, at most every
 // few minutes), so they survive restarts and are shared by replicas on the same storage.
-import { parseDigest, type Digest } from '../../spec/index.js';
-import { paths, type Store } from '../../storage/index.js';
+import type { Digest } from '../../spec/index.js';
+import type { Store } from '../../storage/index.js';
 import type { Upstream } from './config.js';
 
 export interface EvictOptions {
@@ -34,8 +34,9 @@ export async function evict(store: Store, upstreams: Upstream[], opts: EvictOpti
   let blobs: Entry[] = [];
   const manifests: Entry[] = [];
   for (const repository of mirrored) {
-    blobs.push(...(await _links(store, repository, paths.layerLinks(repository), (d) => paths.layerLink(repository, d))));
-    manifests.push(...(await _links(store, repository, paths.manifestRevisions(repository), (d) => paths.manifestRevision(repository, d))));
+    const entry = ({ digest, modified }: { digest: Digest; modified: Date }): Entry => ({ repository, digest, pulled: modified.getTime() });
+    blobs.push(...(await store.blobs.linkTimes(repository)).map(entry));
+    manifests.push(...(await store.manifests.revisionTimes(repository)).map(entry));
   }
   const sizes = new Map<Digest, number>();
   for (const b of blobs) if (!sizes.has(b.digest)) sizes.set(b.digest, (await store.blobs.dataSize(b.digest)) ?? 0);
@@ -49,7 +50,7 @@ export async function evict(store: Store, upstreams: Upstream[], opts: EvictOpti
       result.manifests++;
     }
     const old = blobs.filter((e) => e.pulled < cutoff);
-    for (const b of old) await store.driver.delete(paths.layerLink(b.repository, b.digest));
+    for (const b of old) await store.blobs.dropLink(b.repository, b.digest);
     result.blobs += old.length;
     blobs = blobs.filter((e) => e.pulled >= cutoff);
   }
@@ -62,7 +63,7 @@ export async function evict(store: Store, upstreams: Upstream[], opts: EvictOpti
     for (const [digest] of [...last].sort((a, b) => a[1] - b[1])) {
       if (bytes <= opts.maxBytes) break;
       for (const b of blobs.filter((e) => e.digest === digest)) {
-        await store.driver.delete(paths.layerLink(b.repository, b.digest));
+        await store.blobs.dropLink(b.repository, b.digest);
         result.blobs++;
       }
       bytes -= sizes.get(digest) ?? 0;
@@ -73,20 +74,3 @@ export async function evict(store: Store, upstreams: Upstream[], opts: EvictOpti
   return result;
 }
 
-/** Link entries under `<root>/<alg>/<hex>` with their mtimes. */
-async function _links(store: Store, repository: string, root: string, link: (d: Digest) => string): Promise<Entry[]> {
-  const out: Entry[] = [];
-  for (const alg of await store.driver.list(root)) {
-    for (const hex of await store.driver.list(`${root}/${alg}`)) {
-      let digest: Digest;
-      try {
-        digest = parseDigest(`${alg}:${hex}`).digest;
-      } catch {
-        continue;
-      }
-      const info = await store.driver.stat(link(digest));
-      if (info) out.push({ repository, digest, pulled: info.modified.getTime() });
-    }
-  }
-  return out;
-}

@@ -12,7 +12,7 @@
 // client of the blob, and every later one (they join the running fill), would wait for the HTTP client's own body
 // timeout (minutes). Failing cuts the clients' connections; their retry starts a fresh fill.
 import { Readable } from 'node:stream';
-import { NotFoundError, paths, type Store, type UploadInfo } from '../../storage/index.js';
+import { NotFoundError, type Store, type UploadInfo } from '../../storage/index.js';
 import type { Digest } from '../../spec/index.js';
 
 /** Bytes buffered before each append: large enough for S3 multipart parts (≥ 5 MiB), small enough for memory. */
@@ -128,10 +128,10 @@ export class BlobFill {
       }
       if (this.published || pos < this.durable) {
         const to = Math.min(end, servable - 1, this.published ? this.size - 1 : this.durable - 1);
-        const path = this.published ? paths.blobData(this.digest) : paths.uploadData(this.upload.id);
         let stream: Readable;
         try {
-          stream = await this.store.driver.read(path, { start: pos, end: to });
+          const range = { start: pos, end: to };
+          stream = this.published ? await this.store.blobs.read(this.digest, range) : await this.store.uploads.read(this.upload.id, range);
         } catch (e) {
           if (!(e instanceof NotFoundError)) throw e;
           // Published between the check and the open (the upload moved): look again.
