@@ -21,7 +21,7 @@ export interface QuotaRule {
 
 import picomatch from 'picomatch';
 import { OciError, isDigest, parseManifest, type Digest } from '../spec/index.js';
-import { paths, type Store } from '../storage/index.js';
+import { namespaceUsage, tagAges, type Store } from '../storage/index.js';
 import { parseDuration, type Config } from './config.js';
 import type { Logger } from './log.js';
 import type { BodyLimit } from './body.js';
@@ -95,9 +95,9 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
   const immutableHolder = async (name: string, digest: string): Promise<string | undefined> => {
     if (!immutable.some((r) => r.repo(name))) return undefined;
     const seen = new Set<string>();
-    for (const tag of await store.driver.list(paths.tags(name))) {
+    for (const tag of await store.manifests.tagNames(name)) {
       if (!isImmutable(name, tag)) continue;
-      const top = (await store.driver.get(paths.tag(name, tag)))?.toString('utf8');
+      const top = await store.manifests.resolve(name, tag).catch(() => undefined);
       let frontier: string[] = top && isDigest(top) ? [top] : [];
       while (frontier.length) {
         const next: string[] = [];
@@ -121,27 +121,10 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
     return undefined;
   };
 
-  const computeUsage = async (namespace: string): Promise<number> => {
-    const repos = (await store.manifests.catalog()).filter((n) => n === namespace || n.startsWith(namespace + '/'));
-    const seen = new Set<string>();
-    let bytes = 0;
-    for (const repo of repos) {
-      for (const alg of await store.driver.list(paths.layerLinks(repo))) {
-        for (const hex of await store.driver.list(`${paths.layerLinks(repo)}/${alg}`)) {
-          const d = `${alg}:${hex}`;
-          if (seen.has(d) || !isDigest(d)) continue;
-          seen.add(d);
-          bytes += (await store.blobs.dataSize(d)) ?? 0;
-        }
-      }
-    }
-    return bytes;
-  };
-
   const usage = async (namespace: string): Promise<number> => {
     const hit = usageCache.get(namespace);
     if (hit && Date.now() - hit.at < USAGE_TTL_MS) return hit.bytes;
-    const bytes = await computeUsage(namespace);
+    const bytes = await namespaceUsage(store, namespace);
     usageCache.set(namespace, { bytes, at: Date.now() });
     return bytes;
   };
@@ -228,7 +211,7 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
       if (now - (pulls.get(key) ?? 0) < PULL_RECORD_EVERY_MS) return;
       pulls.set(key, now);
       if (pulls.size > 100_000) pulls.clear();
-      store.driver.put(paths.lastPull(name, tag), new Date(now).toISOString()).catch((e) => log.warn('recording a pull failed', { err: String(e) }));
+      store.manifests.notePull(name, tag, now).catch((e) => log.warn('recording a pull failed', { err: String(e) }));
     },
 
     async applyRetention(opts = {}) {
@@ -238,13 +221,7 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
       for (const name of await store.manifests.catalog()) {
         const policies = retention.filter((p) => p.repo(name));
         if (!policies.length) continue;
-        const tags: Array<{ tag: string; pushed: number; pulled: number }> = [];
-        for (const tag of await store.driver.list(paths.tags(name))) {
-          const info = await store.driver.stat(paths.tag(name, tag)).catch(() => undefined);
-          if (!info) continue;
-          const raw = await store.driver.get(paths.lastPull(name, tag)).catch(() => undefined);
-          tags.push({ tag, pushed: info.modified.getTime(), pulled: raw ? Date.parse(raw.toString('utf8')) || 0 : 0 });
-        }
+        const tags = await tagAges(store, name);
         tags.sort((a, b) => b.pushed - a.pushed || (a.tag < b.tag ? 1 : -1));
         // Each policy covering a tag votes keep or delete; a tag goes only when every covering policy says delete.
         const votes = new Map<string, boolean[]>();
@@ -266,7 +243,7 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
         for (const tag of doomed.sort()) {
           if (!opts.dryRun) {
             await store.manifests.delete(name, tag).catch(() => {});
-            await store.driver.delete(paths.lastPull(name, tag)).catch(() => {});
+            await store.manifests.forgetPull(name, tag).catch(() => {});
           }
           deleted.push(`${name}:${tag}`);
           opts.report?.(`${opts.dryRun ? 'would delete' : 'deleted'} tag ${name}:${tag} (retention)`);

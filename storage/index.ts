@@ -27,3 +27,4 @@ export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> 
   };
 }
 export { scrubBlobs, type ScrubResult, type DamagedBlob } from './scrub.js';
+export { namespaceUsage, tagAges, type TagAge } from './scans.js';
