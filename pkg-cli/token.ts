@@ -6,6 +6,7 @@ import { AuthState, type RobotRecord } from '../registry/auth/index.js';
 import type { RobotScope } from '../registry/auth/acl.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import { makeDriver } from './serve.js';
+import { AuthStore } from '../storage/index.js';
 
 const HELP = `Usage:
   berth token create NAME [--repository PATTERN]… [--actions pull,push,delete] [--expires DURATION] [--description TEXT]
@@ -85,7 +86,7 @@ const command: Command = {
     const [verb, arg, extra] = positionals;
     if (extra !== undefined) throw new CLIError(`unexpected argument "${extra}"; see \`berth token --help\``);
     const config = _config(values);
-    const state = new AuthState(await makeDriver(config, { cleanTemp: false }));
+    const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false })));
     switch (verb) {
       case 'create': {
         if (!arg || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(arg)) throw new CLIError('berth token create NAME: NAME is lowercase letters, digits, . _ - (at most 64), e.g. ci-team-a');

@@ -40,7 +40,7 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
   const policies = createPolicies(config, store, log);
   if (policies.enabled.immutable) store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
   const webhooks = config.webhooks?.length ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' }) : undefined;
-  const auth = createAuth(config.auth, driver, { publicUrl: config.http.publicUrl, warn: (msg) => log.warn(msg) });
+  const auth = createAuth(config.auth, store.auth, { publicUrl: config.http.publicUrl, warn: (msg) => log.warn(msg) });
   auth?.ready.catch((e) => log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }));
   const ops = { ...hooks };
   ops.extend = (app) => {

@@ -3,18 +3,22 @@ import type { Driver } from './driver.js';
 import { BlobStore } from './blobs.js';
 import { ManifestStore, type ManifestStoreOptions } from './manifests.js';
 import { UploadStore } from './uploads.js';
+import { AuthStore } from './auth.js';
 
 export * from './driver.js';
 export { paths } from './paths.js';
 export { BlobStore } from './blobs.js';
 export { ManifestStore, type StoredManifest } from './manifests.js';
 export { UploadStore, type UploadInfo } from './uploads.js';
+export { AuthStore, type AuthKind } from './auth.js';
 
 export interface Store {
   driver: Driver;
   blobs: BlobStore;
   manifests: ManifestStore;
   uploads: UploadStore;
+  /** Auth state: signing keys, robot and refresh tokens (registry/auth). */
+  auth: AuthStore;
 }
 
 export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> = {}): Store {
@@ -24,6 +28,7 @@ export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> 
     blobs,
     manifests: new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 }),
     uploads: new UploadStore(driver, blobs),
+    auth: new AuthStore(driver),
   };
 }
 export { scrubBlobs, type ScrubResult, type DamagedBlob } from './scrub.js';

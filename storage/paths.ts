@@ -12,6 +12,9 @@
 //   gc/state                                             JSON: GC generation and phase; writers read it (storage/gc.ts)
 //   gc/lease                                             JSON: holder and heartbeat, so one GC runs across replicas
 //   pulls/<name with "/" as "+">/<tag>                   last pull of a tag (ISO time), for retention; throttled
+//   auth/keys/<name>.pem                                 token signing/verification keys (registry/auth/keys.ts)
+//   auth/robots/<id>.json                                robot token records (registry/auth/state.ts)
+//   auth/refresh/<sha256>.json                           refresh token records; deleting one revokes it
 //   quarantine/<alg>/<hex>/<time>                        bytes that were stored under a digest they do not match,
 //                                                        moved aside by `berth fsck` (storage/scrub.ts), kept for
 //                                                        inspection; never served
@@ -38,6 +41,11 @@ function _upload(id: string): string {
   if (!isUploadId(id)) throw new Error(`invalid upload id ${JSON.stringify(id)}`);
   return id;
 }
+
+/** The kinds of auth state kept in storage, each a flat directory under `auth/` (storage/auth.ts). */
+export type AuthKind = 'keys' | 'robots' | 'refresh';
+const AUTH_KINDS: readonly AuthKind[] = ['keys', 'robots', 'refresh'];
+const AUTH_FILE = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 
 export const paths = {
   blobData(digest: Digest | string): string {
@@ -94,6 +102,15 @@ export const paths = {
   lastPull(name: string, tag: string): string {
     if (!isValidTag(tag)) throw new Error(`invalid tag ${JSON.stringify(tag)}`);
     return `${paths.pulls(name)}/${tag}`;
+  },
+  authRoot: 'auth',
+  auth(kind: AuthKind): string {
+    if (!AUTH_KINDS.includes(kind)) throw new Error(`invalid auth state kind ${JSON.stringify(kind)}`);
+    return `auth/${kind}`;
+  },
+  authFile(kind: AuthKind, file: string): string {
+    if (!AUTH_FILE.test(file)) throw new Error(`invalid auth state file name ${JSON.stringify(file)}`);
+    return `${paths.auth(kind)}/${file}`;
   },
   quarantineRoot: 'quarantine',
   /** Where `berth fsck` keeps bytes found under `digest` that do not hash to it; `stamp` tells finds apart. */

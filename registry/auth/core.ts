@@ -1,6 +1,6 @@
 // The pieces of auth wired together once per server: who the caller is (login), what they may do (grant), the keys,
 // the token verifier. The token endpoint (service.ts) and the /v2 middleware (middleware.ts) both use it.
-import type { Driver } from '../../storage/index.js';
+import type { AuthStore } from '../../storage/index.js';
 import { parseDuration } from '../config.js';
 import { ANONYMOUS, compileAcl, subjectOf, type Acl, type Identity } from './acl.js';
 import type { AuthConfig } from './config.js';
@@ -35,10 +35,10 @@ export class AuthCore {
   readonly trusted: () => Promise<TrustedIssuer[]>;
   readonly oidc: () => Promise<OidcProvider[]>;
 
-  constructor(readonly config: AuthConfig, driver: Driver, opts: AuthCoreOptions = {}) {
+  constructor(readonly config: AuthConfig, store: AuthStore, opts: AuthCoreOptions = {}) {
     this.acl = compileAcl(config.acl);
     this.users = new Users(config, opts.warn);
-    this.state = new AuthState(driver);
+    this.state = new AuthState(store);
     const rl = config.rateLimit ?? {};
     this.limiter = new LoginLimiter({
       maxFailures: rl.maxFailures ?? 5,
@@ -52,7 +52,7 @@ export class AuthCore {
     this.tokenOptions = { issuer: t.issuer ?? 'berth', service: t.service ?? 'berth', ttlSeconds: Math.floor(ttlMs / 1000) };
     this.refreshTtlMs = parseDuration(t.refreshTtl ?? '30d');
     for (const d of [config.robots?.defaultTtl, config.robots?.maxTtl]) if (d) parseDuration(d);
-    const source = t.keys ? dirSource(t.keys) : storageSource(driver);
+    const source = t.keys ? dirSource(t.keys) : storageSource(store);
     this.ring = _memo(() => loadKeyRing(source, t.algorithm ?? 'ES256'));
     this.trusted = _memo(() => Promise.all((t.trust ?? []).map((cfg, i) => trustedIssuer(cfg, this.tokenOptions.service, `auth.token.trust[${i}]`))));
     this.oidc = _memo(() => createOidcProviders(config.oidc ?? [], this.tokenOptions.service));

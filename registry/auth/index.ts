@@ -1,7 +1,7 @@
 // registry/auth: token auth and access control. `createAuth` turns `config.auth` into the app's `auth` middleware
 // and the routes it serves outside /v2 (token endpoint, JWKS). Mode none → nothing (serve.ts warns).
 import type { Hono, MiddlewareHandler } from 'hono';
-import type { Driver } from '../../storage/index.js';
+import type { AuthStore } from '../../storage/index.js';
 import type { Env } from '../context.js';
 import type { AuthConfig } from './config.js';
 import { AuthCore } from './core.js';
@@ -23,9 +23,9 @@ export interface Auth {
 
 export const DEFAULT_REALM = '/token';
 
-export function createAuth(config: AuthConfig, driver: Driver, opts: { publicUrl?: string; warn?: (msg: string) => void } = {}): Auth | undefined {
+export function createAuth(config: AuthConfig, store: AuthStore, opts: { publicUrl?: string; warn?: (msg: string) => void } = {}): Auth | undefined {
   if (config.mode === 'none') return undefined;
-  const core = new AuthCore(config, driver, { warn: opts.warn });
+  const core = new AuthCore(config, store, { warn: opts.warn });
   const ready = core.ready();
   ready.catch(() => {}); // reported by whoever awaits it; requests retry the load
   if (config.mode === 'htpasswd') {

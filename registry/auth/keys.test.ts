@@ -7,6 +7,7 @@ import { calculateJwkThumbprint } from 'jose';
 import { dirSource, loadKeyRing, storageSource } from './keys.js';
 import { AccessVerifier, signAccessToken } from './tokens.js';
 import { MemoryDriver } from '../../storage/memory.js';
+import { AuthStore, paths } from '../../storage/index.js';
 
 const opts = { issuer: 'berth', service: 'berth', ttlSeconds: 300 };
 const alice = { kind: 'user' as const, name: 'alice', groups: [] };
@@ -38,7 +39,12 @@ test('keys: generated once per algorithm, kept, rotated', async (t) => {
 
 test('keys: kept in the storage by default, shared by replicas', async () => {
   const driver = new MemoryDriver();
-  const a = await loadKeyRing(storageSource(driver), 'ES256');
-  const b = await loadKeyRing(storageSource(driver), 'ES256');
+  const a = await loadKeyRing(storageSource(new AuthStore(driver)), 'ES256');
+  const b = await loadKeyRing(storageSource(new AuthStore(driver)), 'ES256');
   assert.equal(a.signing.kid, b.signing.kid);
+  // Where the key lives is drawn by storage/paths.ts, like every other prefix; no name escapes its directory.
+  assert.equal(paths.authFile('keys', 'signing.pem'), 'auth/keys/signing.pem');
+  assert.ok(await driver.stat('auth/keys/signing.pem'));
+  assert.throws(() => paths.authFile('keys', '../robots/x.json'), /invalid auth state file name/);
+  await assert.rejects(new AuthStore(driver).read('refresh', '..'), /invalid auth state file name/);
 });

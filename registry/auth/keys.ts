@@ -5,9 +5,8 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import type { Driver } from '../../storage/index.js';
+import type { AuthStore } from '../../storage/index.js';
 import type { SigningAlgorithm } from './config.js';
-import { KEYS_PREFIX } from './state.js';
 
 export interface VerifyKey {
   kid: string;
@@ -92,12 +91,12 @@ export function dirSource(dir: string): PemSource {
   };
 }
 
-export function storageSource(driver: Driver): PemSource {
+export function storageSource(store: AuthStore): PemSource {
   return {
-    list: async () => (await driver.list(KEYS_PREFIX)).filter((f) => f.endsWith('.pem')).sort(),
-    read: async (name) => (await driver.get(`${KEYS_PREFIX}/${name}`))?.toString('utf8'),
-    write: (name, pem) => driver.put(`${KEYS_PREFIX}/${name}`, pem),
-    describe: (name) => `storage:${KEYS_PREFIX}/${name}`,
+    list: async () => (await store.list('keys')).filter((f) => f.endsWith('.pem')).sort(),
+    read: async (name) => (await store.read('keys', name))?.toString('utf8'),
+    write: (name, pem) => store.write('keys', name, pem),
+    describe: (name) => store.describe('keys', name),
   };
 }
 

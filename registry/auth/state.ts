@@ -5,15 +5,12 @@
 //   auth/robots/<id>.json              robot token: name, sha256 of its secret, limits, expiry
 //   auth/refresh/<sha256>.json         refresh token (offline_token): owner, expiry; deleting it revokes it
 //
-// (storage/paths.ts owns the OCI layout; these prefixes sit beside it and nothing there touches `auth/`.)
+// (storage/paths.ts draws these prefixes with the rest of the layout; storage/auth.ts reads and writes the files.)
 // Secrets are never stored: only SHA-256 digests of 256-bit random values, compared in constant time.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Driver } from '../../storage/index.js';
+import type { AuthStore } from '../../storage/index.js';
 import type { RobotScope } from './acl.js';
 
-export const KEYS_PREFIX = 'auth/keys';
-const ROBOTS = 'auth/robots';
-const REFRESH = 'auth/refresh';
 
 export interface RobotRecord {
   id: string;
@@ -54,10 +51,10 @@ export function isRobotToken(s: string): boolean {
 }
 
 export class AuthState {
-  constructor(readonly driver: Driver) {}
+  constructor(readonly store: AuthStore) {}
 
-  async _json<T>(path: string): Promise<T | undefined> {
-    const raw = await this.driver.get(path);
+  async _json<T>(kind: 'robots' | 'refresh', file: string): Promise<T | undefined> {
+    const raw = await this.store.read(kind, file);
     if (!raw) return undefined;
     try {
       return JSON.parse(raw.toString('utf8')) as T;
@@ -81,7 +78,7 @@ export class AuthState {
       expiresAt: r.expiresAt.toISOString(),
       ...(r.description ? { description: r.description } : {}),
     };
-    await this.driver.put(`${ROBOTS}/${id}.json`, JSON.stringify(record));
+    await this.store.write('robots', `${id}.json`, JSON.stringify(record));
     return { record, token: `berth_robot_${id}_${secret}` };
   }
 
@@ -97,14 +94,14 @@ export class AuthState {
 
   async robot(id: string): Promise<RobotRecord | undefined> {
     if (!/^[0-9a-f]{16}$/.test(id)) return undefined;
-    return this._json<RobotRecord>(`${ROBOTS}/${id}.json`);
+    return this._json<RobotRecord>('robots', `${id}.json`);
   }
 
   async listRobots(): Promise<RobotRecord[]> {
     const out: RobotRecord[] = [];
-    for (const f of await this.driver.list(ROBOTS)) {
+    for (const f of await this.store.list('robots')) {
       if (!f.endsWith('.json')) continue;
-      const r = await this._json<RobotRecord>(`${ROBOTS}/${f}`);
+      const r = await this._json<RobotRecord>('robots', f);
       if (r) out.push(r);
     }
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
@@ -116,30 +113,27 @@ export class AuthState {
     const token = `berth_refresh_${randomBytes(32).toString('base64url')}`;
     const hash = sha256hex(token);
     const record: RefreshRecord = { id: hash.slice(0, 16), createdAt: new Date().toISOString(), ...r };
-    await this.driver.put(`${REFRESH}/${hash}.json`, JSON.stringify(record));
+    await this.store.write('refresh', `${hash}.json`, JSON.stringify(record));
     return token;
   }
 
   async refreshForToken(token: string, now = Date.now()): Promise<RefreshRecord | undefined> {
     if (!REFRESH_TOKEN.test(token)) return undefined;
-    const record = await this._json<RefreshRecord>(`${REFRESH}/${sha256hex(token)}.json`);
+    const record = await this._json<RefreshRecord>('refresh', `${sha256hex(token)}.json`);
     if (!record || !(Date.parse(record.expiresAt) > now)) return undefined;
     return record;
   }
 
   async revokeRefreshToken(token: string): Promise<boolean> {
     if (!REFRESH_TOKEN.test(token)) return false;
-    const path = `${REFRESH}/${sha256hex(token)}.json`;
-    const had = (await this.driver.stat(path)) !== undefined;
-    await this.driver.delete(path);
-    return had;
+    return this.store.remove('refresh', `${sha256hex(token)}.json`);
   }
 
   async listRefresh(): Promise<RefreshRecord[]> {
     const out: RefreshRecord[] = [];
-    for (const f of await this.driver.list(REFRESH)) {
+    for (const f of await this.store.list('refresh')) {
       if (!f.endsWith('.json')) continue;
-      const r = await this._json<RefreshRecord>(`${REFRESH}/${f}`);
+      const r = await this._json<RefreshRecord>('refresh', f);
       if (r) out.push(r);
     }
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
@@ -153,14 +147,14 @@ export class AuthState {
     const removed: string[] = [];
     for (const r of await this.listRobots()) {
       if (r.id === idOrName || r.name === idOrName) {
-        await this.driver.delete(`${ROBOTS}/${r.id}.json`);
+        await this.store.remove('robots', `${r.id}.json`);
         removed.push(`robot ${r.name} (${r.id})`);
       }
     }
     if (/^[0-9a-f]{16}$/.test(idOrName)) {
-      for (const f of await this.driver.list(REFRESH)) {
+      for (const f of await this.store.list('refresh')) {
         if (f.startsWith(idOrName) && f.endsWith('.json')) {
-          await this.driver.delete(`${REFRESH}/${f}`);
+          await this.store.remove('refresh', f);
           removed.push(`refresh token ${idOrName}`);
         }
       }
@@ -173,14 +167,14 @@ export class AuthState {
     let n = 0;
     for (const r of await this.listRobots()) {
       if (!(Date.parse(r.expiresAt) > now)) {
-        await this.driver.delete(`${ROBOTS}/${r.id}.json`);
+        await this.store.remove('robots', `${r.id}.json`);
         n++;
       }
     }
-    for (const f of await this.driver.list(REFRESH)) {
-      const r = await this._json<RefreshRecord>(`${REFRESH}/${f}`);
+    for (const f of await this.store.list('refresh')) {
+      const r = await this._json<RefreshRecord>('refresh', f);
       if (!r || !(Date.parse(r.expiresAt) > now)) {
-        await this.driver.delete(`${REFRESH}/${f}`);
+        await this.store.remove('refresh', f);
         n++;
       }
     }
