@@ -170,6 +170,58 @@ test('upload completion racing the sweep of the same (deduplicated) data re-publ
   driver.paused = undefined;
 });
 
+/** A driver whose writes of one path wait for `release`: a writer frozen between its read and its write. */
+class HoldingDriver extends MemoryDriver {
+  holdPut?: { path: string; until: Promise<void>; reached: () => void };
+  override async put(path: string, data: Buffer | string): Promise<void> {
+    const hold = this.holdPut;
+    if (hold && path === hold.path) {
+      this.holdPut = undefined;
+      hold.reached();
+      await hold.until;
+    }
+    return super.put(path, data);
+  }
+}
+
+test("a mirror's touch of a manifest racing the sweep that takes it does not bring back a link to swept bytes", async () => {
+  const driver = new HoldingDriver();
+  const store = createStore(driver);
+  const cfg = await pushBlob(store, 'm', '{"cfg":"touch"}');
+  const body = manifest(cfg, []);
+  const { digest } = await store.manifests.put('m', digestOf(body), body, OCI_MANIFEST); // untagged: garbage
+  let release!: () => void;
+  let reached!: () => void;
+  const atPut = new Promise<void>((r) => (reached = r));
+  driver.holdPut = { path: paths.manifestRevision('m', digest), until: new Promise((r) => (release = r)), reached };
+  const touch = store.manifests.touch('m', digest); // read the link; its rewrite waits
+  await atPut;
+  const result = await new GarbageCollector(driver).run({ ...LATER, deleteUntagged: true });
+  assert.equal(result.manifests, 1);
+  assert.ok(!(await exists(driver, paths.blobData(digest))), 'the sweep took the bytes');
+  release();
+  await touch;
+  assert.equal(await store.manifests.has('m', digest), false, 'no revision link left pointing at swept bytes');
+});
+
+test("a mirror's retag racing the sweep of the manifest is undone and reported", async () => {
+  const driver = new HoldingDriver();
+  const store = createStore(driver);
+  const cfg = await pushBlob(store, 'm', '{"cfg":"retag"}');
+  const body = manifest(cfg, []);
+  const { digest } = await store.manifests.put('m', digestOf(body), body, OCI_MANIFEST); // untagged: garbage
+  let release!: () => void;
+  let reached!: () => void;
+  const atPut = new Promise<void>((r) => (reached = r));
+  driver.holdPut = { path: paths.tag('m', 'latest'), until: new Promise((r) => (release = r)), reached };
+  const retag = store.manifests.retag('m', 'latest', digest); // saw the manifest; the tag write waits
+  await atPut;
+  await new GarbageCollector(driver).run({ ...LATER, deleteUntagged: true });
+  release();
+  assert.equal(await retag, false, 'the manifest went: the caller fetches it again');
+  assert.ok(!(await exists(driver, paths.tag('m', 'latest'))), 'no tag left pointing at a swept manifest');
+});
+
 test('one GC at a time: the lease', async () => {
   const driver = new PausingDriver();
   const store = createStore(driver);

@@ -192,11 +192,22 @@ export class ManifestStore {
     await this.driver.delete(paths.tag(name, tag));
   }
 
-  /** Marks the manifest as pulled now: rewrites its revision link (same content, new mtime). */
+  /**
+   * Marks the manifest as pulled now: rewrites its revision link (same content, new mtime). GC-bracketed: a sweep
+   * that took the link (and the bytes) between the read and the rewrite would otherwise get the link back, pointing
+   * at nothing — the mirror would count it a hit and answer 404 for good.
+   */
   async touch(name: string, digest: Digest): Promise<void> {
     const path = paths.manifestRevision(name, digest);
-    const mediaType = await this.driver.get(path);
-    if (mediaType) await this.driver.put(path, mediaType);
+    await this.gc.around(
+      async () => {
+        const mediaType = await this.driver.get(path);
+        if (mediaType) await this.driver.put(path, mediaType);
+      },
+      async () => {
+        if (!(await this.driver.stat(paths.blobData(digest)))) await this.driver.delete(path);
+      },
+    );
   }
 
   /** Tag names of `name` (empty for an unknown repository). */
