@@ -1,7 +1,7 @@
 // The GC job as `berth serve` schedules it and `berth gc` runs it: retention first (it only deletes tags), then one
 // mark-and-sweep (storage/gc.ts). Across replicas the storage lease makes one of them do the work; the others log
 // that it was busy.
-import { GarbageCollector, GcBusyError, type GcResult } from '../storage/gc.js';
+import { GcBusyError, type GcResult } from '../storage/gc.js';
 import type { Store } from '../storage/index.js';
 import { parseDuration, type Config } from './config.js';
 import type { Logger } from './log.js';
@@ -29,7 +29,7 @@ export interface GcHooks {
 }
 
 export function createGcJob(config: Config, store: Store, log: Logger, hooks: GcHooks = {}): GcJob {
-  const collector = new GarbageCollector(store.driver);
+  const collector = store.collector();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
   const run = async (opts: GcJobRun = {}): Promise<GcResult | undefined> => {

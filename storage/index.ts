@@ -4,6 +4,7 @@ import { BlobStore } from './blobs.js';
 import { ManifestStore, type ManifestStoreOptions } from './manifests.js';
 import { UploadStore } from './uploads.js';
 import { AuthStore } from './auth.js';
+import { GarbageCollector } from './gc.js';
 
 export * from './driver.js';
 export { paths } from './paths.js';
@@ -19,6 +20,8 @@ export interface Store {
   uploads: UploadStore;
   /** Auth state: signing keys, robot and refresh tokens (registry/auth). */
   auth: AuthStore;
+  /** A garbage collector over this storage (storage/gc.ts). */
+  collector(): GarbageCollector;
 }
 
 export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> = {}): Store {
@@ -29,6 +32,7 @@ export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> 
     manifests: new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 }),
     uploads: new UploadStore(driver, blobs),
     auth: new AuthStore(driver),
+    collector: () => new GarbageCollector(driver),
   };
 }
 export { scrubBlobs, type ScrubResult, type DamagedBlob } from './scrub.js';
