@@ -24,7 +24,7 @@ export class BlobStore {
 
   private readonly gc: GcGuard;
 
-  constructor(readonly driver: Driver) {
+  constructor(private readonly driver: Driver) {
     this.gc = new GcGuard(driver);
   }
 

@@ -13,8 +13,8 @@ export { ManifestStore, type StoredManifest } from './manifests.js';
 export { UploadStore, type UploadInfo } from './uploads.js';
 export { AuthStore, type AuthKind } from './auth.js';
 
+/** The stores: registry/ reaches storage only through these (issue 15), never through the driver. */
 export interface Store {
-  driver: Driver;
   blobs: BlobStore;
   manifests: ManifestStore;
   uploads: UploadStore;
@@ -27,7 +27,6 @@ export interface Store {
 export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> = {}): Store {
   const blobs = new BlobStore(driver);
   return {
-    driver,
     blobs,
     manifests: new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 }),
     uploads: new UploadStore(driver, blobs),

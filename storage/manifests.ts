@@ -65,7 +65,7 @@ export class ManifestStore {
   tagPolicy?: (name: string, tags: string[], digest: Digest) => Promise<void>;
 
   constructor(
-    readonly driver: Driver,
+    private readonly driver: Driver,
     private readonly blobs: BlobStore,
     readonly options: ManifestStoreOptions,
   ) {

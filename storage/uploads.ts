@@ -38,7 +38,7 @@ export class UploadStore {
   private readonly sessions = new SessionLock();
 
   constructor(
-    readonly driver: Driver,
+    private readonly driver: Driver,
     private readonly blobs: BlobStore,
   ) {
     this.gc = new GcGuard(driver);
