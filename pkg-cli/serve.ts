@@ -6,6 +6,7 @@ import type { Driver } from '../storage/index.js';
 import { isUploadDataPath } from '../storage/paths.js';
 import { createRegistry, listen, loadConfig, parseDuration, createLogger, ConfigError, type Config } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
+import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 
 const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR]
@@ -65,6 +66,15 @@ const command: Command = {
     // the net under that, and a line here is a bug to fix.
     process.on('uncaughtException', (e) => log.error('uncaught exception; the server keeps running', { err: String(e), stack: e.stack }));
     process.on('unhandledRejection', (e) => log.error('unhandled rejection; the server keeps running', { err: String(e), stack: (e as Error)?.stack }));
+    // Unreadable or mismatched TLS files are the operator's to fix, named before anything else starts.
+    if (config.http.tls) {
+      try {
+        loadTls(config.http.tls);
+      } catch (e) {
+        if (e instanceof TlsConfigError) throw new CLIError(e.message);
+        throw e;
+      }
+    }
     const driver = await makeDriver(config);
     const registry = createRegistry(config, driver, log);
     if (config.auth.mode === 'none') log.warn('auth.mode is "none": anyone who can reach this port can push and delete');

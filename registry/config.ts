@@ -9,7 +9,7 @@ import type { WebhookConfig } from './webhooks.js';
 import type { AuthConfig } from './auth/config.js';
 
 export interface Config {
-  http: { addr: string; publicUrl?: string; shutdownTimeout: string; bodyIdleTimeout: string; requestTimeout: string };
+  http: { addr: string; publicUrl?: string; shutdownTimeout: string; bodyIdleTimeout: string; requestTimeout: string; tls?: TlsConfig };
   storage: {
     filesystem?: { root: string; fsync?: boolean };
     s3?: {
@@ -32,6 +32,9 @@ export interface Config {
   metrics: { enabled: boolean };
   webhooks?: WebhookConfig[];
 }
+
+/** `http.tls`: PEM files, re-read when they change (registry/tls.ts). */
+export interface TlsConfig { certificate: string; key: string; clientCAs?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3' }
 
 export class ConfigError extends Error {}
 

@@ -2,16 +2,20 @@
 // out; a slow one does not), request logs, graceful close.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type Http2Session } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Env } from './context.js';
 import type { Logger } from './log.js';
 import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
 import { parseDuration, type Config } from './config.js';
+import { loadTls, watchTls } from './tls.js';
 
 export interface RunningServer {
-  server: Server;
+  /** HTTP/1.1 without `http.tls`; with it, HTTPS serving HTTP/2 to clients that offer it (ALPN) and HTTP/1.1. */
+  server: Server | Http2SecureServer;
   url: string;
   port: number;
   /** Stops accepting, lets in-flight requests finish up to `timeoutMs`, then closes the rest. */
@@ -69,8 +73,8 @@ function _bodyWatch(idleMs: number, log?: Logger): (req: IncomingMessage, res: S
 /** Observes every request as it starts (metrics); it subscribes to the response's events itself. */
 export type RequestObserver = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** Timeouts (config `http`): durations such as 60s; 0s turns one off. */
-export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout'>>;
+/** Timeouts (config `http`): durations such as 60s; 0s turns one off. `tls`: serve HTTPS (registry/tls.ts). */
+export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout' | 'tls'>>;
 
 export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe?: RequestObserver, timeouts: ServerTimeouts = {}): Promise<RunningServer> {
   const { host, port } = parseAddr(addr);
@@ -93,7 +97,7 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
     },
   });
   const headersTimeout = requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS;
-  const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, (req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     observe?.(req, res);
     watch?.(req, res);
     // A request id for correlating logs: the caller's X-Request-Id when it is sane, else a fresh one; echoed back.
@@ -114,7 +118,10 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
       });
     }
     void listener(req, res);
-  });
+  };
+  const tls = timeouts.tls;
+  if (tls) return _listenTls(handle, tls, host, port, log);
+  const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -136,6 +143,81 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
           resolve();
         });
         server.closeIdleConnections();
+      }),
+  };
+}
+
+/**
+ * HTTPS: node's HTTP/2 server with `allowHTTP1`, so one port serves HTTP/2 to clients that offer `h2` by ALPN
+ * (containerd, Go clients, curl) and HTTP/1.1 to the rest. The request handler gets node's compatibility
+ * request/response objects, which @hono/node-server and the direct writes (blob GETs, registry/routes/blobs.ts)
+ * both accept. node's HTTP/2 server has no headersTimeout or requestTimeout; an idle connection is closed after
+ * the keep-alive time instead, and bodyIdleTimeout still applies to each request.
+ */
+async function _listenTls(
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+  tls: NonNullable<ServerTimeouts['tls']>,
+  host: string | undefined,
+  port: number,
+  log?: Logger,
+): Promise<RunningServer> {
+  const mtls = tls.clientCAs ? { requestCert: true, rejectUnauthorized: true } : {};
+  const server = createSecureServer({ ...loadTls(tls), ...mtls, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'] });
+  // Connections and what they are doing, for a graceful close: HTTP/2 sessions close themselves once their
+  // streams end (GOAWAY); an HTTP/1.1 socket is ended as soon as it has no request in flight.
+  const sockets = new Map<Socket, number>();
+  const sessions = new Set<Http2Session>();
+  let closing = false;
+  server.setTimeout(65_000);
+  server.on('secureConnection', (socket: Socket) => {
+    sockets.set(socket, 0);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!(req instanceof Http2ServerRequest)) {
+      const socket = req.socket;
+      sockets.set(socket, (sockets.get(socket) ?? 0) + 1);
+      if (closing) res.setHeader('Connection', 'close');
+      res.once('close', () => {
+        const n = (sockets.get(socket) ?? 1) - 1;
+        if (sockets.has(socket)) sockets.set(socket, n);
+        if (closing && n === 0) socket.end();
+      });
+    }
+    handle(req, res);
+  });
+  // A client that fails the handshake (an unknown CA, no client certificate under mTLS) is not a server fault.
+  server.on('tlsClientError', (e) => log?.debug('TLS handshake failed', { err: e.message }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const unwatch = watchTls(server, tls, log);
+  const bound = server.address() as AddressInfo;
+  const shownHost = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
+  return {
+    server,
+    port: bound.port,
+    url: `https://${shownHost}:${bound.port}`,
+    close: (timeoutMs = 30_000) =>
+      new Promise<void>((resolve) => {
+        closing = true;
+        unwatch();
+        const timer = setTimeout(() => {
+          for (const s of sessions) s.destroy();
+          for (const s of sockets.keys()) s.destroy();
+        }, timeoutMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        for (const s of sessions) s.close();
+        for (const [s, n] of sockets) if (n === 0 && (s as TLSSocket).alpnProtocol !== 'h2') s.end();
       }),
   };
 }

@@ -136,6 +136,22 @@ export const configSchema = {
         bodyIdleTimeout: duration,
         /** The whole request (headers and body) must arrive within this; 0s (default): no limit. */
         requestTimeout: duration,
+        /**
+         * HTTPS (and HTTP/2 for clients that offer it by ALPN) from PEM files; the files are watched and a rotated
+         * pair is served to new connections without a restart (registry/tls.ts). clientCAs: require client
+         * certificates signed by one of these CAs (mTLS).
+         */
+        tls: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['certificate', 'key'],
+          properties: {
+            certificate: { type: 'string', minLength: 1, description: 'PEM certificate chain file' },
+            key: { type: 'string', minLength: 1, description: 'PEM private key file' },
+            clientCAs: { type: 'string', minLength: 1, description: 'PEM file of CAs that sign client certificates' },
+            minVersion: { enum: ['TLSv1.2', 'TLSv1.3'] },
+          },
+        },
       },
     },
     storage: {

@@ -1,7 +1,8 @@
 // Starts `berth serve` (the built CLI, dist/) for end-to-end tests, on a free loopback port with its own storage.
 // Stopped by its own pid; `kill()` simulates a crash (SIGKILL) and `restart()` brings it back on the same root.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { get } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
@@ -16,6 +17,10 @@ export interface BerthOptions {
   config?: string;
   env?: Record<string, string>;
   port?: number;
+  /** The config serves HTTPS (http.tls): readiness is checked over TLS trusting this CA file. */
+  tlsCa?: string;
+  /** With `tlsCa` under mTLS (http.tls.clientCAs): the client certificate and key files the readiness check shows. */
+  readyCert?: { cert: string; key: string };
 }
 
 export interface Berth {
@@ -56,7 +61,8 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     const exited = new Promise<never>((_, reject) =>
       child.once('exit', (code) => reject(new Error(`berth serve exited (${code}) before it was ready:\n${output}`))),
     );
-    await Promise.race([waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 15_000 }), exited]);
+    const ready = opts.tlsCa ? waitForHttps(port, opts.tlsCa, opts.readyCert) : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 15_000 });
+    await Promise.race([ready, exited]);
   };
   const waitExit = (signal: NodeJS.Signals) =>
     new Promise<void>((resolve) => {
@@ -66,7 +72,7 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     });
   await start();
   const berth: Berth = {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tlsCa ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     port,
     root,
@@ -85,4 +91,29 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     if (opts.config) await rm(root + '-config.yaml', { force: true });
   });
   return berth;
+}
+
+/** Polls https://127.0.0.1:PORT/v2/ trusting only `caFile` until it answers. */
+async function waitForHttps(port: number, caFile: string, client?: { cert: string; key: string }, timeoutMs = 15_000): Promise<void> {
+  const ca = await readFile(caFile);
+  const mine = client ? { cert: await readFile(client.cert), key: await readFile(client.key) } : {};
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const req = get({ host: '127.0.0.1', port, path: '/v2/', ca, ...mine, agent: false, timeout: 2_000 }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+        });
+        req.on('error', reject);
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+      });
+      return;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`https://127.0.0.1:${port}/v2/ not ready: ${last}`);
 }
