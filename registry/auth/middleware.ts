@@ -4,6 +4,7 @@
 // - htpasswd mode: Basic credentials (or none, when the ACL lets anonymous do it); 403 when the ACL says no.
 // It also binds upload sessions to the caller (`subject`), drops a mount whose `from` the caller can't pull, and
 // filters the catalog to repositories the caller may pull.
+import { Http2ServerRequest } from 'node:http2';
 import type { MiddlewareHandler } from 'hono';
 import { OciError, isValidName } from '../../spec/index.js';
 import { withHeaders } from '../errors.js';
@@ -32,7 +33,8 @@ export function realmUrl(c: Ctx, realm: string, publicUrl: string | undefined, o
   if (publicUrl) return publicUrl.replace(/\/$/, '') + realm;
   const proto = c.req.url.startsWith('https:') ? 'https' : 'http';
   const socket = c.env?.incoming?.socket;
-  const host = c.req.header('host');
+  // HTTP/2 names the host in the :authority pseudo-header (RFC 9113 §8.3.1), which clients send instead of Host.
+  const host = c.req.header('host') ?? (c.env?.incoming instanceof Http2ServerRequest ? c.env.incoming.authority : undefined);
   if (!socket?.localAddress || !socket.localPort) {
     const fallback = host ?? new URL(c.req.url).host;
     return `${proto}://${fallback && SAFE_HOST.test(fallback) ? fallback : 'localhost'}${realm}`;
