@@ -120,7 +120,7 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
     void listener(req, res);
   };
   const tls = timeouts.tls;
-  if (tls) return _listenTls(handle, tls, host, port, log);
+  if (tls) return _listenTls(requestTimeout > 0 ? _withRequestTimeout(handle, requestTimeout, log) : handle, tls, host, port, log);
   const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -151,8 +151,8 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
  * HTTPS: node's HTTP/2 server with `allowHTTP1`, so one port serves HTTP/2 to clients that offer `h2` by ALPN
  * (containerd, Go clients, curl) and HTTP/1.1 to the rest. The request handler gets node's compatibility
  * request/response objects, which @hono/node-server and the direct writes (blob GETs, registry/routes/blobs.ts)
- * both accept. node's HTTP/2 server has no headersTimeout or requestTimeout; an idle connection is closed after
- * the keep-alive time instead, and bodyIdleTimeout still applies to each request.
+ * both accept. node's HTTP/2 server has no headersTimeout or requestTimeout: an idle connection is closed after
+ * the keep-alive time, requestTimeout is _withRequestTimeout, and bodyIdleTimeout applies to each request.
  */
 async function _listenTls(
   handle: (req: IncomingMessage, res: ServerResponse) => void,
@@ -219,5 +219,23 @@ async function _listenTls(
         for (const s of sessions) s.close();
         for (const [s, n] of sockets) if (n === 0 && (s as TLSSocket).alpnProtocol !== 'h2') s.end();
       }),
+  };
+}
+
+/**
+ * http.requestTimeout for the TLS server, which (being node's HTTP/2 server) has none of its own: a request whose
+ * body has not fully arrived this long after its headers is abandoned (the stream reset or, on HTTP/1.1, the
+ * connection closed); a guarded body then fails, so nothing partial is stored.
+ */
+function _withRequestTimeout(handle: (req: IncomingMessage, res: ServerResponse) => void, ms: number, log?: Logger) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const timer = setTimeout(() => {
+      if (req.complete || res.writableEnded) return;
+      log?.warn('request timed out', { method: req.method, path: req.url?.split('?')[0], ms, remote: req.socket?.remoteAddress });
+      req.destroy(new Error(`the request did not arrive within ${ms} ms (http.requestTimeout)`));
+    }, ms);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+    handle(req, res);
   };
 }

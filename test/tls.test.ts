@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
-import { Agent, get as httpsGet } from 'node:https';
+import { Agent, get as httpsGet, request as httpsRequest } from 'node:https';
 import { mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -203,6 +203,33 @@ test('token mode over HTTP/2: the realm names the :authority the client used, as
     assert.match(r, /^HTTP\/[\d.]+ 401/m);
     assert.match(r, new RegExp(`^www-authenticate: Bearer realm="https://localhost:${berth.port}/token"`, 'im'), `${flag}: ${r}`);
   }
+});
+
+test('http.requestTimeout holds over TLS too: a request still sending after it is cut off and nothing is stored', async (t) => {
+  const dir = await pki(t);
+  const caPem = await readFile(join(dir, 'ca.crt'));
+  const berth = await startBerth(t, { config: tlsConfig(dir).replace('http:\n', 'http:\n  requestTimeout: 1s\n'), tlsCa: join(dir, 'ca.crt') });
+  const post = ok(await curl(['--cacert', join(dir, 'ca.crt'), '-X', 'POST', '-D', '-', '-o', '/dev/null', `${berth.url}/v2/tls/slow/blobs/uploads/`]));
+  const loc = /^location: (\S+)/im.exec(post)![1]!;
+  const outcome = await new Promise<string>((resolve) => {
+    const req = httpsRequest(`${berth.url}${loc}`, { method: 'PATCH', ca: caPem, agent: false, headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+      res.resume();
+      resolve(`status ${res.statusCode}`);
+    });
+    req.on('error', (e) => resolve(`error ${e.message}`));
+    let n = 0;
+    const tick = setInterval(() => {
+      if (req.destroyed) return clearInterval(tick);
+      req.write(Buffer.alloc(1024, n));
+      if (++n === 15) {
+        clearInterval(tick);
+        req.end();
+      }
+    }, 200);
+  });
+  assert.doesNotMatch(outcome, /status 20\d/, outcome);
+  const status = await curl(['--cacert', join(dir, 'ca.crt'), '-D', '-', '-o', '/dev/null', `${berth.url}${loc}`]);
+  assert.doesNotMatch(ok(status), /^range: 0-[1-9]/im, 'nothing of the cut-off body was kept');
 });
 
 test('unreadable or mismatched TLS files are one clear error at start', async (t) => {
