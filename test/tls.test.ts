@@ -1,16 +1,16 @@
 // `berth serve` over TLS (config http.tls) with a private CA, proven with real clients: skopeo, crane, curl over
-// HTTP/2 and HTTP/1.1, and berth's own CLI; a certificate rotated on disk is served to the next connection while
+// HTTP/2 and HTTP/1.1, berth's own CLI and the docker engine; a certificate rotated on disk is served to the next connection while
 // an open one keeps working; a wrong CA fails cleanly; clientCAs requires client certificates (mTLS).
 import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { Agent, get as httpsGet, request as httpsRequest } from 'node:https';
-import { mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
-import { findExecutable, ok, requirePeer, run, TOOLS_BIN } from './peers.js';
+import { findExecutable, ok, requirePeer, run, startDockerd, TOOLS_BIN } from './peers.js';
 import { startBerth } from './berth.js';
 import { makeBusyboxLayout } from './oci-layouts.js';
 
@@ -120,6 +120,28 @@ test('skopeo, crane and berth push and pull over HTTPS trusting only the private
   assert.equal(sha256(Buffer.from(inspect.replace(/\n$/, ''))), img.manifest.digest);
   const noCa = await run(process.execPath, [BERTH, 'inspect', '--raw', `${berth.host}/tls/berth:v1`]);
   assert.notEqual(noCa.code, 0);
+});
+
+test('docker engine pulls and pushes over HTTPS', async (t) => {
+  if (!requirePeer(t, 'docker')) return;
+  // dockerd always treats 127.0.0.0/8 as an insecure registry (TLS without verification), and it reads certs.d
+  // only from /etc, so this test proves docker's TLS (and HTTP/2) transport against berth, not the CA; skopeo,
+  // crane, curl and berth above verify the certificate.
+  const dir = await pki(t);
+  const caFile = join(dir, 'ca.crt');
+  const berth = await startBerth(t, { config: tlsConfig(dir), tlsCa: caFile });
+  const certDir = join(dir, 'certs.d');
+  await mkdir(certDir);
+  await writeFile(join(certDir, 'ca.crt'), await readFile(caFile));
+  const img = await makeBusyboxLayout(join(dir, 'layout'));
+  ok(await run('skopeo', ['copy', '--dest-cert-dir', certDir, img.ref, `docker://${berth.host}/tls/docker:v1`]));
+  const engine = await startDockerd({ insecureRegistries: [] });
+  t.after(() => engine.stop());
+  ok(await engine.docker(['pull', `${berth.host}/tls/docker:v1`]));
+  ok(await engine.docker(['tag', `${berth.host}/tls/docker:v1`, `${berth.host}/tls/docker-pushed:v1`]));
+  ok(await engine.docker(['push', `${berth.host}/tls/docker-pushed:v1`]));
+  const tags = ok(await curl(['--cacert', caFile, `${berth.url}/v2/tls/docker-pushed/tags/list`]));
+  assert.deepEqual(JSON.parse(tags).tags, ['v1']);
 });
 
 test('a certificate rotated on disk is served to the next connection; an open connection keeps working; a broken pair is ignored', async (t) => {
