@@ -1,5 +1,5 @@
 // `berth serve` over TLS (config http.tls) with a private CA, proven with real clients: skopeo, crane, curl over
-// HTTP/2 and HTTP/1.1, berth's own CLI and the docker engine; a certificate rotated on disk is served to the next connection while
+// HTTP/2 and HTTP/1.1, berth's own CLI, containerd and the docker engine; a certificate rotated on disk is served to the next connection while
 // an open one keeps working; a wrong CA fails cleanly; clientCAs requires client certificates (mTLS).
 import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
-import { findExecutable, ok, requirePeer, run, startDockerd, TOOLS_BIN } from './peers.js';
+import { findExecutable, ok, requirePeer, run, startContainerd, startDockerd, TOOLS_BIN } from './peers.js';
 import { startBerth } from './berth.js';
 import { makeBusyboxLayout } from './oci-layouts.js';
 
@@ -141,6 +141,36 @@ test('docker engine pulls and pushes over HTTPS', async (t) => {
   ok(await engine.docker(['tag', `${berth.host}/tls/docker:v1`, `${berth.host}/tls/docker-pushed:v1`]));
   ok(await engine.docker(['push', `${berth.host}/tls/docker-pushed:v1`]));
   const tags = ok(await curl(['--cacert', caFile, `${berth.url}/v2/tls/docker-pushed/tags/list`]));
+  assert.deepEqual(JSON.parse(tags).tags, ['v1']);
+});
+
+test('containerd pulls and pushes over HTTPS trusting the CA named in hosts.toml', async (t) => {
+  if (!requirePeer(t, 'containerd', 'skopeo')) return;
+  const dir = await pki(t);
+  const caFile = join(dir, 'ca.crt');
+  const berth = await startBerth(t, { config: tlsConfig(dir), tlsCa: caFile });
+  const certDir = join(dir, 'certs.d');
+  await mkdir(certDir);
+  await writeFile(join(certDir, 'ca.crt'), await readFile(caFile));
+  const img = await makeBusyboxLayout(join(dir, 'layout'));
+  ok(await run('skopeo', ['copy', '--dest-cert-dir', certDir, img.ref, `docker://${berth.host}/tls/ctr:v1`]));
+  const hosts = join(dir, 'hosts');
+  await mkdir(join(hosts, berth.host), { recursive: true });
+  await writeFile(join(hosts, berth.host, 'hosts.toml'), `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "${caFile}"\n`);
+  const containerd = await startContainerd();
+  t.after(() => containerd.stop());
+  const ref = `${berth.host}/tls/ctr:v1`;
+  // The same host over https without the CA: a certificate error.
+  const bare = join(dir, 'hosts-no-ca');
+  await mkdir(join(bare, berth.host), { recursive: true });
+  await writeFile(join(bare, berth.host, 'hosts.toml'), `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n`);
+  const untrusted = await containerd.ctr(['images', 'pull', '--hosts-dir', bare, ref]);
+  assert.notEqual(untrusted.code, 0, 'without the CA the pull fails');
+  assert.match(untrusted.stderr + untrusted.stdout, /x509|certificate/);
+  ok(await containerd.ctr(['images', 'pull', '--hosts-dir', hosts, ref]));
+  ok(await containerd.ctr(['images', 'tag', ref, `${berth.host}/tls/ctr-pushed:v1`]));
+  ok(await containerd.ctr(['images', 'push', '--hosts-dir', hosts, `${berth.host}/tls/ctr-pushed:v1`]));
+  const tags = ok(await curl(['--cacert', caFile, `${berth.url}/v2/tls/ctr-pushed/tags/list`]));
   assert.deepEqual(JSON.parse(tags).tags, ['v1']);
 });
 
