@@ -122,11 +122,8 @@ test('skopeo, crane and berth push and pull over HTTPS trusting only the private
   assert.notEqual(noCa.code, 0);
 });
 
-test('docker engine pulls and pushes over HTTPS', async (t) => {
-  if (!requirePeer(t, 'docker')) return;
-  // dockerd always treats 127.0.0.0/8 as an insecure registry (TLS without verification), and it reads certs.d
-  // only from /etc, so this test proves docker's TLS (and HTTP/2) transport against berth, not the CA; skopeo,
-  // crane, curl and berth above verify the certificate.
+/** A TLS berth on a fresh private CA, with a busybox image pushed to `repo` by skopeo (trusting only that CA). */
+async function tlsBerthWithImage(t: TestContext, repo: string) {
   const dir = await pki(t);
   const caFile = join(dir, 'ca.crt');
   const berth = await startBerth(t, { config: tlsConfig(dir), tlsCa: caFile });
@@ -134,7 +131,16 @@ test('docker engine pulls and pushes over HTTPS', async (t) => {
   await mkdir(certDir);
   await writeFile(join(certDir, 'ca.crt'), await readFile(caFile));
   const img = await makeBusyboxLayout(join(dir, 'layout'));
-  ok(await run('skopeo', ['copy', '--dest-cert-dir', certDir, img.ref, `docker://${berth.host}/tls/docker:v1`]));
+  ok(await run('skopeo', ['copy', '--dest-cert-dir', certDir, img.ref, `docker://${berth.host}/${repo}`]));
+  return { dir, caFile, berth };
+}
+
+test('docker engine pulls and pushes over HTTPS', async (t) => {
+  if (!requirePeer(t, 'docker')) return;
+  // dockerd always treats 127.0.0.0/8 as an insecure registry (TLS without verification), and it reads certs.d
+  // only from /etc, so this test proves docker's TLS (and HTTP/2) transport against berth, not the CA; skopeo,
+  // crane, curl and berth above verify the certificate.
+  const { dir, caFile, berth } = await tlsBerthWithImage(t, 'tls/docker:v1');
   const engine = await startDockerd({ insecureRegistries: [] });
   t.after(() => engine.stop());
   ok(await engine.docker(['pull', `${berth.host}/tls/docker:v1`]));
@@ -146,14 +152,7 @@ test('docker engine pulls and pushes over HTTPS', async (t) => {
 
 test('containerd pulls and pushes over HTTPS trusting the CA named in hosts.toml', async (t) => {
   if (!requirePeer(t, 'containerd', 'skopeo')) return;
-  const dir = await pki(t);
-  const caFile = join(dir, 'ca.crt');
-  const berth = await startBerth(t, { config: tlsConfig(dir), tlsCa: caFile });
-  const certDir = join(dir, 'certs.d');
-  await mkdir(certDir);
-  await writeFile(join(certDir, 'ca.crt'), await readFile(caFile));
-  const img = await makeBusyboxLayout(join(dir, 'layout'));
-  ok(await run('skopeo', ['copy', '--dest-cert-dir', certDir, img.ref, `docker://${berth.host}/tls/ctr:v1`]));
+  const { dir, caFile, berth } = await tlsBerthWithImage(t, 'tls/ctr:v1');
   const hosts = join(dir, 'hosts');
   await mkdir(join(hosts, berth.host), { recursive: true });
   await writeFile(join(hosts, berth.host, 'hosts.toml'), `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "${caFile}"\n`);
