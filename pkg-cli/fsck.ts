@@ -1,9 +1,8 @@
 // `berth fsck`: re-hash every stored blob and quarantine the ones whose bytes do not match their digest
 // (storage/scrub.ts). Safe while `berth serve` runs on the same storage.
 import { scrubBlobs } from '../storage/index.js';
-import { loadConfig, ConfigError, type Config } from '../registry/index.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver } from './serve.js';
+import { makeDriver, storageConfig } from './_storage.js';
 
 const HELP = `Usage: berth fsck [--config FILE] [--root DIR] [--dry-run] [--jobs N] [--json]
 
@@ -38,13 +37,7 @@ const command: Command = {
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth fsck --help\``);
     const jobs = values.jobs === undefined ? 4 : Number(values.jobs);
     if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new CLIError(`--jobs must be a whole number from 1 to 64, not "${values.jobs}"`);
-    let config: Config;
-    try {
-      config = loadConfig({ file: values.config, flags: values.root ? { storage: { filesystem: { root: values.root } } } : {} });
-    } catch (e) {
-      if (e instanceof ConfigError) throw new CLIError(e.message);
-      throw e;
-    }
+    const config = storageConfig(values);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
     const driver = await makeDriver(config, { cleanTemp: false });
     const dryRun = values['dry-run'] ?? false;

@@ -1,10 +1,10 @@
 // `berth gc`: one online garbage collection over the registry's storage (safe while `berth serve` runs on it).
 import { createStore } from '../storage/index.js';
-import { createLogger, loadConfig, parseDuration, ConfigError, type Config } from '../registry/index.js';
+import { createLogger, parseDuration, ConfigError } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
 import { createPolicies } from '../registry/policy.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver } from './serve.js';
+import { makeDriver, storageConfig } from './_storage.js';
 
 const HELP = `Usage: berth gc [--config FILE] [--root DIR] [--dry-run] [--delete-untagged] [--grace DURATION] [--json]
 
@@ -48,10 +48,9 @@ const command: Command = {
       verbose: { type: 'boolean', short: 'v' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth gc --help\``);
-    let config: Config;
+    const config = storageConfig(values);
     let graceMs: number | undefined;
     try {
-      config = loadConfig({ file: values.config, flags: values.root ? { storage: { filesystem: { root: values.root } } } : {} });
       if (values.grace !== undefined) graceMs = parseDuration(values.grace);
     } catch (e) {
       if (e instanceof ConfigError) throw new CLIError(e.message);

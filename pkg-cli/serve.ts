@@ -1,13 +1,9 @@
 // `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
-import { mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { FsDriver } from '../storage/fs.js';
-import type { Driver } from '../storage/index.js';
-import { isUploadDataPath } from '../storage/paths.js';
-import { createRegistry, listen, loadConfig, parseDuration, createLogger, ConfigError, type Config } from '../registry/index.js';
+import { createRegistry, listen, parseDuration, createLogger } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, parseFlags, type Command } from './command.js';
+import { makeDriver, storageConfig } from './_storage.js';
 
 const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR]
 
@@ -23,22 +19,6 @@ Examples:
   berth serve --addr 127.0.0.1:5001 --root /var/lib/berth
   BERTH_STORAGE_DELETE=false berth serve -c berth.yaml`;
 
-/** `cleanTemp: false` when another process (a running server) may be writing to the same root (berth gc). */
-export async function makeDriver(config: Config, opts: { cleanTemp?: boolean } = {}): Promise<Driver> {
-  if (config.storage.s3) {
-    // Loaded only when configured: the AWS SDK is large and filesystem users never need it.
-    const s3Module: string = '../storage/s3.js';
-    const { S3Driver } = (await import(s3Module)) as { S3Driver: new (o: unknown, hints: unknown) => Driver };
-    // Only upload data is ever appended to: every other lookup costs one S3 request, not two.
-    return new S3Driver(config.storage.s3, { appendable: isUploadDataPath });
-  }
-  const root = resolve(config.storage.filesystem!.root);
-  await mkdir(root, { recursive: true });
-  const driver = new FsDriver({ root, fsync: config.storage.filesystem!.fsync });
-  if (opts.cleanTemp ?? true) await driver.cleanTemp();
-  return driver;
-}
-
 const command: Command = {
   name: 'serve',
   summary: 'run the registry (filesystem under ./data by default)',
@@ -50,16 +30,7 @@ const command: Command = {
       root: { type: 'string' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth serve --help\``);
-    let config: Config;
-    try {
-      const flags: Record<string, any> = {};
-      if (values.addr) flags.http = { addr: values.addr };
-      if (values.root) flags.storage = { filesystem: { root: values.root } };
-      config = loadConfig({ file: values.config, flags });
-    } catch (e) {
-      if (e instanceof ConfigError) throw new CLIError(e.message);
-      throw e;
-    }
+    const config = storageConfig(values, values.addr ? { http: { addr: values.addr } } : {});
     const log = createLogger(config.log.level, config.log.requests);
     // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
     // logged with its stack and the server keeps serving. Request errors are handled where they happen; this is

@@ -1,11 +1,11 @@
 // `berth token create|list|revoke|prune`: robot tokens for CI (and the refresh tokens `docker login` keeps), kept
 // hashed in the registry's storage — run it against the same --config / --root as `berth serve`.
 import picomatch from 'picomatch';
-import { loadConfig, parseDuration, ConfigError, type Config } from '../registry/index.js';
+import { parseDuration } from '../registry/index.js';
 import { AuthState, type RobotRecord } from '../registry/auth/index.js';
 import type { RobotScope } from '../registry/auth/acl.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver } from './serve.js';
+import { makeDriver, storageConfig } from './_storage.js';
 import { AuthStore } from '../storage/index.js';
 
 const HELP = `Usage:
@@ -33,15 +33,6 @@ Examples:
   berth token create ci-team-a -r 'team-a/**' -a pull,push -e 30d --root /var/lib/berth
   berth token list -c berth.yaml
   berth token revoke ci-team-a -c berth.yaml`;
-
-function _config(values: { config?: string; root?: string }): Config {
-  try {
-    return loadConfig({ file: values.config, flags: values.root ? { storage: { filesystem: { root: values.root } } } : {} });
-  } catch (e) {
-    if (e instanceof ConfigError) throw new CLIError(e.message);
-    throw e;
-  }
-}
 
 function _duration(value: string, flag: string): number {
   try {
@@ -85,7 +76,7 @@ const command: Command = {
     });
     const [verb, arg, extra] = positionals;
     if (extra !== undefined) throw new CLIError(`unexpected argument "${extra}"; see \`berth token --help\``);
-    const config = _config(values);
+    const config = storageConfig(values);
     const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false })));
     switch (verb) {
       case 'create': {

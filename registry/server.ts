@@ -122,16 +122,11 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
   const tls = timeouts.tls;
   if (tls) return _listenTls(requestTimeout > 0 ? _withRequestTimeout(handle, requestTimeout, log) : handle, tls, host, port, log);
   const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const bound = server.address() as AddressInfo;
-  const shownHost = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
+  const bound = await _bind(server, host, port);
   return {
     server,
     port: bound.port,
-    url: `http://${shownHost}:${bound.port}`,
+    url: `http://${bound.shownHost}:${bound.port}`,
     close: (timeoutMs = 30_000) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
@@ -193,17 +188,12 @@ async function _listenTls(
   });
   // A client that fails the handshake (an unknown CA, no client certificate under mTLS) is not a server fault.
   server.on('tlsClientError', (e) => log?.debug('TLS handshake failed', { err: e.message }));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
+  const bound = await _bind(server, host, port);
   const unwatch = watchTls(server, tls, log);
-  const bound = server.address() as AddressInfo;
-  const shownHost = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
   return {
     server,
     port: bound.port,
-    url: `https://${shownHost}:${bound.port}`,
+    url: `https://${bound.shownHost}:${bound.port}`,
     close: (timeoutMs = 30_000) =>
       new Promise<void>((resolve) => {
         closing = true;
@@ -220,6 +210,17 @@ async function _listenTls(
         for (const [s, n] of sockets) if (n === 0 && (s as TLSSocket).alpnProtocol !== 'h2') s.end();
       }),
   };
+}
+
+/** Listens; resolves to the bound port and the host to show in a URL (a wildcard address as loopback). */
+async function _bind(server: Server | Http2SecureServer, host: string | undefined, port: number): Promise<{ port: number; shownHost: string }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address() as AddressInfo;
+  const shownHost = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
+  return { port: bound.port, shownHost };
 }
 
 /**

@@ -45,6 +45,7 @@ import { OciError, parseManifest, isDigest, isValidName, type Digest } from '../
 import type { Driver } from './driver.js';
 import { paths, isUploadId } from './paths.js';
 import { alive, selfOwner, DEFAULT_LEASE_TTL_MS, type Beating } from './gc-lease.js';
+import { pool } from './pool.js';
 
 export type GcPhase = 'idle' | 'mark' | 'sweep';
 
@@ -161,15 +162,6 @@ interface RepoScan {
   liveBlobs?: Set<string>;
 }
 
-/** Runs `fn` over `items` with at most `n` in flight. */
-async function _pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-}
-
 export class GarbageCollector {
   private readonly holder = randomBytes(9).toString('base64url');
   private gen = 0;
@@ -203,7 +195,7 @@ export class GarbageCollector {
       result.repositories = repos.length;
       const scans: RepoScan[] = [];
       const live = new Map<string, Set<Digest>>();
-      await _pool(repos, Math.max(1, conc >> 3), async (name) => {
+      await pool(repos, Math.max(1, conc >> 3), async (name) => {
         const scan = await this._scan(name, conc);
         const keep = await this._markRepo(scan, opts.deleteUntagged ?? false, cutoff, liveBlobs);
         scans.push(scan);
@@ -232,18 +224,18 @@ export class GarbageCollector {
       };
       for (const scan of scans) {
         const keep = live.get(scan.name)!;
-        await _pool([...scan.referrers], conc, async ([referrer, entries]) => {
+        await pool([...scan.referrers], conc, async ([referrer, entries]) => {
           for (const e of entries) {
             if (keep.has(referrer) && keep.has(e.subject)) continue;
             if (keep.has(referrer) && (scan.revisions.get(referrer)?.mtime ?? 0) >= cutoff) continue;
             if (await remove('referrer', e.path, `${scan.name}@${referrer} (subject ${e.subject})`)) result.referrers++;
           }
         });
-        await _pool([...scan.revisions], conc, async ([digest, rev]) => {
+        await pool([...scan.revisions], conc, async ([digest, rev]) => {
           if (keep.has(digest)) return;
           if (await remove('manifest', rev.path, `${scan.name}@${digest}`)) result.manifests++;
         });
-        await _pool([...scan.layers], conc, async ([digest, link]) => {
+        await pool([...scan.layers], conc, async ([digest, link]) => {
           if (scan.liveBlobs?.has(digest)) return;
           if (link.mtime >= cutoff) return;
           if (await remove('link', link.path, `${scan.name} → ${digest}`)) result.links++;
@@ -272,7 +264,7 @@ export class GarbageCollector {
     let level = [''];
     while (level.length) {
       const next: string[] = [];
-      await _pool(level, 16, async (prefix) => {
+      await pool(level, 16, async (prefix) => {
         const dir = prefix ? `${paths.repositoriesRoot}/${prefix}` : paths.repositoriesRoot;
         const children = await this.driver.list(dir);
         if (prefix && isValidName(prefix) && children.some((c) => c.startsWith('_'))) out.push(prefix);
@@ -285,7 +277,7 @@ export class GarbageCollector {
 
   private async _scan(name: string, conc: number): Promise<RepoScan> {
     const scan: RepoScan = { name, tags: new Map(), revisions: new Map(), layers: new Map(), referrers: new Map() };
-    await _pool(await this.driver.list(paths.tags(name)), conc, async (tag) => {
+    await pool(await this.driver.list(paths.tags(name)), conc, async (tag) => {
       const raw = (await this.driver.get(paths.tag(name, tag)))?.toString('utf8');
       if (raw && isDigest(raw)) scan.tags.set(tag, raw);
     });
@@ -317,7 +309,7 @@ export class GarbageCollector {
         if (isDigest(d)) digests.push(d);
       }
     }
-    await _pool(digests, conc, async (d) => {
+    await pool(digests, conc, async (d) => {
       const info = await this.driver.stat(path(d));
       if (info) out.set(d, { path: path(d), mtime: info.modified.getTime() });
     });
@@ -371,9 +363,9 @@ export class GarbageCollector {
   private async _sweepBlobs(live: Set<string>, linksOf: Map<string, string[]>, cutoff: number, conc: number, dry: boolean, result: GcResult, opts: GcOptions): Promise<void> {
     for (const alg of await this.driver.list(paths.blobsRoot)) {
       const prefixes = await this.driver.list(`${paths.blobsRoot}/${alg}`);
-      await _pool(prefixes, Math.max(1, conc >> 2), async (hh) => {
+      await pool(prefixes, Math.max(1, conc >> 2), async (hh) => {
         const hexes = await this.driver.list(`${paths.blobsRoot}/${alg}/${hh}`);
-        await _pool(hexes, 8, async (hex) => {
+        await pool(hexes, 8, async (hex) => {
           const digest = `${alg}:${hex}`;
           if (live.has(digest) || !isDigest(digest)) return;
           const path = paths.blobData(digest);
