@@ -20,7 +20,8 @@ function convert(schema, stack) {
   if (schema.$ref) {
     const name = schema.$ref.replace('#/definitions/', '');
     if (name === 'io.k8s.apimachinery.pkg.util.intstr.IntOrString') return INT_OR_STRING;
-    if (name === 'io.k8s.apimachinery.pkg.api.resource.Quantity') return { oneOf: [{ type: 'string' }, { type: 'number' }] };
+    if (name === 'io.k8s.apimachinery.pkg.api.resource.Quantity')
+      return { oneOf: [{ type: 'string' }, { type: 'number' }] };
     if (stack.includes(name)) return {}; // recursive types (JSONSchemaProps): accept anything below
     return convert(defs[name], [...stack, name]);
   }
@@ -28,10 +29,14 @@ function convert(schema, stack) {
   const outSchema = {};
   for (const [k, v] of Object.entries(schema)) {
     if (k.startsWith('x-') || k === 'format') continue;
-    outSchema[k] = k === 'properties' ? Object.fromEntries(Object.entries(v).map(([p, s]) => [p, convert(s, stack)])) : convert(v, stack);
+    outSchema[k] =
+      k === 'properties'
+        ? Object.fromEntries(Object.entries(v).map(([p, s]) => [p, convert(s, stack)]))
+        : convert(v, stack);
   }
   if (outSchema.properties && outSchema.additionalProperties === undefined) outSchema.additionalProperties = false;
-  if (outSchema.type === 'object' && !outSchema.properties && outSchema.additionalProperties === undefined) outSchema.additionalProperties = true;
+  if (outSchema.type === 'object' && !outSchema.properties && outSchema.additionalProperties === undefined)
+    outSchema.additionalProperties = true;
   return outSchema;
 }
 

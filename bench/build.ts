@@ -23,7 +23,11 @@ export interface BuildBenchResult {
   note?: string;
 }
 
-async function _timed(tool: string, steps: () => Promise<RunResult[] | RunResult>, note?: string): Promise<BuildBenchResult> {
+async function _timed(
+  tool: string,
+  steps: () => Promise<RunResult[] | RunResult>,
+  note?: string,
+): Promise<BuildBenchResult> {
   const t0 = process.hrtime.bigint();
   const results = [await steps()].flat();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -38,7 +42,12 @@ async function _makeTree(dir: string, files: number, mib: number): Promise<void>
     const part = ['a', 'b', 'c'][i % 3];
     const sub = join(dir, part, `d${Math.floor(i / 300)}`);
     if (i % 300 < 3) await mkdir(sub, { recursive: true });
-    await writeFile(join(sub, `f${i}.txt`), randomBytes(Math.ceil(size / 2)).toString('hex').slice(0, size));
+    await writeFile(
+      join(sub, `f${i}.txt`),
+      randomBytes(Math.ceil(size / 2))
+        .toString('hex')
+        .slice(0, size),
+    );
   }
 }
 
@@ -51,7 +60,9 @@ function _berth(args: string[], cwd: string): Promise<RunResult> {
   return run(process.execPath, [BERTH, ...args], { cwd, timeoutMs: 600_000 });
 }
 
-export async function benchBuild(opts: { files?: number; mib?: number; rounds?: number } = {}): Promise<BuildBenchResult[]> {
+export async function benchBuild(
+  opts: { files?: number; mib?: number; rounds?: number } = {},
+): Promise<BuildBenchResult[]> {
   const files = opts.files ?? 20_000;
   const mib = opts.mib ?? 200;
   const rounds = Math.max(1, opts.rounds ?? 3);
@@ -65,7 +76,14 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
       runs.push(await _timed(tool, once));
     }
     const bad = runs.find((r) => !r.ok);
-    return bad ?? { tool, ok: true, seconds: median(runs.map((r) => r.seconds)), note: `median of ${rounds}: ${runs.map((r) => r.seconds.toFixed(2)).join(', ')} s` };
+    return (
+      bad ?? {
+        tool,
+        ok: true,
+        seconds: median(runs.map((r) => r.seconds)),
+        note: `median of ${rounds}: ${runs.map((r) => r.seconds.toFixed(2)).join(', ')} s`,
+      }
+    );
   };
   try {
     const ctx = join(work, 'ctx');
@@ -78,7 +96,11 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
     const cold = (c: 'gzip' | 'zstd') =>
       medianOf(
         `berth build (${c}, cold cache)`,
-        () => _berth(['build', '-f', `${c}.yaml`, '--cache', join(work, `cold-${c}`), '--oci-layout', join(work, `berth-${c}`)], ctx),
+        () =>
+          _berth(
+            ['build', '-f', `${c}.yaml`, '--cache', join(work, `cold-${c}`), '--oci-layout', join(work, `berth-${c}`)],
+            ctx,
+          ),
         async () => {
           await rm(join(work, `cold-${c}`), { recursive: true, force: true });
           await rm(join(work, `berth-${c}`), { recursive: true, force: true });
@@ -90,14 +112,29 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
     await _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')], ctx);
     let rebuilt = '';
     let edit = 0;
-    const warm = await medianOf('berth rebuild, one file changed (gzip, warm cache)', async () => {
-      const r = await _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')], ctx);
-      rebuilt = r.stderr.split('\n').filter((l) => / layer /.test(l) && !/\(cached\)/.test(l)).map((l) => l.replace(/^.* layer (\S+):.*$/, '$1')).join(',');
-      return r;
-    }, () => writeFile(join(ctx, 'b', 'd0', 'f1.txt'), `changed ${++edit}\n`));
+    const warm = await medianOf(
+      'berth rebuild, one file changed (gzip, warm cache)',
+      async () => {
+        const r = await _berth(
+          ['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')],
+          ctx,
+        );
+        rebuilt = r.stderr
+          .split('\n')
+          .filter((l) => / layer /.test(l) && !/\(cached\)/.test(l))
+          .map((l) => l.replace(/^.* layer (\S+):.*$/, '$1'))
+          .join(',');
+        return r;
+      },
+      () => writeFile(join(ctx, 'b', 'd0', 'f1.txt'), `changed ${++edit}\n`),
+    );
     warm.note = `layers rebuilt: ${rebuilt || 'none'}; ${warm.note ?? ''}`;
     results.push(warm);
-    results.push(await medianOf('berth no-op rebuild (warm cache)', () => _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')], ctx)));
+    results.push(
+      await medianOf('berth no-op rebuild (warm cache)', () =>
+        _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--oci-layout', join(work, 'berth-gzip')], ctx),
+      ),
+    );
     // The same one-file rebuild pushed to a local `berth serve` (filesystem storage): the unchanged layers are
     // found by HEAD, only the changed one (with the new config, manifest and SBOM) is uploaded.
     const registry = await startBerth(undefined, { root: join(work, 'registry') });
@@ -106,7 +143,11 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
       const push = () => _berth(['build', '-f', 'gzip.yaml', '--cache', cache, '--push', ref], ctx);
       const first = await push(); // untimed: the first push uploads every layer
       if (first.code !== 0) throw new Error(`berth build --push: ${first.stderr}`);
-      results.push(await medianOf('berth rebuild + push, one file changed (gzip, warm cache)', push, () => writeFile(join(ctx, 'b', 'd0', 'f1.txt'), `changed ${++edit}\n`)));
+      results.push(
+        await medianOf('berth rebuild + push, one file changed (gzip, warm cache)', push, () =>
+          writeFile(join(ctx, 'b', 'd0', 'f1.txt'), `changed ${++edit}\n`),
+        ),
+      );
     } finally {
       await registry.stop();
     }
@@ -114,43 +155,54 @@ export async function benchBuild(opts: { files?: number; mib?: number; rounds?: 
 
     if (findExecutable('buildah')) {
       const root = join(work, 'buildah');
-      const b = (args: string[]) => run('buildah', ['--root', join(root, 'root'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs', ...args], { cwd: ctx, timeoutMs: 900_000 });
-      results.push(await _timed('buildah from/copy/commit ×3 + push oci: (gzip)', async () => {
-        const out: RunResult[] = [];
-        let from = 'scratch';
-        for (const part of ['a', 'b', 'c']) {
-          const c = await b(['from', from]);
-          out.push(c);
-          if (c.code !== 0) return out;
-          const id = c.stdout.trim();
-          out.push(await b(['copy', id, part, `/data/${part}/`]));
-          from = `bench-${part}`;
-          out.push(await b(['commit', '--quiet', id, from]));
-          out.push(await b(['rm', id]));
-        }
-        out.push(await b(['push', '--quiet', from, `oci:${join(work, 'buildah-out')}:latest`]));
-        return out;
-      }));
+      const b = (args: string[]) =>
+        run(
+          'buildah',
+          ['--root', join(root, 'root'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs', ...args],
+          { cwd: ctx, timeoutMs: 900_000 },
+        );
+      results.push(
+        await _timed('buildah from/copy/commit ×3 + push oci: (gzip)', async () => {
+          const out: RunResult[] = [];
+          let from = 'scratch';
+          for (const part of ['a', 'b', 'c']) {
+            const c = await b(['from', from]);
+            out.push(c);
+            if (c.code !== 0) return out;
+            const id = c.stdout.trim();
+            out.push(await b(['copy', id, part, `/data/${part}/`]));
+            from = `bench-${part}`;
+            out.push(await b(['commit', '--quiet', id, from]));
+            out.push(await b(['rm', id]));
+          }
+          out.push(await b(['push', '--quiet', from, `oci:${join(work, 'buildah-out')}:latest`]));
+          return out;
+        }),
+      );
     } else {
       results.push({ tool: 'buildah', seconds: NaN, ok: false, note: 'not installed' });
     }
 
     if (findExecutable('umoci')) {
       const layout = join(work, 'umoci');
-      results.push(await _timed('umoci new/unpack/repack ×3 (gzip)', async () => {
-        const out: RunResult[] = [];
-        out.push(await run('umoci', ['init', '--layout', layout]));
-        out.push(await run('umoci', ['new', '--image', `${layout}:t`]));
-        for (const part of ['a', 'b', 'c']) {
-          const bundle = join(work, `bundle-${part}`);
-          out.push(await run('umoci', ['unpack', '--rootless', '--image', `${layout}:t`, bundle], { timeoutMs: 900_000 }));
-          await mkdir(join(bundle, 'rootfs', 'data'), { recursive: true });
-          await cp(join(ctx, part), join(bundle, 'rootfs', 'data', part), { recursive: true });
-          out.push(await run('umoci', ['repack', '--image', `${layout}:t`, bundle], { timeoutMs: 900_000 }));
-          await rm(bundle, { recursive: true, force: true });
-        }
-        return out;
-      }));
+      results.push(
+        await _timed('umoci new/unpack/repack ×3 (gzip)', async () => {
+          const out: RunResult[] = [];
+          out.push(await run('umoci', ['init', '--layout', layout]));
+          out.push(await run('umoci', ['new', '--image', `${layout}:t`]));
+          for (const part of ['a', 'b', 'c']) {
+            const bundle = join(work, `bundle-${part}`);
+            out.push(
+              await run('umoci', ['unpack', '--rootless', '--image', `${layout}:t`, bundle], { timeoutMs: 900_000 }),
+            );
+            await mkdir(join(bundle, 'rootfs', 'data'), { recursive: true });
+            await cp(join(ctx, part), join(bundle, 'rootfs', 'data', part), { recursive: true });
+            out.push(await run('umoci', ['repack', '--image', `${layout}:t`, bundle], { timeoutMs: 900_000 }));
+            await rm(bundle, { recursive: true, force: true });
+          }
+          return out;
+        }),
+      );
     } else {
       results.push({ tool: 'umoci', seconds: NaN, ok: false, note: 'not installed' });
     }
@@ -172,9 +224,23 @@ export const buildBench: Bench = {
     const buildah = find('buildah');
     const umoci = find('umoci');
     const size = ctx.quick ? '5,000 files / 50 MB' : '20,000 files / 200 MB';
-    const vs = (name: string, b: BuildBenchResult | undefined, peer: BuildBenchResult | undefined, peerName: string, target?: string): Row => ({
-      name, unit: 's', berth: secs(b), peer: secs(peer), peerName, better: 'lower', target,
-      note: [b?.note, peer && !peer.ok ? `${peerName} FAILED ${peer.note ?? ''}` : undefined].filter(Boolean).join('; '),
+    const vs = (
+      name: string,
+      b: BuildBenchResult | undefined,
+      peer: BuildBenchResult | undefined,
+      peerName: string,
+      target?: string,
+    ): Row => ({
+      name,
+      unit: 's',
+      berth: secs(b),
+      peer: secs(peer),
+      peerName,
+      better: 'lower',
+      target,
+      note: [b?.note, peer && !peer.ok ? `${peerName} FAILED ${peer.note ?? ''}` : undefined]
+        .filter(Boolean)
+        .join('; '),
     });
     const rows: Row[] = [
       vs(`build ${size} → 3 layers, gzip`, gzip, buildah, 'buildah (vfs, gzip)', '≥ 3×'),
@@ -186,11 +252,33 @@ export const buildBench: Bench = {
       if (r.target && Number.isFinite(x)) r.met = x >= 3;
     }
     const warm = find('berth rebuild');
-    rows.push({ name: 'rebuild, one file changed (warm cache)', unit: 's', berth: secs(warm), better: 'lower', target: '< 1 s', met: secs(warm) < 1, note: warm?.note });
+    rows.push({
+      name: 'rebuild, one file changed (warm cache)',
+      unit: 's',
+      berth: secs(warm),
+      better: 'lower',
+      target: '< 1 s',
+      met: secs(warm) < 1,
+      note: warm?.note,
+    });
     const noop = find('berth no-op');
-    rows.push({ name: 'rebuild, nothing changed (warm cache)', unit: 's', berth: secs(noop), better: 'lower', note: noop?.note });
+    rows.push({
+      name: 'rebuild, nothing changed (warm cache)',
+      unit: 's',
+      berth: secs(noop),
+      better: 'lower',
+      note: noop?.note,
+    });
     const pushed = find('berth rebuild + push');
-    rows.push({ name: 'rebuild + push to local berth serve, one file changed', unit: 's', berth: secs(pushed), better: 'lower', target: '< 1 s', met: secs(pushed) < 1, note: pushed?.note });
+    rows.push({
+      name: 'rebuild + push to local berth serve, one file changed',
+      unit: 's',
+      berth: secs(pushed),
+      better: 'lower',
+      target: '< 1 s',
+      met: secs(pushed) < 1,
+      note: pushed?.note,
+    });
     return rows;
   },
 };
@@ -201,5 +289,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     return i > 0 ? Number(process.argv[i + 1]) : undefined;
   };
   const res = await benchBuild({ files: arg('--files'), mib: arg('--mib') });
-  for (const r of res) console.log(`${r.tool.padEnd(52)} ${Number.isNaN(r.seconds) ? '   -  ' : r.seconds.toFixed(2).padStart(7)} s  ${r.ok ? '' : 'FAILED '}${r.note ?? ''}`);
+  for (const r of res)
+    console.log(
+      `${r.tool.padEnd(52)} ${Number.isNaN(r.seconds) ? '   -  ' : r.seconds.toFixed(2).padStart(7)} s  ${r.ok ? '' : 'FAILED '}${r.note ?? ''}`,
+    );
 }

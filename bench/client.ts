@@ -56,7 +56,11 @@ interface Res {
  * One request; `body` is written chunk by chunk with backpressure. The response body is discarded unless
  * `keepBody` (then it is collected: only for small answers).
  */
-export function call(method: string, url: string, opts: { headers?: Record<string, string | number>; body?: Iterable<Buffer>; keepBody?: boolean } = {}): Promise<Res> {
+export function call(
+  method: string,
+  url: string,
+  opts: { headers?: Record<string, string | number>; body?: Iterable<Buffer>; keepBody?: boolean } = {},
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, agent, headers: opts.headers }, (res) => {
       const kept: Buffer[] = [];
@@ -65,7 +69,9 @@ export function call(method: string, url: string, opts: { headers?: Record<strin
         bytes += b.length;
         if (opts.keepBody) kept.push(b);
       });
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(kept), bytes }));
+      res.once('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(kept), bytes }),
+      );
       res.once('error', reject);
     });
     req.once('error', reject);
@@ -87,7 +93,8 @@ function* chunks(spec: BlobSpec, from = 0, to = spec.size): Generator<Buffer> {
 }
 
 function expect(res: Res, status: number, what: string): Res {
-  if (res.status !== status) throw new Error(`${what}: HTTP ${res.status} (expected ${status}) ${res.body.toString().slice(0, 300)}`);
+  if (res.status !== status)
+    throw new Error(`${what}: HTTP ${res.status} (expected ${status}) ${res.body.toString().slice(0, 300)}`);
   return res;
 }
 
@@ -116,17 +123,29 @@ export async function pushMonolithic(base: string, repo: string, spec: BlobSpec)
 /** Chunked push: POST, one PATCH per `chunk` bytes with Content-Range, then a body-less PUT ?digest=. Seconds. */
 export async function pushChunked(base: string, repo: string, spec: BlobSpec, chunk = 16 * MiB): Promise<number> {
   const t0 = performance.now();
-  let location = absolute(base, expect(await call('POST', `${base}/v2/${repo}/blobs/uploads/`, { keepBody: true }), 202, 'POST upload').headers.location);
+  let location = absolute(
+    base,
+    expect(await call('POST', `${base}/v2/${repo}/blobs/uploads/`, { keepBody: true }), 202, 'POST upload').headers
+      .location,
+  );
   for (let start = 0; start < spec.size; start += chunk) {
     const end = Math.min(spec.size, start + chunk);
     const patch = await call('PATCH', location, {
-      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': end - start, 'Content-Range': `${start}-${end - 1}` },
+      headers: {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': end - start,
+        'Content-Range': `${start}-${end - 1}`,
+      },
       body: chunks(spec, start, end),
       keepBody: true,
     });
     location = absolute(base, expect(patch, 202, `PATCH ${start}-${end - 1}`).headers.location);
   }
-  expect(await call('PUT', withDigest(location, spec.digest), { headers: { 'Content-Length': 0 }, keepBody: true }), 201, 'PUT digest');
+  expect(
+    await call('PUT', withDigest(location, spec.digest), { headers: { 'Content-Length': 0 }, keepBody: true }),
+    201,
+    'PUT digest',
+  );
   return (performance.now() - t0) / 1000;
 }
 
@@ -134,7 +153,8 @@ export async function pushChunked(base: string, repo: string, spec: BlobSpec, ch
 export async function pull(base: string, repo: string, spec: BlobSpec): Promise<number> {
   const t0 = performance.now();
   const res = await call('GET', `${base}/v2/${repo}/blobs/${spec.digest}`);
-  if (res.status !== 200 || res.bytes !== spec.size) throw new Error(`pull: HTTP ${res.status}, ${res.bytes} of ${spec.size} bytes`);
+  if (res.status !== 200 || res.bytes !== spec.size)
+    throw new Error(`pull: HTTP ${res.status}, ${res.bytes} of ${spec.size} bytes`);
   return (performance.now() - t0) / 1000;
 }
 
@@ -142,7 +162,15 @@ export async function pull(base: string, repo: string, spec: BlobSpec): Promise<
 export async function pushSmall(base: string, repo: string, data: Buffer): Promise<string> {
   const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
   const post = expect(await call('POST', `${base}/v2/${repo}/blobs/uploads/`, { keepBody: true }), 202, 'POST upload');
-  expect(await call('PUT', withDigest(absolute(base, post.headers.location), digest), { headers: { 'Content-Length': data.length }, body: [data], keepBody: true }), 201, 'PUT small blob');
+  expect(
+    await call('PUT', withDigest(absolute(base, post.headers.location), digest), {
+      headers: { 'Content-Length': data.length },
+      body: [data],
+      keepBody: true,
+    }),
+    201,
+    'PUT small blob',
+  );
   return digest;
 }
 
@@ -151,16 +179,24 @@ export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 /** Pushes a tiny one-layer image and tags it; returns the layer's digest (for HEAD blob). */
 export async function pushImage(base: string, repo: string, tag: string): Promise<string> {
   const layer = Buffer.from(randomBytes(4096));
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }),
+  );
   const layerDigest = await pushSmall(base, repo, layer);
   const configDigest = await pushSmall(base, repo, config);
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
-  }));
-  const put = await call('PUT', `${base}/v2/${repo}/manifests/${tag}`, { headers: { 'Content-Type': OCI_MANIFEST, 'Content-Length': manifest.length }, body: [manifest], keepBody: true });
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
+    }),
+  );
+  const put = await call('PUT', `${base}/v2/${repo}/manifests/${tag}`, {
+    headers: { 'Content-Type': OCI_MANIFEST, 'Content-Length': manifest.length },
+    body: [manifest],
+    keepBody: true,
+  });
   expect(put, 201, 'PUT manifest');
   return layerDigest;
 }

@@ -48,30 +48,63 @@ export async function makeImage(dir: string, mib: number, layers: number) {
     await writeFile(join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
     return { digest, size: bytes.length };
   };
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) } }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) },
+    }),
+  );
   const cfg = await blob(config);
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, ...cfg }, layers: descs }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, ...cfg },
+      layers: descs,
+    }),
+  );
   const m = await blob(manifest);
-  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, ...m, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }] }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [{ mediaType: OCI_MANIFEST, ...m, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }],
+    }),
+  );
   return m.digest;
 }
 
 const TIME = '/usr/bin/time';
 
 /** Runs one tool; with GNU time installed the note carries its CPU (user + sys) and peak RSS. */
-async function timed(tool: string, cmd: string, args: string[], env: Record<string, string> = {}): Promise<CopyBenchResult> {
+async function timed(
+  tool: string,
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CopyBenchResult> {
   const measure = findExecutable(TIME);
   const argv = measure ? ['-f', 'BENCH-TIME %U %S %M', cmd, ...args] : args;
   const t0 = process.hrtime.bigint();
   const r = await run(measure ?? cmd, argv, { env: { CI: 'true', ...env }, timeoutMs: 900_000 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const m = /BENCH-TIME (\S+) (\S+) (\d+)/.exec(r.stderr);
-  const usage = m ? `cpu ${(Number(m[1]) + Number(m[2])).toFixed(2)} s (user ${m[1]}), max RSS ${Math.round(Number(m[3]) / 1024)} MB` : undefined;
-  const err = r.stderr.replace(/BENCH-TIME.*\n?/, '').trim().split('\n').pop();
+  const usage = m
+    ? `cpu ${(Number(m[1]) + Number(m[2])).toFixed(2)} s (user ${m[1]}), max RSS ${Math.round(Number(m[3]) / 1024)} MB`
+    : undefined;
+  const err = r.stderr
+    .replace(/BENCH-TIME.*\n?/, '')
+    .trim()
+    .split('\n')
+    .pop();
   return { tool, seconds, ok: r.code === 0, note: r.code === 0 ? usage : err };
 }
 
-export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: number } = {}): Promise<CopyBenchResult[]> {
+export async function benchCopy(
+  opts: { mib?: number; layers?: number; rounds?: number } = {},
+): Promise<CopyBenchResult[]> {
   const mib = opts.mib ?? 1024;
   const rounds = opts.rounds ?? 3;
   const layers = opts.layers ?? 10;
@@ -82,12 +115,20 @@ export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: 
   try {
     [src, dst] = await Promise.all([startDistribution(), startDistribution()]);
     await makeImage(join(work, 'layout'), mib, layers);
-    const seed = await timed('seed (berth push layout)', process.execPath, [BERTH, 'push', join(work, 'layout:v1'), `${src.host}/bench/img:v1`]);
+    const seed = await timed('seed (berth push layout)', process.execPath, [
+      BERTH,
+      'push',
+      join(work, 'layout:v1'),
+      `${src.host}/bench/img:v1`,
+    ]);
     if (!seed.ok) throw new Error(`seeding failed: ${seed.note}`);
     const from = `${src.host}/bench/img:v1`;
     const home = join(work, 'home');
     await mkdir(join(home, '.config', 'containers'), { recursive: true });
-    await writeFile(join(home, '.config', 'containers', 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    await writeFile(
+      join(home, '.config', 'containers', 'policy.json'),
+      JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }),
+    );
     const skopeo = findExecutable('skopeo');
     const crane = findExecutable('crane');
     // Rounds rotate the order of the tools (whoever runs right after a 1 GiB write pays for its write-back), each
@@ -104,11 +145,20 @@ export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: 
         await d.stop();
       }
     };
-    const tools: (() => Promise<void>)[] = [() => fresh((to) => timed('berth copy', process.execPath, [BERTH, 'copy', from, to]))];
+    const tools: (() => Promise<void>)[] = [
+      () => fresh((to) => timed('berth copy', process.execPath, [BERTH, 'copy', from, to])),
+    ];
     if (skopeo) {
       tools.push(async () => {
         await rm(join(home, '.local'), { recursive: true, force: true });
-        await fresh((to) => timed('skopeo copy', skopeo, ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}`, `docker://${to}`], { HOME: home }));
+        await fresh((to) =>
+          timed(
+            'skopeo copy',
+            skopeo,
+            ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${from}`, `docker://${to}`],
+            { HOME: home },
+          ),
+        );
       });
     }
     if (crane) tools.push(() => fresh((to) => timed('crane copy', crane, ['copy', '--insecure', from, to])));
@@ -120,13 +170,32 @@ export async function benchCopy(opts: { mib?: number; layers?: number; rounds?: 
     for (const [tool, list] of samples) {
       const sorted = list.map((r) => r.seconds).sort((a, b) => a - b);
       const median = list.find((r) => r.seconds === sorted[Math.floor(sorted.length / 2)])!;
-      results.push({ tool: `${tool} (median of ${list.length})`, seconds: median.seconds, ok: list.every((r) => r.ok), note: list.find((r) => !r.ok)?.note ?? median.note });
+      results.push({
+        tool: `${tool} (median of ${list.length})`,
+        seconds: median.seconds,
+        ok: list.every((r) => r.ok),
+        note: list.find((r) => !r.ok)?.note ?? median.note,
+      });
     }
     if (!skopeo) results.push({ tool: 'skopeo copy', seconds: NaN, ok: false, note: 'not installed' });
     if (!crane) results.push({ tool: 'crane copy', seconds: NaN, ok: false, note: 'not installed' });
-    results.push(await timed('berth copy (no-op re-copy, whole CLI run)', process.execPath, [BERTH, 'copy', from, `${dst.host}/berth0/img:v1`]));
-    const noop = await run(process.execPath, [BERTH, 'copy', '--json', from, `${dst.host}/berth0/img:v1`], { env: { CI: 'true' } });
-    if (noop.code === 0) results.push({ tool: 'berth copy (no-op, in-process copy time)', seconds: JSON.parse(noop.stdout).seconds, ok: JSON.parse(noop.stdout).skipped === true });
+    results.push(
+      await timed('berth copy (no-op re-copy, whole CLI run)', process.execPath, [
+        BERTH,
+        'copy',
+        from,
+        `${dst.host}/berth0/img:v1`,
+      ]),
+    );
+    const noop = await run(process.execPath, [BERTH, 'copy', '--json', from, `${dst.host}/berth0/img:v1`], {
+      env: { CI: 'true' },
+    });
+    if (noop.code === 0)
+      results.push({
+        tool: 'berth copy (no-op, in-process copy time)',
+        seconds: JSON.parse(noop.stdout).seconds,
+        ok: JSON.parse(noop.stdout).skipped === true,
+      });
   } finally {
     await Promise.all([src?.stop(), dst?.stop()]);
     await rm(work, { recursive: true, force: true });
@@ -143,5 +212,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const layers = arg('--layers') ?? 10;
   const results = await benchCopy({ mib, layers, rounds: arg('--rounds') });
   console.log(`copy of a ${mib} MiB, ${layers}-layer image, distribution → distribution`);
-  for (const r of results) console.log(`${r.tool.padEnd(45)} ${Number.isNaN(r.seconds) ? '   -   ' : r.seconds.toFixed(2).padStart(7) + ' s'} ${r.ok ? (r.note ?? '') : `FAILED ${r.note ?? ''}`}`);
+  for (const r of results)
+    console.log(
+      `${r.tool.padEnd(45)} ${Number.isNaN(r.seconds) ? '   -   ' : `${r.seconds.toFixed(2).padStart(7)} s`} ${r.ok ? (r.note ?? '') : `FAILED ${r.note ?? ''}`}`,
+    );
 }

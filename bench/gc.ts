@@ -34,7 +34,10 @@ export interface GcBenchResult {
 }
 
 /** Writes the layout directly (paths.ts builds every path): far faster than pushing 100,000 blobs over HTTP. */
-async function populate(root: string, o: GcBenchOptions): Promise<Array<{ repo: string; tag: string; digest: Digest; blobs: Digest[] }>> {
+async function populate(
+  root: string,
+  o: GcBenchOptions,
+): Promise<Array<{ repo: string; tag: string; digest: Digest; blobs: Digest[] }>> {
   const made = new Set<string>();
   const write = async (rel: string, data: string | Buffer) => {
     const abs = join(root, rel);
@@ -51,7 +54,10 @@ async function populate(root: string, o: GcBenchOptions): Promise<Array<{ repo: 
     const repo = `bench/repo-${m % o.repositories}`;
     const blobs = Array.from({ length: o.blobsPerManifest }, () => randomBytes(64));
     const digests = blobs.map((b) => digestOf(b));
-    const body = imageManifest({ digest: digests[0], size: 64 }, digests.slice(1).map((d) => ({ digest: d, size: 64 })));
+    const body = imageManifest(
+      { digest: digests[0], size: 64 },
+      digests.slice(1).map((d) => ({ digest: d, size: 64 })),
+    );
     const digest = digestOf(body);
     const tag = `t${m}`;
     jobs.push(async () => {
@@ -67,13 +73,15 @@ async function populate(root: string, o: GcBenchOptions): Promise<Array<{ repo: 
     if (m % 2 === 0) tagged.push({ repo, tag, digest, blobs: digests });
   }
   let next = 0;
-  await Promise.all(Array.from({ length: 64 }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      await jobs[i]();
-      if (i % 1000 === 999) o.log?.(`  populated ${i + 1}/${jobs.length} manifests`);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < jobs.length) {
+        const i = next++;
+        await jobs[i]();
+        if (i % 1000 === 999) o.log?.(`  populated ${i + 1}/${jobs.length} manifests`);
+      }
+    }),
+  );
   return tagged;
 }
 
@@ -82,7 +90,10 @@ export async function benchGc(o: GcBenchOptions): Promise<GcBenchResult> {
   try {
     o.log?.(`gc bench: writing ${o.manifests * o.blobsPerManifest} blobs and ${o.manifests} manifests under ${root}`);
     const tagged = await populate(root, o);
-    const berth = await startBerth(undefined, { root, config: 'log: { requests: false }\nstorage: { filesystem: { root: ./x, fsync: false } }\n' });
+    const berth = await startBerth(undefined, {
+      root,
+      config: 'log: { requests: false }\nstorage: { filesystem: { root: ./x, fsync: false } }\n',
+    });
     try {
       // Traffic while GC runs: 4 clients pulling tagged images and pushing new ones.
       let stop = false;
@@ -98,14 +109,25 @@ export async function benchGc(o: GcBenchOptions): Promise<GcBenchResult> {
           if (m.status !== 200 || sha256(m.body) !== img.digest || b.status !== 200) failed++;
           const layer = await pushBlob(berth.url, `bench/live-${c}`, randomBytes(4096));
           const cfg = await pushBlob(berth.url, `bench/live-${c}`, `{"c":${c},"n":${n}}`);
-          const put = await pushManifest(berth.url, `bench/live-${c}`, `n${n++}`, imageManifest({ digest: cfg, size: String(`{"c":${c},"n":${n - 1}}`).length }, [{ digest: layer, size: 4096 }]));
+          const put = await pushManifest(
+            berth.url,
+            `bench/live-${c}`,
+            `n${n++}`,
+            imageManifest({ digest: cfg, size: String(`{"c":${c},"n":${n - 1}}`).length }, [
+              { digest: layer, size: 4096 },
+            ]),
+          );
           requests += 3;
           if (put.status !== 201) failed++;
         }
       });
       o.log?.('gc bench: running `berth gc --delete-untagged --grace 0s` while serving');
       const started = process.hrtime.bigint();
-      const res = await run(process.execPath, [BERTH, 'gc', '--root', root, '--delete-untagged', '--grace', '0s', '--json'], { timeoutMs: 600_000 });
+      const res = await run(
+        process.execPath,
+        [BERTH, 'gc', '--root', root, '--delete-untagged', '--grace', '0s', '--json'],
+        { timeoutMs: 600_000 },
+      );
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       stop = true;
       await Promise.all(traffic);
@@ -116,7 +138,15 @@ export async function benchGc(o: GcBenchOptions): Promise<GcBenchResult> {
         const m = await raw(berth.url, 'GET', `/v2/${img.repo}/manifests/${img.tag}`);
         if (m.status !== 200) failed++;
       }
-      return { blobs: o.manifests * o.blobsPerManifest, manifests: o.manifests, seconds, freedBlobs: result.blobs, freedManifests: result.manifests, requestsDuringGc: requests, failedRequests: failed };
+      return {
+        blobs: o.manifests * o.blobsPerManifest,
+        manifests: o.manifests,
+        seconds,
+        freedBlobs: result.blobs,
+        freedManifests: result.manifests,
+        requestsDuringGc: requests,
+        failedRequests: failed,
+      };
     } finally {
       await berth.stop();
     }
@@ -146,6 +176,11 @@ export const gcBench: Bench = {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick');
-  const r = await benchGc({ manifests: quick ? 1_000 : 10_000, blobsPerManifest: 10, repositories: 100, log: (m) => console.error(m) });
+  const r = await benchGc({
+    manifests: quick ? 1_000 : 10_000,
+    blobsPerManifest: 10,
+    repositories: 100,
+    log: (m) => console.error(m),
+  });
   console.log(JSON.stringify(r));
 }

@@ -17,7 +17,13 @@ interface ToolTiming {
 }
 
 function _timings(list: ToolTiming[]): Row[] {
-  return list.map((r) => ({ name: r.tool, unit: 's', berth: r.seconds, better: 'lower', note: r.ok ? r.note : `FAILED ${r.note ?? ''}` }));
+  return list.map((r) => ({
+    name: r.tool,
+    unit: 's',
+    berth: r.seconds,
+    better: 'lower',
+    note: r.ok ? r.note : `FAILED ${r.note ?? ''}`,
+  }));
 }
 
 export const benches: Bench[] = [
@@ -27,7 +33,12 @@ export const benches: Bench[] = [
   {
     name: 'proxy',
     run: async (ctx) =>
-      (await benchProxy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })).map((r) => ({ name: r.name, unit: r.unit, berth: r.value, note: r.note })),
+      (await benchProxy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })).map((r) => ({
+        name: r.name,
+        unit: r.unit,
+        berth: r.value,
+        note: r.note,
+      })),
   },
   gcBench,
   authBench,

@@ -58,10 +58,14 @@ async function pushFile(base: string, name: string, file: string, digest: string
   const location = new URL(start.headers.get('location')!, base);
   location.searchParams.set('digest', digest);
   await new Promise<void>((resolve, reject) => {
-    const req = request(location, { method: 'PUT', headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' } }, (res) => {
-      res.resume();
-      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`PUT blob: ${res.statusCode}`))));
-    });
+    const req = request(
+      location,
+      { method: 'PUT', headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`PUT blob: ${res.statusCode}`))));
+      },
+    );
     req.on('error', reject);
     createReadStream(file).pipe(req);
   });
@@ -122,10 +126,27 @@ export async function benchProxy(opts: { mib?: number; rounds?: number } = {}): 
       fillSeconds.push(t.seconds);
       last = mirror;
     }
-    results.push({ name: `ttfb, uncached ${opts.mib ?? 1024} MiB layer, direct from distribution (median of ${rounds})`, value: median(directTtfb), unit: 'ms' });
-    results.push({ name: `ttfb, uncached ${opts.mib ?? 1024} MiB layer, through berth (median of ${rounds})`, value: median(mirrorTtfb), unit: 'ms' });
-    results.push({ name: 'ttfb overhead (through berth − direct)', value: median(mirrorTtfb) - median(directTtfb), unit: 'ms', note: 'target ≤ 100 ms' });
-    results.push({ name: 'first pull through berth, whole layer (streams while caching)', value: median(fillSeconds), unit: 's' });
+    results.push({
+      name: `ttfb, uncached ${opts.mib ?? 1024} MiB layer, direct from distribution (median of ${rounds})`,
+      value: median(directTtfb),
+      unit: 'ms',
+    });
+    results.push({
+      name: `ttfb, uncached ${opts.mib ?? 1024} MiB layer, through berth (median of ${rounds})`,
+      value: median(mirrorTtfb),
+      unit: 'ms',
+    });
+    results.push({
+      name: 'ttfb overhead (through berth − direct)',
+      value: median(mirrorTtfb) - median(directTtfb),
+      unit: 'ms',
+      note: 'target ≤ 100 ms',
+    });
+    results.push({
+      name: 'first pull through berth, whole layer (streams while caching)',
+      value: median(fillSeconds),
+      unit: 's',
+    });
 
     // Cached vs hosted: the same bytes (same digest, so the same stored file) via the mirror and via a hosted repo.
     const mirror = last!;
@@ -140,8 +161,16 @@ export async function benchProxy(opts: { mib?: number; rounds?: number } = {}): 
       local.push((await timedGet(`${mirror.url}/v2/local/big/blobs/${digest}`)).seconds);
     }
     const mib = size / (1 << 20);
-    results.push({ name: `cached pull through the mirror (median of ${rounds})`, value: mib / median(cached), unit: 'MiB/s' });
-    results.push({ name: `pull of the same bytes from a hosted repository (median of ${rounds})`, value: mib / median(local), unit: 'MiB/s' });
+    results.push({
+      name: `cached pull through the mirror (median of ${rounds})`,
+      value: mib / median(cached),
+      unit: 'MiB/s',
+    });
+    results.push({
+      name: `pull of the same bytes from a hosted repository (median of ${rounds})`,
+      value: mib / median(local),
+      unit: 'MiB/s',
+    });
     results.push({ name: 'cached / local', value: median(local) / median(cached), unit: 'x', note: 'target ≥ 0.9' });
   } finally {
     for (const m of mirrors) await m.stop().catch(() => {});
@@ -152,7 +181,14 @@ export async function benchProxy(opts: { mib?: number; rounds?: number } = {}): 
 }
 
 /** Saves a fetched body to `file`, then pushes it to `name` (a hosted repository on the mirror). */
-async function pushStream(base: string, name: string, res: Response, digest: string, size: number, file: string): Promise<void> {
+async function pushStream(
+  base: string,
+  name: string,
+  res: Response,
+  digest: string,
+  size: number,
+  file: string,
+): Promise<void> {
   const out = createWriteStream(file);
   for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) if (!out.write(c)) await once(out, 'drain');
   out.end();
@@ -167,5 +203,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     return i > 0 ? Number(process.argv[i + 1]) : undefined;
   };
   const results = await benchProxy({ mib: arg('--mib'), rounds: arg('--rounds') });
-  for (const r of results) console.log(`${r.name.padEnd(80)} ${r.value.toFixed(r.unit === 'x' ? 2 : 1).padStart(9)} ${r.unit}${r.note ? `   (${r.note})` : ''}`);
+  for (const r of results)
+    console.log(
+      `${r.name.padEnd(80)} ${r.value.toFixed(r.unit === 'x' ? 2 : 1).padStart(9)} ${r.unit}${r.note ? `   (${r.note})` : ''}`,
+    );
 }

@@ -64,13 +64,29 @@ for (const r of results) {
   for (const row of r.rows) {
     const x = ratio(row);
     const target = row.target ? `${row.target} ${row.met === undefined ? '' : row.met ? 'met' : 'NOT MET'}`.trim() : '';
-    lines.push([r.bench, row.name, row.unit, fmt(row.berth), fmt(row.peer), row.peerName ?? '', x === undefined ? '' : `${x.toFixed(2)}×`, target, row.note ?? '']);
+    lines.push([
+      r.bench,
+      row.name,
+      row.unit,
+      fmt(row.berth),
+      fmt(row.peer),
+      row.peerName ?? '',
+      x === undefined ? '' : `${x.toFixed(2)}×`,
+      target,
+      row.note ?? '',
+    ]);
   }
 }
 const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
 const numeric = new Set([3, 4, 6]);
-const show = (cells: string[]) => cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-console.log(`\nberth bench ${ctx.quick ? '(quick) ' : ''}— ${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, node ${process.version}`);
+const show = (cells: string[]) =>
+  cells
+    .map((c, i) => (numeric.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+    .join('  ')
+    .trimEnd();
+console.log(
+  `\nberth bench ${ctx.quick ? '(quick) ' : ''}— ${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, node ${process.version}`,
+);
 console.log('ratio > 1 means berth is better; timed transfers are medians of', ctx.rounds, 'rounds');
 console.log(show(header));
 console.log(show(widths.map((w) => '-'.repeat(w))));
@@ -78,6 +94,18 @@ for (const l of lines) console.log(show(l));
 
 await writeFile(
   RESULTS,
-  JSON.stringify({ date: new Date().toISOString(), quick: ctx.quick, rounds: ctx.rounds, cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, results }, null, 2) + '\n',
+  `${JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      quick: ctx.quick,
+      rounds: ctx.rounds,
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      node: process.version,
+      results,
+    },
+    null,
+    2,
+  )}\n`,
 );
 log(`\nwrote ${RESULTS}`);

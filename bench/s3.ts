@@ -31,18 +31,41 @@ interface Server {
 }
 
 /** `berth serve` on S3 from a config file; its log goes next to it. */
-async function _startBerth(work: string, s3: S3Server, endpoint: string, blobGet: BlobGet, label: string): Promise<Server> {
+async function _startBerth(
+  work: string,
+  s3: S3Server,
+  endpoint: string,
+  blobGet: BlobGet,
+  label: string,
+): Promise<Server> {
   const port = await freePort();
   const config = join(work, `berth-${label}.yaml`);
-  await writeFile(config, JSON.stringify({
-    http: { addr: `127.0.0.1:${port}` },
-    storage: { s3: { bucket: s3.bucket, endpoint, region: s3.region, forcePathStyle: true, prefix: 'berth', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, blobGet } },
-    log: { level: 'warn', requests: false },
-  }));
+  await writeFile(
+    config,
+    JSON.stringify({
+      http: { addr: `127.0.0.1:${port}` },
+      storage: {
+        s3: {
+          bucket: s3.bucket,
+          endpoint,
+          region: s3.region,
+          forcePathStyle: true,
+          prefix: 'berth',
+          accessKeyId: s3.accessKeyId,
+          secretAccessKey: s3.secretAccessKey,
+          blobGet,
+        },
+      },
+      log: { level: 'warn', requests: false },
+    }),
+  );
   const fd = openSync(join(work, `berth-${label}.log`), 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [BERTH, 'serve', '--config', config], { env: { ...process.env, BERTH_LOG_LEVEL: 'warn' }, stdio: ['ignore', fd, fd] });
+    child = spawn(process.execPath, [BERTH, 'serve', '--config', config], {
+      env: { ...process.env, BERTH_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', fd, fd],
+    });
   } finally {
     closeSync(fd);
   }
@@ -56,8 +79,14 @@ async function _startDistribution(s3: S3Server, endpoint: string, blobGet: BlobG
   const d = await startDistribution({
     storage: {
       s3: {
-        accesskey: s3.accessKeyId, secretkey: s3.secretAccessKey, region: s3.region, regionendpoint: endpoint,
-        bucket: s3.bucket, secure: false, v4auth: true, rootdirectory: '/distribution',
+        accesskey: s3.accessKeyId,
+        secretkey: s3.secretAccessKey,
+        region: s3.region,
+        regionendpoint: endpoint,
+        bucket: s3.bucket,
+        secure: false,
+        v4auth: true,
+        rootdirectory: '/distribution',
       },
       // As Debian's default config: descriptors cached in memory.
       cache: { blobdescriptor: 'inmemory' },
@@ -71,14 +100,21 @@ async function _startDistribution(s3: S3Server, endpoint: string, blobGet: BlobG
 async function _pullFollow(base: string, repo: string, spec: BlobSpec): Promise<number> {
   const t0 = performance.now();
   const first = await call('GET', `${base}/v2/${repo}/blobs/${spec.digest}`);
-  if (first.status !== 307 || !first.headers.location) throw new Error(`expected a 307 to the bucket, got HTTP ${first.status}`);
+  if (first.status !== 307 || !first.headers.location)
+    throw new Error(`expected a 307 to the bucket, got HTTP ${first.status}`);
   const res = await call('GET', new URL(first.headers.location, base).href);
-  if (res.status !== 200 || res.bytes !== spec.size) throw new Error(`pull from the bucket: HTTP ${res.status}, ${res.bytes} of ${spec.size} bytes`);
+  if (res.status !== 200 || res.bytes !== spec.size)
+    throw new Error(`pull from the bucket: HTTP ${res.status}, ${res.bytes} of ${spec.size} bytes`);
   return (performance.now() - t0) / 1000;
 }
 
 /** Runs `measure` on each server `rounds` times, alternating the order, `sync` before each; median seconds each. */
-async function _rounds(ctx: BenchContext, servers: Server[], what: string, measure: (s: Server, round: number) => Promise<number>): Promise<number[]> {
+async function _rounds(
+  ctx: BenchContext,
+  servers: Server[],
+  what: string,
+  measure: (s: Server, round: number) => Promise<number>,
+): Promise<number[]> {
   const samples = servers.map(() => [] as number[]);
   for (let round = 0; round < ctx.rounds; round++) {
     const order = round % 2 ? [...servers.keys()].reverse() : [...servers.keys()];
@@ -103,12 +139,26 @@ export function s3Operation(req: IncomingMessage): string {
     case 'HEAD':
       return 'HeadObject';
     case 'GET':
-      return q.has('list-type') ? 'ListObjectsV2' : q.has('uploads') ? 'ListMultipartUploads' : q.has('uploadId') ? 'ListParts' : q.has('prefix') ? 'ListObjects' : 'GetObject';
+      return q.has('list-type')
+        ? 'ListObjectsV2'
+        : q.has('uploads')
+          ? 'ListMultipartUploads'
+          : q.has('uploadId')
+            ? 'ListParts'
+            : q.has('prefix')
+              ? 'ListObjects'
+              : 'GetObject';
     case 'PUT':
       if (q.has('partNumber')) return copy ? 'UploadPartCopy' : 'UploadPart';
       return copy ? 'CopyObject' : 'PutObject';
     case 'POST':
-      return q.has('uploads') ? 'CreateMultipartUpload' : q.has('uploadId') ? 'CompleteMultipartUpload' : q.has('delete') ? 'DeleteObjects' : 'POST';
+      return q.has('uploads')
+        ? 'CreateMultipartUpload'
+        : q.has('uploadId')
+          ? 'CompleteMultipartUpload'
+          : q.has('delete')
+            ? 'DeleteObjects'
+            : 'POST';
     case 'DELETE':
       return q.has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject';
     default:
@@ -129,7 +179,10 @@ class OpCounter {
   }
   /** "64 UploadPart, 3 HeadObject, …", most frequent first. */
   describe(): string {
-    return [...this.counts].sort((a, b) => b[1] - a[1]).map(([op, n]) => `${n} ${op}`).join(', ');
+    return [...this.counts]
+      .sort((a, b) => b[1] - a[1])
+      .map(([op, n]) => `${n} ${op}`)
+      .join(', ');
   }
 }
 
@@ -163,7 +216,12 @@ export const s3Bench: Bench = {
       ctx.log('starting SeaweedFS (weed mini)…');
       const s3 = await start(startS3Server({ bucket: 'bench' }));
       const counter = new OpCounter();
-      const proxy = await start(faultProxy(s3.endpoint, (_n, req) => void counter.note(s3Operation(req))).then((p) => ({ ...p, stop: p.close })));
+      const proxy = await start(
+        faultProxy(s3.endpoint, (_n, req) => void counter.note(s3Operation(req))).then((p) => ({
+          ...p,
+          stop: p.close,
+        })),
+      );
 
       const berth = await start(_startBerth(work, s3, s3.endpoint, 'proxy', 'proxy'));
       const berthRedirect = await start(_startBerth(work, s3, s3.endpoint, 'redirect', 'redirect'));
@@ -180,20 +238,60 @@ export const s3Bench: Bench = {
       const chunked = Array.from({ length: ctx.rounds }, (_, r) => blob(600 + r, size));
 
       ctx.log(`monolithic push ${label}…`);
-      const [bMono, dMono] = await _rounds(ctx, [berth, dist], 'push', (s, r) => pushMonolithic(s.url, 'bench/push', mono[r]));
-      rows.push(vs(`push ${label} monolithic (POST + PUT), median of ${ctx.rounds}`, 'MB/s', rate(size, bMono), rate(size, dMono), '≥ 1.5×'));
+      const [bMono, dMono] = await _rounds(ctx, [berth, dist], 'push', (s, r) =>
+        pushMonolithic(s.url, 'bench/push', mono[r]),
+      );
+      rows.push(
+        vs(
+          `push ${label} monolithic (POST + PUT), median of ${ctx.rounds}`,
+          'MB/s',
+          rate(size, bMono),
+          rate(size, dMono),
+          '≥ 1.5×',
+        ),
+      );
 
       ctx.log(`chunked push ${label}…`);
-      const [bChunk, dChunk] = await _rounds(ctx, [berth, dist], 'chunked push', (s, r) => pushChunked(s.url, 'bench/push', chunked[r]));
-      rows.push(vs(`push ${label} in 16 MiB chunks (PATCH), median of ${ctx.rounds}`, 'MB/s', rate(size, bChunk), rate(size, dChunk), '≥ 1.5×'));
+      const [bChunk, dChunk] = await _rounds(ctx, [berth, dist], 'chunked push', (s, r) =>
+        pushChunked(s.url, 'bench/push', chunked[r]),
+      );
+      rows.push(
+        vs(
+          `push ${label} in 16 MiB chunks (PATCH), median of ${ctx.rounds}`,
+          'MB/s',
+          rate(size, bChunk),
+          rate(size, dChunk),
+          '≥ 1.5×',
+        ),
+      );
 
       ctx.log(`pull ${label} (proxy, redirect)…`);
       const pulled = blob(700, size);
       for (const s of [berth, dist]) await pushMonolithic(s.url, 'bench/pull', pulled);
-      const [bPull, dPull] = await _rounds(ctx, [berth, dist], 'pull (proxy)', (s) => pull(s.url, 'bench/pull', pulled));
-      rows.push(vs(`pull ${label}, blob GET proxied, median of ${ctx.rounds}`, 'MB/s', rate(size, bPull), rate(size, dPull), '≥ 1×'));
-      const [bRed, dRed] = await _rounds(ctx, [berthRedirect, distRedirect], 'pull (redirect)', (s) => _pullFollow(s.url, 'bench/pull', pulled));
-      rows.push(vs(`pull ${label}, blob GET redirected (307 + GET from the bucket), median of ${ctx.rounds}`, 'MB/s', rate(size, bRed), rate(size, dRed), '≥ 1×'));
+      const [bPull, dPull] = await _rounds(ctx, [berth, dist], 'pull (proxy)', (s) =>
+        pull(s.url, 'bench/pull', pulled),
+      );
+      rows.push(
+        vs(
+          `pull ${label}, blob GET proxied, median of ${ctx.rounds}`,
+          'MB/s',
+          rate(size, bPull),
+          rate(size, dPull),
+          '≥ 1×',
+        ),
+      );
+      const [bRed, dRed] = await _rounds(ctx, [berthRedirect, distRedirect], 'pull (redirect)', (s) =>
+        _pullFollow(s.url, 'bench/pull', pulled),
+      );
+      rows.push(
+        vs(
+          `pull ${label}, blob GET redirected (307 + GET from the bucket), median of ${ctx.rounds}`,
+          'MB/s',
+          rate(size, bRed),
+          rate(size, dRed),
+          '≥ 1×',
+        ),
+      );
 
       // Requests per pushed blob, through the counting proxy (one push each, untimed).
       ctx.log('S3 requests per pushed blob…');
@@ -201,7 +299,10 @@ export const s3Bench: Bench = {
       const distCounted = await start(_startDistribution(s3, proxy.endpoint, 'proxy', 'counted'));
       const small = Buffer.from(`small blob ${Date.now()}\n`.repeat(100));
       const kinds: Array<{ what: string; push: (s: Server) => Promise<unknown> }> = [
-        { what: `${label} monolithic (POST + PUT)`, push: (s) => pushMonolithic(s.url, 'bench/count', blob(800, size)) },
+        {
+          what: `${label} monolithic (POST + PUT)`,
+          push: (s) => pushMonolithic(s.url, 'bench/count', blob(800, size)),
+        },
         { what: `${label} in 16 MiB chunks`, push: (s) => pushChunked(s.url, 'bench/count', blob(801, size)) },
         { what: `${small.length} B (POST + PUT)`, push: (s) => pushSmall(s.url, 'bench/count', small) },
       ];
@@ -210,7 +311,12 @@ export const s3Bench: Bench = {
         const d = await _count(counter, () => k.push(distCounted));
         ctx.log(`  ${k.what}: berth ${b.total} (${b.ops}); ${DIST} ${d.total} (${d.ops})`);
         rows.push({
-          name: `S3 requests to push one blob, ${k.what}`, unit: 'requests', berth: b.total, peer: d.total, peerName: DIST, better: 'lower',
+          name: `S3 requests to push one blob, ${k.what}`,
+          unit: 'requests',
+          berth: b.total,
+          peer: d.total,
+          peerName: DIST,
+          better: 'lower',
           note: `berth: ${b.ops}; distribution: ${d.ops}`,
         });
       }

@@ -35,7 +35,14 @@ export interface Bench {
 
 /** ratio > 1 means berth is better, whichever direction `better` says. */
 export function ratio(row: Row): number | undefined {
-  if (row.peer === undefined || !Number.isFinite(row.peer) || !Number.isFinite(row.berth) || row.berth === 0 || row.peer === 0) return undefined;
+  if (
+    row.peer === undefined ||
+    !Number.isFinite(row.peer) ||
+    !Number.isFinite(row.berth) ||
+    row.berth === 0 ||
+    row.peer === 0
+  )
+    return undefined;
   return row.better === 'lower' ? row.peer / row.berth : row.berth / row.peer;
 }
 

@@ -14,7 +14,12 @@ import type { FetchedManifest } from '../client/remote.js';
 /** image-spec "Guidance for an empty descriptor": `{}`, with its bytes inline (`data`) as the spec suggests. */
 const TITLE = 'org.opencontainers.image.title';
 const EMPTY_BYTES = Buffer.from('{}');
-export const EMPTY_DESCRIPTOR: Descriptor = { mediaType: OCI_EMPTY, digest: digestOf(EMPTY_BYTES), size: 2, data: EMPTY_BYTES.toString('base64') };
+export const EMPTY_DESCRIPTOR: Descriptor = {
+  mediaType: OCI_EMPTY,
+  digest: digestOf(EMPTY_BYTES),
+  size: 2,
+  data: EMPTY_BYTES.toString('base64'),
+};
 
 export interface Artifact {
   manifest: FetchedManifest;
@@ -70,7 +75,11 @@ export async function putArtifacts(target: ImageTarget, artifacts: Artifact[]): 
   for (const a of artifacts) {
     if ((await target.resolve(a.manifest.digest, { referrer: true })) === a.manifest.digest) continue;
     for (const [digest, bytes] of a.blobs) {
-      await target.pushBlob({ mediaType: 'application/octet-stream', digest: digest as Descriptor['digest'], size: bytes.length }, (offset) => Readable.from([bytes.subarray(offset)]), {});
+      await target.pushBlob(
+        { mediaType: 'application/octet-stream', digest: digest as Descriptor['digest'], size: bytes.length },
+        (offset) => Readable.from([bytes.subarray(offset)]),
+        {},
+      );
     }
     await target.putManifest(a.manifest.digest, a.manifest, { subject: a.subject });
     written++;

@@ -31,6 +31,10 @@ export class BlobDir {
 
   async open(digest: Digest, range?: { offset: number; length: number }): Promise<Readable> {
     if (!range) return createReadStream(this.path(digest), { highWaterMark: 1 << 20 });
-    return createReadStream(this.path(digest), { start: range.offset, end: range.offset + range.length - 1, highWaterMark: 1 << 20 });
+    return createReadStream(this.path(digest), {
+      start: range.offset,
+      end: range.offset + range.length - 1,
+      highWaterMark: 1 << 20,
+    });
   }
 }

@@ -16,7 +16,19 @@ import type { FetchedManifest } from '../client/remote.js';
 import { BlobDir } from './blobs.js';
 import { LayerCache } from './cache.js';
 import { Context, ContextError } from './context.js';
-import { annotate, appendLayers, epochTime, fromBase, imageIndex, scratch, serializeImage, withConfig, type Image, type ImageConfig, type Layer } from './image.js';
+import {
+  annotate,
+  appendLayers,
+  epochTime,
+  fromBase,
+  imageIndex,
+  scratch,
+  serializeImage,
+  withConfig,
+  type Image,
+  type ImageConfig,
+  type Layer,
+} from './image.js';
 import { buildLayer, type BuiltLayer } from './layers.js';
 import { planLayer, type LayerPlan } from './plan.js';
 import { nodePreset } from './preset-node.js';
@@ -78,7 +90,8 @@ export function defaultCacheDir(): string {
 /** SOURCE_DATE_EPOCH, else the spec's epoch, else 0 (reproducible-builds.org/specs/source-date-epoch). */
 export function resolveEpoch(spec: LoadedSpec, sourceDateEpoch?: string): number {
   if (sourceDateEpoch !== undefined && sourceDateEpoch !== '') {
-    if (!/^\d{1,11}$/.test(sourceDateEpoch)) throw new BuildSpecError(`SOURCE_DATE_EPOCH must be a whole number of seconds, not "${sourceDateEpoch}"`);
+    if (!/^\d{1,11}$/.test(sourceDateEpoch))
+      throw new BuildSpecError(`SOURCE_DATE_EPOCH must be a whole number of seconds, not "${sourceDateEpoch}"`);
     return Number(sourceDateEpoch);
   }
   return spec.spec.epoch ?? 0;
@@ -93,23 +106,31 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const ctx = await Context.open(opts.context ?? dirname(resolve(opts.file))).catch((e) => {
     throw e instanceof ContextError ? new BuildSpecError(e.message) : e;
   });
-  const cacheRoot = opts.cacheDir === false ? join(tmpdir(), `berth-build-${process.pid}-${Date.now()}`) : (opts.cacheDir ?? defaultCacheDir());
+  const cacheRoot =
+    opts.cacheDir === false
+      ? join(tmpdir(), `berth-build-${process.pid}-${Date.now()}`)
+      : (opts.cacheDir ?? defaultCacheDir());
   const blobs = new BlobDir(join(cacheRoot, 'blobs'));
   const tarInputs = new BlobDir(join(cacheRoot, 'tar-inputs')); // `tar:` entries' file contents (tar-input.ts)
   const cache = await LayerCache.open(cacheRoot);
   const platforms = _platforms(loaded, opts.platforms);
   // preset: node's layers and config defaults are the same for every platform (node_modules is used as installed).
-  const preset = spec.preset === 'node' ? await nodePreset(loaded, ctx, { exclude: [resolve(opts.file), cacheRoot] }) : undefined;
+  const preset =
+    spec.preset === 'node' ? await nodePreset(loaded, ctx, { exclude: [resolve(opts.file), cacheRoot] }) : undefined;
 
   const src = new _BuiltSource(blobs);
   let baseInfo: { name: string; digest: Digest } | undefined;
   let baseSource: { source: ImageSource; reference: string; name: string; root: FetchedManifest } | undefined;
   if (spec.base && spec.base !== 'scratch') {
-    if (!opts.resolveBase) throw loaded.error(['base'], 'a base image needs registry access: give the build a client or resolveBase');
+    if (!opts.resolveBase)
+      throw loaded.error(['base'], 'a base image needs registry access: give the build a client or resolveBase');
     const r = await opts.resolveBase(spec.base);
     const reference = opts.baseDigest ?? r.reference;
     const root = await r.source.manifest(reference).catch((e) => {
-      throw loaded.error(['base'], `cannot fetch ${spec.base}${opts.baseDigest ? ` (locked to ${opts.baseDigest} by berth.lock)` : ''}: ${(e as Error).message}`);
+      throw loaded.error(
+        ['base'],
+        `cannot fetch ${spec.base}${opts.baseDigest ? ` (locked to ${opts.baseDigest} by berth.lock)` : ''}: ${(e as Error).message}`,
+      );
     });
     baseSource = { ...r, root };
     baseInfo = { name: r.name, digest: root.digest };
@@ -124,16 +145,25 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const platform of platforms) {
     let img = baseSource ? await _baseImage(loaded, baseSource, platform, src) : scratch(platform, epoch);
     const plans: LayerPlan[] = [...(preset?.layers ?? [])];
-    for (let i = 0; i < (spec.layers ?? []).length; i++) plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
+    for (let i = 0; i < (spec.layers ?? []).length; i++)
+      plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
     // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
-    const built = await Promise.all(plans.map(async (p) => {
-      const slot = `${ctx.real}\0${formatPlatform(platform)}\0${p.name}`;
-      const b = await buildLayer(p, { epoch, compression, blobs, cache, slot });
-      opts.onLayer?.(platform, b);
-      return b;
-    }));
+    const built = await Promise.all(
+      plans.map(async (p) => {
+        const slot = `${ctx.real}\0${formatPlatform(platform)}\0${p.name}`;
+        const b = await buildLayer(p, { epoch, compression, blobs, cache, slot });
+        opts.onLayer?.(platform, b);
+        return b;
+      }),
+    );
     await cache.save();
-    img = appendLayers(img, built.map((b) => ({ layer: b.layer, history: { created, created_by: `berth build: layer ${b.name}`, comment: 'berth' } })));
+    img = appendLayers(
+      img,
+      built.map((b) => ({
+        layer: b.layer,
+        history: { created, created_by: `berth build: layer ${b.name}`, comment: 'berth' },
+      })),
+    );
     img = withConfig(withConfig(img, preset?.config), spec.config, created);
     img = annotate(img, annotations);
     const { config, manifest } = serializeImage(img);
@@ -146,7 +176,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (images.length === 1) {
     root = images[0].manifest;
   } else {
-    const descs: Descriptor[] = images.map((i) => ({ mediaType: OCI_MANIFEST, digest: i.manifest.digest, size: i.manifest.bytes.length, platform: i.platform }));
+    const descs: Descriptor[] = images.map((i) => ({
+      mediaType: OCI_MANIFEST,
+      digest: i.manifest.digest,
+      size: i.manifest.bytes.length,
+      platform: i.platform,
+    }));
     const idx = imageIndex(descs, annotations);
     root = { bytes: idx.bytes, mediaType: OCI_INDEX, digest: idx.descriptor.digest };
     src.addManifest(root);
@@ -159,7 +194,11 @@ function _platforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {
   if (!only?.length) return all;
   return only.map((w) => {
     const hit = all.find((p) => platformMatches(p, w));
-    if (!hit) throw new BuildOptionError('platforms', `${formatPlatform(w)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`);
+    if (!hit)
+      throw new BuildOptionError(
+        'platforms',
+        `${formatPlatform(w)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`,
+      );
     return hit;
   });
 }
@@ -183,7 +222,10 @@ async function _baseImage(
   const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
   const config = JSON.parse((await _readAll(await base.source.blob(doc.config, 0))).toString('utf8')) as ImageConfig;
   if (config.os !== platform.os || config.architecture !== platform.architecture) {
-    throw loaded.error(['base'], `${base.name} is ${config.os}/${config.architecture}, not ${formatPlatform(platform)}; build for its platform or use a multi-platform base`);
+    throw loaded.error(
+      ['base'],
+      `${base.name} is ${config.os}/${config.architecture}, not ${formatPlatform(platform)}; build for its platform or use a multi-platform base`,
+    );
   }
   const layers: Layer[] = doc.layers.map((d, i) => {
     out.addRemote(d, base.source);
@@ -203,7 +245,9 @@ async function _gitAnnotations(dir: string): Promise<Record<string, string>> {
   try {
     const rev = (await run('git', ['-C', dir, 'rev-parse', 'HEAD'], { timeout: 5000 })).stdout.trim();
     if (/^[0-9a-f]{40,64}$/.test(rev)) out[ANNOTATION.revision] = rev;
-    const url = (await run('git', ['-C', dir, 'config', '--get', 'remote.origin.url'], { timeout: 5000 })).stdout.trim();
+    const url = (
+      await run('git', ['-C', dir, 'config', '--get', 'remote.origin.url'], { timeout: 5000 })
+    ).stdout.trim();
     // Never publish credentials embedded in a remote URL.
     if (url) out[ANNOTATION.source] = url.replace(/\/\/[^@/]+@/, '//');
   } catch {

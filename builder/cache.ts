@@ -61,7 +61,9 @@ export class LayerCache {
     const row = this.stats.get(src.abs);
     const s = src.stats;
     if (!row || !s) return undefined;
-    return row[0] === s.dev && row[1] === s.ino && row[2] === s.size && row[3] === s.mtimeMs && row[4] === s.ctimeMs ? row[5] : undefined;
+    return row[0] === s.dev && row[1] === s.ino && row[2] === s.size && row[3] === s.mtimeMs && row[4] === s.ctimeMs
+      ? row[5]
+      : undefined;
   }
 
   rememberContent(m: Member, digest: Digest): void {
@@ -140,7 +142,12 @@ export class LayerCache {
 }
 
 /** The cache key, or undefined when some file's content digest is not known yet (then: build, then key). */
-export function layerKey(members: Member[], epoch: number, compression: string, digestOfMember: (m: Member) => Digest | undefined): string | undefined {
+export function layerKey(
+  members: Member[],
+  epoch: number,
+  compression: string,
+  digestOfMember: (m: Member) => Digest | undefined,
+): string | undefined {
   // One JSON row per member into one hash: rows are arrays of strings, numbers and nulls, whose JSON is canonical.
   const h = createHash('sha256').update(JSON.stringify({ v: 1, epoch, compression }));
   for (const m of members) {
@@ -149,7 +156,20 @@ export function layerKey(members: Member[], epoch: number, compression: string, 
       content = digestOfMember(m);
       if (!content) return undefined;
     }
-    h.update(JSON.stringify([m.path, m.type, m.mode, m.uid, m.gid, m.uname ?? null, m.gname ?? null, m.linkname ?? null, m.size, content ?? null]));
+    h.update(
+      JSON.stringify([
+        m.path,
+        m.type,
+        m.mode,
+        m.uid,
+        m.gid,
+        m.uname ?? null,
+        m.gname ?? null,
+        m.linkname ?? null,
+        m.size,
+        content ?? null,
+      ]),
+    );
     h.update('\n');
   }
   return h.digest('hex');
@@ -158,7 +178,9 @@ export function layerKey(members: Member[], epoch: number, compression: string, 
 /** A layer's cache key from its segments' keys (segments.ts), in order; undefined while one is unknown. */
 export function keyFromSegments(segmentKeys: (string | undefined)[], compression: string): string | undefined {
   if (segmentKeys.some((k) => !k)) return undefined;
-  return createHash('sha256').update(JSON.stringify({ v: 2, compression, segments: segmentKeys })).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify({ v: 2, compression, segments: segmentKeys }))
+    .digest('hex');
 }
 
 async function _atomicWrite(path: string, data: string | Buffer): Promise<void> {
@@ -176,7 +198,11 @@ export const DEFAULT_CACHE_MAX_BYTES = 8 * 1024 ** 3;
  * Files in `keep` (what the build that just ran uses) are never removed. Layer records and slot records stay: one
  * whose blob is gone is a miss, so the layer is simply built again.
  */
-export async function pruneCache(root: string, maxBytes: number, keep: Set<string> = new Set()): Promise<{ removed: number; freedBytes: number }> {
+export async function pruneCache(
+  root: string,
+  maxBytes: number,
+  keep: Set<string> = new Set(),
+): Promise<{ removed: number; freedBytes: number }> {
   const files: { path: string; size: number; mtimeMs: number }[] = [];
   for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom', 'segments']) {
     let names: string[];

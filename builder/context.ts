@@ -144,9 +144,13 @@ export class Context {
     const scan = picomatch.scan(clean);
     const base = scan.isGlob ? scan.base : clean;
     // A plain path's last component is judged by _entry (it may be a symlink to keep); its parents must not escape.
-    const baseAbs = scan.isGlob || base === '.'
-      ? await this._resolveInside(base)
-      : join(await this._resolveInside(base.includes('/') ? base.slice(0, base.lastIndexOf('/')) : '.'), base.split('/').pop()!);
+    const baseAbs =
+      scan.isGlob || base === '.'
+        ? await this._resolveInside(base)
+        : join(
+            await this._resolveInside(base.includes('/') ? base.slice(0, base.lastIndexOf('/')) : '.'),
+            base.split('/').pop()!,
+          );
     const include = opts.include?.length ? picomatch(opts.include, { dot: true }) : undefined;
     const exclude = opts.exclude?.length ? picomatch(opts.exclude, { dot: true }) : undefined;
     const out: ContextFile[] = [];
@@ -159,7 +163,11 @@ export class Context {
         return [];
       }
       if (st.isDirectory()) {
-        await this._walk(baseAbs, '', base === '.' ? '' : base, out, { followSymlinks: opts.followSymlinks, include, exclude });
+        await this._walk(baseAbs, '', base === '.' ? '' : base, out, {
+          followSymlinks: opts.followSymlinks,
+          include,
+          exclude,
+        });
         return out;
       }
       const name = clean.split('/').pop()!;
@@ -188,7 +196,9 @@ export class Context {
       try {
         const r = await realpath(probe);
         if (!_inside(this.real, r)) {
-          throw new ContextError(`'${relative(this.real, probe)}' resolves to ${r}, outside the build context (a symlinked directory)`);
+          throw new ContextError(
+            `'${relative(this.real, probe)}' resolves to ${r}, outside the build context (a symlinked directory)`,
+          );
         }
         break;
       } catch (e) {
@@ -214,8 +224,11 @@ export class Context {
       const ctxPath = ctxBase && ctxBase !== '.' ? `${ctxBase}/${rel}` : rel;
       if (opts.exclude?.(rel)) continue;
       if (name === undefined) {
-        const shown = (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(raw!);
-        throw new ContextError(`file name '${shown}' is not valid UTF-8; rename it or exclude it (globs see U+FFFD for the bad bytes)`);
+        const shown =
+          (ctxBase && ctxBase !== '.' ? `${ctxBase}/` : '') + (relDir ? `${relDir}/` : '') + _escapeName(raw!);
+        throw new ContextError(
+          `file name '${shown}' is not valid UTF-8; rename it or exclude it (globs see U+FFFD for the bad bytes)`,
+        );
       }
       const abs = join(dirAbs, name);
       const st = lstatSync(abs);
@@ -235,14 +248,32 @@ export class Context {
   private _plainEntry(abs: string, rel: string, ctxPath: string, st: Stats): ContextFile | undefined {
     const special = _special(st);
     if (special) {
-      throw new ContextError(`'${ctxPath}' is ${special}; a layer can hold only files, directories and symlinks (exclude it)`);
+      throw new ContextError(
+        `'${ctxPath}' is ${special}; a layer can hold only files, directories and symlinks (exclude it)`,
+      );
     }
-    if (st.isDirectory()) return { rel, ctxPath, abs, stats: fileIdentity(st), kind: 'directory', size: 0, executable: false };
-    if (st.isFile()) return { rel, ctxPath, abs, stats: fileIdentity(st), kind: 'file', size: st.size, executable: (st.mode & 0o100) !== 0 };
+    if (st.isDirectory())
+      return { rel, ctxPath, abs, stats: fileIdentity(st), kind: 'directory', size: 0, executable: false };
+    if (st.isFile())
+      return {
+        rel,
+        ctxPath,
+        abs,
+        stats: fileIdentity(st),
+        kind: 'file',
+        size: st.size,
+        executable: (st.mode & 0o100) !== 0,
+      };
     return undefined;
   }
 
-  private async _entry(abs: string, rel: string, ctxPath: string, st: Stats, opts: { followSymlinks?: boolean }): Promise<ContextFile> {
+  private async _entry(
+    abs: string,
+    rel: string,
+    ctxPath: string,
+    st: Stats,
+    opts: { followSymlinks?: boolean },
+  ): Promise<ContextFile> {
     const plain = this._plainEntry(abs, rel, ctxPath, st);
     if (plain) return plain;
     const base = { rel, ctxPath, abs, stats: fileIdentity(st) };
@@ -267,8 +298,17 @@ export class Context {
     const tst = await stat(real);
     const what = _special(tst);
     if (what || !tst.isFile()) {
-      throw new ContextError(`'${ctxPath}' points to ${real}, which is ${what ?? 'a directory'}; followSymlinks copies regular files only`);
+      throw new ContextError(
+        `'${ctxPath}' points to ${real}, which is ${what ?? 'a directory'}; followSymlinks copies regular files only`,
+      );
     }
-    return { ...base, abs: real, stats: fileIdentity(tst), kind: 'file', size: tst.size, executable: (tst.mode & 0o100) !== 0 };
+    return {
+      ...base,
+      abs: real,
+      stats: fileIdentity(tst),
+      kind: 'file',
+      size: tst.size,
+      executable: (tst.mode & 0o100) !== 0,
+    };
   }
 }

@@ -73,7 +73,9 @@ export function scratch(platform: Platform, epoch: number): Image {
 /** An image built on a base config and layers (from a registry or layout); its layers are never unpacked. */
 export function fromBase(platform: Platform, config: ImageConfig, layers: Layer[]): Image {
   if (config.rootfs?.diff_ids?.length !== layers.length) {
-    throw new Error(`base image config lists ${config.rootfs?.diff_ids?.length ?? 0} diff_ids but the manifest has ${layers.length} layers`);
+    throw new Error(
+      `base image config lists ${config.rootfs?.diff_ids?.length ?? 0} diff_ids but the manifest has ${layers.length} layers`,
+    );
   }
   return { platform, layers, config: structuredClone(config), annotations: {} };
 }
@@ -147,7 +149,10 @@ export function serializeImage(img: Image): { config: Blob; manifest: Blob } {
   const bytes = canonicalBytes(manifest);
   return {
     config: { descriptor: configDesc, bytes: configBytes },
-    manifest: { descriptor: { mediaType: OCI_MANIFEST, digest: digestOf(bytes), size: bytes.length, platform: img.platform }, bytes },
+    manifest: {
+      descriptor: { mediaType: OCI_MANIFEST, digest: digestOf(bytes), size: bytes.length, platform: img.platform },
+      bytes,
+    },
   };
 }
 

@@ -38,17 +38,21 @@ export interface LayerSegment {
 export async function layerFiles(layer: Layer, cacheDir?: string, segments?: LayerSegment[]): Promise<LayerFile[]> {
   if (segments?.length && cacheDir && layer.openRange) {
     // Read side by side: a layer has dozens of segments, each list a small file.
-    const lists = await Promise.all(segments.map(async (s) => {
-      const segFile = _segmentFile(cacheDir, s.key);
-      const list = await _readList(segFile);
-      if (list) return list;
-      const scanned = await _scan(await layer.openRange!(s.offset, s.length), layer.descriptor.mediaType);
-      await _writeList(segFile, scanned);
-      return scanned;
-    }));
+    const lists = await Promise.all(
+      segments.map(async (s) => {
+        const segFile = _segmentFile(cacheDir, s.key);
+        const list = await _readList(segFile);
+        if (list) return list;
+        const scanned = await _scan(await layer.openRange!(s.offset, s.length), layer.descriptor.mediaType);
+        await _writeList(segFile, scanned);
+        return scanned;
+      }),
+    );
     return lists.flat();
   }
-  const file = cacheDir ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`) : undefined;
+  const file = cacheDir
+    ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`)
+    : undefined;
   const cached = file ? await _readList(file) : undefined;
   if (cached) return cached;
   const files = await _scan(await layer.open(), layer.descriptor.mediaType);

@@ -5,13 +5,20 @@
 // decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
 import { closeSync, createReadStream, openSync, readSync, writeSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
-import { BlobDir } from './blobs.js';
-import { LayerCache, keyFromSegments, layerKey, touch, type SegmentRecord } from './cache.js';
-import { compressBuffer, compressionIdentity, compressor, decompressBuffer, decompressor, layerMediaType } from './compress.js';
+import type { BlobDir } from './blobs.js';
+import { type LayerCache, keyFromSegments, layerKey, touch, type SegmentRecord } from './cache.js';
+import {
+  compressBuffer,
+  compressionIdentity,
+  compressor,
+  decompressBuffer,
+  decompressor,
+  layerMediaType,
+} from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
 import { SEGMENT_MAX_BYTES, memberTarBytes, splitSegments } from './segments.js';
@@ -64,7 +71,12 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     const tarBytes = members.reduce((n, m) => n + memberTarBytes(m), 0);
     return { members, segKey, tarBytes, old: undefined as SegmentRecord | undefined };
   });
-  const key = opts.cache ? keyFromSegments(segments.map((s) => s.segKey), ident) : undefined;
+  const key = opts.cache
+    ? keyFromSegments(
+        segments.map((s) => s.segKey),
+        ident,
+      )
+    : undefined;
   // The previous blob of this slot: the source of reusable segments (and of a cache hit's segment map).
   const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
   if (key && opts.cache) {
@@ -72,7 +84,12 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     if (hit && hit.mediaType === mediaType && (await opts.blobs.has(hit.digest, hit.size))) {
       const segments = previous?.digest === hit.digest ? previous.segments : undefined;
       await touch(opts.blobs.path(hit.digest));
-      return { layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs), cached: true, name: plan.name, segments };
+      return {
+        layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs),
+        cached: true,
+        name: plan.name,
+        segments,
+      };
     }
   }
   // Each file written, with its checksums: for the cache and the segment's SBOM file list (layer-files.ts).
@@ -104,7 +121,9 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const records: SegmentRecord[] = [];
   let reused = 0;
   for (const s of segments) if (s.segKey && previousPath) s.old = reusable.get(s.segKey);
-  const previousFile = segments.some((s) => s.old) ? { path: previousPath!, fd: openSync(previousPath!, 'r') } : undefined;
+  const previousFile = segments.some((s) => s.old)
+    ? { path: previousPath!, fd: openSync(previousPath!, 'r') }
+    : undefined;
   // Segments small enough to hold are prepared ahead of the writer: a reused one read (its tar from the cache's
   // uncompressed copy, else decompressed — the diffID needs it), a new one of small files tarred in memory and
   // compressed on the thread pool, several at once, so deflate keeps every core busy while this thread tars the next
@@ -112,7 +131,10 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const ready = new Map<number, Promise<Prepared>>();
   const prepare = (i: number): Promise<Prepared> | undefined => {
     const { members, old, tarBytes } = segments[i];
-    if (old) return old.length <= PREFETCH_MAX_BYTES ? _readSegment(previousFile!, old, opts.compression, opts.cache) : undefined;
+    if (old)
+      return old.length <= PREFETCH_MAX_BYTES
+        ? _readSegment(previousFile!, old, opts.compression, opts.cache)
+        : undefined;
     if (tarBytes > SEGMENT_MAX_BYTES || members.some((m) => m.type === 'file' && m.size > SMALL_FILE)) return undefined;
     const files: LayerFile[] = [];
     const tar = tarSegmentSync(members, opts.epoch, (m, sums) => onFile(m, sums, files));
@@ -120,11 +142,20 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
     const key = opts.cache && layerKey(members, opts.epoch, segmentIdent, lookup);
     const keep = key && previousPath ? opts.cache!.putSegmentTar(key, tar) : undefined;
-    return Promise.all([compressBuffer(opts.compression, tar), keep]).then(([compressed]) => ({ compressed, tar, files, key: key || undefined }));
+    return Promise.all([compressBuffer(opts.compression, tar), keep]).then(([compressed]) => ({
+      compressed,
+      tar,
+      files,
+      key: key || undefined,
+    }));
   };
   const prepareAhead = (from: number) => {
     let bytes = 0;
-    for (let i = from; i < segments.length && i < from + PREPARE_AHEAD && (i === from || bytes < PREPARE_AHEAD_BYTES); i++) {
+    for (
+      let i = from;
+      i < segments.length && i < from + PREPARE_AHEAD && (i === from || bytes < PREPARE_AHEAD_BYTES);
+      i++
+    ) {
       bytes += segments[i].tarBytes;
       if (ready.has(i)) continue;
       const p = prepare(i);
@@ -194,7 +225,12 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   const diffId = diff.digest();
   await rename(tmp, opts.blobs.path(digest));
   if (opts.cache) {
-    const k = key ?? keyFromSegments(records.map((r) => r.key), ident);
+    const k =
+      key ??
+      keyFromSegments(
+        records.map((r) => r.key),
+        ident,
+      );
     if (k) await opts.cache.put(k, { digest, size: blob.size, diffId, mediaType });
     if (opts.slot) await opts.cache.setLastBuilt(opts.slot, { digest, mediaType, segments: records });
   }
@@ -265,7 +301,12 @@ function _tap(d: Digester): Transform {
  * Reads a (small) segment of the previous blob — synchronously: one read from the page cache beats a round trip —
  * and its tar: the cache's uncompressed copy when there is one, else decompressed (and then kept for next time).
  */
-async function _readSegment(previous: { path: string; fd: number }, s: SegmentRecord, c: Compression, cache?: LayerCache): Promise<Prepared> {
+async function _readSegment(
+  previous: { path: string; fd: number },
+  s: SegmentRecord,
+  c: Compression,
+  cache?: LayerCache,
+): Promise<Prepared> {
   const compressed = Buffer.allocUnsafe(s.length);
   if (readSync(previous.fd, compressed, 0, s.length, s.offset) !== s.length) {
     throw new Error(`layer cache blob ${previous.path} is shorter than its segment map says`);

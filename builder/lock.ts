@@ -28,10 +28,16 @@ export async function readLock(specFile: string): Promise<BuildLock | undefined>
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new BuildOptionError('lock', `${lockPath(specFile)} is not valid JSON; delete it or resolve the base afresh to rewrite it`);
+    throw new BuildOptionError(
+      'lock',
+      `${lockPath(specFile)} is not valid JSON; delete it or resolve the base afresh to rewrite it`,
+    );
   }
   if (doc?.version !== 1 || (doc.base && (typeof doc.base.ref !== 'string' || !isDigest(doc.base.digest)))) {
-    throw new BuildOptionError('lock', `${lockPath(specFile)} is not a berth.lock (version 1); delete it or resolve the base afresh to rewrite it`);
+    throw new BuildOptionError(
+      'lock',
+      `${lockPath(specFile)} is not a berth.lock (version 1); delete it or resolve the base afresh to rewrite it`,
+    );
   }
   return doc as BuildLock;
 }
@@ -44,6 +50,6 @@ export function lockedBase(lock: BuildLock | undefined, base: string | undefined
 export async function writeLock(specFile: string, lock: BuildLock): Promise<void> {
   const path = lockPath(specFile);
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(JSON.parse(canonicalJson(lock)), null, 2) + '\n');
+  await writeFile(tmp, `${JSON.stringify(JSON.parse(canonicalJson(lock)), null, 2)}\n`);
   await rename(tmp, path);
 }

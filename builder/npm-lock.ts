@@ -27,7 +27,8 @@ export function npmPackages(lockText: string, file = 'package-lock.json'): NpmPa
     throw new LockfileError(`${file}: not JSON (${(e as Error).message})`);
   }
   const packages = lock?.packages ?? _v1Packages(lock?.dependencies);
-  if (!packages || typeof packages !== 'object') throw new LockfileError(`${file}: neither a "packages" map nor "dependencies"; is it an npm lockfile?`);
+  if (!packages || typeof packages !== 'object')
+    throw new LockfileError(`${file}: neither a "packages" map nor "dependencies"; is it an npm lockfile?`);
   const byId = new Map<string, NpmPackage>();
   for (const [path, entry] of Object.entries<any>(packages)) {
     // "" is the project itself; links point at a workspace folder listed under its own key.

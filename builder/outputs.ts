@@ -37,7 +37,10 @@ export interface OutputReport {
 
 /** An output that cannot be written as asked; `detail` says why without naming how the caller spelled it. */
 export class OutputError extends Error {
-  constructor(readonly output: Pick<Output, 'kind' | 'target'>, readonly detail: string) {
+  constructor(
+    readonly output: Pick<Output, 'kind' | 'target'>,
+    readonly detail: string,
+  ) {
     super(`${output.kind} ${output.target}: ${detail}`);
   }
 }
@@ -64,7 +67,7 @@ export function registryOutput(ref: string, client: Client, opts: { progress?: P
   } catch (e) {
     throw new OutputError(out, (e as Error).message);
   }
-  if (digest) throw new OutputError(out, 'push to a tag, not a digest (the digest is the build\'s, not chosen)');
+  if (digest) throw new OutputError(out, "push to a tag, not a digest (the digest is the build's, not chosen)");
   return {
     ...out,
     holdsArtifacts: true,
@@ -99,9 +102,19 @@ export async function writeLayout(result: BuildResult, arg: string, artifacts: A
 }
 
 /** Pushes to `ref` (tag or digest-less reference); prefer registryOutput. */
-export async function pushImage(result: BuildResult, ref: string, client: Client, progress?: Progress, artifacts: Artifact[] = []): Promise<CopyResult> {
+export async function pushImage(
+  result: BuildResult,
+  ref: string,
+  client: Client,
+  progress?: Progress,
+  artifacts: Artifact[] = [],
+): Promise<CopyResult> {
   const r = parseReference(ref);
-  if (r.digest) throw new OutputError({ kind: 'registry', target: ref }, 'push to a tag, not a digest (the digest is the build\'s, not chosen)');
+  if (r.digest)
+    throw new OutputError(
+      { kind: 'registry', target: ref },
+      "push to a tag, not a digest (the digest is the build's, not chosen)",
+    );
   const mountFrom = result.base ? _sameRegistryRepo(result.base.name, r.registry) : undefined;
   const repo = client.repository(r, { push: true, mountFrom: mountFrom ? [mountFrom] : [] });
   const target = remoteTarget(repo);
@@ -120,12 +133,18 @@ function _sameRegistryRepo(baseName: string, host: string): string | undefined {
 }
 
 /** One platform's image as a docker-archive; returns that image's manifest digest. */
-export async function writeArchive(result: BuildResult, file: string, repoTags: string[], platform?: Platform): Promise<Digest> {
+export async function writeArchive(
+  result: BuildResult,
+  file: string,
+  repoTags: string[],
+  platform?: Platform,
+): Promise<Digest> {
   const out = { kind: 'docker-archive' as const, target: file };
   let img = result.images[0];
   if (result.images.length > 1) {
     const have = result.images.map((i) => formatPlatform(i.platform)).join(', ');
-    if (!platform) throw new OutputError(out, `a docker-archive holds one platform and this build has ${have}; choose one`);
+    if (!platform)
+      throw new OutputError(out, `a docker-archive holds one platform and this build has ${have}; choose one`);
     const hit = result.images.find((i) => platformMatches(i.platform, platform));
     if (!hit) throw new OutputError(out, `the build has no ${formatPlatform(platform)} image (it has ${have})`);
     img = hit;

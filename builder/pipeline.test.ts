@@ -35,7 +35,12 @@ const FILES = {
   'dist/arm64/app': '#!/bin/sh\necho arm64\n',
   'static/index.html': '<h1>hi</h1>\n',
   // The SBOM lists the context's npm packages: the lockfile makes it part of what must match.
-  'package-lock.json': JSON.stringify({ name: 'x', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'x', version: '1.0.0' } } }),
+  'package-lock.json': JSON.stringify({
+    name: 'x',
+    version: '1.0.0',
+    lockfileVersion: 3,
+    packages: { '': { name: 'x', version: '1.0.0' } },
+  }),
 };
 
 async function context(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -66,9 +71,12 @@ test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` w
     toolVersion: JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')).version,
     onEvent: (e) => events.push(e),
   });
-  const cli = await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, 'cache-cli'), '--oci-layout', join(dir, 'cli:v1')], {
-    env: { SOURCE_DATE_EPOCH: undefined },
-  });
+  const cli = await berth(
+    ['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, 'cache-cli'), '--oci-layout', join(dir, 'cli:v1')],
+    {
+      env: { SOURCE_DATE_EPOCH: undefined },
+    },
+  );
   assert.equal(cli.code, 0, cli.stderr);
   assert.equal(cli.stdout.trim(), r.build.root.digest);
   const api = await tree(join(dir, 'api'));
@@ -76,7 +84,10 @@ test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` w
   assert.ok(Object.keys(api).length > 10, 'the layout holds manifests, configs, layers and SBOMs');
 
   assert.equal(r.sboms.length, 2, 'one SBOM per platform image');
-  assert.deepEqual(r.outputs.map((o) => [o.output.kind, o.digest]), [['oci-layout', r.build.root.digest]]);
+  assert.deepEqual(
+    r.outputs.map((o) => [o.output.kind, o.digest]),
+    [['oci-layout', r.build.root.digest]],
+  );
   const types = events.map((e) => e.type);
   assert.equal(types.filter((x) => x === 'layer').length, 4);
   assert.deepEqual(types.slice(4), ['sbom', 'sbom', 'output']);
@@ -84,8 +95,16 @@ test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` w
 
 test('runBuild: checkReproducible builds twice and reports it; lock "write" pins the base it built from', async (t) => {
   const dir = await context(t);
-  const base = await runBuild({ file: join(dir, 'berth.yaml'), cacheDir: join(dir, 'cache'), outputs: [ociLayoutOutput(join(dir, 'base:v1'))], noGit: true });
-  await writeFile(join(dir, 'child.yaml'), `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\nplatforms: [linux/arm64]\n`);
+  const base = await runBuild({
+    file: join(dir, 'berth.yaml'),
+    cacheDir: join(dir, 'cache'),
+    outputs: [ociLayoutOutput(join(dir, 'base:v1'))],
+    noGit: true,
+  });
+  await writeFile(
+    join(dir, 'child.yaml'),
+    `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\nplatforms: [linux/arm64]\n`,
+  );
   const events: PipelineEvent[] = [];
   const child = await runBuild({
     file: join(dir, 'child.yaml'),
@@ -96,9 +115,16 @@ test('runBuild: checkReproducible builds twice and reports it; lock "write" pins
     noGit: true,
     onEvent: (e) => events.push(e),
   });
-  assert.deepEqual(events.map((e) => e.type), ['reproducible', 'lock'], 'no outputs, so no SBOM is made');
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['reproducible', 'lock'],
+    'no outputs, so no SBOM is made',
+  );
   assert.equal(child.build.base?.digest, base.build.root.digest);
-  assert.deepEqual((await readLock(join(dir, 'child.yaml')))?.base, { ref: `oci-layout:${join(dir, 'base')}:v1`, digest: base.build.root.digest });
+  assert.deepEqual((await readLock(join(dir, 'child.yaml')))?.base, {
+    ref: `oci-layout:${join(dir, 'base')}:v1`,
+    digest: base.build.root.digest,
+  });
 });
 
 test('builder errors name the option at fault, never a CLI flag', async (t) => {
@@ -106,12 +132,15 @@ test('builder errors name the option at fault, never a CLI flag', async (t) => {
   const file = join(dir, 'berth.yaml');
   const noFlag = (e: Error) => assert.doesNotMatch(e.message, /--[a-z]/, e.message);
 
-  await assert.rejects(build({ file, cacheDir: join(dir, 'cache'), platforms: [{ os: 'linux', architecture: 's390x' }], noGit: true }), (e: Error) => {
-    assert.ok(e instanceof BuildOptionError && e.option === 'platforms', String(e));
-    assert.match(e.message, /linux\/s390x is not in the platforms of .*berth\.yaml \(linux\/amd64, linux\/arm64\)/);
-    noFlag(e);
-    return true;
-  });
+  await assert.rejects(
+    build({ file, cacheDir: join(dir, 'cache'), platforms: [{ os: 'linux', architecture: 's390x' }], noGit: true }),
+    (e: Error) => {
+      assert.ok(e instanceof BuildOptionError && e.option === 'platforms', String(e));
+      assert.match(e.message, /linux\/s390x is not in the platforms of .*berth\.yaml \(linux\/amd64, linux\/arm64\)/);
+      noFlag(e);
+      return true;
+    },
+  );
 
   await writeFile(join(dir, 'berth.lock'), '{');
   await assert.rejects(runBuild({ file }), (e: Error) => {
@@ -121,11 +150,14 @@ test('builder errors name the option at fault, never a CLI flag', async (t) => {
   });
   await rm(join(dir, 'berth.lock'));
 
-  assert.throws(() => registryOutput('localhost:5000/a@sha256:' + '0'.repeat(64), new Client({})), (e: Error) => {
-    assert.ok(e instanceof OutputError && e.output.kind === 'registry', String(e));
-    noFlag(e);
-    return true;
-  });
+  assert.throws(
+    () => registryOutput(`localhost:5000/a@sha256:${'0'.repeat(64)}`, new Client({})),
+    (e: Error) => {
+      assert.ok(e instanceof OutputError && e.output.kind === 'registry', String(e));
+      noFlag(e);
+      return true;
+    },
+  );
 
   const result = await build({ file, cacheDir: join(dir, 'cache'), noGit: true });
   for (const platform of [undefined, { os: 'linux', architecture: 's390x' }]) {
@@ -137,7 +169,12 @@ test('builder errors name the option at fault, never a CLI flag', async (t) => {
     });
   }
   // Picking a platform makes it work; the report names the image written.
-  const r = await runBuild({ file, cacheDir: join(dir, 'cache'), outputs: [dockerArchiveOutput(join(dir, 'a.tar'), { platform: { os: 'linux', architecture: 'arm64' } })], noGit: true });
+  const r = await runBuild({
+    file,
+    cacheDir: join(dir, 'cache'),
+    outputs: [dockerArchiveOutput(join(dir, 'a.tar'), { platform: { os: 'linux', architecture: 'arm64' } })],
+    noGit: true,
+  });
   assert.equal(r.outputs[0].digest, r.build.images[1].manifest.digest);
   assert.equal(r.sboms.length, 0, 'a docker-archive holds no referrers, so no SBOM is made');
 });

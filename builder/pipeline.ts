@@ -73,18 +73,23 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
     : await build({ ...buildOpts, onLayer: (platform, layer) => emit({ type: 'layer', platform, layer }) });
   if (opts.lock === 'write' || opts.lock === 'update') {
     const base = result.spec.spec.base;
-    await writeLock(opts.file, { version: 1, ...(result.base && base ? { base: { ref: base, digest: result.base.digest } } : {}) });
+    await writeLock(opts.file, {
+      version: 1,
+      ...(result.base && base ? { base: { ref: base, digest: result.base.digest } } : {}),
+    });
     emit({ type: 'lock', path: lockPath(opts.file) });
   }
   const outputs = opts.outputs ?? [];
   const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? defaultCacheDir());
   // SBOMs travel as referrers, so only outputs that hold them get one (a docker-archive cannot).
   const wantSbom = opts.sbom !== false && result.spec.spec.sbom !== false && outputs.some((o) => o.holdsArtifacts);
-  const sboms = !wantSbom ? [] : await buildSboms(result, {
-    toolVersion: opts.toolVersion ?? 'unknown',
-    contextDir: opts.context ?? dirname(resolve(opts.file)),
-    cacheDir,
-  });
+  const sboms = !wantSbom
+    ? []
+    : await buildSboms(result, {
+        toolVersion: opts.toolVersion ?? 'unknown',
+        contextDir: opts.context ?? dirname(resolve(opts.file)),
+        cacheDir,
+      });
   for (const a of sboms) emit({ type: 'sbom', artifact: a });
   const reports: OutputReport[] = [];
   for (const out of outputs) {
@@ -95,7 +100,9 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   if (cacheDir) {
     // Everything this build's outputs came from stays; older layers go first once the cache is over its cap.
     const maxBytes = opts.cacheMaxBytes ?? DEFAULT_CACHE_MAX_BYTES;
-    const keep = new Set(result.images.flatMap((i) => i.layers.map((l) => result.blobs.path(l.layer.descriptor.digest))));
+    const keep = new Set(
+      result.images.flatMap((i) => i.layers.map((l) => result.blobs.path(l.layer.descriptor.digest))),
+    );
     const pruned = await pruneCache(cacheDir, maxBytes, keep);
     if (pruned.removed) emit({ type: 'pruned', maxBytes, ...pruned });
   }
@@ -111,7 +118,11 @@ export function baseResolver(client: Client): NonNullable<BuildOptions['resolveB
       return { source: layout, reference: tag ?? (await layout.find()).digest, name: ref };
     }
     const r = parseReference(ref);
-    return { source: remoteSource(client.repository(r)), reference: r.digest ?? r.tag ?? 'latest', name: formatReference({ ...r, digest: undefined }) };
+    return {
+      source: remoteSource(client.repository(r)),
+      reference: r.digest ?? r.tag ?? 'latest',
+      name: formatReference({ ...r, digest: undefined }),
+    };
   };
 }
 
@@ -136,7 +147,10 @@ async function _checkReproducible(opts: BuildOptions, emit: (e: PipelineEvent) =
       const ib = b.images[i];
       ia.layers.forEach((l, j) => {
         const m = ib.layers[j];
-        if (l.layer.descriptor.digest !== m.layer.descriptor.digest) diffs.push(`${formatPlatform(ia.platform)} layer ${l.name}: ${l.layer.descriptor.digest} ≠ ${m.layer.descriptor.digest}`);
+        if (l.layer.descriptor.digest !== m.layer.descriptor.digest)
+          diffs.push(
+            `${formatPlatform(ia.platform)} layer ${l.name}: ${l.layer.descriptor.digest} ≠ ${m.layer.descriptor.digest}`,
+          );
       });
     });
     if (diffs.length) throw new NotReproducibleError(diffs);

@@ -5,10 +5,17 @@
 import { stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Platform } from '../spec/manifest.js';
-import { entryKind, parseMode, type FileProperties, type FilesEntry, type LayerSpec, type TarEntry } from '../spec/build-spec.js';
+import {
+  entryKind,
+  parseMode,
+  type FileProperties,
+  type FilesEntry,
+  type LayerSpec,
+  type TarEntry,
+} from '../spec/build-spec.js';
 import type { BlobDir } from './blobs.js';
 import { sortByUtf8 } from './byte-order.js';
-import { Context, ContextError, type ContextFile, type FileIdentity } from './context.js';
+import { type Context, ContextError, type ContextFile, type FileIdentity } from './context.js';
 import { readTarMembers } from './tar-input.js';
 import type { FieldPath, LoadedSpec } from './spec.js';
 
@@ -53,7 +60,10 @@ function _owner(p: FileProperties) {
 
 /** A ContextError about one field of the entry (`dest`, `directory`) rather than its source. */
 export class FieldError extends ContextError {
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -61,9 +71,16 @@ export class FieldError extends ContextError {
 /** `/a/b/` → `a/b`; refuses `..` so nothing lands outside the image root. Errors name `field` (dest or directory). */
 export function imagePath(dest: string, field = 'dest'): string {
   const norm = posix.normalize(dest);
-  if (!norm.startsWith('/')) throw new FieldError(field, `'${dest}' must be an absolute path in the image, e.g. '/${dest.replace(/^\.?\/*/, '')}'`);
+  if (!norm.startsWith('/'))
+    throw new FieldError(
+      field,
+      `'${dest}' must be an absolute path in the image, e.g. '/${dest.replace(/^\.?\/*/, '')}'`,
+    );
   if (dest.split('/').includes('..')) {
-    throw new FieldError(field, `'${dest}' contains '..'; write the path inside the image without it${norm.startsWith('/..') ? '' : `, e.g. '${norm}'`}`);
+    throw new FieldError(
+      field,
+      `'${dest}' contains '..'; write the path inside the image without it${norm.startsWith('/..') ? '' : `, e.g. '${norm}'`}`,
+    );
   }
   return norm.replace(/^\/+/, '').replace(/\/+$/, '');
 }
@@ -80,7 +97,13 @@ export function expandPlatform(src: string, platform: Platform): string {
   );
 }
 
-export async function planLayer(loaded: LoadedSpec, index: number, platform: Platform, ctx: Context, opts: PlanOptions = {}): Promise<LayerPlan> {
+export async function planLayer(
+  loaded: LoadedSpec,
+  index: number,
+  platform: Platform,
+  ctx: Context,
+  opts: PlanOptions = {},
+): Promise<LayerPlan> {
   const layer = loaded.spec.layers![index] as LayerSpec;
   // Which entry put each path in the layer, so a conflict is blamed on the entries involved.
   const madeBy = new Map<string, number>();
@@ -104,19 +127,33 @@ export async function planLayer(loaded: LoadedSpec, index: number, platform: Pla
         const e = entry as { inline: string; dest: string };
         const data = Buffer.from(e.inline, 'utf8');
         const path = imagePath(e.dest);
-        byPath.set(path, { path, type: 'file', mode: parseMode(props.mode ?? '0644'), ..._owner(props), size: data.length, source: { data } });
+        byPath.set(path, {
+          path,
+          type: 'file',
+          mode: parseMode(props.mode ?? '0644'),
+          ..._owner(props),
+          size: data.length,
+          source: { data },
+        });
       } else if (kind === 'symlink') {
         const e = entry as { symlink: string; dest: string };
         const path = imagePath(e.dest);
         byPath.set(path, { path, type: 'symlink', mode: 0o777, ..._owner(props), size: 0, linkname: e.symlink });
       } else if (kind === 'directory') {
         const path = imagePath((entry as { directory: string }).directory, 'directory');
-        byPath.set(path, { path, type: 'directory', mode: parseMode(props.dirMode ?? props.mode ?? '0755'), ..._owner(props), size: 0 });
+        byPath.set(path, {
+          path,
+          type: 'directory',
+          mode: parseMode(props.dirMode ?? props.mode ?? '0755'),
+          ..._owner(props),
+          size: 0,
+        });
       } else {
         await _addTar(entry as TarEntry, props, platform, ctx, byPath, origins, opts);
       }
     } catch (e) {
-      if (e instanceof ContextError) throw loaded.error([...at, e instanceof FieldError ? e.field : entryKind(entry)], e.message);
+      if (e instanceof ContextError)
+        throw loaded.error([...at, e instanceof FieldError ? e.field : entryKind(entry)], e.message);
       throw e;
     }
   }
@@ -146,11 +183,15 @@ async function _addFiles(
   const files = await ctx.select(src, entry);
   if (files.length === 0) {
     if (entry.optional) return;
-    throw loaded.error(at, `no file matches '${src}'${src !== entry.src ? ` (for ${platform.os}/${platform.architecture})` : ''}`);
+    throw loaded.error(
+      at,
+      `no file matches '${src}'${src !== entry.src ? ` (for ${platform.os}/${platform.architecture})` : ''}`,
+    );
   }
   const dest = imagePath(entry.dest);
   // One plain file whose dest does not end in '/' is renamed to dest; everything else goes *into* dest.
-  const single = files.length === 1 && files[0].kind !== 'directory' && !entry.dest.endsWith('/') && !/[*?[{]/.test(src);
+  const single =
+    files.length === 1 && files[0].kind !== 'directory' && !entry.dest.endsWith('/') && !/[*?[{]/.test(src);
   for (const f of files) {
     const path = single ? dest : posix.join(dest, f.rel);
     byPath.set(path, _member(path, f, props));
@@ -193,7 +234,11 @@ async function _archive(ctx: Context, path: string): Promise<ContextFile> {
   const f = files[0];
   if (!f) throw new ContextError(`no archive '${path}' in the build context`);
   // A directory comes back as its contents; a symlink (kept only when it stays inside) must lead to a file.
-  if (files.length !== 1 || f.ctxPath !== clean || (f.kind === 'symlink' && !(await stat(f.abs).catch(() => undefined))?.isFile())) {
+  if (
+    files.length !== 1 ||
+    f.ctxPath !== clean ||
+    (f.kind === 'symlink' && !(await stat(f.abs).catch(() => undefined))?.isFile())
+  ) {
     throw new ContextError(`'${path}' is not a regular file; a tar entry names one archive`);
   }
   return f;
@@ -201,22 +246,31 @@ async function _archive(ctx: Context, path: string): Promise<ContextFile> {
 
 function _member(path: string, f: ContextFile, props: FileProperties): Member {
   const owner = _owner(props);
-  if (f.kind === 'directory') return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
+  if (f.kind === 'directory')
+    return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
   if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
   const mode = props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644;
   return {
-    path, type: 'file', mode, ...owner, size: f.size,
+    path,
+    type: 'file',
+    mode,
+    ...owner,
+    size: f.size,
     source: { abs: f.abs, stats: f.stats },
   };
 }
 
 /** Adds implied parents, checks nothing sits under a non-directory, and sorts by path bytes. */
-export function finishMembers(byPath: Map<string, Member>, conflict: (msg: string, path: string, parent: string) => Error): Member[] {
+export function finishMembers(
+  byPath: Map<string, Member>,
+  conflict: (msg: string, path: string, parent: string) => Error,
+): Member[] {
   for (const path of [...byPath.keys()]) {
     for (let p = posix.dirname(path); p !== '.' && p !== '/' && p !== ''; p = posix.dirname(p)) {
       const parent = byPath.get(p);
       if (!parent) byPath.set(p, { path: p, ...IMPLIED_DIR });
-      else if (parent.type !== 'directory') throw conflict(`'/${path}' would sit under '/${p}', which this layer makes a ${parent.type}`, path, p);
+      else if (parent.type !== 'directory')
+        throw conflict(`'/${path}' would sit under '/${p}', which this layer makes a ${parent.type}`, path, p);
       // A directory already there has its own parents checked (in this loop, or when it was implied).
       else break;
     }

@@ -23,7 +23,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { posix, relative, resolve, isAbsolute } from 'node:path';
 import picomatch from 'picomatch';
 import { parseMode, type FileProperties, type ImageConfigSpec } from '../spec/build-spec.js';
-import { Context, ContextError, type ContextFile } from './context.js';
+import { type Context, ContextError, type ContextFile } from './context.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
 import type { LoadedSpec } from './spec.js';
 
@@ -35,7 +35,16 @@ export const LAYER_NAMES = ['dependencies', 'app'] as const;
  * context root). node_modules: the dependencies layer holds the production part of it. .npmrc: may hold registry
  * tokens. berth's own files describe the image, they are not part of it.
  */
-export const DEFAULT_EXCLUDES = ['node_modules', '.git', '.hg', '.svn', '.npmrc', '/berth.yaml', '/berth.lock', '/.berthignore'];
+export const DEFAULT_EXCLUDES = [
+  'node_modules',
+  '.git',
+  '.hg',
+  '.svn',
+  '.npmrc',
+  '/berth.yaml',
+  '/berth.lock',
+  '/.berthignore',
+];
 
 export interface NodePreset {
   /** `dependencies` then `app`. */
@@ -86,7 +95,10 @@ export async function nodePreset(loaded: LoadedSpec, ctx: Context, opts: NodePre
   const fail: Fail = (msg) => loaded.error(['preset'], msg);
   for (const [i, l] of (loaded.spec.layers ?? []).entries()) {
     if ((LAYER_NAMES as readonly string[]).includes(l.name)) {
-      throw loaded.error(['layers', i, 'name'], `"${l.name}" is a layer preset: node makes; give this layer another name`);
+      throw loaded.error(
+        ['layers', i, 'name'],
+        `"${l.name}" is a layer preset: node makes; give this layer another name`,
+      );
     }
   }
   try {
@@ -99,7 +111,11 @@ export async function nodePreset(loaded: LoadedSpec, ctx: Context, opts: NodePre
     if (!loaded.spec.config?.entrypoint) _checkEntry(app, entry, fail);
     return {
       layers: [dependencies, app],
-      config: { workdir: `/${APP_DIR}`, env: { NODE_ENV: 'production' }, entrypoint: ['node', posix.join(`/${APP_DIR}`, entry)] },
+      config: {
+        workdir: `/${APP_DIR}`,
+        env: { NODE_ENV: 'production' },
+        entrypoint: ['node', posix.join(`/${APP_DIR}`, entry)],
+      },
     };
   } catch (e) {
     if (e instanceof ContextError) throw fail(e.message);
@@ -117,12 +133,19 @@ export function nodeEntry(pkg: PackageJson): string {
  * The packages `npm ci --omit=dev` installs, from a lockfile's `packages` map (see the header for the rules).
  * Pure: the disk is consulted later.
  */
-export function productionPackages(packages: Record<string, LockPackage>, lockName: string, fail: Fail): ProductionPackage[] {
+export function productionPackages(
+  packages: Record<string, LockPackage>,
+  lockName: string,
+  fail: Fail,
+): ProductionPackage[] {
   const out: ProductionPackage[] = [];
   for (const [path, p] of Object.entries(packages)) {
     if (path === '') continue; // the project itself
     const target = p.link ? packages[p.resolved ?? ''] : p;
-    if (!target) throw fail(`${lockName} links ${path} to ${p.resolved ?? '(nothing)'}, which it does not list; run npm install to refresh it`);
+    if (!target)
+      throw fail(
+        `${lockName} links ${path} to ${p.resolved ?? '(nothing)'}, which it does not list; run npm install to refresh it`,
+      );
     if (p.dev || target.dev) continue;
     out.push({
       path,
@@ -152,15 +175,24 @@ async function _readProject(ctx: Context, fail: Fail): Promise<_Project> {
   if (!manifest) throw fail(`preset node needs package.json at the root of the build context (${ctx.dir})`);
   // npm's own order: a shrinkwrap wins over package-lock.json.
   let lockName = 'npm-shrinkwrap.json';
-  let lock = (await _readJson(ctx, lockName)) as { lockfileVersion?: number; packages?: Record<string, LockPackage> } | undefined;
+  let lock = (await _readJson(ctx, lockName)) as
+    | { lockfileVersion?: number; packages?: Record<string, LockPackage> }
+    | undefined;
   if (!lock) lock = (await _readJson(ctx, (lockName = 'package-lock.json'))) as typeof lock;
-  if (!lock) throw fail('preset node needs package-lock.json (or npm-shrinkwrap.json) beside package.json; run npm install to create it');
+  if (!lock)
+    throw fail(
+      'preset node needs package-lock.json (or npm-shrinkwrap.json) beside package.json; run npm install to create it',
+    );
   if (!lock.packages || typeof lock.packages !== 'object') {
-    throw fail(`${lockName} is lockfileVersion ${lock.lockfileVersion ?? '?'}; preset node reads v2 or v3 (npm ≥ 7): run npm install with a current npm`);
+    throw fail(
+      `${lockName} is lockfileVersion ${lock.lockfileVersion ?? '?'}; preset node reads v2 or v3 (npm ≥ 7): run npm install with a current npm`,
+    );
   }
   for (const dep of Object.keys(manifest.dependencies ?? {})) {
     if (!lock.packages[`node_modules/${dep}`]) {
-      throw fail(`${lockName} does not match package.json (no entry for dependency '${dep}'); run npm install to update it`);
+      throw fail(
+        `${lockName} does not match package.json (no entry for dependency '${dep}'); run npm install to update it`,
+      );
     }
   }
   return { manifest, lockName, packages: lock.packages };
@@ -168,7 +200,7 @@ async function _readProject(ctx: Context, fail: Fail): Promise<_Project> {
 
 async function _readJson(ctx: Context, name: string): Promise<unknown> {
   const [f] = await ctx.select(name);
-  if (!f || f.kind !== 'file') return undefined;
+  if (f?.kind !== 'file') return undefined;
   try {
     return JSON.parse(await readFile(f.abs, 'utf8'));
   } catch (e) {
@@ -176,14 +208,21 @@ async function _readJson(ctx: Context, name: string): Promise<unknown> {
   }
 }
 
-async function _dependenciesLayer(ctx: Context, packages: ProductionPackage[], props: FileProperties, fail: Fail): Promise<LayerPlan> {
+async function _dependenciesLayer(
+  ctx: Context,
+  packages: ProductionPackage[],
+  props: FileProperties,
+  fail: Fail,
+): Promise<LayerPlan> {
   const byPath = new Map<string, Member>();
   const origins = new Map<string, string>();
   for (const pkg of packages) {
     const where = [pkg.path, pkg.linkTo].find((p) => p !== undefined && _outside(p));
     if (where) {
-      throw fail(`production dependency '${pkg.name}' is in ${where}, outside the build context; ` +
-        'install it as a copy (npm install --install-links) or move it into the context');
+      throw fail(
+        `production dependency '${pkg.name}' is in ${where}, outside the build context; ` +
+          'install it as a copy (npm install --install-links) or move it into the context',
+      );
     }
     let files: ContextFile[];
     try {
@@ -195,7 +234,9 @@ async function _dependenciesLayer(ctx: Context, packages: ProductionPackage[], p
     }
     if (files.length === 0) {
       if (pkg.optional) continue;
-      throw fail(`production dependency '${pkg.name}' is not installed (no ${pkg.path}); run npm ci --omit=dev (or npm ci) before berth build`);
+      throw fail(
+        `production dependency '${pkg.name}' is not installed (no ${pkg.path}); run npm ci --omit=dev (or npm ci) before berth build`,
+      );
     }
     if (pkg.version !== undefined) await _checkVersion(pkg, files, fail);
     for (const f of files) {
@@ -214,7 +255,10 @@ function _outside(path: string): boolean {
 /** An installed package must be the one the lockfile pins: a stale node_modules would ship untested code. */
 async function _checkVersion(pkg: ProductionPackage, files: ContextFile[], fail: Fail): Promise<void> {
   const manifest = files.find((f) => f.ctxPath === `${pkg.path}/package.json` && f.kind === 'file');
-  if (!manifest) throw fail(`production dependency '${pkg.name}' in ${pkg.path} has no package.json; run npm ci --omit=dev (or npm ci) before berth build`);
+  if (!manifest)
+    throw fail(
+      `production dependency '${pkg.name}' in ${pkg.path} has no package.json; run npm ci --omit=dev (or npm ci) before berth build`,
+    );
   let version: unknown;
   try {
     version = (JSON.parse(await readFile(manifest.abs, 'utf8')) as PackageJson & { version?: string }).version;
@@ -223,7 +267,9 @@ async function _checkVersion(pkg: ProductionPackage, files: ContextFile[], fail:
     return;
   }
   if (version !== pkg.version) {
-    throw fail(`production dependency '${pkg.name}' is installed at ${String(version)} but the lockfile pins ${pkg.version}; run npm ci --omit=dev (or npm ci) before berth build`);
+    throw fail(
+      `production dependency '${pkg.name}' is installed at ${String(version)} but the lockfile pins ${pkg.version}; run npm ci --omit=dev (or npm ci) before berth build`,
+    );
   }
 }
 
@@ -233,7 +279,10 @@ async function _appExcludes(ctx: Context, project: _Project, opts: NodePresetOpt
   // Directories the lockfile names as packages (link targets, workspaces, the sources of `file:` copies) belong to
   // the dependencies layer or, when dev-only, to no layer.
   for (const [key, p] of Object.entries(project.packages)) {
-    const source = p.resolved?.startsWith('file:') && !/\.(tgz|tar|tar\.gz)$/.test(p.resolved) ? p.resolved.slice('file:'.length) : undefined;
+    const source =
+      p.resolved?.startsWith('file:') && !/\.(tgz|tar|tar\.gz)$/.test(p.resolved)
+        ? p.resolved.slice('file:'.length)
+        : undefined;
     for (const dir of [key, source]) {
       const norm = dir && posix.normalize(dir);
       if (norm && norm !== '.' && !_outside(norm)) patterns.push(`/${norm}`);
@@ -246,7 +295,13 @@ async function _appExcludes(ctx: Context, project: _Project, opts: NodePresetOpt
   return patterns;
 }
 
-async function _appLayer(ctx: Context, project: _Project, props: FileProperties, opts: NodePresetOptions, fail: Fail): Promise<LayerPlan> {
+async function _appLayer(
+  ctx: Context,
+  project: _Project,
+  props: FileProperties,
+  opts: NodePresetOptions,
+  fail: Fail,
+): Promise<LayerPlan> {
   const patterns = await _appExcludes(ctx, project, opts, fail);
   const exclude = ignoreGlobs(patterns);
   const excluded = picomatch(exclude, { dot: true });
@@ -257,22 +312,36 @@ async function _appLayer(ctx: Context, project: _Project, props: FileProperties,
   const sources: { pattern: string; required: boolean; at: string }[] = [];
   if (project.manifest.files) {
     for (const [i, raw] of project.manifest.files.entries()) {
-      if (raw.startsWith('!')) throw fail(`package.json files[${i}] '${raw}': negated patterns are not supported; list what to include, or use .berthignore`);
-      sources.push({ pattern: raw.replace(/^\.\/+/, '').replace(/\/+$/, '') || '.', required: true, at: `package.json files[${i}] '${raw}'` });
+      if (raw.startsWith('!'))
+        throw fail(
+          `package.json files[${i}] '${raw}': negated patterns are not supported; list what to include, or use .berthignore`,
+        );
+      sources.push({
+        pattern: raw.replace(/^\.\/+/, '').replace(/\/+$/, '') || '.',
+        required: true,
+        at: `package.json files[${i}] '${raw}'`,
+      });
     }
     // npm always packs main; the entry check below catches a start script left out of `files`.
-    if (project.manifest.main) sources.push({ pattern: posix.normalize(project.manifest.main), required: false, at: 'main' });
+    if (project.manifest.main)
+      sources.push({ pattern: posix.normalize(project.manifest.main), required: false, at: 'main' });
   } else {
     sources.push({ pattern: '.', required: false, at: 'context' });
   }
-  sources.push({ pattern: 'package.json', required: true, at: 'package.json' }, { pattern: project.lockName, required: true, at: project.lockName });
+  sources.push(
+    { pattern: 'package.json', required: true, at: 'package.json' },
+    { pattern: project.lockName, required: true, at: project.lockName },
+  );
 
   const byPath = new Map<string, Member>();
   const origins = new Map<string, string>();
   for (const s of sources) {
     const always = s.pattern === 'package.json' || s.pattern === project.lockName;
-    const files = (await ctx.select(s.pattern, { exclude: s.pattern === '.' ? exclude : prune })).filter((f) => always || !excluded(f.ctxPath));
-    if (files.length === 0 && s.required) throw fail(`${s.at} matches no file in the build context (after excludes); build it first or fix the pattern`);
+    const files = (await ctx.select(s.pattern, { exclude: s.pattern === '.' ? exclude : prune })).filter(
+      (f) => always || !excluded(f.ctxPath),
+    );
+    if (files.length === 0 && s.required)
+      throw fail(`${s.at} matches no file in the build context (after excludes); build it first or fix the pattern`);
     for (const f of files) {
       const path = posix.join(APP_DIR, f.ctxPath);
       byPath.set(path, _member(path, f, props));
@@ -287,7 +356,10 @@ async function _appLayer(ctx: Context, project: _Project, props: FileProperties,
 async function _dropEmptied(byPath: Map<string, Member>, origins: Map<string, string>, ctx: Context): Promise<void> {
   const parents = new Set([...byPath.keys()].map((p) => posix.dirname(p)));
   // Deepest first, so a parent whose only child was dropped is judged after it.
-  const dirs = [...byPath.values()].filter((m) => m.type === 'directory').map((m) => m.path).sort((a, b) => b.length - a.length);
+  const dirs = [...byPath.values()]
+    .filter((m) => m.type === 'directory')
+    .map((m) => m.path)
+    .sort((a, b) => b.length - a.length);
   for (const dir of dirs) {
     if (parents.has(dir)) continue;
     const source = origins.get(dir);
@@ -317,7 +389,7 @@ export function ignoreGlobs(patterns: string[]): string[] {
 /** `.berthignore`: one pattern a line (see ignoreGlobs), `#` comments; no `!` re-includes (they would be silent). */
 async function _berthignore(ctx: Context, fail: Fail): Promise<string[]> {
   const [f] = await ctx.select('.berthignore');
-  if (!f || f.kind !== 'file') return [];
+  if (f?.kind !== 'file') return [];
   const out: string[] = [];
   for (const [i, line] of (await readFile(f.abs, 'utf8')).split('\n').entries()) {
     const p = line.trim();
@@ -335,18 +407,25 @@ function _checkEntry(app: LayerPlan, entry: string, fail: Fail): void {
   const files = new Set(app.members.filter((m) => m.type !== 'directory').map((m) => m.path));
   const candidates = [base, `${base}.js`, `${base}.mjs`, `${base}.cjs`, `${base}/index.js`];
   if (!candidates.some((c) => files.has(c))) {
-    throw fail(`the entrypoint ${entry} (from package.json scripts.start, main or the default index.js) is not in the app layer; ` +
-      'add it to package.json files, build it first, or set config.entrypoint');
+    throw fail(
+      `the entrypoint ${entry} (from package.json scripts.start, main or the default index.js) is not in the app layer; ` +
+        'add it to package.json files, build it first, or set config.entrypoint',
+    );
   }
 }
 
 // Like plan.ts's members for `src:` entries: spec-level properties apply; a file keeps only its executable bit.
 function _member(path: string, f: ContextFile, props: FileProperties): Member {
   const owner = { uid: props.uid ?? 0, gid: props.gid ?? 0, uname: props.user, gname: props.group };
-  if (f.kind === 'directory') return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
+  if (f.kind === 'directory')
+    return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
   if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
   return {
-    path, type: 'file', mode: props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644, ...owner, size: f.size,
+    path,
+    type: 'file',
+    mode: props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644,
+    ...owner,
+    size: f.size,
     source: { abs: f.abs, stats: f.stats },
   };
 }

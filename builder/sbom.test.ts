@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copy } from '../client/copy.js';
@@ -23,8 +23,15 @@ const LOCK = {
   lockfileVersion: 3,
   packages: {
     '': { name: 'demo', version: '1.0.0', dependencies: { 'left-pad': '^1.3.0', '@scope/util': '2' } },
-    'node_modules/left-pad': { version: '1.3.0', resolved: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz', integrity: `sha512-${SHA512_B64}` },
-    'node_modules/@scope/util': { version: '2.0.1', resolved: 'https://registry.npmjs.org/@scope/util/-/util-2.0.1.tgz' },
+    'node_modules/left-pad': {
+      version: '1.3.0',
+      resolved: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz',
+      integrity: `sha512-${SHA512_B64}`,
+    },
+    'node_modules/@scope/util': {
+      version: '2.0.1',
+      resolved: 'https://registry.npmjs.org/@scope/util/-/util-2.0.1.tgz',
+    },
     'node_modules/@scope/util/node_modules/left-pad': { version: '1.3.0' },
     'node_modules/tap': { version: '18.0.0', dev: true },
     'node_modules/fsevents': { version: '2.3.3', devOptional: true, optional: true },
@@ -70,7 +77,10 @@ async function context(t: { after(fn: () => Promise<void>): void }, compression?
   return dir;
 }
 
-async function sboms(dir: string, cacheDir?: string): Promise<{ digests: string[]; artifacts: Artifact[]; result: Awaited<ReturnType<typeof build>> }> {
+async function sboms(
+  dir: string,
+  cacheDir?: string,
+): Promise<{ digests: string[]; artifacts: Artifact[]; result: Awaited<ReturnType<typeof build>> }> {
   const result = await build({ file: join(dir, 'ctx', 'berth.yaml'), cacheDir: join(dir, 'cache'), noGit: true });
   const artifacts = await buildSboms(result, { toolVersion: '9.9.9', contextDir: join(dir, 'ctx'), cacheDir });
   return { digests: artifacts.map((a) => a.manifest.digest), artifacts, result };
@@ -86,14 +96,39 @@ const sha = (alg: string, s: string) => createHash(alg).update(s).digest('hex');
 
 // The SPDX 2.3 JSON schema's required fields and closed property sets (spdx-spec schemas/spdx-schema-2-3.json),
 // restated for the fields berth writes; plus the ID and relationship rules of spdx 2.3 chapters 3, 7, 8 and 11.
-const DOC_KEYS = ['SPDXID', 'creationInfo', 'dataLicense', 'name', 'spdxVersion', 'documentNamespace', 'packages', 'files', 'relationships'];
-const PACKAGE_KEYS = ['SPDXID', 'name', 'versionInfo', 'downloadLocation', 'filesAnalyzed', 'packageVerificationCode', 'checksums', 'externalRefs', 'primaryPackagePurpose', 'licenseConcluded', 'licenseDeclared', 'copyrightText', 'comment'];
+const DOC_KEYS = [
+  'SPDXID',
+  'creationInfo',
+  'dataLicense',
+  'name',
+  'spdxVersion',
+  'documentNamespace',
+  'packages',
+  'files',
+  'relationships',
+];
+const PACKAGE_KEYS = [
+  'SPDXID',
+  'name',
+  'versionInfo',
+  'downloadLocation',
+  'filesAnalyzed',
+  'packageVerificationCode',
+  'checksums',
+  'externalRefs',
+  'primaryPackagePurpose',
+  'licenseConcluded',
+  'licenseDeclared',
+  'copyrightText',
+  'comment',
+];
 const FILE_KEYS = ['SPDXID', 'fileName', 'checksums', 'comment'];
 const ALGORITHMS = new Set(['SHA1', 'SHA256', 'SHA384', 'SHA512']);
 const HEX_LENGTH: Record<string, number> = { SHA1: 40, SHA256: 64, SHA384: 96, SHA512: 128 };
 
 function assertSpdx23(doc: any): void {
-  for (const k of ['SPDXID', 'creationInfo', 'dataLicense', 'name', 'spdxVersion']) assert.ok(k in doc, `document has ${k}`);
+  for (const k of ['SPDXID', 'creationInfo', 'dataLicense', 'name', 'spdxVersion'])
+    assert.ok(k in doc, `document has ${k}`);
   for (const k of Object.keys(doc)) assert.ok(DOC_KEYS.includes(k), `document key ${k} is an SPDX 2.3 field`);
   assert.equal(doc.spdxVersion, 'SPDX-2.3');
   assert.equal(doc.dataLicense, 'CC0-1.0');
@@ -112,15 +147,20 @@ function assertSpdx23(doc: any): void {
     for (const k of ['SPDXID', 'downloadLocation', 'name']) assert.ok(k in p, `package has ${k}`);
     for (const k of Object.keys(p)) assert.ok(PACKAGE_KEYS.includes(k), `package key ${k}`);
     // spdx 2.3 §7.9: a package whose files were analysed carries its verification code.
-    if (p.filesAnalyzed !== false) assert.match(p.packageVerificationCode.packageVerificationCodeValue, /^[0-9a-f]{40}$/);
+    if (p.filesAnalyzed !== false)
+      assert.match(p.packageVerificationCode.packageVerificationCodeValue, /^[0-9a-f]{40}$/);
     checksums(p.checksums ?? []);
-    for (const r of p.externalRefs ?? []) assert.deepEqual(Object.keys(r).sort(), ['referenceCategory', 'referenceLocator', 'referenceType']);
+    for (const r of p.externalRefs ?? [])
+      assert.deepEqual(Object.keys(r).sort(), ['referenceCategory', 'referenceLocator', 'referenceType']);
     ids.add(p.SPDXID);
   }
   for (const f of doc.files) {
     for (const k of ['SPDXID', 'checksums', 'fileName']) assert.ok(k in f, `file has ${k}`);
     for (const k of Object.keys(f)) assert.ok(FILE_KEYS.includes(k), `file key ${k}`);
-    assert.ok(f.checksums.some((c: any) => c.algorithm === 'SHA1'), 'spdx 2.3 §8.4: every file has a SHA1');
+    assert.ok(
+      f.checksums.some((c: any) => c.algorithm === 'SHA1'),
+      'spdx 2.3 §8.4: every file has a SHA1',
+    );
     assert.match(f.fileName, /^\.\//);
     checksums(f.checksums);
     ids.add(f.SPDXID);
@@ -128,9 +168,14 @@ function assertSpdx23(doc: any): void {
   assert.equal(ids.size, 1 + doc.packages.length + doc.files.length, 'SPDX IDs are unique');
   for (const id of ids) assert.match(id, /^SPDXRef-[A-Za-z0-9.-]+$/);
   for (const r of doc.relationships) {
-    assert.ok(ids.has(r.spdxElementId) && ids.has(r.relatedSpdxElement), `relationship ${JSON.stringify(r)} names known elements`);
+    assert.ok(
+      ids.has(r.spdxElementId) && ids.has(r.relatedSpdxElement),
+      `relationship ${JSON.stringify(r)} names known elements`,
+    );
   }
-  assert.ok(doc.relationships.some((r: any) => r.spdxElementId === 'SPDXRef-DOCUMENT' && r.relationshipType === 'DESCRIBES'));
+  assert.ok(
+    doc.relationships.some((r: any) => r.spdxElementId === 'SPDXRef-DOCUMENT' && r.relationshipType === 'DESCRIBES'),
+  );
 }
 
 test('one SPDX 2.3 document per platform image, with the built files, the npm packages and reproducible fields', async (t) => {
@@ -147,7 +192,10 @@ test('one SPDX 2.3 document per platform image, with the built files, the npm pa
     assert.ok(doc.documentNamespace.endsWith(image.manifest.digest.replace(':', '-')));
     const imagePkg = doc.packages.find((p) => p.SPDXID === 'SPDXRef-Image')!;
     assert.equal(imagePkg.versionInfo, image.manifest.digest);
-    assert.equal(imagePkg.externalRefs![0].referenceLocator, `pkg:oci/demo@sha256%3A${image.manifest.digest.slice(7)}?arch=${image.platform.architecture}&os=linux`);
+    assert.equal(
+      imagePkg.externalRefs![0].referenceLocator,
+      `pkg:oci/demo@sha256%3A${image.manifest.digest.slice(7)}?arch=${image.platform.architecture}&os=linux`,
+    );
 
     // Regular files only (no directories, symlinks), in layer order, with checksums of their bytes.
     const expected: [string, string][] = [
@@ -156,22 +204,38 @@ test('one SPDX 2.3 document per platform image, with the built files, the npm pa
       ['./etc/motd', 'hello\n'],
       ['./srv/index.js', FILES['app/index.js']],
     ];
-    assert.deepEqual(doc.files.map((f) => f.fileName), expected.map((e) => e[0]));
+    assert.deepEqual(
+      doc.files.map((f) => f.fileName),
+      expected.map((e) => e[0]),
+    );
     for (const [k, [, content]] of expected.entries()) {
-      assert.deepEqual(doc.files[k].checksums, [{ algorithm: 'SHA1', checksumValue: sha('sha1', content) }, { algorithm: 'SHA256', checksumValue: sha('sha256', content) }]);
+      assert.deepEqual(doc.files[k].checksums, [
+        { algorithm: 'SHA1', checksumValue: sha('sha1', content) },
+        { algorithm: 'SHA256', checksumValue: sha('sha256', content) },
+      ]);
     }
     assert.match(doc.files[0].comment!, new RegExp(`layer deps \\(${image.layers[0].layer.descriptor.digest}\\)`));
-    const contains = doc.relationships.filter((r) => r.spdxElementId === 'SPDXRef-Image' && r.relationshipType === 'CONTAINS').map((r) => r.relatedSpdxElement);
+    const contains = doc.relationships
+      .filter((r) => r.spdxElementId === 'SPDXRef-Image' && r.relationshipType === 'CONTAINS')
+      .map((r) => r.relatedSpdxElement);
     for (const f of doc.files) assert.ok(contains.includes(f.SPDXID), `${f.fileName} is contained`);
 
     // npm: production packages once per name@version; dev-only ones and workspace links left out.
     const npm = doc.packages.filter((p) => p.SPDXID.startsWith('SPDXRef-npm-'));
-    assert.deepEqual(npm.map((p) => `${p.name}@${p.versionInfo}`), ['@scope/util@2.0.1', 'fsevents@2.3.3', 'left-pad@1.3.0', 'local@0.0.1']);
+    assert.deepEqual(
+      npm.map((p) => `${p.name}@${p.versionInfo}`),
+      ['@scope/util@2.0.1', 'fsevents@2.3.3', 'left-pad@1.3.0', 'local@0.0.1'],
+    );
     const leftPad = npm.find((p) => p.name === 'left-pad')!;
-    assert.deepEqual(leftPad.checksums, [{ algorithm: 'SHA512', checksumValue: Buffer.from(SHA512_B64, 'base64').toString('hex') }]);
+    assert.deepEqual(leftPad.checksums, [
+      { algorithm: 'SHA512', checksumValue: Buffer.from(SHA512_B64, 'base64').toString('hex') },
+    ]);
     assert.equal(leftPad.downloadLocation, 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz');
     assert.equal(leftPad.externalRefs![0].referenceLocator, 'pkg:npm/left-pad@1.3.0');
-    assert.equal(npm.find((p) => p.name === '@scope/util')!.externalRefs![0].referenceLocator, 'pkg:npm/%40scope/util@2.0.1');
+    assert.equal(
+      npm.find((p) => p.name === '@scope/util')!.externalRefs![0].referenceLocator,
+      'pkg:npm/%40scope/util@2.0.1',
+    );
     // left-pad's package.json is in the deps layer: the image contains it; the others are only pinned.
     const relOf = (id: string) => doc.relationships.find((r) => r.relatedSpdxElement === id)!.relationshipType;
     assert.equal(relOf(leftPad.SPDXID), 'CONTAINS');
@@ -190,7 +254,11 @@ test('the SBOM bytes are reproducible: a fresh copy of the inputs, cold or warm 
   assert.deepEqual(documentOf(fresh.artifacts[0]).bytes, documentOf(first.artifacts[0]).bytes);
   const z = await sboms(await context(t, 'zstd'));
   assert.notDeepEqual(z.digests, first.digests, 'another image, another SBOM');
-  assert.deepEqual(documentOf(z.artifacts[0]).doc.files.map((f) => f.checksums), documentOf(first.artifacts[0]).doc.files.map((f) => f.checksums), 'same files read back from zstd layers');
+  assert.deepEqual(
+    documentOf(z.artifacts[0]).doc.files.map((f) => f.checksums),
+    documentOf(first.artifacts[0]).doc.files.map((f) => f.checksums),
+    'same files read back from zstd layers',
+  );
 });
 
 test('the artifact manifest: artifactType, empty config, the document as its one layer, the image as subject', async (t) => {
@@ -205,7 +273,11 @@ test('the artifact manifest: artifactType, empty config, the document as its one
   assert.equal(m.layers.length, 1);
   assert.equal(m.layers[0].mediaType, SPDX_JSON);
   assert.equal(m.layers[0].digest, digestOf(a.blobs.get(m.layers[0].digest)!));
-  assert.deepEqual(m.subject, { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: result.images[0].manifest.digest, size: result.images[0].manifest.bytes.length });
+  assert.deepEqual(m.subject, {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: result.images[0].manifest.digest,
+    size: result.images[0].manifest.bytes.length,
+  });
   assert.equal(m.annotations['org.opencontainers.image.created'], '1970-01-01T00:00:00Z');
   assert.equal(a.manifest.digest, digestOf(a.manifest.bytes));
 });
@@ -219,9 +291,12 @@ test('an OCI layout output lists the SBOMs as referrers, and copy --referrers ca
   const layout = await OciLayout.open(out);
   for (const [i, img] of result.images.entries()) {
     const refs = await layout.referrers(img.manifest.digest);
-    assert.deepEqual(refs.map((r) => [r.digest, r.artifactType]), [[artifacts[i].manifest.digest, SPDX_JSON]]);
+    assert.deepEqual(
+      refs.map((r) => [r.digest, r.artifactType]),
+      [[artifacts[i].manifest.digest, SPDX_JSON]],
+    );
   }
-  assert.equal((await layout.find()).digest, result.root.digest, 'the image is still the layout\'s one image');
+  assert.equal((await layout.find()).digest, result.root.digest, "the image is still the layout's one image");
   // Writing again adds nothing twice.
   assert.equal((await writeLayout(result, `${out}:v1`, artifacts)).referrers, 0);
   assert.equal((await layout.index()).manifests.length, 3);
@@ -251,20 +326,42 @@ test('a base image is its own package, and the image a DESCENDANT_OF it', () => 
   assertSpdx23(doc);
   const pkg = doc.packages.find((p) => p.SPDXID === 'SPDXRef-BaseImage')!;
   assert.equal(pkg.versionInfo, base);
-  assert.equal(pkg.externalRefs![0].referenceLocator, `pkg:oci/base@sha256%3A${'b'.repeat(64)}?repository_url=registry.example%3A5000/team/base&tag=1.2`);
-  assert.deepEqual(doc.relationships.find((r) => r.relatedSpdxElement === 'SPDXRef-BaseImage'), { spdxElementId: 'SPDXRef-Image', relationshipType: 'DESCENDANT_OF', relatedSpdxElement: 'SPDXRef-BaseImage' });
+  assert.equal(
+    pkg.externalRefs![0].referenceLocator,
+    `pkg:oci/base@sha256%3A${'b'.repeat(64)}?repository_url=registry.example%3A5000/team/base&tag=1.2`,
+  );
+  assert.deepEqual(
+    doc.relationships.find((r) => r.relatedSpdxElement === 'SPDXRef-BaseImage'),
+    { spdxElementId: 'SPDXRef-Image', relationshipType: 'DESCENDANT_OF', relatedSpdxElement: 'SPDXRef-BaseImage' },
+  );
   assert.equal(doc.name, 'app linux/arm64/v8');
   // No files: the verification code of the empty set (SHA-1 of "").
   assert.equal(doc.packages[0].packageVerificationCode!.packageVerificationCodeValue, sha('sha1', ''));
 });
 
 test('npm lockfiles: v1 dependency trees are read too; broken ones are clear errors', () => {
-  const v1 = { lockfileVersion: 1, dependencies: { a: { version: '1.0.0', integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=', dependencies: { b: { version: '2.0.0' } } }, t: { version: '3.0.0', dev: true } } };
+  const v1 = {
+    lockfileVersion: 1,
+    dependencies: {
+      a: {
+        version: '1.0.0',
+        integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=',
+        dependencies: { b: { version: '2.0.0' } },
+      },
+      t: { version: '3.0.0', dev: true },
+    },
+  };
   assert.deepEqual(npmPackages(JSON.stringify(v1)), [
     { name: 'a', version: '1.0.0', path: 'node_modules/a', integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=' },
     { name: 'b', version: '2.0.0', path: 'node_modules/a/node_modules/b' },
   ]);
-  assert.throws(() => npmPackages('{'), (e: Error) => e instanceof LockfileError && /package-lock.json: not JSON/.test(e.message));
-  assert.throws(() => npmPackages('{"name":"x"}', 'npm-shrinkwrap.json'), /npm-shrinkwrap.json: neither a "packages" map nor "dependencies"/);
+  assert.throws(
+    () => npmPackages('{'),
+    (e: Error) => e instanceof LockfileError && /package-lock.json: not JSON/.test(e.message),
+  );
+  assert.throws(
+    () => npmPackages('{"name":"x"}', 'npm-shrinkwrap.json'),
+    /npm-shrinkwrap.json: neither a "packages" map nor "dependencies"/,
+  );
   assert.deepEqual(npmPackages(JSON.stringify({ lockfileVersion: 3, packages: { '': {} } })), []);
 });

@@ -79,7 +79,10 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
       // Keys in canonical (sorted) order, so canonical JSON needs no sorted copy of 20,000 entries.
       files.push({
         SPDXID: `SPDXRef-File-${i}-${j}`,
-        checksums: [{ algorithm: 'SHA1', checksumValue: f.sha1 }, { algorithm: 'SHA256', checksumValue: f.sha256 }],
+        checksums: [
+          { algorithm: 'SHA1', checksumValue: f.sha1 },
+          { algorithm: 'SHA256', checksumValue: f.sha256 },
+        ],
         comment: `layer ${layer.name} (${layer.digest})`,
         // spdx 2.3 §8.1: relative to the package root, written `./usr/bin/app` (the SPDX tools reject `/usr/…`).
         fileName: `.${f.path}`,
@@ -96,13 +99,19 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
     filesAnalyzed: true,
     packageVerificationCode: { packageVerificationCodeValue: _verificationCode(all) },
     checksums: [{ algorithm: 'SHA256', checksumValue: hex }],
-    externalRefs: [_purlRef(`pkg:oci/${_purlName(image.name)}@sha256%3A${hex}?${_qualifiers({ arch: image.platform.architecture, os: image.platform.os })}`)],
+    externalRefs: [
+      _purlRef(
+        `pkg:oci/${_purlName(image.name)}@sha256%3A${hex}?${_qualifiers({ arch: image.platform.architecture, os: image.platform.os })}`,
+      ),
+    ],
     primaryPackagePurpose: 'CONTAINER',
     ..._noAssertions(),
     comment: `OCI image manifest for ${plat}; files are those of the layers berth added${base ? ' (the base image is its own package)' : ''}`,
   };
   const packages: SpdxPackage[] = [imagePkg];
-  const rel: Relationship[] = [{ spdxElementId: 'SPDXRef-DOCUMENT', relationshipType: 'DESCRIBES', relatedSpdxElement: 'SPDXRef-Image' }];
+  const rel: Relationship[] = [
+    { spdxElementId: 'SPDXRef-DOCUMENT', relationshipType: 'DESCRIBES', relatedSpdxElement: 'SPDXRef-Image' },
+  ];
   if (base) {
     packages.push({
       SPDXID: 'SPDXRef-BaseImage',
@@ -116,9 +125,14 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
       ..._noAssertions(),
     });
     // The image is the base plus appended layers: a descendant of it (spdx 2.3 §11.1 DESCENDANT_OF).
-    rel.push({ spdxElementId: 'SPDXRef-Image', relationshipType: 'DESCENDANT_OF', relatedSpdxElement: 'SPDXRef-BaseImage' });
+    rel.push({
+      spdxElementId: 'SPDXRef-Image',
+      relationshipType: 'DESCENDANT_OF',
+      relatedSpdxElement: 'SPDXRef-BaseImage',
+    });
   }
-  for (const f of files) rel.push({ relatedSpdxElement: f.SPDXID, relationshipType: 'CONTAINS', spdxElementId: 'SPDXRef-Image' });
+  for (const f of files)
+    rel.push({ relatedSpdxElement: f.SPDXID, relationshipType: 'CONTAINS', spdxElementId: 'SPDXRef-Image' });
   const installed = _installedNpmPaths(all);
   input.npm.forEach((p, i) => {
     const id = `SPDXRef-npm-${i}`;
@@ -135,9 +149,16 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
       ..._noAssertions(),
     });
     // Installed into a layer (its node_modules folder holds a package.json) → CONTAINS; else only pinned by the lockfile.
-    rel.push(installed.has(p.path)
-      ? { spdxElementId: 'SPDXRef-Image', relationshipType: 'CONTAINS', relatedSpdxElement: id }
-      : { spdxElementId: 'SPDXRef-Image', relationshipType: 'DEPENDS_ON', relatedSpdxElement: id, comment: 'pinned by the build context lockfile; not found installed in the layers berth added' });
+    rel.push(
+      installed.has(p.path)
+        ? { spdxElementId: 'SPDXRef-Image', relationshipType: 'CONTAINS', relatedSpdxElement: id }
+        : {
+            spdxElementId: 'SPDXRef-Image',
+            relationshipType: 'DEPENDS_ON',
+            relatedSpdxElement: id,
+            comment: 'pinned by the build context lockfile; not found installed in the layers berth added',
+          },
+    );
   });
   return {
     spdxVersion: 'SPDX-2.3',
@@ -203,7 +224,14 @@ function _noAssertions() {
 }
 
 function _verificationCode(files: LayerFile[]): string {
-  return createHash('sha1').update(files.map((f) => f.sha1).sort().join('')).digest('hex');
+  return createHash('sha1')
+    .update(
+      files
+        .map((f) => f.sha1)
+        .sort()
+        .join(''),
+    )
+    .digest('hex');
 }
 
 function _purlRef(locator: string) {
@@ -237,7 +265,10 @@ function _basePurl(name: string, digest: Digest): string {
 
 /** purl-spec npm type: a scope is the namespace, written `%40scope`. */
 function _npmPurl(name: string, version: string): string {
-  const [scope, bare] = name.startsWith('@') && name.includes('/') ? [name.slice(1, name.indexOf('/')), name.slice(name.indexOf('/') + 1)] : [undefined, name];
+  const [scope, bare] =
+    name.startsWith('@') && name.includes('/')
+      ? [name.slice(1, name.indexOf('/')), name.slice(name.indexOf('/') + 1)]
+      : [undefined, name];
   return `pkg:npm/${scope ? `%40${encodeURIComponent(scope)}/` : ''}${encodeURIComponent(bare)}@${encodeURIComponent(version)}`;
 }
 
@@ -248,7 +279,8 @@ function _integrityChecksums(integrity?: string): Checksum[] {
     const m = /^(sha1|sha256|sha384|sha512)-([A-Za-z0-9+/=]+)$/.exec(part.replace(/\?.*$/, ''));
     if (!m) continue;
     const algorithm = m[1].toUpperCase() as Checksum['algorithm'];
-    if (!out.some((c) => c.algorithm === algorithm)) out.push({ algorithm, checksumValue: Buffer.from(m[2], 'base64').toString('hex') });
+    if (!out.some((c) => c.algorithm === algorithm))
+      out.push({ algorithm, checksumValue: Buffer.from(m[2], 'base64').toString('hex') });
   }
   return out;
 }

@@ -13,7 +13,12 @@ export type FieldPath = (string | number)[];
 
 /** A user error in the spec or the context, already carrying "file:line field: " in its message. */
 export class BuildSpecError extends Error {
-  constructor(message: string, readonly file?: string, readonly line?: number, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly line?: number,
+    readonly field?: string,
+  ) {
     super(message);
   }
 }
@@ -23,7 +28,10 @@ export class BuildSpecError extends Error {
  * so a caller can say it in its own words (the CLI names the flag).
  */
 export class BuildOptionError extends Error {
-  constructor(readonly option: string, message: string) {
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -78,7 +86,11 @@ export function parseSpec(text: string, file = 'berth.yaml'): LoadedSpec {
   if (doc.errors.length) {
     const e = doc.errors[0];
     const line = e.linePos?.[0]?.line;
-    throw new BuildSpecError(`${name}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`, name, line);
+    throw new BuildSpecError(
+      `${name}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`,
+      name,
+      line,
+    );
   }
   const error = (path: FieldPath, message: string): BuildSpecError => {
     const line = _keyLine(doc, lines, path);
@@ -111,7 +123,9 @@ export async function loadSpec(file: string): Promise<LoadedSpec> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new BuildSpecError(`cannot read build spec ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new BuildSpecError(
+      `cannot read build spec ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   return parseSpec(text, file);
 }
@@ -143,15 +157,22 @@ function _describe(errors: ErrorObject[], data: unknown): { path: FieldPath; mes
   const last = String(path[path.length - 1]);
   switch (e.keyword) {
     case 'additionalProperties':
-      return { path: [...path, e.params.additionalProperty], message: `unknown field "${e.params.additionalProperty}"${_hint(path)}` };
+      return {
+        path: [...path, e.params.additionalProperty],
+        message: `unknown field "${e.params.additionalProperty}"${_hint(path)}`,
+      };
     case 'required':
       return { path, message: `missing required field "${e.params.missingProperty}"` };
     case 'const':
       return { path, message: `must be ${JSON.stringify(e.params.allowedValue)}` };
     case 'enum':
-      return { path, message: `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+      return {
+        path,
+        message: `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`,
+      };
     case 'anyOf':
-      if (path.includes('files')) return { path, message: 'an entry needs one of src, inline, symlink, directory or tar' };
+      if (path.includes('files'))
+        return { path, message: 'an entry needs one of src, inline, symlink, directory or tar' };
       return { path, message: `has the wrong type or format (${_typeOf(_get(data, path))})` };
     case 'pattern':
       if (/mode$/i.test(String(path[path.length - 1]))) {

@@ -53,8 +53,12 @@ const SMALL_FILE = 1 << 20;
 export function detectFormat(head: Buffer, label: string): ArchiveFormat {
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-  const other = head.subarray(0, 3).toString('latin1') === 'BZh' ? 'bzip2'
-    : head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) ? 'xz' : undefined;
+  const other =
+    head.subarray(0, 3).toString('latin1') === 'BZh'
+      ? 'bzip2'
+      : head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))
+        ? 'xz'
+        : undefined;
   if (other) throw new ContextError(`'${label}' is ${other}-compressed; tar entries read plain, gzip or zstd archives`);
   return 'tar';
 }
@@ -63,7 +67,8 @@ export function detectFormat(head: Buffer, label: string): ArchiveFormat {
 export async function readTarMembers(abs: string, opts: TarInputOptions): Promise<Member[]> {
   const format = detectFormat(await _head(abs), opts.label);
   const ex = tar.extract();
-  const decoders: Transform[] = format === 'gzip' ? [createGunzip()] : format === 'zstd' ? [new DecompressStream() as unknown as Transform] : [];
+  const decoders: Transform[] =
+    format === 'gzip' ? [createGunzip()] : format === 'zstd' ? [new DecompressStream() as unknown as Transform] : [];
   const feed = pipeline([createReadStream(abs), ...decoders, ex as unknown as NodeJS.WritableStream]);
   feed.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled" meanwhile
   const byName = new Map<string, Member>();
@@ -76,12 +81,12 @@ export async function readTarMembers(abs: string, opts: TarInputOptions): Promis
   } catch (e) {
     ex.destroy();
     if (e instanceof ContextError) throw e;
-    throw new ContextError(`cannot read '${opts.label}' as a ${format === 'tar' ? 'tar' : `${format}-compressed tar`} archive: ${(e as Error).message}`);
+    throw new ContextError(
+      `cannot read '${opts.label}' as a ${format === 'tar' ? 'tar' : `${format}-compressed tar`} archive: ${(e as Error).message}`,
+    );
   }
   _refuseWritesThroughSymlinks(byName, opts.label);
-  return [...byName.entries()]
-    .filter(([name]) => name !== '' || opts.dest !== '')
-    .map(([, m]) => m);
+  return [...byName.entries()].filter(([name]) => name !== '' || opts.dest !== '').map(([, m]) => m);
 }
 
 /** `./a//b/` → `a/b`; undefined for a `..` segment. '' is the archive's root directory. */
@@ -90,13 +95,19 @@ export function cleanMemberName(name: string): string | undefined {
   return parts.includes('..') ? undefined : parts.join('/');
 }
 
-async function _member(entry: Entry, byName: Map<string, Member>, opts: TarInputOptions): Promise<{ name: string; member: Member } | undefined> {
+async function _member(
+  entry: Entry,
+  byName: Map<string, Member>,
+  opts: TarInputOptions,
+): Promise<{ name: string; member: Member } | undefined> {
   const h = entry.header;
   const what = `'${opts.label}' member '${h.name}'`;
   const name = cleanMemberName(h.name);
-  if (name === undefined) throw new ContextError(`${what} contains '..'; an archive's members must stay below its root`);
+  if (name === undefined)
+    throw new ContextError(`${what} contains '..'; an archive's members must stay below its root`);
   // tar-stream decodes names as UTF-8 with replacement; the context refuses undecodable names, so must we.
-  if (name.includes('\uFFFD')) throw new ContextError(`${what} is not valid UTF-8; repack the archive with UTF-8 names`);
+  if (name.includes('\uFFFD'))
+    throw new ContextError(`${what} is not valid UTF-8; repack the archive with UTF-8 names`);
   if (name === '' && h.type !== 'directory') throw new ContextError(`${what} has an empty name`);
   const path = opts.dest && name ? `${opts.dest}/${name}` : opts.dest || name;
   const base = { path, ...opts.owner, size: 0 };
@@ -105,7 +116,10 @@ async function _member(entry: Entry, byName: Map<string, Member>, opts: TarInput
     case 'file':
     case 'contiguous-file': {
       const staged = await _stage(entry, h, opts.staging, what);
-      return { name, member: { ...base, type: 'file', mode: opts.mode ?? bits ?? 0o644, size: staged.size, source: staged.source } };
+      return {
+        name,
+        member: { ...base, type: 'file', mode: opts.mode ?? bits ?? 0o644, size: staged.size, source: staged.source },
+      };
     }
     case 'directory':
       await _drain(entry);
@@ -118,8 +132,10 @@ async function _member(entry: Entry, byName: Map<string, Member>, opts: TarInput
       await _drain(entry);
       const target = cleanMemberName(h.linkname ?? '');
       const same = target === undefined ? undefined : byName.get(target);
-      if (!same || same.type !== 'file') {
-        throw new ContextError(`${what} is a hard link to '${h.linkname}', which is not a regular file earlier in the archive`);
+      if (same?.type !== 'file') {
+        throw new ContextError(
+          `${what} is a hard link to '${h.linkname}', which is not a regular file earlier in the archive`,
+        );
       }
       // A hard link shares its target's inode: same content and mode. It becomes an independent copy.
       return { name, member: { ...base, type: 'file', mode: same.mode, size: same.size, source: same.source } };
@@ -127,9 +143,13 @@ async function _member(entry: Entry, byName: Map<string, Member>, opts: TarInput
     case 'character-device':
     case 'block-device':
     case 'fifo':
-      throw new ContextError(`${what} is a ${h.type.replace('-', ' ')}; a layer can hold only files, directories and symlinks (drop it from the archive)`);
+      throw new ContextError(
+        `${what} is a ${h.type.replace('-', ' ')}; a layer can hold only files, directories and symlinks (drop it from the archive)`,
+      );
     default:
-      throw new ContextError(`${what} has an unsupported entry type${h.type ? ` (${h.type})` : ''}; a layer can hold only files, directories and symlinks`);
+      throw new ContextError(
+        `${what} has an unsupported entry type${h.type ? ` (${h.type})` : ''}; a layer can hold only files, directories and symlinks`,
+      );
   }
 }
 
@@ -139,14 +159,21 @@ function _refuseWritesThroughSymlinks(byName: Map<string, Member>, label: string
     for (let p = posix.dirname(name); p !== '.'; p = posix.dirname(p)) {
       const parent = byName.get(p);
       if (parent?.type === 'symlink') {
-        throw new ContextError(`'${label}' member '${name}' would be written through the symlink '${p}' (-> ${parent.linkname}); an archive must not place members under its own symlinks`);
+        throw new ContextError(
+          `'${label}' member '${name}' would be written through the symlink '${p}' (-> ${parent.linkname}); an archive must not place members under its own symlinks`,
+        );
       }
     }
   }
 }
 
 /** Writes one file member's bytes into the content-addressed store (once per content) and returns where. */
-async function _stage(entry: Entry, h: Header, staging: BlobDir, what: string): Promise<{ size: number; source: Member['source'] }> {
+async function _stage(
+  entry: Entry,
+  h: Header,
+  staging: BlobDir,
+  what: string,
+): Promise<{ size: number; source: Member['source'] }> {
   const size = h.size ?? 0;
   let digest: Digest;
   let tmp: string | undefined;

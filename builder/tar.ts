@@ -54,13 +54,20 @@ export interface FileSums {
   sha1: string;
 }
 
-export function tarStream(members: Member[], epoch: number, onFile?: (m: Member, sums: FileSums) => void, opts: { endOfArchive?: boolean } = {}): Readable {
+export function tarStream(
+  members: Member[],
+  epoch: number,
+  onFile?: (m: Member, sums: FileSums) => void,
+  opts: { endOfArchive?: boolean } = {},
+): Readable {
   const pack = tar.pack();
   (async () => {
     for (const m of members) {
       const header = headerFor(m, epoch);
       if (m.type !== 'file') {
-        await new Promise<void>((res, rej) => pack.entry(header, (e) => (e ? rej(e) : res())).end(undefined as unknown as Buffer));
+        await new Promise<void>((res, rej) =>
+          pack.entry(header, (e) => (e ? rej(e) : res())).end(undefined as unknown as Buffer),
+        );
         continue;
       }
       const src = m.source!;
@@ -132,7 +139,8 @@ export function tarSegmentSync(members: Member[], epoch: number, onFile?: (m: Me
     const src = m.source!;
     const data = out.subarray(at, at + m.size);
     if ('data' in src) {
-      if (src.data.length !== m.size) throw new Error(`${m.path}: inline data is ${src.data.length} bytes, planned ${m.size}`);
+      if (src.data.length !== m.size)
+        throw new Error(`${m.path}: inline data is ${src.data.length} bytes, planned ${m.size}`);
       src.data.copy(data);
     } else {
       _readExactly(src.abs, data, m);
@@ -157,9 +165,20 @@ function _headerBytes(m: Member, epoch: number): Buffer {
   if (plain) return plain;
   // A name or link name ustar cannot hold: a PAX header first, as tar-stream's _encodePax does.
   const pax = tarHeaders.encodePax({ name: header.name, linkname: header.linkname });
-  const paxHeader: Partial<Header> = { ...header, name: 'PaxHeader', size: pax.length, type: 'pax-header' as Header['type'], linkname: header.linkname && 'PaxHeader' };
+  const paxHeader: Partial<Header> = {
+    ...header,
+    name: 'PaxHeader',
+    size: pax.length,
+    type: 'pax-header' as Header['type'],
+    linkname: header.linkname && 'PaxHeader',
+  };
   const padding = END_OF_ARCHIVE.subarray(0, _padded(pax.length) - pax.length);
-  return Buffer.concat([tarHeaders.encode(paxHeader)!, pax, padding, tarHeaders.encode({ ...paxHeader, size: header.size, type: header.type })!]);
+  return Buffer.concat([
+    tarHeaders.encode(paxHeader)!,
+    pax,
+    padding,
+    tarHeaders.encode({ ...paxHeader, size: header.size, type: header.type })!,
+  ]);
 }
 
 /** Fills `into` with the file's bytes; the file must be exactly that long (it was planned at that size). */
@@ -207,7 +226,8 @@ class _DropTail extends Transform {
     cb(null, keep ? all.subarray(0, keep) : undefined);
   }
   override _flush(cb: TransformCallback): void {
-    if (this.held.length !== this.n || this.held.some((b) => b !== 0)) cb(new Error('tar stream did not end with the end-of-archive blocks'));
+    if (this.held.length !== this.n || this.held.some((b) => b !== 0))
+      cb(new Error('tar stream did not end with the end-of-archive blocks'));
     else cb();
   }
 }

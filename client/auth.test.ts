@@ -6,12 +6,17 @@ import { fallbackTag } from './remote.js';
 import { parseLayoutArg } from './layout.js';
 
 test('parseChallenges reads Bearer params, quoted commas and several challenges', () => {
-  const [c] = parseChallenges('Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"');
+  const [c] = parseChallenges(
+    'Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"',
+  );
   assert.equal(c.scheme, 'bearer');
   assert.equal(c.params.realm, 'https://auth.example.com/token');
   assert.equal(c.params.scope, 'repository:a/b:pull,push');
   const two = parseChallenges('Basic realm="x", Bearer realm="http://127.0.0.1:1/token",error="insufficient_scope"');
-  assert.deepEqual(two.map((x) => x.scheme), ['basic', 'bearer']);
+  assert.deepEqual(
+    two.map((x) => x.scheme),
+    ['basic', 'bearer'],
+  );
   assert.equal(two[1].params.error, 'insufficient_scope');
   assert.deepEqual(parseChallenges(undefined), []);
   assert.equal(parseChallenges('Basic realm="a\\"b"')[0].params.realm, 'a"b');
@@ -50,7 +55,10 @@ test('a challenge naming several space-separated scopes asks the token service f
     asked.push(new URL(req.url).searchParams.getAll('scope'));
     return { status: 200, text: JSON.stringify({ token: 't', expires_in: 300 }) };
   });
-  const header = await auth.challenge('Bearer realm="http://reg.test/token",service="berth",scope="repository:a/b:pull,push repository:c/d:pull"', ['repository:a/b:push']);
+  const header = await auth.challenge(
+    'Bearer realm="http://reg.test/token",service="berth",scope="repository:a/b:pull,push repository:c/d:pull"',
+    ['repository:a/b:push'],
+  );
   assert.equal(header, 'Bearer t');
   assert.deepEqual(asked, [['repository:a/b:pull,push', 'repository:c/d:pull']]);
 });

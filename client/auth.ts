@@ -18,7 +18,7 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
       while (i < h.length && re.test(h[i])) i++;
     };
     const token = () => {
-      const m = /^[A-Za-z0-9!#$%&'*+.^_`|~\/-]+/.exec(h.slice(i));
+      const m = /^[A-Za-z0-9!#$%&'*+.^_`|~/-]+/.exec(h.slice(i));
       i += m ? m[0].length : 0;
       return m?.[0] ?? '';
     };
@@ -37,7 +37,7 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
       let value = '';
       if (h[i] === '"') {
         i++;
-        while (i < h.length && h[i] !== '"') value += h[i] === '\\' ? h[++i] ?? '' : h[i], i++;
+        while (i < h.length && h[i] !== '"') (value += h[i] === '\\' ? (h[++i] ?? '') : h[i]), i++;
         i++;
       } else {
         const m = /^[^\s,]*/.exec(h.slice(i))!;
@@ -205,19 +205,33 @@ export class Authenticator {
       // OAuth2 password grant first (containerd does the same); servers without it answer 404/405/400/401.
       // A 307/308 to another origin comes back unfollowed (the form holds the password): use GET, whose
       // Authorization header is dropped on any cross-origin hop.
-      res = await this._post(url, { grant_type: 'password', username: creds.username, password: creds.password, access_type: 'offline' }, service, scopes);
+      res = await this._post(
+        url,
+        { grant_type: 'password', username: creds.username, password: creds.password, access_type: 'offline' },
+        service,
+        scopes,
+      );
       if ([400, 401, 404, 405, 307, 308].includes(res.status)) res = await this._get(url, service, scopes, creds);
     } else {
       res = await this._get(url, service, scopes, undefined);
     }
     if (res.status === 401 || res.status === 403) {
-      const hint = creds ? `check the credentials for ${this.host} (\`berth login ${this.host}\`)` : `run \`berth login ${this.host}\``;
+      const hint = creds
+        ? `check the credentials for ${this.host} (\`berth login ${this.host}\`)`
+        : `run \`berth login ${this.host}\``;
       throw new AuthError(`token request to ${url.origin}${url.pathname} was refused (${res.status}); ${hint}`, 401);
     }
     if (res.status === 307 || res.status === 308) {
-      throw new AuthError(`token endpoint ${url.origin}${url.pathname} redirected a credential request to another origin; berth does not forward credentials there — check the registry's token realm`, res.status);
+      throw new AuthError(
+        `token endpoint ${url.origin}${url.pathname} redirected a credential request to another origin; berth does not forward credentials there — check the registry's token realm`,
+        res.status,
+      );
     }
-    if (res.status !== 200) throw new AuthError(`token endpoint ${url.origin}${url.pathname} answered ${res.status}: ${res.text.slice(0, 200)}`, res.status);
+    if (res.status !== 200)
+      throw new AuthError(
+        `token endpoint ${url.origin}${url.pathname} answered ${res.status}: ${res.text.slice(0, 200)}`,
+        res.status,
+      );
     let doc: any;
     try {
       doc = JSON.parse(res.text);
@@ -225,7 +239,8 @@ export class Authenticator {
       throw new AuthError(`token endpoint ${url.origin}${url.pathname} did not return JSON`);
     }
     const token = doc.token ?? doc.access_token;
-    if (typeof token !== 'string' || !token) throw new AuthError(`token endpoint ${url.origin}${url.pathname} returned no token`);
+    if (typeof token !== 'string' || !token)
+      throw new AuthError(`token endpoint ${url.origin}${url.pathname} returned no token`);
     if (typeof doc.refresh_token === 'string' && doc.refresh_token) this.refreshToken = doc.refresh_token;
     // spec: token.md — expires_in defaults to 60 s when absent.
     const expiresIn = Number.isFinite(doc.expires_in) && doc.expires_in > 0 ? doc.expires_in : 60;

@@ -2,7 +2,7 @@
 // target medium. Remote, OCI layout and the builder's outputs all adapt to these two small interfaces.
 // Order is bottom-up so a registry never sees a manifest before what it references: blobs → child manifests →
 // index → referrers (which point at their subject).
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
 import { DOCKER_FOREIGN_LAYER, isIndexType } from '../spec/media-types.js';
@@ -39,7 +39,11 @@ export interface ImageTarget {
    * With `referrer`, present means findable from its subject (an OCI layout lists referrers in index.json).
    */
   resolve(reference: string, opts?: { referrer?: boolean }): Promise<Digest | undefined>;
-  pushBlob(desc: Descriptor, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void; localFile?: string }): Promise<PushResult>;
+  pushBlob(
+    desc: Descriptor,
+    source: BlobSource,
+    opts: { mountFrom?: string; onBytes?: (n: number) => void; localFile?: string },
+  ): Promise<PushResult>;
   /**
    * Stores a manifest under `reference` (a tag or its digest). `root` marks the top-level image (media such as
    * an OCI layout list it in their index); `subject` is set for referrers.
@@ -79,7 +83,13 @@ export interface CopyResult {
 export class PlatformError extends Error {}
 
 /** Copies `reference` from `src` to `dst` under `dstReference` (a tag, or empty to push by digest only). */
-export async function copy(src: ImageSource, reference: string, dst: ImageTarget, dstReference: string | undefined, opts: CopyOptions = {}): Promise<CopyResult> {
+export async function copy(
+  src: ImageSource,
+  reference: string,
+  dst: ImageTarget,
+  dstReference: string | undefined,
+  opts: CopyOptions = {},
+): Promise<CopyResult> {
   const run = new _Copy(src, dst, opts);
   let root = await src.manifest(reference);
   root = await run.selectPlatform(root);
@@ -195,7 +205,11 @@ class _Copy {
   /** Referrers point at their subject, so they go after it; their own referrers follow recursively. */
   async referrersOf(subject: FetchedManifest, depth = 0): Promise<void> {
     if (!this.src.referrers || depth > 8) return;
-    const subjectDesc: Descriptor = { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length };
+    const subjectDesc: Descriptor = {
+      mediaType: subject.mediaType,
+      digest: subject.digest,
+      size: subject.bytes.length,
+    };
     for (const r of await this.src.referrers(subject.digest)) {
       const m = await this.src.manifest(r.digest);
       if (this.opts.force || (await this.dst.resolve(r.digest, { referrer: true })) !== r.digest) {
@@ -226,19 +240,29 @@ function _json<T>(m: FetchedManifest): T {
 
 function _isForeign(d: Descriptor): boolean {
   // Foreign (Windows base) layers are not redistributable; docker and crane skip them too.
-  return d.mediaType === DOCKER_FOREIGN_LAYER || d.mediaType === 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip';
+  return (
+    d.mediaType === DOCKER_FOREIGN_LAYER ||
+    d.mediaType === 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip'
+  );
 }
 
 function _noPlatform(label: string, wanted: Platform[], index: ImageIndex): PlatformError {
-  const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).filter((p) => p !== 'unknown/unknown');
-  return new PlatformError(`${label} has no image for platform ${wanted.map(formatPlatform).join(', ')}; available: ${have.join(', ') || 'none'} — pick one of those with --platform`);
+  const have = index.manifests
+    .map((d) => (d.platform ? formatPlatform(d.platform) : '?'))
+    .filter((p) => p !== 'unknown/unknown');
+  return new PlatformError(
+    `${label} has no image for platform ${wanted.map(formatPlatform).join(', ')}; available: ${have.join(', ') || 'none'} — pick one of those with --platform`,
+  );
 }
 
 /**
  * How a referrer is listed (referrers API, fallback tag index, OCI layout index.json): its own descriptor plus
  * `artifactType` (the manifest's, else its config's media type) and its annotations (distribution-spec end-12).
  */
-export function referrerDescriptor(m: FetchedManifest, doc: { artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> }): Descriptor {
+export function referrerDescriptor(
+  m: FetchedManifest,
+  doc: { artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> },
+): Descriptor {
   const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
   const artifactType = doc.artifactType ?? doc.config?.mediaType;
   if (artifactType) desc.artifactType = artifactType;

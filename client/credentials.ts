@@ -100,11 +100,22 @@ export function runHelper(helper: string, action: 'get' | 'store' | 'erase', inp
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new Error(e.code === 'ENOENT' ? `credential helper docker-credential-${helper} not found on PATH; install it or remove it from your docker config` : e.message)),
+      reject(
+        new Error(
+          e.code === 'ENOENT'
+            ? `credential helper docker-credential-${helper} not found on PATH; install it or remove it from your docker config`
+            : e.message,
+        ),
+      ),
     );
     child.on('close', (code) => {
       if (code === 0) resolve(out);
-      else reject(Object.assign(new Error(`docker-credential-${helper} ${action} failed: ${(out || err).trim()}`), { helperOutput: out }));
+      else
+        reject(
+          Object.assign(new Error(`docker-credential-${helper} ${action} failed: ${(out || err).trim()}`), {
+            helperOutput: out,
+          }),
+        );
     });
     child.stdin.end(input);
   });
@@ -159,7 +170,11 @@ export class DockerCredentialStore implements CredentialStore {
     const key = configKey(host);
     const helper = cfg.credHelpers?.[key] ?? cfg.credHelpers?.[host] ?? cfg.credsStore;
     if (helper) {
-      await runHelper(helper, 'store', JSON.stringify({ ServerURL: key, Username: creds.username, Secret: creds.password }));
+      await runHelper(
+        helper,
+        'store',
+        JSON.stringify({ ServerURL: key, Username: creds.username, Secret: creds.password }),
+      );
       cfg.auths = { ...cfg.auths, [key]: {} };
       await _writeConfig(path, cfg);
       return `docker-credential-${helper}`;
@@ -199,7 +214,7 @@ export class DockerCredentialStore implements CredentialStore {
 async function _writeConfig(path: string, cfg: ConfigFile): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(cfg, null, '\t') + '\n', { mode: 0o600 });
+  await writeFile(tmp, `${JSON.stringify(cfg, null, '\t')}\n`, { mode: 0o600 });
   await rename(tmp, path);
 }
 

@@ -5,13 +5,21 @@
 // Format: moby image/spec/v1.2.md "Combined Image JSON + Filesystem Changeset Format" and image/tarexport.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
-import { type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { Digester, digestOf, parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageManifest } from '../spec/manifest.js';
 import {
-  DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, isIndexType,
+  DOCKER_CONFIG,
+  DOCKER_LAYER_GZIP,
+  DOCKER_MANIFEST,
+  OCI_CONFIG,
+  OCI_LAYER,
+  OCI_LAYER_GZIP,
+  OCI_LAYER_ZSTD,
+  OCI_MANIFEST,
+  isIndexType,
 } from '../spec/media-types.js';
 import type { ImageSource } from './copy.js';
 import type { FetchedManifest } from './remote.js';
@@ -38,7 +46,10 @@ export async function indexTar(file: string): Promise<Map<string, Entry>> {
     while (pos + 512 <= total) {
       await fh.read(block, 0, 512, pos);
       if (block.every((b) => b === 0)) break;
-      if (pos === 0 && block[0] === 0x1f && block[1] === 0x8b) throw new ArchiveError(`${file} is gzip-compressed; decompress it first (gunzip) — docker-archive files are plain tar`);
+      if (pos === 0 && block[0] === 0x1f && block[1] === 0x8b)
+        throw new ArchiveError(
+          `${file} is gzip-compressed; decompress it first (gunzip) — docker-archive files are plain tar`,
+        );
       const cksum = _octal(block.subarray(148, 156));
       let sum = 0;
       for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : block[i];
@@ -47,7 +58,11 @@ export async function indexTar(file: string): Promise<Map<string, Entry>> {
       const size = _size(block.subarray(124, 136));
       const data = pos + 512;
       const prefix = _str(block.subarray(345, 500));
-      let name = longName ?? (prefix && block.subarray(257, 262).toString() === 'ustar' ? `${prefix}/${_str(block.subarray(0, 100))}` : _str(block.subarray(0, 100)));
+      let name =
+        longName ??
+        (prefix && block.subarray(257, 262).toString() === 'ustar'
+          ? `${prefix}/${_str(block.subarray(0, 100))}`
+          : _str(block.subarray(0, 100)));
       longName = undefined;
       if (type === 'L' || type === 'x') {
         const body = Buffer.alloc(size);
@@ -132,16 +147,25 @@ export class DockerArchive implements ImageSource {
     }
     let img: ArchiveImage | undefined;
     if (!reference) {
-      if (this.images.length !== 1) throw new ArchiveError(`${this.file} holds ${this.images.length} images; name one (${this.images.flatMap((i) => i.RepoTags ?? []).join(', ')})`);
+      if (this.images.length !== 1)
+        throw new ArchiveError(
+          `${this.file} holds ${this.images.length} images; name one (${this.images.flatMap((i) => i.RepoTags ?? []).join(', ')})`,
+        );
       img = this.images[0];
     } else {
-      img = this.images.find((i) => (i.RepoTags ?? []).some((t) => t === reference || t.endsWith(`/${reference}`) || t.split(':').pop() === reference));
+      img = this.images.find((i) =>
+        (i.RepoTags ?? []).some(
+          (t) => t === reference || t.endsWith(`/${reference}`) || t.split(':').pop() === reference,
+        ),
+      );
       if (!img) {
         for (const i of this.images) {
           const m = await this._build(i);
           if (m.digest === reference) return m;
         }
-        throw new ArchiveError(`${this.file} has no image "${reference}"; it has ${this.images.flatMap((i) => i.RepoTags ?? []).join(', ') || 'untagged images'}`);
+        throw new ArchiveError(
+          `${this.file} has no image "${reference}"; it has ${this.images.flatMap((i) => i.RepoTags ?? []).join(', ') || 'untagged images'}`,
+        );
       }
     }
     return this._build(img);
@@ -166,13 +190,16 @@ export class DockerArchive implements ImageSource {
       let digest: Digest;
       const named = /(?:^|\/)(sha256)[/:]([a-f0-9]{64})$/.exec(name) ?? /^blobs\/(sha256)\/([a-f0-9]{64})$/.exec(name);
       if (named) digest = `${named[1]}:${named[2]}` as Digest;
-      else if (kind === 'tar' && diffIds[i]) digest = parseDigest(diffIds[i]).digest; // plain layer: its digest is the diff_id
+      else if (kind === 'tar' && diffIds[i])
+        digest = parseDigest(diffIds[i]).digest; // plain layer: its digest is the diff_id
       else digest = await _hash(this.file, e);
       if (kind === 'zstd') oci = true;
       this.blobs.set(digest, e);
       layers.push({ mediaType: kind, digest, size: e.size });
     }
-    const types = oci ? { tar: OCI_LAYER, gzip: OCI_LAYER_GZIP, zstd: OCI_LAYER_ZSTD } : { tar: DOCKER_LAYER_PLAIN, gzip: DOCKER_LAYER_GZIP, zstd: OCI_LAYER_ZSTD };
+    const types = oci
+      ? { tar: OCI_LAYER, gzip: OCI_LAYER_GZIP, zstd: OCI_LAYER_ZSTD }
+      : { tar: DOCKER_LAYER_PLAIN, gzip: DOCKER_LAYER_GZIP, zstd: OCI_LAYER_ZSTD };
     const doc: ImageManifest = {
       schemaVersion: 2,
       mediaType: oci ? OCI_MANIFEST : DOCKER_MANIFEST,
@@ -188,7 +215,11 @@ export class DockerArchive implements ImageSource {
   blob(desc: Descriptor, offset: number, opts: { verify?: boolean } = {}): Readable {
     const e = this.blobs.get(desc.digest);
     if (!e) throw new ArchiveError(`${this.file} has no blob ${desc.digest}`);
-    const s = createReadStream(this.file, { start: e.offset + offset, end: e.offset + e.size - 1, highWaterMark: 1 << 20 });
+    const s = createReadStream(this.file, {
+      start: e.offset + offset,
+      end: e.offset + e.size - 1,
+      highWaterMark: 1 << 20,
+    });
     if (offset > 0 || opts.verify === false) return s;
     const v = new VerifyStream(desc.digest, desc.size, `${desc.digest} in ${this.file}`);
     s.on('error', (err) => v.destroy(err));
@@ -217,7 +248,8 @@ async function _sniff(file: string, e: Entry): Promise<'tar' | 'gzip' | 'zstd'> 
 
 async function _hash(file: string, e: Entry): Promise<Digest> {
   const d = new Digester();
-  for await (const c of createReadStream(file, { start: e.offset, end: e.offset + e.size - 1, highWaterMark: 1 << 20 })) d.update(c as Buffer);
+  for await (const c of createReadStream(file, { start: e.offset, end: e.offset + e.size - 1, highWaterMark: 1 << 20 }))
+    d.update(c as Buffer);
   return d.digest();
 }
 
@@ -225,8 +257,15 @@ async function _hash(file: string, e: Entry): Promise<Digest> {
  * Writes one image (an image manifest, not an index: pick a platform first) as a docker-archive that
  * `docker load` accepts. Blobs stream from `src` into the tar; the file appears only when complete.
  */
-export async function writeDockerArchive(file: string, src: ImageSource, m: FetchedManifest, repoTags: string[], opts: { onBytes?: (d: Digest, n: number) => void } = {}): Promise<void> {
-  if (isIndexType(m.mediaType)) throw new ArchiveError('a docker-archive holds single-platform images; pick one with --platform');
+export async function writeDockerArchive(
+  file: string,
+  src: ImageSource,
+  m: FetchedManifest,
+  repoTags: string[],
+  opts: { onBytes?: (d: Digest, n: number) => void } = {},
+): Promise<void> {
+  if (isIndexType(m.mediaType))
+    throw new ArchiveError('a docker-archive holds single-platform images; pick one with --platform');
   verifyBytes(m.bytes, m.digest);
   const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
   const pack = tar.pack();

@@ -14,7 +14,11 @@ test('a local file is hard-linked into the layout after its digest is checked; a
   t.after(() => rm(dir, { recursive: true, force: true }));
   const layout = await OciLayout.create(join(dir, 'out'));
   const bytes = Buffer.from('layer bytes '.repeat(1000));
-  const desc = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(bytes), size: bytes.length };
+  const desc = {
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    digest: digestOf(bytes),
+    size: bytes.length,
+  };
   const local = join(dir, 'cached-blob');
   await writeFile(local, bytes);
   const copied = () => Readable.from([Buffer.from('never read: the link path is taken')]);

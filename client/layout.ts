@@ -7,7 +7,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex } from '../spec/manifest.js';
@@ -42,9 +42,12 @@ export class OciLayout implements ImageSource, ImageTarget {
     try {
       marker = JSON.parse(await readFile(join(dir, 'oci-layout'), 'utf8'));
     } catch {
-      throw new LayoutError(`${dir} is not an OCI layout (no readable oci-layout file); pass a directory written by berth pull, skopeo or umoci`);
+      throw new LayoutError(
+        `${dir} is not an OCI layout (no readable oci-layout file); pass a directory written by berth pull, skopeo or umoci`,
+      );
     }
-    if (typeof marker?.imageLayoutVersion !== 'string') throw new LayoutError(`${dir}/oci-layout has no imageLayoutVersion`);
+    if (typeof marker?.imageLayoutVersion !== 'string')
+      throw new LayoutError(`${dir}/oci-layout has no imageLayoutVersion`);
     const l = new OciLayout(dir);
     await l.index();
     return l;
@@ -61,7 +64,10 @@ export class OciLayout implements ImageSource, ImageTarget {
     try {
       await stat(join(dir, 'index.json'));
     } catch {
-      await _atomicWrite(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }));
+      await _atomicWrite(
+        join(dir, 'index.json'),
+        JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }),
+      );
     }
     return OciLayout.open(dir);
   }
@@ -127,7 +133,8 @@ export class OciLayout implements ImageSource, ImageTarget {
     let mediaType = d.mediaType;
     if (!isManifestType(mediaType)) {
       const doc = JSON.parse(bytes.toString('utf8'));
-      mediaType = doc.mediaType ?? (Array.isArray(doc.manifests) ? OCI_INDEX : 'application/vnd.oci.image.manifest.v1+json');
+      mediaType =
+        doc.mediaType ?? (Array.isArray(doc.manifests) ? OCI_INDEX : 'application/vnd.oci.image.manifest.v1+json');
     }
     return { bytes, mediaType, digest: d.digest };
   }
@@ -154,7 +161,9 @@ export class OciLayout implements ImageSource, ImageTarget {
         }
         const subject = doc?.subject?.digest;
         if (typeof subject !== 'string') continue;
-        const mediaType = isManifestType(d.mediaType) ? d.mediaType : (doc.mediaType ?? 'application/vnd.oci.image.manifest.v1+json');
+        const mediaType = isManifestType(d.mediaType)
+          ? d.mediaType
+          : (doc.mediaType ?? 'application/vnd.oci.image.manifest.v1+json');
         const list = map.get(subject) ?? [];
         list.push(referrerDescriptor({ bytes, mediaType, digest: d.digest }, doc));
         map.set(subject, list);
@@ -180,7 +189,8 @@ export class OciLayout implements ImageSource, ImageTarget {
       const listed = (await this.index()).manifests.some((d) => d.digest === reference);
       return listed && (await this._manifestByDigest(reference as Digest)) ? (reference as Digest) : undefined;
     }
-    if (reference.includes(':')) return (await this._manifestByDigest(reference as Digest)) ? (reference as Digest) : undefined;
+    if (reference.includes(':'))
+      return (await this._manifestByDigest(reference as Digest)) ? (reference as Digest) : undefined;
     const { manifests } = await this.index();
     return manifests.find((d) => d.annotations?.[REF_NAME] === reference)?.digest;
   }
@@ -228,7 +238,11 @@ export class OciLayout implements ImageSource, ImageTarget {
       return false;
     }
     try {
-      await pipeline(createReadStream(tmp, { highWaterMark: 1 << 20 }), new VerifyStream(desc.digest, desc.size), new Writable({ write: (_c, _e, cb) => cb() }));
+      await pipeline(
+        createReadStream(tmp, { highWaterMark: 1 << 20 }),
+        new VerifyStream(desc.digest, desc.size),
+        new Writable({ write: (_c, _e, cb) => cb() }),
+      );
       return true;
     } catch (e) {
       await unlink(tmp).catch(() => {});
@@ -236,14 +250,20 @@ export class OciLayout implements ImageSource, ImageTarget {
     }
   }
 
-  async putManifest(reference: string, m: FetchedManifest, opts: { root?: boolean; subject?: Descriptor } = {}): Promise<void> {
+  async putManifest(
+    reference: string,
+    m: FetchedManifest,
+    opts: { root?: boolean; subject?: Descriptor } = {},
+  ): Promise<void> {
     const path = this.blobPath(m.digest);
     await mkdir(join(path, '..'), { recursive: true });
     await _atomicWrite(path, m.bytes);
     if (opts.subject) {
       // A referrer: an untagged index.json entry (once), so readers (berth, oras) find it from its subject.
       const desc = referrerDescriptor(m, JSON.parse(m.bytes.toString('utf8')));
-      await this._updateIndex((manifests) => (manifests.some((d) => d.digest === m.digest && !d.annotations?.[REF_NAME]) ? manifests : [...manifests, desc]));
+      await this._updateIndex((manifests) =>
+        manifests.some((d) => d.digest === m.digest && !d.annotations?.[REF_NAME]) ? manifests : [...manifests, desc],
+      );
       return;
     }
     if (!opts.root) return;
@@ -252,7 +272,12 @@ export class OciLayout implements ImageSource, ImageTarget {
     const desc: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
     if (tag) desc.annotations = { [REF_NAME]: tag };
     // One entry per name: a new image under an existing tag replaces it (as skopeo does).
-    await this._updateIndex((manifests) => [...manifests.filter((d) => (tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== m.digest || d.annotations?.[REF_NAME])), desc]);
+    await this._updateIndex((manifests) => [
+      ...manifests.filter((d) =>
+        tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== m.digest || d.annotations?.[REF_NAME],
+      ),
+      desc,
+    ]);
   }
 
   /** Read-modify-write of index.json, serialised within this process. */
@@ -273,7 +298,8 @@ export class OciLayout implements ImageSource, ImageTarget {
 /** Splits `DIR:TAG` (the form skopeo's `oci:` transport uses); a bare DIR has no tag. */
 export function parseLayoutArg(arg: string): { dir: string; tag?: string } {
   const i = arg.lastIndexOf(':');
-  if (i > 0 && !arg.slice(i + 1).includes('/') && isValidTag(arg.slice(i + 1))) return { dir: arg.slice(0, i), tag: arg.slice(i + 1) };
+  if (i > 0 && !arg.slice(i + 1).includes('/') && isValidTag(arg.slice(i + 1)))
+    return { dir: arg.slice(0, i), tag: arg.slice(i + 1) };
   return { dir: arg };
 }
 

@@ -28,7 +28,8 @@ export interface UpstreamOptions {
 export function upstreamRegistry(opts: UpstreamOptions): Registry {
   const url = new URL(opts.url);
   const host = url.host;
-  const creds: Credentials | undefined = opts.username !== undefined ? { username: opts.username, password: opts.password ?? '' } : undefined;
+  const creds: Credentials | undefined =
+    opts.username !== undefined ? { username: opts.username, password: opts.password ?? '' } : undefined;
   const store: CredentialStore = { get: async (h) => (h === host ? creds : undefined) };
   const trusted = new Set([host, ...(opts.credentialsToRealm ?? [])]);
   return new Registry(host, {
@@ -52,7 +53,12 @@ export interface ManifestHead {
 }
 
 /** HEAD /v2/<name>/manifests/<ref>: what the upstream would serve, without its body. Other statuses throw. */
-export async function headManifest(registry: Registry, name: string, reference: string, signal?: AbortSignal): Promise<ManifestHead> {
+export async function headManifest(
+  registry: Registry,
+  name: string,
+  reference: string,
+  signal?: AbortSignal,
+): Promise<ManifestHead> {
   const res = await registry.request({
     method: 'HEAD',
     url: `/v2/${name}/manifests/${reference}`,
@@ -71,12 +77,28 @@ export async function headManifest(registry: Registry, name: string, reference: 
     digest = undefined;
   }
   const size = Number(res.header('content-length'));
-  return { status: 200, digest, mediaType: baseMediaType(res.header('content-type')), size: Number.isFinite(size) ? size : undefined };
+  return {
+    status: 200,
+    digest,
+    mediaType: baseMediaType(res.header('content-type')),
+    size: Number.isFinite(size) ? size : undefined,
+  };
 }
 
 /** HEAD /v2/<name>/blobs/<digest>: its size, or undefined when the upstream repository does not have it. */
-export async function statBlob(registry: Registry, name: string, digest: Digest, signal?: AbortSignal): Promise<number | undefined> {
-  const res = await registry.request({ method: 'HEAD', url: `/v2/${name}/blobs/${digest}`, scopes: [repoScope(name, ['pull'])], ok: [200, 404], signal });
+export async function statBlob(
+  registry: Registry,
+  name: string,
+  digest: Digest,
+  signal?: AbortSignal,
+): Promise<number | undefined> {
+  const res = await registry.request({
+    method: 'HEAD',
+    url: `/v2/${name}/blobs/${digest}`,
+    scopes: [repoScope(name, ['pull'])],
+    ok: [200, 404],
+    signal,
+  });
   await res.dump();
   const size = Number(res.header('content-length'));
   return res.status === 200 && Number.isFinite(size) ? size : undefined;
@@ -94,7 +116,12 @@ const RESUMES = 5;
  * GET /v2/<name>/blobs/<digest>, resolving once the upstream answered (so the size is known) and continuing with
  * `Range: bytes=N-` when the connection drops. The body errors if the upstream sends more or fewer bytes.
  */
-export async function downloadBlob(registry: Registry, name: string, digest: Digest, signal?: AbortSignal): Promise<BlobDownload> {
+export async function downloadBlob(
+  registry: Registry,
+  name: string,
+  digest: Digest,
+  signal?: AbortSignal,
+): Promise<BlobDownload> {
   const get = (at: number) =>
     registry.request({
       method: 'GET',
@@ -128,7 +155,8 @@ export async function downloadBlob(registry: Registry, name: string, digest: Dig
             c = c.subarray(skip);
             skip = 0;
           }
-          if (at + c.length > size) throw new RegistryError(`blob ${digest} on ${registry.host} is larger than ${size} bytes`, 0);
+          if (at + c.length > size)
+            throw new RegistryError(`blob ${digest} on ${registry.host} is larger than ${size} bytes`, 0);
           at += c.length;
           yield c;
         }
@@ -147,6 +175,16 @@ export async function downloadBlob(registry: Registry, name: string, digest: Dig
 
 function _resumable(e: unknown): boolean {
   const code = (e as any)?.code ?? (e as any)?.cause?.code;
-  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED', 'UND_ERR_ABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code)
-    || /terminated|other side closed/i.test((e as Error)?.message ?? '');
+  return (
+    [
+      'ECONNRESET',
+      'EPIPE',
+      'ETIMEDOUT',
+      'UND_ERR_SOCKET',
+      'UND_ERR_CLOSED',
+      'ECONNABORTED',
+      'UND_ERR_ABORTED',
+      'ERR_STREAM_PREMATURE_CLOSE',
+    ].includes(code) || /terminated|other side closed/i.test((e as Error)?.message ?? '')
+  );
 }

@@ -13,7 +13,9 @@ interface Seen {
   body: string;
 }
 
-async function serve(handler: (req: IncomingMessage, res: ServerResponse, body: string) => void): Promise<{ server: Server; origin: string; seen: Seen[] }> {
+async function serve(
+  handler: (req: IncomingMessage, res: ServerResponse, body: string) => void,
+): Promise<{ server: Server; origin: string; seen: Seen[] }> {
   const seen: Seen[] = [];
   const server = createServer(async (req, res) => {
     let body = '';
@@ -58,7 +60,10 @@ before(async () => {
   });
   registry = await serve((req, res) => {
     if (req.headers.authorization !== 'Bearer tok-1') {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm.origin}/token",service="test"`, 'docker-distribution-api-version': 'registry/2.0' });
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="${realm.origin}/token",service="test"`,
+        'docker-distribution-api-version': 'registry/2.0',
+      });
       return res.end();
     }
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -77,7 +82,10 @@ function reset() {
 
 function client() {
   const host = registry.origin.replace('http://', '');
-  return new Registry(host, { credentials: staticCredentials({ [host]: { username: 'alice', password: PASSWORD } }), retries: 0 });
+  return new Registry(host, {
+    credentials: staticCredentials({ [host]: { username: 'alice', password: PASSWORD } }),
+    retries: 0,
+  });
 }
 
 for (const status of [307, 308]) {
@@ -92,7 +100,10 @@ for (const status of [307, 308]) {
     const posts = realm.seen.filter((s) => s.method === 'POST');
     assert.equal(posts.length, 1);
     assert.ok(posts[0].body.includes(PASSWORD), 'the realm itself got the form');
-    assert.ok(realm.seen.some((s) => s.method === 'GET' && s.url.startsWith('/token')), 'fell back to the GET token flow');
+    assert.ok(
+      realm.seen.some((s) => s.method === 'GET' && s.url.startsWith('/token')),
+      'fell back to the GET token flow',
+    );
   });
 }
 
@@ -121,7 +132,11 @@ test('a cross-origin redirect of a plain request drops Authorization', async () 
   try {
     const host = source.origin.replace('http://', '');
     const r = new Registry(host, { credentials: staticCredentials({}), retries: 0 });
-    const res = await r.request({ method: 'GET', url: '/v2/a/b/blobs/x', headers: { authorization: 'Basic c2VjcmV0' } });
+    const res = await r.request({
+      method: 'GET',
+      url: '/v2/a/b/blobs/x',
+      headers: { authorization: 'Basic c2VjcmV0' },
+    });
     assert.equal(await res.text(), 'blob');
     assert.equal(source.seen.at(-1)?.auth, 'Basic c2VjcmV0');
     assert.equal(target.seen[0].auth, undefined);

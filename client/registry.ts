@@ -2,7 +2,7 @@
 // (ping, challenges, tokens via auth.ts), retries with backoff on 429/5xx/connection resets honouring Retry-After,
 // and redirects followed by hand so `Authorization` never reaches another origin (e.g. a 307 to object storage).
 // Bodies stream both ways (undici); a request body is a factory so a retry can open it again.
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Agent, Dispatcher } from 'undici';
 import { Authenticator, AuthError, mergeScopes, parseChallenges } from './auth.js';
@@ -81,7 +81,17 @@ export class RegistryError extends Error {
 }
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-const RETRY_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED', 'UND_ERR_CONNECT_TIMEOUT', 'EAI_AGAIN']);
+const RETRY_ERRNO = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'ECONNABORTED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'EAI_AGAIN',
+]);
 const MAX_REDIRECTS = 5;
 
 export function isLoopback(host: string): boolean {
@@ -100,12 +110,19 @@ export function retryAfterMs(value: string | undefined, now = Date.now()): numbe
 // undici is loaded on the first request: a build that writes only an OCI layout never needs it (~80 ms to load).
 let _undici: Promise<typeof import('undici')> | undefined;
 const _agents = new Map<string, Agent>();
-async function _agent(insecureTls: boolean, connections: number): Promise<{ agent: Agent; request: typeof import('undici').request }> {
+async function _agent(
+  insecureTls: boolean,
+  connections: number,
+): Promise<{ agent: Agent; request: typeof import('undici').request }> {
   const undici = await (_undici ??= import('undici'));
   const key = `${insecureTls}:${connections}`;
   let a = _agents.get(key);
   if (!a) {
-    a = new undici.Agent({ connections, keepAliveTimeout: 30_000, connect: insecureTls ? { rejectUnauthorized: false } : undefined });
+    a = new undici.Agent({
+      connections,
+      keepAliveTimeout: 30_000,
+      connect: insecureTls ? { rejectUnauthorized: false } : undefined,
+    });
     _agents.set(key, a);
   }
   return { agent: a, request: undici.request };
@@ -115,7 +132,9 @@ async function _agent(insecureTls: boolean, connections: number): Promise<{ agen
 export class Registry {
   readonly auth: Authenticator;
   private base?: Promise<string>;
-  private readonly opts: Required<Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials' | 'dispatcher'>> & { insecure: boolean };
+  private readonly opts: Required<
+    Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials' | 'dispatcher'>
+  > & { insecure: boolean };
   private readonly dispatcher?: Dispatcher;
 
   constructor(
@@ -133,11 +152,25 @@ export class Registry {
     };
     this.dispatcher = options.dispatcher;
     const creds = options.credentials ?? new DockerCredentialStore();
-    this.auth = new Authenticator(host, creds, async (r) => {
-      const body = r.body;
-      const res = await this._send({ method: r.method, url: r.url, headers: r.headers, body: body === undefined ? undefined : () => body, secretBody: body !== undefined }, true);
-      return { status: res.status, text: await res.text(64 * 1024) };
-    }, options.realmCredentials);
+    this.auth = new Authenticator(
+      host,
+      creds,
+      async (r) => {
+        const body = r.body;
+        const res = await this._send(
+          {
+            method: r.method,
+            url: r.url,
+            headers: r.headers,
+            body: body === undefined ? undefined : () => body,
+            secretBody: body !== undefined,
+          },
+          true,
+        );
+        return { status: res.status, text: await res.text(64 * 1024) };
+      },
+      options.realmCredentials,
+    );
   }
 
   /** `https://host` or `http://host`, decided once by pinging /v2/ (which also records the auth challenge). */
@@ -175,7 +208,10 @@ export class Registry {
     const url = /^https?:\/\//.test(spec.url) ? spec.url : base + spec.url;
     const scopes = spec.scopes ?? [];
     let authorization = await this.auth.header(scopes);
-    let res = await this._send({ ...spec, url, headers: { ...spec.headers, ...(authorization ? { authorization } : {}) } }, spec.retry ?? true);
+    let res = await this._send(
+      { ...spec, url, headers: { ...spec.headers, ...(authorization ? { authorization } : {}) } },
+      spec.retry ?? true,
+    );
     if (res.status === 401) {
       const www = res.headers['www-authenticate'];
       await res.dump();
@@ -195,7 +231,10 @@ export class Registry {
       const creds = await this.auth.credentials().catch(() => undefined);
       const challenge = parseChallenges(res.headers['www-authenticate']).find((c) => c.scheme === 'bearer');
       const wanted = (challenge?.params.scope?.split(' ') ?? mergeScopes(scopes)).map(_describeScope).join(', ');
-      if (creds?.username && (res.status === 403 || challenge?.params.error === 'insufficient_scope' || authorization?.startsWith('Bearer'))) {
+      if (
+        creds?.username &&
+        (res.status === 403 || challenge?.params.error === 'insufficient_scope' || authorization?.startsWith('Bearer'))
+      ) {
         denied = `; user "${creds.username}" is not allowed to ${wanted || 'do this'} — ask the registry's admin for access, or \`berth login ${this.host}\` as another user`;
       }
     }
@@ -213,7 +252,8 @@ export class Registry {
       } catch (e) {
         err = e;
       }
-      const retryable = retry && attempt < this.opts.retries && (err ? _isRetryableError(err) : RETRY_STATUS.has(res!.status));
+      const retryable =
+        retry && attempt < this.opts.retries && (err ? _isRetryableError(err) : RETRY_STATUS.has(res!.status));
       if (!retryable) {
         if (err) throw err;
         return res!;
@@ -333,13 +373,28 @@ function _unreachable(host: string, e: unknown, insecure: boolean): Error {
   const code = (e as any)?.code ?? (e as any)?.cause?.code ?? '';
   const msg = (e as Error)?.message ?? String(e);
   if (/certificate|self.signed|SSL|TLS|EPROTO/i.test(code + msg) && !insecure) {
-    return new RegistryError(`cannot verify TLS for ${host} (${code || msg}); pass --insecure if this registry uses plain HTTP or a self-signed certificate`, 0);
+    return new RegistryError(
+      `cannot verify TLS for ${host} (${code || msg}); pass --insecure if this registry uses plain HTTP or a self-signed certificate`,
+      0,
+    );
   }
   // The cause stays attached: a caller may need to tell a refused connection (an address policy) from a dead host.
-  return Object.assign(new RegistryError(`cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`, 0), { cause: e });
+  return Object.assign(
+    new RegistryError(
+      `cannot reach registry ${host} (${code || msg}); check the address and that the registry is running`,
+      0,
+    ),
+    { cause: e },
+  );
 }
 
-async function _errorFrom(method: string, url: string, res: Response, host: string, deniedHint?: string): Promise<RegistryError> {
+async function _errorFrom(
+  method: string,
+  url: string,
+  res: Response,
+  host: string,
+  deniedHint?: string,
+): Promise<RegistryError> {
   const text = method === 'HEAD' ? '' : await res.text(64 * 1024);
   let code: string | undefined;
   let message = '';

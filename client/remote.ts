@@ -125,7 +125,8 @@ export class Repository {
       // Some registries answer application/json: trust the document's own mediaType, else infer OCI by shape.
       try {
         const doc = JSON.parse(bytes.toString('utf8'));
-        mediaType = doc.mediaType ?? (Array.isArray(doc.manifests) ? OCI_INDEX : 'application/vnd.oci.image.manifest.v1+json');
+        mediaType =
+          doc.mediaType ?? (Array.isArray(doc.manifests) ? OCI_INDEX : 'application/vnd.oci.image.manifest.v1+json');
       } catch {
         throw new RegistryError(`manifest ${this.name}:${reference} on ${this.host} is not JSON`, res.status);
       }
@@ -137,13 +138,18 @@ export class Repository {
     } else {
       const announced = res.header('docker-content-digest');
       digest = digestOf(bytes, announced?.startsWith('sha512:') ? 'sha512' : 'sha256');
-      if (announced && announced !== digest) verifyBytes(bytes, parseDigest(announced).digest, `manifest ${this.name}:${reference}`);
+      if (announced && announced !== digest)
+        verifyBytes(bytes, parseDigest(announced).digest, `manifest ${this.name}:${reference}`);
     }
     return { bytes, mediaType, digest };
   }
 
   /** PUT a manifest by tag or digest. Returns its digest and whether the registry processed its subject. */
-  async putManifest(reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: Digest; subjectAccepted: boolean }> {
+  async putManifest(
+    reference: string,
+    bytes: Uint8Array,
+    mediaType: string,
+  ): Promise<{ digest: Digest; subjectAccepted: boolean }> {
     _checkRef(reference);
     const buf = Buffer.from(bytes);
     const res = await this.registry.request({
@@ -160,7 +166,11 @@ export class Repository {
 
   async deleteManifest(reference: string): Promise<void> {
     _checkRef(reference);
-    const res = await this.registry.request({ method: 'DELETE', url: this._path('manifests', reference), scopes: this._scopes(['delete']) });
+    const res = await this.registry.request({
+      method: 'DELETE',
+      url: this._path('manifests', reference),
+      scopes: this._scopes(['delete']),
+    });
     await res.dump();
   }
 
@@ -168,7 +178,12 @@ export class Repository {
 
   /** HEAD a blob: its size, or undefined when this repository does not have it. */
   async statBlob(digest: Digest): Promise<number | undefined> {
-    const res = await this.registry.request({ method: 'HEAD', url: this._path('blobs', digest), scopes: this._scopes(), ok: [200, 404] });
+    const res = await this.registry.request({
+      method: 'HEAD',
+      url: this._path('blobs', digest),
+      scopes: this._scopes(),
+      ok: [200, 404],
+    });
     await res.dump();
     return res.status === 200 ? Number(res.header('content-length') ?? NaN) : undefined;
   }
@@ -196,7 +211,8 @@ export class Repository {
 
   /** Reads a small blob (a config) fully, verified. */
   async getBlobBytes(desc: Pick<Descriptor, 'digest' | 'size'>, limit = 64 << 20): Promise<Buffer> {
-    if (desc.size > limit) throw new RegistryError(`blob ${desc.digest} is ${desc.size} bytes, more than the ${limit} allowed here`, 0);
+    if (desc.size > limit)
+      throw new RegistryError(`blob ${desc.digest} is ${desc.size} bytes, more than the ${limit} allowed here`, 0);
     const chunks: Buffer[] = [];
     for await (const c of this.openBlob(desc)) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
@@ -208,18 +224,27 @@ export class Repository {
    * The registry verifies the digest. After a retryable failure the upload continues from the offset the
    * registry reports for the session (spec: end-13, GET <location> → Range), or starts over when it cannot.
    */
-  async pushBlob(desc: Pick<Descriptor, 'digest' | 'size'>, source: BlobSource, opts: { mountFrom?: string; onBytes?: (n: number) => void } = {}): Promise<PushResult> {
+  async pushBlob(
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    source: BlobSource,
+    opts: { mountFrom?: string; onBytes?: (n: number) => void } = {},
+  ): Promise<PushResult> {
     if ((await this.statBlob(desc.digest)) !== undefined) return 'exists';
     const scopes = this._scopes(['pull', 'push']);
     let session: _Session | undefined;
     if (opts.mountFrom && opts.mountFrom !== this.name) {
       // spec: end-11 — 201 when mounted, 202 + an upload session when the registry can't mount.
       const q = new URLSearchParams({ mount: desc.digest, from: opts.mountFrom });
-      const res = await this.registry.request({ method: 'POST', url: `/v2/${this.name}/blobs/uploads/?${q}`, scopes: [...scopes, repoScope(opts.mountFrom, ['pull'])], ok: [201, 202] });
+      const res = await this.registry.request({
+        method: 'POST',
+        url: `/v2/${this.name}/blobs/uploads/?${q}`,
+        scopes: [...scopes, repoScope(opts.mountFrom, ['pull'])],
+        ok: [201, 202],
+      });
       await res.dump();
       if (res.status === 201) return 'mounted';
       const location = res.header('location');
-      if (location) session = { url: new URL(location, (await this.registry.baseUrl()) + '/').toString(), offset: 0 };
+      if (location) session = { url: new URL(location, `${await this.registry.baseUrl()}/`).toString(), offset: 0 };
     }
     // Progress is told about bytes sent; a resume rewinds it to the registry's offset so totals stay true.
     let reported = 0;
@@ -235,13 +260,18 @@ export class Repository {
       } catch (e) {
         if (e instanceof RegistryError && e.code === 'DIGEST_INVALID') {
           // Copies do not hash on the way (the registry does): name the source as the culprit, like VerifyStream would.
-          throw new RegistryError(`${this.host} rejected blob ${desc.digest}: the bytes read from the source do not match that digest; the source is corrupt or was changed — retry, or check the source`, e.status, e.code);
+          throw new RegistryError(
+            `${this.host} rejected blob ${desc.digest}: the bytes read from the source do not match that digest; the source is corrupt or was changed — retry, or check the source`,
+            e.status,
+            e.code,
+          );
         }
         // 416: the registry disagrees about where a resumed session stands — start over.
         const misplaced = e instanceof RegistryError && e.status === 416 && !!state.session?.offset;
         if (attempt >= UPLOAD_ATTEMPTS || !(misplaced || _resumable(e))) throw e;
         await sleep(200 * 2 ** attempt);
-        state.session = state.session && !misplaced ? await this._uploadStatus(state.session.url, desc.size, scopes) : undefined;
+        state.session =
+          state.session && !misplaced ? await this._uploadStatus(state.session.url, desc.size, scopes) : undefined;
         const offset = state.session?.offset ?? 0;
         if (offset !== reported) onBytes(offset - reported);
       }
@@ -268,13 +298,24 @@ export class Repository {
     }
   }
 
-  private async _upload(desc: Pick<Descriptor, 'digest' | 'size'>, source: BlobSource, state: { session?: _Session }, scopes: string[], onBytes?: (n: number) => void): Promise<void> {
+  private async _upload(
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    source: BlobSource,
+    state: { session?: _Session },
+    scopes: string[],
+    onBytes?: (n: number) => void,
+  ): Promise<void> {
     if (!state.session) {
-      const res = await this.registry.request({ method: 'POST', url: `/v2/${this.name}/blobs/uploads/`, scopes, ok: [202] });
+      const res = await this.registry.request({
+        method: 'POST',
+        url: `/v2/${this.name}/blobs/uploads/`,
+        scopes,
+        ok: [202],
+      });
       await res.dump();
       const location = res.header('location');
       if (!location) throw new RegistryError(`${this.host} started an upload without a Location header`, 202);
-      state.session = { url: new URL(location, (await this.registry.baseUrl()) + '/').toString(), offset: 0 };
+      state.session = { url: new URL(location, `${await this.registry.baseUrl()}/`).toString(), offset: 0 };
     }
     const session = state.session;
     const counted = async (offset: number, length?: number) => {
@@ -310,15 +351,32 @@ export class Repository {
       const offset = session.offset;
       const len = Math.min(step, desc.size - offset);
       const b = await counted(offset, len < desc.size - offset ? len : undefined);
-      const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(len) };
+      const headers: Record<string, string> = {
+        'content-type': 'application/octet-stream',
+        'content-length': String(len),
+      };
       if (chunk || offset > 0) headers['content-range'] = `${offset}-${offset + len - 1}`;
-      const res = await this.registry.request({ method: 'PATCH', url: session.url, headers, body: () => b, scopes, retry: false, ok: [202] });
+      const res = await this.registry.request({
+        method: 'PATCH',
+        url: session.url,
+        headers,
+        body: () => b,
+        scopes,
+        retry: false,
+        ok: [202],
+      });
       await res.dump();
       const next = res.header('location');
       if (next) session.url = new URL(next, session.url).toString();
       session.offset = offset + len;
     }
-    const res = await this.registry.request({ method: 'PUT', url: _withDigest(session.url, desc.digest), headers: { 'content-length': '0' }, scopes, ok: [201] });
+    const res = await this.registry.request({
+      method: 'PUT',
+      url: _withDigest(session.url, desc.digest),
+      headers: { 'content-length': '0' },
+      scopes,
+      ok: [201],
+    });
     await res.dump();
   }
 
@@ -331,7 +389,11 @@ export class Repository {
   }
 
   async deleteBlob(digest: Digest): Promise<void> {
-    const res = await this.registry.request({ method: 'DELETE', url: this._path('blobs', digest), scopes: this._scopes(['delete']) });
+    const res = await this.registry.request({
+      method: 'DELETE',
+      url: this._path('blobs', digest),
+      scopes: this._scopes(['delete']),
+    });
     await res.dump();
   }
 
@@ -348,7 +410,13 @@ export class Repository {
    */
   async referrers(digest: Digest, artifactType?: string): Promise<Descriptor[]> {
     const q = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '';
-    const res = await this.registry.request({ method: 'GET', url: this._path('referrers', digest) + q, headers: { accept: OCI_INDEX }, scopes: this._scopes(), ok: [200, 404, 400, 405] });
+    const res = await this.registry.request({
+      method: 'GET',
+      url: this._path('referrers', digest) + q,
+      headers: { accept: OCI_INDEX },
+      scopes: this._scopes(),
+      ok: [200, 404, 400, 405],
+    });
     const type = baseMediaType(res.header('content-type'));
     if (res.status === 200 && type === OCI_INDEX) {
       const index = JSON.parse((await res.bytes(MANIFEST_LIMIT)).toString('utf8')) as ImageIndex;
@@ -373,7 +441,11 @@ export class Repository {
 
   /** Registers a referrer in the fallback tag index (for registries without the referrers API). */
   async addReferrerFallback(subject: Digest, referrer: Descriptor): Promise<void> {
-    const index: ImageIndex = (await this._fallbackIndex(subject)) ?? { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] };
+    const index: ImageIndex = (await this._fallbackIndex(subject)) ?? {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [],
+    };
     if (index.manifests.some((d) => d.digest === referrer.digest)) return;
     index.manifests.push(referrer);
     await this.putManifest(fallbackTag(subject), Buffer.from(JSON.stringify(index)), OCI_INDEX);
@@ -385,7 +457,12 @@ export function fallbackTag(digest: Digest): string {
   return digest.replace(':', '-').slice(0, 128);
 }
 
-async function* _paginate(registry: Registry, first: string, scopes: string[], field: 'tags' | 'repositories'): AsyncGenerator<string> {
+async function* _paginate(
+  registry: Registry,
+  first: string,
+  scopes: string[],
+  field: 'tags' | 'repositories',
+): AsyncGenerator<string> {
   let url: string | undefined = first;
   const seen = new Set<string>();
   while (url) {
@@ -414,7 +491,19 @@ function _checkRef(reference: string): void {
 function _resumable(e: unknown): boolean {
   if (e instanceof RegistryError) return e.retryable;
   const code = (e as any)?.code ?? (e as any)?.cause?.code;
-  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED', 'ECONNREFUSED', 'UND_ERR_ABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code) || /terminated|other side closed|socket/i.test((e as Error)?.message ?? '');
+  return (
+    [
+      'ECONNRESET',
+      'EPIPE',
+      'ETIMEDOUT',
+      'UND_ERR_SOCKET',
+      'UND_ERR_CLOSED',
+      'ECONNABORTED',
+      'ECONNREFUSED',
+      'UND_ERR_ABORTED',
+      'ERR_STREAM_PREMATURE_CLOSE',
+    ].includes(code) || /terminated|other side closed|socket/i.test((e as Error)?.message ?? '')
+  );
 }
 
 /**

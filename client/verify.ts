@@ -10,7 +10,9 @@ export class DigestMismatchError extends Error {
     readonly actual: string,
     what = 'content',
   ) {
-    super(`${what} digest mismatch: expected ${expected}, got ${actual}; the source is corrupt or was changed — retry, or check the source`);
+    super(
+      `${what} digest mismatch: expected ${expected}, got ${actual}; the source is corrupt or was changed — retry, or check the source`,
+    );
   }
 }
 

@@ -43,7 +43,11 @@ for (const line of ldd.split('\n')) {
 for (const f of ['bin', 'dist', 'package.json']) mirror(join(repo, f), join(out, 'app', f));
 // Every installed package that is not dev-only, as paths (deduplicated packages included).
 const dirs = new Set(
-  execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], {
+    cwd: repo,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
     .split('\n')
     .filter((p) => p.startsWith(repo) && p.includes('/node_modules/')),
 );

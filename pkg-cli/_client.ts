@@ -40,27 +40,39 @@ export function refId(r: Reference): string {
 
 export function platforms(values: string[] | undefined): Platform[] | undefined {
   if (!values?.length) return undefined;
-  return values.flatMap((v) => v.split(',')).filter(Boolean).map((v) => {
-    try {
-      return parsePlatform(v);
-    } catch (e) {
-      throw new CLIError((e as Error).message);
-    }
-  });
+  return values
+    .flatMap((v) => v.split(','))
+    .filter(Boolean)
+    .map((v) => {
+      try {
+        return parsePlatform(v);
+      } catch (e) {
+        throw new CLIError((e as Error).message);
+      }
+    });
 }
 
 /** This machine's platform, as docker picks it for single-platform outputs. */
 export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  const arch: Record<string, string> = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    arm: 'arm',
+    ia32: '386',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+  };
   return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
 }
 
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value) + '\n');
+  process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
 /** Counts a positional list and names the usage when it is wrong. */
 export function positionals(list: string[], n: number, usage: string): string[] {
-  if (list.length !== n) throw new CLIError(`expected ${n === 1 ? 'one argument' : `${n} arguments`}: ${usage}; see --help`);
+  if (list.length !== n)
+    throw new CLIError(`expected ${n === 1 ? 'one argument' : `${n} arguments`}: ${usage}; see --help`);
   return list;
 }

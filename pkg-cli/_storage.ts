@@ -34,4 +34,3 @@ export async function makeDriver(config: Config, opts: { cleanTemp?: boolean } =
   if (opts.cleanTemp ?? true) await driver.cleanTemp();
   return driver;
 }
-

@@ -1,7 +1,15 @@
 // `berth build`: a reproducible image from berth.yaml, written to any number of outputs at once. The whole
 // pipeline is builder/pipeline.ts; this file turns flags into its options and its events into lines.
 import type { Artifact } from '../builder/artifact.js';
-import { dockerArchiveOutput, ociLayoutOutput, OutputError, registryOutput, type Output, type OutputKind, type OutputReport } from '../builder/outputs.js';
+import {
+  dockerArchiveOutput,
+  ociLayoutOutput,
+  OutputError,
+  registryOutput,
+  type Output,
+  type OutputKind,
+  type OutputReport,
+} from '../builder/outputs.js';
 import { runBuild, type PipelineEvent } from '../builder/pipeline.js';
 import { BuildOptionError, BuildSpecError } from '../builder/spec.js';
 import { formatPlatform } from '../spec/platform.js';
@@ -68,7 +76,8 @@ const command: Command = {
       'update-lock': { type: 'boolean' },
       'no-sbom': { type: 'boolean' },
     });
-    if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
+    if (positionals.length)
+      throw new CLIError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
     const cacheMax = values['cache-max'] === undefined ? undefined : parseSize(values['cache-max'], '--cache-max');
     const client = makeClient(values);
     const file = values.file ?? 'berth.yaml';
@@ -80,10 +89,16 @@ const command: Command = {
       const outputs: Output[] = [
         ...(values['oci-layout'] ?? []).map((dir) => ociLayoutOutput(dir)),
         // A docker-archive of a multi-platform build holds this machine's platform unless --platform picks one.
-        ...(values['docker-archive'] ?? []).map((f) => dockerArchiveOutput(f, { tags, platform: only?.[0] ?? hostPlatform() })),
+        ...(values['docker-archive'] ?? []).map((f) =>
+          dockerArchiveOutput(f, { tags, platform: only?.[0] ?? hostPlatform() }),
+        ),
         ...pushes,
       ];
-      const { build: result, sboms, outputs: reports } = await runBuild({
+      const {
+        build: result,
+        sboms,
+        outputs: reports,
+      } = await runBuild({
         file,
         context: values.context,
         platforms: only,
@@ -105,7 +120,13 @@ const command: Command = {
           images: result.images.map((i) => ({
             platform: formatPlatform(i.platform),
             digest: i.manifest.digest,
-            layers: i.layers.map((l) => ({ name: l.name, digest: l.layer.descriptor.digest, diffId: l.layer.diffId, size: l.layer.descriptor.size, cached: l.cached })),
+            layers: i.layers.map((l) => ({
+              name: l.name,
+              digest: l.layer.descriptor.digest,
+              diffId: l.layer.diffId,
+              size: l.layer.descriptor.size,
+              cached: l.cached,
+            })),
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
           })),
           outputs: reports.map(_outputJson),
@@ -119,7 +140,11 @@ const command: Command = {
   },
 };
 
-const FLAG: Record<OutputKind, string> = { 'oci-layout': '--oci-layout', 'docker-archive': '--docker-archive', registry: '--push' };
+const FLAG: Record<OutputKind, string> = {
+  'oci-layout': '--oci-layout',
+  'docker-archive': '--docker-archive',
+  registry: '--push',
+};
 
 /** builder/ says what is wrong in its own terms; here it is said in flags. */
 function _cliError(e: unknown): unknown {
@@ -165,7 +190,8 @@ function _outputJson(r: OutputReport): Record<string, unknown> {
 /** `500MiB`, `8GiB`, `8G` (binary), `1.5GB` (decimal), `1000000` (bytes) → bytes. */
 export function parseSize(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)$/i.exec(text.trim());
-  if (!m || (m[3] && !m[2])) throw new CLIError(`${flag} ${text}: not a size; write e.g. 500MiB, 8GiB or a number of bytes`);
+  if (!m || (m[3] && !m[2]))
+    throw new CLIError(`${flag} ${text}: not a size; write e.g. 500MiB, 8GiB or a number of bytes`);
   const power = ' kmgt'.indexOf(m[2].toLowerCase() || ' ');
   const decimal = m[4] !== '' && m[3] === '' && m[2] !== '';
   return Math.floor(Number(m[1]) * (decimal ? 1000 : 1024) ** power);

@@ -12,7 +12,10 @@ export interface Command {
 
 /** An error for the user: one line that names the problem and the fix. main.ts prints it and exits 1. */
 export class CLIError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
   }
 }

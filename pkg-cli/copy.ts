@@ -40,7 +40,10 @@ const command: Command = {
     const dst = ref(d, 'DST', 'copy');
     const client = makeClient(values);
     const srcRepo = client.repository(src);
-    const dstRepo = client.repository(dst, { push: true, mountFrom: src.registry === dst.registry ? [src.repository] : [] });
+    const dstRepo = client.repository(dst, {
+      push: true,
+      mountFrom: src.registry === dst.registry ? [src.repository] : [],
+    });
     const progress = values.json ? undefined : terminalProgress();
     const started = Date.now();
     try {
@@ -52,8 +55,9 @@ const command: Command = {
         progress,
       });
       progress?.stop();
-      const to = formatReference({ ...dst, digest: undefined, tag: dst.tag }) + `@${r.digest}`;
-      if (values.json) printJson({ source: formatReference(src), destination: to, ...r, seconds: (Date.now() - started) / 1000 });
+      const to = `${formatReference({ ...dst, digest: undefined, tag: dst.tag })}@${r.digest}`;
+      if (values.json)
+        printJson({ source: formatReference(src), destination: to, ...r, seconds: (Date.now() - started) / 1000 });
       else console.log(`${r.skipped ? 'up to date' : 'copied'} ${to}`);
     } finally {
       progress?.stop();

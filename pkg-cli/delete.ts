@@ -28,7 +28,10 @@ const command: Command = {
     if (!digest) {
       const head = (await repo.headManifest(r.tag!)) ?? undefined;
       digest = head?.digest ?? (await repo.getManifest(r.tag!).catch(() => undefined))?.digest;
-      if (!digest) throw new CLIError(`${formatReference(r)} does not exist; check the tag with \`berth tags ${r.registry}/${r.repository}\``);
+      if (!digest)
+        throw new CLIError(
+          `${formatReference(r)} does not exist; check the tag with \`berth tags ${r.registry}/${r.repository}\``,
+        );
     }
     await repo.deleteManifest(digest);
     if (values.json) printJson({ reference: formatReference(r), deleted: digest });

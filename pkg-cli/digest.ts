@@ -40,7 +40,10 @@ const command: Command = {
       if (wanted && isIndexType(m.mediaType)) {
         const index = JSON.parse(m.bytes.toString('utf8')) as ImageIndex;
         const hit = index.manifests.find((d) => platformMatches(d.platform, wanted));
-        if (!hit) throw new CLIError(`${formatReference(r)} has no image for ${formatPlatform(wanted)}; available: ${index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ')}`);
+        if (!hit)
+          throw new CLIError(
+            `${formatReference(r)} has no image for ${formatPlatform(wanted)}; available: ${index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ')}`,
+          );
         digest = hit.digest;
         mediaType = hit.mediaType;
       }

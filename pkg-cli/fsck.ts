@@ -36,7 +36,8 @@ const command: Command = {
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth fsck --help\``);
     const jobs = values.jobs === undefined ? 4 : Number(values.jobs);
-    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new CLIError(`--jobs must be a whole number from 1 to 64, not "${values.jobs}"`);
+    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64)
+      throw new CLIError(`--jobs must be a whole number from 1 to 64, not "${values.jobs}"`);
     const config = storageConfig(values);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
     const driver = await makeDriver(config, { cleanTemp: false });
@@ -47,7 +48,10 @@ const command: Command = {
         concurrency: jobs,
         onBad: values.json
           ? undefined
-          : (b) => console.log(`damaged ${b.digest}: ${b.size} bytes hash to ${b.actual}${b.quarantinedAt ? ` → moved to ${b.quarantinedAt}` : ''}`),
+          : (b) =>
+              console.log(
+                `damaged ${b.digest}: ${b.size} bytes hash to ${b.actual}${b.quarantinedAt ? ` → moved to ${b.quarantinedAt}` : ''}`,
+              ),
       });
       if (values.json) console.log(JSON.stringify(result));
       else {

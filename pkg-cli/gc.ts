@@ -62,16 +62,26 @@ const command: Command = {
     const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
     const dryRun = values['dry-run'] ?? false;
     const policies = createPolicies(config, store, log);
-    const job = createGcJob(config, store, log, { before: (dry) => policies.applyRetention({ dryRun: dry, report: (l) => !values.json && console.log(l) }).then(() => {}) });
+    const job = createGcJob(config, store, log, {
+      before: (dry) =>
+        policies.applyRetention({ dryRun: dry, report: (l) => !values.json && console.log(l) }).then(() => {}),
+    });
     const verbose = values.verbose || dryRun;
     try {
       const result = await job.run({
         dryRun,
         graceMs,
         deleteUntagged: values['delete-untagged'] || undefined,
-        onItem: verbose && !values.json ? (kind, what, bytes) => console.log(`${dryRun ? 'would remove' : 'removed'} ${kind} ${what}${bytes ? ` (${_bytes(bytes)})` : ''}`) : undefined,
+        onItem:
+          verbose && !values.json
+            ? (kind, what, bytes) =>
+                console.log(
+                  `${dryRun ? 'would remove' : 'removed'} ${kind} ${what}${bytes ? ` (${_bytes(bytes)})` : ''}`,
+                )
+            : undefined,
       });
-      if (!result) throw new CLIError('another garbage collection is running on this storage (lease held); try again later');
+      if (!result)
+        throw new CLIError('another garbage collection is running on this storage (lease held); try again later');
       if (values.json) console.log(JSON.stringify(result));
       else {
         console.log(

@@ -24,7 +24,7 @@ Examples:
 
 const command: Command = {
   name: 'inspect',
-  summary: 'show a manifest, an index\'s platforms, or an image config',
+  summary: "show a manifest, an index's platforms, or an image config",
   help: HELP,
   async run(argv) {
     const { values, positionals: pos } = parseFlags('inspect', argv, {
@@ -45,7 +45,9 @@ const command: Command = {
         : index.manifests.find((d) => d.platform?.os === 'linux');
       if (!hit) {
         const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
-        throw new CLIError(`${formatReference(r)} has no image for ${wanted ? formatPlatform(wanted) : 'linux'}; available: ${have} — pick one with --platform`);
+        throw new CLIError(
+          `${formatReference(r)} has no image for ${wanted ? formatPlatform(wanted) : 'linux'}; available: ${have} — pick one with --platform`,
+        );
       }
       m = await repo.getManifest(hit.digest);
     }
@@ -58,12 +60,27 @@ const command: Command = {
     if (values.config) {
       if (isIndexType(m.mediaType)) throw new CLIError('an index has no config; pass --platform');
       const cfg = await repo.getBlobBytes((doc as ImageManifest).config);
-      process.stdout.write(values.json ? cfg.toString('utf8').trim() + '\n' : JSON.stringify(JSON.parse(cfg.toString('utf8')), null, 2) + '\n');
+      process.stdout.write(
+        values.json
+          ? `${cfg.toString('utf8').trim()}\n`
+          : `${JSON.stringify(JSON.parse(cfg.toString('utf8')), null, 2)}\n`,
+      );
       return;
     }
-    const summary: Record<string, unknown> = { reference: formatReference(r), digest: m.digest, mediaType: m.mediaType, size: m.bytes.length };
+    const summary: Record<string, unknown> = {
+      reference: formatReference(r),
+      digest: m.digest,
+      mediaType: m.mediaType,
+      size: m.bytes.length,
+    };
     if (isIndexType(m.mediaType)) {
-      summary.manifests = (doc as ImageIndex).manifests.map((d) => ({ digest: d.digest, mediaType: d.mediaType, size: d.size, platform: d.platform ? formatPlatform(d.platform) : undefined, artifactType: d.artifactType }));
+      summary.manifests = (doc as ImageIndex).manifests.map((d) => ({
+        digest: d.digest,
+        mediaType: d.mediaType,
+        size: d.size,
+        platform: d.platform ? formatPlatform(d.platform) : undefined,
+        artifactType: d.artifactType,
+      }));
     } else {
       const im = doc as ImageManifest;
       summary.artifactType = im.artifactType;
@@ -75,7 +92,8 @@ const command: Command = {
     if (values.json) return printJson(summary);
     console.log(`${summary.reference}\n  digest     ${m.digest}\n  mediaType  ${m.mediaType}`);
     if (Array.isArray(summary.manifests)) {
-      for (const d of summary.manifests as any[]) console.log(`  ${(d.platform ?? d.artifactType ?? '?').padEnd(20)} ${d.digest}`);
+      for (const d of summary.manifests as any[])
+        console.log(`  ${(d.platform ?? d.artifactType ?? '?').padEnd(20)} ${d.digest}`);
     } else {
       const im = doc as ImageManifest;
       console.log(`  config     ${im.config.digest} (${im.config.mediaType})`);

@@ -26,7 +26,9 @@ Examples:
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 export function normaliseHost(input: string): string {
@@ -52,17 +54,23 @@ const command: Command = {
     const host = normaliseHost(pos[0] ?? 'docker.io');
     const username = values.username;
     if (!username) throw new CLIError('missing --username (-u); see `berth login --help`');
-    if (values.password !== undefined && values['password-stdin']) throw new CLIError('use either --password or --password-stdin, not both');
+    if (values.password !== undefined && values['password-stdin'])
+      throw new CLIError('use either --password or --password-stdin, not both');
     const password = values['password-stdin'] ? await readStdin() : values.password;
     if (!password) throw new CLIError('missing password; pass --password-stdin (recommended) or -p');
     const apiHost = host === 'docker.io' ? 'registry-1.docker.io' : host;
-    const registry = new Registry(apiHost, { credentials: staticCredentials({ [apiHost]: { username, password } }), insecure: !!values.insecure });
+    const registry = new Registry(apiHost, {
+      credentials: staticCredentials({ [apiHost]: { username, password } }),
+      insecure: !!values.insecure,
+    });
     try {
       const res = await registry.request({ method: 'GET', url: '/v2/', scopes: [] });
       await res.dump();
     } catch (e) {
       if ((e instanceof AuthError || e instanceof RegistryError) && (e.status === 401 || e.status === 403)) {
-        throw new CLIError(`login to ${host} failed: the registry rejected username "${username}" or its password; check them and retry`);
+        throw new CLIError(
+          `login to ${host} failed: the registry rejected username "${username}" or its password; check them and retry`,
+        );
       }
       throw e;
     }

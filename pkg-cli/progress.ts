@@ -24,7 +24,9 @@ export function formatBytes(n: number): string {
 }
 
 /** A Progress that draws on a TTY; `undefined` when progress should not be shown. */
-export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): (Progress & { stop(): void }) | undefined {
+export function terminalProgress(
+  stream: NodeJS.WriteStream = process.stderr,
+): (Progress & { stop(): void }) | undefined {
   if (!wantsProgress(stream)) return undefined;
   const bars = new Map<string, Bar>();
   let drawn = 0;

@@ -9,7 +9,17 @@ import type { ImageIndex } from '../spec/manifest.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { DOCKER_HUB, formatReference, type Reference } from '../spec/reference.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { COMMON_FLAGS, COMMON_HELP, hostPlatform, makeClient, platforms, positionals, printJson, ref, refId } from './_client.js';
+import {
+  COMMON_FLAGS,
+  COMMON_HELP,
+  hostPlatform,
+  makeClient,
+  platforms,
+  positionals,
+  printJson,
+  ref,
+  refId,
+} from './_client.js';
 import { terminalProgress } from './progress.js';
 
 const HELP = `Usage: berth pull REF (--oci-layout DIR[:TAG] | --docker-archive FILE) [flags]
@@ -60,7 +70,11 @@ const command: Command = {
       if (values['oci-layout']) {
         const { dir, tag } = parseLayoutArg(values['oci-layout']);
         const layout = await OciLayout.create(dir);
-        const res = await copy(src, refId(r), layout, tag ?? r.tag ?? '', { platforms: platforms(values.platform), referrers: !!values.referrers, progress });
+        const res = await copy(src, refId(r), layout, tag ?? r.tag ?? '', {
+          platforms: platforms(values.platform),
+          referrers: !!values.referrers,
+          progress,
+        });
         progress?.stop();
         if (values.json) printJson({ reference: formatReference(r), layout: dir, ...res });
         else console.log(`pulled ${formatReference(r)}@${res.digest} into ${dir}`);
@@ -74,15 +88,20 @@ const command: Command = {
         const hit = index.manifests.find((d) => platformMatches(d.platform, wanted[0]));
         if (!hit) {
           const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
-          throw new CLIError(`${formatReference(r)} has no image for ${formatPlatform(wanted[0])}; available: ${have} — pick one with --platform`);
+          throw new CLIError(
+            `${formatReference(r)} has no image for ${formatPlatform(wanted[0])}; available: ${have} — pick one with --platform`,
+          );
         }
         m = await src.manifest(hit.digest);
       }
       const file = values['docker-archive']!;
       progress?.blobStart(m.digest, 0);
-      await writeDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], { onBytes: (d, n) => progress?.blobBytes(d, n) });
+      await writeDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], {
+        onBytes: (d, n) => progress?.blobBytes(d, n),
+      });
       progress?.stop();
-      if (values.json) printJson({ reference: formatReference(r), archive: file, digest: m.digest, mediaType: m.mediaType });
+      if (values.json)
+        printJson({ reference: formatReference(r), archive: file, digest: m.digest, mediaType: m.mediaType });
       else console.log(`pulled ${formatReference(r)}@${m.digest} into ${file}`);
     } finally {
       progress?.stop();

@@ -28,7 +28,10 @@ Examples:
 
 async function openSource(arg: string): Promise<{ source: ImageSource; reference: string }> {
   const { dir, tag } = parseLayoutArg(arg);
-  for (const [path, name] of [[arg, ''], [dir, tag ?? '']] as const) {
+  for (const [path, name] of [
+    [arg, ''],
+    [dir, tag ?? ''],
+  ] as const) {
     let s;
     try {
       s = await stat(path);

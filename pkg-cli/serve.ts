@@ -35,8 +35,12 @@ const command: Command = {
     // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
     // logged with its stack and the server keeps serving. Request errors are handled where they happen; this is
     // the net under that, and a line here is a bug to fix.
-    process.on('uncaughtException', (e) => log.error('uncaught exception; the server keeps running', { err: String(e), stack: e.stack }));
-    process.on('unhandledRejection', (e) => log.error('unhandled rejection; the server keeps running', { err: String(e), stack: (e as Error)?.stack }));
+    process.on('uncaughtException', (e) =>
+      log.error('uncaught exception; the server keeps running', { err: String(e), stack: e.stack }),
+    );
+    process.on('unhandledRejection', (e) =>
+      log.error('unhandled rejection; the server keeps running', { err: String(e), stack: (e as Error)?.stack }),
+    );
     // Unreadable or mismatched TLS files are the operator's to fix, named before anything else starts.
     if (config.http.tls) {
       try {
@@ -48,12 +52,15 @@ const command: Command = {
     }
     const driver = await makeDriver(config);
     const registry = createRegistry(config, driver, log);
-    if (config.auth.mode === 'none') log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
+    if (config.auth.mode === 'none')
+      log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
     let server;
     try {
       server = await listen(registry.app, config.http.addr, log, registry.metrics?.onRequest, config.http);
     } catch (e) {
-      throw new CLIError(`cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`);
+      throw new CLIError(
+        `cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`,
+      );
     }
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
 
@@ -68,13 +75,18 @@ const command: Command = {
       : undefined;
     timer?.unref();
     // Scheduled GC (gc.enabled); replicas share one lease, so one of them does the work.
-    const gc = createGcJob(config, registry.store, log, { after: (r, e) => registry.metrics?.gcRun(r, e !== undefined) });
+    const gc = createGcJob(config, registry.store, log, {
+      after: (r, e) => registry.metrics?.gcRun(r, e !== undefined),
+    });
     gc.start();
     // Retention only deletes tags (idempotent on every replica); GC reclaims the bytes afterwards.
     const retention = registry.policies.enabled.retention
-      ? setInterval(() => {
-          registry.policies.applyRetention().catch((e) => log.error('retention failed', { err: String(e) }));
-        }, parseDuration(config.retention?.interval ?? '1h'))
+      ? setInterval(
+          () => {
+            registry.policies.applyRetention().catch((e) => log.error('retention failed', { err: String(e) }));
+          },
+          parseDuration(config.retention?.interval ?? '1h'),
+        )
       : undefined;
     retention?.unref();
 

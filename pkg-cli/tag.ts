@@ -22,7 +22,8 @@ const command: Command = {
     const { values, positionals: pos } = parseFlags('tag', argv, { ...COMMON_FLAGS });
     const [input, newTag] = positionals(pos, 2, 'berth tag REF NEWTAG');
     const r = ref(input, 'REF', 'tag');
-    if (!isValidTag(newTag)) throw new CLIError(`invalid tag "${newTag}"; tags match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`);
+    if (!isValidTag(newTag))
+      throw new CLIError(`invalid tag "${newTag}"; tags match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`);
     const repo = makeClient(values).repository(r, { push: true });
     const m = await repo.getManifest(refId(r));
     await repo.putManifest(newTag, m.bytes, m.mediaType);

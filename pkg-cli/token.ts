@@ -43,11 +43,17 @@ function _duration(value: string, flag: string): number {
 }
 
 function _scopes(repositories: string[] | undefined, actions: string | undefined): RobotScope[] {
-  const list = (actions ?? 'pull').split(',').map((a) => a.trim()).filter(Boolean);
-  for (const a of list) if (!['pull', 'push', 'delete'].includes(a)) throw new CLIError(`--actions: unknown action "${a}"; use pull, push, delete`);
+  const list = (actions ?? 'pull')
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  for (const a of list)
+    if (!['pull', 'push', 'delete'].includes(a))
+      throw new CLIError(`--actions: unknown action "${a}"; use pull, push, delete`);
   const repos = repositories?.length ? repositories : ['**'];
   for (const r of repos) {
-    if (!/^[a-z0-9*?._/{},-]+$/.test(r)) throw new CLIError(`--repository: "${r}" is not a repository pattern (lowercase names, * and ** globs)`);
+    if (!/^[a-z0-9*?._/{},-]+$/.test(r))
+      throw new CLIError(`--repository: "${r}" is not a repository pattern (lowercase names, * and ** globs)`);
     picomatch(r); // throws on a broken glob
   }
   return [{ repositories: repos, actions: list as RobotScope['actions'] }];
@@ -80,10 +86,14 @@ const command: Command = {
     const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false })));
     switch (verb) {
       case 'create': {
-        if (!arg || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(arg)) throw new CLIError('berth token create NAME: NAME is lowercase letters, digits, . _ - (at most 64), e.g. ci-team-a');
+        if (!arg || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(arg))
+          throw new CLIError(
+            'berth token create NAME: NAME is lowercase letters, digits, . _ - (at most 64), e.g. ci-team-a',
+          );
         const ttl = _duration(values.expires ?? config.auth.robots?.defaultTtl ?? '90d', '--expires');
         const max = config.auth.robots?.maxTtl;
-        if (max && ttl > _duration(max, 'auth.robots.maxTtl')) throw new CLIError(`--expires: longer than auth.robots.maxTtl (${max})`);
+        if (max && ttl > _duration(max, 'auth.robots.maxTtl'))
+          throw new CLIError(`--expires: longer than auth.robots.maxTtl (${max})`);
         if (ttl <= 0) throw new CLIError('--expires: must be positive');
         const { record, token } = await state.createRobot({
           name: arg,
@@ -105,7 +115,11 @@ const command: Command = {
         if (values.refresh) {
           const list = await state.listRefresh();
           if (values.json) console.log(JSON.stringify(list));
-          else for (const r of list) console.log(`${r.id}  ${r.kind}:${r.name}  ${r.clientId ?? '-'}  created ${r.createdAt}  expires ${r.expiresAt}`);
+          else
+            for (const r of list)
+              console.log(
+                `${r.id}  ${r.kind}:${r.name}  ${r.clientId ?? '-'}  created ${r.createdAt}  expires ${r.expiresAt}`,
+              );
           return 0;
         }
         const list = await state.listRobots();
@@ -114,7 +128,10 @@ const command: Command = {
         return 0;
       }
       case 'revoke': {
-        if (!arg) throw new CLIError('berth token revoke ID|NAME: give a robot id or name, or a refresh-token id (berth token list [--refresh])');
+        if (!arg)
+          throw new CLIError(
+            'berth token revoke ID|NAME: give a robot id or name, or a refresh-token id (berth token list [--refresh])',
+          );
         const removed = await state.revoke(arg);
         if (!removed.length) throw new CLIError(`no robot or refresh token "${arg}"; see \`berth token list\``);
         for (const r of removed) console.log(`revoked ${r}`);
@@ -125,7 +142,9 @@ const command: Command = {
         return 0;
       }
       default:
-        throw new CLIError(`berth token: expected create, list, revoke or prune${verb ? `, not "${verb}"` : ''}; see \`berth token --help\``);
+        throw new CLIError(
+          `berth token: expected create, list, revoke or prune${verb ? `, not "${verb}"` : ''}; see \`berth token --help\``,
+        );
     }
   },
 };

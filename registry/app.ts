@@ -52,7 +52,10 @@ export function parseTarget(path: string): Target | undefined {
     if (!m) continue;
     const target: Target = { route, name: m[1], reference: m[2] };
     if (target.name !== undefined && !isValidName(target.name)) {
-      throw new OciError('NAME_INVALID', `invalid repository name "${target.name.slice(0, 300)}": lowercase [a-z0-9] components separated by . _ __ - or /, at most 255 characters`);
+      throw new OciError(
+        'NAME_INVALID',
+        `invalid repository name "${target.name.slice(0, 300)}": lowercase [a-z0-9] components separated by . _ __ - or /, at most 255 characters`,
+      );
     }
     return target;
   }
@@ -78,7 +81,16 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   const app = new Hono<Env>();
   app.onError((err, c) => renderError(err, c, (e) => hooks.onUnexpectedError?.(e, c)));
   // Unknown endpoints are 404, as distribution's router answers (405 is only for a known endpoint's wrong method).
-  app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`, detail: null }] }, 404));
+  app.notFound((c) =>
+    c.json(
+      {
+        errors: [
+          { code: 'NOT_FOUND', message: `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`, detail: null },
+        ],
+      },
+      404,
+    ),
+  );
 
   app.use('*', async (c, next) => {
     c.set('options', options);
@@ -89,7 +101,12 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   const small = bodyLimit({
     maxSize: MAX_SMALL_BODY,
     onError: () => {
-      throw Object.assign(new OciError('SIZE_INVALID', `request body over the ${MAX_SMALL_BODY}-byte limit of this endpoint`, { limit: MAX_SMALL_BODY }), { status: 413 });
+      throw Object.assign(
+        new OciError('SIZE_INVALID', `request body over the ${MAX_SMALL_BODY}-byte limit of this endpoint`, {
+          limit: MAX_SMALL_BODY,
+        }),
+        { status: 413 },
+      );
     },
   });
   app.use('*', (c, next) => (c.req.path === '/v2' || c.req.path.startsWith('/v2/') ? next() : small(c, next)));
@@ -110,7 +127,10 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   const dispatch: Handler = async (c) => {
     const target = c.var.target;
     const handler = HANDLERS[target.route][c.req.method];
-    if (!handler) throw Object.assign(new OciError('UNSUPPORTED', `${c.req.method} is not allowed on ${target.route}`), { status: 405 });
+    if (!handler)
+      throw Object.assign(new OciError('UNSUPPORTED', `${c.req.method} is not allowed on ${target.route}`), {
+        status: 405,
+      });
     return handler(c);
   };
   app.all('/v2/*', dispatch);

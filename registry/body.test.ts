@@ -27,7 +27,16 @@ test('guardBody: a body already cut off when it is wrapped fails its reader inst
   const body = guardBody(src);
   const read = pipeline(body, sink());
   const hung = new Promise((r) => setTimeout(() => r('hung'), 1000).unref());
-  assert.notEqual(await Promise.race([read.then(() => 'ended', () => 'failed'), hung]), 'hung');
+  assert.notEqual(
+    await Promise.race([
+      read.then(
+        () => 'ended',
+        () => 'failed',
+      ),
+      hung,
+    ]),
+    'hung',
+  );
   await assert.rejects(read, /ended early/);
 });
 

@@ -26,7 +26,11 @@ const DRAIN_MS = 5_000;
 const HIGH_WATER_MARK = 1024 * 1024;
 
 export function bodyTimeoutError(idleMs: number): OciError {
-  return new OciError('REQUEST_TIMEOUT', `no request body bytes arrived for ${Math.round(idleMs / 1000)} s (http.bodyIdleTimeout); the request was abandoned and nothing was stored`, { idleMs });
+  return new OciError(
+    'REQUEST_TIMEOUT',
+    `no request body bytes arrived for ${Math.round(idleMs / 1000)} s (http.bodyIdleTimeout); the request was abandoned and nothing was stored`,
+    { idleMs },
+  );
 }
 
 /**
@@ -75,7 +79,8 @@ export function guardBody(src: Readable, limit?: BodyLimit): Readable {
   src.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
   // Already cut off (the client left while the handler awaited storage, before it asked for the body): its 'close'
   // was emitted to nobody, so fail now, or the reader waits forever.
-  if (src.destroyed && !src.readableEnded) fail(src.errored ?? new Error('request body ended early (the client went away)'));
+  if (src.destroyed && !src.readableEnded)
+    fail(src.errored ?? new Error('request body ended early (the client went away)'));
   (src as Watched)[BODY_TIMEOUT] = onTimeout;
   src.pause();
   // Consumers see errors through their own listeners (pipeline, for await); this one only keeps an error that

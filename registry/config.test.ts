@@ -13,10 +13,18 @@ test('defaults: :5000 and ./data', () => {
 });
 
 test('BERTH_* variables map onto nested camelCase keys and are typed', () => {
-  assert.deepEqual(envOverrides({ BERTH_HTTP_ADDR: '127.0.0.1:1', BERTH_STORAGE_S3_FORCE_PATH_STYLE: 'true', BERTH_STORAGE_S3_BUCKET: 'b', BERTH_DEBUG: '1' }), {
-    http: { addr: '127.0.0.1:1' },
-    storage: { s3: { forcePathStyle: true, bucket: 'b' } },
-  });
+  assert.deepEqual(
+    envOverrides({
+      BERTH_HTTP_ADDR: '127.0.0.1:1',
+      BERTH_STORAGE_S3_FORCE_PATH_STYLE: 'true',
+      BERTH_STORAGE_S3_BUCKET: 'b',
+      BERTH_DEBUG: '1',
+    }),
+    {
+      http: { addr: '127.0.0.1:1' },
+      storage: { s3: { forcePathStyle: true, bucket: 'b' } },
+    },
+  );
   assert.deepEqual(envOverrides({ BERTH_STORAGE_MAXMANIFESTBYTES: '2048' }), { storage: { maxManifestBytes: 2048 } });
   assert.throws(() => envOverrides({ BERTH_STORAGE_DELETE: 'maybe' }), /BERTH_STORAGE_DELETE: expected true or false/);
 });
@@ -25,12 +33,19 @@ test('file < env < flags, and clear errors naming the key', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'berth-config-'));
   const file = join(dir, 'berth.yaml');
   await writeFile(file, 'http:\n  addr: ":6000"\nstorage:\n  delete: false\n');
-  const c = loadConfig({ file, env: { BERTH_HTTP_ADDR: ':7000' }, flags: { storage: { filesystem: { root: '/srv' } } } });
+  const c = loadConfig({
+    file,
+    env: { BERTH_HTTP_ADDR: ':7000' },
+    flags: { storage: { filesystem: { root: '/srv' } } },
+  });
   assert.equal(c.http.addr, ':7000');
   assert.equal(c.storage.delete, false);
   assert.equal(c.storage.filesystem?.root, '/srv');
   await writeFile(file, 'storage:\n  delet: false\n');
-  assert.throws(() => loadConfig({ file, env: {} }), /berth\.yaml: storage: must NOT have additional properties "delet"/);
+  assert.throws(
+    () => loadConfig({ file, env: {} }),
+    /berth\.yaml: storage: must NOT have additional properties "delet"/,
+  );
   await writeFile(file, 'storage:\n  uploadPurge: { age: soon }\n');
   assert.throws(() => loadConfig({ file, env: {} }), /storage\.uploadPurge\.age: must match pattern/);
   await writeFile(file, 'http: [\n');

@@ -9,12 +9,26 @@ import type { WebhookConfig } from './webhooks.js';
 import type { AuthConfig } from './auth/config.js';
 
 export interface Config {
-  http: { addr: string; publicUrl?: string; shutdownTimeout: string; bodyIdleTimeout: string; requestTimeout: string; tls?: TlsConfig };
+  http: {
+    addr: string;
+    publicUrl?: string;
+    shutdownTimeout: string;
+    bodyIdleTimeout: string;
+    requestTimeout: string;
+    tls?: TlsConfig;
+  };
   storage: {
     filesystem?: { root: string; fsync?: boolean };
     s3?: {
-      bucket: string; endpoint?: string; region?: string; prefix?: string; forcePathStyle?: boolean;
-      accessKeyId?: string; secretAccessKey?: string; blobGet?: 'redirect' | 'proxy'; tagCacheTtl?: string;
+      bucket: string;
+      endpoint?: string;
+      region?: string;
+      prefix?: string;
+      forcePathStyle?: boolean;
+      accessKeyId?: string;
+      secretAccessKey?: string;
+      blobGet?: 'redirect' | 'proxy';
+      tagCacheTtl?: string;
     };
     delete: boolean;
     maxManifestBytes: number;
@@ -34,7 +48,12 @@ export interface Config {
 }
 
 /** `http.tls`: PEM files, re-read when they change (registry/tls.ts). */
-export interface TlsConfig { certificate: string; key: string; clientCAs?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3' }
+export interface TlsConfig {
+  certificate: string;
+  key: string;
+  clientCAs?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+}
 
 export class ConfigError extends Error {}
 
@@ -64,7 +83,14 @@ export function parseDuration(value: string): number {
 /** Deep merge where `over` wins; arrays are replaced, not merged. */
 function merge(base: any, over: any): any {
   if (over === undefined) return base;
-  if (typeof base !== 'object' || base === null || Array.isArray(base) || typeof over !== 'object' || Array.isArray(over)) return over;
+  if (
+    typeof base !== 'object' ||
+    base === null ||
+    Array.isArray(base) ||
+    typeof over !== 'object' ||
+    Array.isArray(over)
+  )
+    return over;
   const out: any = { ...base };
   for (const [k, v] of Object.entries(over)) out[k] = merge(base[k], v);
   return out;
@@ -124,14 +150,18 @@ function _coerce(raw: string, schema: any, name: string): unknown {
 }
 
 /** Loads and validates the configuration. `flags` (from the command line) win over env, which wins over the file. */
-export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> } = {}): Config {
+export function loadConfig(
+  opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> } = {},
+): Config {
   let fromFile: unknown = {};
   if (opts.file) {
     let text: string;
     try {
       text = readFileSync(opts.file, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read config file ${opts.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(
+        `cannot read config file ${opts.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     try {
       fromFile = parseYaml(text) ?? {};
@@ -144,7 +174,10 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (!validate(layered)) {
     const where = opts.file ? `${opts.file}: ` : 'config: ';
     const e = validate.errors?.[0];
-    const hint = e?.keyword === 'additionalProperties' ? ` "${(e.params as { additionalProperty: string }).additionalProperty}" (check the spelling; see README "Configuration")` : '';
+    const hint =
+      e?.keyword === 'additionalProperties'
+        ? ` "${(e.params as { additionalProperty: string }).additionalProperty}" (check the spelling; see README "Configuration")`
+        : '';
     throw new ConfigError(`${where}${describeErrors(validate.errors).replace(/^\//, '').replaceAll('/', '.')}${hint}`);
   }
   const config = merge(DEFAULTS, layered) as Config;
@@ -152,6 +185,15 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   if (config.storage.filesystem && config.storage.s3) {
     throw new ConfigError('config: storage: choose one of storage.filesystem or storage.s3, not both');
   }
-  for (const d of [config.http.shutdownTimeout, config.http.bodyIdleTimeout, config.http.requestTimeout, config.storage.uploadPurge.age, config.storage.uploadPurge.interval, config.gc.interval, config.gc.grace]) parseDuration(d);
+  for (const d of [
+    config.http.shutdownTimeout,
+    config.http.bodyIdleTimeout,
+    config.http.requestTimeout,
+    config.storage.uploadPurge.age,
+    config.storage.uploadPurge.interval,
+    config.gc.interval,
+    config.gc.grace,
+  ])
+    parseDuration(d);
   return config;
 }

@@ -71,7 +71,8 @@ export async function readLimited(c: Ctx, max: number): Promise<Buffer> {
 }
 
 export function requireDeletes(c: Ctx): void {
-  if (!c.var.options.deleteEnabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (storage.delete: false)');
+  if (!c.var.options.deleteEnabled)
+    throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (storage.delete: false)');
 }
 
 /**
@@ -82,14 +83,22 @@ export function pageParams(c: Ctx): { n?: number; last?: string } {
   const raw = c.req.query('n');
   let n: number | undefined;
   if (raw !== undefined) {
-    if (!/^\d{1,10}$/.test(raw)) throw new OciError('PAGINATION_NUMBER_INVALID', `invalid n "${raw.slice(0, 40)}": expected a non-negative integer`);
+    if (!/^\d{1,10}$/.test(raw))
+      throw new OciError(
+        'PAGINATION_NUMBER_INVALID',
+        `invalid n "${raw.slice(0, 40)}": expected a non-negative integer`,
+      );
     n = Math.min(Number(raw), c.var.options.maxPageSize);
   }
   return { n, last: c.req.query('last') };
 }
 
 /** Applies `last`/`n` to a sorted list; returns the page and whether more remain. */
-export function paginate(items: string[], n: number | undefined, last: string | undefined): { page: string[]; more: boolean } {
+export function paginate(
+  items: string[],
+  n: number | undefined,
+  last: string | undefined,
+): { page: string[]; more: boolean } {
   let start = 0;
   if (last !== undefined) {
     start = items.findIndex((x) => x > last);

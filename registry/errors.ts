@@ -41,7 +41,12 @@ function _isRetryableStorageError(err: unknown): boolean {
 function _isStorageFull(err: unknown): boolean {
   if (err instanceof StorageFullError) return true;
   const e = err as { status?: unknown; code?: unknown } | null;
-  return typeof e === 'object' && e !== null && !(err instanceof OciError) && (e.status === 507 || e.code === 'XMinioStorageFull');
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    !(err instanceof OciError) &&
+    (e.status === 507 || e.code === 'XMinioStorageFull')
+  );
 }
 
 /** Renders any thrown error as an OCI error document. Unknown errors become a 500 without internals. */
@@ -52,11 +57,19 @@ export function renderError(err: unknown, c: Context, log?: (e: unknown) => void
   else if (_isStorageFull(err)) {
     // RFC 4918 §11.5: 507 Insufficient Storage. Logged: an operator has to act. Nothing partial was kept (fs.ts).
     log?.(err);
-    e = withHeaders(new OciError('INSUFFICIENT_STORAGE', 'the registry\'s storage is full: nothing was stored; retry after space was freed (delete images, run GC) or ask the operator to grow the volume'), { 'Retry-After': FULL_RETRY_AFTER });
-  }  else if (_isRetryableStorageError(err)) {
+    e = withHeaders(
+      new OciError(
+        'INSUFFICIENT_STORAGE',
+        "the registry's storage is full: nothing was stored; retry after space was freed (delete images, run GC) or ask the operator to grow the volume",
+      ),
+      { 'Retry-After': FULL_RETRY_AFTER },
+    );
+  } else if (_isRetryableStorageError(err)) {
     // Object storage throttled or unreachable after the driver's own retries: a clean, retryable 503.
     log?.(err);
-    e = withHeaders(new OciError('UNAVAILABLE', 'storage is temporarily unavailable; retry the request'), { 'Retry-After': '1' });
+    e = withHeaders(new OciError('UNAVAILABLE', 'storage is temporarily unavailable; retry the request'), {
+      'Retry-After': '1',
+    });
   } else {
     log?.(err);
     const body = { errors: [{ code: 'UNKNOWN', message: 'internal error', detail: null }] };

@@ -16,7 +16,10 @@ export function healthRoutes(app: Hono<Env>, driver: Driver, metrics?: Metrics):
       // One cheap call that needs the storage to answer: a stat of a small, fixed object (usually absent).
       await Promise.race([
         driver.stat(paths.gcState),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS))),
+        new Promise(
+          (_, reject) =>
+            (timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)),
+        ),
       ]);
       return c.json({ status: 'ok', storage: driver.name, ms: Date.now() - started });
     } catch (e) {

@@ -38,10 +38,15 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const policies = createPolicies(config, store, log);
-  if (policies.enabled.immutable) store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
-  const webhooks = config.webhooks?.length ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' }) : undefined;
+  if (policies.enabled.immutable)
+    store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
+  const webhooks = config.webhooks?.length
+    ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' })
+    : undefined;
   const auth = createAuth(config.auth, store.auth, { publicUrl: config.http.publicUrl, warn: (msg) => log.warn(msg) });
-  auth?.ready.catch((e) => log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }));
+  auth?.ready.catch((e) =>
+    log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }),
+  );
   const ops = { ...hooks };
   ops.extend = (app) => {
     healthRoutes(app, driver, metrics);
@@ -60,10 +65,18 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
         // A client that left mid-request (its connection reset, its body cut off) is not a fault of the server: one
         // quiet line, not an error with a stack that buries real ones.
         if (c.env?.incoming?.destroyed || (e as NodeJS.ErrnoException)?.code === 'ECONNRESET') {
-          log.info('client went away mid-request', { method: c.req.method, path: c.req.path, err: String((e as Error)?.message ?? e) });
+          log.info('client went away mid-request', {
+            method: c.req.method,
+            path: c.req.path,
+            err: String((e as Error)?.message ?? e),
+          });
           return;
         }
-        log.error('unexpected error', { method: c.req.method, path: c.req.path, err: (e as Error)?.stack ?? String(e) });
+        log.error('unexpected error', {
+          method: c.req.method,
+          path: c.req.path,
+          err: (e as Error)?.stack ?? String(e),
+        });
       },
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),

@@ -28,7 +28,12 @@ export function routeOf(path: string): string {
 export function createMetrics(opts: { proxy?: Proxy; defaults?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (opts.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: 'berth_' });
-  const requests = new Counter({ name: 'berth_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [registry] });
+  const requests = new Counter({
+    name: 'berth_http_requests_total',
+    help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'],
+    registers: [registry],
+  });
   const latency = new Histogram({
     name: 'berth_http_request_duration_seconds',
     help: 'Time to the last byte of the response, by route and method',
@@ -36,23 +41,75 @@ export function createMetrics(opts: { proxy?: Proxy; defaults?: boolean } = {}):
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [registry],
   });
-  const bytesIn = new Counter({ name: 'berth_http_request_bytes_total', help: 'Bytes received (request line, headers and body) by route', labelNames: ['route'], registers: [registry] });
-  const bytesOut = new Counter({ name: 'berth_http_response_bytes_total', help: 'Bytes sent (headers and body) by route', labelNames: ['route'], registers: [registry] });
-  const inFlight = new Gauge({ name: 'berth_http_requests_in_flight', help: 'Requests being served', registers: [registry] });
-  const uploads = new Gauge({ name: 'berth_uploads_in_flight', help: 'Blob upload requests (POST/PATCH/PUT) being received', registers: [registry] });
-  const gcRuns = new Counter({ name: 'berth_gc_runs_total', help: 'Garbage collections by result (ok, busy: another replica held the lease, error)', labelNames: ['result'], registers: [registry] });
-  const gcFreed = new Counter({ name: 'berth_gc_freed_bytes_total', help: 'Bytes of blob data removed by garbage collection', registers: [registry] });
-  const gcDeleted = new Counter({ name: 'berth_gc_deleted_total', help: 'Items removed by garbage collection, by kind', labelNames: ['kind'], registers: [registry] });
-  const gcDuration = new Gauge({ name: 'berth_gc_last_duration_seconds', help: 'Duration of the last garbage collection', registers: [registry] });
-  const gcLast = new Gauge({ name: 'berth_gc_last_success_timestamp_seconds', help: 'When the last garbage collection finished', registers: [registry] });
+  const bytesIn = new Counter({
+    name: 'berth_http_request_bytes_total',
+    help: 'Bytes received (request line, headers and body) by route',
+    labelNames: ['route'],
+    registers: [registry],
+  });
+  const bytesOut = new Counter({
+    name: 'berth_http_response_bytes_total',
+    help: 'Bytes sent (headers and body) by route',
+    labelNames: ['route'],
+    registers: [registry],
+  });
+  const inFlight = new Gauge({
+    name: 'berth_http_requests_in_flight',
+    help: 'Requests being served',
+    registers: [registry],
+  });
+  const uploads = new Gauge({
+    name: 'berth_uploads_in_flight',
+    help: 'Blob upload requests (POST/PATCH/PUT) being received',
+    registers: [registry],
+  });
+  const gcRuns = new Counter({
+    name: 'berth_gc_runs_total',
+    help: 'Garbage collections by result (ok, busy: another replica held the lease, error)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const gcFreed = new Counter({
+    name: 'berth_gc_freed_bytes_total',
+    help: 'Bytes of blob data removed by garbage collection',
+    registers: [registry],
+  });
+  const gcDeleted = new Counter({
+    name: 'berth_gc_deleted_total',
+    help: 'Items removed by garbage collection, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const gcDuration = new Gauge({
+    name: 'berth_gc_last_duration_seconds',
+    help: 'Duration of the last garbage collection',
+    registers: [registry],
+  });
+  const gcLast = new Gauge({
+    name: 'berth_gc_last_success_timestamp_seconds',
+    help: 'When the last garbage collection finished',
+    registers: [registry],
+  });
   for (const r of ['ok', 'busy', 'error']) gcRuns.inc({ result: r }, 0);
   const proxy = opts.proxy;
   if (proxy) {
-    const counters = ['hits', 'misses', 'joined', 'revalidations', 'staleServes', 'upstreamErrors', 'bytesFetched'] as const;
+    const counters = [
+      'hits',
+      'misses',
+      'joined',
+      'revalidations',
+      'staleServes',
+      'upstreamErrors',
+      'bytesFetched',
+    ] as const;
     const names: Record<(typeof counters)[number], string> = {
-      hits: 'berth_proxy_cache_hits_total', misses: 'berth_proxy_cache_misses_total', joined: 'berth_proxy_fill_joins_total',
-      revalidations: 'berth_proxy_tag_revalidations_total', staleServes: 'berth_proxy_stale_serves_total',
-      upstreamErrors: 'berth_proxy_upstream_errors_total', bytesFetched: 'berth_proxy_fetched_bytes_total',
+      hits: 'berth_proxy_cache_hits_total',
+      misses: 'berth_proxy_cache_misses_total',
+      joined: 'berth_proxy_fill_joins_total',
+      revalidations: 'berth_proxy_tag_revalidations_total',
+      staleServes: 'berth_proxy_stale_serves_total',
+      upstreamErrors: 'berth_proxy_upstream_errors_total',
+      bytesFetched: 'berth_proxy_fetched_bytes_total',
     };
     for (const c of counters) {
       new Counter({
@@ -101,7 +158,8 @@ export function createMetrics(opts: { proxy?: Proxy; defaults?: boolean } = {}):
       gcRuns.inc({ result: 'ok' });
       if (result.dryRun) return;
       gcFreed.inc(result.bytes);
-      for (const k of ['blobs', 'manifests', 'links', 'referrers', 'uploads'] as const) gcDeleted.inc({ kind: k }, result[k]);
+      for (const k of ['blobs', 'manifests', 'links', 'referrers', 'uploads'] as const)
+        gcDeleted.inc({ kind: k }, result[k]);
       gcDuration.set(result.ms / 1000);
       gcLast.set(Date.now() / 1000);
     },

@@ -16,11 +16,33 @@ export type PrivateNetworks = boolean | string[] | undefined;
 
 /** Addresses nobody reaches unless allowed: loopback, private, CGNAT, link-local (cloud metadata), multicast, … */
 const BLOCKED = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const) {
   BLOCKED.addSubnet(net, bits, 'ipv4');
 }
 // Also NAT64 local-use (RFC 8215), Teredo and discard-only; IPv4 embedded in IPv6 is unwrapped below (_unmap).
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['fd00:ec2::', 32], ['64:ff9b:1::', 48], ['2001::', 32], ['100::', 64]] as const) {
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+  ['fd00:ec2::', 32],
+  ['64:ff9b:1::', 48],
+  ['2001::', 32],
+  ['100::', 64],
+] as const) {
   BLOCKED.addSubnet(net, bits, 'ipv6');
 }
 
@@ -47,7 +69,7 @@ function _groups(address: string): number[] {
   const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
   if (dotted) {
     const [, b1, b2, b3, b4] = dotted.map(Number);
-    a = a.slice(0, dotted.index) + `${((b1 << 8) | b2).toString(16)}:${((b3 << 8) | b4).toString(16)}`;
+    a = `${a.slice(0, dotted.index)}${((b1 << 8) | b2).toString(16)}:${((b3 << 8) | b4).toString(16)}`;
   }
   const [head, tail] = a.split('::');
   const parse = (part: string | undefined) => (part ? part.split(':').map((x) => parseInt(x, 16)) : []);
@@ -70,12 +92,18 @@ export class BlockedAddressError extends Error {
     readonly host: string,
     readonly address: string,
   ) {
-    super(`${host === address ? address : `${host} (${address})`} is a loopback, private, link-local or otherwise internal address; not allowed (allowPrivateNetworks)`);
+    super(
+      `${host === address ? address : `${host} (${address})`} is a loopback, private, link-local or otherwise internal address; not allowed (allowPrivateNetworks)`,
+    );
   }
 }
 
 export function isBlockedError(e: unknown): e is BlockedAddressError {
-  for (let x = e as { blocked?: unknown; cause?: unknown } | undefined, i = 0; x && i < 4; x = x.cause as typeof x, i++) {
+  for (
+    let x = e as { blocked?: unknown; cause?: unknown } | undefined, i = 0;
+    x && i < 4;
+    x = x.cause as typeof x, i++
+  ) {
     if (x.blocked === true) return true;
   }
   return false;
@@ -93,7 +121,9 @@ export interface AddressPolicy {
 /** What is wrong with an allowPrivateNetworks value (an entry that is not an IP or CIDR), if anything. */
 export function privateNetworksProblem(value: PrivateNetworks): string | undefined {
   const bad = Array.isArray(value) ? value.find((entry) => !_parseCidr(entry)) : undefined;
-  return bad === undefined ? undefined : `allowPrivateNetworks: "${bad}" is not an IP address or CIDR such as 10.0.0.0/8 or fd00::/8`;
+  return bad === undefined
+    ? undefined
+    : `allowPrivateNetworks: "${bad}" is not an IP address or CIDR such as 10.0.0.0/8 or fd00::/8`;
 }
 
 export function addressPolicy(allow: PrivateNetworks): AddressPolicy {

@@ -26,11 +26,16 @@ export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) =
       if (route === 'manifest') await policies.checkDelete(name, reference);
       if (route === 'blob') await policies.checkBlobDelete(name, reference);
     }
-    if (policies.enabled.quotas && (route === 'uploads' || route === 'upload') && (method === 'POST' || method === 'PATCH' || method === 'PUT')) {
+    if (
+      policies.enabled.quotas &&
+      (route === 'uploads' || route === 'upload') &&
+      (method === 'POST' || method === 'PATCH' || method === 'PUT')
+    ) {
       let bytes = _contentLength(c.req.header('content-length'));
       const mount = route === 'uploads' ? c.req.query('mount') : undefined;
       const stored = route === 'upload' && reference ? await store.uploads.size(reference).catch(() => 0) : 0;
-      if (mount && isDigest(mount)) bytes = (await store.blobs.isLinked(name, mount)) ? 0 : ((await store.blobs.dataSize(mount)) ?? 0);
+      if (mount && isDigest(mount))
+        bytes = (await store.blobs.isLinked(name, mount)) ? 0 : ((await store.blobs.dataSize(mount)) ?? 0);
       else bytes += stored;
       // Starting a session needs room for at least one byte; completing it needs room for all of them.
       await policies.checkQuota(name, Math.max(bytes, 1));
@@ -58,13 +63,27 @@ export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) =
     const digest = c.res.headers.get('docker-content-digest') ?? (tag ? undefined : reference);
     if (method === 'PUT' && status === 201) {
       const tags = tag ? [tag] : (c.req.queries('tag') ?? []);
-      const base = { kind: 'push' as const, repository: name, digest: digest ?? undefined, mediaType: c.req.header('content-type'), size: _contentLength(c.req.header('content-length')) || undefined, actor };
+      const base = {
+        kind: 'push' as const,
+        repository: name,
+        digest: digest ?? undefined,
+        mediaType: c.req.header('content-type'),
+        size: _contentLength(c.req.header('content-length')) || undefined,
+        actor,
+      };
       if (tags.length) for (const t of tags) emit({ ...base, tag: t });
       else emit(base);
     } else if (method === 'DELETE' && status === 202) {
       emit({ kind: 'delete', repository: name, tag, digest: tag ? undefined : reference, actor });
     } else if (method === 'GET' && status === 200) {
-      emit({ kind: 'pull', repository: name, tag, digest: digest ?? undefined, mediaType: c.res.headers.get('content-type') ?? undefined, actor });
+      emit({
+        kind: 'pull',
+        repository: name,
+        tag,
+        digest: digest ?? undefined,
+        mediaType: c.res.headers.get('content-type') ?? undefined,
+        actor,
+      });
     }
   };
 }

@@ -64,7 +64,10 @@ export interface Policies {
 }
 
 export function createPolicies(config: Config, store: Store, log: Logger): Policies {
-  const immutable = (config.immutableTags ?? []).map((r) => ({ repo: _matcher(r.repositories), tag: _matcher(r.tags) }));
+  const immutable = (config.immutableTags ?? []).map((r) => ({
+    repo: _matcher(r.repositories),
+    tag: _matcher(r.tags),
+  }));
   const isImmutable = (name: string, tag: string) => immutable.some((r) => r.repo(name) && r.tag(tag));
   const quotas = config.quotas ?? [];
   const usageCache = new Map<string, { bytes: number; at: number }>();
@@ -76,12 +79,16 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
     else inflight.delete(ns);
   };
   const pulls = new Map<string, number>();
-  const retention = (config.retention?.policies ?? []).map((p) => ({ ...p, repo: _matcher(p.repositories), tag: _matcher(p.tags) }));
+  const retention = (config.retention?.policies ?? []).map((p) => ({
+    ...p,
+    repo: _matcher(p.repositories),
+    tag: _matcher(p.tags),
+  }));
 
   /** The quota that covers `name`, with the namespace it is counted under. */
   const quotaFor = (name: string): { namespace: string; maxBytes: number } | undefined => {
     const exact = quotas
-      .filter((q) => q.namespace !== '*' && (name === q.namespace || name.startsWith(q.namespace + '/')))
+      .filter((q) => q.namespace !== '*' && (name === q.namespace || name.startsWith(`${q.namespace}/`)))
       .sort((a, b) => b.namespace.length - a.namespace.length)[0];
     if (exact) return exact;
     const any = quotas.find((q) => q.namespace === '*');
@@ -137,7 +144,10 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
         if (!isImmutable(name, tag)) continue;
         const current = await store.manifests.resolve(name, tag).catch(() => undefined);
         if (current && current !== digest) {
-          throw new OciError('DENIED', `tag ${name}:${tag} is immutable (immutableTags) and already points to ${current}; push a new tag instead`);
+          throw new OciError(
+            'DENIED',
+            `tag ${name}:${tag} is immutable (immutableTags) and already points to ${current}; push a new tag instead`,
+          );
         }
       }
     },
@@ -145,18 +155,27 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
     async checkDelete(name, reference) {
       if (!immutable.length) return;
       if (!isDigest(reference)) {
-        if (isImmutable(name, reference)) throw new OciError('DENIED', `tag ${name}:${reference} is immutable (immutableTags) and can't be deleted`);
+        if (isImmutable(name, reference))
+          throw new OciError('DENIED', `tag ${name}:${reference} is immutable (immutableTags) and can't be deleted`);
         return;
       }
       // Deleting a manifest by digest also removes every tag pointing at it; deleting an index's child breaks the index.
       const tag = await immutableHolder(name, reference);
-      if (tag) throw new OciError('DENIED', `manifest ${reference} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`);
+      if (tag)
+        throw new OciError(
+          'DENIED',
+          `manifest ${reference} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`,
+        );
     },
 
     async checkBlobDelete(name, digest) {
       if (!immutable.length || !isDigest(digest)) return;
       const tag = await immutableHolder(name, digest);
-      if (tag) throw new OciError('DENIED', `blob ${digest} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`);
+      if (tag)
+        throw new OciError(
+          'DENIED',
+          `blob ${digest} is part of the image held by immutable tag ${name}:${tag} (immutableTags) and can't be deleted`,
+        );
     },
 
     async checkQuota(name, bytes) {
@@ -164,9 +183,16 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
       if (!q) return;
       const used = (await usage(q.namespace)) + (inflight.get(q.namespace) ?? 0);
       if (used + bytes > q.maxBytes) {
-        throw new OciError('DENIED', `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used, this upload needs ${bytes} more; delete images (then GC) or raise quotas`, {
-          namespace: q.namespace, used, limit: q.maxBytes, requested: bytes,
-        });
+        throw new OciError(
+          'DENIED',
+          `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used, this upload needs ${bytes} more; delete images (then GC) or raise quotas`,
+          {
+            namespace: q.namespace,
+            used,
+            limit: q.maxBytes,
+            requested: bytes,
+          },
+        );
       }
     },
 
@@ -188,9 +214,16 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
           if (used + already + others + mine <= q.maxBytes) return undefined;
           done(); // this request's bytes go at once: the bodies streaming alongside may carry on
           const left = Math.max(0, q.maxBytes - used - already - others);
-          return new OciError('DENIED', `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used (${already + others} more in uploads), and this request sent more than the ${left} bytes left (${received} received); nothing of it was stored; delete images (then GC) or raise quotas`, {
-            namespace: q.namespace, used, limit: q.maxBytes, received,
-          });
+          return new OciError(
+            'DENIED',
+            `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used (${already + others} more in uploads), and this request sent more than the ${left} bytes left (${received} received); nothing of it was stored; delete images (then GC) or raise quotas`,
+            {
+              namespace: q.namespace,
+              used,
+              limit: q.maxBytes,
+              received,
+            },
+          );
         },
         done,
       };

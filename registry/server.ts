@@ -38,7 +38,12 @@ const HEADERS_TIMEOUT_MS = 60_000;
  * fails with REQUEST_TIMEOUT, which the handler answers with 408; any other request is closed. One timer for all.
  */
 function _bodyWatch(idleMs: number, log?: Logger): (req: IncomingMessage, res: ServerResponse) => void {
-  interface Watched { req: IncomingMessage & { [BODY_TIMEOUT]?: (e: Error) => void }; res: ServerResponse; bytes: number; since: number }
+  interface Watched {
+    req: IncomingMessage & { [BODY_TIMEOUT]?: (e: Error) => void };
+    res: ServerResponse;
+    bytes: number;
+    since: number;
+  }
   const watched = new Set<Watched>();
   let timer: NodeJS.Timeout | undefined;
   const tick = () => {
@@ -52,7 +57,12 @@ function _bodyWatch(idleMs: number, log?: Logger): (req: IncomingMessage, res: S
         w.since = now;
       } else if (now - w.since >= idleMs) {
         watched.delete(w);
-        log?.warn('request body timed out', { method: req.method, path: req.url?.split('?')[0], idleMs, remote: req.socket.remoteAddress });
+        log?.warn('request body timed out', {
+          method: req.method,
+          path: req.url?.split('?')[0],
+          idleMs,
+          remote: req.socket.remoteAddress,
+        });
         const err = bodyTimeoutError(idleMs);
         if (req[BODY_TIMEOUT]) req[BODY_TIMEOUT](err);
         else req.destroy(err);
@@ -76,7 +86,13 @@ export type RequestObserver = (req: IncomingMessage, res: ServerResponse) => voi
 /** Timeouts (config `http`): durations such as 60s; 0s turns one off. `tls`: serve HTTPS (registry/tls.ts). */
 export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout' | 'tls'>>;
 
-export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe?: RequestObserver, timeouts: ServerTimeouts = {}): Promise<RunningServer> {
+export async function listen(
+  app: Hono<Env>,
+  addr: string,
+  log?: Logger,
+  observe?: RequestObserver,
+  timeouts: ServerTimeouts = {},
+): Promise<RunningServer> {
   const { host, port } = parseAddr(addr);
   const idleMs = parseDuration(timeouts.bodyIdleTimeout ?? DEFAULT_BODY_IDLE);
   // Off by default: a multi-GiB push over a slow link may take hours; bodyIdleTimeout catches bodies that stall.
@@ -120,7 +136,14 @@ export async function listen(app: Hono<Env>, addr: string, log?: Logger, observe
     void listener(req, res);
   };
   const tls = timeouts.tls;
-  if (tls) return _listenTls(requestTimeout > 0 ? _withRequestTimeout(handle, requestTimeout, log) : handle, tls, host, port, log);
+  if (tls)
+    return _listenTls(
+      requestTimeout > 0 ? _withRequestTimeout(handle, requestTimeout, log) : handle,
+      tls,
+      host,
+      port,
+      log,
+    );
   const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, handle);
   const bound = await _bind(server, host, port);
   return {
@@ -213,13 +236,22 @@ async function _listenTls(
 }
 
 /** Listens; resolves to the bound port and the host to show in a URL (a wildcard address as loopback). */
-async function _bind(server: Server | Http2SecureServer, host: string | undefined, port: number): Promise<{ port: number; shownHost: string }> {
+async function _bind(
+  server: Server | Http2SecureServer,
+  host: string | undefined,
+  port: number,
+): Promise<{ port: number; shownHost: string }> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
   const bound = server.address() as AddressInfo;
-  const shownHost = bound.family === 'IPv6' ? `[${bound.address === '::' ? '::1' : bound.address}]` : bound.address === '0.0.0.0' ? '127.0.0.1' : bound.address;
+  const shownHost =
+    bound.family === 'IPv6'
+      ? `[${bound.address === '::' ? '::1' : bound.address}]`
+      : bound.address === '0.0.0.0'
+        ? '127.0.0.1'
+        : bound.address;
   return { port: bound.port, shownHost };
 }
 
@@ -232,7 +264,12 @@ function _withRequestTimeout(handle: (req: IncomingMessage, res: ServerResponse)
   return (req: IncomingMessage, res: ServerResponse) => {
     const timer = setTimeout(() => {
       if (req.complete || res.writableEnded) return;
-      log?.warn('request timed out', { method: req.method, path: req.url?.split('?')[0], ms, remote: req.socket?.remoteAddress });
+      log?.warn('request timed out', {
+        method: req.method,
+        path: req.url?.split('?')[0],
+        ms,
+        remote: req.socket?.remoteAddress,
+      });
       req.destroy(new Error(`the request did not arrive within ${ms} ms (http.requestTimeout)`));
     }, ms);
     timer.unref();

@@ -43,7 +43,8 @@ export function sessionLimits(caps: SessionCaps, store: Store): MiddlewareHandle
     await listing;
   };
 
-  const count = (pred: (o: UploadInfo) => boolean) => pending.filter(pred).length + [...index.values()].filter(pred).length;
+  const count = (pred: (o: UploadInfo) => boolean) =>
+    pending.filter(pred).length + [...index.values()].filter(pred).length;
 
   return async (c, next) => {
     const { route, name, reference } = c.var.target;
@@ -52,7 +53,8 @@ export function sessionLimits(caps: SessionCaps, store: Store): MiddlewareHandle
     if (route === 'upload') {
       await next();
       // Completed or cancelled (else the next listing finds out).
-      if (reference && ((method === 'PUT' && c.res.status === 201) || (method === 'DELETE' && c.res.status === 204))) index.delete(reference);
+      if (reference && ((method === 'PUT' && c.res.status === 201) || (method === 'DELETE' && c.res.status === 204)))
+        index.delete(reference);
       return;
     }
     // A single-POST upload (?digest=) never opens a session; a mount may fall back to one.
@@ -62,7 +64,11 @@ export function sessionLimits(caps: SessionCaps, store: Store): MiddlewareHandle
     await refresh();
     const tooMany = (what: string, limit: number, key: string) =>
       withHeaders(
-        new OciError('TOOMANYREQUESTS', `${what} has ${limit} open upload sessions, the most allowed (${key}); finish or cancel some (DELETE the session) before starting more, or wait for abandoned ones to expire (storage.uploadPurge)`, { limit }),
+        new OciError(
+          'TOOMANYREQUESTS',
+          `${what} has ${limit} open upload sessions, the most allowed (${key}); finish or cancel some (DELETE the session) before starting more, or wait for abandoned ones to expire (storage.uploadPurge)`,
+          { limit },
+        ),
         { 'Retry-After': String(RETRY_AFTER_S) },
       );
     // Counted and reserved with no await in between: parallel POSTs see each other.
@@ -70,7 +76,11 @@ export function sessionLimits(caps: SessionCaps, store: Store): MiddlewareHandle
       throw tooMany(`repository ${name}`, caps.maxPerRepository, 'storage.uploadSessions.maxPerRepository');
     }
     if (caps.maxPerCaller > 0 && count((o) => (o.subject ?? ANONYMOUS) === caller) >= caps.maxPerCaller) {
-      throw tooMany(caller === ANONYMOUS ? 'anonymous pushing' : `caller ${caller}`, caps.maxPerCaller, 'storage.uploadSessions.maxPerCaller');
+      throw tooMany(
+        caller === ANONYMOUS ? 'anonymous pushing' : `caller ${caller}`,
+        caps.maxPerCaller,
+        'storage.uploadSessions.maxPerCaller',
+      );
     }
     pending.push(mine);
     try {

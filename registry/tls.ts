@@ -20,7 +20,9 @@ export function loadTls(tls: TlsConfig): SecureContextOptions {
     try {
       return readFileSync(file);
     } catch (e) {
-      throw new TlsConfigError(`http.tls.${what}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new TlsConfigError(
+        `http.tls.${what}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   };
   const options: SecureContextOptions = {
@@ -32,7 +34,9 @@ export function loadTls(tls: TlsConfig): SecureContextOptions {
   try {
     createSecureContext(options);
   } catch (e) {
-    throw new TlsConfigError(`http.tls: ${tls.certificate} and ${tls.key} are not a usable certificate and key: ${(e as Error).message}`);
+    throw new TlsConfigError(
+      `http.tls: ${tls.certificate} and ${tls.key} are not a usable certificate and key: ${(e as Error).message}`,
+    );
   }
   return options;
 }

@@ -16,7 +16,13 @@ import { request as httpsRequest } from 'node:https';
 import picomatch from 'picomatch';
 import { ConfigError, parseDuration } from './config.js';
 import type { Logger } from './log.js';
-import { addressPolicy, isBlockedError, privateNetworksProblem, type AddressPolicy, type PrivateNetworks } from './net-policy.js';
+import {
+  addressPolicy,
+  isBlockedError,
+  privateNetworksProblem,
+  type AddressPolicy,
+  type PrivateNetworks,
+} from './net-policy.js';
 
 export type EventKind = 'push' | 'delete' | 'pull';
 
@@ -32,7 +38,11 @@ export interface RegistryEvent {
   actor?: string;
 }
 
-const TYPES: Record<EventKind, string> = { push: 'dev.berth.artifact.pushed', delete: 'dev.berth.artifact.deleted', pull: 'dev.berth.artifact.pulled' };
+const TYPES: Record<EventKind, string> = {
+  push: 'dev.berth.artifact.pushed',
+  delete: 'dev.berth.artifact.deleted',
+  pull: 'dev.berth.artifact.pulled',
+};
 const MAX_QUEUE = 10_000;
 
 // The address policy is shared with every other URL the server follows (net-policy.ts).
@@ -54,7 +64,7 @@ export function cloudEvent(e: RegistryEvent, source: string): Record<string, unk
 
 /** `sha256=<hex>` HMAC of the exact body bytes; receivers recompute it with the shared secret. */
 export function signature(secret: string, body: string | Buffer): string {
-  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
 interface Target {
@@ -73,7 +83,11 @@ export interface Webhooks {
   close(): void;
 }
 
-export function createWebhooks(configs: WebhookConfig[], log: Logger, opts: { source?: string; backoffMs?: number } = {}): Webhooks {
+export function createWebhooks(
+  configs: WebhookConfig[],
+  log: Logger,
+  opts: { source?: string; backoffMs?: number } = {},
+): Webhooks {
   for (const [i, c] of configs.entries()) {
     const problem = privateNetworksProblem(c.allowPrivateNetworks);
     if (problem) throw new ConfigError(`webhooks[${i}]: ${problem}`);
@@ -111,7 +125,10 @@ export function createWebhooks(configs: WebhookConfig[], log: Logger, opts: { so
         log.debug('webhook failed, will retry', { url: t.config.url, status, attempt, id });
       } catch (e) {
         if (isBlockedError(e)) {
-          log.warn('webhook not sent: destination is a private, loopback or link-local address (allowPrivateNetworks: false)', { url: t.config.url });
+          log.warn(
+            'webhook not sent: destination is a private, loopback or link-local address (allowPrivateNetworks: false)',
+            { url: t.config.url },
+          );
           return;
         }
         log.debug('webhook failed, will retry', { url: t.config.url, err: (e as Error).message, attempt, id });

@@ -118,7 +118,12 @@ export const buildSpecSchema = {
     kind: { const: 'Image' },
     base: { type: 'string', minLength: 1 },
     preset: { enum: ['node'] },
-    platforms: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$' } },
+    platforms: {
+      type: 'array',
+      minItems: 1,
+      uniqueItems: true,
+      items: { type: 'string', pattern: '^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$' },
+    },
     epoch: { type: 'integer', minimum: 0, maximum: 8589934591 },
     compression: { enum: ['gzip', 'zstd'] },
     properties: fileProperties,
@@ -137,15 +142,40 @@ export const buildSpecSchema = {
               // Discriminated by which key is present; `oneOf` would report every branch, so pick by `if`.
               type: 'object',
               allOf: [
-                { if: { required: ['src'] }, then: entry(['src', 'dest'], {
-                  src: { type: 'string', minLength: 1 }, dest: imagePath, include: stringList, exclude: stringList,
-                  followSymlinks: { type: 'boolean' }, optional: { type: 'boolean' } }) },
-                { if: { required: ['inline'] }, then: entry(['inline', 'dest'], { inline: { type: 'string' }, dest: imagePath }) },
-                { if: { required: ['symlink'] }, then: entry(['symlink', 'dest'], { symlink: { type: 'string', minLength: 1 }, dest: imagePath }) },
+                {
+                  if: { required: ['src'] },
+                  then: entry(['src', 'dest'], {
+                    src: { type: 'string', minLength: 1 },
+                    dest: imagePath,
+                    include: stringList,
+                    exclude: stringList,
+                    followSymlinks: { type: 'boolean' },
+                    optional: { type: 'boolean' },
+                  }),
+                },
+                {
+                  if: { required: ['inline'] },
+                  then: entry(['inline', 'dest'], { inline: { type: 'string' }, dest: imagePath }),
+                },
+                {
+                  if: { required: ['symlink'] },
+                  then: entry(['symlink', 'dest'], { symlink: { type: 'string', minLength: 1 }, dest: imagePath }),
+                },
                 { if: { required: ['directory'] }, then: entry(['directory'], { directory: imagePath }) },
-                { if: { required: ['tar'] }, then: entry(['tar'], { tar: { type: 'string', minLength: 1 }, dest: imagePath }) },
-                { anyOf: [{ required: ['src'] }, { required: ['inline'] }, { required: ['symlink'] }, { required: ['directory'] }, { required: ['tar'] }],
-                  errorMessage: 'needs one of src, inline, symlink, directory, tar' },
+                {
+                  if: { required: ['tar'] },
+                  then: entry(['tar'], { tar: { type: 'string', minLength: 1 }, dest: imagePath }),
+                },
+                {
+                  anyOf: [
+                    { required: ['src'] },
+                    { required: ['inline'] },
+                    { required: ['symlink'] },
+                    { required: ['directory'] },
+                    { required: ['tar'] },
+                  ],
+                  errorMessage: 'needs one of src, inline, symlink, directory, tar',
+                },
               ],
             },
           },
@@ -162,7 +192,15 @@ export const buildSpecSchema = {
         workdir: imagePath,
         user: { type: 'string' },
         labels: stringMap,
-        exposedPorts: { type: 'array', items: { anyOf: [{ type: 'integer', minimum: 1, maximum: 65535 }, { type: 'string', pattern: '^[0-9]{1,5}(/(tcp|udp|sctp))?$' }] } },
+        exposedPorts: {
+          type: 'array',
+          items: {
+            anyOf: [
+              { type: 'integer', minimum: 1, maximum: 65535 },
+              { type: 'string', pattern: '^[0-9]{1,5}(/(tcp|udp|sctp))?$' },
+            ],
+          },
+        },
         volumes: { type: 'array', items: imagePath },
         stopSignal: { type: 'string' },
       },

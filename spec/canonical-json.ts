@@ -27,15 +27,19 @@ function _explicit(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map((v) => _explicit(v === undefined ? null : v)).join(',')}]`;
   if (typeof value === 'object') {
     const obj = value as Record<string, unknown>;
-    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+    const keys = Object.keys(obj)
+      .filter((k) => obj[k] !== undefined)
+      .sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${_explicit(obj[k])}`).join(',')}}`;
   }
   throw new TypeError(`canonical JSON cannot encode ${typeof value}`);
 }
 
 function _sorted(_key: string, v: unknown): unknown {
-  if (typeof v === 'number' && !Number.isFinite(v)) throw new TypeError('canonical JSON cannot encode a non-finite number');
-  if (typeof v === 'bigint' || typeof v === 'function' || typeof v === 'symbol') throw new TypeError(`canonical JSON cannot encode ${typeof v}`);
+  if (typeof v === 'number' && !Number.isFinite(v))
+    throw new TypeError('canonical JSON cannot encode a non-finite number');
+  if (typeof v === 'bigint' || typeof v === 'function' || typeof v === 'symbol')
+    throw new TypeError(`canonical JSON cannot encode ${typeof v}`);
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
   const obj = v as Record<string, unknown>;
   const keys = Object.keys(obj);

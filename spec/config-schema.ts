@@ -8,7 +8,9 @@ const patterns = { type: 'array', items: { type: 'string', minLength: 1 } };
  * Whether the server may connect to loopback, private, link-local and metadata addresses for this URL (redirects
  * and token realms included): false (default), true, or the only IPs/CIDRs allowed (registry/net-policy.ts).
  */
-const allowPrivateNetworks = { anyOf: [{ type: 'boolean' }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }] };
+const allowPrivateNetworks = {
+  anyOf: [{ type: 'boolean' }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
+};
 
 /** A JWT issuer berth trusts (token.trust entries and oidc providers): jwksUrl or pem keys, never HS* or none. */
 const issuerProps = {
@@ -17,7 +19,11 @@ const issuerProps = {
   jwksUrl: { type: 'string', pattern: '^https?://' },
   /** PEM public keys, as text or as paths to PEM files. */
   pem: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
-  algorithms: { type: 'array', minItems: 1, items: { enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] } },
+  algorithms: {
+    type: 'array',
+    minItems: 1,
+    items: { enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] },
+  },
   /** May jwksUrl be on a loopback/private address. */
   allowPrivateNetworks,
 } as const;
@@ -31,7 +37,12 @@ const authSchema = {
   properties: {
     mode: { enum: ['none', 'htpasswd', 'token'] },
     realm: { type: 'string', minLength: 1, pattern: '^[^"\\\\]+$' },
-    htpasswd: { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string', minLength: 1 } } },
+    htpasswd: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['path'],
+      properties: { path: { type: 'string', minLength: 1 } },
+    },
     users: {
       type: 'array',
       items: {
@@ -59,7 +70,13 @@ const authSchema = {
         refreshTtl: duration,
         trust: {
           type: 'array',
-          items: { type: 'object', additionalProperties: false, required: ['issuer'], properties: issuerProps, ...keySource },
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['issuer'],
+            properties: issuerProps,
+            ...keySource,
+          },
         },
       },
     },
@@ -80,7 +97,9 @@ const authSchema = {
           name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
           claims: {
             type: 'object',
-            additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }] },
+            additionalProperties: {
+              anyOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }],
+            },
           },
           subject: { type: 'string', minLength: 1 },
           groups: names,
@@ -191,7 +210,10 @@ export const configSchema = {
         uploadSessions: {
           type: 'object',
           additionalProperties: false,
-          properties: { maxPerRepository: { type: 'integer', minimum: 0 }, maxPerCaller: { type: 'integer', minimum: 0 } },
+          properties: {
+            maxPerRepository: { type: 'integer', minimum: 0 },
+            maxPerCaller: { type: 'integer', minimum: 0 },
+          },
         },
       },
     },

@@ -35,7 +35,10 @@ export function parseDigest(value: string): { algorithm: Algorithm; encoded: str
   const encoded = value.slice(i + 1);
   if (!isAlgorithm(algorithm)) throw new DigestError(`unsupported digest algorithm "${algorithm}"`, 'unsupported');
   if (!ENCODED[algorithm].test(encoded)) {
-    throw new DigestError(`invalid ${algorithm} digest: expected ${algorithm === 'sha256' ? 64 : 128} lowercase hex characters`, 'malformed');
+    throw new DigestError(
+      `invalid ${algorithm} digest: expected ${algorithm === 'sha256' ? 64 : 128} lowercase hex characters`,
+      'malformed',
+    );
   }
   return { algorithm, encoded, digest: value as Digest };
 }

@@ -64,7 +64,9 @@ function _scan(text: string): void {
       const isKey = top?.keys !== undefined && expectKey;
       if (isKey) top.key = value;
       if (escaped && LONE_SURROGATE.test(value)) {
-        throw new JsonError(`${isKey ? 'key' : 'string'} at "${here() || '/'}" has a lone surrogate escape (not Unicode text)`);
+        throw new JsonError(
+          `${isKey ? 'key' : 'string'} at "${here() || '/'}" has a lone surrogate escape (not Unicode text)`,
+        );
       }
       if (isKey) {
         if (top.keys!.has(value)) throw new JsonError(`duplicate key "${here()}" (a key may appear once per object)`);
@@ -86,7 +88,9 @@ function _scan(text: string): void {
       while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
       const token = text.slice(i, j);
       if (/^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token))) {
-        throw new JsonError(`number ${token.slice(0, 40)} at "${here() || '/'}" is beyond 2^53 and would not be read exactly`);
+        throw new JsonError(
+          `number ${token.slice(0, 40)} at "${here() || '/'}" is beyond 2^53 and would not be read exactly`,
+        );
       }
       i = j - 1;
     }

@@ -3,11 +3,21 @@
 // not carry `config`/`layers`, and a `mediaType` field must agree with the Content-Type it was pushed with.
 import type { Digest } from './digest.js';
 import {
-  OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, baseMediaType, isManifestType,
+  OCI_MANIFEST,
+  OCI_INDEX,
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  baseMediaType,
+  isManifestType,
   type ManifestMediaType,
 } from './media-types.js';
 import {
-  validator, describeErrors, ociManifestSchema, ociIndexSchema, dockerManifestSchema, dockerManifestListSchema,
+  validator,
+  describeErrors,
+  ociManifestSchema,
+  ociIndexSchema,
+  dockerManifestSchema,
+  dockerManifestListSchema,
 } from './schemas.js';
 import { JsonError, parseStrictJson } from './json.js';
 
@@ -88,7 +98,11 @@ export interface ParseManifestOptions {
  * Parses and validates manifest bytes pushed with `contentType`. Throws ManifestError with a message that names
  * the offending field. The type comes from Content-Type, else the document's own `mediaType`.
  */
-export function parseManifest(bytes: Uint8Array, contentType?: string | null, opts: ParseManifestOptions = {}): ParsedManifest {
+export function parseManifest(
+  bytes: Uint8Array,
+  contentType?: string | null,
+  opts: ParseManifestOptions = {},
+): ParsedManifest {
   let doc: any;
   try {
     doc = opts.strict ? parseStrictJson(bytes) : JSON.parse(Buffer.from(bytes).toString('utf8'));
@@ -98,7 +112,8 @@ export function parseManifest(bytes: Uint8Array, contentType?: string | null, op
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ManifestError('manifest must be a JSON object');
   const header = baseMediaType(contentType);
   const field = typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
-  if (doc.mediaType !== undefined && typeof doc.mediaType !== 'string') throw new ManifestError('/mediaType: must be string');
+  if (doc.mediaType !== undefined && typeof doc.mediaType !== 'string')
+    throw new ManifestError('/mediaType: must be string');
   if (doc.schemaVersion === 1) throw new ManifestError('schema 1 manifests are not supported; push schema 2 or OCI');
   let mediaType: string;
   if (header && isManifestType(header)) {

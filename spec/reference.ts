@@ -7,7 +7,8 @@ export const NAME_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
 export const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 export const NAME_MAX = 255;
 // A registry host: a domain name or IPv4 or [IPv6], with an optional port.
-const HOST_RE = /^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
+const HOST_RE =
+  /^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
 
 export const DOCKER_HUB = 'docker.io';
 
@@ -71,7 +72,7 @@ export function parseReference(input: string, opts: { defaultRegistry?: string; 
   }
   if (registry === DOCKER_HUB && !rest.includes('/')) rest = `library/${rest}`;
   if (!isValidName(rest)) fail(`bad repository name "${rest}" (lowercase letters, digits, separators . _ __ - and /)`);
-  if ((registry + '/' + rest).length > NAME_MAX) fail('name longer than 255 characters');
+  if (`${registry}/${rest}`.length > NAME_MAX) fail('name longer than 255 characters');
   if (!tag && !digest) tag = opts.defaultTag ?? 'latest';
   return { registry, repository: rest, tag, digest };
 }

@@ -7,7 +7,10 @@ import { ajvOptions, descriptorSchema, precompiledSchemas, validator } from './s
 
 test('the checked-in precompiled validators match the schemas', () => {
   const checkedIn = readFileSync(new URL(`../${GENERATED_FILE}`, import.meta.url), 'utf8');
-  assert.ok(checkedIn === validatorsSource(), `${GENERATED_FILE} is stale: a schema in spec/schemas.ts precompiledSchemas changed. Run \`npm run gen:validators\` and commit the result.`);
+  assert.ok(
+    checkedIn === validatorsSource(),
+    `${GENERATED_FILE} is stale: a schema in spec/schemas.ts precompiledSchemas changed. Run \`npm run gen:validators\` and commit the result.`,
+  );
 });
 
 test('precompiled validators report the same errors as ajv compiling at run time', () => {

@@ -24,5 +24,5 @@ export function validatorsSource(): string {
     ajv.addSchema(schema);
     refs[name] = schema.$id;
   }
-  return header + standalone.default(ajv, refs).replace(/^"use strict";\s*/, '') + '\n';
+  return `${header + standalone.default(ajv, refs).replace(/^"use strict";\s*/, '')}\n`;
 }

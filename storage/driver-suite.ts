@@ -109,21 +109,29 @@ export function runDriverSuite(label: string, make: () => Promise<DriverFixture>
         assert.equal(seen, data.length, 'verify saw every byte');
         assert.equal(await d.stat(p('verify/new')), undefined, 'nothing visible after a veto');
         await d.put(p('verify/old'), 'old');
-        await assert.rejects(d.putStream(p('verify/old'), Readable.from([data]), { verify: async () => veto(0) }), /digest mismatch/);
+        await assert.rejects(
+          d.putStream(p('verify/old'), Readable.from([data]), { verify: async () => veto(0) }),
+          /digest mismatch/,
+        );
         assert.equal((await d.get(p('verify/old')))?.toString(), 'old', 'a vetoed replace keeps the previous object');
         // A body that breaks never reaches verify.
         let called = false;
         await assert.rejects(d.putStream(p('verify/new'), failingStream(data), { verify: () => void (called = true) }));
         assert.equal(called, false);
         assert.equal(await d.stat(p('verify/new')), undefined);
-        assert.equal(await d.putStream(p('verify/new'), Readable.from([data]), { verify: (n) => assert.equal(n, data.length) }), data.length);
+        assert.equal(
+          await d.putStream(p('verify/new'), Readable.from([data]), { verify: (n) => assert.equal(n, data.length) }),
+          data.length,
+        );
         assert.deepEqual(await d.get(p('verify/new')), data);
         await d.delete(p('verify'));
       }
     });
 
     it('append enforces offsets, is readable while growing, and moves atomically', async () => {
-      const a = randomBytes(100), b = randomBytes(6 * 1024 * 1024), c = randomBytes(10);
+      const a = randomBytes(100),
+        b = randomBytes(6 * 1024 * 1024),
+        c = randomBytes(10);
       assert.equal(await d.append(p('up/data'), 0, Readable.from([a])), 100);
       assert.equal((await d.stat(p('up/data')))?.size, 100);
       await assert.rejects(d.append(p('up/data'), 50, Readable.from([c])), OffsetMismatchError);

@@ -132,7 +132,12 @@ export class OffsetMismatchError extends Error {
 
 /** Rejects paths a store could only have built by mistake (defence in depth; paths.ts validates inputs). */
 export function assertSafePath(path: string): void {
-  if (!path || path.startsWith('/') || path.split('/').some((s) => s === '' || s === '.' || s === '..') || path.includes('\0')) {
+  if (
+    !path ||
+    path.startsWith('/') ||
+    path.split('/').some((s) => s === '' || s === '.' || s === '..') ||
+    path.includes('\0')
+  ) {
     throw new Error(`unsafe storage path ${JSON.stringify(path)}`);
   }
 }

@@ -1,5 +1,5 @@
 // Filesystem driver. Atomic writes: temp file in `<root>/_tmp` (same filesystem) → fsync → rename.
-import { createReadStream, createWriteStream, fdatasync, type WriteStream } from 'node:fs';
+import { createWriteStream, fdatasync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -7,7 +7,18 @@ import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import { giveBuffer, takeBuffer } from './buffer-pool.js';
-import { assertSafePath, NotFoundError, OffsetMismatchError, StorageFullError, type Driver, type FileInfo, type MoveOptions, type PutStreamOptions, type ReadOptions, type Sendable } from './driver.js';
+import {
+  assertSafePath,
+  NotFoundError,
+  OffsetMismatchError,
+  StorageFullError,
+  type Driver,
+  type FileInfo,
+  type MoveOptions,
+  type PutStreamOptions,
+  type ReadOptions,
+  type Sendable,
+} from './driver.js';
 
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
@@ -30,9 +41,11 @@ function _full(path: string, e: unknown): unknown {
   const code = (e as NodeJS.ErrnoException)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT' ? new StorageFullError(path, e) : e;
 }
-const _rethrow = (path: string) => (e: unknown): never => {
-  throw _full(path, e);
-};
+const _rethrow =
+  (path: string) =>
+  (e: unknown): never => {
+    throw _full(path, e);
+  };
 
 export class FsDriver implements Driver {
   readonly name = 'filesystem';
@@ -100,7 +113,11 @@ export class FsDriver implements Driver {
     try {
       const s = await stat(this._abs(path), { bigint: true });
       if (!s.isFile()) return undefined;
-      return { size: Number(s.size), modified: s.mtime, version: `${s.dev}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}:${s.size}` };
+      return {
+        size: Number(s.size),
+        modified: s.mtime,
+        version: `${s.dev}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}:${s.size}`,
+      };
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;

@@ -59,19 +59,30 @@ export function selfOwner(): GcOwner {
   } catch {
     // Not Linux (or no /proc): liveness falls back to the heartbeat alone.
   }
-  _me = { host: hostname(), pid: process.pid, boot: _read('/proc/sys/kernel/random/boot_id'), pidns, start: _stat('self')?.[19] };
+  _me = {
+    host: hostname(),
+    pid: process.pid,
+    boot: _read('/proc/sys/kernel/random/boot_id'),
+    pidns,
+    start: _stat('self')?.[19],
+  };
   return _me;
 }
 
 /** True only when `owner`'s process is known to be gone; false when alive or when this host cannot tell. */
 export function ownerGone(owner: GcOwner | undefined): boolean {
   const me = selfOwner();
-  if (!owner || !me.boot || !me.pidns || owner.host !== me.host || owner.boot !== me.boot || owner.pidns !== me.pidns) return false;
+  if (!owner || !me.boot || !me.pidns || owner.host !== me.host || owner.boot !== me.boot || owner.pidns !== me.pidns)
+    return false;
   if (!Number.isInteger(owner.pid) || owner.pid <= 0) return false;
   if (owner.pid === me.pid) return owner.start !== undefined && me.start !== undefined && owner.start !== me.start;
   const fields = _stat(owner.pid);
   if (!fields) return true; // no such process
-  return fields[0] === 'Z' || fields[0] === 'X' || (owner.start !== undefined && fields[19] !== undefined && fields[19] !== owner.start);
+  return (
+    fields[0] === 'Z' ||
+    fields[0] === 'X' ||
+    (owner.start !== undefined && fields[19] !== undefined && fields[19] !== owner.start)
+  );
 }
 
 /** When this process first saw each beat (key → performance.now()). */

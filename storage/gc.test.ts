@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { digestOf, OciError, type Digest } from '../spec/index.js';
+import { digestOf, type OciError, type Digest } from '../spec/index.js';
 import { createStore, paths, type Store } from './index.js';
 import { MemoryDriver } from './memory.js';
 import { GarbageCollector, GcGuard } from './gc.js';
@@ -21,17 +21,29 @@ async function pushBlob(store: Store, name: string, content: string): Promise<{ 
   return { digest, size: Buffer.byteLength(content) };
 }
 
-function manifest(config: { digest: Digest; size: number }, layers: Array<{ digest: Digest; size: number }>, extra: object = {}): Buffer {
-  return Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l })),
-    ...extra,
-  }));
+function manifest(
+  config: { digest: Digest; size: number },
+  layers: Array<{ digest: Digest; size: number }>,
+  extra: object = {},
+): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l })),
+      ...extra,
+    }),
+  );
 }
 
-async function pushImage(store: Store, name: string, tag: string, seed: string, extra: object = {}): Promise<{ digest: Digest; blobs: Digest[]; size: number }> {
+async function pushImage(
+  store: Store,
+  name: string,
+  tag: string,
+  seed: string,
+  extra: object = {},
+): Promise<{ digest: Digest; blobs: Digest[]; size: number }> {
   const config = await pushBlob(store, name, `{"seed":"${seed}"}`);
   const layer = await pushBlob(store, name, `layer ${seed}`);
   const body = manifest(config, [layer], extra);
@@ -49,11 +61,21 @@ test('GC keeps tagged images, index children and live referrers; takes the rest'
   await store.manifests.delete('a/b', 'v2');
   const child = await pushImage(store, 'c', 'tmp', 'child');
   await store.manifests.delete('c', 'tmp'); // untagged, but an index below keeps it
-  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: child.digest, size: child.size }] }));
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [{ mediaType: OCI_MANIFEST, digest: child.digest, size: child.size }],
+    }),
+  );
   await store.manifests.put('c', 'multi', index, OCI_INDEX);
-  const sig = await pushImage(store, 'a/b', 'sig-tmp', 'sig', { subject: { mediaType: OCI_MANIFEST, digest: kept.digest, size: kept.size } });
+  const sig = await pushImage(store, 'a/b', 'sig-tmp', 'sig', {
+    subject: { mediaType: OCI_MANIFEST, digest: kept.digest, size: kept.size },
+  });
   await store.manifests.delete('a/b', 'sig-tmp');
-  const orphanSig = await pushImage(store, 'a/b', 'orphan-tmp', 'orphan', { subject: { mediaType: OCI_MANIFEST, digest: gone.digest, size: gone.size } });
+  const orphanSig = await pushImage(store, 'a/b', 'orphan-tmp', 'orphan', {
+    subject: { mediaType: OCI_MANIFEST, digest: gone.digest, size: gone.size },
+  });
   await store.manifests.delete('a/b', 'orphan-tmp');
   const stray = await pushBlob(store, 'a/b', 'never referenced');
 
@@ -62,7 +84,11 @@ test('GC keeps tagged images, index children and live referrers; takes the rest'
   assert.ok(await exists(driver, paths.blobData(stray.digest)), 'a dry run deletes nothing');
 
   const items: string[] = [];
-  const r = await new GarbageCollector(driver).run({ ...LATER, deleteUntagged: true, onItem: (k, w) => items.push(`${k} ${w}`) });
+  const r = await new GarbageCollector(driver).run({
+    ...LATER,
+    deleteUntagged: true,
+    onItem: (k, w) => items.push(`${k} ${w}`),
+  });
   assert.equal(r.blobs, dry.blobs);
   assert.equal(r.bytes, dry.bytes);
   for (const d of [kept.digest, ...kept.blobs, child.digest, ...child.blobs, sig.digest, ...sig.blobs]) {
@@ -72,7 +98,10 @@ test('GC keeps tagged images, index children and live referrers; takes the rest'
     assert.ok(!(await exists(driver, paths.blobData(d))), `${d} is gone`);
   }
   assert.ok(!(await exists(driver, paths.layerLink('a/b', stray.digest))), 'its link went first');
-  assert.deepEqual((await store.manifests.referrers('a/b', kept.digest)).map((d) => d.digest), [sig.digest]);
+  assert.deepEqual(
+    (await store.manifests.referrers('a/b', kept.digest)).map((d) => d.digest),
+    [sig.digest],
+  );
   assert.deepEqual(await store.manifests.referrers('a/b', gone.digest), []);
   assert.equal((await store.manifests.get('c', 'multi')).digest, digestOf(index));
   assert.equal((await store.manifests.get('c', child.digest)).digest, child.digest);
@@ -121,7 +150,10 @@ test('a manifest PUT racing the sweep of its blob fails cleanly; a bracketed wri
   await reached; // the sweep is about to delete `old` (its link is already gone)
   assert.equal((await new GcGuard(driver).state()).phase, 'sweep');
   // The client saw the blob before the sweep and pushes a manifest referencing it: the link is gone → clean 400.
-  await assert.rejects(store.manifests.put('r', 'late', manifest(cfg, [old]), OCI_MANIFEST), (e: OciError) => e.code === 'MANIFEST_BLOB_UNKNOWN');
+  await assert.rejects(
+    store.manifests.put('r', 'late', manifest(cfg, [old]), OCI_MANIFEST),
+    (e: OciError) => e.code === 'MANIFEST_BLOB_UNKNOWN',
+  );
   release();
   await gc;
   assert.equal(keep.digest, (await store.manifests.get('r', 'keep')).digest);
@@ -248,10 +280,13 @@ async function write(driver: Driver): Promise<{ ms: number; verified: boolean; p
   const guard = new GcGuard(driver);
   const started = Date.now();
   const out: { ms: number; verified: boolean; phaseAtVerify?: string } = { ms: 0, verified: false };
-  await guard.around(async () => {}, async () => {
-    out.verified = true;
-    out.phaseAtVerify = (await guard.state()).phase;
-  });
+  await guard.around(
+    async () => {},
+    async () => {
+      out.verified = true;
+      out.phaseAtVerify = (await guard.state()).phase;
+    },
+  );
   out.ms = Date.now() - started;
   return out;
 }
@@ -259,7 +294,17 @@ async function write(driver: Driver): Promise<{ ms: number; verified: boolean; p
 test('a GC that died elsewhere (no heartbeat for its ttl) stops blocking writers and the next GC; a beating one does not', async () => {
   const driver = new MemoryDriver();
   // Left by a GC on another machine, killed mid-sweep: its process can't be checked from here.
-  await driver.put(paths.gcState, JSON.stringify({ gen: 7, phase: 'sweep', beat: 3, ttl: 400, owner: FOREIGN, expires: new Date(Date.now() + 3_600_000).toISOString() }));
+  await driver.put(
+    paths.gcState,
+    JSON.stringify({
+      gen: 7,
+      phase: 'sweep',
+      beat: 3,
+      ttl: 400,
+      owner: FOREIGN,
+      expires: new Date(Date.now() + 3_600_000).toISOString(),
+    }),
+  );
   const w = await write(driver);
   assert.ok(w.verified, 'the writer re-checks its content');
   assert.ok(w.ms >= 350 && w.ms < 3_000, `waited about the ttl (${w.ms} ms), not the state's expiry`);
@@ -268,7 +313,14 @@ test('a GC that died elsewhere (no heartbeat for its ttl) stops blocking writers
   // A GC elsewhere that keeps beating: writers wait for its sweep however long it takes, well past the ttl.
   await driver.put(paths.gcState, JSON.stringify({ gen: 8, phase: 'sweep', beat: 1, ttl: 400, owner: FOREIGN }));
   let beat = 1;
-  const beating = setInterval(() => void driver.put(paths.gcState, JSON.stringify({ gen: 8, phase: 'sweep', beat: ++beat, ttl: 400, owner: FOREIGN })), 50);
+  const beating = setInterval(
+    () =>
+      void driver.put(
+        paths.gcState,
+        JSON.stringify({ gen: 8, phase: 'sweep', beat: ++beat, ttl: 400, owner: FOREIGN }),
+      ),
+    50,
+  );
   setTimeout(() => {
     clearInterval(beating);
     void driver.put(paths.gcState, JSON.stringify({ gen: 8, phase: 'idle' }));
@@ -278,13 +330,25 @@ test('a GC that died elsewhere (no heartbeat for its ttl) stops blocking writers
   assert.equal(live.phaseAtVerify, 'idle', 're-checked only after its sweep');
 
   // The next GC: a dead holder's lease is taken over after the ttl; a beating holder's is not.
-  await driver.put(paths.gcLease, JSON.stringify({ holder: 'dead', beat: 9, ttl: 400, owner: FOREIGN, expires: new Date(Date.now() + 3_600_000).toISOString() }));
+  await driver.put(
+    paths.gcLease,
+    JSON.stringify({
+      holder: 'dead',
+      beat: 9,
+      ttl: 400,
+      owner: FOREIGN,
+      expires: new Date(Date.now() + 3_600_000).toISOString(),
+    }),
+  );
   const started = Date.now();
   await new GarbageCollector(driver).run(LATER);
   assert.ok(Date.now() - started < 5_000, 'took the dead lease over');
   await driver.put(paths.gcLease, JSON.stringify({ holder: 'alive', beat: 1, ttl: 400, owner: FOREIGN }));
   beat = 1;
-  const holding = setInterval(() => void driver.put(paths.gcLease, JSON.stringify({ holder: 'alive', beat: ++beat, ttl: 400, owner: FOREIGN })), 50);
+  const holding = setInterval(
+    () => void driver.put(paths.gcLease, JSON.stringify({ holder: 'alive', beat: ++beat, ttl: 400, owner: FOREIGN })),
+    50,
+  );
   await assert.rejects(new GarbageCollector(driver).run(LATER), /holds the lease/);
   clearInterval(holding);
 });
@@ -331,7 +395,10 @@ test('a GC that cannot renew its lease stops deleting before writers give up wai
   driver.paused = new Promise((r) => (release = r));
   const reached = new Promise<void>((r) => (driver.reached = r));
   const gc = new GarbageCollector(driver).run({ ...LATER, leaseTtlMs: 400, concurrency: 1 });
-  const outcome = gc.then(() => 'finished', (e: Error) => e.constructor.name);
+  const outcome = gc.then(
+    () => 'finished',
+    (e: Error) => e.constructor.name,
+  );
   await reached; // sweeping; now its renewals stop landing (slow storage, or a stalled process)
   driver.stalled = new Promise((r) => (unstall = r));
   const w = await write(driver);

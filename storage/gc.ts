@@ -83,7 +83,10 @@ function _active(s: GcState): boolean {
 
 /** The writers' side of the protocol (see the header). */
 export class GcGuard {
-  constructor(private readonly driver: Driver, private readonly waitLimitMs = WAIT_LIMIT_MS) {}
+  constructor(
+    private readonly driver: Driver,
+    private readonly waitLimitMs = WAIT_LIMIT_MS,
+  ) {}
 
   async state(): Promise<GcState> {
     return (await _readJson<GcState>(this.driver, paths.gcState)) ?? { gen: 0, phase: 'idle' };
@@ -101,7 +104,8 @@ export class GcGuard {
     if (!_active(s0) && !_active(s1) && s0.gen === s1.gen) return result;
     const deadline = Date.now() + this.waitLimitMs;
     for (let s = s1; _active(s) && s.gen === s1.gen; s = await this.state()) {
-      if (Date.now() > deadline) throw new OciError('UNAVAILABLE', 'garbage collection is taking too long; retry the request');
+      if (Date.now() > deadline)
+        throw new OciError('UNAVAILABLE', 'garbage collection is taking too long; retry the request');
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     await verify(result);
@@ -185,7 +189,19 @@ export class GarbageCollector {
     const cutoff = started - (opts.graceMs ?? 3_600_000);
     const dry = opts.dryRun ?? false;
     const conc = opts.concurrency ?? 32;
-    const result: GcResult = { dryRun: dry, repositories: 0, manifestsLive: 0, blobsLive: 0, blobs: 0, bytes: 0, manifests: 0, links: 0, referrers: 0, uploads: 0, ms: 0 };
+    const result: GcResult = {
+      dryRun: dry,
+      repositories: 0,
+      manifestsLive: 0,
+      blobsLive: 0,
+      blobs: 0,
+      bytes: 0,
+      manifests: 0,
+      links: 0,
+      referrers: 0,
+      uploads: 0,
+      ms: 0,
+    };
     this.ttl = opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     if (!dry) await this._acquire();
     try {
@@ -210,7 +226,12 @@ export class GarbageCollector {
         await this._checkLease();
         await this._setPhase('sweep');
       }
-      const remove = async (kind: NonNullable<Parameters<NonNullable<GcOptions['onItem']>>[0]>, path: string, what: string, bytes?: number) => {
+      const remove = async (
+        kind: NonNullable<Parameters<NonNullable<GcOptions['onItem']>>[0]>,
+        path: string,
+        what: string,
+        bytes?: number,
+      ) => {
         if (!dry) {
           // Re-stat right before deleting: whatever was written since the mark's cutoff stays.
           const info = await this.driver.stat(path);
@@ -281,7 +302,12 @@ export class GarbageCollector {
       const raw = (await this.driver.get(paths.tag(name, tag)))?.toString('utf8');
       if (raw && isDigest(raw)) scan.tags.set(tag, raw);
     });
-    await this._stampedLinks(paths.manifestRevisions(name), (d) => paths.manifestRevision(name, d), scan.revisions, conc);
+    await this._stampedLinks(
+      paths.manifestRevisions(name),
+      (d) => paths.manifestRevision(name, d),
+      scan.revisions,
+      conc,
+    );
     await this._stampedLinks(paths.layerLinks(name), (d) => paths.layerLink(name, d), scan.layers, conc);
     const refRoot = `${paths.repository(name)}/_referrers`;
     for (const alg of await this.driver.list(refRoot)) {
@@ -301,7 +327,12 @@ export class GarbageCollector {
   }
 
   /** `<root>/<alg>/<hex>` entries with their mtimes. */
-  private async _stampedLinks(root: string, path: (d: Digest) => string, out: Map<Digest, Stamped>, conc: number): Promise<void> {
+  private async _stampedLinks(
+    root: string,
+    path: (d: Digest) => string,
+    out: Map<Digest, Stamped>,
+    conc: number,
+  ): Promise<void> {
     const digests: Digest[] = [];
     for (const alg of await this.driver.list(root)) {
       for (const hex of await this.driver.list(`${root}/${alg}`)) {
@@ -316,7 +347,12 @@ export class GarbageCollector {
   }
 
   /** The repository's live manifests; adds every blob they reference (and the manifests themselves) to `liveBlobs`. */
-  private async _markRepo(scan: RepoScan, deleteUntagged: boolean, cutoff: number, liveBlobs: Set<string>): Promise<Set<Digest>> {
+  private async _markRepo(
+    scan: RepoScan,
+    deleteUntagged: boolean,
+    cutoff: number,
+    liveBlobs: Set<string>,
+  ): Promise<Set<Digest>> {
     const bySubject = new Map<Digest, Digest[]>();
     for (const [referrer, entries] of scan.referrers) {
       for (const e of entries) bySubject.set(e.subject, [...(bySubject.get(e.subject) ?? []), referrer]);
@@ -360,7 +396,15 @@ export class GarbageCollector {
 
   // ---- sweep -------------------------------------------------------------------------------------------------
 
-  private async _sweepBlobs(live: Set<string>, linksOf: Map<string, string[]>, cutoff: number, conc: number, dry: boolean, result: GcResult, opts: GcOptions): Promise<void> {
+  private async _sweepBlobs(
+    live: Set<string>,
+    linksOf: Map<string, string[]>,
+    cutoff: number,
+    conc: number,
+    dry: boolean,
+    result: GcResult,
+    opts: GcOptions,
+  ): Promise<void> {
     for (const alg of await this.driver.list(paths.blobsRoot)) {
       const prefixes = await this.driver.list(`${paths.blobsRoot}/${alg}`);
       await pool(prefixes, Math.max(1, conc >> 2), async (hh) => {
@@ -409,7 +453,10 @@ export class GarbageCollector {
     this.lost = false;
     this.fenceUntil = 0;
     const lease = await this._heldBy();
-    if (lease) throw new GcBusyError(`another garbage collection holds the lease (${lease.holder}${lease.owner ? ` on ${lease.owner.host}, pid ${lease.owner.pid}` : ''})`);
+    if (lease)
+      throw new GcBusyError(
+        `another garbage collection holds the lease (${lease.holder}${lease.owner ? ` on ${lease.owner.host}, pid ${lease.owner.pid}` : ''})`,
+      );
     await this._beat();
     // Drivers have no conditional write, so two replicas may both have read "free": the last write wins, and the
     // loser backs off here — or, at the latest, at the check before its sweep (_checkLease), before deleting anything.
@@ -448,9 +495,22 @@ export class GarbageCollector {
         this.lost = true;
         return;
       }
-      const beating = { beat: ++this.beat, ttl: this.ttl, owner: selfOwner(), expires: new Date(Date.now() + this.ttl).toISOString() };
+      const beating = {
+        beat: ++this.beat,
+        ttl: this.ttl,
+        owner: selfOwner(),
+        expires: new Date(Date.now() + this.ttl).toISOString(),
+      };
       await this.driver.put(paths.gcLease, JSON.stringify({ holder: this.holder, ...beating } satisfies GcLease));
-      if (this.gen) await this.driver.put(paths.gcState, JSON.stringify({ gen: this.gen, phase: this.phase, ...(this.phase === 'idle' ? {} : beating) } satisfies GcState));
+      if (this.gen)
+        await this.driver.put(
+          paths.gcState,
+          JSON.stringify({
+            gen: this.gen,
+            phase: this.phase,
+            ...(this.phase === 'idle' ? {} : beating),
+          } satisfies GcState),
+        );
       // Only a renewal that landed within the fence extends it: a reader that saw the previous beat stand for ttl
       // (≥ the fence + 0.4 × ttl) read storage after this one landed, so it saw this one.
       if (!this.fenceUntil || performance.now() <= this.fenceUntil) this.fenceUntil = started + FENCE * this.ttl;
@@ -463,7 +523,9 @@ export class GarbageCollector {
   private _fence(): void {
     if (this.lost) throw new GcBusyError('another garbage collection took the lease');
     if (performance.now() > this.fenceUntil) {
-      throw new GcFencedError(`garbage collection stopped: its lease could not be renewed within ${Math.round(FENCE * this.ttl)} ms (storage too slow or the process stalled); nothing more was deleted`);
+      throw new GcFencedError(
+        `garbage collection stopped: its lease could not be renewed within ${Math.round(FENCE * this.ttl)} ms (storage too slow or the process stalled); nothing more was deleted`,
+      );
     }
   }
 
@@ -493,7 +555,9 @@ export class GarbageCollector {
     if (mine) {
       const state = await new GcGuard(this.driver).state();
       if (state.gen === this.gen && state.phase !== 'idle') {
-        await this.driver.put(paths.gcState, JSON.stringify({ gen: this.gen, phase: 'idle' } satisfies GcState)).catch(() => {});
+        await this.driver
+          .put(paths.gcState, JSON.stringify({ gen: this.gen, phase: 'idle' } satisfies GcState))
+          .catch(() => {});
       }
       await this.driver.delete(paths.gcLease);
     }

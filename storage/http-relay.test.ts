@@ -33,7 +33,10 @@ class Upstream {
       if (m) {
         const start = Number(m[1]);
         const end = m[2] ? Number(m[2]) : this.data.length - 1;
-        res.writeHead(206, { 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${this.data.length}` });
+        res.writeHead(206, {
+          'Content-Length': end - start + 1,
+          'Content-Range': `bytes ${start}-${end}/${this.data.length}`,
+        });
         return res.end(this.data.subarray(start, end + 1));
       }
       res.writeHead(200, { 'Content-Length': this.data.length });
@@ -59,7 +62,10 @@ class Upstream {
 }
 
 /** A front server that answers every GET by relaying `target()` with sendTo, as the registry's blob route does. */
-async function front(target: () => string, opts: { range?: string } = {}): Promise<{ url: string; results: Array<Promise<unknown>>; stop(): Promise<void> }> {
+async function front(
+  target: () => string,
+  opts: { range?: string } = {},
+): Promise<{ url: string; results: Array<Promise<unknown>>; stop(): Promise<void> }> {
   const results: Array<Promise<unknown>> = [];
   const server = createServer(async (_req, res) => {
     let body: RelayBody;
@@ -85,7 +91,10 @@ async function front(target: () => string, opts: { range?: string } = {}): Promi
 }
 
 /** GETs `url`; `onChunk` may pause the response. Resolves with the status, the bytes, and whether it ended cleanly. */
-function fetchAll(url: string, onChunk?: (res: IncomingMessage, received: number) => void): Promise<{ status: number; body: Buffer; complete: boolean }> {
+function fetchAll(
+  url: string,
+  onChunk?: (res: IncomingMessage, received: number) => void,
+): Promise<{ status: number; body: Buffer; complete: boolean }> {
   return new Promise((resolve, reject) => {
     get(url, { agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -125,7 +134,10 @@ describe('http-relay', () => {
       const path = req.url!.split('?')[0];
       if (path === '/small') return reply(() => res.writeHead(200, { 'Content-Length': 10 }).end('0123456789'));
       if (path === '/empty') return reply(() => res.writeHead(200, { 'Content-Length': 0 }).end());
-      if (path === '/missing') return reply(() => res.writeHead(404, { 'Content-Type': 'application/xml' }).end('<Error><Code>NoSuchKey</Code></Error>'));
+      if (path === '/missing')
+        return reply(() =>
+          res.writeHead(404, { 'Content-Type': 'application/xml' }).end('<Error><Code>NoSuchKey</Code></Error>'),
+        );
       if (path === '/chunked') {
         res.writeHead(200);
         res.write('abc');
@@ -184,14 +196,23 @@ describe('http-relay', () => {
   });
 
   it('turns anything but a plain 200/206 with a Content-Length into RelayUnavailable, and keeps working after', async () => {
-    await assert.rejects(relayGet(new URL(`${up.url}/missing`)), (e: Error) => e instanceof RelayUnavailable && /HTTP 404/.test(e.message));
-    await assert.rejects(relayGet(new URL(`${up.url}/chunked`)), (e: Error) => e instanceof RelayUnavailable && /Transfer-Encoding/.test(e.message));
+    await assert.rejects(
+      relayGet(new URL(`${up.url}/missing`)),
+      (e: Error) => e instanceof RelayUnavailable && /HTTP 404/.test(e.message),
+    );
+    await assert.rejects(
+      relayGet(new URL(`${up.url}/chunked`)),
+      (e: Error) => e instanceof RelayUnavailable && /Transfer-Encoding/.test(e.message),
+    );
     await assert.rejects(relayGet(new URL('ftp://127.0.0.1/x')), RelayUnavailable);
     // Nothing listens on a just-closed port.
     const gone = await new Upstream(data).start();
     const url = gone.url;
     await gone.stop();
-    await assert.rejects(relayGet(new URL(`${url}/obj`)), (e: Error) => e instanceof RelayUnavailable && (e as RelayUnavailable).beforeResponse);
+    await assert.rejects(
+      relayGet(new URL(`${url}/obj`)),
+      (e: Error) => e instanceof RelayUnavailable && (e as RelayUnavailable).beforeResponse,
+    );
     assert.equal(sha(await collect(await relayGet(new URL(`${up.url}/obj`)))), sha(data));
   });
 
@@ -291,8 +312,27 @@ describe('http-relay', () => {
     let port: number;
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'relay-tls-'));
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2',
-        '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+          '-days',
+          '2',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        ],
+        { stdio: 'ignore' },
+      );
       cert = readFileSync(join(dir, 'cert.pem'));
       server = createHttpsServer({ cert, key: readFileSync(join(dir, 'key.pem')) }, (_req, res) => {
         res.writeHead(200, { 'Content-Length': data.length });
@@ -309,12 +349,18 @@ describe('http-relay', () => {
 
     it('relays exactly by name and by IP when the certificate is trusted', async () => {
       for (const host of ['localhost', '127.0.0.1']) {
-        assert.equal(sha(await collect(await relayGet(new URL(`https://${host}:${port}/obj`), { ca: cert }))), sha(data));
+        assert.equal(
+          sha(await collect(await relayGet(new URL(`https://${host}:${port}/obj`), { ca: cert }))),
+          sha(data),
+        );
       }
     });
 
     it('refuses a certificate it does not trust (RelayUnavailable, nothing relayed)', async () => {
-      await assert.rejects(relayGet(new URL(`https://localhost:${port}/obj`)), (e: Error) => e instanceof RelayUnavailable && /certificate/i.test(e.message));
+      await assert.rejects(
+        relayGet(new URL(`https://localhost:${port}/obj`)),
+        (e: Error) => e instanceof RelayUnavailable && /certificate/i.test(e.message),
+      );
     });
   });
 });

@@ -26,7 +26,6 @@ const MAX_IDLE_PER_ORIGIN = 8;
 const IDLE_MS = 4_000;
 const MAX_HEAD = 64 * 1024;
 
-
 /** The relay could not be used for this request; nothing was sent to the caller's client. Ask some other way. */
 export class RelayUnavailable extends Error {
   constructor(
@@ -57,7 +56,8 @@ export interface RelayOptions {
  * offers `sendTo`. Rejects with RelayUnavailable for anything else (see the file comment).
  */
 export async function relayGet(url: URL, opts: RelayOptions = {}): Promise<RelayBody> {
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RelayUnavailable(`unsupported URL scheme ${url.protocol}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new RelayUnavailable(`unsupported URL scheme ${url.protocol}`);
   // Connections trusting extra CAs are kept apart from the others.
   const origin = `${url.protocol}//${url.host}${opts.ca ? `#${createHash('sha256').update(opts.ca).digest('hex').slice(0, 16)}` : ''}`;
   // A kept-alive connection may have been closed by the server a moment ago: then try once on a fresh one.
@@ -124,7 +124,14 @@ class Connection {
     const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
     this.socket =
       url.protocol === 'https:'
-        ? tlsConnect({ host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], ca: opts.ca, onread } as never)
+        ? tlsConnect({
+            host,
+            port,
+            servername: isIP(host) ? undefined : host,
+            ALPNProtocols: ['http/1.1'],
+            ca: opts.ca,
+            onread,
+          } as never)
         : netConnect({ host, port, onread } as never);
     this.socket.setNoDelay(true);
     const failed = (err: Error) => this._fail(err);
@@ -138,7 +145,10 @@ class Connection {
     const conn = new Connection(origin, url, opts);
     const timeoutMs = opts.connectTimeoutMs ?? 5_000;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => conn.socket.destroy(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => conn.socket.destroy(new Error(`connect timed out after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       const ready = url.protocol === 'https:' ? 'secureConnect' : 'connect';
       conn.sink = {
         data: () => false,
@@ -175,7 +185,13 @@ class Connection {
             parsed = _parseHead(head.toString('latin1', 0, end), opts.range !== undefined);
           } catch (e) {
             giveBuffer(buf);
-            reject(new RelayUnavailable(`GET ${this.origin}: ${(e as Error).message}`, false, (e as { status?: number }).status));
+            reject(
+              new RelayUnavailable(
+                `GET ${this.origin}: ${(e as Error).message}`,
+                false,
+                (e as { status?: number }).status,
+              ),
+            );
             return;
           }
           // Body bytes that came with the head: they are the last bytes of this read.
@@ -188,7 +204,9 @@ class Connection {
         fail: (err) => reject(new RelayUnavailable(`GET ${this.origin}: ${err.message}`, head.length === 0)),
       };
       const range = opts.range ? `Range: ${opts.range}\r\n` : '';
-      this.socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: berth\r\nAccept-Encoding: identity\r\n${range}\r\n`);
+      this.socket.write(
+        `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: berth\r\nAccept-Encoding: identity\r\n${range}\r\n`,
+      );
     });
   }
 
@@ -283,12 +301,15 @@ function _parseHead(text: string, ranged: boolean): ParsedHead {
     const name = line.slice(0, colon).trim().toLowerCase();
     const value = line.slice(colon + 1).trim();
     if (name === 'transfer-encoding') throw new Error(`Transfer-Encoding: ${value.slice(0, 40)}`);
-    if (name === 'content-encoding' && value.toLowerCase() !== 'identity') throw new Error(`Content-Encoding: ${value.slice(0, 40)}`);
+    if (name === 'content-encoding' && value.toLowerCase() !== 'identity')
+      throw new Error(`Content-Encoding: ${value.slice(0, 40)}`);
     if (name === 'content-length') {
-      if (!/^\d{1,16}$/.test(value) || (length !== undefined && length !== Number(value))) throw new Error('bad Content-Length');
+      if (!/^\d{1,16}$/.test(value) || (length !== undefined && length !== Number(value)))
+        throw new Error('bad Content-Length');
       length = Number(value);
     }
-    if (name === 'connection') keepAlive = !/\bclose\b/i.test(value) && (status[1] === '1' || /\bkeep-alive\b/i.test(value));
+    if (name === 'connection')
+      keepAlive = !/\bclose\b/i.test(value) && (status[1] === '1' || /\bkeep-alive\b/i.test(value));
   }
   if (length === undefined) throw new Error('no Content-Length');
   return { length, keepAlive };
@@ -355,7 +376,10 @@ export class RelayBody extends Readable implements Sendable {
         dest.once('drain', () => this.conn.resume());
         return false;
       };
-      this.conn.setSink({ data: (buf, n) => writeOrWait(buf, 0, n), fail: (err) => done(new Error(`reading the object: ${err.message}`)) });
+      this.conn.setSink({
+        data: (buf, n) => writeOrWait(buf, 0, n),
+        fail: (err) => done(new Error(`reading the object: ${err.message}`)),
+      });
       const first = this.leftover;
       this.leftover = undefined;
       if (this.length === 0) {

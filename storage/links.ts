@@ -3,7 +3,11 @@ import { parseDigest, type Digest } from '../spec/index.js';
 import type { Driver } from './driver.js';
 
 /** Link entries under `<root>/<alg>/<hex>` with their mtimes (entries that are no digest are skipped). */
-export async function linkTimes(driver: Driver, root: string, link: (d: Digest) => string): Promise<Array<{ digest: Digest; modified: Date }>> {
+export async function linkTimes(
+  driver: Driver,
+  root: string,
+  link: (d: Digest) => string,
+): Promise<Array<{ digest: Digest; modified: Date }>> {
   const out: Array<{ digest: Digest; modified: Date }> = [];
   for (const alg of await driver.list(root)) {
     for (const hex of await driver.list(`${root}/${alg}`)) {

@@ -16,8 +16,17 @@
 //   notePull / lastPull / forgetPull   per-tag last-pull records under pulls/ (retention's keepPulledWithin)
 import { LRUCache } from 'lru-cache';
 import {
-  OciError, ManifestError, parseManifest, parseDigest, isDigest, isValidTag, digestOf,
-  DOCKER_FOREIGN_LAYER, type Descriptor, type Digest, type ParsedManifest,
+  OciError,
+  ManifestError,
+  parseManifest,
+  parseDigest,
+  isDigest,
+  isValidTag,
+  digestOf,
+  DOCKER_FOREIGN_LAYER,
+  type Descriptor,
+  type Digest,
+  type ParsedManifest,
 } from '../spec/index.js';
 import type { Driver } from './driver.js';
 import { paths } from './paths.js';
@@ -51,7 +60,10 @@ export interface ManifestStoreOptions {
 
 export class ManifestStore {
   /** Manifest bytes by digest: immutable, cached by total size. */
-  private readonly bytes = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b) => b.length || 1 });
+  private readonly bytes = new LRUCache<string, Buffer>({
+    maxSize: 64 * 1024 * 1024,
+    sizeCalculation: (b) => b.length || 1,
+  });
   private readonly descriptors = new LRUCache<string, Descriptor>({ max: 50_000 });
   private readonly knownRepositories = new Set<string>();
   /**
@@ -76,10 +88,20 @@ export class ManifestStore {
    * Stores a manifest under a tag or a digest. `extraTags` are the `?tag=` parameters of a push by digest
    * (distribution-spec "Pushing Manifests with tags"); all are validated before anything is written.
    */
-  async put(name: string, reference: string, body: Buffer, contentType: string | undefined, extraTags: string[] = []): Promise<PutManifestResult> {
+  async put(
+    name: string,
+    reference: string,
+    body: Buffer,
+    contentType: string | undefined,
+    extraTags: string[] = [],
+  ): Promise<PutManifestResult> {
     const byDigest = isDigest(reference);
     for (const tag of byDigest ? extraTags : [reference]) {
-      if (!isValidTag(tag)) throw new OciError('TAG_INVALID', `invalid tag "${tag.slice(0, 200)}": allowed [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`);
+      if (!isValidTag(tag))
+        throw new OciError(
+          'TAG_INVALID',
+          `invalid tag "${tag.slice(0, 200)}": allowed [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`,
+        );
     }
     let parsed: ParsedManifest;
     try {
@@ -106,8 +128,13 @@ export class ManifestStore {
     return { digest, subject: parsed.subject?.digest };
   }
 
-  private async _write(name: string, digest: Digest, body: Buffer, parsed: ParsedManifest, tags: string[]): Promise<void> {
-
+  private async _write(
+    name: string,
+    digest: Digest,
+    body: Buffer,
+    parsed: ParsedManifest,
+    tags: string[],
+  ): Promise<void> {
     // Order matters for crash safety: content, then revision link, then referrer entry, then tag.
     await this.blobs.putSmall(digest, body);
     this.bytes.set(digest, body);
@@ -134,12 +161,18 @@ export class ManifestStore {
    * entry and the GC bracket are the push's. When a GC overlapped, what it swept is written again: the bytes are
    * in hand, and the sweep is over by then (a later GC spares them: they are fresh).
    */
-  async adopt(name: string, digest: Digest, body: Buffer, opts: { mediaType?: string; tag?: string } = {}): Promise<void> {
+  async adopt(
+    name: string,
+    digest: Digest,
+    body: Buffer,
+    opts: { mediaType?: string; tag?: string } = {},
+  ): Promise<void> {
     const parsed = parseManifest(body, opts.mediaType);
     if (digestOf(body, parseDigest(digest).algorithm) !== digest) {
       throw new OciError('DIGEST_INVALID', `manifest content does not match its digest ${digest}`);
     }
-    if (opts.tag !== undefined && !isValidTag(opts.tag)) throw new OciError('TAG_INVALID', `invalid tag "${opts.tag.slice(0, 200)}"`);
+    if (opts.tag !== undefined && !isValidTag(opts.tag))
+      throw new OciError('TAG_INVALID', `invalid tag "${opts.tag.slice(0, 200)}"`);
     const tags = opts.tag === undefined ? [] : [opts.tag];
     await this.gc.around(
       () => this._write(name, digest, body, parsed, tags),
@@ -177,7 +210,8 @@ export class ManifestStore {
         },
         async (done) => {
           if (!done || ((await this.has(name, digest)) && (await this.driver.stat(paths.blobData(digest))))) return;
-          if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest) await this.driver.delete(paths.tag(name, tag));
+          if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest)
+            await this.driver.delete(paths.tag(name, tag));
           throw new OciError('MANIFEST_UNKNOWN', `manifest ${name}@${digest} was garbage-collected while tagged`);
         },
       );
@@ -257,15 +291,22 @@ export class ManifestStore {
   /** After a GC overlapped the push: everything the manifest relies on must still be there, else undo its tags. */
   private async _verifyAfterGc(name: string, digest: Digest, parsed: ParsedManifest, tags: string[]): Promise<void> {
     const needed = [paths.blobData(digest), paths.manifestRevision(name, digest)];
-    for (const d of parsed.blobs) if (!isNonDistributable(d)) needed.push(paths.blobData(d.digest), paths.layerLink(name, d.digest));
+    for (const d of parsed.blobs)
+      if (!isNonDistributable(d)) needed.push(paths.blobData(d.digest), paths.layerLink(name, d.digest));
     for (const d of parsed.manifests) needed.push(paths.blobData(d.digest), paths.manifestRevision(name, d.digest));
-    const missing = (await Promise.all(needed.map(async (p) => ((await this.driver.stat(p)) ? undefined : p)))).find(Boolean);
+    const missing = (await Promise.all(needed.map(async (p) => ((await this.driver.stat(p)) ? undefined : p)))).find(
+      Boolean,
+    );
     if (!missing) return;
     for (const tag of tags) {
-      if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest) await this.driver.delete(paths.tag(name, tag));
+      if ((await this.driver.get(paths.tag(name, tag)))?.toString('utf8') === digest)
+        await this.driver.delete(paths.tag(name, tag));
     }
     this.blobs.forget(digest);
-    throw new OciError('MANIFEST_BLOB_UNKNOWN', `content this manifest references was garbage-collected while it was pushed (${missing}); push the image again`);
+    throw new OciError(
+      'MANIFEST_BLOB_UNKNOWN',
+      `content this manifest references was garbage-collected while it was pushed (${missing}); push the image again`,
+    );
   }
 
   /**
@@ -288,16 +329,28 @@ export class ManifestStore {
       if (!isDigest(d.digest)) throw new OciError('MANIFEST_INVALID', `unsupported digest ${d.digest}`);
     }
     const stored = parsed.blobs.filter((d) => !isNonDistributable(d));
-    const missingBlobs = await Promise.all(stored.map(async (d) => ((await this.blobs.isLinked(name, d.digest)) ? undefined : d.digest)));
+    const missingBlobs = await Promise.all(
+      stored.map(async (d) => ((await this.blobs.isLinked(name, d.digest)) ? undefined : d.digest)),
+    );
     const blob = missingBlobs.find(Boolean);
-    if (blob) throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in repository ${name}; push it first`, { digest: blob });
+    if (blob)
+      throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in repository ${name}; push it first`, {
+        digest: blob,
+      });
     const missingManifests = await Promise.all(
       parsed.manifests.map(async (d) =>
-        isDigest(d.digest) && (await this._refresh(paths.manifestRevision(name, d.digest))) && (await this._refresh(paths.blobData(d.digest))) ? undefined : d.digest,
+        isDigest(d.digest) &&
+        (await this._refresh(paths.manifestRevision(name, d.digest))) &&
+        (await this._refresh(paths.blobData(d.digest)))
+          ? undefined
+          : d.digest,
       ),
     );
     const child = missingManifests.find(Boolean);
-    if (child) throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in repository ${name}; push it first`, { digest: child });
+    if (child)
+      throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in repository ${name}; push it first`, {
+        digest: child,
+      });
     await this._checkSizes(parsed, stored);
   }
 
@@ -423,4 +476,3 @@ export class ManifestStore {
     this.knownRepositories.add(name);
   }
 }
-

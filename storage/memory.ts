@@ -1,6 +1,15 @@
 // In-memory driver for unit tests. Same contract as every driver (driver-suite.ts).
 import { Readable } from 'node:stream';
-import { assertSafePath, NotFoundError, OffsetMismatchError, type Driver, type FileInfo, type MoveOptions, type PutStreamOptions, type ReadOptions } from './driver.js';
+import {
+  assertSafePath,
+  NotFoundError,
+  OffsetMismatchError,
+  type Driver,
+  type FileInfo,
+  type MoveOptions,
+  type PutStreamOptions,
+  type ReadOptions,
+} from './driver.js';
 
 async function _collect(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -59,7 +68,8 @@ export class MemoryDriver implements Driver {
     assertSafePath(to);
     const o = this.objects.get(from);
     if (!o) throw new NotFoundError(from);
-    if (opts.size !== undefined && o.data.length !== opts.size) throw new OffsetMismatchError(from, opts.size, o.data.length);
+    if (opts.size !== undefined && o.data.length !== opts.size)
+      throw new OffsetMismatchError(from, opts.size, o.data.length);
     this.objects.set(to, o);
     this.objects.delete(from);
   }
@@ -67,7 +77,7 @@ export class MemoryDriver implements Driver {
   async list(prefix: string): Promise<string[]> {
     assertSafePath(prefix);
     const names = new Set<string>();
-    const p = prefix + '/';
+    const p = `${prefix}/`;
     for (const key of this.objects.keys()) {
       if (key.startsWith(p)) names.add(key.slice(p.length).split('/')[0]);
     }
@@ -77,6 +87,6 @@ export class MemoryDriver implements Driver {
   async delete(path: string): Promise<void> {
     assertSafePath(path);
     this.objects.delete(path);
-    for (const key of [...this.objects.keys()]) if (key.startsWith(path + '/')) this.objects.delete(key);
+    for (const key of [...this.objects.keys()]) if (key.startsWith(`${path}/`)) this.objects.delete(key);
   }
 }

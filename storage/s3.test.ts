@@ -14,7 +14,8 @@ import { faultProxy, type Fault } from '../test/s3-fault-proxy.js';
 
 const MiB = 1024 * 1024;
 const haveServer = findExecutable(S3_PEER) !== undefined;
-if (!haveServer && process.env.CI === 'true') throw new Error('missing peer: weed (SeaweedFS); install it with `bash .ci/install-s3.sh`');
+if (!haveServer && process.env.CI === 'true')
+  throw new Error('missing peer: weed (SeaweedFS); install it with `bash .ci/install-s3.sh`');
 const skip = haveServer ? false : 'missing peer: weed (SeaweedFS); install it with `bash .ci/install-s3.sh`';
 
 let server: S3Server | undefined;
@@ -26,7 +27,15 @@ function s3(): Promise<S3Server> {
 after(async () => server?.stop());
 
 function options(s: S3Server, extra: Partial<S3DriverOptions> = {}): S3DriverOptions {
-  return { bucket: s.bucket, endpoint: s.endpoint, region: s.region, accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey, forcePathStyle: true, ...extra };
+  return {
+    bucket: s.bucket,
+    endpoint: s.endpoint,
+    region: s.region,
+    accessKeyId: s.accessKeyId,
+    secretAccessKey: s.secretAccessKey,
+    forcePathStyle: true,
+    ...extra,
+  };
 }
 
 async function readAll(s: Readable): Promise<Buffer> {
@@ -42,7 +51,9 @@ if (haveServer) {
   });
   // As `berth serve` builds it: told which paths are appendable (the suite appends only to `…/data`).
   runDriverSuite('s3-hinted', async () => {
-    const driver = new S3Driver(options(await s3(), { prefix: 'suite-root' }), { appendable: (p) => p.endsWith('/data') });
+    const driver = new S3Driver(options(await s3(), { prefix: 'suite-root' }), {
+      appendable: (p) => p.endsWith('/data'),
+    });
     return { driver };
   });
 }
@@ -68,14 +79,21 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     for (const [i, chunk] of chunks.entries()) {
       const d = i % 2 ? b : a;
       offset = await d.append('t/up/data', offset, Readable.from([chunk]));
-      assert.equal((await (i % 2 ? a : b).stat('t/up/data'))?.size, offset, 'the other replica sees the new size at once');
+      assert.equal(
+        (await (i % 2 ? a : b).stat('t/up/data'))?.size,
+        offset,
+        'the other replica sees the new size at once',
+      );
     }
     const all = Buffer.concat(chunks);
     assert.equal(offset, all.length);
     await assert.rejects(a.append('t/up/data', offset - 1, Readable.from([Buffer.from('x')])), OffsetMismatchError);
     // Readable while in progress, from either replica, whole and in ranges that straddle segments.
     assert.deepEqual(await readAll(await b.read('t/up/data')), all);
-    assert.deepEqual(await readAll(await a.read('t/up/data', { start: MiB - 3, end: 8 * MiB + 2 })), all.subarray(MiB - 3, 8 * MiB + 3));
+    assert.deepEqual(
+      await readAll(await a.read('t/up/data', { start: MiB - 3, end: 8 * MiB + 2 })),
+      all.subarray(MiB - 3, 8 * MiB + 3),
+    );
     await b.move('t/up/data', 't/blobs/final');
     assert.equal(await a.stat('t/up/data'), undefined);
     assert.equal((await a.stat('t/blobs/final'))?.size, all.length);
@@ -97,7 +115,8 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     try {
       const blob = randomBytes(100 * MiB);
       let offset = 0;
-      for (let i = 0; i < blob.length; i += 16 * MiB) offset = await a.append('t/req/data', offset, Readable.from([blob.subarray(i, i + 16 * MiB)]));
+      for (let i = 0; i < blob.length; i += 16 * MiB)
+        offset = await a.append('t/req/data', offset, Readable.from([blob.subarray(i, i + 16 * MiB)]));
       await a.move('t/req/data', 't/req/blob');
       const total = Object.values(counts).reduce((x, y) => x + y, 0);
       t.diagnostic(`S3 requests for 7 appends + move: ${total} ${JSON.stringify(counts)}`);
@@ -112,7 +131,9 @@ describe('S3 driver on a shared bucket', { skip }, () => {
   });
 
   it('with appendable hints, a lookup costs one request, in the namespace that can hold the object', async () => {
-    const hinted = new S3Driver(options(await s3(), { prefix: 'replicas' }), { appendable: (p) => p.endsWith('/data') });
+    const hinted = new S3Driver(options(await s3(), { prefix: 'replicas' }), {
+      appendable: (p) => p.endsWith('/data'),
+    });
     const counts: Record<string, number> = {};
     hinted.s3.middlewareStack.add(
       (next, ctx) => async (args) => {
@@ -134,7 +155,10 @@ describe('S3 driver on a shared bucket', { skip }, () => {
       reset();
       assert.equal((await hinted.stat('t/hint/up/data'))?.size, 3);
       assert.deepEqual(counts, { GetObjectCommand: 1 }, 'an upload is found by its state alone');
-      await assert.rejects(hinted.append('t/hint/blob', 0, Readable.from([Buffer.from('x')])), /not an appendable path/);
+      await assert.rejects(
+        hinted.append('t/hint/blob', 0, Readable.from([Buffer.from('x')])),
+        /not an appendable path/,
+      );
       await assert.rejects(hinted.move('t/hint/missing/data', 't/hint/x'), NotFoundError);
       await hinted.move('t/hint/up/data', 't/hint/blob');
       assert.equal((await b.get('t/hint/blob'))?.toString(), 'abc', 'an unhinted replica reads it too');
@@ -156,8 +180,14 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     const data = randomBytes(20 * MiB + 5); // multipart
     const wrong = createHash('sha256').update('other').digest('hex');
     await assert.rejects(a.putStream('t/sha/big', Readable.from([data]), { sha256: wrong }), /sha256/);
-    await assert.rejects(a.putStream('t/sha/small', Readable.from([data.subarray(0, 1000)]), { sha256: wrong }), /sha256/);
-    await assert.rejects(a.putStream('t/sha/size', Readable.from([data.subarray(0, 1000)]), { size: 999 }), /announced/);
+    await assert.rejects(
+      a.putStream('t/sha/small', Readable.from([data.subarray(0, 1000)]), { sha256: wrong }),
+      /sha256/,
+    );
+    await assert.rejects(
+      a.putStream('t/sha/size', Readable.from([data.subarray(0, 1000)]), { size: 999 }),
+      /announced/,
+    );
     for (const k of ['big', 'small', 'size']) assert.equal(await a.stat(`t/sha/${k}`), undefined);
     const sha256 = createHash('sha256').update(data).digest('hex');
     assert.equal(await a.putStream('t/sha/big', Readable.from([data]), { sha256, size: data.length }), data.length);
@@ -197,7 +227,10 @@ describe('S3 driver on a shared bucket', { skip }, () => {
     const s = await s3();
     const wrong = new S3Driver(options(s, { secretAccessKey: 'not-the-secret', maxAttempts: 1 }));
     try {
-      const e = await wrong.put('t/x', 'x').then(() => undefined, (err: unknown) => err);
+      const e = await wrong.put('t/x', 'x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       assert.ok(e instanceof S3StorageError, String(e));
       assert.doesNotMatch(e.message, /\n|<\?xml|<Error>/);
       assert.match(e.message, /check storage\.s3 credentials/);
@@ -227,7 +260,9 @@ describe('S3 driver under faults', { skip }, () => {
       // "lost" only for writes whose replay is harmless or detected (state swaps, part uploads), like a real network.
       return f === 'lost' && req.method !== 'PUT' ? 'slowdown' : f;
     });
-    const d = new S3Driver(options(s, { endpoint: proxy.endpoint, prefix: 'faults', requestTimeoutMs: 1000, maxAttempts: 8 }));
+    const d = new S3Driver(
+      options(s, { endpoint: proxy.endpoint, prefix: 'faults', requestTimeoutMs: 1000, maxAttempts: 8 }),
+    );
     try {
       const chunks = [randomBytes(3 * MiB), randomBytes(6 * MiB), randomBytes(100), randomBytes(2 * MiB)];
       let offset = 0;
@@ -269,18 +304,33 @@ describe('S3 driver under faults', { skip }, () => {
       assert.equal(await d.append('up/data', 0, Readable.from([first]), { size: first.length }), first.length);
       const bodyWrites = writes.filter((w) => w.includes('/.seg/'));
       assert.equal(bodyWrites.length, 2, `one PutObject, sent again after the refusal: ${bodyWrites.join(', ')}`);
-      assert.ok(bodyWrites.every((w) => !/partNumber|uploads/.test(w)), 'no multipart upload');
+      assert.ok(
+        bodyWrites.every((w) => !/partNumber|uploads/.test(w)),
+        'no multipart upload',
+      );
 
       const second = randomBytes(6 * MiB);
-      const e = await d.append('up/data', first.length, Readable.from([second]), { size: second.length }).then(() => undefined, (err: unknown) => err);
+      const e = await d.append('up/data', first.length, Readable.from([second]), { size: second.length }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       assert.ok(e instanceof S3StorageError && e.retryable, `a clean, retryable error: ${e}`);
       assert.equal((await d.stat('up/data'))?.size, first.length, 'the failed append changed nothing');
-      assert.equal(await d.append('up/data', first.length, Readable.from([second]), { size: second.length }), first.length + second.length);
+      assert.equal(
+        await d.append('up/data', first.length, Readable.from([second]), { size: second.length }),
+        first.length + second.length,
+      );
 
       // A body that is shorter or longer than announced stores nothing.
       const at = first.length + second.length;
-      await assert.rejects(d.append('up/data', at, Readable.from([randomBytes(5 * MiB)]), { size: 6 * MiB }), /ended after 5242880 of 6291456 bytes/);
-      await assert.rejects(d.append('up/data', at, Readable.from([randomBytes(7 * MiB)]), { size: 6 * MiB }), /longer than the announced 6291456 bytes/);
+      await assert.rejects(
+        d.append('up/data', at, Readable.from([randomBytes(5 * MiB)]), { size: 6 * MiB }),
+        /ended after 5242880 of 6291456 bytes/,
+      );
+      await assert.rejects(
+        d.append('up/data', at, Readable.from([randomBytes(7 * MiB)]), { size: 6 * MiB }),
+        /longer than the announced 6291456 bytes/,
+      );
       assert.equal((await d.stat('up/data'))?.size, at);
       // A staged small chunk is rolled into the next streamed one.
       const small = randomBytes(1000);
@@ -328,21 +378,29 @@ describe('S3 driver under faults', { skip }, () => {
     const kinds: Fault[] = ['slowdown', 'reset', 'lost'];
     let k = 0;
     // Every relayed GET (a presigned URL: X-Amz-Signature in the query) fails once; the SDK's GETs go through.
-    const plan = (_n: number, req: IncomingMessage) => (req.url?.includes('X-Amz-Signature=') ? kinds[k++ % kinds.length] : undefined);
-    await behindFaults('faults-relay', data, plan, async (d, proxy) => {
-      for (let i = 0; i < kinds.length; i++) {
-        const body = await d.read('blob', { relay: true });
-        assert.equal(isSendable(body), false, 'the relay gave way to the SDK');
-        assert.deepEqual(await readAll(body), data);
-      }
-      assert.deepEqual(proxy.faults.filter(Boolean), kinds);
-    }, { requestTimeoutMs: 2000 });
+    const plan = (_n: number, req: IncomingMessage) =>
+      req.url?.includes('X-Amz-Signature=') ? kinds[k++ % kinds.length] : undefined;
+    await behindFaults(
+      'faults-relay',
+      data,
+      plan,
+      async (d, proxy) => {
+        for (let i = 0; i < kinds.length; i++) {
+          const body = await d.read('blob', { relay: true });
+          assert.equal(isSendable(body), false, 'the relay gave way to the SDK');
+          assert.deepEqual(await readAll(body), data);
+        }
+        assert.deepEqual(proxy.faults.filter(Boolean), kinds);
+      },
+      { requestTimeoutMs: 2000 },
+    );
   });
 
   it('a bucket that refuses presigned GETs (403) gets SDK GETs only, not two requests per blob GET', async () => {
     const data = randomBytes(64 * 1024);
     let presigned = 0;
-    const plan = (_n: number, req: IncomingMessage): Fault => (req.url?.includes('X-Amz-Signature=') ? (presigned++, 'forbidden') : undefined);
+    const plan = (_n: number, req: IncomingMessage): Fault =>
+      req.url?.includes('X-Amz-Signature=') ? (presigned++, 'forbidden') : undefined;
     await behindFaults('faults-refused', data, plan, async (d) => {
       for (let i = 0; i < 3; i++) assert.deepEqual(await readAll(await d.read('blob', { relay: true })), data);
       assert.equal(presigned, 1, 'after one refusal the relay pauses');
@@ -354,7 +412,10 @@ describe('S3 driver under faults', { skip }, () => {
     const proxy = await faultProxy(s.endpoint, () => 'slowdown');
     const d = new S3Driver(options(s, { endpoint: proxy.endpoint, maxAttempts: 2 }));
     try {
-      const e = await d.get('x/y').then(() => undefined, (err: unknown) => err);
+      const e = await d.get('x/y').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       assert.ok(e instanceof S3StorageError, String(e));
       assert.equal(e.retryable, true);
       assert.match(e.message, /^s3 GetObject .*SlowDown \(HTTP 503\): Please reduce your request rate\.$/);

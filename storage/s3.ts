@@ -205,10 +205,14 @@ export class S3Driver implements Driver {
       throw new Error('storage.s3.bucket is required: set it to the name of an existing bucket');
     }
     if (opts.endpoint !== undefined && !URL.canParse(opts.endpoint)) {
-      throw new Error(`storage.s3.endpoint ${JSON.stringify(opts.endpoint)} is not a URL: use e.g. http://127.0.0.1:9000`);
+      throw new Error(
+        `storage.s3.endpoint ${JSON.stringify(opts.endpoint)} is not a URL: use e.g. http://127.0.0.1:9000`,
+      );
     }
     if (Boolean(opts.accessKeyId) !== Boolean(opts.secretAccessKey)) {
-      throw new Error('storage.s3: set both accessKeyId and secretAccessKey, or neither to use the AWS credential chain');
+      throw new Error(
+        'storage.s3: set both accessKeyId and secretAccessKey, or neither to use the AWS credential chain',
+      );
     }
     if (opts.blobGet !== undefined && opts.blobGet !== 'redirect' && opts.blobGet !== 'proxy') {
       throw new Error(`storage.s3.blobGet must be "redirect" or "proxy", not ${JSON.stringify(opts.blobGet)}`);
@@ -258,7 +262,9 @@ export class S3Driver implements Driver {
     const kind = this._kind(path);
     if (kind !== 'appendable') {
       try {
-        const h = await this._send('HeadObject', key, () => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
+        const h = await this._send('HeadObject', key, () =>
+          this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
+        );
         return { size: h.ContentLength ?? 0, modified: h.LastModified ?? new Date(0) };
       } catch (e) {
         if (!_isNotFound(e)) throw e;
@@ -323,7 +329,8 @@ export class S3Driver implements Driver {
       // The state read here is a snapshot: its segments never change, so the destination holds exactly these
       // `size` bytes even when another replica appends meanwhile (its state swap then fails or lands on a session
       // that is about to vanish). A state of another size than the caller verified publishes nothing.
-      if (opts.size !== undefined && loaded.state.size !== opts.size) throw new OffsetMismatchError(from, opts.size, loaded.state.size);
+      if (opts.size !== undefined && loaded.state.size !== opts.size)
+        throw new OffsetMismatchError(from, opts.size, loaded.state.size);
       await this._assemble(loaded.state, from, toKey);
       await this._dropAppendable(from, loaded.state);
       return;
@@ -331,7 +338,9 @@ export class S3Driver implements Driver {
     if (kind === 'appendable') throw new NotFoundError(from);
     let size: number;
     try {
-      const h = await this._send('HeadObject', fromKey, () => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fromKey })));
+      const h = await this._send('HeadObject', fromKey, () =>
+        this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fromKey })),
+      );
       size = h.ContentLength ?? 0;
     } catch (e) {
       if (_isNotFound(e)) throw new NotFoundError(from);
@@ -339,7 +348,9 @@ export class S3Driver implements Driver {
     }
     if (opts.size !== undefined && size !== opts.size) throw new OffsetMismatchError(from, opts.size, size);
     await this._copyObject(fromKey, size, toKey);
-    await this._send('DeleteObject', fromKey, () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fromKey })));
+    await this._send('DeleteObject', fromKey, () =>
+      this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fromKey })),
+    );
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -361,7 +372,9 @@ export class S3Driver implements Driver {
   async redirectUrl(path: string, opts: { expiresIn: number }): Promise<string | undefined> {
     const key = this._key(path);
     if (this.blobGet !== 'redirect') return undefined;
-    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: opts.expiresIn });
+    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+      expiresIn: opts.expiresIn,
+    });
   }
 
   async close(): Promise<void> {
@@ -421,7 +434,13 @@ export class S3Driver implements Driver {
         } else if (head.done && runBytes + head.data.length < MIN_PART) {
           // Small: staged as its own segment, rolled into a big one later.
           await this._putObject(segKey, head.data);
-          next = { v: 1, rev: randomUUID(), size: size + head.data.length, segments: [...segments, { id, start: size, size: head.data.length }], garbage };
+          next = {
+            v: 1,
+            rev: randomUUID(),
+            size: size + head.data.length,
+            segments: [...segments, { id, start: size, size: head.data.length }],
+            garbage,
+          };
         } else {
           // Big, length unknown: the staged run (< 5 MiB, read back) and the new bytes, uploaded in buffered parts.
           next = rolled(await this._upload(segKey, this._concatSource(path, run, input, head.data), {}));
@@ -447,7 +466,12 @@ export class S3Driver implements Driver {
   }
 
   /** The new bytes of an append (`head`, then the rest of `body`), preceded by the staged run they roll up. */
-  private async *_concatSource(path: string, run: Segment[], body: AsyncIterator<Buffer | string>, head?: Buffer): AsyncGenerator<Buffer> {
+  private async *_concatSource(
+    path: string,
+    run: Segment[],
+    body: AsyncIterator<Buffer | string>,
+    head?: Buffer,
+  ): AsyncGenerator<Buffer> {
     try {
       for (const s of run) {
         for await (const chunk of await this._getStream(this._segKey(path, s.id))) yield chunk as Buffer;
@@ -463,7 +487,9 @@ export class S3Driver implements Driver {
     const key = `${this._appendDir(path)}/.state`;
     let res;
     try {
-      res = await this._send('GetObject', key, () => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
+      res = await this._send('GetObject', key, () =>
+        this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })),
+      );
     } catch (e) {
       if (_isNotFound(e)) return undefined;
       throw e;
@@ -478,7 +504,10 @@ export class S3Driver implements Driver {
     const key = `${this._appendDir(path)}/.state`;
     const body = Buffer.from(JSON.stringify(next));
     try {
-      await this._putObject(key, body, { ContentType: 'application/json', ...(etag ? { IfMatch: etag } : { IfNoneMatch: '*' }) });
+      await this._putObject(key, body, {
+        ContentType: 'application/json',
+        ...(etag ? { IfMatch: etag } : { IfNoneMatch: '*' }),
+      });
     } catch (e) {
       // Also a retried request whose first attempt landed ends here: the caller checks the rev.
       throw _isConditionFailed(e) ? new _LostRace() : e;
@@ -515,7 +544,8 @@ export class S3Driver implements Driver {
     if (segs.length === 1) return this._copyObject(segKey(segs[0]), segs[0].size, toKey);
     const runFrom = _runStart(segs);
     const run = segs.slice(runFrom);
-    const loadRun = async () => Buffer.concat(await Promise.all(run.map(async (s) => _collect(await this._getStream(segKey(s))))));
+    const loadRun = async () =>
+      Buffer.concat(await Promise.all(run.map(async (s) => _collect(await this._getStream(segKey(s))))));
     if (runFrom === 0) {
       // Only small segments, < 5 MiB in all: one small PUT.
       const data = await loadRun();
@@ -540,7 +570,8 @@ export class S3Driver implements Driver {
   /** Streams `source` to `key`: one PutObject when it fits a part, else a multipart upload completed at the end. */
   private async _upload(key: string, source: AsyncIterable<Buffer | string>, opts: PutStreamOptions): Promise<number> {
     let partSize = this.partSize;
-    if (opts.size !== undefined && opts.size > partSize * (MAX_PARTS - 1)) partSize = Math.ceil(opts.size / (MAX_PARTS - 1) / MiB) * MiB;
+    if (opts.size !== undefined && opts.size > partSize * (MAX_PARTS - 1))
+      partSize = Math.ceil(opts.size / (MAX_PARTS - 1) / MiB) * MiB;
     const hash = opts.sha256 ? createHash('sha256') : undefined;
     const parts = _rechunk(source, partSize);
     try {
@@ -617,7 +648,9 @@ export class S3Driver implements Driver {
       await this._completeMultipart(key, uploadId, done);
     } catch (e) {
       await Promise.allSettled(inflight);
-      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => {});
+      await this.s3
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+        .catch(() => {});
       throw e;
     }
   }
@@ -636,13 +669,24 @@ export class S3Driver implements Driver {
       return r.CopyPartResult?.ETag ?? '';
     }
     const body = await part.load();
-    const upload = new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body });
+    const upload = new UploadPartCommand({
+      Bucket: this.bucket,
+      Key: key,
+      UploadId: uploadId,
+      PartNumber: partNumber,
+      Body: body,
+    });
     const r = await this._send('UploadPart', key, () => this.s3.send(upload));
     return r.ETag ?? '';
   }
 
   private async _completeMultipart(key: string, uploadId: string, parts: CompletedPart[]): Promise<void> {
-    const complete = new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } });
+    const complete = new CompleteMultipartUploadCommand({
+      Bucket: this.bucket,
+      Key: key,
+      UploadId: uploadId,
+      MultipartUpload: { Parts: parts },
+    });
     try {
       await this._send('CompleteMultipartUpload', key, () => this.s3.send(complete));
     } catch (e) {
@@ -664,7 +708,13 @@ export class S3Driver implements Driver {
   }
 
   private async _putObject(key: string, body: Buffer, extra: Partial<PutObjectCommandInput> = {}): Promise<void> {
-    const cmd = new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...extra });
+    const cmd = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: key,
+      Body: body,
+      ContentLength: body.length,
+      ...extra,
+    });
     await this._send('PutObject', key, () => this.s3.send(cmd));
   }
 
@@ -683,7 +733,8 @@ export class S3Driver implements Driver {
       // Not `for await`: an attempt that ends must not close `source` (the caller does).
       for (let r = await source.next(); !r.done; r = await source.next()) {
         read += r.value.length;
-        if (read > length) throw new Error(`${key}: body is longer than the announced ${length} bytes; nothing was stored`);
+        if (read > length)
+          throw new Error(`${key}: body is longer than the announced ${length} bytes; nothing was stored`);
         yield r.value;
       }
       if (read !== length) throw new Error(`${key}: body ended after ${read} of ${length} bytes; nothing was stored`);
@@ -719,12 +770,17 @@ export class S3Driver implements Driver {
     const command = new GetObjectCommand({ Bucket: this.bucket, Key: key });
     const url = new URL(await getSignedUrl(this.s3, command, { expiresIn: 15 * 60 }));
     try {
-      return await relayGet(url, { range: _rangeHeader(start, end), connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: this.requestTimeoutMs });
+      return await relayGet(url, {
+        range: _rangeHeader(start, end),
+        connectTimeoutMs: this.connectTimeoutMs,
+        idleTimeoutMs: this.requestTimeoutMs,
+      });
     } catch (e) {
       if (!(e instanceof RelayUnavailable)) throw e;
       // 400/403/405/501: this bucket (a policy on the auth type, a server without presigned GETs) refuses them —
       // stop asking twice for every blob for a while. 404, 416, 5xx and network trouble are per request.
-      if (e.status !== undefined && [400, 403, 405, 501].includes(e.status)) this.relayRefusedUntil = Date.now() + RELAY_PAUSE_MS;
+      if (e.status !== undefined && [400, 403, 405, 501].includes(e.status))
+        this.relayRefusedUntil = Date.now() + RELAY_PAUSE_MS;
       return undefined;
     }
   }
@@ -732,8 +788,12 @@ export class S3Driver implements Driver {
   private async _getStream(key: string, start?: number, end?: number): Promise<Readable> {
     const range = _rangeHeader(start, end);
     try {
-      const r = await this._send('GetObject', key, () => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range })));
-      return r.Body instanceof Readable ? r.Body : Readable.from(r.Body as AsyncIterable<Buffer>, { objectMode: false });
+      const r = await this._send('GetObject', key, () =>
+        this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range })),
+      );
+      return r.Body instanceof Readable
+        ? r.Body
+        : Readable.from(r.Body as AsyncIterable<Buffer>, { objectMode: false });
     } catch (e) {
       // A range starting at or past the end: nothing to read (as the other drivers do).
       if ((e as S3StorageError).status === 416) return Readable.from([], { objectMode: false });
@@ -748,7 +808,9 @@ export class S3Driver implements Driver {
     let token: string | undefined;
     do {
       const r = await this._send('ListObjectsV2', prefix, () =>
-        this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token })),
+        this.s3.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+        ),
       );
       for (const cp of r.CommonPrefixes ?? []) {
         const name = cp.Prefix!.slice(prefix.length, -1);
@@ -788,15 +850,20 @@ export class S3Driver implements Driver {
 
   private async _deleteKeys(keys: string[]): Promise<void> {
     if (keys.length === 1) {
-      await this._send('DeleteObject', keys[0], () => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: keys[0] })));
+      await this._send('DeleteObject', keys[0], () =>
+        this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: keys[0] })),
+      );
       return;
     }
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
-      const r = await this._send(
-        'DeleteObjects',
-        batch[0],
-        () => this.s3.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+      const r = await this._send('DeleteObjects', batch[0], () =>
+        this.s3.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
+        ),
       );
       const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
       if (failed.length) {
@@ -851,34 +918,56 @@ function _rangeHeader(start?: number, end?: number): string | undefined {
 }
 
 function _toStorageError(op: string, where: string, e: unknown): S3StorageError {
-  type SdkError = { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
+  type SdkError = {
+    name?: string;
+    Code?: string;
+    code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+    $retryable?: unknown;
+  };
   const err = e as SdkError;
   const status = err?.$metadata?.httpStatusCode;
   const code = err?.Code ?? err?.name ?? err?.code ?? 'Error';
   let hint = '';
   if (code === 'NoSuchBucket') hint = ': create the bucket or fix storage.s3.bucket';
-  else if (code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'CredentialsProviderError') hint = ': check storage.s3 credentials';
-  else if (status === undefined && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(String(err?.message))) hint = ': is storage.s3.endpoint reachable?';
-  const retryable = status === undefined || status >= 500 || status === 429 || code === 'SlowDown' || Boolean(err?.$retryable);
+  else if (code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'CredentialsProviderError')
+    hint = ': check storage.s3 credentials';
+  else if (status === undefined && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(String(err?.message)))
+    hint = ': is storage.s3.endpoint reachable?';
+  const retryable =
+    status === undefined || status >= 500 || status === 429 || code === 'SlowDown' || Boolean(err?.$retryable);
   const msg = `s3 ${op} ${where}: ${code}${status ? ` (HTTP ${status})` : ''}: ${_oneLine(err?.message ?? String(e))}${hint}`;
   return new S3StorageError(msg, code, status, retryable);
 }
 
 /** One short line, without markup: error bodies of S3-compatible servers and proxies may be XML or HTML. */
 function _oneLine(s: string): string {
-  const line = s.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  const line = s
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return line.length > 200 ? `${line.slice(0, 200)}…` : line || 'no message';
 }
 
 function _isNotFound(e: unknown): boolean {
   const err = e as S3StorageError;
-  return err instanceof S3StorageError && err.code !== 'NoSuchBucket' && (err.status === 404 || err.code === 'NoSuchKey' || err.code === 'NotFound');
+  return (
+    err instanceof S3StorageError &&
+    err.code !== 'NoSuchBucket' &&
+    (err.status === 404 || err.code === 'NoSuchKey' || err.code === 'NotFound')
+  );
 }
 
 function _isConditionFailed(e: unknown): boolean {
   const err = e as S3StorageError;
   if (!(err instanceof S3StorageError)) return false;
-  return err.status === 412 || err.status === 409 || err.code === 'PreconditionFailed' || err.code === 'ConditionalRequestConflict';
+  return (
+    err.status === 412 ||
+    err.status === 409 ||
+    err.code === 'PreconditionFailed' ||
+    err.code === 'ConditionalRequestConflict'
+  );
 }
 
 function _checkRange(opts: ReadOptions): void {
@@ -888,13 +977,19 @@ function _checkRange(opts: ReadOptions): void {
   }
 }
 
-function _verify(key: string, size: number, hash: ReturnType<typeof createHash> | undefined, opts: PutStreamOptions): void {
+function _verify(
+  key: string,
+  size: number,
+  hash: ReturnType<typeof createHash> | undefined,
+  opts: PutStreamOptions,
+): void {
   if (opts.size !== undefined && size !== opts.size) {
     throw new Error(`${key}: received ${size} bytes but ${opts.size} were announced; nothing was stored`);
   }
   if (hash && opts.sha256) {
     const actual = hash.digest('hex');
-    if (actual !== opts.sha256) throw new Error(`${key}: content has sha256 ${actual}, expected ${opts.sha256}; nothing was stored`);
+    if (actual !== opts.sha256)
+      throw new Error(`${key}: content has sha256 ${actual}, expected ${opts.sha256}; nothing was stored`);
   }
 }
 
@@ -928,7 +1023,12 @@ function _parseState(text: string, path: string): AppendState {
     Array.isArray(s.segments) &&
     Array.isArray(s.garbage) &&
     s.segments.every((g) => {
-      const ok = typeof g?.id === 'string' && /^[0-9a-f-]{36}$/.test(g.id) && g.start === at && Number.isSafeInteger(g.size) && g.size > 0;
+      const ok =
+        typeof g?.id === 'string' &&
+        /^[0-9a-f-]{36}$/.test(g.id) &&
+        g.start === at &&
+        Number.isSafeInteger(g.size) &&
+        g.size > 0;
       at += ok ? g.size : 0;
       return ok;
     }) &&
@@ -958,7 +1058,10 @@ async function _readUpTo(it: AsyncIterator<Buffer | string>, n: number): Promise
 }
 
 /** Re-cuts a byte stream into buffers of exactly `size` bytes (the last one may be shorter). */
-async function* _rechunk(source: AsyncIterable<Buffer | string>, size: number): AsyncGenerator<Buffer, void, undefined> {
+async function* _rechunk(
+  source: AsyncIterable<Buffer | string>,
+  size: number,
+): AsyncGenerator<Buffer, void, undefined> {
   let buf = Buffer.allocUnsafe(size);
   let fill = 0;
   for await (const c of source) {

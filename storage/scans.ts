@@ -12,7 +12,7 @@ interface Stores {
 
 /** Bytes of the distinct blobs linked into `namespace` and the repositories below it (each blob counted once). */
 export async function namespaceUsage(store: Stores, namespace: string): Promise<number> {
-  const repos = (await store.manifests.catalog()).filter((n) => n === namespace || n.startsWith(namespace + '/'));
+  const repos = (await store.manifests.catalog()).filter((n) => n === namespace || n.startsWith(`${namespace}/`));
   const seen = new Set<string>();
   let bytes = 0;
   for (const repo of repos) {

@@ -69,7 +69,11 @@ export async function scrubBlobs(driver: Driver, opts: ScrubOptions = {}): Promi
   return result;
 }
 
-async function _hash(driver: Driver, digest: Digest, algorithm: Algorithm): Promise<{ actual: Digest; size: number } | undefined> {
+async function _hash(
+  driver: Driver,
+  digest: Digest,
+  algorithm: Algorithm,
+): Promise<{ actual: Digest; size: number } | undefined> {
   const digester = new Digester(algorithm);
   try {
     for await (const chunk of await driver.read(paths.blobData(digest))) digester.update(chunk as Buffer);

@@ -23,7 +23,9 @@ test('a stale offset on one replica is RANGE_INVALID; the digest is still verifi
   });
   assert.equal(await a.uploads.size(info.id), 3000, 'the refused chunk stored nothing');
   assert.equal(await a.uploads.append(info, 3000, Readable.from([c3])), 6000);
-  const digest = `sha256:${createHash('sha256').update(Buffer.concat([c1, c2, c3])).digest('hex')}`;
+  const digest = `sha256:${createHash('sha256')
+    .update(Buffer.concat([c1, c2, c3]))
+    .digest('hex')}`;
   assert.deepEqual(await a.uploads.complete(info, digest), { digest, size: 6000 });
 });
 
@@ -40,7 +42,11 @@ test('a PUT that arrives while a chunk is streaming waits for it, then verifies 
   body.end(whole.subarray(20_000));
   assert.equal(await appending, 30_000, 'the chunk streaming first is stored whole');
   await assert.rejects(completing, (e: unknown) => e instanceof OciError && e.code === 'DIGEST_INVALID');
-  assert.equal(await store.blobs.dataSize(partDigest as never), undefined, 'nothing published under the digest of a prefix');
+  assert.equal(
+    await store.blobs.dataSize(partDigest as never),
+    undefined,
+    'nothing published under the digest of a prefix',
+  );
 });
 
 test('a chunk queued behind another whose client leaves ends cleanly and stores nothing', async () => {

@@ -88,10 +88,15 @@ export class UploadStore {
    * The final PUT of a session: an optional last chunk (`body`, starting at `offset`), then complete(). A body into
    * an empty session is the monolithic fast path (completeMonolithic). One turn of the session lock for all of it.
    */
-  async finish(info: UploadInfo, digest: string, last?: { body: Readable; offset?: number; length?: number }): Promise<BlobInfo> {
+  async finish(
+    info: UploadInfo,
+    digest: string,
+    last?: { body: Readable; offset?: number; length?: number },
+  ): Promise<BlobInfo> {
     return this._turn(info, last?.body, async () => {
       if (last) {
-        if (!last.offset && (await this.size(info.id)) === 0) return this._completeMonolithic(info, digest, last.body, last.length);
+        if (!last.offset && (await this.size(info.id)) === 0)
+          return this._completeMonolithic(info, digest, last.body, last.length);
         await this._append(info, last.offset, last.body, last.length);
       }
       return this._complete(info, digest);
@@ -106,19 +111,28 @@ export class UploadStore {
   private async _turn<T>(info: UploadInfo, body: Readable | undefined, fn: () => Promise<T>): Promise<T> {
     body?.on('error', _ignore);
     return this.sessions.run(info.id, async (waited) => {
-      if (body && _gone(body)) throw new OciError('BLOB_UPLOAD_INVALID', 'the request body was cut off before it could be stored');
+      if (body && _gone(body))
+        throw new OciError('BLOB_UPLOAD_INVALID', 'the request body was cut off before it could be stored');
       if (waited) await this.get(info.id, info.repository, info.subject);
       return fn();
     });
   }
 
-  private async _append(info: UploadInfo, offset: number | undefined, body: Readable, length?: number): Promise<number> {
+  private async _append(
+    info: UploadInfo,
+    offset: number | undefined,
+    body: Readable,
+    length?: number,
+  ): Promise<number> {
     // When this process's running hash already stands at the client's offset, no size lookup is needed: the driver
     // checks the offset itself (OffsetMismatchError), and a failed append drops the hash state below.
-    const current = offset !== undefined && this.hashes.get(info.id)?.offset === offset ? offset : await this.size(info.id);
+    const current =
+      offset !== undefined && this.hashes.get(info.id)?.offset === offset ? offset : await this.size(info.id);
     if (offset !== undefined && offset !== current) {
       body.resume();
-      throw new OciError('RANGE_INVALID', `chunk starts at ${offset} but the upload holds ${current} bytes`, { size: current });
+      throw new OciError('RANGE_INVALID', `chunk starts at ${offset} but the upload holds ${current} bytes`, {
+        size: current,
+      });
     }
     const state = await this._hashState(info.id, current);
     const hashing = _tee(body, state.digester);
@@ -129,7 +143,9 @@ export class UploadStore {
     } catch (e) {
       this.hashes.delete(info.id);
       if (e instanceof OffsetMismatchError) {
-        throw new OciError('RANGE_INVALID', `chunk starts at ${e.expected} but the upload holds ${e.actual} bytes`, { size: e.actual });
+        throw new OciError('RANGE_INVALID', `chunk starts at ${e.expected} but the upload holds ${e.actual} bytes`, {
+          size: e.actual,
+        });
       }
       throw e;
     }
@@ -149,7 +165,11 @@ export class UploadStore {
     const actual = await this._digestOf(info.id, size, parsed.algorithm);
     if (actual !== parsed.digest || (expectedSize !== undefined && expectedSize !== size)) {
       await this._cancel(info);
-      throw new OciError('DIGEST_INVALID', `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`, { digest });
+      throw new OciError(
+        'DIGEST_INVALID',
+        `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`,
+        { digest },
+      );
     }
     const digestOk = parsed.digest;
     // Publish (unless the data is already there), then link. Bracketed by the GC protocol (storage/gc.ts): when a
@@ -164,13 +184,21 @@ export class UploadStore {
       await this.blobs.link(info.repository, digestOk);
     };
     await this.gc.around(publish, async () => {
-      if ((await this.driver.stat(paths.blobData(digestOk))) && (await this.blobs.isLinked(info.repository, digestOk))) return;
+      if ((await this.driver.stat(paths.blobData(digestOk))) && (await this.blobs.isLinked(info.repository, digestOk)))
+        return;
       this.blobs.forget(digestOk);
       if (size > 0 && !(await this.driver.stat(paths.uploadData(info.id)))) {
-        throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while this upload completed; upload it again');
+        throw new OciError(
+          'BLOB_UPLOAD_INVALID',
+          'the blob was garbage-collected while this upload completed; upload it again',
+        );
       }
       await this.gc.around(publish, async () => {
-        if (!(await this.driver.stat(paths.blobData(digestOk)))) throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while this upload completed; upload it again');
+        if (!(await this.driver.stat(paths.blobData(digestOk))))
+          throw new OciError(
+            'BLOB_UPLOAD_INVALID',
+            'the blob was garbage-collected while this upload completed; upload it again',
+          );
       });
     });
     await this._cancel(info);
@@ -186,9 +214,15 @@ export class UploadStore {
       await this.driver.move(paths.uploadData(info.id), paths.blobData(digest), { size });
     } catch (e) {
       if (e instanceof OffsetMismatchError) {
-        throw new OciError('BLOB_UPLOAD_INVALID', `the upload changed while it was being completed (${e.actual} bytes, ${size} verified); upload it again`);
+        throw new OciError(
+          'BLOB_UPLOAD_INVALID',
+          `the upload changed while it was being completed (${e.actual} bytes, ${size} verified); upload it again`,
+        );
       }
-      if (e instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'the upload was cancelled while it was being completed', { id: info.id });
+      if (e instanceof NotFoundError)
+        throw new OciError('BLOB_UPLOAD_UNKNOWN', 'the upload was cancelled while it was being completed', {
+          id: info.id,
+        });
       throw e;
     }
   }
@@ -206,7 +240,11 @@ export class UploadStore {
     const check = (size: number) => {
       const actual = digester.digest();
       if (actual !== parsed.digest || (expectedSize !== undefined && expectedSize !== size)) {
-        throw new OciError('DIGEST_INVALID', `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`, { digest });
+        throw new OciError(
+          'DIGEST_INVALID',
+          `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`,
+          { digest },
+        );
       }
     };
     let size = 0;
@@ -230,13 +268,21 @@ export class UploadStore {
     await this.gc.around(publish, async () => {
       if ((await this.driver.stat(data)) && (await this.blobs.isLinked(repository, parsed.digest))) return;
       this.blobs.forget(parsed.digest);
-      throw new OciError('BLOB_UPLOAD_INVALID', 'the blob was garbage-collected while it was being pushed; push it again');
+      throw new OciError(
+        'BLOB_UPLOAD_INVALID',
+        'the blob was garbage-collected while it was being pushed; push it again',
+      );
     });
     return { digest: parsed.digest, size };
   }
 
   /** A monolithic PUT into an empty session: putMonolithic, then the session goes (also on DIGEST_INVALID). */
-  private async _completeMonolithic(info: UploadInfo, digest: string, body: Readable, expectedSize?: number): Promise<BlobInfo> {
+  private async _completeMonolithic(
+    info: UploadInfo,
+    digest: string,
+    body: Readable,
+    expectedSize?: number,
+  ): Promise<BlobInfo> {
     try {
       const blob = await this.putMonolithic(info.repository, digest, body, expectedSize);
       await this._cancel(info);
@@ -261,9 +307,15 @@ export class UploadStore {
   /** Every stored session, for counting them (registry/sessions.ts); `known` infos are reused (they never change). */
   async list(known?: ReadonlyMap<string, UploadInfo>): Promise<UploadInfo[]> {
     const ids = (await this.driver.list(paths.uploadsRoot)).filter(isUploadId);
-    const read = async (id: string) => known?.get(id) ?? (await this.driver.get(paths.uploadInfo(id)).then((raw) => raw && (JSON.parse(raw.toString('utf8')) as UploadInfo), () => undefined));
+    const read = async (id: string) =>
+      known?.get(id) ??
+      (await this.driver.get(paths.uploadInfo(id)).then(
+        (raw) => raw && (JSON.parse(raw.toString('utf8')) as UploadInfo),
+        () => undefined,
+      ));
     const out: UploadInfo[] = [];
-    for (let i = 0; i < ids.length; i += 32) out.push(...(await Promise.all(ids.slice(i, i + 32).map(read))).filter((x): x is UploadInfo => !!x));
+    for (let i = 0; i < ids.length; i += 32)
+      out.push(...(await Promise.all(ids.slice(i, i + 32).map(read))).filter((x): x is UploadInfo => !!x));
     return out;
   }
 
@@ -323,7 +375,12 @@ function _parseDigest(digest: string): ReturnType<typeof parseDigest> {
 
 /** Passes `body` through unchanged while feeding every chunk to `digester`. */
 function _tee(body: Readable, digester: Digester): Readable {
-  const out = new Readable({ read() { body.resume(); }, highWaterMark: 1024 * 1024 });
+  const out = new Readable({
+    read() {
+      body.resume();
+    },
+    highWaterMark: 1024 * 1024,
+  });
   // The consumer (a driver) may subscribe only after an await: until then an error must not go unhandled. The
   // consumer still sees it (a destroyed stream rejects its iterator and fails its pipeline).
   out.on('error', _ignore);
@@ -336,7 +393,9 @@ function _tee(body: Readable, digester: Digester): Readable {
   body.once('close', () => {
     if (!body.readableEnded) out.destroy(new Error('request body ended early'));
   });
-  out.once('close', () => { if (!body.readableEnded) body.destroy(); });
+  out.once('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
   // A body that failed or was cut off before we got here emits nothing more: end `out` now, or its reader waits forever.
   if (_gone(body)) out.destroy(body.errored ?? new Error('request body ended early'));
   return out;
@@ -346,5 +405,9 @@ function _ignore(): void {}
 
 /** Whether a request body can no longer deliver its bytes (its client left, or it failed). */
 function _gone(body: Readable): boolean {
-  return body.destroyed || body.errored !== null || (body as Readable & { readableAborted?: boolean }).readableAborted === true;
+  return (
+    body.destroyed ||
+    body.errored !== null ||
+    (body as Readable & { readableAborted?: boolean }).readableAborted === true
+  );
 }

@@ -6,7 +6,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { makeBusyboxLayout, makeClients, ok, requirePeer, run, startContainerd, startDockerd, TOOLS_BIN } from './peers.js';
+import {
+  makeBusyboxLayout,
+  makeClients,
+  ok,
+  requirePeer,
+  run,
+  startContainerd,
+  startDockerd,
+  TOOLS_BIN,
+} from './peers.js';
 import { startBerth } from './berth.js';
 
 const PW = { alice: 'alice-secret', bob: 'bob-secret', conf: 'conformance-secret' };
@@ -48,11 +57,44 @@ test('real clients with token auth against berth serve', async (t) => {
   await t.test('skopeo --creds: push, anonymous refused, wrong user refused, public pull anonymous', async () => {
     const denied = await clients.skopeo(['copy', image.ref, `docker://${ref}`, '--dest-tls-verify=false']);
     assert.notEqual(denied.code, 0, 'anonymous push');
-    const bob = await clients.skopeo(['copy', image.ref, `docker://${ref}`, '--dest-tls-verify=false', '--dest-creds', `bob:${PW.bob}`]);
+    const bob = await clients.skopeo([
+      'copy',
+      image.ref,
+      `docker://${ref}`,
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `bob:${PW.bob}`,
+    ]);
     assert.notEqual(bob.code, 0, 'bob may not push to team/**');
-    ok(await clients.skopeo(['copy', image.ref, `docker://${ref}`, '--dest-tls-verify=false', '--dest-creds', `alice:${PW.alice}`]));
-    ok(await clients.skopeo(['copy', image.ref, `docker://${berth.host}/public/busybox:v1`, '--dest-tls-verify=false', '--dest-creds', `alice:${PW.alice}`]));
-    const digest = ok(await clients.skopeo(['inspect', '--format', '{{.Digest}}', '--tls-verify=false', `docker://${berth.host}/public/busybox:v1`])).trim();
+    ok(
+      await clients.skopeo([
+        'copy',
+        image.ref,
+        `docker://${ref}`,
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        `alice:${PW.alice}`,
+      ]),
+    );
+    ok(
+      await clients.skopeo([
+        'copy',
+        image.ref,
+        `docker://${berth.host}/public/busybox:v1`,
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        `alice:${PW.alice}`,
+      ]),
+    );
+    const digest = ok(
+      await clients.skopeo([
+        'inspect',
+        '--format',
+        '{{.Digest}}',
+        '--tls-verify=false',
+        `docker://${berth.host}/public/busybox:v1`,
+      ]),
+    ).trim();
     assert.equal(digest, image.manifest.digest, 'anonymous pull of public/**');
     const anonTeam = await clients.skopeo(['inspect', '--tls-verify=false', `docker://${ref}`]);
     assert.notEqual(anonTeam.code, 0);
@@ -103,8 +145,15 @@ test('real clients with token auth against berth serve', async (t) => {
     if (!requirePeer(t, 'crane')) return;
     ok(await clients.crane(['auth', 'login', berth.host, '-u', 'alice', '-p', PW.alice]));
     ok(await clients.crane(['copy', '--insecure', ref, `${berth.host}/team/crane:c1`]));
-    assert.deepEqual(ok(await clients.crane(['ls', '--insecure', `${berth.host}/team/crane`])).trim().split('\n'), ['c1']);
-    const catalog = ok(await clients.crane(['catalog', '--insecure', berth.host])).trim().split('\n');
+    assert.deepEqual(
+      ok(await clients.crane(['ls', '--insecure', `${berth.host}/team/crane`]))
+        .trim()
+        .split('\n'),
+      ['c1'],
+    );
+    const catalog = ok(await clients.crane(['catalog', '--insecure', berth.host]))
+      .trim()
+      .split('\n');
     assert.ok(catalog.includes('team/crane') && catalog.includes('public/busybox'), catalog.join(','));
     assert.ok(!catalog.some((r) => r.startsWith('myorg/')), 'only what alice may pull');
     ok(await clients.crane(['delete', '--insecure', `${berth.host}/team/crane@${image.manifest.digest}`]));
@@ -112,9 +161,13 @@ test('real clients with token auth against berth serve', async (t) => {
 
   await t.test('oras login: push and pull an artifact', async (t) => {
     if (!requirePeer(t, 'oras')) return;
-    ok(await clients.oras(['login', '--plain-http', '-u', 'alice', '--password-stdin', berth.host], { input: PW.alice }));
+    ok(
+      await clients.oras(['login', '--plain-http', '-u', 'alice', '--password-stdin', berth.host], { input: PW.alice }),
+    );
     await writeFile(join(dir, 'a.txt'), 'artifact\n');
-    ok(await clients.oras(['push', '--plain-http', `${berth.host}/team/artifact:v1`, 'a.txt:text/plain'], { cwd: dir }));
+    ok(
+      await clients.oras(['push', '--plain-http', `${berth.host}/team/artifact:v1`, 'a.txt:text/plain'], { cwd: dir }),
+    );
     ok(await clients.oras(['pull', '--plain-http', '-o', join(dir, 'out'), `${berth.host}/team/artifact:v1`]));
     assert.equal(await readFile(join(dir, 'out', 'a.txt'), 'utf8'), 'artifact\n');
   });
@@ -127,7 +180,10 @@ test('real clients with token auth against berth serve', async (t) => {
     assert.equal(ok(await clients.regctl(['tag', 'ls', `${berth.host}/team/regctl`])).trim(), 'r1');
   });
 
-  for (const [label, level] of [['default level', {}], ['1.1+dev', { OCI_VERSION: '1.1+dev' }]] as const) {
+  for (const [label, level] of [
+    ['default level', {}],
+    ['1.1+dev', { OCI_VERSION: '1.1+dev' }],
+  ] as const) {
     await t.test(`OCI conformance suite (${label}) with OCI_USERNAME/OCI_PASSWORD: zero failures`, async (t) => {
       if (!requirePeer(t, 'conformance.test')) return;
       const cwd = await workDir(t);
@@ -135,9 +191,15 @@ test('real clients with token auth against berth serve', async (t) => {
         cwd,
         timeoutMs: 600_000,
         env: {
-          OCI_ROOT_URL: berth.url, OCI_NAMESPACE: 'myorg/myrepo', OCI_CROSSMOUNT_NAMESPACE: 'myorg/other',
-          OCI_USERNAME: 'conf', OCI_PASSWORD: PW.conf,
-          OCI_TEST_PULL: '1', OCI_TEST_PUSH: '1', OCI_TEST_CONTENT_DISCOVERY: '1', OCI_TEST_CONTENT_MANAGEMENT: '1',
+          OCI_ROOT_URL: berth.url,
+          OCI_NAMESPACE: 'myorg/myrepo',
+          OCI_CROSSMOUNT_NAMESPACE: 'myorg/other',
+          OCI_USERNAME: 'conf',
+          OCI_PASSWORD: PW.conf,
+          OCI_TEST_PULL: '1',
+          OCI_TEST_PUSH: '1',
+          OCI_TEST_CONTENT_DISCOVERY: '1',
+          OCI_TEST_CONTENT_MANAGEMENT: '1',
           ...level,
         },
       });

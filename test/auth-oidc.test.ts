@@ -27,7 +27,9 @@ async function startIssuer(t: TestContext): Promise<Issuer> {
   const server: Server = createServer((req, res) => {
     issuer.requests++;
     if (req.url !== '/jwks') return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [{ ...jwk, kid, alg: 'RS256', use: 'sig' }] }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ keys: [{ ...jwk, kid, alg: 'RS256', use: 'sig' }] }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.after(() => new Promise<void>((r) => server.close(() => r())));
@@ -44,21 +46,36 @@ async function startIssuer(t: TestContext): Promise<Issuer> {
 function authConfig(issuerUrl: string) {
   return {
     mode: 'token',
-    oidc: [{
-      name: 'ci', issuer: issuerUrl, audience: 'berth', jwksUrl: `${issuerUrl}/jwks`, allowPrivateNetworks: true,
-      claims: { repository_owner: 'myorg', ref: 'refs/heads/*' }, subject: '${repository}@${ref}',
-    }],
+    oidc: [
+      {
+        name: 'ci',
+        issuer: issuerUrl,
+        audience: 'berth',
+        jwksUrl: `${issuerUrl}/jwks`,
+        allowPrivateNetworks: true,
+        claims: { repository_owner: 'myorg', ref: 'refs/heads/*' },
+        subject: '${repository}@${ref}',
+      },
+    ],
     acl: [{ repositories: ['ci/${claim.repository}/**'], subjects: ['oidc:ci'], actions: ['pull', 'push'] }],
   };
 }
 
-const pipeline = { sub: 'repo:myorg/app:ref:refs/heads/main', repository: 'myorg/app', repository_owner: 'myorg', ref: 'refs/heads/main' };
+const pipeline = {
+  sub: 'repo:myorg/app:ref:refs/heads/main',
+  repository: 'myorg/app',
+  repository_owner: 'myorg',
+  ref: 'refs/heads/main',
+};
 
 test('CI identity (in-process): an ID token as the password, claims → namespace', async (t) => {
   const issuer = await startIssuer(t);
   const { app } = makeRegistry(authConfig(issuer.url));
   const id = await issuer.mint(pipeline);
-  const tok = await getToken(app, basic('ci', id), ['repository:ci/myorg/app/img:pull,push', 'repository:ci/myorg/other/img:pull,push']);
+  const tok = await getToken(app, basic('ci', id), [
+    'repository:ci/myorg/app/img:pull,push',
+    'repository:ci/myorg/other/img:pull,push',
+  ]);
   assert.equal(tok.status, 200, JSON.stringify(tok.body));
   const claims = JSON.parse(Buffer.from(tok.body.token.split('.')[1], 'base64url').toString());
   assert.equal(claims.sub, 'oidc:ci:myorg/app@refs/heads/main');
@@ -72,7 +89,9 @@ test('CI identity (in-process): an ID token as the password, claims → namespac
     'a tag ref, not a branch': await issuer.mint({ ...pipeline, ref: 'refs/tags/v1' }),
     'wrong audience': await issuer.mint({ ...pipeline, aud: 'someone-else' }),
     expired: await issuer.mint({ ...pipeline, iat: 1, nbf: 1, exp: 100 }),
-    'signed by another key': await issuer.mint(pipeline, { key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey }),
+    'signed by another key': await issuer.mint(pipeline, {
+      key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey,
+    }),
   };
   for (const [why, token] of Object.entries(refused)) {
     assert.equal((await getToken(app, basic('ci', token), ['repository:ci/myorg/app/img:push'])).status, 401, why);
@@ -91,8 +110,16 @@ test('CI identity through berth serve: crane logs in with the ID token and pushe
   const image = await makeBusyboxLayout(join(dir, 'img'), { tag: 'v1' });
   ok(await clients.crane(['auth', 'login', berth.host, '-u', 'ci', '-p', await issuer.mint(pipeline)]));
   ok(await clients.crane(['push', '--insecure', image.dir, `${berth.host}/ci/myorg/app/busybox:v1`]));
-  assert.equal(ok(await clients.crane(['digest', '--insecure', `${berth.host}/ci/myorg/app/busybox:v1`])).trim(), image.manifest.digest);
-  const denied = await clients.crane(['copy', '--insecure', `${berth.host}/ci/myorg/app/busybox:v1`, `${berth.host}/ci/myorg/other/busybox:v1`]);
+  assert.equal(
+    ok(await clients.crane(['digest', '--insecure', `${berth.host}/ci/myorg/app/busybox:v1`])).trim(),
+    image.manifest.digest,
+  );
+  const denied = await clients.crane([
+    'copy',
+    '--insecure',
+    `${berth.host}/ci/myorg/app/busybox:v1`,
+    `${berth.host}/ci/myorg/other/busybox:v1`,
+  ]);
   assert.notEqual(denied.code, 0);
   assert.match(denied.stderr, /UNAUTHORIZED|denied|401/i);
 });

@@ -45,7 +45,7 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
   // --root selects filesystem storage; a config with S3 storage keeps `root` only for the config file.
   if (!/^\s+s3:/m.test(opts.config ?? '')) args.push('--root', root);
   if (opts.config) {
-    const file = join(root + '-config.yaml');
+    const file = join(`${root}-config.yaml`);
     await writeFile(file, opts.config);
     args.push('--config', file);
   }
@@ -61,7 +61,9 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     const exited = new Promise<never>((_, reject) =>
       child.once('exit', (code) => reject(new Error(`berth serve exited (${code}) before it was ready:\n${output}`))),
     );
-    const ready = opts.tlsCa ? waitForHttps(port, opts.tlsCa, opts.readyCert) : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 15_000 });
+    const ready = opts.tlsCa
+      ? waitForHttps(port, opts.tlsCa, opts.readyCert)
+      : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 15_000 });
     await Promise.race([ready, exited]);
   };
   const waitExit = (signal: NodeJS.Signals) =>
@@ -88,13 +90,18 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
   t?.after(async () => {
     await berth.stop();
     if (!opts.root) await rm(root, { recursive: true, force: true });
-    if (opts.config) await rm(root + '-config.yaml', { force: true });
+    if (opts.config) await rm(`${root}-config.yaml`, { force: true });
   });
   return berth;
 }
 
 /** Polls https://127.0.0.1:PORT/v2/ trusting only `caFile` until it answers. */
-async function waitForHttps(port: number, caFile: string, client?: { cert: string; key: string }, timeoutMs = 15_000): Promise<void> {
+async function waitForHttps(
+  port: number,
+  caFile: string,
+  client?: { cert: string; key: string },
+  timeoutMs = 15_000,
+): Promise<void> {
   const ca = await readFile(caFile);
   const mine = client ? { cert: await readFile(client.cert), key: await readFile(client.key) } : {};
   const deadline = Date.now() + timeoutMs;

@@ -16,7 +16,11 @@ export function berth(args: string[], opts: RunOptions & { umask?: string } = {}
   return run(node[0], node.slice(1), opts);
 }
 
-export async function writeTree(root: string, files: Record<string, string | Buffer>, order: 'forward' | 'reverse' = 'forward'): Promise<void> {
+export async function writeTree(
+  root: string,
+  files: Record<string, string | Buffer>,
+  order: 'forward' | 'reverse' = 'forward',
+): Promise<void> {
   const names = Object.keys(files);
   if (order === 'reverse') names.reverse();
   for (const n of names) {
@@ -28,7 +32,11 @@ export async function writeTree(root: string, files: Record<string, string | Buf
 export interface BuildJson {
   digest: string;
   mediaType: string;
-  images: { platform: string; digest: string; layers: { name: string; digest: string; diffId: string; size: number; cached: boolean }[] }[];
+  images: {
+    platform: string;
+    digest: string;
+    layers: { name: string; digest: string; diffId: string; size: number; cached: boolean }[];
+  }[];
 }
 
 export function parseBuild(r: RunResult): BuildJson {

@@ -18,13 +18,21 @@ async function nodeBaseContext(dir: string): Promise<void> {
   await mkdir(join(rootfs, 'usr/local/bin'), { recursive: true });
   await copyFile(process.execPath, join(rootfs, 'usr/local/bin/node'));
   // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` and the loader's bare `/lib64/ld-linux-x86-64.so.2 (0x…)`.
-  const libs = ok(await run('ldd', [process.execPath])).split('\n').map((l) => l.match(/(\/\S+) \(0x/)?.[1]).filter((p): p is string => !!p);
-  assert.ok(libs.some((l) => /ld-linux|ld-musl/.test(l)), `ldd lists a dynamic loader: ${libs}`);
+  const libs = ok(await run('ldd', [process.execPath]))
+    .split('\n')
+    .map((l) => l.match(/(\/\S+) \(0x/)?.[1])
+    .filter((p): p is string => !!p);
+  assert.ok(
+    libs.some((l) => /ld-linux|ld-musl/.test(l)),
+    `ldd lists a dynamic loader: ${libs}`,
+  );
   for (const lib of libs) {
     await mkdir(join(rootfs, dirname(lib)), { recursive: true });
     await copyFile(lib, join(rootfs, lib)); // follows the host's symlinks: the image gets plain files
   }
-  await writeFile(join(dir, 'berth.yaml'), `apiVersion: berth/v1
+  await writeFile(
+    join(dir, 'berth.yaml'),
+    `apiVersion: berth/v1
 kind: Image
 platforms: [linux/${ARCH}]
 layers:
@@ -32,7 +40,8 @@ layers:
     files:
       - { src: rootfs, dest: / }
 config: { env: { PATH: /usr/local/bin:/usr/bin:/bin }, cmd: [node] }
-`);
+`,
+  );
 }
 
 // The sample service: one production dependency (a file: package npm links into node_modules, which itself
@@ -40,7 +49,9 @@ config: { env: { PATH: /usr/local/bin:/usr/bin:/bin }, cmd: [node] }
 const APP = {
   'berth.yaml': '',
   'package.json': JSON.stringify({
-    name: 'hello-svc', version: '1.0.0', main: 'server.js',
+    name: 'hello-svc',
+    version: '1.0.0',
+    main: 'server.js',
     scripts: { start: 'node server.js' },
     dependencies: { greet: 'file:vendor/greet' },
     devDependencies: { devtool: 'file:tools/devtool' },
@@ -55,7 +66,12 @@ http.createServer((req, res) => {
   res.end(JSON.stringify({ greeting: greet('berth'), nodeEnv: process.env.NODE_ENV, cwd: process.cwd(), devtool, url: req.url }));
 }).listen(port, '127.0.0.1', () => console.log('listening on ' + port));
 `,
-  'vendor/greet/package.json': JSON.stringify({ name: 'greet', version: '1.0.0', main: 'index.js', dependencies: { punct: 'file:../punct' } }),
+  'vendor/greet/package.json': JSON.stringify({
+    name: 'greet',
+    version: '1.0.0',
+    main: 'index.js',
+    dependencies: { punct: 'file:../punct' },
+  }),
   'vendor/greet/index.js': "const punct = require('punct');\nmodule.exports = (who) => 'hello, ' + who + punct;\n",
   'vendor/punct/package.json': JSON.stringify({ name: 'punct', version: '2.0.0', main: 'index.js' }),
   'vendor/punct/index.js': "module.exports = '!';\n",
@@ -79,16 +95,31 @@ test('A preset: node sample app image runs in docker and answers on its port', a
   const baseDir = join(work, 'base');
   await nodeBaseContext(baseDir);
   const baseRef = `${reg.host}/library/node:20`;
-  parseBuild(await berth(['build', '-f', join(baseDir, 'berth.yaml'), '--cache', cache, '--push', baseRef, '--json'], { timeoutMs: 300_000 }));
+  parseBuild(
+    await berth(['build', '-f', join(baseDir, 'berth.yaml'), '--cache', cache, '--push', baseRef, '--json'], {
+      timeoutMs: 300_000,
+    }),
+  );
 
   // The spec from the README, pointed at this test's registry.
   const app = join(work, 'app');
-  await writeTree(app, { ...APP, 'berth.yaml': `apiVersion: berth/v1\nkind: Image\nbase: ${baseRef}\npreset: node\nplatforms: [linux/${ARCH}]\nconfig: { exposedPorts: [8080] }\n` });
+  await writeTree(app, {
+    ...APP,
+    'berth.yaml': `apiVersion: berth/v1\nkind: Image\nbase: ${baseRef}\npreset: node\nplatforms: [linux/${ARCH}]\nconfig: { exposedPorts: [8080] }\n`,
+  });
   // A real npm install (offline: every dependency is a local file: package); dev dependencies land on disk too.
   ok(await run('npm', ['install', '--offline', '--no-audit', '--no-fund'], { cwd: app }));
   const ref = `${reg.host}/team/hello-svc:v1`;
-  const built = parseBuild(await berth(['build', '-f', join(app, 'berth.yaml'), '--cache', cache, '--check-reproducible', '--push', ref, '--json'], { timeoutMs: 300_000 }));
-  assert.deepEqual(built.images[0].layers.map((l) => l.name), ['dependencies', 'app']);
+  const built = parseBuild(
+    await berth(
+      ['build', '-f', join(app, 'berth.yaml'), '--cache', cache, '--check-reproducible', '--push', ref, '--json'],
+      { timeoutMs: 300_000 },
+    ),
+  );
+  assert.deepEqual(
+    built.images[0].layers.map((l) => l.name),
+    ['dependencies', 'app'],
+  );
 
   ok(await dockerd.docker(['pull', ref]));
   const inspect = JSON.parse(ok(await dockerd.docker(['image', 'inspect', ref])))[0];
@@ -96,7 +127,10 @@ test('A preset: node sample app image runs in docker and answers on its port', a
   assert.deepEqual(inspect.Config.Entrypoint, ['node', '/app/server.js']);
   assert.equal(inspect.Config.WorkingDir, '/app');
   assert.deepEqual(Object.keys(inspect.Config.ExposedPorts), ['8080/tcp']);
-  assert.ok(inspect.Config.Env.includes('NODE_ENV=production') && inspect.Config.Env.some((e: string) => e.startsWith('PATH=')), String(inspect.Config.Env));
+  assert.ok(
+    inspect.Config.Env.includes('NODE_ENV=production') && inspect.Config.Env.some((e: string) => e.startsWith('PATH=')),
+    String(inspect.Config.Env),
+  );
 
   // From outside: the container shares the host's network namespace (this dockerd has no bridge), and the test
   // connects to it over loopback on a port picked free for the run.
@@ -129,7 +163,24 @@ test('A preset: node sample app image runs in docker and answers on its port', a
   assert.deepEqual(JSON.parse(answer || '{}'), EXPECTED);
 
   // The image holds the production dependency (as npm's symlink and its target) and nothing of the dev one.
-  const ls = ok(await dockerd.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'node', ref, '-e',
-    "const fs = require('fs'); console.log(JSON.stringify([fs.readlinkSync('/app/node_modules/greet'), fs.readdirSync('/app/node_modules'), fs.readdirSync('/app'), fs.existsSync('/app/tools'), fs.existsSync('/app/test')]))"]));
-  assert.deepEqual(JSON.parse(ls), ['../vendor/greet', ['greet', 'punct'], ['node_modules', 'package-lock.json', 'package.json', 'server.js', 'vendor'], false, false]);
+  const ls = ok(
+    await dockerd.docker([
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--entrypoint',
+      'node',
+      ref,
+      '-e',
+      "const fs = require('fs'); console.log(JSON.stringify([fs.readlinkSync('/app/node_modules/greet'), fs.readdirSync('/app/node_modules'), fs.readdirSync('/app'), fs.existsSync('/app/tools'), fs.existsSync('/app/test')]))",
+    ]),
+  );
+  assert.deepEqual(JSON.parse(ls), [
+    '../vendor/greet',
+    ['greet', 'punct'],
+    ['node_modules', 'package-lock.json', 'package.json', 'server.js', 'vendor'],
+    false,
+    false,
+  ]);
 });

@@ -3,10 +3,31 @@
 // containerd pull it from there, and a second image built on it as `base:` runs too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeClients, ok, requirePeer, run, startContainerd, startDistribution, startDockerd, findExecutable } from './peers.js';
+import {
+  makeClients,
+  ok,
+  requirePeer,
+  run,
+  startContainerd,
+  startDistribution,
+  startDockerd,
+  findExecutable,
+} from './peers.js';
 import { berth, parseBuild, writeTree } from './builder-fixtures.js';
 import { startBerth } from './berth.js';
 
@@ -42,11 +63,25 @@ test('umoci unpacks exactly the files, modes, owners and symlinks asked for; sko
   if (!requirePeer(t, 'busybox', 'umoci', 'skopeo')) return;
   const dir = await context(t);
   const out = join(dir, 'out');
-  const r = parseBuild(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', `${out}:v1`, '--json']));
+  const r = parseBuild(
+    await berth([
+      'build',
+      '-f',
+      join(dir, 'berth.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--oci-layout',
+      `${out}:v1`,
+      '--json',
+    ]),
+  );
   assert.equal(r.mediaType, 'application/vnd.oci.image.index.v1+json');
   const clients = await makeClients(t);
   const raw = JSON.parse(ok(await clients.skopeo(['inspect', '--raw', `oci:${out}:v1`])));
-  assert.deepEqual(raw.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`), ['linux/amd64', 'linux/arm64']);
+  assert.deepEqual(
+    raw.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`),
+    ['linux/amd64', 'linux/arm64'],
+  );
   const info = JSON.parse(ok(await clients.skopeo(['inspect', '--override-arch', 'amd64', `oci:${out}:v1`])));
   assert.ok([r.digest, r.images[0].digest].includes(info.Digest), `skopeo digest ${info.Digest}`);
   assert.equal(info.Created, '1970-01-01T00:00:00Z');
@@ -54,7 +89,19 @@ test('umoci unpacks exactly the files, modes, owners and symlinks asked for; sko
 
   // umoci reads one image manifest: put the amd64 one under its own tag.
   const single = join(dir, 'single');
-  ok(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--platform', 'linux/amd64', '--oci-layout', `${single}:amd64`]));
+  ok(
+    await berth([
+      'build',
+      '-f',
+      join(dir, 'berth.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--platform',
+      'linux/amd64',
+      '--oci-layout',
+      `${single}:amd64`,
+    ]),
+  );
   const bundle = join(dir, 'bundle');
   ok(await run('umoci', ['unpack', '--rootless', '--image', `${single}:amd64`, bundle]));
   const fs = join(bundle, 'rootfs');
@@ -99,12 +146,35 @@ test('a tar: entry (made by GNU tar, gzip and zstd) unpacks with umoci to the ar
   await mkdir(join(dir, 'vendor'));
   ok(await run('tar', ['-czf', join(dir, 'vendor/rootfs.tgz'), '--owner=4242', '--group=4242', '-C', tree, '.']));
   ok(await run('tar', ['--zstd', '-cf', join(dir, 'vendor/rootfs.tar.zst'), '-C', tree, '.']));
-  const spec = (archive: string) => `apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: vendor\n    properties: { uid: 1000, gid: 1000 }\n    files:\n      - { tar: ${archive}, dest: /opt/vendor }\n`;
+  const spec = (archive: string) =>
+    `apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: vendor\n    properties: { uid: 1000, gid: 1000 }\n    files:\n      - { tar: ${archive}, dest: /opt/vendor }\n`;
   await writeFile(join(dir, 'gz.yaml'), spec('vendor/rootfs.tgz'));
   await writeFile(join(dir, 'zst.yaml'), spec('vendor/rootfs.tar.zst'));
   const layout = join(dir, 'out');
-  const gz = parseBuild(await berth(['build', '-f', join(dir, 'gz.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', `${layout}:gz`, '--json']));
-  const zst = parseBuild(await berth(['build', '-f', join(dir, 'zst.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', `${layout}:zst`, '--json']));
+  const gz = parseBuild(
+    await berth([
+      'build',
+      '-f',
+      join(dir, 'gz.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--oci-layout',
+      `${layout}:gz`,
+      '--json',
+    ]),
+  );
+  const zst = parseBuild(
+    await berth([
+      'build',
+      '-f',
+      join(dir, 'zst.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--oci-layout',
+      `${layout}:zst`,
+      '--json',
+    ]),
+  );
   assert.equal(zst.digest, gz.digest, 'the same tree from a gzip and a zstd archive is the same image');
 
   const bundle = join(dir, 'bundle');
@@ -142,16 +212,44 @@ test('docker loads the docker-archive and runs it; distribution takes the push; 
   t.after(() => dockerd.stop());
 
   const archive = join(dir, 'img.tar');
-  ok(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--platform', 'linux/amd64', '--docker-archive', archive, '--tag', 'berth-test/app:v1']));
+  ok(
+    await berth([
+      'build',
+      '-f',
+      join(dir, 'berth.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--platform',
+      'linux/amd64',
+      '--docker-archive',
+      archive,
+      '--tag',
+      'berth-test/app:v1',
+    ]),
+  );
   ok(await dockerd.docker(['load', '-i', archive]));
   assert.equal(ok(await dockerd.docker(['run', '--rm', '--network', 'none', 'berth-test/app:v1'])), EXPECTED);
 
   const ref = `${reg.host}/team/app:v1`;
-  const pushed = await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json']);
+  const pushed = await berth([
+    'build',
+    '-f',
+    join(dir, 'berth.yaml'),
+    '--cache',
+    join(dir, '.cache'),
+    '--push',
+    ref,
+    '--json',
+  ]);
   const r = parseBuild(pushed);
-  assert.ok(r.images[0].layers.every((l) => l.cached), 'the second build reuses cached layers');
+  assert.ok(
+    r.images[0].layers.every((l) => l.cached),
+    'the second build reuses cached layers',
+  );
   // Pushing the same build again uploads nothing.
-  const again = parseBuild(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json']));
+  const again = parseBuild(
+    await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json']),
+  );
   assert.equal(again.digest, r.digest);
 
   ok(await dockerd.docker(['pull', ref]));
@@ -167,7 +265,9 @@ test('docker loads the docker-archive and runs it; distribution takes the push; 
   // An image built on the pushed one: base layers are appended to, never unpacked; it is pushed with them.
   const child = await mkdtemp(join(tmpdir(), 'berth-child-'));
   t.after(() => rm(child, { recursive: true, force: true }));
-  await writeFile(join(child, 'berth.yaml'), `apiVersion: berth/v1
+  await writeFile(
+    join(child, 'berth.yaml'),
+    `apiVersion: berth/v1
 kind: Image
 base: ${ref}
 platforms: [linux/amd64]
@@ -176,12 +276,18 @@ layers:
     files:
       - { inline: "child layer\\n", dest: /srv/child.txt }
 config: { cmd: ["cat /hello /srv/child.txt"] }
-`);
+`,
+  );
   const cref = `${reg.host}/team/child:v1`;
-  const c = parseBuild(await berth(['build', '-f', join(child, 'berth.yaml'), '--cache', join(child, '.cache'), '--push', cref, '--json']));
+  const c = parseBuild(
+    await berth(['build', '-f', join(child, 'berth.yaml'), '--cache', join(child, '.cache'), '--push', cref, '--json']),
+  );
   assert.equal(c.images[0].layers.length, 1);
   ok(await dockerd.docker(['pull', cref]));
-  assert.equal(ok(await dockerd.docker(['run', '--rm', '--network', 'none', cref])), 'hello from berth build\nchild layer\n');
+  assert.equal(
+    ok(await dockerd.docker(['run', '--rm', '--network', 'none', cref])),
+    'hello from berth build\nchild layer\n',
+  );
   const inspect = JSON.parse(ok(await dockerd.docker(['image', 'inspect', cref])))[0];
   assert.equal(inspect.RootFS.Layers.length, 3);
   assert.ok(findExecutable('docker') !== undefined);
@@ -194,12 +300,17 @@ test('the multi-platform busybox image pushed to berth serve: skopeo reads the i
   const dockerd = await startDockerd({ insecureRegistries: [reg.host] });
   t.after(() => dockerd.stop());
   const ref = `${reg.host}/team/busybox-app:v1`;
-  const r = parseBuild(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json']));
+  const r = parseBuild(
+    await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json']),
+  );
   assert.equal(r.mediaType, 'application/vnd.oci.image.index.v1+json');
 
   const clients = await makeClients(t);
   const raw = JSON.parse(ok(await clients.skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${ref}`])));
-  assert.deepEqual(raw.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`), ['linux/amd64', 'linux/arm64']);
+  assert.deepEqual(
+    raw.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`),
+    ['linux/amd64', 'linux/arm64'],
+  );
 
   ok(await dockerd.docker(['pull', ref]));
   assert.equal(ok(await dockerd.docker(['run', '--rm', '--network', 'none', ref])), EXPECTED);
@@ -228,14 +339,37 @@ test('berth.lock pins base: by digest until --update-lock', async (t) => {
   t.after(() => reg.stop());
   const dir = await mkdtemp(join(tmpdir(), 'berth-lock-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const baseSpec = (text: string) => `apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: l\n    files:\n      - { inline: "${text}", dest: /v.txt }\n`;
+  const baseSpec = (text: string) =>
+    `apiVersion: berth/v1\nkind: Image\nlayers:\n  - name: l\n    files:\n      - { inline: "${text}", dest: /v.txt }\n`;
   const pushBase = async (text: string) => {
     await writeFile(join(dir, 'base.yaml'), baseSpec(text));
-    return parseBuild(await berth(['build', '-f', join(dir, 'base.yaml'), '--cache', join(dir, '.cache'), '--push', `${reg.host}/base:latest`, '--json'])).digest;
+    return parseBuild(
+      await berth([
+        'build',
+        '-f',
+        join(dir, 'base.yaml'),
+        '--cache',
+        join(dir, '.cache'),
+        '--push',
+        `${reg.host}/base:latest`,
+        '--json',
+      ]),
+    ).digest;
   };
   const v1 = await pushBase('one');
   await writeFile(join(dir, 'berth.yaml'), `apiVersion: berth/v1\nkind: Image\nbase: ${reg.host}/base:latest\n`);
-  const child = (extra: string[] = []) => berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--oci-layout', join(dir, 'out'), '--json', ...extra]);
+  const child = (extra: string[] = []) =>
+    berth([
+      'build',
+      '-f',
+      join(dir, 'berth.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--oci-layout',
+      join(dir, 'out'),
+      '--json',
+      ...extra,
+    ]);
   ok(await child(['--lock']));
   const lock = JSON.parse(await readFile(join(dir, 'berth.lock'), 'utf8'));
   assert.deepEqual(lock.base, { ref: `${reg.host}/base:latest`, digest: v1 });

@@ -70,12 +70,20 @@ for (const compression of ['gzip', 'zstd']) {
       await rm(a, { recursive: true, force: true });
       await rm(join(b, '../..'), { recursive: true, force: true });
     });
-    const ra = parseBuild(await berth(['build', '-f', join(a, 'berth.yaml'), '--no-cache', '--json'], {
-      cwd: a, env: { TZ: 'UTC', LANG: 'C', LC_ALL: 'C', SOURCE_DATE_EPOCH: undefined }, umask: '022',
-    }));
-    const rb = parseBuild(await berth(['build', '-f', 'nested/ctx/berth.yaml', '--no-cache', '--json'], {
-      cwd: join(b, '../..'), env: { TZ: 'Asia/Kathmandu', LANG: 'tr_TR.UTF-8', LC_ALL: 'tr_TR.UTF-8', SOURCE_DATE_EPOCH: undefined }, umask: '077',
-    }));
+    const ra = parseBuild(
+      await berth(['build', '-f', join(a, 'berth.yaml'), '--no-cache', '--json'], {
+        cwd: a,
+        env: { TZ: 'UTC', LANG: 'C', LC_ALL: 'C', SOURCE_DATE_EPOCH: undefined },
+        umask: '022',
+      }),
+    );
+    const rb = parseBuild(
+      await berth(['build', '-f', 'nested/ctx/berth.yaml', '--no-cache', '--json'], {
+        cwd: join(b, '../..'),
+        env: { TZ: 'Asia/Kathmandu', LANG: 'tr_TR.UTF-8', LC_ALL: 'tr_TR.UTF-8', SOURCE_DATE_EPOCH: undefined },
+        umask: '077',
+      }),
+    );
     assert.equal(ra.mediaType, 'application/vnd.oci.image.index.v1+json');
     assert.equal(ra.images.length, 2);
     assert.deepEqual(rb.images, ra.images);
@@ -88,10 +96,21 @@ for (const compression of ['gzip', 'zstd']) {
 test('SOURCE_DATE_EPOCH changes the digest; --check-reproducible passes', async (t) => {
   const a = await copyA('gzip');
   t.after(() => rm(a, { recursive: true, force: true }));
-  const base = parseBuild(await berth(['build', '-f', join(a, 'berth.yaml'), '--no-cache', '--json'], { env: { SOURCE_DATE_EPOCH: undefined } }));
-  const later = parseBuild(await berth(['build', '-f', join(a, 'berth.yaml'), '--no-cache', '--json'], { env: { SOURCE_DATE_EPOCH: '1700000000' } }));
+  const base = parseBuild(
+    await berth(['build', '-f', join(a, 'berth.yaml'), '--no-cache', '--json'], {
+      env: { SOURCE_DATE_EPOCH: undefined },
+    }),
+  );
+  const later = parseBuild(
+    await berth(['build', '-f', join(a, 'berth.yaml'), '--no-cache', '--json'], {
+      env: { SOURCE_DATE_EPOCH: '1700000000' },
+    }),
+  );
   assert.notEqual(later.digest, base.digest);
-  const check = await berth(['build', '-f', join(a, 'berth.yaml'), '--check-reproducible', '--cache', join(a, '.cache')], { env: { SOURCE_DATE_EPOCH: undefined } });
+  const check = await berth(
+    ['build', '-f', join(a, 'berth.yaml'), '--check-reproducible', '--cache', join(a, '.cache')],
+    { env: { SOURCE_DATE_EPOCH: undefined } },
+  );
   assert.equal(check.code, 0, check.stderr);
   assert.match(check.stderr, /reproducible: both builds gave sha256:/);
   assert.equal(check.stdout.trim(), base.digest);

@@ -34,7 +34,11 @@ const LOCK = {
   lockfileVersion: 3,
   packages: {
     '': { name: 'svc', dependencies: { ms: '2.1.3' } },
-    'node_modules/ms': { version: '2.1.3', resolved: 'https://registry.npmjs.org/ms/-/ms-2.1.3.tgz', integrity: 'sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==' },
+    'node_modules/ms': {
+      version: '2.1.3',
+      resolved: 'https://registry.npmjs.org/ms/-/ms-2.1.3.tgz',
+      integrity: 'sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==',
+    },
     'node_modules/mocha': { version: '10.0.0', dev: true },
   },
 };
@@ -56,12 +60,28 @@ async function context(t: TestContext, extraSpec = ''): Promise<string> {
 }
 
 async function buildPush(dir: string, ref: string, extra: string[] = []): Promise<SbomBuild> {
-  return parseBuild(await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, '.cache'), '--push', ref, '--json', ...extra])) as SbomBuild;
+  return parseBuild(
+    await berth([
+      'build',
+      '-f',
+      join(dir, 'berth.yaml'),
+      '--cache',
+      join(dir, '.cache'),
+      '--push',
+      ref,
+      '--json',
+      ...extra,
+    ]),
+  ) as SbomBuild;
 }
 
 /** sha256 of every regular file in the image's layers, as SPDX names them (`./path`). */
 async function layerFiles(registryUrl: string, repo: string, image: string): Promise<Map<string, string>> {
-  const manifest = await (await fetch(`${registryUrl}/v2/${repo}/manifests/${image}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json();
+  const manifest = await (
+    await fetch(`${registryUrl}/v2/${repo}/manifests/${image}`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    })
+  ).json();
   const out = new Map<string, string>();
   for (const l of manifest.layers) {
     const blob = Buffer.from(await (await fetch(`${registryUrl}/v2/${repo}/blobs/${l.digest}`)).arrayBuffer());
@@ -83,9 +103,14 @@ function assertSbom(doc: any, image: string, files: Map<string, string>): void {
   assert.equal(doc.spdxVersion, 'SPDX-2.3');
   assert.equal(doc.creationInfo.created, '1970-01-01T00:00:00Z');
   assert.equal(doc.packages[0].versionInfo, image);
-  const listed = new Map<string, string>(doc.files.map((f: any) => [f.fileName, f.checksums.find((c: any) => c.algorithm === 'SHA256').checksumValue]));
+  const listed = new Map<string, string>(
+    doc.files.map((f: any) => [f.fileName, f.checksums.find((c: any) => c.algorithm === 'SHA256').checksumValue]),
+  );
   assert.deepEqual(listed, files, 'the SBOM lists exactly the layer files with their sha256');
-  assert.deepEqual(doc.packages.filter((p: any) => p.SPDXID.startsWith('SPDXRef-npm-')).map((p: any) => `${p.name}@${p.versionInfo}`), ['ms@2.1.3']);
+  assert.deepEqual(
+    doc.packages.filter((p: any) => p.SPDXID.startsWith('SPDXRef-npm-')).map((p: any) => `${p.name}@${p.versionInfo}`),
+    ['ms@2.1.3'],
+  );
 }
 
 async function discover(clients: Clients, ref: string): Promise<any[]> {
@@ -105,11 +130,23 @@ test('berth build --push to berth: the referrers API, oras and regctl show and f
   for (const img of r.images) {
     assert.ok(img.sbom, `${img.platform} has an SBOM`);
     const index = await (await fetch(`${reg.url}/v2/sbom/app/referrers/${img.digest}`)).json();
-    assert.deepEqual(index.manifests.map((m: any) => [m.digest, m.artifactType]), [[img.sbom, SPDX]], 'referrers API');
+    assert.deepEqual(
+      index.manifests.map((m: any) => [m.digest, m.artifactType]),
+      [[img.sbom, SPDX]],
+      'referrers API',
+    );
     const ref = `${reg.host}/sbom/app@${img.digest}`;
-    assert.deepEqual((await discover(clients, ref)).map((m: any) => [m.digest, m.artifactType]), [[img.sbom, SPDX]], 'oras discover');
+    assert.deepEqual(
+      (await discover(clients, ref)).map((m: any) => [m.digest, m.artifactType]),
+      [[img.sbom, SPDX]],
+      'oras discover',
+    );
     const list = JSON.parse(ok(await clients.regctl(['artifact', 'list', '--format', 'body', ref])));
-    assert.deepEqual(list.manifests.map((m: any) => [m.digest, m.artifactType]), [[img.sbom, SPDX]], 'regctl artifact list');
+    assert.deepEqual(
+      list.manifests.map((m: any) => [m.digest, m.artifactType]),
+      [[img.sbom, SPDX]],
+      'regctl artifact list',
+    );
 
     const files = await layerFiles(reg.url, 'sbom/app', img.digest);
     assert.equal(files.size, 4);
@@ -119,22 +156,35 @@ test('berth build --push to berth: the referrers API, oras and regctl show and f
     ok(await clients.oras(['pull', '--plain-http', '-o', out, `${reg.host}/sbom/app@${img.sbom}`]));
     const names = await readdir(out);
     assert.deepEqual(names, [`sbom-${img.platform.replace('/', '-')}.spdx.json`]);
-    assert.deepEqual(JSON.parse(await readFile(join(out, names[0]), 'utf8')), viaRegctl, 'oras pull gives the same document');
+    assert.deepEqual(
+      JSON.parse(await readFile(join(out, names[0]), 'utf8')),
+      viaRegctl,
+      'oras pull gives the same document',
+    );
   }
 
   // A rebuild pushes the same SBOM bytes (reproducible) and nothing twice.
   const again = await buildPush(dir, `${reg.host}/sbom/app:v1`);
-  assert.deepEqual(again.images.map((i) => i.sbom), r.images.map((i) => i.sbom));
+  assert.deepEqual(
+    again.images.map((i) => i.sbom),
+    r.images.map((i) => i.sbom),
+  );
   const index = await (await fetch(`${reg.url}/v2/sbom/app/referrers/${r.images[0].digest}`)).json();
   assert.equal(index.manifests.length, 1);
 
   // --no-sbom and `sbom: false` attach nothing.
   const none = await buildPush(dir, `${reg.host}/sbom/none:v1`, ['--no-sbom']);
   assert.ok(none.images.every((i) => !i.sbom));
-  assert.deepEqual((await (await fetch(`${reg.url}/v2/sbom/none/referrers/${none.images[0].digest}`)).json()).manifests, []);
+  assert.deepEqual(
+    (await (await fetch(`${reg.url}/v2/sbom/none/referrers/${none.images[0].digest}`)).json()).manifests,
+    [],
+  );
   await writeFile(join(dir, 'berth.yaml'), `${SPEC}sbom: false\n`);
   const off = await buildPush(dir, `${reg.host}/sbom/off:v1`);
-  assert.deepEqual((await (await fetch(`${reg.url}/v2/sbom/off/referrers/${off.images[1].digest}`)).json()).manifests, []);
+  assert.deepEqual(
+    (await (await fetch(`${reg.url}/v2/sbom/off/referrers/${off.images[1].digest}`)).json()).manifests,
+    [],
+  );
 });
 
 test('berth build --push to distribution 2.8.2: the SBOM is found through the referrers fallback tag', async (t) => {
@@ -146,12 +196,24 @@ test('berth build --push to distribution 2.8.2: the SBOM is found through the re
   ok(await clients.regctl(['registry', 'set', '--tls', 'disabled', reg.host]));
   const r = await buildPush(dir, `${reg.host}/sbom/app:v1`);
   const tags = (await (await fetch(`${reg.url}/v2/sbom/app/tags/list`)).json()).tags.sort();
-  assert.deepEqual(tags, [...r.images.map((i) => i.digest.replace(':', '-')), 'v1'].sort(), 'one fallback tag per image');
+  assert.deepEqual(
+    tags,
+    [...r.images.map((i) => i.digest.replace(':', '-')), 'v1'].sort(),
+    'one fallback tag per image',
+  );
   for (const img of r.images) {
     const ref = `${reg.host}/sbom/app@${img.digest}`;
-    assert.deepEqual((await discover(clients, ref)).map((m: any) => [m.digest, m.artifactType]), [[img.sbom, SPDX]], 'oras discover');
+    assert.deepEqual(
+      (await discover(clients, ref)).map((m: any) => [m.digest, m.artifactType]),
+      [[img.sbom, SPDX]],
+      'oras discover',
+    );
     const list = JSON.parse(ok(await clients.regctl(['artifact', 'list', '--format', 'body', ref])));
-    assert.deepEqual(list.manifests.map((m: any) => [m.digest, m.artifactType]), [[img.sbom, SPDX]], 'regctl artifact list');
+    assert.deepEqual(
+      list.manifests.map((m: any) => [m.digest, m.artifactType]),
+      [[img.sbom, SPDX]],
+      'regctl artifact list',
+    );
     const doc = JSON.parse(ok(await clients.regctl(['artifact', 'get', `${reg.host}/sbom/app@${img.sbom}`])));
     assertSbom(doc, img.digest, await layerFiles(reg.url, 'sbom/app', img.digest));
   }

@@ -3,7 +3,13 @@
 // the middle of a blob, and redirects blobs with 307 to another origin that must never see Authorization.
 // Every copy must still complete with the same digests as the source.
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,7 +71,9 @@ function stop(server: Server): Promise<void> {
 let dist: Distribution | undefined;
 let work: string;
 let index: string; // the multi-arch index digest seeded as src/img:v1
-const skipReason = missingPeerFiles('distribution').length ? 'distribution (docker-registry) is not installed' : undefined;
+const skipReason = missingPeerFiles('distribution').length
+  ? 'distribution (docker-registry) is not installed'
+  : undefined;
 
 before(async () => {
   if (skipReason) {
@@ -77,7 +85,12 @@ before(async () => {
   const li = await makeMultiArchLayout(join(work, 'layout'));
   index = li.index.digest;
   const c = new Client();
-  await copy(await OciLayout.open(li.dir), 'latest', remoteTarget(c.repository(`${dist.host}/src/img`, { push: true })), 'v1');
+  await copy(
+    await OciLayout.open(li.dir),
+    'latest',
+    remoteTarget(c.repository(`${dist.host}/src/img`, { push: true })),
+    'v1',
+  );
 });
 after(async () => {
   await dist?.stop();
@@ -123,13 +136,18 @@ test('429 with Retry-After and 500 twice: the copy waits, retries and completes'
     await copyThrough(proxy, 'dst/retry');
     assert.ok(retriedAfter >= 900, `Retry-After: 1 honoured (waited ${retriedAfter} ms)`);
     const blobGets = [...seen.entries()].filter(([k]) => k.startsWith('GET') && k.includes('/blobs/'));
-    assert.ok(blobGets.length >= 2 && blobGets.every(([, n]) => n === 3), `each blob GET tried 3 times: ${JSON.stringify(blobGets)}`);
+    assert.ok(
+      blobGets.length >= 2 && blobGets.every(([, n]) => n === 3),
+      `each blob GET tried 3 times: ${JSON.stringify(blobGets)}`,
+    );
   } finally {
     await stop(proxy.server);
   }
 });
 
-test('a connection dropped mid-blob resumes with Range and the digest still verifies', { skip: skipReason }, async () => {
+test('a connection dropped mid-blob resumes with Range and the digest still verifies', {
+  skip: skipReason,
+}, async () => {
   const proxy = await startProxy(dist!.url);
   let dropped = 0;
   proxy.hook = (req, res) => {
@@ -162,7 +180,10 @@ test('a connection dropped mid-blob resumes with Range and the digest still veri
     await copyThrough(proxy, 'dst/resume');
     assert.equal(dropped, 1);
     const ranged = proxy.log.filter((l) => l.range);
-    assert.ok(ranged.length >= 1 && /^bytes=\d+-$/.test(ranged[0].range!), `resumed with Range: ${JSON.stringify(ranged)}`);
+    assert.ok(
+      ranged.length >= 1 && /^bytes=\d+-$/.test(ranged[0].range!),
+      `resumed with Range: ${JSON.stringify(ranged)}`,
+    );
     assert.notEqual(ranged[0].range, 'bytes=0-');
   } finally {
     await stop(proxy.server);
@@ -188,7 +209,10 @@ function withTokenAuth(proxy: Proxy, opts: { post: boolean }) {
           let body = '';
           for await (const c of req) body += c;
           form = new URLSearchParams(body);
-          const ok = form.get('grant_type') === 'password' && form.get('username') === 'alice' && form.get('password') === 's3cret';
+          const ok =
+            form.get('grant_type') === 'password' &&
+            form.get('username') === 'alice' &&
+            form.get('password') === 's3cret';
           if (!ok) {
             res.writeHead(401).end();
             return true;
@@ -205,7 +229,9 @@ function withTokenAuth(proxy: Proxy, opts: { post: boolean }) {
         }
         tokens.issued++;
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ token: `tok-${tokens.issued}`, access_token: `tok-${tokens.issued}`, expires_in: 300 }));
+        res.end(
+          JSON.stringify({ token: `tok-${tokens.issued}`, access_token: `tok-${tokens.issued}`, expires_in: 300 }),
+        );
         return true;
       }
       if (!/^Bearer tok-\d+$/.test(req.headers.authorization ?? '')) {
@@ -223,18 +249,26 @@ function withTokenAuth(proxy: Proxy, opts: { post: boolean }) {
 }
 
 for (const post of [true, false]) {
-  test(`Bearer token auth via ${post ? 'OAuth2 POST' : 'GET (POST answers 404: fallback)'}, token reused across requests`, { skip: skipReason }, async () => {
+  test(`Bearer token auth via ${post ? 'OAuth2 POST' : 'GET (POST answers 404: fallback)'}, token reused across requests`, {
+    skip: skipReason,
+  }, async () => {
     const proxy = await startProxy(dist!.url);
     const auth = withTokenAuth(proxy, { post });
     proxy.hook = auth.hook;
     try {
-      const client = new Client({ ...fast, credentials: staticCredentials({ [proxy.host]: { username: 'alice', password: 's3cret' } }) });
+      const client = new Client({
+        ...fast,
+        credentials: staticCredentials({ [proxy.host]: { username: 'alice', password: 's3cret' } }),
+      });
       await copyThrough(proxy, `dst/auth-${post ? 'post' : 'get'}`, client);
       assert.equal(auth.tokens.issued, 1, 'one token serves the whole pull (cached until expiry)');
       assert.equal(post ? auth.tokens.posts : auth.tokens.gets, 1);
       assert.ok(auth.tokens.scopes.includes('repository:src/img:pull'), JSON.stringify(auth.tokens.scopes));
       const v2 = proxy.log.filter((l) => l.url.startsWith('/v2/src/'));
-      assert.ok(v2.every((l) => l.auth === 'Bearer tok-1'), 'every registry request carried the bearer token');
+      assert.ok(
+        v2.every((l) => l.auth === 'Bearer tok-1'),
+        'every registry request carried the bearer token',
+      );
     } finally {
       await stop(proxy.server);
     }
@@ -245,7 +279,10 @@ test('wrong or missing credentials fail with a message that names berth login', 
   const proxy = await startProxy(dist!.url);
   proxy.hook = withTokenAuth(proxy, { post: true }).hook;
   try {
-    const bad = new Client({ ...fast, credentials: staticCredentials({ [proxy.host]: { username: 'alice', password: 'nope' } }) });
+    const bad = new Client({
+      ...fast,
+      credentials: staticCredentials({ [proxy.host]: { username: 'alice', password: 'nope' } }),
+    });
     await assert.rejects(bad.repository(`${proxy.host}/src/img`).getManifest('v1'), /refused \(401\).*berth login/);
     const none = new Client({ ...fast, credentials: staticCredentials({}) });
     await assert.rejects(none.repository(`${proxy.host}/src/img`).getManifest('v1'), /berth login/);
@@ -272,10 +309,17 @@ test('a 307 to another origin (object storage) never receives Authorization', { 
     return false;
   };
   try {
-    const client = new Client({ ...fast, credentials: staticCredentials({ [proxy.host]: { username: 'alice', password: 's3cret' } }) });
+    const client = new Client({
+      ...fast,
+      credentials: staticCredentials({ [proxy.host]: { username: 'alice', password: 's3cret' } }),
+    });
     await copyThrough(proxy, 'dst/redirect', client);
     assert.ok(storageSeen.length >= 2, 'blobs were fetched from the storage origin');
-    assert.deepEqual(storageSeen.filter((a) => a !== undefined), [], 'no Authorization reached the other host');
+    assert.deepEqual(
+      storageSeen.filter((a) => a !== undefined),
+      [],
+      'no Authorization reached the other host',
+    );
   } finally {
     await stop(proxy.server);
     await stop(storage);
@@ -321,7 +365,9 @@ for (const peer of ['distribution', 'berth'] as const) {
     // distribution 2.8.2 cancels a session whose PATCH failed (404): start over with a new one.
     const resumes = mode === 'chunked' && peer === 'berth';
     const expected = resumes ? `continues at 8 MiB` : 'starts over';
-    test(`an upload cut mid-PATCH (${mode}) against ${peer}: asks the session, ${expected}, digest intact`, { skip: skipReason }, async () => {
+    test(`an upload cut mid-PATCH (${mode}) against ${peer}: asks the session, ${expected}, digest intact`, {
+      skip: skipReason,
+    }, async () => {
       const registry = peer === 'berth' ? await startBerth(undefined) : undefined;
       const upstream = registry?.url ?? dist!.url;
       const proxy = await startProxy(upstream);
@@ -337,19 +383,31 @@ for (const peer of ['distribution', 'berth'] as const) {
           opened.push(offset);
           return Readable.from([blob.subarray(offset, offset + MiB), blob.subarray(offset + MiB)]);
         };
-        assert.equal(await repo.pushBlob({ digest, size: blob.length }, source, { onBytes: (n) => (progress += n) }), 'uploaded');
+        assert.equal(
+          await repo.pushBlob({ digest, size: blob.length }, source, { onBytes: (n) => (progress += n) }),
+          'uploaded',
+        );
         assert.equal(state.cut, 1);
-        assert.ok(proxy.log.some((l) => l.method === 'GET' && l.url.includes('/blobs/uploads/')), 'asked the session for its offset');
+        assert.ok(
+          proxy.log.some((l) => l.method === 'GET' && l.url.includes('/blobs/uploads/')),
+          'asked the session for its offset',
+        );
         const posts = proxy.log.filter((l) => l.method === 'POST').length;
         if (resumes) {
-          assert.deepEqual(opened, [0, 4 * MiB, 8 * MiB, 8 * MiB, 12 * MiB, 16 * MiB], 'resumed at the registry offset, not from zero');
+          assert.deepEqual(
+            opened,
+            [0, 4 * MiB, 8 * MiB, 8 * MiB, 12 * MiB, 16 * MiB],
+            'resumed at the registry offset, not from zero',
+          );
           assert.equal(posts, 1, 'the same session went on');
         } else {
           assert.equal(opened.filter((o) => o === 0).length, 2, `started over: ${opened}`);
           assert.equal(posts, peer === 'distribution' ? 2 : 1);
         }
         assert.equal(progress, blob.length, 'progress rewound to the resume offset');
-        const back = await new Client().repository(`${upstream.replace('http://', '')}/dst/resume-${mode}`).getBlobBytes({ digest, size: blob.length }, 32 * MiB);
+        const back = await new Client()
+          .repository(`${upstream.replace('http://', '')}/dst/resume-${mode}`)
+          .getBlobBytes({ digest, size: blob.length }, 32 * MiB);
         assert.ok(back.equals(blob));
       } finally {
         await stop(proxy.server);
@@ -359,7 +417,9 @@ for (const peer of ['distribution', 'berth'] as const) {
   }
 }
 
-test('a source that sends different bytes: the registry refuses them and the error names the source', { skip: skipReason }, async () => {
+test('a source that sends different bytes: the registry refuses them and the error names the source', {
+  skip: skipReason,
+}, async () => {
   const proxy = await startProxy(dist!.url);
   proxy.hook = (req, res) => {
     if (req.method !== 'GET' || !req.url!.includes('/blobs/sha256:')) return false;
@@ -378,7 +438,10 @@ test('a source that sends different bytes: the registry refuses them and the err
   try {
     const src = new Client(fast).repository(`${proxy.host}/src/img:v1`);
     const dst = new Client(fast).repository(`${dist!.host}/dst/corrupt`, { push: true });
-    await assert.rejects(copy(remoteSource(src), 'v1', remoteTarget(dst), 'v1'), /do not match that digest; the source is corrupt/);
+    await assert.rejects(
+      copy(remoteSource(src), 'v1', remoteTarget(dst), 'v1'),
+      /do not match that digest; the source is corrupt/,
+    );
     assert.equal(await dst.headManifest('v1'), undefined);
   } finally {
     await stop(proxy.server);

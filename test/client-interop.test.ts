@@ -8,13 +8,22 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { copy, remoteTarget } from '../client/copy.js';
-import { OciLayout } from '../client/layout.js';
+import { remoteTarget } from '../client/copy.js';
 import { Client } from '../client/remote.js';
 import { digestOf } from '../spec/digest.js';
 import { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST } from '../spec/media-types.js';
 import { startBerth } from './berth.js';
-import { findExecutable, makeClients, makeMultiArchLayout, makeBusyboxLayout, requirePeer, run, startDistribution, startDockerd, type RunResult } from './peers.js';
+import {
+  findExecutable,
+  makeClients,
+  makeMultiArchLayout,
+  makeBusyboxLayout,
+  requirePeer,
+  run,
+  startDistribution,
+  startDockerd,
+  type RunResult,
+} from './peers.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 
@@ -46,7 +55,13 @@ async function tempDir(t: TestContext, prefix: string): Promise<string> {
 }
 
 /** Pushes an artifact (signature/SBOM-like) whose subject is `subject`, through client/ (fallback tag on 2.8). */
-async function pushReferrer(host: string, repo: string, subject: { digest: string; size: number; mediaType: string }, artifactType: string, payload: string) {
+async function pushReferrer(
+  host: string,
+  repo: string,
+  subject: { digest: string; size: number; mediaType: string },
+  artifactType: string,
+  payload: string,
+) {
   const r = new Client().repository(`${host}/${repo}`, { push: true });
   const empty = await r.pushBytes(Buffer.from('{}'));
   const layer = await r.pushBytes(Buffer.from(payload));
@@ -75,8 +90,20 @@ test('copy a multi-arch image with referrers: distribution → berth → distrib
 
   const pushed = await berthJson(['push', `${li.dir}:v1`, `${dist.host}/src/app:v1`]);
   assert.equal(pushed.digest, li.index.digest);
-  const sig = await pushReferrer(dist.host, 'src/app', { ...li.index, mediaType: OCI_INDEX }, 'application/vnd.example.signature', 'sig');
-  const sbom = await pushReferrer(dist.host, 'src/app', { ...li.images[0], mediaType: OCI_MANIFEST }, 'application/vnd.example.sbom', 'sbom');
+  const sig = await pushReferrer(
+    dist.host,
+    'src/app',
+    { ...li.index, mediaType: OCI_INDEX },
+    'application/vnd.example.signature',
+    'sig',
+  );
+  const sbom = await pushReferrer(
+    dist.host,
+    'src/app',
+    { ...li.images[0], mediaType: OCI_MANIFEST },
+    'application/vnd.example.sbom',
+    'sbom',
+  );
 
   const there = await berthJson(['copy', '--referrers', `${dist.host}/src/app:v1`, `${srv.host}/mid/app:v1`]);
   assert.equal(there.digest, li.index.digest);
@@ -85,14 +112,29 @@ test('copy a multi-arch image with referrers: distribution → berth → distrib
   assert.equal(back.digest, li.index.digest);
 
   const c = new Client();
-  for (const [host, repo] of [[srv.host, 'mid/app'], [dist.host, 'back/app']]) {
+  for (const [host, repo] of [
+    [srv.host, 'mid/app'],
+    [dist.host, 'back/app'],
+  ]) {
     const r = c.repository(`${host}/${repo}`);
     assert.equal((await r.getManifest('v1')).digest, li.index.digest, `${host}/${repo} index`);
     for (const img of li.images) assert.equal((await r.getManifest(img.digest)).digest, img.digest);
-    assert.deepEqual((await r.referrers(li.index.digest)).map((d) => d.digest), [sig], `${host}/${repo} index referrers`);
-    assert.deepEqual((await r.referrers(li.images[0].digest)).map((d) => d.digest), [sbom], `${host}/${repo} image referrers`);
+    assert.deepEqual(
+      (await r.referrers(li.index.digest)).map((d) => d.digest),
+      [sig],
+      `${host}/${repo} index referrers`,
+    );
+    assert.deepEqual(
+      (await r.referrers(li.images[0].digest)).map((d) => d.digest),
+      [sbom],
+      `${host}/${repo} image referrers`,
+    );
   }
-  assert.equal((await c.repository(`${srv.host}/mid/app`).referrers(li.index.digest, 'application/vnd.example.signature'))[0].artifactType, 'application/vnd.example.signature');
+  assert.equal(
+    (await c.repository(`${srv.host}/mid/app`).referrers(li.index.digest, 'application/vnd.example.signature'))[0]
+      .artifactType,
+    'application/vnd.example.signature',
+  );
 
   // A re-copy of what is already there is a no-op; a same-registry copy mounts instead of uploading.
   const again = await berthJson(['copy', `${dist.host}/src/app:v1`, `${srv.host}/mid/app:v1`]);
@@ -103,9 +145,15 @@ test('copy a multi-arch image with referrers: distribution → berth → distrib
 
   // The other verbs on the result.
   assert.equal((await berthOk(['digest', `${srv.host}/other/app:v2`])).trim(), li.index.digest);
-  assert.equal((await berthOk(['digest', '--platform', 'linux/arm64', `${dist.host}/back/app:v1`])).trim(), li.images[1].digest);
+  assert.equal(
+    (await berthOk(['digest', '--platform', 'linux/arm64', `${dist.host}/back/app:v1`])).trim(),
+    li.images[1].digest,
+  );
   const insp = await berthJson(['inspect', `${srv.host}/mid/app:v1`]);
-  assert.deepEqual(insp.manifests.map((m: any) => m.platform), ['linux/amd64', 'linux/arm64/v8']);
+  assert.deepEqual(
+    insp.manifests.map((m: any) => m.platform),
+    ['linux/amd64', 'linux/arm64/v8'],
+  );
   const raw = await berthOk(['inspect', '--raw', '--json', `${dist.host}/back/app:v1`]);
   assert.equal(digestOf(raw.replace(/\n$/, '')), li.index.digest);
   const cfg = await berthJson(['inspect', '--config', '--platform', 'linux/amd64', `${srv.host}/mid/app:v1`]);
@@ -126,8 +174,20 @@ test('referrers in an OCI layout: pull --referrers lists them in index.json, ora
   const work = await tempDir(t, 'blref');
   const li = await makeMultiArchLayout(join(work, 'src'), { tag: 'v1' });
   await berthOk(['push', `${li.dir}:v1`, `${dist.host}/src/app:v1`]);
-  const sig = await pushReferrer(dist.host, 'src/app', { ...li.index, mediaType: OCI_INDEX }, 'application/vnd.example.signature', 'sig');
-  const sbom = await pushReferrer(dist.host, 'src/app', { ...li.images[0], mediaType: OCI_MANIFEST }, 'application/vnd.example.sbom', 'sbom');
+  const sig = await pushReferrer(
+    dist.host,
+    'src/app',
+    { ...li.index, mediaType: OCI_INDEX },
+    'application/vnd.example.signature',
+    'sig',
+  );
+  const sbom = await pushReferrer(
+    dist.host,
+    'src/app',
+    { ...li.images[0], mediaType: OCI_MANIFEST },
+    'application/vnd.example.sbom',
+    'sbom',
+  );
 
   const dir = join(work, 'pulled');
   const pulled = await berthJson(['pull', '--referrers', `${dist.host}/src/app:v1`, '--oci-layout', `${dir}:v1`]);
@@ -147,18 +207,38 @@ test('referrers in an OCI layout: pull --referrers lists them in index.json, ora
   const oras = findExecutable('oras')!;
   const found = await run(oras, ['discover', '--format', 'json', '--oci-layout', `${dir}:v1`]);
   assert.equal(found.code, 0, found.stderr);
-  assert.deepEqual(JSON.parse(found.stdout).referrers.map((r: any) => r.digest), [sig]);
-  const child = await run(oras, ['discover', '--format', 'json', '--platform', 'linux/amd64', '--oci-layout', `${dir}:v1`]);
+  assert.deepEqual(
+    JSON.parse(found.stdout).referrers.map((r: any) => r.digest),
+    [sig],
+  );
+  const child = await run(oras, [
+    'discover',
+    '--format',
+    'json',
+    '--platform',
+    'linux/amd64',
+    '--oci-layout',
+    `${dir}:v1`,
+  ]);
   assert.equal(child.code, 0, child.stderr);
-  assert.deepEqual(JSON.parse(child.stdout).referrers.map((r: any) => r.digest), [sbom]);
+  assert.deepEqual(
+    JSON.parse(child.stdout).referrers.map((r: any) => r.digest),
+    [sbom],
+  );
 
   // The layout as a source: referrers travel with push --referrers (fallback tags on distribution 2.8).
   const pushed = await berthJson(['push', '--referrers', dir, `${dist.host}/back/app:v1`]);
   assert.equal(pushed.digest, li.index.digest, 'a bare DIR picks the image, not its referrers');
   assert.equal(pushed.referrers, 2);
   const back = new Client().repository(`${dist.host}/back/app`);
-  assert.deepEqual((await back.referrers(li.index.digest)).map((d) => d.digest), [sig]);
-  assert.deepEqual((await back.referrers(li.images[0].digest)).map((d) => d.digest), [sbom]);
+  assert.deepEqual(
+    (await back.referrers(li.index.digest)).map((d) => d.digest),
+    [sig],
+  );
+  assert.deepEqual(
+    (await back.referrers(li.images[0].digest)).map((d) => d.digest),
+    [sbom],
+  );
   assert.equal((await back.getManifest(sig)).digest, sig);
 });
 
@@ -174,9 +254,18 @@ test('OCI layouts: skopeo and umoci read what berth wrote, berth reads what skop
   // berth pull → layout → skopeo copy (all platforms) → identical index digest.
   const pulled = join(work, 'pulled');
   await berthOk(['pull', `${dist.host}/seed/app:v1`, '--oci-layout', pulled]);
-  const sk = await clients.skopeo(['copy', '--all', '--dest-tls-verify=false', `oci:${pulled}:v1`, `docker://${dist.host}/via-skopeo/app:v1`]);
+  const sk = await clients.skopeo([
+    'copy',
+    '--all',
+    '--dest-tls-verify=false',
+    `oci:${pulled}:v1`,
+    `docker://${dist.host}/via-skopeo/app:v1`,
+  ]);
   assert.equal(sk.code, 0, sk.stderr);
-  assert.equal((await new Client().repository(`${dist.host}/via-skopeo/app`).getManifest('v1')).digest, li.index.digest);
+  assert.equal(
+    (await new Client().repository(`${dist.host}/via-skopeo/app`).getManifest('v1')).digest,
+    li.index.digest,
+  );
 
   // umoci unpacks a single-platform berth layout (rootless).
   const single = join(work, 'single');
@@ -187,7 +276,13 @@ test('OCI layouts: skopeo and umoci read what berth wrote, berth reads what skop
 
   // skopeo writes a layout; berth pushes it unchanged.
   const skl = join(work, 'skopeo-layout');
-  const sk2 = await clients.skopeo(['copy', '--all', '--src-tls-verify=false', `docker://${dist.host}/seed/app:v1`, `oci:${skl}:t`]);
+  const sk2 = await clients.skopeo([
+    'copy',
+    '--all',
+    '--src-tls-verify=false',
+    `docker://${dist.host}/seed/app:v1`,
+    `oci:${skl}:t`,
+  ]);
   assert.equal(sk2.code, 0, sk2.stderr);
   const res = await berthJson(['push', `${skl}:t`, `${dist.host}/from-skopeo/app:t`]);
   assert.equal(res.digest, li.index.digest);
@@ -204,11 +299,18 @@ test('docker: berth pull --docker-archive → docker load → docker run; docker
   const dockerd = await startDockerd({ insecureRegistries: [dist.host, srv.host] });
   t.after(() => dockerd.stop());
   const dockerConfig = join(dockerd.dir, 'config');
-  const img = await makeBusyboxLayout(join(work, 'layout'), { tag: 'v1', cmd: ['/bin/sh', '-c', 'echo ran-from-berth-archive'] });
+  const img = await makeBusyboxLayout(join(work, 'layout'), {
+    tag: 'v1',
+    cmd: ['/bin/sh', '-c', 'echo ran-from-berth-archive'],
+  });
 
   // No credentials: a clear error naming berth login.
   const emptyConfig = join(work, 'empty-docker');
-  await berthFails(['push', `${img.dir}:v1`, `${dist.host}/app:v1`], /berth login/, { DOCKER_CONFIG: emptyConfig, REGISTRY_AUTH_FILE: undefined, XDG_RUNTIME_DIR: undefined });
+  await berthFails(['push', `${img.dir}:v1`, `${dist.host}/app:v1`], /berth login/, {
+    DOCKER_CONFIG: emptyConfig,
+    REGISTRY_AUTH_FILE: undefined,
+    XDG_RUNTIME_DIR: undefined,
+  });
 
   // Credentials stored by `docker login` are used by berth.
   const dl = await dockerd.docker(['login', '-u', 'alice', '--password-stdin', dist.host], { input: 's3cret\n' });
@@ -266,7 +368,9 @@ test('berth login / logout and a credential helper on PATH', async (t) => {
   const store = join(work, 'helper-store.json');
   await writeFile(store, JSON.stringify({ [dist.host]: { Username: 'bob', Secret: 'hunter2' } }));
   const helper = join(bin, 'docker-credential-berthtest');
-  await writeFile(helper, `#!/usr/bin/env node
+  await writeFile(
+    helper,
+    `#!/usr/bin/env node
 const fs = require('fs');
 const store = ${JSON.stringify(store)};
 let input = '';
@@ -282,7 +386,8 @@ process.stdin.on('data', (d) => (input += d)).on('end', () => {
     fs.writeFileSync(store, JSON.stringify(db));
   } else if (action === 'erase') { delete db[input.trim()]; fs.writeFileSync(store, JSON.stringify(db)); }
 });
-`);
+`,
+  );
   await chmod(helper, 0o755);
   const helperCfg = join(work, 'docker-helper');
   await mkdir(helperCfg);
@@ -305,9 +410,15 @@ test('bad input: one-line errors naming the problem and the fix, exit 1', async 
   await berthOk(['push', li.dir, `${dist.host}/app:v1`]);
   await berthFails(['copy', 'UPPER/Case:tag', `${dist.host}/x:y`], /invalid reference .*\[HOST\[:PORT\]\/\]NAME/);
   await berthFails(['inspect', `${dist.host}/app:bad tag`], /invalid reference/);
-  await berthFails(['copy', '--platform', 'linux/s390x', `${dist.host}/app:v1`, `${dist.host}/other:v1`], /no image for platform linux\/s390x; available: linux\/amd64, linux\/arm64\/v8/);
+  await berthFails(
+    ['copy', '--platform', 'linux/s390x', `${dist.host}/app:v1`, `${dist.host}/other:v1`],
+    /no image for platform linux\/s390x; available: linux\/amd64, linux\/arm64\/v8/,
+  );
   await berthFails(['inspect', '--platform', 'linux', `${dist.host}/app:v1`], /invalid platform "linux".*os\/arch/);
-  await berthFails(['pull', `${dist.host}/app:v1`, '--docker-archive', join(work, 'x.tar'), '--platform', 'windows/amd64'], /no image for windows\/amd64/);
+  await berthFails(
+    ['pull', `${dist.host}/app:v1`, '--docker-archive', join(work, 'x.tar'), '--platform', 'windows/amd64'],
+    /no image for windows\/amd64/,
+  );
   await berthFails(['tags', '127.0.0.1:1/nothing'], /cannot reach registry 127\.0\.0\.1:1 .*check the address/);
   await berthFails(['digest', `${dist.host}/app:nope`], /404|MANIFEST_UNKNOWN/);
   await berthFails(['push', join(work, 'missing'), `${dist.host}/x:y`], /does not exist/);

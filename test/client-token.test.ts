@@ -42,8 +42,14 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
   const srv = await startTokenBerth(t);
   const work = await mkdtemp('/tmp/berth-token-');
   t.after(() => rm(work, { recursive: true, force: true }));
-  const env = { CI: 'true', DOCKER_CONFIG: join(work, 'docker'), REGISTRY_AUTH_FILE: undefined, XDG_RUNTIME_DIR: undefined };
-  const berth = (args: string[], input?: string): Promise<RunResult> => run(process.execPath, [BIN, ...args], { env, input, timeoutMs: 120_000 });
+  const env = {
+    CI: 'true',
+    DOCKER_CONFIG: join(work, 'docker'),
+    REGISTRY_AUTH_FILE: undefined,
+    XDG_RUNTIME_DIR: undefined,
+  };
+  const berth = (args: string[], input?: string): Promise<RunResult> =>
+    run(process.execPath, [BIN, ...args], { env, input, timeoutMs: 120_000 });
   const ok = async (args: string[], input?: string) => {
     const r = await berth(args, input);
     assert.equal(r.code, 0, `${r.command}\n${r.stderr}${r.stdout}`);
@@ -68,7 +74,9 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
   await ok(['login', srv.host, '-u', 'alice', '--password-stdin'], 'wonderland\n');
   const pushed = JSON.parse(await ok(['push', '--json', `${li.dir}:v1`, `${srv.host}/team/app:v1`]));
   assert.equal(pushed.digest, li.index.digest);
-  const pulled = JSON.parse(await ok(['pull', '--json', `${srv.host}/team/app:v1`, '--oci-layout', join(work, 'pulled')]));
+  const pulled = JSON.parse(
+    await ok(['pull', '--json', `${srv.host}/team/app:v1`, '--oci-layout', join(work, 'pulled')]),
+  );
   assert.equal(pulled.digest, li.index.digest);
   // Same registry, another repository: mounted (pull on team/app and push on team/copy in one token).
   const copied = JSON.parse(await ok(['copy', '--json', `${srv.host}/team/app:v1`, `${srv.host}/team/copy:v1`]));
@@ -84,8 +92,14 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
   await ok(['login', srv.host, '-u', 'bob', '--password-stdin'], 'builder\n');
   assert.equal((await ok(['digest', `${srv.host}/public/app:v1`])).trim(), li.index.digest);
   // Logged in but refused: the message says so instead of suggesting a login.
-  await fails(['push', `${li.dir}:v1`, `${srv.host}/team/bob:v1`], /user "bob" is not allowed to .*team\/bob.*ask the registry's admin/);
-  await fails(['pull', `${srv.host}/team/app:v1`, '--oci-layout', join(work, 'bob')], /user "bob" is not allowed to pull team\/app/);
+  await fails(
+    ['push', `${li.dir}:v1`, `${srv.host}/team/bob:v1`],
+    /user "bob" is not allowed to .*team\/bob.*ask the registry's admin/,
+  );
+  await fails(
+    ['pull', `${srv.host}/team/app:v1`, '--oci-layout', join(work, 'bob')],
+    /user "bob" is not allowed to pull team\/app/,
+  );
 
   // Anonymous: public pulls work, team/** does not.
   await ok(['logout', srv.host]);

@@ -5,7 +5,14 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import {
-  makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, startContainerd, startDockerd,
+  makeBusyboxLayout,
+  makeClients,
+  makeMultiArchLayout,
+  ok,
+  readJson,
+  requirePeer,
+  startContainerd,
+  startDockerd,
 } from './peers.js';
 import { startBerth, type Berth } from './berth.js';
 import { startS3Server, S3_PEER } from './s3-server.js';
@@ -27,10 +34,10 @@ for (const blobGet of ['redirect', 'proxy'] as const) {
     if (!requirePeer(t, S3_PEER)) return;
     const s3 = await startS3Server();
     t.after(() => s3.stop());
-    const config = [
+    const config = `${[
       'storage:',
       `  s3: { bucket: ${s3.bucket}, endpoint: "${s3.endpoint}", region: ${s3.region}, forcePathStyle: true, accessKeyId: ${s3.accessKeyId}, secretAccessKey: ${s3.secretAccessKey}, blobGet: ${blobGet} }`,
-    ].join('\n') + '\n';
+    ].join('\n')}\n`;
     await roundTrips(t, await startBerth(t, { config }));
   });
 }
@@ -67,7 +74,10 @@ async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
     t.after(containerd.stop);
     ok(await containerd.ctr(['images', 'pull', '--plain-http', ref]));
     const snapshots = join(containerd.dir, 'root', 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
-    assert.ok(readdirSync(snapshots).some((id) => existsSync(join(snapshots, id, 'fs', 'bin', 'busybox'))), 'unpacked');
+    assert.ok(
+      readdirSync(snapshots).some((id) => existsSync(join(snapshots, id, 'fs', 'bin', 'busybox'))),
+      'unpacked',
+    );
     const pushed = `${berth.host}/team/pushed-by-ctr:v1`;
     ok(await containerd.ctr(['images', 'tag', ref, pushed]));
     ok(await containerd.ctr(['images', 'push', '--plain-http', pushed]));
@@ -80,13 +90,17 @@ async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
     const multi = await makeMultiArchLayout(join(dir, 'multi'), { tag: 'm1' });
     const remote = `docker://${berth.host}/team/multi:m1`;
     ok(await clients.skopeo(['copy', '--all', multi.ref, remote, '--dest-tls-verify=false']));
-    const pushed = ok(await clients.skopeo(['inspect', '--format', '{{.Digest}}', '--tls-verify=false', remote])).trim();
+    const pushed = ok(
+      await clients.skopeo(['inspect', '--format', '{{.Digest}}', '--tls-verify=false', remote]),
+    ).trim();
     assert.equal(pushed, multi.index.digest);
     const back = join(dir, 'back');
     ok(await clients.skopeo(['copy', '--all', '--src-tls-verify=false', remote, `oci:${back}:m1`]));
     const index = await readJson<{ manifests: Array<{ digest: string }> }>(join(back, 'index.json'));
     assert.equal(index.manifests[0].digest, multi.index.digest);
-    const nested = await readJson<{ manifests: Array<{ digest: string }> }>(join(back, 'blobs', 'sha256', multi.index.digest.slice(7)));
+    const nested = await readJson<{ manifests: Array<{ digest: string }> }>(
+      join(back, 'blobs', 'sha256', multi.index.digest.slice(7)),
+    );
     assert.deepEqual(nested.manifests.map((m) => m.digest).sort(), multi.images.map((i) => i.digest).sort());
   });
 
@@ -96,11 +110,22 @@ async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
     ok(await clients.crane(['pull', '--insecure', ref, tarball]));
     ok(await clients.crane(['push', '--insecure', tarball, `${berth.host}/crane/pushed:t1`]));
     ok(await clients.crane(['copy', '--insecure', ref, `${berth.host}/crane/copied:c1`]));
-    assert.equal(ok(await clients.crane(['digest', '--insecure', `${berth.host}/crane/copied:c1`])).trim(), image.manifest.digest);
+    assert.equal(
+      ok(await clients.crane(['digest', '--insecure', `${berth.host}/crane/copied:c1`])).trim(),
+      image.manifest.digest,
+    );
     ok(await clients.crane(['tag', '--insecure', `${berth.host}/crane/copied:c1`, 'c2']));
-    assert.deepEqual(ok(await clients.crane(['ls', '--insecure', `${berth.host}/crane/copied`])).trim().split('\n'), ['c1', 'c2']);
-    const catalog = ok(await clients.crane(['catalog', '--insecure', berth.host])).trim().split('\n');
-    for (const repo of ['crane/copied', 'crane/pushed', 'team/busybox']) assert.ok(catalog.includes(repo), `${repo} in ${catalog}`);
+    assert.deepEqual(
+      ok(await clients.crane(['ls', '--insecure', `${berth.host}/crane/copied`]))
+        .trim()
+        .split('\n'),
+      ['c1', 'c2'],
+    );
+    const catalog = ok(await clients.crane(['catalog', '--insecure', berth.host]))
+      .trim()
+      .split('\n');
+    for (const repo of ['crane/copied', 'crane/pushed', 'team/busybox'])
+      assert.ok(catalog.includes(repo), `${repo} in ${catalog}`);
     ok(await clients.crane(['delete', '--insecure', `${berth.host}/crane/copied@${image.manifest.digest}`]));
     const gone = await clients.crane(['manifest', '--insecure', `${berth.host}/crane/copied:c1`]);
     assert.notEqual(gone.code, 0);
@@ -112,12 +137,22 @@ async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
     const file = join(dir, 'hello.txt');
     await writeFile(file, 'artifact payload\n');
     const art = `${berth.host}/oras/artifact:v1`;
-    ok(await clients.oras(['push', '--plain-http', '--artifact-type', 'application/vnd.berth.test', art, `hello.txt:text/plain`], { cwd: dir }));
+    ok(
+      await clients.oras(
+        ['push', '--plain-http', '--artifact-type', 'application/vnd.berth.test', art, `hello.txt:text/plain`],
+        { cwd: dir },
+      ),
+    );
     const out = join(dir, 'pulled');
     ok(await clients.oras(['pull', '--plain-http', '-o', out, art]));
     assert.equal(await readFile(join(out, 'hello.txt'), 'utf8'), 'artifact payload\n');
     await writeFile(join(dir, 'sig.txt'), 'signature\n');
-    ok(await clients.oras(['attach', '--plain-http', '--artifact-type', 'application/vnd.berth.signature', ref, 'sig.txt:text/plain'], { cwd: dir }));
+    ok(
+      await clients.oras(
+        ['attach', '--plain-http', '--artifact-type', 'application/vnd.berth.signature', ref, 'sig.txt:text/plain'],
+        { cwd: dir },
+      ),
+    );
     const discovered = JSON.parse(ok(await clients.oras(['discover', '--plain-http', '--format', 'json', ref])));
     const referrers = discovered.referrers ?? discovered.manifests ?? [];
     assert.equal(referrers.length, 1, JSON.stringify(discovered));
@@ -129,9 +164,27 @@ async function roundTrips(t: TestContext, berth: Berth): Promise<void> {
     ok(await clients.regctl(['registry', 'set', '--tls', 'disabled', berth.host]));
     ok(await clients.regctl(['image', 'copy', ref, `${berth.host}/regctl/copy:r1`]));
     assert.equal(ok(await clients.regctl(['tag', 'ls', `${berth.host}/regctl/copy`])).trim(), 'r1');
-    assert.equal(ok(await clients.regctl(['image', 'digest', `${berth.host}/regctl/copy:r1`])).trim(), image.manifest.digest);
-    ok(await clients.regctl(['artifact', 'put', '--subject', `${berth.host}/regctl/copy:r1`, '--artifact-type', 'application/vnd.berth.sbom', `${berth.host}/regctl/copy`], { input: 'sbom-data' }));
-    const list = JSON.parse(ok(await clients.regctl(['artifact', 'list', '--format', 'body', `${berth.host}/regctl/copy:r1`])));
+    assert.equal(
+      ok(await clients.regctl(['image', 'digest', `${berth.host}/regctl/copy:r1`])).trim(),
+      image.manifest.digest,
+    );
+    ok(
+      await clients.regctl(
+        [
+          'artifact',
+          'put',
+          '--subject',
+          `${berth.host}/regctl/copy:r1`,
+          '--artifact-type',
+          'application/vnd.berth.sbom',
+          `${berth.host}/regctl/copy`,
+        ],
+        { input: 'sbom-data' },
+      ),
+    );
+    const list = JSON.parse(
+      ok(await clients.regctl(['artifact', 'list', '--format', 'body', `${berth.host}/regctl/copy:r1`])),
+    );
     assert.equal(list.manifests.length, 1, JSON.stringify(list));
     assert.equal(list.manifests[0].artifactType, 'application/vnd.berth.sbom');
   });

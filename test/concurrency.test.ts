@@ -20,14 +20,21 @@ test(`${CLIENTS} clients push the same blob and the same tag concurrently`, asyn
     switch (i % 3) {
       case 0: // single POST
         return (await raw(base, 'POST', `/v2/${name}/blobs/uploads/?digest=${digest}`, { body: blob })).status;
-      case 1: { // POST + monolithic PUT
+      case 1: {
+        // POST + monolithic PUT
         const loc = (await raw(base, 'POST', `/v2/${name}/blobs/uploads/`)).header('location')!;
         return (await raw(base, 'PUT', `${loc}?digest=${digest}`, { body: blob })).status;
       }
-      default: { // chunked
+      default: {
+        // chunked
         const loc = (await raw(base, 'POST', `/v2/${name}/blobs/uploads/`)).header('location')!;
         await raw(base, 'PATCH', loc, { body: blob.subarray(0, half), headers: { 'Content-Range': `0-${half - 1}` } });
-        return (await raw(base, 'PUT', `${loc}?digest=${digest}`, { body: blob.subarray(half), headers: { 'Content-Range': `${half}-${blob.length - 1}` } })).status;
+        return (
+          await raw(base, 'PUT', `${loc}?digest=${digest}`, {
+            body: blob.subarray(half),
+            headers: { 'Content-Range': `${half}-${blob.length - 1}` },
+          })
+        ).status;
       }
     }
   };
@@ -41,17 +48,30 @@ test(`${CLIENTS} clients push the same blob and the same tag concurrently`, asyn
 
   const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
   const configDigest = sha256(config);
-  assert.equal((await raw(base, 'POST', `/v2/same/repo/blobs/uploads/?digest=${configDigest}`, { body: config })).status, 201);
+  assert.equal(
+    (await raw(base, 'POST', `/v2/same/repo/blobs/uploads/?digest=${configDigest}`, { body: config })).status,
+    201,
+  );
   const manifests = Array.from({ length: CLIENTS }, (_, i) =>
-    imageManifest({ digest: configDigest, size: config.length }, [{ digest, size: blob.length }], { annotations: { client: String(i) } }));
+    imageManifest({ digest: configDigest, size: config.length }, [{ digest, size: blob.length }], {
+      annotations: { client: String(i) },
+    }),
+  );
   const results = await Promise.all(manifests.map((m) => pushManifest(base, 'same/repo', 'latest', m)));
-  assert.deepEqual(results.map((r) => r.status), Array(CLIENTS).fill(201));
+  assert.deepEqual(
+    results.map((r) => r.status),
+    Array(CLIENTS).fill(201),
+  );
   const final = await raw(base, 'GET', '/v2/same/repo/manifests/latest');
   assert.equal(final.status, 200);
   const winner = final.header('docker-content-digest');
-  assert.ok(results.some((r) => r.header('docker-content-digest') === winner), 'the tag points at one of the pushed manifests');
+  assert.ok(
+    results.some((r) => r.header('docker-content-digest') === winner),
+    'the tag points at one of the pushed manifests',
+  );
   assert.equal(sha256(final.body), winner);
   // Every pushed manifest stays addressable by digest.
-  for (const r of results) assert.equal((await raw(base, 'HEAD', `/v2/same/repo/manifests/${r.header('docker-content-digest')}`)).status, 200);
+  for (const r of results)
+    assert.equal((await raw(base, 'HEAD', `/v2/same/repo/manifests/${r.header('docker-content-digest')}`)).status, 200);
   assert.deepEqual((await raw(base, 'GET', '/v2/same/repo/tags/list')).json().tags, ['latest']);
 });

@@ -4,7 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, TOOLS_BIN } from './peers.js';
 
-export async function runConformance(url: string, env: Record<string, string> = {}): Promise<{ code: number; failures: string[]; output: string }> {
+export async function runConformance(
+  url: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; failures: string[]; output: string }> {
   const cwd = await mkdtemp('/tmp/berth-conformance-');
   try {
     const result = await run(join(TOOLS_BIN, 'conformance.test'), [], {
@@ -22,7 +25,10 @@ export async function runConformance(url: string, env: Record<string, string> = 
       },
     });
     const output = result.stdout + result.stderr;
-    const failures = output.split('\n').filter((l) => l.includes('failed test')).map((l) => l.replace(/^.*name=/, ''));
+    const failures = output
+      .split('\n')
+      .filter((l) => l.includes('failed test'))
+      .map((l) => l.replace(/^.*name=/, ''));
     return { code: result.code, failures, output };
   } finally {
     await rm(cwd, { recursive: true, force: true });

@@ -25,11 +25,13 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     host: '',
     counts,
     target,
-    count: (method, part) => [...counts].filter(([k]) => k.startsWith(method + ' ') && k.includes(part)).reduce((n, [, v]) => n + v, 0),
-    stop: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    count: (method, part) =>
+      [...counts].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
   server = createServer((req: IncomingMessage, res) => {
     const key = `${req.method} ${(req.url ?? '').split('?')[0]}`;
@@ -37,7 +39,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     if (proxy.failWith) {
       req.resume();
       res.writeHead(proxy.failWith, { 'content-type': 'application/json', 'retry-after': '1' });
-      res.end(JSON.stringify({ errors: [{ code: proxy.failWith === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'test' }] }));
+      res.end(
+        JSON.stringify({
+          errors: [{ code: proxy.failWith === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'test' }],
+        }),
+      );
       return;
     }
     const to = new URL(proxy.target);

@@ -26,8 +26,13 @@ async function worker(base: string, id: number, stop: { dead: boolean }): Promis
       const loc = (await raw(base, 'POST', `/v2/${name}/blobs/uploads/`)).header('location')!;
       const cut = Math.floor(data.length / 2);
       await raw(base, 'PATCH', loc, { body: data.subarray(0, cut), headers: { 'Content-Range': `0-${cut - 1}` } });
-      await raw(base, 'PUT', `${loc}?digest=${digest}`, { body: data.subarray(cut), headers: { 'Content-Range': `${cut}-${data.length - 1}` } });
-      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', n, id, rootfs: { type: 'layers', diff_ids: [] } }));
+      await raw(base, 'PUT', `${loc}?digest=${digest}`, {
+        body: data.subarray(cut),
+        headers: { 'Content-Range': `${cut}-${data.length - 1}` },
+      });
+      const config = Buffer.from(
+        JSON.stringify({ architecture: 'amd64', os: 'linux', n, id, rootfs: { type: 'layers', diff_ids: [] } }),
+      );
       const configDigest = sha256(config);
       await raw(base, 'POST', `/v2/${name}/blobs/uploads/?digest=${configDigest}`, { body: config });
       const manifest = imageManifest({ digest: configDigest, size: config.length }, [{ digest, size: data.length }]);
@@ -82,11 +87,22 @@ test('kill -9 during uploads and manifest/tag writes leaves everything whole or 
     const resumable = randomBytes(6 * 1024 * 1024);
     const loc = (await raw(berth.url, 'POST', '/v2/crash/resume/blobs/uploads/')).header('location')!;
     const first = 2 * 1024 * 1024;
-    assert.equal((await raw(berth.url, 'PATCH', loc, { body: resumable.subarray(0, first), headers: { 'Content-Range': `0-${first - 1}` } })).status, 202);
+    assert.equal(
+      (
+        await raw(berth.url, 'PATCH', loc, {
+          body: resumable.subarray(0, first),
+          headers: { 'Content-Range': `0-${first - 1}` },
+        })
+      ).status,
+      202,
+    );
     const stop = { dead: false };
     const workers = Array.from({ length: 6 }, (_, i) => worker(berth.url, i, stop));
     // The second chunk is in flight when the server dies.
-    const inflight = raw(berth.url, 'PATCH', loc, { body: resumable.subarray(first), headers: { 'Content-Range': `${first}-${resumable.length - 1}` } }).catch(() => undefined);
+    const inflight = raw(berth.url, 'PATCH', loc, {
+      body: resumable.subarray(first),
+      headers: { 'Content-Range': `${first}-${resumable.length - 1}` },
+    }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, randomInt(150, 900)));
     await berth.kill();
     stop.dead = true;

@@ -39,10 +39,16 @@ test('quota: chunked bodies (no Content-Length) are counted as they arrive; over
   const big = randomBytes(300_000);
   const digest = sha256(big);
   const quota = /quota exceeded for namespace "small".*nothing of it was stored/;
-  const absent = async () => assert.equal((await raw(url, 'HEAD', `/v2/small/a/blobs/${digest}`)).status, 404, 'nothing published');
+  const absent = async () =>
+    assert.equal((await raw(url, 'HEAD', `/v2/small/a/blobs/${digest}`)).status, 404, 'nothing published');
 
   // Single-POST monolithic upload, chunked.
-  expectError(await raw(url, 'POST', `/v2/small/a/blobs/uploads/?digest=${digest}`, { body: big, headers: CHUNKED }), 403, 'DENIED', quota);
+  expectError(
+    await raw(url, 'POST', `/v2/small/a/blobs/uploads/?digest=${digest}`, { body: big, headers: CHUNKED }),
+    403,
+    'DENIED',
+    quota,
+  );
   await absent();
 
   // POST with a first chunk, PATCH chunks, monolithic PUT into an empty session: each chunked.
@@ -55,10 +61,19 @@ test('quota: chunked bodies (no Content-Length) are counted as they arrive; over
   };
   const patched = await session();
   expectError(await raw(url, 'PATCH', patched, { body: big, headers: CHUNKED }), 403, 'DENIED', quota);
-  assert.equal((await raw(url, 'GET', patched)).header('range'), '0-0', 'the refused chunk left nothing in the session');
+  assert.equal(
+    (await raw(url, 'GET', patched)).header('range'),
+    '0-0',
+    'the refused chunk left nothing in the session',
+  );
   // Chunks that each fit but add up past the quota: the session's stored bytes count.
   assert.equal((await raw(url, 'PATCH', patched, { body: big.subarray(0, 60_000), headers: CHUNKED })).status, 202);
-  expectError(await raw(url, 'PATCH', patched, { body: big.subarray(60_000, 120_000), headers: CHUNKED }), 403, 'DENIED', quota);
+  expectError(
+    await raw(url, 'PATCH', patched, { body: big.subarray(60_000, 120_000), headers: CHUNKED }),
+    403,
+    'DENIED',
+    quota,
+  );
   assert.equal((await raw(url, 'GET', patched)).header('range'), '0-59999');
   const put = await session();
   expectError(await raw(url, 'PUT', `${put}?digest=${digest}`, { body: big, headers: CHUNKED }), 403, 'DENIED', quota);
@@ -66,14 +81,26 @@ test('quota: chunked bodies (no Content-Length) are counted as they arrive; over
   assert.equal(await policies.usage('small'), 0);
 
   // Parallel bodies share what is left: two 60 KB chunked pushes into 100 KB can't both be stored.
-  const a = randomBytes(60_000), b = randomBytes(60_000);
-  const both = await Promise.all([a, b].map((d) => raw(url, 'POST', `/v2/small/p/blobs/uploads/?digest=${sha256(d)}`, { body: d, headers: CHUNKED })));
-  assert.ok(both.some((r) => r.status === 403), `one of two parallel pushes is refused: ${both.map((r) => r.status)}`);
+  const a = randomBytes(60_000),
+    b = randomBytes(60_000);
+  const both = await Promise.all(
+    [a, b].map((d) =>
+      raw(url, 'POST', `/v2/small/p/blobs/uploads/?digest=${sha256(d)}`, { body: d, headers: CHUNKED }),
+    ),
+  );
+  assert.ok(
+    both.some((r) => r.status === 403),
+    `one of two parallel pushes is refused: ${both.map((r) => r.status)}`,
+  );
   assert.ok((await policies.usage('small')) <= 100_000);
 
   // Within the quota, chunked pushes work.
   const fits = randomBytes(30_000);
-  assert.equal((await raw(url, 'POST', `/v2/small/b/blobs/uploads/?digest=${sha256(fits)}`, { body: fits, headers: CHUNKED })).status, 201);
+  assert.equal(
+    (await raw(url, 'POST', `/v2/small/b/blobs/uploads/?digest=${sha256(fits)}`, { body: fits, headers: CHUNKED }))
+      .status,
+    201,
+  );
 });
 
 /**
@@ -130,7 +157,8 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
     expectError(res, 507, 'INSUFFICIENT_STORAGE', /storage is full: nothing was stored/);
     assert.ok(Number(res.header('retry-after')) > 0, `${what}: Retry-After`);
   };
-  const tmpEmpty = async (what: string) => assert.deepEqual(await readdir(join(root, '_tmp')).catch(() => []), [], `${what}: no temp files left`);
+  const tmpEmpty = async (what: string) =>
+    assert.deepEqual(await readdir(join(root, '_tmp')).catch(() => []), [], `${what}: no temp files left`);
   const session = async () => {
     const r = await raw(url, 'POST', '/v2/full/app/blobs/uploads/');
     assert.equal(r.status, 202, String(r.body));
@@ -139,14 +167,20 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
 
   // A config blob pushed while there is room, for the manifest below.
   const cfg = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
-  assert.equal((await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(cfg)}`, { body: cfg })).status, 201);
+  assert.equal(
+    (await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(cfg)}`, { body: cfg })).status,
+    201,
+  );
 
   // Larger than the disk: every way of streaming a blob in.
   const big = randomBytes(3 * 1024 * 1024);
   const digest = sha256(big);
   full(await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${digest}`, { body: big }), 'single POST');
   await tmpEmpty('single POST');
-  full(await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${digest}`, { body: big, headers: CHUNKED }), 'single POST, chunked');
+  full(
+    await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${digest}`, { body: big, headers: CHUNKED }),
+    'single POST, chunked',
+  );
   await tmpEmpty('single POST, chunked');
   const patched = await session();
   full(await raw(url, 'PATCH', patched, { body: big, headers: CHUNKED }), 'PATCH');
@@ -162,37 +196,69 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
     await mkdir(join(work, 'layer'));
     await writeFile(join(work, 'layer', 'blob'), randomBytes(3 * 1024 * 1024));
     ok(await run('tar', ['-C', join(work, 'layer'), '-cf', join(work, 'layer.tar'), 'blob']));
-    const pushed = await run(findExecutable('crane')!, ['append', '-f', join(work, 'layer.tar'), '-t', `${berth.host}/full/crane:v1`, '--insecure'], { env: { HOME: work } });
+    const pushed = await run(
+      findExecutable('crane')!,
+      ['append', '-f', join(work, 'layer.tar'), '-t', `${berth.host}/full/crane:v1`, '--insecure'],
+      { env: { HOME: work } },
+    );
     assert.notEqual(pushed.code, 0);
     assert.match(pushed.stderr, /INSUFFICIENT_STORAGE: the registry's storage is full/, pushed.stderr);
     // crane exits at the first failed request; another of its uploads may still be unwinding on the server.
-    for (let i = 0; i < 30 && (await readdir(join(root, '_tmp')).catch(() => [])).length; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 30 && (await readdir(join(root, '_tmp')).catch(() => [])).length; i++)
+      await new Promise((r) => setTimeout(r, 100));
     await tmpEmpty('crane');
   }
 
   // A full disk: small writes (a session's state, a manifest, a tag) answer 507 too, and leave no empty temp files.
   await fill(join(disk, 'filler'));
   full(await raw(url, 'POST', '/v2/full/app/blobs/uploads/'), 'session start');
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(cfg), size: cfg.length }, layers: [],
-  }));
-  full(await raw(url, 'PUT', '/v2/full/app/manifests/v1', { body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } }), 'manifest PUT');
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(cfg), size: cfg.length },
+      layers: [],
+    }),
+  );
+  full(
+    await raw(url, 'PUT', '/v2/full/app/manifests/v1', {
+      body: manifest,
+      headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+    }),
+    'manifest PUT',
+  );
   await tmpEmpty('small writes');
   assert.equal((await raw(url, 'GET', '/v2/full/app/manifests/v1')).status, 404);
 
   // Space back: the same server takes pushes again.
   for (const f of await readdir(disk)) if (f.startsWith('filler')) await rm(join(disk, f));
   const small = randomBytes(512 * 1024);
-  assert.equal((await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(small)}`, { body: small, headers: CHUNKED })).status, 201);
-  assert.equal((await raw(url, 'PUT', '/v2/full/app/manifests/v1', { body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } })).status, 201);
+  assert.equal(
+    (await raw(url, 'POST', `/v2/full/app/blobs/uploads/?digest=${sha256(small)}`, { body: small, headers: CHUNKED }))
+      .status,
+    201,
+  );
+  assert.equal(
+    (
+      await raw(url, 'PUT', '/v2/full/app/manifests/v1', {
+        body: manifest,
+        headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).status,
+    201,
+  );
 });
 
 /**
  * Sends `head` (request line and headers) and `body` over a raw socket, then sends nothing more; resolves with what
  * the server answered and whether it closed the connection within `waitMs`.
  */
-function stall(url: string, head: string, body: string, waitMs: number): Promise<{ answer: string; closed: boolean; ms: number }> {
+function stall(
+  url: string,
+  head: string,
+  body: string,
+  waitMs: number,
+): Promise<{ answer: string; closed: boolean; ms: number }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -216,9 +282,21 @@ test('timeouts: a body that stops arriving gets 408 REQUEST_TIMEOUT and its conn
   const host = `Host: ${new URL(url).host}`;
   const cases: Array<[string, string, string]> = [
     ['PATCH, 10 of 1000 bytes', `PATCH ${await start()} HTTP/1.1\r\n${host}\r\nContent-Length: 1000`, 'x'.repeat(10)],
-    ['PATCH chunked, then silence', `PATCH ${await start()} HTTP/1.1\r\n${host}\r\nTransfer-Encoding: chunked`, '5\r\nhello\r\n'],
-    ['single POST, headers only', `POST /v2/slow/app/blobs/uploads/?digest=${sha256('y'.repeat(100))} HTTP/1.1\r\n${host}\r\nContent-Length: 100`, ''],
-    ['manifest PUT, headers only', `PUT /v2/slow/app/manifests/v1 HTTP/1.1\r\n${host}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 500`, ''],
+    [
+      'PATCH chunked, then silence',
+      `PATCH ${await start()} HTTP/1.1\r\n${host}\r\nTransfer-Encoding: chunked`,
+      '5\r\nhello\r\n',
+    ],
+    [
+      'single POST, headers only',
+      `POST /v2/slow/app/blobs/uploads/?digest=${sha256('y'.repeat(100))} HTTP/1.1\r\n${host}\r\nContent-Length: 100`,
+      '',
+    ],
+    [
+      'manifest PUT, headers only',
+      `PUT /v2/slow/app/manifests/v1 HTTP/1.1\r\n${host}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 500`,
+      '',
+    ],
   ];
   const results = await Promise.all(cases.map(([, head, body]) => stall(url, head, body, 15_000)));
   for (const [i, [what]] of cases.entries()) {
@@ -229,12 +307,15 @@ test('timeouts: a body that stops arriving gets 408 REQUEST_TIMEOUT and its conn
   }
   // Nothing was stored: no blob, no manifest, and every session still empty.
   assert.equal((await raw(url, 'GET', '/v2/slow/app/manifests/v1')).status, 404);
-  for (const id of await driver.list('uploads')) assert.equal((await driver.stat(`uploads/${id}/data`))?.size ?? 0, 0, `session ${id} is empty`);
+  for (const id of await driver.list('uploads'))
+    assert.equal((await driver.stat(`uploads/${id}/data`))?.size ?? 0, 0, `session ${id} is empty`);
 
   // A body that keeps coming, slowly (a byte every 300 ms, 3 s in all), is fine.
   const { hostname, port } = new URL(url);
   const req = request({ host: hostname, port, method: 'PATCH', path: await start(), headers: CHUNKED });
-  const answered = new Promise<IncomingMessage>((resolve, reject) => req.once('response', resolve).once('error', reject));
+  const answered = new Promise<IncomingMessage>((resolve, reject) =>
+    req.once('response', resolve).once('error', reject),
+  );
   for (let i = 0; i < 10; i++) {
     req.write('z');
     await new Promise((r) => setTimeout(r, 300));
@@ -247,7 +328,9 @@ test('timeouts: a body that stops arriving gets 408 REQUEST_TIMEOUT and its conn
 });
 
 test('upload sessions: capped per repository and per caller (429 TOOMANYREQUESTS + Retry-After), counted from storage (restarts, parallel POSTs)', async (t) => {
-  const caps = { storage: { filesystem: { root: '/nonexistent' }, uploadSessions: { maxPerRepository: 3, maxPerCaller: 5 } } };
+  const caps = {
+    storage: { filesystem: { root: '/nonexistent' }, uploadSessions: { maxPerRepository: 3, maxPerCaller: 5 } },
+  };
   const { url, driver } = await serve(t, caps);
   const post = (name: string) => raw(url, 'POST', `/v2/${name}/blobs/uploads/`);
   const open: string[] = [];
@@ -267,12 +350,20 @@ test('upload sessions: capped per repository and per caller (429 TOOMANYREQUESTS
   const again = await post('cap/a');
   assert.equal(again.status, 202);
   const done = Buffer.from('completed');
-  assert.equal((await raw(url, 'PUT', `${again.header('location')}?digest=${sha256(done)}`, { body: done })).status, 201);
+  assert.equal(
+    (await raw(url, 'PUT', `${again.header('location')}?digest=${sha256(done)}`, { body: done })).status,
+    201,
+  );
   assert.equal((await post('cap/a')).status, 202);
   // Per caller: every anonymous caller together has 5.
   assert.equal((await post('cap/b')).status, 202);
   assert.equal((await post('cap/b')).status, 202);
-  expectError(await post('cap/c'), 429, 'TOOMANYREQUESTS', /anonymous pushing has 5 open upload sessions.*maxPerCaller/);
+  expectError(
+    await post('cap/c'),
+    429,
+    'TOOMANYREQUESTS',
+    /anonymous pushing has 5 open upload sessions.*maxPerCaller/,
+  );
 
   // Another process on the same storage (a restart, a replica) counts the sessions already there.
   const second = await serve(t, caps, driver);
@@ -280,17 +371,25 @@ test('upload sessions: capped per repository and per caller (429 TOOMANYREQUESTS
 
   // Parallel POSTs can't all slip under the cap.
   const fresh = await serve(t, caps);
-  const burst = await Promise.all(Array.from({ length: 20 }, () => raw(fresh.url, 'POST', '/v2/cap/burst/blobs/uploads/')));
+  const burst = await Promise.all(
+    Array.from({ length: 20 }, () => raw(fresh.url, 'POST', '/v2/cap/burst/blobs/uploads/')),
+  );
   assert.deepEqual(burst.map((r) => r.status).sort(), [...Array(3).fill(202), ...Array(17).fill(429)]);
   assert.equal((await fresh.driver.list('uploads')).length, 3);
 });
 
 test('bodies outside /v2 (the token endpoint) are capped at 1 MiB, chunked too â†’ 413; small forms still work', async (t) => {
-  const { registry } = makeRegistry({ mode: 'token', users: [user('alice')], acl: [{ repositories: ['**'], subjects: ['*'], actions: ['pull'] }] });
+  const { registry } = makeRegistry({
+    mode: 'token',
+    users: [user('alice')],
+    acl: [{ repositories: ['**'], subjects: ['*'], actions: ['pull'] }],
+  });
   const server = await listen(registry.app, '127.0.0.1:0', silent);
   t.after(() => server.close(1000));
   const form = { 'Content-Type': 'application/x-www-form-urlencoded' };
-  const huge = Buffer.from(`grant_type=password&username=alice&password=alice-pw&service=berth&scope=${'x'.repeat(4 * 1024 * 1024)}`);
+  const huge = Buffer.from(
+    `grant_type=password&username=alice&password=alice-pw&service=berth&scope=${'x'.repeat(4 * 1024 * 1024)}`,
+  );
   for (const headers of [form, { ...form, 'Transfer-Encoding': 'chunked' }]) {
     // The server may close the connection once it answered (the rest of a body that large is not read), so the
     // client's late write errors are expected; the answer is what counts.
@@ -298,7 +397,10 @@ test('bodies outside /v2 (the token endpoint) are capped at 1 MiB, chunked too â
       const { hostname, port } = new URL(server.url);
       const req = request({ host: hostname, port, method: 'POST', path: '/token', headers, agent: false }, (res) => {
         let body = '';
-        res.on('data', (b) => (body += b)).on('end', () => resolve({ status: res.statusCode, body })).on('error', () => {});
+        res
+          .on('data', (b) => (body += b))
+          .on('end', () => resolve({ status: res.statusCode, body }))
+          .on('error', () => {});
       });
       req.on('error', (e) => setTimeout(() => reject(e), 1000)); // after the answer: ignored (resolved already)
       req.on('socket', (s) => s.on('error', () => {}));
@@ -308,7 +410,10 @@ test('bodies outside /v2 (the token endpoint) are capped at 1 MiB, chunked too â
     assert.equal(JSON.parse(r.body).errors[0].code, 'SIZE_INVALID');
     assert.match(JSON.parse(r.body).errors[0].message, /over the 1048576-byte limit/);
   }
-  const fine = await raw(server.url, 'POST', '/token', { body: 'grant_type=password&username=alice&password=alice-pw&service=berth&client_id=t', headers: form });
+  const fine = await raw(server.url, 'POST', '/token', {
+    body: 'grant_type=password&username=alice&password=alice-pw&service=berth&client_id=t',
+    headers: form,
+  });
   assert.equal(fine.status, 200, String(fine.body));
 });
 

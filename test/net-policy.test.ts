@@ -17,10 +17,20 @@ import { Registry } from '../client/registry.js';
 import { basic, getToken, makeRegistry } from './auth-fixtures.js';
 import { raw, sha256 } from './registry-client.js';
 
-async function start(t: TestContext, host: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; url: string; port: number }> {
+async function start(
+  t: TestContext,
+  host: string,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; url: string; port: number }> {
   const server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   const port = (server.address() as AddressInfo).port;
   return { server, url: `http://${host}:${port}`, port };
 }
@@ -44,16 +54,21 @@ test('mirror: redirects and token realms to internal addresses are refused, even
   const internal = { requests: [] as string[] };
   const svc = await start(t, '127.0.0.1', (req, res) => {
     internal.requests.push(`${req.method} ${req.url}`);
-    if (req.url?.startsWith('/token')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t","expires_in":300}');
+    if (req.url?.startsWith('/token'))
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t","expires_in":300}');
     res.writeHead(200, { 'content-length': String(secret.length) }).end(secret);
   });
   const up = await start(t, '127.0.0.2', (req, res) => {
     const u = req.url ?? '';
     if (u === '/v2/') return void res.writeHead(200).end();
     if (u === '/hop') return void res.writeHead(307, { location: `${svc.url}/latest/meta-data` }).end();
-    if (u.startsWith('/storage/')) return void res.writeHead(200, { 'content-length': String(secret.length) }).end(secret);
+    if (u.startsWith('/storage/'))
+      return void res.writeHead(200, { 'content-length': String(secret.length) }).end(secret);
     const m = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})$/.exec(u);
-    if (!m) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}');
+    if (!m)
+      return void res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}');
     const to: Record<string, string> = {
       'by/ip': `${svc.url}/latest/meta-data`,
       'by/name': `http://localhost:${svc.port}/latest/meta-data`,
@@ -63,7 +78,7 @@ test('mirror: redirects and token realms to internal addresses are refused, even
     };
     res.writeHead(307, { location: to[m[1]] ?? '/nowhere' }).end();
   });
-  const realmUp = await start(t, '127.0.0.3', (req, res) => {
+  const realmUp = await start(t, '127.0.0.3', (_req, res) => {
     res.writeHead(401, { 'www-authenticate': `Bearer realm="${svc.url}/token",service="x"` }).end();
   });
   const url = await mirror(t, [
@@ -100,25 +115,54 @@ test('mirror: redirects and token realms to internal addresses are refused, even
 });
 
 test('mirror config: a loopback or private upstream needs allowPrivateNetworks; entries are CIDRs', () => {
-  const load = (u: Record<string, unknown>) => createRegistry(loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'a', ...u }] } } }), new FsDriver({ root: '/nonexistent', fsync: false }), createLogger('silent', false));
-  assert.throws(() => load({ url: 'http://127.0.0.1:5000' }), (e: Error) => e instanceof ConfigError && /proxy\.upstreams\[0\].*allowPrivateNetworks/.test(e.message));
+  const load = (u: Record<string, unknown>) =>
+    createRegistry(
+      loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'a', ...u }] } } }),
+      new FsDriver({ root: '/nonexistent', fsync: false }),
+      createLogger('silent', false),
+    );
+  assert.throws(
+    () => load({ url: 'http://127.0.0.1:5000' }),
+    (e: Error) => e instanceof ConfigError && /proxy\.upstreams\[0\].*allowPrivateNetworks/.test(e.message),
+  );
   assert.throws(() => load({ url: 'http://10.1.2.3:5000' }), /allowPrivateNetworks/);
   assert.throws(() => load({ url: 'http://localhost:5000' }), /allowPrivateNetworks/);
   assert.throws(() => load({ url: 'http://127.0.0.1:5000', allowPrivateNetworks: ['not-a-cidr'] }), /not-a-cidr/);
-  assert.throws(() => load({ url: 'http://127.0.0.1:5000', allowPrivateNetworks: ['10.0.0.0/8'] }), /allowPrivateNetworks/, 'the list must cover the upstream itself');
-  for (const allowPrivateNetworks of [true, ['127.0.0.0/8'], ['127.0.0.1']]) load({ url: 'http://127.0.0.1:5000', allowPrivateNetworks });
+  assert.throws(
+    () => load({ url: 'http://127.0.0.1:5000', allowPrivateNetworks: ['10.0.0.0/8'] }),
+    /allowPrivateNetworks/,
+    'the list must cover the upstream itself',
+  );
+  for (const allowPrivateNetworks of [true, ['127.0.0.0/8'], ['127.0.0.1']])
+    load({ url: 'http://127.0.0.1:5000', allowPrivateNetworks });
   load({ url: 'https://registry-1.docker.io' });
 });
 
 test('address policy: checked on the resolved address, literal IPs and the connected socket', async (t) => {
   const deny = addressPolicy(false);
   // IPv4 inside IPv6 (mapped, compatible, NAT64, 6to4) is judged as the IPv4 address it reaches.
-  for (const a of ['127.0.0.1', '10.1.2.3', '169.254.169.254', '::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::127.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1', 'fd00:ec2::254', '100.64.0.1', 'fe80::1%eth0']) {
+  for (const a of [
+    '127.0.0.1',
+    '10.1.2.3',
+    '169.254.169.254',
+    '::1',
+    '::ffff:127.0.0.1',
+    '::ffff:7f00:1',
+    '::127.0.0.1',
+    '64:ff9b::a9fe:a9fe',
+    '2002:7f00:1::1',
+    'fd00:ec2::254',
+    '100.64.0.1',
+    'fe80::1%eth0',
+  ]) {
     assert.ok(!deny.allows(a), a);
   }
-  for (const a of ['93.184.216.34', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1', '2606:4700::1111']) assert.ok(deny.allows(a), a);
+  for (const a of ['93.184.216.34', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1', '2606:4700::1111'])
+    assert.ok(deny.allows(a), a);
   const some = addressPolicy(['10.0.0.0/8', '::1']);
-  assert.ok(some.allows('10.9.9.9') && some.allows('::1') && !some.allows('127.0.0.1') && !some.allows('169.254.169.254'));
+  assert.ok(
+    some.allows('10.9.9.9') && some.allows('::1') && !some.allows('127.0.0.1') && !some.allows('169.254.169.254'),
+  );
   assert.ok(addressPolicy(true).allows('127.0.0.1'));
   const looked = await new Promise<unknown>((resolve) => deny.lookup('localhost', {}, (err) => resolve(err)));
   assert.ok(isBlockedError(looked), String(looked));
@@ -126,14 +170,20 @@ test('address policy: checked on the resolved address, literal IPs and the conne
   const svc = await start(t, '127.0.0.1', (_req, res) => void res.end('internal'));
   const { request } = await import('undici');
   for (const target of [svc.url, `http://localhost:${svc.port}`]) {
-    const err = await request(target, { dispatcher: guardedAgent(deny) }).then(() => undefined, (e) => e);
+    const err = await request(target, { dispatcher: guardedAgent(deny) }).then(
+      () => undefined,
+      (e) => e,
+    );
     assert.ok(isBlockedError(err), `${target}: ${err}`);
   }
   const ok = await request(svc.url, { dispatcher: guardedAgent(addressPolicy(['127.0.0.1'])) });
   assert.equal(await ok.body.text(), 'internal');
   // Through the registry client too: the refusal survives its "cannot reach" wrapping (the mirror answers DENIED).
   const reg = new Registry(`localhost:${svc.port}`, { dispatcher: guardedAgent(deny), retries: 0 });
-  const refused = await reg.request({ method: 'GET', url: '/v2/x/manifests/v1' }).then(() => undefined, (e) => e);
+  const refused = await reg.request({ method: 'GET', url: '/v2/x/manifests/v1' }).then(
+    () => undefined,
+    (e) => e,
+  );
   assert.ok(isBlockedError(refused), String(refused));
 });
 
@@ -144,11 +194,15 @@ test('trusted issuers: a JWKS URL on an internal address is fetched only with al
   let fetched = 0;
   const jwks = await start(t, '127.0.0.1', (_req, res) => {
     fetched++;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [{ ...jwk, kid, alg: 'RS256', use: 'sig' }] }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ keys: [{ ...jwk, kid, alg: 'RS256', use: 'sig' }] }));
   });
   const issuer = 'https://ci.example';
   const now = Math.floor(Date.now() / 1000);
-  const id = await new SignJWT({ iss: issuer, aud: 'berth', sub: 'pipeline', iat: now, exp: now + 300 }).setProtectedHeader({ alg: 'RS256', kid }).sign(privateKey);
+  const id = await new SignJWT({ iss: issuer, aud: 'berth', sub: 'pipeline', iat: now, exp: now + 300 })
+    .setProtectedHeader({ alg: 'RS256', kid })
+    .sign(privateKey);
   const auth = (extra: Record<string, unknown>) => ({
     mode: 'token',
     oidc: [{ name: 'ci', issuer, audience: 'berth', ...extra }],

@@ -69,7 +69,10 @@ export async function makeMultiArchLayout(dir: string, opts: BusyboxOptions = {}
   const tag = opts.tag ?? 'latest';
   await _initLayout(dir);
   const { layer, diffId } = await _writeBusyboxLayer(dir, opts);
-  const platforms: Platform[] = [{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux', variant: 'v8' }];
+  const platforms: Platform[] = [
+    { architecture: 'amd64', os: 'linux' },
+    { architecture: 'arm64', os: 'linux', variant: 'v8' },
+  ];
   const images: Descriptor[] = [];
   for (const platform of platforms) {
     const { manifest } = await _writeImage(dir, layer, diffId, platform, opts.cmd);
@@ -113,7 +116,12 @@ async function _addToIndex(dir: string, desc: Descriptor, tag: string): Promise<
     // a fresh layout
   }
   index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME] !== tag);
-  index.manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: { [REF_NAME]: tag } });
+  index.manifests.push({
+    mediaType: desc.mediaType,
+    digest: desc.digest,
+    size: desc.size,
+    annotations: { [REF_NAME]: tag },
+  });
   await writeFile(path, JSON.stringify(index));
 }
 
@@ -153,7 +161,10 @@ async function _busyboxEntries(busybox: string, files: Record<string, string>): 
   const fixed = { uid: 0, gid: 0, uname: '', gname: '', mtime: EPOCH };
   const entries: Entry[] = [
     { header: { ...fixed, name: 'bin/', type: 'directory', mode: 0o755 } },
-    { header: { ...fixed, name: 'bin/busybox', type: 'file', mode: 0o755, size: (await stat(busybox)).size }, source: busybox },
+    {
+      header: { ...fixed, name: 'bin/busybox', type: 'file', mode: 0o755, size: (await stat(busybox)).size },
+      source: busybox,
+    },
     { header: { ...fixed, name: 'bin/sh', type: 'symlink', linkname: 'busybox', mode: 0o777 } },
   ];
   const dirs = new Set(['bin/']);
@@ -173,7 +184,7 @@ async function _busyboxEntries(busybox: string, files: Record<string, string>): 
 /** `a/b/c` → [`a/`, `a/b/`] */
 function _parents(name: string): string[] {
   const parts = name.split('/').slice(0, -1);
-  return parts.map((_, i) => parts.slice(0, i + 1).join('/') + '/');
+  return parts.map((_, i) => `${parts.slice(0, i + 1).join('/')}/`);
 }
 
 async function _packEntries(pack: tar.Pack, entries: Entry[]): Promise<void> {
@@ -182,7 +193,9 @@ async function _packEntries(pack: tar.Pack, entries: Entry[]): Promise<void> {
       const sink = pack.entry(header);
       await pipeline(createReadStream(source), sink);
     } else {
-      await new Promise<void>((resolve, reject) => pack.entry(header, content ?? '', (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        pack.entry(header, content ?? '', (e) => (e ? reject(e) : resolve())),
+      );
     }
   }
   pack.finalize();

@@ -33,7 +33,11 @@ async function pushImage(berth: Berth, repo: string, tag: string): Promise<{ dig
 
 /** Starts the stuck GC and SIGKILLs it once it is frozen in `phase`. */
 async function killGcDuring(t: TestContext, phase: 'mark' | 'sweep', where: object, foreign: boolean): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', VICTIM, phase, JSON.stringify(where), ...(foreign ? ['foreign'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', VICTIM, phase, JSON.stringify(where), ...(foreign ? ['foreign'] : [])],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   t.after(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
   let out = '';
   await new Promise<void>((resolve, reject) => {
@@ -50,7 +54,13 @@ async function killGcDuring(t: TestContext, phase: 'mark' | 'sweep', where: obje
   });
 }
 
-async function crashThenPush(t: TestContext, berth: Berth, where: object, gcArgs: string[], foreign = false): Promise<void> {
+async function crashThenPush(
+  t: TestContext,
+  berth: Berth,
+  where: object,
+  gcArgs: string[],
+  foreign = false,
+): Promise<void> {
   for (const phase of ['mark', 'sweep'] as const) {
     // Garbage for the sweep to start on: an image pushed, then deleted.
     const old = await pushImage(berth, 'crash/old', phase);
@@ -60,7 +70,12 @@ async function crashThenPush(t: TestContext, berth: Berth, where: object, gcArgs
     const started = Date.now();
     const pushed = await Promise.race([
       pushImage(berth, 'crash/app', `after-${phase}`),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`a push after a GC killed during its ${phase} took over ${3 * PUSH_BUDGET_MS} ms`)), 3 * PUSH_BUDGET_MS).unref()),
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () => reject(new Error(`a push after a GC killed during its ${phase} took over ${3 * PUSH_BUDGET_MS} ms`)),
+          3 * PUSH_BUDGET_MS,
+        ).unref(),
+      ),
     ]);
     const ms = Date.now() - started;
     t.diagnostic(`push after a GC killed during its ${phase}: ${ms} ms`);
@@ -69,10 +84,13 @@ async function crashThenPush(t: TestContext, berth: Berth, where: object, gcArgs
     // The next GC takes the dead one's lease over (no "lease held" for a minute) and keeps what is tagged.
     const gc = await run(process.execPath, [BERTH, 'gc', ...gcArgs, '--grace', '0s', '--json'], { timeout: 60_000 });
     assert.ok(JSON.parse(gc.stdout).blobs >= 2, 'the next GC ran and swept the deleted image');
-    const m = await raw(berth.url, 'GET', `/v2/crash/app/manifests/after-${phase}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const m = await raw(berth.url, 'GET', `/v2/crash/app/manifests/after-${phase}`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(m.status, 200);
     assert.equal(sha256(m.body), pushed.digest);
-    for (const d of pushed.blobs) assert.equal((await raw(berth.url, 'GET', `/v2/crash/app/blobs/${d}`)).status, 200, `${d} kept`);
+    for (const d of pushed.blobs)
+      assert.equal((await raw(berth.url, 'GET', `/v2/crash/app/blobs/${d}`)).status, 200, `${d} kept`);
   }
 }
 
@@ -85,8 +103,22 @@ test('a GC killed during mark or sweep does not stall pushes (S3)', { timeout: 3
   if (!requirePeer(t, S3_PEER)) return;
   const s3: S3Server = await startS3Server();
   t.after(() => s3.stop());
-  const s3opts = { bucket: s3.bucket, endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, prefix: 'crash' };
-  const yaml = ['storage:', '  s3:', ...Object.entries(s3opts).map(([k, v]) => `    ${k}: ${v}`), 'log: { requests: false }', ''].join('\n');
+  const s3opts = {
+    bucket: s3.bucket,
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+    prefix: 'crash',
+  };
+  const yaml = [
+    'storage:',
+    '  s3:',
+    ...Object.entries(s3opts).map(([k, v]) => `    ${k}: ${v}`),
+    'log: { requests: false }',
+    '',
+  ].join('\n');
   const berth = await startBerth(t, { config: yaml });
   const file = `${berth.root}-gc.yaml`;
   await writeFile(file, yaml);

@@ -29,12 +29,22 @@ async function image(store: Store, name: string, tag: string, seed: string) {
   return { digest, blobs: [cfg.digest, layer.digest] };
 }
 
-test('GC on S3: sweeps what is unreferenced, keeps the rest; one GC per lease across replicas', { timeout: 180_000 }, async (t) => {
+test('GC on S3: sweeps what is unreferenced, keeps the rest; one GC per lease across replicas', {
+  timeout: 180_000,
+}, async (t) => {
   if (!requirePeer(t, S3_PEER)) return;
   const s3 = await startS3Server();
   t.after(() => s3.stop());
   const driver = (prefix: string) =>
-    new S3Driver({ bucket: s3.bucket, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true, prefix });
+    new S3Driver({
+      bucket: s3.bucket,
+      endpoint: s3.endpoint,
+      region: s3.region,
+      accessKeyId: s3.accessKeyId,
+      secretAccessKey: s3.secretAccessKey,
+      forcePathStyle: true,
+      prefix,
+    });
   const a = driver('gc');
   const b = driver('gc'); // a second replica on the same bucket and prefix
   t.after(async () => {
@@ -58,7 +68,8 @@ test('GC on S3: sweeps what is unreferenced, keeps the rest; one GC per lease ac
   const total = ran.reduce((n, r) => n + (r as PromiseFulfilledResult<{ blobs: number }>).value.blobs, 0);
   assert.equal(total, 4, 'each blob removed once');
   for (const d of [kept.digest, ...kept.blobs]) assert.ok(await a.stat(paths.blobData(d)), `${d} kept`);
-  for (const d of [gone.digest, ...gone.blobs, stray.digest]) assert.equal(await a.stat(paths.blobData(d)), undefined, `${d} swept`);
+  for (const d of [gone.digest, ...gone.blobs, stray.digest])
+    assert.equal(await a.stat(paths.blobData(d)), undefined, `${d} swept`);
   assert.equal((await store.manifests.get('team/app', 'v1')).digest, kept.digest);
   assert.equal((await new GcGuard(a).state()).phase, 'idle');
   assert.equal(await a.get(paths.gcLease), undefined, 'lease released');

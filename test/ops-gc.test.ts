@@ -37,12 +37,18 @@ async function uploadBlob(base: string, repo: string, data: Buffer, others: stri
     const m = await raw(base, 'POST', `/v2/${repo}/blobs/uploads/?mount=${digest}&from=${from}`);
     if (m.status === 201) return;
     if (m.status !== 202) throw new Error(`mount ${m.status} ${m.body}`);
-    const put = await raw(base, 'PUT', `${m.header('location')}?digest=${digest}`, { body: data, headers: { 'Content-Length': String(data.length) } });
+    const put = await raw(base, 'PUT', `${m.header('location')}?digest=${digest}`, {
+      body: data,
+      headers: { 'Content-Length': String(data.length) },
+    });
     if (put.status !== 201) throw new Error(`PUT after mount ${put.status} ${put.body}`);
     return;
   }
   if (r < 0.65) {
-    const post = await raw(base, 'POST', `/v2/${repo}/blobs/uploads/?digest=${digest}`, { body: data, headers: { 'Content-Length': String(data.length) } });
+    const post = await raw(base, 'POST', `/v2/${repo}/blobs/uploads/?digest=${digest}`, {
+      body: data,
+      headers: { 'Content-Length': String(data.length) },
+    });
     if (post.status !== 201) throw new Error(`monolithic POST ${post.status} ${post.body}`);
     return;
   }
@@ -51,15 +57,24 @@ async function uploadBlob(base: string, repo: string, data: Buffer, others: stri
   const half = Math.floor(data.length / 2);
   const patch = await raw(base, 'PATCH', start.header('location')!, {
     body: data.subarray(0, half),
-    headers: { 'Content-Range': `0-${half - 1}`, 'Content-Length': String(half), 'Content-Type': 'application/octet-stream' },
+    headers: {
+      'Content-Range': `0-${half - 1}`,
+      'Content-Length': String(half),
+      'Content-Type': 'application/octet-stream',
+    },
   });
   if (patch.status !== 202) throw new Error(`PATCH ${patch.status} ${patch.body}`);
-  const put = await raw(base, 'PUT', `${patch.header('location')}?digest=${digest}`, { body: data.subarray(half), headers: { 'Content-Length': String(data.length - half) } });
+  const put = await raw(base, 'PUT', `${patch.header('location')}?digest=${digest}`, {
+    body: data.subarray(half),
+    headers: { 'Content-Length': String(data.length - half) },
+  });
   if (put.status !== 201) throw new Error(`PUT ${put.status} ${put.body}`);
 }
 
 async function pull(base: string, repo: string, tag: string, want: Image): Promise<void> {
-  const m = await raw(base, 'GET', `/v2/${repo}/manifests/${tag}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const m = await raw(base, 'GET', `/v2/${repo}/manifests/${tag}`, {
+    headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   if (m.status !== 200) throw new Error(`GET manifest ${repo}:${tag} ${m.status} ${m.body}`);
   if (sha256(m.body) !== want.digest) throw new Error(`manifest ${repo}:${tag} digest mismatch`);
   for (const d of want.blobs) {
@@ -72,9 +87,12 @@ async function pull(base: string, repo: string, tag: string, want: Image): Promi
 // when checked), so a push's HEAD→manifest PUT must finish within 10 s. A 3 s and later a 5 s window were
 // occasionally too short on a loaded 2-core machine — a slow client, not a GC race; the server then answers
 // MANIFEST_BLOB_UNKNOWN, the clean failure the protocol promises. Content still goes and comes back during the soak.
-test('GC soak: GC every second while 10 clients push, pull and delete for 2 minutes', { timeout: SOAK_MS + 180_000 }, async (t) => {
+test('GC soak: GC every second while 10 clients push, pull and delete for 2 minutes', {
+  timeout: SOAK_MS + 180_000,
+}, async (t) => {
   const berth = await startBerth(t, {
-    config: 'storage: { filesystem: { root: ./unused, fsync: false } }\ngc: { enabled: true, interval: 1s, grace: 20s, deleteUntagged: true }\nlog: { requests: false }\n',
+    config:
+      'storage: { filesystem: { root: ./unused, fsync: false } }\ngc: { enabled: true, interval: 1s, grace: 20s, deleteUntagged: true }\nlog: { requests: false }\n',
   });
   const repos = Array.from({ length: CLIENTS }, (_, i) => `soak/client-${i}`);
   const tags: Array<Map<string, Image>> = repos.map(() => new Map());
@@ -93,12 +111,22 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
           if (r < 0.45 || mine.size < 2) {
             // Often the same content again after it was deleted (a re-push): HEAD may find its old blobs, which GC
             // is about to sweep — the race the protocol must win.
-            const again = graveyard.length && Math.random() < 0.4 ? graveyard.splice(Math.floor(Math.random() * graveyard.length), 1)[0] : undefined;
-            const layers = again?.layers ?? [randomBytes(1024 + Math.floor(Math.random() * 64 * 1024)), ...BASES.filter(() => Math.random() < 0.3)];
-            const config = again?.config ?? Buffer.from(JSON.stringify({ client: i, n, nonce: randomBytes(8).toString('hex') }));
+            const again =
+              graveyard.length && Math.random() < 0.4
+                ? graveyard.splice(Math.floor(Math.random() * graveyard.length), 1)[0]
+                : undefined;
+            const layers = again?.layers ?? [
+              randomBytes(1024 + Math.floor(Math.random() * 64 * 1024)),
+              ...BASES.filter(() => Math.random() < 0.3),
+            ];
+            const config =
+              again?.config ?? Buffer.from(JSON.stringify({ client: i, n, nonce: randomBytes(8).toString('hex') }));
             const others = repos.filter((o) => o !== repo);
             for (const l of [config, ...layers]) await uploadBlob(berth.url, repo, l, others);
-            const body = imageManifest({ digest: sha256(config), size: config.length }, layers.map((l) => ({ digest: sha256(l), size: l.length })));
+            const body = imageManifest(
+              { digest: sha256(config), size: config.length },
+              layers.map((l) => ({ digest: sha256(l), size: l.length })),
+            );
             const tag = `t${n++}`;
             const res = await pushManifest(berth.url, repo, tag, body);
             if (res.status !== 201) throw new Error(`PUT manifest ${res.status} ${res.body}`);
@@ -130,7 +158,9 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
   );
   const metrics = (await raw(berth.url, 'GET', '/metrics')).body.toString();
   const gcRuns = Number(/berth_gc_runs_total\{result="ok"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-  t.diagnostic(`pushes ${stats.pushes}, pulls ${stats.pulls}, deletes ${stats.deletes}, gc runs ${gcRuns}, failures ${stats.failures.length}`);
+  t.diagnostic(
+    `pushes ${stats.pushes}, pulls ${stats.pulls}, deletes ${stats.deletes}, gc runs ${gcRuns}, failures ${stats.failures.length}`,
+  );
   assert.deepEqual(stats.failures.slice(0, 10), [], 'no failed push, pull or delete');
   assert.ok(gcRuns >= Math.floor(SOAK_MS / 1000 / 3), `GC ran often (${gcRuns} runs)`);
   assert.ok(stats.pushes > 50 && stats.pulls > 50 && stats.deletes > 10);
@@ -145,12 +175,22 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
     const h = await raw(berth.url, 'HEAD', `/v2/${repo}/manifests/${tag}`);
     assert.equal(h.header('docker-content-digest'), img.digest, `${repo}:${tag} resolves`);
   }
-  for (const { repo, tag, img } of all.filter(() => Math.random() < 200 / all.length)) await pull(berth.url, repo, tag, img);
+  for (const { repo, tag, img } of all.filter(() => Math.random() < 200 / all.length))
+    await pull(berth.url, repo, tag, img);
 
   // A GC with no grace (waiting for the server's scheduled one to give up the lease) leaves only referenced content.
   let out = '';
   for (let attempt = 0; attempt < 50; attempt++) {
-    const r = await run(process.execPath, [BERTH, 'gc', '--root', berth.root, '--grace', '0s', '--delete-untagged', '--json']).catch((e) => e);
+    const r = await run(process.execPath, [
+      BERTH,
+      'gc',
+      '--root',
+      berth.root,
+      '--grace',
+      '0s',
+      '--delete-untagged',
+      '--json',
+    ]).catch((e) => e);
     if (r.stdout?.startsWith('{')) {
       out = r.stdout;
       break;
@@ -159,16 +199,21 @@ test('GC soak: GC every second while 10 clients push, pull and delete for 2 minu
   }
   assert.ok(out, 'berth gc ran');
   const referenced = new Set<string>();
-  for (const [i] of repos.entries()) for (const img of tags[i].values()) [img.digest, ...img.blobs].forEach((d) => referenced.add(d));
+  for (const [i] of repos.entries())
+    for (const img of tags[i].values()) [img.digest, ...img.blobs].forEach((d) => referenced.add(d));
   const onDisk = new Set<string>();
-  for (const hh of await readdir(join(berth.root, 'blobs/sha256'))) for (const hex of await readdir(join(berth.root, 'blobs/sha256', hh))) onDisk.add(`sha256:${hex}`);
+  for (const hh of await readdir(join(berth.root, 'blobs/sha256')))
+    for (const hex of await readdir(join(berth.root, 'blobs/sha256', hh))) onDisk.add(`sha256:${hex}`);
   const leftover = [...onDisk].filter((d) => !referenced.has(d));
   const missing = [...referenced].filter((d) => !onDisk.has(d));
   assert.deepEqual(missing, [], 'everything referenced is there');
   assert.deepEqual(leftover, [], 'nothing unreferenced is left');
   for (const [i, repo] of repos.entries()) {
-    const revisions = await readdir(join(berth.root, 'repositories', repo, '_manifests/revisions/sha256')).catch(() => []);
+    const revisions = await readdir(join(berth.root, 'repositories', repo, '_manifests/revisions/sha256')).catch(
+      () => [],
+    );
     assert.equal(revisions.length, tags[i].size, `${repo}: only tagged manifests remain`);
   }
-  for (const { repo, tag, img } of all.filter(() => Math.random() < 200 / all.length)) await pull(berth.url, repo, tag, img);
+  for (const { repo, tag, img } of all.filter(() => Math.random() < 200 / all.length))
+    await pull(berth.url, repo, tag, img);
 });

@@ -30,8 +30,18 @@ const SERVICE_MONITOR_SCHEMA = {
       required: ['selector', 'endpoints'],
       additionalProperties: false,
       properties: {
-        selector: { type: 'object', properties: { matchLabels: { type: 'object', additionalProperties: { type: 'string' } } } },
-        endpoints: { type: 'array', items: { type: 'object', additionalProperties: false, properties: { port: { type: 'string' }, path: { type: 'string' }, interval: { type: 'string' } } } },
+        selector: {
+          type: 'object',
+          properties: { matchLabels: { type: 'object', additionalProperties: { type: 'string' } } },
+        },
+        endpoints: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { port: { type: 'string' }, path: { type: 'string' }, interval: { type: 'string' } },
+          },
+        },
       },
     },
   },
@@ -60,19 +70,30 @@ const CASES: Array<{ name: string; args: string[]; check: (docs: Doc[]) => void 
     name: 'filesystem with ingress, htpasswd and the GC CronJob',
     args: ['-f', join(CHART, 'ci/filesystem-values.yaml')],
     check(docs) {
-      for (const k of ['Ingress', 'CronJob', 'Secret', 'PersistentVolumeClaim']) assert.ok(docs.some((d) => d.kind === k), k);
+      for (const k of ['Ingress', 'CronJob', 'Secret', 'PersistentVolumeClaim'])
+        assert.ok(
+          docs.some((d) => d.kind === k),
+          k,
+        );
       const cron = docs.find((d) => d.kind === 'CronJob')!;
       assert.deepEqual(cron.spec.jobTemplate.spec.template.spec.containers[0].args.slice(0, 1), ['gc']);
       // Clients reach berth by the ingress host: token realms and Location URLs name it, not the pod's address.
       const ingressHost = docs.find((d) => d.kind === 'Ingress')!.spec.rules[0].host;
-      assert.match(docs.find((d) => d.kind === 'ConfigMap')!.data!['berth.yaml'], new RegExp(`publicUrl: https?://${ingressHost.replaceAll('.', '\\.')}\n`));
+      assert.match(
+        docs.find((d) => d.kind === 'ConfigMap')!.data!['berth.yaml'],
+        new RegExp(`publicUrl: https?://${ingressHost.replaceAll('.', '\\.')}\n`),
+      );
     },
   },
   {
     name: 'S3 with HPA, PDB and a ServiceMonitor',
     args: ['-f', join(CHART, 'ci/s3-values.yaml')],
     check(docs) {
-      for (const k of ['HorizontalPodAutoscaler', 'PodDisruptionBudget', 'ServiceMonitor', 'Secret', 'CronJob']) assert.ok(docs.some((d) => d.kind === k), k);
+      for (const k of ['HorizontalPodAutoscaler', 'PodDisruptionBudget', 'ServiceMonitor', 'Secret', 'CronJob'])
+        assert.ok(
+          docs.some((d) => d.kind === k),
+          k,
+        );
       assert.ok(!docs.some((d) => d.kind === 'PersistentVolumeClaim'));
       const dep = docs.find((d) => d.kind === 'Deployment')!;
       assert.equal(dep.spec.replicas, undefined, 'the HPA owns replicas');
@@ -104,15 +125,26 @@ test('helm chart: lint, template (filesystem and S3), kubeconform -strict, berth
     await t.test(c.name, async () => {
       ok(await run(helm, ['lint', '--strict', CHART, ...c.args]));
       const rendered = ok(await run(helm, ['template', 'reg', CHART, ...c.args]));
-      const validation = await run(kubeconform, [
-        '-strict', '-summary', '-output', 'text',
-        '-schema-location', `${SCHEMAS}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
-        '-schema-location', `${extra}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
-        '-',
-      ], { input: rendered });
+      const validation = await run(
+        kubeconform,
+        [
+          '-strict',
+          '-summary',
+          '-output',
+          'text',
+          '-schema-location',
+          `${SCHEMAS}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+          '-schema-location',
+          `${extra}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+          '-',
+        ],
+        { input: rendered },
+      );
       assert.equal(validation.code, 0, validation.stdout + validation.stderr);
       assert.match(validation.stdout, /Invalid: 0, Errors: 0, Skipped: 0/);
-      const docs = parseAllDocuments(rendered).map((d) => d.toJSON() as Doc).filter(Boolean);
+      const docs = parseAllDocuments(rendered)
+        .map((d) => d.toJSON() as Doc)
+        .filter(Boolean);
       c.check(docs);
       // The chart's berth.yaml passes berth's own (strict) config schema.
       const cm = docs.find((d) => d.kind === 'ConfigMap')!;
@@ -124,8 +156,13 @@ test('helm chart: lint, template (filesystem and S3), kubeconform -strict, berth
   }
 
   // The strict schemas really are strict: an unknown field fails.
-  const bad = 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {bogus: 1, selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}\n';
-  const refused = await run(kubeconform, ['-strict', '-schema-location', `${SCHEMAS}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'], { input: bad });
+  const bad =
+    'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {bogus: 1, selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}\n';
+  const refused = await run(
+    kubeconform,
+    ['-strict', '-schema-location', `${SCHEMAS}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'],
+    { input: bad },
+  );
   assert.notEqual(refused.code, 0);
   assert.match(refused.stdout + refused.stderr, /bogus/);
 });

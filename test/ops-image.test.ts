@@ -11,7 +11,9 @@ import { raw, pushBlob, pushManifest, imageManifest, sha256 } from './registry-c
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-test('berth image: built by berth build, runs berth serve in docker, smoke push and pull', { timeout: 600_000 }, async (t) => {
+test('berth image: built by berth build, runs berth serve in docker, smoke push and pull', {
+  timeout: 600_000,
+}, async (t) => {
   if (!requirePeer(t, 'docker')) return;
   const stage = await mkdtemp('/tmp/berth-image-');
   t.after(() => rm(stage, { recursive: true, force: true }));
@@ -19,7 +21,24 @@ test('berth image: built by berth build, runs berth serve in docker, smoke push 
 
   const registry = await startBerth(t);
   const ref = `${registry.host}/berth/berth:test`;
-  ok(await run(process.execPath, [join(ROOT, 'bin/berth.js'), 'build', '-f', join(ROOT, 'image/berth.yaml'), '--context', join(stage, 'ctx'), '--cache', join(stage, 'cache'), '--push', ref], { timeoutMs: 300_000 }));
+  ok(
+    await run(
+      process.execPath,
+      [
+        join(ROOT, 'bin/berth.js'),
+        'build',
+        '-f',
+        join(ROOT, 'image/berth.yaml'),
+        '--context',
+        join(stage, 'ctx'),
+        '--cache',
+        join(stage, 'cache'),
+        '--push',
+        ref,
+      ],
+      { timeoutMs: 300_000 },
+    ),
+  );
 
   const dockerd = await startDockerd({ insecureRegistries: [registry.host] });
   t.after(() => dockerd.stop());
@@ -31,7 +50,25 @@ test('berth image: built by berth build, runs berth serve in docker, smoke push 
   // The engine has no bridge here: host networking, on a loopback port of our choosing.
   const port = await freePort();
   const name = `berth-smoke-${port}`;
-  ok(await dockerd.docker(['run', '-d', '--name', name, '--network', 'host', '--read-only', '--tmpfs', '/var/lib/berth:uid=65532,gid=65532', ref, 'serve', '--addr', `127.0.0.1:${port}`, '--root', '/var/lib/berth']));
+  ok(
+    await dockerd.docker([
+      'run',
+      '-d',
+      '--name',
+      name,
+      '--network',
+      'host',
+      '--read-only',
+      '--tmpfs',
+      '/var/lib/berth:uid=65532,gid=65532',
+      ref,
+      'serve',
+      '--addr',
+      `127.0.0.1:${port}`,
+      '--root',
+      '/var/lib/berth',
+    ]),
+  );
   t.after(async () => {
     await dockerd.docker(['rm', '-f', name]).catch(() => {});
   });
@@ -50,9 +87,13 @@ test('berth image: built by berth build, runs berth serve in docker, smoke push 
   const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
   await pushBlob(url, 'smoke/app', layer);
   await pushBlob(url, 'smoke/app', config);
-  const manifest = imageManifest({ digest: sha256(config), size: config.length }, [{ digest: sha256(layer), size: layer.length }]);
+  const manifest = imageManifest({ digest: sha256(config), size: config.length }, [
+    { digest: sha256(layer), size: layer.length },
+  ]);
   assert.equal((await pushManifest(url, 'smoke/app', 'v1', manifest)).status, 201);
-  const got = await raw(url, 'GET', '/v2/smoke/app/manifests/v1', { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const got = await raw(url, 'GET', '/v2/smoke/app/manifests/v1', {
+    headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   assert.equal(got.status, 200);
   assert.equal(sha256(got.body), sha256(manifest));
   const blob = await raw(url, 'GET', `/v2/smoke/app/blobs/${sha256(layer)}`);

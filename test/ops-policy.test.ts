@@ -22,17 +22,34 @@ function registry(extra: Record<string, unknown>) {
 
 type App = ReturnType<typeof registry>['app'];
 
-async function pushBlob(app: App, name: string, data: string): Promise<{ status: number; digest: string; size: number; body: string }> {
+async function pushBlob(
+  app: App,
+  name: string,
+  data: string,
+): Promise<{ status: number; digest: string; size: number; body: string }> {
   const digest = digestOf(data);
-  const r = await app.request(`/v2/${name}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data, headers: { 'Content-Length': String(data.length) } });
+  const r = await app.request(`/v2/${name}/blobs/uploads/?digest=${digest}`, {
+    method: 'POST',
+    body: data,
+    headers: { 'Content-Length': String(data.length) },
+  });
   return { status: r.status, digest, size: data.length, body: await r.text() };
 }
 
-async function pushImage(app: App, name: string, ref: string, seed: string): Promise<{ status: number; digest: string; body: string }> {
+async function pushImage(
+  app: App,
+  name: string,
+  ref: string,
+  seed: string,
+): Promise<{ status: number; digest: string; body: string }> {
   const cfg = await pushBlob(app, name, `{"s":"${seed}"}`);
   const layer = await pushBlob(app, name, `layer-${seed}`);
   const m = imageManifest(cfg, [layer]);
-  const r = await app.request(`/v2/${name}/manifests/${ref}`, { method: 'PUT', body: m.toString(), headers: { 'Content-Type': OCI } });
+  const r = await app.request(`/v2/${name}/manifests/${ref}`, {
+    method: 'PUT',
+    body: m.toString(),
+    headers: { 'Content-Type': OCI },
+  });
   return { status: r.status, digest: digestOf(m), body: await r.text() };
 }
 
@@ -49,13 +66,29 @@ test('immutable tags: overwrite and delete are DENIED, same-digest re-push and o
   cases.push(['v1 in another repo', () => pushImage(app, 'dev/app', 'v1', 'b'), 201]);
   cases.push(['v1 in another repo overwritten', () => pushImage(app, 'dev/app', 'v1', 'c'), 201]);
   cases.push(['delete immutable tag', async () => app.request('/v2/prod/app/manifests/v1', { method: 'DELETE' }), 403]);
-  cases.push(['delete manifest held by it', async () => app.request(`/v2/prod/app/manifests/${first.digest}`, { method: 'DELETE' }), 403]);
-  cases.push(['delete mutable tag', async () => app.request('/v2/prod/app/manifests/latest', { method: 'DELETE' }), 202]);
-  cases.push(['push by digest with ?tag=v1 elsewhere', async () => {
-    const cfg = await pushBlob(app, 'prod/app', '{"s":"d"}');
-    const m = imageManifest(cfg, []);
-    return app.request(`/v2/prod/app/manifests/${digestOf(m)}?tag=v1`, { method: 'PUT', body: m.toString(), headers: { 'Content-Type': OCI } });
-  }, 403]);
+  cases.push([
+    'delete manifest held by it',
+    async () => app.request(`/v2/prod/app/manifests/${first.digest}`, { method: 'DELETE' }),
+    403,
+  ]);
+  cases.push([
+    'delete mutable tag',
+    async () => app.request('/v2/prod/app/manifests/latest', { method: 'DELETE' }),
+    202,
+  ]);
+  cases.push([
+    'push by digest with ?tag=v1 elsewhere',
+    async () => {
+      const cfg = await pushBlob(app, 'prod/app', '{"s":"d"}');
+      const m = imageManifest(cfg, []);
+      return app.request(`/v2/prod/app/manifests/${digestOf(m)}?tag=v1`, {
+        method: 'PUT',
+        body: m.toString(),
+        headers: { 'Content-Type': OCI },
+      });
+    },
+    403,
+  ]);
   for (const [what, run, status] of cases) {
     const r = await run();
     assert.equal(r.status, status, what);
@@ -70,19 +103,41 @@ test('immutable tags: overwrite and delete are DENIED, same-digest re-push and o
 test('immutable tags protect the whole image: its blobs, configs, index children — deletes are DENIED, nothing goes', async () => {
   const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
   for (const deletes of [true, false]) {
-    const { app, driver } = registry({ immutableTags: [{ repositories: ['prod/**'], tags: ['v*'] }], storage: { filesystem: { root: '/nonexistent' }, delete: deletes } });
+    const { app, driver } = registry({
+      immutableTags: [{ repositories: ['prod/**'], tags: ['v*'] }],
+      storage: { filesystem: { root: '/nonexistent' }, delete: deletes },
+    });
     const child = async (seed: string) => {
       const cfg = await pushBlob(app, 'prod/multi', `{"arch":"${seed}"}`);
       const layer = await pushBlob(app, 'prod/multi', `layer of ${seed}`);
       const m = imageManifest(cfg, [layer]);
-      const r = await app.request(`/v2/prod/multi/manifests/${digestOf(m)}`, { method: 'PUT', body: m.toString(), headers: { 'Content-Type': OCI } });
+      const r = await app.request(`/v2/prod/multi/manifests/${digestOf(m)}`, {
+        method: 'PUT',
+        body: m.toString(),
+        headers: { 'Content-Type': OCI },
+      });
       assert.equal(r.status, 201);
       return { digest: digestOf(m), size: m.length, blobs: [cfg.digest, layer.digest] };
     };
     const amd64 = await child('amd64');
     const arm64 = await child('arm64');
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [amd64, arm64].map((c) => ({ mediaType: OCI, digest: c.digest, size: c.size })) }));
-    assert.equal((await app.request('/v2/prod/multi/manifests/v2', { method: 'PUT', body: index.toString(), headers: { 'Content-Type': OCI_INDEX } })).status, 201);
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [amd64, arm64].map((c) => ({ mediaType: OCI, digest: c.digest, size: c.size })),
+      }),
+    );
+    assert.equal(
+      (
+        await app.request('/v2/prod/multi/manifests/v2', {
+          method: 'PUT',
+          body: index.toString(),
+          headers: { 'Content-Type': OCI_INDEX },
+        })
+      ).status,
+      201,
+    );
     const single = await pushImage(app, 'prod/multi', 'v1', 'single');
     const singleBlobs = [digestOf('{"s":"single"}'), digestOf('layer-single')];
     const mutable = await pushImage(app, 'prod/multi', 'latest', 'mutable');
@@ -90,7 +145,9 @@ test('immutable tags protect the whole image: its blobs, configs, index children
     assert.equal(mutable.status, 201);
 
     const refused: Array<[string, string]> = [
-      ...[...amd64.blobs, ...arm64.blobs, ...singleBlobs].map((d) => [`/v2/prod/multi/blobs/${d}`, 'blob'] as [string, string]),
+      ...[...amd64.blobs, ...arm64.blobs, ...singleBlobs].map(
+        (d) => [`/v2/prod/multi/blobs/${d}`, 'blob'] as [string, string],
+      ),
       [`/v2/prod/multi/manifests/${amd64.digest}`, 'index child'],
       [`/v2/prod/multi/manifests/${digestOf(index)}`, 'index'],
       [`/v2/prod/multi/manifests/${single.digest}`, 'manifest'],
@@ -110,14 +167,24 @@ test('immutable tags protect the whole image: its blobs, configs, index children
     // Nothing went: the index and its children pull in full; so does v1.
     const pulls = [digestOf(index), amd64.digest, arm64.digest, single.digest];
     for (const d of pulls) assert.equal((await app.request(`/v2/prod/multi/manifests/${d}`)).status, 200, d);
-    for (const d of [...amd64.blobs, ...arm64.blobs, ...singleBlobs]) assert.equal((await app.request(`/v2/prod/multi/blobs/${d}`)).status, 200, d);
+    for (const d of [...amd64.blobs, ...arm64.blobs, ...singleBlobs])
+      assert.equal((await app.request(`/v2/prod/multi/blobs/${d}`)).status, 200, d);
     // GC after the attempts: the protected image stays whole.
     await new GarbageCollector(driver).run({ graceMs: 0, deleteUntagged: true, now: () => Date.now() + 60_000 });
-    for (const d of [...amd64.blobs, ...arm64.blobs, ...singleBlobs]) assert.equal((await app.request(`/v2/prod/multi/blobs/${d}`)).status, 200, `${d} after GC`);
+    for (const d of [...amd64.blobs, ...arm64.blobs, ...singleBlobs])
+      assert.equal((await app.request(`/v2/prod/multi/blobs/${d}`)).status, 200, `${d} after GC`);
     if (!deletes) continue;
     // What no immutable tag holds can still be deleted.
-    assert.equal((await app.request(`/v2/prod/multi/blobs/${digestOf('layer-mutable')}`, { method: 'DELETE' })).status, 202, 'blob of a mutable tag');
-    assert.equal((await app.request(`/v2/prod/multi/manifests/${mutable.digest}`, { method: 'DELETE' })).status, 202, 'manifest of a mutable tag');
+    assert.equal(
+      (await app.request(`/v2/prod/multi/blobs/${digestOf('layer-mutable')}`, { method: 'DELETE' })).status,
+      202,
+      'blob of a mutable tag',
+    );
+    assert.equal(
+      (await app.request(`/v2/prod/multi/manifests/${mutable.digest}`, { method: 'DELETE' })).status,
+      202,
+      'manifest of a mutable tag',
+    );
   }
 });
 
@@ -129,16 +196,25 @@ test('immutable tags outlive retention, and GC afterwards keeps their whole imag
   const now = Date.now();
   const held = await pushImage(app, 'prod/old', 'v1', 'held');
   const dropped = await pushImage(app, 'prod/old', 'dev', 'dropped');
-  for (const tag of ['v1', 'dev']) (driver as unknown as { objects: Map<string, { modified: Date }> }).objects.get(paths.tag('prod/old', tag))!.modified = new Date(now - 20 * 86_400_000);
+  for (const tag of ['v1', 'dev'])
+    (driver as unknown as { objects: Map<string, { modified: Date }> }).objects.get(
+      paths.tag('prod/old', tag),
+    )!.modified = new Date(now - 20 * 86_400_000);
   assert.deepEqual(await policies.applyRetention({ now }), ['prod/old:dev']);
   await new GarbageCollector(driver).run({ graceMs: 0, deleteUntagged: true, now: () => Date.now() + 60_000 });
   assert.equal((await app.request('/v2/prod/old/manifests/v1')).headers.get('docker-content-digest'), held.digest);
-  for (const d of [digestOf('{"s":"held"}'), digestOf('layer-held')]) assert.equal((await app.request(`/v2/prod/old/blobs/${d}`)).status, 200, d);
+  for (const d of [digestOf('{"s":"held"}'), digestOf('layer-held')])
+    assert.equal((await app.request(`/v2/prod/old/blobs/${d}`)).status, 200, d);
   assert.equal((await app.request(`/v2/prod/old/manifests/${dropped.digest}`)).status, 404, 'the mutable one went');
 });
 
 test('quotas: a push over the namespace quota is DENIED with a clear message; other namespaces are unaffected', async () => {
-  const { app } = registry({ quotas: [{ namespace: 'small', maxBytes: 1000 }, { namespace: '*', maxBytes: 2000 }] });
+  const { app } = registry({
+    quotas: [
+      { namespace: 'small', maxBytes: 1000 },
+      { namespace: '*', maxBytes: 2000 },
+    ],
+  });
   const rows: Array<[string, string, number, number]> = [
     ['small/a', 'first 600', 600, 201],
     ['small/b', 'second 300 (900 total)', 300, 201],
@@ -160,7 +236,11 @@ test('quotas: a push over the namespace quota is DENIED with a clear message; ot
   const post = await app.request('/v2/small/c/blobs/uploads/', { method: 'POST' });
   assert.equal(post.status, 202);
   const data = 'y'.repeat(200);
-  const put = await app.request(`${post.headers.get('location')}?digest=${digestOf(data)}`, { method: 'PUT', body: data, headers: { 'Content-Length': '200' } });
+  const put = await app.request(`${post.headers.get('location')}?digest=${digestOf(data)}`, {
+    method: 'PUT',
+    body: data,
+    headers: { 'Content-Length': '200' },
+  });
   assert.equal(put.status, 403);
   assert.equal((await app.request(`/v2/small/c/blobs/${digestOf(data)}`, { method: 'HEAD' })).status, 404);
 });
@@ -169,15 +249,48 @@ test('retention: keepLast, maxAge, keepPulledWithin, tag patterns (table)', asyn
   const day = 86_400_000;
   const rows: Array<{ policy: Record<string, unknown>; tags: Array<[string, number, number?]>; kept: string[] }> = [
     // tags: [name, pushed days ago, pulled days ago]
-    { policy: { keepLast: 2 }, tags: [['a', 3], ['b', 2], ['c', 1]], kept: ['b', 'c'] },
-    { policy: { maxAge: '10d' }, tags: [['old', 20], ['new', 5]], kept: ['new'] },
-    { policy: { maxAge: '10d', keepPulledWithin: '7d' }, tags: [['old-pulled', 20, 3], ['old', 20, 30], ['new', 1]], kept: ['new', 'old-pulled'] },
-    { policy: { keepLast: 1, tags: ['dev-*'] }, tags: [['dev-1', 3], ['dev-2', 2], ['v1', 9]], kept: ['dev-2', 'v1'] },
+    {
+      policy: { keepLast: 2 },
+      tags: [
+        ['a', 3],
+        ['b', 2],
+        ['c', 1],
+      ],
+      kept: ['b', 'c'],
+    },
+    {
+      policy: { maxAge: '10d' },
+      tags: [
+        ['old', 20],
+        ['new', 5],
+      ],
+      kept: ['new'],
+    },
+    {
+      policy: { maxAge: '10d', keepPulledWithin: '7d' },
+      tags: [
+        ['old-pulled', 20, 3],
+        ['old', 20, 30],
+        ['new', 1],
+      ],
+      kept: ['new', 'old-pulled'],
+    },
+    {
+      policy: { keepLast: 1, tags: ['dev-*'] },
+      tags: [
+        ['dev-1', 3],
+        ['dev-2', 2],
+        ['v1', 9],
+      ],
+      kept: ['dev-2', 'v1'],
+    },
     { policy: {}, tags: [['x', 100]], kept: ['x'] },
   ];
   for (const [i, row] of rows.entries()) {
     const name = `r${i}/app`;
-    const { app, driver, policies } = registry({ retention: { policies: [{ repositories: ['r*/**'], keepPulledWithin: undefined, ...row.policy }] } });
+    const { app, driver, policies } = registry({
+      retention: { policies: [{ repositories: ['r*/**'], keepPulledWithin: undefined, ...row.policy }] },
+    });
     const now = Date.now();
     for (const [tag, pushed, pulled] of row.tags) {
       assert.equal((await pushImage(app, name, tag, tag)).status, 201);
@@ -192,7 +305,9 @@ test('retention: keepLast, maxAge, keepPulledWithin, tag patterns (table)', asyn
     assert.equal(dry.length, row.tags.length - row.kept.length);
   }
   // Pulls are recorded (throttled) for policies with keepPulledWithin.
-  const { app, driver } = registry({ retention: { policies: [{ repositories: ['**'], keepPulledWithin: '1d', maxAge: '1d' }] } });
+  const { app, driver } = registry({
+    retention: { policies: [{ repositories: ['**'], keepPulledWithin: '1d', maxAge: '1d' }] },
+  });
   await pushImage(app, 'p/q', 't', 't');
   assert.equal((await app.request('/v2/p/q/manifests/t', { method: 'HEAD' })).status, 200);
   await new Promise((r) => setTimeout(r, 20));
@@ -209,9 +324,32 @@ test('metrics and health answer with the expected series', async () => {
   const ready = await app.request('/readyz');
   assert.equal(ready.status, 200);
   assert.equal((await ready.json()).status, 'ok');
-  metrics!.gcRun({ dryRun: false, repositories: 1, manifestsLive: 1, blobsLive: 1, blobs: 3, bytes: 1234, manifests: 1, links: 2, referrers: 0, uploads: 0, ms: 50 });
+  metrics!.gcRun({
+    dryRun: false,
+    repositories: 1,
+    manifestsLive: 1,
+    blobsLive: 1,
+    blobs: 3,
+    bytes: 1234,
+    manifests: 1,
+    links: 2,
+    referrers: 0,
+    uploads: 0,
+    ms: 50,
+  });
   const text = await (await app.request('/metrics')).text();
-  for (const series of ['berth_http_requests_total{route="base",method="GET",status="200"} 1', 'berth_http_requests_total{route="uploads",method="POST",status="202"} 1', 'berth_http_request_duration_seconds_bucket', 'berth_http_request_bytes_total{route="uploads"}', 'berth_http_response_bytes_total{route="base"}', 'berth_uploads_in_flight', 'berth_gc_runs_total{result="ok"} 1', 'berth_gc_freed_bytes_total 1234', 'berth_gc_deleted_total{kind="blobs"} 3', 'berth_process_resident_memory_bytes']) {
+  for (const series of [
+    'berth_http_requests_total{route="base",method="GET",status="200"} 1',
+    'berth_http_requests_total{route="uploads",method="POST",status="202"} 1',
+    'berth_http_request_duration_seconds_bucket',
+    'berth_http_request_bytes_total{route="uploads"}',
+    'berth_http_response_bytes_total{route="base"}',
+    'berth_uploads_in_flight',
+    'berth_gc_runs_total{result="ok"} 1',
+    'berth_gc_freed_bytes_total 1234',
+    'berth_gc_deleted_total{kind="blobs"} 3',
+    'berth_process_resident_memory_bytes',
+  ]) {
     assert.ok(text.includes(series), `missing ${series}`);
   }
   // Storage that does not answer makes /readyz 503.
@@ -232,7 +370,11 @@ test('webhooks: CloudEvents arrive signed, failures are retried, private address
         res.writeHead(503).end();
         return;
       }
-      received.push({ body: Buffer.concat(chunks).toString(), sig: req.headers['x-berth-signature'] as string, type: req.headers['content-type'] });
+      received.push({
+        body: Buffer.concat(chunks).toString(),
+        sig: req.headers['x-berth-signature'] as string,
+        type: req.headers['content-type'],
+      });
       res.writeHead(204).end();
     });
   });
@@ -251,7 +393,11 @@ test('webhooks: CloudEvents arrive signed, failures are retried, private address
     await webhooks!.idle();
     assert.equal(received.length, 3, 'push, pull, delete; the loopback target without allow never got one');
     const events = received.map((r) => JSON.parse(r.body));
-    assert.deepEqual(events.map((e) => e.type).sort(), ['dev.berth.artifact.deleted', 'dev.berth.artifact.pulled', 'dev.berth.artifact.pushed']);
+    assert.deepEqual(events.map((e) => e.type).sort(), [
+      'dev.berth.artifact.deleted',
+      'dev.berth.artifact.pulled',
+      'dev.berth.artifact.pushed',
+    ]);
     const push = events.find((e) => e.type.endsWith('pushed'));
     assert.equal(push.specversion, '1.0');
     assert.equal(push.subject, 'hooks/app:v1');
@@ -263,6 +409,17 @@ test('webhooks: CloudEvents arrive signed, failures are retried, private address
   } finally {
     server.close();
   }
-  for (const a of ['127.0.0.1', '10.1.2.3', '169.254.169.254', '192.168.1.1', '::1', 'fe80::1', '::ffff:127.0.0.1', 'fd00:ec2::254', '0.0.0.0']) assert.ok(isBlockedAddress(a), a);
+  for (const a of [
+    '127.0.0.1',
+    '10.1.2.3',
+    '169.254.169.254',
+    '192.168.1.1',
+    '::1',
+    'fe80::1',
+    '::ffff:127.0.0.1',
+    'fd00:ec2::254',
+    '0.0.0.0',
+  ])
+    assert.ok(isBlockedAddress(a), a);
   for (const a of ['93.184.216.34', '2606:4700::1111']) assert.ok(!isBlockedAddress(a), a);
 });

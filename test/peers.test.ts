@@ -7,8 +7,19 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
 import {
-  findExecutable, makeBusyboxLayout, makeClients, makeMultiArchLayout, ok, readJson, requirePeer, run, startContainerd,
-  startDistribution, startDockerd, type Distribution, type RunResult,
+  findExecutable,
+  makeBusyboxLayout,
+  makeClients,
+  makeMultiArchLayout,
+  ok,
+  readJson,
+  requirePeer,
+  run,
+  startContainerd,
+  startDistribution,
+  startDockerd,
+  type Distribution,
+  type RunResult,
 } from './peers.js';
 
 async function workDir(t: TestContext): Promise<string> {
@@ -83,7 +94,14 @@ test('real peers against distribution 2.8.2', async (t) => {
     const out = ok(await engine.docker(['run', '--rm', '--network', 'none', ref]));
     assert.equal(out.trim(), 'hello-from-berth');
     // docker.io/library/mirrored:v1 can only come from the mirror: nothing here reaches the internet.
-    ok(await clients.skopeo(['copy', image.ref, `docker://${registry.host}/library/mirrored:v1`, '--dest-tls-verify=false']));
+    ok(
+      await clients.skopeo([
+        'copy',
+        image.ref,
+        `docker://${registry.host}/library/mirrored:v1`,
+        '--dest-tls-verify=false',
+      ]),
+    );
     ok(await engine.docker(['pull', 'mirrored:v1']));
     const managed = join(engine.dir, 'exec', 'containerd', 'containerd.pid');
     const containerdPid = Number(readFileSync(managed, 'utf8'));
@@ -127,7 +145,11 @@ test('real peers against distribution 2.8.2', async (t) => {
   });
 });
 
-async function checkMultiArchRoundTrip(registry: Distribution, skopeo: (args: string[]) => Promise<RunResult>, dir: string): Promise<void> {
+async function checkMultiArchRoundTrip(
+  registry: Distribution,
+  skopeo: (args: string[]) => Promise<RunResult>,
+  dir: string,
+): Promise<void> {
   const multi = await makeMultiArchLayout(join(dir, 'multi'), { tag: 'm1' });
   const remote = `docker://${registry.host}/multi:m1`;
   ok(await skopeo(['copy', '--all', multi.ref, remote, '--dest-tls-verify=false']));

@@ -12,7 +12,12 @@ import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
 
 export {
-  makeBusyboxLayout, makeMultiArchLayout, DEFAULT_CMD, type BusyboxOptions, type LayoutImage, type LayoutIndex,
+  makeBusyboxLayout,
+  makeMultiArchLayout,
+  DEFAULT_CMD,
+  type BusyboxOptions,
+  type LayoutImage,
+  type LayoutIndex,
 } from './oci-layouts.js';
 
 /** Where `.ci/install-peers.sh` puts the Go-built tools (crane, oras, regctl, conformance.test). */
@@ -78,7 +83,11 @@ export function ok(result: RunResult): string {
 
 function _env(overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   // Loopback must never go through a proxy that a developer's shell may set.
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_PROXY: '127.0.0.1,localhost,::1', no_proxy: '127.0.0.1,localhost,::1' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NO_PROXY: '127.0.0.1,localhost,::1',
+    no_proxy: '127.0.0.1,localhost,::1',
+  };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined) delete env[k];
     else env[k] = v;
@@ -177,7 +186,8 @@ export async function waitForHttp(url: string, opts: WaitOptions = {}): Promise<
   const ready = opts.ready ?? (() => true);
   let last = 'no answer';
   while (Date.now() < deadline) {
-    if (opts.process && _exited(opts.process)) throw new Error(`process ${opts.process.pid} exited before ${url} answered`);
+    if (opts.process && _exited(opts.process))
+      throw new Error(`process ${opts.process.pid} exited before ${url} answered`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       await res.arrayBuffer();
@@ -268,7 +278,7 @@ async function _removeTree(dir: string): Promise<void> {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((line) => line.split(' ')[4])
-    .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await run('umount', ['-l', m], { timeoutMs: 10_000 });
   await rm(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -342,26 +352,42 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
   const dir = await _shortTempDir('dist');
   const root = join(dir, 'storage');
   await mkdir(root);
-  return _removeOnError(dir, () => {}, async () => {
-    // The OS may hand the probed port to someone else before distribution binds it: try a few ports.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await _startDistributionOn(await freePort(), dir, root, bin, opts);
-      } catch (e) {
-        if (attempt >= 3) throw e;
+  return _removeOnError(
+    dir,
+    () => {},
+    async () => {
+      // The OS may hand the probed port to someone else before distribution binds it: try a few ports.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await _startDistributionOn(await freePort(), dir, root, bin, opts);
+        } catch (e) {
+          if (attempt >= 3) throw e;
+        }
       }
-    }
-  });
+    },
+  );
 }
 
-async function _startDistributionOn(port: number, dir: string, root: string, bin: string, opts: DistributionOptions): Promise<Distribution> {
+async function _startDistributionOn(
+  port: number,
+  dir: string,
+  root: string,
+  bin: string,
+  opts: DistributionOptions,
+): Promise<Distribution> {
   const config = join(dir, 'config.yml');
   await writeFile(config, _distributionConfig(root, port, opts));
   const url = `http://127.0.0.1:${port}`;
   return _startDaemon(
     // aws-sdk-go 1.x in distribution's s3 driver panics at start when AWS_CA_BUNDLE is set ("unsupported transport");
     // a loopback bucket over plain HTTP needs no CA anyway.
-    () => _spawnDaemon(bin, ['serve', config], join(dir, 'registry.log'), opts.storage ? { AWS_CA_BUNDLE: undefined } : undefined),
+    () =>
+      _spawnDaemon(
+        bin,
+        ['serve', config],
+        join(dir, 'registry.log'),
+        opts.storage ? { AWS_CA_BUNDLE: undefined } : undefined,
+      ),
     async ({ child }) => {
       await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 20_000 });
       const stop = _once(async () => {
@@ -378,7 +404,11 @@ function _distributionConfig(root: string, port: number, opts: DistributionOptio
   const config: Record<string, unknown> = {
     version: 0.1,
     log: { level: 'info', accesslog: { disabled: true } },
-    storage: { ...(opts.storage ?? { filesystem: { rootdirectory: root } }), delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
+    storage: {
+      ...(opts.storage ?? { filesystem: { rootdirectory: root } }),
+      delete: { enabled: true },
+      maintenance: { uploadpurging: { enabled: false } },
+    },
     http: { addr: `127.0.0.1:${port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
   };
   if (opts.htpasswd) config.auth = { htpasswd: { realm: 'berth-test', path: opts.htpasswd } };
@@ -416,34 +446,56 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
   await writeFile(join(dir, 'daemon.json'), '{}\n');
   await mkdir(join(dir, 'config'));
   const args = [
-    '--config-file', join(dir, 'daemon.json'),
-    '--data-root', join(dir, 'root'),
-    '--exec-root', join(dir, 'exec'),
-    '-H', host,
-    '--pidfile', join(dir, 'pid'),
-    '--iptables=false', '--ip6tables=false', '--bridge=none',
+    '--config-file',
+    join(dir, 'daemon.json'),
+    '--data-root',
+    join(dir, 'root'),
+    '--exec-root',
+    join(dir, 'exec'),
+    '-H',
+    host,
+    '--pidfile',
+    join(dir, 'pid'),
+    '--iptables=false',
+    '--ip6tables=false',
+    '--bridge=none',
     '--storage-driver=vfs',
     ...opts.insecureRegistries.flatMap((r) => ['--insecure-registry', r]),
     ...(opts.registryMirrors ?? []).flatMap((m) => ['--registry-mirror', m]),
   ];
   const docker = (dargs: string[], ropts: RunOptions = {}) =>
-    run(client, dargs, { ...ropts, env: { ...ropts.env, DOCKER_HOST: host, DOCKER_CONFIG: join(dir, 'config'), DOCKER_CONTEXT: undefined } });
+    run(client, dargs, {
+      ...ropts,
+      env: { ...ropts.env, DOCKER_HOST: host, DOCKER_CONFIG: join(dir, 'config'), DOCKER_CONTEXT: undefined },
+    });
   const spawnIt = () => _spawnDaemon(dockerd, args, join(dir, 'dockerd.log'));
   // dockerd stops its managed containerd on SIGTERM; after a SIGKILL that containerd would be orphaned.
   const killManagedContainerd = () => _killPidFile(join(dir, 'exec', 'containerd', 'containerd.pid'));
-  return _removeOnError(dir, killManagedContainerd, () => _startDaemon(spawnIt, async ({ child }) => {
-    await _waitFor('dockerd', child, async () => (await docker(['version'], { timeoutMs: 5_000 })).code === 0, 60_000);
-    const stop = _once(async () => {
-      await stopProcess(child, 15_000);
-      killManagedContainerd();
-      await _removeTree(dir);
-    });
-    return { docker, host, dir, pid: child.pid!, stop };
-  }));
+  return _removeOnError(dir, killManagedContainerd, () =>
+    _startDaemon(spawnIt, async ({ child }) => {
+      await _waitFor(
+        'dockerd',
+        child,
+        async () => (await docker(['version'], { timeoutMs: 5_000 })).code === 0,
+        60_000,
+      );
+      const stop = _once(async () => {
+        await stopProcess(child, 15_000);
+        killManagedContainerd();
+        await _removeTree(dir);
+      });
+      return { docker, host, dir, pid: child.pid!, stop };
+    }),
+  );
 }
 
 /** Polls `check` until true; fails early when the daemon exits. */
-async function _waitFor(name: string, child: ChildProcess, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+async function _waitFor(
+  name: string,
+  child: ChildProcess,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (_exited(child)) throw new Error(`${name} (pid ${child.pid}) exited during start-up`);
@@ -476,14 +528,24 @@ export async function startContainerd(): Promise<Containerd> {
   await writeFile(config, _containerdConfig(dir, address));
   const ctr = (args: string[], opts: RunOptions = {}) => run(ctrBin, ['--address', address, ...args], opts);
   const spawnIt = () => _spawnDaemon(containerd, ['--config', config], join(dir, 'containerd.log'));
-  return _removeOnError(dir, () => {}, () => _startDaemon(spawnIt, async ({ child }) => {
-    await _waitFor('containerd', child, async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0, 30_000);
-    const stop = _once(async () => {
-      await stopProcess(child);
-      await _removeTree(dir);
-    });
-    return { ctr, address, dir, pid: child.pid!, stop };
-  }));
+  return _removeOnError(
+    dir,
+    () => {},
+    () =>
+      _startDaemon(spawnIt, async ({ child }) => {
+        await _waitFor(
+          'containerd',
+          child,
+          async () => (await ctr(['version'], { timeoutMs: 5_000 })).code === 0,
+          30_000,
+        );
+        const stop = _once(async () => {
+          await stopProcess(child);
+          await _removeTree(dir);
+        });
+        return { ctr, address, dir, pid: child.pid!, stop };
+      }),
+  );
 }
 
 function _containerdConfig(dir: string, address: string): string {
@@ -497,7 +559,7 @@ function _containerdConfig(dir: string, address: string): string {
     '[grpc]',
     `  address = ${q(address)}`,
     '[ttrpc]',
-    `  address = ${q(address + '.ttrpc')}`,
+    `  address = ${q(`${address}.ttrpc`)}`,
     '[debug]',
     '  address = ""',
     '[metrics]',
@@ -527,8 +589,10 @@ export async function makeClients(t: TestContext): Promise<Clients> {
   const home = await mkdtemp('/tmp/peer-home-');
   t.after(() => _removeTree(home));
   const env = await _clientEnv(home);
-  const bound = (name: string, pre: string[] = []) => (args: string[], opts: RunOptions = {}) =>
-    run(_tool(name), [...pre, ...args], { ...opts, env: { ...env, ...opts.env } });
+  const bound =
+    (name: string, pre: string[] = []) =>
+    (args: string[], opts: RunOptions = {}) =>
+      run(_tool(name), [...pre, ...args], { ...opts, env: { ...env, ...opts.env } });
   const storage = join(home, 'podman');
   return {
     home,
@@ -537,8 +601,18 @@ export async function makeClients(t: TestContext): Promise<Clients> {
     oras: bound('oras'),
     regctl: bound('regctl'),
     podman: bound('podman', [
-      '--root', join(storage, 'root'), '--runroot', join(storage, 'run'), '--tmpdir', join(storage, 'tmp'),
-      '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file',
+      '--root',
+      join(storage, 'root'),
+      '--runroot',
+      join(storage, 'run'),
+      '--tmpdir',
+      join(storage, 'tmp'),
+      '--storage-driver',
+      'vfs',
+      '--cgroup-manager',
+      'cgroupfs',
+      '--events-backend',
+      'file',
     ]),
   };
 }
@@ -559,8 +633,12 @@ async function _clientEnv(home: string): Promise<Record<string, string>> {
   // As root, podman raises a container's nofile/nproc to values above this machine's hard limits and runc then
   // fails ("error setting rlimit type 7"); defaults within the limits make `podman run` work.
   const containersConf = [
-    '[containers]', 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]',
-    '[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', '',
+    '[containers]',
+    'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]',
+    '[engine]',
+    'cgroup_manager = "cgroupfs"',
+    'events_logger = "file"',
+    '',
   ].join('\n');
   await writeFile(join(containers, 'containers.conf'), containersConf);
   // podman fails with "stat …/auth.json" when REGISTRY_AUTH_FILE names a file that does not exist yet.

@@ -22,7 +22,10 @@ import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-c
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-async function serve(t: TestContext, proxy?: { upstreams: UpstreamConfig[] }): Promise<{ server: RunningServer; proxy?: Proxy; root: string }> {
+async function serve(
+  t: TestContext,
+  proxy?: { upstreams: UpstreamConfig[] },
+): Promise<{ server: RunningServer; proxy?: Proxy; root: string }> {
   const root = await mkdtemp('/tmp/berth-proxy-');
   // The upstreams here are on loopback, which a mirror may reach only when allowed (test/net-policy.test.ts).
   if (proxy) proxy = { upstreams: proxy.upstreams.map((u) => ({ allowPrivateNetworks: true, ...u })) };
@@ -41,10 +44,19 @@ async function serve(t: TestContext, proxy?: { upstreams: UpstreamConfig[] }): P
 /** Pushes an image (config + one random layer) and returns its parts. */
 async function pushImage(base: string, name: string, tag: string, layerBytes = 1024) {
   const layer = randomBytes(layerBytes);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, n: randomBytes(4).toString('hex') }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: [] },
+      n: randomBytes(4).toString('hex'),
+    }),
+  );
   const layerDigest = await pushBlob(base, name, layer);
   const configDigest = await pushBlob(base, name, config);
-  const manifest = imageManifest({ digest: configDigest, size: config.length }, [{ digest: layerDigest, size: layer.length }]);
+  const manifest = imageManifest({ digest: configDigest, size: config.length }, [
+    { digest: layerDigest, size: layer.length },
+  ]);
   const res = await pushManifest(base, name, tag, manifest);
   assert.equal(res.status, 201, res.body.toString());
   return { layer, layerDigest, config, configDigest, manifest, manifestDigest: sha256(manifest) };
@@ -55,13 +67,24 @@ test('pull-through cache, in process', async (t) => {
   const counting = await startCountingProxy(upstream.server.url);
   t.after(() => counting.stop());
   const mirror = await serve(t, {
-    upstreams: [{ name: 'up', url: counting.url, prefix: 'up.example', default: true, tagTtl: '1h', allow: ['library/**', 'team/**'] }],
+    upstreams: [
+      {
+        name: 'up',
+        url: counting.url,
+        prefix: 'up.example',
+        default: true,
+        tagTtl: '1h',
+        allow: ['library/**', 'team/**'],
+      },
+    ],
   });
   const stats = () => mirror.proxy!.stats();
   const img = await pushImage(upstream.server.url, 'library/app', 'v1', 300_000);
 
   await t.test('prefix, ?ns= and default upstream all serve the same manifest and share one cache', async () => {
-    const a = await raw(mirror.server.url, 'GET', '/v2/up.example/library/app/manifests/v1', { headers: { accept: OCI_MANIFEST } });
+    const a = await raw(mirror.server.url, 'GET', '/v2/up.example/library/app/manifests/v1', {
+      headers: { accept: OCI_MANIFEST },
+    });
     assert.equal(a.status, 200, a.body.toString());
     assert.deepEqual(a.body, img.manifest);
     assert.equal(a.header('docker-content-digest'), img.manifestDigest);
@@ -81,7 +104,9 @@ test('pull-through cache, in process', async (t) => {
     const a = await raw(mirror.server.url, 'GET', `/v2/library/app/blobs/${img.layerDigest}`);
     assert.equal(a.status, 200);
     assert.equal(sha256(a.body), img.layerDigest);
-    const b = await raw(mirror.server.url, 'GET', `/v2/up.example/library/app/blobs/${img.layerDigest}`, { headers: { range: 'bytes=10-19' } });
+    const b = await raw(mirror.server.url, 'GET', `/v2/up.example/library/app/blobs/${img.layerDigest}`, {
+      headers: { range: 'bytes=10-19' },
+    });
     assert.equal(b.status, 206);
     assert.deepEqual(b.body, img.layer.subarray(10, 20));
     assert.equal(counting.count('GET', `/blobs/${img.layerDigest}`), 1);
@@ -110,46 +135,57 @@ test('pull-through cache, in process', async (t) => {
     assert.deepEqual(tags.json(), { name: 'library/app', tags: ['v1'] });
   });
 
-  await t.test('concurrent pulls of one uncached blob share one upstream fetch; a client that leaves changes nothing', async () => {
-    const big = await pushImage(upstream.server.url, 'library/big', 'v1', 24 << 20);
-    // One client disconnects after the first bytes.
-    await new Promise<void>((resolve, reject) => {
-      const url = new URL(mirror.server.url);
-      const req = request({ host: url.hostname, port: url.port, path: `/v2/library/big/blobs/${big.layerDigest}` }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
+  await t.test(
+    'concurrent pulls of one uncached blob share one upstream fetch; a client that leaves changes nothing',
+    async () => {
+      const big = await pushImage(upstream.server.url, 'library/big', 'v1', 24 << 20);
+      // One client disconnects after the first bytes.
+      await new Promise<void>((resolve, reject) => {
+        const url = new URL(mirror.server.url);
+        const req = request(
+          { host: url.hostname, port: url.port, path: `/v2/library/big/blobs/${big.layerDigest}` },
+          (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          },
+        );
+        req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(e)));
+        req.end();
       });
-      req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(e)));
-      req.end();
-    });
-    const pulls = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      await sleep(i * 5); // some join while the fill runs, some after
-      return raw(mirror.server.url, 'GET', `/v2/library/big/blobs/${big.layerDigest}`);
-    }));
-    for (const p of pulls) {
-      assert.equal(p.status, 200);
-      assert.equal(p.body.length, big.layer.length);
-      assert.equal(sha256(p.body), big.layerDigest);
-    }
-    assert.equal(counting.count('GET', `/blobs/${big.layerDigest}`), 1);
-    assert.ok(stats().joined >= 1, JSON.stringify(stats()));
-  });
+      const pulls = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          await sleep(i * 5); // some join while the fill runs, some after
+          return raw(mirror.server.url, 'GET', `/v2/library/big/blobs/${big.layerDigest}`);
+        }),
+      );
+      for (const p of pulls) {
+        assert.equal(p.status, 200);
+        assert.equal(p.body.length, big.layer.length);
+        assert.equal(sha256(p.body), big.layerDigest);
+      }
+      assert.equal(counting.count('GET', `/blobs/${big.layerDigest}`), 1);
+      assert.ok(stats().joined >= 1, JSON.stringify(stats()));
+    },
+  );
 
   await t.test('a fill finishes with no client left', async () => {
     const img2 = await pushImage(upstream.server.url, 'library/alone', 'v1', 12 << 20);
     await new Promise<void>((resolve, reject) => {
       const url = new URL(mirror.server.url);
-      const req = request({ host: url.hostname, port: url.port, path: `/v2/library/alone/blobs/${img2.layerDigest}` }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-        // Settled already when the client left on purpose; a response cut before its first byte must fail the
-        // test here, not leave it waiting forever with the error swallowed.
-        res.once('close', () => reject(new Error(`the response (${res.statusCode}) ended before its first byte`)));
-      });
+      const req = request(
+        { host: url.hostname, port: url.port, path: `/v2/library/alone/blobs/${img2.layerDigest}` },
+        (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+          // Settled already when the client left on purpose; a response cut before its first byte must fail the
+          // test here, not leave it waiting forever with the error swallowed.
+          res.once('close', () => reject(new Error(`the response (${res.statusCode}) ended before its first byte`)));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -227,7 +263,9 @@ test('malicious upstream: no credentials to a foreign realm, corrupt blobs never
   const good = Buffer.from('the real layer');
   const evil = createServer((req, res) => {
     if (!req.headers.authorization?.startsWith('Bearer ')) {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${realmHost}/token",service="evil",scope="repository:library/app:pull"` });
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="http://${realmHost}/token",service="evil",scope="repository:library/app:pull"`,
+      });
       res.end();
       return;
     }
@@ -240,9 +278,17 @@ test('malicious upstream: no credentials to a foreign realm, corrupt blobs never
     res.end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}');
   });
   await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { evil.closeAllConnections(); evil.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        evil.closeAllConnections();
+        evil.close(() => resolve());
+      }),
+  );
   const evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}`;
-  const mirror = await serve(t, { upstreams: [{ name: 'evil', url: evilUrl, prefix: 'evil', username: 'mirror-user', password: 's3cret-password' }] });
+  const mirror = await serve(t, {
+    upstreams: [{ name: 'evil', url: evilUrl, prefix: 'evil', username: 'mirror-user', password: 's3cret-password' }],
+  });
 
   const res = await raw(mirror.server.url, 'GET', `/v2/evil/library/app/blobs/${sha256(good)}`).catch(() => undefined);
   assert.ok(!res || res.body.length < good.length, 'the client never gets a complete response for corrupt content');
@@ -252,22 +298,64 @@ test('malicious upstream: no credentials to a foreign realm, corrupt blobs never
   assert.ok(seen.length > 0, 'the realm was asked for an anonymous token');
   for (const s of seen) {
     assert.equal(s.authorization, undefined, JSON.stringify(s));
-    assert.ok(!s.url.includes('mirror-user') && !s.body.includes('s3cret') && !s.body.includes('mirror-user'), JSON.stringify(s));
+    assert.ok(
+      !s.url.includes('mirror-user') && !s.body.includes('s3cret') && !s.body.includes('mirror-user'),
+      JSON.stringify(s),
+    );
   }
 
   await t.test('control: a realm listed in credentialsToRealm does get them', async (t) => {
     seen.length = 0;
-    const trusting = await serve(t, { upstreams: [{ name: 'evil', url: evilUrl, prefix: 'evil', username: 'mirror-user', password: 's3cret-password', credentialsToRealm: [realmHost] }] });
+    const trusting = await serve(t, {
+      upstreams: [
+        {
+          name: 'evil',
+          url: evilUrl,
+          prefix: 'evil',
+          username: 'mirror-user',
+          password: 's3cret-password',
+          credentialsToRealm: [realmHost],
+        },
+      ],
+    });
     await raw(trusting.server.url, 'GET', '/v2/evil/library/app/manifests/v1');
-    assert.ok(seen.some((s) => s.body.includes('s3cret-password') || s.authorization?.startsWith('Basic ')), JSON.stringify(seen));
+    assert.ok(
+      seen.some((s) => s.body.includes('s3cret-password') || s.authorization?.startsWith('Basic ')),
+      JSON.stringify(seen),
+    );
   });
 });
 
 test('proxy config: strict keys, prefixes, default upstream, ?ns= mapping', () => {
-  assert.throws(() => loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'a', url: 'http://127.0.0.1:1', tagTTL: '1m' }] } } }), /tagTTL/);
+  assert.throws(
+    () =>
+      loadConfig({
+        env: {},
+        flags: { proxy: { upstreams: [{ name: 'a', url: 'http://127.0.0.1:1', tagTTL: '1m' }] } },
+      }),
+    /tagTTL/,
+  );
   assert.throws(() => loadConfig({ env: {}, flags: { proxy: { mirror: true } } }), /mirror/);
-  assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'a', url: 'http://h:1' }, { name: 'b', url: 'http://h:2', prefix: 'a/b' }] }), /overlaps/);
-  assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'a', url: 'http://h:1', default: true }, { name: 'b', url: 'http://h:2', default: true }] }), /default/);
+  assert.throws(
+    () =>
+      resolveUpstreams({
+        upstreams: [
+          { name: 'a', url: 'http://h:1' },
+          { name: 'b', url: 'http://h:2', prefix: 'a/b' },
+        ],
+      }),
+    /overlaps/,
+  );
+  assert.throws(
+    () =>
+      resolveUpstreams({
+        upstreams: [
+          { name: 'a', url: 'http://h:1', default: true },
+          { name: 'b', url: 'http://h:2', default: true },
+        ],
+      }),
+    /default/,
+  );
   assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'Bad Name', url: 'http://h:1' }] }), /prefix/);
   const ups = resolveUpstreams({
     upstreams: [
@@ -284,7 +372,11 @@ test('proxy config: strict keys, prefixes, default upstream, ?ns= mapping', () =
   assert.deepEqual(map('library/alpine', 'docker.io'), ['docker.io', 'library/alpine', 'docker.io/library/alpine']);
   assert.deepEqual(map('org/app', 'ghcr.io'), ['ghcr', 'org/app', 'ghcr.io/org/app']);
   assert.deepEqual(map('ghcr.io/org/app'), ['ghcr', 'org/app', 'ghcr.io/org/app']);
-  assert.equal(map('team/app'), undefined, 'outside the default upstream\'s allow list: hosted');
-  assert.equal(map('library/alpine', 'registry.example'), undefined, 'an ns berth does not mirror: hosted, not the default');
+  assert.equal(map('team/app'), undefined, "outside the default upstream's allow list: hosted");
+  assert.equal(
+    map('library/alpine', 'registry.example'),
+    undefined,
+    'an ns berth does not mirror: hosted, not the default',
+  );
   assert.deepEqual(map('ghcr.io/org/app', 'registry.example'), ['ghcr', 'org/app', 'ghcr.io/org/app']);
 });

@@ -32,12 +32,21 @@ async function faultyUpstream(t: TestContext, blob: Buffer) {
     res.write(blob.subarray(0, state.stallAfter)); // …and then silence, connection open
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, digest, state };
 }
 
 /** GETs a blob and reports how the response ended: complete (all bytes) or cut. */
-function pull(base: string, path: string): Promise<{ status?: number; length: number; complete: boolean; body: Buffer }> {
+function pull(
+  base: string,
+  path: string,
+): Promise<{ status?: number; length: number; complete: boolean; body: Buffer }> {
   const url = new URL(base);
   return new Promise((resolve) => {
     const req = request({ host: url.hostname, port: url.port, path }, (res) => {
@@ -57,7 +66,9 @@ function pull(base: string, path: string): Promise<{ status?: number; length: nu
 /** Fails loudly instead of hanging the suite. */
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -70,7 +81,14 @@ async function mirror(t: TestContext, upstream: string, timeout: string, appendD
       return super.append(path, offset, body);
     }
   })({ root, fsync: false });
-  const config = loadConfig({ env: {}, flags: { proxy: { upstreams: [{ name: 'up', url: upstream, prefix: 'up', default: true, timeout, allowPrivateNetworks: true }] } } });
+  const config = loadConfig({
+    env: {},
+    flags: {
+      proxy: {
+        upstreams: [{ name: 'up', url: upstream, prefix: 'up', default: true, timeout, allowPrivateNetworks: true }],
+      },
+    },
+  });
   const registry = createRegistry(config, driver, createLogger('silent', false));
   const server = await listen(registry.app, '127.0.0.1:0');
   t.after(async () => {
@@ -88,8 +106,16 @@ test('a fill whose upstream stalls mid-body fails within the upstream timeout; t
   const path = `/v2/library/x/blobs/${up.digest}`;
 
   up.state.stallAfter = 1 << 20;
-  const cut = await within(10_000, 'clients of a stalled fill', Promise.all([pull(m.url, path), pull(m.url, path), pull(m.url, path)]));
-  for (const r of cut) assert.ok(!r.complete && r.length < blob.length, `a stalled fill never completes a response: ${JSON.stringify({ ...r, body: undefined })}`);
+  const cut = await within(
+    10_000,
+    'clients of a stalled fill',
+    Promise.all([pull(m.url, path), pull(m.url, path), pull(m.url, path)]),
+  );
+  for (const r of cut)
+    assert.ok(
+      !r.complete && r.length < blob.length,
+      `a stalled fill never completes a response: ${JSON.stringify({ ...r, body: undefined })}`,
+    );
   assert.equal(up.state.gets, 1, 'the three clients shared one upstream GET');
   for (let i = 0; i < 50 && m.proxy.stats().inflightFills > 0; i++) await sleep(20);
   assert.equal(m.proxy.stats().inflightFills, 0, 'the failed fill is forgotten');

@@ -57,7 +57,9 @@ test('a mirrored manifest is protected from a concurrent GC like a pushed one, a
   const local = 'up.example/library/app';
 
   await t.test('GC sweeping the manifest bytes while the mirror stores them again', async () => {
-    const first = await raw(mirror.url, 'GET', '/v2/up.example/library/app/manifests/v1', { headers: { accept: OCI_MANIFEST } });
+    const first = await raw(mirror.url, 'GET', '/v2/up.example/library/app/manifests/v1', {
+      headers: { accept: OCI_MANIFEST },
+    });
     assert.equal(first.status, 200, first.body.toString());
     // The cached copy is deleted (as eviction does): its bytes are garbage for the next GC.
     const del = await raw(mirror.url, 'DELETE', `/v2/up.example/library/app/manifests/${img.digest}`);
@@ -73,7 +75,9 @@ test('a mirrored manifest is protected from a concurrent GC like a pushed one, a
     await reached; // the sweep re-statted the manifest bytes and is about to delete them
     assert.equal((await new GcGuard(driver).state()).phase, 'sweep');
     // A client pulls the tag now: the mirror fetches the manifest again and stores it while the sweep runs.
-    const pull = raw(mirror.url, 'GET', '/v2/up.example/library/app/manifests/v1', { headers: { accept: OCI_MANIFEST } });
+    const pull = raw(mirror.url, 'GET', '/v2/up.example/library/app/manifests/v1', {
+      headers: { accept: OCI_MANIFEST },
+    });
     setTimeout(release, 300);
     const [res, result] = await Promise.all([pull, gc]);
     driver.paused = undefined;
@@ -83,7 +87,10 @@ test('a mirrored manifest is protected from a concurrent GC like a pushed one, a
     // What the mirror stored must still be whole: the tag, the revision link and the bytes they point at.
     assert.equal((await driver.get(paths.tag(local, 'v1')))?.toString(), img.digest);
     assert.ok(await driver.stat(paths.manifestRevision(local, img.digest)), 'revision link');
-    assert.ok((await driver.get(paths.blobData(img.digest)))?.equals(img.manifest), 'the tag points at bytes the sweep deleted');
+    assert.ok(
+      (await driver.get(paths.blobData(img.digest)))?.equals(img.manifest),
+      'the tag points at bytes the sweep deleted',
+    );
   });
 
   await t.test('a mirrored manifest with a subject is listed in the referrers API', async () => {
@@ -95,7 +102,9 @@ test('a mirrored manifest is protected from a concurrent GC like a pushed one, a
     assert.equal(got.status, 200, got.body.toString());
     const list = await raw(mirror.url, 'GET', `/v2/up.example/library/app/referrers/${img.digest}`);
     assert.equal(list.status, 200, list.body.toString());
-    const digests = list.json<{ manifests: Array<{ digest: string; artifactType?: string }> }>().manifests.map((m) => [m.digest, m.artifactType]);
+    const digests = list
+      .json<{ manifests: Array<{ digest: string; artifactType?: string }> }>()
+      .manifests.map((m) => [m.digest, m.artifactType]);
     assert.deepEqual(digests, [[sig.digest, 'application/vnd.example.sig']]);
   });
 });

@@ -20,14 +20,23 @@ import { raw, sha256 } from './registry-client.js';
 async function start(t: TestContext, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
   const server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 const blobPath = (u: string) => /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(u)?.[1];
-const unknown = (res: ServerResponse) => res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}');
+const unknown = (res: ServerResponse) =>
+  res
+    .writeHead(404, { 'content-type': 'application/json' })
+    .end('{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}');
 
-test('mirror: no blob links from an upstream HEAD alone, no sharing of another repository\'s fill', async (t) => {
+test("mirror: no blob links from an upstream HEAD alone, no sharing of another repository's fill", async (t) => {
   // Claims every blob on HEAD; has none of them.
   const liar = { heads: 0, gets: 0 };
   const liarUrl = await start(t, (req, res) => {
@@ -93,7 +102,10 @@ test('mirror: no blob links from an upstream HEAD alone, no sharing of another r
   const linked = (repo: string, digest: string) => existsSync(join(root, paths.layerLink(repo, digest)));
 
   const digest = sha256(secret);
-  const pushed = await raw(url, 'POST', `/v2/team-a/secret/blobs/uploads/?digest=${digest}`, { body: secret, headers: { ...alice, 'content-length': String(secret.length) } });
+  const pushed = await raw(url, 'POST', `/v2/team-a/secret/blobs/uploads/?digest=${digest}`, {
+    body: secret,
+    headers: { ...alice, 'content-length': String(secret.length) },
+  });
   assert.equal(pushed.status, 201, pushed.body.toString());
   assert.equal((await raw(url, 'GET', `/v2/team-a/secret/blobs/${digest}`)).status, 401, 'control: private to alice');
 
@@ -115,11 +127,14 @@ test('mirror: no blob links from an upstream HEAD alone, no sharing of another r
     // alice's pull of corp/app starts a fill that stays half done until released.
     const alices = new Promise<{ status?: number; body: Buffer }>((resolve, reject) => {
       const u = new URL(url);
-      const req = request({ host: u.hostname, port: u.port, path: `/v2/corp/app/blobs/${d}`, headers: alice }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
-      });
+      const req = request(
+        { host: u.hostname, port: u.port, path: `/v2/corp/app/blobs/${d}`, headers: alice },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -129,7 +144,7 @@ test('mirror: no blob links from an upstream HEAD alone, no sharing of another r
     const early = await Promise.race([anon, sleep(1500).then(() => undefined)]);
     release();
     const res = early ?? (await anon);
-    assert.ok(!res.body.includes(slow.subarray(0, 64)), 'corp\'s bytes reached the anonymous client');
+    assert.ok(!res.body.includes(slow.subarray(0, 64)), "corp's bytes reached the anonymous client");
     assert.equal(res.status, 404, res.body.toString());
     const a = await alices;
     assert.equal(a.status, 200);
@@ -137,15 +152,18 @@ test('mirror: no blob links from an upstream HEAD alone, no sharing of another r
     assert.ok(!linked('evil/y', d));
   });
 
-  await t.test('control: an upstream that sends the bytes gets them linked (verified), even when already stored', async () => {
-    const gets = honest.gets;
-    const get = await raw(url, 'GET', `/v2/honest/z/blobs/${digest}`);
-    assert.equal(get.status, 200, get.body.toString());
-    assert.deepEqual(get.body, secret);
-    assert.equal(honest.gets, gets + 1, 'fetched from the upstream, not linked on its word');
-    for (let i = 0; i < 50 && !linked('honest/z', digest); i++) await sleep(20);
-    assert.ok(linked('honest/z', digest));
-    assert.equal((await raw(url, 'GET', `/v2/honest/z/blobs/${digest}`)).status, 200);
-    assert.equal(honest.gets, gets + 1, 'then served from storage');
-  });
+  await t.test(
+    'control: an upstream that sends the bytes gets them linked (verified), even when already stored',
+    async () => {
+      const gets = honest.gets;
+      const get = await raw(url, 'GET', `/v2/honest/z/blobs/${digest}`);
+      assert.equal(get.status, 200, get.body.toString());
+      assert.deepEqual(get.body, secret);
+      assert.equal(honest.gets, gets + 1, 'fetched from the upstream, not linked on its word');
+      for (let i = 0; i < 50 && !linked('honest/z', digest); i++) await sleep(20);
+      assert.ok(linked('honest/z', digest));
+      assert.equal((await raw(url, 'GET', `/v2/honest/z/blobs/${digest}`)).status, 200);
+      assert.equal(honest.gets, gets + 1, 'then served from storage');
+    },
+  );
 });

@@ -10,7 +10,16 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { test, type TestContext } from 'node:test';
-import { makeBusyboxLayout, makeClients, ok, readJson, requirePeer, startContainerd, startDistribution, startDockerd } from './peers.js';
+import {
+  makeBusyboxLayout,
+  makeClients,
+  ok,
+  readJson,
+  requirePeer,
+  startContainerd,
+  startDistribution,
+  startDockerd,
+} from './peers.js';
 import { startBerth } from './berth.js';
 import { startCountingProxy } from './counting-proxy.js';
 
@@ -25,8 +34,26 @@ function mirrorConfig(docker: string, second: { url: string; host: string }): st
     log: { level: 'warn', requests: false },
     proxy: {
       upstreams: [
-        { name: 'docker.io', url: docker, prefix: 'docker.io', host: 'docker.io', default: true, tagTtl: '0s', timeout: '3s', allow: ['library/**'], allowPrivateNetworks: true },
-        { name: 'second', url: second.url, prefix: 'second', host: second.host, tagTtl: '0s', timeout: '3s', allowPrivateNetworks: true },
+        {
+          name: 'docker.io',
+          url: docker,
+          prefix: 'docker.io',
+          host: 'docker.io',
+          default: true,
+          tagTtl: '0s',
+          timeout: '3s',
+          allow: ['library/**'],
+          allowPrivateNetworks: true,
+        },
+        {
+          name: 'second',
+          url: second.url,
+          prefix: 'second',
+          host: second.host,
+          tagTtl: '0s',
+          timeout: '3s',
+          allowPrivateNetworks: true,
+        },
       ],
     },
   });
@@ -44,7 +71,9 @@ function hashGet(url: string): Promise<{ digest: string; length: number; status:
       });
       let text = '';
       res.on('data', (c: Buffer) => res.statusCode !== 200 && (text += c));
-      res.on('end', () => resolve({ digest: `sha256:${h.digest('hex')}`, length, status: res.statusCode!, ...(text ? { text } : {}) }));
+      res.on('end', () =>
+        resolve({ digest: `sha256:${h.digest('hex')}`, length, status: res.statusCode!, ...(text ? { text } : {}) }),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -59,10 +88,14 @@ async function pushFileBlob(base: string, name: string, file: string, digest: st
   const location = new URL(start.headers.get('location')!, base);
   location.searchParams.set('digest', digest);
   await new Promise<void>((resolve, reject) => {
-    const req = request(location, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) } }, (res) => {
-      res.resume();
-      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`PUT blob: ${res.statusCode}`))));
-    });
+    const req = request(
+      location,
+      { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`PUT blob: ${res.statusCode}`))));
+      },
+    );
     req.on('error', reject);
     createReadStream(file).pipe(req);
   });
@@ -79,16 +112,31 @@ test('pull through berth from distribution and another berth with real clients',
   // Token auth is not in berth yet: the second upstream is a plain berth.
   const second = await startBerth(t);
   const image = await makeBusyboxLayout(join(dir, 'busybox'), { tag: 'v1' });
-  ok(await clients.skopeo(['copy', image.ref, `docker://${dist.host}/library/busybox-test:v1`, '--dest-tls-verify=false']));
+  ok(
+    await clients.skopeo([
+      'copy',
+      image.ref,
+      `docker://${dist.host}/library/busybox-test:v1`,
+      '--dest-tls-verify=false',
+    ]),
+  );
   const other = await makeBusyboxLayout(join(dir, 'other'), { tag: 'v1', files: { '/etc/marker': 'second' } });
   ok(await clients.skopeo(['copy', other.ref, `docker://${second.host}/team/tool:v1`, '--dest-tls-verify=false']));
   const mirror = await startBerth(t, { config: mirrorConfig(counting.url, second) });
-  const inspect = async (ref: string) => ok(await clients.skopeo(['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${ref}`])).trim();
+  const inspect = async (ref: string) =>
+    ok(await clients.skopeo(['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${ref}`])).trim();
 
   await t.test('skopeo: by prefix, digests identical, copy to an OCI layout', async () => {
     assert.equal(await inspect(`${mirror.host}/docker.io/library/busybox-test:v1`), image.manifest.digest);
     assert.equal(await inspect(`${mirror.host}/second/team/tool:v1`), other.manifest.digest);
-    ok(await clients.skopeo(['copy', '--src-tls-verify=false', `docker://${mirror.host}/second/team/tool:v1`, `oci:${join(dir, 'copied')}:v1`]));
+    ok(
+      await clients.skopeo([
+        'copy',
+        '--src-tls-verify=false',
+        `docker://${mirror.host}/second/team/tool:v1`,
+        `oci:${join(dir, 'copied')}:v1`,
+      ]),
+    );
     const index = await readJson<{ manifests: Array<{ digest: string }> }>(join(dir, 'copied', 'index.json'));
     assert.equal(index.manifests[0].digest, other.manifest.digest);
     assert.equal(counting.count('GET', `/blobs/${image.layer.digest}`), 0, 'inspect fetched no layer');
@@ -101,7 +149,10 @@ test('pull through berth from distribution and another berth with real clients',
     const hosts = join(dir, 'hosts.d');
     const mirrorOf = async (host: string, server: string) => {
       await mkdir(join(hosts, host), { recursive: true });
-      await writeFile(join(hosts, host, 'hosts.toml'), `server = "${server}"\n\n[host."http://${mirror.host}"]\n  capabilities = ["pull", "resolve"]\n`);
+      await writeFile(
+        join(hosts, host, 'hosts.toml'),
+        `server = "${server}"\n\n[host."http://${mirror.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+      );
     };
     // The real servers are unreachable on purpose: every byte must come through the mirror.
     await mirrorOf('docker.io', 'http://127.0.0.1:9');
@@ -120,9 +171,14 @@ test('pull through berth from distribution and another berth with real clients',
     const engine = await startDockerd({ insecureRegistries: [mirror.host], registryMirrors: [mirror.url] });
     t.after(engine.stop);
     ok(await engine.docker(['pull', 'busybox-test:v1']));
-    const digests = ok(await engine.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', 'busybox-test:v1']));
+    const digests = ok(
+      await engine.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', 'busybox-test:v1']),
+    );
     assert.ok(digests.includes(`busybox-test@${image.manifest.digest}`), digests);
-    assert.equal(ok(await engine.docker(['run', '--rm', '--network', 'none', 'busybox-test:v1'])).trim(), 'hello-from-berth');
+    assert.equal(
+      ok(await engine.docker(['run', '--rm', '--network', 'none', 'busybox-test:v1'])).trim(),
+      'hello-from-berth',
+    );
 
     await t.test('upstream down: cached tags and blobs are still served; back up: revalidation resumes', async () => {
       counting.target = 'http://127.0.0.1:9'; // distribution unreachable
@@ -131,7 +187,14 @@ test('pull through berth from distribution and another berth with real clients',
       ok(await engine.docker(['pull', 'busybox-test:v1']));
       assert.equal(await inspect(`${mirror.host}/docker.io/library/busybox-test:v1`), image.manifest.digest);
       assert.equal(await inspect(`${mirror.host}/second/team/tool:v1`), other.manifest.digest);
-      ok(await clients.skopeo(['copy', '--src-tls-verify=false', `docker://${mirror.host}/second/team/tool:v1`, `oci:${join(dir, 'offline')}:v1`]));
+      ok(
+        await clients.skopeo([
+          'copy',
+          '--src-tls-verify=false',
+          `docker://${mirror.host}/second/team/tool:v1`,
+          `oci:${join(dir, 'offline')}:v1`,
+        ]),
+      );
       const gone = await fetch(`${mirror.url}/v2/second/team/never-pulled/manifests/v1`);
       assert.equal(gone.status, 503);
 
@@ -160,7 +223,9 @@ test('pull through berth from distribution and another berth with real clients',
     await once(out, 'finish');
     const digest = `sha256:${h.digest('hex')}`;
     await pushFileBlob(dist.url, 'library/big', file, digest, size);
-    const results = await Promise.all(Array.from({ length: 50 }, () => hashGet(`${mirror.url}/v2/library/big/blobs/${digest}`)));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => hashGet(`${mirror.url}/v2/library/big/blobs/${digest}`)),
+    );
     for (const r of results) assert.deepEqual(r, { digest, length: size, status: 200 });
     assert.equal(counting.count('GET', `/v2/library/big/blobs/${digest}`), 1);
   });

@@ -11,10 +11,18 @@ test('referrers: filtering, pagination, annotations, deletes', async (t) => {
   const empty = { digest: await pushBlob(base, name, '{}'), size: 2 };
   const subjectBody = imageManifest(empty, []);
   const subject = (await pushManifest(base, name, 'v1', subjectBody)).header('docker-content-digest')!;
-  const subjectDesc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: subject, size: subjectBody.length };
+  const subjectDesc = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: subject,
+    size: subjectBody.length,
+  };
 
   const pushed: string[] = [];
-  for (const [i, type] of ['application/vnd.example.sig', 'application/vnd.example.sbom', 'application/vnd.example.sig'].entries()) {
+  for (const [i, type] of [
+    'application/vnd.example.sig',
+    'application/vnd.example.sbom',
+    'application/vnd.example.sig',
+  ].entries()) {
     const body = imageManifest(empty, [], { artifactType: type, subject: subjectDesc, annotations: { n: String(i) } });
     const res = await pushManifest(base, name, sha256(body), body);
     assert.equal(res.status, 201);
@@ -22,10 +30,15 @@ test('referrers: filtering, pagination, annotations, deletes', async (t) => {
     pushed.push(res.header('docker-content-digest')!);
   }
   // No artifactType: the config media type stands in.
-  const plain = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.example.config+json', ...empty }, layers: [], subject: subjectDesc,
-  }));
+  const plain = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.example.config+json', ...empty },
+      layers: [],
+      subject: subjectDesc,
+    }),
+  );
   pushed.push((await pushManifest(base, name, sha256(plain), plain)).header('docker-content-digest')!);
 
   const all = await raw(base, 'GET', `/v2/${name}/referrers/${subject}`);
@@ -33,7 +46,10 @@ test('referrers: filtering, pagination, annotations, deletes', async (t) => {
   assert.equal(all.header('content-type'), 'application/vnd.oci.image.index.v1+json');
   const index = all.json();
   assert.equal(index.manifests.length, 4);
-  assert.deepEqual(index.manifests.map((m: any) => m.digest), [...pushed].sort());
+  assert.deepEqual(
+    index.manifests.map((m: any) => m.digest),
+    [...pushed].sort(),
+  );
   const sbom = index.manifests.find((m: any) => m.artifactType === 'application/vnd.example.sbom');
   assert.deepEqual(sbom.annotations, { n: '1' });
   assert.ok(index.manifests.some((m: any) => m.artifactType === 'application/vnd.example.config+json'));

@@ -11,7 +11,12 @@ export interface RawResponse {
   header(name: string): string | undefined;
 }
 
-export function raw(base: string, method: string, path: string, opts: { headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawResponse> {
+export function raw(
+  base: string,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request({ host: url.hostname, port: url.port, method, path, headers: opts.headers }, (res) => {
@@ -52,16 +57,31 @@ export async function pushBlob(base: string, name: string, data: Buffer | string
 }
 
 /** A minimal valid image manifest over a config and one layer that already exist in `name`. */
-export function imageManifest(config: { digest: string; size: number }, layers: Array<{ digest: string; size: number }>, extra: Record<string, unknown> = {}): Buffer {
-  return Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l })),
-    ...extra,
-  }));
+export function imageManifest(
+  config: { digest: string; size: number },
+  layers: Array<{ digest: string; size: number }>,
+  extra: Record<string, unknown> = {},
+): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l })),
+      ...extra,
+    }),
+  );
 }
 
-export async function pushManifest(base: string, name: string, ref: string, body: Buffer, type = 'application/vnd.oci.image.manifest.v1+json'): Promise<RawResponse> {
-  return raw(base, 'PUT', `/v2/${name}/manifests/${ref}`, { body, headers: { 'Content-Type': type, 'Content-Length': String(body.length) } });
+export async function pushManifest(
+  base: string,
+  name: string,
+  ref: string,
+  body: Buffer,
+  type = 'application/vnd.oci.image.manifest.v1+json',
+): Promise<RawResponse> {
+  return raw(base, 'PUT', `/v2/${name}/manifests/${ref}`, {
+    body,
+    headers: { 'Content-Type': type, 'Content-Length': String(body.length) },
+  });
 }

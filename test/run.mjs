@@ -20,10 +20,22 @@ function find(dir, out = []) {
   return out;
 }
 
+// The guardrails first (formatter + linter, DESIGN.md's import directions, types of every file tests included), so
+// they cannot rot: a run that skips them is one that was asked for a subset of the test files.
+if (!filters.length) {
+  const lint = spawnSync('npm', ['run', '--silent', 'lint'], { cwd: root, stdio: 'inherit' });
+  if (lint.status !== 0) {
+    console.error('npm run lint failed: `npm run format` fixes formatting; see the messages above for the rest.');
+    process.exit(lint.status ?? 1);
+  }
+}
+
 const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
-let files = find(root).map((f) => f.slice(root.length)).sort();
+let files = find(root)
+  .map((f) => f.slice(root.length))
+  .sort();
 if (unitOnly) files = files.filter((f) => !f.startsWith('test/'));
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
 const args = ['--import', 'tsx', '--test', '--test-concurrency=1', ...files];

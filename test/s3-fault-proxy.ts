@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
  * body is sent; the other faults (and no fault) let the body come.
  */
 export type Fault = 'slowdown' | 'reset' | 'slow' | 'lost' | 'cut' | 'forbidden' | undefined;
-export async function faultProxy(target: string, plan: (n: number, req: IncomingMessage) => Fault): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
+export async function faultProxy(
+  target: string,
+  plan: (n: number, req: IncomingMessage) => Fault,
+): Promise<{ endpoint: string; faults: Fault[]; close(): Promise<void> }> {
   const to = new URL(target);
   const faults: Fault[] = [];
   let n = 0;
@@ -30,32 +33,39 @@ export async function faultProxy(target: string, plan: (n: number, req: Incoming
     if (fault === 'slowdown') {
       req.resume();
       res.writeHead(503, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      res.end(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
+      );
       return;
     }
     if (fault === 'forbidden') {
       req.resume();
       res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      res.end(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>',
+      );
       return;
     }
     if (fault === 'reset') {
       req.socket.destroy();
       return;
     }
-    const up = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      if (fault === 'lost') {
-        upRes.resume();
-        upRes.on('end', () => req.socket.destroy());
-        return;
-      }
-      const send = () => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
-      };
-      if (fault === 'slow') setTimeout(send, 1500);
-      else send();
-    });
+    const up = httpRequest(
+      { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
+      (upRes) => {
+        if (fault === 'lost') {
+          upRes.resume();
+          upRes.on('end', () => req.socket.destroy());
+          return;
+        }
+        const send = () => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          upRes.pipe(res);
+        };
+        if (fault === 'slow') setTimeout(send, 1500);
+        else send();
+      },
+    );
     up.on('error', () => req.socket.destroy());
     req.pipe(up);
   });
@@ -71,9 +81,10 @@ export async function faultProxy(target: string, plan: (n: number, req: Incoming
   return {
     endpoint: `http://127.0.0.1:${port}`,
     faults,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -42,13 +42,24 @@ test('three replicas on one bucket', async (t) => {
 
   await t.test('a chunked upload started on 1, continued on 2, finished on 3', async () => {
     const data = randomBytes(12 * 1024 * 1024 + 123);
-    const a = 3 * 1024 * 1024, b = 9 * 1024 * 1024;
+    const a = 3 * 1024 * 1024,
+      b = 9 * 1024 * 1024;
     const loc = (await raw(r1.url, 'POST', '/v2/scale/chunked/blobs/uploads/')).header('location')!;
-    assert.equal((await raw(r1.url, 'PATCH', loc, { body: data.subarray(0, a), headers: { 'Content-Range': `0-${a - 1}` } })).status, 202);
-    const p2 = await raw(r2.url, 'PATCH', loc, { body: data.subarray(a, b), headers: { 'Content-Range': `${a}-${b - 1}` } });
+    assert.equal(
+      (await raw(r1.url, 'PATCH', loc, { body: data.subarray(0, a), headers: { 'Content-Range': `0-${a - 1}` } }))
+        .status,
+      202,
+    );
+    const p2 = await raw(r2.url, 'PATCH', loc, {
+      body: data.subarray(a, b),
+      headers: { 'Content-Range': `${a}-${b - 1}` },
+    });
     assert.equal(p2.status, 202, p2.body.toString());
     assert.equal(p2.header('range'), `0-${b - 1}`);
-    const put = await raw(r3.url, 'PUT', `${loc}?digest=${sha256(data)}`, { body: data.subarray(b), headers: { 'Content-Range': `${b}-${data.length - 1}` } });
+    const put = await raw(r3.url, 'PUT', `${loc}?digest=${sha256(data)}`, {
+      body: data.subarray(b),
+      headers: { 'Content-Range': `${b}-${data.length - 1}` },
+    });
     assert.equal(put.status, 201, put.body.toString());
     for (const r of replicas) {
       const got = await raw(r.url, 'GET', `/v2/scale/chunked/blobs/${sha256(data)}`);
@@ -61,9 +72,14 @@ test('three replicas on one bucket', async (t) => {
 
   await t.test('a tag pushed on 1 is pulled on 3 at once, and moves at once', async () => {
     const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
-    assert.equal((await raw(r1.url, 'POST', `/v2/scale/tags/blobs/uploads/?digest=${sha256(config)}`, { body: config })).status, 201);
+    assert.equal(
+      (await raw(r1.url, 'POST', `/v2/scale/tags/blobs/uploads/?digest=${sha256(config)}`, { body: config })).status,
+      201,
+    );
     for (let i = 0; i < 3; i++) {
-      const m = imageManifest({ digest: sha256(config), size: config.length }, [], { annotations: { round: String(i) } });
+      const m = imageManifest({ digest: sha256(config), size: config.length }, [], {
+        annotations: { round: String(i) },
+      });
       assert.equal((await pushManifest(r1.url, 'scale/tags', 'latest', m)).status, 201);
       const got = await raw(r3.url, 'GET', '/v2/scale/tags/manifests/latest');
       assert.equal(got.status, 200);
@@ -77,12 +93,17 @@ test('three replicas on one bucket', async (t) => {
       const r = replicas[i % 3];
       const name = `scale/img${i % 6}`;
       const layers = [shared[i % 4], shared[(i + 1) % 4], randomBytes(32 * 1024)];
-      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', i, rootfs: { type: 'layers', diff_ids: [] } }));
+      const config = Buffer.from(
+        JSON.stringify({ architecture: 'amd64', os: 'linux', i, rootfs: { type: 'layers', diff_ids: [] } }),
+      );
       for (const blob of [config, ...layers]) {
         const res = await raw(r.url, 'POST', `/v2/${name}/blobs/uploads/?digest=${sha256(blob)}`, { body: blob });
         assert.equal(res.status, 201, res.body.toString());
       }
-      const m = imageManifest({ digest: sha256(config), size: config.length }, layers.map((l) => ({ digest: sha256(l), size: l.length })));
+      const m = imageManifest(
+        { digest: sha256(config), size: config.length },
+        layers.map((l) => ({ digest: sha256(l), size: l.length })),
+      );
       const put = await pushManifest(r.url, name, `t${i}`, m);
       assert.equal(put.status, 201, put.body.toString());
       return { name, tag: `t${i}`, digest: sha256(m), blobs: [config, ...layers].map(sha256) };
@@ -104,8 +125,19 @@ test('three replicas on one bucket', async (t) => {
     const data = randomBytes(10 * 1024 * 1024);
     const first = 6 * 1024 * 1024;
     const loc = (await raw(r1.url, 'POST', '/v2/scale/resume/blobs/uploads/')).header('location')!;
-    assert.equal((await raw(r1.url, 'PATCH', loc, { body: data.subarray(0, first), headers: { 'Content-Range': `0-${first - 1}` } })).status, 202);
-    const inflight = raw(r1.url, 'PATCH', loc, { body: data.subarray(first), headers: { 'Content-Range': `${first}-${data.length - 1}` } }).catch(() => undefined);
+    assert.equal(
+      (
+        await raw(r1.url, 'PATCH', loc, {
+          body: data.subarray(0, first),
+          headers: { 'Content-Range': `0-${first - 1}` },
+        })
+      ).status,
+      202,
+    );
+    const inflight = raw(r1.url, 'PATCH', loc, {
+      body: data.subarray(first),
+      headers: { 'Content-Range': `${first}-${data.length - 1}` },
+    }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 20));
     await r1.kill();
     await inflight;
@@ -114,7 +146,10 @@ test('three replicas on one bucket', async (t) => {
     const offset = Number(/^0-(\d+)$/.exec(status.header('range')!)![1]) + 1;
     assert.ok(offset === first || offset === data.length, `resume from a chunk boundary, got ${offset}`);
     const rest = data.subarray(offset);
-    const put = await raw(r2.url, 'PUT', `${loc}?digest=${sha256(data)}`, { body: rest, headers: rest.length ? { 'Content-Range': `${offset}-${data.length - 1}` } : {} });
+    const put = await raw(r2.url, 'PUT', `${loc}?digest=${sha256(data)}`, {
+      body: rest,
+      headers: rest.length ? { 'Content-Range': `${offset}-${data.length - 1}` } : {},
+    });
     assert.equal(put.status, 201, put.body.toString());
     assert.equal(sha256((await raw(r3.url, 'GET', `/v2/scale/resume/blobs/${sha256(data)}`)).body), sha256(data));
     await r1.restart();
@@ -143,7 +178,9 @@ test('S3 faults between berth and the bucket: success or a clean retryable error
   };
   for (let i = 0; i < 5; i++) {
     const layer = randomBytes(2 * 1024 * 1024 + i);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', i, rootfs: { type: 'layers', diff_ids: [] } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', i, rootfs: { type: 'layers', diff_ids: [] } }),
+    );
     let done = false;
     for (let attempt = 0; attempt < 5 && !done; attempt++) {
       const blobs = [config, layer];
@@ -154,7 +191,9 @@ test('S3 faults between berth and the bucket: success or a clean retryable error
         if (res.status !== 201) ok = false;
       }
       if (!ok) continue;
-      const m = imageManifest({ digest: sha256(config), size: config.length }, [{ digest: sha256(layer), size: layer.length }]);
+      const m = imageManifest({ digest: sha256(config), size: config.length }, [
+        { digest: sha256(layer), size: layer.length },
+      ]);
       const put = await pushManifest(faulty.url, 'faults/repo', `t${i}`, m);
       clean(put);
       if (put.status === 201) {
@@ -170,7 +209,8 @@ test('S3 faults between berth and the bucket: success or a clean retryable error
     const m = await raw(direct.url, 'GET', `/v2/faults/repo/manifests/${img.tag}`);
     assert.equal(m.status, 200);
     assert.equal(sha256(m.body), img.digest);
-    for (const d of img.blobs) assert.equal(sha256((await raw(direct.url, 'GET', `/v2/faults/repo/blobs/${d}`)).body), d);
+    for (const d of img.blobs)
+      assert.equal(sha256((await raw(direct.url, 'GET', `/v2/faults/repo/blobs/${d}`)).body), d);
   }
   // Pulls through the faulty path either succeed with exact bytes or fail cleanly.
   for (const img of pushed) {

@@ -59,7 +59,13 @@ async function _startOn(weed: string, dir: string, opts: S3ServerOptions): Promi
   await writeFile(
     config,
     JSON.stringify({
-      identities: [{ name: 'berth', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }],
+      identities: [
+        {
+          name: 'berth',
+          credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }],
+          actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'],
+        },
+      ],
     }),
   );
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3, s3Grpc, admin, adminGrpc] = await Promise.all(
@@ -96,7 +102,10 @@ async function _startOn(weed: string, dir: string, opts: S3ServerOptions): Promi
   const fd = openSync(log, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(weed, args, { stdio: ['ignore', fd, fd], env: { ...process.env, AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } });
+    child = spawn(weed, args, {
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey },
+    });
   } finally {
     closeSync(fd);
   }
@@ -119,12 +128,36 @@ async function _startOn(weed: string, dir: string, opts: S3ServerOptions): Promi
     throw new Error(`${(e as Error).message}\n--- ${log} ---\n${_tail(log)}`);
   }
   let stopped: Promise<void> | undefined;
-  return { endpoint, accessKeyId, secretAccessKey, region, bucket, pid: child.pid!, dir, stop: () => (stopped ??= stop()) };
+  return {
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    region,
+    bucket,
+    pid: child.pid!,
+    dir,
+    stop: () => (stopped ??= stop()),
+  };
 }
 
 /** Creating the bucket is the readiness check: it needs the S3 gateway, the filer and the master all up. */
-async function _createBucket(endpoint: string, region: string, accessKeyId: string, secretAccessKey: string, bucket: string, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const client = new S3Client({ endpoint, region, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1, requestHandler: { requestTimeout: 5_000, connectionTimeout: 1_000 } });
+async function _createBucket(
+  endpoint: string,
+  region: string,
+  accessKeyId: string,
+  secretAccessKey: string,
+  bucket: string,
+  child: ChildProcess,
+  timeoutMs: number,
+): Promise<void> {
+  const client = new S3Client({
+    endpoint,
+    region,
+    forcePathStyle: true,
+    credentials: { accessKeyId, secretAccessKey },
+    maxAttempts: 1,
+    requestHandler: { requestTimeout: 5_000, connectionTimeout: 1_000 },
+  });
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   try {
@@ -170,7 +203,7 @@ function _tail(log: string): string {
 
 /** A `berth serve` config (YAML) on `s3`'s bucket, request logs off; `endpoint` overrides (a fault proxy in front). */
 export function s3ServeConfig(s3: S3Server, opts: { blobGet?: 'proxy' | 'redirect'; endpoint?: string } = {}): string {
-  return [
+  return `${[
     'storage:',
     '  s3:',
     `    bucket: ${s3.bucket}`,
@@ -181,5 +214,5 @@ export function s3ServeConfig(s3: S3Server, opts: { blobGet?: 'proxy' | 'redirec
     `    secretAccessKey: ${s3.secretAccessKey}`,
     ...(opts.blobGet ? [`    blobGet: ${opts.blobGet}`] : []),
     'log: { requests: false }',
-  ].join('\n') + '\n';
+  ].join('\n')}\n`;
 }

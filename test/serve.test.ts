@@ -1,6 +1,5 @@
 // `berth serve` as an operator meets it: config errors, graceful SIGTERM, structured logs, abandoned-upload purge.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,7 +20,10 @@ test('a bad config is one clear line naming the key, exit 1', async (t) => {
   assert.equal(r.code, 1);
   assert.match(r.stderr.trim(), /^berth: .*berth\.yaml: storage: must NOT have additional properties "delet"/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
-  const env = await run(process.execPath, [BERTH, 'serve', '--root', dir], { env: { BERTH_STORAGE_DELETE: 'perhaps' }, timeoutMs: 20_000 });
+  const env = await run(process.execPath, [BERTH, 'serve', '--root', dir], {
+    env: { BERTH_STORAGE_DELETE: 'perhaps' },
+    timeoutMs: 20_000,
+  });
   assert.equal(env.code, 1);
   assert.match(env.stderr, /BERTH_STORAGE_DELETE: expected true or false/);
   const flag = await run(process.execPath, [BERTH, 'serve', '--bogus'], { timeoutMs: 20_000 });
@@ -31,7 +33,9 @@ test('a bad config is one clear line naming the key, exit 1', async (t) => {
 
 test('an address in use is a clear error', async (t) => {
   const berth = await startBerth(t);
-  const r = await run(process.execPath, [BERTH, 'serve', '--addr', berth.host, '--root', berth.root], { timeoutMs: 20_000 });
+  const r = await run(process.execPath, [BERTH, 'serve', '--addr', berth.host, '--root', berth.root], {
+    timeoutMs: 20_000,
+  });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE; pick another --addr/);
 });
@@ -63,7 +67,12 @@ test('SIGTERM lets an in-flight upload finish, then exits 0', async (t) => {
   const started = Date.now();
   await stopped;
   assert.ok(Date.now() - started < 3000, 'exits promptly once the upload is done');
-  const shutdown = berth.logs().trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.msg === 'shutting down');
+  const shutdown = berth
+    .logs()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .find((l) => l.msg === 'shutting down');
   assert.equal(shutdown?.signal, 'SIGTERM', berth.logs());
 });
 
@@ -80,7 +89,11 @@ test('request logs are JSON lines; abandoned uploads are purged', async (t) => {
     assert.ok(Date.now() < deadline, 'the abandoned upload was not purged within 10 s');
     await new Promise((r) => setTimeout(r, 250));
   }
-  const lines = berth.logs().trim().split('\n').map((l) => JSON.parse(l));
+  const lines = berth
+    .logs()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const req = lines.find((l) => l.msg === 'request' && l.method === 'POST');
   assert.ok(req, berth.logs());
   assert.equal(req.path, '/v2/purge/repo/blobs/uploads/');

@@ -21,15 +21,82 @@ const openssl = (args: string[], cwd: string) => run('openssl', args, { cwd }).t
 
 /** A CA (ca.crt/ca.key) in `dir`. */
 async function makeCa(dir: string, name: string): Promise<void> {
-  await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`,
-    '-days', '2', '-subj', `/CN=berth test ${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  await openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=berth test ${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
 }
 
 /** A leaf certificate `name.crt`/`name.key` signed by `ca`, for 127.0.0.1 (server) or a client. */
-async function makeLeaf(dir: string, ca: string, name: string, serial: number, usage: 'serverAuth' | 'clientAuth'): Promise<void> {
-  await writeFile(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${usage}\n${usage === 'serverAuth' ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : ''}`);
-  await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', usage === 'serverAuth' ? '/CN=127.0.0.1' : `/CN=${name}`], dir);
-  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', String(serial), '-days', '2', '-out', `${name}.crt`, '-extfile', `${name}.ext`], dir);
+async function makeLeaf(
+  dir: string,
+  ca: string,
+  name: string,
+  serial: number,
+  usage: 'serverAuth' | 'clientAuth',
+): Promise<void> {
+  await writeFile(
+    join(dir, `${name}.ext`),
+    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${usage}\n${usage === 'serverAuth' ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : ''}`,
+  );
+  await openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      usage === 'serverAuth' ? '/CN=127.0.0.1' : `/CN=${name}`,
+    ],
+    dir,
+  );
+  await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.crt`,
+      '-CAkey',
+      `${ca}.key`,
+      '-set_serial',
+      String(serial),
+      '-days',
+      '2',
+      '-out',
+      `${name}.crt`,
+      '-extfile',
+      `${name}.ext`,
+    ],
+    dir,
+  );
 }
 
 async function pki(t: TestContext): Promise<string> {
@@ -41,7 +108,8 @@ async function pki(t: TestContext): Promise<string> {
   return dir;
 }
 
-const tlsConfig = (dir: string, extra = '') => `http:\n  tls:\n    certificate: ${dir}/server.crt\n    key: ${dir}/server.key\n${extra}`;
+const tlsConfig = (dir: string, extra = '') =>
+  `http:\n  tls:\n    certificate: ${dir}/server.crt\n    key: ${dir}/server.key\n${extra}`;
 
 /** The serial number of the certificate a fresh connection is served. */
 function servedSerial(port: number, ca: Buffer): Promise<string> {
@@ -60,29 +128,67 @@ test('HTTPS with a private CA: curl over HTTP/2 and HTTP/1.1, streamed uploads a
   const dir = await pki(t);
   const berth = await startBerth(t, { config: tlsConfig(dir), tlsCa: join(dir, 'ca.crt') });
   const ca = ['--cacert', join(dir, 'ca.crt')];
-  for (const [flag, version] of [['--http2', '2'], ['--http1.1', '1.1']] as const) {
-    const v2 = ok(await curl([flag, ...ca, '-o', '/dev/null', '-w', '%{http_version} %{http_code}', `${berth.url}/v2/`]));
+  for (const [flag, version] of [
+    ['--http2', '2'],
+    ['--http1.1', '1.1'],
+  ] as const) {
+    const v2 = ok(
+      await curl([flag, ...ca, '-o', '/dev/null', '-w', '%{http_version} %{http_code}', `${berth.url}/v2/`]),
+    );
     assert.equal(v2, `${version} 200`, `${flag}: /v2/`);
     // A streamed body (stdin: no Content-Length, DATA frames / chunked) to PATCH, then the digest PUT, then the
     // blob back through the direct-to-socket GET path.
     const blob = randomBytes(3 * 1024 * 1024 + 17);
     const digest = sha256(blob);
-    const post = ok(await curl([flag, ...ca, '-X', 'POST', '-D', '-', '-o', '/dev/null', `${berth.url}/v2/tls/curl/blobs/uploads/`]));
+    const post = ok(
+      await curl([flag, ...ca, '-X', 'POST', '-D', '-', '-o', '/dev/null', `${berth.url}/v2/tls/curl/blobs/uploads/`]),
+    );
     const loc = /^location: (\S+)/im.exec(post)![1]!;
     const abs = loc.startsWith('/') ? berth.url + loc : loc;
-    const patch = await run('curl', ['-sS', flag, ...ca, '-X', 'PATCH', '-H', 'Content-Type: application/octet-stream', '-T', '-', '-D', '-', '-o', '/dev/null', abs], { input: blob });
+    const patch = await run(
+      'curl',
+      [
+        '-sS',
+        flag,
+        ...ca,
+        '-X',
+        'PATCH',
+        '-H',
+        'Content-Type: application/octet-stream',
+        '-T',
+        '-',
+        '-D',
+        '-',
+        '-o',
+        '/dev/null',
+        abs,
+      ],
+      { input: blob },
+    );
     assert.match(ok(patch), /^HTTP\/[\d.]+ 202/m, patch.stdout);
     const loc2 = /^location: (\S+)/im.exec(patch.stdout)![1]!;
     const put = `${loc2.startsWith('/') ? berth.url + loc2 : loc2}${loc2.includes('?') ? '&' : '?'}digest=${digest}`;
     assert.equal(ok(await curl([flag, ...ca, '-X', 'PUT', '-o', '/dev/null', '-w', '%{http_code}', put])), '201');
-    const got = await run('curl', ['-sS', flag, ...ca, '-o', join(dir, 'got'), '-w', '%{http_version} %{http_code}', `${berth.url}/v2/tls/curl/blobs/${digest}`]);
+    const got = await run('curl', [
+      '-sS',
+      flag,
+      ...ca,
+      '-o',
+      join(dir, 'got'),
+      '-w',
+      '%{http_version} %{http_code}',
+      `${berth.url}/v2/tls/curl/blobs/${digest}`,
+    ]);
     assert.equal(ok(got), `${version} 200`);
     assert.equal(sha256(await readFile(join(dir, 'got'))), digest, `${flag}: the blob comes back intact`);
   }
   // A client that trusts another CA: a certificate error, not a hang or a server crash.
   const wrong = await curl(['--http2', '--cacert', join(dir, 'other-ca.crt'), `${berth.url}/v2/`]);
   assert.equal(wrong.code, 60, wrong.stderr);
-  await assert.rejects(servedSerial(berth.port, await readFile(join(dir, 'other-ca.crt'))), /self[- ]signed|unable to verify|certificate/i);
+  await assert.rejects(
+    servedSerial(berth.port, await readFile(join(dir, 'other-ca.crt'))),
+    /self[- ]signed|unable to verify|certificate/i,
+  );
   // Plain HTTP to the TLS port is refused, and the server keeps serving.
   const plain = await curl(['--http1.1', `http://127.0.0.1:${berth.port}/v2/`]);
   assert.notEqual(plain.code, 0);
@@ -100,11 +206,24 @@ test('skopeo, crane and berth push and pull over HTTPS trusting only the private
   const img = await makeBusyboxLayout(join(dir, 'layout'));
   // skopeo: push and pull with --dest-cert-dir/--src-cert-dir (TLS verification on, as it is by default).
   ok(await run('skopeo', ['copy', '--dest-cert-dir', certDir, img.ref, `docker://${berth.host}/tls/skopeo:v1`]));
-  ok(await run('skopeo', ['copy', '--src-cert-dir', certDir, `docker://${berth.host}/tls/skopeo:v1`, `oci:${join(dir, 'back')}:v1`]));
+  ok(
+    await run('skopeo', [
+      'copy',
+      '--src-cert-dir',
+      certDir,
+      `docker://${berth.host}/tls/skopeo:v1`,
+      `oci:${join(dir, 'back')}:v1`,
+    ]),
+  );
   const index = JSON.parse(await readFile(join(dir, 'back', 'index.json'), 'utf8'));
   assert.equal(index.manifests[0].digest, img.manifest.digest);
   // Without the CA skopeo refuses the certificate.
-  const refused = await run('skopeo', ['inspect', '--cert-dir', join(dir, 'nowhere'), `docker://${berth.host}/tls/skopeo:v1`]);
+  const refused = await run('skopeo', [
+    'inspect',
+    '--cert-dir',
+    join(dir, 'nowhere'),
+    `docker://${berth.host}/tls/skopeo:v1`,
+  ]);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /certificate/i);
   // crane (Go's TLS, which negotiates HTTP/2): SSL_CERT_FILE is its only trust.
@@ -115,8 +234,14 @@ test('skopeo, crane and berth push and pull over HTTPS trusting only the private
   ok(await run(crane, ['pull', '--format', 'oci', `${berth.host}/tls/crane:v1`, join(dir, 'crane-out')], { env }));
   // berth's own client: NODE_EXTRA_CA_CERTS.
   const benv = { NODE_EXTRA_CA_CERTS: caFile };
-  ok(await run(process.execPath, [BERTH, 'copy', `${berth.host}/tls/crane:v1`, `${berth.host}/tls/berth:v1`], { env: benv }));
-  const inspect = ok(await run(process.execPath, [BERTH, 'inspect', '--raw', `${berth.host}/tls/berth:v1`], { env: benv }));
+  ok(
+    await run(process.execPath, [BERTH, 'copy', `${berth.host}/tls/crane:v1`, `${berth.host}/tls/berth:v1`], {
+      env: benv,
+    }),
+  );
+  const inspect = ok(
+    await run(process.execPath, [BERTH, 'inspect', '--raw', `${berth.host}/tls/berth:v1`], { env: benv }),
+  );
   assert.equal(sha256(Buffer.from(inspect.replace(/\n$/, ''))), img.manifest.digest);
   const noCa = await run(process.execPath, [BERTH, 'inspect', '--raw', `${berth.host}/tls/berth:v1`]);
   assert.notEqual(noCa.code, 0);
@@ -140,7 +265,7 @@ test('docker engine pulls and pushes over HTTPS', async (t) => {
   // dockerd always treats 127.0.0.0/8 as an insecure registry (TLS without verification), and it reads certs.d
   // only from /etc, so this test proves docker's TLS (and HTTP/2) transport against berth, not the CA; skopeo,
   // crane, curl and berth above verify the certificate.
-  const { dir, caFile, berth } = await tlsBerthWithImage(t, 'tls/docker:v1');
+  const { caFile, berth } = await tlsBerthWithImage(t, 'tls/docker:v1');
   const engine = await startDockerd({ insecureRegistries: [] });
   t.after(() => engine.stop());
   ok(await engine.docker(['pull', `${berth.host}/tls/docker:v1`]));
@@ -155,14 +280,20 @@ test('containerd pulls and pushes over HTTPS trusting the CA named in hosts.toml
   const { dir, caFile, berth } = await tlsBerthWithImage(t, 'tls/ctr:v1');
   const hosts = join(dir, 'hosts');
   await mkdir(join(hosts, berth.host), { recursive: true });
-  await writeFile(join(hosts, berth.host, 'hosts.toml'), `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "${caFile}"\n`);
+  await writeFile(
+    join(hosts, berth.host, 'hosts.toml'),
+    `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "${caFile}"\n`,
+  );
   const containerd = await startContainerd();
   t.after(() => containerd.stop());
   const ref = `${berth.host}/tls/ctr:v1`;
   // The same host over https without the CA: a certificate error.
   const bare = join(dir, 'hosts-no-ca');
   await mkdir(join(bare, berth.host), { recursive: true });
-  await writeFile(join(bare, berth.host, 'hosts.toml'), `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n`);
+  await writeFile(
+    join(bare, berth.host, 'hosts.toml'),
+    `server = "${berth.url}"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve", "push"]\n`,
+  );
   const untrusted = await containerd.ctr(['images', 'pull', '--hosts-dir', bare, ref]);
   assert.notEqual(untrusted.code, 0, 'without the CA the pull fails');
   assert.match(untrusted.stderr + untrusted.stdout, /x509|certificate/);
@@ -217,7 +348,9 @@ test('a certificate rotated on disk is served to the next connection; an open co
   // not waited on for the 30 s shutdownTimeout.
   const agent = new Agent({ keepAlive: true, ca: caPem });
   t.after(() => agent.destroy());
-  await new Promise<void>((resolve, reject) => httpsGet(`${berth.url}/v2/`, { agent }, (res) => res.resume().on('end', resolve)).on('error', reject));
+  await new Promise<void>((resolve, reject) =>
+    httpsGet(`${berth.url}/v2/`, { agent }, (res) => res.resume().on('end', resolve)).on('error', reject),
+  );
   const started = Date.now();
   await berth.stop();
   assert.ok(Date.now() - started < 5_000, `stopped in ${Date.now() - started} ms`);
@@ -233,40 +366,104 @@ test('clientCAs: a client certificate from that CA is required (mTLS)', async (t
     readyCert: { cert: join(dir, 'client.crt'), key: join(dir, 'client.key') },
   });
   const ca = ['--cacert', join(dir, 'ca.crt')];
-  const withCert = await curl(['--http2', ...ca, '--cert', join(dir, 'client.crt'), '--key', join(dir, 'client.key'), '-o', '/dev/null', '-w', '%{http_version} %{http_code}', `${berth.url}/v2/`]);
+  const withCert = await curl([
+    '--http2',
+    ...ca,
+    '--cert',
+    join(dir, 'client.crt'),
+    '--key',
+    join(dir, 'client.key'),
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_version} %{http_code}',
+    `${berth.url}/v2/`,
+  ]);
   assert.equal(ok(withCert), '2 200');
   const none = await curl(['--http1.1', ...ca, `${berth.url}/v2/`]);
   assert.notEqual(none.code, 0, 'no client certificate: refused');
-  const stranger = await curl(['--http1.1', ...ca, '--cert', join(dir, 'stranger.crt'), '--key', join(dir, 'stranger.key'), `${berth.url}/v2/`]);
+  const stranger = await curl([
+    '--http1.1',
+    ...ca,
+    '--cert',
+    join(dir, 'stranger.crt'),
+    '--key',
+    join(dir, 'stranger.key'),
+    `${berth.url}/v2/`,
+  ]);
   assert.notEqual(stranger.code, 0, 'a certificate from another CA: refused');
-  const tls12 = await curl(['--http1.1', ...ca, '--tls-max', '1.2', '--cert', join(dir, 'client.crt'), '--key', join(dir, 'client.key'), `${berth.url}/v2/`]);
+  const tls12 = await curl([
+    '--http1.1',
+    ...ca,
+    '--tls-max',
+    '1.2',
+    '--cert',
+    join(dir, 'client.crt'),
+    '--key',
+    join(dir, 'client.key'),
+    `${berth.url}/v2/`,
+  ]);
   assert.notEqual(tls12.code, 0, 'minVersion TLSv1.3 refuses TLS 1.2');
 });
 
 test('token mode over HTTP/2: the realm names the :authority the client used, as the Host header does over HTTP/1.1', async (t) => {
   const dir = await pki(t);
   const berth = await startBerth(t, {
-    config: tlsConfig(dir) + 'auth:\n  mode: token\n  token: { realm: /token, service: berth-test, issuer: berth-test }\n',
+    config: `${tlsConfig(dir)}auth:\n  mode: token\n  token: { realm: /token, service: berth-test, issuer: berth-test }\n`,
     tlsCa: join(dir, 'ca.crt'),
   });
   for (const flag of ['--http2', '--http1.1']) {
-    const r = ok(await curl([flag, '--cacert', join(dir, 'ca.crt'), '-D', '-', '-o', '/dev/null', `https://localhost:${berth.port}/v2/`]));
+    const r = ok(
+      await curl([
+        flag,
+        '--cacert',
+        join(dir, 'ca.crt'),
+        '-D',
+        '-',
+        '-o',
+        '/dev/null',
+        `https://localhost:${berth.port}/v2/`,
+      ]),
+    );
     assert.match(r, /^HTTP\/[\d.]+ 401/m);
-    assert.match(r, new RegExp(`^www-authenticate: Bearer realm="https://localhost:${berth.port}/token"`, 'im'), `${flag}: ${r}`);
+    assert.match(
+      r,
+      new RegExp(`^www-authenticate: Bearer realm="https://localhost:${berth.port}/token"`, 'im'),
+      `${flag}: ${r}`,
+    );
   }
 });
 
 test('http.requestTimeout holds over TLS too: a request still sending after it is cut off and nothing is stored', async (t) => {
   const dir = await pki(t);
   const caPem = await readFile(join(dir, 'ca.crt'));
-  const berth = await startBerth(t, { config: tlsConfig(dir).replace('http:\n', 'http:\n  requestTimeout: 1s\n'), tlsCa: join(dir, 'ca.crt') });
-  const post = ok(await curl(['--cacert', join(dir, 'ca.crt'), '-X', 'POST', '-D', '-', '-o', '/dev/null', `${berth.url}/v2/tls/slow/blobs/uploads/`]));
+  const berth = await startBerth(t, {
+    config: tlsConfig(dir).replace('http:\n', 'http:\n  requestTimeout: 1s\n'),
+    tlsCa: join(dir, 'ca.crt'),
+  });
+  const post = ok(
+    await curl([
+      '--cacert',
+      join(dir, 'ca.crt'),
+      '-X',
+      'POST',
+      '-D',
+      '-',
+      '-o',
+      '/dev/null',
+      `${berth.url}/v2/tls/slow/blobs/uploads/`,
+    ]),
+  );
   const loc = /^location: (\S+)/im.exec(post)![1]!;
   const outcome = await new Promise<string>((resolve) => {
-    const req = httpsRequest(`${berth.url}${loc}`, { method: 'PATCH', ca: caPem, agent: false, headers: { 'content-type': 'application/octet-stream' } }, (res) => {
-      res.resume();
-      resolve(`status ${res.statusCode}`);
-    });
+    const req = httpsRequest(
+      `${berth.url}${loc}`,
+      { method: 'PATCH', ca: caPem, agent: false, headers: { 'content-type': 'application/octet-stream' } },
+      (res) => {
+        res.resume();
+        resolve(`status ${res.statusCode}`);
+      },
+    );
     req.on('error', (e) => resolve(`error ${e.message}`));
     let n = 0;
     const tick = setInterval(() => {
@@ -288,11 +485,19 @@ test('unreadable or mismatched TLS files are one clear error at start', async (t
   await makeLeaf(dir, 'ca', 'other', 3, 'serverAuth');
   const file = join(dir, 'berth.yaml');
   await writeFile(file, `http:\n  tls:\n    certificate: ${dir}/server.crt\n    key: ${dir}/other.key\n`);
-  const r = await run(process.execPath, [BERTH, 'serve', '--addr', '127.0.0.1:0', '--root', join(dir, 'data'), '--config', file], { timeoutMs: 20_000 });
+  const r = await run(
+    process.execPath,
+    [BERTH, 'serve', '--addr', '127.0.0.1:0', '--root', join(dir, 'data'), '--config', file],
+    { timeoutMs: 20_000 },
+  );
   assert.equal(r.code, 1);
   assert.match(r.stderr, /http\.tls: .*server\.crt and .*other\.key are not a usable certificate and key/);
   await writeFile(file, `http:\n  tls:\n    certificate: ${dir}/missing.crt\n    key: ${dir}/server.key\n`);
-  const m = await run(process.execPath, [BERTH, 'serve', '--addr', '127.0.0.1:0', '--root', join(dir, 'data'), '--config', file], { timeoutMs: 20_000 });
+  const m = await run(
+    process.execPath,
+    [BERTH, 'serve', '--addr', '127.0.0.1:0', '--root', join(dir, 'data'), '--config', file],
+    { timeoutMs: 20_000 },
+  );
   assert.equal(m.code, 1);
   assert.match(m.stderr, /http\.tls\.certificate: cannot read .*missing\.crt: ENOENT/);
 });

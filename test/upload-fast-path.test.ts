@@ -59,7 +59,9 @@ async function s3Backend(t: TestContext): Promise<Backend | undefined> {
   const berth = await startBerth(t, { config });
   t.after(() => berth.stop());
   const s3 = new S3Client({
-    endpoint: server.endpoint, region: server.region, forcePathStyle: true,
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
     credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
   });
   t.after(() => s3.destroy());
@@ -75,7 +77,8 @@ async function s3Backend(t: TestContext): Promise<Backend | undefined> {
       } while (token);
       return keys;
     },
-    pending: async () => ((await s3.send(new ListMultipartUploadsCommand({ Bucket: server.bucket }))).Uploads ?? []).map((u) => u.Key!),
+    pending: async () =>
+      ((await s3.send(new ListMultipartUploadsCommand({ Bucket: server.bucket }))).Uploads ?? []).map((u) => u.Key!),
     copies: () => copies,
   };
 }
@@ -86,10 +89,22 @@ async function visible(b: Backend): Promise<string[]> {
 }
 
 /** Sends `declared` bytes' worth of headers but only `sent` bytes of body, then drops the connection. */
-function disconnectMidBody(base: string, method: 'POST' | 'PUT', path: string, declared: number, sent: number): Promise<void> {
+function disconnectMidBody(
+  base: string,
+  method: 'POST' | 'PUT',
+  path: string,
+  declared: number,
+  sent: number,
+): Promise<void> {
   const url = new URL(base);
   return new Promise((resolve) => {
-    const req = request({ host: url.hostname, port: url.port, method, path, headers: { 'Content-Length': String(declared), 'Content-Type': 'application/octet-stream' } });
+    const req = request({
+      host: url.hostname,
+      port: url.port,
+      method,
+      path,
+      headers: { 'Content-Length': String(declared), 'Content-Type': 'application/octet-stream' },
+    });
     req.on('error', () => resolve());
     req.on('response', () => resolve()); // berth may answer early; either way the body stays short
     const chunk = randomBytes(MiB);
@@ -133,12 +148,16 @@ for (const kind of ['filesystem', 's3'] as const) {
     const nothingVisible = async (what: string) => {
       assert.deepEqual(await visible(b), [], `${what}: no blob or link is stored`);
       assert.deepEqual(await b.pending(), [], `${what}: no multipart upload is left pending`);
-      for (const d of [sha256(data), wrong]) assert.equal((await raw(url, 'HEAD', `/v2/fast/path/blobs/${d}`)).status, 404, `${what}: HEAD ${d}`);
+      for (const d of [sha256(data), wrong])
+        assert.equal((await raw(url, 'HEAD', `/v2/fast/path/blobs/${d}`)).status, 404, `${what}: HEAD ${d}`);
     };
     const lengthOf = { 'Content-Length': String(data.length), 'Content-Type': 'application/octet-stream' };
 
     await t.test('single POST with a wrong digest: DIGEST_INVALID, nothing visible', async () => {
-      const res = await raw(url, 'POST', `/v2/fast/path/blobs/uploads/?digest=${wrong}`, { body: data, headers: lengthOf });
+      const res = await raw(url, 'POST', `/v2/fast/path/blobs/uploads/?digest=${wrong}`, {
+        body: data,
+        headers: lengthOf,
+      });
       assert.equal(res.status, 400, res.body.toString());
       assert.equal(res.json().errors[0].code, 'DIGEST_INVALID');
       await nothingVisible('single POST, wrong digest');
@@ -154,7 +173,13 @@ for (const kind of ['filesystem', 's3'] as const) {
     });
 
     await t.test('a client that disconnects mid-body leaves nothing visible', async () => {
-      await disconnectMidBody(url, 'POST', `/v2/fast/path/blobs/uploads/?digest=${sha256(data)}`, data.length, 36 * MiB);
+      await disconnectMidBody(
+        url,
+        'POST',
+        `/v2/fast/path/blobs/uploads/?digest=${sha256(data)}`,
+        data.length,
+        36 * MiB,
+      );
       const loc = (await raw(url, 'POST', '/v2/fast/path/blobs/uploads/')).header('location')!;
       await disconnectMidBody(url, 'PUT', `${loc}?digest=${sha256(data)}`, data.length, 36 * MiB);
       await eventually(() => nothingVisible('disconnect mid-body'));
@@ -164,20 +189,37 @@ for (const kind of ['filesystem', 's3'] as const) {
     });
 
     await t.test('good pushes land under the final key, without any copy inside the storage', async () => {
-      const res = await raw(url, 'POST', `/v2/fast/path/blobs/uploads/?digest=${sha256(data)}`, { body: data, headers: lengthOf });
+      const res = await raw(url, 'POST', `/v2/fast/path/blobs/uploads/?digest=${sha256(data)}`, {
+        body: data,
+        headers: lengthOf,
+      });
       assert.equal(res.status, 201, res.body.toString());
       const other = randomBytes(20 * MiB + 1);
       const loc = (await raw(url, 'POST', '/v2/fast/path/blobs/uploads/')).header('location')!;
-      const put = await raw(url, 'PUT', `${loc}?digest=${sha256(other)}`, { body: other, headers: { 'Content-Length': String(other.length) } });
+      const put = await raw(url, 'PUT', `${loc}?digest=${sha256(other)}`, {
+        body: other,
+        headers: { 'Content-Length': String(other.length) },
+      });
       assert.equal(put.status, 201, put.body.toString());
-      for (const blob of [data, other]) assert.equal(sha256((await raw(url, 'GET', `/v2/fast/path/blobs/${sha256(blob)}`)).body), sha256(blob));
+      for (const blob of [data, other])
+        assert.equal(sha256((await raw(url, 'GET', `/v2/fast/path/blobs/${sha256(blob)}`)).body), sha256(blob));
       // Pushing known content again only verifies the body (and links it into another repository).
-      const again = await raw(url, 'POST', `/v2/fast/other/blobs/uploads/?digest=${sha256(data)}`, { body: data, headers: lengthOf });
+      const again = await raw(url, 'POST', `/v2/fast/other/blobs/uploads/?digest=${sha256(data)}`, {
+        body: data,
+        headers: lengthOf,
+      });
       assert.equal(again.status, 201, again.body.toString());
-      assert.equal((await raw(url, 'HEAD', `/v2/fast/other/blobs/${sha256(data)}`)).header('content-length'), String(data.length));
+      assert.equal(
+        (await raw(url, 'HEAD', `/v2/fast/other/blobs/${sha256(data)}`)).header('content-length'),
+        String(data.length),
+      );
       assert.equal(b.copies(), 0, 'no CopyObject / UploadPartCopy');
       assert.deepEqual(await b.pending(), []);
-      assert.deepEqual((await b.stored()).filter((k) => /(^|\/)uploads\//.test(k)), [], 'no upload session is left behind');
+      assert.deepEqual(
+        (await b.stored()).filter((k) => /(^|\/)uploads\//.test(k)),
+        [],
+        'no upload session is left behind',
+      );
     });
   });
 }

@@ -35,7 +35,11 @@ async function startOn(t: TestContext, backend: Backend): Promise<{ berth: Berth
 /** A request whose body the test writes piece by piece; `abort()` cuts the connection like a client that left. */
 function openRequest(base: string, method: string, path: string, headers: Record<string, string> = {}) {
   const url = new URL(path, base);
-  const req = request(url, { method, agent: false, headers: { 'Content-Type': 'application/octet-stream', ...headers } });
+  const req = request(url, {
+    method,
+    agent: false,
+    headers: { 'Content-Type': 'application/octet-stream', ...headers },
+  });
   const response = new Promise<number>((resolve) => {
     req.on('response', (res) => {
       res.resume();
@@ -67,7 +71,7 @@ async function alive(berth: Berth): Promise<void> {
 async function fsck(berth: Berth, config: string | undefined, extra: string[] = []) {
   const args = [BERTH, 'fsck', '--json', ...extra];
   if (config) {
-    const file = join(berth.root + '-fsck.yaml');
+    const file = join(`${berth.root}-fsck.yaml`);
     await writeFile(file, config);
     args.push('--config', file);
   } else {
@@ -157,7 +161,8 @@ for (const backend of ['filesystem', 's3'] as const) {
     const worker = async () => {
       while (Date.now() < deadline) {
         const op = seq++;
-        if (sessions.length < 4 || Math.random() < 0.15) sessions.push(await startSession(berth.url, `storm/r${randomInt(3)}`));
+        if (sessions.length < 4 || Math.random() < 0.15)
+          sessions.push(await startSession(berth.url, `storm/r${randomInt(3)}`));
         const loc = sessions[randomInt(sessions.length)];
         const data = contents[randomInt(contents.length)];
         const action = randomInt(10);
@@ -192,7 +197,13 @@ for (const backend of ['filesystem', 's3'] as const) {
         inFlight.delete(op);
       }
     };
-    const stuck = setTimeout(() => console.error(`storm still running: ${[...inFlight.values()].join('; ')}; server log:\n${berth.logs().slice(-4000)}`), 40_000);
+    const stuck = setTimeout(
+      () =>
+        console.error(
+          `storm still running: ${[...inFlight.values()].join('; ')}; server log:\n${berth.logs().slice(-4000)}`,
+        ),
+      40_000,
+    );
     await Promise.all(Array.from({ length: 8 }, worker));
     clearTimeout(stuck);
     await sleep(500);
@@ -210,7 +221,10 @@ test('berth fsck quarantines a blob whose bytes do not match its digest; an hone
   const berth = await startBerth(t, { config: 'log: { requests: false }\n' });
   const good = randomBytes(10_000);
   const digest = sha256(good);
-  assert.equal((await raw(berth.url, 'POST', `/v2/team/app/blobs/uploads/?digest=${digest}`, { body: good })).status, 201);
+  assert.equal(
+    (await raw(berth.url, 'POST', `/v2/team/app/blobs/uploads/?digest=${digest}`, { body: good })).status,
+    201,
+  );
   const hex = digest.slice('sha256:'.length);
   const file = join(berth.root, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
   assert.deepEqual(await readFile(file), good);
@@ -218,7 +232,10 @@ test('berth fsck quarantines a blob whose bytes do not match its digest; an hone
 
   const dry = await fsck(berth, undefined, ['--dry-run']);
   assert.equal(dry.code, 3, 'a damaged blob makes fsck fail (exit 3), also in a dry run');
-  assert.deepEqual(dry.report.bad.map((b) => b.digest), [digest]);
+  assert.deepEqual(
+    dry.report.bad.map((b) => b.digest),
+    [digest],
+  );
   assert.equal(dry.report.quarantined, 0);
   assert.equal((await raw(berth.url, 'GET', `/v2/team/app/blobs/${digest}`)).status, 200, 'a dry run changes nothing');
 
@@ -231,7 +248,10 @@ test('berth fsck quarantines a blob whose bytes do not match its digest; an hone
   assert.equal((await raw(berth.url, 'GET', `/v2/team/app/blobs/${digest}`)).status, 404);
 
   // An honest push of the same content stores it again (the data was missing, so it is written, not reused).
-  assert.equal((await raw(berth.url, 'POST', `/v2/other/app/blobs/uploads/?digest=${digest}`, { body: good })).status, 201);
+  assert.equal(
+    (await raw(berth.url, 'POST', `/v2/other/app/blobs/uploads/?digest=${digest}`, { body: good })).status,
+    201,
+  );
   const got = await raw(berth.url, 'GET', `/v2/team/app/blobs/${digest}`);
   assert.equal(got.status, 200);
   assert.equal(sha256(got.body), digest);

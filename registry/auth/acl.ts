@@ -55,7 +55,9 @@ export function subjectOf(id: Identity): string {
 }
 
 /** Without an `acl`, every configured user (not robots or CI identities) may do everything; nobody else anything. */
-export const DEFAULT_ACL: AclRule[] = [{ repositories: ['**'], subjects: ['user:*'], actions: ['pull', 'push', 'delete', 'catalog'] }];
+export const DEFAULT_ACL: AclRule[] = [
+  { repositories: ['**'], subjects: ['user:*'], actions: ['pull', 'push', 'delete', 'catalog'] },
+];
 
 type SubjectMatch = (id: Identity) => boolean;
 
@@ -77,7 +79,9 @@ const _glob = (pattern: string) => picomatch(pattern, { dot: true, nobrace: fals
 
 function _subject(s: string, where: string): SubjectMatch {
   if (!SUBJECT_RE.test(s)) {
-    throw new AclConfigError(`${where}: unknown subject "${s}"; use *, anonymous, authenticated, user:NAME, group:NAME, robot:NAME, oidc:PROVIDER or claim:KEY=VALUE`);
+    throw new AclConfigError(
+      `${where}: unknown subject "${s}"; use *, anonymous, authenticated, user:NAME, group:NAME, robot:NAME, oidc:PROVIDER or claim:KEY=VALUE`,
+    );
   }
   if (s === '*') return () => true;
   if (s === 'anonymous') return (id) => id.kind === 'anonymous';
@@ -107,8 +111,10 @@ export class Acl {
   constructor(rules: AclRule[]) {
     this.rules = rules.map((r, i) => {
       const where = `auth.acl[${i}]`;
-      if (!r.repositories?.length) throw new AclConfigError(`${where}: repositories is empty; list patterns such as "team-a/**"`);
-      if (!r.subjects?.length) throw new AclConfigError(`${where}: subjects is empty; list e.g. "group:dev" or "anonymous"`);
+      if (!r.repositories?.length)
+        throw new AclConfigError(`${where}: repositories is empty; list patterns such as "team-a/**"`);
+      if (!r.subjects?.length)
+        throw new AclConfigError(`${where}: subjects is empty; list e.g. "group:dev" or "anonymous"`);
       const actions = new Set<Action>();
       for (const a of r.actions ?? []) {
         if (a === '*') for (const x of [...REPO_ACTIONS, 'catalog' as const]) actions.add(x);
@@ -133,7 +139,8 @@ export class Acl {
     for (const a of REPO_ACTIONS) if (rule.actions.has(a)) out.add(a);
     if (id.kind === 'robot') {
       const limit = new Set<RepoAction>();
-      for (const s of id.limits ?? []) if (picomatch(s.repositories, { dot: true })(repository)) for (const a of s.actions) limit.add(a);
+      for (const s of id.limits ?? [])
+        if (picomatch(s.repositories, { dot: true })(repository)) for (const a of s.actions) limit.add(a);
       for (const a of out) if (!limit.has(a)) out.delete(a);
     }
     return out;

@@ -6,12 +6,27 @@ import { compileAcl, AclConfigError, type Identity } from './acl.js';
 import { LoginLimiter, addressKey } from './ratelimit.js';
 
 test('scopes: host:port names, classes, wildcards, .. and uppercase rejected', () => {
-  assert.deepEqual(parseScope('repository:team/app:pull,push'), { type: 'repository', name: 'team/app', actions: ['pull', 'push'] });
+  assert.deepEqual(parseScope('repository:team/app:pull,push'), {
+    type: 'repository',
+    name: 'team/app',
+    actions: ['pull', 'push'],
+  });
   assert.deepEqual(parseScope('repository(plugin):a:pull'), { type: 'repository', name: 'a', actions: ['pull'] });
   assert.deepEqual(parseScope('repository:a:*').actions, ['pull', 'push', 'delete']);
   assert.deepEqual(parseScope('registry:catalog:*'), { type: 'registry', name: 'catalog', actions: ['*'] });
-  for (const bad of ['repository:team/*:pull', 'repository:*:pull', 'repository:team/../x:pull', 'repository:Team/App:pull',
-    'repository:127.0.0.1:5000/a:pull', 'repository:a:fly', 'repository:a:', 'registry:catalog:pull', 'thing:a:pull', 'a', 'repository:a']) {
+  for (const bad of [
+    'repository:team/*:pull',
+    'repository:*:pull',
+    'repository:team/../x:pull',
+    'repository:Team/App:pull',
+    'repository:127.0.0.1:5000/a:pull',
+    'repository:a:fly',
+    'repository:a:',
+    'registry:catalog:pull',
+    'thing:a:pull',
+    'a',
+    'repository:a',
+  ]) {
     assert.throws(() => parseScope(bad), ScopeError, bad);
   }
 });
@@ -30,7 +45,11 @@ test('ACL: first match decides, default deny, templates, robot limits', () => {
     { repositories: ['team-a/secret/**'], subjects: ['group:dev'], actions: [] },
     { repositories: ['team-a/**'], subjects: ['group:dev', 'user:ci-bot'], actions: ['pull', 'push', 'delete'] },
     { repositories: ['public/*'], subjects: ['*'], actions: ['pull'] },
-    { repositories: ['ci/${claim.repository}/**'], subjects: ['claim:repository_owner=myorg'], actions: ['pull', 'push'] },
+    {
+      repositories: ['ci/${claim.repository}/**'],
+      subjects: ['claim:repository_owner=myorg'],
+      actions: ['pull', 'push'],
+    },
     { repositories: ['home/${name}/**'], subjects: ['authenticated'], actions: ['*'] },
     { repositories: ['**'], subjects: ['robot:*'], actions: ['pull', 'push'] },
   ]);
@@ -43,13 +62,24 @@ test('ACL: first match decides, default deny, templates, robot limits', () => {
   assert.deepEqual([...acl.allowed(anon, 'team-a/app')], []);
   assert.deepEqual([...acl.allowed(dev, 'home/alice/x')], ['pull', 'push', 'delete']);
   assert.deepEqual([...acl.allowed(dev, 'home/bob/x')], []);
-  const ci: Identity = { kind: 'oidc', name: 'x', provider: 'gh', groups: [], claims: { repository: 'MyOrg/App', repository_owner: 'myorg' } };
+  const ci: Identity = {
+    kind: 'oidc',
+    name: 'x',
+    provider: 'gh',
+    groups: [],
+    claims: { repository: 'MyOrg/App', repository_owner: 'myorg' },
+  };
   assert.deepEqual([...acl.allowed(ci, 'ci/myorg/app/img')], ['pull', 'push']);
   assert.deepEqual([...acl.allowed(ci, 'ci/myorg/other')], []);
   // A claim that is not a plain path never widens a pattern.
   const sneaky: Identity = { ...ci, claims: { repository: '**', repository_owner: 'myorg' } };
   assert.deepEqual([...acl.allowed(sneaky, 'ci/x/y')], []);
-  const robot: Identity = { kind: 'robot', name: 'r', groups: [], limits: [{ repositories: ['team-b/**'], actions: ['pull'] }] };
+  const robot: Identity = {
+    kind: 'robot',
+    name: 'r',
+    groups: [],
+    limits: [{ repositories: ['team-b/**'], actions: ['pull'] }],
+  };
   assert.deepEqual([...acl.allowed(robot, 'team-b/x')], ['pull']);
   assert.deepEqual([...acl.allowed(robot, 'team-c/x')], []);
   assert.equal(acl.mayCatalog(dev), true); // the `*` rule on home/${name} includes catalog
@@ -87,7 +117,12 @@ test('login limiter: addresses are compared as networks (IPv4-mapped, IPv6 /64)'
   assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
   assert.equal(addressKey('::1'), '0:0:0:0::/64');
   assert.equal(addressKey(undefined), 'unknown');
-  const l = new LoginLimiter({ maxFailures: 2, maxFailuresPerAddress: 50, maxFailuresPerAccount: 50, windowMs: 60_000 });
+  const l = new LoginLimiter({
+    maxFailures: 2,
+    maxFailuresPerAddress: 50,
+    maxFailuresPerAccount: 50,
+    windowMs: 60_000,
+  });
   l.fail('alice', '2001:db8:1:2::a');
   l.fail('alice', '2001:db8:1:2::b');
   assert.ok(l.retryAfter('alice', '2001:db8:1:2::c') > 0, 'one /64 is one caller');
@@ -97,12 +132,29 @@ test('login limiter: addresses are compared as networks (IPv4-mapped, IPv6 /64)'
 test('config: strict auth schema, errors name the problem', async () => {
   const { loadConfig, ConfigError } = await import('../config.js');
   const load = (auth: unknown) => loadConfig({ env: {}, flags: { auth } });
-  assert.throws(() => load({ mode: 'token', tokn: {} }), (e: Error) => e instanceof ConfigError && /tokn/.test(e.message));
-  assert.throws(() => load({ mode: 'token', token: { trust: [{ issuer: 'x' }] } }), ConfigError, 'a trusted issuer needs jwksUrl or pem');
+  assert.throws(
+    () => load({ mode: 'token', tokn: {} }),
+    (e: Error) => e instanceof ConfigError && /tokn/.test(e.message),
+  );
+  assert.throws(
+    () => load({ mode: 'token', token: { trust: [{ issuer: 'x' }] } }),
+    ConfigError,
+    'a trusted issuer needs jwksUrl or pem',
+  );
   assert.throws(() => load({ mode: 'token', token: { algorithm: 'HS256' } }), ConfigError);
   assert.throws(() => load({ mode: 'token', users: [{ name: 'a', passwordHash: 'plain' }] }), ConfigError);
-  assert.throws(() => load({ mode: 'token', acl: [{ repositories: ['a'], subjects: ['x'], actions: ['fly'] }] }), ConfigError);
-  assert.equal(load({ mode: 'token', token: { ttl: '10m' }, acl: [{ repositories: ['a/**'], subjects: ['anonymous'], actions: ['pull'] }] }).auth.token?.ttl, '10m');
+  assert.throws(
+    () => load({ mode: 'token', acl: [{ repositories: ['a'], subjects: ['x'], actions: ['fly'] }] }),
+    ConfigError,
+  );
+  assert.equal(
+    load({
+      mode: 'token',
+      token: { ttl: '10m' },
+      acl: [{ repositories: ['a/**'], subjects: ['anonymous'], actions: ['pull'] }],
+    }).auth.token?.ttl,
+    '10m',
+  );
   const env = loadConfig({ env: { BERTH_AUTH_MODE: 'token', BERTH_AUTH_TOKEN_SERVICE: 'reg' } });
   assert.equal(env.auth.mode, 'token');
   assert.equal(env.auth.token?.service, 'reg');
@@ -115,9 +167,15 @@ test('htpasswd file: bcrypt lines accepted, others skipped with a warning, reloa
   const dir = await mkdtemp('/tmp/berth-htpasswd-');
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = `${dir}/htpasswd`;
-  await writeFile(file, `alice:${bcrypt.hashSync('pw', 4).replace('$2b$', '$2y$')}\nbob:$apr1$abc$defghijklmnopqrstuvwx.\n`);
+  await writeFile(
+    file,
+    `alice:${bcrypt.hashSync('pw', 4).replace('$2b$', '$2y$')}\nbob:$apr1$abc$defghijklmnopqrstuvwx.\n`,
+  );
   const warnings: string[] = [];
-  const users = new Users({ mode: 'htpasswd', htpasswd: { path: file }, users: [{ name: 'alice', groups: ['dev'] }] }, (w) => warnings.push(w));
+  const users = new Users(
+    { mode: 'htpasswd', htpasswd: { path: file }, users: [{ name: 'alice', groups: ['dev'] }] },
+    (w) => warnings.push(w),
+  );
   assert.deepEqual(await users.check('alice', 'pw'), { name: 'alice', groups: ['dev'] });
   assert.equal(await users.check('alice', 'nope'), undefined);
   assert.equal(await users.check('bob', 'x'), undefined);
@@ -129,7 +187,8 @@ test('config: http.publicUrl must be an http(s) URL that can sit in a quoted hea
   const { loadConfig, ConfigError } = await import('../config.js');
   const load = (publicUrl: string) => loadConfig({ env: {}, flags: { http: { publicUrl } } });
   assert.equal(load('https://registry.example.com/').http.publicUrl, 'https://registry.example.com/');
-  for (const bad of ['registry.example.com', 'https://x", realm="https://evil', 'https://a b', 'https://x?y']) assert.throws(() => load(bad), ConfigError, bad);
+  for (const bad of ['registry.example.com', 'https://x", realm="https://evil', 'https://a b', 'https://x?y'])
+    assert.throws(() => load(bad), ConfigError, bad);
 });
 
 test('realm: a Host header is used only when it names the listener', async () => {

@@ -14,7 +14,11 @@ import { AccessVerifier, type TokenOptions } from './tokens.js';
 import { Users } from './users.js';
 
 export class LoginError extends Error {
-  constructor(message: string, readonly status: 401 | 429, readonly retryAfter = 0) {
+  constructor(
+    message: string,
+    readonly status: 401 | 429,
+    readonly retryAfter = 0,
+  ) {
     super(message);
   }
 }
@@ -35,7 +39,11 @@ export class AuthCore {
   readonly trusted: () => Promise<TrustedIssuer[]>;
   readonly oidc: () => Promise<OidcProvider[]>;
 
-  constructor(readonly config: AuthConfig, store: AuthStore, opts: AuthCoreOptions = {}) {
+  constructor(
+    readonly config: AuthConfig,
+    store: AuthStore,
+    opts: AuthCoreOptions = {},
+  ) {
     this.acl = compileAcl(config.acl);
     this.users = new Users(config, opts.warn);
     this.state = new AuthState(store);
@@ -49,12 +57,20 @@ export class AuthCore {
     const t = config.token ?? {};
     const ttlMs = parseDuration(t.ttl ?? '5m');
     if (ttlMs < 60_000) throw new Error('auth.token.ttl: at least 60s (clients expect expires_in ≥ 60)');
-    this.tokenOptions = { issuer: t.issuer ?? 'berth', service: t.service ?? 'berth', ttlSeconds: Math.floor(ttlMs / 1000) };
+    this.tokenOptions = {
+      issuer: t.issuer ?? 'berth',
+      service: t.service ?? 'berth',
+      ttlSeconds: Math.floor(ttlMs / 1000),
+    };
     this.refreshTtlMs = parseDuration(t.refreshTtl ?? '30d');
     for (const d of [config.robots?.defaultTtl, config.robots?.maxTtl]) if (d) parseDuration(d);
     const source = t.keys ? dirSource(t.keys) : storageSource(store);
     this.ring = _memo(() => loadKeyRing(source, t.algorithm ?? 'ES256'));
-    this.trusted = _memo(() => Promise.all((t.trust ?? []).map((cfg, i) => trustedIssuer(cfg, this.tokenOptions.service, `auth.token.trust[${i}]`))));
+    this.trusted = _memo(() =>
+      Promise.all(
+        (t.trust ?? []).map((cfg, i) => trustedIssuer(cfg, this.tokenOptions.service, `auth.token.trust[${i}]`)),
+      ),
+    );
     this.oidc = _memo(() => createOidcProviders(config.oidc ?? [], this.tokenOptions.service));
     this.verifier = new AccessVerifier(this.ring, this.tokenOptions, this.trusted);
   }
@@ -73,7 +89,12 @@ export class AuthCore {
   async login(username: string, password: string, address: string | undefined): Promise<Identity> {
     const account = username.slice(0, 256);
     const wait = this.limiter.retryAfter(account, address);
-    if (wait > 0) throw new LoginError(`too many failed logins from this address (for "${account.slice(0, 64)}" or overall); retry in ${wait} s`, 429, wait);
+    if (wait > 0)
+      throw new LoginError(
+        `too many failed logins from this address (for "${account.slice(0, 64)}" or overall); retry in ${wait} s`,
+        429,
+        wait,
+      );
     let id: Identity | undefined;
     if (isRobotToken(password)) {
       const robot = await this.state.robotForToken(password);

@@ -23,7 +23,11 @@ export interface Auth {
 
 export const DEFAULT_REALM = '/token';
 
-export function createAuth(config: AuthConfig, store: AuthStore, opts: { publicUrl?: string; warn?: (msg: string) => void } = {}): Auth | undefined {
+export function createAuth(
+  config: AuthConfig,
+  store: AuthStore,
+  opts: { publicUrl?: string; warn?: (msg: string) => void } = {},
+): Auth | undefined {
   if (config.mode === 'none') return undefined;
   const core = new AuthCore(config, store, { warn: opts.warn });
   const ready = core.ready();

@@ -2,7 +2,14 @@
 // configured JWKS URL or PEM keys — never from the token's own `jwk`/`x5c`/`jku` headers (CVE-2025-24976): jose's
 // jwtVerify is always given our key (or our key set), algorithms are pinned, and iss/aud/exp/nbf are checked.
 import { readFileSync } from 'node:fs';
-import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type KeyObject } from 'jose';
+import {
+  createRemoteJWKSet,
+  customFetch,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  type KeyObject,
+} from 'jose';
 import { KeyError, verifyKeyFromPem, type VerifyKey } from './keys.js';
 import type { IssuerConfig } from './config.js';
 import { addressPolicy, guardedFetch, privateNetworksProblem } from '../net-policy.js';
@@ -19,9 +26,16 @@ export interface TrustedIssuer {
 /** Builds a verifier for one configured issuer. PEM keys are read now (errors at start-up name the file). */
 export async function trustedIssuer(cfg: IssuerConfig, defaultAudience: string, where: string): Promise<TrustedIssuer> {
   const algorithms = cfg.algorithms ?? DEFAULT_ALGS;
-  if (algorithms.some((a) => !/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a))) throw new KeyError(`${where}: only asymmetric algorithms may be trusted`);
+  if (algorithms.some((a) => !/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)))
+    throw new KeyError(`${where}: only asymmetric algorithms may be trusted`);
   const audience = cfg.audience ?? defaultAudience;
-  const options = { issuer: cfg.issuer, audience, algorithms, clockTolerance: CLOCK_TOLERANCE_S, requiredClaims: ['exp'] };
+  const options = {
+    issuer: cfg.issuer,
+    audience,
+    algorithms,
+    clockTolerance: CLOCK_TOLERANCE_S,
+    requiredClaims: ['exp'],
+  };
   const getKeys: JWTVerifyGetKey[] = [];
   if (cfg.jwksUrl) {
     const url = new URL(cfg.jwksUrl);
@@ -33,11 +47,20 @@ export async function trustedIssuer(cfg: IssuerConfig, defaultAudience: string, 
     try {
       policy.checkHost(url.hostname);
     } catch {
-      throw new KeyError(`${where}: jwksUrl ${url.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to trust it`);
+      throw new KeyError(
+        `${where}: jwksUrl ${url.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to trust it`,
+      );
     }
     // Cached; an unknown kid refetches (at most every 30 s), so the issuer can rotate without a restart. jose never
     // follows redirects for it.
-    getKeys.push(createRemoteJWKSet(url, { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000, [customFetch]: guardedFetch(policy) }));
+    getKeys.push(
+      createRemoteJWKSet(url, {
+        cooldownDuration: 30_000,
+        cacheMaxAge: 10 * 60_000,
+        timeoutDuration: 5_000,
+        [customFetch]: guardedFetch(policy),
+      }),
+    );
   }
   const pemKeys: VerifyKey[] = [];
   for (const [i, entry] of (cfg.pem ?? []).entries()) {
@@ -83,6 +106,8 @@ function _readPem(path: string, where: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new KeyError(`${where}: cannot read PEM file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new KeyError(
+      `${where}: cannot read PEM file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }

@@ -20,7 +20,11 @@ test('keys: generated once per algorithm, kept, rotated', async (t) => {
     assert.equal(ring.signing.alg, alg);
     assert.equal(ring.signing.kid, await calculateJwkThumbprint(ring.signing.jwk));
     assert.equal((await stat(join(dir, alg, 'signing.pem'))).mode & 0o777, 0o600);
-    assert.equal((await loadKeyRing(dirSource(join(dir, alg)), alg)).signing.kid, ring.signing.kid, 'kept across restarts');
+    assert.equal(
+      (await loadKeyRing(dirSource(join(dir, alg)), alg)).signing.kid,
+      ring.signing.kid,
+      'kept across restarts',
+    );
     assert.ok(!JSON.stringify(ring.jwks).includes('"d"'), 'JWKS holds public keys only');
   }
   // Rotation: the old signing key becomes a verification key; tokens it signed stay valid.
@@ -31,7 +35,11 @@ test('keys: generated once per algorithm, kept, rotated', async (t) => {
   const after = await loadKeyRing(src, 'ES256');
   assert.notEqual(after.signing.kid, before.signing.kid);
   assert.deepEqual([...after.verify.keys()].sort(), [after.signing.kid, before.signing.kid].sort());
-  const verifier = new AccessVerifier(async () => after, opts, async () => []);
+  const verifier = new AccessVerifier(
+    async () => after,
+    opts,
+    async () => [],
+  );
   assert.equal((await verifier.verify(old.token)).sub, 'alice');
   const fresh = await signAccessToken(after, opts, alice, 'alice', [], false);
   assert.equal((await verifier.verify(fresh.token)).sub, 'alice');

@@ -36,15 +36,21 @@ export function algorithmOf(key: KeyObject): string {
   }
   if (type === 'rsa') return 'RS256';
   if (type === 'ed25519') return 'EdDSA';
-  throw new KeyError(`unsupported key type ${type}${type === 'ec' ? ` (${key.asymmetricKeyDetails?.namedCurve})` : ''}: use EC P-256, RSA (≥ 2048 bits) or Ed25519`);
+  throw new KeyError(
+    `unsupported key type ${type}${type === 'ec' ? ` (${key.asymmetricKeyDetails?.namedCurve})` : ''}: use EC P-256, RSA (≥ 2048 bits) or Ed25519`,
+  );
 }
 
 export function generatePem(alg: SigningAlgorithm): string {
   const pkcs8 = { type: 'pkcs8', format: 'pem' } as const;
   const spki = { type: 'spki', format: 'pem' } as const;
-  if (alg === 'RS256') return generateKeyPairSync('rsa', { modulusLength: 3072, privateKeyEncoding: pkcs8, publicKeyEncoding: spki }).privateKey;
-  if (alg === 'EdDSA') return generateKeyPairSync('ed25519', { privateKeyEncoding: pkcs8, publicKeyEncoding: spki }).privateKey;
-  return generateKeyPairSync('ec', { namedCurve: 'P-256', privateKeyEncoding: pkcs8, publicKeyEncoding: spki }).privateKey;
+  if (alg === 'RS256')
+    return generateKeyPairSync('rsa', { modulusLength: 3072, privateKeyEncoding: pkcs8, publicKeyEncoding: spki })
+      .privateKey;
+  if (alg === 'EdDSA')
+    return generateKeyPairSync('ed25519', { privateKeyEncoding: pkcs8, publicKeyEncoding: spki }).privateKey;
+  return generateKeyPairSync('ec', { namedCurve: 'P-256', privateKeyEncoding: pkcs8, publicKeyEncoding: spki })
+    .privateKey;
 }
 
 /** Parses a PEM public or private key into a verification key (the public half). */
@@ -59,10 +65,13 @@ export async function verifyKeyFromPem(pem: string, where: string): Promise<Veri
       publicKey = createPublicKey(pem);
     }
   } catch (e) {
-    throw new KeyError(`${where}: not a PEM key (${(e as Error).message}); expected PKCS#8 "PRIVATE KEY" or SPKI "PUBLIC KEY"`);
+    throw new KeyError(
+      `${where}: not a PEM key (${(e as Error).message}); expected PKCS#8 "PRIVATE KEY" or SPKI "PUBLIC KEY"`,
+    );
   }
   const alg = algorithmOf(publicKey);
-  if (alg === 'RS256' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new KeyError(`${where}: RSA keys need at least 2048 bits`);
+  if (alg === 'RS256' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+    throw new KeyError(`${where}: RSA keys need at least 2048 bits`);
   const jwk = publicKey.export({ format: 'jwk' }) as JWK;
   const kid = await calculateJwkThumbprint(jwk);
   return { kid, alg, key: publicKey, jwk: { ...jwk, kid, alg, use: 'sig' }, privateKey };
@@ -110,7 +119,8 @@ export async function loadKeyRing(source: PemSource, alg: SigningAlgorithm): Pro
     if (signingPem === undefined) throw new KeyError(`cannot create ${source.describe('signing.pem')}`);
   }
   const signing = await verifyKeyFromPem(signingPem, source.describe('signing.pem'));
-  if (!signing.privateKey) throw new KeyError(`${source.describe('signing.pem')} holds a public key; the signing key must be a private key`);
+  if (!signing.privateKey)
+    throw new KeyError(`${source.describe('signing.pem')} holds a public key; the signing key must be a private key`);
   const verify = new Map<string, VerifyKey>([[signing.kid, signing]]);
   for (const name of await source.list()) {
     if (name === 'signing.pem') continue;

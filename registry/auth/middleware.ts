@@ -28,19 +28,26 @@ const SAFE_HOST = /^[A-Za-z0-9.:[\]-]{1,300}$/;
  * Without a socket (in-process requests) the request URL's host is used. Trusted proxies (X-Forwarded-Host) would
  * slot in before step 3.
  */
-export function realmUrl(c: Ctx, realm: string, publicUrl: string | undefined, onRefusedHost?: (host: string, used: string) => void): string {
+export function realmUrl(
+  c: Ctx,
+  realm: string,
+  publicUrl: string | undefined,
+  onRefusedHost?: (host: string, used: string) => void,
+): string {
   if (/^https?:\/\//.test(realm)) return realm;
   if (publicUrl) return publicUrl.replace(/\/$/, '') + realm;
   const proto = c.req.url.startsWith('https:') ? 'https' : 'http';
   const socket = c.env?.incoming?.socket;
   // HTTP/2 names the host in the :authority pseudo-header (RFC 9113 §8.3.1), which clients send instead of Host.
-  const host = c.req.header('host') ?? (c.env?.incoming instanceof Http2ServerRequest ? c.env.incoming.authority : undefined);
+  const host =
+    c.req.header('host') ?? (c.env?.incoming instanceof Http2ServerRequest ? c.env.incoming.authority : undefined);
   if (!socket?.localAddress || !socket.localPort) {
     const fallback = host ?? new URL(c.req.url).host;
     return `${proto}://${fallback && SAFE_HOST.test(fallback) ? fallback : 'localhost'}${realm}`;
   }
   const local = listenerHost(socket.localAddress, socket.localPort);
-  if (host !== undefined && hostNamesListener(host, socket.localAddress, socket.localPort, proto)) return `${proto}://${host}${realm}`;
+  if (host !== undefined && hostNamesListener(host, socket.localAddress, socket.localPort, proto))
+    return `${proto}://${host}${realm}`;
   if (host !== undefined) onRefusedHost?.(host, local);
   return `${proto}://${local}${realm}`;
 }
@@ -52,7 +59,12 @@ export function listenerHost(address: string, port: number): string {
 }
 
 /** Whether a Host header names the listener a connection arrived on (its IP and port, or localhost on loopback). */
-export function hostNamesListener(host: string, localAddress: string, localPort: number, proto: 'http' | 'https'): boolean {
+export function hostNamesListener(
+  host: string,
+  localAddress: string,
+  localPort: number,
+  proto: 'http' | 'https',
+): boolean {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(host);
   if (!m) return false;
   const port = m[2] ? Number(m[2]) : proto === 'https' ? 443 : 80;
@@ -65,25 +77,35 @@ export function hostNamesListener(host: string, localAddress: string, localPort:
 }
 
 function _mount(c: Ctx): string | undefined {
-  if (c.var.target.route !== 'uploads' || c.req.method !== 'POST' || c.req.query('mount') === undefined) return undefined;
+  if (c.var.target.route !== 'uploads' || c.req.method !== 'POST' || c.req.query('mount') === undefined)
+    return undefined;
   const from = c.req.query('from');
   return from && isValidName(from) && from !== c.var.target.name ? from : undefined;
 }
 
-export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: string, warn?: (msg: string) => void): MiddlewareHandler<Env> {
+export function tokenMiddleware(
+  core: AuthCore,
+  realm: string,
+  publicUrl?: string,
+  warn?: (msg: string) => void,
+): MiddlewareHandler<Env> {
   const service = core.tokenOptions.service;
   let warned = false;
   const onRefusedHost = (host: string, used: string) => {
     if (warned || !warn) return;
     warned = true;
-    warn(`token realm: Host "${host.slice(0, 100)}" does not name this listener, so challenges point at http(s)://${used}${realm}; set http.publicUrl to the URL clients use (reported once)`);
+    warn(
+      `token realm: Host "${host.slice(0, 100)}" does not name this listener, so challenges point at http(s)://${used}${realm}; set http.publicUrl to the URL clients use (reported once)`,
+    );
   };
   const challenge = (c: Ctx, need: Access | undefined, error?: string) => {
     let value = `Bearer realm="${realmUrl(c, realm, publicUrl, onRefusedHost)}",service="${service}"`;
     // A mount also asks for pull on `from`, as distribution does (handlers/app.go appendAccessRecords): a client that
     // requests exactly the challenged scopes must get a token that can mount. Scopes are space-separated.
     const from = _mount(c);
-    const scopes = [need, from ? { type: 'repository' as const, name: from, actions: ['pull'] } : undefined].filter((a) => a !== undefined);
+    const scopes = [need, from ? { type: 'repository' as const, name: from, actions: ['pull'] } : undefined].filter(
+      (a) => a !== undefined,
+    );
     if (scopes.length) value += `,scope="${scopes.map(formatScope).join(' ')}"`;
     if (error) value += `,error="${error}"`;
     return { 'WWW-Authenticate': value };
@@ -92,13 +114,23 @@ export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: strin
     const target = c.var.target;
     const need = requiredAccess(target, c.req.method);
     const m = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(c.req.header('authorization') ?? '');
-    if (!m) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required: get a token from the realm in WWW-Authenticate (docker login)'), challenge(c, need));
+    if (!m)
+      throw withHeaders(
+        new OciError(
+          'UNAUTHORIZED',
+          'authentication required: get a token from the realm in WWW-Authenticate (docker login)',
+        ),
+        challenge(c, need),
+      );
     let token: VerifiedToken;
     try {
       token = await core.verifier.verify(m[1]);
     } catch (e) {
       if (!(e instanceof TokenError)) throw e;
-      throw withHeaders(new OciError('UNAUTHORIZED', `${e.message}; log in again`), challenge(c, need, 'invalid_token'));
+      throw withHeaders(
+        new OciError('UNAUTHORIZED', `${e.message}; log in again`),
+        challenge(c, need, 'invalid_token'),
+      );
     }
     if (need && !hasAccess(token, need)) {
       throw withHeaders(
@@ -108,7 +140,8 @@ export function tokenMiddleware(core: AuthCore, realm: string, publicUrl?: strin
     }
     c.set('subject', token.sub);
     const from = _mount(c);
-    if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] })) c.set('mountAllowed' as never, false as never);
+    if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] }))
+      c.set('mountAllowed' as never, false as never);
     if (target.route === 'catalog') {
       const filter = token.identity
         ? core.catalogFilter(token.identity)
@@ -134,15 +167,20 @@ export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
         id = await core.login(basic.username, basic.password, clientAddress(c));
       } catch (e) {
         if (!(e instanceof LoginError)) throw e;
-        if (e.status === 429) throw withHeaders(new OciError('TOOMANYREQUESTS', e.message), { 'Retry-After': String(e.retryAfter) });
+        if (e.status === 429)
+          throw withHeaders(new OciError('TOOMANYREQUESTS', e.message), { 'Retry-After': String(e.retryAfter) });
         throw withHeaders(new OciError('UNAUTHORIZED', e.message), challenge);
       }
     }
     // The ping must challenge anonymous callers, or `docker login` would never send credentials.
-    if (!need && id === ANONYMOUS) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
+    if (!need && id === ANONYMOUS)
+      throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
     if (need && !_allowed(core, id, need)) {
       if (id === ANONYMOUS) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
-      throw new OciError('DENIED', `"${id.name}" may not ${need.actions.join('+')} ${need.type === 'registry' ? 'the catalog' : need.name}`);
+      throw new OciError(
+        'DENIED',
+        `"${id.name}" may not ${need.actions.join('+')} ${need.type === 'registry' ? 'the catalog' : need.name}`,
+      );
     }
     c.set('subject', subjectOf(id));
     const from = _mount(c);

@@ -14,11 +14,16 @@ export interface OidcProvider {
   rules: Array<[string, (v: string) => boolean]>;
 }
 
-export async function createOidcProviders(list: OidcProviderConfig[], defaultAudience: string): Promise<OidcProvider[]> {
+export async function createOidcProviders(
+  list: OidcProviderConfig[],
+  defaultAudience: string,
+): Promise<OidcProvider[]> {
   const out: OidcProvider[] = [];
   for (const [i, cfg] of list.entries()) {
     const issuer = await trustedIssuer(cfg, defaultAudience, `auth.oidc[${i}]`);
-    const rules = Object.entries(cfg.claims ?? {}).map(([k, v]) => [k, picomatch(Array.isArray(v) ? v : [v], { dot: true })] as [string, (v: string) => boolean]);
+    const rules = Object.entries(cfg.claims ?? {}).map(
+      ([k, v]) => [k, picomatch(Array.isArray(v) ? v : [v], { dot: true })] as [string, (v: string) => boolean],
+    );
     out.push({ config: cfg, issuer, rules });
   }
   return out;
@@ -49,7 +54,8 @@ export async function oidcIdentity(providers: OidcProvider[], token: string): Pr
     for (const [k, v] of Object.entries(payload)) {
       if (Object.keys(claims).length >= 64) break;
       if (typeof v === 'string' && v.length <= 512) claims[k] = v;
-      else if ((typeof v === 'number' || typeof v === 'boolean') && k !== 'exp' && k !== 'iat' && k !== 'nbf') claims[k] = String(v);
+      else if ((typeof v === 'number' || typeof v === 'boolean') && k !== 'exp' && k !== 'iat' && k !== 'nbf')
+        claims[k] = String(v);
     }
     if (!p.rules.every(([k, match]) => claims[k] !== undefined && match(claims[k]))) continue;
     const name = _template(p.config.subject ?? '${sub}', claims);

@@ -39,7 +39,8 @@ export class LoginLimiter {
     let wait = 0;
     for (const [key, max] of limits) {
       const times = this._recent(key, now);
-      if (times.length >= max) wait = Math.max(wait, Math.ceil((times[times.length - max] + this.opts.windowMs - now) / 1000));
+      if (times.length >= max)
+        wait = Math.max(wait, Math.ceil((times[times.length - max] + this.opts.windowMs - now) / 1000));
     }
     return wait;
   }
@@ -74,6 +75,9 @@ function _expandIPv6(address: string): string[] {
   const [head, tail] = address.toLowerCase().split('%')[0].split('::');
   const part = (s: string | undefined) => (s ? s.split(':') : []);
   const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
-  const groups = tail === undefined ? part(head) : [...part(head), ...Array(8 - width(part(head)) - width(part(tail))).fill('0'), ...part(tail)];
+  const groups =
+    tail === undefined
+      ? part(head)
+      : [...part(head), ...Array(8 - width(part(head)) - width(part(tail))).fill('0'), ...part(tail)];
   return groups.map((g) => (g.includes('.') ? g : parseInt(g, 16).toString(16)));
 }

@@ -24,25 +24,39 @@ export function parseScope(raw: string): Access {
   if (raw.length > 512) throw new ScopeError('scope longer than 512 characters');
   const first = raw.indexOf(':');
   const last = raw.lastIndexOf(':');
-  if (first <= 0 || last === first) throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": expected TYPE:NAME:ACTIONS, e.g. repository:team/app:pull,push`);
+  if (first <= 0 || last === first)
+    throw new ScopeError(
+      `invalid scope "${raw.slice(0, 100)}": expected TYPE:NAME:ACTIONS, e.g. repository:team/app:pull,push`,
+    );
   // `repository(plugin)` carries a resource class; it changes nothing here.
   const type = raw.slice(0, first).replace(/\([a-z0-9]+\)$/, '');
   const name = raw.slice(first + 1, last);
-  const actions = raw.slice(last + 1).split(',').filter((a) => a !== '');
+  const actions = raw
+    .slice(last + 1)
+    .split(',')
+    .filter((a) => a !== '');
   if (type === 'registry') {
     if (name !== 'catalog' || actions.length !== 1 || actions[0] !== '*') {
       throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": the only registry scope is registry:catalog:*`);
     }
     return { type, name, actions };
   }
-  if (type !== 'repository') throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": unknown resource type "${type.slice(0, 40)}" (repository or registry)`);
+  if (type !== 'repository')
+    throw new ScopeError(
+      `invalid scope "${raw.slice(0, 100)}": unknown resource type "${type.slice(0, 40)}" (repository or registry)`,
+    );
   if (!isValidName(name)) {
-    throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": "${name.slice(0, 80)}" is not a repository name (lowercase a-z0-9 components separated by . _ - /; no wildcards or "..")`);
+    throw new ScopeError(
+      `invalid scope "${raw.slice(0, 100)}": "${name.slice(0, 80)}" is not a repository name (lowercase a-z0-9 components separated by . _ - /; no wildcards or "..")`,
+    );
   }
-  if (actions.length === 0) throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": no actions; use pull, push, delete or *`);
+  if (actions.length === 0)
+    throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": no actions; use pull, push, delete or *`);
   for (const a of actions) {
     if (a !== '*' && !(REPO_ACTIONS as readonly string[]).includes(a)) {
-      throw new ScopeError(`invalid scope "${raw.slice(0, 100)}": unknown action "${a.slice(0, 40)}" (pull, push, delete or *)`);
+      throw new ScopeError(
+        `invalid scope "${raw.slice(0, 100)}": unknown action "${a.slice(0, 40)}" (pull, push, delete or *)`,
+      );
     }
   }
   const expanded = actions.includes('*') ? [...REPO_ACTIONS] : [...new Set(actions)];
@@ -74,7 +88,8 @@ export function requiredAccess(target: Target, method: string): Access | undefin
   if (target.route === 'base') return undefined;
   if (target.route === 'catalog') return { type: 'registry', name: 'catalog', actions: ['*'] };
   const name = target.name!;
-  if (target.route === 'upload' || target.route === 'uploads') return { type: 'repository', name, actions: ['pull', 'push'] };
+  if (target.route === 'upload' || target.route === 'uploads')
+    return { type: 'repository', name, actions: ['pull', 'push'] };
   switch (method) {
     case 'GET':
     case 'HEAD':

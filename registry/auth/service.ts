@@ -13,9 +13,19 @@ import { mergeScopes, parseScope, ScopeError, type Access } from './scope.js';
 import { signAccessToken } from './tokens.js';
 
 /** Both error shapes: OAuth2 (`error`) for OAuth clients and `errors[]` for the Docker/distribution clients. */
-function _error(c: Ctx, status: 400 | 401 | 429 | 503, oauth: string, message: string, headers: Record<string, string> = {}): Response {
-  const code = status === 401 ? 'UNAUTHORIZED' : status === 429 ? 'TOOMANYREQUESTS' : status === 503 ? 'UNAVAILABLE' : 'DENIED';
-  return c.json({ error: oauth, error_description: message, errors: [{ code, message, detail: null }] }, status, { 'Cache-Control': 'no-store', ...headers });
+function _error(
+  c: Ctx,
+  status: 400 | 401 | 429 | 503,
+  oauth: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
+  const code =
+    status === 401 ? 'UNAUTHORIZED' : status === 429 ? 'TOOMANYREQUESTS' : status === 503 ? 'UNAVAILABLE' : 'DENIED';
+  return c.json({ error: oauth, error_description: message, errors: [{ code, message, detail: null }] }, status, {
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
 }
 
 export function clientAddress(c: Ctx): string | undefined {
@@ -52,12 +62,29 @@ function _scopes(raw: string[]): Access[] {
 export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): void {
   const service = core.tokenOptions.service;
 
-  const reply = async (c: Ctx, id: Identity, requested: Access[], opts: { refresh?: string | boolean; clientId?: string; oauth: boolean }) => {
+  const reply = async (
+    c: Ctx,
+    id: Identity,
+    requested: Access[],
+    opts: { refresh?: string | boolean; clientId?: string; oauth: boolean },
+  ) => {
     const access = core.grant(id, requested);
     const ring = await core.ring();
     const catalog = access.some((a) => a.type === 'registry');
-    const { token, issuedAt, expiresIn } = await signAccessToken(ring, core.tokenOptions, id, subjectOf(id), access, catalog);
-    const body: Record<string, unknown> = { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt.toISOString() };
+    const { token, issuedAt, expiresIn } = await signAccessToken(
+      ring,
+      core.tokenOptions,
+      id,
+      subjectOf(id),
+      access,
+      catalog,
+    );
+    const body: Record<string, unknown> = {
+      token,
+      access_token: token,
+      expires_in: expiresIn,
+      issued_at: issuedAt.toISOString(),
+    };
     if (opts.oauth) body.scope = access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' ');
     if (typeof opts.refresh === 'string') body.refresh_token = opts.refresh;
     else if (opts.refresh === true && (id.kind === 'user' || id.kind === 'robot')) {
@@ -86,7 +113,10 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
   };
 
   const checkService = (value: string | undefined) => {
-    if (value !== undefined && value !== service) throw new BadRequest(`unknown service "${value.slice(0, 100)}": this token service issues tokens for "${service}"`);
+    if (value !== undefined && value !== service)
+      throw new BadRequest(
+        `unknown service "${value.slice(0, 100)}": this token service issues tokens for "${service}"`,
+      );
   };
 
   // A parameter that names one thing must appear once: which of two `service`/`grant_type`/`account` values
@@ -95,55 +125,68 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
     if (count > 1) throw new BadRequest(`parameter "${name}" was given ${count} times; give it once`);
   };
 
-  app.get(realmPath, guarded(async (c) => {
-    for (const k of ['service', 'account', 'client_id', 'offline_token']) checkSingle(k, c.req.queries(k)?.length ?? 0);
-    checkService(c.req.query('service'));
-    const scopes = _scopes(c.req.queries('scope') ?? []);
-    const header = c.req.header('authorization');
-    let id = ANONYMOUS;
-    if (header) {
-      const basic = parseBasic(header);
-      if (!basic) throw new BadRequest('Authorization must be Basic credentials (user:password, a robot token, or a CI ID token as the password)');
-      id = await core.login(basic.username, basic.password, clientAddress(c));
-    }
-    const offline = c.req.query('offline_token') === 'true';
-    return reply(c, id, scopes, { refresh: offline, clientId: c.req.query('client_id'), oauth: false });
-  }));
+  app.get(
+    realmPath,
+    guarded(async (c) => {
+      for (const k of ['service', 'account', 'client_id', 'offline_token'])
+        checkSingle(k, c.req.queries(k)?.length ?? 0);
+      checkService(c.req.query('service'));
+      const scopes = _scopes(c.req.queries('scope') ?? []);
+      const header = c.req.header('authorization');
+      let id = ANONYMOUS;
+      if (header) {
+        const basic = parseBasic(header);
+        if (!basic)
+          throw new BadRequest(
+            'Authorization must be Basic credentials (user:password, a robot token, or a CI ID token as the password)',
+          );
+        id = await core.login(basic.username, basic.password, clientAddress(c));
+      }
+      const offline = c.req.query('offline_token') === 'true';
+      return reply(c, id, scopes, { refresh: offline, clientId: c.req.query('client_id'), oauth: false });
+    }),
+  );
 
-  app.post(realmPath, guarded(async (c) => {
-    let form: Record<string, string | File | (string | File)[]>;
-    try {
-      form = await c.req.parseBody({ all: true });
-    } catch {
-      throw new BadRequest('expected an application/x-www-form-urlencoded body');
-    }
-    // `scope` is a space-separated list: repeated, its parts add up (as repeated `scope` on GET).
-    if (Array.isArray(form.scope)) form.scope = form.scope.filter((x) => typeof x === 'string').join(' ');
-    for (const [k, v] of Object.entries(form)) if (Array.isArray(v)) checkSingle(k, v.length);
-    const field = (k: string) => (typeof form[k] === 'string' ? (form[k] as string) : undefined);
-    checkService(field('service'));
-    const scopes = _scopes(field('scope') ? [field('scope')!] : []);
-    const offline = field('access_type') === 'offline';
-    const clientId = field('client_id');
-    const grant = field('grant_type');
-    if (grant === 'password') {
-      const username = field('username');
-      const password = field('password');
-      if (username === undefined || password === undefined) throw new BadRequest('grant_type=password needs username and password');
-      const id = await core.login(username, password, clientAddress(c));
-      return reply(c, id, scopes, { refresh: offline, clientId, oauth: true });
-    }
-    if (grant === 'refresh_token') {
-      const token = field('refresh_token') ?? '';
-      const record = await core.state.refreshForToken(token);
-      const id = record && (await core.refreshIdentity(record));
-      if (!id) throw new LoginError('refresh token unknown, expired or revoked; log in again', 401);
-      return reply(c, id, scopes, { refresh: token, clientId, oauth: true });
-    }
-    throw new BadRequest(`unsupported grant_type "${(grant ?? '').slice(0, 40)}": use password or refresh_token`);
-  }));
+  app.post(
+    realmPath,
+    guarded(async (c) => {
+      let form: Record<string, string | File | (string | File)[]>;
+      try {
+        form = await c.req.parseBody({ all: true });
+      } catch {
+        throw new BadRequest('expected an application/x-www-form-urlencoded body');
+      }
+      // `scope` is a space-separated list: repeated, its parts add up (as repeated `scope` on GET).
+      if (Array.isArray(form.scope)) form.scope = form.scope.filter((x) => typeof x === 'string').join(' ');
+      for (const [k, v] of Object.entries(form)) if (Array.isArray(v)) checkSingle(k, v.length);
+      const field = (k: string) => (typeof form[k] === 'string' ? (form[k] as string) : undefined);
+      checkService(field('service'));
+      const scopes = _scopes(field('scope') ? [field('scope')!] : []);
+      const offline = field('access_type') === 'offline';
+      const clientId = field('client_id');
+      const grant = field('grant_type');
+      if (grant === 'password') {
+        const username = field('username');
+        const password = field('password');
+        if (username === undefined || password === undefined)
+          throw new BadRequest('grant_type=password needs username and password');
+        const id = await core.login(username, password, clientAddress(c));
+        return reply(c, id, scopes, { refresh: offline, clientId, oauth: true });
+      }
+      if (grant === 'refresh_token') {
+        const token = field('refresh_token') ?? '';
+        const record = await core.state.refreshForToken(token);
+        const id = record && (await core.refreshIdentity(record));
+        if (!id) throw new LoginError('refresh token unknown, expired or revoked; log in again', 401);
+        return reply(c, id, scopes, { refresh: token, clientId, oauth: true });
+      }
+      throw new BadRequest(`unsupported grant_type "${(grant ?? '').slice(0, 40)}": use password or refresh_token`);
+    }),
+  );
 
-  app.get(`${realmPath.replace(/\/$/, '')}/jwks`, async (c) => c.json((await core.ring()).jwks, 200, { 'Cache-Control': 'max-age=300' }));
+  app.get(`${realmPath.replace(/\/$/, '')}/jwks`, async (c) =>
+    c.json((await core.ring()).jwks, 200, { 'Cache-Control': 'max-age=300' }),
+  );
 
   app.post(`${realmPath.replace(/\/$/, '')}/revoke`, async (c) => {
     const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);

@@ -11,7 +11,6 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthStore } from '../../storage/index.js';
 import type { RobotScope } from './acl.js';
 
-
 export interface RobotRecord {
   id: string;
   name: string;
@@ -66,7 +65,12 @@ export class AuthState {
   // Robots ------------------------------------------------------------------------------------------------------
 
   /** Creates a robot; returns the record and the token, which is shown once and never stored. */
-  async createRobot(r: { name: string; scopes: RobotScope[]; expiresAt: Date; description?: string }): Promise<{ record: RobotRecord; token: string }> {
+  async createRobot(r: {
+    name: string;
+    scopes: RobotScope[];
+    expiresAt: Date;
+    description?: string;
+  }): Promise<{ record: RobotRecord; token: string }> {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const record: RobotRecord = {

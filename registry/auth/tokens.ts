@@ -37,7 +37,14 @@ export interface TokenOptions {
   ttlSeconds: number;
 }
 
-export async function signAccessToken(ring: KeyRing, opts: TokenOptions, id: Identity, sub: string, access: Access[], withIdentity: boolean): Promise<{ token: string; issuedAt: Date; expiresIn: number }> {
+export async function signAccessToken(
+  ring: KeyRing,
+  opts: TokenOptions,
+  id: Identity,
+  sub: string,
+  access: Access[],
+  withIdentity: boolean,
+): Promise<{ token: string; issuedAt: Date; expiresIn: number }> {
   const now = Math.floor(Date.now() / 1000);
   const claims: JWTPayload & { access: Access[]; ident?: IdentClaim } = { access };
   if (withIdentity) {
@@ -95,13 +102,15 @@ export class AccessVerifier {
       if (unverified.iss === this.opts.issuer) {
         const ring = await this.ring();
         const algorithms = [...new Set([...ring.verify.values()].map((k) => k.alg))];
-        payload = (await jwtVerify(token, _ownKeys(ring), {
-          issuer: this.opts.issuer,
-          audience: this.opts.service,
-          algorithms,
-          clockTolerance: CLOCK_TOLERANCE_S,
-          requiredClaims: ['exp', 'iat', 'sub'],
-        })).payload;
+        payload = (
+          await jwtVerify(token, _ownKeys(ring), {
+            issuer: this.opts.issuer,
+            audience: this.opts.service,
+            algorithms,
+            clockTolerance: CLOCK_TOLERANCE_S,
+            requiredClaims: ['exp', 'iat', 'sub'],
+          })
+        ).payload;
         own = true;
       } else {
         const issuer = (await this.trusted()).find((t) => t.issuer === unverified.iss);
@@ -119,7 +128,8 @@ export class AccessVerifier {
 }
 
 function _toVerified(payload: JWTPayload, own: boolean): VerifiedToken {
-  if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 512) throw new TokenError('token without a subject');
+  if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 512)
+    throw new TokenError('token without a subject');
   const access = new Map<string, Set<string>>();
   const list = (payload as { access?: unknown }).access;
   if (list !== undefined && !Array.isArray(list)) throw new TokenError('token access claim is not a list');
@@ -136,7 +146,14 @@ function _toVerified(payload: JWTPayload, own: boolean): VerifiedToken {
   let identity: Identity | undefined;
   const ident = (payload as { ident?: IdentClaim }).ident;
   if (own && ident && typeof ident === 'object' && typeof ident.k === 'string' && typeof ident.n === 'string') {
-    identity = { kind: ident.k, name: ident.n, groups: ident.g ?? [], provider: ident.p, claims: ident.c, limits: ident.l };
+    identity = {
+      kind: ident.k,
+      name: ident.n,
+      groups: ident.g ?? [],
+      provider: ident.p,
+      claims: ident.c,
+      limits: ident.l,
+    };
   }
   return { sub: payload.sub, access, identity, expMs: (payload.exp ?? 0) * 1000 };
 }

@@ -26,7 +26,10 @@ export class Users {
   private checkedAt = 0;
   private readonly good = new LRUCache<string, Buffer>({ max: 10_000, ttl: 5 * 60_000 });
 
-  constructor(private readonly config: AuthConfig, private readonly onWarn: (msg: string) => void = () => {}) {
+  constructor(
+    private readonly config: AuthConfig,
+    private readonly onWarn: (msg: string) => void = () => {},
+  ) {
     for (const u of config.users ?? []) {
       if (u.passwordHash !== undefined) this.fromConfig.set(u.name, u.passwordHash);
       this.groups.set(u.name, u.groups ?? []);
@@ -38,7 +41,9 @@ export class Users {
   async check(name: string, password: string): Promise<User | undefined> {
     if (this.config.htpasswd) this._reload(false);
     const hash = this.fromConfig.get(name) ?? this.htpasswd.get(name);
-    const key = createHash('sha256').update(`${name}\0${password}\0${hash ?? ''}`).digest();
+    const key = createHash('sha256')
+      .update(`${name}\0${password}\0${hash ?? ''}`)
+      .digest();
     const cached = this.good.get(key.toString('hex'));
     if (cached && timingSafeEqual(cached, key)) return this._user(name);
     const ok = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2b$'));
@@ -67,7 +72,10 @@ export class Users {
       const st = statSync(path);
       version = `${st.mtimeMs}:${st.size}:${st.ino}`;
     } catch (e) {
-      if (initial) throw new UserConfigError(`auth.htpasswd.path: cannot read ${path} (${(e as NodeJS.ErrnoException).code}); create it with \`htpasswd -B -c ${path} USER\``);
+      if (initial)
+        throw new UserConfigError(
+          `auth.htpasswd.path: cannot read ${path} (${(e as NodeJS.ErrnoException).code}); create it with \`htpasswd -B -c ${path} USER\``,
+        );
       return; // keep the last good contents while the file is being replaced
     }
     if (version === this.htpasswdVersion) return;

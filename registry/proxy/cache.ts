@@ -4,7 +4,7 @@
 import { LRUCache } from 'lru-cache';
 import { AuthError } from '../../client/auth.js';
 import { downloadBlob, headManifest, statBlob, upstreamRegistry } from '../../client/mirror.js';
-import { Registry, RegistryError } from '../../client/registry.js';
+import { type Registry, RegistryError } from '../../client/registry.js';
 import { Repository, type FetchedManifest } from '../../client/remote.js';
 import { ManifestError, OciError, isDigest, isValidTag, type Digest, type ErrorCode } from '../../spec/index.js';
 import type { Store } from '../../storage/index.js';
@@ -40,7 +40,15 @@ export interface ProxyStats extends Counters {
   upstreams: Record<string, Counters>;
 }
 
-const ZERO: Counters = { hits: 0, misses: 0, joined: 0, revalidations: 0, staleServes: 0, upstreamErrors: 0, bytesFetched: 0 };
+const ZERO: Counters = {
+  hits: 0,
+  misses: 0,
+  joined: 0,
+  revalidations: 0,
+  staleServes: 0,
+  upstreamErrors: 0,
+  bytesFetched: 0,
+};
 // Last-pull times live in the mtime of the repository's link to the content; rewriting it at most this often.
 const TOUCH_EVERY_MS = 10 * 60_000;
 
@@ -65,7 +73,11 @@ export class PullThroughCache {
   ) {}
 
   stats(): ProxyStats {
-    return { ...this.totals, inflightFills: this.fills.size, upstreams: Object.fromEntries([...this.perUpstream].map(([k, v]) => [k, { ...v }])) };
+    return {
+      ...this.totals,
+      inflightFills: this.fills.size,
+      upstreams: Object.fromEntries([...this.perUpstream].map(([k, v]) => [k, { ...v }])),
+    };
   }
 
   private _count(u: Upstream, key: keyof Counters, n = 1): void {
@@ -144,7 +156,12 @@ export class PullThroughCache {
     } catch (e) {
       if (local && !_isNotFound(e)) {
         this._count(m.upstream, 'staleServes');
-        this.log.warn('proxy: serving a stale tag', { upstream: m.upstream.name, repository: m.local, tag: reference, digest: local });
+        this.log.warn('proxy: serving a stale tag', {
+          upstream: m.upstream.name,
+          repository: m.local,
+          tag: reference,
+          digest: local,
+        });
         return;
       }
       throw _asOciError(e, 'MANIFEST_UNKNOWN', `${m.remote}:${reference}`, m.upstream);
@@ -233,7 +250,8 @@ export class PullThroughCache {
     try {
       await this.store.manifests.adopt(local, fetched.digest, fetched.bytes, { mediaType: fetched.mediaType, tag });
     } catch (e) {
-      if (e instanceof ManifestError) throw new OciError('MANIFEST_INVALID', `the upstream sent an invalid manifest: ${e.message}`);
+      if (e instanceof ManifestError)
+        throw new OciError('MANIFEST_INVALID', `the upstream sent an invalid manifest: ${e.message}`);
       throw e;
     }
   }
@@ -271,7 +289,10 @@ export class PullThroughCache {
       // Only the upstream's claim is passed on; nothing is linked.
       const running = this.fills.get(key);
       const known = running
-        ? await running.then((f) => f.size, (e) => Promise.reject(_asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u)))
+        ? await running.then(
+            (f) => f.size,
+            (e) => Promise.reject(_asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u)),
+          )
         : await this._upstreamHas(m, digest);
       return c.body(null, 200, { ..._blobHeaders(digest), 'Content-Length': String(known) });
     }
@@ -308,12 +329,21 @@ export class PullThroughCache {
     }
     const upload = session.value;
     const download = got.value;
-    const fill = new BlobFill(this.store, digest, download.size, upload, download.body, { idleMs: u.timeoutMs, abort: (e) => abort.abort(e) });
+    const fill = new BlobFill(this.store, digest, download.size, upload, download.body, {
+      idleMs: u.timeoutMs,
+      abort: (e) => abort.abort(e),
+    });
     const started = Date.now();
     fill.done.then(
       () => {
         this._count(u, 'bytesFetched', download.size);
-        this.log.info('proxy: cached blob', { upstream: u.name, repository: m.local, digest, size: download.size, ms: Date.now() - started });
+        this.log.info('proxy: cached blob', {
+          upstream: u.name,
+          repository: m.local,
+          digest,
+          size: download.size,
+          ms: Date.now() - started,
+        });
       },
       (e) => this._failed(u, e, `fill ${m.remote}@${digest}`),
     );
@@ -343,7 +373,8 @@ export class PullThroughCache {
       this._failed(u, e, `HEAD blob ${m.remote}@${digest}`);
       throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u);
     }
-    if (size === undefined) throw new OciError('BLOB_UNKNOWN', `blob unknown to ${u.name}: ${m.remote}@${digest}`, { digest });
+    if (size === undefined)
+      throw new OciError('BLOB_UNKNOWN', `blob unknown to ${u.name}: ${m.remote}@${digest}`, { digest });
     return size;
   }
 
@@ -406,8 +437,22 @@ function _isNotFound(e: unknown): boolean {
 function _asOciError(e: unknown, notFound: ErrorCode, what: string, u: Upstream): OciError {
   if (e instanceof OciError) return e;
   // The address stays in the server's log (_failed), not in the answer to a possibly anonymous client.
-  if (isBlockedError(e)) return new OciError('DENIED', `upstream ${u.name} sent berth to a loopback, private or link-local address for ${what}; refused (proxy.upstreams[].allowPrivateNetworks)`);
-  if (_isNotFound(e)) return new OciError(notFound, `${notFound === 'BLOB_UNKNOWN' ? 'blob' : notFound === 'NAME_UNKNOWN' ? 'repository' : 'manifest'} unknown to upstream ${u.name}: ${what}`);
-  if (_status(e) === 429) return withHeaders(new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`), { 'Retry-After': '30' });
-  return new OciError('UNAVAILABLE', `upstream ${u.name} is unavailable and ${what} is not cached: ${(e as Error)?.message ?? e}`);
+  if (isBlockedError(e))
+    return new OciError(
+      'DENIED',
+      `upstream ${u.name} sent berth to a loopback, private or link-local address for ${what}; refused (proxy.upstreams[].allowPrivateNetworks)`,
+    );
+  if (_isNotFound(e))
+    return new OciError(
+      notFound,
+      `${notFound === 'BLOB_UNKNOWN' ? 'blob' : notFound === 'NAME_UNKNOWN' ? 'repository' : 'manifest'} unknown to upstream ${u.name}: ${what}`,
+    );
+  if (_status(e) === 429)
+    return withHeaders(new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`), {
+      'Retry-After': '30',
+    });
+  return new OciError(
+    'UNAVAILABLE',
+    `upstream ${u.name} is unavailable and ${what} is not cached: ${(e as Error)?.message ?? e}`,
+  );
 }

@@ -73,19 +73,30 @@ export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
   for (const [i, u] of (config?.upstreams ?? []).entries()) {
     const where = `proxy.upstreams[${i}] (${u.name})`;
     const prefix = u.prefix ?? u.name;
-    if (!isValidName(prefix)) throw new ConfigError(`${where}: prefix "${prefix}" must be a valid repository path such as docker.io or mirror/quay`);
-    if (out.some((o) => o.prefix === prefix || o.prefix.startsWith(prefix + '/') || prefix.startsWith(o.prefix + '/'))) {
+    if (!isValidName(prefix))
+      throw new ConfigError(
+        `${where}: prefix "${prefix}" must be a valid repository path such as docker.io or mirror/quay`,
+      );
+    if (
+      out.some((o) => o.prefix === prefix || o.prefix.startsWith(`${prefix}/`) || prefix.startsWith(`${o.prefix}/`))
+    ) {
       throw new ConfigError(`${where}: prefix "${prefix}" overlaps another upstream's`);
     }
-    if (u.default && out.some((o) => o.isDefault)) throw new ConfigError(`${where}: only one upstream can be the default`);
+    if (u.default && out.some((o) => o.isDefault))
+      throw new ConfigError(`${where}: only one upstream can be the default`);
     const url = new URL(u.url);
     const problem = privateNetworksProblem(u.allowPrivateNetworks);
     if (problem) throw new ConfigError(`${where}: ${problem}`);
     const policy = addressPolicy(u.allowPrivateNetworks ?? false);
     // An upstream on a literal internal address could never be reached: say so at start-up, not on every pull.
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    if ((isIP(host) && !policy.allows(host)) || (/^localhost$|\.localhost$/i.test(host) && !policy.allows('127.0.0.1'))) {
-      throw new ConfigError(`${where}: ${url.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to mirror it`);
+    if (
+      (isIP(host) && !policy.allows(host)) ||
+      (/^localhost$|\.localhost$/i.test(host) && !policy.allows('127.0.0.1'))
+    ) {
+      throw new ConfigError(
+        `${where}: ${url.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to mirror it`,
+      );
     }
     const matcher = u.allow?.length ? picomatch(u.allow, { dot: true }) : () => true;
     out.push({
@@ -124,10 +135,10 @@ export function mapRepository(upstreams: Upstream[], name: string, ns: string | 
     if (byHost) return mapped(byHost, name);
   }
   for (const u of upstreams) {
-    if (name.startsWith(u.prefix + '/')) return mapped(u, name.slice(u.prefix.length + 1));
+    if (name.startsWith(`${u.prefix}/`)) return mapped(u, name.slice(u.prefix.length + 1));
   }
   // An `ns` naming another registry (berth itself, say) is not a request for the default upstream's content.
   const fallback = ns ? undefined : upstreams.find((u) => u.isDefault);
-  if (fallback && fallback.allows(name)) return mapped(fallback, name);
+  if (fallback?.allows(name)) return mapped(fallback, name);
   return undefined;
 }

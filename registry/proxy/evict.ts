@@ -30,11 +30,17 @@ interface Entry {
 
 export async function evict(store: Store, upstreams: Upstream[], opts: EvictOptions): Promise<EvictResult> {
   const now = opts.now ?? Date.now();
-  const mirrored = (await store.manifests.catalog()).filter((name) => upstreams.some((u) => name.startsWith(u.prefix + '/')));
+  const mirrored = (await store.manifests.catalog()).filter((name) =>
+    upstreams.some((u) => name.startsWith(`${u.prefix}/`)),
+  );
   let blobs: Entry[] = [];
   const manifests: Entry[] = [];
   for (const repository of mirrored) {
-    const entry = ({ digest, modified }: { digest: Digest; modified: Date }): Entry => ({ repository, digest, pulled: modified.getTime() });
+    const entry = ({ digest, modified }: { digest: Digest; modified: Date }): Entry => ({
+      repository,
+      digest,
+      pulled: modified.getTime(),
+    });
     blobs.push(...(await store.blobs.linkTimes(repository)).map(entry));
     manifests.push(...(await store.manifests.revisionTimes(repository)).map(entry));
   }
@@ -73,4 +79,3 @@ export async function evict(store: Store, upstreams: Upstream[], opts: EvictOpti
   result.bytesAfter = total(blobs);
   return result;
 }
-

@@ -64,7 +64,11 @@ export class BlobFill {
     const watch = () => {
       clearTimeout(idle);
       const stall = this.stall;
-      if (stall) idle = setTimeout(() => stall.abort(new Error(`the upstream sent no data for ${stall.idleMs} ms`)), stall.idleMs);
+      if (stall)
+        idle = setTimeout(
+          () => stall.abort(new Error(`the upstream sent no data for ${stall.idleMs} ms`)),
+          stall.idleMs,
+        );
     };
     try {
       let segment = 0;
@@ -101,7 +105,11 @@ export class BlobFill {
     const n = this.pending.length;
     if (n === 0) return;
     const bufs = this.pending.slice(0, n).map((c) => c.buf);
-    this.durable = await this.store.uploads.append(this.upload, this.durable, Readable.from(bufs, { objectMode: false }));
+    this.durable = await this.store.uploads.append(
+      this.upload,
+      this.durable,
+      Readable.from(bufs, { objectMode: false }),
+    );
     this.pending.splice(0, n);
     this._notify();
   }
@@ -131,7 +139,9 @@ export class BlobFill {
         let stream: Readable;
         try {
           const range = { start: pos, end: to };
-          stream = this.published ? await this.store.blobs.read(this.digest, range) : await this.store.uploads.read(this.upload.id, range);
+          stream = this.published
+            ? await this.store.blobs.read(this.digest, range)
+            : await this.store.uploads.read(this.upload.id, range);
         } catch (e) {
           if (!(e instanceof NotFoundError)) throw e;
           // Published between the check and the open (the upload moved): look again.

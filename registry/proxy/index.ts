@@ -50,10 +50,16 @@ export function createProxy(config: ProxyConfig, store: Store, log: Logger): Pro
     if (!m) return next();
     const reading = c.req.method === 'GET' || c.req.method === 'HEAD';
     if (!reading && !m.upstream.allowPush) {
-      throw new OciError('DENIED', `${target.name} is a mirror of ${m.upstream.name} and does not accept ${c.req.method} (proxy.upstreams[].allowPush)`);
+      throw new OciError(
+        'DENIED',
+        `${target.name} is a mirror of ${m.upstream.name} and does not accept ${c.req.method} (proxy.upstreams[].allowPush)`,
+      );
     }
     if (!m.upstream.allows(m.remote)) {
-      throw new OciError('DENIED', `${m.remote} is not among the repositories mirrored from ${m.upstream.name} (proxy.upstreams[].allow)`);
+      throw new OciError(
+        'DENIED',
+        `${m.remote} is not among the repositories mirrored from ${m.upstream.name} (proxy.upstreams[].allow)`,
+      );
     }
     c.set('target', { ...target, name: m.local });
     if (!reading) return next();

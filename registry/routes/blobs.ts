@@ -37,7 +37,9 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
   if (!m) {
     if (/^bytes=.*,/.test(header)) {
       // Multi-range: containers/image falls back to a plain download on 400.
-      throw Object.assign(new OciError('RANGE_INVALID', 'multiple ranges are not supported; request one range'), { status: 400 });
+      throw Object.assign(new OciError('RANGE_INVALID', 'multiple ranges are not supported; request one range'), {
+        status: 400,
+      });
     }
     throw unsatisfiable();
   }
@@ -88,7 +90,12 @@ export async function getBlob(c: Ctx): Promise<Response> {
 }
 
 /** Streams a Node readable as the response, writing straight to the socket when running on node. */
-export async function sendStream(c: Ctx, status: number, headers: Record<string, string>, stream: Readable): Promise<Response> {
+export async function sendStream(
+  c: Ctx,
+  status: number,
+  headers: Record<string, string>,
+  stream: Readable,
+): Promise<Response> {
   const outgoing = c.env?.outgoing;
   if (!outgoing) return new Response(Readable.toWeb(stream) as ReadableStream, { status, headers });
   outgoing.writeHead(status, { ...headers, 'Docker-Distribution-API-Version': 'registry/2.0' });

@@ -20,7 +20,11 @@ export async function getManifest(c: Ctx): Promise<Response> {
     ETag: `"${m.digest}"`,
   };
   if (c.req.method === 'HEAD') return c.body(null, 200, headers);
-  return c.body(new Uint8Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.length) as Uint8Array<ArrayBuffer>, 200, headers);
+  return c.body(
+    new Uint8Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.length) as Uint8Array<ArrayBuffer>,
+    200,
+    headers,
+  );
 }
 
 export async function putManifest(c: Ctx): Promise<Response> {

@@ -10,7 +10,11 @@ export async function listReferrers(c: Ctx): Promise<Response> {
   const artifactType = c.req.query('artifactType') || undefined;
   const { n = c.var.options.maxPageSize, last } = pageParams(c);
   const all = await c.var.options.store.manifests.referrers(name, digest, artifactType);
-  const { page, more } = paginate(all.map((d) => d.digest), n, last);
+  const { page, more } = paginate(
+    all.map((d) => d.digest),
+    n,
+    last,
+  );
   const chosen = new Set(page);
   const headers: Record<string, string> = { 'Content-Type': OCI_INDEX };
   if (artifactType) headers['OCI-Filters-Applied'] = 'artifactType';

@@ -6,7 +6,7 @@ import type { UploadInfo } from '../../storage/index.js';
 import { bodyStream, hasBody, type Ctx } from '../context.js';
 import { parseDigestParam } from './blobs.js';
 
-function sessionHeaders(c: Ctx, info: UploadInfo, size: number): Record<string, string> {
+function sessionHeaders(_c: Ctx, info: UploadInfo, size: number): Record<string, string> {
   return {
     Location: `/v2/${info.repository}/blobs/uploads/${info.id}`,
     // docker parses Range as `%d-%d`; an empty session answers `0-0`.
@@ -73,7 +73,8 @@ function chunkStart(c: Ctx): number | undefined {
   if (header === undefined) return undefined;
   const m = /^(?:bytes )?(\d{1,19})-(\d{1,19})$/.exec(header.trim());
   if (!m) throw new OciError('RANGE_INVALID', `invalid Content-Range "${header.slice(0, 100)}": expected "start-end"`);
-  const start = Number(m[1]), end = Number(m[2]);
+  const start = Number(m[1]),
+    end = Number(m[2]);
   const length = _contentLength(c);
   if (end < start || (length !== undefined && length !== end - start + 1)) {
     throw new OciError('RANGE_INVALID', `Content-Range ${header} does not match Content-Length ${length}`);
