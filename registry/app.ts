@@ -82,14 +82,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   app.onError((err, c) => renderError(err, c, (e) => hooks.onUnexpectedError?.(e, c)));
   // Unknown endpoints are 404, as distribution's router answers (405 is only for a known endpoint's wrong method).
   app.notFound((c) =>
-    c.json(
-      {
-        errors: [
-          { code: 'NOT_FOUND', message: `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`, detail: null },
-        ],
-      },
-      404,
-    ),
+    renderError(new OciError('NOT_FOUND', `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 300)}`), c),
   );
 
   app.use('*', async (c, next) => {
@@ -101,12 +94,12 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
   const small = bodyLimit({
     maxSize: MAX_SMALL_BODY,
     onError: () => {
-      throw Object.assign(
-        new OciError('SIZE_INVALID', `request body over the ${MAX_SMALL_BODY}-byte limit of this endpoint`, {
+      throw new OciError('SIZE_INVALID', `request body over the ${MAX_SMALL_BODY}-byte limit of this endpoint`, {
+        detail: {
           limit: MAX_SMALL_BODY,
-        }),
-        { status: 413 },
-      );
+        },
+        status: 413,
+      });
     },
   });
   app.use('*', (c, next) => (c.req.path === '/v2' || c.req.path.startsWith('/v2/') ? next() : small(c, next)));
@@ -128,9 +121,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
     const target = c.var.target;
     const handler = HANDLERS[target.route][c.req.method];
     if (!handler)
-      throw Object.assign(new OciError('UNSUPPORTED', `${c.req.method} is not allowed on ${target.route}`), {
-        status: 405,
-      });
+      throw new OciError('UNSUPPORTED', `${c.req.method} is not allowed on ${target.route}`, { status: 405 });
     return handler(c);
   };
   app.all('/v2/*', dispatch);

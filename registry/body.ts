@@ -29,7 +29,7 @@ export function bodyTimeoutError(idleMs: number): OciError {
   return new OciError(
     'REQUEST_TIMEOUT',
     `no request body bytes arrived for ${Math.round(idleMs / 1000)} s (http.bodyIdleTimeout); the request was abandoned and nothing was stored`,
-    { idleMs },
+    { detail: { idleMs } },
   );
 }
 

@@ -27,7 +27,16 @@ export interface RegistryOptions {
 export type Env = {
   Bindings: Partial<HttpBindings>;
   /** bodyLimit: a cap on the bytes bodyStream() lets through (set by the policy middleware for quotas). */
-  Variables: { target: Target; subject?: string; options: RegistryOptions; bodyLimit?: BodyLimit };
+  Variables: {
+    target: Target;
+    subject?: string;
+    options: RegistryOptions;
+    bodyLimit?: BodyLimit;
+    /** Set false by auth when the caller may not pull the mount's source repository: the mount becomes an upload. */
+    mountAllowed?: boolean;
+    /** Set by auth on catalog requests: which repository names the caller may see. */
+    catalogFilter?: (name: string) => boolean;
+  };
 };
 export type Ctx = Context<Env>;
 
@@ -55,7 +64,8 @@ export function hasBody(c: Ctx): boolean {
 /** Reads at most `max` bytes; throws 413 MANIFEST_TOO_BIG beyond. */
 export async function readLimited(c: Ctx, max: number): Promise<Buffer> {
   const declared = Number(c.req.header('content-length') ?? NaN);
-  const tooBig = () => new OciError('MANIFEST_TOO_BIG', `manifest exceeds the ${max}-byte limit`, { limit: max });
+  const tooBig = () =>
+    new OciError('MANIFEST_TOO_BIG', `manifest exceeds the ${max}-byte limit`, { detail: { limit: max } });
   if (declared > max) {
     c.env?.incoming?.resume();
     throw tooBig();

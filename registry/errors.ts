@@ -27,6 +27,8 @@ export const ERRORS: Record<ErrorCode, { status: number; message: string }> = {
   // berth's own codes (spec/errors.ts).
   REQUEST_TIMEOUT: { status: 408, message: 'the request body stopped arriving' },
   INSUFFICIENT_STORAGE: { status: 507, message: 'the registry has no storage space left' },
+  NOT_FOUND: { status: 404, message: 'no such endpoint' },
+  UNKNOWN: { status: 500, message: 'internal error' },
 };
 
 /** Seconds a client should wait before pushing again into a full storage (an operator or GC has to free space). */
@@ -57,37 +59,26 @@ export function renderError(err: unknown, c: Context, log?: (e: unknown) => void
   else if (_isStorageFull(err)) {
     // RFC 4918 §11.5: 507 Insufficient Storage. Logged: an operator has to act. Nothing partial was kept (fs.ts).
     log?.(err);
-    e = withHeaders(
-      new OciError(
-        'INSUFFICIENT_STORAGE',
-        "the registry's storage is full: nothing was stored; retry after space was freed (delete images, run GC) or ask the operator to grow the volume",
-      ),
-      { 'Retry-After': FULL_RETRY_AFTER },
+    e = new OciError(
+      'INSUFFICIENT_STORAGE',
+      "the registry's storage is full: nothing was stored; retry after space was freed (delete images, run GC) or ask the operator to grow the volume",
+      { headers: { 'Retry-After': FULL_RETRY_AFTER } },
     );
   } else if (_isRetryableStorageError(err)) {
     // Object storage throttled or unreachable after the driver's own retries: a clean, retryable 503.
     log?.(err);
-    e = withHeaders(new OciError('UNAVAILABLE', 'storage is temporarily unavailable; retry the request'), {
-      'Retry-After': '1',
+    e = new OciError('UNAVAILABLE', 'storage is temporarily unavailable; retry the request', {
+      headers: { 'Retry-After': '1' },
     });
   } else {
     log?.(err);
-    const body = { errors: [{ code: 'UNKNOWN', message: 'internal error', detail: null }] };
-    return c.json(body, 500);
+    e = new OciError('UNKNOWN');
   }
   const entry = ERRORS[e.code];
-  const headers: Record<string, string> = {};
-  const extra = (e as OciError & { headers?: Record<string, string> }).headers;
-  if (extra) Object.assign(headers, extra);
-  const body = { errors: [{ code: e.code, message: e.message || entry.message, detail: e.detail ?? null }] };
-  const status = (e as OciError & { status?: number }).status ?? entry.status;
-  return c.body((c.req.method === 'HEAD' ? null : JSON.stringify(body)) as string, status as 400, {
+  const message = e.message && e.message !== e.code ? e.message : entry.message;
+  const body = { errors: [{ code: e.code, message, detail: e.detail ?? null }] };
+  return c.body((c.req.method === 'HEAD' ? null : JSON.stringify(body)) as string, (e.status ?? entry.status) as 400, {
     'Content-Type': 'application/json',
-    ...headers,
+    ...e.headers,
   });
-}
-
-/** An OciError carrying extra response headers (Range on 416, Retry-After on 429, WWW-Authenticate on 401). */
-export function withHeaders(e: OciError, headers: Record<string, string>): OciError {
-  return Object.assign(e, { headers });
 }

@@ -187,10 +187,12 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
           'DENIED',
           `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used, this upload needs ${bytes} more; delete images (then GC) or raise quotas`,
           {
-            namespace: q.namespace,
-            used,
-            limit: q.maxBytes,
-            requested: bytes,
+            detail: {
+              namespace: q.namespace,
+              used,
+              limit: q.maxBytes,
+              requested: bytes,
+            },
           },
         );
       }
@@ -218,10 +220,12 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
             'DENIED',
             `quota exceeded for namespace "${q.namespace}": ${used} of ${q.maxBytes} bytes used (${already + others} more in uploads), and this request sent more than the ${left} bytes left (${received} received); nothing of it was stored; delete images (then GC) or raise quotas`,
             {
-              namespace: q.namespace,
-              used,
-              limit: q.maxBytes,
-              received,
+              detail: {
+                namespace: q.namespace,
+                used,
+                limit: q.maxBytes,
+                received,
+              },
             },
           );
         },

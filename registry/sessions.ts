@@ -9,7 +9,6 @@ import type { MiddlewareHandler } from 'hono';
 import { OciError } from '../spec/index.js';
 import type { Store, UploadInfo } from '../storage/index.js';
 import type { Env } from './context.js';
-import { withHeaders } from './errors.js';
 
 export interface SessionCaps {
   /** Open sessions one repository may have; 0: no cap. */
@@ -63,13 +62,10 @@ export function sessionLimits(caps: SessionCaps, store: Store): MiddlewareHandle
     const caller = mine.subject ?? ANONYMOUS;
     await refresh();
     const tooMany = (what: string, limit: number, key: string) =>
-      withHeaders(
-        new OciError(
-          'TOOMANYREQUESTS',
-          `${what} has ${limit} open upload sessions, the most allowed (${key}); finish or cancel some (DELETE the session) before starting more, or wait for abandoned ones to expire (storage.uploadPurge)`,
-          { limit },
-        ),
-        { 'Retry-After': String(RETRY_AFTER_S) },
+      new OciError(
+        'TOOMANYREQUESTS',
+        `${what} has ${limit} open upload sessions, the most allowed (${key}); finish or cancel some (DELETE the session) before starting more, or wait for abandoned ones to expire (storage.uploadPurge)`,
+        { detail: { limit }, headers: { 'Retry-After': String(RETRY_AFTER_S) } },
       );
     // Counted and reserved with no await in between: parallel POSTs see each other.
     if (caps.maxPerRepository > 0 && count((o) => o.repository === mine.repository) >= caps.maxPerRepository) {

@@ -40,7 +40,8 @@ export class BlobStore {
   /** The blob as `name` sees it; throws BLOB_UNKNOWN when not linked into the repository or missing. */
   async stat(name: string, digest: Digest): Promise<BlobInfo> {
     const [linked, size] = await Promise.all([this.isLinked(name, digest), this.dataSize(digest)]);
-    if (!linked || size === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+    if (!linked || size === undefined)
+      throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
     return { digest, size };
   }
 

@@ -335,7 +335,9 @@ export class ManifestStore {
     const blob = missingBlobs.find(Boolean);
     if (blob)
       throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in repository ${name}; push it first`, {
-        digest: blob,
+        detail: {
+          digest: blob,
+        },
       });
     const missingManifests = await Promise.all(
       parsed.manifests.map(async (d) =>
@@ -349,7 +351,9 @@ export class ManifestStore {
     const child = missingManifests.find(Boolean);
     if (child)
       throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in repository ${name}; push it first`, {
-        digest: child,
+        detail: {
+          digest: child,
+        },
       });
     await this._checkSizes(parsed, stored);
   }
@@ -372,7 +376,7 @@ export class ManifestStore {
       throw new OciError(
         'MANIFEST_INVALID',
         `manifest invalid: ${field}/size is ${d.size} but ${d.digest} has ${actual} bytes; push the manifest with size ${actual}`,
-        { field: `${field}/size`, digest: d.digest, declared: d.size, actual },
+        { detail: { field: `${field}/size`, digest: d.digest, declared: d.size, actual } },
       );
     });
   }

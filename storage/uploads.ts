@@ -58,7 +58,7 @@ export class UploadStore {
 
   /** The session, checked to belong to `repository` (and `subject` when given); else BLOB_UPLOAD_UNKNOWN. */
   async get(id: string, repository: string, subject?: string): Promise<UploadInfo> {
-    const unknown = () => new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { id });
+    const unknown = () => new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { detail: { id } });
     if (!isUploadId(id)) throw unknown();
     // Always read from storage: another replica may have completed or cancelled the session since we last saw it.
     const raw = await this.driver.get(paths.uploadInfo(id));
@@ -131,7 +131,9 @@ export class UploadStore {
     if (offset !== undefined && offset !== current) {
       body.resume();
       throw new OciError('RANGE_INVALID', `chunk starts at ${offset} but the upload holds ${current} bytes`, {
-        size: current,
+        detail: {
+          size: current,
+        },
       });
     }
     const state = await this._hashState(info.id, current);
@@ -144,7 +146,9 @@ export class UploadStore {
       this.hashes.delete(info.id);
       if (e instanceof OffsetMismatchError) {
         throw new OciError('RANGE_INVALID', `chunk starts at ${e.expected} but the upload holds ${e.actual} bytes`, {
-          size: e.actual,
+          detail: {
+            size: e.actual,
+          },
         });
       }
       throw e;
@@ -168,7 +172,7 @@ export class UploadStore {
       throw new OciError(
         'DIGEST_INVALID',
         `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`,
-        { digest },
+        { detail: { digest } },
       );
     }
     const digestOk = parsed.digest;
@@ -221,7 +225,9 @@ export class UploadStore {
       }
       if (e instanceof NotFoundError)
         throw new OciError('BLOB_UPLOAD_UNKNOWN', 'the upload was cancelled while it was being completed', {
-          id: info.id,
+          detail: {
+            id: info.id,
+          },
         });
       throw e;
     }
@@ -243,7 +249,7 @@ export class UploadStore {
         throw new OciError(
           'DIGEST_INVALID',
           `provided digest ${parsed.digest} does not match the uploaded content (${actual}, ${size} bytes)`,
-          { digest },
+          { detail: { digest } },
         );
       }
     };
@@ -369,7 +375,7 @@ function _parseDigest(digest: string): ReturnType<typeof parseDigest> {
   try {
     return parseDigest(digest);
   } catch (e) {
-    throw new OciError('DIGEST_INVALID', (e as Error).message, { digest });
+    throw new OciError('DIGEST_INVALID', (e as Error).message, { detail: { digest } });
   }
 }
 

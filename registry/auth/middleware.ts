@@ -7,7 +7,6 @@
 import { Http2ServerRequest } from 'node:http2';
 import type { MiddlewareHandler } from 'hono';
 import { OciError, isValidName } from '../../spec/index.js';
-import { withHeaders } from '../errors.js';
 import type { Ctx, Env } from '../context.js';
 import { ANONYMOUS, LoginError, subjectOf, type AuthCore } from './core.js';
 import type { Identity } from './acl.js';
@@ -115,38 +114,34 @@ export function tokenMiddleware(
     const need = requiredAccess(target, c.req.method);
     const m = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(c.req.header('authorization') ?? '');
     if (!m)
-      throw withHeaders(
-        new OciError(
-          'UNAUTHORIZED',
-          'authentication required: get a token from the realm in WWW-Authenticate (docker login)',
-        ),
-        challenge(c, need),
+      throw new OciError(
+        'UNAUTHORIZED',
+        'authentication required: get a token from the realm in WWW-Authenticate (docker login)',
+        { headers: challenge(c, need) },
       );
     let token: VerifiedToken;
     try {
       token = await core.verifier.verify(m[1]);
     } catch (e) {
       if (!(e instanceof TokenError)) throw e;
-      throw withHeaders(
-        new OciError('UNAUTHORIZED', `${e.message}; log in again`),
-        challenge(c, need, 'invalid_token'),
-      );
+      throw new OciError('UNAUTHORIZED', `${e.message}; log in again`, {
+        headers: challenge(c, need, 'invalid_token'),
+      });
     }
     if (need && !hasAccess(token, need)) {
-      throw withHeaders(
-        new OciError('UNAUTHORIZED', `the token does not grant ${formatScope(need)}`, { required: need }),
-        challenge(c, need, 'insufficient_scope'),
-      );
+      throw new OciError('UNAUTHORIZED', `the token does not grant ${formatScope(need)}`, {
+        detail: { required: need },
+        headers: challenge(c, need, 'insufficient_scope'),
+      });
     }
     c.set('subject', token.sub);
     const from = _mount(c);
-    if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] }))
-      c.set('mountAllowed' as never, false as never);
+    if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] })) c.set('mountAllowed', false);
     if (target.route === 'catalog') {
       const filter = token.identity
         ? core.catalogFilter(token.identity)
         : (name: string) => token.access.get(`repository:${name}`)?.has('pull') === true;
-      c.set('catalogFilter' as never, filter as never);
+      c.set('catalogFilter', filter);
     }
     await next();
   };
@@ -162,21 +157,21 @@ export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
     let id: Identity = ANONYMOUS;
     if (header) {
       const basic = parseBasic(header);
-      if (!basic) throw withHeaders(new OciError('UNAUTHORIZED', 'expected Basic credentials'), challenge);
+      if (!basic) throw new OciError('UNAUTHORIZED', 'expected Basic credentials', { headers: challenge });
       try {
         id = await core.login(basic.username, basic.password, clientAddress(c));
       } catch (e) {
         if (!(e instanceof LoginError)) throw e;
         if (e.status === 429)
-          throw withHeaders(new OciError('TOOMANYREQUESTS', e.message), { 'Retry-After': String(e.retryAfter) });
-        throw withHeaders(new OciError('UNAUTHORIZED', e.message), challenge);
+          throw new OciError('TOOMANYREQUESTS', e.message, { headers: { 'Retry-After': String(e.retryAfter) } });
+        throw new OciError('UNAUTHORIZED', e.message, { headers: challenge });
       }
     }
     // The ping must challenge anonymous callers, or `docker login` would never send credentials.
     if (!need && id === ANONYMOUS)
-      throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
+      throw new OciError('UNAUTHORIZED', 'authentication required', { headers: challenge });
     if (need && !_allowed(core, id, need)) {
-      if (id === ANONYMOUS) throw withHeaders(new OciError('UNAUTHORIZED', 'authentication required'), challenge);
+      if (id === ANONYMOUS) throw new OciError('UNAUTHORIZED', 'authentication required', { headers: challenge });
       throw new OciError(
         'DENIED',
         `"${id.name}" may not ${need.actions.join('+')} ${need.type === 'registry' ? 'the catalog' : need.name}`,
@@ -184,8 +179,8 @@ export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
     }
     c.set('subject', subjectOf(id));
     const from = _mount(c);
-    if (from && !core.acl.allowed(id, from).has('pull')) c.set('mountAllowed' as never, false as never);
-    if (target.route === 'catalog') c.set('catalogFilter' as never, core.catalogFilter(id) as never);
+    if (from && !core.acl.allowed(id, from).has('pull')) c.set('mountAllowed', false);
+    if (target.route === 'catalog') c.set('catalogFilter', core.catalogFilter(id));
     await next();
   };
 }

@@ -8,7 +8,6 @@ import { type Registry, RegistryError } from '../../client/registry.js';
 import { Repository, type FetchedManifest } from '../../client/remote.js';
 import { ManifestError, OciError, isDigest, isValidTag, type Digest, type ErrorCode } from '../../spec/index.js';
 import type { Store } from '../../storage/index.js';
-import { withHeaders } from '../errors.js';
 import type { Ctx } from '../context.js';
 import type { Logger } from '../log.js';
 import { guardedAgent, isBlockedError } from '../net-policy.js';
@@ -374,7 +373,7 @@ export class PullThroughCache {
       throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, u);
     }
     if (size === undefined)
-      throw new OciError('BLOB_UNKNOWN', `blob unknown to ${u.name}: ${m.remote}@${digest}`, { digest });
+      throw new OciError('BLOB_UNKNOWN', `blob unknown to ${u.name}: ${m.remote}@${digest}`, { detail: { digest } });
     return size;
   }
 
@@ -448,8 +447,10 @@ function _asOciError(e: unknown, notFound: ErrorCode, what: string, u: Upstream)
       `${notFound === 'BLOB_UNKNOWN' ? 'blob' : notFound === 'NAME_UNKNOWN' ? 'repository' : 'manifest'} unknown to upstream ${u.name}: ${what}`,
     );
   if (_status(e) === 429)
-    return withHeaders(new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`), {
-      'Retry-After': '30',
+    return new OciError('TOOMANYREQUESTS', `upstream ${u.name} is rate limiting; retry later`, {
+      headers: {
+        'Retry-After': '30',
+      },
     });
   return new OciError(
     'UNAVAILABLE',

@@ -3,7 +3,6 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { OciError, parseDigest, type Digest } from '../../spec/index.js';
-import { withHeaders } from '../errors.js';
 import { isSendable } from '../../storage/index.js';
 import { requireDeletes, type Ctx } from '../context.js';
 
@@ -11,7 +10,7 @@ export function parseDigestParam(value: string | undefined): Digest {
   try {
     return parseDigest(value ?? '').digest;
   } catch (e) {
-    throw new OciError('DIGEST_INVALID', (e as Error).message, { digest: value?.slice(0, 200) });
+    throw new OciError('DIGEST_INVALID', (e as Error).message, { detail: { digest: value?.slice(0, 200) } });
   }
 }
 
@@ -30,16 +29,16 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
   if (header === undefined || !/^\s*bytes\s*=/i.test(header)) return undefined;
   header = header.trim().replace(/^bytes\s*=\s*/i, 'bytes=');
   const unsatisfiable = () =>
-    withHeaders(new OciError('RANGE_INVALID', `range "${header.slice(0, 100)}" not satisfiable for ${size} bytes`), {
-      'Content-Range': `bytes */${size}`,
+    new OciError('RANGE_INVALID', `range "${header.slice(0, 100)}" not satisfiable for ${size} bytes`, {
+      headers: {
+        'Content-Range': `bytes */${size}`,
+      },
     });
   const m = /^bytes=(\d{0,19})-(\d{0,19})$/.exec(header.trim());
   if (!m) {
     if (/^bytes=.*,/.test(header)) {
       // Multi-range: containers/image falls back to a plain download on 400.
-      throw Object.assign(new OciError('RANGE_INVALID', 'multiple ranges are not supported; request one range'), {
-        status: 400,
-      });
+      throw new OciError('RANGE_INVALID', 'multiple ranges are not supported; request one range', { status: 400 });
     }
     throw unsatisfiable();
   }

@@ -34,7 +34,7 @@ export async function startUpload(c: Ctx): Promise<Response> {
   const mount = c.req.query('mount');
   const from = c.req.query('from');
   // auth sets mountAllowed=false when the caller may not pull `from`: then this is a plain upload (spec: end-11).
-  if (mount !== undefined && c.get('mountAllowed' as never) !== (false as never)) {
+  if (mount !== undefined && c.get('mountAllowed') !== false) {
     const digest = parseDigestParam(mount);
     // No `from`, or an invalid one: fall back to a normal session (202), as the spec allows.
     if (from && isValidName(from) && from !== name) {
