@@ -3,6 +3,7 @@
 // Order is bottom-up so a registry never sees a manifest before what it references: blobs → child manifests →
 // index → referrers (which point at their subject).
 import type { Readable } from 'node:stream';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
 import { DOCKER_FOREIGN_LAYER, isIndexType } from '../spec/media-types.js';
@@ -122,16 +123,15 @@ class _Copy {
   manifests = 0;
   referrerCount = 0;
   private blobs = new Map<string, Promise<PushResult>>();
-  private active = 0;
-  private waiting: (() => void)[] = [];
-  private readonly limit: number;
+  /** At most `concurrency` blob transfers in flight across the whole copy (all platforms, all referrers). */
+  private readonly _slot: LimitFunction;
 
   constructor(
     readonly src: ImageSource,
     readonly dst: ImageTarget,
     readonly opts: CopyOptions,
   ) {
-    this.limit = Math.max(1, opts.concurrency ?? 4);
+    this._slot = pLimit(Math.max(1, opts.concurrency ?? 4));
   }
 
   /** With exactly one wanted platform, an index resolves to that platform's image. */
@@ -219,17 +219,6 @@ class _Copy {
       }
       this.referrerCount++;
       await this.referrersOf(m, depth + 1);
-    }
-  }
-
-  private async _slot<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
     }
   }
 }
