@@ -1,6 +1,5 @@
 // `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
 import { createRegistry, listen, parseDuration, createLogger } from '../registry/index.js';
-import { createGcJob } from '../registry/gc.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
@@ -64,39 +63,12 @@ const command: Command = {
     }
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
 
-    const purge = config.storage.uploadPurge;
-    const timer = purge.enabled
-      ? setInterval(() => {
-          registry.store.uploads
-            .purge(new Date(Date.now() - parseDuration(purge.age)))
-            .then((n) => n && log.info('purged abandoned uploads', { count: n }))
-            .catch((e) => log.error('upload purge failed', { err: String(e) }));
-        }, parseDuration(purge.interval))
-      : undefined;
-    timer?.unref();
-    // Scheduled GC (gc.enabled); replicas share one lease, so one of them does the work.
-    const gc = createGcJob(config, registry.store, log, {
-      after: (r, e) => registry.metrics?.gcRun(r, e !== undefined),
-    });
-    gc.start();
-    // Retention only deletes tags (idempotent on every replica); GC reclaims the bytes afterwards.
-    const retention = registry.policies.enabled.retention
-      ? setInterval(
-          () => {
-            registry.policies.applyRetention().catch((e) => log.error('retention failed', { err: String(e) }));
-          },
-          parseDuration(config.retention?.interval ?? '1h'),
-        )
-      : undefined;
-    retention?.unref();
+    registry.start();
 
     await new Promise<void>((resolveStop) => {
       const stop = (signal: string) => {
         log.info('shutting down', { signal });
-        clearInterval(timer);
-        gc.stop();
-        clearInterval(retention);
-        registry.webhooks?.close();
+        registry.stop();
         server.close(parseDuration(config.http.shutdownTimeout)).then(async () => {
           await driver.close?.();
           resolveStop();

@@ -12,6 +12,7 @@ import { policyMiddleware } from './policy-middleware.js';
 import { sessionLimits } from './sessions.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
 import { createAuth, type Auth } from './auth/index.js';
+import { createLifecycle, type Lifecycle } from './lifecycle.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
@@ -29,6 +30,10 @@ export interface Registry {
   webhooks?: Webhooks;
   /** Token service, verifier and ACL, unless `auth.mode` is none. */
   auth?: Auth;
+  /** Starts the background jobs the config turns on (upload purge, scheduled GC, retention); see lifecycle.ts. */
+  start: Lifecycle['start'];
+  /** Stops them (and webhook delivery); the caller closes the HTTP server and the driver. */
+  stop: Lifecycle['stop'];
 }
 
 export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
@@ -85,5 +90,6 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
       ...ops,
     },
   );
-  return { store, app, proxy, metrics, policies, webhooks, auth };
+  const lifecycle = createLifecycle(config, { store, policies, metrics, webhooks }, log);
+  return { store, app, proxy, metrics, policies, webhooks, auth, start: lifecycle.start, stop: lifecycle.stop };
 }
