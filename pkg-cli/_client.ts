@@ -1,19 +1,9 @@
-// Plumbing shared by the transfer verbs (pull, push, copy, inspect…): common flags, the Client they use,
-// and references/platforms parsed into one-line errors that name the fix.
+// Plumbing shared by the commands that talk to registries (pull, push, copy, inspect…): the Client they use and
+// how they print results. Their shared flags and argument parsers are in flags.ts.
 import { setFlagsFromString } from 'node:v8';
 import { Client } from '../client/remote.js';
 import type { Platform } from '../spec/manifest.js';
-import { parsePlatform } from '../spec/platform.js';
-import { parseReference, type Reference } from '../spec/reference.js';
-import { CLIError } from './command.js';
-
-export const COMMON_FLAGS = {
-  json: { type: 'boolean' },
-  insecure: { type: 'boolean' },
-} as const;
-
-export const COMMON_HELP = `  --json         machine-readable output on stdout
-  --insecure     allow plain HTTP / unverified TLS for non-loopback registries (loopback is always allowed)`;
+import type { Reference } from '../spec/reference.js';
 
 export function makeClient(values: { insecure?: boolean }): Client {
   // undici parses HTTP/1.1 with llhttp compiled to WebAssembly. V8's optimising tier compiles it in the background
@@ -24,32 +14,9 @@ export function makeClient(values: { insecure?: boolean }): Client {
   return new Client({ insecure: !!values.insecure, userAgent: 'berth' });
 }
 
-export function ref(input: string | undefined, what = 'REF', command = ''): Reference {
-  if (!input) throw new CLIError(`missing ${what}; see \`berth ${command} --help\``);
-  try {
-    return parseReference(input);
-  } catch (e) {
-    throw new CLIError(`${(e as Error).message}; write it as [HOST[:PORT]/]NAME[:TAG|@sha256:DIGEST]`);
-  }
-}
-
 /** The tag or digest to ask a registry for. */
 export function refId(r: Reference): string {
   return r.digest ?? r.tag ?? 'latest';
-}
-
-export function platforms(values: string[] | undefined): Platform[] | undefined {
-  if (!values?.length) return undefined;
-  return values
-    .flatMap((v) => v.split(','))
-    .filter(Boolean)
-    .map((v) => {
-      try {
-        return parsePlatform(v);
-      } catch (e) {
-        throw new CLIError((e as Error).message);
-      }
-    });
 }
 
 /** This machine's platform, as docker picks it for single-platform outputs. */
@@ -68,11 +35,4 @@ export function hostPlatform(): Platform {
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
-}
-
-/** Counts a positional list and names the usage when it is wrong. */
-export function positionals(list: string[], n: number, usage: string): string[] {
-  if (list.length !== n)
-    throw new CLIError(`expected ${n === 1 ? 'one argument' : `${n} arguments`}: ${usage}; see --help`);
-  return list;
 }

@@ -10,88 +10,83 @@ import {
   type OutputKind,
   type OutputReport,
 } from '../builder/outputs.js';
-import { runBuild, type PipelineEvent } from '../builder/pipeline.js';
+import { NotReproducibleError, runBuild, type PipelineEvent } from '../builder/pipeline.js';
 import { BuildOptionError, BuildSpecError } from '../builder/spec.js';
 import { formatPlatform } from '../spec/platform.js';
 import { parseReference } from '../spec/reference.js';
-import { CLIError, parseFlags, type Command } from './command.js';
-import { COMMON_FLAGS, COMMON_HELP, hostPlatform, makeClient, platforms, printJson } from './_client.js';
-import { dockerTag } from './pull.js';
-import { VERSION } from './version.js';
+import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
+import { hostPlatform, makeClient, printJson } from './_client.js';
+import { dockerTag, platform, platforms, TRANSFER } from './flags.js';
+import { VERSION } from './_version.js';
 
-const HELP = `Usage: berth build [-f berth.yaml] [outputs…] [flags]
+const OUTPUTS = 'Outputs (repeatable, several at once)';
 
-Builds the image berth.yaml describes — daemonless, rootless, bit-for-bit reproducible — and writes it to every
-output given (none: build and print the digest). Layers are cached by content in ~/.cache/berth.
-
-Outputs (repeatable, several at once):
-  --push REF                 push to a registry (existing blobs are skipped)
-  --oci-layout DIR[:TAG]     write (or add to) an OCI image layout
-  --docker-archive FILE      write a tar for \`docker load\` (one platform; see --platform)
-  --tag NAME:TAG             the name docker load gives the archive's image (default: the first --push REF)
-
-Flags:
-  -f, --file FILE            the spec (default ./berth.yaml)
-  --context DIR              the build context (default: the spec's directory)
-  --platform P               build only these platforms (os/arch[/variant]); repeatable
-  --cache DIR                layer cache directory (default $XDG_CACHE_HOME/berth)
-  --no-cache                 build every layer from scratch in a temp dir
-  --cache-max SIZE           keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)
-  --check-reproducible       build twice in separate temp caches and fail if any digest differs
-  --lock                     write berth.lock (beside the spec) pinning base: to the digest used
-  --update-lock              ignore berth.lock, resolve base: afresh and rewrite the lock
-  --no-sbom                  attach no SBOM (same as \`sbom: false\` in the spec)
-${COMMON_HELP}
-
-berth.lock, when present and naming the spec's base, is always honoured: the base is fetched by that digest.
+export default defineCommand({
+  usage: '[-f berth.yaml] [outputs…] [flags]',
+  description: `Builds the image berth.yaml describes — daemonless, rootless, bit-for-bit reproducible — and writes it to every
+output given (none: build and print the digest). Layers are cached by content in ~/.cache/berth.`,
+  flags: {
+    push: flag.list({ arg: 'REF', section: OUTPUTS, help: 'push to a registry (existing blobs are skipped)' }),
+    'oci-layout': flag.list({
+      arg: 'DIR[:TAG]',
+      complete: 'dir',
+      section: OUTPUTS,
+      help: 'write (or add to) an OCI image layout',
+    }),
+    'docker-archive': flag.list({
+      arg: 'FILE',
+      complete: 'file',
+      section: OUTPUTS,
+      help: 'write a tar for `docker load` (one platform; see --platform)',
+    }),
+    tag: flag.list({
+      arg: 'NAME:TAG',
+      section: OUTPUTS,
+      help: "the name docker load gives the archive's image (default: the first --push REF)",
+    }),
+    file: flag.string({ short: 'f', arg: 'FILE', complete: 'file', default: 'berth.yaml', help: 'the spec' }),
+    context: flag.string({ arg: 'DIR', complete: 'dir', help: "the build context (default: the spec's directory)" }),
+    platform: platform('build only these platforms (os/arch[/variant])'),
+    cache: flag.string({ arg: 'DIR', complete: 'dir', help: 'layer cache directory (default $XDG_CACHE_HOME/berth)' }),
+    'no-cache': flag.boolean({ help: 'build every layer from scratch in a temp dir' }),
+    'cache-max': flag.size({
+      help: 'keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)',
+    }),
+    'check-reproducible': flag.boolean({ help: 'build twice in separate temp caches and fail if any digest differs' }),
+    lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
+    'update-lock': flag.boolean({ help: 'ignore berth.lock, resolve base: afresh and rewrite the lock' }),
+    'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
+    ...TRANSFER,
+  },
+  notes: `berth.lock, when present and naming the spec's base, is always honoured: the base is fetched by that digest.
 
 Each platform image gets an SPDX 2.3 SBOM (its files, the base image, the npm packages of the context's
 package-lock.json), attached as an OCI referrer (artifactType application/spdx+json) to --push and --oci-layout.
 
-Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).
-
-Examples:
-  berth build --oci-layout out:v1
-  berth build -f app/berth.yaml --push localhost:5000/app:v1 --docker-archive app.tar`;
-
-const command: Command = {
-  name: 'build',
-  summary: 'build a reproducible image from berth.yaml (daemonless, rootless)',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals } = parseFlags('build', argv, {
-      ...COMMON_FLAGS,
-      file: { type: 'string', short: 'f' },
-      context: { type: 'string' },
-      push: { type: 'string', multiple: true },
-      'oci-layout': { type: 'string', multiple: true },
-      'docker-archive': { type: 'string', multiple: true },
-      tag: { type: 'string', multiple: true },
-      platform: { type: 'string', multiple: true },
-      cache: { type: 'string' },
-      'no-cache': { type: 'boolean' },
-      'cache-max': { type: 'string' },
-      'check-reproducible': { type: 'boolean' },
-      lock: { type: 'boolean' },
-      'update-lock': { type: 'boolean' },
-      'no-sbom': { type: 'boolean' },
-    });
+Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
+  examples: [
+    'berth build --oci-layout out:v1',
+    'berth build -f app/berth.yaml --push localhost:5000/app:v1 --docker-archive app.tar',
+  ],
+  async run({ flags: values, args: positionals }) {
     if (positionals.length)
-      throw new CLIError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
-    const cacheMax = values['cache-max'] === undefined ? undefined : parseSize(values['cache-max'], '--cache-max');
+      throw new UsageError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
+    const cacheMax = values['cache-max'];
     const client = makeClient(values);
-    const file = values.file ?? 'berth.yaml';
+    const file = values.file;
     const only = platforms(values.platform);
-    const log = (s: string) => (values.json ? undefined : console.error(s));
+    const log = (s: string) => (values.json || values.quiet ? undefined : console.error(s));
     try {
-      const pushes = (values.push ?? []).map((ref) => registryOutput(ref, client)); // checks each REF before building
-      const tags = values.tag ?? (values.push?.length ? [dockerTag(parseReference(values.push[0]))] : []);
+      const pushes = values.push.map((ref) => registryOutput(ref, client)); // checks each REF before building
+      const tags = values.tag.length
+        ? values.tag
+        : values.push.length
+          ? [dockerTag(parseReference(values.push[0]))]
+          : [];
       const outputs: Output[] = [
-        ...(values['oci-layout'] ?? []).map((dir) => ociLayoutOutput(dir)),
+        ...values['oci-layout'].map((dir) => ociLayoutOutput(dir)),
         // A docker-archive of a multi-platform build holds this machine's platform unless --platform picks one.
-        ...(values['docker-archive'] ?? []).map((f) =>
-          dockerArchiveOutput(f, { tags, platform: only?.[0] ?? hostPlatform() }),
-        ),
+        ...values['docker-archive'].map((f) => dockerArchiveOutput(f, { tags, platform: only?.[0] ?? hostPlatform() })),
         ...pushes,
       ];
       const {
@@ -138,7 +133,7 @@ const command: Command = {
       throw _cliError(e);
     }
   },
-};
+});
 
 const FLAG: Record<OutputKind, string> = {
   'oci-layout': '--oci-layout',
@@ -149,9 +144,10 @@ const FLAG: Record<OutputKind, string> = {
 /** builder/ says what is wrong in its own terms; here it is said in flags. */
 function _cliError(e: unknown): unknown {
   if (e instanceof BuildSpecError) return new CLIError(e.message);
+  if (e instanceof NotReproducibleError) return new CLIError(e.message, EXIT.verification);
   if (e instanceof OutputError) return new CLIError(`${FLAG[e.output.kind]} ${e.output.target}: ${e.detail}`);
   if (e instanceof BuildOptionError) {
-    if (e.option === 'platforms') return new CLIError(`--platform ${e.message}`);
+    if (e.option === 'platforms') return new UsageError(`--platform ${e.message}`);
     if (e.option === 'lock') return new CLIError(`${e.message} (--update-lock)`);
     return new CLIError(e.message);
   }
@@ -187,19 +183,7 @@ function _outputJson(r: OutputReport): Record<string, unknown> {
   return { push: r.output.target, digest: r.digest, blobs: r.copy!.blobs };
 }
 
-/** `500MiB`, `8GiB`, `8G` (binary), `1.5GB` (decimal), `1000000` (bytes) → bytes. */
-export function parseSize(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)$/i.exec(text.trim());
-  if (!m || (m[3] && !m[2]))
-    throw new CLIError(`${flag} ${text}: not a size; write e.g. 500MiB, 8GiB or a number of bytes`);
-  const power = ' kmgt'.indexOf(m[2].toLowerCase() || ' ');
-  const decimal = m[4] !== '' && m[3] === '' && m[2] !== '';
-  return Math.floor(Number(m[1]) * (decimal ? 1000 : 1024) ** power);
-}
-
 /** The digest of the SBOM artifact that refers to `image`, if one was made. */
 function _sbomOf(sboms: Artifact[], image: string): string | undefined {
   return sboms.find((a) => a.subject.digest === image)?.manifest.digest;
 }
-
-export default command;

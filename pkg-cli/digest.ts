@@ -3,30 +3,26 @@ import type { ImageIndex } from '../spec/manifest.js';
 import { isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { formatReference } from '../spec/reference.js';
-import { CLIError, parseFlags, type Command } from './command.js';
-import { COMMON_FLAGS, COMMON_HELP, makeClient, platforms, positionals, printJson, ref, refId } from './_client.js';
+import { CLIError, defineCommand, EXIT, flag } from './command.js';
+import { makeClient, printJson, refId } from './_client.js';
+import { platforms, REMOTE, ref } from './flags.js';
 
-const HELP = `Usage: berth digest REF [--platform P] [--json]
-
-Prints the digest REF resolves to (for an index, the index's digest unless --platform picks an image).
-
-Flags:
-  --platform P   the digest of this platform's image inside an index
-${COMMON_HELP}
-
-Examples:
-  berth digest localhost:5000/app:v1
-  berth digest --platform linux/amd64 localhost:5000/app:v1`;
-
-const command: Command = {
-  name: 'digest',
-  summary: 'print the digest a reference resolves to',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals: pos } = parseFlags('digest', argv, { ...COMMON_FLAGS, platform: { type: 'string' } });
-    const r = ref(positionals(pos, 1, 'berth digest REF')[0], 'REF', 'digest');
-    const repo = makeClient(values).repository(r);
-    const wanted = platforms(values.platform ? [values.platform] : undefined)?.[0];
+export default defineCommand({
+  usage: 'REF [--platform P] [--json]',
+  description: "Prints the digest REF resolves to (for an index, the index's digest unless --platform picks an image).",
+  flags: {
+    platform: flag.string({
+      arg: 'P',
+      help: "the digest of this platform's image inside an index (os/arch[/variant])",
+    }),
+    ...REMOTE,
+  },
+  args: ['REF'],
+  examples: ['berth digest localhost:5000/app:v1', 'berth digest --platform linux/amd64 localhost:5000/app:v1'],
+  async run({ flags, args }) {
+    const r = ref(args[0], 'REF', 'digest');
+    const repo = makeClient(flags).repository(r);
+    const wanted = platforms(flags.platform ? [flags.platform] : undefined)?.[0];
     let digest: string;
     let mediaType: string;
     const head = wanted ? undefined : await repo.headManifest(refId(r));
@@ -43,13 +39,13 @@ const command: Command = {
         if (!hit)
           throw new CLIError(
             `${formatReference(r)} has no image for ${formatPlatform(wanted)}; available: ${index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ')}`,
+            EXIT.notFound,
           );
         digest = hit.digest;
         mediaType = hit.mediaType;
       }
     }
-    if (values.json) printJson({ reference: formatReference(r), digest, mediaType });
+    if (flags.json) printJson({ reference: formatReference(r), digest, mediaType });
     else console.log(digest);
   },
-};
-export default command;
+});

@@ -1,43 +1,26 @@
 // `berth fsck`: re-hash every stored blob and quarantine the ones whose bytes do not match their digest
 // (storage/scrub.ts). Safe while `berth serve` runs on the same storage.
 import { scrubBlobs } from '../storage/index.js';
-import { CLIError, parseFlags, type Command } from './command.js';
+import { defineCommand, EXIT, flag } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
+import { jobs, json, STORAGE } from './flags.js';
 
-const HELP = `Usage: berth fsck [--config FILE] [--root DIR] [--dry-run] [--jobs N] [--json]
-
-Reads every blob (layers, configs, manifests) in the registry's storage and checks that its bytes hash to its
+export default defineCommand({
+  usage: '[--config FILE] [--root DIR] [--dry-run] [--jobs N] [--json]',
+  description: `Reads every blob (layers, configs, manifests) in the registry's storage and checks that its bytes hash to its
 digest. A blob that does not is moved to quarantine/ in the storage (kept for inspection, never served): the
 repositories that link it answer "blob unknown" until its content is pushed again, which stores it afresh.
-Runs online, next to a serving registry. Exit status: 0 all blobs match, 3 damaged blobs were found.
-
-Flags:
-  -c, --config FILE   the registry's YAML configuration (storage)
-      --root DIR      filesystem storage root (storage.filesystem.root)
-  -n, --dry-run       report damaged blobs; move nothing
-  -j, --jobs N        blobs hashed at once (default 4)
-      --json          print the result as JSON
-
-Examples:
-  berth fsck --root /var/lib/berth --dry-run
-  berth fsck -c berth.yaml --json`;
-
-const command: Command = {
-  name: 'fsck',
-  summary: 're-hash every stored blob; quarantine any whose bytes do not match its digest',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals } = parseFlags('fsck', argv, {
-      config: { type: 'string', short: 'c' },
-      root: { type: 'string' },
-      'dry-run': { type: 'boolean', short: 'n' },
-      jobs: { type: 'string', short: 'j' },
-      json: { type: 'boolean' },
-    });
-    if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth fsck --help\``);
-    const jobs = values.jobs === undefined ? 4 : Number(values.jobs);
-    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64)
-      throw new CLIError(`--jobs must be a whole number from 1 to 64, not "${values.jobs}"`);
+Runs online, next to a serving registry. Exit status: 0 all blobs match, 3 damaged blobs were found.`,
+  flags: {
+    ...STORAGE,
+    'dry-run': flag.boolean({ short: 'n', help: 'report damaged blobs; move nothing' }),
+    jobs: jobs('blobs hashed at once'),
+    json,
+  },
+  args: [],
+  examples: ['berth fsck --root /var/lib/berth --dry-run', 'berth fsck -c berth.yaml --json'],
+  async run({ flags: values }) {
+    const jobs = values.jobs;
     const config = storageConfig(values);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
     const driver = await makeDriver(config, { cleanTemp: false });
@@ -62,10 +45,9 @@ const command: Command = {
             : `all ${result.checked} blobs match their digests (${mib} MiB read in ${result.ms} ms)`,
         );
       }
-      return result.bad.length ? 3 : 0;
+      return result.bad.length ? EXIT.damaged : EXIT.ok;
     } finally {
       await driver.close?.();
     }
   },
-};
-export default command;
+});

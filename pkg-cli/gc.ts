@@ -1,61 +1,32 @@
 // `berth gc`: one online garbage collection over the registry's storage (safe while `berth serve` runs on it).
 import { createStore } from '../storage/index.js';
-import { createLogger, parseDuration, ConfigError } from '../registry/index.js';
+import { createLogger } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
 import { createPolicies } from '../registry/policy.js';
-import { CLIError, parseFlags, type Command } from './command.js';
+import { formatBytes } from '../spec/units.js';
+import { CLIError, defineCommand, flag } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
+import { json, STORAGE } from './flags.js';
 
-const HELP = `Usage: berth gc [--config FILE] [--root DIR] [--dry-run] [--delete-untagged] [--grace DURATION] [--json]
-
-Removes what no tag, manifest or referrer references: blobs, layer links, untagged manifests (with
+export default defineCommand({
+  usage: '[--config FILE] [--root DIR] [--dry-run] [--delete-untagged] [--grace DURATION] [--json]',
+  description: `Removes what no tag, manifest or referrer references: blobs, layer links, untagged manifests (with
 --delete-untagged or gc.deleteUntagged), referrers whose subject is gone, abandoned uploads. Retention policies
 (retention.policies) are applied first. Runs online: pushes and pulls may go on; with several replicas a lease
-lets one GC run at a time.
-
-Flags:
-  -c, --config FILE        the registry's YAML configuration (storage, gc, retention)
-      --root DIR           filesystem storage root (storage.filesystem.root)
-  -n, --dry-run            print what would be removed and how many bytes; change nothing
-      --delete-untagged    also remove manifests no tag keeps (gc.deleteUntagged)
-      --grace DURATION     spare content written within this window, e.g. 10m (gc.grace, default 1h)
-      --json               print the result as JSON
-  -v, --verbose            print every removed item
-
-Examples:
-  berth gc --root /var/lib/berth --dry-run
-  berth gc -c berth.yaml --delete-untagged --grace 0s`;
-
-function _bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) (n /= 1024), i++;
-  return `${i ? n.toFixed(1) : n} ${units[i]}`;
-}
-
-const command: Command = {
-  name: 'gc',
-  summary: 'garbage-collect unreferenced blobs and manifests (online; --dry-run to preview)',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals } = parseFlags('gc', argv, {
-      config: { type: 'string', short: 'c' },
-      root: { type: 'string' },
-      'dry-run': { type: 'boolean', short: 'n' },
-      'delete-untagged': { type: 'boolean' },
-      grace: { type: 'string' },
-      json: { type: 'boolean' },
-      verbose: { type: 'boolean', short: 'v' },
-    });
-    if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth gc --help\``);
+lets one GC run at a time.`,
+  flags: {
+    ...STORAGE,
+    'dry-run': flag.boolean({ short: 'n', help: 'print what would be removed and how many bytes; change nothing' }),
+    'delete-untagged': flag.boolean({ help: 'also remove manifests no tag keeps (gc.deleteUntagged)' }),
+    grace: flag.duration({ help: 'spare content written within this window, e.g. 10m (gc.grace, default 1h)' }),
+    verbose: flag.boolean({ short: 'v', help: 'print every removed item' }),
+    json,
+  },
+  args: [],
+  examples: ['berth gc --root /var/lib/berth --dry-run', 'berth gc -c berth.yaml --delete-untagged --grace 0s'],
+  async run({ flags: values }) {
     const config = storageConfig(values);
-    let graceMs: number | undefined;
-    try {
-      if (values.grace !== undefined) graceMs = parseDuration(values.grace);
-    } catch (e) {
-      if (e instanceof ConfigError) throw new CLIError(e.message);
-      throw e;
-    }
+    const graceMs = values.grace;
     const log = createLogger(values.json ? 'warn' : config.log.level === 'debug' ? 'debug' : 'warn', false);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
     const driver = await makeDriver(config, { cleanTemp: false });
@@ -76,7 +47,7 @@ const command: Command = {
           verbose && !values.json
             ? (kind, what, bytes) =>
                 console.log(
-                  `${dryRun ? 'would remove' : 'removed'} ${kind} ${what}${bytes ? ` (${_bytes(bytes)})` : ''}`,
+                  `${dryRun ? 'would remove' : 'removed'} ${kind} ${what}${bytes ? ` (${formatBytes(bytes)})` : ''}`,
                 )
             : undefined,
       });
@@ -85,7 +56,7 @@ const command: Command = {
       if (values.json) console.log(JSON.stringify(result));
       else {
         console.log(
-          `${dryRun ? 'would free' : 'freed'} ${_bytes(result.bytes)}: ${result.blobs} blobs, ${result.manifests} manifests, ${result.links} links, ` +
+          `${dryRun ? 'would free' : 'freed'} ${formatBytes(result.bytes)}: ${result.blobs} blobs, ${result.manifests} manifests, ${result.links} links, ` +
             `${result.referrers} referrers, ${result.uploads} uploads (${result.repositories} repositories, ${result.manifestsLive} live manifests, ${result.ms} ms)`,
         );
       }
@@ -94,5 +65,4 @@ const command: Command = {
     }
     return 0;
   },
-};
-export default command;
+});

@@ -3,38 +3,31 @@ import type { ImageIndex, ImageManifest } from '../spec/manifest.js';
 import { isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { formatReference } from '../spec/reference.js';
-import { CLIError, parseFlags, type Command } from './command.js';
-import { COMMON_FLAGS, COMMON_HELP, makeClient, platforms, positionals, printJson, ref, refId } from './_client.js';
-import { formatBytes } from './progress.js';
+import { formatBytes } from '../spec/units.js';
+import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
+import { makeClient, printJson, refId } from './_client.js';
+import { platforms, REMOTE, ref } from './flags.js';
 
-const HELP = `Usage: berth inspect REF [--platform P] [--raw | --config] [--json]
-
-Shows what REF points at: for an index its platforms, for an image its config, layers and total size.
-
-Flags:
-  --platform P   descend from an index into this platform's image (os/arch[/variant])
-  --raw          print the manifest bytes exactly as stored (what the digest covers)
-  --config       print the image's config JSON (needs --platform for an index, else the first linux image)
-${COMMON_HELP}
-
-Examples:
-  berth inspect localhost:5000/app:v1
-  berth inspect --raw localhost:5000/app@sha256:…
-  berth inspect --platform linux/arm64 --config localhost:5000/app:v1 --json`;
-
-const command: Command = {
-  name: 'inspect',
-  summary: "show a manifest, an index's platforms, or an image config",
-  help: HELP,
-  async run(argv) {
-    const { values, positionals: pos } = parseFlags('inspect', argv, {
-      ...COMMON_FLAGS,
-      platform: { type: 'string' },
-      raw: { type: 'boolean' },
-      config: { type: 'boolean' },
-    });
-    const r = ref(positionals(pos, 1, 'berth inspect REF')[0], 'REF', 'inspect');
-    if (values.raw && values.config) throw new CLIError('--raw and --config are exclusive; pick one');
+export default defineCommand({
+  usage: 'REF [--platform P] [--raw | --config] [--json]',
+  description: 'Shows what REF points at: for an index its platforms, for an image its config, layers and total size.',
+  flags: {
+    platform: flag.string({ arg: 'P', help: "descend from an index into this platform's image (os/arch[/variant])" }),
+    raw: flag.boolean({ help: 'print the manifest bytes exactly as stored (what the digest covers)' }),
+    config: flag.boolean({
+      help: "print the image's config JSON (needs --platform for an index, else the first linux image)",
+    }),
+    ...REMOTE,
+  },
+  args: ['REF'],
+  examples: [
+    'berth inspect localhost:5000/app:v1',
+    'berth inspect --raw localhost:5000/app@sha256:…',
+    'berth inspect --platform linux/arm64 --config localhost:5000/app:v1 --json',
+  ],
+  async run({ flags: values, args }) {
+    const r = ref(args[0], 'REF', 'inspect');
+    if (values.raw && values.config) throw new UsageError('--raw and --config are exclusive; pick one');
     const repo = makeClient(values).repository(r);
     let m = await repo.getManifest(refId(r));
     const wanted = platforms(values.platform ? [values.platform] : undefined)?.[0];
@@ -47,6 +40,7 @@ const command: Command = {
         const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
         throw new CLIError(
           `${formatReference(r)} has no image for ${wanted ? formatPlatform(wanted) : 'linux'}; available: ${have} — pick one with --platform`,
+          EXIT.notFound,
         );
       }
       m = await repo.getManifest(hit.digest);
@@ -58,7 +52,7 @@ const command: Command = {
     }
     const doc = JSON.parse(m.bytes.toString('utf8'));
     if (values.config) {
-      if (isIndexType(m.mediaType)) throw new CLIError('an index has no config; pass --platform');
+      if (isIndexType(m.mediaType)) throw new UsageError('an index has no config; pass --platform');
       const cfg = await repo.getBlobBytes((doc as ImageManifest).config);
       process.stdout.write(
         values.json
@@ -101,5 +95,4 @@ const command: Command = {
       console.log(`  total      ${formatBytes(summary.totalSize as number)}`);
     }
   },
-};
-export default command;
+});

@@ -1,87 +1,72 @@
 // `berth pull REF --oci-layout DIR[:TAG] | --docker-archive FILE`: registry → a file medium.
 // An OCI layout keeps every platform (or the ones picked); a docker-archive holds one platform (this machine's
 // unless --platform says otherwise), loadable with `docker load`.
-import { copy, remoteSource } from '../client/copy.js';
+import { copy, remoteSource, type CopyResult } from '../client/copy.js';
 import { writeDockerArchive } from '../client/docker-archive.js';
 import { OciLayout, parseLayoutArg } from '../client/layout.js';
 import { isIndexType } from '../spec/media-types.js';
 import type { ImageIndex } from '../spec/manifest.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
-import { DOCKER_HUB, formatReference, type Reference } from '../spec/reference.js';
-import { CLIError, parseFlags, type Command } from './command.js';
-import {
-  COMMON_FLAGS,
-  COMMON_HELP,
-  hostPlatform,
-  makeClient,
-  platforms,
-  positionals,
-  printJson,
-  ref,
-  refId,
-} from './_client.js';
-import { terminalProgress } from './progress.js';
+import { formatReference } from '../spec/reference.js';
+import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
+import { hostPlatform, makeClient, printJson, refId } from './_client.js';
+import { dockerTag, platform, platforms, ref, TRANSFER } from './flags.js';
+import { startProgress } from './progress.js';
 
-const HELP = `Usage: berth pull REF (--oci-layout DIR[:TAG] | --docker-archive FILE) [flags]
-
-Downloads an image into an OCI image layout directory (all platforms unless --platform) or a docker-archive tar
-(one platform: this machine's unless --platform). Every blob is verified by digest; interrupted downloads resume.
-
-Flags:
-  --oci-layout DIR[:TAG]   write (or add to) an OCI layout; TAG defaults to the reference's tag
-  --docker-archive FILE    write a tar for \`docker load\`
-  --platform P             os/arch[/variant]; repeatable for layouts
-  --referrers              also pull referrers (layouts only; listed in index.json, found by berth push and oras)
-${COMMON_HELP}
-
-Examples:
-  berth pull localhost:5000/app:v1 --oci-layout ./app-layout
-  berth pull localhost:5000/app:v1 --docker-archive app.tar && docker load -i app.tar
-  berth pull --platform linux/arm64 localhost:5000/app:v1 --oci-layout out:v1-arm64`;
-
-/** The RepoTags docker load will apply: docker's short form for Docker Hub names. */
-export function dockerTag(r: Reference): string {
-  let name = `${r.registry}/${r.repository}`;
-  if (r.registry === DOCKER_HUB) name = r.repository.startsWith('library/') ? r.repository.slice(8) : r.repository;
-  return `${name}:${r.tag ?? 'latest'}`;
+/** copy()'s result in a pull's words: blobs are downloaded into the medium, not uploaded (issue 17). */
+function _pulled(r: CopyResult) {
+  const { uploaded, existed, bytes } = r.blobs;
+  return { ...r, blobs: { downloaded: uploaded, existed, bytes } };
 }
 
-const command: Command = {
-  name: 'pull',
-  summary: 'download an image to an OCI layout directory or a docker-archive tar',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals: pos } = parseFlags('pull', argv, {
-      ...COMMON_FLAGS,
-      'oci-layout': { type: 'string' },
-      'docker-archive': { type: 'string' },
-      platform: { type: 'string', multiple: true },
-      referrers: { type: 'boolean' },
-    });
-    const [input] = positionals(pos, 1, 'berth pull REF --oci-layout DIR | --docker-archive FILE');
-    const r = ref(input, 'REF', 'pull');
-    if (!values['oci-layout'] === !values['docker-archive']) {
-      throw new CLIError('say where to write: exactly one of --oci-layout DIR or --docker-archive FILE');
+export default defineCommand({
+  usage: 'REF (--oci-layout DIR[:TAG] | --docker-archive FILE) [flags]',
+  description: `Downloads an image into an OCI image layout directory (all platforms unless --platform) or a docker-archive tar
+(one platform: this machine's unless --platform). Every blob is verified by digest; interrupted downloads resume.`,
+  flags: {
+    'oci-layout': flag.string({
+      arg: 'DIR[:TAG]',
+      complete: 'dir',
+      help: "write (or add to) an OCI layout; TAG defaults to the reference's tag",
+    }),
+    'docker-archive': flag.string({ arg: 'FILE', complete: 'file', help: 'write a tar for `docker load`' }),
+    platform: platform('os/arch[/variant]; several only for layouts'),
+    referrers: flag.boolean({
+      help: 'also pull referrers (layouts only; listed in index.json, found by berth push and oras)',
+    }),
+    ...TRANSFER,
+  },
+  args: ['REF'],
+  examples: [
+    'berth pull localhost:5000/app:v1 --oci-layout ./app-layout',
+    'berth pull localhost:5000/app:v1 --docker-archive app.tar && docker load -i app.tar',
+    'berth pull --platform linux/arm64 localhost:5000/app:v1 --oci-layout out:v1-arm64',
+  ],
+  async run({ flags, args }) {
+    const r = ref(args[0], 'REF', 'pull');
+    if (!flags['oci-layout'] === !flags['docker-archive']) {
+      throw new UsageError('say where to write: exactly one of --oci-layout DIR or --docker-archive FILE');
     }
-    const repo = makeClient(values).repository(r);
+    const wantedPlatforms = platforms(flags.platform);
+    const repo = makeClient(flags).repository(r);
     const src = remoteSource(repo);
-    const progress = values.json ? undefined : terminalProgress();
+    const progress = startProgress('pull', flags);
     try {
-      if (values['oci-layout']) {
-        const { dir, tag } = parseLayoutArg(values['oci-layout']);
+      if (flags['oci-layout']) {
+        const { dir, tag } = parseLayoutArg(flags['oci-layout']);
         const layout = await OciLayout.create(dir);
         const res = await copy(src, refId(r), layout, tag ?? r.tag ?? '', {
-          platforms: platforms(values.platform),
-          referrers: !!values.referrers,
+          platforms: wantedPlatforms,
+          referrers: flags.referrers,
           progress,
         });
-        progress?.stop();
-        if (values.json) printJson({ reference: formatReference(r), layout: dir, ...res });
+        progress.done();
+        if (flags.json) printJson({ reference: formatReference(r), layout: dir, ..._pulled(res) });
         else console.log(`pulled ${formatReference(r)}@${res.digest} into ${dir}`);
         return;
       }
-      const wanted = platforms(values.platform) ?? [hostPlatform()];
-      if (wanted.length !== 1) throw new CLIError('a docker-archive holds one platform; pass a single --platform');
+      const wanted = wantedPlatforms ?? [hostPlatform()];
+      if (wanted.length !== 1) throw new UsageError('a docker-archive holds one platform; pass a single --platform');
       let m = await src.manifest(refId(r));
       if (isIndexType(m.mediaType)) {
         const index = JSON.parse(m.bytes.toString('utf8')) as ImageIndex;
@@ -90,22 +75,21 @@ const command: Command = {
           const have = index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
           throw new CLIError(
             `${formatReference(r)} has no image for ${formatPlatform(wanted[0])}; available: ${have} — pick one with --platform`,
+            EXIT.notFound,
           );
         }
         m = await src.manifest(hit.digest);
       }
-      const file = values['docker-archive']!;
-      progress?.blobStart(m.digest, 0);
+      const file = flags['docker-archive']!;
       await writeDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], {
-        onBytes: (d, n) => progress?.blobBytes(d, n),
+        onBytes: (d, n) => progress.blobBytes(d, n),
       });
-      progress?.stop();
-      if (values.json)
+      progress.done();
+      if (flags.json)
         printJson({ reference: formatReference(r), archive: file, digest: m.digest, mediaType: m.mediaType });
       else console.log(`pulled ${formatReference(r)}@${m.digest} into ${file}`);
     } finally {
-      progress?.stop();
+      progress.done();
     }
   },
-};
-export default command;
+});

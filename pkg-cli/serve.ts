@@ -1,34 +1,27 @@
 // `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
 import { createRegistry, listen, parseDuration, createLogger } from '../registry/index.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
-import { CLIError, parseFlags, type Command } from './command.js';
+import { CLIError, defineCommand, flag } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
+import { STORAGE } from './flags.js';
 
-const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR]
-
-Runs the OCI registry. Defaults: listen on :5000, filesystem storage under ./data.
-
-Flags:
-  -c, --config FILE   YAML configuration (see README "Configuration"); BERTH_* variables override its keys
-      --addr ADDR     listen address, e.g. :5000, 127.0.0.1:5000, [::1]:5000   (http.addr)
-      --root DIR      filesystem storage root                                  (storage.filesystem.root)
-
-Examples:
-  berth serve
-  berth serve --addr 127.0.0.1:5001 --root /var/lib/berth
-  BERTH_STORAGE_DELETE=false berth serve -c berth.yaml`;
-
-const command: Command = {
-  name: 'serve',
-  summary: 'run the registry (filesystem under ./data by default)',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals } = parseFlags('serve', argv, {
-      config: { type: 'string', short: 'c' },
-      addr: { type: 'string' },
-      root: { type: 'string' },
-    });
-    if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth serve --help\``);
+export default defineCommand({
+  usage: '[--config FILE] [--addr HOST:PORT] [--root DIR]',
+  description: 'Runs the OCI registry. Defaults: listen on :5000, filesystem storage under ./data.',
+  flags: {
+    ...STORAGE,
+    addr: flag.string({
+      arg: 'ADDR',
+      help: 'listen address, e.g. :5000, 127.0.0.1:5000, [::1]:5000 (http.addr)',
+    }),
+  },
+  args: [],
+  examples: [
+    'berth serve',
+    'berth serve --addr 127.0.0.1:5001 --root /var/lib/berth',
+    'BERTH_STORAGE_DELETE=false berth serve -c berth.yaml',
+  ],
+  async run({ flags: values }) {
     const config = storageConfig(values, values.addr ? { http: { addr: values.addr } } : {});
     const log = createLogger(config.log.level, config.log.requests);
     // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
@@ -79,5 +72,4 @@ const command: Command = {
     });
     return 0;
   },
-};
-export default command;
+});

@@ -38,10 +38,15 @@ async function berthOk(args: string[], env: Record<string, string | undefined> =
 async function berthJson<T = any>(args: string[], env: Record<string, string | undefined> = {}): Promise<T> {
   return JSON.parse(await berthOk([...args, '--json'], env));
 }
-/** Exit 1 with exactly one line on stderr that matches `re`. */
-async function berthFails(args: string[], re: RegExp, env: Record<string, string | undefined> = {}): Promise<void> {
+/** Exit `code` (README "Exit codes") with exactly one line on stderr that matches `re`. */
+async function berthFails(
+  code: number,
+  args: string[],
+  re: RegExp,
+  env: Record<string, string | undefined> = {},
+): Promise<void> {
   const r = await berth(args, env);
-  assert.equal(r.code, 1, `${r.command} should fail\n${r.stdout}${r.stderr}`);
+  assert.equal(r.code, code, `${r.command} should fail with exit ${code}\n${r.stdout}${r.stderr}`);
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, `one line: ${r.stderr}`);
   assert.match(lines[0], /^berth: /);
@@ -164,7 +169,7 @@ test('copy a multi-arch image with referrers: distribution → berth → distrib
   for (const r of ['back/app', 'src/app']) assert.ok(cat.repositories.includes(r), JSON.stringify(cat));
   const del = await berthJson(['delete', `${dist.host}/back/app:v1`]);
   assert.equal(del.deleted, li.index.digest);
-  await berthFails(['digest', `${dist.host}/back/app:v1`], /MANIFEST_UNKNOWN|404/);
+  await berthFails(4, ['digest', `${dist.host}/back/app:v1`], /MANIFEST_UNKNOWN|404/);
 });
 
 test('referrers in an OCI layout: pull --referrers lists them in index.json, oras discovers them, push --referrers carries them', async (t) => {
@@ -306,7 +311,7 @@ test('docker: berth pull --docker-archive → docker load → docker run; docker
 
   // No credentials: a clear error naming berth login.
   const emptyConfig = join(work, 'empty-docker');
-  await berthFails(['push', `${img.dir}:v1`, `${dist.host}/app:v1`], /berth login/, {
+  await berthFails(5, ['push', `${img.dir}:v1`, `${dist.host}/app:v1`], /berth login/, {
     DOCKER_CONFIG: emptyConfig,
     REGISTRY_AUTH_FILE: undefined,
     XDG_RUNTIME_DIR: undefined,
@@ -351,16 +356,16 @@ test('berth login / logout and a credential helper on PATH', async (t) => {
   // berth login writes docker's config.json; pushes then work; logout forgets.
   const cfgDir = join(work, 'docker');
   const env = { ...base, DOCKER_CONFIG: cfgDir };
-  await berthFails(['login', dist.host, '-u', 'bob', '--password-stdin'], /missing password/, env);
+  await berthFails(2, ['login', dist.host, '-u', 'bob', '--password-stdin'], /missing password/, env);
   const wrong = await berth(['login', dist.host, '-u', 'bob', '-p', 'nope'], env);
-  assert.equal(wrong.code, 1);
+  assert.equal(wrong.code, 5);
   assert.match(wrong.stderr, /login to .* failed/);
   await berthOk(['login', dist.host, '-u', 'bob', '--password-stdin'], env, 'hunter2\n');
   const cfg = JSON.parse(await readFile(join(cfgDir, 'config.json'), 'utf8'));
   assert.equal(Buffer.from(cfg.auths[dist.host].auth, 'base64').toString(), 'bob:hunter2');
   await berthOk(['push', `${img.dir}:v1`, `${dist.host}/app:v1`], env);
   await berthOk(['logout', dist.host], env);
-  await berthFails(['digest', `${dist.host}/app:v1`], /berth login/, env);
+  await berthFails(5, ['digest', `${dist.host}/app:v1`], /berth login/, env);
 
   // A credential helper: docker-credential-berthtest on PATH, named by credsStore.
   const bin = join(work, 'bin');
@@ -401,29 +406,31 @@ process.stdin.on('data', (d) => (input += d)).on('end', () => {
   assert.equal(JSON.parse(await readFile(join(helperCfg, 'config.json'), 'utf8')).auths[dist.host].auth, undefined);
 });
 
-test('bad input: one-line errors naming the problem and the fix, exit 1', async (t) => {
+test('bad input: one-line errors naming the problem and the fix, exit code by kind (README "Exit codes")', async (t) => {
   if (!requirePeer(t, 'distribution')) return;
   const dist = await startDistribution();
   t.after(() => dist.stop());
   const work = await tempDir(t, 'bbad');
   const li = await makeMultiArchLayout(join(work, 'layout'));
   await berthOk(['push', li.dir, `${dist.host}/app:v1`]);
-  await berthFails(['copy', 'UPPER/Case:tag', `${dist.host}/x:y`], /invalid reference .*\[HOST\[:PORT\]\/\]NAME/);
-  await berthFails(['inspect', `${dist.host}/app:bad tag`], /invalid reference/);
+  await berthFails(2, ['copy', 'UPPER/Case:tag', `${dist.host}/x:y`], /invalid reference .*\[HOST\[:PORT\]\/\]NAME/);
+  await berthFails(2, ['inspect', `${dist.host}/app:bad tag`], /invalid reference/);
   await berthFails(
+    4,
     ['copy', '--platform', 'linux/s390x', `${dist.host}/app:v1`, `${dist.host}/other:v1`],
     /no image for platform linux\/s390x; available: linux\/amd64, linux\/arm64\/v8/,
   );
-  await berthFails(['inspect', '--platform', 'linux', `${dist.host}/app:v1`], /invalid platform "linux".*os\/arch/);
+  await berthFails(2, ['inspect', '--platform', 'linux', `${dist.host}/app:v1`], /invalid platform "linux".*os\/arch/);
   await berthFails(
+    4,
     ['pull', `${dist.host}/app:v1`, '--docker-archive', join(work, 'x.tar'), '--platform', 'windows/amd64'],
     /no image for windows\/amd64/,
   );
-  await berthFails(['tags', '127.0.0.1:1/nothing'], /cannot reach registry 127\.0\.0\.1:1 .*check the address/);
-  await berthFails(['digest', `${dist.host}/app:nope`], /404|MANIFEST_UNKNOWN/);
-  await berthFails(['push', join(work, 'missing'), `${dist.host}/x:y`], /does not exist/);
-  await berthFails(['pull', `${dist.host}/app:v1`], /exactly one of --oci-layout/);
-  await berthFails(['copy', '--bogus', 'a', 'b'], /bogus/);
+  await berthFails(6, ['tags', '127.0.0.1:1/nothing'], /cannot reach registry 127\.0\.0\.1:1 .*check the address/);
+  await berthFails(4, ['digest', `${dist.host}/app:nope`], /404|MANIFEST_UNKNOWN/);
+  await berthFails(4, ['push', join(work, 'missing'), `${dist.host}/x:y`], /does not exist/);
+  await berthFails(2, ['pull', `${dist.host}/app:v1`], /exactly one of --oci-layout/);
+  await berthFails(2, ['copy', '--bogus', 'a', 'b'], /bogus/);
   const help = await berthOk(['copy', '--help']);
   assert.match(help, /Examples:/);
 });

@@ -55,9 +55,10 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
     assert.equal(r.code, 0, `${r.command}\n${r.stderr}${r.stdout}`);
     return r.stdout;
   };
-  const fails = async (args: string[], re: RegExp) => {
+  /** Exit `code` (README "Exit codes") with one line on stderr matching `re`. */
+  const fails = async (code: number, args: string[], re: RegExp) => {
     const r = await berth(args);
-    assert.equal(r.code, 1, `${r.command} should fail\n${r.stdout}`);
+    assert.equal(r.code, code, `${r.command} should fail with exit ${code}\n${r.stdout}${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, re);
     return r.stderr.trim();
@@ -65,10 +66,10 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
   const li = await makeMultiArchLayout(join(work, 'layout'), { tag: 'v1' });
 
   // Nothing stored yet: a push names berth login.
-  await fails(['push', `${li.dir}:v1`, `${srv.host}/team/app:v1`], /berth login/);
-  await fails(['login', srv.host, '-u', 'alice', '--password-stdin'], /missing password/);
+  await fails(5, ['push', `${li.dir}:v1`, `${srv.host}/team/app:v1`], /berth login/);
+  await fails(2, ['login', srv.host, '-u', 'alice', '--password-stdin'], /missing password/);
   const badLogin = await berth(['login', srv.host, '-u', 'alice', '--password-stdin'], 'not-her-password\n');
-  assert.equal(badLogin.code, 1);
+  assert.equal(badLogin.code, 5);
   assert.match(badLogin.stderr, /rejected username "alice"/);
 
   await ok(['login', srv.host, '-u', 'alice', '--password-stdin'], 'wonderland\n');
@@ -93,10 +94,12 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
   assert.equal((await ok(['digest', `${srv.host}/public/app:v1`])).trim(), li.index.digest);
   // Logged in but refused: the message says so instead of suggesting a login.
   await fails(
+    5,
     ['push', `${li.dir}:v1`, `${srv.host}/team/bob:v1`],
     /user "bob" is not allowed to .*team\/bob.*ask the registry's admin/,
   );
   await fails(
+    5,
     ['pull', `${srv.host}/team/app:v1`, '--oci-layout', join(work, 'bob')],
     /user "bob" is not allowed to pull team\/app/,
   );
@@ -104,5 +107,5 @@ test('token auth: berth login, then push / pull / copy (mount) against berth ser
   // Anonymous: public pulls work, team/** does not.
   await ok(['logout', srv.host]);
   assert.equal((await ok(['digest', `${srv.host}/public/app:v1`])).trim(), li.index.digest);
-  await fails(['digest', `${srv.host}/team/app:v1`], /berth login|401|403/);
+  await fails(5, ['digest', `${srv.host}/team/app:v1`], /berth login|401|403/);
 });

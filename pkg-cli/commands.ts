@@ -1,0 +1,84 @@
+// The table of berth's commands: name → group, one-line summary, and a lazy loader (no self-registration), so
+// `berth NAME …` loads only its own module while `berth --help` and did-you-mean need none of them.
+// A new command is one module default-exporting defineCommand({...}) plus one row here.
+import type { Command } from './command.js';
+
+export type Group = 'images' | 'registry' | 'build' | 'admin';
+
+export const GROUPS: Record<Group, string> = {
+  images: 'Images (move and look at images)',
+  registry: 'Registry (what a registry holds, and access to it)',
+  build: 'Build',
+  admin: 'Admin (run and maintain a registry; this tool)',
+};
+
+export interface CommandEntry {
+  group: Group;
+  summary: string;
+  load: () => Promise<{ default: Command }>;
+}
+
+export const COMMANDS: Record<string, CommandEntry> = {
+  pull: {
+    group: 'images',
+    summary: 'download an image to an OCI layout directory or a docker-archive tar',
+    load: () => import('./pull.js'),
+  },
+  push: {
+    group: 'images',
+    summary: 'upload an OCI layout directory or a docker-archive tar to a registry',
+    load: () => import('./push.js'),
+  },
+  copy: {
+    group: 'images',
+    summary: 'copy an image (all platforms, optionally referrers) between registries',
+    load: () => import('./copy.js'),
+  },
+  inspect: {
+    group: 'images',
+    summary: "show a manifest, an index's platforms, or an image config",
+    load: () => import('./inspect.js'),
+  },
+  digest: { group: 'images', summary: 'print the digest a reference resolves to', load: () => import('./digest.js') },
+  login: { group: 'registry', summary: 'verify and save registry credentials', load: () => import('./login.js') },
+  logout: { group: 'registry', summary: 'remove saved registry credentials', load: () => import('./logout.js') },
+  tags: { group: 'registry', summary: 'list the tags of a repository', load: () => import('./tags.js') },
+  catalog: { group: 'registry', summary: 'list the repositories of a registry', load: () => import('./catalog.js') },
+  tag: { group: 'registry', summary: 'add a tag to an existing manifest', load: () => import('./tag.js') },
+  delete: {
+    group: 'registry',
+    summary: 'delete a manifest (by digest, or the digest a tag points at)',
+    load: () => import('./delete.js'),
+  },
+  build: {
+    group: 'build',
+    summary: 'build a reproducible image from berth.yaml (daemonless, rootless)',
+    load: () => import('./build.js'),
+  },
+  serve: {
+    group: 'admin',
+    summary: 'run the registry (filesystem under ./data by default)',
+    load: () => import('./serve.js'),
+  },
+  gc: {
+    group: 'admin',
+    summary: 'garbage-collect unreferenced blobs and manifests (online; --dry-run to preview)',
+    load: () => import('./gc.js'),
+  },
+  fsck: {
+    group: 'admin',
+    summary: 're-hash every stored blob; quarantine any whose bytes do not match its digest',
+    load: () => import('./fsck.js'),
+  },
+  token: {
+    group: 'admin',
+    summary: 'create, list and revoke robot tokens for CI (stored hashed in the registry storage)',
+    load: () => import('./token.js'),
+  },
+  completion: {
+    group: 'admin',
+    summary: 'print a shell completion script (bash, zsh or fish)',
+    load: () => import('./completion.js'),
+  },
+  version: { group: 'admin', summary: 'print the berth version', load: () => import('./version.js') },
+};
