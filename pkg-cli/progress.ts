@@ -145,17 +145,15 @@ class Renderer implements Reporter {
     this.stream.off('resize', this.onResize);
     if (this.mode === 'none') return;
     const list = [...this.items.values()];
-    if (!list.length) return this.erase();
-    this.erase();
-    this.stream.write(`${this.summary(list, true)}\n`);
+    if (this.mode === 'plain') {
+      if (list.length) this.stream.write(`${this.summary(list, true)}\n`);
+    } else this.paint(list.length ? [this.summary(list, true)] : [], []);
   }
 
   /** A permanent line: in terminal mode above the frame (erase, write, redraw). */
   private line(text: string): void {
     if (this.mode === 'plain') return void this.stream.write(`${text}\n`);
-    this.erase();
-    this.stream.write(`${text}\n`);
-    this.draw();
+    this.paint([text], this.frame());
   }
 
   /** "12 of 30 blobs: 10 pushed, 2 already there — 120.0 MiB of 300.0 MiB, 24.0 MiB/s" */
@@ -210,22 +208,29 @@ class Renderer implements Reporter {
     return `${head}[${'='.repeat(fill)}${' '.repeat(width - fill)}]${tail}`;
   }
 
-  /** Moves to the frame's first row and clears to the end of the screen. */
-  private erase(): void {
-    if (this.mode !== 'terminal' || !this.frameLines.length) return;
+  /**
+   * Rewrites the frame in place: `permanent` lines (they stay, scrolling up with the output) then the new `frame`.
+   * Each row is cleared by itself (EL 2) rather than with "erase below" (ED 0): tmux's scroll-on-clear turns an
+   * erase from the top-left corner into history, which would leave every old frame in the scrollback.
+   */
+  private paint(permanent: string[], frame: string[]): void {
+    if (this.mode !== 'terminal') return;
     // After a resize, a line drawn for a wider terminal may now wrap over several rows (count them at the new width).
     const cols = Math.max(1, this.stream.columns || 80);
-    const rows = this.frameLines.reduce((n, l) => n + Math.max(1, Math.ceil(l.length / cols)), 0);
-    this.stream.write(`\x1b[${rows}F\x1b[J`);
-    this.frameLines = [];
+    const up = this.frameLines.reduce((n, l) => n + Math.max(1, Math.ceil(l.length / cols)), 0);
+    const rows = [...permanent, ...frame];
+    let out = up ? `\x1b[${up}F` : '';
+    for (const l of rows) out += `\x1b[2K${l}\n`;
+    const extra = up - rows.length;
+    if (extra > 0) out += `${'\x1b[2K\n'.repeat(extra)}\x1b[${extra}F`;
+    if (out) this.stream.write(out);
+    this.frameLines = frame;
   }
 
   private draw(resized = false): void {
     if (this.ended || this.mode !== 'terminal') return;
     const lines = this.frame();
     if (!resized && lines.join('\n') === this.frameLines.join('\n')) return;
-    this.erase();
-    if (lines.length) this.stream.write(`${lines.join('\n')}\n`);
-    this.frameLines = lines;
+    this.paint([], lines);
   }
 }

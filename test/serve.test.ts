@@ -11,7 +11,7 @@ import { raw } from './registry-client.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 
-test('a bad config is one clear line naming the key, exit 1', async (t) => {
+test('a bad config is one clear line naming the key, exit 1; an unknown flag is a usage error, exit 2', async (t) => {
   const dir = await mkdtemp('/tmp/berth-serve-');
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'berth.yaml');
@@ -27,7 +27,7 @@ test('a bad config is one clear line naming the key, exit 1', async (t) => {
   assert.equal(env.code, 1);
   assert.match(env.stderr, /BERTH_STORAGE_DELETE: expected true or false/);
   const flag = await run(process.execPath, [BERTH, 'serve', '--bogus'], { timeoutMs: 20_000 });
-  assert.equal(flag.code, 1);
+  assert.equal(flag.code, 2);
   assert.match(flag.stderr, /--bogus.*berth serve --help/);
 });
 
