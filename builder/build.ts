@@ -61,6 +61,8 @@ export interface BuildOptions {
   baseDigest?: Digest;
   /** Don't look up git for .source/.revision annotations. */
   noGit?: boolean;
+  /** A layer's build starts (a cache lookup, else tar + compression): progress for the slow part of a build. */
+  onLayerStart?: (platform: Platform, name: string, compression: string) => void;
   onLayer?: (platform: Platform, layer: BuiltLayer) => void;
 }
 
@@ -151,6 +153,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const built = await Promise.all(
       plans.map(async (p) => {
         const slot = `${ctx.real}\0${formatPlatform(platform)}\0${p.name}`;
+        opts.onLayerStart?.(platform, p.name, compression);
         const b = await buildLayer(p, { epoch, compression, blobs, cache, slot });
         opts.onLayer?.(platform, b);
         return b;

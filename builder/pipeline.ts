@@ -41,7 +41,9 @@ export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLa
 }
 
 export type PipelineEvent =
+  | { type: 'layer-start'; platform: Platform; name: string; compression: string }
   | { type: 'layer'; platform: Platform; layer: BuiltLayer }
+  | { type: 'output-start'; output: Output }
   | { type: 'reproducible'; digest: string }
   | { type: 'lock'; path: string }
   | { type: 'sbom'; artifact: Artifact }
@@ -70,7 +72,11 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   };
   const result = opts.checkReproducible
     ? await _checkReproducible(buildOpts, emit)
-    : await build({ ...buildOpts, onLayer: (platform, layer) => emit({ type: 'layer', platform, layer }) });
+    : await build({
+        ...buildOpts,
+        onLayerStart: (platform, name, compression) => emit({ type: 'layer-start', platform, name, compression }),
+        onLayer: (platform, layer) => emit({ type: 'layer', platform, layer }),
+      });
   if (opts.lock === 'write' || opts.lock === 'update') {
     const base = result.spec.spec.base;
     await writeLock(opts.file, {
@@ -93,6 +99,7 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   for (const a of sboms) emit({ type: 'sbom', artifact: a });
   const reports: OutputReport[] = [];
   for (const out of outputs) {
+    emit({ type: 'output-start', output: out });
     const report = await out.write(result, out.holdsArtifacts ? sboms : []);
     reports.push(report);
     emit({ type: 'output', report });

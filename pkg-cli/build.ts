@@ -18,6 +18,8 @@ import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
 import { hostPlatform, makeClient, printJson } from './_client.js';
 import { dockerTag, platform, platforms, TRANSFER } from './flags.js';
 import { VERSION } from './_version.js';
+import { startProgress } from './progress.js';
+import { formatBytes, formatDuration } from '../spec/units.js';
 
 const OUTPUTS = 'Outputs (repeatable, several at once)';
 
@@ -75,9 +77,11 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
     const client = makeClient(values);
     const file = values.file;
     const only = platforms(values.platform);
-    const log = (s: string) => (values.json || values.quiet ? undefined : console.error(s));
+    // Stages (layers built or reused, compressing, pushing) and the push's blobs share one display (progress.ts).
+    const progress = startProgress('build', values);
+    const started = Date.now();
     try {
-      const pushes = values.push.map((ref) => registryOutput(ref, client)); // checks each REF before building
+      const pushes = values.push.map((ref) => registryOutput(ref, client, { progress })); // checks each REF before building
       const tags = values.tag.length
         ? values.tag
         : values.push.length
@@ -106,7 +110,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         sbom: !values['no-sbom'],
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
-        onEvent: (e) => log(_describe(e)),
+        onEvent: (e) => progress.stage(`[${formatDuration(Date.now() - started)}] ${_describe(e)}`),
       });
       if (values.json) {
         printJson({
@@ -131,6 +135,8 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
       }
     } catch (e) {
       throw _cliError(e);
+    } finally {
+      progress.done();
     }
   },
 });
@@ -157,8 +163,12 @@ function _cliError(e: unknown): unknown {
 /** The stderr line for a pipeline event. */
 function _describe(e: PipelineEvent): string {
   switch (e.type) {
+    case 'layer-start':
+      return `${formatPlatform(e.platform)} layer ${e.name}: building (tar + ${e.compression}, unless cached)`;
     case 'layer':
-      return `${formatPlatform(e.platform)} layer ${e.layer.name}: ${e.layer.layer.descriptor.digest}${e.layer.cached ? ' (cached)' : ''}`;
+      return `${formatPlatform(e.platform)} layer ${e.layer.name}: ${e.layer.layer.descriptor.digest} ${e.layer.cached ? 'reused from cache' : `built, ${formatBytes(e.layer.layer.descriptor.size)} compressed`}`;
+    case 'output-start':
+      return `${e.output.kind === 'registry' ? 'pushing to' : 'writing'} ${FLAG[e.output.kind]} ${e.output.target}`;
     case 'reproducible':
       return `reproducible: both builds gave ${e.digest}`;
     case 'lock':

@@ -9,6 +9,7 @@ import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startBerth } from './berth.js';
+import { berth as berthFromSource, writeTree } from './builder-fixtures.js';
 import { requirePeer, run } from './peers.js';
 import { makeLayeredLayout, startSlowProxy } from './support-throttle.js';
 
@@ -135,4 +136,58 @@ test('plain (a pipe): a throttled 300 MB push prints a line per blob and a perio
   assert.equal(pulled.code, 0, pulled.stderr);
   assert.match(pulled.stderr, /^pulled blob [0-9a-f]{12} \(100\.0 MiB in /m);
   assert.match(pulled.stderr, /\n4 blobs: 4 downloaded — 300\.0 MiB in [^\n]+\n$/);
+});
+
+test('plain (a pipe): berth build reports its stages — layers built, then reused, then the push', async (t) => {
+  const work = await tempDir(t, 'berth-build-stages');
+  const srv = await startBerth(t);
+  t.after(() => srv.stop());
+  await writeTree(work, {
+    'berth.yaml': [
+      'apiVersion: berth/v1',
+      'kind: Image',
+      'base: scratch',
+      'platforms: [linux/amd64]',
+      'layers:',
+      '  - name: app',
+      '    files: [{ src: app.bin, dest: /app.bin }]',
+      '  - name: motd',
+      '    files: [{ inline: "hello\\n", dest: /etc/motd }]',
+    ].join('\n'),
+    'app.bin': Buffer.alloc(2 * MiB, 7),
+  });
+  const build = () =>
+    berthFromSource(
+      ['build', '-f', join(work, 'berth.yaml'), '--cache', join(work, 'cache'), '--push', `${srv.host}/stages/app:v1`],
+      { env: { CI: 'true' }, timeoutMs: 120_000 },
+    );
+  const first = await build();
+  assert.equal(first.code, 0, first.stderr);
+  const stages = first.stderr.split('\n').filter(Boolean);
+  const at = (re: RegExp) => stages.findIndex((l) => re.test(l));
+  const order = [
+    /^\[[\d.ms]+\] linux\/amd64 layer app: building \(tar \+ gzip, unless cached\)$/,
+    /^\[[\d.ms]+\] linux\/amd64 layer app: sha256:[0-9a-f]{64} built, [\d.]+ KiB compressed$/,
+    /^\[[\d.ms]+\] pushing to --push 127\.0\.0\.1:\d+\/stages\/app:v1$/,
+    /^pushing blob [0-9a-f]{12} /,
+    /^\[[\d.ms]+\] pushed 127\.0\.0\.1:\d+\/stages\/app:v1@sha256:/,
+    /^\d+ blobs: \d+ uploaded — /,
+  ].map(at);
+  assert.ok(
+    order.every((i, n) => i >= 0 && (n === 0 || i > order[n - 1])),
+    `stages in order ${order}:\n${first.stderr}`,
+  );
+  assert.match(first.stdout, /^sha256:[0-9a-f]{64}\n$/, 'stdout keeps only the digest');
+
+  const second = await build();
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stderr, /layer app: sha256:[0-9a-f]{64} reused from cache/);
+  assert.match(second.stderr, /layer motd: sha256:[0-9a-f]{64} reused from cache/);
+  assert.equal(second.stdout, first.stdout);
+  const quiet = await berthFromSource(['build', '-q', '-f', join(work, 'berth.yaml'), '--cache', join(work, 'cache')], {
+    env: { CI: 'true' },
+    timeoutMs: 120_000,
+  });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.equal(quiet.stderr, '', '--quiet prints no stages');
 });
