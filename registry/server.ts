@@ -10,7 +10,8 @@ import type { Hono } from 'hono';
 import type { Env } from './context.js';
 import type { Logger } from './log.js';
 import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
-import { parseDuration, type Config } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import type { Config } from './config.js';
 import { loadTls, watchTls } from './tls.js';
 
 export interface RunningServer {
