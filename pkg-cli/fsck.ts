@@ -2,7 +2,7 @@
 // (storage/scrub.ts). Safe while `berth serve` runs on the same storage.
 import { scrubBlobs } from '../storage/index.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { existingStorageConfig, makeDriver } from './_storage.js';
 
 const HELP = `Usage: berth fsck [--config FILE] [--root DIR] [--dry-run] [--jobs N] [--json]
 
@@ -38,9 +38,9 @@ const command: Command = {
     const jobs = values.jobs === undefined ? 4 : Number(values.jobs);
     if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64)
       throw new CLIError(`--jobs must be a whole number from 1 to 64, not "${values.jobs}"`);
-    const config = storageConfig(values);
+    const config = existingStorageConfig('fsck', values);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
-    const driver = await makeDriver(config, { cleanTemp: false });
+    const driver = await makeDriver(config, { cleanTemp: false, create: false });
     const dryRun = values['dry-run'] ?? false;
     try {
       const result = await scrubBlobs(driver, {

@@ -1,10 +1,10 @@
 // `berth gc`: one online garbage collection over the registry's storage (safe while `berth serve` runs on it).
 import { createStore } from '../storage/index.js';
-import { createLogger, parseDuration, ConfigError } from '../registry/index.js';
+import { createLogger, parseDuration, UnitError } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
 import { createPolicies } from '../registry/policy.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { existingStorageConfig, makeDriver } from './_storage.js';
 
 const HELP = `Usage: berth gc [--config FILE] [--root DIR] [--dry-run] [--delete-untagged] [--grace DURATION] [--json]
 
@@ -48,17 +48,17 @@ const command: Command = {
       verbose: { type: 'boolean', short: 'v' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth gc --help\``);
-    const config = storageConfig(values);
+    const config = existingStorageConfig('gc', values);
     let graceMs: number | undefined;
     try {
       if (values.grace !== undefined) graceMs = parseDuration(values.grace);
     } catch (e) {
-      if (e instanceof ConfigError) throw new CLIError(e.message);
+      if (e instanceof UnitError) throw new CLIError(`--grace: ${e.message}`);
       throw e;
     }
     const log = createLogger(values.json ? 'warn' : config.log.level === 'debug' ? 'debug' : 'warn', false);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
-    const driver = await makeDriver(config, { cleanTemp: false });
+    const driver = await makeDriver(config, { cleanTemp: false, create: false });
     const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
     const dryRun = values['dry-run'] ?? false;
     const policies = createPolicies(config, store, log);

@@ -22,6 +22,8 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   gc: () => import('./gc.js'),
   fsck: () => import('./fsck.js'),
   token: () => import('./token.js'),
+  config: () => import('./config.js'),
+  passwd: () => import('./passwd.js'),
 };
 
 function usage(): string {

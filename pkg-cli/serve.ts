@@ -1,10 +1,13 @@
 // `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { createRegistry, listen, parseDuration, createLogger } from '../registry/index.js';
+import { parseAddr } from '../registry/server.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
 
-const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR]
+const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR] [--log-format auto|json|pretty]
 
 Runs the OCI registry. Defaults: listen on :5000, filesystem storage under ./data.
 
@@ -12,10 +15,12 @@ Flags:
   -c, --config FILE   YAML configuration (see README "Configuration"); BERTH_* variables override its keys
       --addr ADDR     listen address, e.g. :5000, 127.0.0.1:5000, [::1]:5000   (http.addr)
       --root DIR      filesystem storage root                                  (storage.filesystem.root)
+      --log-format F  auto (readable on a terminal, JSON lines otherwise), json or pretty   (log.format)
 
 Examples:
   berth serve
   berth serve --addr 127.0.0.1:5001 --root /var/lib/berth
+  berth serve -c berth.yaml --log-format json       (check a file first: berth config check -c berth.yaml)
   BERTH_STORAGE_DELETE=false berth serve -c berth.yaml`;
 
 const command: Command = {
@@ -27,10 +32,20 @@ const command: Command = {
       config: { type: 'string', short: 'c' },
       addr: { type: 'string' },
       root: { type: 'string' },
+      'log-format': { type: 'string' },
     });
     if (positionals.length) throw new CLIError(`unexpected argument "${positionals[0]}"; see \`berth serve --help\``);
-    const config = storageConfig(values, values.addr ? { http: { addr: values.addr } } : {});
-    const log = createLogger(config.log.level, config.log.requests);
+    const config = storageConfig(values, {
+      ...(values.addr ? { http: { addr: values.addr } } : {}),
+      ...(values['log-format'] ? { log: { format: values['log-format'] } } : {}),
+    });
+    // The listen address is checked before anything is created on disk: a typo must not leave a ./data behind.
+    await _checkAddr(config.http.addr, values.addr ? '--addr' : 'http.addr');
+    const pretty = config.log.format === 'pretty' || (config.log.format === 'auto' && !!process.stderr.isTTY);
+    const log = createLogger(config.log.level, config.log.requests, undefined, {
+      pretty,
+      color: !!process.stderr.isTTY && !process.env.NO_COLOR,
+    });
     // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
     // logged with its stack and the server keeps serving. Request errors are handled where they happen; this is
     // the net under that, and a line here is a bug to fix.
@@ -62,6 +77,7 @@ const command: Command = {
       );
     }
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
+    if (pretty) process.stderr.write(_banner(config, server.port, values.config));
 
     registry.start();
 
@@ -81,3 +97,55 @@ const command: Command = {
   },
 };
 export default command;
+
+async function _checkAddr(addr: string, source: string): Promise<void> {
+  let host: string | undefined;
+  try {
+    host = parseAddr(addr).host;
+  } catch (e) {
+    throw new CLIError(`${source}: ${(e as Error).message}`);
+  }
+  if (host && !isIP(host) && host !== 'localhost')
+    await lookup(host).catch((e: NodeJS.ErrnoException) => {
+      throw new CLIError(
+        `${source}: cannot resolve "${host}" (${e.code ?? e.message}); use an IP address, localhost or :PORT`,
+      );
+    });
+}
+
+/** What a person starting berth on a terminal needs: where to point clients, where the data goes, who may push. */
+function _banner(config: Config, port: number, file: string | undefined): string {
+  const { host } = parseAddr(config.http.addr);
+  const scheme = config.http.tls ? 'https' : 'http';
+  const wildcard = !host || host === '0.0.0.0' || host === '::' || host === '[::]';
+  // 0.0.0.0 and :: are where berth listens, not addresses a client can use: show one that works from here.
+  const shown = wildcard ? 'localhost' : isIP(host) === 6 ? `[${host}]` : host;
+  const url = `${scheme}://${shown}:${port}`;
+  const s3 = config.storage.s3;
+  const storage = s3
+    ? `s3://${s3.bucket}/${s3.prefix ?? ''}${s3.endpoint ? ` at ${s3.endpoint}` : ''}`
+    : `${resolve(config.storage.filesystem!.root)} (filesystem)`;
+  const auth = {
+    none: 'none: anyone who can reach this port can push and delete (set auth.mode: htpasswd or token)',
+    htpasswd: `htpasswd (${config.auth.htpasswd?.path ?? 'auth.users'})`,
+    token: `token (realm ${config.auth.token?.realm ?? '/token'})`,
+  }[config.auth.mode];
+  const rows = [
+    ['listening', `${url}  (bound to ${wildcard ? `all interfaces, port ${port}` : `${shown}:${port}`})`],
+    ...(config.http.publicUrl ? [['public URL', config.http.publicUrl]] : []),
+    ['storage', storage],
+    ['auth', auth],
+    ['config', file ? resolve(file) : 'built-in defaults (`berth config defaults` lists every key)'],
+    ['logs', 'here (stderr), readable; JSON lines with --log-format json or when not on a terminal'],
+  ];
+  const hostPort = `${shown}:${port}`;
+  return [
+    '',
+    'berth registry is running',
+    ...rows.map(([k, v]) => `  ${k.padEnd(11)} ${v}`),
+    '',
+    `  try: docker tag alpine ${hostPort}/alpine && docker push ${hostPort}/alpine`,
+    '',
+    '',
+  ].join('\n');
+}

@@ -5,7 +5,7 @@ import { parseDuration } from '../registry/index.js';
 import { AuthState, type RobotRecord } from '../registry/auth/index.js';
 import type { RobotScope } from '../registry/auth/acl.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { existingStorageConfig, makeDriver } from './_storage.js';
 import { AuthStore } from '../storage/index.js';
 
 const HELP = `Usage:
@@ -82,8 +82,8 @@ const command: Command = {
     });
     const [verb, arg, extra] = positionals;
     if (extra !== undefined) throw new CLIError(`unexpected argument "${extra}"; see \`berth token --help\``);
-    const config = storageConfig(values);
-    const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false })));
+    const config = existingStorageConfig('token', values);
+    const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false, create: false })));
     switch (verb) {
       case 'create': {
         if (!arg || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(arg))

@@ -30,7 +30,13 @@ export class ConfigError extends Error {}
  * BERTH_* variables that belong to the tool and its test harness, not to the config file; every other BERTH_*
  * variable must name a config key (a typo is an error, never silently ignored).
  */
-export const NON_CONFIG_ENV = new Set(['BERTH_DEBUG', 'BERTH_TOOLS', 'BERTH_BENCH_BIN', 'BERTH_SOAK_MS', 'BERTH_STORM_MS']);
+export const NON_CONFIG_ENV = new Set([
+  'BERTH_DEBUG',
+  'BERTH_TOOLS',
+  'BERTH_BENCH_BIN',
+  'BERTH_SOAK_MS',
+  'BERTH_STORM_MS',
+]);
 
 type Path = Array<string | number>;
 type SchemaNode = Record<string, any>;

@@ -4,7 +4,10 @@
 // server never blocks on stderr: request logs on cost ~30% of manifest GET throughput when written synchronously);
 // pino flushes what is pending synchronously when the process exits.
 // The small Logger interface keeps pino's (fields, msg) argument order out of the callers.
+// On a terminal (log.format auto/pretty) the same lines are rendered for people by pino-pretty, in this process
+// (no worker thread): `[12:00:01.123] INFO: message {"fields":…}`.
 import { pino, destination, stdTimeFunctions, type DestinationStream } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
@@ -17,9 +20,25 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** `write` replaces stderr (tests capture lines with it). */
-export function createLogger(level: Level = 'info', requests = true, write?: (line: string) => void): Logger {
-  const dest: DestinationStream = write ? { write } : destination({ dest: 2, sync: false });
+/** `write` replaces stderr (tests capture lines with it); `pretty` renders lines for a person instead of JSON. */
+export function createLogger(
+  level: Level = 'info',
+  requests = true,
+  write?: (line: string) => void,
+  opts: { pretty?: boolean; color?: boolean } = {},
+): Logger {
+  const dest: DestinationStream = opts.pretty
+    ? PinoPretty({
+        colorize: opts.color ?? false,
+        translateTime: 'SYS:HH:MM:ss.l',
+        singleLine: true,
+        errorLikeObjectKeys: [], // `err` holds our own one-line text: keep it on the line
+        destination: write ? { write } : 2,
+        sync: !!write,
+      })
+    : write
+      ? { write }
+      : destination({ dest: 2, sync: false });
   const p = pino(
     {
       level,

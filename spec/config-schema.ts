@@ -67,7 +67,8 @@ const authSchema = {
     mode: {
       enum: ['none', 'htpasswd', 'token'],
       default: 'none',
-      description: 'none: anyone may push and delete; htpasswd: Basic auth; token: Docker token auth (berth issues JWTs)',
+      description:
+        'none: anyone may push and delete; htpasswd: Basic auth; token: Docker token auth (berth issues JWTs)',
     },
     realm: {
       type: 'string',
@@ -231,6 +232,7 @@ export const configSchema = {
       properties: {
         addr: {
           type: 'string',
+          pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s\\[\\]/]*):[0-9]{1,5}$',
           default: ':5000',
           description: 'listen address: HOST:PORT, :PORT (all interfaces) or [IPv6]:PORT',
         },

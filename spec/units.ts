@@ -37,7 +37,7 @@ export const SIZE_FORM = 'a size such as 512MB, 10GiB or 1048576 (bytes; units k
 /** JSON Schema `pattern` of a duration string (the config schema uses it, so ajv and parseDuration agree). */
 export const DURATION_PATTERN = '^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+)$';
 /** JSON Schema `pattern` of a size written as a string; a plain integer in YAML is a byte count. */
-export const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)? ?([kKMGTP]i?B|[kKMGTP]B|B)?$';
+export const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)? ?([kKMGTP]i?B|B)?$';
 
 export class UnitError extends Error {}
 
@@ -45,7 +45,8 @@ export class UnitError extends Error {}
 export function parseDuration(value: string): number {
   const text = String(value).trim();
   if (text === '0') return 0;
-  if (!new RegExp(DURATION_PATTERN).test(text)) throw new UnitError(`invalid duration "${value}": use ${DURATION_FORM}`);
+  if (!new RegExp(DURATION_PATTERN).test(text))
+    throw new UnitError(`invalid duration "${value}": use ${DURATION_FORM}`);
   let ms = 0;
   for (const [, n, unit] of text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h|d)/g))
     ms += Number(n) * DURATION_UNITS[unit];
@@ -62,7 +63,9 @@ export function parseSize(value: string | number): number {
   if (!m) throw new UnitError(`invalid size "${value}": use ${SIZE_FORM}`);
   const number = Number.parseFloat(value);
   const unit = (m[2] ?? 'B').toLowerCase();
-  const bytes = Math.round(number * SIZE_UNITS[unit]);
+  const exact = number * SIZE_UNITS[unit];
+  const bytes = Math.round(exact);
+  if (Math.abs(exact - bytes) > 1e-6) throw new UnitError(`invalid size "${value}": not a whole number of bytes`);
   if (!Number.isSafeInteger(bytes)) throw new UnitError(`invalid size "${value}": too large`);
   return bytes;
 }
