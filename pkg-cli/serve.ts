@@ -6,6 +6,7 @@ import { parseAddr } from '../registry/server.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
+import { banner } from './_banner.js';
 
 const HELP = `Usage: berth serve [--config FILE] [--addr HOST:PORT] [--root DIR] [--log-format auto|json|pretty]
 
@@ -77,7 +78,7 @@ const command: Command = {
       );
     }
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
-    if (pretty) process.stderr.write(_banner(config, server.port, values.config));
+    if (pretty) process.stderr.write(banner(config, server.port, values.config));
 
     registry.start();
 
@@ -111,41 +112,4 @@ async function _checkAddr(addr: string, source: string): Promise<void> {
         `${source}: cannot resolve "${host}" (${e.code ?? e.message}); use an IP address, localhost or :PORT`,
       );
     });
-}
-
-/** What a person starting berth on a terminal needs: where to point clients, where the data goes, who may push. */
-function _banner(config: Config, port: number, file: string | undefined): string {
-  const { host } = parseAddr(config.http.addr);
-  const scheme = config.http.tls ? 'https' : 'http';
-  const wildcard = !host || host === '0.0.0.0' || host === '::' || host === '[::]';
-  // 0.0.0.0 and :: are where berth listens, not addresses a client can use: show one that works from here.
-  const shown = wildcard ? 'localhost' : isIP(host) === 6 ? `[${host}]` : host;
-  const url = `${scheme}://${shown}:${port}`;
-  const s3 = config.storage.s3;
-  const storage = s3
-    ? `s3://${s3.bucket}/${s3.prefix ?? ''}${s3.endpoint ? ` at ${s3.endpoint}` : ''}`
-    : `${resolve(config.storage.filesystem!.root)} (filesystem)`;
-  const auth = {
-    none: 'none: anyone who can reach this port can push and delete (set auth.mode: htpasswd or token)',
-    htpasswd: `htpasswd (${config.auth.htpasswd?.path ?? 'auth.users'})`,
-    token: `token (realm ${config.auth.token?.realm ?? '/token'})`,
-  }[config.auth.mode];
-  const rows = [
-    ['listening', `${url}  (bound to ${wildcard ? `all interfaces, port ${port}` : `${shown}:${port}`})`],
-    ...(config.http.publicUrl ? [['public URL', config.http.publicUrl]] : []),
-    ['storage', storage],
-    ['auth', auth],
-    ['config', file ? resolve(file) : 'built-in defaults (`berth config defaults` lists every key)'],
-    ['logs', 'here (stderr), readable; JSON lines with --log-format json or when not on a terminal'],
-  ];
-  const hostPort = `${shown}:${port}`;
-  return [
-    '',
-    'berth registry is running',
-    ...rows.map(([k, v]) => `  ${k.padEnd(11)} ${v}`),
-    '',
-    `  try: docker tag alpine ${hostPort}/alpine && docker push ${hostPort}/alpine`,
-    '',
-    '',
-  ].join('\n');
 }

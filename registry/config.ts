@@ -254,7 +254,7 @@ function _explain(e: ErrorObject, src: Sources): string {
     case 'pattern':
       if (schema?.['x-unit'] === 'duration')
         return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not a duration; use ${DURATION_FORM}`;
-      return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not valid${schema?.description ? ` (${schema.description})` : ''}; it must match ${e.schema}`;
+      return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not valid${schema?.description ? ` (${schema.description})` : `; it must match ${e.schema}`}`;
     case 'type':
       if (schema?.['x-unit'] === 'size')
         return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not a size; use ${SIZE_FORM}`;
