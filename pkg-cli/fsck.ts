@@ -13,7 +13,7 @@ Runs online, next to a serving registry. Exit status: 0 all blobs match, 3 damag
 
 Flags:
   -c, --config FILE   the registry's YAML configuration (storage)
-      --root DIR      filesystem storage root (storage.filesystem.root)
+      --root DIR      an existing storage root (storage.filesystem.root); --root or -c is required
   -n, --dry-run       report damaged blobs; move nothing
   -j, --jobs N        blobs hashed at once (default 4)
       --json          print the result as JSON

@@ -15,7 +15,7 @@ lets one GC run at a time.
 
 Flags:
   -c, --config FILE        the registry's YAML configuration (storage, gc, retention)
-      --root DIR           filesystem storage root (storage.filesystem.root)
+      --root DIR           an existing storage root (storage.filesystem.root); --root or -c is required
   -n, --dry-run            print what would be removed and how many bytes; change nothing
       --delete-untagged    also remove manifests no tag keeps (gc.deleteUntagged)
       --grace DURATION     spare content written within this window, e.g. 10m (gc.grace, default 1h)

@@ -22,7 +22,7 @@ auth.token.ttl, 5 minutes by default).
 
 Flags:
   -c, --config FILE        the registry's YAML configuration (storage, auth.robots)
-      --root DIR           filesystem storage root (storage.filesystem.root)
+      --root DIR           an existing storage root (storage.filesystem.root); --root or -c is required
   -r, --repository GLOB    repositories the robot may touch, e.g. "team-a/**" (repeatable; default: all)
   -a, --actions LIST       pull, push, delete (default: pull)
   -e, --expires DURATION   lifetime, e.g. 90d (default auth.robots.defaultTtl or 90d; at most auth.robots.maxTtl)

@@ -9,13 +9,7 @@ import picomatch from 'picomatch';
 import { parseDuration } from '../spec/units.js';
 import { ConfigError } from './config.js';
 import type { Logger } from './log.js';
-import {
-  addressPolicy,
-  isBlockedError,
-  privateNetworksProblem,
-  type AddressPolicy,
-  type PrivateNetworks,
-} from './net-policy.js';
+import { addressPolicy, isBlockedError, privateNetworksProblem, type AddressPolicy } from './net-policy.js';
 
 export type EventKind = 'push' | 'delete' | 'pull';
 

@@ -14,7 +14,7 @@ import { isValidName } from '../../spec/index.js';
 import type { ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
 import { parseDuration } from '../../spec/units.js';
 import { ConfigError } from '../config.js';
-import { addressPolicy, privateNetworksProblem, type AddressPolicy, type PrivateNetworks } from '../net-policy.js';
+import { addressPolicy, privateNetworksProblem, type AddressPolicy } from '../net-policy.js';
 
 export type { ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
 
