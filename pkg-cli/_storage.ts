@@ -81,7 +81,8 @@ export async function assertBerthRoot(root: string): Promise<void> {
     throw new CLIError(`cannot open storage at ${root}: ${info.code ?? info.message}`);
   }
   if (!info.isDirectory()) throw new CLIError(`storage root ${root} is not a directory: looked for ${expected}`);
-  const foreign = (await readdir(root)).filter((e) => !TOP_LEVEL_ENTRIES.includes(e));
+  // lost+found: the root is often a volume's mount point (the Helm chart mounts one at /var/lib/berth).
+  const foreign = (await readdir(root)).filter((e) => !TOP_LEVEL_ENTRIES.includes(e) && e !== 'lost+found');
   if (foreign.length)
     throw new CLIError(
       `${root} does not look like berth storage (it holds ${foreign

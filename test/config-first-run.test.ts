@@ -236,7 +236,7 @@ test('gc, fsck and token need to be pointed at an existing berth storage; they n
   );
   // A server's root works (an empty one too: nothing pushed yet).
   const root = join(dir, 'root');
-  await mkdir(root);
+  await mkdir(join(root, 'lost+found'), { recursive: true }); // a volume's mount point
   const ok = await run(process.execPath, [BERTH, 'gc', '--root', root, '--json'], { timeoutMs: 60_000 });
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(JSON.parse(ok.stdout).blobs, 0);
