@@ -6,8 +6,9 @@
 // The small Logger interface keeps pino's (fields, msg) argument order out of the callers.
 // On a terminal (log.format auto/pretty) the same lines are rendered for people by pino-pretty, in this process
 // (no worker thread): `[12:00:01.123] INFO: message {"fields":…}`.
+import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
 import { pino, destination, stdTimeFunctions, type DestinationStream } from 'pino';
-import { PinoPretty } from 'pino-pretty';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
@@ -28,12 +29,20 @@ export function createLogger(
   opts: { pretty?: boolean; color?: boolean } = {},
 ): Logger {
   const dest: DestinationStream = opts.pretty
-    ? PinoPretty({
+    ? // Loaded only for a person's terminal: servers and pipes never pay for it.
+      (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty')).PinoPretty({
         colorize: opts.color ?? false,
         translateTime: 'SYS:HH:MM:ss.l',
         singleLine: true,
-        errorLikeObjectKeys: [], // `err` holds our own one-line text: keep it on the line
-        destination: write ? { write } : 2,
+        errorLikeObjectKeys: [], // with errorKey below: `err` stays on the line
+        destination: write
+          ? new Writable({
+              write: (chunk, _enc, done) => {
+                write(String(chunk));
+                done();
+              },
+            })
+          : 2,
         sync: !!write,
       })
     : write
@@ -45,6 +54,9 @@ export function createLogger(
       base: undefined, // no pid/hostname: the orchestrator adds them
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // pino-pretty prints the errorKey's field as a block of its own; our `err` is one line of text, so keep it
+      // on the line (only the readable form: JSON lines are unchanged).
+      ...(opts.pretty ? { errorKey: 'error' } : {}),
     },
     dest,
   );
