@@ -19,7 +19,7 @@ import { hostPlatform, makeClient, printJson } from './_client.js';
 import { dockerTag, platform, platforms, TRANSFER } from './flags.js';
 import { VERSION } from './_version.js';
 import { startProgress } from './progress.js';
-import { formatBytes, formatDuration } from '../spec/units.js';
+import { formatBytes, formatElapsed } from '../spec/units.js';
 
 const OUTPUTS = 'Outputs (repeatable, several at once)';
 
@@ -110,7 +110,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         sbom: !values['no-sbom'],
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
-        onEvent: (e) => progress.stage(`[${formatDuration(Date.now() - started)}] ${_describe(e)}`),
+        onEvent: (e) => progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`),
       });
       if (values.json) {
         printJson({

@@ -231,7 +231,7 @@ export function defineCommand<F extends Flags>(spec: CommandSpec<F>): Command {
 }
 
 /** node:util parseArgs, with unknown flags answered by a did-you-mean and errors that name the fix. */
-export function parseFlags(command: string, argv: string[], flags: Flags) {
+export function parseFlags(command: string, argv: string[], flags: Record<string, FlagShape>) {
   const options = Object.fromEntries(
     Object.entries(flags).map(([k, f]) => [
       k,
@@ -321,3 +321,18 @@ function renderHelp(name: string, summary: string, usage: string[], spec: Comman
   if (spec.examples?.length) out.push('', 'Examples:', ...spec.examples.map((e) => `  ${e}`));
   return out.join('\n');
 }
+
+/** A command written with its own help text and argv parsing (before defineCommand); convert it when touched. */
+export interface LegacyCommand {
+  name: string;
+  summary: string;
+  help: string;
+  run(argv: string[]): Promise<number | void>;
+}
+
+export function legacyCommand(c: LegacyCommand): Command {
+  return { usage: [], description: c.summary, flags: {}, help: () => c.help, run: (_name, argv) => c.run(argv) };
+}
+
+/** What parsing needs of a flag (a legacy command passes node:util parseArgs options of this shape). */
+type FlagShape = { type: 'string' | 'boolean'; short?: string; multiple?: boolean; arg?: string };

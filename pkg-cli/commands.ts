@@ -55,6 +55,12 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: 'build a reproducible image from berth.yaml (daemonless, rootless)',
     load: () => import('./build.js'),
   },
+  config: {
+    group: 'admin',
+    summary: 'check a configuration file, or print the commented defaults',
+    load: () => import('./config.js'),
+  },
+  passwd: { group: 'admin', summary: 'print a bcrypt password hash for auth.users', load: () => import('./passwd.js') },
   serve: {
     group: 'admin',
     summary: 'run the registry (filesystem under ./data by default)',

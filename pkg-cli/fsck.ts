@@ -2,7 +2,7 @@
 // (storage/scrub.ts). Safe while `berth serve` runs on the same storage.
 import { scrubBlobs } from '../storage/index.js';
 import { defineCommand, EXIT, flag } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { existingStorageConfig, makeDriver } from './_storage.js';
 import { jobs, json, STORAGE } from './flags.js';
 
 export default defineCommand({
@@ -21,7 +21,7 @@ Runs online, next to a serving registry. Exit status: 0 all blobs match, 3 damag
   examples: ['berth fsck --root /var/lib/berth --dry-run', 'berth fsck -c berth.yaml --json'],
   async run({ flags: values }) {
     const jobs = values.jobs;
-    const config = storageConfig(values);
+    const config = existingStorageConfig('fsck', values);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
     const driver = await makeDriver(config, { cleanTemp: false });
     const dryRun = values['dry-run'] ?? false;

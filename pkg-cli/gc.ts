@@ -5,7 +5,7 @@ import { createGcJob } from '../registry/gc.js';
 import { createPolicies } from '../registry/policy.js';
 import { formatBytes } from '../spec/units.js';
 import { CLIError, defineCommand, flag } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { existingStorageConfig, makeDriver } from './_storage.js';
 import { json, STORAGE } from './flags.js';
 
 export default defineCommand({
@@ -25,7 +25,7 @@ lets one GC run at a time.`,
   args: [],
   examples: ['berth gc --root /var/lib/berth --dry-run', 'berth gc -c berth.yaml --delete-untagged --grace 0s'],
   async run({ flags: values }) {
-    const config = storageConfig(values);
+    const config = existingStorageConfig('gc', values);
     const graceMs = values.grace;
     const log = createLogger(values.json ? 'warn' : config.log.level === 'debug' ? 'debug' : 'warn', false);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.

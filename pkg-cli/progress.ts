@@ -9,7 +9,7 @@
 // Build stages (layers built/reused, compressing, pushing) go through `stage()` in both modes.
 import type { Progress } from '../client/copy.js';
 import type { PushResult } from '../client/remote.js';
-import { formatBytes, formatDuration } from '../spec/units.js';
+import { formatBytes, formatElapsed } from '../spec/units.js';
 
 export type Verb = 'push' | 'pull' | 'copy' | 'build';
 export type Mode = 'terminal' | 'plain' | 'none';
@@ -128,7 +128,7 @@ class Renderer implements Reporter {
     if (this.mode !== 'plain') return;
     if (how === 'uploaded')
       this.line(
-        `${this.w.ed} blob ${short(digest)} (${formatBytes(it.size || it.done)} in ${formatDuration(it.finished - it.start)})`,
+        `${this.w.ed} blob ${short(digest)} (${formatBytes(it.size || it.done)} in ${formatElapsed(it.finished - it.start)})`,
       );
     else this.line(`blob ${short(digest)} ${how === 'mounted' ? 'mounted from another repository' : 'already there'}`);
   }
@@ -168,7 +168,7 @@ class Renderer implements Reporter {
     const bytes = list.reduce((n, i) => n + i.done, 0);
     const secs = Math.max(0.001, (Date.now() - this.started) / 1000);
     if (final)
-      return `${list.length} blobs: ${parts.join(', ')} — ${formatBytes(bytes)} in ${formatDuration(secs * 1000)}`;
+      return `${list.length} blobs: ${parts.join(', ')} — ${formatBytes(bytes)} in ${formatElapsed(secs * 1000)}`;
     const total = list.reduce((n, i) => n + (i.size || i.done), 0);
     return `${finished.length} of ${list.length} blobs done: ${parts.join(', ')} — ${formatBytes(bytes)} of ${formatBytes(total)}, ${formatBytes(bytes / secs)}/s`;
   }
@@ -200,7 +200,7 @@ class Renderer implements Reporter {
     const rate = b.done / secs;
     const head = `${short(b.digest)} `;
     if (!b.done) return `${head}waiting`;
-    const eta = rate > 0 && b.size > b.done ? ` ETA ${formatDuration(((b.size - b.done) / rate) * 1000)}` : '';
+    const eta = rate > 0 && b.size > b.done ? ` ETA ${formatElapsed(((b.size - b.done) / rate) * 1000)}` : '';
     const tail = ` ${formatBytes(b.done)}${b.size ? ` / ${formatBytes(b.size)}` : ''} ${formatBytes(rate)}/s${eta}`;
     const width = Math.min(30, cols - 1 - head.length - tail.length - 2);
     if (width < 5 || !b.size) return `${head}${tail.trimStart()}`;

@@ -1,9 +1,13 @@
 // `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { createRegistry, listen, parseDuration, createLogger } from '../registry/index.js';
+import { parseAddr } from '../registry/server.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, defineCommand, flag } from './command.js';
 import { makeDriver, storageConfig } from './_storage.js';
 import { STORAGE } from './flags.js';
+import { banner } from './_banner.js';
 
 export default defineCommand({
   usage: '[--config FILE] [--addr HOST:PORT] [--root DIR]',
@@ -14,16 +18,29 @@ export default defineCommand({
       arg: 'ADDR',
       help: 'listen address, e.g. :5000, 127.0.0.1:5000, [::1]:5000 (http.addr)',
     }),
+    'log-format': flag.choice(['auto', 'json', 'pretty'] as const, {
+      help: 'auto (readable on a terminal, JSON lines otherwise), json or pretty (log.format)',
+    }),
   },
   args: [],
   examples: [
     'berth serve',
     'berth serve --addr 127.0.0.1:5001 --root /var/lib/berth',
+    'berth serve -c berth.yaml --log-format json       (check a file first: berth config check -c berth.yaml)',
     'BERTH_STORAGE_DELETE=false berth serve -c berth.yaml',
   ],
   async run({ flags: values }) {
-    const config = storageConfig(values, values.addr ? { http: { addr: values.addr } } : {});
-    const log = createLogger(config.log.level, config.log.requests);
+    const config = storageConfig(values, {
+      ...(values.addr ? { http: { addr: values.addr } } : {}),
+      ...(values['log-format'] ? { log: { format: values['log-format'] } } : {}),
+    });
+    // The listen address is checked before anything is created on disk: a typo must not leave a ./data behind.
+    await _checkAddr(config.http.addr, values.addr ? '--addr' : 'http.addr');
+    const pretty = config.log.format === 'pretty' || (config.log.format === 'auto' && !!process.stderr.isTTY);
+    const log = createLogger(config.log.level, config.log.requests, undefined, {
+      pretty,
+      color: !!process.stderr.isTTY && !process.env.NO_COLOR,
+    });
     // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
     // logged with its stack and the server keeps serving. Request errors are handled where they happen; this is
     // the net under that, and a line here is a bug to fix.
@@ -55,6 +72,7 @@ export default defineCommand({
       );
     }
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
+    if (pretty) process.stderr.write(banner(config, server.port, values.config));
 
     registry.start();
 
@@ -73,3 +91,18 @@ export default defineCommand({
     return 0;
   },
 });
+
+async function _checkAddr(addr: string, source: string): Promise<void> {
+  let host: string | undefined;
+  try {
+    host = parseAddr(addr).host;
+  } catch (e) {
+    throw new CLIError(`${source}: ${(e as Error).message}`);
+  }
+  if (host && !isIP(host) && host !== 'localhost')
+    await lookup(host).catch((e: NodeJS.ErrnoException) => {
+      throw new CLIError(
+        `${source}: cannot resolve "${host}" (${e.code ?? e.message}); use an IP address, localhost or :PORT`,
+      );
+    });
+}

@@ -5,7 +5,7 @@ import { AuthState, type RobotRecord } from '../registry/auth/index.js';
 import type { RobotScope } from '../registry/auth/acl.js';
 import { parseDuration } from '../spec/units.js';
 import { CLIError, defineCommand, EXIT, flag, suggest, UsageError } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { existingStorageConfig, makeDriver } from './_storage.js';
 import { json, STORAGE } from './flags.js';
 import { AuthStore } from '../storage/index.js';
 
@@ -86,7 +86,7 @@ auth.token.ttl, 5 minutes by default).`,
         `token: expected create, list, revoke or prune${verb ? `, not "${verb}"` : ''}${guess.length ? ` (did you mean ${guess.join(' or ')}?)` : ''}; see \`berth token --help\``,
       );
     }
-    const config = storageConfig(values);
+    const config = existingStorageConfig('token', values);
     const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false })));
     switch (verb) {
       case 'create': {

@@ -1,99 +1,89 @@
-// Server configuration: YAML file → BERTH_* environment overrides → defaults, validated by spec/config-schema.ts.
+// Server configuration: YAML file → BERTH_* environment overrides → command-line flags, validated against
+// spec/config-schema.ts, which also supplies the defaults and the types. Errors are for an operator: they name where
+// the value came from (file:line:col, the variable or the flag), the key path, and the fix (did-you-mean for unknown
+// keys, the allowed values of an enum, the form of a duration or size).
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
-import { configSchema } from '../spec/config-schema.js';
-import { validator, describeErrors } from '../spec/schemas.js';
-import type { ProxyConfig } from './proxy/config.js';
-import type { RetentionConfig, ImmutableRule, QuotaRule } from './policy.js';
-import type { WebhookConfig } from './webhooks.js';
-import type { AuthConfig } from './auth/config.js';
+import { createRequire } from 'node:module';
+import { closest, distance } from 'fastest-levenshtein';
+import { LineCounter, parseDocument, isMap, isScalar, type Document, type Node } from 'yaml';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { configSchema, type Config } from '../spec/config-schema.js';
+import { DURATION_FORM, SIZE_FORM, parseSize } from '../spec/units.js';
 
-export interface Config {
-  http: {
-    addr: string;
-    publicUrl?: string;
-    shutdownTimeout: string;
-    bodyIdleTimeout: string;
-    requestTimeout: string;
-    tls?: TlsConfig;
-  };
-  storage: {
-    filesystem?: { root: string; fsync?: boolean };
-    s3?: {
-      bucket: string;
-      endpoint?: string;
-      region?: string;
-      prefix?: string;
-      forcePathStyle?: boolean;
-      accessKeyId?: string;
-      secretAccessKey?: string;
-      blobGet?: 'redirect' | 'proxy';
-      tagCacheTtl?: string;
-    };
-    delete: boolean;
-    maxManifestBytes: number;
-    uploadPurge: { age: string; interval: string; enabled: boolean };
-    uploadSessions: { maxPerRepository: number; maxPerCaller: number };
-  };
-  api: { maxPageSize: number };
-  log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent'; requests: boolean };
-  auth: AuthConfig;
-  proxy?: ProxyConfig;
-  gc: { enabled: boolean; interval: string; grace: string; deleteUntagged: boolean; concurrency: number };
-  retention?: RetentionConfig;
-  immutableTags?: ImmutableRule[];
-  quotas?: QuotaRule[];
-  metrics: { enabled: boolean };
-  webhooks?: WebhookConfig[];
-}
-
-/** `http.tls`: PEM files, re-read when they change (registry/tls.ts). */
-export interface TlsConfig {
-  certificate: string;
-  key: string;
-  clientCAs?: string;
-  minVersion?: 'TLSv1.2' | 'TLSv1.3';
-}
+export type {
+  Config,
+  ConfigInput,
+  TlsConfig,
+  AuthConfig,
+  ProxyConfig,
+  UpstreamConfig,
+  RetentionConfig,
+  RetentionPolicy,
+  ImmutableRule,
+  QuotaRule,
+  WebhookConfig,
+} from '../spec/config-schema.js';
 
 export class ConfigError extends Error {}
 
-export const DEFAULTS = {
-  http: { addr: ':5000', shutdownTimeout: '30s', bodyIdleTimeout: '60s', requestTimeout: '0s' },
-  storage: {
-    delete: true,
-    maxManifestBytes: 4 * 1024 * 1024 + 1024 * 1024, // 4 MiB manifests must work; refuse above 5 MiB
-    uploadPurge: { age: '24h', interval: '1h', enabled: true },
-    // Far above what pushes need (docker opens 3–5 per push at a time), far below a client opening thousands.
-    uploadSessions: { maxPerRepository: 1000, maxPerCaller: 5000 },
-  },
-  api: { maxPageSize: 10_000 },
-  log: { level: 'info', requests: true },
-  auth: { mode: 'none' },
-  gc: { enabled: false, interval: '24h', grace: '1h', deleteUntagged: false, concurrency: 32 },
-  metrics: { enabled: true },
-} as const;
+/**
+ * BERTH_* variables that belong to the tool and its test harness, not to the config file; every other BERTH_*
+ * variable must name a config key (a typo is an error, never silently ignored).
+ */
+export const NON_CONFIG_ENV = new Set([
+  'BERTH_DEBUG',
+  'BERTH_TOOLS',
+  'BERTH_BENCH_BIN',
+  'BERTH_SOAK_MS',
+  'BERTH_STORM_MS',
+]);
 
-export function parseDuration(value: string): number {
-  const m = /^([0-9]+)(ms|s|m|h|d)$/.exec(value);
-  if (!m) throw new ConfigError(`invalid duration "${value}": use e.g. 500ms, 30s, 10m, 24h, 7d`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms']!;
-  return Number(m[1]) * unit;
+type Path = Array<string | number>;
+type SchemaNode = Record<string, any>;
+
+/** The schema's defaults alone: what `berth serve` runs with when nothing is configured. */
+export function configDefaults(): Config {
+  return loadConfig({ env: {} });
 }
 
-/** Deep merge where `over` wins; arrays are replaced, not merged. */
-function merge(base: any, over: any): any {
-  if (over === undefined) return base;
-  if (
-    typeof base !== 'object' ||
-    base === null ||
-    Array.isArray(base) ||
-    typeof over !== 'object' ||
-    Array.isArray(over)
-  )
-    return over;
-  const out: any = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = merge(base[k], v);
+/** `storage.s3.forcePathStyle` → `BERTH_STORAGE_S3_FORCE_PATH_STYLE`. */
+export function envName(keys: readonly string[]): string {
+  return `BERTH_${keys.map((k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+}
+
+/** Every key a BERTH_* variable can set (objects and arrays take JSON), for did-you-mean. */
+function _envNames(schema: SchemaNode = configSchema, keys: string[] = []): string[] {
+  const out = keys.length ? [envName(keys)] : [];
+  for (const [k, s] of Object.entries<SchemaNode>(schema.properties ?? {})) out.push(..._envNames(s, [...keys, k]));
   return out;
+}
+
+interface EnvLayer {
+  values: Record<string, any>;
+  /** `http.addr` → `BERTH_HTTP_ADDR` */
+  names: Map<string, string>;
+}
+
+function _envLayer(env: NodeJS.ProcessEnv): EnvLayer {
+  const values: Record<string, any> = {};
+  const names = new Map<string, string>();
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('BERTH_') || raw === undefined || NON_CONFIG_ENV.has(name)) continue;
+    const words = name.slice('BERTH_'.length).toLowerCase().split('_');
+    const path = _resolve(configSchema, words);
+    if (!path) {
+      const guess = closest(name, _envNames());
+      const hint = distance(name, guess) <= Math.max(3, name.length / 4) ? `did you mean ${guess}? ` : '';
+      throw new ConfigError(
+        `${name}: no config key has this name; ${hint}(BERTH_* variables set config keys, e.g. BERTH_HTTP_ADDR sets http.addr; see \`berth config defaults\`)`,
+      );
+    }
+    let node = values;
+    for (const k of path.keys.slice(0, -1)) node = node[k] ??= {};
+    node[path.keys[path.keys.length - 1]] = _coerce(raw, path.schema, name);
+    names.set(path.keys.join('.'), name);
+  }
+  return { values, names };
 }
 
 /**
@@ -101,20 +91,10 @@ function merge(base: any, over: any): any {
  * the longest run of `_`-separated words that names a property (case- and underscore-insensitively) is taken.
  */
 export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const out: Record<string, any> = {};
-  for (const [key, raw] of Object.entries(env)) {
-    if (!key.startsWith('BERTH_') || raw === undefined) continue;
-    const words = key.slice('BERTH_'.length).toLowerCase().split('_');
-    const path = _resolve(configSchema as any, words);
-    if (!path) continue; // not a config key (e.g. BERTH_DEBUG)
-    let node = out;
-    for (const k of path.keys.slice(0, -1)) node = node[k] ??= {};
-    node[path.keys[path.keys.length - 1]] = _coerce(raw, path.schema, key);
-  }
-  return out;
+  return _envLayer(env).values;
 }
 
-function _resolve(schema: any, words: string[]): { keys: string[]; schema: any } | undefined {
+function _resolve(schema: SchemaNode, words: string[]): { keys: string[]; schema: SchemaNode } | undefined {
   if (words.length === 0) return { keys: [], schema };
   const props = schema?.properties;
   if (!props) return undefined;
@@ -128,31 +108,92 @@ function _resolve(schema: any, words: string[]): { keys: string[]; schema: any }
   return undefined;
 }
 
-function _coerce(raw: string, schema: any, name: string): unknown {
+function _coerce(raw: string, schema: SchemaNode, name: string): unknown {
   const type = schema?.type;
   if (type === 'boolean') {
     if (raw === 'true' || raw === '1') return true;
     if (raw === 'false' || raw === '0') return false;
     throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
   }
-  if (type === 'integer') {
+  if (type === 'integer' && schema['x-unit'] !== 'size') {
     if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name}: expected an integer, got "${raw}"`);
     return Number(raw);
   }
-  if (type === 'object' || type === 'array') {
+  if (type === 'integer') return /^\d+$/.test(raw) ? Number(raw) : raw; // a size: `10GiB` is parsed with the rest
+  if (type === 'object' || type === 'array' || schema?.anyOf) {
+    if (schema?.anyOf && (raw === 'true' || raw === 'false')) return raw === 'true';
     try {
       return JSON.parse(raw);
     } catch {
-      throw new ConfigError(`${name}: expected JSON for an ${type}`);
+      throw new ConfigError(`${name}: expected JSON for ${type === 'array' ? 'a list' : 'an object'}, got "${raw}"`);
     }
   }
   return raw;
 }
 
+/** Deep merge where `over` wins; arrays are replaced, not merged. */
+function _merge(base: any, over: any): any {
+  if (over === undefined) return base;
+  if (!_isObject(base) || !_isObject(over)) return over;
+  const out: any = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = _merge(base[k], v);
+  return out;
+}
+
+const _isObject = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Sizes written with units (`10GiB`) become byte counts before validation; what doesn't parse is left to ajv. */
+function _normalizeSizes(value: any, schema: SchemaNode | undefined): any {
+  if (!schema) return value;
+  if (schema['x-unit'] === 'size' && typeof value === 'string') {
+    try {
+      return parseSize(value);
+    } catch {
+      return value;
+    }
+  }
+  if (Array.isArray(value)) return value.map((v) => _normalizeSizes(v, schema.items));
+  if (_isObject(value) && schema.properties)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, _normalizeSizes(v, schema.properties[k])]));
+  return value;
+}
+
+let _validate: ValidateFunction | undefined;
+function _validator(): ValidateFunction {
+  if (!_validate) {
+    // A private ajv: it fills in the schema's defaults (useDefaults) and reports the failing subschema (verbose),
+    // which the error messages need. Loaded on first use, like spec/schemas.ts does (ajv costs ~40 ms to import).
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
+    _validate = new Ajv({ useDefaults: true, verbose: true, allErrors: false, strict: false }).compile(configSchema);
+  }
+  return _validate;
+}
+
+interface Sources {
+  file?: string;
+  doc?: Document;
+  lines?: LineCounter;
+  env: EnvLayer;
+  flags: Record<string, unknown>;
+  flagNames: Record<string, string>;
+}
+
 /** Loads and validates the configuration. `flags` (from the command line) win over env, which wins over the file. */
 export function loadConfig(
-  opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> } = {},
+  opts: {
+    file?: string;
+    env?: NodeJS.ProcessEnv;
+    flags?: Record<string, unknown>;
+    /** Config key path → the flag that set it (`http.addr` → `--addr`), for error messages. */
+    flagNames?: Record<string, string>;
+  } = {},
 ): Config {
+  const src: Sources = {
+    file: opts.file,
+    env: _envLayer(opts.env ?? process.env),
+    flags: opts.flags ?? {},
+    flagNames: opts.flagNames ?? {},
+  };
   let fromFile: unknown = {};
   if (opts.file) {
     let text: string;
@@ -163,37 +204,135 @@ export function loadConfig(
         `cannot read config file ${opts.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
       );
     }
-    try {
-      fromFile = parseYaml(text) ?? {};
-    } catch (e) {
-      throw new ConfigError(`${opts.file}: invalid YAML: ${(e as Error).message.split('\n')[0]}`);
+    src.lines = new LineCounter();
+    src.doc = parseDocument(text, { lineCounter: src.lines, prettyErrors: true, uniqueKeys: true });
+    const bad = src.doc.errors[0];
+    if (bad) {
+      const pos = bad.linePos?.[0] ?? { line: 1, col: 1 };
+      const line = text.split('\n')[pos.line - 1] ?? '';
+      throw new ConfigError(
+        `${opts.file}:${pos.line}:${pos.col}: invalid YAML: ${bad.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}\n` +
+          `  ${pos.line} | ${line}\n  ${' '.repeat(String(pos.line).length)} | ${' '.repeat(Math.max(0, pos.col - 1))}^`,
+      );
     }
+    fromFile = src.doc.toJS() ?? {};
+    if (!_isObject(fromFile))
+      throw new ConfigError(`${opts.file}:1:1: the config must be a mapping of sections (http:, storage:, auth:, …)`);
   }
-  const layered = merge(merge(fromFile, envOverrides(opts.env ?? process.env)), opts.flags ?? {});
-  const validate = validator(configSchema);
-  if (!validate(layered)) {
-    const where = opts.file ? `${opts.file}: ` : 'config: ';
-    const e = validate.errors?.[0];
-    const hint =
-      e?.keyword === 'additionalProperties'
-        ? ` "${(e.params as { additionalProperty: string }).additionalProperty}" (check the spelling; see README "Configuration")`
-        : '';
-    throw new ConfigError(`${where}${describeErrors(validate.errors).replace(/^\//, '').replaceAll('/', '.')}${hint}`);
+  const layered = _normalizeSizes(_merge(_merge(fromFile, src.env.values), src.flags), configSchema);
+  layered.storage ??= {};
+  if (layered.storage.filesystem && layered.storage.s3) {
+    const at = _origin(src, ['storage', 's3']);
+    throw new ConfigError(`${at}storage: choose one of storage.filesystem or storage.s3, not both`);
   }
-  const config = merge(DEFAULTS, layered) as Config;
-  if (!config.storage.filesystem && !config.storage.s3) config.storage.filesystem = { root: './data' };
-  if (config.storage.filesystem && config.storage.s3) {
-    throw new ConfigError('config: storage: choose one of storage.filesystem or storage.s3, not both');
+  // Filesystem storage under ./data unless S3 is configured (the schema can't say "default unless the other").
+  if (!layered.storage.s3) layered.storage.filesystem ??= {};
+  const validate = _validator();
+  if (!validate(layered)) throw new ConfigError(_explain(validate.errors![0], src));
+  return layered as Config;
+}
+
+/** One ajv error as `where: key.path: what is wrong; the fix`. */
+function _explain(e: ErrorObject, src: Sources): string {
+  const path = _path(e.instancePath);
+  const key = (p: Path) => _keyPath(p) || '(top level)';
+  const got = (v: unknown) => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v));
+  const schema = e.parentSchema as SchemaNode | undefined;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const name = (e.params as { additionalProperty: string }).additionalProperty;
+      const allowed = Object.keys(schema?.properties ?? {});
+      const guess = allowed.length ? closest(name, allowed) : undefined;
+      const hint =
+        guess && distance(name.toLowerCase(), guess.toLowerCase()) <= Math.max(2, name.length / 3)
+          ? `did you mean "${guess}"? `
+          : '';
+      return `${_origin(src, [...path, name], true)}${key([...path, name])}: unknown key "${name}"; ${hint}(keys here: ${allowed.join(', ')})`;
+    }
+    case 'enum':
+      return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not allowed; use one of ${(e.schema as unknown[]).join(', ')}`;
+    case 'pattern':
+      if (schema?.['x-unit'] === 'duration')
+        return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not a duration; use ${DURATION_FORM}`;
+      return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not valid${schema?.description ? ` (${schema.description})` : `; it must match ${e.schema}`}`;
+    case 'type':
+      if (schema?.['x-unit'] === 'size')
+        return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not a size; use ${SIZE_FORM}`;
+      return `${_origin(src, path)}${key(path)}: expected ${_article(String(e.schema))}, got ${got(e.data)}`;
+    case 'required': {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return `${_origin(src, path)}${key(path)}: missing key "${missing}"${schema?.properties?.[missing]?.description ? ` (${schema.properties[missing].description})` : ''}`;
+    }
+    case 'anyOf':
+      if (schema?.anyOf?.some((s: SchemaNode) => s.required))
+        return `${_origin(src, path)}${key(path)}: give the issuer's keys as jwksUrl or pem`;
+      return `${_origin(src, path)}${key(path)}: ${got(e.data)} is not valid${schema?.description ? ` (${schema.description})` : ''}`;
+    default:
+      return `${_origin(src, path)}${key(path)}: ${e.message}${e.keyword === 'const' ? ` ${got(e.params.allowedValue)}` : ''}`;
   }
-  for (const d of [
-    config.http.shutdownTimeout,
-    config.http.bodyIdleTimeout,
-    config.http.requestTimeout,
-    config.storage.uploadPurge.age,
-    config.storage.uploadPurge.interval,
-    config.gc.interval,
-    config.gc.grace,
-  ])
-    parseDuration(d);
-  return config;
+}
+
+const _article = (type: string) =>
+  ({ integer: 'an integer', object: 'a mapping of keys', array: 'a list', boolean: 'true or false' })[type] ??
+  `a ${type}`;
+
+/** `/storage/uploadPurge/age` → ['storage', 'uploadPurge', 'age'] (JSON Pointer unescaping; list indexes as numbers). */
+function _path(pointer: string): Path {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+/** ['proxy', 'upstreams', 0, 'url'] → `proxy.upstreams[0].url` */
+function _keyPath(path: Path): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i ? `.${p}` : p)).join('');
+}
+
+/** Where the value at `path` came from, as a message prefix: `--addr: `, `BERTH_HTTP_ADDR: ` or `file:line:col: `. */
+function _origin(src: Sources, path: Path, isKey = false): string {
+  for (let n = path.length; n >= 1; n--) {
+    const dotted = path.slice(0, n).join('.');
+    if (src.flagNames[dotted] && _has(src.flags, path.slice(0, n))) return `${src.flagNames[dotted]}: `;
+  }
+  for (let n = path.length; n >= 1; n--) {
+    const name = src.env.names.get(path.slice(0, n).join('.'));
+    if (name) return `${name}: `;
+  }
+  if (src.doc && src.lines) {
+    // The node itself, or for a missing key the nearest enclosing node the file has.
+    for (let n = path.length; n >= 0; n--) {
+      const offset = _offset(src.doc, path.slice(0, n), isKey && n === path.length);
+      if (offset !== undefined) {
+        const { line, col } = src.lines.linePos(offset);
+        return `${src.file}:${line}:${col}: `;
+      }
+    }
+    return `${src.file}: `;
+  }
+  return 'config: ';
+}
+
+function _has(obj: unknown, path: Path): boolean {
+  let node: any = obj;
+  for (const k of path) {
+    if (node === null || typeof node !== 'object' || !(k in node)) return false;
+    node = node[k];
+  }
+  return true;
+}
+
+/** The source offset of the value (or with `key`, of the key) at `path` in the YAML document. */
+function _offset(doc: Document, path: Path, key: boolean): number | undefined {
+  if (path.length === 0) return doc.contents?.range?.[0];
+  if (key) {
+    const parent = doc.getIn(path.slice(0, -1), true);
+    if (!isMap(parent)) return undefined;
+    const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === path[path.length - 1]);
+    return (pair?.key as Node | undefined)?.range?.[0];
+  }
+  const node = doc.getIn(path, true) as Node | undefined;
+  return node?.range?.[0];
 }

@@ -3,7 +3,8 @@
 // that it was busy.
 import { GcBusyError, type GcResult } from '../storage/gc.js';
 import type { Store } from '../storage/index.js';
-import { parseDuration, type Config } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import type { Config } from './config.js';
 import type { Logger } from './log.js';
 
 export interface GcJobRun {

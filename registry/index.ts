@@ -2,7 +2,8 @@
 import type { Driver } from '../storage/index.js';
 import { createStore, type Store } from '../storage/index.js';
 import { createApp, type AppHooks } from './app.js';
-import { parseDuration, type Config } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createProxy, type Proxy } from './proxy/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -15,7 +16,8 @@ import { createAuth, type Auth } from './auth/index.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
 
 export { createApp, parseTarget } from './app.js';
-export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
+export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
+export { parseDuration, parseSize, UnitError } from '../spec/units.js';
 export { listen, type RunningServer } from './server.js';
 export { createLogger, type Logger } from './log.js';
 

@@ -2,7 +2,8 @@
 // the registry and started/stopped with it, so every way of running one (`berth serve`, a test, a worker process)
 // gets the same schedule from `start()` and a clean `stop()`, instead of each caller wiring timers.
 import type { Store } from '../storage/index.js';
-import { parseDuration, type Config } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import type { Config } from './config.js';
 import { createGcJob } from './gc.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';

@@ -4,6 +4,10 @@
 // server never blocks on stderr: request logs on cost ~30% of manifest GET throughput when written synchronously);
 // pino flushes what is pending synchronously when the process exits.
 // The small Logger interface keeps pino's (fields, msg) argument order out of the callers.
+// On a terminal (log.format auto/pretty) the same lines are rendered for people by pino-pretty, in this process
+// (no worker thread): `[12:00:01.123] INFO: message {"fields":…}`.
+import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
 import { pino, destination, stdTimeFunctions, type DestinationStream } from 'pino';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -17,15 +21,42 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** `write` replaces stderr (tests capture lines with it). */
-export function createLogger(level: Level = 'info', requests = true, write?: (line: string) => void): Logger {
-  const dest: DestinationStream = write ? { write } : destination({ dest: 2, sync: false });
+/** `write` replaces stderr (tests capture lines with it); `pretty` renders lines for a person instead of JSON. */
+export function createLogger(
+  level: Level = 'info',
+  requests = true,
+  write?: (line: string) => void,
+  opts: { pretty?: boolean; color?: boolean } = {},
+): Logger {
+  const dest: DestinationStream = opts.pretty
+    ? // Loaded only for a person's terminal: servers and pipes never pay for it.
+      (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty')).PinoPretty({
+        colorize: opts.color ?? false,
+        translateTime: 'SYS:HH:MM:ss.l',
+        singleLine: true,
+        errorLikeObjectKeys: [], // with errorKey below: `err` stays on the line
+        destination: write
+          ? new Writable({
+              write: (chunk, _enc, done) => {
+                write(String(chunk));
+                done();
+              },
+            })
+          : 2,
+        sync: !!write,
+      })
+    : write
+      ? { write }
+      : destination({ dest: 2, sync: false });
   const p = pino(
     {
       level,
       base: undefined, // no pid/hostname: the orchestrator adds them
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // pino-pretty prints the errorKey's field as a block of its own; our `err` is one line of text, so keep it
+      // on the line (only the readable form: JSON lines are unchanged).
+      ...(opts.pretty ? { errorKey: 'error' } : {}),
     },
     dest,
   );

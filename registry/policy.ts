@@ -1,28 +1,11 @@
 // Repository policies: immutable tags, quotas per namespace, tag retention. (Implementation below the types.)
-export interface RetentionPolicy {
-  repositories: string[];
-  tags?: string[];
-  keepLast?: number;
-  maxAge?: string;
-  keepPulledWithin?: string;
-}
-export interface RetentionConfig {
-  interval?: string;
-  policies?: RetentionPolicy[];
-}
-export interface ImmutableRule {
-  repositories: string[];
-  tags?: string[];
-}
-export interface QuotaRule {
-  namespace: string;
-  maxBytes: number;
-}
+export type { RetentionPolicy, RetentionConfig, ImmutableRule, QuotaRule } from '../spec/config-schema.js';
 
 import picomatch from 'picomatch';
 import { OciError, isDigest, parseManifest, type Digest } from '../spec/index.js';
 import { namespaceUsage, tagAges, type Store } from '../storage/index.js';
-import { parseDuration, type Config } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { BodyLimit } from './body.js';
 

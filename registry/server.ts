@@ -10,7 +10,8 @@ import type { Hono } from 'hono';
 import type { Env } from './context.js';
 import type { Logger } from './log.js';
 import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
-import { parseDuration, type Config } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import type { Config } from './config.js';
 import { loadTls, watchTls } from './tls.js';
 
 export interface RunningServer {
@@ -26,7 +27,9 @@ export function parseAddr(addr: string): { host?: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]*))?:(\d{1,5})$/.exec(addr);
   if (!m) throw new Error(`invalid listen address "${addr}": use HOST:PORT, [IPv6]:PORT or :PORT`);
   const host = m[1] ?? (m[2] || undefined);
-  return { host, port: Number(m[3]) };
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`invalid listen address "${addr}": the port must be 0–65535`);
+  return { host, port };
 }
 
 const DEFAULT_BODY_IDLE = '60s';

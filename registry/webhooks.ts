@@ -1,28 +1,15 @@
 // Webhooks: CloudEvents on push, delete and pull. (Implementation below the types.)
-export interface WebhookConfig {
-  url: string;
-  secret?: string;
-  events?: Array<'push' | 'delete' | 'pull'>;
-  repositories?: string[];
-  timeout?: string;
-  retries?: number;
-  /** Allow loopback/private/link-local receivers: true, or only these CIDRs (net-policy.ts). */
-  allowPrivateNetworks?: PrivateNetworks;
-}
+import type { WebhookConfig } from '../spec/config-schema.js';
+export type { WebhookConfig };
 
 import { createHmac, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import picomatch from 'picomatch';
-import { ConfigError, parseDuration } from './config.js';
+import { parseDuration } from '../spec/units.js';
+import { ConfigError } from './config.js';
 import type { Logger } from './log.js';
-import {
-  addressPolicy,
-  isBlockedError,
-  privateNetworksProblem,
-  type AddressPolicy,
-  type PrivateNetworks,
-} from './net-policy.js';
+import { addressPolicy, isBlockedError, privateNetworksProblem, type AddressPolicy } from './net-policy.js';
 
 export type EventKind = 'push' | 'delete' | 'pull';
 

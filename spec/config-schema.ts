@@ -1,75 +1,139 @@
-// JSON Schema of berth's server configuration (berth.yaml for `berth serve`). Unknown keys are errors, so a typo
-// is reported instead of silently ignored. Every key can be overridden by BERTH_* variables (registry/config.ts).
-const duration = { type: 'string', pattern: '^[0-9]+(ms|s|m|h|d)$' };
-/** Glob patterns (picomatch): `team-a/**`, `v*`. */
-const patterns = { type: 'array', items: { type: 'string', minLength: 1 } };
+// berth's server configuration (berth.yaml for `berth serve`), declared once: this JSON Schema is the single source
+// of the config's shape, its defaults (`default`), its documentation (`description`, printed by `berth config
+// defaults`) and its TypeScript types (`Config`, derived below with json-schema-to-ts). registry/config.ts loads a
+// file, BERTH_* variables and flags against it; unknown keys are errors, so a typo is reported, not ignored.
+//
+// To add a key: add it here with a description (and a default when it has one); its type, its BERTH_* variable,
+// its line in `berth config defaults` and its validation follow. Sections that always exist carry `default: {}`.
+// `writeOnly: true` marks a secret: `berth config check` prints it redacted.
+import type { FromSchema } from 'json-schema-to-ts';
+import { DURATION_PATTERN } from './units.js';
+
+/** A Go-style duration string (`90s`, `1h30m`, `30d`; spec/units.ts parses it). Add `default` where there is one. */
+const duration = (description: string) =>
+  ({ type: 'string', pattern: DURATION_PATTERN, 'x-unit': 'duration', description }) as const;
 
 /**
- * Whether the server may connect to loopback, private, link-local and metadata addresses for this URL (redirects
- * and token realms included): false (default), true, or the only IPs/CIDRs allowed (registry/net-policy.ts).
+ * A byte count: an integer, or a string with a unit (`512MB`, `10GiB`) that registry/config.ts turns into the
+ * integer before validating, so a loaded config always holds numbers.
  */
+const size = (description: string) => ({ type: 'integer', minimum: 0, 'x-unit': 'size', description }) as const;
+
+/** Glob patterns (picomatch): `team-a/**`, `v*`. */
+const patterns = (description: string) =>
+  ({ type: 'array', items: { type: 'string', minLength: 1 }, description }) as const;
+
 const allowPrivateNetworks = {
+  description:
+    'may loopback, private, link-local and metadata addresses be reached (redirects and token realms included): ' +
+    'false, true, or a list of the only IPs/CIDRs allowed',
   anyOf: [{ type: 'boolean' }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
-};
+} as const;
 
 /** A JWT issuer berth trusts (token.trust entries and oidc providers): jwksUrl or pem keys, never HS* or none. */
 const issuerProps = {
-  issuer: { type: 'string', minLength: 1 },
-  audience: { type: 'string', minLength: 1 },
-  jwksUrl: { type: 'string', pattern: '^https?://' },
-  /** PEM public keys, as text or as paths to PEM files. */
-  pem: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+  issuer: { type: 'string', minLength: 1, description: 'expected `iss`' },
+  audience: { type: 'string', minLength: 1, description: 'expected `aud` (default: auth.token.service)' },
+  jwksUrl: {
+    type: 'string',
+    pattern: '^https?://',
+    description: 'keys from a JWKS document (cached; refetched on an unknown kid)',
+  },
+  pem: {
+    type: 'array',
+    minItems: 1,
+    items: { type: 'string', minLength: 1 },
+    description: 'PEM public keys, as text or as paths to PEM files',
+  },
   algorithms: {
     type: 'array',
     minItems: 1,
     items: { enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] },
+    description: 'accepted signature algorithms (never HS* or none); default RS256, ES256, EdDSA',
   },
-  /** May jwksUrl be on a loopback/private address. */
   allowPrivateNetworks,
 } as const;
 const keySource = { anyOf: [{ required: ['jwksUrl'] }, { required: ['pem'] }] } as const;
-const names = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 } };
+const names = (description: string) =>
+  ({ type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 }, description }) as const;
 
 /** auth: who may do what (registry/auth/, README "Authentication"). */
 const authSchema = {
   type: 'object',
   additionalProperties: false,
+  default: {},
+  description: 'who may do what (README "Authentication")',
   properties: {
-    mode: { enum: ['none', 'htpasswd', 'token'] },
-    realm: { type: 'string', minLength: 1, pattern: '^[^"\\\\]+$' },
+    mode: {
+      enum: ['none', 'htpasswd', 'token'],
+      default: 'none',
+      description:
+        'none: anyone may push and delete; htpasswd: Basic auth; token: Docker token auth (berth issues JWTs)',
+    },
+    realm: {
+      type: 'string',
+      minLength: 1,
+      pattern: '^[^"\\\\]+$',
+      default: 'berth',
+      description: 'Basic-auth realm clients show in htpasswd mode',
+    },
     htpasswd: {
       type: 'object',
       additionalProperties: false,
       required: ['path'],
-      properties: { path: { type: 'string', minLength: 1 } },
+      description: 'an Apache htpasswd file (bcrypt entries only)',
+      properties: { path: { type: 'string', minLength: 1, description: 'the htpasswd file' } },
     },
     users: {
       type: 'array',
+      description: 'users with bcrypt hashes (`berth passwd NAME` prints one), or groups for htpasswd users',
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['name'],
         properties: {
           name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$' },
-          /** bcrypt ($2a$/$2b$/$2y$); leave out to only give groups to an htpasswd user. */
-          passwordHash: { type: 'string', pattern: '^\\$2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$' },
-          groups: names,
+          passwordHash: {
+            type: 'string',
+            pattern: '^\\$2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$',
+            writeOnly: true,
+            description: 'bcrypt ($2a$/$2b$/$2y$); leave out to only give groups to an htpasswd user',
+          },
+          groups: names('groups for ACL subjects `group:NAME`'),
         },
       },
     },
     token: {
       type: 'object',
       additionalProperties: false,
+      description: 'token mode: berth is its own Docker token service',
       properties: {
-        realm: { type: 'string', pattern: '^(/[A-Za-z0-9._~/-]*|https?://[^"\\s]+)$' },
-        service: { type: 'string', minLength: 1, pattern: '^[^"\\\\]+$' },
-        issuer: { type: 'string', minLength: 1 },
-        keys: { type: 'string', minLength: 1 },
-        algorithm: { enum: ['ES256', 'RS256', 'EdDSA'] },
-        ttl: duration,
-        refreshTtl: duration,
+        realm: {
+          type: 'string',
+          pattern: '^(/[A-Za-z0-9._~/-]*|https?://[^"\\s]+)$',
+          default: '/token',
+          description: 'token endpoint: a path served by berth, or the absolute URL of an external token service',
+        },
+        service: {
+          type: 'string',
+          minLength: 1,
+          pattern: '^[^"\\\\]+$',
+          default: 'berth',
+          description: '`service` in challenges and `aud` of issued tokens',
+        },
+        issuer: { type: 'string', minLength: 1, default: 'berth', description: '`iss` of issued tokens' },
+        keys: {
+          type: 'string',
+          minLength: 1,
+          description:
+            'directory of PEM keys: signing.pem signs, every other *.pem verifies (rotation); default: in storage',
+        },
+        algorithm: { enum: ['ES256', 'RS256', 'EdDSA'], default: 'ES256', description: 'signing algorithm' },
+        ttl: { ...duration('access-token lifetime (at least 60s)'), default: '5m' },
+        refreshTtl: { ...duration('refresh-token lifetime (docker login keeps one)'), default: '30d' },
         trust: {
           type: 'array',
+          description: 'other issuers whose access tokens berth accepts',
           items: {
             type: 'object',
             additionalProperties: false,
@@ -83,56 +147,73 @@ const authSchema = {
     robots: {
       type: 'object',
       additionalProperties: false,
-      properties: { defaultTtl: duration, maxTtl: duration },
+      description: 'robot tokens for CI (`berth token create`)',
+      properties: {
+        defaultTtl: { ...duration('lifetime when --expires is not given'), default: '90d' },
+        maxTtl: duration('the longest lifetime allowed'),
+      },
     },
-    /** CI workload identity: an ID token from one of these issuers is accepted as the password at the token endpoint. */
     oidc: {
       type: 'array',
+      description: 'CI workload identity: an ID token from one of these issuers is accepted as the password',
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['name', 'issuer', 'audience'],
         properties: {
           ...issuerProps,
-          name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
+          name: {
+            type: 'string',
+            pattern: '^[a-z0-9][a-z0-9._-]{0,63}$',
+            description: 'names the provider in ACL subjects (`oidc:NAME`)',
+          },
           claims: {
             type: 'object',
+            description: 'every listed claim must match (a glob, or a list of globs), e.g. `repository_owner: myorg`',
             additionalProperties: {
               anyOf: [{ type: 'string' }, { type: 'array', minItems: 1, items: { type: 'string' } }],
             },
           },
-          subject: { type: 'string', minLength: 1 },
-          groups: names,
+          subject: {
+            type: 'string',
+            minLength: 1,
+            description: 'the identity name, from claims: default `${sub}`, e.g. `${repository}@${ref}`',
+          },
+          groups: names('groups every identity of this provider belongs to'),
         },
         ...keySource,
       },
     },
-    /** Ordered rules; the first whose subjects and repositories match decides; default deny. */
     acl: {
       type: 'array',
+      description: 'ordered rules; the first whose subjects and repositories match decides; default deny',
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['repositories', 'subjects', 'actions'],
         properties: {
-          repositories: { ...patterns, minItems: 1 },
-          subjects: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          repositories: { ...patterns('repository globs'), minItems: 1 },
+          subjects: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'string', minLength: 1 },
+            description: 'anonymous, user:NAME, group:NAME, robot:NAME, oidc:NAME, or *',
+          },
           actions: { type: 'array', items: { enum: ['pull', 'push', 'delete', 'catalog', '*'] } },
         },
       },
     },
-    /**
-     * Failed logins within `window`, then 429 + Retry-After for the failing address only (registry/auth/ratelimit.ts):
-     * per account from one address, per address, and per account over all addresses (then one guess per address).
-     */
     rateLimit: {
       type: 'object',
       additionalProperties: false,
+      description:
+        'failed logins within `window`, then 429 + Retry-After for the failing address only: per account from one ' +
+        'address, per address, and per account over all addresses (then one guess per address)',
       properties: {
-        maxFailures: { type: 'integer', minimum: 1 },
-        maxFailuresPerAddress: { type: 'integer', minimum: 1 },
-        maxFailuresPerAccount: { type: 'integer', minimum: 1 },
-        window: duration,
+        maxFailures: { type: 'integer', minimum: 1, default: 5 },
+        maxFailuresPerAddress: { type: 'integer', minimum: 1, default: 30 },
+        maxFailuresPerAccount: { type: 'integer', minimum: 1, default: 100 },
+        window: { ...duration('the window failures are counted in'), default: '5m' },
       },
     },
   },
@@ -146,29 +227,45 @@ export const configSchema = {
     http: {
       type: 'object',
       additionalProperties: false,
+      default: {},
+      description: 'the listener',
       properties: {
-        addr: { type: 'string', description: 'listen address, HOST:PORT or :PORT' },
-        /** The URL clients use: the token realm's base (never the Host header; registry/auth/middleware.ts). */
-        publicUrl: { type: 'string', pattern: '^https?://[^"\\s/?#]+(/[^"\\s?#]*)?$' },
-        shutdownTimeout: duration,
-        /** A request body that gets no byte for this long is abandoned (408); 0s: never. */
-        bodyIdleTimeout: duration,
-        /** The whole request (headers and body) must arrive within this; 0s (default): no limit. */
-        requestTimeout: duration,
-        /**
-         * HTTPS (and HTTP/2 for clients that offer it by ALPN) from PEM files; the files are watched and a rotated
-         * pair is served to new connections without a restart (registry/tls.ts). clientCAs: require client
-         * certificates signed by one of these CAs (mTLS).
-         */
+        addr: {
+          type: 'string',
+          pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s\\[\\]/]*):[0-9]{1,5}$',
+          default: ':5000',
+          description: 'listen address: HOST:PORT, :PORT (all interfaces) or [IPv6]:PORT',
+        },
+        publicUrl: {
+          type: 'string',
+          pattern: '^https?://[^"\\s/?#]+(/[^"\\s?#]*)?$',
+          description: 'the URL clients use, e.g. https://registry.example.com (the token realm is built on it)',
+        },
+        shutdownTimeout: { ...duration('how long requests in flight may finish after SIGTERM'), default: '30s' },
+        bodyIdleTimeout: {
+          ...duration('a request body that sends no byte for this long is abandoned (408); 0: never'),
+          default: '60s',
+        },
+        requestTimeout: {
+          ...duration('the whole request (headers and body) must arrive within this; 0: no limit'),
+          default: '0s',
+        },
         tls: {
           type: 'object',
           additionalProperties: false,
           required: ['certificate', 'key'],
+          description:
+            'HTTPS (and HTTP/2 by ALPN) from PEM files, re-read when they change (a rotated pair is served to new ' +
+            'connections without a restart)',
           properties: {
             certificate: { type: 'string', minLength: 1, description: 'PEM certificate chain file' },
             key: { type: 'string', minLength: 1, description: 'PEM private key file' },
-            clientCAs: { type: 'string', minLength: 1, description: 'PEM file of CAs that sign client certificates' },
-            minVersion: { enum: ['TLSv1.2', 'TLSv1.3'] },
+            clientCAs: {
+              type: 'string',
+              minLength: 1,
+              description: 'PEM file of CAs that sign client certificates (mTLS: required when set)',
+            },
+            minVersion: { enum: ['TLSv1.2', 'TLSv1.3'], description: 'lowest TLS version accepted' },
           },
         },
       },
@@ -176,43 +273,69 @@ export const configSchema = {
     storage: {
       type: 'object',
       additionalProperties: false,
+      default: {},
+      description: 'where images are kept: storage.filesystem (the default) or storage.s3',
       properties: {
         filesystem: {
           type: 'object',
           additionalProperties: false,
-          required: ['root'],
-          properties: { root: { type: 'string', minLength: 1 }, fsync: { type: 'boolean' } },
+          description: 'a directory (used when storage.s3 is not set)',
+          properties: {
+            root: { type: 'string', minLength: 1, default: './data', description: 'the storage directory' },
+            fsync: { type: 'boolean', default: true, description: 'fsync before publishing (off only for test data)' },
+          },
         },
         s3: {
           type: 'object',
           additionalProperties: false,
           required: ['bucket'],
+          description: 'an S3-compatible bucket (AWS, MinIO, SeaweedFS, …)',
           properties: {
             bucket: { type: 'string', minLength: 1 },
-            endpoint: { type: 'string' },
+            endpoint: { type: 'string', description: 'e.g. http://minio:9000 (default: AWS)' },
             region: { type: 'string' },
-            prefix: { type: 'string' },
-            forcePathStyle: { type: 'boolean' },
-            accessKeyId: { type: 'string' },
-            secretAccessKey: { type: 'string' },
-            blobGet: { enum: ['redirect', 'proxy'] },
-            tagCacheTtl: duration,
+            prefix: { type: 'string', description: 'key prefix inside the bucket' },
+            forcePathStyle: { type: 'boolean', description: 'path-style URLs (MinIO, SeaweedFS)' },
+            accessKeyId: { type: 'string', description: 'default: the AWS SDK credential chain' },
+            secretAccessKey: { type: 'string', writeOnly: true },
+            blobGet: {
+              enum: ['redirect', 'proxy'],
+              description: 'redirect: clients download blobs from presigned URLs; proxy: through berth',
+            },
+            tagCacheTtl: duration('how long a tag may be served from memory (default: not cached)'),
           },
         },
-        delete: { type: 'boolean' },
-        maxManifestBytes: { type: 'integer', minimum: 1024 },
+        delete: { type: 'boolean', default: true, description: 'allow DELETE of manifests, tags and blobs' },
+        maxManifestBytes: {
+          ...size('largest manifest accepted (413 above); 4 MiB manifests must work'),
+          minimum: 1024,
+          default: 5 * 1024 * 1024,
+        },
         uploadPurge: {
           type: 'object',
           additionalProperties: false,
-          properties: { age: duration, interval: duration, enabled: { type: 'boolean' } },
+          default: {},
+          description: 'abandoned upload sessions are removed',
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            age: { ...duration('an upload untouched this long is abandoned'), default: '24h' },
+            interval: { ...duration('how often to look'), default: '1h' },
+          },
         },
-        /** Open upload sessions allowed per repository and per caller (subject; anonymous callers together); 0: no cap. */
         uploadSessions: {
           type: 'object',
           additionalProperties: false,
+          default: {},
+          description:
+            'open upload sessions allowed (far above what pushes need, far below a client opening thousands); 0: no cap',
           properties: {
-            maxPerRepository: { type: 'integer', minimum: 0 },
-            maxPerCaller: { type: 'integer', minimum: 0 },
+            maxPerRepository: { type: 'integer', minimum: 0, default: 1000 },
+            maxPerCaller: {
+              type: 'integer',
+              minimum: 0,
+              default: 5000,
+              description: 'per subject; anonymous callers together',
+            },
           },
         },
       },
@@ -220,37 +343,58 @@ export const configSchema = {
     api: {
       type: 'object',
       additionalProperties: false,
-      properties: { maxPageSize: { type: 'integer', minimum: 1 } },
+      default: {},
+      properties: {
+        maxPageSize: {
+          type: 'integer',
+          minimum: 1,
+          default: 10_000,
+          description: 'the largest `n` of tag and catalog lists',
+        },
+      },
     },
     log: {
       type: 'object',
       additionalProperties: false,
+      default: {},
+      description: 'logs go to stderr',
       properties: {
-        level: { enum: ['debug', 'info', 'warn', 'error', 'silent'] },
-        requests: { type: 'boolean' },
+        level: { enum: ['debug', 'info', 'warn', 'error', 'silent'], default: 'info' },
+        requests: { type: 'boolean', default: true, description: 'one line per request' },
+        format: {
+          enum: ['auto', 'json', 'pretty'],
+          default: 'auto',
+          description: 'auto: readable lines on a terminal, JSON lines otherwise',
+        },
       },
     },
     auth: authSchema,
-    /** Online garbage collection (storage/gc.ts); `berth gc` runs it once. */
     gc: {
       type: 'object',
       additionalProperties: false,
+      default: {},
+      description: 'online garbage collection; `berth gc` runs it once',
       properties: {
-        /** Run on a schedule inside `berth serve` (one replica at a time, by lease). */
-        enabled: { type: 'boolean' },
-        interval: duration,
-        /** Anything written within this window before a run starts is spared (covers pushes in flight, clock skew). */
-        grace: duration,
-        deleteUntagged: { type: 'boolean' },
-        concurrency: { type: 'integer', minimum: 1, maximum: 1024 },
+        enabled: {
+          type: 'boolean',
+          default: false,
+          description: 'run on a schedule inside `berth serve` (one replica at a time, by lease)',
+        },
+        interval: { ...duration('how often'), default: '24h' },
+        grace: {
+          ...duration('anything written this long before a run starts is spared (pushes in flight, clock skew)'),
+          default: '1h',
+        },
+        deleteUntagged: { type: 'boolean', default: false, description: 'also remove manifests no tag keeps' },
+        concurrency: { type: 'integer', minimum: 1, maximum: 1024, default: 32, description: 'storage calls at once' },
       },
     },
-    /** Tag retention, applied on a schedule in `berth serve` and by `berth gc`; GC then reclaims the bytes. */
     retention: {
       type: 'object',
       additionalProperties: false,
+      description: 'tag retention, applied on a schedule in `berth serve` and by `berth gc`; GC reclaims the bytes',
       properties: {
-        interval: duration,
+        interval: { ...duration('how often policies are applied'), default: '1h' },
         policies: {
           type: 'array',
           items: {
@@ -258,64 +402,63 @@ export const configSchema = {
             additionalProperties: false,
             required: ['repositories'],
             properties: {
-              repositories: patterns,
-              /** Tags the policy looks at (default: all); others are left alone. */
-              tags: patterns,
-              /** Keep the newest N matching tags (by push time). */
-              keepLast: { type: 'integer', minimum: 0 },
-              /** Delete matching tags pushed longer ago than this… */
-              maxAge: duration,
-              /** …unless pulled within this window (pulls are recorded at most once a minute per tag). */
-              keepPulledWithin: duration,
+              repositories: patterns('repositories the policy applies to'),
+              tags: patterns('tags the policy looks at (default: all); others are left alone'),
+              keepLast: { type: 'integer', minimum: 0, description: 'keep the newest N matching tags (by push time)' },
+              maxAge: duration('delete matching tags pushed longer ago than this…'),
+              keepPulledWithin: duration('…unless pulled within this window (recorded at most once a minute)'),
             },
           },
         },
       },
     },
-    /** Tags that can't be overwritten or deleted once pushed (DENIED). */
     immutableTags: {
       type: 'array',
+      description: "tags that can't be overwritten or deleted once pushed (DENIED)",
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['repositories'],
-        properties: { repositories: patterns, tags: patterns },
+        properties: { repositories: patterns('repository globs'), tags: patterns('tag globs (default: all)') },
       },
     },
-    /** Storage quotas per namespace (the repository name up to its first `/`, or a given prefix). */
     quotas: {
       type: 'array',
+      description: 'storage quotas per namespace (the repository name up to its first `/`, or a given prefix)',
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['namespace', 'maxBytes'],
         properties: {
-          /** A namespace such as `team-a` (covers `team-a/**`), or `*` for every top-level namespace separately. */
-          namespace: { type: 'string', minLength: 1 },
-          maxBytes: { type: 'integer', minimum: 0 },
+          namespace: {
+            type: 'string',
+            minLength: 1,
+            description: 'a namespace such as `team-a` (covers `team-a/**`), or `*` for each top-level namespace',
+          },
+          maxBytes: size('e.g. 10GiB'),
         },
       },
     },
     metrics: {
       type: 'object',
       additionalProperties: false,
-      properties: { enabled: { type: 'boolean' } },
+      default: {},
+      properties: { enabled: { type: 'boolean', default: true, description: 'Prometheus metrics at /metrics' } },
     },
-    /** CloudEvents (push, delete, pull) POSTed to receivers, signed with HMAC-SHA256 when a secret is set. */
     webhooks: {
       type: 'array',
+      description: 'CloudEvents (push, delete, pull) POSTed to receivers, signed with HMAC-SHA256 when a secret is set',
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['url'],
         properties: {
           url: { type: 'string', pattern: '^https?://' },
-          secret: { type: 'string' },
-          events: { type: 'array', items: { enum: ['push', 'delete', 'pull'] } },
-          repositories: patterns,
-          timeout: duration,
-          retries: { type: 'integer', minimum: 0, maximum: 20 },
-          /** Allow loopback, private, link-local and metadata addresses (off: such receivers are refused). */
+          secret: { type: 'string', writeOnly: true, description: 'HMAC-SHA256 key for the signature header' },
+          events: { type: 'array', items: { enum: ['push', 'delete', 'pull'] }, description: 'default: push, delete' },
+          repositories: patterns('repository globs (default: all)'),
+          timeout: { ...duration('per delivery'), default: '5s' },
+          retries: { type: 'integer', minimum: 0, maximum: 20, default: 5 },
           allowPrivateNetworks,
         },
       },
@@ -323,6 +466,7 @@ export const configSchema = {
     proxy: {
       type: 'object',
       additionalProperties: false,
+      description: 'pull-through cache of other registries',
       properties: {
         upstreams: {
           type: 'array',
@@ -333,20 +477,35 @@ export const configSchema = {
             properties: {
               name: { type: 'string', minLength: 1 },
               url: { type: 'string', pattern: '^https?://[^/?#]+/?$' },
-              /** Local path prefix (`/v2/<prefix>/library/alpine/…`) and storage namespace; default: name. */
-              prefix: { type: 'string', minLength: 1 },
-              /** The host containerd names in `?ns=` (default: the url's host). */
-              host: { type: 'string', minLength: 1 },
-              /** Serves un-prefixed requests (docker's registry-mirrors sends `library/…`) matching `allow`. */
-              default: { type: 'boolean' },
+              prefix: {
+                type: 'string',
+                minLength: 1,
+                description: 'local path prefix (`/v2/<prefix>/library/alpine/…`) and storage namespace; default: name',
+              },
+              host: {
+                type: 'string',
+                minLength: 1,
+                description: "the host containerd names in `?ns=` (default: the url's host)",
+              },
+              default: {
+                type: 'boolean',
+                description: "serves un-prefixed requests (docker's registry-mirrors sends `library/…`) matching allow",
+              },
               username: { type: 'string' },
-              password: { type: 'string' },
-              tagTtl: duration,
-              timeout: duration,
-              allow: { type: 'array', items: { type: 'string', minLength: 1 } },
-              allowPush: { type: 'boolean' },
-              credentialsToRealm: { type: 'array', items: { type: 'string', minLength: 1 } },
-              /** The upstream, its redirects and token realms may be on internal addresses (default: refused). */
+              password: { type: 'string', writeOnly: true },
+              tagTtl: { ...duration('how long a cached tag is served before it is checked again'), default: '0s' },
+              timeout: { ...duration('upstream timeout before stale content is served'), default: '10s' },
+              allow: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                description: 'remote repository globs this mirror may fetch (default: all)',
+              },
+              allowPush: { type: 'boolean', description: 'accept pushes into the mirrored namespace' },
+              credentialsToRealm: {
+                type: 'array',
+                items: { type: 'string', minLength: 1 },
+                description: "token realm hosts besides the upstream's own that may receive its credentials",
+              },
               allowPrivateNetworks,
             },
           },
@@ -354,9 +513,35 @@ export const configSchema = {
         eviction: {
           type: 'object',
           additionalProperties: false,
-          properties: { maxAge: duration, maxBytes: { type: 'integer', minimum: 0 }, interval: duration },
+          description: 'cached content is evicted',
+          properties: {
+            maxAge: duration('when not pulled for this long'),
+            maxBytes: size('least recently pulled first, until mirrored blobs take at most this'),
+            interval: duration('how often (default: only when GC runs)'),
+          },
         },
       },
     },
   },
 } as const;
+
+/** The loaded configuration: every key with a default is present. */
+export type Config = FromSchema<typeof configSchema>;
+/** What a file may say: keys with defaults may be left out. */
+export type ConfigInput = FromSchema<typeof configSchema, { keepDefaultedPropertiesOptional: true }>;
+
+// Section types as their consumers accept them: keys with defaults stay optional, so code and tests can build a
+// section by hand; a loaded `Config` (defaults filled) is assignable to each.
+type Section<K extends keyof ConfigInput> = NonNullable<ConfigInput[K]>;
+export type AuthConfig = Section<'auth'>;
+export type TokenConfig = NonNullable<AuthConfig['token']>;
+export type IssuerConfig = NonNullable<TokenConfig['trust']>[number];
+export type OidcProviderConfig = NonNullable<AuthConfig['oidc']>[number];
+export type TlsConfig = NonNullable<Section<'http'>['tls']>;
+export type ProxyConfig = Section<'proxy'>;
+export type UpstreamConfig = NonNullable<ProxyConfig['upstreams']>[number];
+export type RetentionConfig = Section<'retention'>;
+export type RetentionPolicy = NonNullable<RetentionConfig['policies']>[number];
+export type ImmutableRule = Section<'immutableTags'>[number];
+export type QuotaRule = Section<'quotas'>[number];
+export type WebhookConfig = Section<'webhooks'>[number];

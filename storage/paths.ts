@@ -130,3 +130,19 @@ export const paths = {
     return `uploads/${_upload(id)}/info`;
   },
 };
+
+/**
+ * The top-level entries berth may create in a storage root (the tree above; `_tmp` is the fs driver's temp dir).
+ * Commands that must not create storage by accident (berth gc, fsck, token) recognise a berth root by them.
+ */
+export const TOP_LEVEL_ENTRIES: readonly string[] = [
+  'blobs',
+  'repositories',
+  'catalog',
+  'uploads',
+  'gc',
+  'pulls',
+  'auth',
+  'quarantine',
+  '_tmp',
+];

@@ -1,7 +1,7 @@
 // The pieces of auth wired together once per server: who the caller is (login), what they may do (grant), the keys,
 // the token verifier. The token endpoint (service.ts) and the /v2 middleware (middleware.ts) both use it.
 import type { AuthStore } from '../../storage/index.js';
-import { parseDuration } from '../config.js';
+import { parseDuration } from '../../spec/units.js';
 import { ANONYMOUS, compileAcl, subjectOf, type Acl, type Identity } from './acl.js';
 import type { AuthConfig } from './config.js';
 import { trustedIssuer, type TrustedIssuer } from './issuers.js';

@@ -11,45 +11,12 @@
 import { isIP } from 'node:net';
 import picomatch from 'picomatch';
 import { isValidName } from '../../spec/index.js';
-import { ConfigError, parseDuration } from '../config.js';
-import { addressPolicy, privateNetworksProblem, type AddressPolicy, type PrivateNetworks } from '../net-policy.js';
+import type { ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
+import { parseDuration } from '../../spec/units.js';
+import { ConfigError } from '../config.js';
+import { addressPolicy, privateNetworksProblem, type AddressPolicy } from '../net-policy.js';
 
-export interface UpstreamConfig {
-  name: string;
-  url: string;
-  prefix?: string;
-  host?: string;
-  default?: boolean;
-  username?: string;
-  password?: string;
-  /** How long a cached tag is served before it is revalidated with a HEAD (default 0s: every time). */
-  tagTtl?: string;
-  /** Upstream request timeout before serving stale content; also the longest a blob download may stall (default 10s). */
-  timeout?: string;
-  /** Remote repository patterns (`library/*`, `myorg/**`) this mirror may fetch; default: all. */
-  allow?: string[];
-  /** Accept pushes into the mirrored namespace (default: DENIED). */
-  allowPush?: boolean;
-  /** Token realm hosts besides the upstream's own that may receive its credentials (e.g. auth.docker.io). */
-  credentialsToRealm?: string[];
-  /**
-   * Whether the upstream, its blob redirects and token realms may be on loopback/private/link-local addresses:
-   * false (default: refused), true, or the only IPs/CIDRs allowed (registry/net-policy.ts).
-   */
-  allowPrivateNetworks?: PrivateNetworks;
-}
-
-export interface ProxyConfig {
-  upstreams?: UpstreamConfig[];
-  eviction?: {
-    /** Evict cached content not pulled for this long. */
-    maxAge?: string;
-    /** Evict least recently pulled content until mirrored blobs take at most this many bytes. */
-    maxBytes?: number;
-    /** Run eviction this often (default: never by itself; GC may call it). */
-    interval?: string;
-  };
-}
+export type { ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
 
 export interface Upstream {
   name: string;

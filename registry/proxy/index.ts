@@ -3,7 +3,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { OciError } from '../../spec/index.js';
 import type { Store } from '../../storage/index.js';
-import { parseDuration } from '../config.js';
+import { parseDuration } from '../../spec/units.js';
 import type { Env } from '../context.js';
 import type { Logger } from '../log.js';
 import { PullThroughCache, type ProxyStats } from './cache.js';
