@@ -1,5 +1,6 @@
 // Server configuration: YAML file → BERTH_* environment overrides → defaults, validated by spec/config-schema.ts.
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../spec/config-schema.js';
 import { validator, describeErrors } from '../spec/schemas.js';
@@ -7,6 +8,8 @@ import type { ProxyConfig } from './proxy/config.js';
 import type { RetentionConfig, ImmutableRule, QuotaRule } from './policy.js';
 import type { WebhookConfig } from './webhooks.js';
 import type { AuthConfig } from './auth/config.js';
+import type { AuditConfig } from './audit.js';
+import { trustedProxies } from './forwarded.js';
 
 export interface Config {
   http: {
@@ -16,6 +19,9 @@ export interface Config {
     bodyIdleTimeout: string;
     requestTimeout: string;
     tls?: TlsConfig;
+    // --- issue 16 (production server): proxies, debug listener — see ProductionHttpConfig ---
+    trustedProxies?: string[];
+    debug?: { addr: string };
   };
   storage: {
     filesystem?: { root: string; fsync?: boolean };
@@ -45,6 +51,8 @@ export interface Config {
   quotas?: QuotaRule[];
   metrics: { enabled: boolean };
   webhooks?: WebhookConfig[];
+  /** Audit log (registry/audit.ts), separate from request logs. */
+  audit?: AuditConfig;
 }
 
 /** `http.tls`: PEM files, re-read when they change (registry/tls.ts). */
@@ -169,6 +177,7 @@ export function loadConfig(
       throw new ConfigError(`${opts.file}: invalid YAML: ${(e as Error).message.split('\n')[0]}`);
     }
   }
+  if (opts.file) _resolveFilePaths(fromFile, dirname(resolve(opts.file)));
   const layered = merge(merge(fromFile, envOverrides(opts.env ?? process.env)), opts.flags ?? {});
   const validate = validator(configSchema);
   if (!validate(layered)) {
@@ -195,5 +204,25 @@ export function loadConfig(
     config.gc.grace,
   ])
     parseDuration(d);
+  try {
+    trustedProxies(config.http.trustedProxies);
+  } catch (e) {
+    throw new ConfigError(`${opts.file ?? 'config'}: ${(e as Error).message}`);
+  }
   return config;
+}
+
+/**
+ * Relative file paths written in the config file are relative to that file, wherever berth is started from (a
+ * Kubernetes mount or a systemd unit's WorkingDirectory would otherwise change what they mean): http.tls files and
+ * audit.output. Values from BERTH_* variables and flags stay relative to the working directory.
+ */
+function _resolveFilePaths(fromFile: any, dir: string): void {
+  const tls = fromFile?.http?.tls;
+  if (tls && typeof tls === 'object')
+    for (const k of ['certificate', 'key', 'clientCAs'])
+      if (typeof tls[k] === 'string' && tls[k] && !isAbsolute(tls[k])) tls[k] = resolve(dir, tls[k]);
+  const out = fromFile?.audit?.output;
+  if (typeof out === 'string' && out && out !== 'stdout' && out !== 'stderr' && !isAbsolute(out))
+    fromFile.audit.output = resolve(dir, out);
 }

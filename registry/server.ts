@@ -12,6 +12,13 @@ import type { Logger } from './log.js';
 import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
 import { parseDuration, type Config } from './config.js';
 import { loadTls, watchTls } from './tls.js';
+import { resolveClient, trustedProxies, unmapped, type TrustedProxies } from './forwarded.js';
+
+function remote(req: IncomingMessage, trusted: TrustedProxies): { remote?: string; peer?: string } {
+  const peer = unmapped(req.socket?.remoteAddress);
+  const client = resolveClient(req, trusted).address;
+  return client === peer ? { remote: peer } : { remote: client, peer };
+}
 
 export interface RunningServer {
   /** HTTP/1.1 without `http.tls`; with it, HTTPS serving HTTP/2 to clients that offer it (ALPN) and HTTP/1.1. */
@@ -84,7 +91,7 @@ function _bodyWatch(idleMs: number, log?: Logger): (req: IncomingMessage, res: S
 export type RequestObserver = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Timeouts (config `http`): durations such as 60s; 0s turns one off. `tls`: serve HTTPS (registry/tls.ts). */
-export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout' | 'tls'>>;
+export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout' | 'tls' | 'trustedProxies'>>;
 
 export async function listen(
   app: Hono<Env>,
@@ -112,6 +119,7 @@ export async function listen(
       });
     },
   });
+  const trusted = trustedProxies(timeouts.trustedProxies);
   const headersTimeout = requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     observe?.(req, res);
@@ -129,7 +137,8 @@ export async function listen(
           path: req.url?.split('?')[0],
           status: res.statusCode,
           ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
-          remote: req.socket.remoteAddress,
+          // The client a trusted proxy names (http.trustedProxies), else the socket's peer; `peer` when they differ.
+          ...remote(req, trusted),
         });
       });
     }

@@ -171,6 +171,19 @@ export const configSchema = {
             minVersion: { enum: ['TLSv1.2', 'TLSv1.3'] },
           },
         },
+        // --- issue 16 (production server) ---
+        /**
+         * Peers (CIDRs or addresses) whose X-Forwarded-Proto/Host/For and RFC 7239 Forwarded headers are believed:
+         * the token realm, the client address of logs, login throttling and audit. From anyone else they are ignored.
+         */
+        trustedProxies: { type: 'array', items: { type: 'string', minLength: 1 } },
+        /** A second, plain-HTTP listener for /metrics, /healthz and /readyz; /metrics then leaves the registry port. */
+        debug: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['addr'],
+          properties: { addr: { type: 'string', minLength: 1, description: 'listen address, HOST:PORT or :PORT' } },
+        },
       },
     },
     storage: {
@@ -318,6 +331,16 @@ export const configSchema = {
           /** Allow loopback, private, link-local and metadata addresses (off: such receivers are refused). */
           allowPrivateNetworks,
         },
+      },
+    },
+    // --- issue 16 (production server) ---
+    /** Audit events as JSON lines (registry/audit.ts; README "Audit log"): to stdout, stderr or a file (appended). */
+    audit: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        output: { type: 'string', minLength: 1, description: 'stdout, stderr, or a file path' },
       },
     },
     proxy: {
