@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { FsDriver } from '../storage/fs.js';
 import type { Driver } from '../storage/index.js';
 import { isUploadDataPath } from '../storage/paths.js';
-import { loadConfig, ConfigError, type Config } from '../registry/index.js';
+import { loadConfig, ConfigError, createAudit, type Audit, type Config } from '../registry/index.js';
 import { CLIError } from './command.js';
 
 /** The registry's config from `--config FILE` and `--root DIR` (filesystem storage), plus `flags` overrides. */
@@ -33,4 +33,14 @@ export async function makeDriver(config: Config, opts: { cleanTemp?: boolean } =
   const driver = new FsDriver({ root, fsync: config.storage.filesystem!.fsync });
   if (opts.cleanTemp ?? true) await driver.cleanTemp();
   return driver;
+}
+
+/** The audit log for a CLI command: stdout is the command's output, so `output: stdout` goes to stderr here. */
+export function cliAudit(config: Config['audit']): Audit | undefined {
+  try {
+    const output = !config?.output || config.output === 'stdout' ? 'stderr' : config.output;
+    return createAudit(config && { ...config, output });
+  } catch (e) {
+    throw new CLIError((e as Error).message);
+  }
 }

@@ -4,7 +4,7 @@ import { createLogger, parseDuration, ConfigError } from '../registry/index.js';
 import { createGcJob } from '../registry/gc.js';
 import { createPolicies } from '../registry/policy.js';
 import { CLIError, parseFlags, type Command } from './command.js';
-import { makeDriver, storageConfig } from './_storage.js';
+import { cliAudit, makeDriver, storageConfig } from './_storage.js';
 
 const HELP = `Usage: berth gc [--config FILE] [--root DIR] [--dry-run] [--delete-untagged] [--grace DURATION] [--json]
 
@@ -61,8 +61,11 @@ const command: Command = {
     const driver = await makeDriver(config, { cleanTemp: false });
     const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
     const dryRun = values['dry-run'] ?? false;
-    const policies = createPolicies(config, store, log);
+    // Retention and GC deletions are audited (config audit) as when the server runs them.
+    const audit = cliAudit(config.audit);
+    const policies = createPolicies(config, store, log, audit);
     const job = createGcJob(config, store, log, {
+      audit,
       before: (dry) =>
         policies.applyRetention({ dryRun: dry, report: (l) => !values.json && console.log(l) }).then(() => {}),
     });
@@ -90,6 +93,7 @@ const command: Command = {
         );
       }
     } finally {
+      await audit?.close();
       await driver.close?.();
     }
     return 0;

@@ -22,6 +22,7 @@ export interface Config {
     // --- issue 16 (production server): proxies, debug listener — see ProductionHttpConfig ---
     trustedProxies?: string[];
     debug?: { addr: string };
+    headersTimeout?: string;
   };
   storage: {
     filesystem?: { root: string; fsync?: boolean };

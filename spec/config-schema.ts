@@ -172,6 +172,8 @@ export const configSchema = {
           },
         },
         // --- issue 16 (production server) ---
+        /** A request's headers must arrive within this (default 60s), HTTP/2 and HTTPS included (registry/server.ts). */
+        headersTimeout: duration,
         /**
          * Peers (CIDRs or addresses) whose X-Forwarded-Proto/Host/For and RFC 7239 Forwarded headers are believed:
          * the token realm, the client address of logs, login throttling and audit. From anyone else they are ignored.
