@@ -141,7 +141,8 @@ function _node(v: string | undefined): string | undefined {
 function _parseForwarded(text: string): Array<Record<string, string>> {
   const out: Array<Record<string, string>> = [];
   // A token or a quoted-string per value; commas separate elements, semicolons pairs.
-  const re = /\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*([;,]|$)/y;
+  // Tokens are RFC 9110 tchars (plus `:` and brackets, which some proxies send unquoted).
+  const re = /\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[-!#$%&'*+.^_`|~0-9A-Za-z:[\]]*)\s*([;,]|$)/y;
   let el: Record<string, string> = {};
   let pos = 0;
   while (pos < text.length) {
