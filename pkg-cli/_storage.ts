@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { FsDriver } from '../storage/fs.js';
 import type { Driver } from '../storage/index.js';
 import { isUploadDataPath, TOP_LEVEL_ENTRIES } from '../storage/paths.js';
-import { loadConfig, ConfigError, type Config } from '../registry/index.js';
+import { loadConfig, ConfigError, createAudit, type Audit, type Config } from '../registry/index.js';
 import { CLIError } from './command.js';
 
 /** Config key path → the flag of these commands that sets it, so config errors name the flag. */
@@ -92,4 +92,14 @@ export async function assertBerthRoot(root: string): Promise<void> {
           ', ',
         )}${foreign.length > 3 ? ', …' : ''}): looked for ${expected}; check --root or storage.filesystem.root`,
     );
+}
+
+/** The audit log for a CLI command: stdout is the command's output, so `output: stdout` goes to stderr here. */
+export function cliAudit(config: Config['audit']): Audit | undefined {
+  try {
+    const output = !config?.output || config.output === 'stdout' ? 'stderr' : config.output;
+    return createAudit(config && { ...config, output });
+  } catch (e) {
+    throw new CLIError((e as Error).message);
+  }
 }

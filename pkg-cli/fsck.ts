@@ -23,7 +23,7 @@ Runs online, next to a serving registry. Exit status: 0 all blobs match, 3 damag
     const jobs = values.jobs;
     const config = existingStorageConfig('fsck', values);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
-    const driver = await makeDriver(config, { cleanTemp: false });
+    const driver = await makeDriver(config, { cleanTemp: false, create: false });
     const dryRun = values['dry-run'] ?? false;
     try {
       const result = await scrubBlobs(driver, {

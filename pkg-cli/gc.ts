@@ -5,7 +5,7 @@ import { createGcJob } from '../registry/gc.js';
 import { createPolicies } from '../registry/policy.js';
 import { formatBytes } from '../spec/units.js';
 import { CLIError, defineCommand, flag } from './command.js';
-import { existingStorageConfig, makeDriver } from './_storage.js';
+import { cliAudit, existingStorageConfig, makeDriver } from './_storage.js';
 import { json, STORAGE } from './flags.js';
 
 export default defineCommand({
@@ -29,11 +29,14 @@ lets one GC run at a time.`,
     const graceMs = values.grace;
     const log = createLogger(values.json ? 'warn' : config.log.level === 'debug' ? 'debug' : 'warn', false);
     // Never clean the temp dir here: a server on the same root may be writing to it right now.
-    const driver = await makeDriver(config, { cleanTemp: false });
+    const driver = await makeDriver(config, { cleanTemp: false, create: false });
     const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
     const dryRun = values['dry-run'] ?? false;
-    const policies = createPolicies(config, store, log);
+    // Retention and GC deletions are audited (config audit) as when the server runs them.
+    const audit = cliAudit(config.audit);
+    const policies = createPolicies(config, store, log, audit);
     const job = createGcJob(config, store, log, {
+      audit,
       before: (dry) =>
         policies.applyRetention({ dryRun: dry, report: (l) => !values.json && console.log(l) }).then(() => {}),
     });
@@ -61,6 +64,7 @@ lets one GC run at a time.`,
         );
       }
     } finally {
+      await audit?.close();
       await driver.close?.();
     }
     return 0;

@@ -60,7 +60,14 @@ export default defineCommand({
       }
     }
     const driver = await makeDriver(config);
-    const registry = createRegistry(config, driver, log);
+    let registry: ReturnType<typeof createRegistry>;
+    try {
+      registry = createRegistry(config, driver, log);
+    } catch (e) {
+      // An audit file that can't be opened is the operator's to fix, like a TLS file.
+      if (/^audit\./.test((e as Error).message)) throw new CLIError((e as Error).message);
+      throw e;
+    }
     if (config.auth.mode === 'none')
       log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
     let server;
@@ -72,6 +79,20 @@ export default defineCommand({
       );
     }
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
+    // http.debug: metrics and health on their own plain-HTTP listener (distribution's http.debug), for a port that
+    // only the cluster's monitoring reaches; /metrics is then no longer served on the registry port.
+    let debug: Awaited<ReturnType<typeof listen>> | undefined;
+    if (registry.debugApp && config.http.debug) {
+      try {
+        debug = await listen(registry.debugApp, config.http.debug.addr, undefined, undefined, {});
+      } catch (e) {
+        await server.close(0);
+        throw new CLIError(
+          `cannot listen on ${config.http.debug.addr} (http.debug.addr): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another address`,
+        );
+      }
+      log.info('berth debug listener (metrics, health)', { addr: config.http.debug.addr, url: debug.url });
+    }
     if (pretty) process.stderr.write(banner(config, server.port, values.config));
 
     registry.start();
@@ -80,7 +101,8 @@ export default defineCommand({
       const stop = (signal: string) => {
         log.info('shutting down', { signal });
         registry.stop();
-        server.close(parseDuration(config.http.shutdownTimeout)).then(async () => {
+        Promise.all([server.close(parseDuration(config.http.shutdownTimeout)), debug?.close(1000)]).then(async () => {
+          await registry.audit?.close();
           await driver.close?.();
           resolveStop();
         });

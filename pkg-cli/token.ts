@@ -5,7 +5,8 @@ import { AuthState, type RobotRecord } from '../registry/auth/index.js';
 import type { RobotScope } from '../registry/auth/acl.js';
 import { parseDuration } from '../spec/units.js';
 import { CLIError, defineCommand, EXIT, flag, suggest, UsageError } from './command.js';
-import { existingStorageConfig, makeDriver } from './_storage.js';
+import { cliAudit, existingStorageConfig, makeDriver } from './_storage.js';
+import { cliActor } from '../registry/index.js';
 import { json, STORAGE } from './flags.js';
 import { AuthStore } from '../storage/index.js';
 
@@ -87,69 +88,94 @@ auth.token.ttl, 5 minutes by default).`,
       );
     }
     const config = existingStorageConfig('token', values);
-    const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false })));
-    switch (verb) {
-      case 'create': {
-        if (!arg || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(arg))
-          throw new UsageError(
-            'berth token create NAME: NAME is lowercase letters, digits, . _ - (at most 64), e.g. ci-team-a',
-          );
-        const ttl = _duration(values.expires ?? config.auth.robots?.defaultTtl ?? '90d', '--expires');
-        const max = config.auth.robots?.maxTtl;
-        if (max && ttl > _duration(max, 'auth.robots.maxTtl'))
-          throw new CLIError(`--expires: longer than auth.robots.maxTtl (${max})`);
-        if (ttl <= 0) throw new UsageError('--expires: must be positive');
-        const { record, token } = await state.createRobot({
-          name: arg,
-          scopes: _scopes(values.repository, values.actions),
-          expiresAt: new Date(Date.now() + ttl),
-          description: values.description,
-        });
-        if (values.json) console.log(JSON.stringify({ ...record, hash: undefined, username: arg, token }));
-        else {
-          console.log(_row(record));
-          console.log(`username: ${arg}`);
-          console.log(`token:    ${token}`);
-          console.error('(shown once; store it as a CI secret)');
-        }
-        return 0;
-      }
-      case 'list': {
-        if (arg !== undefined) throw new UsageError(`unexpected argument "${arg}"; see \`berth token --help\``);
-        if (values.refresh) {
-          const list = await state.listRefresh();
-          if (values.json) console.log(JSON.stringify(list));
-          else
-            for (const r of list)
-              console.log(
-                `${r.id}  ${r.kind}:${r.name}  ${r.clientId ?? '-'}  created ${r.createdAt}  expires ${r.expiresAt}`,
-              );
+    const state = new AuthState(new AuthStore(await makeDriver(config, { cleanTemp: false, create: false })));
+    // Robots created and revoked here are audited like the server's events (config audit), by the OS user.
+    const audit = cliAudit(config.audit);
+    try {
+      return await _verb();
+    } finally {
+      await audit?.close();
+    }
+    async function _verb(): Promise<number> {
+      switch (verb) {
+        case 'create': {
+          if (!arg || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(arg))
+            throw new UsageError(
+              'berth token create NAME: NAME is lowercase letters, digits, . _ - (at most 64), e.g. ci-team-a',
+            );
+          const ttl = _duration(values.expires ?? config.auth.robots?.defaultTtl ?? '90d', '--expires');
+          const max = config.auth.robots?.maxTtl;
+          if (max && ttl > _duration(max, 'auth.robots.maxTtl'))
+            throw new CLIError(`--expires: longer than auth.robots.maxTtl (${max})`);
+          if (ttl <= 0) throw new UsageError('--expires: must be positive');
+          const { record, token } = await state.createRobot({
+            name: arg,
+            scopes: _scopes(values.repository, values.actions),
+            expiresAt: new Date(Date.now() + ttl),
+            description: values.description,
+          });
+          audit?.record({
+            event: 'robot.created',
+            outcome: 'success',
+            actor: cliActor(),
+            id: record.id,
+            name: `robot:${record.name}`,
+            scopes: record.scopes.map((x) => `${x.repositories.join(',')}:${x.actions.join(',')}`),
+            expiresAt: record.expiresAt,
+          });
+          if (values.json) console.log(JSON.stringify({ ...record, hash: undefined, username: arg, token }));
+          else {
+            console.log(_row(record));
+            console.log(`username: ${arg}`);
+            console.log(`token:    ${token}`);
+            console.error('(shown once; store it as a CI secret)');
+          }
           return 0;
         }
-        const list = await state.listRobots();
-        if (values.json) console.log(JSON.stringify(list.map((r) => ({ ...r, hash: undefined }))));
-        else for (const r of list) console.log(_row(r));
-        return 0;
-      }
-      case 'revoke': {
-        if (!arg)
+        case 'list': {
+          if (arg !== undefined) throw new UsageError(`unexpected argument "${arg}"; see \`berth token --help\``);
+          if (values.refresh) {
+            const list = await state.listRefresh();
+            if (values.json) console.log(JSON.stringify(list));
+            else
+              for (const r of list)
+                console.log(
+                  `${r.id}  ${r.kind}:${r.name}  ${r.clientId ?? '-'}  created ${r.createdAt}  expires ${r.expiresAt}`,
+                );
+            return 0;
+          }
+          const list = await state.listRobots();
+          if (values.json) console.log(JSON.stringify(list.map((r) => ({ ...r, hash: undefined }))));
+          else for (const r of list) console.log(_row(r));
+          return 0;
+        }
+        case 'revoke': {
+          if (!arg)
+            throw new UsageError(
+              'berth token revoke ID|NAME: give a robot id or name, or a refresh-token id (berth token list [--refresh])',
+            );
+          const removed = await state.revoke(arg);
+          if (!removed.length)
+            throw new CLIError(`no robot or refresh token "${arg}"; see \`berth token list\``, EXIT.notFound);
+          for (const r of removed)
+            audit?.record({
+              event: r.startsWith('robot ') ? 'robot.revoked' : 'token.revoked',
+              outcome: 'success',
+              actor: cliActor(),
+              name: r,
+            });
+          for (const r of removed) console.log(`revoked ${r}`);
+          return 0;
+        }
+        case 'prune': {
+          console.log(`removed ${await state.prune()} expired tokens`);
+          return 0;
+        }
+        default:
           throw new UsageError(
-            'berth token revoke ID|NAME: give a robot id or name, or a refresh-token id (berth token list [--refresh])',
+            `token: expected create, list, revoke or prune${verb ? `, not "${verb}"` : ''}; see \`berth token --help\``,
           );
-        const removed = await state.revoke(arg);
-        if (!removed.length)
-          throw new CLIError(`no robot or refresh token "${arg}"; see \`berth token list\``, EXIT.notFound);
-        for (const r of removed) console.log(`revoked ${r}`);
-        return 0;
       }
-      case 'prune': {
-        console.log(`removed ${await state.prune()} expired tokens`);
-        return 0;
-      }
-      default:
-        throw new UsageError(
-          `token: expected create, list, revoke or prune${verb ? `, not "${verb}"` : ''}; see \`berth token --help\``,
-        );
     }
   },
 });

@@ -63,6 +63,8 @@ export function parseTarget(path: string): Target | undefined {
 }
 
 export interface AppHooks {
+  /** Runs first after the target is parsed, so it sees every outcome, auth refusals included (registry/audit.ts). */
+  audit?: MiddlewareHandler<Env>;
   /** Runs after the target is parsed and before the handler (authentication and authorization). */
   auth?: MiddlewareHandler<Env>;
   /** Runs after auth: the pull-through cache (maps mirrored repositories, fills the cache, refuses pushes). */
@@ -113,6 +115,7 @@ export function createApp(options: RegistryOptions, hooks: AppHooks = {}): Hono<
     c.set('target', target);
     await next();
   });
+  if (hooks.audit) app.use('/v2/*', hooks.audit);
   if (hooks.auth) app.use('/v2/*', hooks.auth);
   if (hooks.proxy) app.use('/v2/*', hooks.proxy);
   if (hooks.limits) app.use('/v2/*', hooks.limits);

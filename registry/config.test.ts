@@ -189,3 +189,20 @@ test('`config check` output redacts every secret', () => {
   assert.equal(back.proxy.upstreams[0].username, 'u');
   assert.equal(back.http.addr, ':5000');
 });
+
+test('relative http.tls and audit.output paths in a config file are relative to its directory; env values are not', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-config-'));
+  const file = join(dir, 'berth.yaml');
+  await writeFile(
+    file,
+    'http:\n  tls: { certificate: tls/tls.crt, key: /abs/tls.key, clientCAs: ../cas.pem }\naudit: { enabled: true, output: logs/audit.jsonl }\n',
+  );
+  const c = loadConfig({ file, env: {} });
+  assert.equal(c.http.tls?.certificate, join(dir, 'tls/tls.crt'));
+  assert.equal(c.http.tls?.key, '/abs/tls.key');
+  assert.equal(c.http.tls?.clientCAs, join(dir, '../cas.pem'));
+  assert.equal(c.audit?.output, join(dir, 'logs/audit.jsonl'));
+  const fromEnv = loadConfig({ file, env: { BERTH_HTTP_TLS_KEY: 'rel.key', BERTH_AUDIT_OUTPUT: 'stdout' } });
+  assert.equal(fromEnv.http.tls?.key, 'rel.key');
+  assert.equal(fromEnv.audit?.output, 'stdout');
+});

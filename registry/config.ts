@@ -4,6 +4,8 @@
 // keys, the allowed values of an enum, the form of a duration or size).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { trustedProxies } from './forwarded.js';
 import { closest, distance } from 'fastest-levenshtein';
 import { LineCounter, parseDocument, isMap, isScalar, type Document, type Node } from 'yaml';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -218,6 +220,7 @@ export function loadConfig(
     fromFile = src.doc.toJS() ?? {};
     if (!_isObject(fromFile))
       throw new ConfigError(`${opts.file}:1:1: the config must be a mapping of sections (http:, storage:, auth:, …)`);
+    _resolveFilePaths(fromFile, dirname(resolve(opts.file)));
   }
   const layered = _normalizeSizes(_merge(_merge(fromFile, src.env.values), src.flags), configSchema);
   layered.storage ??= {};
@@ -229,7 +232,27 @@ export function loadConfig(
   if (!layered.storage.s3) layered.storage.filesystem ??= {};
   const validate = _validator();
   if (!validate(layered)) throw new ConfigError(_explain(validate.errors![0], src));
+  try {
+    trustedProxies((layered as Config).http.trustedProxies);
+  } catch (e) {
+    throw new ConfigError(`${_origin(src, ['http', 'trustedProxies'])}http.trustedProxies: ${(e as Error).message}`);
+  }
   return layered as Config;
+}
+
+/**
+ * Relative file paths written in the config file are relative to that file, wherever berth is started from (a
+ * Kubernetes mount or a systemd unit's WorkingDirectory would otherwise change what they mean): http.tls files and
+ * audit.output. Values from BERTH_* variables and flags stay relative to the working directory.
+ */
+function _resolveFilePaths(fromFile: any, dir: string): void {
+  const tls = fromFile?.http?.tls;
+  if (tls && typeof tls === 'object')
+    for (const k of ['certificate', 'key', 'clientCAs'])
+      if (typeof tls[k] === 'string' && tls[k] && !isAbsolute(tls[k])) tls[k] = resolve(dir, tls[k]);
+  const out = fromFile?.audit?.output;
+  if (typeof out === 'string' && out && out !== 'stdout' && out !== 'stderr' && !isAbsolute(out))
+    fromFile.audit.output = resolve(dir, out);
 }
 
 /** One ajv error as `where: key.path: what is wrong; the fix`. */

@@ -5,6 +5,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { OciError } from '../spec/index.js';
 import type { Store } from '../storage/index.js';
 import { guardBody, type BodyLimit } from './body.js';
+import { resolveClient, type Client, type TrustedProxies } from './forwarded.js';
 
 /** What a /v2 request addresses; parsed once, before auth, from the right of the path (names contain `/`). */
 export interface Target {
@@ -22,6 +23,14 @@ export interface RegistryOptions {
   maxManifestBytes: number;
   /** Cap on `n` for tag, catalog and referrer listings. */
   maxPageSize: number;
+  /** `http.trustedProxies`: whose X-Forwarded-* / Forwarded headers are believed (registry/forwarded.ts). */
+  trustedProxies?: TrustedProxies;
+}
+
+/** The client behind this request: its address, and the scheme and host it used when a trusted proxy says so. */
+export function clientOf(c: Ctx): Client {
+  const incoming = c.env?.incoming;
+  return incoming ? resolveClient(incoming, c.var.options?.trustedProxies) : { forwarded: false };
 }
 
 export type Env = {

@@ -6,6 +6,7 @@ import type { Store } from '../storage/index.js';
 import { parseDuration } from '../spec/units.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import type { Audit } from './audit.js';
 
 export interface GcJobRun {
   dryRun?: boolean;
@@ -27,6 +28,8 @@ export interface GcHooks {
   before?: (dryRun: boolean) => Promise<void>;
   /** Observes each run (metrics): its result, undefined when another GC held the lease, or the error. */
   after?: (result: GcResult | undefined, error?: unknown) => void;
+  /** Records each deletion (`gc.delete`; not in a dry run). */
+  audit?: Audit;
 }
 
 export function createGcJob(config: Config, store: Store, log: Logger, hooks: GcHooks = {}): GcJob {
@@ -42,7 +45,13 @@ export function createGcJob(config: Config, store: Store, log: Logger, hooks: Gc
         deleteUntagged: opts.deleteUntagged ?? config.gc.deleteUntagged,
         uploadAgeMs: parseDuration(config.storage.uploadPurge.age),
         concurrency: config.gc.concurrency,
-        onItem: opts.onItem,
+        onItem:
+          hooks.audit && !opts.dryRun
+            ? (kind, what, bytes) => {
+                hooks.audit!.record({ event: 'gc.delete', outcome: 'success', actor: 'gc', kind, item: what, bytes });
+                opts.onItem?.(kind, what, bytes);
+              }
+            : opts.onItem,
       });
       hooks.after?.(result);
       return result;

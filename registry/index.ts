@@ -1,4 +1,5 @@
 // registry/: builds the registry app from a configuration and a storage driver.
+import { Hono } from 'hono';
 import type { Driver } from '../storage/index.js';
 import { createStore, type Store } from '../storage/index.js';
 import { createApp, type AppHooks } from './app.js';
@@ -14,12 +15,16 @@ import { sessionLimits } from './sessions.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
 import { createAuth, type Auth } from './auth/index.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
+import { trustedProxies } from './forwarded.js';
+import { auditMiddleware, createAudit, type Audit } from './audit.js';
+import type { Env } from './context.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
 export { parseDuration, parseSize, UnitError } from '../spec/units.js';
 export { listen, type RunningServer } from './server.js';
 export { createLogger, type Logger } from './log.js';
+export { createAudit, cliActor, type Audit, type AuditEvent } from './audit.js';
 
 export interface Registry {
   store: Store;
@@ -36,27 +41,44 @@ export interface Registry {
   start: Lifecycle['start'];
   /** Stops them (and webhook delivery); the caller closes the HTTP server and the driver. */
   stop: Lifecycle['stop'];
+  /** The audit log (`audit.enabled`); close it on shutdown. */
+  audit?: Audit;
+  /** `http.debug`: /metrics, /healthz and /readyz for the separate debug listener. */
+  debugApp?: Hono<Env>;
 }
 
-export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
+export interface RegistryHooks extends AppHooks {
+  /** Replaces the audit log `config.audit` would open (tests capture events with it). */
+  auditLog?: Audit;
+}
+
+export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: RegistryHooks = {}): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
   const proxy = config.proxy?.upstreams?.length ? createProxy(config.proxy, store, log) : undefined;
   const metrics = config.metrics.enabled ? createMetrics({ proxy }) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
-  const policies = createPolicies(config, store, log);
+  const audit = hooks.auditLog ?? createAudit(config.audit);
+  const policies = createPolicies(config, store, log, audit);
   if (policies.enabled.immutable)
     store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
   const webhooks = config.webhooks?.length
     ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' })
     : undefined;
-  const auth = createAuth(config.auth, store.auth, { publicUrl: config.http.publicUrl, warn: (msg) => log.warn(msg) });
+  const auth = createAuth(config.auth, store.auth, {
+    publicUrl: config.http.publicUrl,
+    warn: (msg) => log.warn(msg),
+    audit,
+  });
   auth?.ready.catch((e) =>
     log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }),
   );
-  const ops = { ...hooks };
+  const { auditLog: _, ...ops } = hooks;
+  // With http.debug.addr, /metrics moves to the debug listener (debugApp); health stays on both.
+  const debugApp = config.http.debug ? new Hono<Env>() : undefined;
+  if (debugApp) healthRoutes(debugApp, driver, metrics);
   ops.extend = (app) => {
-    healthRoutes(app, driver, metrics);
+    healthRoutes(app, driver, debugApp ? undefined : metrics);
     auth?.extend?.(app);
     hooks.extend?.(app);
   };
@@ -66,6 +88,7 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
       deleteEnabled: config.storage.delete,
       maxManifestBytes: config.storage.maxManifestBytes,
       maxPageSize: config.api.maxPageSize,
+      trustedProxies: trustedProxies(config.http.trustedProxies),
     },
     {
       onUnexpectedError: (e, c) => {
@@ -85,6 +108,7 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
           err: (e as Error)?.stack ?? String(e),
         });
       },
+      ...(audit ? { audit: auditMiddleware(audit) } : {}),
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
       limits: sessionLimits(config.storage.uploadSessions, store),
@@ -92,6 +116,18 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
       ...ops,
     },
   );
-  const lifecycle = createLifecycle(config, { store, policies, metrics, webhooks }, log);
-  return { store, app, proxy, metrics, policies, webhooks, auth, start: lifecycle.start, stop: lifecycle.stop };
+  const lifecycle = createLifecycle(config, { store, policies, metrics, webhooks, audit }, log);
+  return {
+    store,
+    app,
+    proxy,
+    metrics,
+    policies,
+    webhooks,
+    auth,
+    audit,
+    debugApp,
+    start: lifecycle.start,
+    stop: lifecycle.stop,
+  };
 }

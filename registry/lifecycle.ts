@@ -9,6 +9,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Policies } from './policy.js';
 import type { Webhooks } from './webhooks.js';
+import type { Audit } from './audit.js';
 
 export interface Lifecycle {
   /** Schedules the jobs the config turns on. Idempotent. */
@@ -22,13 +23,15 @@ export interface LifecycleParts {
   policies: Policies;
   metrics?: Metrics;
   webhooks?: Webhooks;
+  /** Records GC deletions (retention records its own through Policies). */
+  audit?: Audit;
 }
 
 export function createLifecycle(config: Config, parts: LifecycleParts, log: Logger): Lifecycle {
-  const { store, policies, metrics, webhooks } = parts;
+  const { store, policies, metrics, webhooks, audit } = parts;
   const timers: NodeJS.Timeout[] = [];
   // Scheduled GC (gc.enabled); replicas share one lease, so one of them does the work.
-  const gc = createGcJob(config, store, log, { after: (r, e) => metrics?.gcRun(r, e !== undefined) });
+  const gc = createGcJob(config, store, log, { after: (r, e) => metrics?.gcRun(r, e !== undefined), audit });
   let started = false;
   const every = (interval: string, job: () => void) => {
     const t = setInterval(job, parseDuration(interval));

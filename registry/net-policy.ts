@@ -120,7 +120,7 @@ export interface AddressPolicy {
 
 /** What is wrong with an allowPrivateNetworks value (an entry that is not an IP or CIDR), if anything. */
 export function privateNetworksProblem(value: PrivateNetworks): string | undefined {
-  const bad = Array.isArray(value) ? value.find((entry) => !_parseCidr(entry)) : undefined;
+  const bad = Array.isArray(value) ? value.find((entry) => !parseCidr(entry)) : undefined;
   return bad === undefined
     ? undefined
     : `allowPrivateNetworks: "${bad}" is not an IP address or CIDR such as 10.0.0.0/8 or fd00::/8`;
@@ -131,7 +131,7 @@ export function addressPolicy(allow: PrivateNetworks): AddressPolicy {
   if (Array.isArray(allow)) {
     allowed = new BlockList();
     for (const entry of allow) {
-      const cidr = _parseCidr(entry);
+      const cidr = parseCidr(entry);
       if (!cidr) throw new Error(privateNetworksProblem(allow));
       allowed.addSubnet(cidr.net, cidr.bits, cidr.family);
     }
@@ -192,7 +192,8 @@ export function guardedFetch(policy: AddressPolicy): (url: string, init?: Reques
   return (url, init) => undiciFetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>;
 }
 
-function _parseCidr(entry: string): { net: string; bits: number; family: 'ipv4' | 'ipv6' } | undefined {
+/** `10.0.0.0/8`, `fd00::/8` or a single address (a /32 or /128); undefined when it is neither. */
+export function parseCidr(entry: string): { net: string; bits: number; family: 'ipv4' | 'ipv6' } | undefined {
   const [net, len, extra] = entry.split('/');
   const family = isIP(net ?? '');
   if (family === 0 || extra !== undefined) return undefined;

@@ -7,6 +7,7 @@ import { namespaceUsage, tagAges, type Store } from '../storage/index.js';
 import { parseDuration } from '../spec/units.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import type { Audit } from './audit.js';
 import type { BodyLimit } from './body.js';
 
 const _matcher = (globs: string[] | undefined) => (globs?.length ? picomatch(globs, { dot: true }) : () => true);
@@ -46,7 +47,7 @@ export interface Policies {
   readonly enabled: { immutable: boolean; quotas: boolean; retention: boolean };
 }
 
-export function createPolicies(config: Config, store: Store, log: Logger): Policies {
+export function createPolicies(config: Config, store: Store, log: Logger, audit?: Audit): Policies {
   const immutable = (config.immutableTags ?? []).map((r) => ({
     repo: _matcher(r.repositories),
     tag: _matcher(r.tags),
@@ -264,6 +265,7 @@ export function createPolicies(config: Config, store: Store, log: Logger): Polic
           if (!opts.dryRun) {
             await store.manifests.delete(name, tag).catch(() => {});
             await store.manifests.forgetPull(name, tag).catch(() => {});
+            audit?.record({ event: 'retention.delete', outcome: 'success', actor: 'retention', repository: name, tag });
           }
           deleted.push(`${name}:${tag}`);
           opts.report?.(`${opts.dryRun ? 'would delete' : 'deleted'} tag ${name}:${tag} (retention)`);

@@ -13,6 +13,13 @@ import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
 import { parseDuration } from '../spec/units.js';
 import type { Config } from './config.js';
 import { loadTls, watchTls } from './tls.js';
+import { resolveClient, trustedProxies, unmapped, type TrustedProxies } from './forwarded.js';
+
+function remote(req: IncomingMessage, trusted: TrustedProxies): { remote?: string; peer?: string } {
+  const peer = unmapped(req.socket?.remoteAddress);
+  const client = resolveClient(req, trusted).address;
+  return client === peer ? { remote: peer } : { remote: client, peer };
+}
 
 export interface RunningServer {
   /** HTTP/1.1 without `http.tls`; with it, HTTPS serving HTTP/2 to clients that offer it (ALPN) and HTTP/1.1. */
@@ -87,7 +94,9 @@ function _bodyWatch(idleMs: number, log?: Logger): (req: IncomingMessage, res: S
 export type RequestObserver = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Timeouts (config `http`): durations such as 60s; 0s turns one off. `tls`: serve HTTPS (registry/tls.ts). */
-export type ServerTimeouts = Partial<Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout' | 'tls'>>;
+export type ServerTimeouts = Partial<
+  Pick<Config['http'], 'bodyIdleTimeout' | 'requestTimeout' | 'headersTimeout' | 'tls' | 'trustedProxies'>
+>;
 
 export async function listen(
   app: Hono<Env>,
@@ -115,7 +124,9 @@ export async function listen(
       });
     },
   });
-  const headersTimeout = requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS;
+  const trusted = trustedProxies(timeouts.trustedProxies);
+  const headersMs = timeouts.headersTimeout ? parseDuration(timeouts.headersTimeout) : HEADERS_TIMEOUT_MS;
+  const headersTimeout = requestTimeout > 0 ? Math.min(headersMs, requestTimeout) : headersMs;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     observe?.(req, res);
     watch?.(req, res);
@@ -132,7 +143,8 @@ export async function listen(
           path: req.url?.split('?')[0],
           status: res.statusCode,
           ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
-          remote: req.socket.remoteAddress,
+          // The client a trusted proxy names (http.trustedProxies), else the socket's peer; `peer` when they differ.
+          ...remote(req, trusted),
         });
       });
     }
@@ -145,6 +157,7 @@ export async function listen(
       tls,
       host,
       port,
+      headersTimeout,
       log,
     );
   const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, handle);
@@ -172,14 +185,15 @@ export async function listen(
  * HTTPS: node's HTTP/2 server with `allowHTTP1`, so one port serves HTTP/2 to clients that offer `h2` by ALPN
  * (containerd, Go clients, curl) and HTTP/1.1 to the rest. The request handler gets node's compatibility
  * request/response objects, which @hono/node-server and the direct writes (blob GETs, registry/routes/blobs.ts)
- * both accept. node's HTTP/2 server has no headersTimeout or requestTimeout: an idle connection is closed after
- * the keep-alive time, requestTimeout is _withRequestTimeout, and bodyIdleTimeout applies to each request.
+ * both accept. node's HTTP/2 server has no headersTimeout or requestTimeout: the idle-connection watch below stands
+ * in for headersTimeout, requestTimeout is _withRequestTimeout, and bodyIdleTimeout applies to each request.
  */
 async function _listenTls(
   handle: (req: IncomingMessage, res: ServerResponse) => void,
   tls: NonNullable<ServerTimeouts['tls']>,
   host: string | undefined,
   port: number,
+  headersTimeoutMs: number,
   log?: Logger,
 ): Promise<RunningServer> {
   const mtls = tls.clientCAs ? { requestCert: true, rejectUnauthorized: true } : {};
@@ -190,24 +204,62 @@ async function _listenTls(
   const sessions = new Set<Http2Session>();
   let closing = false;
   server.setTimeout(65_000);
-  server.on('secureConnection', (socket: Socket) => {
+  // node's HTTP/2 server (and the HTTP/1.1 it serves with allowHTTP1) has no headersTimeout, and its idle timeout
+  // is reset by every byte, so a client trickling a request's headers (slowloris), or HTTP/2 PINGs with no stream,
+  // would hold a connection forever. The equivalent here: a connection with no request in flight must start one
+  // within http.headersTimeout (60s) of being accepted or of its last request finishing, else it is closed.
+  const idle = new Map<Socket | Http2Session, NodeJS.Timeout>();
+  const arm = (conn: Socket | Http2Session, end: () => void) => {
+    clearTimeout(idle.get(conn));
+    const timer = setTimeout(() => {
+      idle.delete(conn);
+      end();
+    }, headersTimeoutMs);
+    timer.unref();
+    idle.set(conn, timer);
+  };
+  const disarm = (conn: Socket | Http2Session) => {
+    clearTimeout(idle.get(conn));
+    idle.delete(conn);
+  };
+  server.on('secureConnection', (socket: TLSSocket) => {
     sockets.set(socket, 0);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      disarm(socket);
+    });
+    // HTTP/2 connections are watched per session (below); HTTP/1.1 ones per socket.
+    if (socket.alpnProtocol !== 'h2') arm(socket, () => socket.destroy());
   });
   server.on('session', (session: Http2Session) => {
     sessions.add(session);
-    session.once('close', () => sessions.delete(session));
+    const end = () => session.close();
+    arm(session, end);
+    let open = 0;
+    session.on('stream', (stream) => {
+      open++;
+      disarm(session);
+      stream.once('close', () => {
+        if (--open === 0 && !session.closed && !session.destroyed) arm(session, end);
+      });
+    });
+    session.once('close', () => {
+      sessions.delete(session);
+      disarm(session);
+    });
     if (closing) session.close();
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (!(req instanceof Http2ServerRequest)) {
       const socket = req.socket;
+      disarm(socket);
       sockets.set(socket, (sockets.get(socket) ?? 0) + 1);
       if (closing) res.setHeader('Connection', 'close');
       res.once('close', () => {
         const n = (sockets.get(socket) ?? 1) - 1;
         if (sockets.has(socket)) sockets.set(socket, n);
         if (closing && n === 0) socket.end();
+        else if (n === 0 && !socket.destroyed) arm(socket, () => socket.destroy());
       });
     }
     handle(req, res);

@@ -268,6 +268,25 @@ export const configSchema = {
             minVersion: { enum: ['TLSv1.2', 'TLSv1.3'], description: 'lowest TLS version accepted' },
           },
         },
+        headersTimeout: {
+          ...duration("a request's headers must arrive within this, HTTP/2 and HTTPS included (registry/server.ts)"),
+          default: '60s',
+        },
+        trustedProxies: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          description:
+            'peers (CIDRs or addresses) whose X-Forwarded-Proto/Host/For and RFC 7239 Forwarded headers are believed ' +
+            '(token realm, client address of logs, login throttling, audit); from anyone else they are ignored',
+        },
+        debug: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['addr'],
+          description:
+            'a second, plain-HTTP listener for /metrics, /healthz and /readyz; /metrics then leaves the registry port',
+          properties: { addr: { type: 'string', minLength: 1, description: 'listen address, HOST:PORT or :PORT' } },
+        },
       },
     },
     storage: {
@@ -460,6 +479,20 @@ export const configSchema = {
           timeout: { ...duration('per delivery'), default: '5s' },
           retries: { type: 'integer', minimum: 0, maximum: 20, default: 5 },
           allowPrivateNetworks,
+        },
+      },
+    },
+    audit: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'audit events as JSON lines (registry/audit.ts; README "Audit log"), separate from request logs',
+      properties: {
+        enabled: { type: 'boolean', default: false, description: 'write audit events' },
+        output: {
+          type: 'string',
+          minLength: 1,
+          default: 'stdout',
+          description: 'stdout, stderr, or a file path (appended; relative to the config file)',
         },
       },
     },

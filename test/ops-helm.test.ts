@@ -102,6 +102,37 @@ const CASES: Array<{ name: string; args: string[]; check: (docs: Doc[]) => void 
     },
   },
   {
+    name: 'token auth from an existing Secret, TLS in the pod, trusted proxies, debug listener, audit',
+    args: ['-f', join(CHART, 'ci/token-values.yaml')],
+    check(docs) {
+      const cm = docs.find((d) => d.kind === 'ConfigMap')!.data!['berth.yaml'];
+      // Secrets never in the ConfigMap: users, OIDC providers and webhooks come from Secrets as BERTH_* variables.
+      assert.doesNotMatch(cm, /passwordHash|secret:|users:|oidc:|webhooks:/);
+      assert.ok(!docs.some((d) => d.kind === 'Secret'), 'the chart creates no Secret: they exist already');
+      const dep = docs.find((d) => d.kind === 'Deployment')!;
+      const c = dep.spec.template.spec.containers[0];
+      const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.valueFrom.secretKeyRef]));
+      assert.deepEqual(env.BERTH_AUTH_USERS, { name: 'berth-users', key: 'users', optional: true });
+      assert.deepEqual(env.BERTH_AUTH_OIDC, { name: 'berth-users', key: 'oidc' });
+      assert.deepEqual(env.BERTH_WEBHOOKS, { name: 'berth-webhooks', key: 'webhooks' });
+      // The TLS Secret mounted where berth.yaml's http.tls names its files; the debug port serves probes and metrics.
+      assert.ok(dep.spec.template.spec.volumes.some((v: any) => v.secret?.secretName === 'berth-tls'));
+      assert.ok(c.volumeMounts.some((m: any) => m.name === 'tls' && m.mountPath === '/etc/berth-tls'));
+      assert.match(cm, /certificate: \/etc\/berth-tls\/tls\.crt/);
+      assert.match(cm, /debug:\n\s+addr: :5001/);
+      assert.match(cm, /publicUrl: https:\/\/registry\.example\.com/);
+      assert.match(cm, /trustedProxies:\n\s+- 10\.0\.0\.0\/8/);
+      assert.match(cm, /audit:\n\s+enabled: true/);
+      assert.equal(c.readinessProbe.httpGet.port, 'debug');
+      const svc = docs.find((d) => d.kind === 'Service')!;
+      assert.deepEqual(
+        svc.spec.ports.map((p: any) => p.name),
+        ['http', 'debug'],
+      );
+      assert.equal(docs.find((d) => d.kind === 'ServiceMonitor')!.spec.endpoints[0].port, 'debug');
+    },
+  },
+  {
     name: 'S3 without autoscaling: N replicas',
     args: ['-f', join(CHART, 'ci/s3-values.yaml'), '--set', 'autoscaling.enabled=false', '--set', 'replicaCount=4'],
     check(docs) {
@@ -154,6 +185,14 @@ test('helm chart: lint, template (filesystem and S3), kubeconform -strict, berth
       assert.equal(config.http.addr, ':5000');
     });
   }
+
+  // auth.mode=token with no way to log in is refused with the fix, before anything is deployed.
+  const noLogin = await run(helm, ['template', 'reg', CHART, '--set', 'auth.mode=token']);
+  assert.notEqual(noLogin.code, 0);
+  assert.match(noLogin.stderr, /auth\.mode=token has no way to log in: set auth\.existingSecret/);
+  ok(await run(helm, ['template', 'reg', CHART, '--set', 'auth.mode=token', '--set', 'auth.robotsOnly=true']));
+  const noTls = await run(helm, ['template', 'reg', CHART, '--set', 'tls.enabled=true']);
+  assert.match(noTls.stderr, /tls\.existingSecret .* is required with tls\.enabled/);
 
   // The strict schemas really are strict: an unknown field fails.
   const bad =

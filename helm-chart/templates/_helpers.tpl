@@ -65,6 +65,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "storage.type must be filesystem or s3" }}
 {{- end }}
 {{- $auth := dict "mode" .Values.auth.mode }}
+{{- if and (eq .Values.auth.mode "token") (not (or .Values.auth.existingSecret .Values.auth.robotsOnly)) }}
+{{- fail "auth.mode=token has no way to log in: set auth.existingSecret (a Secret with key \"users\": JSON [{name, passwordHash, groups}], and/or key \"oidc\" with auth.oidcFromSecret=true), or auth.robotsOnly=true if only robot tokens (berth token create) log in" }}
+{{- end }}
+{{- if and .Values.auth.oidcFromSecret (not .Values.auth.existingSecret) }}
+{{- fail "auth.oidcFromSecret needs auth.existingSecret (the Secret with key \"oidc\")" }}
+{{- end }}
 {{- if eq .Values.auth.mode "htpasswd" }}{{ $_ := set $auth "htpasswd" (dict "path" "/etc/berth/auth/htpasswd") }}{{ end }}
 {{- if .Values.auth.acl }}{{ $_ := set $auth "acl" .Values.auth.acl }}{{ end }}
 {{- $http := dict "addr" ":5000" }}
@@ -73,7 +79,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $host := (first .Values.ingress.hosts).host }}
 {{- $_ := set $http "publicUrl" (printf "%s://%s" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) $host) }}
 {{- end }}
-{{- $base := dict "http" $http "storage" $storage "auth" $auth "log" .Values.log "metrics" (dict "enabled" .Values.metrics.enabled) "gc" (dict "enabled" .Values.gc.enabled "interval" .Values.gc.interval "grace" .Values.gc.grace "deleteUntagged" .Values.gc.deleteUntagged) }}
+{{- if .Values.publicUrl }}{{ $_ := set $http "publicUrl" .Values.publicUrl }}{{ end }}
+{{- if .Values.trustedProxies }}{{ $_ := set $http "trustedProxies" .Values.trustedProxies }}{{ end }}
+{{- if .Values.debug.enabled }}{{ $_ := set $http "debug" (dict "addr" (printf ":%d" (int .Values.debug.port))) }}{{ end }}
+{{- if .Values.tls.enabled }}
+{{- $_ := required "tls.existingSecret (a kubernetes.io/tls Secret) is required with tls.enabled" .Values.tls.existingSecret }}
+{{- $_ := set $http "tls" (dict "certificate" "/etc/berth-tls/tls.crt" "key" "/etc/berth-tls/tls.key") }}
+{{- end }}
+{{- $base := dict "http" $http "storage" $storage "auth" $auth "audit" (dict "enabled" .Values.audit.enabled "output" "stdout") "log" .Values.log "metrics" (dict "enabled" .Values.metrics.enabled) "gc" (dict "enabled" .Values.gc.enabled "interval" .Values.gc.interval "grace" .Values.gc.grace "deleteUntagged" .Values.gc.deleteUntagged) }}
 {{- toYaml (mustMergeOverwrite $base (deepCopy .Values.config)) }}
 {{- end }}
 
@@ -94,6 +107,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   secret:
     secretName: {{ include "berth.authSecretName" . }}
 {{- end }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ .Values.tls.existingSecret }}
+{{- end }}
 {{- end }}
 
 {{- define "berth.volumeMounts" -}}
@@ -111,6 +129,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   mountPath: /etc/berth/auth
   readOnly: true
 {{- end }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: /etc/berth-tls
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "berth.env" -}}
@@ -125,6 +148,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     secretKeyRef:
       name: {{ include "berth.s3SecretName" . }}
       key: secretAccessKey
+{{- end }}
+{{- if and (eq .Values.auth.mode "token") .Values.auth.existingSecret }}
+- name: BERTH_AUTH_USERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: users
+      optional: {{ .Values.auth.oidcFromSecret }}
+{{- end }}
+{{- if and (eq .Values.auth.mode "token") .Values.auth.oidcFromSecret }}
+- name: BERTH_AUTH_OIDC
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: oidc
+{{- end }}
+{{- if .Values.webhooks.existingSecret }}
+- name: BERTH_WEBHOOKS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.webhooks.existingSecret }}
+      key: webhooks
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}

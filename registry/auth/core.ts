@@ -12,6 +12,7 @@ import type { Access } from './scope.js';
 import { AuthState, isRobotToken, type RefreshRecord, type RobotRecord } from './state.js';
 import { AccessVerifier, type TokenOptions } from './tokens.js';
 import { Users } from './users.js';
+import type { Audit } from '../audit.js';
 
 export class LoginError extends Error {
   constructor(
@@ -25,6 +26,8 @@ export class LoginError extends Error {
 
 export interface AuthCoreOptions {
   warn?: (msg: string) => void;
+  /** Failed and throttled logins are recorded here; the callers record successes (service.ts). */
+  audit?: Audit;
 }
 
 export class AuthCore {
@@ -38,12 +41,14 @@ export class AuthCore {
   readonly ring: () => Promise<KeyRing>;
   readonly trusted: () => Promise<TrustedIssuer[]>;
   readonly oidc: () => Promise<OidcProvider[]>;
+  readonly audit?: Audit;
 
   constructor(
     readonly config: AuthConfig,
     store: AuthStore,
     opts: AuthCoreOptions = {},
   ) {
+    this.audit = opts.audit;
     this.acl = compileAcl(config.acl);
     this.users = new Users(config, opts.warn);
     this.state = new AuthState(store);
@@ -89,17 +94,20 @@ export class AuthCore {
   async login(username: string, password: string, address: string | undefined): Promise<Identity> {
     const account = username.slice(0, 256);
     const wait = this.limiter.retryAfter(account, address);
-    if (wait > 0)
+    const method = loginMethod(password, this.config);
+    if (wait > 0) {
+      this.audit?.record({ event: 'login', outcome: 'throttled', account: _account(username), method, address });
       throw new LoginError(
         `too many failed logins from this address (for "${account.slice(0, 64)}" or overall); retry in ${wait} s`,
         429,
         wait,
       );
+    }
     let id: Identity | undefined;
-    if (isRobotToken(password)) {
+    if (method === 'robot') {
       const robot = await this.state.robotForToken(password);
       if (robot) id = robotIdentity(robot);
-    } else if (looksLikeJwt(password) && this.config.oidc?.length) {
+    } else if (method === 'oidc') {
       id = await oidcIdentity(await this.oidc(), password);
     } else if (username !== '' && username.length <= 256 && password.length <= 1024) {
       const user = await this.users.check(username, password);
@@ -107,6 +115,7 @@ export class AuthCore {
     }
     if (!id) {
       this.limiter.fail(account, address);
+      this.audit?.record({ event: 'login', outcome: 'failure', account: _account(username), method, address });
       throw new LoginError('incorrect username or password', 401);
     }
     this.limiter.succeed(account, address);
@@ -155,6 +164,19 @@ function _memo<T>(make: () => Promise<T>): () => Promise<T> {
     }
     return p;
   };
+}
+
+/** How a login authenticates: a robot token, a CI ID token (OIDC), or a user's password. */
+export function loginMethod(password: string, config: AuthConfig): 'robot' | 'oidc' | 'password' {
+  if (isRobotToken(password)) return 'robot';
+  if (looksLikeJwt(password) && config.oidc?.length) return 'oidc';
+  return 'password';
+}
+
+/** The account name for the audit log: what the client typed as username, unless it looks like a credential. */
+function _account(username: string): string {
+  if (isRobotToken(username) || looksLikeJwt(username) || username.startsWith('berth_')) return '[redacted]';
+  return username.slice(0, 128);
 }
 
 export function robotIdentity(r: RobotRecord): Identity {

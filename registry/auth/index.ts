@@ -4,6 +4,7 @@ import type { Hono, MiddlewareHandler } from 'hono';
 import type { AuthStore } from '../../storage/index.js';
 import type { Env } from '../context.js';
 import type { AuthConfig } from './config.js';
+import type { Audit } from '../audit.js';
 import { AuthCore } from './core.js';
 import { htpasswdMiddleware, tokenMiddleware } from './middleware.js';
 import { tokenRoutes } from './service.js';
@@ -26,10 +27,10 @@ export const DEFAULT_REALM = '/token';
 export function createAuth(
   config: AuthConfig,
   store: AuthStore,
-  opts: { publicUrl?: string; warn?: (msg: string) => void } = {},
+  opts: { publicUrl?: string; warn?: (msg: string) => void; audit?: Audit } = {},
 ): Auth | undefined {
   if (config.mode === 'none') return undefined;
-  const core = new AuthCore(config, store, { warn: opts.warn });
+  const core = new AuthCore(config, store, { warn: opts.warn, audit: opts.audit });
   const ready = core.ready();
   ready.catch(() => {}); // reported by whoever awaits it; requests retry the load
   if (config.mode === 'htpasswd') {

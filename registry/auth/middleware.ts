@@ -7,7 +7,7 @@
 import { Http2ServerRequest } from 'node:http2';
 import type { MiddlewareHandler } from 'hono';
 import { OciError, isValidName } from '../../spec/index.js';
-import type { Ctx, Env } from '../context.js';
+import { clientOf, type Ctx, type Env } from '../context.js';
 import { ANONYMOUS, LoginError, subjectOf, type AuthCore } from './core.js';
 import type { Identity } from './acl.js';
 import { formatScope, requiredAccess, type Access } from './scope.js';
@@ -22,10 +22,11 @@ const SAFE_HOST = /^[A-Za-z0-9.:[\]-]{1,300}$/;
  * requires an absolute realm in its config; berth, whose default realm is the relative /token, resolves it from:
  * 1. an absolute `auth.token.realm`, as configured;
  * 2. `http.publicUrl` (the URL clients use; needed behind a proxy or ingress, or when reached by a DNS name);
- * 3. else the address this connection was accepted on: the Host header only when it names that address and port
+ * 3. a trusted proxy's word (`http.trustedProxies`, registry/forwarded.ts): X-Forwarded-Proto/Host or Forwarded
+ *    proto/host, else the Host header that proxy passed on;
+ * 4. else the address this connection was accepted on: the Host header only when it names that address and port
  *    (or `localhost` on a loopback connection), otherwise the socket's own address. `onRefusedHost` is told once.
- * Without a socket (in-process requests) the request URL's host is used. Trusted proxies (X-Forwarded-Host) would
- * slot in before step 3.
+ * Without a socket (in-process requests) the request URL's host is used.
  */
 export function realmUrl(
   c: Ctx,
@@ -35,11 +36,17 @@ export function realmUrl(
 ): string {
   if (/^https?:\/\//.test(realm)) return realm;
   if (publicUrl) return publicUrl.replace(/\/$/, '') + realm;
-  const proto = c.req.url.startsWith('https:') ? 'https' : 'http';
+  const socketProto = c.req.url.startsWith('https:') ? 'https' : 'http';
   const socket = c.env?.incoming?.socket;
   // HTTP/2 names the host in the :authority pseudo-header (RFC 9113 §8.3.1), which clients send instead of Host.
   const host =
     c.req.header('host') ?? (c.env?.incoming instanceof Http2ServerRequest ? c.env.incoming.authority : undefined);
+  const client = clientOf(c);
+  if (client.forwarded) {
+    const name = client.host ?? (host && SAFE_HOST.test(host) ? host : undefined);
+    if (name) return `${client.proto ?? socketProto}://${name}${realm}`;
+  }
+  const proto = socketProto;
   if (!socket?.localAddress || !socket.localPort) {
     const fallback = host ?? new URL(c.req.url).host;
     return `${proto}://${fallback && SAFE_HOST.test(fallback) ? fallback : 'localhost'}${realm}`;
@@ -94,7 +101,7 @@ export function tokenMiddleware(
     if (warned || !warn) return;
     warned = true;
     warn(
-      `token realm: Host "${host.slice(0, 100)}" does not name this listener, so challenges point at http(s)://${used}${realm}; set http.publicUrl to the URL clients use (reported once)`,
+      `token realm: Host "${host.slice(0, 100)}" does not name this listener, so challenges point at http(s)://${used}${realm}; set http.publicUrl to the URL clients use, or http.trustedProxies to believe a reverse proxy's X-Forwarded-Host (reported once)`,
     );
   };
   const challenge = (c: Ctx, need: Access | undefined, error?: string) => {
@@ -128,13 +135,14 @@ export function tokenMiddleware(
         headers: challenge(c, need, 'invalid_token'),
       });
     }
+    // The subject is known before the check, so a denial is attributed to it (registry/audit.ts).
+    c.set('subject', token.sub);
     if (need && !hasAccess(token, need)) {
       throw new OciError('UNAUTHORIZED', `the token does not grant ${formatScope(need)}`, {
         detail: { required: need },
         headers: challenge(c, need, 'insufficient_scope'),
       });
     }
-    c.set('subject', token.sub);
     const from = _mount(c);
     if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] })) c.set('mountAllowed', false);
     if (target.route === 'catalog') {
@@ -170,6 +178,7 @@ export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
     // The ping must challenge anonymous callers, or `docker login` would never send credentials.
     if (!need && id === ANONYMOUS)
       throw new OciError('UNAUTHORIZED', 'authentication required', { headers: challenge });
+    if (id !== ANONYMOUS) c.set('subject', subjectOf(id));
     if (need && !_allowed(core, id, need)) {
       if (id === ANONYMOUS) throw new OciError('UNAUTHORIZED', 'authentication required', { headers: challenge });
       throw new OciError(

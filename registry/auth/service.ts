@@ -6,10 +6,10 @@
 // Replies: { token, access_token, expires_in, issued_at, refresh_token? } with access = requested ∩ allowed.
 // spec: distribution docs/content/spec/auth/{token,oauth}.md
 import type { Hono } from 'hono';
-import type { Ctx, Env } from '../context.js';
-import { ANONYMOUS, LoginError, subjectOf, type AuthCore } from './core.js';
+import { clientOf, type Ctx, type Env } from '../context.js';
+import { ANONYMOUS, LoginError, loginMethod, subjectOf, type AuthCore } from './core.js';
 import type { Identity } from './acl.js';
-import { mergeScopes, parseScope, ScopeError, type Access } from './scope.js';
+import { formatScope, mergeScopes, parseScope, ScopeError, type Access } from './scope.js';
 import { signAccessToken } from './tokens.js';
 
 /** Both error shapes: OAuth2 (`error`) for OAuth clients and `errors[]` for the Docker/distribution clients. */
@@ -28,8 +28,9 @@ function _error(
   });
 }
 
+/** The caller's address for throttling and audit: the socket's peer, or the client a trusted proxy names. */
 export function clientAddress(c: Ctx): string | undefined {
-  return c.env?.incoming?.socket?.remoteAddress;
+  return clientOf(c).address;
 }
 
 export function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
@@ -42,6 +43,10 @@ export function parseBasic(header: string | undefined): { username: string; pass
 }
 
 class BadRequest extends Error {}
+
+function _requestId(c: Ctx): string | undefined {
+  return c.env?.outgoing?.getHeader?.('x-request-id')?.toString();
+}
 
 function _scopes(raw: string[]): Access[] {
   const list: Access[] = [];
@@ -96,7 +101,32 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
         expiresAt: new Date(Date.now() + core.refreshTtlMs).toISOString(),
       });
     }
+    // Anonymous tokens (public pulls) are not audited: they are as many as anonymous requests and grant only what
+    // anonymous may do anyway.
+    if (id !== ANONYMOUS)
+      core.audit?.record({
+        event: typeof opts.refresh === 'string' ? 'token.refreshed' : 'token.issued',
+        outcome: 'success',
+        actor: subjectOf(id),
+        address: clientAddress(c),
+        requestId: _requestId(c),
+        scopes: access.map(formatScope),
+        refreshToken: opts.refresh === true && body.refresh_token !== undefined,
+        clientId: opts.clientId?.slice(0, 100),
+      });
     return c.json(body, 200, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });
+  };
+
+  const loggedIn = (c: Ctx, id: Identity, password: string) => {
+    core.audit?.record({
+      event: 'login',
+      outcome: 'success',
+      actor: subjectOf(id),
+      method: loginMethod(password, core.config),
+      address: clientAddress(c),
+      requestId: _requestId(c),
+    });
+    return id;
   };
 
   const guarded = (handler: (c: Ctx) => Promise<Response>) => async (c: Ctx) => {
@@ -140,7 +170,7 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
           throw new BadRequest(
             'Authorization must be Basic credentials (user:password, a robot token, or a CI ID token as the password)',
           );
-        id = await core.login(basic.username, basic.password, clientAddress(c));
+        id = loggedIn(c, await core.login(basic.username, basic.password, clientAddress(c)), basic.password);
       }
       const offline = c.req.query('offline_token') === 'true';
       return reply(c, id, scopes, { refresh: offline, clientId: c.req.query('client_id'), oauth: false });
@@ -170,14 +200,25 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
         const password = field('password');
         if (username === undefined || password === undefined)
           throw new BadRequest('grant_type=password needs username and password');
-        const id = await core.login(username, password, clientAddress(c));
+        const id = loggedIn(c, await core.login(username, password, clientAddress(c)), password);
         return reply(c, id, scopes, { refresh: offline, clientId, oauth: true });
       }
       if (grant === 'refresh_token') {
         const token = field('refresh_token') ?? '';
         const record = await core.state.refreshForToken(token);
         const id = record && (await core.refreshIdentity(record));
-        if (!id) throw new LoginError('refresh token unknown, expired or revoked; log in again', 401);
+        if (!id) {
+          core.audit?.record({
+            event: 'token.refreshed',
+            outcome: 'failure',
+            actor: record ? (record.kind === 'robot' ? `robot:${record.name}` : record.name) : undefined,
+            id: record?.id,
+            address: clientAddress(c),
+            requestId: _requestId(c),
+            reason: 'refresh token unknown, expired or revoked',
+          });
+          throw new LoginError('refresh token unknown, expired or revoked; log in again', 401);
+        }
         return reply(c, id, scopes, { refresh: token, clientId, oauth: true });
       }
       throw new BadRequest(`unsupported grant_type "${(grant ?? '').slice(0, 40)}": use password or refresh_token`);
@@ -191,7 +232,16 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
   app.post(`${realmPath.replace(/\/$/, '')}/revoke`, async (c) => {
     const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
     const token = typeof form.token === 'string' ? form.token : '';
-    await core.state.revokeRefreshToken(token);
+    const record = core.audit ? await core.state.refreshForToken(token) : undefined;
+    if (await core.state.revokeRefreshToken(token))
+      core.audit?.record({
+        event: 'token.revoked',
+        outcome: 'success',
+        actor: record ? (record.kind === 'robot' ? `robot:${record.name}` : record.name) : undefined,
+        id: record?.id,
+        address: clientAddress(c),
+        requestId: _requestId(c),
+      });
     return c.body(null, 200); // RFC 7009: 200 whether or not the token existed
   });
 }
