@@ -6,6 +6,7 @@ import type { Platform } from '../spec/manifest.js';
 import { parsePlatform } from '../spec/platform.js';
 import { parseReference, type Reference } from '../spec/reference.js';
 import { CLIError } from './command.js';
+import { exitCleanlyOnSignals } from './_signals.js';
 
 export const COMMON_FLAGS = {
   json: { type: 'boolean' },
@@ -21,6 +22,8 @@ export function makeClient(values: { insecure?: boolean }): Client {
   // the baseline (Liftoff) code is plenty for a parser that mostly skips over blob bodies. Wasm flags are read at
   // compile time, so setting this before the first request is well defined; only the CLI does it.
   setFlagsFromString('--liftoff-only');
+  // Every verb that transfers makes a client: an interrupt then leaves only resumable partials (see _signals.ts).
+  exitCleanlyOnSignals();
   return new Client({ insecure: !!values.insecure, userAgent: 'berth' });
 }
 
