@@ -7,7 +7,7 @@ TOOLS="${BERTH_TOOLS:-/opt/berth-tools}"
 mkdir -p "$TOOLS/bin"
 export GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod
 
-apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl)
+apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tinyproxy)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -18,6 +18,8 @@ fi
 # Debian starts docker-registry as a service on :5000 — it would collide with berth's default port.
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then systemctl stop docker-registry || true; fi
 pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+# tinyproxy (the forward proxy of the transfer tests, started per test on a free port) is not wanted as a service.
+if command -v systemctl >/dev/null && systemctl is-active --quiet tinyproxy 2>/dev/null; then systemctl stop tinyproxy || true; fi
 
 go_tool() { # name module@version
   [ -x "$TOOLS/bin/$1" ] && return 0

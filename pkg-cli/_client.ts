@@ -11,12 +11,18 @@ import { exitCleanlyOnSignals } from './_signals.js';
 export const COMMON_FLAGS = {
   json: { type: 'boolean' },
   insecure: { type: 'boolean' },
+  'ca-file': { type: 'string' },
+  'certs-dir': { type: 'string' },
 } as const;
 
 export const COMMON_HELP = `  --json         machine-readable output on stdout
-  --insecure     allow plain HTTP / unverified TLS for non-loopback registries (loopback is always allowed)`;
+  --insecure     skip TLS verification, or fall back to plain HTTP, for non-loopback registries (as crane's)
+  --ca-file FILE trust the CA certificates in FILE (PEM) for every registry, in addition to the system's
+  --certs-dir D  read HOST[:PORT]/{ca.crt,client.cert,client.key} from D instead of docker's
+                 /etc/docker/certs.d and ~/.docker/certs.d
+Environment: HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured.`;
 
-export function makeClient(values: { insecure?: boolean }): Client {
+export function makeClient(values: { insecure?: boolean; 'ca-file'?: string; 'certs-dir'?: string }): Client {
   // undici parses HTTP/1.1 with llhttp compiled to WebAssembly. V8's optimising tier compiles it in the background
   // on the first request, which costs ~35 MB of peak RSS and ~60 ms of CPU that a short CLI run never earns back;
   // the baseline (Liftoff) code is plenty for a parser that mostly skips over blob bodies. Wasm flags are read at
@@ -24,7 +30,12 @@ export function makeClient(values: { insecure?: boolean }): Client {
   setFlagsFromString('--liftoff-only');
   // Every verb that transfers makes a client: an interrupt then leaves only resumable partials (see _signals.ts).
   exitCleanlyOnSignals();
-  return new Client({ insecure: !!values.insecure, userAgent: 'berth' });
+  return new Client({
+    insecure: !!values.insecure,
+    userAgent: 'berth',
+    caFile: values['ca-file'],
+    certsDirs: values['certs-dir'] ? [values['certs-dir']] : undefined,
+  });
 }
 
 export function ref(input: string | undefined, what = 'REF', command = ''): Reference {

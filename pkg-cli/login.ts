@@ -62,6 +62,8 @@ const command: Command = {
     const registry = new Registry(apiHost, {
       credentials: staticCredentials({ [apiHost]: { username, password } }),
       insecure: !!values.insecure,
+      caFile: values['ca-file'],
+      certsDirs: values['certs-dir'] ? [values['certs-dir']] : undefined,
     });
     try {
       const res = await registry.request({ method: 'GET', url: '/v2/', scopes: [] });
