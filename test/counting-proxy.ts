@@ -16,6 +16,10 @@ export interface CountingProxy {
   bytes: Map<string, number>;
   /** Response body bytes of requests whose `METHOD path` contains `pathPart`. */
   bytesOut(method: string, pathPart: string): number;
+  /** `METHOD path` → request body bytes passed to the registry (what a client really uploaded). */
+  bytesUp: Map<string, number>;
+  /** Request body bytes of requests whose `METHOD path` contains `pathPart`. */
+  bytesIn(method: string, pathPart: string): number;
   /** When set, response bodies are passed at no more than this many bytes per second (each connection). */
   rate?: number;
   /** When set, every request is answered with this status (e.g. 429, 503) instead of being forwarded. */
@@ -28,6 +32,7 @@ export interface CountingProxy {
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const counts = new Map<string, number>();
   const bytes = new Map<string, number>();
+  const bytesUp = new Map<string, number>();
   let server: Server;
   const proxy: CountingProxy = {
     url: '',
@@ -39,6 +44,9 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     bytes,
     bytesOut: (method, part) =>
       [...bytes].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
+    bytesUp,
+    bytesIn: (method, part) =>
+      [...bytesUp].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
@@ -66,7 +74,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     });
     out.on('error', () => res.destroy());
     res.on('close', () => out.destroy());
-    req.pipe(out);
+    req.pipe(_meter(key, bytesUp)).pipe(out);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
