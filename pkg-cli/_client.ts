@@ -2,6 +2,7 @@
 // and references/platforms parsed into one-line errors that name the fix.
 import { setFlagsFromString } from 'node:v8';
 import { Client } from '../client/remote.js';
+import { parseImageRef, TransportError, type ImageRef } from '../client/transports.js';
 import type { Platform } from '../spec/manifest.js';
 import { parsePlatform } from '../spec/platform.js';
 import { parseReference, type Reference } from '../spec/reference.js';
@@ -46,6 +47,20 @@ export function ref(input: string | undefined, what = 'REF', command = ''): Refe
     throw new CLIError(`${(e as Error).message}; write it as [HOST[:PORT]/]NAME[:TAG|@sha256:DIGEST]`);
   }
 }
+
+/** An image reference with an optional transport (`oci:DIR:TAG`, `docker-archive:FILE`, …; see client/transports.ts). */
+export function imageRef(input: string | undefined, what = 'REF', command = ''): ImageRef {
+  if (!input) throw new CLIError(`missing ${what}; see \`berth ${command} --help\``);
+  try {
+    return parseImageRef(input);
+  } catch (e) {
+    if (e instanceof TransportError) throw new CLIError(e.message);
+    throw e;
+  }
+}
+
+export const TRANSPORT_HELP = `References: [docker://]HOST/NAME[:TAG|@DIGEST], oci:DIR[:TAG|@DIGEST], oci-archive:FILE[:TAG],
+docker-archive:FILE[:NAME:TAG] (as skopeo writes them).`;
 
 /** The tag or digest to ask a registry for. */
 export function refId(r: Reference): string {

@@ -1,15 +1,25 @@
 // `berth copy SRC DST`: registry → registry, all platforms by default, referrers on request, mounts when both
 // sides are the same registry. A re-copy of what is already there is a single HEAD.
-import { copy, remoteSource, remoteTarget } from '../client/copy.js';
+import { openImage, writeImage } from '../client/transports.js';
 import { formatReference } from '../spec/reference.js';
 import { parseFlags, type Command } from './command.js';
-import { COMMON_FLAGS, COMMON_HELP, makeClient, platforms, positionals, printJson, ref, refId } from './_client.js';
+import {
+  COMMON_FLAGS,
+  COMMON_HELP,
+  imageRef,
+  makeClient,
+  platforms,
+  positionals,
+  printJson,
+  TRANSPORT_HELP,
+} from './_client.js';
 import { terminalProgress } from './progress.js';
 
 const HELP = `Usage: berth copy SRC DST [flags]
 
-Copies an image or index with all its platforms (or the ones you pick) between registries. Blobs already in
-DST are skipped, blobs in another repository of the same registry are mounted, and the copy is verified by digest.
+Copies an image or index with all its platforms (or the ones you pick) between registries, OCI layouts and
+archives. Blobs already in DST are skipped, blobs in another repository of the same registry are mounted, and
+the copy is verified by digest. A docker-archive DST holds one platform (--platform, when SRC has several).
 
 Flags:
   --platform P     copy only this platform (os/arch[/variant]); repeat or comma-separate for several
@@ -18,8 +28,11 @@ Flags:
   --jobs N         blobs transferred in parallel (default 4)
 ${COMMON_HELP}
 
+${TRANSPORT_HELP}
+
 Examples:
   berth copy docker.io/library/alpine:3.20 localhost:5000/alpine:3.20
+  berth copy oci:./layout:1.0 docker-archive:app.tar:repo/app:1.0
   berth copy --referrers registry.example.com/app:v1 localhost:5000/app:v1
   berth copy --platform linux/arm64 localhost:5000/app:v1 localhost:5000/app:v1-arm64`;
 
@@ -36,18 +49,14 @@ const command: Command = {
       jobs: { type: 'string' },
     });
     const [s, d] = positionals(pos, 2, 'berth copy SRC DST');
-    const src = ref(s, 'SRC', 'copy');
-    const dst = ref(d, 'DST', 'copy');
+    const src = imageRef(s, 'SRC', 'copy');
+    const dst = imageRef(d, 'DST', 'copy');
     const client = makeClient(values);
-    const srcRepo = client.repository(src);
-    const dstRepo = client.repository(dst, {
-      push: true,
-      mountFrom: src.registry === dst.registry ? [src.repository] : [],
-    });
+    const opened = await openImage(src, client);
     const progress = values.json ? undefined : terminalProgress();
     const started = Date.now();
     try {
-      const r = await copy(remoteSource(srcRepo), refId(src), remoteTarget(dstRepo), dst.tag ?? '', {
+      const r = await writeImage(opened.source, opened.reference, dst, client, {
         platforms: platforms(values.platform),
         referrers: !!values.referrers,
         force: !!values.force,
@@ -55,12 +64,14 @@ const command: Command = {
         progress,
       });
       progress?.stop();
-      const to = `${formatReference({ ...dst, digest: undefined, tag: dst.tag })}@${r.digest}`;
-      if (values.json)
-        printJson({ source: formatReference(src), destination: to, ...r, seconds: (Date.now() - started) / 1000 });
-      else console.log(`${r.skipped ? 'up to date' : 'copied'} ${to}`);
+      const to = `${dst.ref ? formatReference({ ...dst.ref, digest: undefined }) : dst.input}@${r.digest}`;
+      const from = src.ref ? formatReference(src.ref) : src.input;
+      const result = r.copy ?? { digest: r.digest, mediaType: r.mediaType };
+      if (values.json) printJson({ source: from, destination: to, ...result, seconds: (Date.now() - started) / 1000 });
+      else console.log(`${r.copy?.skipped ? 'up to date' : 'copied'} ${to}`);
     } finally {
       progress?.stop();
+      await opened.close();
     }
   },
 };

@@ -7,7 +7,8 @@ import { OciLayout, parseLayoutArg } from '../client/layout.js';
 import { isIndexType } from '../spec/media-types.js';
 import type { ImageIndex } from '../spec/manifest.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
-import { DOCKER_HUB, formatReference, type Reference } from '../spec/reference.js';
+import { formatReference } from '../spec/reference.js';
+import { dockerTag } from '../client/transports.js';
 import { CLIError, parseFlags, type Command } from './command.js';
 import {
   COMMON_FLAGS,
@@ -39,12 +40,8 @@ Examples:
   berth pull localhost:5000/app:v1 --docker-archive app.tar && docker load -i app.tar
   berth pull --platform linux/arm64 localhost:5000/app:v1 --oci-layout out:v1-arm64`;
 
-/** The RepoTags docker load will apply: docker's short form for Docker Hub names. */
-export function dockerTag(r: Reference): string {
-  let name = `${r.registry}/${r.repository}`;
-  if (r.registry === DOCKER_HUB) name = r.repository.startsWith('library/') ? r.repository.slice(8) : r.repository;
-  return `${name}:${r.tag ?? 'latest'}`;
-}
+/** The RepoTags docker load will apply (kept here for build.ts; the one definition is in client/transports.ts). */
+export { dockerTag };
 
 const command: Command = {
   name: 'pull',
