@@ -46,12 +46,12 @@ const FORMS =
 
 export function parseImageRef(input: string): ImageRef {
   const m = /^(docker|oci|oci-archive|docker-archive):(.*)$/s.exec(input);
-  if (!m) return { transport: 'docker', ref: _registryRef(input, input), input };
+  if (!m) return { transport: 'docker', ref: _registryRef(input), input };
   const [, transport, rest] = m as unknown as [string, TransportName, string];
   if (transport === 'docker') {
     if (!rest.startsWith('//'))
       throw new TransportError(`"${input}": write a registry image as docker://HOST/NAME:TAG`);
-    return { transport, ref: _registryRef(rest.slice(2), input), input };
+    return { transport, ref: _registryRef(rest.slice(2)), input };
   }
   let path = rest;
   let name: string | undefined;
@@ -79,7 +79,7 @@ export function parseImageRef(input: string): ImageRef {
   return { transport, path, name: name || undefined, input };
 }
 
-function _registryRef(text: string, input: string): Reference {
+function _registryRef(text: string): Reference {
   try {
     return parseReference(text);
   } catch (e) {
