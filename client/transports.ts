@@ -42,7 +42,7 @@ export interface ImageRef {
 export class TransportError extends Error {}
 
 const FORMS =
-  '[docker://]HOST/NAME[:TAG|@DIGEST], oci:DIR[:TAG|@DIGEST], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]';
+  '[docker://][HOST[:PORT]/]NAME[:TAG|@DIGEST], oci:DIR[:TAG|@DIGEST], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]';
 
 export function parseImageRef(input: string): ImageRef {
   const m = /^(docker|oci|oci-archive|docker-archive):(.*)$/s.exec(input);
