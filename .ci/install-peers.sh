@@ -7,7 +7,7 @@ TOOLS="${BERTH_TOOLS:-/opt/berth-tools}"
 mkdir -p "$TOOLS/bin"
 export GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod
 
-apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tmux nginx-light)
+apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tmux nginx-light tinyproxy)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,6 +21,8 @@ pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/de
 # nginx (the reverse proxy of test/nginx.test.ts) is started per test with its own config; not as a service on :80.
 if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || true; systemctl disable nginx 2>/dev/null || true; fi
 if [ -f /run/nginx.pid ] && [ "$(cat /proc/"$(cat /run/nginx.pid)"/comm 2>/dev/null)" = nginx ]; then kill "$(cat /run/nginx.pid)" || true; fi
+# tinyproxy (the forward proxy of the transfer tests, started per test on a free port) is not wanted as a service.
+if command -v systemctl >/dev/null && systemctl is-active --quiet tinyproxy 2>/dev/null; then systemctl stop tinyproxy || true; fi
 
 go_tool() { # name module@version
   [ -x "$TOOLS/bin/$1" ] && return 0

@@ -284,6 +284,11 @@ class _BuiltSource implements ImageSource {
     return m;
   }
 
+  /** Base layers come from the base's registry repository: a push to that registry mounts them (copy.ts). */
+  blobOrigin(desc: Descriptor): { host: string; name: string } | undefined {
+    return this.remote_.get(desc.digest)?.remote;
+  }
+
   /** Layers this build wrote (or found in its cache) are files in the blob dir; base layers and configs are not. */
   localFile(desc: Descriptor): string | undefined {
     return this.bytes.has(desc.digest) || this.remote_.has(desc.digest) ? undefined : this.blobs.path(desc.digest);

@@ -3,25 +3,22 @@
 // gzip: node:zlib at a pinned level; the header is made machine-independent (MTIME 0, OS byte 255 "unknown" as Go
 // writes it) — zlib stamps the build platform's OS code otherwise. zstd: zstd-napi at a pinned level, one thread,
 // no content size (a streamed frame never knows it). The compressor library versions are part of the cache key.
+// zstd is loaded only when used (zstd.ts), so gzip builds never need its native addon.
 import { Transform, type TransformCallback } from 'node:stream';
 import { promisify } from 'node:util';
 import { constants as zc, createGunzip, createGzip, gzip, gunzip, type ZlibOptions } from 'node:zlib';
-import { CompressStream, DecompressStream, decompress as zstdDecompress } from 'zstd-napi';
-import { createRequire } from 'node:module';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../spec/media-types.js';
 import type { Compression } from '../spec/build-spec.js';
-
-// The native binding is CommonJS without named ESM exports; require() gives its functions.
-const zbinding = createRequire(import.meta.url)('zstd-napi/binding.js') as { versionString(): string };
+import { loadZstd } from './zstd.js';
 
 export const GZIP_LEVEL = 6;
 export const ZSTD_LEVEL = 3;
 
 /** Everything about compression that changes output bytes: part of every layer cache key. */
-export function compressionIdentity(c: Compression): string {
+export async function compressionIdentity(c: Compression): Promise<string> {
   return c === 'gzip'
     ? `gzip/${GZIP_LEVEL}/zlib-${process.versions.zlib}`
-    : `zstd/${ZSTD_LEVEL}/zstd-${zbinding.versionString()}`;
+    : `zstd/${ZSTD_LEVEL}/zstd-${(await loadZstd()).version}`;
 }
 
 export function layerMediaType(c: Compression): string {
@@ -56,8 +53,9 @@ class _FixGzipHeader extends Transform {
 }
 
 /** A fresh compressor pipeline (one gzip member / one zstd frame per call). */
-export function compressor(c: Compression): Transform[] {
+export async function compressor(c: Compression): Promise<Transform[]> {
   if (c === 'gzip') return [createGzip(GZIP_OPTIONS), new _FixGzipHeader()];
+  const { CompressStream } = await loadZstd();
   return [new CompressStream(ZSTD_OPTIONS) as unknown as Transform];
 }
 
@@ -77,6 +75,7 @@ export async function compressBuffer(c: Compression, data: Buffer): Promise<Buff
     _fixHeaderBytes(out, 0);
     return out;
   }
+  const { CompressStream } = await loadZstd();
   const z = new CompressStream(ZSTD_OPTIONS);
   const parts: Buffer[] = [];
   z.on('data', (b: Buffer) => parts.push(b));
@@ -89,10 +88,10 @@ export async function compressBuffer(c: Compression, data: Buffer): Promise<Buff
 /** Decompresses one whole segment; `sizeHint` (its tar size, when known) sizes zlib's output buffer. */
 export async function decompressBuffer(c: Compression, data: Buffer, sizeHint?: number): Promise<Buffer> {
   if (c === 'gzip') return gunzipAsync(data, { chunkSize: Math.max(sizeHint ?? data.length * 3, 64 << 10) });
-  return zstdDecompress(data);
+  return (await loadZstd()).decompress(data);
 }
 
 /** Decompresses one or more concatenated gzip members / zstd frames. */
-export function decompressor(c: Compression): Transform {
-  return c === 'gzip' ? createGunzip() : (new DecompressStream() as unknown as Transform);
+export async function decompressor(c: Compression): Promise<Transform> {
+  return c === 'gzip' ? createGunzip() : (new (await loadZstd()).DecompressStream() as unknown as Transform);
 }

@@ -7,7 +7,7 @@ import { join, posix } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { DecompressStream } from 'zstd-napi';
+import { loadZstd } from './zstd.js';
 import { parseDigest } from '../spec/digest.js';
 import type { Layer } from './image.js';
 
@@ -85,10 +85,16 @@ async function _writeList(file: string, files: LayerFile[]): Promise<void> {
 }
 
 async function _scan(blob: Readable, mediaType: string): Promise<LayerFile[]> {
+  let unzip: Transform | undefined;
+  try {
+    unzip = await _decompressor(mediaType);
+  } catch (e) {
+    blob.destroy();
+    throw e;
+  }
   const extract = tar.extract();
   const fail = (e: Error) => extract.destroy(e);
   blob.on('error', fail);
-  const unzip = _decompressor(mediaType);
   if (unzip) {
     unzip.on('error', fail);
     blob.pipe(unzip).pipe(extract as unknown as NodeJS.WritableStream);
@@ -120,9 +126,9 @@ async function _scan(blob: Readable, mediaType: string): Promise<LayerFile[]> {
   return [...byPath.values()].filter((f) => !posix.basename(f.path).startsWith('.wh.'));
 }
 
-function _decompressor(mediaType: string): Transform | undefined {
+async function _decompressor(mediaType: string): Promise<Transform | undefined> {
   if (/gzip$/.test(mediaType)) return createGunzip();
-  if (/zstd$/.test(mediaType)) return new DecompressStream() as unknown as Transform;
+  if (/zstd$/.test(mediaType)) return new (await loadZstd()).DecompressStream() as unknown as Transform;
   return undefined;
 }
 

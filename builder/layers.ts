@@ -60,7 +60,7 @@ interface Prepared {
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
-  const ident = compressionIdentity(opts.compression);
+  const ident = await compressionIdentity(opts.compression);
   const mediaType = layerMediaType(opts.compression);
   const known = new Map<Member, Digest>();
   const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
@@ -186,14 +186,14 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
         const before = diff.size;
         await Promise.all([
           _append(createReadStream(previousPath!, range), out, blob),
-          pipeline(createReadStream(previousPath!, range), decompressor(opts.compression), _hashInto(diff)),
+          pipeline(createReadStream(previousPath!, range), await decompressor(opts.compression), _hashInto(diff)),
         ]);
         tarLength = diff.size - before;
       } else {
         files = [];
         const before = diff.size;
         const tar = tarStream(members, opts.epoch, (m, sums) => onFile(m, sums, files!), { endOfArchive: false });
-        await _append(tar, out, blob, [_coalesce(), _tap(diff), ...compressor(opts.compression)]);
+        await _append(tar, out, blob, [_coalesce(), _tap(diff), ...(await compressor(opts.compression))]);
         tarLength = diff.size - before;
       }
       if (old) reused++;

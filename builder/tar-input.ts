@@ -22,11 +22,11 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header } from 'tar-stream';
-import { DecompressStream } from 'zstd-napi';
 import { Digester, digestOf, type Digest } from '../spec/digest.js';
 import type { BlobDir } from './blobs.js';
 import { ContextError, fileIdentity } from './context.js';
 import type { Member } from './plan.js';
+import { loadZstd } from './zstd.js';
 
 /** One member as tar-stream's extractor yields it: its header and its bytes. */
 type Entry = AsyncIterable<unknown> & { header: Header };
@@ -68,7 +68,11 @@ export async function readTarMembers(abs: string, opts: TarInputOptions): Promis
   const format = detectFormat(await _head(abs), opts.label);
   const ex = tar.extract();
   const decoders: Transform[] =
-    format === 'gzip' ? [createGunzip()] : format === 'zstd' ? [new DecompressStream() as unknown as Transform] : [];
+    format === 'gzip'
+      ? [createGunzip()]
+      : format === 'zstd'
+        ? [new (await _zstd(opts.label)).DecompressStream() as unknown as Transform]
+        : [];
   const feed = pipeline([createReadStream(abs), ...decoders, ex as unknown as NodeJS.WritableStream]);
   feed.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled" meanwhile
   const byName = new Map<string, Member>();
@@ -230,5 +234,14 @@ async function _head(abs: string): Promise<Buffer> {
     return buf;
   } finally {
     await fh.close();
+  }
+}
+
+/** zstd, loaded on first use; its absence is reported as a problem with the entry that needs it. */
+async function _zstd(label: string) {
+  try {
+    return await loadZstd();
+  } catch (e) {
+    throw new ContextError(`'${label}' is zstd-compressed: ${(e as Error).message}`);
   }
 }

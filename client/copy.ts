@@ -24,6 +24,11 @@ export interface ImageSource {
   referrers?(digest: Digest): Promise<Descriptor[]>;
   /** For cross-repo mounts: where this source lives when it is a registry. */
   readonly remote?: { host: string; name: string };
+  /**
+   * For cross-repo mounts of a source that mixes media (a build: its own layers local, its base's in a registry):
+   * the registry repository one blob came from. Wins over `remote` for that blob.
+   */
+  blobOrigin?(desc: Descriptor): { host: string; name: string } | undefined;
   /** The blob as a local file, when the source has one (a target on the same disk may hard-link it). */
   localFile?(desc: Descriptor): string | undefined;
 }
@@ -184,11 +189,13 @@ class _Copy {
 
   private async _pushBlob(d: Descriptor): Promise<PushResult> {
     const progress = this.opts.progress;
-    const sameRegistry = this.src.remote && this.dst.remote && this.src.remote.host === this.dst.remote.host;
+    // spec: end-11 — a blob the destination registry holds in the source's repository is mounted, not re-sent.
+    const origin = this.src.blobOrigin?.(d) ?? this.src.remote;
+    const sameRegistry = origin && this.dst.remote && origin.host === this.dst.remote.host;
     progress?.blobStart(d.digest, d.size);
     const verify = !this.dst.verifiesBlobs;
     const how = await this.dst.pushBlob(d, (offset) => this.src.blob(d, offset, { verify }), {
-      mountFrom: sameRegistry ? this.src.remote!.name : undefined,
+      mountFrom: sameRegistry ? origin.name : undefined,
       localFile: this.src.localFile?.(d),
       onBytes: (n) => {
         this.stats.bytes += n;

@@ -23,6 +23,7 @@ import {
 } from '../spec/media-types.js';
 import type { ImageSource } from './copy.js';
 import type { FetchedManifest } from './remote.js';
+import { tempBeside } from './temp.js';
 import { VerifyStream, countBytes, verifyBytes } from './verify.js';
 
 export const DOCKER_LAYER_PLAIN = 'application/vnd.docker.image.rootfs.diff.tar';
@@ -269,7 +270,7 @@ export async function writeDockerArchive(
   verifyBytes(m.bytes, m.digest);
   const doc = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
   const pack = tar.pack();
-  const tmp = `${file}.${process.pid}.tmp`;
+  const { tmp, done: untrack } = tempBeside(file);
   const done = pipeline(pack, createWriteStream(tmp));
   const mtime = new Date(0); // reproducible archives
   const hex = (d: Digest) => parseDigest(d).encoded;
@@ -298,5 +299,7 @@ export async function writeDockerArchive(
     await done.catch(() => {});
     await unlink(tmp).catch(() => {});
     throw e;
+  } finally {
+    untrack();
   }
 }

@@ -4,7 +4,7 @@
 // Referrers (signatures, SBOMs) are listed in index.json as untagged entries, as oras-go's layout store does;
 // a layout answers "referrers of D" by reading the listed manifests and keeping those whose `subject` is D.
 // https://github.com/opencontainers/image-spec/blob/main/image-layout.md
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
@@ -15,7 +15,9 @@ import { OCI_INDEX, isManifestType } from '../spec/media-types.js';
 import { isValidTag } from '../spec/reference.js';
 import { referrerDescriptor, type ImageSource, type ImageTarget } from './copy.js';
 import type { FetchedManifest, PushResult } from './remote.js';
-import { VerifyStream, countBytes, verifyBytes } from './verify.js';
+import { downloadTo } from './partial.js';
+import { tempBeside } from './temp.js';
+import { VerifyStream, verifyBytes } from './verify.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const LAYOUT_VERSION = '1.0.0';
@@ -207,22 +209,21 @@ export class OciLayout implements ImageSource, ImageTarget {
       /* absent */
     }
     await mkdir(join(path, '..'), { recursive: true });
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    if (opts.localFile && (await this._linkVerified(opts.localFile, tmp, desc))) {
-      await rename(tmp, path);
-      opts.onBytes?.(desc.size);
-      return 'uploaded';
+    if (opts.localFile) {
+      const { tmp, done } = tempBeside(path);
+      try {
+        if (await this._linkVerified(opts.localFile, tmp, desc)) {
+          await rename(tmp, path);
+          opts.onBytes?.(desc.size);
+          return 'uploaded';
+        }
+      } finally {
+        done();
+      }
     }
-    let src = await source(0);
-    if (opts.onBytes) src = countBytes(src, opts.onBytes);
-    try {
-      // The one check on this path (verifiesBlobs: sources skip theirs): a layout never holds a wrong blob under a digest name.
-      await pipeline(src, new VerifyStream(desc.digest, desc.size), createWriteStream(tmp));
-      await rename(tmp, path);
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
+    // The one check on this path (verifiesBlobs: sources skip theirs): a layout never holds a wrong blob under a
+    // digest name. Bytes land in `<blob>.partial` first, so an interrupted pull resumes (partial.ts).
+    await downloadTo(path, desc, source, { onBytes: opts.onBytes, what: `blob ${desc.digest}` });
     return 'uploaded';
   }
 
@@ -304,7 +305,14 @@ export function parseLayoutArg(arg: string): { dir: string; tag?: string } {
 }
 
 async function _atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
+  const { tmp, done } = tempBeside(path);
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  } finally {
+    done();
+  }
 }

@@ -1,13 +1,15 @@
 // HTTP to one registry host: scheme choice (plain HTTP for loopback like docker, `insecure` for others), auth
 // (ping, challenges, tokens via auth.ts), retries with backoff on 429/5xx/connection resets honouring Retry-After,
 // and redirects followed by hand so `Authorization` never reaches another origin (e.g. a 307 to object storage).
-// Bodies stream both ways (undici); a request body is a factory so a retry can open it again.
+// Bodies stream both ways (undici); a request body is a factory so a retry can open it again. Connections go
+// through transport.ts: HTTP(S)_PROXY/NO_PROXY, --ca-file and docker's certs.d per host.
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Agent, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { Authenticator, AuthError, mergeScopes, parseChallenges } from './auth.js';
 import type { CredentialStore } from './credentials.js';
 import { DockerCredentialStore } from './credentials.js';
+import { defaultCertsDirs, dispatcherFor, hostTls, undici, type HostTls } from './transport.js';
 
 export type Body = Buffer | string | Readable;
 
@@ -27,6 +29,12 @@ export interface RegistryOptions {
   userAgent?: string;
   /** Parallel connections per origin (default 16). */
   connections?: number;
+  /** A PEM file of CAs trusted for every registry in addition to the system roots (`--ca-file`). */
+  caFile?: string;
+  /** Docker-style `HOST[:PORT]/{*.crt,*.cert,*.key}` directories (default /etc/docker/certs.d, ~/.docker/certs.d). */
+  certsDirs?: string[];
+  /** Honour HTTP_PROXY / HTTPS_PROXY / NO_PROXY (default true). */
+  proxyFromEnv?: boolean;
   /**
    * The undici dispatcher for every connection this registry makes — redirect hops and token realms included —
    * e.g. one that refuses internal addresses (a server following URLs it was handed). Replaces the shared agent,
@@ -107,35 +115,19 @@ export function retryAfterMs(value: string | undefined, now = Date.now()): numbe
   return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
 }
 
-// undici is loaded on the first request: a build that writes only an OCI layout never needs it (~80 ms to load).
-let _undici: Promise<typeof import('undici')> | undefined;
-const _agents = new Map<string, Agent>();
-async function _agent(
-  insecureTls: boolean,
-  connections: number,
-): Promise<{ agent: Agent; request: typeof import('undici').request }> {
-  const undici = await (_undici ??= import('undici'));
-  const key = `${insecureTls}:${connections}`;
-  let a = _agents.get(key);
-  if (!a) {
-    a = new undici.Agent({
-      connections,
-      keepAliveTimeout: 30_000,
-      connect: insecureTls ? { rejectUnauthorized: false } : undefined,
-    });
-    _agents.set(key, a);
-  }
-  return { agent: a, request: undici.request };
-}
-
 /** One registry host. Cheap to create; share one per host within an operation so tokens are reused. */
 export class Registry {
   readonly auth: Authenticator;
   private base?: Promise<string>;
   private readonly opts: Required<
-    Omit<RegistryOptions, 'credentials' | 'insecure' | 'realmCredentials' | 'dispatcher'>
+    Omit<
+      RegistryOptions,
+      'credentials' | 'insecure' | 'realmCredentials' | 'dispatcher' | 'caFile' | 'certsDirs' | 'proxyFromEnv'
+    >
   > & { insecure: boolean };
   private readonly dispatcher?: Dispatcher;
+  private readonly network: Pick<RegistryOptions, 'caFile' | 'certsDirs' | 'proxyFromEnv'>;
+  private tls?: Promise<HostTls>;
 
   constructor(
     readonly host: string,
@@ -151,6 +143,7 @@ export class Registry {
       insecure,
     };
     this.dispatcher = options.dispatcher;
+    this.network = { caFile: options.caFile, certsDirs: options.certsDirs, proxyFromEnv: options.proxyFromEnv };
     const creds = options.credentials ?? new DockerCredentialStore();
     this.auth = new Authenticator(
       host,
@@ -182,8 +175,32 @@ export class Registry {
     return this.base;
   }
 
+  /** This host's TLS settings (read once): --ca-file, certs.d, --insecure. */
+  private _tls(): Promise<HostTls> {
+    this.tls ??= hostTls(this.host, {
+      caFile: this.network.caFile,
+      certsDirs: this.network.certsDirs,
+      insecureTls: this.opts.insecure,
+    });
+    return this.tls;
+  }
+
+  /**
+   * The connection pool for a URL: the caller's dispatcher, else one with this host's TLS settings. Other origins
+   * (token realms, blob redirects) get the same trust but never this host's client certificate.
+   */
+  private async _dispatcherFor(url: string): Promise<Dispatcher> {
+    if (this.dispatcher) return this.dispatcher;
+    let t = await this._tls();
+    if (new URL(url).host !== this.host && t.cert) t = { ...t, cert: undefined, key: undefined };
+    return dispatcherFor(t, { connections: this.opts.connections, proxyFromEnv: this.network.proxyFromEnv });
+  }
+
   private async _ping(): Promise<string> {
-    const schemes = isLoopback(this.host) ? ['http', 'https'] : this.opts.insecure ? ['https', 'http'] : ['https'];
+    // A loopback registry is tried over plain HTTP first (as docker does), unless certs.d configures TLS for it.
+    const tlsFirst = !!(await this._tls()).certsDir;
+    const schemes =
+      isLoopback(this.host) && !tlsFirst ? ['http', 'https'] : this.opts.insecure ? ['https', 'http'] : ['https'];
     let last: unknown;
     for (const scheme of schemes) {
       const base = `${scheme}://${this.host}`;
@@ -199,7 +216,7 @@ export class Registry {
         last = e;
       }
     }
-    throw _unreachable(this.host, last, this.opts.insecure);
+    throw _unreachable(this.host, last, this.opts.insecure, this.network.certsDirs ?? defaultCertsDirs());
   }
 
   /** Sends a request with auth, retries and redirects. Non-success statuses throw RegistryError. */
@@ -275,13 +292,13 @@ export class Registry {
     let headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...spec.headers };
     let body = spec.body;
     const origin = new URL(url).origin;
-    const { agent, request } = await _agent(this.opts.insecure, this.opts.connections);
+    const { request } = await undici();
     for (let hop = 0; ; hop++) {
       const r = await request(url, {
         method,
         headers,
         body: body ? _toUndiciBody(body()) : undefined,
-        dispatcher: this.dispatcher ?? agent,
+        dispatcher: await this._dispatcherFor(url),
         signal: spec.signal,
       });
       const res = _wrap(r, url);
@@ -369,12 +386,13 @@ function _isRetryableError(e: unknown): boolean {
   return RETRY_ERRNO.has(code);
 }
 
-function _unreachable(host: string, e: unknown, insecure: boolean): Error {
+function _unreachable(host: string, e: unknown, insecure: boolean, certsDirs: string[]): Error {
   const code = (e as any)?.code ?? (e as any)?.cause?.code ?? '';
   const msg = (e as Error)?.message ?? String(e);
   if (/certificate|self.signed|SSL|TLS|EPROTO/i.test(code + msg) && !insecure) {
+    const where = certsDirs.map((d) => `${d}/${host}/ca.crt`).join(' or ');
     return new RegistryError(
-      `cannot verify TLS for ${host} (${code || msg}); pass --insecure if this registry uses plain HTTP or a self-signed certificate`,
+      `cannot verify TLS for ${host} (${code || msg}); trust its CA with --ca-file FILE or by putting it in ${where}, or pass --insecure to skip verification (or to use plain HTTP)`,
       0,
     );
   }

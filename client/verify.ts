@@ -4,7 +4,10 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { Digester, parseDigest, type Digest } from '../spec/digest.js';
 
-export class DigestMismatchError extends Error {
+/** The bytes are not what the descriptor promised (digest or size): retrying from the same bytes cannot help. */
+export class ContentMismatchError extends Error {}
+
+export class DigestMismatchError extends ContentMismatchError {
   constructor(
     readonly expected: string,
     readonly actual: string,
@@ -18,25 +21,35 @@ export class DigestMismatchError extends Error {
 
 export class VerifyStream extends Transform {
   private readonly digester: Digester;
+  /** `digester` may already hold a prefix of the content (a resumed download hashed what it kept). */
   constructor(
     private readonly expected: Digest,
     private readonly size?: number,
     private readonly what = 'blob',
+    digester?: Digester,
   ) {
     super();
-    this.digester = new Digester(parseDigest(expected).algorithm);
+    this.digester = digester ?? new Digester(parseDigest(expected).algorithm);
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.digester.update(chunk);
     if (this.size !== undefined && this.digester.size > this.size) {
-      cb(new Error(`${this.what} ${this.expected} is larger than its descriptor says (${this.size} bytes)`));
+      cb(
+        new ContentMismatchError(
+          `${this.what} ${this.expected} is larger than its descriptor says (${this.size} bytes)`,
+        ),
+      );
       return;
     }
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
     if (this.size !== undefined && this.digester.size !== this.size) {
-      cb(new Error(`${this.what} ${this.expected}: got ${this.digester.size} bytes, descriptor says ${this.size}`));
+      cb(
+        new ContentMismatchError(
+          `${this.what} ${this.expected}: got ${this.digester.size} bytes, descriptor says ${this.size}`,
+        ),
+      );
       return;
     }
     const actual = this.digester.digest();

@@ -4,8 +4,9 @@ import { isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { formatReference } from '../spec/reference.js';
 import { CLIError, defineCommand, EXIT, flag } from './command.js';
-import { makeClient, printJson, refId } from './_client.js';
-import { platforms, REMOTE, ref } from './flags.js';
+import { openImage } from '../client/transports.js';
+import { imageRef, makeClient, printJson, TRANSPORT_HELP } from './_client.js';
+import { platforms, REMOTE } from './flags.js';
 
 export default defineCommand({
   usage: 'REF [--platform P] [--json]',
@@ -18,19 +19,26 @@ export default defineCommand({
     ...REMOTE,
   },
   args: ['REF'],
+  notes: TRANSPORT_HELP,
   examples: ['berth digest localhost:5000/app:v1', 'berth digest --platform linux/amd64 localhost:5000/app:v1'],
   async run({ flags, args }) {
-    const r = ref(args[0], 'REF', 'digest');
-    const repo = makeClient(flags).repository(r);
+    const ir = imageRef(args[0], 'REF', 'digest');
+    const client = makeClient(flags);
+    const name = ir.ref ? formatReference(ir.ref) : ir.input;
     const wanted = platforms(flags.platform ? [flags.platform] : undefined)?.[0];
     let digest: string;
     let mediaType: string;
-    const head = wanted ? undefined : await repo.headManifest(refId(r));
+    // A registry answers a HEAD; other media are read.
+    const head =
+      wanted || !ir.ref
+        ? undefined
+        : await client.repository(ir.ref).headManifest(ir.ref.digest ?? ir.ref.tag ?? 'latest');
     if (head) {
       digest = head.digest;
       mediaType = head.mediaType;
     } else {
-      const m = await repo.getManifest(refId(r));
+      const { source, reference, close } = await openImage(ir, client);
+      const m = await source.manifest(reference).finally(close);
       digest = m.digest;
       mediaType = m.mediaType;
       if (wanted && isIndexType(m.mediaType)) {
@@ -38,14 +46,14 @@ export default defineCommand({
         const hit = index.manifests.find((d) => platformMatches(d.platform, wanted));
         if (!hit)
           throw new CLIError(
-            `${formatReference(r)} has no image for ${formatPlatform(wanted)}; available: ${index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ')}`,
+            `${name} has no image for ${formatPlatform(wanted)}; available: ${index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ')}`,
             EXIT.notFound,
           );
         digest = hit.digest;
         mediaType = hit.mediaType;
       }
     }
-    if (flags.json) printJson({ reference: formatReference(r), digest, mediaType });
+    if (flags.json) printJson({ reference: name, digest, mediaType });
     else console.log(digest);
   },
 });

@@ -14,7 +14,16 @@ export const insecure = flag.boolean({
 });
 
 /** --json and --insecure: every command that talks to a registry. */
-export const REMOTE = { json, insecure };
+export const caFile = flag.string({
+  arg: 'FILE',
+  help: 'trust the CA certificates in FILE (PEM) for every registry, in addition to the system ones',
+});
+export const certsDir = flag.string({
+  arg: 'DIR',
+  help: "read HOST[:PORT]/{ca.crt,client.cert,client.key} from DIR instead of docker's /etc/docker/certs.d and ~/.docker/certs.d",
+});
+/** Every command that talks to a registry: output, TLS trust (HTTP(S)_PROXY and NO_PROXY are honoured too). */
+export const REMOTE = { json, insecure, 'ca-file': caFile, 'certs-dir': certsDir };
 /** What transfer verbs (push, pull, copy, build) add: --quiet. */
 export const TRANSFER = { quiet, ...REMOTE };
 
@@ -69,9 +78,5 @@ export function registryHost(input: string): string {
   return host === 'index.docker.io' || host === 'registry-1.docker.io' ? DOCKER_HUB : host;
 }
 
-/** The RepoTags docker load will apply: docker's short form for Docker Hub names. */
-export function dockerTag(r: Reference): string {
-  let name = `${r.registry}/${r.repository}`;
-  if (r.registry === DOCKER_HUB) name = r.repository.startsWith('library/') ? r.repository.slice(8) : r.repository;
-  return `${name}:${r.tag ?? 'latest'}`;
-}
+// The RepoTags docker load applies: one definition, in client/transports.ts.
+export { dockerTag } from '../client/transports.js';

@@ -48,6 +48,8 @@ REGISTRY defaults to docker.io. Credentials go to the credential helper configur
     const registry = new Registry(apiHost, {
       credentials: staticCredentials({ [apiHost]: { username, password } }),
       insecure: flags.insecure,
+      caFile: flags['ca-file'],
+      certsDirs: flags['certs-dir'] ? [flags['certs-dir']] : undefined,
     });
     try {
       const res = await registry.request({ method: 'GET', url: '/v2/', scopes: [] });

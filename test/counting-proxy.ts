@@ -1,8 +1,10 @@
 // A tiny HTTP forward proxy on loopback that counts the requests it passes to a registry (`GET /v2/…/blobs/…`),
 // so tests can assert how often the pull-through cache really went to its upstream. It can also be told to fail
-// (answer 503/429, or refuse connections by closing) to simulate an upstream outage.
+// (answer 503/429, or refuse connections by closing) to simulate an upstream outage. It also counts the response
+// body bytes it passed (what a client really downloaded) and can throttle them (to interrupt a transfer midway).
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Transform } from 'node:stream';
 
 export interface CountingProxy {
   url: string;
@@ -10,6 +12,16 @@ export interface CountingProxy {
   /** `METHOD path` (without query) → count. */
   counts: Map<string, number>;
   count(method: string, pathPart: string): number;
+  /** `METHOD path` → response body bytes passed to the client. */
+  bytes: Map<string, number>;
+  /** Response body bytes of requests whose `METHOD path` contains `pathPart`. */
+  bytesOut(method: string, pathPart: string): number;
+  /** `METHOD path` → request body bytes passed to the registry (what a client really uploaded). */
+  bytesUp: Map<string, number>;
+  /** Request body bytes of requests whose `METHOD path` contains `pathPart`. */
+  bytesIn(method: string, pathPart: string): number;
+  /** When set, response bodies are passed at no more than this many bytes per second (each connection). */
+  rate?: number;
   /** When set, every request is answered with this status (e.g. 429, 503) instead of being forwarded. */
   failWith?: number;
   /** Changes where requests go (e.g. after the upstream restarted on another port). */
@@ -19,6 +31,8 @@ export interface CountingProxy {
 
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const counts = new Map<string, number>();
+  const bytes = new Map<string, number>();
+  const bytesUp = new Map<string, number>();
   let server: Server;
   const proxy: CountingProxy = {
     url: '',
@@ -27,6 +41,12 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     target,
     count: (method, part) =>
       [...counts].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
+    bytes,
+    bytesOut: (method, part) =>
+      [...bytes].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
+    bytesUp,
+    bytesIn: (method, part) =>
+      [...bytesUp].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
@@ -50,15 +70,30 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const headers = { ...req.headers, host: to.host };
     const out = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
+      up.pipe(_meter(key, bytes, proxy.rate)).pipe(res);
     });
     out.on('error', () => res.destroy());
     res.on('close', () => out.destroy());
-    req.pipe(out);
+    req.pipe(_meter(key, bytesUp)).pipe(out);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   proxy.url = `http://127.0.0.1:${port}`;
   proxy.host = `127.0.0.1:${port}`;
   return proxy;
+}
+
+/** Counts bytes under `key` and, with a rate, delays each chunk so the stream averages at most `rate` bytes/s. */
+function _meter(key: string, bytes: Map<string, number>, rate?: number): Transform {
+  const started = Date.now();
+  let passed = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      passed += chunk.length;
+      bytes.set(key, (bytes.get(key) ?? 0) + chunk.length);
+      const due = rate ? started + (passed / rate) * 1000 - Date.now() : 0;
+      if (due > 0) setTimeout(() => cb(null, chunk), due);
+      else cb(null, chunk);
+    },
+  });
 }

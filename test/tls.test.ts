@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { Agent, get as httpsGet, request as httpsRequest } from 'node:https';
-import { mkdir, mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
@@ -13,103 +13,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { findExecutable, ok, requirePeer, run, startContainerd, startDockerd, TOOLS_BIN } from './peers.js';
 import { startBerth } from './berth.js';
 import { makeBusyboxLayout } from './oci-layouts.js';
+import { makeLeaf, pki, tlsConfig } from './pki.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-const openssl = (args: string[], cwd: string) => run('openssl', args, { cwd }).then(ok);
-
-/** A CA (ca.crt/ca.key) in `dir`. */
-async function makeCa(dir: string, name: string): Promise<void> {
-  await openssl(
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.crt`,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=berth test ${name}`,
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ],
-    dir,
-  );
-}
-
-/** A leaf certificate `name.crt`/`name.key` signed by `ca`, for 127.0.0.1 (server) or a client. */
-async function makeLeaf(
-  dir: string,
-  ca: string,
-  name: string,
-  serial: number,
-  usage: 'serverAuth' | 'clientAuth',
-): Promise<void> {
-  await writeFile(
-    join(dir, `${name}.ext`),
-    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${usage}\n${usage === 'serverAuth' ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : ''}`,
-  );
-  await openssl(
-    [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      usage === 'serverAuth' ? '/CN=127.0.0.1' : `/CN=${name}`,
-    ],
-    dir,
-  );
-  await openssl(
-    [
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      `${ca}.crt`,
-      '-CAkey',
-      `${ca}.key`,
-      '-set_serial',
-      String(serial),
-      '-days',
-      '2',
-      '-out',
-      `${name}.crt`,
-      '-extfile',
-      `${name}.ext`,
-    ],
-    dir,
-  );
-}
-
-async function pki(t: TestContext): Promise<string> {
-  const dir = await mkdtemp('/tmp/berth-tls-');
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  await makeCa(dir, 'ca');
-  await makeCa(dir, 'other-ca');
-  await makeLeaf(dir, 'ca', 'server', 1, 'serverAuth');
-  return dir;
-}
-
-const tlsConfig = (dir: string, extra = '') =>
-  `http:\n  tls:\n    certificate: ${dir}/server.crt\n    key: ${dir}/server.key\n${extra}`;
 
 /** The serial number of the certificate a fresh connection is served. */
 function servedSerial(port: number, ca: Buffer): Promise<string> {
