@@ -22,6 +22,14 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   gc: () => import('./gc.js'),
   fsck: () => import('./fsck.js'),
   token: () => import('./token.js'),
+  manifest: () => import('./manifest.js'),
+  config: () => import('./config.js'),
+  blob: () => import('./blob.js'),
+  mutate: () => import('./mutate.js'),
+  append: () => import('./append.js'),
+  index: () => import('./indexes.js'),
+  rebase: () => import('./rebase.js'),
+  export: () => import('./export.js'),
 };
 
 function usage(): string {
