@@ -6,6 +6,7 @@
 // sees a tag pointing at something incomplete, and a failure half-way leaves the tag where it was.
 // spec: image-spec manifest.md, image-index.md, config.md; distribution-spec end-11 (mount).
 import { Readable } from 'node:stream';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { canonicalBytes } from '../spec/canonical-json.js';
 import { digestOf, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
@@ -208,13 +209,14 @@ function _document(original: FetchedManifest, doc: object): FetchedManifest {
 class _Writer {
   stats = { uploaded: 0, mounted: 0, existed: 0 };
   private blobs = new Map<string, Promise<PushResult>>();
-  private active = 0;
-  private waiting: (() => void)[] = [];
+  private readonly _slot: LimitFunction;
 
   constructor(
     readonly dst: ImageTarget,
     readonly limit: number,
-  ) {}
+  ) {
+    this._slot = pLimit(Math.max(1, limit));
+  }
 
   /** An index entry left as it is: present in the target already, or copied there (mounting where it can). */
   async keep(src: ImageSource, d: Descriptor): Promise<void> {
@@ -277,17 +279,6 @@ class _Writer {
     else if (how === 'mounted') this.stats.mounted++;
     else this.stats.existed++;
     return how;
-  }
-
-  private async _slot<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
   }
 }
 
