@@ -510,3 +510,70 @@ config: { entrypoint: [/bin/sh, -c], cmd: ["cat /etc/base-version /srv/app.txt"]
   const plain = await berth(['rebase', unrelated]);
   assert.match(plain.stderr, /does not record its base .* --old-base/);
 });
+
+test('rebase of a multi-platform image: each platform moves onto the same platform of the new base index', async (t) => {
+  if (!requirePeer(t, 'busybox', 'crane', 'docker')) return;
+  const reg = await registry();
+  const dir = await tmp(t, 'berth-verbs-rebase-multi-');
+  const clients = await makeClients(t);
+  await copyFile('/bin/busybox', join(dir, 'busybox'));
+  const baseRef = `${reg.host}/verbs/mbase:1`;
+  const buildBase = async (version: string) => {
+    await writeFile(
+      join(dir, 'base.yaml'),
+      `apiVersion: berth/v1
+kind: Image
+platforms: [linux/amd64, linux/arm64]
+layers:
+  - name: busybox
+    files:
+      - { src: busybox, dest: /bin/busybox, mode: "0755" }
+      - { symlink: busybox, dest: /bin/sh }
+      - { inline: "base ${version}\\n", dest: /etc/base-version }
+config: { env: { PATH: /bin } }
+`,
+    );
+    return parseBuild(
+      await berth(['build', '-f', join(dir, 'base.yaml'), '--cache', join(dir, '.cache'), '--push', baseRef, '--json']),
+    );
+  };
+  const v1 = await buildBase('one');
+  await writeFile(
+    join(dir, 'app.yaml'),
+    `apiVersion: berth/v1
+kind: Image
+base: ${baseRef}
+platforms: [linux/amd64, linux/arm64]
+layers:
+  - name: app
+    files:
+      - { inline: "app\\n", dest: /srv/app.txt }
+config: { entrypoint: [/bin/sh, -c], cmd: ["cat /etc/base-version /srv/app.txt"] }
+`,
+  );
+  const appRef = `${reg.host}/verbs/mapp:v1`;
+  const app = parseBuild(
+    await berth(['build', '-f', join(dir, 'app.yaml'), '--cache', join(dir, '.cache'), '--push', appRef, '--json']),
+  );
+  assert.equal(app.mediaType, 'application/vnd.oci.image.index.v1+json');
+  const v2 = await buildBase('two');
+  const r = bjson(await berth(['rebase', appRef, '--json']));
+  assert.equal(r.oldBase.digest, v1.digest);
+  assert.equal(r.newBase.digest, v2.digest);
+  assert.deepEqual(
+    r.images.map((i: any) => i.platform),
+    ['linux/amd64', 'linux/arm64'],
+  );
+  const index = JSON.parse(ok(await clients.crane(['manifest', '--insecure', appRef])));
+  assert.equal(index.annotations['org.opencontainers.image.base.digest'], v2.digest);
+  for (const [i, p] of ['linux/amd64', 'linux/arm64'].entries()) {
+    const m = JSON.parse(
+      ok(await clients.crane(['manifest', '--insecure', `${appRef.split(':v1')[0]}@${index.manifests[i].digest}`])),
+    );
+    const base = JSON.parse(ok(await clients.crane(['manifest', '--insecure', '--platform', p, baseRef])));
+    assert.equal(m.layers[0].digest, base.layers[0].digest, `${p} sits on the new base's ${p} layer`);
+    assert.equal(m.layers[1].digest, app.images[i].layers[0].digest, `${p} keeps its app layer`);
+  }
+  const docker = await dockerFor(reg);
+  assert.equal(ok(await docker.docker(['run', '--rm', '--network', 'none', appRef])), 'base two\napp\n');
+});
