@@ -75,6 +75,10 @@ async function _layer(src: ImageSource, d: Descriptor, pack: tar.Pack, state: _S
   try {
     for await (const entry of ex) {
       const h = entry.header as Header & { pax?: Record<string, string> };
+      // Names are relative to the root (leading `/` and `./` go); a `..` segment would let whoever unpacks the
+      // export write outside their target directory, so such a layer is refused rather than passed on.
+      if (h.name.split('/').includes('..'))
+        throw new MutateError(`member "${h.name}" has a '..' segment; refusing to export it`);
       const name = posix
         .normalize(h.name)
         .replace(/^(\.?\/)+/, '')
@@ -115,6 +119,7 @@ async function _layer(src: ImageSource, d: Descriptor, pack: tar.Pack, state: _S
     await feed;
   } catch (e) {
     ex.destroy();
+    if (e instanceof MutateError) throw new MutateError(`layer ${d.digest}: ${e.message}`);
     throw new MutateError(`cannot read layer ${d.digest} (${d.mediaType}) as a tar: ${(e as Error).message}`);
   }
   // A layer's own whiteouts apply to the layers below it, not to its siblings.

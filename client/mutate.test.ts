@@ -116,6 +116,16 @@ test('export: opaque directories hide lower contents but keep their own layer’
   })();
   ex.end(Buffer.concat(out));
   await reading;
+  const evil = await layer([
+    { name: 'ok', body: 'x' },
+    { name: 'a/../../etc/passwd', body: 'root' },
+  ]);
+  blobs.set(digestOf(evil), evil);
+  const bad = { ...img, doc: { ...doc, layers: [{ ...descs[0], digest: digestOf(evil), size: evil.length }] } };
+  await assert.rejects(
+    exportImage(bad, new Writable({ write: (_c, _e, cb) => cb() })),
+    /member "a\/\.\.\/\.\.\/etc\/passwd" has a '\.\.' segment/,
+  );
   assert.deepEqual(files, {
     'a/x': 'x3',
     'a/': '<dir>',
