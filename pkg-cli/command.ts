@@ -231,7 +231,11 @@ export function defineCommand<F extends Flags>(spec: CommandSpec<F>): Command {
 }
 
 /** node:util parseArgs, with unknown flags answered by a did-you-mean and errors that name the fix. */
-export function parseFlags(command: string, argv: string[], flags: Record<string, FlagShape>) {
+export function parseFlags(
+  command: string,
+  argv: string[],
+  flags: Record<string, FlagShape>,
+): { values: Record<string, any>; positionals: string[] } {
   const options = Object.fromEntries(
     Object.entries(flags).map(([k, f]) => [
       k,

@@ -40,6 +40,33 @@ export const COMMANDS: Record<string, CommandEntry> = {
     load: () => import('./inspect.js'),
   },
   digest: { group: 'images', summary: 'print the digest a reference resolves to', load: () => import('./digest.js') },
+  manifest: {
+    group: 'images',
+    summary: "print a manifest's exact bytes (verified)",
+    load: () => import('./manifest.js'),
+  },
+  blob: { group: 'images', summary: 'fetch one blob by digest (verified)', load: () => import('./blob.js') },
+  mutate: {
+    group: 'images',
+    summary: "change an image's config or annotations (all platforms of an index)",
+    load: () => import('./mutate.js'),
+  },
+  append: {
+    group: 'images',
+    summary: 'add a tarball or directory as a new layer on an image',
+    load: () => import('./append.js'),
+  },
+  index: {
+    group: 'images',
+    summary: 'create or amend a multi-platform index from per-platform images',
+    load: () => import('./indexes.js'),
+  },
+  rebase: {
+    group: 'images',
+    summary: "swap an image's base layers for a newer base",
+    load: () => import('./rebase.js'),
+  },
+  export: { group: 'images', summary: "flatten an image's filesystem into one tar", load: () => import('./export.js') },
   login: { group: 'registry', summary: 'verify and save registry credentials', load: () => import('./login.js') },
   logout: { group: 'registry', summary: 'remove saved registry credentials', load: () => import('./logout.js') },
   tags: { group: 'registry', summary: 'list the tags of a repository', load: () => import('./tags.js') },
@@ -57,7 +84,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   config: {
     group: 'admin',
-    summary: 'check a configuration file, or print the commented defaults',
+    summary: "check berth's config file or print its defaults; or print an image's config JSON",
     load: () => import('./config.js'),
   },
   passwd: { group: 'admin', summary: 'print a bcrypt password hash for auth.users', load: () => import('./passwd.js') },
