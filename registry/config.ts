@@ -15,6 +15,8 @@ export interface Config {
     shutdownTimeout: string;
     bodyIdleTimeout: string;
     requestTimeout: string;
+    /** Processes sharing the port; undefined: os.availableParallelism() (registry/cluster.ts). */
+    workers?: number;
     tls?: TlsConfig;
   };
   storage: {

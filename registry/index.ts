@@ -11,13 +11,15 @@ import { createPolicies, type Policies } from './policy.js';
 import { policyMiddleware } from './policy-middleware.js';
 import { sessionLimits } from './sessions.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
-import { createAuth, type Auth } from './auth/index.js';
+import { createAuth, type Auth, type Limiter } from './auth/index.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
+import type { FillLeases } from './proxy/fill.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
 export { listen, type RunningServer } from './server.js';
 export { createLogger, type Logger } from './log.js';
+export { runPrimary, workerCount, workerLink, type WorkerLink } from './cluster.js';
 
 export interface Registry {
   store: Store;
@@ -36,10 +38,30 @@ export interface Registry {
   stop: Lifecycle['stop'];
 }
 
-export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: AppHooks = {}): Registry {
+/**
+ * What a cluster worker shares with the others through the primary (registry/cluster.ts `WorkerLink`); a single
+ * process passes nothing and keeps it all in itself.
+ */
+export interface Shared {
+  /** Runs the schedulers that must run once per server (proxy eviction here; serve.ts runs the others). */
+  scheduler?: boolean;
+  limiter?: Limiter;
+  fills?: FillLeases;
+  renderMetrics?: () => Promise<{ contentType: string; body: string }>;
+}
+
+export function createRegistry(
+  config: Config,
+  driver: Driver,
+  log: Logger,
+  hooks: AppHooks = {},
+  shared: Shared = {},
+): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
-  const proxy = config.proxy?.upstreams?.length ? createProxy(config.proxy, store, log) : undefined;
-  const metrics = config.metrics.enabled ? createMetrics({ proxy }) : undefined;
+  const proxy = config.proxy?.upstreams?.length
+    ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
+    : undefined;
+  const metrics = config.metrics.enabled ? createMetrics({ proxy, render: shared.renderMetrics }) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const policies = createPolicies(config, store, log);
@@ -48,7 +70,11 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
   const webhooks = config.webhooks?.length
     ? createWebhooks(config.webhooks, log, { source: config.http.publicUrl ?? 'berth' })
     : undefined;
-  const auth = createAuth(config.auth, store.auth, { publicUrl: config.http.publicUrl, warn: (msg) => log.warn(msg) });
+  const auth = createAuth(config.auth, store.auth, {
+    publicUrl: config.http.publicUrl,
+    warn: (msg) => log.warn(msg),
+    limiter: shared.limiter,
+  });
   auth?.ready.catch((e) =>
     log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }),
   );

@@ -18,12 +18,18 @@ export interface Logger {
 }
 
 /** `write` replaces stderr (tests capture lines with it). */
-export function createLogger(level: Level = 'info', requests = true, write?: (line: string) => void): Logger {
+/** `fields`: added to every line (a cluster worker's `worker` slot). */
+export function createLogger(
+  level: Level = 'info',
+  requests = true,
+  write?: (line: string) => void,
+  fields?: Record<string, unknown>,
+): Logger {
   const dest: DestinationStream = write ? { write } : destination({ dest: 2, sync: false });
   const p = pino(
     {
       level,
-      base: undefined, // no pid/hostname: the orchestrator adds them
+      base: fields ?? undefined, // no pid/hostname: the orchestrator adds them
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

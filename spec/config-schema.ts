@@ -156,6 +156,11 @@ export const configSchema = {
         /** The whole request (headers and body) must arrive within this; 0s (default): no limit. */
         requestTimeout: duration,
         /**
+         * Processes serving the port (node:cluster): default the available cores (os.availableParallelism); 1 runs
+         * the registry in one process without a primary (registry/cluster.ts).
+         */
+        workers: { type: 'integer', minimum: 1, maximum: 1024 },
+        /**
          * HTTPS (and HTTP/2 for clients that offer it by ALPN) from PEM files; the files are watched and a rotated
          * pair is served to new connections without a restart (registry/tls.ts). clientCAs: require client
          * certificates signed by one of these CAs (mTLS).

@@ -29,6 +29,8 @@ export interface Berth {
   host: string;
   port: number;
   root: string;
+  /** The `berth serve` process (with http.workers > 1: the cluster's primary). */
+  readonly pid: number;
   /** Everything the server printed (JSON log lines). */
   logs(): string;
   stop(): Promise<void>;
@@ -78,6 +80,9 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     host: `127.0.0.1:${port}`,
     port,
     root,
+    get pid() {
+      return child.pid!;
+    },
     logs: () => output,
     stop: async () => {
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
