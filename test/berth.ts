@@ -129,3 +129,12 @@ async function waitForHttps(
   }
   throw new Error(`https://127.0.0.1:${port}/v2/ not ready: ${last}`);
 }
+
+/** Waits until the server printed a line matching `pattern` (e.g. the cluster's "all workers listening"). */
+export async function waitForLog(logs: () => string, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(logs())) {
+    if (Date.now() > deadline) throw new Error(`no log line ${pattern} within ${timeoutMs} ms:\n${logs()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { hash } from './auth-fixtures.js';
-import { startBerth, type Berth } from './berth.js';
+import { startBerth, waitForLog, type Berth } from './berth.js';
 
 interface Res {
   status: number;
@@ -58,19 +58,10 @@ function children(pid: number): number[] {
   return out;
 }
 
-/** Waits for a log line (the primary says when every worker listens, and when a replacement does). */
-async function waitForLog(berth: Berth, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(berth.logs())) {
-    if (Date.now() > deadline) throw new Error(`no log line ${pattern} within ${timeoutMs} ms:\n${berth.logs()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** `berth serve` with two workers, once both listen. */
 async function start2(t: TestContext, env: Record<string, string> = {}, config?: string): Promise<Berth> {
   const berth = await startBerth(t, { env: { ...WORKERS2, ...env }, config });
-  await waitForLog(berth, /all workers listening/);
+  await waitForLog(berth.logs, /all workers listening/);
   return berth;
 }
 
@@ -139,7 +130,7 @@ test('workers=2: /metrics on any worker shows the sum over the workers', async (
   for (let i = 0; i < n; i++) assert.equal((await fresh(berth.url, 'GET', '/v2/')).status, 200);
   const after = await scrape();
   assert.equal(after - before, n, 'every request counted, whichever worker served it or the scrape');
-  await waitForLog(berth, /"path":"\/metrics"[\s\S]*"path":"\/metrics"/);
+  await waitForLog(berth.logs, /"path":"\/metrics"[\s\S]*"path":"\/metrics"/);
   assert.deepEqual([...servedBy(berth, (m, p) => m === 'GET' && p === '/v2/')].sort(), [0, 1]);
   assert.deepEqual([...servedBy(berth, (m, p) => m === 'GET' && p === '/metrics')].sort(), [0, 1]);
 });
@@ -200,7 +191,7 @@ test('workers=2: kill -9 of a worker: the primary restarts it and the server kee
   assert.equal(now.length, 2, 'a replacement worker was started');
   assert.ok(!now.includes(before[0]) && now.includes(before[1]));
   assert.match(berth.logs(), /worker exited; restarting it/);
-  await waitForLog(berth, /worker restarted and listening/);
+  await waitForLog(berth.logs, /worker restarted and listening/);
   // The replacement takes its turn in the round robin once it listens: every request still succeeds.
   for (let i = 0; i < 10; i++) assert.equal((await fresh(berth.url, 'GET', `/v2/w/crash/blobs/${digest}`)).status, 200);
   // SIGTERM to the primary stops it and its workers.
