@@ -196,13 +196,13 @@ async function hey(args: string[], url: string, timeoutMs = 300_000): Promise<He
 /** Waits until a clustered berth says every worker listens (its log file), so the load sees all of them. */
 async function allListening(s: Server): Promise<void> {
   const log = `${s.root}.log`;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (existsSync(log) && /all workers listening|"msg":"berth registry listening"/.test(readFileSync(log, 'utf8')))
       return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${s.name}: workers not listening within 30 s`);
+  throw new Error(`${s.name}: workers not listening within 60 s`);
 }
 
 async function berth(work: string, label: string, workers?: number): Promise<Server> {

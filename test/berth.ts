@@ -55,7 +55,9 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
   let output = '';
   const start = async () => {
     child = spawn(process.execPath, args, {
-      env: { ...process.env, BERTH_LOG_LEVEL: 'warn', ...opts.env },
+      // One process unless a test asks for workers (test/workers.test.ts, conformance): the suite's servers start
+      // faster on a loaded machine, and the cluster is tested where it is named.
+      env: { ...process.env, BERTH_LOG_LEVEL: 'warn', BERTH_HTTP_WORKERS: '1', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.on('data', (b) => (output += b));
@@ -65,7 +67,7 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     );
     const ready = opts.tlsCa
       ? waitForHttps(port, opts.tlsCa, opts.readyCert)
-      : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 15_000 });
+      : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 30_000 });
     await Promise.race([ready, exited]);
   };
   const waitExit = (signal: NodeJS.Signals) =>

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { hash } from './auth-fixtures.js';
 import { startBerth, waitForLog, type Berth } from './berth.js';
+import { startCountingProxy } from './counting-proxy.js';
 
 interface Res {
   status: number;
@@ -198,4 +199,39 @@ test('workers=2: kill -9 of a worker: the primary restarts it and the server kee
   const workers = children(berth.pid);
   await berth.stop();
   for (const p of workers) assert.throws(() => process.kill(p, 0), 'no worker outlives the primary');
+});
+
+test('workers=2: concurrent pulls through the pull-through cache, spread over both workers, fetch a blob once', async (t) => {
+  const upstream = await startBerth(t, { env: { BERTH_HTTP_WORKERS: '1' } });
+  const counting = await startCountingProxy(upstream.url);
+  t.after(() => counting.stop());
+  const data = Buffer.alloc(24 << 20);
+  for (let i = 0; i < data.length; i += 4096) data.writeUInt32BE(i, i);
+  const digest = digestOf(data);
+  const push = await fresh(
+    upstream.url,
+    'POST',
+    `/v2/team/big/blobs/uploads/?digest=${digest}`,
+    { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) },
+    data,
+  );
+  assert.equal(push.status, 201);
+  const mirror = await start2(
+    t,
+    {},
+    JSON.stringify({
+      proxy: {
+        upstreams: [{ name: 'up', url: counting.url, prefix: 'up', timeout: '10s', allowPrivateNetworks: true }],
+      },
+    }),
+  );
+  const got = await Promise.all(
+    Array.from({ length: 8 }, () => fresh(mirror.url, 'GET', `/v2/up/team/big/blobs/${digest}`)),
+  );
+  for (const r of got) {
+    assert.equal(r.status, 200);
+    assert.equal(digestOf(r.body), digest, 'every client got the whole, right blob');
+  }
+  assert.deepEqual([...servedBy(mirror, (m, p) => m === 'GET' && p.includes('/blobs/'))].sort(), [0, 1]);
+  assert.equal(counting.count('GET', '/blobs/sha256:'), 1, 'the upstream was asked for the blob once');
 });
