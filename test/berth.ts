@@ -68,7 +68,13 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     const ready = opts.tlsCa
       ? waitForHttps(port, opts.tlsCa, opts.readyCert)
       : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 30_000 });
-    await Promise.race([ready, exited]);
+    try {
+      await Promise.race([ready, exited]);
+    } catch (e) {
+      // Not ready in time: stop it here (no t.after is registered yet), else it — and a cluster's workers — linger.
+      child.kill('SIGKILL');
+      throw e;
+    }
   };
   const waitExit = (signal: NodeJS.Signals) =>
     new Promise<void>((resolve) => {

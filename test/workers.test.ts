@@ -27,6 +27,7 @@ function fresh(base: string, method: string, path: string, headers: Record<strin
       res.on('error', reject);
     });
     req.on('error', reject);
+    req.setTimeout(60_000, () => req.destroy(new Error(`${method} ${path}: no answer within 60 s`)));
     req.end(body);
   });
 }
