@@ -5,6 +5,7 @@
 // chunks in a seed-dependent order. Writing the same immutable Buffer many times costs the client nothing but the
 // syscalls, so the client stays far from being the bottleneck (its own rate is measured against a sink).
 import { createHash, randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { Agent, request, type IncomingMessage } from 'node:http';
 
 export const MiB = 1 << 20;
@@ -42,6 +43,16 @@ export function blob(seed: number, size: number): BlobSpec {
     digests.set(key, digest);
   }
   return { seed, size, digest };
+}
+
+/** Writes blob `spec` to a file (for clients that upload files: curl, crane). */
+export async function writeBlobFile(spec: BlobSpec, path: string): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    for (const c of chunks(spec)) await fh.write(c);
+  } finally {
+    await fh.close();
+  }
 }
 
 interface Res {

@@ -2,6 +2,7 @@
 // `--only NAME[,NAME]` picks some. Older benches that return their own result shape are adapted below.
 import type { Bench, Row } from './types.js';
 import { registryBench } from './registry.js';
+import { fastBench } from './fast.js';
 import { benchCopy } from './copy.js';
 import { buildBench } from './build.js';
 import { benchProxy } from './proxy.js';
@@ -28,6 +29,7 @@ function _timings(list: ToolTiming[]): Row[] {
 
 export const benches: Bench[] = [
   registryBench,
+  fastBench,
   { name: 'copy', run: async (ctx) => _timings(await benchCopy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })) },
   buildBench,
   {

@@ -70,7 +70,7 @@ export async function startBerthServer(
     closeSync(fd);
   }
   const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 20_000 });
+  await waitForHttp(`${url}/v2/`, { process: child, timeoutMs: 60_000 });
   return {
     name: `berth${label === 'main' ? '' : ` (${label})`}`,
     url,

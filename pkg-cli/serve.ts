@@ -1,7 +1,19 @@
 // `berth serve`: run the registry. Picks the storage driver from the config and wires everything explicitly.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { createRegistry, listen, parseDuration, createLogger } from '../registry/index.js';
+import {
+  createRegistry,
+  listen,
+  parseDuration,
+  createLogger,
+  runPrimary,
+  workerCount,
+  workerLink,
+  type Config,
+  type Logger,
+} from '../registry/index.js';
+import { createAuth, limiterOptions } from '../registry/auth/index.js';
+import { createStore } from '../storage/index.js';
 import { parseAddr } from '../registry/server.js';
 import { loadTls, TlsConfigError } from '../registry/tls.js';
 import { CLIError, defineCommand, flag } from './command.js';
@@ -11,7 +23,8 @@ import { banner } from './_banner.js';
 
 export default defineCommand({
   usage: '[--config FILE] [--addr HOST:PORT] [--root DIR]',
-  description: 'Runs the OCI registry. Defaults: listen on :5000, filesystem storage under ./data.',
+  description: `Runs the OCI registry. Defaults: listen on :5000, filesystem storage under ./data, one worker process per
+available core sharing the port (http.workers; BERTH_HTTP_WORKERS=1 runs a single process).`,
   flags: {
     ...STORAGE,
     addr: flag.string({
@@ -36,10 +49,14 @@ export default defineCommand({
     });
     // The listen address is checked before anything is created on disk: a typo must not leave a ./data behind.
     await _checkAddr(config.http.addr, values.addr ? '--addr' : 'http.addr');
+    // A cluster worker is this same command, forked by the primary (registry/cluster.ts).
+    const link = workerLink();
+    const workers = workerCount(config.http.workers);
     const pretty = config.log.format === 'pretty' || (config.log.format === 'auto' && !!process.stderr.isTTY);
     const log = createLogger(config.log.level, config.log.requests, undefined, {
       pretty,
       color: !!process.stderr.isTTY && !process.env.NO_COLOR,
+      fields: link ? { worker: link.slot } : undefined,
     });
     // Whatever one request does must not take the registry down (issue 14): an error that escaped every handler is
     // logged with its stack and the server keeps serving. Request errors are handled where they happen; this is
@@ -59,16 +76,32 @@ export default defineCommand({
         throw e;
       }
     }
-    const driver = await makeDriver(config);
+    if (!link && workers > 1) {
+      if (pretty) process.stderr.write(banner(config, Number(/:(\d+)$/.exec(config.http.addr)?.[1]), values.config));
+      return _primary(config, log, workers);
+    }
+    // Leftover temp files are swept once, by the primary (or the only process): a restarted worker must not delete
+    // the ones its siblings are writing.
+    const driver = await makeDriver(config, { cleanTemp: !link });
+    const scheduler = !link || link.slot === 0;
     let registry: ReturnType<typeof createRegistry>;
     try {
-      registry = createRegistry(config, driver, log);
+      registry = createRegistry(
+        config,
+        driver,
+        log,
+        {},
+        link
+          ? { scheduler, limiter: link.limiter, fills: link.fills, renderMetrics: link.renderMetrics }
+          : { scheduler },
+      );
     } catch (e) {
       // An audit file that can't be opened is the operator's to fix, like a TLS file.
       if (/^audit\./.test((e as Error).message)) throw new CLIError((e as Error).message);
       throw e;
     }
-    if (config.auth.mode === 'none')
+    if (link && registry.metrics) link.shareMetrics(registry.metrics.registry);
+    if (config.auth.mode === 'none' && !link?.slot)
       log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
     let server;
     try {
@@ -78,6 +111,7 @@ export default defineCommand({
         `cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`,
       );
     }
+    link?.ready();
     log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
     // http.debug: metrics and health on their own plain-HTTP listener (distribution's http.debug), for a port that
     // only the cluster's monitoring reaches; /metrics is then no longer served on the registry port.
@@ -93,17 +127,24 @@ export default defineCommand({
       }
       log.info('berth debug listener (metrics, health)', { addr: config.http.debug.addr, url: debug.url });
     }
-    if (pretty) process.stderr.write(banner(config, server.port, values.config));
+    if (pretty && !link) process.stderr.write(banner(config, server.port, values.config));
 
-    registry.start();
+    // The background jobs (upload purge, GC, retention) run once per server: in the only process, or in cluster
+    // worker slot 0.
+    if (scheduler) registry.start();
 
     await new Promise<void>((resolveStop) => {
+      let stopping = false;
       const stop = (signal: string) => {
+        // Ctrl-C reaches a cluster worker twice (from the terminal and from the primary).
+        if (stopping) return;
+        stopping = true;
         log.info('shutting down', { signal });
         registry.stop();
         Promise.all([server.close(parseDuration(config.http.shutdownTimeout)), debug?.close(1000)]).then(async () => {
           await registry.audit?.close();
           await driver.close?.();
+          link?.close();
           resolveStop();
         });
       };
@@ -127,4 +168,29 @@ async function _checkAddr(addr: string, source: string): Promise<void> {
         `${source}: cannot resolve "${host}" (${e.code ?? e.message}); use an IP address, localhost or :PORT`,
       );
     });
+}
+
+/**
+ * The cluster's primary: checks what every worker would fail on (token keys are created here, once, so workers
+ * starting together never sign with different keys; leftover temp files are swept here), then runs the workers.
+ */
+async function _primary(config: Config, log: Logger, workers: number): Promise<number> {
+  const driver = await makeDriver(config);
+  try {
+    const auth = createAuth(config.auth, createStore(driver).auth, { warn: () => {} });
+    await auth?.ready;
+  } catch (e) {
+    throw new CLIError(`auth: ${(e as Error).message}`);
+  } finally {
+    await driver.close?.();
+  }
+  log.info('berth primary starting workers', { workers, addr: config.http.addr });
+  const code = await runPrimary({
+    workers,
+    log,
+    shutdownTimeoutMs: parseDuration(config.http.shutdownTimeout),
+    limiter: limiterOptions(config.auth.rateLimit),
+  });
+  log.info('berth stopped', { code });
+  return code;
 }

@@ -13,11 +13,12 @@ import { createPolicies, type Policies } from './policy.js';
 import { policyMiddleware } from './policy-middleware.js';
 import { sessionLimits } from './sessions.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
-import { createAuth, type Auth } from './auth/index.js';
+import { createAuth, type Auth, type Limiter } from './auth/index.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
 import { trustedProxies } from './forwarded.js';
 import { auditMiddleware, createAudit, type Audit } from './audit.js';
 import type { Env } from './context.js';
+import type { FillLeases } from './proxy/fill.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -25,6 +26,7 @@ export { parseDuration, parseSize, UnitError } from '../spec/units.js';
 export { listen, type RunningServer } from './server.js';
 export { createLogger, type Logger } from './log.js';
 export { createAudit, cliActor, type Audit, type AuditEvent } from './audit.js';
+export { runPrimary, workerCount, workerLink, type WorkerLink } from './cluster.js';
 
 export interface Registry {
   store: Store;
@@ -52,10 +54,30 @@ export interface RegistryHooks extends AppHooks {
   auditLog?: Audit;
 }
 
-export function createRegistry(config: Config, driver: Driver, log: Logger, hooks: RegistryHooks = {}): Registry {
+/**
+ * What a cluster worker shares with the others through the primary (registry/cluster.ts `WorkerLink`); a single
+ * process passes nothing and keeps it all in itself.
+ */
+export interface Shared {
+  /** Runs the schedulers that must run once per server (proxy eviction here; serve.ts runs the others). */
+  scheduler?: boolean;
+  limiter?: Limiter;
+  fills?: FillLeases;
+  renderMetrics?: () => Promise<{ contentType: string; body: string }>;
+}
+
+export function createRegistry(
+  config: Config,
+  driver: Driver,
+  log: Logger,
+  hooks: RegistryHooks = {},
+  shared: Shared = {},
+): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
-  const proxy = config.proxy?.upstreams?.length ? createProxy(config.proxy, store, log) : undefined;
-  const metrics = config.metrics.enabled ? createMetrics({ proxy }) : undefined;
+  const proxy = config.proxy?.upstreams?.length
+    ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
+    : undefined;
+  const metrics = config.metrics.enabled ? createMetrics({ proxy, render: shared.renderMetrics }) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const audit = hooks.auditLog ?? createAudit(config.audit);
@@ -69,6 +91,7 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
     publicUrl: config.http.publicUrl,
     warn: (msg) => log.warn(msg),
     audit,
+    limiter: shared.limiter,
   });
   auth?.ready.catch((e) =>
     log.error('auth keys or issuers failed to load', { err: String((e as Error)?.message ?? e) }),

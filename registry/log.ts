@@ -22,11 +22,12 @@ export interface Logger {
 }
 
 /** `write` replaces stderr (tests capture lines with it); `pretty` renders lines for a person instead of JSON. */
+/** `fields`: added to every line (a cluster worker's `worker` slot). */
 export function createLogger(
   level: Level = 'info',
   requests = true,
   write?: (line: string) => void,
-  opts: { pretty?: boolean; color?: boolean } = {},
+  opts: { pretty?: boolean; color?: boolean; fields?: Record<string, unknown> } = {},
 ): Logger {
   const dest: DestinationStream = opts.pretty
     ? // Loaded only for a person's terminal: servers and pipes never pay for it.
@@ -51,7 +52,7 @@ export function createLogger(
   const p = pino(
     {
       level,
-      base: undefined, // no pid/hostname: the orchestrator adds them
+      base: opts.fields ?? undefined, // no pid/hostname: the orchestrator adds them
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       // pino-pretty prints the errorKey's field as a block of its own; our `err` is one line of text, so keep it

@@ -25,7 +25,13 @@ export function routeOf(path: string): string {
   }
 }
 
-export function createMetrics(opts: { proxy?: Proxy; defaults?: boolean } = {}): Metrics {
+/**
+ * `render`: how /metrics is answered; in a cluster worker it asks the primary for every worker's series summed
+ * (registry/cluster.ts), so one scrape sees the whole server.
+ */
+export function createMetrics(
+  opts: { proxy?: Proxy; defaults?: boolean; render?: () => Promise<{ contentType: string; body: string }> } = {},
+): Metrics {
   const registry = new Registry();
   if (opts.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: 'berth_' });
   const requests = new Counter({
@@ -164,6 +170,7 @@ export function createMetrics(opts: { proxy?: Proxy; defaults?: boolean } = {}):
       gcLast.set(Date.now() / 1000);
     },
     async render() {
+      if (opts.render) return opts.render();
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };

@@ -250,6 +250,14 @@ export const configSchema = {
           ...duration('the whole request (headers and body) must arrive within this; 0: no limit'),
           default: '0s',
         },
+        workers: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1024,
+          description:
+            'processes serving the port (node:cluster); default: the available cores; 1 runs the registry in one ' +
+            'process without a primary (registry/cluster.ts)',
+        },
         tls: {
           type: 'object',
           additionalProperties: false,

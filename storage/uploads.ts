@@ -343,10 +343,27 @@ export class UploadStore {
     return removed;
   }
 
-  /** The running sha256 state for a session at `offset`, rebuilt from stored bytes when this process has none. */
+  /**
+   * The running sha256 state for a session at `offset`, rebuilt from stored bytes when this process has none. When
+   * another process (a cluster worker, a replica) appended since this one last did, the state it kept is brought
+   * forward by hashing only the bytes appended meanwhile: session data is append-only and bytes below an offset
+   * this process saw committed never change, so a chunked push alternating between workers hashes each byte at most
+   * once per process instead of re-reading the whole session on every chunk (issue 18: quadratic with curl's one
+   * connection per PATCH).
+   */
   private async _hashState(id: string, offset: number): Promise<HashState> {
     const cached = this.hashes.get(id);
     if (cached && cached.offset === offset) return cached;
+    if (cached && cached.offset < offset) {
+      try {
+        await this._hashStored(id, offset, cached.digester, cached.offset);
+        cached.offset = offset;
+        return cached;
+      } catch (e) {
+        this.hashes.delete(id);
+        throw e;
+      }
+    }
     const digester = new Digester('sha256');
     if (offset > 0) await this._hashStored(id, offset, digester);
     const state = { digester, offset };
@@ -365,8 +382,8 @@ export class UploadStore {
     return digester.digest();
   }
 
-  private async _hashStored(id: string, size: number, digester: Digester): Promise<void> {
-    const stream = await this.driver.read(paths.uploadData(id), { start: 0, end: size - 1 });
+  private async _hashStored(id: string, size: number, digester: Digester, from = 0): Promise<void> {
+    const stream = await this.driver.read(paths.uploadData(id), { start: from, end: size - 1 });
     for await (const chunk of stream) digester.update(chunk as Buffer);
   }
 }

@@ -29,6 +29,8 @@ export interface Berth {
   host: string;
   port: number;
   root: string;
+  /** The `berth serve` process (with http.workers > 1: the cluster's primary). */
+  readonly pid: number;
   /** Everything the server printed (JSON log lines). */
   logs(): string;
   stop(): Promise<void>;
@@ -53,7 +55,9 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
   let output = '';
   const start = async () => {
     child = spawn(process.execPath, args, {
-      env: { ...process.env, BERTH_LOG_LEVEL: 'warn', ...opts.env },
+      // One process unless a test asks for workers (test/workers.test.ts, conformance): the suite's servers start
+      // faster on a loaded machine, and the cluster is tested where it is named.
+      env: { ...process.env, BERTH_LOG_LEVEL: 'warn', BERTH_HTTP_WORKERS: '1', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.on('data', (b) => (output += b));
@@ -63,8 +67,14 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     );
     const ready = opts.tlsCa
       ? waitForHttps(port, opts.tlsCa, opts.readyCert)
-      : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 15_000 });
-    await Promise.race([ready, exited]);
+      : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 30_000 });
+    try {
+      await Promise.race([ready, exited]);
+    } catch (e) {
+      // Not ready in time: stop it here (no t.after is registered yet), else it — and a cluster's workers — linger.
+      child.kill('SIGKILL');
+      throw e;
+    }
   };
   const waitExit = (signal: NodeJS.Signals) =>
     new Promise<void>((resolve) => {
@@ -78,6 +88,9 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     host: `127.0.0.1:${port}`,
     port,
     root,
+    get pid() {
+      return child.pid!;
+    },
     logs: () => output,
     stop: async () => {
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -123,4 +136,13 @@ async function waitForHttps(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`https://127.0.0.1:${port}/v2/ not ready: ${last}`);
+}
+
+/** Waits until the server printed a line matching `pattern` (e.g. the cluster's "all workers listening"). */
+export async function waitForLog(logs: () => string, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(logs())) {
+    if (Date.now() > deadline) throw new Error(`no log line ${pattern} within ${timeoutMs} ms:\n${logs()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

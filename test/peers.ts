@@ -332,6 +332,8 @@ export interface DistributionOptions {
   proxy?: { remoteurl: string; username?: string; password?: string };
   /** Storage driver block replacing the filesystem one, e.g. `{ s3: { … }, redirect: { disable: true } }`. */
   storage?: Record<string, unknown>;
+  /** Its log level (default info, which logs a line per request; the fast bench uses warn, as berth's). */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
 
 export interface Distribution {
@@ -403,7 +405,7 @@ function _distributionConfig(root: string, port: number, opts: DistributionOptio
   // JSON is YAML: no YAML writer needed, and no quoting surprises in paths.
   const config: Record<string, unknown> = {
     version: 0.1,
-    log: { level: 'info', accesslog: { disabled: true } },
+    log: { level: opts.logLevel ?? 'info', accesslog: { disabled: true } },
     storage: {
       ...(opts.storage ?? { filesystem: { rootdirectory: root } }),
       delete: { enabled: true },

@@ -7,7 +7,7 @@ import type { AuthConfig } from './config.js';
 import { trustedIssuer, type TrustedIssuer } from './issuers.js';
 import { dirSource, loadKeyRing, storageSource, type KeyRing } from './keys.js';
 import { createOidcProviders, looksLikeJwt, oidcIdentity, type OidcProvider } from './oidc.js';
-import { LoginLimiter } from './ratelimit.js';
+import { LoginLimiter, limiterOptions, type Limiter } from './ratelimit.js';
 import type { Access } from './scope.js';
 import { AuthState, isRobotToken, type RefreshRecord, type RobotRecord } from './state.js';
 import { AccessVerifier, type TokenOptions } from './tokens.js';
@@ -28,13 +28,15 @@ export interface AuthCoreOptions {
   warn?: (msg: string) => void;
   /** Failed and throttled logins are recorded here; the callers record successes (service.ts). */
   audit?: Audit;
+  /** Shared login limiter (cluster workers); default: one in this process. */
+  limiter?: Limiter;
 }
 
 export class AuthCore {
   readonly acl: Acl;
   readonly users: Users;
   readonly state: AuthState;
-  readonly limiter: LoginLimiter;
+  readonly limiter: Limiter;
   readonly tokenOptions: TokenOptions;
   readonly refreshTtlMs: number;
   readonly verifier: AccessVerifier;
@@ -52,13 +54,7 @@ export class AuthCore {
     this.acl = compileAcl(config.acl);
     this.users = new Users(config, opts.warn);
     this.state = new AuthState(store);
-    const rl = config.rateLimit ?? {};
-    this.limiter = new LoginLimiter({
-      maxFailures: rl.maxFailures ?? 5,
-      maxFailuresPerAddress: rl.maxFailuresPerAddress ?? 30,
-      maxFailuresPerAccount: rl.maxFailuresPerAccount ?? 100,
-      windowMs: parseDuration(rl.window ?? '5m'),
-    });
+    this.limiter = opts.limiter ?? new LoginLimiter(limiterOptions(config.rateLimit));
     const t = config.token ?? {};
     const ttlMs = parseDuration(t.ttl ?? '5m');
     if (ttlMs < 60_000) throw new Error('auth.token.ttl: at least 60s (clients expect expires_in ≥ 60)');
@@ -93,7 +89,7 @@ export class AuthCore {
    */
   async login(username: string, password: string, address: string | undefined): Promise<Identity> {
     const account = username.slice(0, 256);
-    const wait = this.limiter.retryAfter(account, address);
+    const wait = await this.limiter.retryAfter(account, address);
     const method = loginMethod(password, this.config);
     if (wait > 0) {
       this.audit?.record({ event: 'login', outcome: 'throttled', account: _account(username), method, address });
@@ -114,11 +110,11 @@ export class AuthCore {
       if (user) id = { kind: 'user', name: user.name, groups: user.groups };
     }
     if (!id) {
-      this.limiter.fail(account, address);
+      await this.limiter.fail(account, address);
       this.audit?.record({ event: 'login', outcome: 'failure', account: _account(username), method, address });
       throw new LoginError('incorrect username or password', 401);
     }
-    this.limiter.succeed(account, address);
+    await this.limiter.succeed(account, address);
     return id;
   }
 

@@ -8,11 +8,13 @@ import type { Audit } from '../audit.js';
 import { AuthCore } from './core.js';
 import { htpasswdMiddleware, tokenMiddleware } from './middleware.js';
 import { tokenRoutes } from './service.js';
+import type { Limiter } from './ratelimit.js';
 
 export { AuthCore, LoginError } from './core.js';
 export { AuthState, type RobotRecord, type RefreshRecord } from './state.js';
 export type { AuthConfig } from './config.js';
 export { parseScope, ScopeError } from './scope.js';
+export { limiterOptions, type Limiter } from './ratelimit.js';
 
 export interface Auth {
   core: AuthCore;
@@ -27,10 +29,10 @@ export const DEFAULT_REALM = '/token';
 export function createAuth(
   config: AuthConfig,
   store: AuthStore,
-  opts: { publicUrl?: string; warn?: (msg: string) => void; audit?: Audit } = {},
+  opts: { publicUrl?: string; warn?: (msg: string) => void; audit?: Audit; limiter?: Limiter } = {},
 ): Auth | undefined {
   if (config.mode === 'none') return undefined;
-  const core = new AuthCore(config, store, { warn: opts.warn, audit: opts.audit });
+  const core = new AuthCore(config, store, { warn: opts.warn, audit: opts.audit, limiter: opts.limiter });
   const ready = core.ready();
   ready.catch(() => {}); // reported by whoever awaits it; requests retry the load
   if (config.mode === 'htpasswd') {

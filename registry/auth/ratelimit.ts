@@ -11,6 +11,7 @@
 // A success clears only its own account-and-address count: a valid account can't reset an address or an account.
 import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
+import { parseDuration } from '../../spec/units.js';
 
 export interface RateLimitOptions {
   maxFailures: number;
@@ -19,10 +20,32 @@ export interface RateLimitOptions {
   windowMs: number;
 }
 
+/**
+ * The limiter as auth uses it: LoginLimiter in this process, or one whose state lives in the cluster's primary
+ * (registry/cluster.ts), shared by every worker.
+ */
+export interface Limiter {
+  retryAfter(account: string | undefined, address: string | undefined): number | Promise<number>;
+  fail(account: string | undefined, address: string | undefined): void | Promise<void>;
+  succeed(account: string | undefined, address: string | undefined): void | Promise<void>;
+}
+
+/** The limits of `auth.rateLimit`, with their defaults. */
+export function limiterOptions(
+  rl: { maxFailures?: number; maxFailuresPerAddress?: number; maxFailuresPerAccount?: number; window?: string } = {},
+): RateLimitOptions {
+  return {
+    maxFailures: rl.maxFailures ?? 5,
+    maxFailuresPerAddress: rl.maxFailuresPerAddress ?? 30,
+    maxFailuresPerAccount: rl.maxFailuresPerAccount ?? 100,
+    windowMs: parseDuration(rl.window ?? '5m'),
+  };
+}
+
 /** A caller with no known address (in-process requests) counts as one address. */
 const UNKNOWN = 'unknown';
 
-export class LoginLimiter {
+export class LoginLimiter implements Limiter {
   private readonly failures = new LRUCache<string, number[]>({ max: 50_000 });
 
   constructor(private readonly opts: RateLimitOptions) {}

@@ -15,7 +15,7 @@ import { pageParams, paginate } from '../context.js';
 import { parseDigestParam, parseRange, sendStream } from '../routes/blobs.js';
 import { nextLink } from '../routes/tags.js';
 import type { Mapping, Upstream } from './config.js';
-import { BlobFill, FillRegistry } from './fill.js';
+import { BlobFill, FillRegistry, type FillFollow, type FillLeases } from './fill.js';
 
 export interface Counters {
   /** Served from storage without asking the upstream (manifests, tags within TTL, blobs). */
@@ -69,6 +69,8 @@ export class PullThroughCache {
     private readonly store: Store,
     readonly upstreams: Upstream[],
     private readonly log: Logger,
+    /** Cluster workers: one worker per blob fetches it, the others follow (fill.ts). */
+    private readonly leases?: FillLeases,
   ) {}
 
   stats(): ProxyStats {
@@ -295,7 +297,7 @@ export class PullThroughCache {
         : await this._upstreamHas(m, digest);
       return c.body(null, 200, { ..._blobHeaders(digest), 'Content-Length': String(known) });
     }
-    const { fill: pending, joined } = this.fills.getOrStart(key, () => this._startFill(m, digest));
+    const { fill: pending, joined } = this.fills.getOrStart(key, () => this._openFill(m, digest, key));
     let fill: BlobFill;
     try {
       fill = await pending;
@@ -304,6 +306,52 @@ export class PullThroughCache {
     }
     if (joined) this._count(u, 'joined');
     return this._serveFill(c, fill);
+  }
+
+  /** Starts the fill here, or (cluster) follows the one another worker started for the same key. */
+  private async _openFill(m: Mapping, digest: Digest, key: string): Promise<BlobFill> {
+    const leases = this.leases;
+    if (!leases) return this._startFill(m, digest);
+    const lease = await leases.acquire(key);
+    if (!lease.mine) {
+      this._count(m.upstream, 'joined');
+      return this._followFill(m, digest, lease.follow);
+    }
+    let fill: BlobFill;
+    try {
+      fill = await this._startFill(m, digest);
+    } catch (e) {
+      leases.release(key, false, (e as Error)?.message ?? String(e));
+      throw e;
+    }
+    leases.started(key, { uploadId: fill.uploadId, size: fill.size });
+    fill.onDurable = (durable) => leases.progress(key, durable);
+    fill.done.then(
+      () => leases.release(key, true),
+      (e) => leases.release(key, false, (e as Error)?.message ?? String(e)),
+    );
+    return fill;
+  }
+
+  /** Waits until the holder's session is known (or its fill ended), then reads along with it. */
+  private async _followFill(m: Mapping, digest: Digest, follow: FillFollow): Promise<BlobFill> {
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (follow.info || follow.done) resolve();
+      };
+      follow.onChange = check;
+      check();
+    });
+    if (follow.info) return BlobFill.follow(this.store, digest, m.local, follow);
+    if (!follow.done?.ok) throw new Error(follow.done?.error ?? 'the upstream fetch failed in another worker');
+    // Published before we heard where it went: it is in storage now; a finished fill serves it from there.
+    const size = await this.store.blobs.dataSize(digest);
+    if (size === undefined) throw new OciError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { detail: { digest } });
+    return BlobFill.follow(this.store, digest, m.local, {
+      info: { uploadId: '', size },
+      durable: size,
+      done: { ok: true },
+    });
   }
 
   private async _startFill(m: Mapping, digest: Digest): Promise<BlobFill> {

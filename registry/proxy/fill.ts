@@ -11,6 +11,9 @@
 // An upstream that stops sending mid-body fails the fill after `idleMs` (the upstream's timeout): otherwise every
 // client of the blob, and every later one (they join the running fill), would wait for the HTTP client's own body
 // timeout (minutes). Failing cuts the clients' connections; their retry starts a fresh fill.
+// Across cluster workers (registry/cluster.ts) one worker holds the fill; the others follow it (`BlobFill.follow`):
+// the holder reports how far the upload session is durable and when it is published or failed, and a follower's
+// readers take the bytes from storage up to there — still streaming, and the upstream is asked once per server.
 import { Readable } from 'node:stream';
 import { NotFoundError, type Store, type UploadInfo } from '../../storage/index.js';
 import type { Digest } from '../../spec/index.js';
@@ -21,6 +24,26 @@ const SEGMENT = 8 << 20;
 interface Chunk {
   offset: number;
   buf: Buffer;
+}
+
+/** What a follower learns about another worker's fill; updated as the holder's reports arrive. */
+export interface FillFollow {
+  /** Known once the holder got the upstream's answer and opened its upload session. */
+  info?: { uploadId: string; size: number };
+  /** Bytes appended to the session so far. */
+  durable: number;
+  /** The fill published the blob (ok) or failed. */
+  done?: { ok: boolean; error?: string };
+  /** Called on every change. */
+  onChange?: () => void;
+}
+
+/** Coordinates fills across cluster workers; `acquire` makes exactly one worker the holder of a key. */
+export interface FillLeases {
+  acquire(key: string): Promise<{ mine: true } | { mine: false; follow: FillFollow }>;
+  started(key: string, info: { uploadId: string; size: number }): void;
+  progress(key: string, durable: number): void;
+  release(key: string, ok: boolean, error?: string): void;
 }
 
 export class BlobFill {
@@ -41,11 +64,43 @@ export class BlobFill {
     readonly digest: Digest,
     readonly size: number,
     private readonly upload: UploadInfo,
-    body: Readable,
+    body: Readable | FillFollow,
     private readonly stall?: { idleMs: number; abort(reason: Error): void },
   ) {
-    this.done = this._pump(body);
+    this.done = body instanceof Readable ? this._pump(body) : this._follow(body);
     this.done.catch(() => {}); // failures reach readers through `error`; callers may also await `done`
+  }
+
+  /** Reports how far the upload session is durable (to cluster followers). */
+  onDurable?: (durable: number) => void;
+
+  /** A fill another cluster worker runs: its bytes come from the shared upload session, then the blob. */
+  static follow(store: Store, digest: Digest, repository: string, follow: FillFollow): BlobFill {
+    const { uploadId, size } = follow.info!;
+    return new BlobFill(store, digest, size, { id: uploadId, repository, startedAt: '' }, follow);
+  }
+
+  private _follow(f: FillFollow): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const update = () => {
+        this.durable = Math.max(this.durable, f.durable);
+        this.received = this.durable;
+        if (f.done?.ok) {
+          this.published = true;
+          resolve();
+        } else if (f.done) {
+          this.error = new Error(f.done.error ?? 'the fill failed in another worker');
+          reject(this.error);
+        }
+        this._notify();
+      };
+      f.onChange = update;
+      update();
+    });
+  }
+
+  get uploadId(): string {
+    return this.upload.id;
   }
 
   get failed(): Error | undefined {
@@ -111,6 +166,7 @@ export class BlobFill {
       Readable.from(bufs, { objectMode: false }),
     );
     this.pending.splice(0, n);
+    this.onDurable?.(this.durable);
     this._notify();
   }
 

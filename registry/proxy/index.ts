@@ -7,6 +7,7 @@ import { parseDuration } from '../../spec/units.js';
 import type { Env } from '../context.js';
 import type { Logger } from '../log.js';
 import { PullThroughCache, type ProxyStats } from './cache.js';
+import type { FillLeases } from './fill.js';
 import { mapRepository, resolveUpstreams, type ProxyConfig, type Upstream } from './config.js';
 import { evict, type EvictOptions, type EvictResult } from './evict.js';
 
@@ -25,16 +26,29 @@ export interface Proxy {
   close(): void;
 }
 
-export function createProxy(config: ProxyConfig, store: Store, log: Logger): Proxy {
+/**
+ * `schedule`: run the eviction timer here (false in all cluster workers but one). `leases`: fills coordinated
+ * across cluster workers (fill.ts).
+ */
+export function createProxy(
+  config: ProxyConfig,
+  store: Store,
+  log: Logger,
+  opts: { schedule?: boolean; leases?: FillLeases } = {},
+): Proxy {
   const upstreams = resolveUpstreams(config);
-  const cache = new PullThroughCache(store, upstreams, log);
+  const cache = new PullThroughCache(store, upstreams, log, opts.leases);
   const configured: EvictOptions = {
     maxAgeMs: config.eviction?.maxAge ? parseDuration(config.eviction.maxAge) : undefined,
     maxBytes: config.eviction?.maxBytes,
   };
   const runEviction = (opts: EvictOptions = configured) => evict(store, upstreams, opts);
   let timer: NodeJS.Timeout | undefined;
-  if (config.eviction?.interval && (configured.maxAgeMs !== undefined || configured.maxBytes !== undefined)) {
+  if (
+    (opts.schedule ?? true) &&
+    config.eviction?.interval &&
+    (configured.maxAgeMs !== undefined || configured.maxBytes !== undefined)
+  ) {
     timer = setInterval(() => {
       runEviction()
         .then((r) => (r.blobs || r.manifests) && log.info('proxy: evicted cached content', { ...r }))
