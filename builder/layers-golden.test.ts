@@ -20,15 +20,18 @@ import { buildLayer } from './layers.js';
 import { planLayer } from './plan.js';
 import { parseSpec } from './spec.js';
 
-const DIFF_ID = 'sha256:1e580c8283f5d5c2b4c2ee501f4c19f9959e54a217ef70152e26f521d1deb20f';
+const DIFF_ID = 'sha256:94e8478cb8317bd715d99f0066d5da85900def9d2514d5325951085dfd4a5b19';
 const BLOBS: Record<string, string> = {
-  'gzip/6/zlib-1.3.1-e00f703': 'sha256:fa546e300ac279a1b3dc1f294ba623d0d8a2419ce92ec4abbf021305574c2d66',
-  'zstd/3/zstd-1.5.7': 'sha256:8489b65bcb75742f6c01aeb8a405f0d95caf9b3abe39f505ed04ceca0acac4bb',
+  'gzip/6/zlib-1.3.1-e00f703': 'sha256:88aa580378c4bba0c9bde8988e2341894405b14328413ec304549a7b1adb4c06',
+  'zstd/3/zstd-1.5.7': 'sha256:fdc385f085187b456130e9f3c5cde13d56ffcf8c928023deb0d185d103e25862',
 };
 
 /** Deterministic bytes: text-like (compressible) or a SHA-256 chain (incompressible). */
 function bytes(seed: string, size: number, random: boolean): Buffer {
-  if (!random) return Buffer.from(`${seed}: the quick brown fox jumps over the lazy dog\n`.repeat(size).slice(0, size));
+  if (!random) {
+    const line = `${seed}: the quick brown fox jumps over the lazy dog\n`;
+    return Buffer.from(line.repeat(Math.ceil(size / line.length)).slice(0, size));
+  }
   const out = Buffer.alloc(size);
   let h = createHash('sha256').update(seed).digest();
   for (let at = 0; at < size; at += 32) {
@@ -47,6 +50,7 @@ async function tree(): Promise<string> {
   for (let i = 0; i < 1200; i++)
     await put(`t/d${i % 13}/f${i}.txt`, bytes(`f${i}`, 1000 + ((i * 37) % 5000), i % 3 === 2));
   await put('t/big.bin', bytes('big', (1 << 20) + 12345, true)); // above SMALL_FILE: the streamed path
+  await put('t/huge.txt', bytes('huge', 33 << 20, false)); // a segment above SEGMENT_MAX_BYTES: tarred as a stream
   await put('t/empty', '');
   await put('t/exact512', 'e'.repeat(512));
   await put(`t/${'p'.repeat(90)}/${'n'.repeat(60)}.txt`, 'ustar prefix split'); // > 100 bytes, fits prefix+name

@@ -1,0 +1,27 @@
+// A worker thread of the segment pool (segment-pool.ts): hashes each file of a segment's tar (SHA-256 for the layer
+// cache, SHA-1 for the SBOM) and compresses the segment, off the thread that reads and tars the next ones.
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import { compressBuffer } from './compress.js';
+import type { SegmentReply, SegmentTask } from './segment-pool.js';
+
+parentPort!.on('message', (t: SegmentTask) => {
+  _run(t).then(
+    (reply) => parentPort!.postMessage(reply, [reply.tar, reply.compressed.buffer as ArrayBuffer]),
+    (e: Error) => parentPort!.postMessage({ id: t.id, error: e.message }),
+  );
+});
+
+async function _run(t: SegmentTask): Promise<SegmentReply> {
+  const tar = Buffer.from(t.tar);
+  const sums: string[] = [];
+  for (let i = 0; i < t.files.length; i += 2) {
+    const data = tar.subarray(t.files[i], t.files[i] + t.files[i + 1]);
+    sums.push(createHash('sha256').update(data).digest('hex'), createHash('sha1').update(data).digest('hex'));
+  }
+  let compressed = await compressBuffer(t.compression, tar, { sync: true });
+  // Sent back without a copy when it owns its memory; a view of a shared pool buffer is copied out first.
+  if (compressed.byteOffset !== 0 || compressed.byteLength !== compressed.buffer.byteLength)
+    compressed = Buffer.from(new Uint8Array(compressed).buffer);
+  return { id: t.id, tar: t.tar, compressed, sums };
+}
