@@ -23,7 +23,7 @@ import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
 import { SEGMENT_MAX_BYTES, memberTarBytes, splitSegments } from './segments.js';
 import { END_OF_ARCHIVE, tarSegment, tarStream, type FileSums } from './tar.js';
-import { hashAndCompress } from './segment-pool.js';
+import { hashAndCompress, recycle, segmentMemory } from './segment-pool.js';
 import { rememberSegmentFiles, type LayerFile } from './layer-files.js';
 
 export interface LayerBuildOptions {
@@ -61,6 +61,8 @@ interface Prepared {
   compressed: Buffer;
   files?: LayerFile[];
   key?: string;
+  /** The tar's memory goes back to the segment pool once appended. */
+  recyclable?: boolean;
 }
 
 /** One segment of the layer: its members, its cache key when known up front, and its copy in the previous blob. */
@@ -236,6 +238,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
       const prepared = await ahead.take(i);
       if (prepared) {
         out.append(prepared.tar, prepared.compressed);
+        if (prepared.recyclable) recycle(prepared.tar);
         files = prepared.files;
         preparedKey = prepared.key;
       } else if (s.old) {
@@ -322,7 +325,7 @@ function _prepare(
       ? _readSegment(previousFile!, s.old, opts.compression, opts.cache)
       : undefined;
   if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
-  const segment = tarSegment(s.members, opts.epoch);
+  const segment = tarSegment(s.members, opts.epoch, segmentMemory);
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
   return hashAndCompress(opts.compression, segment.tar, spans).then(async ({ tar, compressed, sums }) => {
     const files: LayerFile[] = [];
@@ -333,7 +336,7 @@ function _prepare(
     // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
     const key = job.segmentKey(s.members);
     if (key && rebuilding) await opts.cache!.putSegmentTar(key, tar);
-    return { compressed, tar, files, key };
+    return { compressed, tar, files, key, recyclable: true };
   });
 }
 

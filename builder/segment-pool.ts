@@ -10,8 +10,9 @@ import type { Compression } from '../spec/build-spec.js';
 export interface SegmentTask {
   id: number;
   compression: Compression;
-  /** The segment's tar; transferred to the worker and back. */
+  /** The segment's tar: the first `length` bytes of `tar`, which is transferred to the worker and back. */
   tar: ArrayBuffer;
+  length: number;
   /** Each file's data in `tar`: offset, length, offset, length… */
   files: number[];
 }
@@ -48,11 +49,11 @@ const _pending = new Map<number, { resolve: (r: SegmentReply) => void; reject: (
  * `tar` must own its ArrayBuffer (tarSegment's does): it is handed to the worker, and the result holds it again.
  */
 export function hashAndCompress(compression: Compression, tar: Buffer, files: number[]): Promise<HashedSegment> {
-  if (tar.byteOffset !== 0 || tar.byteLength !== tar.buffer.byteLength)
-    throw new Error('hashAndCompress: the segment must own its ArrayBuffer');
+  if (tar.byteOffset !== 0) throw new Error('hashAndCompress: the segment must start its ArrayBuffer');
   const slot = _pick();
   const id = _nextId++;
-  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, files };
+  const length = tar.length;
+  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files };
   const reply = new Promise<SegmentReply>((resolve, reject) => _pending.set(id, { resolve, reject, slot }));
   if (slot.busy++ === 0) slot.worker.ref();
   slot.worker.postMessage(task, [task.tar]);
@@ -60,8 +61,37 @@ export function hashAndCompress(compression: Compression, tar: Buffer, files: nu
     const sums: HashedSegment['sums'] = [];
     for (let i = 0; i < r.sums.length; i += 2) sums.push({ sha256: r.sums[i], sha1: r.sums[i + 1] });
     const c = r.compressed;
-    return { tar: Buffer.from(r.tar), compressed: Buffer.from(c.buffer, c.byteOffset, c.byteLength), sums };
+    return { tar: Buffer.from(r.tar, 0, length), compressed: Buffer.from(c.buffer, c.byteOffset, c.byteLength), sums };
   });
+}
+
+/** Free segment memory, reused for the next segments: at most this much is kept. */
+const FREE_MAX_BYTES = 96 << 20;
+const _free: ArrayBuffer[] = [];
+
+/** Memory for a segment's tar of `size` bytes (plus the one tarSegment may read past it): recycled when it can be. */
+export function segmentMemory(size: number): Buffer {
+  // The smallest free buffer that fits, unless it is more than twice too big.
+  let best = -1;
+  for (let i = 0; i < _free.length; i++)
+    if (
+      _free[i].byteLength > size &&
+      _free[i].byteLength <= 2 * size + 1 &&
+      (best < 0 || _free[i].byteLength < _free[best].byteLength)
+    )
+      best = i;
+  if (best >= 0) return Buffer.from(_free.splice(best, 1)[0]);
+  // Rounded up so that buffers fit the next segments too (their sizes vary a little around SEGMENT_MIN_BYTES).
+  return Buffer.from(new ArrayBuffer(Math.ceil((size + 1) / (64 << 10)) * (64 << 10)));
+}
+
+/** Gives a segment's memory back once nothing reads `tar` any more. */
+export function recycle(tar: Buffer): void {
+  const ab = tar.buffer as ArrayBuffer;
+  if (tar.byteOffset !== 0 || ab.byteLength < 64 << 10 || _free.includes(ab)) return;
+  let held = ab.byteLength;
+  for (const b of _free) held += b.byteLength;
+  if (held <= FREE_MAX_BYTES) _free.push(ab);
 }
 
 function _pick(): _Slot {

@@ -13,7 +13,7 @@ parentPort!.on('message', (t: SegmentTask) => {
 });
 
 async function _run(t: SegmentTask): Promise<SegmentReply> {
-  const tar = Buffer.from(t.tar);
+  const tar = Buffer.from(t.tar, 0, t.length);
   const sums: string[] = [];
   for (let i = 0; i < t.files.length; i += 2) {
     const data = tar.subarray(t.files[i], t.files[i] + t.files[i + 1]);

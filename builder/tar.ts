@@ -90,7 +90,7 @@ async function* _largeFile(
 
 /** A segment's tar in memory: where each file's data sits in it, for hashing. */
 export interface SegmentTar {
-  /** Owns its ArrayBuffer (it can be transferred to a worker thread). */
+  /** Starts its ArrayBuffer (so it can be transferred to a worker thread); the buffer may be longer. */
   tar: Buffer;
   /** The file members, each with the offset of its data in `tar`. */
   files: { member: Member; offset: number }[];
@@ -98,33 +98,40 @@ export interface SegmentTar {
 
 /**
  * The tar of `members` (no end-of-archive blocks) built in memory, synchronously: byte for byte what tarStream gives
- * (the test pins it), without a stream hop per member. For segments (the caller bounds the size).
+ * (the test pins it), without a stream hop per member. For segments (the caller bounds the size). `alloc` gives
+ * the memory (segment-pool.ts recycles it: fresh memory for 200 MB of segments cost page faults and GC time); it
+ * need not be zeroed, and must hold one byte more than asked for.
  */
-export function tarSegment(members: Member[], epoch: number): SegmentTar {
+export function tarSegment(
+  members: Member[],
+  epoch: number,
+  alloc: (size: number) => Buffer = (n) => Buffer.from(new ArrayBuffer(n + 1)),
+): SegmentTar {
   // Headers first, so the segment's exact size is known and every file is read straight into its place: no buffer
   // per file, no concatenation (both showed up as garbage-collector time with 20,000 files).
   const headers = members.map((m) => encodeMember(m, epoch));
   let total = 0;
   for (const [i, m] of members.entries()) total += headers[i].length + (m.type === 'file' ? _padded(m.size) : 0);
-  const out = Buffer.from(new ArrayBuffer(total));
+  const mem = alloc(total);
   const files: SegmentTar['files'] = [];
   let at = 0;
   for (const [i, m] of members.entries()) {
-    at += headers[i].copy(out, at);
+    at += headers[i].copy(mem, at);
     if (m.type !== 'file') continue;
     const src = m.source!;
-    const data = out.subarray(at, at + m.size);
     if ('data' in src) {
       if (src.data.length !== m.size)
         throw new Error(`${m.path}: inline data is ${src.data.length} bytes, planned ${m.size}`);
-      src.data.copy(data);
+      src.data.copy(mem, at);
     } else {
-      _readExactly(src.abs, data, m);
+      _readExactly(src.abs, mem, at, m);
     }
     files.push({ member: m, offset: at });
-    at += _padded(m.size); // the padding is already zero (a fresh ArrayBuffer)
+    // The padding (and the byte _readExactly may have read past the file) zeroed; the next header overwrites it.
+    mem.fill(0, at + m.size, at + _padded(m.size));
+    at += _padded(m.size);
   }
-  return { tar: out, files };
+  return { tar: mem.subarray(0, total), files };
 }
 
 /** tarSegment, with each file's checksums computed here. */
@@ -148,23 +155,26 @@ function _changed(abs: string, m: Member, now: string): ChangedFileError {
   );
 }
 
-/** Fills `into` with the file's bytes; the file must be exactly that long (it was planned at that size). */
-function _readExactly(path: string, into: Buffer, m: Member): void {
+/**
+ * Reads the file into `into` at `at`; it must be exactly `m.size` bytes (it was planned at that size). One read asks
+ * for a byte more, so a file that grew is caught without a second read: `into` must have room for that byte.
+ */
+function _readExactly(path: string, into: Buffer, at: number, m: Member): void {
   const fd = openSync(path, 'r');
   try {
+    const want = m.size + 1;
     let got = 0;
-    while (got < into.length) {
-      const n = readSync(fd, into, got, into.length - got, got);
+    while (got < want) {
+      const n = readSync(fd, into, at + got, want - got, got);
       if (n === 0) break;
       got += n;
     }
-    if (got < into.length) throw _changed(path, m, `now ${got}`);
-    if (readSync(fd, _probe, 0, 1, got) !== 0) throw _changed(path, m, `now more than ${got}`);
+    if (got > m.size) throw _changed(path, m, `now more than ${m.size}`);
+    if (got < m.size) throw _changed(path, m, `now ${got}`);
   } finally {
     closeSync(fd);
   }
 }
-const _probe = Buffer.alloc(1);
 
 export function fileSums(data: Buffer): FileSums {
   return { sha256: digestOf(data), sha1: createHash('sha1').update(data).digest('hex') };
