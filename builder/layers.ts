@@ -310,8 +310,8 @@ class _Lookahead {
 /**
  * A segment made ready ahead of the writer, or undefined when it is too big to hold (it streams when reached).
  * Reused: read from the previous blob (its tar from the cache's uncompressed copy, else decompressed — the diffID
- * needs it). New: tarred here in memory, then hashed and compressed by a worker of the segment pool while this
- * thread tars the next ones. In a rebuild, each new segment's tar is kept uncompressed for the next one.
+ * needs it). New: laid out here in memory (headers, inline data), then its files read, hashed and compressed by a
+ * worker of the segment pool while this thread lays out the next ones and writes the blob. In a rebuild, each new segment's tar is kept uncompressed for the next one.
  */
 function _prepare(
   job: _Job,
@@ -325,19 +325,21 @@ function _prepare(
       ? _readSegment(previousFile!, s.old, opts.compression, opts.cache)
       : undefined;
   if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
-  const segment = tarSegment(s.members, opts.epoch, segmentMemory);
+  const segment = tarSegment(s.members, opts.epoch, segmentMemory, { deferReads: true });
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
-  return hashAndCompress(opts.compression, segment.tar, spans).then(async ({ tar, compressed, sums }) => {
-    const files: LayerFile[] = [];
-    segment.files.forEach((f, i) =>
-      job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
-    );
-    // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
-    // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
-    const key = job.segmentKey(s.members);
-    if (key && rebuilding) await opts.cache!.putSegmentTar(key, tar);
-    return { compressed, tar, files, key, recyclable: true };
-  });
+  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads).then(
+    async ({ tar, compressed, sums }) => {
+      const files: LayerFile[] = [];
+      segment.files.forEach((f, i) =>
+        job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
+      );
+      // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
+      // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
+      const key = job.segmentKey(s.members);
+      if (key && rebuilding) await opts.cache!.putSegmentTar(key, tar);
+      return { compressed, tar, files, key, recyclable: true };
+    },
+  );
 }
 
 /** Copies a reused segment too big to read ahead: compressed bytes as they are, decompressed into the diffID. */

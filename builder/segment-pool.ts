@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Compression } from '../spec/build-spec.js';
+import { ChangedFileError, type FileRead } from './tar.js';
 
 export interface SegmentTask {
   id: number;
@@ -15,6 +16,8 @@ export interface SegmentTask {
   length: number;
   /** Each file's data in `tar`: offset, length, offset, length… */
   files: number[];
+  /** Context files the worker reads into `tar` first. */
+  reads: FileRead[];
 }
 
 export interface SegmentReply {
@@ -24,6 +27,8 @@ export interface SegmentReply {
   /** Hex SHA-256 then hex SHA-1 of each file, in `files` order. */
   sums: string[];
   error?: string;
+  /** The error is a context file that changed since planning (ChangedFileError). */
+  changed?: boolean;
 }
 
 export interface HashedSegment {
@@ -45,15 +50,21 @@ let _nextId = 0;
 const _pending = new Map<number, { resolve: (r: SegmentReply) => void; reject: (e: Error) => void; slot: _Slot }>();
 
 /**
- * Hashes each file of `tar` (whose data sits at `files`: offset, length pairs) and compresses the whole segment.
+ * Reads `reads` into `tar`, hashes each file of it (whose data sits at `files`: offset, length pairs) and
+ * compresses the whole segment.
  * `tar` must own its ArrayBuffer (tarSegment's does): it is handed to the worker, and the result holds it again.
  */
-export function hashAndCompress(compression: Compression, tar: Buffer, files: number[]): Promise<HashedSegment> {
+export function hashAndCompress(
+  compression: Compression,
+  tar: Buffer,
+  files: number[],
+  reads: FileRead[] = [],
+): Promise<HashedSegment> {
   if (tar.byteOffset !== 0) throw new Error('hashAndCompress: the segment must start its ArrayBuffer');
   const slot = _pick();
   const id = _nextId++;
   const length = tar.length;
-  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files };
+  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads };
   const reply = new Promise<SegmentReply>((resolve, reject) => _pending.set(id, { resolve, reject, slot }));
   if (slot.busy++ === 0) slot.worker.ref();
   slot.worker.postMessage(task, [task.tar]);
@@ -109,7 +120,8 @@ function _spawn(): _Slot {
     if (!p) return;
     _pending.delete(r.id);
     if (--slot.busy === 0) worker.unref();
-    if (r.error) p.reject(new Error(`compressing a layer segment: ${r.error}`));
+    // A file that changed keeps its own message (it names the file and the fix), as does a read that failed.
+    if (r.error) p.reject(r.changed ? new ChangedFileError(r.error) : new Error(r.error));
     else p.resolve(r);
   });
   // A worker that dies takes its tasks with it: they fail, and the next task gets a fresh worker.

@@ -1,18 +1,22 @@
-// A worker thread of the segment pool (segment-pool.ts): hashes each file of a segment's tar (SHA-256 for the layer
-// cache, SHA-1 for the SBOM) and compresses the segment, off the thread that reads and tars the next ones.
+// A worker thread of the segment pool (segment-pool.ts): reads a segment's context files into their places in its
+// tar, hashes each file (SHA-256 for the layer cache, SHA-1 for the SBOM) and compresses the segment, off the thread
+// that lays out the next segments and writes the blob.
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { compressBuffer } from './compress.js';
+import { ChangedFileError, readInto } from './tar.js';
 import type { SegmentReply, SegmentTask } from './segment-pool.js';
 
 parentPort!.on('message', (t: SegmentTask) => {
   _run(t).then(
     (reply) => parentPort!.postMessage(reply, [reply.tar, reply.compressed.buffer as ArrayBuffer]),
-    (e: Error) => parentPort!.postMessage({ id: t.id, error: e.message }),
+    (e: Error) =>
+      parentPort!.postMessage({ id: t.id, error: e.message, changed: e instanceof ChangedFileError || undefined }),
   );
 });
 
 async function _run(t: SegmentTask): Promise<SegmentReply> {
+  for (const r of t.reads) readInto(t.tar, r);
   const tar = Buffer.from(t.tar, 0, t.length);
   const sums: string[] = [];
   for (let i = 0; i < t.files.length; i += 2) {

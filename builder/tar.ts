@@ -94,18 +94,30 @@ export interface SegmentTar {
   tar: Buffer;
   /** The file members, each with the offset of its data in `tar`. */
   files: { member: Member; offset: number }[];
+  /** Context files still to be read into place (readInto), when the layout was asked to leave them. */
+  reads: FileRead[];
+}
+
+/** A context file to read into a segment at `offset`: `size` bytes exactly, `path` its place in the image. */
+export interface FileRead {
+  abs: string;
+  offset: number;
+  size: number;
+  path: string;
 }
 
 /**
  * The tar of `members` (no end-of-archive blocks) built in memory, synchronously: byte for byte what tarStream gives
  * (the test pins it), without a stream hop per member. For segments (the caller bounds the size). `alloc` gives
  * the memory (segment-pool.ts recycles it: fresh memory for 200 MB of segments cost page faults and GC time); it
- * need not be zeroed, and must hold one byte more than asked for.
+ * need not be zeroed, and must hold one byte more than asked for. With `deferReads` the context files are left for
+ * the caller to read (segment-pool.ts reads them on a worker thread).
  */
 export function tarSegment(
   members: Member[],
   epoch: number,
   alloc: (size: number) => Buffer = (n) => Buffer.from(new ArrayBuffer(n + 1)),
+  opts: { deferReads?: boolean } = {},
 ): SegmentTar {
   // Headers first, so the segment's exact size is known and every file is read straight into its place: no buffer
   // per file, no concatenation (both showed up as garbage-collector time with 20,000 files).
@@ -114,24 +126,26 @@ export function tarSegment(
   for (const [i, m] of members.entries()) total += headers[i].length + (m.type === 'file' ? _padded(m.size) : 0);
   const mem = alloc(total);
   const files: SegmentTar['files'] = [];
+  const reads: FileRead[] = [];
   let at = 0;
   for (const [i, m] of members.entries()) {
     at += headers[i].copy(mem, at);
     if (m.type !== 'file') continue;
     const src = m.source!;
+    mem.fill(0, at + m.size, at + _padded(m.size)); // the padding
     if ('data' in src) {
       if (src.data.length !== m.size)
         throw new Error(`${m.path}: inline data is ${src.data.length} bytes, planned ${m.size}`);
       src.data.copy(mem, at);
     } else {
-      _readExactly(src.abs, mem, at, m);
+      reads.push({ abs: src.abs, offset: at, size: m.size, path: m.path });
     }
     files.push({ member: m, offset: at });
-    // The padding (and the byte _readExactly may have read past the file) zeroed; the next header overwrites it.
-    mem.fill(0, at + m.size, at + _padded(m.size));
     at += _padded(m.size);
   }
-  return { tar: mem.subarray(0, total), files };
+  const tar = mem.subarray(0, total);
+  if (!opts.deferReads) for (const r of reads.splice(0)) readInto(tar.buffer as ArrayBuffer, r);
+  return { tar, files, reads };
 }
 
 /** tarSegment, with each file's checksums computed here. */
@@ -148,7 +162,7 @@ function _padded(n: number): number {
 /** A context file that changed between planning and writing: names the file, its place in the image and the fix. */
 export class ChangedFileError extends Error {}
 
-function _changed(abs: string, m: Member, now: string): ChangedFileError {
+function _changed(abs: string, m: { path: string; size: number }, now: string): ChangedFileError {
   return new ChangedFileError(
     `${abs} (/${m.path} in the image) changed while the layer was being written: planned ${m.size} bytes, ${now}; ` +
       'keep the build context unchanged during berth build (stop whatever writes to it) and build again',
@@ -156,22 +170,26 @@ function _changed(abs: string, m: Member, now: string): ChangedFileError {
 }
 
 /**
- * Reads the file into `into` at `at`; it must be exactly `m.size` bytes (it was planned at that size). One read asks
- * for a byte more, so a file that grew is caught without a second read: `into` must have room for that byte.
+ * Reads a context file into its place in a segment's memory (`mem`, which has a byte to spare past the segment); it
+ * must be exactly the planned size. One read asks for a byte more, so a file that grew is caught without a second
+ * read; the byte it lands on (the next header or padding) is put back.
  */
-function _readExactly(path: string, into: Buffer, at: number, m: Member): void {
-  const fd = openSync(path, 'r');
+export function readInto(mem: ArrayBuffer, r: FileRead): void {
+  const into = Buffer.from(mem);
+  const after = into[r.offset + r.size];
+  const fd = openSync(r.abs, 'r');
   try {
-    const want = m.size + 1;
+    const want = r.size + 1;
     let got = 0;
     while (got < want) {
-      const n = readSync(fd, into, at + got, want - got, got);
+      const n = readSync(fd, into, r.offset + got, want - got, got);
       if (n === 0) break;
       got += n;
     }
-    if (got > m.size) throw _changed(path, m, `now more than ${m.size}`);
-    if (got < m.size) throw _changed(path, m, `now ${got}`);
+    if (got > r.size) throw _changed(r.abs, r, `now more than ${r.size}`);
+    if (got < r.size) throw _changed(r.abs, r, `now ${got}`);
   } finally {
+    into[r.offset + r.size] = after;
     closeSync(fd);
   }
 }
