@@ -5,6 +5,7 @@
 // These pins were taken before the builder's tar encoder and layer pipeline were rewritten for speed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -104,3 +105,23 @@ function _gzip(data: Buffer): Buffer {
   out[9] = 0xff;
   return out;
 }
+
+test('the segment workers never keep a finished build process alive (one segment: one worker stays unused)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-exit-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'a.txt'), 'a');
+  const layers = new URL('./layers.ts', import.meta.url).href;
+  const script =
+    `const { buildLayer } = await import(${JSON.stringify(layers)});\n` +
+    `const { BlobDir } = await import(${JSON.stringify(new URL('./blobs.ts', import.meta.url).href)});\n` +
+    `const m = { path: 'a.txt', type: 'file', mode: 420, uid: 0, gid: 0, size: 1, source: { data: Buffer.from('a') } };\n` +
+    `const b = await buildLayer({ name: 'l', members: [m], origins: new Map() }, { epoch: 0, compression: 'zstd', blobs: new BlobDir(${JSON.stringify(dir)}) });\n` +
+    'console.log(b.layer.diffId);\n';
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    timeout: 60_000,
+    encoding: 'utf8',
+  });
+  assert.equal(r.signal, null, `still running after 60 s: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^sha256:[0-9a-f]{64}$/m);
+});

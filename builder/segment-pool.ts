@@ -113,8 +113,6 @@ function _pick(): _Slot {
 function _spawn(): _Slot {
   const worker = _newWorker();
   const slot: _Slot = { worker, busy: 0 };
-  // Idle workers do not keep the process alive; a worker with work in flight does (ref'd in hashAndCompress).
-  worker.unref();
   worker.on('message', (r: SegmentReply) => {
     const p = _pending.get(r.id);
     if (!p) return;
@@ -137,6 +135,9 @@ function _spawn(): _Slot {
   worker.once('exit', (code) => {
     if (slot.busy) fail(new Error(`exited with code ${code}`));
   });
+  // Idle workers do not keep the process alive; a worker with work in flight does (ref'd in hashAndCompress). After
+  // the listeners: adding a 'message' listener refs the worker's port again.
+  worker.unref();
   return slot;
 }
 
