@@ -6,7 +6,7 @@
 // rebuild are medians of several rounds; buildah and umoci run once (they take far longer).
 // Run alone: `node --import tsx bench/build.ts [--files 20000] [--mib 200]`; or use buildBench from the runner.
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -212,11 +212,143 @@ export async function benchBuild(
   return results;
 }
 
+/**
+ * Writes `files` files totalling ~`mib` MiB under app/: every third is random bytes (incompressible), the others hex
+ * text (~2:1): issue 18's builder case, one layer near the compressor's limit.
+ */
+async function _makeMixedTree(dir: string, files: number, mib: number): Promise<void> {
+  const size = Math.floor((mib * 1024 * 1024) / files);
+  for (let i = 0; i < files; i++) {
+    const sub = join(dir, 'app', `d${Math.floor(i / 300)}`);
+    if (i % 300 === 0) await mkdir(sub, { recursive: true });
+    const data =
+      i % 3 === 2
+        ? randomBytes(size)
+        : randomBytes(Math.ceil(size / 2))
+            .toString('hex')
+            .slice(0, size);
+    await writeFile(join(sub, `f${i}.bin`), data);
+  }
+}
+
+/** A command run under GNU time: its result and the CPU seconds (user + sys) it and its children used. */
+async function _cpuRun(cmd: string, args: string[], cwd: string): Promise<RunResult & { cpu: number }> {
+  const out = join(cwd, '..', `time-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const r = await run('/usr/bin/time', ['-q', '-f', '%U %S', '-o', out, cmd, ...args], { cwd, timeoutMs: 900_000 });
+  const [user, sys] = (await readFile(out, 'utf8').catch(() => 'NaN NaN')).trim().split(/\s+/).map(Number);
+  await rm(out, { force: true });
+  return { ...r, cpu: user + sys };
+}
+
+/**
+ * One layer, cold cache: berth gzip against buildah (from scratch / copy / commit / push oci:, the same compressed
+ * OCI layout) and berth zstd against the compressor alone, `tar cf - app | zstd -3`, on the same tree. Medians of
+ * `rounds`, the tools interleaved so a busy machine slows them alike; CPU seconds (user + sys) beside wall time.
+ */
+export async function benchOneLayer(
+  opts: { files?: number; mib?: number; rounds?: number } = {},
+): Promise<(BuildBenchResult & { cpu?: number })[]> {
+  const files = opts.files ?? 20_000;
+  const mib = opts.mib ?? 192;
+  const rounds = Math.max(1, opts.rounds ?? 3);
+  const work = await mkdtemp(join(tmpdir(), 'berth-bench-layer-'));
+  const spec = (c: string) =>
+    `apiVersion: berth/v1\nkind: Image\nplatforms: [linux/amd64]\ncompression: ${c}\nlayers:\n` +
+    '  - name: app\n    files:\n      - { src: "app/**", dest: /app/ }\n';
+  try {
+    const ctx = join(work, 'ctx');
+    await _makeMixedTree(ctx, files, mib);
+    await writeFile(join(ctx, 'gzip.yaml'), spec('gzip'));
+    await writeFile(join(ctx, 'zstd.yaml'), spec('zstd'));
+    const store = [
+      ...['--root', join(work, 'buildah', 'root'), '--runroot', join(work, 'buildah', 'run')],
+      ...['--storage-driver', 'vfs'],
+    ];
+    const berth = (c: string) => [
+      [
+        process.execPath,
+        BERTH,
+        'build',
+        '-f',
+        `${c}.yaml`,
+        '--cache',
+        join(work, 'cache'),
+        '--oci-layout',
+        join(work, 'out'),
+      ],
+    ];
+    // buildah's steps, the container id read from the first one's output.
+    const buildah = async (): Promise<(RunResult & { cpu: number })[]> => {
+      const from = await _cpuRun('buildah', [...store, 'from', 'scratch'], ctx);
+      if (from.code !== 0) return [from];
+      const id = from.stdout.trim();
+      const steps = [
+        ['copy', id, 'app', '/app/'],
+        ['commit', '--quiet', id, 'bench-layer'],
+        ['push', '--quiet', 'bench-layer', `oci:${join(work, 'buildah-out')}:latest`],
+      ];
+      const out = [from];
+      for (const step of steps) out.push(await _cpuRun('buildah', [...store, ...step], ctx));
+      return out;
+    };
+    const sequence = (argvs: string[][]) => async () => {
+      const out: (RunResult & { cpu: number })[] = [];
+      for (const [cmd, ...args] of argvs) out.push(await _cpuRun(cmd, args, ctx));
+      return out;
+    };
+    const tools: [string, () => Promise<(RunResult & { cpu: number })[]>, boolean][] = [
+      ['berth build, one layer (gzip, cold cache)', sequence(berth('gzip')), true],
+      ['berth build, one layer (zstd, cold cache)', sequence(berth('zstd')), true],
+      [
+        'tar cf - app | zstd -3',
+        sequence([['sh', '-c', `tar cf - app | zstd -3 -q -o ${join(work, 't.zst')}`]]),
+        !!findExecutable('zstd'),
+      ],
+      ['buildah from/copy/commit + push oci: (gzip)', buildah, !!findExecutable('buildah')],
+    ];
+    const runs = new Map<string, (BuildBenchResult & { cpu: number })[]>();
+    for (let i = 0; i < rounds; i++)
+      for (const [tool, once, available] of tools) {
+        if (!available) continue;
+        await Promise.all(
+          ['cache', 'out', 'buildah', 'buildah-out', 't.zst'].map((d) =>
+            rm(join(work, d), { recursive: true, force: true }),
+          ),
+        );
+        let cpu = 0;
+        const r = await _timed(tool, async () => {
+          const steps = await once();
+          cpu = steps.reduce((n, s) => n + s.cpu, 0);
+          return steps;
+        });
+        runs.set(tool, [...(runs.get(tool) ?? []), { ...r, cpu }]);
+      }
+    return tools.map(([tool, , available]) => {
+      if (!available) return { tool, seconds: NaN, ok: false, note: 'not installed' };
+      const rs = runs.get(tool) ?? [];
+      const bad = rs.find((r) => !r.ok);
+      if (bad) return bad;
+      const cpu = median(rs.map((r) => r.cpu));
+      return {
+        tool,
+        ok: true,
+        seconds: median(rs.map((r) => r.seconds)),
+        cpu,
+        note: `median of ${rounds}: ${rs.map((r) => r.seconds.toFixed(2)).join(', ')} s; ${cpu.toFixed(2)} CPU-s`,
+      };
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 /** `npm run bench` rows: berth against buildah and umoci in the same run, ratio > 1 = berth faster. */
 export const buildBench: Bench = {
   name: 'build',
   async run(ctx) {
     const res = await benchBuild(ctx.quick ? { files: 5_000, mib: 50, rounds: ctx.rounds } : { rounds: ctx.rounds });
+    ctx.log("one layer near the compressor's limit (berth vs buildah, berth zstd vs tar | zstd -3)…");
+    const one = await benchOneLayer(ctx.quick ? { files: 5_000, mib: 48, rounds: ctx.rounds } : { rounds: ctx.rounds });
     const find = (prefix: string) => res.find((r) => r.tool.startsWith(prefix));
     const secs = (r?: BuildBenchResult) => (r?.ok ? r.seconds : NaN);
     const gzip = find('berth build (gzip');
@@ -250,6 +382,32 @@ export const buildBench: Bench = {
     for (const r of rows) {
       const x = r.peer && r.berth ? r.peer / r.berth : NaN;
       if (r.target && Number.isFinite(x)) r.met = x >= 3;
+    }
+    const oneSize = ctx.quick ? '5,000 files / 48 MB' : '20,000 files / 192 MB';
+    const pick = (prefix: string) => one.find((r) => r.tool.startsWith(prefix));
+    const oneRows: [string, string, string, string, number][] = [
+      [
+        `one layer ${oneSize} (⅓ incompressible), gzip`,
+        'berth build, one layer (gzip',
+        'buildah',
+        'buildah (vfs, gzip)',
+        3,
+      ],
+      [
+        `one layer ${oneSize} (⅓ incompressible), zstd`,
+        'berth build, one layer (zstd',
+        'tar cf -',
+        'tar | zstd -3',
+        1 / 1.5,
+      ],
+    ];
+    for (const [name, mine, theirs, peerName, atLeast] of oneRows) {
+      const row = vs(name, pick(mine), pick(theirs), peerName, atLeast >= 1 ? `≥ ${atLeast}×` : '≤ 1.5× slower');
+      const x = row.peer && row.berth ? row.peer / row.berth : NaN;
+      if (Number.isFinite(x)) row.met = x >= atLeast;
+      const cpu = (r?: { cpu?: number }) => (r?.cpu === undefined ? '?' : r.cpu.toFixed(2));
+      row.note = `CPU-s berth ${cpu(pick(mine))} vs ${cpu(pick(theirs))}; ${row.note}`;
+      rows.push(row);
     }
     const warm = find('berth rebuild');
     rows.push({

@@ -3,13 +3,13 @@
 // gzip: node:zlib at a pinned level; the header is made machine-independent (MTIME 0, OS byte 255 "unknown" as Go
 // writes it) — zlib stamps the build platform's OS code otherwise. zstd: zstd-napi at a pinned level, one thread,
 // no content size (a streamed frame never knows it). The compressor library versions are part of the cache key.
-// zstd is loaded only when used (zstd.ts), so gzip builds never need its native addon.
 import { Transform, type TransformCallback } from 'node:stream';
 import { promisify } from 'node:util';
-import { constants as zc, createGunzip, createGzip, gzip, gunzip, type ZlibOptions } from 'node:zlib';
+import { constants as zc, createGunzip, createGzip, gzip, gzipSync, gunzip, type ZlibOptions } from 'node:zlib';
+// zstd is loaded only when used (zstd.ts), so gzip builds never need its native addon.
+import { loadZstd } from './zstd.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../spec/media-types.js';
 import type { Compression } from '../spec/build-spec.js';
-import { loadZstd } from './zstd.js';
 
 export const GZIP_LEVEL = 6;
 export const ZSTD_LEVEL = 3;
@@ -62,13 +62,15 @@ export async function compressor(c: Compression): Promise<Transform[]> {
 /**
  * One gzip member / zstd frame holding `data`: the same bytes compressor() writes for it (zlib's and zstd's output
  * does not depend on how the input is chunked). gzip runs on the thread pool with one output buffer, so segments
- * compress in parallel with one round trip each instead of one per 16 KiB.
+ * compress in parallel with one round trip each instead of one per 16 KiB; `sync` compresses on this thread (a
+ * worker of segment-pool.ts).
  */
-export async function compressBuffer(c: Compression, data: Buffer): Promise<Buffer> {
+export async function compressBuffer(c: Compression, data: Buffer, opts: { sync?: boolean } = {}): Promise<Buffer> {
   if (c === 'gzip') {
     // deflateBound (zlib's worst case for stored blocks) plus the gzip header and trailer.
     const bound = data.length + (data.length >> 12) + (data.length >> 14) + 64;
-    let out = await gzipAsync(data, { ...GZIP_OPTIONS, chunkSize: Math.max(bound, 64 << 10) });
+    const o = { ...GZIP_OPTIONS, chunkSize: Math.max(bound, 64 << 10) };
+    let out = opts.sync ? gzipSync(data, o) : await gzipAsync(data, o);
     // The result is a view of that bound-sized buffer: copy it out when that frees most of it (segments wait in
     // memory until the writer reaches them).
     if (out.length < out.buffer.byteLength / 2) out = Buffer.from(out);

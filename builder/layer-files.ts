@@ -78,9 +78,14 @@ async function _readList(file: string): Promise<LayerFile[] | undefined> {
 }
 
 async function _writeList(file: string, files: LayerFile[]): Promise<void> {
-  await mkdir(join(file, '..'), { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, JSON.stringify(files));
+  const data = JSON.stringify(files);
+  // The directory is made only when missing: a build writes a list per segment, hundreds into one directory.
+  await writeFile(tmp, data).catch(async (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+    await mkdir(join(file, '..'), { recursive: true });
+    await writeFile(tmp, data);
+  });
   await rename(tmp, file);
 }
 

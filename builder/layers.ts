@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { Compression } from '../spec/build-spec.js';
 import type { BlobDir } from './blobs.js';
-import { type LayerCache, keyFromSegments, layerKey, touch, type SegmentRecord } from './cache.js';
+import { type LayerCache, keyFromSegments, layerKey, touch, type SegmentRecord, type SlotRecord } from './cache.js';
 import {
   compressBuffer,
   compressionIdentity,
@@ -22,7 +22,8 @@ import {
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
 import { SEGMENT_MAX_BYTES, memberTarBytes, splitSegments } from './segments.js';
-import { END_OF_ARCHIVE, SMALL_FILE, tarSegmentSync, tarStream, type FileSums } from './tar.js';
+import { END_OF_ARCHIVE, tarSegment, tarStream, type FileSums } from './tar.js';
+import { hashAndCompress, recycle, segmentMemory } from './segment-pool.js';
 import { rememberSegmentFiles, type LayerFile } from './layer-files.js';
 
 export interface LayerBuildOptions {
@@ -47,9 +48,12 @@ export interface BuiltLayer {
 
 /** Reused segments up to this (compressed) size are read and decompressed ahead; bigger ones stream. */
 const PREFETCH_MAX_BYTES = 8 << 20;
-/** How far ahead of the writer segments are prepared: at most this many, holding about this much tar. */
-const PREPARE_AHEAD = 4;
-const PREPARE_AHEAD_BYTES = 8 << 20;
+/**
+ * How far ahead of the writer segments are prepared: at most this many, holding about this much tar. Enough to keep
+ * every worker of the segment pool busy while the writer waits for the oldest one.
+ */
+const PREPARE_AHEAD = 8;
+const PREPARE_AHEAD_BYTES = 32 << 20;
 
 /** A segment ready to append: its tar (for the diffID), its compressed bytes, and (if built now) its files and key. */
 interface Prepared {
@@ -57,206 +61,294 @@ interface Prepared {
   compressed: Buffer;
   files?: LayerFile[];
   key?: string;
+  /** The tar's memory goes back to the segment pool once appended. */
+  recyclable?: boolean;
+}
+
+/** One segment of the layer: its members, its cache key when known up front, and its copy in the previous blob. */
+interface Segment {
+  members: Member[];
+  segKey?: string;
+  tarBytes: number;
+  old?: SegmentRecord;
+}
+
+/** What one layer build shares between its steps. */
+interface _Job {
+  opts: LayerBuildOptions;
+  ident: string;
+  mediaType: string;
+  /** Content digests learnt while tarring (and from the cache's stat rows): what segment keys are made of. */
+  lookup: (m: Member) => Digest | undefined;
+  onFile: (m: Member, sums: FileSums, files: LayerFile[]) => void;
+  segmentKey: (members: Member[]) => string | undefined;
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
-  const ident = await compressionIdentity(opts.compression);
-  const mediaType = layerMediaType(opts.compression);
-  const known = new Map<Member, Digest>();
-  const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
+  const job = await _job(opts);
   // A layer's key is made of its segments' keys, so each member is keyed once (layer-cache hit or not).
-  const segmentIdent = `${ident}/segment`;
-  const segments = splitSegments(plan.members).map((members) => {
-    const segKey = opts.cache ? layerKey(members, opts.epoch, segmentIdent, lookup) : undefined;
-    const tarBytes = members.reduce((n, m) => n + memberTarBytes(m), 0);
-    return { members, segKey, tarBytes, old: undefined as SegmentRecord | undefined };
-  });
+  const segments: Segment[] = splitSegments(plan.members).map((members) => ({
+    members,
+    segKey: job.segmentKey(members),
+    tarBytes: members.reduce((n, m) => n + memberTarBytes(m), 0),
+  }));
   const key = opts.cache
     ? keyFromSegments(
         segments.map((s) => s.segKey),
-        ident,
+        job.ident,
       )
     : undefined;
   // The previous blob of this slot: the source of reusable segments (and of a cache hit's segment map).
   const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
-  if (key && opts.cache) {
-    const hit = await opts.cache.get(key);
-    if (hit && hit.mediaType === mediaType && (await opts.blobs.has(hit.digest, hit.size))) {
-      const segments = previous?.digest === hit.digest ? previous.segments : undefined;
-      await touch(opts.blobs.path(hit.digest));
-      return {
-        layer: _layer(hit.digest, hit.size, hit.diffId, mediaType, opts.blobs),
-        cached: true,
-        name: plan.name,
-        segments,
-      };
-    }
+  const hit = key ? await _cacheHit(job, key, previous, plan.name) : undefined;
+  if (hit) return hit;
+  const previousPath = await _reusableSegments(job, previous, segments);
+  const written = await _writeBlob(job, segments, previousPath);
+  const { digest, size, diffId, records, reused } = written;
+  if (opts.cache) {
+    const k =
+      key ??
+      keyFromSegments(
+        records.map((r) => r.key),
+        job.ident,
+      );
+    if (k) await opts.cache.put(k, { digest, size, diffId, mediaType: job.mediaType });
+    if (opts.slot) await opts.cache.setLastBuilt(opts.slot, { digest, mediaType: job.mediaType, segments: records });
   }
-  // Each file written, with its checksums: for the cache and the segment's SBOM file list (layer-files.ts).
-  const onFile = (m: Member, sums: FileSums, files: LayerFile[]) => {
-    known.set(m, sums.sha256);
-    opts.cache?.rememberContent(m, sums.sha256);
-    files.push({ path: `/${m.path}`, size: m.size, sha1: sums.sha1, sha256: sums.sha256.slice('sha256:'.length) });
+  return {
+    layer: _layer(digest, size, diffId, job.mediaType, opts.blobs),
+    cached: false,
+    name: plan.name,
+    uncompressedSize: written.tarSize,
+    segmentsReused: { reused, total: records.length },
+    segments: records.length === segments.length ? records : undefined,
   };
+}
 
-  const reusable = new Map<string, SegmentRecord>();
-  let previousPath: string | undefined;
-  if (previous && previous.mediaType === mediaType && (await opts.blobs.has(previous.digest))) {
-    previousPath = opts.blobs.path(previous.digest);
-    for (const s of previous.segments) reusable.set(s.key, s);
+async function _job(opts: LayerBuildOptions): Promise<_Job> {
+  const ident = await compressionIdentity(opts.compression);
+  const segmentIdent = `${ident}/segment`;
+  const known = new Map<Member, Digest>();
+  const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
+  return {
+    opts,
+    ident,
+    mediaType: layerMediaType(opts.compression),
+    lookup,
+    // Each file written, with its checksums: for the cache and the segment's SBOM file list (layer-files.ts).
+    onFile: (m, sums, files) => {
+      known.set(m, sums.sha256);
+      opts.cache?.rememberContent(m, sums.sha256);
+      files.push({ path: `/${m.path}`, size: m.size, sha1: sums.sha1, sha256: sums.sha256.slice('sha256:'.length) });
+    },
+    segmentKey: (members) => (opts.cache ? layerKey(members, opts.epoch, segmentIdent, lookup) : undefined),
+  };
+}
+
+/** The cached blob for `key`, if it is still there with the right media type and size. */
+async function _cacheHit(
+  job: _Job,
+  key: string,
+  previous: SlotRecord | undefined,
+  name: string,
+): Promise<BuiltLayer | undefined> {
+  const { cache, blobs } = job.opts;
+  const hit = await cache!.get(key);
+  if (!hit || hit.mediaType !== job.mediaType || !(await blobs.has(hit.digest, hit.size))) return undefined;
+  await touch(blobs.path(hit.digest));
+  return {
+    layer: _layer(hit.digest, hit.size, hit.diffId, job.mediaType, blobs),
+    cached: true,
+    name,
+    segments: previous?.digest === hit.digest ? previous.segments : undefined,
+  };
+}
+
+/** Marks the segments the previous blob of this slot already holds (same key); returns that blob's path. */
+async function _reusableSegments(
+  job: _Job,
+  previous: SlotRecord | undefined,
+  segments: Segment[],
+): Promise<string | undefined> {
+  if (!previous || previous.mediaType !== job.mediaType || !(await job.opts.blobs.has(previous.digest))) return;
+  const reusable = new Map(previous.segments.map((s) => [s.key, s]));
+  for (const s of segments) if (s.segKey) s.old = reusable.get(s.segKey);
+  return job.opts.blobs.path(previous.digest);
+}
+
+/** The blob file being written, with the digests of what it holds (blob) and of its uncompressed tar (diffID). */
+class _BlobFile {
+  readonly blob = new Digester();
+  readonly diff = new Digester();
+  private fd: number | undefined;
+
+  constructor(readonly path: string) {
+    // Written synchronously (page cache): async writes would queue on the thread pool behind the deflate jobs and
+    // stall this loop, and with it the tarring of the next segments.
+    this.fd = openSync(path, 'w');
   }
 
+  /** Appends a prepared segment: its tar to the diffID, its compressed bytes to the file. */
+  append(tar: Buffer, compressed: Buffer): void {
+    this.diff.update(tar);
+    this.write(compressed);
+  }
+
+  write(compressed: Buffer): void {
+    this.blob.update(compressed);
+    for (let at = 0; at < compressed.length; ) at += writeSync(this.fd!, compressed, at, compressed.length - at);
+  }
+
+  /** Streams `source` (through `transforms`) onto the end of the file. */
+  async appendStream(source: Readable, transforms: Transform[] = []): Promise<void> {
+    const write = async (chunks: AsyncIterable<Buffer>) => {
+      for await (const c of chunks) this.write(c);
+    };
+    await (pipeline as (...s: unknown[]) => Promise<void>)(source, ...transforms, write);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/**
+ * Writes the segments in order (prepared ahead where they are small enough, streamed otherwise), then the
+ * end-of-archive segment, and moves the blob into place under its digest.
+ */
+async function _writeBlob(job: _Job, segments: Segment[], previousPath: string | undefined) {
+  const { opts } = job;
   const tmp = await opts.blobs.staging();
-  // Written synchronously (page cache): async writes would queue on the thread pool behind the deflate jobs and
-  // stall this loop, and with it the tarring of the next segments.
-  const out = openSync(tmp, 'w');
-  let outOpen = true;
-  const closeOut = () => {
-    if (outOpen) closeSync(out);
-    outOpen = false;
-  };
+  const out = new _BlobFile(tmp);
   const listsWritten: Promise<void>[] = [];
-  const blob = new Digester();
-  const diff = new Digester();
   const records: SegmentRecord[] = [];
   let reused = 0;
-  for (const s of segments) if (s.segKey && previousPath) s.old = reusable.get(s.segKey);
   const previousFile = segments.some((s) => s.old)
     ? { path: previousPath!, fd: openSync(previousPath!, 'r') }
     : undefined;
-  // Segments small enough to hold are prepared ahead of the writer: a reused one read (its tar from the cache's
-  // uncompressed copy, else decompressed — the diffID needs it), a new one of small files tarred in memory and
-  // compressed on the thread pool, several at once, so deflate keeps every core busy while this thread tars the next
-  // ones. In a rebuild, each segment's tar is kept uncompressed for the next one. Larger segments stream when reached.
-  const ready = new Map<number, Promise<Prepared>>();
-  const prepare = (i: number): Promise<Prepared> | undefined => {
-    const { members, old, tarBytes } = segments[i];
-    if (old)
-      return old.length <= PREFETCH_MAX_BYTES
-        ? _readSegment(previousFile!, old, opts.compression, opts.cache)
-        : undefined;
-    if (tarBytes > SEGMENT_MAX_BYTES || members.some((m) => m.type === 'file' && m.size > SMALL_FILE)) return undefined;
-    const files: LayerFile[] = [];
-    const tar = tarSegmentSync(members, opts.epoch, (m, sums) => onFile(m, sums, files));
-    // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
-    // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
-    const key = opts.cache && layerKey(members, opts.epoch, segmentIdent, lookup);
-    const keep = key && previousPath ? opts.cache!.putSegmentTar(key, tar) : undefined;
-    return Promise.all([compressBuffer(opts.compression, tar), keep]).then(([compressed]) => ({
-      compressed,
-      tar,
-      files,
-      key: key || undefined,
-    }));
-  };
-  const prepareAhead = (from: number) => {
-    let bytes = 0;
-    for (
-      let i = from;
-      i < segments.length && i < from + PREPARE_AHEAD && (i === from || bytes < PREPARE_AHEAD_BYTES);
-      i++
-    ) {
-      bytes += segments[i].tarBytes;
-      if (ready.has(i)) continue;
-      const p = prepare(i);
-      if (!p) continue;
-      p.catch(() => {}); // awaited (and its error thrown) when the writer reaches it
-      ready.set(i, p);
-    }
-  };
+  const ahead = new _Lookahead(segments, (s) => _prepare(job, s, previousFile, previousPath !== undefined));
   try {
-    for (const [i, { members, segKey, old }] of segments.entries()) {
-      prepareAhead(i);
-      const offset = blob.size;
+    for (const [i, s] of segments.entries()) {
+      ahead.from(i);
+      const offset = out.blob.size;
+      const before = out.diff.size;
       let files: LayerFile[] | undefined;
-      let tarLength: number;
       let preparedKey: string | undefined;
-      const prepared = ready.get(i);
+      const prepared = await ahead.take(i);
       if (prepared) {
-        const { compressed, tar, files: f, key } = await prepared;
-        ready.delete(i);
-        diff.update(tar);
-        blob.update(compressed);
-        _writeAll(out, compressed);
-        files = f;
-        preparedKey = key;
-        tarLength = tar.length;
-      } else if (old) {
-        const range = { start: old.offset, end: old.offset + old.length - 1, highWaterMark: 1 << 20 };
-        const before = diff.size;
-        await Promise.all([
-          _append(createReadStream(previousPath!, range), out, blob),
-          pipeline(createReadStream(previousPath!, range), await decompressor(opts.compression), _hashInto(diff)),
-        ]);
-        tarLength = diff.size - before;
+        out.append(prepared.tar, prepared.compressed);
+        if (prepared.recyclable) recycle(prepared.tar);
+        files = prepared.files;
+        preparedKey = prepared.key;
+      } else if (s.old) {
+        await _copySegment(out, previousPath!, s.old, opts.compression);
       } else {
         files = [];
-        const before = diff.size;
-        const tar = tarStream(members, opts.epoch, (m, sums) => onFile(m, sums, files!), { endOfArchive: false });
-        await _append(tar, out, blob, [_coalesce(), _tap(diff), ...(await compressor(opts.compression))]);
-        tarLength = diff.size - before;
+        const tar = tarStream(s.members, opts.epoch, (m, sums) => job.onFile(m, sums, files!), { endOfArchive: false });
+        await out.appendStream(tar, [_coalesce(), _tap(out.diff), ...(await compressor(opts.compression))]);
       }
-      if (old) reused++;
+      if (s.old) reused++;
       // After building, every file's digest is known, so the key exists.
-      const k = segKey ?? preparedKey ?? layerKey(members, opts.epoch, segmentIdent, lookup);
-      if (k) records.push({ key: k, offset, length: blob.size - offset, tarLength });
+      const k = s.segKey ?? preparedKey ?? job.segmentKey(s.members);
+      if (k) records.push({ key: k, offset, length: out.blob.size - offset, tarLength: out.diff.size - before });
       if (k && files && opts.cache) {
         const written = rememberSegmentFiles(opts.cache.root, k, files);
         written.catch(() => {}); // awaited after the loop
         listsWritten.push(written);
       }
     }
-    diff.update(END_OF_ARCHIVE);
-    const end = await compressBuffer(opts.compression, END_OF_ARCHIVE);
-    blob.update(end);
-    _writeAll(out, end);
-    closeOut();
+    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE));
+    out.close();
     await Promise.all(listsWritten);
   } catch (e) {
-    closeOut();
+    out.close();
     await Promise.allSettled(listsWritten);
     await rm(tmp, { force: true });
-    await Promise.allSettled(ready.values());
+    await ahead.settle();
     throw e;
   } finally {
     if (previousFile) closeSync(previousFile.fd);
   }
-  const digest = blob.digest();
-  const diffId = diff.digest();
+  const digest = out.blob.digest();
   await rename(tmp, opts.blobs.path(digest));
-  if (opts.cache) {
-    const k =
-      key ??
-      keyFromSegments(
-        records.map((r) => r.key),
-        ident,
-      );
-    if (k) await opts.cache.put(k, { digest, size: blob.size, diffId, mediaType });
-    if (opts.slot) await opts.cache.setLastBuilt(opts.slot, { digest, mediaType, segments: records });
-  }
-  return {
-    layer: _layer(digest, blob.size, diffId, mediaType, opts.blobs),
-    cached: false,
-    name: plan.name,
-    uncompressedSize: diff.size,
-    segmentsReused: { reused, total: records.length },
-    segments: records.length === segments.length ? records : undefined,
-  };
+  return { digest, size: out.blob.size, diffId: out.diff.digest(), tarSize: out.diff.size, records, reused };
 }
 
-/** Streams `source` (through `transforms`) onto the end of the blob file, hashing what is written. */
-async function _append(source: Readable, out: number, blob: Digester, transforms: Transform[] = []): Promise<void> {
-  const write = async (chunks: AsyncIterable<Buffer>) => {
-    for await (const c of chunks) {
-      blob.update(c);
-      _writeAll(out, c);
+/** Segments prepared ahead of the writer, in order, within PREPARE_AHEAD / PREPARE_AHEAD_BYTES. */
+class _Lookahead {
+  private ready = new Map<number, Promise<Prepared>>();
+  constructor(
+    private readonly segments: Segment[],
+    private readonly prepare: (s: Segment) => Promise<Prepared> | undefined,
+  ) {}
+
+  from(first: number): void {
+    let bytes = 0;
+    for (let i = first; i < this.segments.length && i < first + PREPARE_AHEAD; i++) {
+      if (i > first && bytes >= PREPARE_AHEAD_BYTES) break;
+      bytes += this.segments[i].tarBytes;
+      if (this.ready.has(i)) continue;
+      const p = this.prepare(this.segments[i]);
+      if (!p) continue;
+      p.catch(() => {}); // awaited (and its error thrown) when the writer reaches it
+      this.ready.set(i, p);
     }
-  };
-  await (pipeline as (...s: unknown[]) => Promise<void>)(source, ...transforms, write);
+  }
+
+  async take(i: number): Promise<Prepared | undefined> {
+    const p = this.ready.get(i);
+    this.ready.delete(i);
+    return p;
+  }
+
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.ready.values());
+  }
 }
 
-function _writeAll(fd: number, data: Buffer): void {
-  for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, data.length - at);
+/**
+ * A segment made ready ahead of the writer, or undefined when it is too big to hold (it streams when reached).
+ * Reused: read from the previous blob (its tar from the cache's uncompressed copy, else decompressed — the diffID
+ * needs it). New: laid out here in memory (headers, inline data), then its files read, hashed and compressed by a
+ * worker of the segment pool while this thread lays out the next ones and writes the blob. In a rebuild, each new segment's tar is kept uncompressed for the next one.
+ */
+function _prepare(
+  job: _Job,
+  s: Segment,
+  previousFile: { path: string; fd: number } | undefined,
+  rebuilding: boolean,
+): Promise<Prepared> | undefined {
+  const { opts } = job;
+  if (s.old)
+    return s.old.length <= PREFETCH_MAX_BYTES
+      ? _readSegment(previousFile!, s.old, opts.compression, opts.cache)
+      : undefined;
+  if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
+  const segment = tarSegment(s.members, opts.epoch, segmentMemory, { deferReads: true });
+  const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
+  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads).then(
+    async ({ tar, compressed, sums }) => {
+      const files: LayerFile[] = [];
+      segment.files.forEach((f, i) =>
+        job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
+      );
+      // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
+      // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
+      const key = job.segmentKey(s.members);
+      if (key && rebuilding) await opts.cache!.putSegmentTar(key, tar);
+      return { compressed, tar, files, key, recyclable: true };
+    },
+  );
+}
+
+/** Copies a reused segment too big to read ahead: compressed bytes as they are, decompressed into the diffID. */
+async function _copySegment(out: _BlobFile, previousPath: string, old: SegmentRecord, c: Compression): Promise<void> {
+  const range = { start: old.offset, end: old.offset + old.length - 1, highWaterMark: 1 << 20 };
+  await Promise.all([
+    out.appendStream(createReadStream(previousPath, range)),
+    decompressor(c).then((d) => pipeline(createReadStream(previousPath, range), d, _hashInto(out.diff))),
+  ]);
 }
 
 function _hashInto(d: Digester) {
@@ -266,7 +358,7 @@ function _hashInto(d: Digester) {
 }
 
 /**
- * Gathers tar-stream's many small chunks (a 512-byte header, then a file) into ~256 KiB ones: each chunk handed to
+ * Gathers the tar stream's many small chunks (a 512-byte header, then a file) into ~256 KiB ones: each chunk handed to
  * zlib is a thread-pool round trip, and with 20,000 small files those round trips, not deflate, filled the profile.
  */
 function _coalesce(target = 256 << 10): Transform {

@@ -1,0 +1,153 @@
+// Worker threads that hash and compress layer segments (segment-worker.ts), so the thread that reads files and
+// tars them never waits for deflate or zstd. zstd-napi compresses on the calling thread, and a cold zstd build spent
+// most of its time there, one core idle; gzip went to libuv's pool already, but the per-file SHA-256 and SHA-1 of
+// every byte stayed on the main thread. A segment's bytes move to a worker and back without a copy (transferred).
+// One segment is still one gzip member / zstd frame compressed whole, exactly as before: the bytes do not change.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { Compression } from '../spec/build-spec.js';
+import { ChangedFileError, type FileRead } from './tar.js';
+
+export interface SegmentTask {
+  id: number;
+  compression: Compression;
+  /** The segment's tar: the first `length` bytes of `tar`, which is transferred to the worker and back. */
+  tar: ArrayBuffer;
+  length: number;
+  /** Each file's data in `tar`: offset, length, offset, length… */
+  files: number[];
+  /** Context files the worker reads into `tar` first. */
+  reads: FileRead[];
+}
+
+export interface SegmentReply {
+  id: number;
+  tar: ArrayBuffer;
+  compressed: Uint8Array;
+  /** Hex SHA-256 then hex SHA-1 of each file, in `files` order. */
+  sums: string[];
+  error?: string;
+  /** The error is a context file that changed since planning (ChangedFileError). */
+  changed?: boolean;
+}
+
+export interface HashedSegment {
+  tar: Buffer;
+  compressed: Buffer;
+  sums: { sha256: string; sha1: string }[];
+}
+
+interface _Slot {
+  worker: Worker;
+  busy: number;
+}
+
+/** More workers than cores only add switching; the reading thread needs a share too, so at most 4. */
+const SIZE = Math.max(1, Math.min(availableParallelism(), 4));
+
+let _slots: _Slot[] | undefined;
+let _nextId = 0;
+const _pending = new Map<number, { resolve: (r: SegmentReply) => void; reject: (e: Error) => void; slot: _Slot }>();
+
+/**
+ * Reads `reads` into `tar`, hashes each file of it (whose data sits at `files`: offset, length pairs) and
+ * compresses the whole segment.
+ * `tar` must own its ArrayBuffer (tarSegment's does): it is handed to the worker, and the result holds it again.
+ */
+export function hashAndCompress(
+  compression: Compression,
+  tar: Buffer,
+  files: number[],
+  reads: FileRead[] = [],
+): Promise<HashedSegment> {
+  if (tar.byteOffset !== 0) throw new Error('hashAndCompress: the segment must start its ArrayBuffer');
+  const slot = _pick();
+  const id = _nextId++;
+  const length = tar.length;
+  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads };
+  const reply = new Promise<SegmentReply>((resolve, reject) => _pending.set(id, { resolve, reject, slot }));
+  if (slot.busy++ === 0) slot.worker.ref();
+  slot.worker.postMessage(task, [task.tar]);
+  return reply.then((r) => {
+    const sums: HashedSegment['sums'] = [];
+    for (let i = 0; i < r.sums.length; i += 2) sums.push({ sha256: r.sums[i], sha1: r.sums[i + 1] });
+    const c = r.compressed;
+    return { tar: Buffer.from(r.tar, 0, length), compressed: Buffer.from(c.buffer, c.byteOffset, c.byteLength), sums };
+  });
+}
+
+/** Free segment memory, reused for the next segments: at most this much is kept. */
+const FREE_MAX_BYTES = 96 << 20;
+const _free: ArrayBuffer[] = [];
+
+/** Memory for a segment's tar of `size` bytes (plus the one tarSegment may read past it): recycled when it can be. */
+export function segmentMemory(size: number): Buffer {
+  // The smallest free buffer that fits, unless it is more than twice too big.
+  let best = -1;
+  for (let i = 0; i < _free.length; i++)
+    if (
+      _free[i].byteLength > size &&
+      _free[i].byteLength <= 2 * size + 1 &&
+      (best < 0 || _free[i].byteLength < _free[best].byteLength)
+    )
+      best = i;
+  if (best >= 0) return Buffer.from(_free.splice(best, 1)[0]);
+  // Rounded up so that buffers fit the next segments too (their sizes vary a little around SEGMENT_MIN_BYTES).
+  return Buffer.from(new ArrayBuffer(Math.ceil((size + 1) / (64 << 10)) * (64 << 10)));
+}
+
+/** Gives a segment's memory back once nothing reads `tar` any more. */
+export function recycle(tar: Buffer): void {
+  const ab = tar.buffer as ArrayBuffer;
+  if (tar.byteOffset !== 0 || ab.byteLength < 64 << 10 || _free.includes(ab)) return;
+  let held = ab.byteLength;
+  for (const b of _free) held += b.byteLength;
+  if (held <= FREE_MAX_BYTES) _free.push(ab);
+}
+
+function _pick(): _Slot {
+  _slots ??= Array.from({ length: SIZE }, () => _spawn());
+  return _slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+}
+
+function _spawn(): _Slot {
+  const worker = _newWorker();
+  const slot: _Slot = { worker, busy: 0 };
+  worker.on('message', (r: SegmentReply) => {
+    const p = _pending.get(r.id);
+    if (!p) return;
+    _pending.delete(r.id);
+    if (--slot.busy === 0) worker.unref();
+    // A file that changed keeps its own message (it names the file and the fix), as does a read that failed.
+    if (r.error) p.reject(r.changed ? new ChangedFileError(r.error) : new Error(r.error));
+    else p.resolve(r);
+  });
+  // A worker that dies takes its tasks with it: they fail, and the next task gets a fresh worker.
+  const fail = (e: Error) => {
+    for (const [id, p] of _pending)
+      if (p.slot === slot) {
+        _pending.delete(id);
+        p.reject(new Error(`the layer compression worker failed: ${e.message}`));
+      }
+    if (_slots) _slots[_slots.indexOf(slot)] = _spawn();
+  };
+  worker.once('error', fail);
+  worker.once('exit', (code) => {
+    if (slot.busy) fail(new Error(`exited with code ${code}`));
+  });
+  // Idle workers do not keep the process alive; a worker with work in flight does (ref'd in hashAndCompress). After
+  // the listeners: adding a 'message' listener refs the worker's port again.
+  worker.unref();
+  return slot;
+}
+
+function _newWorker(): Worker {
+  const url = new URL(import.meta.url.endsWith('.ts') ? './segment-worker.ts' : './segment-worker.js', import.meta.url);
+  if (!url.pathname.endsWith('.ts')) return new Worker(url);
+  // Run from source (tests under tsx): a worker does not inherit tsx's loader, so it registers it first.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return new Worker(
+    `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`,
+    { eval: true },
+  );
+}
