@@ -44,6 +44,7 @@ export interface Config {
   immutableTags?: ImmutableRule[];
   quotas?: QuotaRule[];
   metrics: { enabled: boolean };
+  ui: { enabled: boolean };
   webhooks?: WebhookConfig[];
 }
 
@@ -71,6 +72,7 @@ export const DEFAULTS = {
   auth: { mode: 'none' },
   gc: { enabled: false, interval: '24h', grace: '1h', deleteUntagged: false, concurrency: 32 },
   metrics: { enabled: true },
+  ui: { enabled: true },
 } as const;
 
 export function parseDuration(value: string): number {

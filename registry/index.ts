@@ -13,6 +13,7 @@ import { sessionLimits } from './sessions.js';
 import { createWebhooks, type Webhooks } from './webhooks.js';
 import { createAuth, type Auth } from './auth/index.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
+import { uiRoutes } from './ui/index.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, parseDuration, ConfigError, type Config } from './config.js';
@@ -56,6 +57,17 @@ export function createRegistry(config: Config, driver: Driver, log: Logger, hook
   ops.extend = (app) => {
     healthRoutes(app, driver, metrics);
     auth?.extend?.(app);
+    // The web UI and its JSON API (registry/ui), unless `ui.enabled: false`.
+    if (config.ui?.enabled !== false)
+      uiRoutes(app, {
+        store,
+        auth,
+        proxy,
+        policies,
+        quotas: config.quotas,
+        deleteEnabled: config.storage.delete,
+        publicUrl: config.http.publicUrl,
+      });
     hooks.extend?.(app);
   };
   const app = createApp(

@@ -301,6 +301,12 @@ export const configSchema = {
       additionalProperties: false,
       properties: { enabled: { type: 'boolean' } },
     },
+    /** The web UI at /ui/ and its JSON API under /v2/_berth/ui/ (registry/ui); on by default. */
+    ui: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { enabled: { type: 'boolean' } },
+    },
     /** CloudEvents (push, delete, pull) POSTed to receivers, signed with HMAC-SHA256 when a secret is set. */
     webhooks: {
       type: 'array',
