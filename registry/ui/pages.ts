@@ -38,6 +38,7 @@ export function layout(chrome: Chrome, body: Html): Html {
 <meta charset="utf-8" />
 <meta name="viewport" content="width=device-width, initial-scale=1" />
 <title>${chrome.title} · berth</title>
+<link rel="icon" href="data:," />
 <link rel="stylesheet" href="${asset('ui.css')}" />
 <script src="${asset('ui.js')}"></script>
 </head>
