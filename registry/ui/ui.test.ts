@@ -90,3 +90,23 @@ test('ui: pages carry a strict CSP; unknown API paths are 404; bad paging is 400
   assert.equal(paging.status, 400);
   assert.equal((await paging.json()).errors[0].code, 'PAGINATION_NUMBER_INVALID');
 });
+
+test('ui: the mirror view lists each upstream with its counters', async () => {
+  const { app } = makeRegistry(AUTH, {
+    proxy: {
+      upstreams: [{ name: 'hub', url: 'http://127.0.0.1:9', prefix: 'public/hub', allowPrivateNetworks: true }],
+    },
+  });
+  const res = await app.request(`${ORIGIN}/v2/_berth/api/v1/mirrors`);
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.enabled, true);
+  assert.deepEqual(
+    body.upstreams.map((u: { name: string; prefix: string }) => [u.name, u.prefix]),
+    [['hub', 'public/hub']],
+  );
+  assert.equal(body.upstreams[0].counters?.misses ?? 0, 0);
+  const page = await app.request(`${ORIGIN}/ui/mirrors`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /hub[\s\S]*Nothing cached yet/);
+});
