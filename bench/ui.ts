@@ -56,7 +56,7 @@ async function _backend(ctx: BenchContext, label: string, reg: Berth, tags: numb
       rows.push({
         name: `${label}: first render, ${what}`,
         unit: 'ms',
-        berth: median(fcps),
+        berth: median(fcps.filter(Number.isFinite)),
         better: 'lower',
         note: 'Chromium FCP, median',
       });
