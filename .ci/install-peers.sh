@@ -7,7 +7,7 @@ TOOLS="${BERTH_TOOLS:-/opt/berth-tools}"
 mkdir -p "$TOOLS/bin"
 export GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod
 
-apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tmux nginx-light tinyproxy)
+apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tmux nginx-light tinyproxy chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

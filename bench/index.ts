@@ -9,6 +9,7 @@ import { benchProxy } from './proxy.js';
 import { gcBench } from './gc.js';
 import { authBench } from './auth.js';
 import { s3Bench } from './s3.js';
+import { uiBench } from './ui.js';
 
 interface ToolTiming {
   tool: string;
@@ -44,6 +45,7 @@ export const benches: Bench[] = [
   },
   gcBench,
   authBench,
+  uiBench,
 ];
 
 /** `npm run bench -- --s3`: berth vs distribution on a real S3 server (SeaweedFS); not part of the default run. */

@@ -38,6 +38,11 @@ export const NON_CONFIG_ENV = new Set([
   'BERTH_BENCH_BIN',
   'BERTH_SOAK_MS',
   'BERTH_STORM_MS',
+  'BERTH_BIN',
+  'BERTH_ZSTD_MODULE',
+  'BERTH_SCREENSHOTS',
+  'BERTH_BENCH_UI',
+  'BERTH_CLUSTER_SLOT',
 ]);
 
 type Path = Array<string | number>;

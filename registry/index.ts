@@ -19,6 +19,7 @@ import { trustedProxies } from './forwarded.js';
 import { auditMiddleware, createAudit, type Audit } from './audit.js';
 import type { Env } from './context.js';
 import type { FillLeases } from './proxy/fill.js';
+import { uiRoutes } from './ui/index.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -103,6 +104,17 @@ export function createRegistry(
   ops.extend = (app) => {
     healthRoutes(app, driver, debugApp ? undefined : metrics);
     auth?.extend?.(app);
+    // The web UI and its JSON API (registry/ui), unless `ui.enabled: false`.
+    if (config.ui?.enabled !== false)
+      uiRoutes(app, {
+        store,
+        auth,
+        proxy,
+        policies,
+        quotas: config.quotas,
+        deleteEnabled: config.storage.delete,
+        publicUrl: config.http.publicUrl,
+      });
     hooks.extend?.(app);
   };
   const app = createApp(

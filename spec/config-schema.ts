@@ -472,6 +472,12 @@ export const configSchema = {
       default: {},
       properties: { enabled: { type: 'boolean', default: true, description: 'Prometheus metrics at /metrics' } },
     },
+    ui: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'the web UI at /ui/ and its JSON API under /v2/_berth/api/v1/ (registry/ui)',
+      properties: { enabled: { type: 'boolean', default: true, description: 'serve the web UI' } },
+    },
     webhooks: {
       type: 'array',
       description: 'CloudEvents (push, delete, pull) POSTed to receivers, signed with HMAC-SHA256 when a secret is set',

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { randomBytes, createHash } from 'node:crypto';
 import { NotFoundError, OffsetMismatchError, isSendable, type Driver } from './driver.js';
+import { listFiles } from './browse.js';
 
 export interface DriverFixture {
   driver: Driver;
@@ -175,6 +176,23 @@ export function runDriverSuite(label: string, make: () => Promise<DriverFixture>
       await d.delete(p('ls/b'));
       await d.delete(p('ls/never-there'));
       assert.deepEqual(await d.list(p('ls')), ['c']);
+    });
+
+    it('listFiles (or its list + stat fallback) gives direct child objects with size and mtime', async () => {
+      const before = Date.now() - 2_000;
+      await d.put(p('lf/b'), '12345');
+      await d.put(p('lf/a'), '1');
+      await d.put(p('lf/sub/x'), 'not a direct child object');
+      const files = await listFiles(d, p('lf'));
+      assert.deepEqual(
+        files.map((f) => [f.name, f.size]),
+        [
+          ['a', 1],
+          ['b', 5],
+        ],
+      );
+      for (const f of files) assert.ok(f.modified.getTime() >= before, `${f.name} mtime ${f.modified.toISOString()}`);
+      assert.deepEqual(await listFiles(d, p('lf/nothing')), []);
     });
 
     it('move with a size publishes only an object of exactly that size', async () => {

@@ -1,5 +1,5 @@
 // Filesystem driver. Atomic writes: temp file in `<root>/_tmp` (same filesystem) → fsync → rename.
-import { createWriteStream, fdatasync, type WriteStream } from 'node:fs';
+import { createWriteStream, fdatasync, type Dirent, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import { giveBuffer, takeBuffer } from './buffer-pool.js';
+import { pool } from './pool.js';
 import {
   assertSafePath,
   NotFoundError,
@@ -14,6 +15,7 @@ import {
   StorageFullError,
   type Driver,
   type FileInfo,
+  type ListedFile,
   type MoveOptions,
   type PutStreamOptions,
   type ReadOptions,
@@ -245,6 +247,27 @@ export class FsDriver implements Driver {
       if (isNotFound(e)) return [];
       throw e;
     }
+  }
+
+  async listFiles(prefix: string): Promise<ListedFile[]> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(this._abs(prefix), { withFileTypes: true });
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+    const files = entries.filter((d) => d.isFile()).map((d) => d.name);
+    const out: ListedFile[] = [];
+    // Bounded: a 10,000-tag directory must not open 10,000 stats at once.
+    await pool(files, 64, async (name) => {
+      const s = await stat(join(this._abs(prefix), name)).catch((e) => {
+        if (isNotFound(e)) return undefined; // deleted since the readdir
+        throw e;
+      });
+      if (s?.isFile()) out.push({ name, size: s.size, modified: s.mtime });
+    });
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async delete(path: string): Promise<void> {

@@ -5,6 +5,7 @@ import { ManifestStore, type ManifestStoreOptions } from './manifests.js';
 import { UploadStore } from './uploads.js';
 import { AuthStore } from './auth.js';
 import { GarbageCollector } from './gc.js';
+import { BrowseStore } from './browse.js';
 
 export * from './driver.js';
 export { paths } from './paths.js';
@@ -12,6 +13,7 @@ export { BlobStore } from './blobs.js';
 export { ManifestStore, type StoredManifest } from './manifests.js';
 export { UploadStore, type UploadInfo } from './uploads.js';
 export { AuthStore, type AuthKind } from './auth.js';
+export { BrowseStore, listFiles, type TagTime, type RepositorySummary } from './browse.js';
 
 /** The stores: registry/ reaches storage only through these (issue 15), never through the driver. */
 export interface Store {
@@ -20,15 +22,19 @@ export interface Store {
   uploads: UploadStore;
   /** Auth state: signing keys, robot and refresh tokens (registry/auth). */
   auth: AuthStore;
+  /** Read-only views for the web UI: tags with push times from one listing, repository summaries. */
+  browse: BrowseStore;
   /** A garbage collector over this storage (storage/gc.ts). */
   collector(): GarbageCollector;
 }
 
 export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> = {}): Store {
   const blobs = new BlobStore(driver);
+  const manifests = new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 });
   return {
     blobs,
-    manifests: new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 }),
+    manifests,
+    browse: new BrowseStore(driver, blobs, manifests),
     uploads: new UploadStore(driver, blobs),
     auth: new AuthStore(driver),
     collector: () => new GarbageCollector(driver),

@@ -33,6 +33,7 @@ import { paths } from './paths.js';
 import type { BlobStore } from './blobs.js';
 import { GcGuard } from './gc.js';
 import { linkTimes } from './links.js';
+import { listFiles } from './browse.js';
 
 /**
  * Non-distributable ("foreign") layers live outside the registry (image-spec layer.md, deprecated but still pushed),
@@ -251,12 +252,8 @@ export class ManifestStore {
 
   /** Tags of `name` with the time each was last written (pushed or moved). */
   async tagTimes(name: string): Promise<Array<{ tag: string; modified: Date }>> {
-    const out: Array<{ tag: string; modified: Date }> = [];
-    for (const tag of await this.driver.list(paths.tags(name))) {
-      const info = await this.driver.stat(paths.tag(name, tag)).catch(() => undefined);
-      if (info) out.push({ tag, modified: info.modified });
-    }
-    return out;
+    // One listing with mtimes (S3: no HEAD per tag), not a stat per tag.
+    return (await listFiles(this.driver, paths.tags(name))).map((f) => ({ tag: f.name, modified: f.modified }));
   }
 
   /** Tags of `name` pointing at `digest`. */

@@ -34,7 +34,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { pool } from './pool.js';
-import type { PutStreamOptions } from './driver.js';
+import type { ListedFile, PutStreamOptions } from './driver.js';
 
 export const MiB = 1024 * 1024;
 /** S3's minimum size of every multipart part but the last. */
@@ -286,6 +286,25 @@ export class S3Bucket {
       if ((e as S3StorageError).status === 416) return Readable.from([], { objectMode: false });
       throw e;
     }
+  }
+
+  /** The objects directly under `prefix` (ending in `/`) with the listing's Size and LastModified, sorted. */
+  async listFiles(prefix: string): Promise<ListedFile[]> {
+    const out: ListedFile[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.send('ListObjectsV2', prefix, () =>
+        this.s3.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+        ),
+      );
+      for (const o of r.Contents ?? []) {
+        const name = o.Key!.slice(prefix.length);
+        if (name) out.push({ name, size: o.Size ?? 0, modified: o.LastModified ?? new Date(0) });
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async listNames(prefix: string, names: Set<string>, appendables: boolean): Promise<void> {

@@ -28,6 +28,7 @@ import {
   type AppendOptions,
   type Driver,
   type FileInfo,
+  type ListedFile,
   type MoveOptions,
   type PutStreamOptions,
   type ReadOptions,
@@ -268,6 +269,11 @@ export class S3Driver implements Driver {
     await this.objects.listNames(`${this._key(prefix)}/`, names, false);
     await this.objects.listNames(`${this._appendDir(prefix)}/`, names, true);
     return [...names].sort();
+  }
+
+  /** Plain objects only, from the listing itself (Size, LastModified): no HEAD per object. */
+  async listFiles(prefix: string): Promise<ListedFile[]> {
+    return this.objects.listFiles(`${this._key(prefix)}/`);
   }
 
   async delete(path: string): Promise<void> {

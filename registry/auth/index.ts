@@ -15,6 +15,9 @@ export { AuthState, type RobotRecord, type RefreshRecord } from './state.js';
 export type { AuthConfig } from './config.js';
 export { parseScope, ScopeError } from './scope.js';
 export { limiterOptions, type Limiter } from './ratelimit.js';
+export { ACT_AS } from './middleware.js';
+export { ANONYMOUS, type Identity } from './acl.js';
+export { parseBasic, clientAddress } from './service.js';
 
 export interface Auth {
   core: AuthCore;

@@ -17,6 +17,28 @@ import { hasAccess, TokenError, type VerifiedToken } from './tokens.js';
 const SAFE_HOST = /^[A-Za-z0-9.:[\]-]{1,300}$/;
 
 /**
+ * The Bindings key under which in-process code (the web UI's delete, registry/ui) hands the /v2 pipeline the identity
+ * it acts for: `app.fetch(request, { [ACT_AS]: identity })`. Only code in this process can set a Symbol-keyed
+ * binding — the node server passes `{ incoming, outgoing }` — so no network request can claim one. The identity
+ * then goes through the same ACL check, proxy, policies and webhooks as any client.
+ */
+export const ACT_AS = Symbol('berth.actAs');
+
+/** Handles a request acting as an in-process identity (see ACT_AS); false when there is none. */
+async function _actAs(core: AuthCore, c: Ctx, need: Access | undefined, next: () => Promise<void>): Promise<boolean> {
+  const id = (c.env as Record<symbol, unknown> | undefined)?.[ACT_AS] as Identity | undefined;
+  if (!id) return false;
+  if (need && !_allowed(core, id, need))
+    throw new OciError(
+      'DENIED',
+      `"${id.name}" may not ${need.actions.join('+')} ${need.type === 'registry' ? 'the catalog' : need.name}`,
+    );
+  c.set('subject', subjectOf(id));
+  await next();
+  return true;
+}
+
+/**
  * The absolute token realm for challenges. Clients send their passwords to it, so it never comes from what a request
  * merely claims (a forged Host would otherwise point a cached or proxied 401 at another server). distribution
  * requires an absolute realm in its config; berth, whose default realm is the relative /token, resolves it from:
@@ -119,6 +141,7 @@ export function tokenMiddleware(
   return async (c, next) => {
     const target = c.var.target;
     const need = requiredAccess(target, c.req.method);
+    if (await _actAs(core, c, need, next)) return;
     const m = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(c.req.header('authorization') ?? '');
     if (!m)
       throw new OciError(
@@ -161,6 +184,7 @@ export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
   return async (c, next) => {
     const target = c.var.target;
     const need = requiredAccess(target, c.req.method);
+    if (await _actAs(core, c, need, next)) return;
     const header = c.req.header('authorization');
     let id: Identity = ANONYMOUS;
     if (header) {
