@@ -90,7 +90,12 @@ test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` w
   );
   const types = events.map((e) => e.type);
   assert.equal(types.filter((x) => x === 'layer').length, 4);
-  assert.deepEqual(types.slice(4), ['sbom', 'sbom', 'output']);
+  assert.equal(types.filter((x) => x === 'layer-start').length, 4, 'each layer announces its start');
+  // After the layers: the SBOMs, then each output announced and finished (the CLI's progress lines).
+  assert.deepEqual(
+    types.filter((x) => !x.startsWith('layer')),
+    ['sbom', 'sbom', 'output-start', 'output'],
+  );
 });
 
 test('runBuild: checkReproducible builds twice and reports it; lock "write" pins the base it built from', async (t) => {

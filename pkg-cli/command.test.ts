@@ -128,7 +128,8 @@ test('units: Go-style durations and binary/decimal sizes', () => {
   assert.equal(parseDuration('0'), 0);
   for (const bad of ['', '5', 'h', '1x', '1h 30m', '-1s']) assert.throws(() => parseDuration(bad), /invalid duration/);
   assert.equal(parseSize('500MiB'), 500 * 1024 ** 2);
-  assert.equal(parseSize('8G'), 8 * 1024 ** 3);
+  assert.equal(parseSize('8GiB'), 8 * 1024 ** 3);
+  assert.throws(() => parseSize('8G'), /invalid size/, 'a unit names its base: 8GB or 8GiB, never a bare G');
   assert.equal(parseSize('1.5GB'), 1.5e9);
   assert.equal(parseSize('1000000'), 1_000_000);
   for (const bad of ['', 'MiB', '1iB', '5 parsecs']) assert.throws(() => parseSize(bad), /invalid size/);
