@@ -30,7 +30,7 @@ export function imageRef(input: string | undefined, what = 'REF', command = ''):
   try {
     return parseImageRef(input);
   } catch (e) {
-    if (e instanceof TransportError) throw new CLIError(e.message);
+    if (e instanceof TransportError) throw new UsageError(e.message);
     throw e;
   }
 }
