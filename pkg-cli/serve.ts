@@ -76,10 +76,7 @@ available core sharing the port (http.workers; BERTH_HTTP_WORKERS=1 runs a singl
         throw e;
       }
     }
-    if (!link && workers > 1) {
-      if (pretty) process.stderr.write(banner(config, Number(/:(\d+)$/.exec(config.http.addr)?.[1]), values.config));
-      return _primary(config, log, workers);
-    }
+    if (!link && workers > 1) return _primary(config, log, workers);
     // Leftover temp files are swept once, by the primary (or the only process): a restarted worker must not delete
     // the ones its siblings are writing.
     const driver = await makeDriver(config, { cleanTemp: !link });
@@ -127,7 +124,9 @@ available core sharing the port (http.workers; BERTH_HTTP_WORKERS=1 runs a singl
       }
       log.info('berth debug listener (metrics, health)', { addr: config.http.debug.addr, url: debug.url });
     }
-    if (pretty && !link) process.stderr.write(banner(config, server.port, values.config));
+    // The banner once per server, when the port answers: the only process, or cluster worker slot 0 (workers write
+    // to the primary's terminal).
+    if (pretty && !link?.slot) process.stderr.write(banner(config, server.port, values.config));
 
     // The background jobs (upload purge, GC, retention) run once per server: in the only process, or in cluster
     // worker slot 0.

@@ -75,7 +75,7 @@ test('on a terminal: a banner with a working URL, the absolute storage path, aut
   // Ctrl-C on the terminal stops it cleanly.
   term.type('\x03');
   assert.equal(await term.exited, 0);
-  assert.match(term.screen(), /INFO: shutting down \{"signal":"SIGINT"\}/);
+  assert.match(term.screen(), /INFO: shutting down \{.*"signal":"SIGINT"\}/);
 });
 
 test('on a terminal with --log-format json: JSON lines and no banner', async (t) => {
@@ -131,8 +131,8 @@ test('config mistakes stop berth serve before anything is created on disk', asyn
   assert.match(r.stderr, /^berth: --addr: http\.addr: "localhost" is not valid \(listen address: HOST:PORT/);
 
   r = await serve(['--log-format', 'fancy']);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /^berth: --log-format: log\.format: "fancy" is not allowed; use one of auto, json, pretty/);
+  assert.equal(r.code, 2, 'a bad flag value is a usage error');
+  assert.match(r.stderr, /^berth: --log-format "fancy": expected one of auto, json, pretty/);
 
   const file = join(dir, 'berth.yaml');
   await writeFile(file, 'http:\n  addr: "127.0.0.1:0"\ngc:\n  intervall: 1h\n');
