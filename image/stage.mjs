@@ -40,7 +40,8 @@ for (const line of ldd.split('\n')) {
 }
 
 // App: the built CLI and production dependencies.
-for (const f of ['bin', 'dist', 'package.json']) mirror(join(repo, f), join(out, 'app', f));
+// registry/ui/assets: the web UI's static files, read beside the build (registry/ui/assets.ts).
+for (const f of ['bin', 'dist', 'package.json', 'registry/ui/assets']) mirror(join(repo, f), join(out, 'app', f));
 // Every installed package that is not dev-only, as paths (deduplicated packages included).
 const dirs = new Set(
   execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], {
