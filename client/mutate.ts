@@ -169,9 +169,10 @@ export async function rewrite(
     const missing = wanted.filter((p) => !index.manifests.some((d) => platformMatches(d.platform, p)));
     if (missing.length) throw _noPlatform(src.label, missing, index);
   }
-  const images: ImageChange[] = [];
+  // Reported in the index's order, whichever platform finishes first.
+  const changed: (ImageChange | undefined)[] = [];
   const manifests = await Promise.all(
-    index.manifests.map(async (d): Promise<Descriptor> => {
+    index.manifests.map(async (d, i): Promise<Descriptor> => {
       const selected = _isPlatformImage(d) && (!wanted?.length || wanted.some((p) => platformMatches(d.platform, p)));
       if (!selected) {
         await w.keep(src, d);
@@ -179,10 +180,11 @@ export async function rewrite(
       }
       const img = await loadImage(src, await src.manifest(d.digest), d.platform);
       const out = await w.image(img, await edit(img));
-      images.push({ platform: formatPlatform(img.platform), from: d.digest, to: out.digest });
+      changed[i] = { platform: formatPlatform(img.platform), from: d.digest, to: out.digest };
       return { ...d, mediaType: out.mediaType, digest: out.digest, size: out.bytes.length };
     }),
   );
+  const images = changed.filter((c): c is ImageChange => c !== undefined);
   if (!images.length) throw new MutateError(`${src.label} lists no platform images to change`);
   const doc: ImageIndex = { ...index, manifests };
   if (opts.indexAnnotations) {

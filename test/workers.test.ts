@@ -52,6 +52,16 @@ function servedBy(berth: Berth, match: (method: string, path: string) => boolean
   return slots;
 }
 
+/** How many request lines matching `match` the server has logged so far. */
+function countRequests(berth: Berth, match: (method: string, path: string) => boolean): number {
+  return berth
+    .logs()
+    .split('\n')
+    .filter((line) => line.includes('"msg":"request"'))
+    .map((line) => JSON.parse(line) as { method: string; path: string })
+    .filter((l) => match(l.method, l.path)).length;
+}
+
 /** The process ids of `pid`'s children (the cluster's workers). */
 function children(pid: number): number[] {
   const out: number[] = [];
@@ -245,6 +255,9 @@ test('workers=2: concurrent pulls through the pull-through cache, spread over bo
     assert.equal(r.status, 200);
     assert.equal(digestOf(r.body), digest, 'every client got the whole, right blob');
   }
-  assert.deepEqual([...servedBy(mirror, (m, p) => m === 'GET' && p.includes('/blobs/'))].sort(), [0, 1]);
+  // Request lines are logged asynchronously by each worker: wait (briefly) until all eight are in.
+  const blobGets = (m: string, p: string) => m === 'GET' && p.includes('/blobs/');
+  for (let i = 0; i < 100 && countRequests(mirror, blobGets) < 8; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual([...servedBy(mirror, blobGets)].sort(), [0, 1]);
   assert.equal(counting.count('GET', '/blobs/sha256:'), 1, 'the upstream was asked for the blob once');
 });
