@@ -193,6 +193,7 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
     const stopAll = (code: number, signal: NodeJS.Signals = 'SIGTERM') => {
       if (stopping) return;
       stopping = true;
+      if (signal === 'SIGINT' || code === 0) opts.log.info('shutting down', { signal, workers: opts.workers });
       const kill = setTimeout(() => {
         for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
       }, opts.shutdownTimeoutMs + 5_000);
