@@ -44,7 +44,8 @@ export function createLogger(
               },
             })
           : 2,
-        sync: !!write,
+        // Synchronous: a person reads these lines as they happen, and the last ones (Ctrl-C, exit) must not be lost.
+        sync: true,
       })
     : write
       ? { write }
