@@ -75,7 +75,7 @@ export async function startSlowProxy(target: string, bytesPerSecond: number): Pr
 export async function makeLayeredLayout(
   dir: string,
   opts: { layers: number; layerBytes: number; tag?: string },
-): Promise<{ dir: string; tag: string; bytes: number }> {
+): Promise<{ dir: string; tag: string; bytes: number; layers: { digest: string; size: number }[]; manifest: string }> {
   const tag = opts.tag ?? 'v1';
   const blobs = join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
@@ -138,5 +138,5 @@ export async function makeLayeredLayout(
       ],
     }),
   );
-  return { dir, tag, bytes: opts.layers * opts.layerBytes };
+  return { dir, tag, bytes: opts.layers * opts.layerBytes, layers, manifest: manifest.digest };
 }

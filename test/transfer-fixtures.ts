@@ -1,9 +1,8 @@
 // Shared by the transfer tests: the built CLI as a child process (so it can be interrupted), and an OCI layout
 // holding one image with a large random (incompressible) layer, written streaming.
+import { makeLayeredLayout } from './support-throttle.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -44,55 +43,8 @@ export interface BigImage {
 
 /** An OCI layout `dir:tag` with one image whose only layer is `size` random bytes. */
 export async function makeBigLayout(dir: string, size: number, tag = 'v1'): Promise<BigImage> {
-  const blobs = join(dir, 'blobs', 'sha256');
-  await mkdir(blobs, { recursive: true });
-  const tmp = join(blobs, 'layer.tmp');
-  const hash = createHash('sha256');
-  const out = createWriteStream(tmp);
-  for (let left = size; left > 0; ) {
-    const chunk = randomBytes(Math.min(left, 4 << 20));
-    hash.update(chunk);
-    left -= chunk.length;
-    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-  }
-  await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
-  const layerHex = hash.digest('hex');
-  await rename(tmp, join(blobs, layerHex));
-  const put = async (doc: unknown) => {
-    const bytes = Buffer.from(JSON.stringify(doc));
-    const hex = createHash('sha256').update(bytes).digest('hex');
-    await writeFile(join(blobs, hex), bytes);
-    return { digest: `sha256:${hex}`, size: bytes.length };
-  };
-  const config = await put({
-    architecture: 'amd64',
-    os: 'linux',
-    rootfs: { type: 'layers', diff_ids: [`sha256:${layerHex}`] },
-    config: {},
-  });
-  const layer = { digest: `sha256:${layerHex}`, size };
-  const manifest = await put({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-  });
-  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          ...manifest,
-          annotations: { 'org.opencontainers.image.ref.name': tag },
-        },
-      ],
-    }),
-  );
-  return { dir, tag, layer, manifest: manifest.digest };
+  const img = await makeLayeredLayout(dir, { layers: 1, layerBytes: size, tag });
+  return { dir, tag, layer: { digest: img.layers[0].digest, size }, manifest: img.manifest };
 }
 
 /** Every file under `dir` (relative paths), for asserting what an interrupted run left behind. */
