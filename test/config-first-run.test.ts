@@ -24,8 +24,10 @@ async function tempDir(t: TestContext): Promise<string> {
 
 /** A command in a pseudo-terminal: everything it writes (stdout and stderr alike, as on a screen) and its input. */
 function onTerminal(t: TestContext, command: string, env: Record<string, string> = {}) {
-  const child: ChildProcess = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
-    env: { ...process.env, NO_COLOR: '1', TERM: 'dumb', ...env },
+  // `exec`: berth itself is the terminal's process, so Ctrl-C reaches it alone and its exit code is the one seen
+  // (under dash, CI's /bin/sh, a shell in between dies of the SIGINT itself and reports 130).
+  const child: ChildProcess = spawn('script', ['-q', '-e', '-c', `exec ${command}`, '/dev/null'], {
+    env: { ...process.env, NO_COLOR: '1', TERM: 'dumb', SHELL: '/bin/sh', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let screen = '';
