@@ -29,24 +29,42 @@ go_tool() { # name module@version
   echo "go: installing $2"
   go install "$2"
 }
-go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
-go_tool oras oras.land/oras/cmd/oras@v1.3.6
-go_tool regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
-# HEAD load for the bench: Debian's wrk 4.1.0 hangs on HEAD responses that carry a Content-Length.
-go_tool hey github.com/rakyll/hey@v0.1.4
+go_tools() {
+  go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
+  go_tool oras oras.land/oras/cmd/oras@v1.3.6
+  go_tool regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
+  # HEAD load for the bench: Debian's wrk 4.1.0 hangs on HEAD responses that carry a Content-Length.
+  go_tool hey github.com/rakyll/hey@v0.1.4
+  # The conformance suite is a Go test binary: build it from the module source.
+  local CONF_VERSION=v0.0.0-20260831232431-97274622c111
+  if [ ! -x "$TOOLS/bin/conformance.test" ]; then
+    echo "go: building conformance suite $CONF_VERSION"
+    dir=$(go mod download -json "github.com/opencontainers/distribution-spec/conformance@$CONF_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    work=$(mktemp -d); cp -r "$dir"/. "$work"; chmod -R u+w "$work"
+    (cd "$work" && go mod download && go test -c -o "$TOOLS/bin/conformance.test" .)
+    rm -rf "$work"
+  fi
+}
 
-# The conformance suite is a Go test binary: build it from the module source.
-CONF_VERSION=v0.0.0-20260831232431-97274622c111
-if [ ! -x "$TOOLS/bin/conformance.test" ]; then
-  echo "go: building conformance suite $CONF_VERSION"
-  dir=$(go mod download -json "github.com/opencontainers/distribution-spec/conformance@$CONF_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  work=$(mktemp -d); cp -r "$dir"/. "$work"; chmod -R u+w "$work"
-  (cd "$work" && go mod download && go test -c -o "$TOOLS/bin/conformance.test" .)
-  rm -rf "$work"
-fi
-# Peers owned by other parts of the project (S3 server, helm, ...): each in its own idempotent script.
+# The Go builds and the other parts' installers (S3 server, helm, signing tools, Node LTS binaries — each its own
+# idempotent .ci/install-*.sh) run side by side: on a fresh machine downloads overlap with compiles (SeaweedFS and
+# cosign are the long ones). Each job's output is kept and printed when it ends; any failure fails the install.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+declare -A jobs=()
+go_tools >"$logs/go-tools.log" 2>&1 &
+jobs[go-tools]=$!
 for extra in "$(dirname "$0")"/install-*.sh; do
-  [ "$(basename "$extra")" = "install-peers.sh" ] && continue
-  [ -f "$extra" ] && bash "$extra"
+  name=$(basename "$extra" .sh)
+  [ "$name" = "install-peers" ] && continue
+  bash "$extra" >"$logs/$name.log" 2>&1 &
+  jobs[$name]=$!
 done
+failed=()
+for name in "${!jobs[@]}"; do
+  if wait "${jobs[$name]}"; then status=ok; else status=FAILED; failed+=("$name"); fi
+  if [ -s "$logs/$name.log" ]; then sed "s/^/[$name] /" "$logs/$name.log"; fi
+  echo "[$name] $status"
+done
+if [ ${#failed[@]} -gt 0 ]; then echo "install failed: ${failed[*]}" >&2; exit 1; fi
 echo "peers ready in $TOOLS/bin"
