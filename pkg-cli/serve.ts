@@ -109,7 +109,13 @@ available core sharing the port (http.workers; BERTH_HTTP_WORKERS=1 runs a singl
       );
     }
     link?.ready();
-    log.info('berth registry listening', { addr: config.http.addr, url: server.url, storage: driver.name });
+    // The URL clients use: http.publicUrl when the operator named one (the listener's own address is then only
+    // where it is bound, e.g. [::1] for ":5443", which is not what to type into docker login).
+    log.info('berth registry listening', {
+      addr: config.http.addr,
+      url: config.http.publicUrl ?? server.url,
+      storage: driver.name,
+    });
     // http.debug: metrics and health on their own plain-HTTP listener (distribution's http.debug), for a port that
     // only the cluster's monitoring reaches; /metrics is then no longer served on the registry port.
     let debug: Awaited<ReturnType<typeof listen>> | undefined;

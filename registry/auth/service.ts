@@ -122,6 +122,8 @@ export function tokenRoutes(app: Hono<Env>, core: AuthCore, realmPath: string): 
       event: 'login',
       outcome: 'success',
       actor: subjectOf(id),
+      // The same field as a failed login's, so one query finds every attempt on an account.
+      account: id.name.slice(0, 128),
       method: loginMethod(password, core.config),
       address: clientAddress(c),
       requestId: _requestId(c),
