@@ -301,12 +301,10 @@ async function _bind(
     server.listen(port, host, () => resolve());
   });
   const bound = server.address() as AddressInfo;
-  const shownHost =
-    bound.family === 'IPv6'
-      ? `[${bound.address === '::' ? '::1' : bound.address}]`
-      : bound.address === '0.0.0.0'
-        ? '127.0.0.1'
-        : bound.address;
+  // Bound to every interface: `localhost`, as the banner says — a name certificates carry and clients resolve to
+  // whichever loopback family answers ([::1] or 127.0.0.1 alone would fail a TLS name check or an IPv4-only bind).
+  const wildcard = bound.address === '::' || bound.address === '0.0.0.0';
+  const shownHost = wildcard ? 'localhost' : bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   return { port: bound.port, shownHost };
 }
 

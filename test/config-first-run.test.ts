@@ -114,6 +114,28 @@ test('not on a terminal: only JSON lines, the listening line names a URL that wo
   assert.doesNotMatch(err, /berth registry is running/);
 });
 
+test('bound to every interface: the listening line names localhost (not [::] or [::1]) and it answers', async (t) => {
+  const dir = await tempDir(t);
+  const port = await freePort();
+  const child = spawn(process.execPath, [BERTH, 'serve', '--addr', `:${port}`, '--root', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BERTH_HTTP_WORKERS: '1' },
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let err = '';
+  child.stderr.on('data', (b) => (err += b));
+  const deadline = Date.now() + 20_000;
+  while (!err.includes('berth registry listening') && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
+  const listening = err
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .find((l) => l.msg === 'berth registry listening');
+  assert.equal(listening.url, `http://localhost:${port}`);
+  assert.equal((await raw(listening.url, 'GET', '/v2/')).status, 200);
+});
+
 test('config mistakes stop berth serve before anything is created on disk', async (t) => {
   const dir = await tempDir(t);
   const root = join(dir, 'never');
