@@ -29,7 +29,7 @@ import {
   type ImageConfig,
   type Layer,
 } from './image.js';
-import { buildLayer, type BuiltLayer } from './layers.js';
+import { buildLayer, type BuiltLayer, type RemoteLayerCache } from './layers.js';
 import { planLayer, type LayerPlan } from './plan.js';
 import { nodePreset } from './preset-node.js';
 import { loadSpec, BuildOptionError, BuildSpecError, type LoadedSpec } from './spec.js';
@@ -59,6 +59,11 @@ export interface BuildOptions {
   resolveBase?: (ref: string) => Promise<{ source: ImageSource; reference: string; name: string }>;
   /** The base digest pinned by berth.lock (lock.ts); the base is then fetched by digest, not by tag. */
   baseDigest?: Digest;
+  /**
+   * Layers the local cache lacks are looked up here by key (registry-cache.ts) before they are built; a hit is
+   * used where it lies, its bytes read from `source` only by outputs that need them.
+   */
+  registryCache?: RemoteLayerCache & { source: ImageSource };
   /** Don't look up git for .source/.revision annotations. */
   noGit?: boolean;
   /** A layer's build starts (a cache lookup, else tar + compression): progress for the slow part of a build. */
@@ -154,7 +159,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       plans.map(async (p) => {
         const slot = `${ctx.real}\0${formatPlatform(platform)}\0${p.name}`;
         opts.onLayerStart?.(platform, p.name, compression);
-        const b = await buildLayer(p, { epoch, compression, blobs, cache, slot });
+        const b = await buildLayer(p, { epoch, compression, blobs, cache, slot, remote: opts.registryCache });
+        if (b.remote) src.addRemote(b.layer.descriptor, opts.registryCache!.source);
         opts.onLayer?.(platform, b);
         return b;
       }),

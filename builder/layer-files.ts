@@ -8,7 +8,7 @@ import type { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { loadZstd } from './zstd.js';
-import { parseDigest } from '../spec/digest.js';
+import { parseDigest, type Digest } from '../spec/digest.js';
 import type { Layer } from './image.js';
 
 export interface LayerFile {
@@ -50,14 +50,27 @@ export async function layerFiles(layer: Layer, cacheDir?: string, segments?: Lay
     );
     return lists.flat();
   }
-  const file = cacheDir
-    ? join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(layer.descriptor.digest).encoded}.json`)
-    : undefined;
+  const file = cacheDir ? _layerFile(cacheDir, layer.descriptor.digest) : undefined;
   const cached = file ? await _readList(file) : undefined;
   if (cached) return cached;
   const files = await _scan(await layer.open(), layer.descriptor.mediaType);
   if (file) await _writeList(file, files);
   return files;
+}
+
+/**
+ * Records a whole layer's files, known without reading its blob (layers.ts: a layer found in a registry cache by
+ * the key its files hashed to). Whiteouts are left out as a read-back would.
+ */
+export async function rememberLayerFiles(cacheDir: string, digest: Digest, files: LayerFile[]): Promise<void> {
+  await _writeList(
+    _layerFile(cacheDir, digest),
+    files.filter((f) => !posix.basename(f.path).startsWith('.wh.')),
+  );
+}
+
+function _layerFile(cacheDir: string, digest: Digest): string {
+  return join(cacheDir, 'sbom', `v${CACHE_VERSION}-${parseDigest(digest).encoded}.json`);
 }
 
 /** Records a segment's files as the builder wrote them, so the SBOM never has to read that segment back. */

@@ -3,6 +3,7 @@
 // The blob is a run of compressed segments (segments.ts): each is either built (tar → diffID hash → compressor →
 // blob) or, when its key matches a segment of the slot's previous blob, copied compressed from that blob while a
 // decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
+import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, readSync, writeSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
@@ -24,7 +25,7 @@ import type { LayerPlan, Member } from './plan.js';
 import { SEGMENT_MAX_BYTES, memberTarBytes, splitSegments } from './segments.js';
 import { END_OF_ARCHIVE, tarSegment, tarStream, type FileSums } from './tar.js';
 import { hashAndCompress, recycle, segmentMemory } from './segment-pool.js';
-import { rememberSegmentFiles, type LayerFile } from './layer-files.js';
+import { rememberLayerFiles, rememberSegmentFiles, type LayerFile } from './layer-files.js';
 
 export interface LayerBuildOptions {
   epoch: number;
@@ -33,6 +34,15 @@ export interface LayerBuildOptions {
   cache?: LayerCache;
   /** Identifies "this layer of this build" across runs (context, platform, layer name): whose segments to reuse. */
   slot?: string;
+  /** A registry-backed cache (registry-cache.ts) asked, by the same key, when the local cache has no blob. */
+  remote?: RemoteLayerCache;
+}
+
+/** Layers stored somewhere else under their cache keys (a registry): found without downloading them. */
+export interface RemoteLayerCache {
+  readonly label: string;
+  /** The layer stored under `key` with this media type, or undefined; its blob stays where it is. */
+  find(key: string, mediaType: string): Promise<Layer | undefined>;
 }
 
 export interface BuiltLayer {
@@ -44,6 +54,10 @@ export interface BuiltLayer {
   segmentsReused?: { reused: number; total: number };
   /** Where each segment sits in the blob (known when this build wrote the blob or the slot remembers it). */
   segments?: SegmentRecord[];
+  /** The layer's cache key (cache.ts keyFromSegments), when it has one: what a registry cache records. */
+  key?: string;
+  /** Found in this registry cache (its label): the blob was neither built nor downloaded. */
+  remote?: string;
 }
 
 /** Reused segments up to this (compressed) size are read and decompressed ahead; bigger ones stream. */
@@ -101,17 +115,22 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
   // The previous blob of this slot: the source of reusable segments (and of a cache hit's segment map).
   const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
   const hit = key ? await _cacheHit(job, key, previous, plan.name) : undefined;
-  if (hit) return hit;
+  if (hit) return { ...hit, key };
+  if (opts.remote && opts.cache) {
+    const found = await _remoteHit(job, plan, segments, previous, opts.remote);
+    if (found) return found;
+  }
   const previousPath = await _reusableSegments(job, previous, segments);
   const written = await _writeBlob(job, segments, previousPath);
   const { digest, size, diffId, records, reused } = written;
-  if (opts.cache) {
-    const k =
-      key ??
+  const k = opts.cache
+    ? (key ??
       keyFromSegments(
         records.map((r) => r.key),
         job.ident,
-      );
+      ))
+    : undefined;
+  if (opts.cache) {
     if (k) await opts.cache.put(k, { digest, size, diffId, mediaType: job.mediaType });
     if (opts.slot) await opts.cache.setLastBuilt(opts.slot, { digest, mediaType: job.mediaType, segments: records });
   }
@@ -122,7 +141,71 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     uncompressedSize: written.tarSize,
     segmentsReused: { reused, total: records.length },
     segments: records.length === segments.length ? records : undefined,
+    key: k,
   };
+}
+
+/**
+ * The layer from the local cache (now that every file is hashed) or from the registry cache. On a cold runner the
+ * stat cache is empty, so the key is unknown until each file is read and hashed: that read is the whole cost of
+ * a hit — no tar, no compression, no download. The file list the hashing yields is kept for the SBOM under the
+ * blob's digest, as if the blob had been read back (layer-files.ts), so the SBOM never downloads it either.
+ */
+async function _remoteHit(
+  job: _Job,
+  plan: LayerPlan,
+  segments: Segment[],
+  previous: SlotRecord | undefined,
+  remote: RemoteLayerCache,
+): Promise<BuiltLayer | undefined> {
+  const files = await _hashFiles(job, plan.members);
+  for (const s of segments) s.segKey ??= job.segmentKey(s.members);
+  const key = keyFromSegments(
+    segments.map((s) => s.segKey),
+    job.ident,
+  );
+  if (!key) return undefined;
+  const local = await _cacheHit(job, key, previous, plan.name);
+  if (local) return { ...local, key };
+  const layer = await remote.find(key, job.mediaType);
+  if (!layer) return undefined;
+  await rememberLayerFiles(job.opts.cache!.root, layer.descriptor.digest, files);
+  return { layer, cached: true, name: plan.name, key, remote: remote.label };
+}
+
+/** Reads every file member once (SHA-256 for the keys, SHA-1 too for the SBOM), a few at a time, in tar order. */
+async function _hashFiles(job: _Job, members: Member[]): Promise<LayerFile[]> {
+  const files = members.filter((m) => m.type === 'file');
+  const sums = new Array<FileSums>(files.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < files.length; i = next++) sums[i] = await _hashMember(files[i]);
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  const out: LayerFile[] = [];
+  files.forEach((m, i) => job.onFile(m, sums[i], out));
+  return out;
+}
+
+async function _hashMember(m: Member): Promise<FileSums> {
+  const sha1 = createHash('sha1');
+  const sha256 = createHash('sha256');
+  let size = 0;
+  const src = m.source;
+  if (src && 'data' in src) {
+    sha1.update(src.data);
+    sha256.update(src.data);
+    size = src.data.length;
+  } else if (src) {
+    for await (const c of createReadStream(src.abs, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      sha1.update(c);
+      sha256.update(c);
+      size += c.length;
+    }
+  }
+  // The plan's size goes into the key and the tar header: a file that changed since it was listed is refused.
+  if (size !== m.size) throw new Error(`/${m.path} changed while the build read it (${m.size} bytes, now ${size})`);
+  return { sha256: `sha256:${sha256.digest('hex')}`, sha1: sha1.digest('hex') };
 }
 
 async function _job(opts: LayerBuildOptions): Promise<_Job> {

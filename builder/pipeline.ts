@@ -16,7 +16,8 @@ import type { BuiltLayer } from './layers.js';
 import { lockPath, lockedBase, readLock, writeLock } from './lock.js';
 import type { Output, OutputReport } from './outputs.js';
 import { buildSboms } from './sbom.js';
-import { loadSpec } from './spec.js';
+import { CacheRefError, RegistryLayerCache, writeCache, type CacheWriteReport } from './registry-cache.js';
+import { BuildOptionError, loadSpec } from './spec.js';
 import type { Platform } from '../spec/manifest.js';
 
 export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLayer'> {
@@ -35,6 +36,14 @@ export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLa
   toolVersion?: string;
   /** Build twice in separate fresh caches and fail with NotReproducibleError if any digest differs. */
   checkReproducible?: boolean;
+  /**
+   * Before building a layer the local cache lacks, look it up by key in the registry cache at this reference
+   * (registry-cache.ts): a tagged cache manifest, or an image with one attached. Needs `client`; ignored with
+   * `cacheDir: false`. A cache that cannot be reached is reported (event `cache-from`) and the build goes on.
+   */
+  cacheFrom?: string;
+  /** After the outputs, record this build's layer keys at this reference (a push target: as a referrer). */
+  cacheTo?: string;
   /** Keep the layer cache under this many bytes, least recently used first (default 8 GiB). */
   cacheMaxBytes?: number;
   onEvent?: (event: PipelineEvent) => void;
@@ -45,7 +54,9 @@ export type PipelineEvent =
   | { type: 'layer'; platform: Platform; layer: BuiltLayer }
   | { type: 'output-start'; output: Output }
   | { type: 'reproducible'; digest: string }
-  | { type: 'lock'; path: string }
+  | { type: 'lock'; path: string; base?: { ref: string; from?: string; to: string } }
+  | { type: 'cache-from'; ref: string; entries?: number; digest?: string; error?: string }
+  | { type: 'cache-to'; report: CacheWriteReport }
   | { type: 'sbom'; artifact: Artifact }
   | { type: 'output'; report: OutputReport }
   | { type: 'pruned'; maxBytes: number; removed: number; freedBytes: number };
@@ -64,11 +75,14 @@ export class NotReproducibleError extends Error {
 
 export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   const emit = opts.onEvent ?? (() => {});
+  // --update rewrites the lock whatever it holds; what it held is only compared, for the report.
+  const previous = opts.lock === 'update' ? await readLock(opts.file).catch(() => undefined) : undefined;
   const lock = opts.lock === 'update' ? undefined : await readLock(opts.file);
   const buildOpts: BuildOptions = {
     ...opts,
     baseDigest: lock ? lockedBase(lock, await _specBase(opts.file)) : undefined,
     resolveBase: opts.resolveBase ?? (opts.client ? baseResolver(opts.client) : undefined),
+    registryCache: await _openCache(opts, emit),
   };
   const result = opts.checkReproducible
     ? await _checkReproducible(buildOpts, emit)
@@ -83,7 +97,12 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
       version: 1,
       ...(result.base && base ? { base: { ref: base, digest: result.base.digest } } : {}),
     });
-    emit({ type: 'lock', path: lockPath(opts.file) });
+    const from = previous?.base?.ref === base ? previous?.base?.digest : undefined;
+    emit({
+      type: 'lock',
+      path: lockPath(opts.file),
+      ...(result.base && base ? { base: { ref: base, from, to: result.base.digest } } : {}),
+    });
   }
   const outputs = opts.outputs ?? [];
   const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? defaultCacheDir());
@@ -103,6 +122,15 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
     const report = await out.write(result, out.holdsArtifacts ? sboms : []);
     reports.push(report);
     emit({ type: 'output', report });
+  }
+  if (opts.cacheTo && opts.client) {
+    const pushed = outputs.filter((o) => o.kind === 'registry').map((o) => o.target);
+    try {
+      const report = await writeCache(result, opts.cacheTo, opts.client, pushed);
+      if (report) emit({ type: 'cache-to', report });
+    } catch (e) {
+      throw new BuildOptionError('cacheTo', `cannot write the build cache to ${opts.cacheTo}: ${(e as Error).message}`);
+    }
   }
   if (cacheDir) {
     // Everything this build's outputs came from stays; older layers go first once the cache is over its cap.
@@ -133,6 +161,27 @@ export function baseResolver(client: Client): NonNullable<BuildOptions['resolveB
   };
 }
 
+/**
+ * The registry cache named by `cacheFrom`, if it can be read. A bad reference, or one naming something that is
+ * not a berth cache, is the caller's mistake (an error); a registry that cannot be reached only costs the reuse.
+ */
+async function _openCache(
+  opts: PipelineOptions,
+  emit: (e: PipelineEvent) => void,
+): Promise<RegistryLayerCache | undefined> {
+  const ref = opts.cacheFrom;
+  if (!ref || !opts.client || opts.cacheDir === false) return undefined;
+  try {
+    const cache = await RegistryLayerCache.open(opts.client, ref);
+    emit({ type: 'cache-from', ref, entries: cache?.size ?? 0, digest: cache?.digest });
+    return cache;
+  } catch (e) {
+    if (e instanceof CacheRefError) throw new BuildOptionError('cacheFrom', e.message);
+    emit({ type: 'cache-from', ref, error: (e as Error).message });
+    return undefined;
+  }
+}
+
 /** The spec's base (for the lock lookup); errors surface later, from build(), with file:line. */
 async function _specBase(file: string): Promise<string | undefined> {
   try {
@@ -146,8 +195,9 @@ async function _specBase(file: string): Promise<string | undefined> {
 async function _checkReproducible(opts: BuildOptions, emit: (e: PipelineEvent) => void): Promise<BuildResult> {
   const dirs = [await mkdtemp(join(tmpdir(), 'berth-repro-a-')), await mkdtemp(join(tmpdir(), 'berth-repro-b-'))];
   try {
-    const a = await build({ ...opts, cacheDir: dirs[0] });
-    const b = await build({ ...opts, cacheDir: dirs[1] });
+    // Both really build: no registry cache either.
+    const a = await build({ ...opts, cacheDir: dirs[0], registryCache: undefined });
+    const b = await build({ ...opts, cacheDir: dirs[1], registryCache: undefined });
     const diffs: string[] = [];
     if (a.root.digest !== b.root.digest) diffs.push(`root ${a.root.digest} ≠ ${b.root.digest}`);
     a.images.forEach((ia, i) => {

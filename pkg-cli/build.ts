@@ -54,9 +54,23 @@ output given (none: build and print the digest). Layers are cached by content in
     'cache-max': flag.size({
       help: 'keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)',
     }),
+    'registry-cache': flag.boolean({
+      help: 'reuse and record layers in the registry: --cache-from and --cache-to default to the first --push REF',
+    }),
+    'cache-from': flag.string({
+      arg: 'REF',
+      help: 'reuse layers recorded at REF (a cache tag, or an image with the cache attached) instead of building them',
+    }),
+    'cache-to': flag.string({
+      arg: 'REF',
+      help: "record this build's layers at REF (a --push REF: attached to that image; else a tag of its own)",
+    }),
     'check-reproducible': flag.boolean({ help: 'build twice in separate temp caches and fail if any digest differs' }),
     lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
-    'update-lock': flag.boolean({ help: 'ignore berth.lock, resolve base: afresh and rewrite the lock' }),
+    update: flag.boolean({
+      help: 'with --lock: resolve base: to the newest digest of its tag, rewrite berth.lock and say what changed',
+    }),
+    'update-lock': flag.boolean({ help: 'the same as --lock --update' }),
     'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
     ...TRANSFER,
   },
@@ -74,12 +88,22 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
     if (positionals.length)
       throw new UsageError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
     const cacheMax = values['cache-max'];
+    if (values.update && !values.lock && !values['update-lock'])
+      throw new UsageError('--update refreshes berth.lock: give it with --lock (berth build --lock --update)');
+    const registryCache = values['registry-cache'];
+    if (registryCache && !values.push.length && !(values['cache-from'] && values['cache-to']))
+      throw new UsageError(
+        '--registry-cache uses the first --push REF: add --push REF, or name --cache-from and --cache-to',
+      );
+    const cacheFrom = values['cache-from'] ?? (registryCache ? values.push[0] : undefined);
+    const cacheTo = values['cache-to'] ?? (registryCache ? values.push[0] : undefined);
     const client = makeClient(values);
     const file = values.file;
     const only = platforms(values.platform);
     // Stages (layers built or reused, compressing, pushing) and the push's blobs share one display (progress.ts).
     const progress = startProgress('build', values);
     const started = Date.now();
+    const cache: { from?: Record<string, unknown>; to?: Record<string, unknown>; lock?: Record<string, unknown> } = {};
     try {
       const pushes = values.push.map((ref) => registryOutput(ref, client, { progress })); // checks each REF before building
       const tags = values.tag.length
@@ -106,11 +130,20 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         cacheMaxBytes: cacheMax,
         client,
         outputs,
-        lock: values['update-lock'] ? 'update' : values.lock ? 'write' : 'honour',
+        lock: values['update-lock'] || values.update ? 'update' : values.lock ? 'write' : 'honour',
+        cacheFrom,
+        cacheTo,
         sbom: !values['no-sbom'],
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
-        onEvent: (e) => progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`),
+        onEvent: (e) => {
+          if (e.type === 'lock' && e.base) cache.lock = { ...e.base, changed: e.base.from !== e.base.to };
+          if (e.type === 'cache-from')
+            cache.from = { ref: e.ref, entries: e.entries, digest: e.digest, error: e.error };
+          if (e.type === 'cache-to')
+            cache.to = { ref: e.report.ref, digest: e.report.digest, mode: e.report.mode, written: e.report.written };
+          progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`);
+        },
       });
       if (values.json) {
         printJson({
@@ -125,10 +158,14 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
               diffId: l.layer.diffId,
               size: l.layer.descriptor.size,
               cached: l.cached,
+              ...(l.remote ? { registryCache: l.remote } : {}),
             })),
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
           })),
           outputs: reports.map(_outputJson),
+          ...(cache.from ? { cacheFrom: cache.from } : {}),
+          ...(cache.to ? { cacheTo: cache.to } : {}),
+          ...(cache.lock ? { lock: cache.lock } : {}),
         });
       } else {
         console.log(result.root.digest);
@@ -154,7 +191,9 @@ function _cliError(e: unknown): unknown {
   if (e instanceof OutputError) return new CLIError(`${FLAG[e.output.kind]} ${e.output.target}: ${e.detail}`);
   if (e instanceof BuildOptionError) {
     if (e.option === 'platforms') return new UsageError(`--platform ${e.message}`);
-    if (e.option === 'lock') return new CLIError(`${e.message} (--update-lock)`);
+    if (e.option === 'lock') return new CLIError(`${e.message} (--lock --update)`);
+    if (e.option === 'cacheFrom') return new CLIError(`--cache-from ${e.message}`);
+    if (e.option === 'cacheTo') return new CLIError(`--cache-to: ${e.message}`);
     return new CLIError(e.message);
   }
   return e;
@@ -166,13 +205,26 @@ function _describe(e: PipelineEvent): string {
     case 'layer-start':
       return `${formatPlatform(e.platform)} layer ${e.name}: building (tar + ${e.compression}, unless cached)`;
     case 'layer':
-      return `${formatPlatform(e.platform)} layer ${e.layer.name}: ${e.layer.layer.descriptor.digest} ${e.layer.cached ? 'reused from cache' : `built, ${formatBytes(e.layer.layer.descriptor.size)} compressed`}`;
+      return `${formatPlatform(e.platform)} layer ${e.layer.name}: ${e.layer.layer.descriptor.digest} ${e.layer.remote ? `reused from registry cache ${e.layer.remote}` : e.layer.cached ? 'reused from cache' : `built, ${formatBytes(e.layer.layer.descriptor.size)} compressed`}`;
     case 'output-start':
       return `${e.output.kind === 'registry' ? 'pushing to' : 'writing'} ${FLAG[e.output.kind]} ${e.output.target}`;
     case 'reproducible':
       return `reproducible: both builds gave ${e.digest}`;
     case 'lock':
-      return `wrote ${e.path}`;
+      if (!e.base) return `wrote ${e.path}`;
+      if (!e.base.from) return `wrote ${e.path}: ${e.base.ref} pinned to ${e.base.to}`;
+      if (e.base.from === e.base.to) return `wrote ${e.path}: ${e.base.ref} unchanged (${e.base.to})`;
+      return `wrote ${e.path}: ${e.base.ref} updated ${e.base.from} → ${e.base.to}`;
+    case 'cache-from':
+      if (e.error) return `registry cache ${e.ref}: not used (${e.error})`;
+      return e.digest
+        ? `registry cache ${e.ref}: ${e.entries} layers recorded (${e.digest})`
+        : `registry cache ${e.ref}: none yet`;
+    case 'cache-to': {
+      const r = e.report;
+      const how = r.mode === 'referrer' ? 'attached to the image' : 'tagged';
+      return `registry cache ${r.ref}: ${r.written ? 'recorded' : 'already recorded'} (${how}, ${r.digest})`;
+    }
     case 'sbom':
       return `SBOM ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
     case 'pruned':
