@@ -31,7 +31,9 @@ import {
 } from './image.js';
 import { buildLayer, type BuiltLayer, type RemoteLayerCache } from './layers.js';
 import { planLayer, type LayerPlan } from './plan.js';
+import { goPreset } from './preset-go.js';
 import { nodePreset } from './preset-node.js';
+import type { Preset } from './preset.js';
 import { loadSpec, BuildOptionError, BuildSpecError, type LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -121,9 +123,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const tarInputs = new BlobDir(join(cacheRoot, 'tar-inputs')); // `tar:` entries' file contents (tar-input.ts)
   const cache = await LayerCache.open(cacheRoot);
   const platforms = _platforms(loaded, opts.platforms);
-  // preset: node's layers and config defaults are the same for every platform (node_modules is used as installed).
-  const preset =
-    spec.preset === 'node' ? await nodePreset(loaded, ctx, { exclude: [resolve(opts.file), cacheRoot] }) : undefined;
+  const preset = await _preset(loaded, ctx, resolve(opts.file), cacheRoot);
 
   const src = new _BuiltSource(blobs);
   let baseInfo: { name: string; digest: Digest } | undefined;
@@ -151,7 +151,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const images: PlatformImage[] = [];
   for (const platform of platforms) {
     let img = baseSource ? await _baseImage(loaded, baseSource, platform, src) : scratch(platform, epoch);
-    const plans: LayerPlan[] = [...(preset?.layers ?? [])];
+    const plans: LayerPlan[] = preset ? await preset.layers(platform) : [];
     for (let i = 0; i < (spec.layers ?? []).length; i++)
       plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
     // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
@@ -196,6 +196,22 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     src.addManifest(root);
   }
   return { spec: loaded, root, images, source: src, base: baseInfo, blobs };
+}
+
+async function _preset(
+  loaded: LoadedSpec,
+  ctx: Context,
+  specFile: string,
+  cacheRoot: string,
+): Promise<Preset | undefined> {
+  const { spec } = loaded;
+  if (spec.go && spec.preset !== 'go')
+    throw loaded.error(['go'], 'go: sets up preset: go; add preset: go or remove it');
+  if (spec.preset === 'go') return goPreset(loaded, ctx, { outDir: join(cacheRoot, 'go-build') });
+  if (spec.preset !== 'node') return undefined;
+  // preset: node's layers and config defaults are the same for every platform (node_modules is used as installed).
+  const node = await nodePreset(loaded, ctx, { exclude: [specFile, cacheRoot] });
+  return { layerNames: ['dependencies', 'app'], layers: async () => node.layers, config: node.config };
 }
 
 function _platforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {

@@ -76,13 +76,31 @@ export interface ImageConfigSpec {
 
 export type Compression = 'gzip' | 'zstd';
 
+export interface GoPresetSpec {
+  /** The main package, relative to the context (default "."). */
+  main?: string;
+  /** The binary's name in /app (default: the last element of the main package's import path). */
+  binary?: string;
+  /** Build tags (`go build -tags`). */
+  tags?: string[];
+  /** Linker flags (`go build -ldflags`), e.g. ["-s", "-w", "-X main.version=1.2.3"]. */
+  ldflags?: string[];
+  /** Build with cgo (default false: a static binary that runs on scratch, cross-compiled without a C toolchain). */
+  cgo?: boolean;
+}
+
 export interface BuildSpec {
   apiVersion: typeof BUILD_API_VERSION;
   kind: 'Image';
   /** `scratch` or an image reference. */
   base?: string;
-  /** `node`: a production-dependencies layer and an app layer from package.json + lockfile. */
-  preset?: 'node';
+  /**
+   * `node`: a production-dependencies layer and an app layer from package.json + lockfile. `go`: one static
+   * binary per platform, built with the host's Go toolchain (see `go`).
+   */
+  preset?: 'node' | 'go';
+  /** Settings of `preset: go`. */
+  go?: GoPresetSpec;
   platforms?: string[];
   epoch?: number;
   compression?: Compression;
@@ -117,7 +135,19 @@ export const buildSpecSchema = {
     apiVersion: { const: BUILD_API_VERSION },
     kind: { const: 'Image' },
     base: { type: 'string', minLength: 1 },
-    preset: { enum: ['node'] },
+    preset: { enum: ['node', 'go'] },
+    go: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        // A package path inside the context: no absolute path, no `..`, no flag-like leading '-'.
+        main: { type: 'string', minLength: 1, pattern: '^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$' },
+        binary: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' },
+        tags: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9_.]+$' } },
+        ldflags: { type: 'array', items: { type: 'string', minLength: 1 } },
+        cgo: { type: 'boolean' },
+      },
+    },
     platforms: {
       type: 'array',
       minItems: 1,

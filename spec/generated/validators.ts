@@ -4,15 +4,18 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const validateBuildSpec = validate10;
-const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node"]},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"}}};
+const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node","go"]},"go":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},"binary":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"tags":{"type":"array","items":{"type":"string","pattern":"^[A-Za-z0-9_.]+$"}},"ldflags":{"type":"array","items":{"type":"string","minLength":1}},"cgo":{"type":"boolean"}}},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = require("ajv/dist/runtime/ucs2length").default;
-const pattern0 = new RegExp("^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$", "u");
-const pattern1 = new RegExp("^0?[0-7]{3,4}$", "u");
-const pattern3 = new RegExp("^[^\\u0000/:]+$", "u");
-const pattern5 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]*$", "u");
-const pattern14 = new RegExp("^/", "u");
-const pattern36 = new RegExp("^[0-9]{1,5}(/(tcp|udp|sctp))?$", "u");
+const pattern0 = new RegExp("^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$", "u");
+const pattern1 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "u");
+const pattern2 = new RegExp("^[A-Za-z0-9_.]+$", "u");
+const pattern3 = new RegExp("^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$", "u");
+const pattern4 = new RegExp("^0?[0-7]{3,4}$", "u");
+const pattern6 = new RegExp("^[^\\u0000/:]+$", "u");
+const pattern8 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]*$", "u");
+const pattern17 = new RegExp("^/", "u");
+const pattern39 = new RegExp("^[0-9]{1,5}(/(tcp|udp|sctp))?$", "u");
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="berth-build-spec" */;
@@ -81,8 +84,9 @@ var valid0 = true;
 }
 if(valid0){
 if(data.preset !== undefined){
+let data3 = data.preset;
 const _errs6 = errors;
-if(!(data.preset === "node")){
+if(!((data3 === "node") || (data3 === "go"))){
 validate10.errors = [{instancePath:instancePath+"/preset",schemaPath:"#/properties/preset/enum",keyword:"enum",params:{allowedValues: schema11.properties.preset.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
@@ -92,55 +96,223 @@ else {
 var valid0 = true;
 }
 if(valid0){
-if(data.platforms !== undefined){
-let data4 = data.platforms;
+if(data.go !== undefined){
+let data4 = data.go;
 const _errs7 = errors;
 if(errors === _errs7){
-if(Array.isArray(data4)){
-if(data4.length < 1){
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+const _errs9 = errors;
+for(const key1 in data4){
+if(!(((((key1 === "main") || (key1 === "binary")) || (key1 === "tags")) || (key1 === "ldflags")) || (key1 === "cgo"))){
+validate10.errors = [{instancePath:instancePath+"/go",schemaPath:"#/properties/go/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs9 === errors){
+if(data4.main !== undefined){
+let data5 = data4.main;
+const _errs10 = errors;
+if(errors === _errs10){
+if(typeof data5 === "string"){
+if(func3(data5) < 1){
+validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/properties/go/properties/main/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern0.test(data5)){
+validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/properties/go/properties/main/pattern",keyword:"pattern",params:{pattern: "^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},message:"must match pattern \""+"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/properties/go/properties/main/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs10 === errors;
+}
+else {
+var valid1 = true;
+}
+if(valid1){
+if(data4.binary !== undefined){
+let data6 = data4.binary;
+const _errs12 = errors;
+if(errors === _errs12){
+if(typeof data6 === "string"){
+if(!pattern1.test(data6)){
+validate10.errors = [{instancePath:instancePath+"/go/binary",schemaPath:"#/properties/go/properties/binary/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go/binary",schemaPath:"#/properties/go/properties/binary/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs12 === errors;
+}
+else {
+var valid1 = true;
+}
+if(valid1){
+if(data4.tags !== undefined){
+let data7 = data4.tags;
+const _errs14 = errors;
+if(errors === _errs14){
+if(Array.isArray(data7)){
+var valid2 = true;
+const len0 = data7.length;
+for(let i0=0; i0<len0; i0++){
+let data8 = data7[i0];
+const _errs16 = errors;
+if(errors === _errs16){
+if(typeof data8 === "string"){
+if(!pattern2.test(data8)){
+validate10.errors = [{instancePath:instancePath+"/go/tags/" + i0,schemaPath:"#/properties/go/properties/tags/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_.]+$"},message:"must match pattern \""+"^[A-Za-z0-9_.]+$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go/tags/" + i0,schemaPath:"#/properties/go/properties/tags/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid2 = _errs16 === errors;
+if(!valid2){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go/tags",schemaPath:"#/properties/go/properties/tags/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid1 = _errs14 === errors;
+}
+else {
+var valid1 = true;
+}
+if(valid1){
+if(data4.ldflags !== undefined){
+let data9 = data4.ldflags;
+const _errs18 = errors;
+if(errors === _errs18){
+if(Array.isArray(data9)){
+var valid3 = true;
+const len1 = data9.length;
+for(let i1=0; i1<len1; i1++){
+let data10 = data9[i1];
+const _errs20 = errors;
+if(errors === _errs20){
+if(typeof data10 === "string"){
+if(func3(data10) < 1){
+validate10.errors = [{instancePath:instancePath+"/go/ldflags/" + i1,schemaPath:"#/properties/go/properties/ldflags/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go/ldflags/" + i1,schemaPath:"#/properties/go/properties/ldflags/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid3 = _errs20 === errors;
+if(!valid3){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go/ldflags",schemaPath:"#/properties/go/properties/ldflags/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid1 = _errs18 === errors;
+}
+else {
+var valid1 = true;
+}
+if(valid1){
+if(data4.cgo !== undefined){
+const _errs22 = errors;
+if(typeof data4.cgo !== "boolean"){
+validate10.errors = [{instancePath:instancePath+"/go/cgo",schemaPath:"#/properties/go/properties/cgo/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+return false;
+}
+var valid1 = _errs22 === errors;
+}
+else {
+var valid1 = true;
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/go",schemaPath:"#/properties/go/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs7 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.platforms !== undefined){
+let data12 = data.platforms;
+const _errs24 = errors;
+if(errors === _errs24){
+if(Array.isArray(data12)){
+if(data12.length < 1){
 validate10.errors = [{instancePath:instancePath+"/platforms",schemaPath:"#/properties/platforms/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
-var valid1 = true;
-const len0 = data4.length;
-for(let i0=0; i0<len0; i0++){
-let data5 = data4[i0];
-const _errs9 = errors;
-if(errors === _errs9){
-if(typeof data5 === "string"){
-if(!pattern0.test(data5)){
-validate10.errors = [{instancePath:instancePath+"/platforms/" + i0,schemaPath:"#/properties/platforms/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"},message:"must match pattern \""+"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"+"\""}];
+var valid4 = true;
+const len2 = data12.length;
+for(let i2=0; i2<len2; i2++){
+let data13 = data12[i2];
+const _errs26 = errors;
+if(errors === _errs26){
+if(typeof data13 === "string"){
+if(!pattern3.test(data13)){
+validate10.errors = [{instancePath:instancePath+"/platforms/" + i2,schemaPath:"#/properties/platforms/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"},message:"must match pattern \""+"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"+"\""}];
 return false;
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/platforms/" + i0,schemaPath:"#/properties/platforms/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/platforms/" + i2,schemaPath:"#/properties/platforms/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid1 = _errs9 === errors;
-if(!valid1){
+var valid4 = _errs26 === errors;
+if(!valid4){
 break;
 }
 }
-if(valid1){
-let i1 = data4.length;
+if(valid4){
+let i3 = data12.length;
 let j0;
-if(i1 > 1){
+if(i3 > 1){
 const indices0 = {};
-for(;i1--;){
-let item0 = data4[i1];
+for(;i3--;){
+let item0 = data12[i3];
 if(typeof item0 !== "string"){
 continue;
 }
 if(typeof indices0[item0] == "number"){
 j0 = indices0[item0];
-validate10.errors = [{instancePath:instancePath+"/platforms",schemaPath:"#/properties/platforms/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)"}];
+validate10.errors = [{instancePath:instancePath+"/platforms",schemaPath:"#/properties/platforms/uniqueItems",keyword:"uniqueItems",params:{i: i3, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i3+" are identical)"}];
 return false;
 break;
 }
-indices0[item0] = i1;
+indices0[item0] = i3;
 }
 }
 }
@@ -151,72 +323,72 @@ validate10.errors = [{instancePath:instancePath+"/platforms",schemaPath:"#/prope
 return false;
 }
 }
-var valid0 = _errs7 === errors;
+var valid0 = _errs24 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.epoch !== undefined){
-let data6 = data.epoch;
-const _errs11 = errors;
-if(!((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6)))){
+let data14 = data.epoch;
+const _errs28 = errors;
+if(!((typeof data14 == "number") && (!(data14 % 1) && !isNaN(data14)))){
 validate10.errors = [{instancePath:instancePath+"/epoch",schemaPath:"#/properties/epoch/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs11){
-if(typeof data6 == "number"){
-if(data6 > 8589934591 || isNaN(data6)){
+if(errors === _errs28){
+if(typeof data14 == "number"){
+if(data14 > 8589934591 || isNaN(data14)){
 validate10.errors = [{instancePath:instancePath+"/epoch",schemaPath:"#/properties/epoch/maximum",keyword:"maximum",params:{comparison: "<=", limit: 8589934591},message:"must be <= 8589934591"}];
 return false;
 }
 else {
-if(data6 < 0 || isNaN(data6)){
+if(data14 < 0 || isNaN(data14)){
 validate10.errors = [{instancePath:instancePath+"/epoch",schemaPath:"#/properties/epoch/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid0 = _errs11 === errors;
+var valid0 = _errs28 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.compression !== undefined){
-let data7 = data.compression;
-const _errs13 = errors;
-if(!((data7 === "gzip") || (data7 === "zstd"))){
+let data15 = data.compression;
+const _errs30 = errors;
+if(!((data15 === "gzip") || (data15 === "zstd"))){
 validate10.errors = [{instancePath:instancePath+"/compression",schemaPath:"#/properties/compression/enum",keyword:"enum",params:{allowedValues: schema11.properties.compression.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs13 === errors;
+var valid0 = _errs30 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.properties !== undefined){
-let data8 = data.properties;
-const _errs14 = errors;
-if(errors === _errs14){
-if(data8 && typeof data8 == "object" && !Array.isArray(data8)){
-const _errs16 = errors;
-for(const key1 in data8){
-if(!((((((key1 === "mode") || (key1 === "dirMode")) || (key1 === "uid")) || (key1 === "gid")) || (key1 === "user")) || (key1 === "group"))){
-validate10.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+let data16 = data.properties;
+const _errs31 = errors;
+if(errors === _errs31){
+if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
+const _errs33 = errors;
+for(const key2 in data16){
+if(!((((((key2 === "mode") || (key2 === "dirMode")) || (key2 === "uid")) || (key2 === "gid")) || (key2 === "user")) || (key2 === "group"))){
+validate10.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs16 === errors){
-if(data8.mode !== undefined){
-let data9 = data8.mode;
-const _errs17 = errors;
-if(errors === _errs17){
-if(typeof data9 === "string"){
-if(!pattern1.test(data9)){
+if(_errs33 === errors){
+if(data16.mode !== undefined){
+let data17 = data16.mode;
+const _errs34 = errors;
+if(errors === _errs34){
+if(typeof data17 === "string"){
+if(!pattern4.test(data17)){
 validate10.errors = [{instancePath:instancePath+"/properties/mode",schemaPath:"#/properties/properties/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -226,18 +398,18 @@ validate10.errors = [{instancePath:instancePath+"/properties/mode",schemaPath:"#
 return false;
 }
 }
-var valid3 = _errs17 === errors;
+var valid6 = _errs34 === errors;
 }
 else {
-var valid3 = true;
+var valid6 = true;
 }
-if(valid3){
-if(data8.dirMode !== undefined){
-let data10 = data8.dirMode;
-const _errs19 = errors;
-if(errors === _errs19){
-if(typeof data10 === "string"){
-if(!pattern1.test(data10)){
+if(valid6){
+if(data16.dirMode !== undefined){
+let data18 = data16.dirMode;
+const _errs36 = errors;
+if(errors === _errs36){
+if(typeof data18 === "string"){
+if(!pattern4.test(data18)){
 validate10.errors = [{instancePath:instancePath+"/properties/dirMode",schemaPath:"#/properties/properties/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -247,82 +419,82 @@ validate10.errors = [{instancePath:instancePath+"/properties/dirMode",schemaPath
 return false;
 }
 }
-var valid3 = _errs19 === errors;
+var valid6 = _errs36 === errors;
 }
 else {
-var valid3 = true;
+var valid6 = true;
 }
-if(valid3){
-if(data8.uid !== undefined){
-let data11 = data8.uid;
-const _errs21 = errors;
-if(!((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11)))){
+if(valid6){
+if(data16.uid !== undefined){
+let data19 = data16.uid;
+const _errs38 = errors;
+if(!((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19)))){
 validate10.errors = [{instancePath:instancePath+"/properties/uid",schemaPath:"#/properties/properties/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs21){
-if(typeof data11 == "number"){
-if(data11 > 2097151 || isNaN(data11)){
+if(errors === _errs38){
+if(typeof data19 == "number"){
+if(data19 > 2097151 || isNaN(data19)){
 validate10.errors = [{instancePath:instancePath+"/properties/uid",schemaPath:"#/properties/properties/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data11 < 0 || isNaN(data11)){
+if(data19 < 0 || isNaN(data19)){
 validate10.errors = [{instancePath:instancePath+"/properties/uid",schemaPath:"#/properties/properties/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid3 = _errs21 === errors;
+var valid6 = _errs38 === errors;
 }
 else {
-var valid3 = true;
+var valid6 = true;
 }
-if(valid3){
-if(data8.gid !== undefined){
-let data12 = data8.gid;
-const _errs23 = errors;
-if(!((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12)))){
+if(valid6){
+if(data16.gid !== undefined){
+let data20 = data16.gid;
+const _errs40 = errors;
+if(!((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20)))){
 validate10.errors = [{instancePath:instancePath+"/properties/gid",schemaPath:"#/properties/properties/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs23){
-if(typeof data12 == "number"){
-if(data12 > 2097151 || isNaN(data12)){
+if(errors === _errs40){
+if(typeof data20 == "number"){
+if(data20 > 2097151 || isNaN(data20)){
 validate10.errors = [{instancePath:instancePath+"/properties/gid",schemaPath:"#/properties/properties/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data12 < 0 || isNaN(data12)){
+if(data20 < 0 || isNaN(data20)){
 validate10.errors = [{instancePath:instancePath+"/properties/gid",schemaPath:"#/properties/properties/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid3 = _errs23 === errors;
+var valid6 = _errs40 === errors;
 }
 else {
-var valid3 = true;
+var valid6 = true;
 }
-if(valid3){
-if(data8.user !== undefined){
-let data13 = data8.user;
-const _errs25 = errors;
-if(errors === _errs25){
-if(typeof data13 === "string"){
-if(func3(data13) > 32){
+if(valid6){
+if(data16.user !== undefined){
+let data21 = data16.user;
+const _errs42 = errors;
+if(errors === _errs42){
+if(typeof data21 === "string"){
+if(func3(data21) > 32){
 validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#/properties/properties/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data13) < 1){
+if(func3(data21) < 1){
 validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#/properties/properties/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern3.test(data13)){
+if(!pattern6.test(data21)){
 validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#/properties/properties/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -334,28 +506,28 @@ validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#
 return false;
 }
 }
-var valid3 = _errs25 === errors;
+var valid6 = _errs42 === errors;
 }
 else {
-var valid3 = true;
+var valid6 = true;
 }
-if(valid3){
-if(data8.group !== undefined){
-let data14 = data8.group;
-const _errs27 = errors;
-if(errors === _errs27){
-if(typeof data14 === "string"){
-if(func3(data14) > 32){
+if(valid6){
+if(data16.group !== undefined){
+let data22 = data16.group;
+const _errs44 = errors;
+if(errors === _errs44){
+if(typeof data22 === "string"){
+if(func3(data22) > 32){
 validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"#/properties/properties/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data14) < 1){
+if(func3(data22) < 1){
 validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"#/properties/properties/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern3.test(data14)){
+if(!pattern6.test(data22)){
 validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"#/properties/properties/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -367,10 +539,10 @@ validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"
 return false;
 }
 }
-var valid3 = _errs27 === errors;
+var valid6 = _errs44 === errors;
 }
 else {
-var valid3 = true;
+var valid6 = true;
 }
 }
 }
@@ -384,274 +556,274 @@ validate10.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/prop
 return false;
 }
 }
-var valid0 = _errs14 === errors;
+var valid0 = _errs31 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.layers !== undefined){
-let data15 = data.layers;
-const _errs29 = errors;
-if(errors === _errs29){
-if(Array.isArray(data15)){
-var valid4 = true;
-const len1 = data15.length;
-for(let i2=0; i2<len1; i2++){
-let data16 = data15[i2];
-const _errs31 = errors;
-if(errors === _errs31){
-if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
+let data23 = data.layers;
+const _errs46 = errors;
+if(errors === _errs46){
+if(Array.isArray(data23)){
+var valid7 = true;
+const len3 = data23.length;
+for(let i4=0; i4<len3; i4++){
+let data24 = data23[i4];
+const _errs48 = errors;
+if(errors === _errs48){
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
 let missing1;
-if(((data16.name === undefined) && (missing1 = "name")) || ((data16.files === undefined) && (missing1 = "files"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2,schemaPath:"#/properties/layers/items/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+if(((data24.name === undefined) && (missing1 = "name")) || ((data24.files === undefined) && (missing1 = "files"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/properties/layers/items/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
-const _errs33 = errors;
-for(const key2 in data16){
-if(!(((key2 === "name") || (key2 === "properties")) || (key2 === "files"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2,schemaPath:"#/properties/layers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+const _errs50 = errors;
+for(const key3 in data24){
+if(!(((key3 === "name") || (key3 === "properties")) || (key3 === "files"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/properties/layers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs33 === errors){
-if(data16.name !== undefined){
-let data17 = data16.name;
-const _errs34 = errors;
-if(errors === _errs34){
-if(typeof data17 === "string"){
-if(!pattern5.test(data17)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/name",schemaPath:"#/properties/layers/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/name",schemaPath:"#/properties/layers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid5 = _errs34 === errors;
-}
-else {
-var valid5 = true;
-}
-if(valid5){
-if(data16.properties !== undefined){
-let data18 = data16.properties;
-const _errs36 = errors;
-if(errors === _errs36){
-if(data18 && typeof data18 == "object" && !Array.isArray(data18)){
-const _errs38 = errors;
-for(const key3 in data18){
-if(!((((((key3 === "mode") || (key3 === "dirMode")) || (key3 === "uid")) || (key3 === "gid")) || (key3 === "user")) || (key3 === "group"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties",schemaPath:"#/properties/layers/items/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs38 === errors){
-if(data18.mode !== undefined){
-let data19 = data18.mode;
-const _errs39 = errors;
-if(errors === _errs39){
-if(typeof data19 === "string"){
-if(!pattern1.test(data19)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/mode",schemaPath:"#/properties/layers/items/properties/properties/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/mode",schemaPath:"#/properties/layers/items/properties/properties/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid6 = _errs39 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data18.dirMode !== undefined){
-let data20 = data18.dirMode;
-const _errs41 = errors;
-if(errors === _errs41){
-if(typeof data20 === "string"){
-if(!pattern1.test(data20)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/dirMode",schemaPath:"#/properties/layers/items/properties/properties/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/dirMode",schemaPath:"#/properties/layers/items/properties/properties/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid6 = _errs41 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data18.uid !== undefined){
-let data21 = data18.uid;
-const _errs43 = errors;
-if(!((typeof data21 == "number") && (!(data21 % 1) && !isNaN(data21)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs43){
-if(typeof data21 == "number"){
-if(data21 > 2097151 || isNaN(data21)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data21 < 0 || isNaN(data21)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid6 = _errs43 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data18.gid !== undefined){
-let data22 = data18.gid;
-const _errs45 = errors;
-if(!((typeof data22 == "number") && (!(data22 % 1) && !isNaN(data22)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs45){
-if(typeof data22 == "number"){
-if(data22 > 2097151 || isNaN(data22)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data22 < 0 || isNaN(data22)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid6 = _errs45 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data18.user !== undefined){
-let data23 = data18.user;
-const _errs47 = errors;
-if(errors === _errs47){
-if(typeof data23 === "string"){
-if(func3(data23) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data23) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data23)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid6 = _errs47 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data18.group !== undefined){
-let data24 = data18.group;
-const _errs49 = errors;
-if(errors === _errs49){
-if(typeof data24 === "string"){
-if(func3(data24) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data24) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data24)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid6 = _errs49 === errors;
-}
-else {
-var valid6 = true;
-}
-}
-}
-}
-}
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/properties",schemaPath:"#/properties/layers/items/properties/properties/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-}
-var valid5 = _errs36 === errors;
-}
-else {
-var valid5 = true;
-}
-if(valid5){
-if(data16.files !== undefined){
-let data25 = data16.files;
+if(_errs50 === errors){
+if(data24.name !== undefined){
+let data25 = data24.name;
 const _errs51 = errors;
 if(errors === _errs51){
-if(Array.isArray(data25)){
-var valid7 = true;
-const len2 = data25.length;
-for(let i3=0; i3<len2; i3++){
-let data26 = data25[i3];
-const _errs53 = errors;
-if(!(data26 && typeof data26 == "object" && !Array.isArray(data26))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+if(typeof data25 === "string"){
+if(!pattern8.test(data25)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/name",schemaPath:"#/properties/layers/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
 return false;
 }
-const _errs55 = errors;
-const _errs56 = errors;
-let valid9 = true;
-const _errs57 = errors;
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/name",schemaPath:"#/properties/layers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid8 = _errs51 === errors;
+}
+else {
+var valid8 = true;
+}
+if(valid8){
+if(data24.properties !== undefined){
+let data26 = data24.properties;
+const _errs53 = errors;
+if(errors === _errs53){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+const _errs55 = errors;
+for(const key4 in data26){
+if(!((((((key4 === "mode") || (key4 === "dirMode")) || (key4 === "uid")) || (key4 === "gid")) || (key4 === "user")) || (key4 === "group"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties",schemaPath:"#/properties/layers/items/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs55 === errors){
+if(data26.mode !== undefined){
+let data27 = data26.mode;
+const _errs56 = errors;
+if(errors === _errs56){
+if(typeof data27 === "string"){
+if(!pattern4.test(data27)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/mode",schemaPath:"#/properties/layers/items/properties/properties/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/mode",schemaPath:"#/properties/layers/items/properties/properties/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid9 = _errs56 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data26.dirMode !== undefined){
+let data28 = data26.dirMode;
+const _errs58 = errors;
+if(errors === _errs58){
+if(typeof data28 === "string"){
+if(!pattern4.test(data28)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/dirMode",schemaPath:"#/properties/layers/items/properties/properties/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/dirMode",schemaPath:"#/properties/layers/items/properties/properties/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid9 = _errs58 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data26.uid !== undefined){
+let data29 = data26.uid;
+const _errs60 = errors;
+if(!((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs60){
+if(typeof data29 == "number"){
+if(data29 > 2097151 || isNaN(data29)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
+return false;
+}
+else {
+if(data29 < 0 || isNaN(data29)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid9 = _errs60 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data26.gid !== undefined){
+let data30 = data26.gid;
+const _errs62 = errors;
+if(!((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs62){
+if(typeof data30 == "number"){
+if(data30 > 2097151 || isNaN(data30)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
+return false;
+}
+else {
+if(data30 < 0 || isNaN(data30)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid9 = _errs62 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data26.user !== undefined){
+let data31 = data26.user;
+const _errs64 = errors;
+if(errors === _errs64){
+if(typeof data31 === "string"){
+if(func3(data31) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data31) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data31)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+return false;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid9 = _errs64 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data26.group !== undefined){
+let data32 = data26.group;
+const _errs66 = errors;
+if(errors === _errs66){
+if(typeof data32 === "string"){
+if(func3(data32) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data32) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data32)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+return false;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid9 = _errs66 === errors;
+}
+else {
+var valid9 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties",schemaPath:"#/properties/layers/items/properties/properties/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid8 = _errs53 === errors;
+}
+else {
+var valid8 = true;
+}
+if(valid8){
+if(data24.files !== undefined){
+let data33 = data24.files;
+const _errs68 = errors;
+if(errors === _errs68){
+if(Array.isArray(data33)){
+var valid10 = true;
+const len4 = data33.length;
+for(let i5=0; i5<len4; i5++){
+let data34 = data33[i5];
+const _errs70 = errors;
+if(!(data34 && typeof data34 == "object" && !Array.isArray(data34))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+const _errs72 = errors;
+const _errs73 = errors;
+let valid12 = true;
+const _errs74 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing2;
-if((data26.src === undefined) && (missing2 = "src")){
+if((data34.src === undefined) && (missing2 = "src")){
 const err0 = {};
 if(vErrors === null){
 vErrors = [err0];
@@ -662,352 +834,352 @@ vErrors.push(err0);
 errors++;
 }
 }
-var _valid0 = _errs57 === errors;
-errors = _errs56;
+var _valid0 = _errs74 === errors;
+errors = _errs73;
 if(vErrors !== null){
-if(_errs56){
-vErrors.length = _errs56;
+if(_errs73){
+vErrors.length = _errs73;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid0){
-const _errs58 = errors;
-if(errors === _errs58){
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
-let missing3;
-if(((data26.src === undefined) && (missing3 = "src")) || ((data26.dest === undefined) && (missing3 = "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
-return false;
-}
-else {
-const _errs60 = errors;
-for(const key4 in data26){
-if(!(func2.call(schema11.properties.layers.items.properties.files.items.allOf[0].then.properties, key4))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs60 === errors){
-if(data26.mode !== undefined){
-let data27 = data26.mode;
-const _errs61 = errors;
-if(errors === _errs61){
-if(typeof data27 === "string"){
-if(!pattern1.test(data27)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid10 = _errs61 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.dirMode !== undefined){
-let data28 = data26.dirMode;
-const _errs63 = errors;
-if(errors === _errs63){
-if(typeof data28 === "string"){
-if(!pattern1.test(data28)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid10 = _errs63 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.uid !== undefined){
-let data29 = data26.uid;
-const _errs65 = errors;
-if(!((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs65){
-if(typeof data29 == "number"){
-if(data29 > 2097151 || isNaN(data29)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data29 < 0 || isNaN(data29)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid10 = _errs65 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.gid !== undefined){
-let data30 = data26.gid;
-const _errs67 = errors;
-if(!((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs67){
-if(typeof data30 == "number"){
-if(data30 > 2097151 || isNaN(data30)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data30 < 0 || isNaN(data30)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid10 = _errs67 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.user !== undefined){
-let data31 = data26.user;
-const _errs69 = errors;
-if(errors === _errs69){
-if(typeof data31 === "string"){
-if(func3(data31) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data31) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data31)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid10 = _errs69 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.group !== undefined){
-let data32 = data26.group;
-const _errs71 = errors;
-if(errors === _errs71){
-if(typeof data32 === "string"){
-if(func3(data32) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data32) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data32)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid10 = _errs71 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.src !== undefined){
-let data33 = data26.src;
-const _errs73 = errors;
-if(errors === _errs73){
-if(typeof data33 === "string"){
-if(func3(data33) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/src",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/src/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/src",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/src/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid10 = _errs73 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.dest !== undefined){
-let data34 = data26.dest;
 const _errs75 = errors;
 if(errors === _errs75){
-if(typeof data34 === "string"){
-if(func3(data34) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+let missing3;
+if(((data34.src === undefined) && (missing3 = "src")) || ((data34.dest === undefined) && (missing3 = "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
 return false;
 }
 else {
-if(!pattern14.test(data34)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
-return false;
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid10 = _errs75 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.include !== undefined){
-let data35 = data26.include;
 const _errs77 = errors;
-if(errors === _errs77){
-if(Array.isArray(data35)){
-var valid11 = true;
-const len3 = data35.length;
-for(let i4=0; i4<len3; i4++){
-const _errs79 = errors;
-if(typeof data35[i4] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/include/" + i4,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+for(const key5 in data34){
+if(!(func2.call(schema11.properties.layers.items.properties.files.items.allOf[0].then.properties, key5))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs77 === errors){
+if(data34.mode !== undefined){
+let data35 = data34.mode;
+const _errs78 = errors;
+if(errors === _errs78){
+if(typeof data35 === "string"){
+if(!pattern4.test(data35)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
-var valid11 = _errs79 === errors;
-if(!valid11){
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid13 = _errs78 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.dirMode !== undefined){
+let data36 = data34.dirMode;
+const _errs80 = errors;
+if(errors === _errs80){
+if(typeof data36 === "string"){
+if(!pattern4.test(data36)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid13 = _errs80 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.uid !== undefined){
+let data37 = data34.uid;
+const _errs82 = errors;
+if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs82){
+if(typeof data37 == "number"){
+if(data37 > 2097151 || isNaN(data37)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
+return false;
+}
+else {
+if(data37 < 0 || isNaN(data37)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid13 = _errs82 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.gid !== undefined){
+let data38 = data34.gid;
+const _errs84 = errors;
+if(!((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs84){
+if(typeof data38 == "number"){
+if(data38 > 2097151 || isNaN(data38)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
+return false;
+}
+else {
+if(data38 < 0 || isNaN(data38)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid13 = _errs84 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.user !== undefined){
+let data39 = data34.user;
+const _errs86 = errors;
+if(errors === _errs86){
+if(typeof data39 === "string"){
+if(func3(data39) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data39) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data39)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+return false;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid13 = _errs86 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.group !== undefined){
+let data40 = data34.group;
+const _errs88 = errors;
+if(errors === _errs88){
+if(typeof data40 === "string"){
+if(func3(data40) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data40) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data40)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+return false;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid13 = _errs88 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.src !== undefined){
+let data41 = data34.src;
+const _errs90 = errors;
+if(errors === _errs90){
+if(typeof data41 === "string"){
+if(func3(data41) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/src",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/src/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/src",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/src/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid13 = _errs90 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.dest !== undefined){
+let data42 = data34.dest;
+const _errs92 = errors;
+if(errors === _errs92){
+if(typeof data42 === "string"){
+if(func3(data42) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern17.test(data42)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid13 = _errs92 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.include !== undefined){
+let data43 = data34.include;
+const _errs94 = errors;
+if(errors === _errs94){
+if(Array.isArray(data43)){
+var valid14 = true;
+const len5 = data43.length;
+for(let i6=0; i6<len5; i6++){
+const _errs96 = errors;
+if(typeof data43[i6] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/include/" + i6,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid14 = _errs96 === errors;
+if(!valid14){
 break;
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/include",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/include/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/include",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/include/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
-var valid10 = _errs77 === errors;
+var valid13 = _errs94 === errors;
 }
 else {
-var valid10 = true;
+var valid13 = true;
 }
-if(valid10){
-if(data26.exclude !== undefined){
-let data37 = data26.exclude;
-const _errs81 = errors;
-if(errors === _errs81){
-if(Array.isArray(data37)){
-var valid12 = true;
-const len4 = data37.length;
-for(let i5=0; i5<len4; i5++){
-const _errs83 = errors;
-if(typeof data37[i5] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/exclude/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/exclude/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(valid13){
+if(data34.exclude !== undefined){
+let data45 = data34.exclude;
+const _errs98 = errors;
+if(errors === _errs98){
+if(Array.isArray(data45)){
+var valid15 = true;
+const len6 = data45.length;
+for(let i7=0; i7<len6; i7++){
+const _errs100 = errors;
+if(typeof data45[i7] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/exclude/" + i7,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/exclude/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid12 = _errs83 === errors;
+var valid15 = _errs100 === errors;
+if(!valid15){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/exclude",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/exclude/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid13 = _errs98 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.followSymlinks !== undefined){
+const _errs102 = errors;
+if(typeof data34.followSymlinks !== "boolean"){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/followSymlinks",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/followSymlinks/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+return false;
+}
+var valid13 = _errs102 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data34.optional !== undefined){
+const _errs104 = errors;
+if(typeof data34.optional !== "boolean"){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/optional",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/optional/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+return false;
+}
+var valid13 = _errs104 === errors;
+}
+else {
+var valid13 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var _valid0 = _errs75 === errors;
+valid12 = _valid0;
+}
 if(!valid12){
-break;
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/exclude",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/exclude/type",keyword:"type",params:{type: "array"},message:"must be array"}];
-return false;
-}
-}
-var valid10 = _errs81 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.followSymlinks !== undefined){
-const _errs85 = errors;
-if(typeof data26.followSymlinks !== "boolean"){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/followSymlinks",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/followSymlinks/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
-return false;
-}
-var valid10 = _errs85 === errors;
-}
-else {
-var valid10 = true;
-}
-if(valid10){
-if(data26.optional !== undefined){
-const _errs87 = errors;
-if(typeof data26.optional !== "boolean"){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/optional",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/optional/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
-return false;
-}
-var valid10 = _errs87 === errors;
-}
-else {
-var valid10 = true;
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-}
-var _valid0 = _errs58 === errors;
-valid9 = _valid0;
-}
-if(!valid9){
-const err1 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+const err1 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -1018,15 +1190,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid8 = _errs55 === errors;
-if(valid8){
-const _errs89 = errors;
-const _errs90 = errors;
-let valid13 = true;
-const _errs91 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var valid11 = _errs72 === errors;
+if(valid11){
+const _errs106 = errors;
+const _errs107 = errors;
+let valid16 = true;
+const _errs108 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing4;
-if((data26.inline === undefined) && (missing4 = "inline")){
+if((data34.inline === undefined) && (missing4 = "inline")){
 const err2 = {};
 if(vErrors === null){
 vErrors = [err2];
@@ -1037,255 +1209,255 @@ vErrors.push(err2);
 errors++;
 }
 }
-var _valid1 = _errs91 === errors;
-errors = _errs90;
+var _valid1 = _errs108 === errors;
+errors = _errs107;
 if(vErrors !== null){
-if(_errs90){
-vErrors.length = _errs90;
+if(_errs107){
+vErrors.length = _errs107;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid1){
-const _errs92 = errors;
-if(errors === _errs92){
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+const _errs109 = errors;
+if(errors === _errs109){
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing5;
-if(((data26.inline === undefined) && (missing5 = "inline")) || ((data26.dest === undefined) && (missing5 = "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
+if(((data34.inline === undefined) && (missing5 = "inline")) || ((data34.dest === undefined) && (missing5 = "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
 return false;
 }
 else {
-const _errs94 = errors;
-for(const key5 in data26){
-if(!((((((((key5 === "mode") || (key5 === "dirMode")) || (key5 === "uid")) || (key5 === "gid")) || (key5 === "user")) || (key5 === "group")) || (key5 === "inline")) || (key5 === "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+const _errs111 = errors;
+for(const key6 in data34){
+if(!((((((((key6 === "mode") || (key6 === "dirMode")) || (key6 === "uid")) || (key6 === "gid")) || (key6 === "user")) || (key6 === "group")) || (key6 === "inline")) || (key6 === "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs94 === errors){
-if(data26.mode !== undefined){
-let data41 = data26.mode;
-const _errs95 = errors;
-if(errors === _errs95){
-if(typeof data41 === "string"){
-if(!pattern1.test(data41)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(_errs111 === errors){
+if(data34.mode !== undefined){
+let data49 = data34.mode;
+const _errs112 = errors;
+if(errors === _errs112){
+if(typeof data49 === "string"){
+if(!pattern4.test(data49)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid14 = _errs95 === errors;
+var valid17 = _errs112 === errors;
 }
 else {
-var valid14 = true;
+var valid17 = true;
 }
-if(valid14){
-if(data26.dirMode !== undefined){
-let data42 = data26.dirMode;
-const _errs97 = errors;
-if(errors === _errs97){
-if(typeof data42 === "string"){
-if(!pattern1.test(data42)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(valid17){
+if(data34.dirMode !== undefined){
+let data50 = data34.dirMode;
+const _errs114 = errors;
+if(errors === _errs114){
+if(typeof data50 === "string"){
+if(!pattern4.test(data50)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid14 = _errs97 === errors;
-}
-else {
-var valid14 = true;
-}
-if(valid14){
-if(data26.uid !== undefined){
-let data43 = data26.uid;
-const _errs99 = errors;
-if(!((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs99){
-if(typeof data43 == "number"){
-if(data43 > 2097151 || isNaN(data43)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data43 < 0 || isNaN(data43)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid14 = _errs99 === errors;
-}
-else {
-var valid14 = true;
-}
-if(valid14){
-if(data26.gid !== undefined){
-let data44 = data26.gid;
-const _errs101 = errors;
-if(!((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs101){
-if(typeof data44 == "number"){
-if(data44 > 2097151 || isNaN(data44)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data44 < 0 || isNaN(data44)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid14 = _errs101 === errors;
-}
-else {
-var valid14 = true;
-}
-if(valid14){
-if(data26.user !== undefined){
-let data45 = data26.user;
-const _errs103 = errors;
-if(errors === _errs103){
-if(typeof data45 === "string"){
-if(func3(data45) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data45) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data45)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid14 = _errs103 === errors;
+var valid17 = _errs114 === errors;
 }
 else {
-var valid14 = true;
+var valid17 = true;
 }
-if(valid14){
-if(data26.group !== undefined){
-let data46 = data26.group;
-const _errs105 = errors;
-if(errors === _errs105){
-if(typeof data46 === "string"){
-if(func3(data46) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+if(valid17){
+if(data34.uid !== undefined){
+let data51 = data34.uid;
+const _errs116 = errors;
+if(!((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs116){
+if(typeof data51 == "number"){
+if(data51 > 2097151 || isNaN(data51)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(func3(data46) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(data51 < 0 || isNaN(data51)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid17 = _errs116 === errors;
+}
+else {
+var valid17 = true;
+}
+if(valid17){
+if(data34.gid !== undefined){
+let data52 = data34.gid;
+const _errs118 = errors;
+if(!((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs118){
+if(typeof data52 == "number"){
+if(data52 > 2097151 || isNaN(data52)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(!pattern3.test(data46)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+if(data52 < 0 || isNaN(data52)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid17 = _errs118 === errors;
+}
+else {
+var valid17 = true;
+}
+if(valid17){
+if(data34.user !== undefined){
+let data53 = data34.user;
+const _errs120 = errors;
+if(errors === _errs120){
+if(typeof data53 === "string"){
+if(func3(data53) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data53) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data53)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid14 = _errs105 === errors;
+var valid17 = _errs120 === errors;
 }
 else {
-var valid14 = true;
+var valid17 = true;
 }
-if(valid14){
-if(data26.inline !== undefined){
-const _errs107 = errors;
-if(typeof data26.inline !== "string"){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/inline",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/inline/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-var valid14 = _errs107 === errors;
-}
-else {
-var valid14 = true;
-}
-if(valid14){
-if(data26.dest !== undefined){
-let data48 = data26.dest;
-const _errs109 = errors;
-if(errors === _errs109){
-if(typeof data48 === "string"){
-if(func3(data48) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(valid17){
+if(data34.group !== undefined){
+let data54 = data34.group;
+const _errs122 = errors;
+if(errors === _errs122){
+if(typeof data54 === "string"){
+if(func3(data54) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(!pattern14.test(data48)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+if(func3(data54) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
-}
-}
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!pattern6.test(data54)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
-}
-}
-var valid14 = _errs109 === errors;
-}
-else {
-var valid14 = true;
-}
-}
-}
-}
-}
-}
-}
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var _valid1 = _errs92 === errors;
-valid13 = _valid1;
+var valid17 = _errs122 === errors;
 }
-if(!valid13){
-const err3 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+else {
+var valid17 = true;
+}
+if(valid17){
+if(data34.inline !== undefined){
+const _errs124 = errors;
+if(typeof data34.inline !== "string"){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/inline",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/inline/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid17 = _errs124 === errors;
+}
+else {
+var valid17 = true;
+}
+if(valid17){
+if(data34.dest !== undefined){
+let data56 = data34.dest;
+const _errs126 = errors;
+if(errors === _errs126){
+if(typeof data56 === "string"){
+if(func3(data56) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern17.test(data56)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid17 = _errs126 === errors;
+}
+else {
+var valid17 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var _valid1 = _errs109 === errors;
+valid16 = _valid1;
+}
+if(!valid16){
+const err3 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -1296,15 +1468,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid8 = _errs89 === errors;
-if(valid8){
-const _errs111 = errors;
-const _errs112 = errors;
-let valid15 = true;
-const _errs113 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var valid11 = _errs106 === errors;
+if(valid11){
+const _errs128 = errors;
+const _errs129 = errors;
+let valid18 = true;
+const _errs130 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing6;
-if((data26.symlink === undefined) && (missing6 = "symlink")){
+if((data34.symlink === undefined) && (missing6 = "symlink")){
 const err4 = {};
 if(vErrors === null){
 vErrors = [err4];
@@ -1315,264 +1487,264 @@ vErrors.push(err4);
 errors++;
 }
 }
-var _valid2 = _errs113 === errors;
-errors = _errs112;
+var _valid2 = _errs130 === errors;
+errors = _errs129;
 if(vErrors !== null){
-if(_errs112){
-vErrors.length = _errs112;
+if(_errs129){
+vErrors.length = _errs129;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid2){
-const _errs114 = errors;
-if(errors === _errs114){
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+const _errs131 = errors;
+if(errors === _errs131){
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing7;
-if(((data26.symlink === undefined) && (missing7 = "symlink")) || ((data26.dest === undefined) && (missing7 = "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
+if(((data34.symlink === undefined) && (missing7 = "symlink")) || ((data34.dest === undefined) && (missing7 = "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
 return false;
 }
 else {
-const _errs116 = errors;
-for(const key6 in data26){
-if(!((((((((key6 === "mode") || (key6 === "dirMode")) || (key6 === "uid")) || (key6 === "gid")) || (key6 === "user")) || (key6 === "group")) || (key6 === "symlink")) || (key6 === "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+const _errs133 = errors;
+for(const key7 in data34){
+if(!((((((((key7 === "mode") || (key7 === "dirMode")) || (key7 === "uid")) || (key7 === "gid")) || (key7 === "user")) || (key7 === "group")) || (key7 === "symlink")) || (key7 === "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs116 === errors){
-if(data26.mode !== undefined){
-let data49 = data26.mode;
-const _errs117 = errors;
-if(errors === _errs117){
-if(typeof data49 === "string"){
-if(!pattern1.test(data49)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(_errs133 === errors){
+if(data34.mode !== undefined){
+let data57 = data34.mode;
+const _errs134 = errors;
+if(errors === _errs134){
+if(typeof data57 === "string"){
+if(!pattern4.test(data57)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid16 = _errs117 === errors;
+var valid19 = _errs134 === errors;
 }
 else {
-var valid16 = true;
+var valid19 = true;
 }
-if(valid16){
-if(data26.dirMode !== undefined){
-let data50 = data26.dirMode;
-const _errs119 = errors;
-if(errors === _errs119){
-if(typeof data50 === "string"){
-if(!pattern1.test(data50)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(valid19){
+if(data34.dirMode !== undefined){
+let data58 = data34.dirMode;
+const _errs136 = errors;
+if(errors === _errs136){
+if(typeof data58 === "string"){
+if(!pattern4.test(data58)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid16 = _errs119 === errors;
-}
-else {
-var valid16 = true;
-}
-if(valid16){
-if(data26.uid !== undefined){
-let data51 = data26.uid;
-const _errs121 = errors;
-if(!((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs121){
-if(typeof data51 == "number"){
-if(data51 > 2097151 || isNaN(data51)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data51 < 0 || isNaN(data51)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid16 = _errs121 === errors;
-}
-else {
-var valid16 = true;
-}
-if(valid16){
-if(data26.gid !== undefined){
-let data52 = data26.gid;
-const _errs123 = errors;
-if(!((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs123){
-if(typeof data52 == "number"){
-if(data52 > 2097151 || isNaN(data52)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data52 < 0 || isNaN(data52)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid16 = _errs123 === errors;
-}
-else {
-var valid16 = true;
-}
-if(valid16){
-if(data26.user !== undefined){
-let data53 = data26.user;
-const _errs125 = errors;
-if(errors === _errs125){
-if(typeof data53 === "string"){
-if(func3(data53) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data53) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data53)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid16 = _errs125 === errors;
+var valid19 = _errs136 === errors;
 }
 else {
-var valid16 = true;
+var valid19 = true;
 }
-if(valid16){
-if(data26.group !== undefined){
-let data54 = data26.group;
-const _errs127 = errors;
-if(errors === _errs127){
-if(typeof data54 === "string"){
-if(func3(data54) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+if(valid19){
+if(data34.uid !== undefined){
+let data59 = data34.uid;
+const _errs138 = errors;
+if(!((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs138){
+if(typeof data59 == "number"){
+if(data59 > 2097151 || isNaN(data59)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(func3(data54) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(data59 < 0 || isNaN(data59)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid19 = _errs138 === errors;
+}
+else {
+var valid19 = true;
+}
+if(valid19){
+if(data34.gid !== undefined){
+let data60 = data34.gid;
+const _errs140 = errors;
+if(!((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs140){
+if(typeof data60 == "number"){
+if(data60 > 2097151 || isNaN(data60)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(!pattern3.test(data54)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+if(data60 < 0 || isNaN(data60)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid19 = _errs140 === errors;
+}
+else {
+var valid19 = true;
+}
+if(valid19){
+if(data34.user !== undefined){
+let data61 = data34.user;
+const _errs142 = errors;
+if(errors === _errs142){
+if(typeof data61 === "string"){
+if(func3(data61) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data61) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data61)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid16 = _errs127 === errors;
+var valid19 = _errs142 === errors;
 }
 else {
-var valid16 = true;
+var valid19 = true;
 }
-if(valid16){
-if(data26.symlink !== undefined){
-let data55 = data26.symlink;
-const _errs129 = errors;
-if(errors === _errs129){
-if(typeof data55 === "string"){
-if(func3(data55) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/symlink",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/symlink/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/symlink",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/symlink/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid16 = _errs129 === errors;
-}
-else {
-var valid16 = true;
-}
-if(valid16){
-if(data26.dest !== undefined){
-let data56 = data26.dest;
-const _errs131 = errors;
-if(errors === _errs131){
-if(typeof data56 === "string"){
-if(func3(data56) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(valid19){
+if(data34.group !== undefined){
+let data62 = data34.group;
+const _errs144 = errors;
+if(errors === _errs144){
+if(typeof data62 === "string"){
+if(func3(data62) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(!pattern14.test(data56)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+if(func3(data62) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
-}
-}
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!pattern6.test(data62)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
-}
-}
-var valid16 = _errs131 === errors;
-}
-else {
-var valid16 = true;
-}
-}
-}
-}
-}
-}
-}
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var _valid2 = _errs114 === errors;
-valid15 = _valid2;
+var valid19 = _errs144 === errors;
 }
-if(!valid15){
-const err5 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+else {
+var valid19 = true;
+}
+if(valid19){
+if(data34.symlink !== undefined){
+let data63 = data34.symlink;
+const _errs146 = errors;
+if(errors === _errs146){
+if(typeof data63 === "string"){
+if(func3(data63) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/symlink",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/symlink/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/symlink",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/symlink/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid19 = _errs146 === errors;
+}
+else {
+var valid19 = true;
+}
+if(valid19){
+if(data34.dest !== undefined){
+let data64 = data34.dest;
+const _errs148 = errors;
+if(errors === _errs148){
+if(typeof data64 === "string"){
+if(func3(data64) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern17.test(data64)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid19 = _errs148 === errors;
+}
+else {
+var valid19 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var _valid2 = _errs131 === errors;
+valid18 = _valid2;
+}
+if(!valid18){
+const err5 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -1583,15 +1755,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid8 = _errs111 === errors;
-if(valid8){
-const _errs133 = errors;
-const _errs134 = errors;
-let valid17 = true;
-const _errs135 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var valid11 = _errs128 === errors;
+if(valid11){
+const _errs150 = errors;
+const _errs151 = errors;
+let valid20 = true;
+const _errs152 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing8;
-if((data26.directory === undefined) && (missing8 = "directory")){
+if((data34.directory === undefined) && (missing8 = "directory")){
 const err6 = {};
 if(vErrors === null){
 vErrors = [err6];
@@ -1602,242 +1774,242 @@ vErrors.push(err6);
 errors++;
 }
 }
-var _valid3 = _errs135 === errors;
-errors = _errs134;
+var _valid3 = _errs152 === errors;
+errors = _errs151;
 if(vErrors !== null){
-if(_errs134){
-vErrors.length = _errs134;
+if(_errs151){
+vErrors.length = _errs151;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid3){
-const _errs136 = errors;
-if(errors === _errs136){
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+const _errs153 = errors;
+if(errors === _errs153){
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing9;
-if((data26.directory === undefined) && (missing9 = "directory")){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
+if((data34.directory === undefined) && (missing9 = "directory")){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
 return false;
 }
 else {
-const _errs138 = errors;
-for(const key7 in data26){
-if(!(((((((key7 === "mode") || (key7 === "dirMode")) || (key7 === "uid")) || (key7 === "gid")) || (key7 === "user")) || (key7 === "group")) || (key7 === "directory"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
+const _errs155 = errors;
+for(const key8 in data34){
+if(!(((((((key8 === "mode") || (key8 === "dirMode")) || (key8 === "uid")) || (key8 === "gid")) || (key8 === "user")) || (key8 === "group")) || (key8 === "directory"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs138 === errors){
-if(data26.mode !== undefined){
-let data57 = data26.mode;
-const _errs139 = errors;
-if(errors === _errs139){
-if(typeof data57 === "string"){
-if(!pattern1.test(data57)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(_errs155 === errors){
+if(data34.mode !== undefined){
+let data65 = data34.mode;
+const _errs156 = errors;
+if(errors === _errs156){
+if(typeof data65 === "string"){
+if(!pattern4.test(data65)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid18 = _errs139 === errors;
+var valid21 = _errs156 === errors;
 }
 else {
-var valid18 = true;
+var valid21 = true;
 }
-if(valid18){
-if(data26.dirMode !== undefined){
-let data58 = data26.dirMode;
-const _errs141 = errors;
-if(errors === _errs141){
-if(typeof data58 === "string"){
-if(!pattern1.test(data58)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(valid21){
+if(data34.dirMode !== undefined){
+let data66 = data34.dirMode;
+const _errs158 = errors;
+if(errors === _errs158){
+if(typeof data66 === "string"){
+if(!pattern4.test(data66)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid18 = _errs141 === errors;
-}
-else {
-var valid18 = true;
-}
-if(valid18){
-if(data26.uid !== undefined){
-let data59 = data26.uid;
-const _errs143 = errors;
-if(!((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs143){
-if(typeof data59 == "number"){
-if(data59 > 2097151 || isNaN(data59)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data59 < 0 || isNaN(data59)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid18 = _errs143 === errors;
-}
-else {
-var valid18 = true;
-}
-if(valid18){
-if(data26.gid !== undefined){
-let data60 = data26.gid;
-const _errs145 = errors;
-if(!((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs145){
-if(typeof data60 == "number"){
-if(data60 > 2097151 || isNaN(data60)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data60 < 0 || isNaN(data60)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid18 = _errs145 === errors;
-}
-else {
-var valid18 = true;
-}
-if(valid18){
-if(data26.user !== undefined){
-let data61 = data26.user;
-const _errs147 = errors;
-if(errors === _errs147){
-if(typeof data61 === "string"){
-if(func3(data61) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data61) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data61)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid18 = _errs147 === errors;
+var valid21 = _errs158 === errors;
 }
 else {
-var valid18 = true;
+var valid21 = true;
 }
-if(valid18){
-if(data26.group !== undefined){
-let data62 = data26.group;
-const _errs149 = errors;
-if(errors === _errs149){
-if(typeof data62 === "string"){
-if(func3(data62) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+if(valid21){
+if(data34.uid !== undefined){
+let data67 = data34.uid;
+const _errs160 = errors;
+if(!((typeof data67 == "number") && (!(data67 % 1) && !isNaN(data67)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs160){
+if(typeof data67 == "number"){
+if(data67 > 2097151 || isNaN(data67)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(func3(data62) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(data67 < 0 || isNaN(data67)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid21 = _errs160 === errors;
+}
+else {
+var valid21 = true;
+}
+if(valid21){
+if(data34.gid !== undefined){
+let data68 = data34.gid;
+const _errs162 = errors;
+if(!((typeof data68 == "number") && (!(data68 % 1) && !isNaN(data68)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs162){
+if(typeof data68 == "number"){
+if(data68 > 2097151 || isNaN(data68)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(!pattern3.test(data62)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+if(data68 < 0 || isNaN(data68)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid21 = _errs162 === errors;
+}
+else {
+var valid21 = true;
+}
+if(valid21){
+if(data34.user !== undefined){
+let data69 = data34.user;
+const _errs164 = errors;
+if(errors === _errs164){
+if(typeof data69 === "string"){
+if(func3(data69) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data69) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data69)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid18 = _errs149 === errors;
+var valid21 = _errs164 === errors;
 }
 else {
-var valid18 = true;
+var valid21 = true;
 }
-if(valid18){
-if(data26.directory !== undefined){
-let data63 = data26.directory;
-const _errs151 = errors;
-if(errors === _errs151){
-if(typeof data63 === "string"){
-if(func3(data63) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(valid21){
+if(data34.group !== undefined){
+let data70 = data34.group;
+const _errs166 = errors;
+if(errors === _errs166){
+if(typeof data70 === "string"){
+if(func3(data70) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(!pattern14.test(data63)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+if(func3(data70) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
-}
-}
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!pattern6.test(data70)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
-}
-}
-var valid18 = _errs151 === errors;
-}
-else {
-var valid18 = true;
-}
-}
-}
-}
-}
-}
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var _valid3 = _errs136 === errors;
-valid17 = _valid3;
+var valid21 = _errs166 === errors;
 }
-if(!valid17){
-const err7 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+else {
+var valid21 = true;
+}
+if(valid21){
+if(data34.directory !== undefined){
+let data71 = data34.directory;
+const _errs168 = errors;
+if(errors === _errs168){
+if(typeof data71 === "string"){
+if(func3(data71) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern17.test(data71)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid21 = _errs168 === errors;
+}
+else {
+var valid21 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var _valid3 = _errs153 === errors;
+valid20 = _valid3;
+}
+if(!valid20){
+const err7 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -1848,15 +2020,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid8 = _errs133 === errors;
-if(valid8){
-const _errs153 = errors;
-const _errs154 = errors;
-let valid19 = true;
-const _errs155 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var valid11 = _errs150 === errors;
+if(valid11){
+const _errs170 = errors;
+const _errs171 = errors;
+let valid22 = true;
+const _errs172 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing10;
-if((data26.tar === undefined) && (missing10 = "tar")){
+if((data34.tar === undefined) && (missing10 = "tar")){
 const err8 = {};
 if(vErrors === null){
 vErrors = [err8];
@@ -1867,264 +2039,264 @@ vErrors.push(err8);
 errors++;
 }
 }
-var _valid4 = _errs155 === errors;
-errors = _errs154;
+var _valid4 = _errs172 === errors;
+errors = _errs171;
 if(vErrors !== null){
-if(_errs154){
-vErrors.length = _errs154;
+if(_errs171){
+vErrors.length = _errs171;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid4){
-const _errs156 = errors;
-if(errors === _errs156){
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+const _errs173 = errors;
+if(errors === _errs173){
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing11;
-if((data26.tar === undefined) && (missing11 = "tar")){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
+if((data34.tar === undefined) && (missing11 = "tar")){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
 return false;
 }
 else {
-const _errs158 = errors;
-for(const key8 in data26){
-if(!((((((((key8 === "mode") || (key8 === "dirMode")) || (key8 === "uid")) || (key8 === "gid")) || (key8 === "user")) || (key8 === "group")) || (key8 === "tar")) || (key8 === "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
+const _errs175 = errors;
+for(const key9 in data34){
+if(!((((((((key9 === "mode") || (key9 === "dirMode")) || (key9 === "uid")) || (key9 === "gid")) || (key9 === "user")) || (key9 === "group")) || (key9 === "tar")) || (key9 === "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs158 === errors){
-if(data26.mode !== undefined){
-let data64 = data26.mode;
-const _errs159 = errors;
-if(errors === _errs159){
-if(typeof data64 === "string"){
-if(!pattern1.test(data64)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(_errs175 === errors){
+if(data34.mode !== undefined){
+let data72 = data34.mode;
+const _errs176 = errors;
+if(errors === _errs176){
+if(typeof data72 === "string"){
+if(!pattern4.test(data72)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid20 = _errs159 === errors;
+var valid23 = _errs176 === errors;
 }
 else {
-var valid20 = true;
+var valid23 = true;
 }
-if(valid20){
-if(data26.dirMode !== undefined){
-let data65 = data26.dirMode;
-const _errs161 = errors;
-if(errors === _errs161){
-if(typeof data65 === "string"){
-if(!pattern1.test(data65)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
+if(valid23){
+if(data34.dirMode !== undefined){
+let data73 = data34.dirMode;
+const _errs178 = errors;
+if(errors === _errs178){
+if(typeof data73 === "string"){
+if(!pattern4.test(data73)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid20 = _errs161 === errors;
-}
-else {
-var valid20 = true;
-}
-if(valid20){
-if(data26.uid !== undefined){
-let data66 = data26.uid;
-const _errs163 = errors;
-if(!((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs163){
-if(typeof data66 == "number"){
-if(data66 > 2097151 || isNaN(data66)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data66 < 0 || isNaN(data66)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid20 = _errs163 === errors;
-}
-else {
-var valid20 = true;
-}
-if(valid20){
-if(data26.gid !== undefined){
-let data67 = data26.gid;
-const _errs165 = errors;
-if(!((typeof data67 == "number") && (!(data67 % 1) && !isNaN(data67)))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs165){
-if(typeof data67 == "number"){
-if(data67 > 2097151 || isNaN(data67)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
-return false;
-}
-else {
-if(data67 < 0 || isNaN(data67)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-}
-var valid20 = _errs165 === errors;
-}
-else {
-var valid20 = true;
-}
-if(valid20){
-if(data26.user !== undefined){
-let data68 = data26.user;
-const _errs167 = errors;
-if(errors === _errs167){
-if(typeof data68 === "string"){
-if(func3(data68) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
-return false;
-}
-else {
-if(func3(data68) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-else {
-if(!pattern3.test(data68)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
-return false;
-}
-}
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dirMode/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid20 = _errs167 === errors;
+var valid23 = _errs178 === errors;
 }
 else {
-var valid20 = true;
+var valid23 = true;
 }
-if(valid20){
-if(data26.group !== undefined){
-let data69 = data26.group;
-const _errs169 = errors;
-if(errors === _errs169){
-if(typeof data69 === "string"){
-if(func3(data69) > 32){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+if(valid23){
+if(data34.uid !== undefined){
+let data74 = data34.uid;
+const _errs180 = errors;
+if(!((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs180){
+if(typeof data74 == "number"){
+if(data74 > 2097151 || isNaN(data74)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(func3(data69) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(data74 < 0 || isNaN(data74)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid23 = _errs180 === errors;
+}
+else {
+var valid23 = true;
+}
+if(valid23){
+if(data34.gid !== undefined){
+let data75 = data34.gid;
+const _errs182 = errors;
+if(!((typeof data75 == "number") && (!(data75 % 1) && !isNaN(data75)))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs182){
+if(typeof data75 == "number"){
+if(data75 > 2097151 || isNaN(data75)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(!pattern3.test(data69)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
+if(data75 < 0 || isNaN(data75)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid23 = _errs182 === errors;
+}
+else {
+var valid23 = true;
+}
+if(valid23){
+if(data34.user !== undefined){
+let data76 = data34.user;
+const _errs184 = errors;
+if(errors === _errs184){
+if(typeof data76 === "string"){
+if(func3(data76) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(func3(data76) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern6.test(data76)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid20 = _errs169 === errors;
+var valid23 = _errs184 === errors;
 }
 else {
-var valid20 = true;
+var valid23 = true;
 }
-if(valid20){
-if(data26.tar !== undefined){
-let data70 = data26.tar;
-const _errs171 = errors;
-if(errors === _errs171){
-if(typeof data70 === "string"){
-if(func3(data70) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/tar",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/tar/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-}
-else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/tar",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/tar/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid20 = _errs171 === errors;
-}
-else {
-var valid20 = true;
-}
-if(valid20){
-if(data26.dest !== undefined){
-let data71 = data26.dest;
-const _errs173 = errors;
-if(errors === _errs173){
-if(typeof data71 === "string"){
-if(func3(data71) < 1){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(valid23){
+if(data34.group !== undefined){
+let data77 = data34.group;
+const _errs186 = errors;
+if(errors === _errs186){
+if(typeof data77 === "string"){
+if(func3(data77) > 32){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(!pattern14.test(data71)){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+if(func3(data77) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
-}
-}
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!pattern6.test(data77)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
-}
-}
-var valid20 = _errs173 === errors;
-}
-else {
-var valid20 = true;
-}
-}
-}
-}
-}
-}
-}
 }
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var _valid4 = _errs156 === errors;
-valid19 = _valid4;
+var valid23 = _errs186 === errors;
 }
-if(!valid19){
-const err9 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+else {
+var valid23 = true;
+}
+if(valid23){
+if(data34.tar !== undefined){
+let data78 = data34.tar;
+const _errs188 = errors;
+if(errors === _errs188){
+if(typeof data78 === "string"){
+if(func3(data78) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/tar",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/tar/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/tar",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/tar/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid23 = _errs188 === errors;
+}
+else {
+var valid23 = true;
+}
+if(valid23){
+if(data34.dest !== undefined){
+let data79 = data34.dest;
+const _errs190 = errors;
+if(errors === _errs190){
+if(typeof data79 === "string"){
+if(func3(data79) < 1){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern17.test(data79)){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid23 = _errs190 === errors;
+}
+else {
+var valid23 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var _valid4 = _errs173 === errors;
+valid22 = _valid4;
+}
+if(!valid22){
+const err9 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -2135,16 +2307,16 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid8 = _errs153 === errors;
-if(valid8){
-const _errs175 = errors;
-const _errs176 = errors;
-let valid21 = false;
-const _errs177 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var valid11 = _errs170 === errors;
+if(valid11){
+const _errs192 = errors;
+const _errs193 = errors;
+let valid24 = false;
+const _errs194 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing12;
-if((data26.src === undefined) && (missing12 = "src")){
-const err10 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/0/required",keyword:"required",params:{missingProperty: missing12},message:"must have required property '"+missing12+"'"};
+if((data34.src === undefined) && (missing12 = "src")){
+const err10 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/0/required",keyword:"required",params:{missingProperty: missing12},message:"must have required property '"+missing12+"'"};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2154,14 +2326,14 @@ vErrors.push(err10);
 errors++;
 }
 }
-var _valid5 = _errs177 === errors;
-valid21 = valid21 || _valid5;
-if(!valid21){
-const _errs178 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var _valid5 = _errs194 === errors;
+valid24 = valid24 || _valid5;
+if(!valid24){
+const _errs195 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing13;
-if((data26.inline === undefined) && (missing13 = "inline")){
-const err11 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/1/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"};
+if((data34.inline === undefined) && (missing13 = "inline")){
+const err11 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/1/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2171,14 +2343,14 @@ vErrors.push(err11);
 errors++;
 }
 }
-var _valid5 = _errs178 === errors;
-valid21 = valid21 || _valid5;
-if(!valid21){
-const _errs179 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var _valid5 = _errs195 === errors;
+valid24 = valid24 || _valid5;
+if(!valid24){
+const _errs196 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing14;
-if((data26.symlink === undefined) && (missing14 = "symlink")){
-const err12 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/2/required",keyword:"required",params:{missingProperty: missing14},message:"must have required property '"+missing14+"'"};
+if((data34.symlink === undefined) && (missing14 = "symlink")){
+const err12 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/2/required",keyword:"required",params:{missingProperty: missing14},message:"must have required property '"+missing14+"'"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2188,14 +2360,14 @@ vErrors.push(err12);
 errors++;
 }
 }
-var _valid5 = _errs179 === errors;
-valid21 = valid21 || _valid5;
-if(!valid21){
-const _errs180 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var _valid5 = _errs196 === errors;
+valid24 = valid24 || _valid5;
+if(!valid24){
+const _errs197 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing15;
-if((data26.directory === undefined) && (missing15 = "directory")){
-const err13 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/3/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"};
+if((data34.directory === undefined) && (missing15 = "directory")){
+const err13 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/3/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2205,14 +2377,14 @@ vErrors.push(err13);
 errors++;
 }
 }
-var _valid5 = _errs180 === errors;
-valid21 = valid21 || _valid5;
-if(!valid21){
-const _errs181 = errors;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+var _valid5 = _errs197 === errors;
+valid24 = valid24 || _valid5;
+if(!valid24){
+const _errs198 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 let missing16;
-if((data26.tar === undefined) && (missing16 = "tar")){
-const err14 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/4/required",keyword:"required",params:{missingProperty: missing16},message:"must have required property '"+missing16+"'"};
+if((data34.tar === undefined) && (missing16 = "tar")){
+const err14 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/4/required",keyword:"required",params:{missingProperty: missing16},message:"must have required property '"+missing16+"'"};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2222,14 +2394,14 @@ vErrors.push(err14);
 errors++;
 }
 }
-var _valid5 = _errs181 === errors;
-valid21 = valid21 || _valid5;
+var _valid5 = _errs198 === errors;
+valid24 = valid24 || _valid5;
 }
 }
 }
 }
-if(!valid21){
-const err15 = {instancePath:instancePath+"/layers/" + i2+"/files/" + i3,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(!valid24){
+const err15 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2241,37 +2413,37 @@ validate10.errors = vErrors;
 return false;
 }
 else {
-errors = _errs176;
+errors = _errs193;
 if(vErrors !== null){
-if(_errs176){
-vErrors.length = _errs176;
+if(_errs193){
+vErrors.length = _errs193;
 }
 else {
 vErrors = null;
 }
 }
 }
-var valid8 = _errs175 === errors;
+var valid11 = _errs192 === errors;
 }
 }
 }
 }
 }
-var valid7 = _errs53 === errors;
-if(!valid7){
+var valid10 = _errs70 === errors;
+if(!valid10){
 break;
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2+"/files",schemaPath:"#/properties/layers/items/properties/files/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files",schemaPath:"#/properties/layers/items/properties/files/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
-var valid5 = _errs51 === errors;
+var valid8 = _errs68 === errors;
 }
 else {
-var valid5 = true;
+var valid8 = true;
 }
 }
 }
@@ -2279,12 +2451,12 @@ var valid5 = true;
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/layers/" + i2,schemaPath:"#/properties/layers/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/properties/layers/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-var valid4 = _errs31 === errors;
-if(!valid4){
+var valid7 = _errs48 === errors;
+if(!valid7){
 break;
 }
 }
@@ -2294,38 +2466,38 @@ validate10.errors = [{instancePath:instancePath+"/layers",schemaPath:"#/properti
 return false;
 }
 }
-var valid0 = _errs29 === errors;
+var valid0 = _errs46 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.config !== undefined){
-let data72 = data.config;
-const _errs182 = errors;
-if(errors === _errs182){
-if(data72 && typeof data72 == "object" && !Array.isArray(data72)){
-const _errs184 = errors;
-for(const key9 in data72){
-if(!(func2.call(schema11.properties.config.properties, key9))){
-validate10.errors = [{instancePath:instancePath+"/config",schemaPath:"#/properties/config/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
+let data80 = data.config;
+const _errs199 = errors;
+if(errors === _errs199){
+if(data80 && typeof data80 == "object" && !Array.isArray(data80)){
+const _errs201 = errors;
+for(const key10 in data80){
+if(!(func2.call(schema11.properties.config.properties, key10))){
+validate10.errors = [{instancePath:instancePath+"/config",schemaPath:"#/properties/config/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs184 === errors){
-if(data72.env !== undefined){
-let data73 = data72.env;
-const _errs185 = errors;
-const _errs186 = errors;
-let valid23 = false;
-const _errs187 = errors;
-if(errors === _errs187){
-if(data73 && typeof data73 == "object" && !Array.isArray(data73)){
-for(const key10 in data73){
-const _errs190 = errors;
-if(typeof data73[key10] !== "string"){
-const err16 = {instancePath:instancePath+"/config/env/" + key10.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/env/anyOf/0/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(_errs201 === errors){
+if(data80.env !== undefined){
+let data81 = data80.env;
+const _errs202 = errors;
+const _errs203 = errors;
+let valid26 = false;
+const _errs204 = errors;
+if(errors === _errs204){
+if(data81 && typeof data81 == "object" && !Array.isArray(data81)){
+for(const key11 in data81){
+const _errs207 = errors;
+if(typeof data81[key11] !== "string"){
+const err16 = {instancePath:instancePath+"/config/env/" + key11.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/env/anyOf/0/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -2334,8 +2506,8 @@ vErrors.push(err16);
 }
 errors++;
 }
-var valid24 = _errs190 === errors;
-if(!valid24){
+var valid27 = _errs207 === errors;
+if(!valid27){
 break;
 }
 }
@@ -2351,18 +2523,18 @@ vErrors.push(err17);
 errors++;
 }
 }
-var _valid6 = _errs187 === errors;
-valid23 = valid23 || _valid6;
-if(!valid23){
-const _errs192 = errors;
-if(errors === _errs192){
-if(Array.isArray(data73)){
-var valid25 = true;
-const len5 = data73.length;
-for(let i6=0; i6<len5; i6++){
-const _errs194 = errors;
-if(typeof data73[i6] !== "string"){
-const err18 = {instancePath:instancePath+"/config/env/" + i6,schemaPath:"#/properties/config/properties/env/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+var _valid6 = _errs204 === errors;
+valid26 = valid26 || _valid6;
+if(!valid26){
+const _errs209 = errors;
+if(errors === _errs209){
+if(Array.isArray(data81)){
+var valid28 = true;
+const len7 = data81.length;
+for(let i8=0; i8<len7; i8++){
+const _errs211 = errors;
+if(typeof data81[i8] !== "string"){
+const err18 = {instancePath:instancePath+"/config/env/" + i8,schemaPath:"#/properties/config/properties/env/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -2371,8 +2543,8 @@ vErrors.push(err18);
 }
 errors++;
 }
-var valid25 = _errs194 === errors;
-if(!valid25){
+var valid28 = _errs211 === errors;
+if(!valid28){
 break;
 }
 }
@@ -2388,10 +2560,10 @@ vErrors.push(err19);
 errors++;
 }
 }
-var _valid6 = _errs192 === errors;
-valid23 = valid23 || _valid6;
+var _valid6 = _errs209 === errors;
+valid26 = valid26 || _valid6;
 }
-if(!valid23){
+if(!valid26){
 const err20 = {instancePath:instancePath+"/config/env",schemaPath:"#/properties/config/properties/env/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err20];
@@ -2404,37 +2576,37 @@ validate10.errors = vErrors;
 return false;
 }
 else {
-errors = _errs186;
+errors = _errs203;
 if(vErrors !== null){
-if(_errs186){
-vErrors.length = _errs186;
+if(_errs203){
+vErrors.length = _errs203;
 }
 else {
 vErrors = null;
 }
 }
 }
-var valid22 = _errs185 === errors;
+var valid25 = _errs202 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.entrypoint !== undefined){
-let data76 = data72.entrypoint;
-const _errs196 = errors;
-if(errors === _errs196){
-if(Array.isArray(data76)){
-var valid26 = true;
-const len6 = data76.length;
-for(let i7=0; i7<len6; i7++){
-const _errs198 = errors;
-if(typeof data76[i7] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/config/entrypoint/" + i7,schemaPath:"#/properties/config/properties/entrypoint/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(valid25){
+if(data80.entrypoint !== undefined){
+let data84 = data80.entrypoint;
+const _errs213 = errors;
+if(errors === _errs213){
+if(Array.isArray(data84)){
+var valid29 = true;
+const len8 = data84.length;
+for(let i9=0; i9<len8; i9++){
+const _errs215 = errors;
+if(typeof data84[i9] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/config/entrypoint/" + i9,schemaPath:"#/properties/config/properties/entrypoint/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid26 = _errs198 === errors;
-if(!valid26){
+var valid29 = _errs215 === errors;
+if(!valid29){
 break;
 }
 }
@@ -2444,27 +2616,27 @@ validate10.errors = [{instancePath:instancePath+"/config/entrypoint",schemaPath:
 return false;
 }
 }
-var valid22 = _errs196 === errors;
+var valid25 = _errs213 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.cmd !== undefined){
-let data78 = data72.cmd;
-const _errs200 = errors;
-if(errors === _errs200){
-if(Array.isArray(data78)){
-var valid27 = true;
-const len7 = data78.length;
-for(let i8=0; i8<len7; i8++){
-const _errs202 = errors;
-if(typeof data78[i8] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/config/cmd/" + i8,schemaPath:"#/properties/config/properties/cmd/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(valid25){
+if(data80.cmd !== undefined){
+let data86 = data80.cmd;
+const _errs217 = errors;
+if(errors === _errs217){
+if(Array.isArray(data86)){
+var valid30 = true;
+const len9 = data86.length;
+for(let i10=0; i10<len9; i10++){
+const _errs219 = errors;
+if(typeof data86[i10] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/config/cmd/" + i10,schemaPath:"#/properties/config/properties/cmd/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid27 = _errs202 === errors;
-if(!valid27){
+var valid30 = _errs219 === errors;
+if(!valid30){
 break;
 }
 }
@@ -2474,23 +2646,23 @@ validate10.errors = [{instancePath:instancePath+"/config/cmd",schemaPath:"#/prop
 return false;
 }
 }
-var valid22 = _errs200 === errors;
+var valid25 = _errs217 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.workdir !== undefined){
-let data80 = data72.workdir;
-const _errs204 = errors;
-if(errors === _errs204){
-if(typeof data80 === "string"){
-if(func3(data80) < 1){
+if(valid25){
+if(data80.workdir !== undefined){
+let data88 = data80.workdir;
+const _errs221 = errors;
+if(errors === _errs221){
+if(typeof data88 === "string"){
+if(func3(data88) < 1){
 validate10.errors = [{instancePath:instancePath+"/config/workdir",schemaPath:"#/properties/config/properties/workdir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern14.test(data80)){
+if(!pattern17.test(data88)){
 validate10.errors = [{instancePath:instancePath+"/config/workdir",schemaPath:"#/properties/config/properties/workdir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -2501,37 +2673,37 @@ validate10.errors = [{instancePath:instancePath+"/config/workdir",schemaPath:"#/
 return false;
 }
 }
-var valid22 = _errs204 === errors;
+var valid25 = _errs221 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.user !== undefined){
-const _errs206 = errors;
-if(typeof data72.user !== "string"){
+if(valid25){
+if(data80.user !== undefined){
+const _errs223 = errors;
+if(typeof data80.user !== "string"){
 validate10.errors = [{instancePath:instancePath+"/config/user",schemaPath:"#/properties/config/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid22 = _errs206 === errors;
+var valid25 = _errs223 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.labels !== undefined){
-let data82 = data72.labels;
-const _errs208 = errors;
-if(errors === _errs208){
-if(data82 && typeof data82 == "object" && !Array.isArray(data82)){
-for(const key11 in data82){
-const _errs211 = errors;
-if(typeof data82[key11] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/config/labels/" + key11.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(valid25){
+if(data80.labels !== undefined){
+let data90 = data80.labels;
+const _errs225 = errors;
+if(errors === _errs225){
+if(data90 && typeof data90 == "object" && !Array.isArray(data90)){
+for(const key12 in data90){
+const _errs228 = errors;
+if(typeof data90[key12] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/config/labels/" + key12.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid28 = _errs211 === errors;
-if(!valid28){
+var valid31 = _errs228 === errors;
+if(!valid31){
 break;
 }
 }
@@ -2541,27 +2713,27 @@ validate10.errors = [{instancePath:instancePath+"/config/labels",schemaPath:"#/p
 return false;
 }
 }
-var valid22 = _errs208 === errors;
+var valid25 = _errs225 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.exposedPorts !== undefined){
-let data84 = data72.exposedPorts;
-const _errs213 = errors;
-if(errors === _errs213){
-if(Array.isArray(data84)){
-var valid29 = true;
-const len8 = data84.length;
-for(let i9=0; i9<len8; i9++){
-let data85 = data84[i9];
-const _errs215 = errors;
-const _errs216 = errors;
-let valid30 = false;
-const _errs217 = errors;
-if(!((typeof data85 == "number") && (!(data85 % 1) && !isNaN(data85)))){
-const err21 = {instancePath:instancePath+"/config/exposedPorts/" + i9,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(valid25){
+if(data80.exposedPorts !== undefined){
+let data92 = data80.exposedPorts;
+const _errs230 = errors;
+if(errors === _errs230){
+if(Array.isArray(data92)){
+var valid32 = true;
+const len10 = data92.length;
+for(let i11=0; i11<len10; i11++){
+let data93 = data92[i11];
+const _errs232 = errors;
+const _errs233 = errors;
+let valid33 = false;
+const _errs234 = errors;
+if(!((typeof data93 == "number") && (!(data93 % 1) && !isNaN(data93)))){
+const err21 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -2570,10 +2742,10 @@ vErrors.push(err21);
 }
 errors++;
 }
-if(errors === _errs217){
-if(typeof data85 == "number"){
-if(data85 > 65535 || isNaN(data85)){
-const err22 = {instancePath:instancePath+"/config/exposedPorts/" + i9,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(errors === _errs234){
+if(typeof data93 == "number"){
+if(data93 > 65535 || isNaN(data93)){
+const err22 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -2583,8 +2755,8 @@ vErrors.push(err22);
 errors++;
 }
 else {
-if(data85 < 1 || isNaN(data85)){
-const err23 = {instancePath:instancePath+"/config/exposedPorts/" + i9,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data93 < 1 || isNaN(data93)){
+const err23 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -2596,14 +2768,14 @@ errors++;
 }
 }
 }
-var _valid7 = _errs217 === errors;
-valid30 = valid30 || _valid7;
-if(!valid30){
-const _errs219 = errors;
-if(errors === _errs219){
-if(typeof data85 === "string"){
-if(!pattern36.test(data85)){
-const err24 = {instancePath:instancePath+"/config/exposedPorts/" + i9,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]{1,5}(/(tcp|udp|sctp))?$"},message:"must match pattern \""+"^[0-9]{1,5}(/(tcp|udp|sctp))?$"+"\""};
+var _valid7 = _errs234 === errors;
+valid33 = valid33 || _valid7;
+if(!valid33){
+const _errs236 = errors;
+if(errors === _errs236){
+if(typeof data93 === "string"){
+if(!pattern39.test(data93)){
+const err24 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]{1,5}(/(tcp|udp|sctp))?$"},message:"must match pattern \""+"^[0-9]{1,5}(/(tcp|udp|sctp))?$"+"\""};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -2614,7 +2786,7 @@ errors++;
 }
 }
 else {
-const err25 = {instancePath:instancePath+"/config/exposedPorts/" + i9,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err25 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -2624,11 +2796,11 @@ vErrors.push(err25);
 errors++;
 }
 }
-var _valid7 = _errs219 === errors;
-valid30 = valid30 || _valid7;
+var _valid7 = _errs236 === errors;
+valid33 = valid33 || _valid7;
 }
-if(!valid30){
-const err26 = {instancePath:instancePath+"/config/exposedPorts/" + i9,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(!valid33){
+const err26 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -2640,18 +2812,18 @@ validate10.errors = vErrors;
 return false;
 }
 else {
-errors = _errs216;
+errors = _errs233;
 if(vErrors !== null){
-if(_errs216){
-vErrors.length = _errs216;
+if(_errs233){
+vErrors.length = _errs233;
 }
 else {
 vErrors = null;
 }
 }
 }
-var valid29 = _errs215 === errors;
-if(!valid29){
+var valid32 = _errs232 === errors;
+if(!valid32){
 break;
 }
 }
@@ -2661,42 +2833,42 @@ validate10.errors = [{instancePath:instancePath+"/config/exposedPorts",schemaPat
 return false;
 }
 }
-var valid22 = _errs213 === errors;
+var valid25 = _errs230 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.volumes !== undefined){
-let data86 = data72.volumes;
-const _errs221 = errors;
-if(errors === _errs221){
-if(Array.isArray(data86)){
-var valid31 = true;
-const len9 = data86.length;
-for(let i10=0; i10<len9; i10++){
-let data87 = data86[i10];
-const _errs223 = errors;
-if(errors === _errs223){
-if(typeof data87 === "string"){
-if(func3(data87) < 1){
-validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i10,schemaPath:"#/properties/config/properties/volumes/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+if(valid25){
+if(data80.volumes !== undefined){
+let data94 = data80.volumes;
+const _errs238 = errors;
+if(errors === _errs238){
+if(Array.isArray(data94)){
+var valid34 = true;
+const len11 = data94.length;
+for(let i12=0; i12<len11; i12++){
+let data95 = data94[i12];
+const _errs240 = errors;
+if(errors === _errs240){
+if(typeof data95 === "string"){
+if(func3(data95) < 1){
+validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i12,schemaPath:"#/properties/config/properties/volumes/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern14.test(data87)){
-validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i10,schemaPath:"#/properties/config/properties/volumes/items/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
+if(!pattern17.test(data95)){
+validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i12,schemaPath:"#/properties/config/properties/volumes/items/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
 }
 }
 else {
-validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i10,schemaPath:"#/properties/config/properties/volumes/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i12,schemaPath:"#/properties/config/properties/volumes/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-var valid31 = _errs223 === errors;
-if(!valid31){
+var valid34 = _errs240 === errors;
+if(!valid34){
 break;
 }
 }
@@ -2706,22 +2878,22 @@ validate10.errors = [{instancePath:instancePath+"/config/volumes",schemaPath:"#/
 return false;
 }
 }
-var valid22 = _errs221 === errors;
+var valid25 = _errs238 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
-if(valid22){
-if(data72.stopSignal !== undefined){
-const _errs225 = errors;
-if(typeof data72.stopSignal !== "string"){
+if(valid25){
+if(data80.stopSignal !== undefined){
+const _errs242 = errors;
+if(typeof data80.stopSignal !== "string"){
 validate10.errors = [{instancePath:instancePath+"/config/stopSignal",schemaPath:"#/properties/config/properties/stopSignal/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid22 = _errs225 === errors;
+var valid25 = _errs242 === errors;
 }
 else {
-var valid22 = true;
+var valid25 = true;
 }
 }
 }
@@ -2738,25 +2910,25 @@ validate10.errors = [{instancePath:instancePath+"/config",schemaPath:"#/properti
 return false;
 }
 }
-var valid0 = _errs182 === errors;
+var valid0 = _errs199 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.annotations !== undefined){
-let data89 = data.annotations;
-const _errs227 = errors;
-if(errors === _errs227){
-if(data89 && typeof data89 == "object" && !Array.isArray(data89)){
-for(const key12 in data89){
-const _errs230 = errors;
-if(typeof data89[key12] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/annotations/" + key12.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/annotations/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+let data97 = data.annotations;
+const _errs244 = errors;
+if(errors === _errs244){
+if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
+for(const key13 in data97){
+const _errs247 = errors;
+if(typeof data97[key13] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/annotations/" + key13.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/annotations/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid32 = _errs230 === errors;
-if(!valid32){
+var valid35 = _errs247 === errors;
+if(!valid35){
 break;
 }
 }
@@ -2766,22 +2938,23 @@ validate10.errors = [{instancePath:instancePath+"/annotations",schemaPath:"#/pro
 return false;
 }
 }
-var valid0 = _errs227 === errors;
+var valid0 = _errs244 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.sbom !== undefined){
-const _errs232 = errors;
+const _errs249 = errors;
 if(typeof data.sbom !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/sbom",schemaPath:"#/properties/sbom/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid0 = _errs232 === errors;
+var valid0 = _errs249 === errors;
 }
 else {
 var valid0 = true;
+}
 }
 }
 }
@@ -2809,8 +2982,8 @@ return errors === 0;
 export const validateOciManifest = validate11;
 const schema12 = {"$id":"oci-manifest","type":"object","required":["schemaVersion","config","layers"],"properties":{"schemaVersion":{"const":2},"mediaType":{"const":"application/vnd.oci.image.manifest.v1+json"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"config":{"$ref":"descriptor"},"layers":{"type":"array","items":{"$ref":"descriptor"}},"subject":{"$ref":"descriptor"},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
 const schema13 = {"$id":"descriptor","type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"data":{"type":"string","contentEncoding":"base64"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"},"features":{"type":"array","items":{"type":"string"}}}}}};
-const pattern38 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
-const pattern40 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
+const pattern41 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
+const pattern43 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="oci-manifest" */;
@@ -2853,7 +3026,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern38.test(data2)){
+if(!pattern41.test(data2)){
 validate11.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -2886,7 +3059,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern38.test(data4)){
+if(!pattern41.test(data4)){
 validate11.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -2907,7 +3080,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern40.test(data5)){
+if(!pattern43.test(data5)){
 validate11.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3019,7 +3192,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern38.test(data12)){
+if(!pattern41.test(data12)){
 validate11.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3214,7 +3387,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern38.test(data24)){
+if(!pattern41.test(data24)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3235,7 +3408,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern40.test(data25)){
+if(!pattern43.test(data25)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3347,7 +3520,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern38.test(data32)){
+if(!pattern41.test(data32)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3546,7 +3719,7 @@ let data43 = data42.mediaType;
 const _errs90 = errors;
 if(errors === _errs90){
 if(typeof data43 === "string"){
-if(!pattern38.test(data43)){
+if(!pattern41.test(data43)){
 validate11.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3567,7 +3740,7 @@ let data44 = data42.digest;
 const _errs92 = errors;
 if(errors === _errs92){
 if(typeof data44 === "string"){
-if(!pattern40.test(data44)){
+if(!pattern43.test(data44)){
 validate11.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3679,7 +3852,7 @@ let data51 = data42.artifactType;
 const _errs107 = errors;
 if(errors === _errs107){
 if(typeof data51 === "string"){
-if(!pattern38.test(data51)){
+if(!pattern41.test(data51)){
 validate11.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3938,7 +4111,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern38.test(data2)){
+if(!pattern41.test(data2)){
 validate12.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3978,7 +4151,7 @@ let data5 = data4.mediaType;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern38.test(data5)){
+if(!pattern41.test(data5)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3999,7 +4172,7 @@ let data6 = data4.digest;
 const _errs12 = errors;
 if(errors === _errs12){
 if(typeof data6 === "string"){
-if(!pattern40.test(data6)){
+if(!pattern43.test(data6)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4111,7 +4284,7 @@ let data13 = data4.artifactType;
 const _errs27 = errors;
 if(errors === _errs27){
 if(typeof data13 === "string"){
-if(!pattern38.test(data13)){
+if(!pattern41.test(data13)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4310,7 +4483,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern38.test(data24)){
+if(!pattern41.test(data24)){
 validate12.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4331,7 +4504,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern40.test(data25)){
+if(!pattern43.test(data25)){
 validate12.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4443,7 +4616,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern38.test(data32)){
+if(!pattern41.test(data32)){
 validate12.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4713,7 +4886,7 @@ let data3 = data2.mediaType;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data3 === "string"){
-if(!pattern38.test(data3)){
+if(!pattern41.test(data3)){
 validate13.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4734,7 +4907,7 @@ let data4 = data2.digest;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern40.test(data4)){
+if(!pattern43.test(data4)){
 validate13.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4846,7 +5019,7 @@ let data11 = data2.artifactType;
 const _errs23 = errors;
 if(errors === _errs23){
 if(typeof data11 === "string"){
-if(!pattern38.test(data11)){
+if(!pattern41.test(data11)){
 validate13.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5041,7 +5214,7 @@ let data23 = data22.mediaType;
 const _errs48 = errors;
 if(errors === _errs48){
 if(typeof data23 === "string"){
-if(!pattern38.test(data23)){
+if(!pattern41.test(data23)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5062,7 +5235,7 @@ let data24 = data22.digest;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern40.test(data24)){
+if(!pattern43.test(data24)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5174,7 +5347,7 @@ let data31 = data22.artifactType;
 const _errs65 = errors;
 if(errors === _errs65){
 if(typeof data31 === "string"){
-if(!pattern38.test(data31)){
+if(!pattern41.test(data31)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5432,7 +5605,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern38.test(data4)){
+if(!pattern41.test(data4)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5453,7 +5626,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern40.test(data5)){
+if(!pattern43.test(data5)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5565,7 +5738,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern38.test(data12)){
+if(!pattern41.test(data12)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }

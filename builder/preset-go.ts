@@ -1,0 +1,152 @@
+// `preset: go`: a Go service image from go.mod, with no `layers:` to write — like ko, the binary is built by the
+// host's Go toolchain for each platform of the spec; nothing runs inside a container.
+//
+// In: the loaded spec (`go:` settings), the build context (go.mod at its root) and a directory for the binaries.
+// Out, per platform: one layer `app` holding /app/<binary>, and config defaults; build.ts puts the layer after the
+// base's and before the spec's own, and applies the spec's `config:` over the defaults.
+//
+// - The build: `go build -trimpath -buildvcs=false [-tags …] [-ldflags …] -o OUT MAIN` in the context, with
+//   GOOS/GOARCH (and GOARM for arm/v6, arm/v7) from the platform and CGO_ENABLED=0 unless `go.cgo: true`. So a
+//   linux/arm64 image is cross-compiled on an amd64 machine, and the binary is static: it runs on `scratch`.
+//   -trimpath drops the machine's paths and -buildvcs=false the checkout's state (a dirty-tree flag, a commit
+//   time), so the same sources give the same bytes on any machine (Go's builds are reproducible given the same
+//   toolchain: the toolchain version is recorded in the binary, `go version -m`). Go's own build cache makes a
+//   rebuild fast; the layer cache then finds the same bytes by content.
+// - The binary: `go.binary`, else the last element of the main package's import path (`example.com/x/cmd/api` →
+//   api). MAIN (`go.main`, default ".") must be a main package inside the context, and go.mod must be the
+//   context's own (`go env GOMOD`), so nothing outside the context is built in.
+// - config defaults: Entrypoint ["/app/<binary>"], WorkingDir /app, User 65532:65532 (ko's nonroot: a static
+//   binary needs no root; `config.user` overrides).
+import { execFile } from 'node:child_process';
+import { mkdir, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { promisify } from 'node:util';
+import type { ImageConfigSpec } from '../spec/build-spec.js';
+import type { Platform } from '../spec/manifest.js';
+import { formatPlatform } from '../spec/platform.js';
+import { fileIdentity, type Context } from './context.js';
+import type { Preset } from './preset.js';
+import { finishMembers, type LayerPlan, type Member } from './plan.js';
+import type { LoadedSpec } from './spec.js';
+
+const run = promisify(execFile);
+
+export const GO_APP_DIR = 'app';
+export const GO_LAYER_NAMES = ['app'] as const;
+/** ko's nonroot user (distroless's `nonroot`). */
+export const GO_DEFAULT_USER = '65532:65532';
+
+export interface GoPresetOptions {
+  /** Where the per-platform binaries are written (outside the context: the build cache). */
+  outDir: string;
+  /** The `go` command (default: `go` on PATH). */
+  go?: string;
+}
+
+/** GOOS, GOARCH, GOARM for a platform; undefined when Go has no such port. */
+export function goEnv(p: Platform): Record<string, string> | undefined {
+  const goarm = p.architecture === 'arm' ? { v5: '5', v6: '6', v7: '7', '': '7' }[p.variant ?? ''] : undefined;
+  if (p.architecture === 'arm' && !goarm) return undefined;
+  return { GOOS: p.os, GOARCH: p.architecture, ...(goarm ? { GOARM: goarm } : {}) };
+}
+
+export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetOptions): Promise<Preset> {
+  const fail = (msg: string) => loaded.error(['preset'], msg);
+  const settings = loaded.spec.go ?? {};
+  const failAt = (field: string, msg: string) => loaded.error(['go', field], msg);
+  for (const [i, l] of (loaded.spec.layers ?? []).entries()) {
+    if ((GO_LAYER_NAMES as readonly string[]).includes(l.name))
+      throw loaded.error(
+        ['layers', i, 'name'],
+        `"${l.name}" is the layer preset: go makes; give this layer another name`,
+      );
+  }
+  const go = opts.go ?? 'go';
+  const env = { ...process.env, CGO_ENABLED: settings.cgo ? '1' : '0' };
+  const goRun = async (args: string[], extraEnv: Record<string, string> = {}) => {
+    try {
+      return (await run(go, args, { cwd: ctx.real, env: { ...env, ...extraEnv }, maxBuffer: 64 << 20 })).stdout;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { stderr?: string };
+      if (err.code === 'ENOENT')
+        throw fail(
+          `preset go builds with the Go toolchain of this machine, and '${go}' is not on PATH; install Go (https://go.dev/dl) or build the binary yourself and list it in layers:`,
+        );
+      const said = (err.stderr ?? err.message).trim().split('\n').slice(0, 20).join('\n');
+      throw new _GoError(
+        `go ${args[0]} failed${extraEnv.GOARCH ? ` for ${extraEnv.GOOS}/${extraEnv.GOARCH}` : ''}:\n${said}`,
+      );
+    }
+  };
+
+  const gomod = (await goRun(['env', 'GOMOD'])).trim();
+  if (!gomod || gomod === '/dev/null' || gomod === 'NUL')
+    throw fail(`preset go needs go.mod at the root of the build context (${ctx.dir}); run go mod init`);
+  if (gomod !== join(ctx.real, 'go.mod'))
+    throw fail(
+      `go.mod of this build is ${gomod}, outside the build context ${ctx.dir}; make the module's directory the context`,
+    );
+
+  const main = settings.main ?? '.';
+  const mainPkg = main === '.' || main.startsWith('./') ? main : `./${main}`;
+  let listed: string;
+  try {
+    listed = (await goRun(['list', '-f', '{{.Name}} {{.ImportPath}}', mainPkg])).trim();
+  } catch (e) {
+    if (e instanceof _GoError) throw failAt('main', e.message);
+    throw e;
+  }
+  const [pkgName, importPath] = listed.split(' ');
+  if (pkgName !== 'main')
+    throw failAt(
+      'main',
+      `${main} is package ${pkgName}, not a main package; set go.main to the directory of package main`,
+    );
+  const binary = settings.binary ?? posix.basename(importPath);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(binary))
+    throw failAt('main', `the binary name '${binary}' (from ${importPath}) is not a plain file name; set go.binary`);
+
+  const args = ['build', '-trimpath', '-buildvcs=false'];
+  if (settings.tags?.length) args.push('-tags', settings.tags.join(','));
+  if (settings.ldflags?.length) args.push(`-ldflags=${settings.ldflags.join(' ')}`);
+  const props = loaded.spec.properties ?? {};
+  const dest = posix.join(GO_APP_DIR, binary);
+
+  return {
+    layerNames: GO_LAYER_NAMES,
+    async layers(platform: Platform): Promise<LayerPlan[]> {
+      const penv = goEnv(platform);
+      if (!penv) throw loaded.error(['platforms'], `Go cannot build for ${formatPlatform(platform)}`);
+      const dir = join(opts.outDir, formatPlatform(platform).replace(/\//g, '-'));
+      await mkdir(dir, { recursive: true });
+      const out = join(dir, binary);
+      try {
+        await goRun([...args, '-o', out, mainPkg], penv);
+      } catch (e) {
+        if (e instanceof _GoError) throw fail(e.message);
+        throw e;
+      }
+      const st = await stat(out);
+      const member: Member = {
+        path: dest,
+        type: 'file',
+        mode: 0o755,
+        uid: props.uid ?? 0,
+        gid: props.gid ?? 0,
+        uname: props.user,
+        gname: props.group,
+        size: st.size,
+        source: { abs: out, stats: fileIdentity(st) },
+      };
+      const byPath = new Map([[dest, member]]);
+      return [{ name: 'app', members: finishMembers(byPath, fail), origins: new Map([[dest, `go build ${main}`]]) }];
+    },
+    config: _config(binary),
+  };
+}
+
+function _config(binary: string): ImageConfigSpec {
+  return { entrypoint: [`/${GO_APP_DIR}/${binary}`], workdir: `/${GO_APP_DIR}`, user: GO_DEFAULT_USER };
+}
+
+class _GoError extends Error {}
