@@ -127,7 +127,7 @@ test('A preset: go sample app is reproducible, runs in docker and answers; conta
     'run',
     '--rm',
     '--network',
-    'container:' + name,
+    `container:${name}`,
     '-e',
     `PORT=${port}`,
     ref,
