@@ -33,6 +33,7 @@ import { buildLayer, type BuiltLayer, type RemoteLayerCache } from './layers.js'
 import { planLayer, type LayerPlan } from './plan.js';
 import { goPreset } from './preset-go.js';
 import { nodePreset } from './preset-node.js';
+import { pythonPreset } from './preset-python.js';
 import type { Preset } from './preset.js';
 import { loadSpec, BuildOptionError, BuildSpecError, type LoadedSpec } from './spec.js';
 
@@ -207,7 +208,11 @@ async function _preset(
   const { spec } = loaded;
   if (spec.go && spec.preset !== 'go')
     throw loaded.error(['go'], 'go: sets up preset: go; add preset: go or remove it');
+  if (spec.python && spec.preset !== 'python')
+    throw loaded.error(['python'], 'python: sets up preset: python; add preset: python or remove it');
   if (spec.preset === 'go') return goPreset(loaded, ctx, { outDir: join(cacheRoot, 'go-build') });
+  if (spec.preset === 'python')
+    return pythonPreset(loaded, ctx, { outDir: join(cacheRoot, 'python-build'), exclude: [specFile, cacheRoot] });
   if (spec.preset !== 'node') return undefined;
   // preset: node's layers and config defaults are the same for every platform (node_modules is used as installed).
   const node = await nodePreset(loaded, ctx, { exclude: [specFile, cacheRoot] });

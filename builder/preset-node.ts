@@ -275,7 +275,7 @@ async function _checkVersion(pkg: ProductionPackage, files: ContextFile[], fail:
 
 /** What the app layer never takes, as gitignore-like patterns (see the header). */
 async function _appExcludes(ctx: Context, project: _Project, opts: NodePresetOptions, fail: Fail): Promise<string[]> {
-  const patterns = [...DEFAULT_EXCLUDES, ...(await _berthignore(ctx, fail))];
+  const patterns = [...DEFAULT_EXCLUDES, ...(await berthignore(ctx, fail))];
   // Directories the lockfile names as packages (link targets, workspaces, the sources of `file:` copies) belong to
   // the dependencies layer or, when dev-only, to no layer.
   for (const [key, p] of Object.entries(project.packages)) {
@@ -387,7 +387,7 @@ export function ignoreGlobs(patterns: string[]): string[] {
 }
 
 /** `.berthignore`: one pattern a line (see ignoreGlobs), `#` comments; no `!` re-includes (they would be silent). */
-async function _berthignore(ctx: Context, fail: Fail): Promise<string[]> {
+export async function berthignore(ctx: Context, fail: Fail): Promise<string[]> {
   const [f] = await ctx.select('.berthignore');
   if (f?.kind !== 'file') return [];
   const out: string[] = [];

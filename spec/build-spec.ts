@@ -76,6 +76,15 @@ export interface ImageConfigSpec {
 
 export type Compression = 'gzip' | 'zstd';
 
+export interface PythonPresetSpec {
+  /** The script `python3` runs, relative to the context (default: main.py, else app.py). */
+  main?: string;
+  /** The target's Python "X.Y" (default: the host's python3): picks the wheels (cpXY). */
+  version?: string;
+  /** The lock to install from, relative to the context (default: uv.lock, poetry.lock, requirements.txt). */
+  lock?: string;
+}
+
 export interface GoPresetSpec {
   /** The main package, relative to the context (default "."). */
   main?: string;
@@ -98,9 +107,11 @@ export interface BuildSpec {
    * `node`: a production-dependencies layer and an app layer from package.json + lockfile. `go`: one static
    * binary per platform, built with the host's Go toolchain (see `go`).
    */
-  preset?: 'node' | 'go';
+  preset?: 'node' | 'go' | 'python';
   /** Settings of `preset: go`. */
   go?: GoPresetSpec;
+  /** Settings of `preset: python`. */
+  python?: PythonPresetSpec;
   platforms?: string[];
   epoch?: number;
   compression?: Compression;
@@ -135,7 +146,16 @@ export const buildSpecSchema = {
     apiVersion: { const: BUILD_API_VERSION },
     kind: { const: 'Image' },
     base: { type: 'string', minLength: 1 },
-    preset: { enum: ['node', 'go'] },
+    preset: { enum: ['node', 'go', 'python'] },
+    python: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        main: { type: 'string', minLength: 1, pattern: '^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$' },
+        version: { type: 'string', pattern: '^3\\.[0-9]{1,2}$' },
+        lock: { type: 'string', minLength: 1, pattern: '^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$' },
+      },
+    },
     go: {
       type: 'object',
       additionalProperties: false,

@@ -4,18 +4,20 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const validateBuildSpec = validate10;
-const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node","go"]},"go":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},"binary":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"tags":{"type":"array","items":{"type":"string","pattern":"^[A-Za-z0-9_.]+$"}},"ldflags":{"type":"array","items":{"type":"string","minLength":1}},"cgo":{"type":"boolean"}}},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"}}};
+const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node","go","python"]},"python":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"},"version":{"type":"string","pattern":"^3\\.[0-9]{1,2}$"},"lock":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"}}},"go":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},"binary":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"tags":{"type":"array","items":{"type":"string","pattern":"^[A-Za-z0-9_.]+$"}},"ldflags":{"type":"array","items":{"type":"string","minLength":1}},"cgo":{"type":"boolean"}}},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = require("ajv/dist/runtime/ucs2length").default;
-const pattern0 = new RegExp("^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$", "u");
-const pattern1 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "u");
-const pattern2 = new RegExp("^[A-Za-z0-9_.]+$", "u");
-const pattern3 = new RegExp("^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$", "u");
-const pattern4 = new RegExp("^0?[0-7]{3,4}$", "u");
-const pattern6 = new RegExp("^[^\\u0000/:]+$", "u");
-const pattern8 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]*$", "u");
-const pattern17 = new RegExp("^/", "u");
-const pattern39 = new RegExp("^[0-9]{1,5}(/(tcp|udp|sctp))?$", "u");
+const pattern0 = new RegExp("^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$", "u");
+const pattern1 = new RegExp("^3\\.[0-9]{1,2}$", "u");
+const pattern3 = new RegExp("^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$", "u");
+const pattern4 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "u");
+const pattern5 = new RegExp("^[A-Za-z0-9_.]+$", "u");
+const pattern6 = new RegExp("^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$", "u");
+const pattern7 = new RegExp("^0?[0-7]{3,4}$", "u");
+const pattern9 = new RegExp("^[^\\u0000/:]+$", "u");
+const pattern11 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]*$", "u");
+const pattern20 = new RegExp("^/", "u");
+const pattern42 = new RegExp("^[0-9]{1,5}(/(tcp|udp|sctp))?$", "u");
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="berth-build-spec" */;
@@ -86,7 +88,7 @@ if(valid0){
 if(data.preset !== undefined){
 let data3 = data.preset;
 const _errs6 = errors;
-if(!((data3 === "node") || (data3 === "go"))){
+if(!(((data3 === "node") || (data3 === "go")) || (data3 === "python"))){
 validate10.errors = [{instancePath:instancePath+"/preset",schemaPath:"#/properties/preset/enum",keyword:"enum",params:{allowedValues: schema11.properties.preset.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
@@ -96,15 +98,15 @@ else {
 var valid0 = true;
 }
 if(valid0){
-if(data.go !== undefined){
-let data4 = data.go;
+if(data.python !== undefined){
+let data4 = data.python;
 const _errs7 = errors;
 if(errors === _errs7){
 if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
 const _errs9 = errors;
 for(const key1 in data4){
-if(!(((((key1 === "main") || (key1 === "binary")) || (key1 === "tags")) || (key1 === "ldflags")) || (key1 === "cgo"))){
-validate10.errors = [{instancePath:instancePath+"/go",schemaPath:"#/properties/go/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+if(!(((key1 === "main") || (key1 === "version")) || (key1 === "lock"))){
+validate10.errors = [{instancePath:instancePath+"/python",schemaPath:"#/properties/python/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -116,11 +118,114 @@ const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
 if(func3(data5) < 1){
-validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/properties/go/properties/main/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate10.errors = [{instancePath:instancePath+"/python/main",schemaPath:"#/properties/python/properties/main/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
 if(!pattern0.test(data5)){
+validate10.errors = [{instancePath:instancePath+"/python/main",schemaPath:"#/properties/python/properties/main/pattern",keyword:"pattern",params:{pattern: "^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"},message:"must match pattern \""+"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/python/main",schemaPath:"#/properties/python/properties/main/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs10 === errors;
+}
+else {
+var valid1 = true;
+}
+if(valid1){
+if(data4.version !== undefined){
+let data6 = data4.version;
+const _errs12 = errors;
+if(errors === _errs12){
+if(typeof data6 === "string"){
+if(!pattern1.test(data6)){
+validate10.errors = [{instancePath:instancePath+"/python/version",schemaPath:"#/properties/python/properties/version/pattern",keyword:"pattern",params:{pattern: "^3\\.[0-9]{1,2}$"},message:"must match pattern \""+"^3\\.[0-9]{1,2}$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/python/version",schemaPath:"#/properties/python/properties/version/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs12 === errors;
+}
+else {
+var valid1 = true;
+}
+if(valid1){
+if(data4.lock !== undefined){
+let data7 = data4.lock;
+const _errs14 = errors;
+if(errors === _errs14){
+if(typeof data7 === "string"){
+if(func3(data7) < 1){
+validate10.errors = [{instancePath:instancePath+"/python/lock",schemaPath:"#/properties/python/properties/lock/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern0.test(data7)){
+validate10.errors = [{instancePath:instancePath+"/python/lock",schemaPath:"#/properties/python/properties/lock/pattern",keyword:"pattern",params:{pattern: "^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"},message:"must match pattern \""+"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/python/lock",schemaPath:"#/properties/python/properties/lock/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs14 === errors;
+}
+else {
+var valid1 = true;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/python",schemaPath:"#/properties/python/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs7 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.go !== undefined){
+let data8 = data.go;
+const _errs16 = errors;
+if(errors === _errs16){
+if(data8 && typeof data8 == "object" && !Array.isArray(data8)){
+const _errs18 = errors;
+for(const key2 in data8){
+if(!(((((key2 === "main") || (key2 === "binary")) || (key2 === "tags")) || (key2 === "ldflags")) || (key2 === "cgo"))){
+validate10.errors = [{instancePath:instancePath+"/go",schemaPath:"#/properties/go/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs18 === errors){
+if(data8.main !== undefined){
+let data9 = data8.main;
+const _errs19 = errors;
+if(errors === _errs19){
+if(typeof data9 === "string"){
+if(func3(data9) < 1){
+validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/properties/go/properties/main/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+else {
+if(!pattern3.test(data9)){
 validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/properties/go/properties/main/pattern",keyword:"pattern",params:{pattern: "^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},message:"must match pattern \""+"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"+"\""}];
 return false;
 }
@@ -131,18 +236,18 @@ validate10.errors = [{instancePath:instancePath+"/go/main",schemaPath:"#/propert
 return false;
 }
 }
-var valid1 = _errs10 === errors;
+var valid2 = _errs19 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
-if(data4.binary !== undefined){
-let data6 = data4.binary;
-const _errs12 = errors;
-if(errors === _errs12){
-if(typeof data6 === "string"){
-if(!pattern1.test(data6)){
+if(valid2){
+if(data8.binary !== undefined){
+let data10 = data8.binary;
+const _errs21 = errors;
+if(errors === _errs21){
+if(typeof data10 === "string"){
+if(!pattern4.test(data10)){
 validate10.errors = [{instancePath:instancePath+"/go/binary",schemaPath:"#/properties/go/properties/binary/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"+"\""}];
 return false;
 }
@@ -152,25 +257,25 @@ validate10.errors = [{instancePath:instancePath+"/go/binary",schemaPath:"#/prope
 return false;
 }
 }
-var valid1 = _errs12 === errors;
+var valid2 = _errs21 === errors;
 }
 else {
-var valid1 = true;
-}
-if(valid1){
-if(data4.tags !== undefined){
-let data7 = data4.tags;
-const _errs14 = errors;
-if(errors === _errs14){
-if(Array.isArray(data7)){
 var valid2 = true;
-const len0 = data7.length;
+}
+if(valid2){
+if(data8.tags !== undefined){
+let data11 = data8.tags;
+const _errs23 = errors;
+if(errors === _errs23){
+if(Array.isArray(data11)){
+var valid3 = true;
+const len0 = data11.length;
 for(let i0=0; i0<len0; i0++){
-let data8 = data7[i0];
-const _errs16 = errors;
-if(errors === _errs16){
-if(typeof data8 === "string"){
-if(!pattern2.test(data8)){
+let data12 = data11[i0];
+const _errs25 = errors;
+if(errors === _errs25){
+if(typeof data12 === "string"){
+if(!pattern5.test(data12)){
 validate10.errors = [{instancePath:instancePath+"/go/tags/" + i0,schemaPath:"#/properties/go/properties/tags/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_.]+$"},message:"must match pattern \""+"^[A-Za-z0-9_.]+$"+"\""}];
 return false;
 }
@@ -180,8 +285,8 @@ validate10.errors = [{instancePath:instancePath+"/go/tags/" + i0,schemaPath:"#/p
 return false;
 }
 }
-var valid2 = _errs16 === errors;
-if(!valid2){
+var valid3 = _errs25 === errors;
+if(!valid3){
 break;
 }
 }
@@ -191,25 +296,25 @@ validate10.errors = [{instancePath:instancePath+"/go/tags",schemaPath:"#/propert
 return false;
 }
 }
-var valid1 = _errs14 === errors;
+var valid2 = _errs23 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
-if(data4.ldflags !== undefined){
-let data9 = data4.ldflags;
-const _errs18 = errors;
-if(errors === _errs18){
-if(Array.isArray(data9)){
-var valid3 = true;
-const len1 = data9.length;
+if(valid2){
+if(data8.ldflags !== undefined){
+let data13 = data8.ldflags;
+const _errs27 = errors;
+if(errors === _errs27){
+if(Array.isArray(data13)){
+var valid4 = true;
+const len1 = data13.length;
 for(let i1=0; i1<len1; i1++){
-let data10 = data9[i1];
-const _errs20 = errors;
-if(errors === _errs20){
-if(typeof data10 === "string"){
-if(func3(data10) < 1){
+let data14 = data13[i1];
+const _errs29 = errors;
+if(errors === _errs29){
+if(typeof data14 === "string"){
+if(func3(data14) < 1){
 validate10.errors = [{instancePath:instancePath+"/go/ldflags/" + i1,schemaPath:"#/properties/go/properties/ldflags/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
@@ -219,8 +324,8 @@ validate10.errors = [{instancePath:instancePath+"/go/ldflags/" + i1,schemaPath:"
 return false;
 }
 }
-var valid3 = _errs20 === errors;
-if(!valid3){
+var valid4 = _errs29 === errors;
+if(!valid4){
 break;
 }
 }
@@ -230,22 +335,22 @@ validate10.errors = [{instancePath:instancePath+"/go/ldflags",schemaPath:"#/prop
 return false;
 }
 }
-var valid1 = _errs18 === errors;
+var valid2 = _errs27 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
-if(data4.cgo !== undefined){
-const _errs22 = errors;
-if(typeof data4.cgo !== "boolean"){
+if(valid2){
+if(data8.cgo !== undefined){
+const _errs31 = errors;
+if(typeof data8.cgo !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/go/cgo",schemaPath:"#/properties/go/properties/cgo/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid1 = _errs22 === errors;
+var valid2 = _errs31 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
 }
 }
@@ -258,30 +363,30 @@ validate10.errors = [{instancePath:instancePath+"/go",schemaPath:"#/properties/g
 return false;
 }
 }
-var valid0 = _errs7 === errors;
+var valid0 = _errs16 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.platforms !== undefined){
-let data12 = data.platforms;
-const _errs24 = errors;
-if(errors === _errs24){
-if(Array.isArray(data12)){
-if(data12.length < 1){
+let data16 = data.platforms;
+const _errs33 = errors;
+if(errors === _errs33){
+if(Array.isArray(data16)){
+if(data16.length < 1){
 validate10.errors = [{instancePath:instancePath+"/platforms",schemaPath:"#/properties/platforms/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
-var valid4 = true;
-const len2 = data12.length;
+var valid5 = true;
+const len2 = data16.length;
 for(let i2=0; i2<len2; i2++){
-let data13 = data12[i2];
-const _errs26 = errors;
-if(errors === _errs26){
-if(typeof data13 === "string"){
-if(!pattern3.test(data13)){
+let data17 = data16[i2];
+const _errs35 = errors;
+if(errors === _errs35){
+if(typeof data17 === "string"){
+if(!pattern6.test(data17)){
 validate10.errors = [{instancePath:instancePath+"/platforms/" + i2,schemaPath:"#/properties/platforms/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"},message:"must match pattern \""+"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"+"\""}];
 return false;
 }
@@ -291,18 +396,18 @@ validate10.errors = [{instancePath:instancePath+"/platforms/" + i2,schemaPath:"#
 return false;
 }
 }
-var valid4 = _errs26 === errors;
-if(!valid4){
+var valid5 = _errs35 === errors;
+if(!valid5){
 break;
 }
 }
-if(valid4){
-let i3 = data12.length;
+if(valid5){
+let i3 = data16.length;
 let j0;
 if(i3 > 1){
 const indices0 = {};
 for(;i3--;){
-let item0 = data12[i3];
+let item0 = data16[i3];
 if(typeof item0 !== "string"){
 continue;
 }
@@ -323,72 +428,72 @@ validate10.errors = [{instancePath:instancePath+"/platforms",schemaPath:"#/prope
 return false;
 }
 }
-var valid0 = _errs24 === errors;
+var valid0 = _errs33 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.epoch !== undefined){
-let data14 = data.epoch;
-const _errs28 = errors;
-if(!((typeof data14 == "number") && (!(data14 % 1) && !isNaN(data14)))){
+let data18 = data.epoch;
+const _errs37 = errors;
+if(!((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18)))){
 validate10.errors = [{instancePath:instancePath+"/epoch",schemaPath:"#/properties/epoch/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs28){
-if(typeof data14 == "number"){
-if(data14 > 8589934591 || isNaN(data14)){
+if(errors === _errs37){
+if(typeof data18 == "number"){
+if(data18 > 8589934591 || isNaN(data18)){
 validate10.errors = [{instancePath:instancePath+"/epoch",schemaPath:"#/properties/epoch/maximum",keyword:"maximum",params:{comparison: "<=", limit: 8589934591},message:"must be <= 8589934591"}];
 return false;
 }
 else {
-if(data14 < 0 || isNaN(data14)){
+if(data18 < 0 || isNaN(data18)){
 validate10.errors = [{instancePath:instancePath+"/epoch",schemaPath:"#/properties/epoch/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid0 = _errs28 === errors;
+var valid0 = _errs37 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.compression !== undefined){
-let data15 = data.compression;
-const _errs30 = errors;
-if(!((data15 === "gzip") || (data15 === "zstd"))){
+let data19 = data.compression;
+const _errs39 = errors;
+if(!((data19 === "gzip") || (data19 === "zstd"))){
 validate10.errors = [{instancePath:instancePath+"/compression",schemaPath:"#/properties/compression/enum",keyword:"enum",params:{allowedValues: schema11.properties.compression.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs30 === errors;
+var valid0 = _errs39 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.properties !== undefined){
-let data16 = data.properties;
-const _errs31 = errors;
-if(errors === _errs31){
-if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
-const _errs33 = errors;
-for(const key2 in data16){
-if(!((((((key2 === "mode") || (key2 === "dirMode")) || (key2 === "uid")) || (key2 === "gid")) || (key2 === "user")) || (key2 === "group"))){
-validate10.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+let data20 = data.properties;
+const _errs40 = errors;
+if(errors === _errs40){
+if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
+const _errs42 = errors;
+for(const key3 in data20){
+if(!((((((key3 === "mode") || (key3 === "dirMode")) || (key3 === "uid")) || (key3 === "gid")) || (key3 === "user")) || (key3 === "group"))){
+validate10.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs33 === errors){
-if(data16.mode !== undefined){
-let data17 = data16.mode;
-const _errs34 = errors;
-if(errors === _errs34){
-if(typeof data17 === "string"){
-if(!pattern4.test(data17)){
+if(_errs42 === errors){
+if(data20.mode !== undefined){
+let data21 = data20.mode;
+const _errs43 = errors;
+if(errors === _errs43){
+if(typeof data21 === "string"){
+if(!pattern7.test(data21)){
 validate10.errors = [{instancePath:instancePath+"/properties/mode",schemaPath:"#/properties/properties/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -398,18 +503,18 @@ validate10.errors = [{instancePath:instancePath+"/properties/mode",schemaPath:"#
 return false;
 }
 }
-var valid6 = _errs34 === errors;
+var valid7 = _errs43 === errors;
 }
 else {
-var valid6 = true;
+var valid7 = true;
 }
-if(valid6){
-if(data16.dirMode !== undefined){
-let data18 = data16.dirMode;
-const _errs36 = errors;
-if(errors === _errs36){
-if(typeof data18 === "string"){
-if(!pattern4.test(data18)){
+if(valid7){
+if(data20.dirMode !== undefined){
+let data22 = data20.dirMode;
+const _errs45 = errors;
+if(errors === _errs45){
+if(typeof data22 === "string"){
+if(!pattern7.test(data22)){
 validate10.errors = [{instancePath:instancePath+"/properties/dirMode",schemaPath:"#/properties/properties/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -419,82 +524,82 @@ validate10.errors = [{instancePath:instancePath+"/properties/dirMode",schemaPath
 return false;
 }
 }
-var valid6 = _errs36 === errors;
+var valid7 = _errs45 === errors;
 }
 else {
-var valid6 = true;
+var valid7 = true;
 }
-if(valid6){
-if(data16.uid !== undefined){
-let data19 = data16.uid;
-const _errs38 = errors;
-if(!((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19)))){
+if(valid7){
+if(data20.uid !== undefined){
+let data23 = data20.uid;
+const _errs47 = errors;
+if(!((typeof data23 == "number") && (!(data23 % 1) && !isNaN(data23)))){
 validate10.errors = [{instancePath:instancePath+"/properties/uid",schemaPath:"#/properties/properties/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs38){
-if(typeof data19 == "number"){
-if(data19 > 2097151 || isNaN(data19)){
+if(errors === _errs47){
+if(typeof data23 == "number"){
+if(data23 > 2097151 || isNaN(data23)){
 validate10.errors = [{instancePath:instancePath+"/properties/uid",schemaPath:"#/properties/properties/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data19 < 0 || isNaN(data19)){
+if(data23 < 0 || isNaN(data23)){
 validate10.errors = [{instancePath:instancePath+"/properties/uid",schemaPath:"#/properties/properties/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid6 = _errs38 === errors;
+var valid7 = _errs47 === errors;
 }
 else {
-var valid6 = true;
+var valid7 = true;
 }
-if(valid6){
-if(data16.gid !== undefined){
-let data20 = data16.gid;
-const _errs40 = errors;
-if(!((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20)))){
+if(valid7){
+if(data20.gid !== undefined){
+let data24 = data20.gid;
+const _errs49 = errors;
+if(!((typeof data24 == "number") && (!(data24 % 1) && !isNaN(data24)))){
 validate10.errors = [{instancePath:instancePath+"/properties/gid",schemaPath:"#/properties/properties/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs40){
-if(typeof data20 == "number"){
-if(data20 > 2097151 || isNaN(data20)){
+if(errors === _errs49){
+if(typeof data24 == "number"){
+if(data24 > 2097151 || isNaN(data24)){
 validate10.errors = [{instancePath:instancePath+"/properties/gid",schemaPath:"#/properties/properties/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data20 < 0 || isNaN(data20)){
+if(data24 < 0 || isNaN(data24)){
 validate10.errors = [{instancePath:instancePath+"/properties/gid",schemaPath:"#/properties/properties/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid6 = _errs40 === errors;
+var valid7 = _errs49 === errors;
 }
 else {
-var valid6 = true;
+var valid7 = true;
 }
-if(valid6){
-if(data16.user !== undefined){
-let data21 = data16.user;
-const _errs42 = errors;
-if(errors === _errs42){
-if(typeof data21 === "string"){
-if(func3(data21) > 32){
+if(valid7){
+if(data20.user !== undefined){
+let data25 = data20.user;
+const _errs51 = errors;
+if(errors === _errs51){
+if(typeof data25 === "string"){
+if(func3(data25) > 32){
 validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#/properties/properties/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data21) < 1){
+if(func3(data25) < 1){
 validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#/properties/properties/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data21)){
+if(!pattern9.test(data25)){
 validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#/properties/properties/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -506,28 +611,28 @@ validate10.errors = [{instancePath:instancePath+"/properties/user",schemaPath:"#
 return false;
 }
 }
-var valid6 = _errs42 === errors;
+var valid7 = _errs51 === errors;
 }
 else {
-var valid6 = true;
+var valid7 = true;
 }
-if(valid6){
-if(data16.group !== undefined){
-let data22 = data16.group;
-const _errs44 = errors;
-if(errors === _errs44){
-if(typeof data22 === "string"){
-if(func3(data22) > 32){
+if(valid7){
+if(data20.group !== undefined){
+let data26 = data20.group;
+const _errs53 = errors;
+if(errors === _errs53){
+if(typeof data26 === "string"){
+if(func3(data26) > 32){
 validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"#/properties/properties/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data22) < 1){
+if(func3(data26) < 1){
 validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"#/properties/properties/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data22)){
+if(!pattern9.test(data26)){
 validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"#/properties/properties/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -539,10 +644,10 @@ validate10.errors = [{instancePath:instancePath+"/properties/group",schemaPath:"
 return false;
 }
 }
-var valid6 = _errs44 === errors;
+var valid7 = _errs53 === errors;
 }
 else {
-var valid6 = true;
+var valid7 = true;
 }
 }
 }
@@ -556,45 +661,45 @@ validate10.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/prop
 return false;
 }
 }
-var valid0 = _errs31 === errors;
+var valid0 = _errs40 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.layers !== undefined){
-let data23 = data.layers;
-const _errs46 = errors;
-if(errors === _errs46){
-if(Array.isArray(data23)){
-var valid7 = true;
-const len3 = data23.length;
+let data27 = data.layers;
+const _errs55 = errors;
+if(errors === _errs55){
+if(Array.isArray(data27)){
+var valid8 = true;
+const len3 = data27.length;
 for(let i4=0; i4<len3; i4++){
-let data24 = data23[i4];
-const _errs48 = errors;
-if(errors === _errs48){
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+let data28 = data27[i4];
+const _errs57 = errors;
+if(errors === _errs57){
+if(data28 && typeof data28 == "object" && !Array.isArray(data28)){
 let missing1;
-if(((data24.name === undefined) && (missing1 = "name")) || ((data24.files === undefined) && (missing1 = "files"))){
+if(((data28.name === undefined) && (missing1 = "name")) || ((data28.files === undefined) && (missing1 = "files"))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/properties/layers/items/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
-const _errs50 = errors;
-for(const key3 in data24){
-if(!(((key3 === "name") || (key3 === "properties")) || (key3 === "files"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/properties/layers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
+const _errs59 = errors;
+for(const key4 in data28){
+if(!(((key4 === "name") || (key4 === "properties")) || (key4 === "files"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/properties/layers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs50 === errors){
-if(data24.name !== undefined){
-let data25 = data24.name;
-const _errs51 = errors;
-if(errors === _errs51){
-if(typeof data25 === "string"){
-if(!pattern8.test(data25)){
+if(_errs59 === errors){
+if(data28.name !== undefined){
+let data29 = data28.name;
+const _errs60 = errors;
+if(errors === _errs60){
+if(typeof data29 === "string"){
+if(!pattern11.test(data29)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/name",schemaPath:"#/properties/layers/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
 return false;
 }
@@ -604,32 +709,32 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/name",schemaPa
 return false;
 }
 }
-var valid8 = _errs51 === errors;
+var valid9 = _errs60 === errors;
 }
 else {
-var valid8 = true;
+var valid9 = true;
 }
-if(valid8){
-if(data24.properties !== undefined){
-let data26 = data24.properties;
-const _errs53 = errors;
-if(errors === _errs53){
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
-const _errs55 = errors;
-for(const key4 in data26){
-if(!((((((key4 === "mode") || (key4 === "dirMode")) || (key4 === "uid")) || (key4 === "gid")) || (key4 === "user")) || (key4 === "group"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties",schemaPath:"#/properties/layers/items/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
+if(valid9){
+if(data28.properties !== undefined){
+let data30 = data28.properties;
+const _errs62 = errors;
+if(errors === _errs62){
+if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
+const _errs64 = errors;
+for(const key5 in data30){
+if(!((((((key5 === "mode") || (key5 === "dirMode")) || (key5 === "uid")) || (key5 === "gid")) || (key5 === "user")) || (key5 === "group"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties",schemaPath:"#/properties/layers/items/properties/properties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs55 === errors){
-if(data26.mode !== undefined){
-let data27 = data26.mode;
-const _errs56 = errors;
-if(errors === _errs56){
-if(typeof data27 === "string"){
-if(!pattern4.test(data27)){
+if(_errs64 === errors){
+if(data30.mode !== undefined){
+let data31 = data30.mode;
+const _errs65 = errors;
+if(errors === _errs65){
+if(typeof data31 === "string"){
+if(!pattern7.test(data31)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/mode",schemaPath:"#/properties/layers/items/properties/properties/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -639,18 +744,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/mod
 return false;
 }
 }
-var valid9 = _errs56 === errors;
+var valid10 = _errs65 === errors;
 }
 else {
-var valid9 = true;
+var valid10 = true;
 }
-if(valid9){
-if(data26.dirMode !== undefined){
-let data28 = data26.dirMode;
-const _errs58 = errors;
-if(errors === _errs58){
-if(typeof data28 === "string"){
-if(!pattern4.test(data28)){
+if(valid10){
+if(data30.dirMode !== undefined){
+let data32 = data30.dirMode;
+const _errs67 = errors;
+if(errors === _errs67){
+if(typeof data32 === "string"){
+if(!pattern7.test(data32)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/dirMode",schemaPath:"#/properties/layers/items/properties/properties/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -660,82 +765,82 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/dir
 return false;
 }
 }
-var valid9 = _errs58 === errors;
+var valid10 = _errs67 === errors;
 }
 else {
-var valid9 = true;
+var valid10 = true;
 }
-if(valid9){
-if(data26.uid !== undefined){
-let data29 = data26.uid;
-const _errs60 = errors;
-if(!((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29)))){
+if(valid10){
+if(data30.uid !== undefined){
+let data33 = data30.uid;
+const _errs69 = errors;
+if(!((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs60){
-if(typeof data29 == "number"){
-if(data29 > 2097151 || isNaN(data29)){
+if(errors === _errs69){
+if(typeof data33 == "number"){
+if(data33 > 2097151 || isNaN(data33)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data29 < 0 || isNaN(data29)){
+if(data33 < 0 || isNaN(data33)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/uid",schemaPath:"#/properties/layers/items/properties/properties/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid9 = _errs60 === errors;
+var valid10 = _errs69 === errors;
 }
 else {
-var valid9 = true;
+var valid10 = true;
 }
-if(valid9){
-if(data26.gid !== undefined){
-let data30 = data26.gid;
-const _errs62 = errors;
-if(!((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30)))){
+if(valid10){
+if(data30.gid !== undefined){
+let data34 = data30.gid;
+const _errs71 = errors;
+if(!((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs62){
-if(typeof data30 == "number"){
-if(data30 > 2097151 || isNaN(data30)){
+if(errors === _errs71){
+if(typeof data34 == "number"){
+if(data34 > 2097151 || isNaN(data34)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data30 < 0 || isNaN(data30)){
+if(data34 < 0 || isNaN(data34)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gid",schemaPath:"#/properties/layers/items/properties/properties/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid9 = _errs62 === errors;
+var valid10 = _errs71 === errors;
 }
 else {
-var valid9 = true;
+var valid10 = true;
 }
-if(valid9){
-if(data26.user !== undefined){
-let data31 = data26.user;
-const _errs64 = errors;
-if(errors === _errs64){
-if(typeof data31 === "string"){
-if(func3(data31) > 32){
+if(valid10){
+if(data30.user !== undefined){
+let data35 = data30.user;
+const _errs73 = errors;
+if(errors === _errs73){
+if(typeof data35 === "string"){
+if(func3(data35) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data31) < 1){
+if(func3(data35) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data31)){
+if(!pattern9.test(data35)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/user",schemaPath:"#/properties/layers/items/properties/properties/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -747,28 +852,28 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/use
 return false;
 }
 }
-var valid9 = _errs64 === errors;
+var valid10 = _errs73 === errors;
 }
 else {
-var valid9 = true;
+var valid10 = true;
 }
-if(valid9){
-if(data26.group !== undefined){
-let data32 = data26.group;
-const _errs66 = errors;
-if(errors === _errs66){
-if(typeof data32 === "string"){
-if(func3(data32) > 32){
+if(valid10){
+if(data30.group !== undefined){
+let data36 = data30.group;
+const _errs75 = errors;
+if(errors === _errs75){
+if(typeof data36 === "string"){
+if(func3(data36) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data32) < 1){
+if(func3(data36) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data32)){
+if(!pattern9.test(data36)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/group",schemaPath:"#/properties/layers/items/properties/properties/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -780,10 +885,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties/gro
 return false;
 }
 }
-var valid9 = _errs66 === errors;
+var valid10 = _errs75 === errors;
 }
 else {
-var valid9 = true;
+var valid10 = true;
 }
 }
 }
@@ -797,33 +902,33 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/properties",sc
 return false;
 }
 }
-var valid8 = _errs53 === errors;
+var valid9 = _errs62 === errors;
 }
 else {
-var valid8 = true;
+var valid9 = true;
 }
-if(valid8){
-if(data24.files !== undefined){
-let data33 = data24.files;
-const _errs68 = errors;
-if(errors === _errs68){
-if(Array.isArray(data33)){
-var valid10 = true;
-const len4 = data33.length;
+if(valid9){
+if(data28.files !== undefined){
+let data37 = data28.files;
+const _errs77 = errors;
+if(errors === _errs77){
+if(Array.isArray(data37)){
+var valid11 = true;
+const len4 = data37.length;
 for(let i5=0; i5<len4; i5++){
-let data34 = data33[i5];
-const _errs70 = errors;
-if(!(data34 && typeof data34 == "object" && !Array.isArray(data34))){
+let data38 = data37[i5];
+const _errs79 = errors;
+if(!(data38 && typeof data38 == "object" && !Array.isArray(data38))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-const _errs72 = errors;
-const _errs73 = errors;
-let valid12 = true;
-const _errs74 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+const _errs81 = errors;
+const _errs82 = errors;
+let valid13 = true;
+const _errs83 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing2;
-if((data34.src === undefined) && (missing2 = "src")){
+if((data38.src === undefined) && (missing2 = "src")){
 const err0 = {};
 if(vErrors === null){
 vErrors = [err0];
@@ -834,41 +939,41 @@ vErrors.push(err0);
 errors++;
 }
 }
-var _valid0 = _errs74 === errors;
-errors = _errs73;
+var _valid0 = _errs83 === errors;
+errors = _errs82;
 if(vErrors !== null){
-if(_errs73){
-vErrors.length = _errs73;
+if(_errs82){
+vErrors.length = _errs82;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid0){
-const _errs75 = errors;
-if(errors === _errs75){
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+const _errs84 = errors;
+if(errors === _errs84){
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing3;
-if(((data34.src === undefined) && (missing3 = "src")) || ((data34.dest === undefined) && (missing3 = "dest"))){
+if(((data38.src === undefined) && (missing3 = "src")) || ((data38.dest === undefined) && (missing3 = "dest"))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
 return false;
 }
 else {
-const _errs77 = errors;
-for(const key5 in data34){
-if(!(func2.call(schema11.properties.layers.items.properties.files.items.allOf[0].then.properties, key5))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+const _errs86 = errors;
+for(const key6 in data38){
+if(!(func2.call(schema11.properties.layers.items.properties.files.items.allOf[0].then.properties, key6))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs77 === errors){
-if(data34.mode !== undefined){
-let data35 = data34.mode;
-const _errs78 = errors;
-if(errors === _errs78){
-if(typeof data35 === "string"){
-if(!pattern4.test(data35)){
+if(_errs86 === errors){
+if(data38.mode !== undefined){
+let data39 = data38.mode;
+const _errs87 = errors;
+if(errors === _errs87){
+if(typeof data39 === "string"){
+if(!pattern7.test(data39)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -878,18 +983,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs78 === errors;
+var valid14 = _errs87 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.dirMode !== undefined){
-let data36 = data34.dirMode;
-const _errs80 = errors;
-if(errors === _errs80){
-if(typeof data36 === "string"){
-if(!pattern4.test(data36)){
+if(valid14){
+if(data38.dirMode !== undefined){
+let data40 = data38.dirMode;
+const _errs89 = errors;
+if(errors === _errs89){
+if(typeof data40 === "string"){
+if(!pattern7.test(data40)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -899,82 +1004,82 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs80 === errors;
+var valid14 = _errs89 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.uid !== undefined){
-let data37 = data34.uid;
-const _errs82 = errors;
-if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
+if(valid14){
+if(data38.uid !== undefined){
+let data41 = data38.uid;
+const _errs91 = errors;
+if(!((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs82){
-if(typeof data37 == "number"){
-if(data37 > 2097151 || isNaN(data37)){
+if(errors === _errs91){
+if(typeof data41 == "number"){
+if(data41 > 2097151 || isNaN(data41)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data37 < 0 || isNaN(data37)){
+if(data41 < 0 || isNaN(data41)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid13 = _errs82 === errors;
+var valid14 = _errs91 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.gid !== undefined){
-let data38 = data34.gid;
-const _errs84 = errors;
-if(!((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38)))){
+if(valid14){
+if(data38.gid !== undefined){
+let data42 = data38.gid;
+const _errs93 = errors;
+if(!((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs84){
-if(typeof data38 == "number"){
-if(data38 > 2097151 || isNaN(data38)){
+if(errors === _errs93){
+if(typeof data42 == "number"){
+if(data42 > 2097151 || isNaN(data42)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data38 < 0 || isNaN(data38)){
+if(data42 < 0 || isNaN(data42)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid13 = _errs84 === errors;
+var valid14 = _errs93 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.user !== undefined){
-let data39 = data34.user;
-const _errs86 = errors;
-if(errors === _errs86){
-if(typeof data39 === "string"){
-if(func3(data39) > 32){
+if(valid14){
+if(data38.user !== undefined){
+let data43 = data38.user;
+const _errs95 = errors;
+if(errors === _errs95){
+if(typeof data43 === "string"){
+if(func3(data43) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data39) < 1){
+if(func3(data43) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data39)){
+if(!pattern9.test(data43)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -986,28 +1091,28 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs86 === errors;
+var valid14 = _errs95 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.group !== undefined){
-let data40 = data34.group;
-const _errs88 = errors;
-if(errors === _errs88){
-if(typeof data40 === "string"){
-if(func3(data40) > 32){
+if(valid14){
+if(data38.group !== undefined){
+let data44 = data38.group;
+const _errs97 = errors;
+if(errors === _errs97){
+if(typeof data44 === "string"){
+if(func3(data44) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data40) < 1){
+if(func3(data44) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data40)){
+if(!pattern9.test(data44)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1019,18 +1124,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs88 === errors;
+var valid14 = _errs97 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.src !== undefined){
-let data41 = data34.src;
-const _errs90 = errors;
-if(errors === _errs90){
-if(typeof data41 === "string"){
-if(func3(data41) < 1){
+if(valid14){
+if(data38.src !== undefined){
+let data45 = data38.src;
+const _errs99 = errors;
+if(errors === _errs99){
+if(typeof data45 === "string"){
+if(func3(data45) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/src",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/src/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
@@ -1040,23 +1145,23 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs90 === errors;
+var valid14 = _errs99 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.dest !== undefined){
-let data42 = data34.dest;
-const _errs92 = errors;
-if(errors === _errs92){
-if(typeof data42 === "string"){
-if(func3(data42) < 1){
+if(valid14){
+if(data38.dest !== undefined){
+let data46 = data38.dest;
+const _errs101 = errors;
+if(errors === _errs101){
+if(typeof data46 === "string"){
+if(func3(data46) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data42)){
+if(!pattern20.test(data46)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -1067,27 +1172,27 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs92 === errors;
+var valid14 = _errs101 === errors;
 }
 else {
-var valid13 = true;
-}
-if(valid13){
-if(data34.include !== undefined){
-let data43 = data34.include;
-const _errs94 = errors;
-if(errors === _errs94){
-if(Array.isArray(data43)){
 var valid14 = true;
-const len5 = data43.length;
+}
+if(valid14){
+if(data38.include !== undefined){
+let data47 = data38.include;
+const _errs103 = errors;
+if(errors === _errs103){
+if(Array.isArray(data47)){
+var valid15 = true;
+const len5 = data47.length;
 for(let i6=0; i6<len5; i6++){
-const _errs96 = errors;
-if(typeof data43[i6] !== "string"){
+const _errs105 = errors;
+if(typeof data47[i6] !== "string"){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/include/" + i6,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid14 = _errs96 === errors;
-if(!valid14){
+var valid15 = _errs105 === errors;
+if(!valid15){
 break;
 }
 }
@@ -1097,27 +1202,27 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs94 === errors;
+var valid14 = _errs103 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.exclude !== undefined){
-let data45 = data34.exclude;
-const _errs98 = errors;
-if(errors === _errs98){
-if(Array.isArray(data45)){
-var valid15 = true;
-const len6 = data45.length;
+if(valid14){
+if(data38.exclude !== undefined){
+let data49 = data38.exclude;
+const _errs107 = errors;
+if(errors === _errs107){
+if(Array.isArray(data49)){
+var valid16 = true;
+const len6 = data49.length;
 for(let i7=0; i7<len6; i7++){
-const _errs100 = errors;
-if(typeof data45[i7] !== "string"){
+const _errs109 = errors;
+if(typeof data49[i7] !== "string"){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/exclude/" + i7,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/exclude/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid15 = _errs100 === errors;
-if(!valid15){
+var valid16 = _errs109 === errors;
+if(!valid16){
 break;
 }
 }
@@ -1127,34 +1232,34 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid13 = _errs98 === errors;
+var valid14 = _errs107 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.followSymlinks !== undefined){
-const _errs102 = errors;
-if(typeof data34.followSymlinks !== "boolean"){
+if(valid14){
+if(data38.followSymlinks !== undefined){
+const _errs111 = errors;
+if(typeof data38.followSymlinks !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/followSymlinks",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/followSymlinks/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid13 = _errs102 === errors;
+var valid14 = _errs111 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
-if(valid13){
-if(data34.optional !== undefined){
-const _errs104 = errors;
-if(typeof data34.optional !== "boolean"){
+if(valid14){
+if(data38.optional !== undefined){
+const _errs113 = errors;
+if(typeof data38.optional !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/optional",schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/then/properties/optional/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid13 = _errs104 === errors;
+var valid14 = _errs113 === errors;
 }
 else {
-var valid13 = true;
+var valid14 = true;
 }
 }
 }
@@ -1175,10 +1280,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,s
 return false;
 }
 }
-var _valid0 = _errs75 === errors;
-valid12 = _valid0;
+var _valid0 = _errs84 === errors;
+valid13 = _valid0;
 }
-if(!valid12){
+if(!valid13){
 const err1 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/0/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err1];
@@ -1190,15 +1295,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid11 = _errs72 === errors;
-if(valid11){
-const _errs106 = errors;
-const _errs107 = errors;
-let valid16 = true;
-const _errs108 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var valid12 = _errs81 === errors;
+if(valid12){
+const _errs115 = errors;
+const _errs116 = errors;
+let valid17 = true;
+const _errs117 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing4;
-if((data34.inline === undefined) && (missing4 = "inline")){
+if((data38.inline === undefined) && (missing4 = "inline")){
 const err2 = {};
 if(vErrors === null){
 vErrors = [err2];
@@ -1209,41 +1314,41 @@ vErrors.push(err2);
 errors++;
 }
 }
-var _valid1 = _errs108 === errors;
-errors = _errs107;
+var _valid1 = _errs117 === errors;
+errors = _errs116;
 if(vErrors !== null){
-if(_errs107){
-vErrors.length = _errs107;
+if(_errs116){
+vErrors.length = _errs116;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid1){
-const _errs109 = errors;
-if(errors === _errs109){
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+const _errs118 = errors;
+if(errors === _errs118){
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing5;
-if(((data34.inline === undefined) && (missing5 = "inline")) || ((data34.dest === undefined) && (missing5 = "dest"))){
+if(((data38.inline === undefined) && (missing5 = "inline")) || ((data38.dest === undefined) && (missing5 = "dest"))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
 return false;
 }
 else {
-const _errs111 = errors;
-for(const key6 in data34){
-if(!((((((((key6 === "mode") || (key6 === "dirMode")) || (key6 === "uid")) || (key6 === "gid")) || (key6 === "user")) || (key6 === "group")) || (key6 === "inline")) || (key6 === "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+const _errs120 = errors;
+for(const key7 in data38){
+if(!((((((((key7 === "mode") || (key7 === "dirMode")) || (key7 === "uid")) || (key7 === "gid")) || (key7 === "user")) || (key7 === "group")) || (key7 === "inline")) || (key7 === "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs111 === errors){
-if(data34.mode !== undefined){
-let data49 = data34.mode;
-const _errs112 = errors;
-if(errors === _errs112){
-if(typeof data49 === "string"){
-if(!pattern4.test(data49)){
+if(_errs120 === errors){
+if(data38.mode !== undefined){
+let data53 = data38.mode;
+const _errs121 = errors;
+if(errors === _errs121){
+if(typeof data53 === "string"){
+if(!pattern7.test(data53)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -1253,18 +1358,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid17 = _errs112 === errors;
+var valid18 = _errs121 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.dirMode !== undefined){
-let data50 = data34.dirMode;
-const _errs114 = errors;
-if(errors === _errs114){
-if(typeof data50 === "string"){
-if(!pattern4.test(data50)){
+if(valid18){
+if(data38.dirMode !== undefined){
+let data54 = data38.dirMode;
+const _errs123 = errors;
+if(errors === _errs123){
+if(typeof data54 === "string"){
+if(!pattern7.test(data54)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -1274,82 +1379,82 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid17 = _errs114 === errors;
+var valid18 = _errs123 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.uid !== undefined){
-let data51 = data34.uid;
-const _errs116 = errors;
-if(!((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51)))){
+if(valid18){
+if(data38.uid !== undefined){
+let data55 = data38.uid;
+const _errs125 = errors;
+if(!((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs116){
-if(typeof data51 == "number"){
-if(data51 > 2097151 || isNaN(data51)){
+if(errors === _errs125){
+if(typeof data55 == "number"){
+if(data55 > 2097151 || isNaN(data55)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data51 < 0 || isNaN(data51)){
+if(data55 < 0 || isNaN(data55)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid17 = _errs116 === errors;
+var valid18 = _errs125 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.gid !== undefined){
-let data52 = data34.gid;
-const _errs118 = errors;
-if(!((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52)))){
+if(valid18){
+if(data38.gid !== undefined){
+let data56 = data38.gid;
+const _errs127 = errors;
+if(!((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs118){
-if(typeof data52 == "number"){
-if(data52 > 2097151 || isNaN(data52)){
+if(errors === _errs127){
+if(typeof data56 == "number"){
+if(data56 > 2097151 || isNaN(data56)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data52 < 0 || isNaN(data52)){
+if(data56 < 0 || isNaN(data56)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid17 = _errs118 === errors;
+var valid18 = _errs127 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.user !== undefined){
-let data53 = data34.user;
-const _errs120 = errors;
-if(errors === _errs120){
-if(typeof data53 === "string"){
-if(func3(data53) > 32){
+if(valid18){
+if(data38.user !== undefined){
+let data57 = data38.user;
+const _errs129 = errors;
+if(errors === _errs129){
+if(typeof data57 === "string"){
+if(func3(data57) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data53) < 1){
+if(func3(data57) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data53)){
+if(!pattern9.test(data57)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1361,28 +1466,28 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid17 = _errs120 === errors;
+var valid18 = _errs129 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.group !== undefined){
-let data54 = data34.group;
-const _errs122 = errors;
-if(errors === _errs122){
-if(typeof data54 === "string"){
-if(func3(data54) > 32){
+if(valid18){
+if(data38.group !== undefined){
+let data58 = data38.group;
+const _errs131 = errors;
+if(errors === _errs131){
+if(typeof data58 === "string"){
+if(func3(data58) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data54) < 1){
+if(func3(data58) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data54)){
+if(!pattern9.test(data58)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1394,35 +1499,35 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid17 = _errs122 === errors;
+var valid18 = _errs131 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.inline !== undefined){
-const _errs124 = errors;
-if(typeof data34.inline !== "string"){
+if(valid18){
+if(data38.inline !== undefined){
+const _errs133 = errors;
+if(typeof data38.inline !== "string"){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/inline",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/inline/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid17 = _errs124 === errors;
+var valid18 = _errs133 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
-if(valid17){
-if(data34.dest !== undefined){
-let data56 = data34.dest;
-const _errs126 = errors;
-if(errors === _errs126){
-if(typeof data56 === "string"){
-if(func3(data56) < 1){
+if(valid18){
+if(data38.dest !== undefined){
+let data60 = data38.dest;
+const _errs135 = errors;
+if(errors === _errs135){
+if(typeof data60 === "string"){
+if(func3(data60) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data56)){
+if(!pattern20.test(data60)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -1433,10 +1538,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid17 = _errs126 === errors;
+var valid18 = _errs135 === errors;
 }
 else {
-var valid17 = true;
+var valid18 = true;
 }
 }
 }
@@ -1453,10 +1558,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,s
 return false;
 }
 }
-var _valid1 = _errs109 === errors;
-valid16 = _valid1;
+var _valid1 = _errs118 === errors;
+valid17 = _valid1;
 }
-if(!valid16){
+if(!valid17){
 const err3 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/1/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err3];
@@ -1468,15 +1573,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid11 = _errs106 === errors;
-if(valid11){
-const _errs128 = errors;
-const _errs129 = errors;
-let valid18 = true;
-const _errs130 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var valid12 = _errs115 === errors;
+if(valid12){
+const _errs137 = errors;
+const _errs138 = errors;
+let valid19 = true;
+const _errs139 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing6;
-if((data34.symlink === undefined) && (missing6 = "symlink")){
+if((data38.symlink === undefined) && (missing6 = "symlink")){
 const err4 = {};
 if(vErrors === null){
 vErrors = [err4];
@@ -1487,41 +1592,41 @@ vErrors.push(err4);
 errors++;
 }
 }
-var _valid2 = _errs130 === errors;
-errors = _errs129;
+var _valid2 = _errs139 === errors;
+errors = _errs138;
 if(vErrors !== null){
-if(_errs129){
-vErrors.length = _errs129;
+if(_errs138){
+vErrors.length = _errs138;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid2){
-const _errs131 = errors;
-if(errors === _errs131){
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+const _errs140 = errors;
+if(errors === _errs140){
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing7;
-if(((data34.symlink === undefined) && (missing7 = "symlink")) || ((data34.dest === undefined) && (missing7 = "dest"))){
+if(((data38.symlink === undefined) && (missing7 = "symlink")) || ((data38.dest === undefined) && (missing7 = "dest"))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
 return false;
 }
 else {
-const _errs133 = errors;
-for(const key7 in data34){
-if(!((((((((key7 === "mode") || (key7 === "dirMode")) || (key7 === "uid")) || (key7 === "gid")) || (key7 === "user")) || (key7 === "group")) || (key7 === "symlink")) || (key7 === "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
+const _errs142 = errors;
+for(const key8 in data38){
+if(!((((((((key8 === "mode") || (key8 === "dirMode")) || (key8 === "uid")) || (key8 === "gid")) || (key8 === "user")) || (key8 === "group")) || (key8 === "symlink")) || (key8 === "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs133 === errors){
-if(data34.mode !== undefined){
-let data57 = data34.mode;
-const _errs134 = errors;
-if(errors === _errs134){
-if(typeof data57 === "string"){
-if(!pattern4.test(data57)){
+if(_errs142 === errors){
+if(data38.mode !== undefined){
+let data61 = data38.mode;
+const _errs143 = errors;
+if(errors === _errs143){
+if(typeof data61 === "string"){
+if(!pattern7.test(data61)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -1531,18 +1636,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid19 = _errs134 === errors;
+var valid20 = _errs143 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.dirMode !== undefined){
-let data58 = data34.dirMode;
-const _errs136 = errors;
-if(errors === _errs136){
-if(typeof data58 === "string"){
-if(!pattern4.test(data58)){
+if(valid20){
+if(data38.dirMode !== undefined){
+let data62 = data38.dirMode;
+const _errs145 = errors;
+if(errors === _errs145){
+if(typeof data62 === "string"){
+if(!pattern7.test(data62)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -1552,82 +1657,82 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid19 = _errs136 === errors;
+var valid20 = _errs145 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.uid !== undefined){
-let data59 = data34.uid;
-const _errs138 = errors;
-if(!((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59)))){
+if(valid20){
+if(data38.uid !== undefined){
+let data63 = data38.uid;
+const _errs147 = errors;
+if(!((typeof data63 == "number") && (!(data63 % 1) && !isNaN(data63)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs138){
-if(typeof data59 == "number"){
-if(data59 > 2097151 || isNaN(data59)){
+if(errors === _errs147){
+if(typeof data63 == "number"){
+if(data63 > 2097151 || isNaN(data63)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data59 < 0 || isNaN(data59)){
+if(data63 < 0 || isNaN(data63)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid19 = _errs138 === errors;
+var valid20 = _errs147 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.gid !== undefined){
-let data60 = data34.gid;
-const _errs140 = errors;
-if(!((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60)))){
+if(valid20){
+if(data38.gid !== undefined){
+let data64 = data38.gid;
+const _errs149 = errors;
+if(!((typeof data64 == "number") && (!(data64 % 1) && !isNaN(data64)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs140){
-if(typeof data60 == "number"){
-if(data60 > 2097151 || isNaN(data60)){
+if(errors === _errs149){
+if(typeof data64 == "number"){
+if(data64 > 2097151 || isNaN(data64)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data60 < 0 || isNaN(data60)){
+if(data64 < 0 || isNaN(data64)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid19 = _errs140 === errors;
+var valid20 = _errs149 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.user !== undefined){
-let data61 = data34.user;
-const _errs142 = errors;
-if(errors === _errs142){
-if(typeof data61 === "string"){
-if(func3(data61) > 32){
+if(valid20){
+if(data38.user !== undefined){
+let data65 = data38.user;
+const _errs151 = errors;
+if(errors === _errs151){
+if(typeof data65 === "string"){
+if(func3(data65) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data61) < 1){
+if(func3(data65) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data61)){
+if(!pattern9.test(data65)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1639,28 +1744,28 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid19 = _errs142 === errors;
+var valid20 = _errs151 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.group !== undefined){
-let data62 = data34.group;
-const _errs144 = errors;
-if(errors === _errs144){
-if(typeof data62 === "string"){
-if(func3(data62) > 32){
+if(valid20){
+if(data38.group !== undefined){
+let data66 = data38.group;
+const _errs153 = errors;
+if(errors === _errs153){
+if(typeof data66 === "string"){
+if(func3(data66) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data62) < 1){
+if(func3(data66) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data62)){
+if(!pattern9.test(data66)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1672,18 +1777,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid19 = _errs144 === errors;
+var valid20 = _errs153 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.symlink !== undefined){
-let data63 = data34.symlink;
-const _errs146 = errors;
-if(errors === _errs146){
-if(typeof data63 === "string"){
-if(func3(data63) < 1){
+if(valid20){
+if(data38.symlink !== undefined){
+let data67 = data38.symlink;
+const _errs155 = errors;
+if(errors === _errs155){
+if(typeof data67 === "string"){
+if(func3(data67) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/symlink",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/symlink/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
@@ -1693,23 +1798,23 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid19 = _errs146 === errors;
+var valid20 = _errs155 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
-if(valid19){
-if(data34.dest !== undefined){
-let data64 = data34.dest;
-const _errs148 = errors;
-if(errors === _errs148){
-if(typeof data64 === "string"){
-if(func3(data64) < 1){
+if(valid20){
+if(data38.dest !== undefined){
+let data68 = data38.dest;
+const _errs157 = errors;
+if(errors === _errs157){
+if(typeof data68 === "string"){
+if(func3(data68) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data64)){
+if(!pattern20.test(data68)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -1720,10 +1825,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid19 = _errs148 === errors;
+var valid20 = _errs157 === errors;
 }
 else {
-var valid19 = true;
+var valid20 = true;
 }
 }
 }
@@ -1740,10 +1845,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,s
 return false;
 }
 }
-var _valid2 = _errs131 === errors;
-valid18 = _valid2;
+var _valid2 = _errs140 === errors;
+valid19 = _valid2;
 }
-if(!valid18){
+if(!valid19){
 const err5 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/2/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err5];
@@ -1755,15 +1860,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid11 = _errs128 === errors;
-if(valid11){
-const _errs150 = errors;
-const _errs151 = errors;
-let valid20 = true;
-const _errs152 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var valid12 = _errs137 === errors;
+if(valid12){
+const _errs159 = errors;
+const _errs160 = errors;
+let valid21 = true;
+const _errs161 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing8;
-if((data34.directory === undefined) && (missing8 = "directory")){
+if((data38.directory === undefined) && (missing8 = "directory")){
 const err6 = {};
 if(vErrors === null){
 vErrors = [err6];
@@ -1774,41 +1879,41 @@ vErrors.push(err6);
 errors++;
 }
 }
-var _valid3 = _errs152 === errors;
-errors = _errs151;
+var _valid3 = _errs161 === errors;
+errors = _errs160;
 if(vErrors !== null){
-if(_errs151){
-vErrors.length = _errs151;
+if(_errs160){
+vErrors.length = _errs160;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid3){
-const _errs153 = errors;
-if(errors === _errs153){
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+const _errs162 = errors;
+if(errors === _errs162){
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing9;
-if((data34.directory === undefined) && (missing9 = "directory")){
+if((data38.directory === undefined) && (missing9 = "directory")){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
 return false;
 }
 else {
-const _errs155 = errors;
-for(const key8 in data34){
-if(!(((((((key8 === "mode") || (key8 === "dirMode")) || (key8 === "uid")) || (key8 === "gid")) || (key8 === "user")) || (key8 === "group")) || (key8 === "directory"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
+const _errs164 = errors;
+for(const key9 in data38){
+if(!(((((((key9 === "mode") || (key9 === "dirMode")) || (key9 === "uid")) || (key9 === "gid")) || (key9 === "user")) || (key9 === "group")) || (key9 === "directory"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs155 === errors){
-if(data34.mode !== undefined){
-let data65 = data34.mode;
-const _errs156 = errors;
-if(errors === _errs156){
-if(typeof data65 === "string"){
-if(!pattern4.test(data65)){
+if(_errs164 === errors){
+if(data38.mode !== undefined){
+let data69 = data38.mode;
+const _errs165 = errors;
+if(errors === _errs165){
+if(typeof data69 === "string"){
+if(!pattern7.test(data69)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -1818,18 +1923,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid21 = _errs156 === errors;
+var valid22 = _errs165 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
-if(valid21){
-if(data34.dirMode !== undefined){
-let data66 = data34.dirMode;
-const _errs158 = errors;
-if(errors === _errs158){
-if(typeof data66 === "string"){
-if(!pattern4.test(data66)){
+if(valid22){
+if(data38.dirMode !== undefined){
+let data70 = data38.dirMode;
+const _errs167 = errors;
+if(errors === _errs167){
+if(typeof data70 === "string"){
+if(!pattern7.test(data70)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -1839,82 +1944,82 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid21 = _errs158 === errors;
+var valid22 = _errs167 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
-if(valid21){
-if(data34.uid !== undefined){
-let data67 = data34.uid;
-const _errs160 = errors;
-if(!((typeof data67 == "number") && (!(data67 % 1) && !isNaN(data67)))){
+if(valid22){
+if(data38.uid !== undefined){
+let data71 = data38.uid;
+const _errs169 = errors;
+if(!((typeof data71 == "number") && (!(data71 % 1) && !isNaN(data71)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs160){
-if(typeof data67 == "number"){
-if(data67 > 2097151 || isNaN(data67)){
+if(errors === _errs169){
+if(typeof data71 == "number"){
+if(data71 > 2097151 || isNaN(data71)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data67 < 0 || isNaN(data67)){
+if(data71 < 0 || isNaN(data71)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid21 = _errs160 === errors;
+var valid22 = _errs169 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
-if(valid21){
-if(data34.gid !== undefined){
-let data68 = data34.gid;
-const _errs162 = errors;
-if(!((typeof data68 == "number") && (!(data68 % 1) && !isNaN(data68)))){
+if(valid22){
+if(data38.gid !== undefined){
+let data72 = data38.gid;
+const _errs171 = errors;
+if(!((typeof data72 == "number") && (!(data72 % 1) && !isNaN(data72)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs162){
-if(typeof data68 == "number"){
-if(data68 > 2097151 || isNaN(data68)){
+if(errors === _errs171){
+if(typeof data72 == "number"){
+if(data72 > 2097151 || isNaN(data72)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data68 < 0 || isNaN(data68)){
+if(data72 < 0 || isNaN(data72)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid21 = _errs162 === errors;
+var valid22 = _errs171 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
-if(valid21){
-if(data34.user !== undefined){
-let data69 = data34.user;
-const _errs164 = errors;
-if(errors === _errs164){
-if(typeof data69 === "string"){
-if(func3(data69) > 32){
+if(valid22){
+if(data38.user !== undefined){
+let data73 = data38.user;
+const _errs173 = errors;
+if(errors === _errs173){
+if(typeof data73 === "string"){
+if(func3(data73) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data69) < 1){
+if(func3(data73) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data69)){
+if(!pattern9.test(data73)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1926,28 +2031,28 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid21 = _errs164 === errors;
+var valid22 = _errs173 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
-if(valid21){
-if(data34.group !== undefined){
-let data70 = data34.group;
-const _errs166 = errors;
-if(errors === _errs166){
-if(typeof data70 === "string"){
-if(func3(data70) > 32){
+if(valid22){
+if(data38.group !== undefined){
+let data74 = data38.group;
+const _errs175 = errors;
+if(errors === _errs175){
+if(typeof data74 === "string"){
+if(func3(data74) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data70) < 1){
+if(func3(data74) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data70)){
+if(!pattern9.test(data74)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -1959,23 +2064,23 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid21 = _errs166 === errors;
+var valid22 = _errs175 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
-if(valid21){
-if(data34.directory !== undefined){
-let data71 = data34.directory;
-const _errs168 = errors;
-if(errors === _errs168){
-if(typeof data71 === "string"){
-if(func3(data71) < 1){
+if(valid22){
+if(data38.directory !== undefined){
+let data75 = data38.directory;
+const _errs177 = errors;
+if(errors === _errs177){
+if(typeof data75 === "string"){
+if(func3(data75) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data71)){
+if(!pattern20.test(data75)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/directory",schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/then/properties/directory/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -1986,10 +2091,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid21 = _errs168 === errors;
+var valid22 = _errs177 === errors;
 }
 else {
-var valid21 = true;
+var valid22 = true;
 }
 }
 }
@@ -2005,10 +2110,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,s
 return false;
 }
 }
-var _valid3 = _errs153 === errors;
-valid20 = _valid3;
+var _valid3 = _errs162 === errors;
+valid21 = _valid3;
 }
-if(!valid20){
+if(!valid21){
 const err7 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/3/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err7];
@@ -2020,15 +2125,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid11 = _errs150 === errors;
-if(valid11){
-const _errs170 = errors;
-const _errs171 = errors;
-let valid22 = true;
-const _errs172 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var valid12 = _errs159 === errors;
+if(valid12){
+const _errs179 = errors;
+const _errs180 = errors;
+let valid23 = true;
+const _errs181 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing10;
-if((data34.tar === undefined) && (missing10 = "tar")){
+if((data38.tar === undefined) && (missing10 = "tar")){
 const err8 = {};
 if(vErrors === null){
 vErrors = [err8];
@@ -2039,41 +2144,41 @@ vErrors.push(err8);
 errors++;
 }
 }
-var _valid4 = _errs172 === errors;
-errors = _errs171;
+var _valid4 = _errs181 === errors;
+errors = _errs180;
 if(vErrors !== null){
-if(_errs171){
-vErrors.length = _errs171;
+if(_errs180){
+vErrors.length = _errs180;
 }
 else {
 vErrors = null;
 }
 }
 if(_valid4){
-const _errs173 = errors;
-if(errors === _errs173){
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+const _errs182 = errors;
+if(errors === _errs182){
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing11;
-if((data34.tar === undefined) && (missing11 = "tar")){
+if((data38.tar === undefined) && (missing11 = "tar")){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
 return false;
 }
 else {
-const _errs175 = errors;
-for(const key9 in data34){
-if(!((((((((key9 === "mode") || (key9 === "dirMode")) || (key9 === "uid")) || (key9 === "gid")) || (key9 === "user")) || (key9 === "group")) || (key9 === "tar")) || (key9 === "dest"))){
-validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
+const _errs184 = errors;
+for(const key10 in data38){
+if(!((((((((key10 === "mode") || (key10 === "dirMode")) || (key10 === "uid")) || (key10 === "gid")) || (key10 === "user")) || (key10 === "group")) || (key10 === "tar")) || (key10 === "dest"))){
+validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs175 === errors){
-if(data34.mode !== undefined){
-let data72 = data34.mode;
-const _errs176 = errors;
-if(errors === _errs176){
-if(typeof data72 === "string"){
-if(!pattern4.test(data72)){
+if(_errs184 === errors){
+if(data38.mode !== undefined){
+let data76 = data38.mode;
+const _errs185 = errors;
+if(errors === _errs185){
+if(typeof data76 === "string"){
+if(!pattern7.test(data76)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/mode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/mode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -2083,18 +2188,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid23 = _errs176 === errors;
+var valid24 = _errs185 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.dirMode !== undefined){
-let data73 = data34.dirMode;
-const _errs178 = errors;
-if(errors === _errs178){
-if(typeof data73 === "string"){
-if(!pattern4.test(data73)){
+if(valid24){
+if(data38.dirMode !== undefined){
+let data77 = data38.dirMode;
+const _errs187 = errors;
+if(errors === _errs187){
+if(typeof data77 === "string"){
+if(!pattern7.test(data77)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dirMode",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dirMode/pattern",keyword:"pattern",params:{pattern: "^0?[0-7]{3,4}$"},message:"must match pattern \""+"^0?[0-7]{3,4}$"+"\""}];
 return false;
 }
@@ -2104,82 +2209,82 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid23 = _errs178 === errors;
+var valid24 = _errs187 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.uid !== undefined){
-let data74 = data34.uid;
-const _errs180 = errors;
-if(!((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74)))){
+if(valid24){
+if(data38.uid !== undefined){
+let data78 = data38.uid;
+const _errs189 = errors;
+if(!((typeof data78 == "number") && (!(data78 % 1) && !isNaN(data78)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs180){
-if(typeof data74 == "number"){
-if(data74 > 2097151 || isNaN(data74)){
+if(errors === _errs189){
+if(typeof data78 == "number"){
+if(data78 > 2097151 || isNaN(data78)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data74 < 0 || isNaN(data74)){
+if(data78 < 0 || isNaN(data78)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/uid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid23 = _errs180 === errors;
+var valid24 = _errs189 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.gid !== undefined){
-let data75 = data34.gid;
-const _errs182 = errors;
-if(!((typeof data75 == "number") && (!(data75 % 1) && !isNaN(data75)))){
+if(valid24){
+if(data38.gid !== undefined){
+let data79 = data38.gid;
+const _errs191 = errors;
+if(!((typeof data79 == "number") && (!(data79 % 1) && !isNaN(data79)))){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs182){
-if(typeof data75 == "number"){
-if(data75 > 2097151 || isNaN(data75)){
+if(errors === _errs191){
+if(typeof data79 == "number"){
+if(data79 > 2097151 || isNaN(data79)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2097151},message:"must be <= 2097151"}];
 return false;
 }
 else {
-if(data75 < 0 || isNaN(data75)){
+if(data79 < 0 || isNaN(data79)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/gid",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 }
-var valid23 = _errs182 === errors;
+var valid24 = _errs191 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.user !== undefined){
-let data76 = data34.user;
-const _errs184 = errors;
-if(errors === _errs184){
-if(typeof data76 === "string"){
-if(func3(data76) > 32){
+if(valid24){
+if(data38.user !== undefined){
+let data80 = data38.user;
+const _errs193 = errors;
+if(errors === _errs193){
+if(typeof data80 === "string"){
+if(func3(data80) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data76) < 1){
+if(func3(data80) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data76)){
+if(!pattern9.test(data80)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/user",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/user/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -2191,28 +2296,28 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid23 = _errs184 === errors;
+var valid24 = _errs193 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.group !== undefined){
-let data77 = data34.group;
-const _errs186 = errors;
-if(errors === _errs186){
-if(typeof data77 === "string"){
-if(func3(data77) > 32){
+if(valid24){
+if(data38.group !== undefined){
+let data81 = data38.group;
+const _errs195 = errors;
+if(errors === _errs195){
+if(typeof data81 === "string"){
+if(func3(data81) > 32){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
 return false;
 }
 else {
-if(func3(data77) < 1){
+if(func3(data81) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern6.test(data77)){
+if(!pattern9.test(data81)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/group",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/group/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000/:]+$"},message:"must match pattern \""+"^[^\\u0000/:]+$"+"\""}];
 return false;
 }
@@ -2224,18 +2329,18 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid23 = _errs186 === errors;
+var valid24 = _errs195 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.tar !== undefined){
-let data78 = data34.tar;
-const _errs188 = errors;
-if(errors === _errs188){
-if(typeof data78 === "string"){
-if(func3(data78) < 1){
+if(valid24){
+if(data38.tar !== undefined){
+let data82 = data38.tar;
+const _errs197 = errors;
+if(errors === _errs197){
+if(typeof data82 === "string"){
+if(func3(data82) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/tar",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/tar/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
@@ -2245,23 +2350,23 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid23 = _errs188 === errors;
+var valid24 = _errs197 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
-if(valid23){
-if(data34.dest !== undefined){
-let data79 = data34.dest;
-const _errs190 = errors;
-if(errors === _errs190){
-if(typeof data79 === "string"){
-if(func3(data79) < 1){
+if(valid24){
+if(data38.dest !== undefined){
+let data83 = data38.dest;
+const _errs199 = errors;
+if(errors === _errs199){
+if(typeof data83 === "string"){
+if(func3(data83) < 1){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data79)){
+if(!pattern20.test(data83)){
 validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"/dest",schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/then/properties/dest/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -2272,10 +2377,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5+"
 return false;
 }
 }
-var valid23 = _errs190 === errors;
+var valid24 = _errs199 === errors;
 }
 else {
-var valid23 = true;
+var valid24 = true;
 }
 }
 }
@@ -2292,10 +2397,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files/" + i5,s
 return false;
 }
 }
-var _valid4 = _errs173 === errors;
-valid22 = _valid4;
+var _valid4 = _errs182 === errors;
+valid23 = _valid4;
 }
-if(!valid22){
+if(!valid23){
 const err9 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/4/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err9];
@@ -2307,15 +2412,15 @@ errors++;
 validate10.errors = vErrors;
 return false;
 }
-var valid11 = _errs170 === errors;
-if(valid11){
-const _errs192 = errors;
-const _errs193 = errors;
-let valid24 = false;
-const _errs194 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var valid12 = _errs179 === errors;
+if(valid12){
+const _errs201 = errors;
+const _errs202 = errors;
+let valid25 = false;
+const _errs203 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing12;
-if((data34.src === undefined) && (missing12 = "src")){
+if((data38.src === undefined) && (missing12 = "src")){
 const err10 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/0/required",keyword:"required",params:{missingProperty: missing12},message:"must have required property '"+missing12+"'"};
 if(vErrors === null){
 vErrors = [err10];
@@ -2326,13 +2431,13 @@ vErrors.push(err10);
 errors++;
 }
 }
-var _valid5 = _errs194 === errors;
-valid24 = valid24 || _valid5;
-if(!valid24){
-const _errs195 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var _valid5 = _errs203 === errors;
+valid25 = valid25 || _valid5;
+if(!valid25){
+const _errs204 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing13;
-if((data34.inline === undefined) && (missing13 = "inline")){
+if((data38.inline === undefined) && (missing13 = "inline")){
 const err11 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/1/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"};
 if(vErrors === null){
 vErrors = [err11];
@@ -2343,13 +2448,13 @@ vErrors.push(err11);
 errors++;
 }
 }
-var _valid5 = _errs195 === errors;
-valid24 = valid24 || _valid5;
-if(!valid24){
-const _errs196 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var _valid5 = _errs204 === errors;
+valid25 = valid25 || _valid5;
+if(!valid25){
+const _errs205 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing14;
-if((data34.symlink === undefined) && (missing14 = "symlink")){
+if((data38.symlink === undefined) && (missing14 = "symlink")){
 const err12 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/2/required",keyword:"required",params:{missingProperty: missing14},message:"must have required property '"+missing14+"'"};
 if(vErrors === null){
 vErrors = [err12];
@@ -2360,13 +2465,13 @@ vErrors.push(err12);
 errors++;
 }
 }
-var _valid5 = _errs196 === errors;
-valid24 = valid24 || _valid5;
-if(!valid24){
-const _errs197 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var _valid5 = _errs205 === errors;
+valid25 = valid25 || _valid5;
+if(!valid25){
+const _errs206 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing15;
-if((data34.directory === undefined) && (missing15 = "directory")){
+if((data38.directory === undefined) && (missing15 = "directory")){
 const err13 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/3/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"};
 if(vErrors === null){
 vErrors = [err13];
@@ -2377,13 +2482,13 @@ vErrors.push(err13);
 errors++;
 }
 }
-var _valid5 = _errs197 === errors;
-valid24 = valid24 || _valid5;
-if(!valid24){
-const _errs198 = errors;
-if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+var _valid5 = _errs206 === errors;
+valid25 = valid25 || _valid5;
+if(!valid25){
+const _errs207 = errors;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
 let missing16;
-if((data34.tar === undefined) && (missing16 = "tar")){
+if((data38.tar === undefined) && (missing16 = "tar")){
 const err14 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf/4/required",keyword:"required",params:{missingProperty: missing16},message:"must have required property '"+missing16+"'"};
 if(vErrors === null){
 vErrors = [err14];
@@ -2394,13 +2499,13 @@ vErrors.push(err14);
 errors++;
 }
 }
-var _valid5 = _errs198 === errors;
-valid24 = valid24 || _valid5;
+var _valid5 = _errs207 === errors;
+valid25 = valid25 || _valid5;
 }
 }
 }
 }
-if(!valid24){
+if(!valid25){
 const err15 = {instancePath:instancePath+"/layers/" + i4+"/files/" + i5,schemaPath:"#/properties/layers/items/properties/files/items/allOf/5/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err15];
@@ -2413,24 +2518,24 @@ validate10.errors = vErrors;
 return false;
 }
 else {
-errors = _errs193;
+errors = _errs202;
 if(vErrors !== null){
-if(_errs193){
-vErrors.length = _errs193;
+if(_errs202){
+vErrors.length = _errs202;
 }
 else {
 vErrors = null;
 }
 }
 }
-var valid11 = _errs192 === errors;
+var valid12 = _errs201 === errors;
 }
 }
 }
 }
 }
-var valid10 = _errs70 === errors;
-if(!valid10){
+var valid11 = _errs79 === errors;
+if(!valid11){
 break;
 }
 }
@@ -2440,10 +2545,10 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4+"/files",schemaP
 return false;
 }
 }
-var valid8 = _errs68 === errors;
+var valid9 = _errs77 === errors;
 }
 else {
-var valid8 = true;
+var valid9 = true;
 }
 }
 }
@@ -2455,8 +2560,8 @@ validate10.errors = [{instancePath:instancePath+"/layers/" + i4,schemaPath:"#/pr
 return false;
 }
 }
-var valid7 = _errs48 === errors;
-if(!valid7){
+var valid8 = _errs57 === errors;
+if(!valid8){
 break;
 }
 }
@@ -2466,38 +2571,38 @@ validate10.errors = [{instancePath:instancePath+"/layers",schemaPath:"#/properti
 return false;
 }
 }
-var valid0 = _errs46 === errors;
+var valid0 = _errs55 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.config !== undefined){
-let data80 = data.config;
-const _errs199 = errors;
-if(errors === _errs199){
-if(data80 && typeof data80 == "object" && !Array.isArray(data80)){
-const _errs201 = errors;
-for(const key10 in data80){
-if(!(func2.call(schema11.properties.config.properties, key10))){
-validate10.errors = [{instancePath:instancePath+"/config",schemaPath:"#/properties/config/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"}];
+let data84 = data.config;
+const _errs208 = errors;
+if(errors === _errs208){
+if(data84 && typeof data84 == "object" && !Array.isArray(data84)){
+const _errs210 = errors;
+for(const key11 in data84){
+if(!(func2.call(schema11.properties.config.properties, key11))){
+validate10.errors = [{instancePath:instancePath+"/config",schemaPath:"#/properties/config/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs201 === errors){
-if(data80.env !== undefined){
-let data81 = data80.env;
-const _errs202 = errors;
-const _errs203 = errors;
-let valid26 = false;
-const _errs204 = errors;
-if(errors === _errs204){
-if(data81 && typeof data81 == "object" && !Array.isArray(data81)){
-for(const key11 in data81){
-const _errs207 = errors;
-if(typeof data81[key11] !== "string"){
-const err16 = {instancePath:instancePath+"/config/env/" + key11.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/env/anyOf/0/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(_errs210 === errors){
+if(data84.env !== undefined){
+let data85 = data84.env;
+const _errs211 = errors;
+const _errs212 = errors;
+let valid27 = false;
+const _errs213 = errors;
+if(errors === _errs213){
+if(data85 && typeof data85 == "object" && !Array.isArray(data85)){
+for(const key12 in data85){
+const _errs216 = errors;
+if(typeof data85[key12] !== "string"){
+const err16 = {instancePath:instancePath+"/config/env/" + key12.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/env/anyOf/0/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -2506,8 +2611,8 @@ vErrors.push(err16);
 }
 errors++;
 }
-var valid27 = _errs207 === errors;
-if(!valid27){
+var valid28 = _errs216 === errors;
+if(!valid28){
 break;
 }
 }
@@ -2523,17 +2628,17 @@ vErrors.push(err17);
 errors++;
 }
 }
-var _valid6 = _errs204 === errors;
-valid26 = valid26 || _valid6;
-if(!valid26){
-const _errs209 = errors;
-if(errors === _errs209){
-if(Array.isArray(data81)){
-var valid28 = true;
-const len7 = data81.length;
+var _valid6 = _errs213 === errors;
+valid27 = valid27 || _valid6;
+if(!valid27){
+const _errs218 = errors;
+if(errors === _errs218){
+if(Array.isArray(data85)){
+var valid29 = true;
+const len7 = data85.length;
 for(let i8=0; i8<len7; i8++){
-const _errs211 = errors;
-if(typeof data81[i8] !== "string"){
+const _errs220 = errors;
+if(typeof data85[i8] !== "string"){
 const err18 = {instancePath:instancePath+"/config/env/" + i8,schemaPath:"#/properties/config/properties/env/anyOf/1/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err18];
@@ -2543,8 +2648,8 @@ vErrors.push(err18);
 }
 errors++;
 }
-var valid28 = _errs211 === errors;
-if(!valid28){
+var valid29 = _errs220 === errors;
+if(!valid29){
 break;
 }
 }
@@ -2560,10 +2665,10 @@ vErrors.push(err19);
 errors++;
 }
 }
-var _valid6 = _errs209 === errors;
-valid26 = valid26 || _valid6;
+var _valid6 = _errs218 === errors;
+valid27 = valid27 || _valid6;
 }
-if(!valid26){
+if(!valid27){
 const err20 = {instancePath:instancePath+"/config/env",schemaPath:"#/properties/config/properties/env/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err20];
@@ -2576,37 +2681,37 @@ validate10.errors = vErrors;
 return false;
 }
 else {
-errors = _errs203;
+errors = _errs212;
 if(vErrors !== null){
-if(_errs203){
-vErrors.length = _errs203;
+if(_errs212){
+vErrors.length = _errs212;
 }
 else {
 vErrors = null;
 }
 }
 }
-var valid25 = _errs202 === errors;
+var valid26 = _errs211 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.entrypoint !== undefined){
-let data84 = data80.entrypoint;
-const _errs213 = errors;
-if(errors === _errs213){
-if(Array.isArray(data84)){
-var valid29 = true;
-const len8 = data84.length;
+if(valid26){
+if(data84.entrypoint !== undefined){
+let data88 = data84.entrypoint;
+const _errs222 = errors;
+if(errors === _errs222){
+if(Array.isArray(data88)){
+var valid30 = true;
+const len8 = data88.length;
 for(let i9=0; i9<len8; i9++){
-const _errs215 = errors;
-if(typeof data84[i9] !== "string"){
+const _errs224 = errors;
+if(typeof data88[i9] !== "string"){
 validate10.errors = [{instancePath:instancePath+"/config/entrypoint/" + i9,schemaPath:"#/properties/config/properties/entrypoint/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid29 = _errs215 === errors;
-if(!valid29){
+var valid30 = _errs224 === errors;
+if(!valid30){
 break;
 }
 }
@@ -2616,27 +2721,27 @@ validate10.errors = [{instancePath:instancePath+"/config/entrypoint",schemaPath:
 return false;
 }
 }
-var valid25 = _errs213 === errors;
+var valid26 = _errs222 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.cmd !== undefined){
-let data86 = data80.cmd;
-const _errs217 = errors;
-if(errors === _errs217){
-if(Array.isArray(data86)){
-var valid30 = true;
-const len9 = data86.length;
+if(valid26){
+if(data84.cmd !== undefined){
+let data90 = data84.cmd;
+const _errs226 = errors;
+if(errors === _errs226){
+if(Array.isArray(data90)){
+var valid31 = true;
+const len9 = data90.length;
 for(let i10=0; i10<len9; i10++){
-const _errs219 = errors;
-if(typeof data86[i10] !== "string"){
+const _errs228 = errors;
+if(typeof data90[i10] !== "string"){
 validate10.errors = [{instancePath:instancePath+"/config/cmd/" + i10,schemaPath:"#/properties/config/properties/cmd/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid30 = _errs219 === errors;
-if(!valid30){
+var valid31 = _errs228 === errors;
+if(!valid31){
 break;
 }
 }
@@ -2646,23 +2751,23 @@ validate10.errors = [{instancePath:instancePath+"/config/cmd",schemaPath:"#/prop
 return false;
 }
 }
-var valid25 = _errs217 === errors;
+var valid26 = _errs226 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.workdir !== undefined){
-let data88 = data80.workdir;
-const _errs221 = errors;
-if(errors === _errs221){
-if(typeof data88 === "string"){
-if(func3(data88) < 1){
+if(valid26){
+if(data84.workdir !== undefined){
+let data92 = data84.workdir;
+const _errs230 = errors;
+if(errors === _errs230){
+if(typeof data92 === "string"){
+if(func3(data92) < 1){
 validate10.errors = [{instancePath:instancePath+"/config/workdir",schemaPath:"#/properties/config/properties/workdir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data88)){
+if(!pattern20.test(data92)){
 validate10.errors = [{instancePath:instancePath+"/config/workdir",schemaPath:"#/properties/config/properties/workdir/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -2673,37 +2778,37 @@ validate10.errors = [{instancePath:instancePath+"/config/workdir",schemaPath:"#/
 return false;
 }
 }
-var valid25 = _errs221 === errors;
+var valid26 = _errs230 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.user !== undefined){
-const _errs223 = errors;
-if(typeof data80.user !== "string"){
+if(valid26){
+if(data84.user !== undefined){
+const _errs232 = errors;
+if(typeof data84.user !== "string"){
 validate10.errors = [{instancePath:instancePath+"/config/user",schemaPath:"#/properties/config/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid25 = _errs223 === errors;
+var valid26 = _errs232 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.labels !== undefined){
-let data90 = data80.labels;
-const _errs225 = errors;
-if(errors === _errs225){
-if(data90 && typeof data90 == "object" && !Array.isArray(data90)){
-for(const key12 in data90){
-const _errs228 = errors;
-if(typeof data90[key12] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/config/labels/" + key12.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(valid26){
+if(data84.labels !== undefined){
+let data94 = data84.labels;
+const _errs234 = errors;
+if(errors === _errs234){
+if(data94 && typeof data94 == "object" && !Array.isArray(data94)){
+for(const key13 in data94){
+const _errs237 = errors;
+if(typeof data94[key13] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/config/labels/" + key13.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid31 = _errs228 === errors;
-if(!valid31){
+var valid32 = _errs237 === errors;
+if(!valid32){
 break;
 }
 }
@@ -2713,26 +2818,26 @@ validate10.errors = [{instancePath:instancePath+"/config/labels",schemaPath:"#/p
 return false;
 }
 }
-var valid25 = _errs225 === errors;
+var valid26 = _errs234 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.exposedPorts !== undefined){
-let data92 = data80.exposedPorts;
-const _errs230 = errors;
-if(errors === _errs230){
-if(Array.isArray(data92)){
-var valid32 = true;
-const len10 = data92.length;
+if(valid26){
+if(data84.exposedPorts !== undefined){
+let data96 = data84.exposedPorts;
+const _errs239 = errors;
+if(errors === _errs239){
+if(Array.isArray(data96)){
+var valid33 = true;
+const len10 = data96.length;
 for(let i11=0; i11<len10; i11++){
-let data93 = data92[i11];
-const _errs232 = errors;
-const _errs233 = errors;
-let valid33 = false;
-const _errs234 = errors;
-if(!((typeof data93 == "number") && (!(data93 % 1) && !isNaN(data93)))){
+let data97 = data96[i11];
+const _errs241 = errors;
+const _errs242 = errors;
+let valid34 = false;
+const _errs243 = errors;
+if(!((typeof data97 == "number") && (!(data97 % 1) && !isNaN(data97)))){
 const err21 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err21];
@@ -2742,9 +2847,9 @@ vErrors.push(err21);
 }
 errors++;
 }
-if(errors === _errs234){
-if(typeof data93 == "number"){
-if(data93 > 65535 || isNaN(data93)){
+if(errors === _errs243){
+if(typeof data97 == "number"){
+if(data97 > 65535 || isNaN(data97)){
 const err22 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err22];
@@ -2755,7 +2860,7 @@ vErrors.push(err22);
 errors++;
 }
 else {
-if(data93 < 1 || isNaN(data93)){
+if(data97 < 1 || isNaN(data97)){
 const err23 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/0/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err23];
@@ -2768,13 +2873,13 @@ errors++;
 }
 }
 }
-var _valid7 = _errs234 === errors;
-valid33 = valid33 || _valid7;
-if(!valid33){
-const _errs236 = errors;
-if(errors === _errs236){
-if(typeof data93 === "string"){
-if(!pattern39.test(data93)){
+var _valid7 = _errs243 === errors;
+valid34 = valid34 || _valid7;
+if(!valid34){
+const _errs245 = errors;
+if(errors === _errs245){
+if(typeof data97 === "string"){
+if(!pattern42.test(data97)){
 const err24 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf/1/pattern",keyword:"pattern",params:{pattern: "^[0-9]{1,5}(/(tcp|udp|sctp))?$"},message:"must match pattern \""+"^[0-9]{1,5}(/(tcp|udp|sctp))?$"+"\""};
 if(vErrors === null){
 vErrors = [err24];
@@ -2796,10 +2901,10 @@ vErrors.push(err25);
 errors++;
 }
 }
-var _valid7 = _errs236 === errors;
-valid33 = valid33 || _valid7;
+var _valid7 = _errs245 === errors;
+valid34 = valid34 || _valid7;
 }
-if(!valid33){
+if(!valid34){
 const err26 = {instancePath:instancePath+"/config/exposedPorts/" + i11,schemaPath:"#/properties/config/properties/exposedPorts/items/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err26];
@@ -2812,18 +2917,18 @@ validate10.errors = vErrors;
 return false;
 }
 else {
-errors = _errs233;
+errors = _errs242;
 if(vErrors !== null){
-if(_errs233){
-vErrors.length = _errs233;
+if(_errs242){
+vErrors.length = _errs242;
 }
 else {
 vErrors = null;
 }
 }
 }
-var valid32 = _errs232 === errors;
-if(!valid32){
+var valid33 = _errs241 === errors;
+if(!valid33){
 break;
 }
 }
@@ -2833,30 +2938,30 @@ validate10.errors = [{instancePath:instancePath+"/config/exposedPorts",schemaPat
 return false;
 }
 }
-var valid25 = _errs230 === errors;
+var valid26 = _errs239 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.volumes !== undefined){
-let data94 = data80.volumes;
-const _errs238 = errors;
-if(errors === _errs238){
-if(Array.isArray(data94)){
-var valid34 = true;
-const len11 = data94.length;
+if(valid26){
+if(data84.volumes !== undefined){
+let data98 = data84.volumes;
+const _errs247 = errors;
+if(errors === _errs247){
+if(Array.isArray(data98)){
+var valid35 = true;
+const len11 = data98.length;
 for(let i12=0; i12<len11; i12++){
-let data95 = data94[i12];
-const _errs240 = errors;
-if(errors === _errs240){
-if(typeof data95 === "string"){
-if(func3(data95) < 1){
+let data99 = data98[i12];
+const _errs249 = errors;
+if(errors === _errs249){
+if(typeof data99 === "string"){
+if(func3(data99) < 1){
 validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i12,schemaPath:"#/properties/config/properties/volumes/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 else {
-if(!pattern17.test(data95)){
+if(!pattern20.test(data99)){
 validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i12,schemaPath:"#/properties/config/properties/volumes/items/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""}];
 return false;
 }
@@ -2867,8 +2972,8 @@ validate10.errors = [{instancePath:instancePath+"/config/volumes/" + i12,schemaP
 return false;
 }
 }
-var valid34 = _errs240 === errors;
-if(!valid34){
+var valid35 = _errs249 === errors;
+if(!valid35){
 break;
 }
 }
@@ -2878,22 +2983,22 @@ validate10.errors = [{instancePath:instancePath+"/config/volumes",schemaPath:"#/
 return false;
 }
 }
-var valid25 = _errs238 === errors;
+var valid26 = _errs247 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
-if(valid25){
-if(data80.stopSignal !== undefined){
-const _errs242 = errors;
-if(typeof data80.stopSignal !== "string"){
+if(valid26){
+if(data84.stopSignal !== undefined){
+const _errs251 = errors;
+if(typeof data84.stopSignal !== "string"){
 validate10.errors = [{instancePath:instancePath+"/config/stopSignal",schemaPath:"#/properties/config/properties/stopSignal/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid25 = _errs242 === errors;
+var valid26 = _errs251 === errors;
 }
 else {
-var valid25 = true;
+var valid26 = true;
 }
 }
 }
@@ -2910,25 +3015,25 @@ validate10.errors = [{instancePath:instancePath+"/config",schemaPath:"#/properti
 return false;
 }
 }
-var valid0 = _errs199 === errors;
+var valid0 = _errs208 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.annotations !== undefined){
-let data97 = data.annotations;
-const _errs244 = errors;
-if(errors === _errs244){
-if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
-for(const key13 in data97){
-const _errs247 = errors;
-if(typeof data97[key13] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/annotations/" + key13.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/annotations/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+let data101 = data.annotations;
+const _errs253 = errors;
+if(errors === _errs253){
+if(data101 && typeof data101 == "object" && !Array.isArray(data101)){
+for(const key14 in data101){
+const _errs256 = errors;
+if(typeof data101[key14] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/annotations/" + key14.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/annotations/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid35 = _errs247 === errors;
-if(!valid35){
+var valid36 = _errs256 === errors;
+if(!valid36){
 break;
 }
 }
@@ -2938,22 +3043,23 @@ validate10.errors = [{instancePath:instancePath+"/annotations",schemaPath:"#/pro
 return false;
 }
 }
-var valid0 = _errs244 === errors;
+var valid0 = _errs253 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.sbom !== undefined){
-const _errs249 = errors;
+const _errs258 = errors;
 if(typeof data.sbom !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/sbom",schemaPath:"#/properties/sbom/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid0 = _errs249 === errors;
+var valid0 = _errs258 === errors;
 }
 else {
 var valid0 = true;
+}
 }
 }
 }
@@ -2982,8 +3088,8 @@ return errors === 0;
 export const validateOciManifest = validate11;
 const schema12 = {"$id":"oci-manifest","type":"object","required":["schemaVersion","config","layers"],"properties":{"schemaVersion":{"const":2},"mediaType":{"const":"application/vnd.oci.image.manifest.v1+json"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"config":{"$ref":"descriptor"},"layers":{"type":"array","items":{"$ref":"descriptor"}},"subject":{"$ref":"descriptor"},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
 const schema13 = {"$id":"descriptor","type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"data":{"type":"string","contentEncoding":"base64"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"},"features":{"type":"array","items":{"type":"string"}}}}}};
-const pattern41 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
-const pattern43 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
+const pattern44 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
+const pattern46 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="oci-manifest" */;
@@ -3026,7 +3132,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern41.test(data2)){
+if(!pattern44.test(data2)){
 validate11.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3059,7 +3165,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern41.test(data4)){
+if(!pattern44.test(data4)){
 validate11.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3080,7 +3186,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern43.test(data5)){
+if(!pattern46.test(data5)){
 validate11.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3192,7 +3298,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern41.test(data12)){
+if(!pattern44.test(data12)){
 validate11.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3387,7 +3493,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern41.test(data24)){
+if(!pattern44.test(data24)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3408,7 +3514,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern43.test(data25)){
+if(!pattern46.test(data25)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3520,7 +3626,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern41.test(data32)){
+if(!pattern44.test(data32)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3719,7 +3825,7 @@ let data43 = data42.mediaType;
 const _errs90 = errors;
 if(errors === _errs90){
 if(typeof data43 === "string"){
-if(!pattern41.test(data43)){
+if(!pattern44.test(data43)){
 validate11.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3740,7 +3846,7 @@ let data44 = data42.digest;
 const _errs92 = errors;
 if(errors === _errs92){
 if(typeof data44 === "string"){
-if(!pattern43.test(data44)){
+if(!pattern46.test(data44)){
 validate11.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3852,7 +3958,7 @@ let data51 = data42.artifactType;
 const _errs107 = errors;
 if(errors === _errs107){
 if(typeof data51 === "string"){
-if(!pattern41.test(data51)){
+if(!pattern44.test(data51)){
 validate11.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4111,7 +4217,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern41.test(data2)){
+if(!pattern44.test(data2)){
 validate12.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4151,7 +4257,7 @@ let data5 = data4.mediaType;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern41.test(data5)){
+if(!pattern44.test(data5)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4172,7 +4278,7 @@ let data6 = data4.digest;
 const _errs12 = errors;
 if(errors === _errs12){
 if(typeof data6 === "string"){
-if(!pattern43.test(data6)){
+if(!pattern46.test(data6)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4284,7 +4390,7 @@ let data13 = data4.artifactType;
 const _errs27 = errors;
 if(errors === _errs27){
 if(typeof data13 === "string"){
-if(!pattern41.test(data13)){
+if(!pattern44.test(data13)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4483,7 +4589,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern41.test(data24)){
+if(!pattern44.test(data24)){
 validate12.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4504,7 +4610,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern43.test(data25)){
+if(!pattern46.test(data25)){
 validate12.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4616,7 +4722,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern41.test(data32)){
+if(!pattern44.test(data32)){
 validate12.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4886,7 +4992,7 @@ let data3 = data2.mediaType;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data3 === "string"){
-if(!pattern41.test(data3)){
+if(!pattern44.test(data3)){
 validate13.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4907,7 +5013,7 @@ let data4 = data2.digest;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern43.test(data4)){
+if(!pattern46.test(data4)){
 validate13.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5019,7 +5125,7 @@ let data11 = data2.artifactType;
 const _errs23 = errors;
 if(errors === _errs23){
 if(typeof data11 === "string"){
-if(!pattern41.test(data11)){
+if(!pattern44.test(data11)){
 validate13.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5214,7 +5320,7 @@ let data23 = data22.mediaType;
 const _errs48 = errors;
 if(errors === _errs48){
 if(typeof data23 === "string"){
-if(!pattern41.test(data23)){
+if(!pattern44.test(data23)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5235,7 +5341,7 @@ let data24 = data22.digest;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern43.test(data24)){
+if(!pattern46.test(data24)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5347,7 +5453,7 @@ let data31 = data22.artifactType;
 const _errs65 = errors;
 if(errors === _errs65){
 if(typeof data31 === "string"){
-if(!pattern41.test(data31)){
+if(!pattern44.test(data31)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5605,7 +5711,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern41.test(data4)){
+if(!pattern44.test(data4)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5626,7 +5732,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern43.test(data5)){
+if(!pattern46.test(data5)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5738,7 +5844,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern41.test(data12)){
+if(!pattern44.test(data12)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
