@@ -5,6 +5,7 @@ import { registryBench } from './registry.js';
 import { fastBench } from './fast.js';
 import { benchCopy } from './copy.js';
 import { buildBench } from './build.js';
+import { cicacheBench } from './cicache.js';
 import { benchProxy } from './proxy.js';
 import { gcBench } from './gc.js';
 import { authBench } from './auth.js';
@@ -33,6 +34,7 @@ export const benches: Bench[] = [
   fastBench,
   { name: 'copy', run: async (ctx) => _timings(await benchCopy({ mib: ctx.quick ? 256 : 1024, rounds: ctx.rounds })) },
   buildBench,
+  cicacheBench,
   {
     name: 'proxy',
     run: async (ctx) =>

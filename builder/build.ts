@@ -124,7 +124,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const tarInputs = new BlobDir(join(cacheRoot, 'tar-inputs')); // `tar:` entries' file contents (tar-input.ts)
   const cache = await LayerCache.open(cacheRoot);
   const platforms = _platforms(loaded, opts.platforms);
-  const preset = await _preset(loaded, ctx, resolve(opts.file), cacheRoot);
+  const preset = await _preset(loaded, ctx, resolve(opts.file), cacheRoot, platforms);
 
   const src = new _BuiltSource(blobs);
   let baseInfo: { name: string; digest: Digest } | undefined;
@@ -204,13 +204,14 @@ async function _preset(
   ctx: Context,
   specFile: string,
   cacheRoot: string,
+  platforms: Platform[],
 ): Promise<Preset | undefined> {
   const { spec } = loaded;
   if (spec.go && spec.preset !== 'go')
     throw loaded.error(['go'], 'go: sets up preset: go; add preset: go or remove it');
   if (spec.python && spec.preset !== 'python')
     throw loaded.error(['python'], 'python: sets up preset: python; add preset: python or remove it');
-  if (spec.preset === 'go') return goPreset(loaded, ctx, { outDir: join(cacheRoot, 'go-build') });
+  if (spec.preset === 'go') return goPreset(loaded, ctx, { outDir: join(cacheRoot, 'go-build'), platforms });
   if (spec.preset === 'python')
     return pythonPreset(loaded, ctx, { outDir: join(cacheRoot, 'python-build'), exclude: [specFile, cacheRoot] });
   if (spec.preset !== 'node') return undefined;

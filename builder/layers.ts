@@ -5,7 +5,7 @@
 // decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, readSync, writeSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Digester, type Digest } from '../spec/digest.js';
@@ -196,6 +196,12 @@ async function _hashMember(m: Member): Promise<FileSums> {
     sha1.update(src.data);
     sha256.update(src.data);
     size = src.data.length;
+  } else if (src && m.size <= 4 << 20) {
+    // One read of exactly the file: a stream would allocate its full chunk size for every small file.
+    const data = await readFile(src.abs);
+    sha1.update(data);
+    sha256.update(data);
+    size = data.length;
   } else if (src) {
     for await (const c of createReadStream(src.abs, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
       sha1.update(c);

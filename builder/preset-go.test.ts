@@ -24,7 +24,13 @@ async function project(t: TestContext, files: Record<string, string>): Promise<s
 
 async function preset(dir: string, yaml: string) {
   const loaded = parseSpec(`apiVersion: berth/v1\nkind: Image\npreset: go\n${yaml}`);
-  return goPreset(loaded, await Context.open(dir), { outDir: join(dir, '..', `${join(dir).split('/').pop()}-out`) });
+  return goPreset(loaded, await Context.open(dir), {
+    outDir: join(dir, '..', `${join(dir).split('/').pop()}-out`),
+    platforms: [
+      { os: 'linux', architecture: 'amd64' },
+      { os: 'linux', architecture: 'arm64' },
+    ],
+  });
 }
 
 test('goEnv maps platforms to GOOS/GOARCH/GOARM', () => {

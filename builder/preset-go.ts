@@ -19,7 +19,7 @@
 //   binary needs no root; `config.user` overrides).
 import { execFile } from 'node:child_process';
 import { mkdir, stat } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { ImageConfigSpec } from '../spec/build-spec.js';
 import type { Platform } from '../spec/manifest.js';
@@ -27,6 +27,7 @@ import { formatPlatform } from '../spec/platform.js';
 import { fileIdentity, type Context } from './context.js';
 import type { Preset } from './preset.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
+import { warmSegmentPool } from './segment-pool.js';
 import type { LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -39,6 +40,8 @@ export const GO_DEFAULT_USER = '65532:65532';
 export interface GoPresetOptions {
   /** Where the per-platform binaries are written (outside the context: the build cache). */
   outDir: string;
+  /** The platforms to build for (all at once, as the preset is made). */
+  platforms: Platform[];
   /** The `go` command (default: `go` on PATH). */
   go?: string;
 }
@@ -79,24 +82,41 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
     }
   };
 
-  const gomod = (await goRun(['env', 'GOMOD'])).trim();
-  if (!gomod || gomod === '/dev/null' || gomod === 'NUL')
+  // go.mod must be the context's own: Go uses the nearest one above the working directory, which is the context.
+  const [mod] = await ctx.select('go.mod');
+  if (mod?.kind !== 'file')
     throw fail(`preset go needs go.mod at the root of the build context (${ctx.dir}); run go mod init`);
-  if (gomod !== join(ctx.real, 'go.mod'))
-    throw fail(
-      `go.mod of this build is ${gomod}, outside the build context ${ctx.dir}; make the module's directory the context`,
-    );
 
   const main = settings.main ?? '.';
   const mainPkg = main === '.' || main.startsWith('./') ? main : `./${main}`;
+  const args = ['build', '-trimpath', '-buildvcs=false'];
+  if (settings.tags?.length) args.push('-tags', settings.tags.join(','));
+  if (settings.ldflags?.length) args.push(`-ldflags=${settings.ldflags.join(' ')}`);
+  // Every platform's binary is built at once, side by side with `go list` and the start of the compression
+  // workers: the layer is built as soon as its binary is there.
+  const builds = new Map<string, Promise<string>>();
+  for (const platform of opts.platforms) {
+    const penv = goEnv(platform);
+    if (!penv) throw loaded.error(['platforms'], `Go cannot build for ${formatPlatform(platform)}`);
+    const out = join(opts.outDir, formatPlatform(platform).replace(/\//g, '-'), 'app');
+    const built = mkdir(dirname(out), { recursive: true }).then(() =>
+      goRun([...args, '-o', out, mainPkg], penv).then(() => out),
+    );
+    built.catch(() => {}); // awaited by layers()
+    builds.set(formatPlatform(platform), built);
+  }
+  warmSegmentPool();
   let listed: string;
   try {
     listed = (await goRun(['list', '-f', '{{.Name}} {{.ImportPath}}', mainPkg])).trim();
   } catch (e) {
+    // Never leave a go build running behind an error.
+    await Promise.allSettled(builds.values());
     if (e instanceof _GoError) throw failAt('main', e.message);
     throw e;
   }
   const [pkgName, importPath] = listed.split(' ');
+  if (pkgName !== 'main') await Promise.allSettled(builds.values());
   if (pkgName !== 'main')
     throw failAt(
       'main',
@@ -105,23 +125,17 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
   const binary = settings.binary ?? posix.basename(importPath);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(binary))
     throw failAt('main', `the binary name '${binary}' (from ${importPath}) is not a plain file name; set go.binary`);
-
-  const args = ['build', '-trimpath', '-buildvcs=false'];
-  if (settings.tags?.length) args.push('-tags', settings.tags.join(','));
-  if (settings.ldflags?.length) args.push(`-ldflags=${settings.ldflags.join(' ')}`);
   const props = loaded.spec.properties ?? {};
   const dest = posix.join(GO_APP_DIR, binary);
 
   return {
     layerNames: GO_LAYER_NAMES,
     async layers(platform: Platform): Promise<LayerPlan[]> {
-      const penv = goEnv(platform);
-      if (!penv) throw loaded.error(['platforms'], `Go cannot build for ${formatPlatform(platform)}`);
-      const dir = join(opts.outDir, formatPlatform(platform).replace(/\//g, '-'));
-      await mkdir(dir, { recursive: true });
-      const out = join(dir, binary);
+      const built = builds.get(formatPlatform(platform));
+      if (!built) throw new Error(`preset go: ${formatPlatform(platform)} was not among the platforms it built`);
+      let out: string;
       try {
-        await goRun([...args, '-o', out, mainPkg], penv);
+        out = await built;
       } catch (e) {
         if (e instanceof _GoError) throw fail(e.message);
         throw e;

@@ -105,6 +105,14 @@ export function recycle(tar: Buffer): void {
   if (held <= FREE_MAX_BYTES) _free.push(ab);
 }
 
+/**
+ * Starts the workers now rather than at the first segment: a caller that knows a layer is about to be built (a
+ * preset compiling a binary) overlaps their start-up with its own wait.
+ */
+export function warmSegmentPool(): void {
+  _slots ??= Array.from({ length: SIZE }, () => _spawn());
+}
+
 function _pick(): _Slot {
   _slots ??= Array.from({ length: SIZE }, () => _spawn());
   return _slots.reduce((a, b) => (b.busy < a.busy ? b : a));
