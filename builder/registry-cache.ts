@@ -243,6 +243,13 @@ export async function writeCache(
   }
   const mountRepo = pushed.map((p) => parseReference(p)).find((p) => p.registry === r.registry)?.repository;
   const repo = client.repository(r, { push: true, mountFrom: mountRepo ? [mountRepo] : [] });
+  // A cache tag is the cache's alone: never overwrite an image someone tagged there.
+  const current = await _notFound(() => repo.getManifest(r.tag ?? 'latest'));
+  if (current && _artifactType(current) !== CACHE_ARTIFACT_TYPE)
+    throw new CacheRefError(
+      ref,
+      'holds an image, not a berth build cache; give the cache a tag of its own (e.g. REPO:buildcache) or push the image to REF',
+    );
   const out = await copy(
     _cacheSource(result, cm, mountRepo ? { host: repo.host, name: mountRepo } : undefined),
     cm.manifest.digest,

@@ -183,6 +183,15 @@ test('registry cache: a local output reads reused layers from the registry; bad 
   const bad = await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache-from', 'UPPER/case', '--no-sbom']);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--cache-from UPPER\/case: /);
+  // A cache tag never overwrites an image.
+  const clobber = await berth(['build', '-f', join(dir, 'berth.yaml'), '--cache-to', ref, '--no-sbom']);
+  assert.equal(clobber.code, 1, clobber.stderr);
+  assert.match(clobber.stderr, /--cache-to: cannot write the build cache to .*holds an image, not a berth build cache/);
+  assert.equal(
+    JSON.parse(ok(await run('crane', ['manifest', ref]))).artifactType,
+    undefined,
+    'the image is still there',
+  );
   const noPush = await berth(['build', '-f', join(dir, 'berth.yaml'), '--registry-cache']);
   assert.equal(noPush.code, 2, noPush.stderr);
   assert.match(noPush.stderr, /--registry-cache uses the first --push REF/);
