@@ -55,20 +55,20 @@ output given (none: build and print the digest). Layers are cached by content in
       help: 'keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)',
     }),
     'registry-cache': flag.boolean({
-      help: 'reuse and record layers in the registry: --cache-from and --cache-to default to the first --push REF',
+      help: 'reuse and record layers in the registry (--cache-from/--cache-to: the first --push REF)',
     }),
     'cache-from': flag.string({
       arg: 'REF',
-      help: 'reuse layers recorded at REF (a cache tag, or an image with the cache attached) instead of building them',
+      help: 'reuse layers recorded at REF (a cache tag or a cached image) instead of building them',
     }),
     'cache-to': flag.string({
       arg: 'REF',
-      help: "record this build's layers at REF (a --push REF: attached to that image; else a tag of its own)",
+      help: "record this build's layer keys at REF (a --push REF: as a referrer; else as a tag)",
     }),
     'check-reproducible': flag.boolean({ help: 'build twice in separate temp caches and fail if any digest differs' }),
     lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
     update: flag.boolean({
-      help: 'with --lock: resolve base: to the newest digest of its tag, rewrite berth.lock and say what changed',
+      help: "with --lock: move base: to its tag's newest digest and say what changed",
     }),
     'update-lock': flag.boolean({ help: 'the same as --lock --update' }),
     'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
