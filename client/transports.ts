@@ -18,7 +18,15 @@ import type { ImageIndex, Platform } from '../spec/manifest.js';
 import { isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { DOCKER_HUB, isValidTag, parseReference, type Reference } from '../spec/reference.js';
-import { copy, remoteSource, remoteTarget, type CopyOptions, type CopyResult, type ImageSource } from './copy.js';
+import {
+  copy,
+  remoteSource,
+  remoteTarget,
+  type CopyOptions,
+  type CopyResult,
+  type ImageSource,
+  type ImageTarget,
+} from './copy.js';
 import { DockerArchive, writeDockerArchive } from './docker-archive.js';
 import { OciLayout } from './layout.js';
 import type { Client } from './remote.js';
@@ -195,6 +203,63 @@ export async function writeImage(
       const progress = opts.progress;
       await writeDockerArchive(r.path!, src, m, tags, { onBytes: (d, n) => progress?.blobBytes(d, n) });
       return { digest: m.digest, mediaType: m.mediaType };
+    }
+  }
+}
+
+export interface OpenedTarget {
+  target: ImageTarget;
+  /** The tag to write the root under ('' = by digest only). */
+  tag: string;
+  /** Completes the write once the root `digest` is stored (an archive is packed here); then `close`. */
+  finish(digest: Digest): Promise<void>;
+  /** Removes temp files; safe after a failure (nothing partial is left at the destination). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a medium to write an image into with any ImageTarget writer (the image verbs' rewrite, indexes…), not only
+ * copy: a registry or a layout is written directly; an archive is written into a temp layout and packed into the
+ * file by `finish` (so the file appears only once complete). `mountFrom` are repositories on the target registry
+ * whose blobs may be mounted.
+ */
+export async function openImageTarget(
+  r: ImageRef,
+  client: Client,
+  opts: { mountFrom?: string[] } = {},
+): Promise<OpenedTarget> {
+  const none = async () => {};
+  switch (r.transport) {
+    case 'docker': {
+      const dst = r.ref!;
+      const repo = client.repository(dst, { push: true, mountFrom: opts.mountFrom ?? [] });
+      return { target: remoteTarget(repo), tag: dst.digest ? '' : (dst.tag ?? 'latest'), finish: none, close: none };
+    }
+    case 'oci':
+      return {
+        target: await OciLayout.create(r.path!),
+        tag: r.name?.includes(':') ? '' : (r.name ?? ''),
+        finish: none,
+        close: none,
+      };
+    case 'oci-archive':
+    case 'docker-archive': {
+      const dir = await mkdtemp(join(tmpdir(), 'berth-write-'));
+      const close = () => rm(dir, { recursive: true, force: true });
+      try {
+        const layout = await OciLayout.create(dir);
+        return {
+          target: layout,
+          tag: '',
+          finish: async (digest) => {
+            await writeImage(layout, digest, r, client);
+          },
+          close,
+        };
+      } catch (e) {
+        await close();
+        throw e;
+      }
     }
   }
 }
