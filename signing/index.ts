@@ -19,13 +19,7 @@ import { signCosign, verifyCosign } from './cosign.js';
 import { SigningError } from './keys.js';
 import { signNotation, verifyNotation } from './notation.js';
 import type { SignatureReader, SignatureWriter } from './source.js';
-import {
-  SIGNATURE_FORMATS,
-  type SignatureCheck,
-  type SignatureFormat,
-  type Trust,
-  type VerifyResult,
-} from './types.js';
+import type { SignatureCheck, SignatureFormat, Trust, VerifyResult } from './types.js';
 
 export * from './keys.js';
 export type { SignatureReader, SignatureWriter, StoredManifest } from './source.js';
@@ -44,7 +38,11 @@ export { INTOTO_PAYLOAD_TYPE, pae, signEnvelope, openEnvelope, type Envelope, ty
 export async function verifyImage(source: SignatureReader, digest: Digest, trust: Trust): Promise<VerifyResult> {
   const keys = trust.keys ?? [];
   const certs = trust.certificates ?? [];
-  const wanted = new Set(trust.formats ?? SIGNATURE_FORMATS);
+  const able: SignatureFormat[] = [
+    ...(keys.length ? (['cosign', 'cosign-bundle'] as const) : []),
+    ...(certs.length ? (['notation'] as const) : []),
+  ];
+  const wanted = new Set(trust.formats ?? able);
   const signatures: SignatureCheck[] = [];
   if (wanted.has('cosign')) signatures.push(...(await verifyCosign(source, digest, keys)));
   if (wanted.has('cosign-bundle')) signatures.push(...(await verifyBundles(source, digest, keys)));
