@@ -1,0 +1,331 @@
+// Signatures with the real tools, both directions, on a berth registry over plain HTTP:
+//  - berth signs (cosign simple signing, cosign bundle, notation JWS) → cosign v2, cosign v3 and notation verify;
+//  - cosign v2/v3 and notation sign → `berth verify` succeeds;
+//  - a tampered payload (a signature rewritten to claim another image), a wrong key and an unsigned image are
+//    refused by every verifier.
+// Keys cross too: cosign signs with a key `berth key generate` encrypted, berth signs with one cosign generated.
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Client } from '../client/remote.js';
+import { signatureStore } from '../client/signatures.js';
+import { signatureTag } from '../signing/index.js';
+import { digestOf, type Digest } from '../spec/digest.js';
+import type { ImageManifest } from '../spec/manifest.js';
+import { startBerth, type Berth } from './berth.js';
+import { ok, requirePeer, run, type RunResult } from './peers.js';
+import { imageManifest, pushBlob, pushManifest } from './registry-client.js';
+
+const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
+const PASSWORD = 'correct horse';
+
+let reg: Berth;
+let dir: string;
+/** HOME for cosign and XDG_CONFIG_HOME for notation: nothing read from or written to the real user's config. */
+let env: Record<string, string>;
+
+before(async () => {
+  reg = await startBerth(undefined);
+  dir = await mkdtemp(join(tmpdir(), 'berth-sign-'));
+  env = { HOME: dir, XDG_CONFIG_HOME: join(dir, 'xdg'), COSIGN_PASSWORD: PASSWORD, SIGSTORE_NO_CACHE: 'true' };
+  // berth's key pairs: the signer's (encrypted, as cosign writes them, with a certificate) and a stranger's.
+  ok(
+    await berth([
+      'key',
+      'generate',
+      '-o',
+      join(dir, 'berth'),
+      '--cert',
+      '--subject',
+      'C=US,ST=WA,O=berth,CN=berth signer',
+    ]),
+  );
+  ok(await berth(['key', 'generate', '-o', join(dir, 'other'), '--plain', '--cert', '--subject', 'someone else']));
+  // An empty sigstore trusted root: cosign v3 verifies key-based bundles offline against it.
+  await writeFile(
+    join(dir, 'trusted_root.json'),
+    JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1' }),
+  );
+});
+after(async () => {
+  await reg?.stop();
+  await rm(reg.root, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true });
+});
+
+function berth(args: string[], extra: Record<string, string> = {}): Promise<RunResult> {
+  return run(process.execPath, [BIN, ...args], { env: { ...env, ...extra } });
+}
+
+const tool = (name: string, args: string[]) => run(name, args, { env, timeoutMs: 120_000 });
+
+/** A small distinct image pushed to `repo:tag`; returns `host/repo@digest`. */
+async function image(repo: string, tag: string): Promise<{ ref: string; digest: Digest }> {
+  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, tag });
+  const cfg = await pushBlob(reg.url, repo, config);
+  const res = await pushManifest(reg.url, repo, tag, imageManifest({ digest: cfg, size: config.length }, []));
+  assert.equal(res.status, 201);
+  const digest = res.header('docker-content-digest') as Digest;
+  return { ref: `${reg.host}/${repo}@${digest}`, digest };
+}
+
+function repo(t: TestContext): string {
+  return `sign/${t.name
+    .replace(/[^a-z0-9]+/gi, '-')
+    .toLowerCase()
+    .replace(/^-|-$/g, '')}`;
+}
+
+/** berth verify's JSON result and exit code. */
+async function berthVerify(ref: string, trust: string[]): Promise<{ code: number; result: any }> {
+  const r = await berth(['verify', ref, ...trust, '--json']);
+  assert.ok(r.code === 0 || r.code === 7, `${r.command}: ${r.code}\n${r.stderr}`);
+  return { code: r.code, result: JSON.parse(r.stdout) };
+}
+
+/**
+ * The tampering a registry-side attacker can do: copy the signature artifacts of `from` onto `to`, with the signed
+ * payload rewritten to name `to` (the signature bytes untouched).
+ */
+async function forge(repoName: string, from: Digest, to: Digest, format: 'cosign' | 'bundle' | 'notation') {
+  const repo = new Client({ insecure: true }).repository(`${reg.host}/${repoName}`, { push: true });
+  const store = signatureStore(repo);
+  const swap = (s: string) => s.replaceAll(from, to).replaceAll(from.slice(7), to.slice(7));
+  if (format === 'cosign') {
+    const m = (await store.manifest(signatureTag(from)))!;
+    const doc = JSON.parse(m.bytes.toString()) as ImageManifest;
+    for (const l of doc.layers) {
+      const payload = Buffer.from(swap((await store.blob(l, 1 << 20)).toString()));
+      Object.assign(l, await store.putBlob(payload));
+    }
+    await store.putManifest(signatureTag(to), Buffer.from(JSON.stringify(doc)), m.mediaType);
+    return;
+  }
+  const artifactType =
+    format === 'bundle' ? 'application/vnd.dev.sigstore.bundle.v0.3+json' : 'application/vnd.cncf.notary.signature';
+  for (const d of await store.referrers(from, artifactType)) {
+    const m = (await store.manifest(d.digest))!;
+    const doc = JSON.parse(m.bytes.toString()) as ImageManifest;
+    const layer = doc.layers[0];
+    const text = (await store.blob(layer, 1 << 20)).toString();
+    let forged: string;
+    if (format === 'bundle') {
+      const b = JSON.parse(text);
+      b.dsseEnvelope.payload = Buffer.from(swap(Buffer.from(b.dsseEnvelope.payload, 'base64').toString())).toString(
+        'base64',
+      );
+      forged = JSON.stringify(b);
+    } else {
+      const j = JSON.parse(text);
+      j.payload = Buffer.from(swap(Buffer.from(j.payload, 'base64url').toString())).toString('base64url');
+      forged = JSON.stringify(j);
+    }
+    Object.assign(layer, await store.putBlob(Buffer.from(forged)));
+    const head = (await repo.headManifest(to))!;
+    doc.subject = { mediaType: head.mediaType, digest: to, size: head.size };
+    const bytes = Buffer.from(JSON.stringify(doc));
+    await store.putManifest(digestOf(bytes), bytes, m.mediaType);
+  }
+}
+
+describe('berth signs, notation verifies', () => {
+  let notationDir: string;
+  before(async () => {
+    // A strict trust policy whose only trust store holds berth's certificate.
+    notationDir = join(dir, 'xdg', 'notation');
+    await mkdir(join(notationDir, 'truststore', 'x509', 'ca', 'berth'), { recursive: true });
+    await writeFile(
+      join(notationDir, 'truststore', 'x509', 'ca', 'berth', 'berth.crt'),
+      await readFile(join(dir, 'berth.crt')),
+    );
+    await writeFile(
+      join(notationDir, 'trustpolicy.json'),
+      JSON.stringify({
+        version: '1.0',
+        trustPolicies: [
+          {
+            name: 'berth',
+            registryScopes: ['*'],
+            signatureVerification: { level: 'strict' },
+            trustStores: ['ca:berth'],
+            trustedIdentities: ['x509.subject: C=US, ST=WA, O=berth, CN=berth signer'],
+          },
+        ],
+      }),
+    );
+  });
+
+  it('signed verifies; unsigned, forged and untrusted are refused (notation and berth)', async (t) => {
+    if (!requirePeer(t, 'notation')) return;
+    const name = repo(t);
+    const signed = await image(name, 'signed');
+    const unsigned = await image(name, 'unsigned');
+    const forged = await image(name, 'forged');
+    ok(
+      await berth([
+        'sign',
+        signed.ref,
+        '--key',
+        join(dir, 'berth.key'),
+        '--cert',
+        join(dir, 'berth.crt'),
+        '--format',
+        'notation',
+      ]),
+    );
+    await forge(name, signed.digest, forged.digest, 'notation');
+
+    const nv = (ref: string) => tool('notation', ['verify', '--insecure-registry', ref]);
+    ok(await nv(signed.ref));
+    const none = await nv(unsigned.ref);
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /no signature is associated/);
+    const bad = await nv(forged.ref);
+    assert.notEqual(bad.code, 0, 'notation accepted a forged payload');
+    assert.match(bad.stderr, /signature verification failed/);
+
+    assert.equal((await berthVerify(signed.ref, ['--cert', join(dir, 'berth.crt')])).code, 0);
+    const wrong = await berthVerify(signed.ref, ['--cert', join(dir, 'other.crt')]);
+    assert.equal(wrong.code, 7);
+    assert.match(wrong.result.signatures[0].error, /trusted certificate/);
+    const f = await berthVerify(forged.ref, ['--cert', join(dir, 'berth.crt')]);
+    assert.equal(f.code, 7);
+    assert.match(f.result.signatures[0].error, /does not match/);
+    assert.deepEqual((await berthVerify(unsigned.ref, ['--cert', join(dir, 'berth.crt')])).result.signatures, []);
+  });
+
+  it('notation signs (its own test key, RSA) and berth verifies', async (t) => {
+    if (!requirePeer(t, 'notation')) return;
+    const name = repo(t);
+    const img = await image(name, 'v1');
+    ok(await tool('notation', ['cert', 'generate-test', '--default', 'notation-peer']));
+    ok(await tool('notation', ['sign', '--insecure-registry', img.ref]));
+    const cert = join(notationDir, 'localkeys', 'notation-peer.crt');
+    const good = await berthVerify(img.ref, ['--cert', cert]);
+    assert.equal(good.code, 0, JSON.stringify(good.result));
+    assert.equal(good.result.signatures[0].format, 'notation');
+    assert.match(good.result.signatures[0].signer, /CN=notation-peer/);
+    assert.equal((await berthVerify(img.ref, ['--cert', join(dir, 'berth.crt')])).code, 7);
+  });
+});
+
+describe('berth signs, cosign verifies', () => {
+  const v2 = (args: string[]) =>
+    tool('cosign', ['verify', '--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry', ...args]);
+  const v3 = (args: string[]) =>
+    tool('cosign3', [
+      'verify',
+      '--insecure-ignore-tlog',
+      '--allow-insecure-registry',
+      '--allow-http-registry',
+      '--trusted-root',
+      join(dir, 'trusted_root.json'),
+      ...args,
+    ]);
+
+  it('simple signing: cosign v2 verifies; wrong key, unsigned and forged are refused', async (t) => {
+    if (!requirePeer(t, 'cosign')) return;
+    const name = repo(t);
+    const signed = await image(name, 'signed');
+    const unsigned = await image(name, 'unsigned');
+    const forged = await image(name, 'forged');
+    ok(await berth(['sign', signed.ref, '--key', join(dir, 'berth.key')]));
+    await forge(name, signed.digest, forged.digest, 'cosign');
+    const out = ok(await v2(['--key', join(dir, 'berth.pub'), signed.ref]));
+    assert.match(out, /docker-manifest-digest/);
+    assert.notEqual((await v2(['--key', join(dir, 'other.pub'), signed.ref])).code, 0);
+    const none = await v2(['--key', join(dir, 'berth.pub'), unsigned.ref]);
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /no signatures found/);
+    assert.notEqual((await v2(['--key', join(dir, 'berth.pub'), forged.ref])).code, 0, 'cosign accepted a forgery');
+
+    assert.equal((await berthVerify(signed.ref, ['--key', join(dir, 'berth.pub')])).code, 0);
+    assert.equal((await berthVerify(signed.ref, ['--key', join(dir, 'other.pub')])).code, 7);
+    const f = await berthVerify(forged.ref, ['--key', join(dir, 'berth.pub')]);
+    assert.equal(f.code, 7);
+    assert.match(f.result.signatures[0].error, /does not match any trusted key/);
+  });
+
+  it('bundle referrer: cosign v3 verifies; wrong key, unsigned and forged are refused', async (t) => {
+    if (!requirePeer(t, 'cosign3')) return;
+    const name = repo(t);
+    const signed = await image(name, 'signed');
+    const unsigned = await image(name, 'unsigned');
+    const forged = await image(name, 'forged');
+    ok(await berth(['sign', signed.ref, '--key', join(dir, 'berth.key'), '--format', 'cosign-bundle']));
+    await forge(name, signed.digest, forged.digest, 'bundle');
+    ok(await v3(['--key', join(dir, 'berth.pub'), signed.ref]));
+    assert.notEqual((await v3(['--key', join(dir, 'other.pub'), signed.ref])).code, 0);
+    assert.notEqual((await v3(['--key', join(dir, 'berth.pub'), unsigned.ref])).code, 0);
+    assert.notEqual((await v3(['--key', join(dir, 'berth.pub'), forged.ref])).code, 0, 'cosign v3 accepted a forgery');
+
+    assert.equal((await berthVerify(signed.ref, ['--key', join(dir, 'berth.pub')])).code, 0);
+    const f = await berthVerify(forged.ref, ['--key', join(dir, 'berth.pub')]);
+    assert.equal(f.code, 7);
+    assert.match(f.result.signatures[0].error, /not signed by any trusted key/);
+  });
+});
+
+describe('cosign signs, berth verifies', () => {
+  it('cosign v2 (simple signing) with a berth-generated encrypted key; berth with a cosign-generated key', async (t) => {
+    if (!requirePeer(t, 'cosign')) return;
+    const name = repo(t);
+    const a = await image(name, 'a');
+    const b = await image(name, 'b');
+    const sign = ['sign', '--yes', '--tlog-upload=false', '--allow-insecure-registry', '--allow-http-registry'];
+    ok(await tool('cosign', [...sign, '--key', join(dir, 'berth.key'), a.ref]));
+    const r = await berthVerify(a.ref, ['--key', join(dir, 'berth.pub')]);
+    assert.equal(r.code, 0, JSON.stringify(r.result));
+    assert.equal(r.result.signatures[0].format, 'cosign');
+    assert.equal((await berthVerify(a.ref, ['--key', join(dir, 'other.pub')])).code, 7);
+
+    // cosign's own key pair: berth decrypts cosign's private key and signs; cosign verifies.
+    const keyDir = join(dir, 'cosign-keys');
+    await mkdir(keyDir, { recursive: true });
+    ok(await run('cosign', ['generate-key-pair'], { env, cwd: keyDir }));
+    ok(await berth(['sign', b.ref, '--key', join(keyDir, 'cosign.key')]));
+    ok(
+      await tool('cosign', [
+        'verify',
+        '--insecure-ignore-tlog',
+        '--allow-insecure-registry',
+        '--allow-http-registry',
+        '--key',
+        join(keyDir, 'cosign.pub'),
+        b.ref,
+      ]),
+    );
+    const wrongPassword = await berth(['sign', b.ref, '--key', join(keyDir, 'cosign.key')], { COSIGN_PASSWORD: 'no' });
+    assert.equal(wrongPassword.code, 1);
+    assert.match(wrongPassword.stderr, /wrong password \(COSIGN_PASSWORD\)/);
+  });
+
+  it('cosign v3 (bundle referrer) and berth verifies', async (t) => {
+    if (!requirePeer(t, 'cosign3')) return;
+    const name = repo(t);
+    const img = await image(name, 'v1');
+    ok(
+      await tool('cosign3', [
+        'sign',
+        '--yes',
+        '--tlog-upload=false',
+        '--use-signing-config=false',
+        '--allow-insecure-registry',
+        '--allow-http-registry',
+        '--key',
+        join(dir, 'berth.key'),
+        img.ref,
+      ]),
+    );
+    const r = await berthVerify(img.ref, ['--key', join(dir, 'berth.pub')]);
+    assert.equal(r.code, 0, JSON.stringify(r.result));
+    assert.deepEqual(
+      r.result.signatures.map((s: any) => [s.format, s.verified]),
+      [['cosign-bundle', true]],
+    );
+    assert.equal((await berthVerify(img.ref, ['--key', join(dir, 'other.pub')])).code, 7);
+  });
+});
