@@ -29,29 +29,44 @@ export async function signBundle(
   publicKey: KeyObject,
   created: Date,
 ): Promise<{ manifest: Digest; fallback: boolean }> {
-  const [alg, hex] = subject.digest.split(':');
-  const statement: Statement = {
-    _type: STATEMENT_V1,
-    subject: [{ digest: { [alg]: hex } }],
-    predicateType: COSIGN_SIGN_PREDICATE,
-    predicate: {},
-  };
+  const statement = signatureStatement(subject.digest);
+  return attachReferrer(target, subject, {
+    artifactType: BUNDLE_V03,
+    layerMediaType: BUNDLE_V03,
+    content: signedBundle(statement, key, publicKey),
+    annotations: bundleAnnotations(COSIGN_SIGN_PREDICATE, created),
+  });
+}
+
+/** The statement DSSE-signed and wrapped in a key-based sigstore bundle v0.3 (no tlog entry), as JSON bytes. */
+export function signedBundle(statement: Statement, key: KeyObject, publicKey: KeyObject): Buffer {
   const envelope = signEnvelope(Buffer.from(JSON.stringify(statement)), INTOTO_PAYLOAD_TYPE, key);
   const bundle = {
     mediaType: BUNDLE_V03,
     verificationMaterial: { publicKey: { hint: keyHint(publicKey) } },
     dsseEnvelope: envelope,
   };
-  return attachReferrer(target, subject, {
-    artifactType: BUNDLE_V03,
-    layerMediaType: BUNDLE_V03,
-    content: Buffer.from(JSON.stringify(bundle)),
-    annotations: {
-      'org.opencontainers.image.created': _rfc3339(created),
-      'dev.sigstore.bundle.content': 'dsse-envelope',
-      'dev.sigstore.bundle.predicateType': COSIGN_SIGN_PREDICATE,
-    },
-  });
+  return Buffer.from(JSON.stringify(bundle));
+}
+
+/** The referrer annotations cosign v3 writes on a bundle (write.go WriteAttestationNewBundleFormat). */
+export function bundleAnnotations(predicateType: string, created: Date): Record<string, string> {
+  return {
+    'org.opencontainers.image.created': _rfc3339(created),
+    'dev.sigstore.bundle.content': 'dsse-envelope',
+    'dev.sigstore.bundle.predicateType': predicateType,
+  };
+}
+
+/** The in-toto statement that a cosign v3 signature is: `subject` signed, empty predicate. */
+export function signatureStatement(digest: Digest): Statement {
+  const [alg, hex] = digest.split(':');
+  return {
+    _type: STATEMENT_V1,
+    subject: [{ digest: { [alg]: hex } }],
+    predicateType: COSIGN_SIGN_PREDICATE,
+    predicate: {},
+  };
 }
 
 /**
@@ -96,6 +111,9 @@ export async function verifyBundles(
   const checks: SignatureCheck[] = [];
   for (const ref of await source.referrers(digest, BUNDLE_V03)) {
     if (ref.artifactType !== BUNDLE_V03) continue;
+    // Attestations (provenance, SBOM…) are bundles too; their predicate type is on the referrer descriptor.
+    const predicate = ref.annotations?.['dev.sigstore.bundle.predicateType'];
+    if (predicate && predicate !== COSIGN_SIGN_PREDICATE) continue;
     checks.push(await _check(source, digest, ref.digest, keys));
   }
   return checks;
