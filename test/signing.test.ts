@@ -329,3 +329,94 @@ describe('cosign signs, berth verifies', () => {
     assert.equal((await berthVerify(img.ref, ['--key', join(dir, 'other.pub')])).code, 7);
   });
 });
+
+describe('berth build --sign', () => {
+  it('signs the index and each platform image, attaches SLSA provenance, leaves the digests alone', async (t) => {
+    const name = repo(t);
+    const ctx = join(dir, 'build-ctx');
+    await mkdir(ctx, { recursive: true });
+    await writeFile(
+      join(ctx, 'berth.yaml'),
+      [
+        'apiVersion: berth/v1',
+        'kind: Image',
+        'base: scratch',
+        'platforms: [linux/amd64, linux/arm64]',
+        'layers:',
+        '  - name: app',
+        '    files:',
+        `      - { inline: "signed build\\n", dest: /etc/motd }`,
+      ].join('\n'),
+    );
+    const build = async (tag: string, extra: string[]) =>
+      JSON.parse(
+        ok(
+          await berth([
+            'build',
+            '-f',
+            join(ctx, 'berth.yaml'),
+            '--no-cache',
+            '--push',
+            `${reg.host}/${name}:${tag}`,
+            '--json',
+            ...extra,
+          ]),
+        ),
+      );
+    const plain = await build('plain', []);
+    const signed = await build('signed', ['--sign', join(dir, 'berth.key')]);
+    // Reproducible: signing adds referrers, never changes an image.
+    assert.equal(signed.digest, plain.digest);
+    assert.deepEqual(
+      signed.images.map((i: any) => i.digest),
+      plain.images.map((i: any) => i.digest),
+    );
+    for (const img of signed.images) assert.equal(img.referrers.length, 2, 'a signature and a provenance per image');
+
+    const at = (d: string) => `${reg.host}/${name}@${d}`;
+    for (const d of [signed.digest, ...signed.images.map((i: any) => i.digest)]) {
+      const r = await berthVerify(at(d), ['--key', join(dir, 'berth.pub')]);
+      assert.equal(r.code, 0, `${d}: ${JSON.stringify(r.result)}`);
+      assert.equal((await berthVerify(at(d), ['--key', join(dir, 'other.pub')])).code, 7);
+    }
+    assert.equal((await berthVerify(`${reg.host}/${name}:plain`, ['--key', join(dir, 'berth.pub')])).code, 0);
+
+    // The provenance itself: read it back through the referrers API and check what it names.
+    const repository = new Client({ insecure: true }).repository(`${reg.host}/${name}`);
+    const store = signatureStore(repository);
+    const amd64 = signed.images.find((i: any) => i.platform === 'linux/amd64');
+    const prov = (await store.referrers(amd64.digest)).find(
+      (d) => d.annotations?.['dev.sigstore.bundle.predicateType'] === 'https://slsa.dev/provenance/v1',
+    );
+    assert.ok(prov, 'no provenance referrer');
+    const m = JSON.parse((await store.manifest(prov.digest))!.bytes.toString()) as ImageManifest;
+    const bundle = JSON.parse((await store.blob(m.layers[0], 1 << 20)).toString());
+    const st = JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString());
+    assert.equal(st.subject[0].digest.sha256, amd64.digest.slice(7));
+    assert.equal(st.predicate.buildDefinition.externalParameters.platform, 'linux/amd64');
+    assert.match(st.predicate.buildDefinition.externalParameters.spec.digest.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(st.predicate.runDetails.builder.version.berth);
+    assert.equal(st.predicate.buildDefinition.resolvedDependencies.at(-1).name, 'context');
+
+    if (!requirePeer(t, 'cosign3')) return;
+    const common = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    const trust = ['--trusted-root', join(dir, 'trusted_root.json'), '--key', join(dir, 'berth.pub')];
+    ok(await tool('cosign3', ['verify', ...common, ...trust, at(signed.digest)]));
+    const out = ok(
+      await tool('cosign3', ['verify-attestation', ...common, ...trust, '--type', 'slsaprovenance1', at(amd64.digest)]),
+    );
+    assert.match(out, /slsa\.dev\/provenance\/v1|payload/);
+    const other = await tool('cosign3', [
+      'verify-attestation',
+      ...common,
+      '--trusted-root',
+      join(dir, 'trusted_root.json'),
+      '--key',
+      join(dir, 'other.pub'),
+      '--type',
+      'slsaprovenance1',
+      at(amd64.digest),
+    ]);
+    assert.notEqual(other.code, 0);
+  });
+});
