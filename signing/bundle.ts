@@ -15,7 +15,7 @@ import {
   type Statement,
 } from './dsse.js';
 import { keyHint } from './keys.js';
-import { ARTIFACT_LIMIT, type SignatureReader, type SignatureWriter } from './source.js';
+import { ARTIFACT_LIMIT, MAX_SIGNATURES, type SignatureReader, type SignatureWriter } from './source.js';
 import type { SignatureCheck } from './types.js';
 
 export const BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -108,14 +108,13 @@ export async function verifyBundles(
   digest: Digest,
   keys: KeyObject[],
 ): Promise<SignatureCheck[]> {
+  // Attestations (provenance, SBOM…) are bundles too; their predicate type is on the referrer descriptor.
+  const refs = (await source.referrers(digest, BUNDLE_V03)).filter((r) => {
+    const predicate = r.annotations?.['dev.sigstore.bundle.predicateType'];
+    return r.artifactType === BUNDLE_V03 && (!predicate || predicate === COSIGN_SIGN_PREDICATE);
+  });
   const checks: SignatureCheck[] = [];
-  for (const ref of await source.referrers(digest, BUNDLE_V03)) {
-    if (ref.artifactType !== BUNDLE_V03) continue;
-    // Attestations (provenance, SBOM…) are bundles too; their predicate type is on the referrer descriptor.
-    const predicate = ref.annotations?.['dev.sigstore.bundle.predicateType'];
-    if (predicate && predicate !== COSIGN_SIGN_PREDICATE) continue;
-    checks.push(await _check(source, digest, ref.digest, keys));
-  }
+  for (const ref of refs.slice(0, MAX_SIGNATURES)) checks.push(await _check(source, digest, ref.digest, keys));
   return checks;
 }
 
