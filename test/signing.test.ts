@@ -5,7 +5,7 @@
 //    refused by every verifier.
 // Keys cross too: cosign signs with a key `berth key generate` encrypted, berth signs with one cosign generated.
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -288,6 +288,16 @@ describe('cosign signs, berth verifies', () => {
     assert.equal(r.result.signatures[0].format, 'cosign');
     assert.equal((await berthVerify(a.ref, ['--key', join(dir, 'other.pub')])).code, 7);
 
+    // berth appends its signature to the `.sig` image cosign wrote; cosign then finds both.
+    ok(await berth(['sign', a.ref, '--key', join(dir, 'other.key')]));
+    const sigTag = await new Client({ insecure: true })
+      .repository(`${reg.host}/${name}`)
+      .getManifest(signatureTag(a.digest));
+    assert.equal((JSON.parse(sigTag.bytes.toString()) as ImageManifest).layers.length, 2);
+    const v2 = ['verify', '--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    ok(await tool('cosign', [...v2, '--key', join(dir, 'other.pub'), a.ref]));
+    ok(await tool('cosign', [...v2, '--key', join(dir, 'berth.pub'), a.ref]));
+
     // cosign's own key pair: berth decrypts cosign's private key and signs; cosign verifies.
     const keyDir = join(dir, 'cosign-keys');
     await mkdir(keyDir, { recursive: true });
@@ -424,5 +434,44 @@ describe('berth build --sign', () => {
       at(amd64.digest),
     ]);
     _refused(other, /signatures do not match threshold/);
+  });
+});
+
+describe('command line', () => {
+  it('refuses what it cannot do, with the fix, before touching the registry', async (t) => {
+    const name = repo(t);
+    const img = await image(name, 'v1');
+    const cases: [string[], number, RegExp, Record<string, string>?][] = [
+      [['sign', img.ref], 2, /--key FILE is required/],
+      [['sign', img.ref, '--key', join(dir, 'berth.key'), '--format', 'gpg'], 2, /--format "gpg": expected one of/],
+      [['sign', img.ref, '--key', join(dir, 'berth.key'), '--format', 'notation'], 2, /needs --cert FILE/],
+      [
+        ['sign', img.ref, '--key', join(dir, 'berth.key')],
+        1,
+        /wrong password \(COSIGN_PASSWORD\)/,
+        { COSIGN_PASSWORD: 'x' },
+      ],
+      [['sign', img.ref, '--key', join(dir, 'berth.pub')], 1, /not a usable private key/],
+      [['sign', img.ref, '--key', join(dir, 'missing.key')], 4, /--key .*missing\.key: no such file/],
+      [['verify', img.ref], 2, /give --key FILE .* and\/or --cert FILE/],
+      [['verify', img.ref, '--key', join(dir, 'berth.pub'), '--format', 'notation'], 2, /needs --cert FILE/],
+      [['key', 'generate', '-o', join(dir, 'berth')], 1, /exists; pass --force/],
+      [['key', 'generate', '-o', join(dir, 'fresh'), '--cert', '--subject', 'C=USA,CN=x'], 1, /two-letter country/],
+    ];
+    for (const [args, code, message, extra] of cases) {
+      const r = await berth(args, extra);
+      assert.equal(r.code, code, `${r.command}: ${r.stderr}`);
+      assert.match(r.stderr, message, r.command);
+    }
+    const noPassword = await run(process.execPath, [BIN, 'key', 'generate', '-o', join(dir, 'nopw')], {
+      env: { ...env, COSIGN_PASSWORD: undefined },
+    });
+    assert.equal(noPassword.code, 2);
+    assert.match(noPassword.stderr, /set COSIGN_PASSWORD/);
+    // Nothing was signed by the failed attempts.
+    const tags: string[] = [];
+    for await (const tag of new Client({ insecure: true }).repository(`${reg.host}/${name}`).tags()) tags.push(tag);
+    assert.deepEqual(tags, ['v1']);
+    assert.equal((await stat(join(dir, 'berth.key'))).mode & 0o777, 0o600);
   });
 });
