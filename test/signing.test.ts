@@ -275,6 +275,26 @@ describe('berth signs, cosign verifies', () => {
   });
 });
 
+describe('berth signs, the other cosign reads it too', () => {
+  it('cosign v3 reads simple signing (--new-bundle-format=false); cosign v2 reads bundles (--new-bundle-format)', async (t) => {
+    if (!requirePeer(t, 'cosign', 'cosign3')) return;
+    const name = repo(t);
+    const simple = await image(name, 'simple');
+    const bundled = await image(name, 'bundled');
+    ok(await berth(['sign', simple.ref, '--key', join(dir, 'berth.key')]));
+    ok(await berth(['sign', bundled.ref, '--key', join(dir, 'berth.key'), '--format', 'cosign-bundle']));
+    const common = ['verify', '--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    const key = ['--key', join(dir, 'berth.pub')];
+    ok(await tool('cosign3', [...common, ...key, '--new-bundle-format=false', simple.ref]));
+    const root = ['--trusted-root', join(dir, 'trusted_root.json')];
+    ok(await tool('cosign', [...common, ...key, '--new-bundle-format', ...root, bundled.ref]));
+    _refused(
+      await tool('cosign', [...common, '--key', join(dir, 'other.pub'), '--new-bundle-format', ...root, bundled.ref]),
+      /signatures do not match threshold|no matching/,
+    );
+  });
+});
+
 describe('cosign signs, berth verifies', () => {
   it('cosign v2 (simple signing) with a berth-generated encrypted key; berth with a cosign-generated key', async (t) => {
     if (!requirePeer(t, 'cosign')) return;
