@@ -16,8 +16,8 @@ import { signatureTag } from '../signing/index.js';
 import { digestOf, type Digest } from '../spec/digest.js';
 import type { ImageManifest } from '../spec/manifest.js';
 import { startBerth, type Berth } from './berth.js';
-import { ok, requirePeer, run, type RunResult } from './peers.js';
-import { imageManifest, pushBlob, pushManifest } from './registry-client.js';
+import { ok, requirePeer, run, startDistribution, type RunResult } from './peers.js';
+import { imageManifest } from './registry-client.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const PASSWORD = 'correct horse';
@@ -26,6 +26,8 @@ let reg: Berth;
 let dir: string;
 /** HOME for cosign and XDG_CONFIG_HOME for notation: nothing read from or written to the real user's config. */
 let env: Record<string, string>;
+/** notation's config dir (trust store, trust policy, its own test keys). */
+let notationDir: string;
 
 before(async () => {
   reg = await startBerth(undefined);
@@ -44,6 +46,28 @@ before(async () => {
     ]),
   );
   ok(await berth(['key', 'generate', '-o', join(dir, 'other'), '--plain', '--cert', '--subject', 'someone else']));
+  // A strict trust policy whose only trust store holds berth's certificate.
+  notationDir = join(dir, 'xdg', 'notation');
+  await mkdir(join(notationDir, 'truststore', 'x509', 'ca', 'berth'), { recursive: true });
+  await writeFile(
+    join(notationDir, 'truststore', 'x509', 'ca', 'berth', 'berth.crt'),
+    await readFile(join(dir, 'berth.crt')),
+  );
+  await writeFile(
+    join(notationDir, 'trustpolicy.json'),
+    JSON.stringify({
+      version: '1.0',
+      trustPolicies: [
+        {
+          name: 'berth',
+          registryScopes: ['*'],
+          signatureVerification: { level: 'strict' },
+          trustStores: ['ca:berth'],
+          trustedIdentities: ['x509.subject: C=US, ST=WA, O=berth, CN=berth signer'],
+        },
+      ],
+    }),
+  );
   // An empty sigstore trusted root: cosign v3 verifies key-based bundles offline against it.
   await writeFile(
     join(dir, 'trusted_root.json'),
@@ -63,13 +87,13 @@ function berth(args: string[], extra: Record<string, string> = {}): Promise<RunR
 const tool = (name: string, args: string[]) => run(name, args, { env, timeoutMs: 120_000 });
 
 /** A small distinct image pushed to `repo:tag`; returns `host/repo@digest`. */
-async function image(repo: string, tag: string): Promise<{ ref: string; digest: Digest }> {
+async function image(repo: string, tag: string, on: { host: string } = reg): Promise<{ ref: string; digest: Digest }> {
   const config = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, tag });
-  const cfg = await pushBlob(reg.url, repo, config);
-  const res = await pushManifest(reg.url, repo, tag, imageManifest({ digest: cfg, size: config.length }, []));
-  assert.equal(res.status, 201);
-  const digest = res.header('docker-content-digest') as Digest;
-  return { ref: `${reg.host}/${repo}@${digest}`, digest };
+  const r = new Client({ insecure: true }).repository(`${on.host}/${repo}`, { push: true });
+  const cfg = await r.pushBytes(Buffer.from(config));
+  const manifest = imageManifest({ digest: cfg.digest, size: cfg.size }, []);
+  const { digest } = await r.putManifest(tag, manifest, 'application/vnd.oci.image.manifest.v1+json');
+  return { ref: `${on.host}/${repo}@${digest}`, digest };
 }
 
 function repo(t: TestContext): string {
@@ -138,32 +162,6 @@ async function forge(repoName: string, from: Digest, to: Digest, format: 'cosign
 }
 
 describe('berth signs, notation verifies', () => {
-  let notationDir: string;
-  before(async () => {
-    // A strict trust policy whose only trust store holds berth's certificate.
-    notationDir = join(dir, 'xdg', 'notation');
-    await mkdir(join(notationDir, 'truststore', 'x509', 'ca', 'berth'), { recursive: true });
-    await writeFile(
-      join(notationDir, 'truststore', 'x509', 'ca', 'berth', 'berth.crt'),
-      await readFile(join(dir, 'berth.crt')),
-    );
-    await writeFile(
-      join(notationDir, 'trustpolicy.json'),
-      JSON.stringify({
-        version: '1.0',
-        trustPolicies: [
-          {
-            name: 'berth',
-            registryScopes: ['*'],
-            signatureVerification: { level: 'strict' },
-            trustStores: ['ca:berth'],
-            trustedIdentities: ['x509.subject: C=US, ST=WA, O=berth, CN=berth signer'],
-          },
-        ],
-      }),
-    );
-  });
-
   it('signed verifies; unsigned, forged and untrusted are refused (notation and berth)', async (t) => {
     if (!requirePeer(t, 'notation')) return;
     const name = repo(t);
@@ -272,6 +270,56 @@ describe('berth signs, cosign verifies', () => {
     const f = await berthVerify(forged.ref, ['--key', join(dir, 'berth.pub')]);
     assert.equal(f.code, 7);
     assert.match(f.result.signatures[0].error, /not signed by any trusted key/);
+  });
+});
+
+describe('a registry without the referrers API (distribution 2.8)', () => {
+  it('berth keeps the referrers tag index; notation and cosign v3 find the signatures through it', async (t) => {
+    if (!requirePeer(t, 'distribution', 'notation', 'cosign3')) return;
+    const dist = await startDistribution({ logLevel: 'warn' });
+    t.after(() => dist.stop());
+    const img = await image('sign/fallback', 'v1', dist);
+    const r = JSON.parse(
+      ok(
+        await berth([
+          'sign',
+          img.ref,
+          '--key',
+          join(dir, 'berth.key'),
+          '--cert',
+          join(dir, 'berth.crt'),
+          '--format',
+          'cosign-bundle,notation',
+          '--json',
+        ]),
+      ),
+    );
+    assert.deepEqual(
+      r.signatures.map((s: any) => [s.format, s.fallback]),
+      [
+        ['cosign-bundle', true],
+        ['notation', true],
+      ],
+    );
+    ok(await tool('notation', ['verify', '--insecure-registry', img.ref]));
+    ok(
+      await tool('cosign3', [
+        'verify',
+        '--insecure-ignore-tlog',
+        '--allow-insecure-registry',
+        '--allow-http-registry',
+        '--trusted-root',
+        join(dir, 'trusted_root.json'),
+        '--key',
+        join(dir, 'berth.pub'),
+        img.ref,
+      ]),
+    );
+    const v = await berthVerify(img.ref, ['--key', join(dir, 'berth.pub'), '--cert', join(dir, 'berth.crt')]);
+    assert.deepEqual(v.result.signatures.map((s: any) => [s.format, s.verified]).sort(), [
+      ['cosign-bundle', true],
+      ['notation', true],
+    ]);
   });
 });
 
