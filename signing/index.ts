@@ -23,7 +23,7 @@ import type { SignatureCheck, SignatureFormat, Trust, VerifyResult } from './typ
 
 export * from './keys.js';
 export type { SignatureReader, SignatureWriter, StoredManifest } from './source.js';
-export { ARTIFACT_LIMIT } from './source.js';
+export { ARTIFACT_LIMIT, MAX_SIGNATURES } from './source.js';
 export * from './types.js';
 export { BUNDLE_V03, COSIGN_SIGN_PREDICATE, bundleAnnotations, signatureStatement, signedBundle } from './bundle.js';
 export { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, simpleSigningPayload } from './cosign.js';
