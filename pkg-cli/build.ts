@@ -85,6 +85,10 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
   async run({ flags: values, args: positionals }) {
     if (positionals.length)
       throw new UsageError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
+    if (values.sign && !values.push.length && !values['oci-layout'].length)
+      throw new UsageError(
+        '--sign needs --push or --oci-layout: signatures are referrers, which a docker-archive cannot hold',
+      );
     const cacheMax = values['cache-max'];
     const client = makeClient(values);
     const file = values.file;

@@ -524,6 +524,11 @@ describe('command line', () => {
       [['verify', img.ref], 2, /give --key FILE .* and\/or --cert FILE/],
       [['verify', img.ref, '--key', join(dir, 'berth.pub'), '--format', 'notation'], 2, /needs --cert FILE/],
       [['key', 'generate', '-o', join(dir, 'berth')], 1, /exists; pass --force/],
+      [
+        ['build', '--sign', join(dir, 'berth.key'), '--docker-archive', join(dir, 'x.tar')],
+        2,
+        /--sign needs --push or --oci-layout/,
+      ],
       [['key', 'generate', '-o', join(dir, 'fresh'), '--cert', '--subject', 'C=USA,CN=x'], 1, /two-letter country/],
     ];
     for (const [args, code, message, extra] of cases) {
