@@ -65,6 +65,14 @@ before(async () => {
           trustStores: ['ca:berth'],
           trustedIdentities: ['x509.subject: C=US, ST=WA, O=berth, CN=berth signer'],
         },
+        {
+          // A CA-issued signer (the "notation with a certificate chain" test): only its root is trusted.
+          name: 'pki',
+          registryScopes: [`${reg.host}/sign/pki`],
+          signatureVerification: { level: 'strict' },
+          trustStores: ['ca:pki'],
+          trustedIdentities: ['*'],
+        },
       ],
     }),
   );
@@ -199,6 +207,85 @@ describe('berth signs, notation verifies', () => {
     assert.equal(f.code, 7);
     assert.match(f.result.signatures[0].error, /does not match/);
     assert.deepEqual((await berthVerify(unsigned.ref, ['--cert', join(dir, 'berth.crt')])).result.signatures, []);
+  });
+
+  it('a certificate chain (root CA → signer, made by openssl): notation and berth trust the root only', async (t) => {
+    if (!requirePeer(t, 'notation', 'openssl')) return;
+    const pki = join(dir, 'pki');
+    await mkdir(pki, { recursive: true });
+    await writeFile(
+      join(pki, 'leaf.ext'),
+      'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n',
+    );
+    const ssl = (args: string[]) => run('openssl', args, { cwd: pki }).then(ok);
+    await ssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root.key']);
+    await ssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'root.key',
+      '-subj',
+      '/C=US/ST=WA/O=pki/CN=root',
+      '-days',
+      '30',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE,pathlen:0',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      'root.crt',
+    ]);
+    await ssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'leaf.key']); // SEC 1 PEM
+    await ssl(['req', '-new', '-key', 'leaf.key', '-subj', '/C=US/ST=WA/O=pki/CN=signer', '-out', 'leaf.csr']);
+    await ssl([
+      'x509',
+      '-req',
+      '-in',
+      'leaf.csr',
+      '-CA',
+      'root.crt',
+      '-CAkey',
+      'root.key',
+      '-CAcreateserial',
+      '-days',
+      '10',
+      '-extfile',
+      'leaf.ext',
+      '-out',
+      'leaf.crt',
+    ]);
+    await writeFile(
+      join(pki, 'chain.pem'),
+      Buffer.concat([await readFile(join(pki, 'leaf.crt')), await readFile(join(pki, 'root.crt'))]),
+    );
+    await mkdir(join(notationDir, 'truststore', 'x509', 'ca', 'pki'), { recursive: true });
+    await writeFile(
+      join(notationDir, 'truststore', 'x509', 'ca', 'pki', 'root.crt'),
+      await readFile(join(pki, 'root.crt')),
+    );
+
+    const img = await image('sign/pki', 'v1');
+    ok(
+      await berth([
+        'sign',
+        img.ref,
+        '--key',
+        join(pki, 'leaf.key'),
+        '--cert',
+        join(pki, 'chain.pem'),
+        '--format',
+        'notation',
+      ]),
+    );
+    ok(await tool('notation', ['verify', '--insecure-registry', img.ref]));
+    const good = await berthVerify(img.ref, ['--cert', join(pki, 'root.crt')]);
+    assert.equal(good.code, 0, JSON.stringify(good.result));
+    assert.match(good.result.signatures[0].signer, /CN=signer/);
+    // Trusting the signer's certificate alone is not trusting its chain's root.
+    const leafOnly = await berthVerify(img.ref, ['--cert', join(pki, 'leaf.crt')]);
+    assert.equal(leafOnly.code, 7);
+    assert.match(leafOnly.result.signatures[0].error, /does not lead to a trusted certificate/);
   });
 
   it('notation signs (its own test key, RSA) and berth verifies', async (t) => {
