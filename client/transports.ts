@@ -10,7 +10,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, normalize, relative, sep } from 'node:path';
+import { basename, dirname, join, normalize, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { Digest } from '../spec/digest.js';
@@ -29,7 +29,7 @@ import {
 } from './copy.js';
 import { DockerArchive, writeDockerArchive } from './docker-archive.js';
 import { OciLayout } from './layout.js';
-import type { Client } from './remote.js';
+import type { Client, FetchedManifest } from './remote.js';
 import { tempBeside } from './temp.js';
 
 export type TransportName = 'docker' | 'oci' | 'oci-archive' | 'docker-archive';
@@ -200,8 +200,7 @@ export async function writeImage(
         m = await src.manifest(hit.digest);
       }
       const tags = r.name ? [dockerTag(parseReference(r.name))] : [];
-      const progress = opts.progress;
-      await writeDockerArchive(r.path!, src, m, tags, { onBytes: (d, n) => progress?.blobBytes(d, n) });
+      await saveDockerArchive(r.path!, src, m, tags, opts);
       return { digest: m.digest, mediaType: m.mediaType };
     }
   }
@@ -262,6 +261,31 @@ export async function openImageTarget(
       }
     }
   }
+}
+
+/**
+ * Writes one platform image `m` of `src` as a docker-archive at `file`. From a registry the blobs are first
+ * downloaded into a staging OCI layout beside the file (`.FILE.berth-pull/`), where an interrupted download stays
+ * as a resumable `.partial` and finished blobs stay too, so a rerun fetches only what is missing (issue 17); the
+ * tar is then packed from local files and the staging layout removed. Local sources are packed directly.
+ */
+export async function saveDockerArchive(
+  file: string,
+  src: ImageSource,
+  m: FetchedManifest,
+  repoTags: string[],
+  opts: CopyOptions = {},
+): Promise<void> {
+  const progress = opts.progress;
+  if (!src.remote) {
+    await writeDockerArchive(file, src, m, repoTags, { onBytes: (d, n) => progress?.blobBytes(d, n) });
+    return;
+  }
+  const staging = join(dirname(file), `.${basename(file)}.berth-pull`);
+  const layout = await OciLayout.create(staging);
+  await copy(src, m.digest, layout, '', { ...opts, platforms: undefined, referrers: false });
+  await writeDockerArchive(file, layout, m, repoTags);
+  await rm(staging, { recursive: true, force: true });
 }
 
 /** The RepoTag docker load applies: docker's short form for Docker Hub names. */

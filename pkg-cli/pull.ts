@@ -2,7 +2,6 @@
 // An OCI layout keeps every platform (or the ones picked); a docker-archive holds one platform (this machine's
 // unless --platform says otherwise), loadable with `docker load`.
 import { copy, remoteSource, type CopyResult } from '../client/copy.js';
-import { writeDockerArchive } from '../client/docker-archive.js';
 import { OciLayout, parseLayoutArg } from '../client/layout.js';
 import { isIndexType } from '../spec/media-types.js';
 import type { ImageIndex } from '../spec/manifest.js';
@@ -10,7 +9,7 @@ import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { formatReference } from '../spec/reference.js';
 import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
 import { hostPlatform, imageRef, makeClient, printJson, refId } from './_client.js';
-import { writeImage } from '../client/transports.js';
+import { saveDockerArchive, writeImage } from '../client/transports.js';
 import { dockerTag, platform, platforms, ref, TRANSFER } from './flags.js';
 import { startProgress } from './progress.js';
 
@@ -26,7 +25,7 @@ export default defineCommand({
     'REF (oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:NAME:TAG]) [flags]',
   ],
   description: `Downloads an image into an OCI image layout directory (all platforms unless --platform) or a docker-archive tar
-(one platform: this machine's unless --platform). Every blob is verified by digest; interrupted downloads resume.
+(one platform: this machine's unless --platform). Every blob is verified by digest; interrupted downloads resume (into a docker-archive too: blobs are staged beside the file).
 The destination may also be named as a transport reference (as skopeo writes it); an oci-archive is a layout packed
 into a tar that appears only when complete.`,
   flags: {
@@ -117,9 +116,7 @@ into a tar that appears only when complete.`,
         m = await src.manifest(hit.digest);
       }
       const file = flags['docker-archive']!;
-      await writeDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], {
-        onBytes: (d, n) => progress.blobBytes(d, n),
-      });
+      await saveDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], { progress });
       progress.done();
       if (flags.json)
         printJson({ reference: formatReference(r), archive: file, digest: m.digest, mediaType: m.mediaType });
