@@ -1,12 +1,21 @@
 // The pull-through cache: manifests, tags and blobs of mirrored repositories, fetched from their upstream on first
 // use and served from storage afterwards. Content addressed by digest is cached for good (until eviction/GC);
-// tags are revalidated with a HEAD once their TTL is over, and served stale when the upstream fails.
+// tags are revalidated with a HEAD once their TTL is over, and served stale when the upstream fails. Referrers of a
+// mirrored subject are the upstream's list, revalidated like tags; the referrers themselves are fetched on demand.
 import { LRUCache } from 'lru-cache';
 import { AuthError } from '../../client/auth.js';
 import { downloadBlob, headManifest, statBlob, upstreamRegistry } from '../../client/mirror.js';
 import { type Registry, RegistryError } from '../../client/registry.js';
 import { Repository, type FetchedManifest } from '../../client/remote.js';
-import { ManifestError, OciError, isDigest, isValidTag, type Digest, type ErrorCode } from '../../spec/index.js';
+import {
+  ManifestError,
+  OciError,
+  isDigest,
+  isValidTag,
+  type Descriptor,
+  type Digest,
+  type ErrorCode,
+} from '../../spec/index.js';
 import type { Store } from '../../storage/index.js';
 import type { Ctx } from '../context.js';
 import type { Logger } from '../log.js';
@@ -430,6 +439,50 @@ export class PullThroughCache {
     if (this.touched.has(key)) return;
     this.touched.set(key, true);
     this.store.blobs.link(local, digest).catch(() => this.touched.delete(key));
+  }
+
+  // ---- referrers ---------------------------------------------------------------------------------------------
+
+  /**
+   * Brings the referrer entries of a mirrored subject in line with the upstream's list (its referrers API, else its
+   * fallback tag), then the normal handler serves them from storage (artifactType filter, pagination). Asked again
+   * once the upstream's tagTtl is over, like a tag; when the upstream fails, the list stored last time is served.
+   * The referrer manifests and their blobs are fetched when a client asks for them, like any mirrored content.
+   */
+  async referrers(c: Ctx, m: Mapping): Promise<void> {
+    const subject = parseDigestParam(c.var.target.reference);
+    const u = m.upstream;
+    const key = `referrers ${m.local}@${subject}`;
+    const checked = this.validated.get(key);
+    if (checked !== undefined && Date.now() - checked < u.tagTtlMs) {
+      this._count(u, 'hits');
+      return;
+    }
+    try {
+      await this._once(key, async () => {
+        this._count(u, 'misses');
+        let listed: Descriptor[];
+        try {
+          listed = await this._timed(u, () => new Repository(this._registry(u), m.remote).referrers(subject));
+        } catch (e) {
+          this._failed(u, e, `referrers ${m.remote}@${subject}`);
+          throw e;
+        }
+        await this.store.manifests.mirrorReferrers(m.local, subject, listed);
+        this.validated.set(key, Date.now());
+      });
+    } catch (e) {
+      // Stale only if something was stored: an empty list would tell a verifier "unsigned", which nobody knows.
+      const stored = await this.store.manifests.referrers(m.local, subject).catch(() => []);
+      if (!stored.length) throw _asOciError(e, 'MANIFEST_UNKNOWN', `referrers of ${m.remote}@${subject}`, u);
+      this._count(u, 'staleServes');
+      this.log.warn('proxy: serving a stale referrers list', {
+        upstream: u.name,
+        repository: m.local,
+        subject,
+        referrers: stored.length,
+      });
+    }
   }
 
   // ---- tags --------------------------------------------------------------------------------------------------

@@ -85,6 +85,9 @@ export function createProxy(
         return (await cache.blob(c, m)) ?? next();
       case 'tags':
         return cache.tags(c, m, target.name);
+      case 'referrers':
+        await cache.referrers(c, m);
+        return next();
       default:
         return next();
     }
