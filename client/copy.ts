@@ -11,6 +11,7 @@ import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/ma
 import { DOCKER_FOREIGN_LAYER, isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { COSIGN_TAG_KINDS, cosignTag } from '../spec/reference.js';
+import { RegistryError } from './registry.js';
 import type { BlobSource, FetchedManifest, PushResult, Repository } from './remote.js';
 
 export interface ImageSource {
@@ -325,7 +326,16 @@ export function remoteTarget(repo: Repository): ImageTarget {
     remote: { host: repo.host, name: repo.name },
     // spec: end-6 — the registry verifies the digest on the closing PUT and stores nothing on a mismatch.
     verifiesBlobs: true,
-    resolve: async (ref) => (await repo.headManifest(ref))?.digest,
+    async resolve(ref) {
+      try {
+        return (await repo.headManifest(ref))?.digest;
+      } catch (e) {
+        // A registry policy may refuse to show what a tag holds (an unsigned image under a signature policy): copy
+        // it as if it were not there; the push itself is decided on its own.
+        if (e instanceof RegistryError && e.status === 403) return undefined;
+        throw e;
+      }
+    },
     pushBlob: (d, source, opts) => repo.pushBlob(d, source, opts),
     async putManifest(ref, m, opts) {
       const subject = opts?.subject;

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { copy, remoteSource, remoteTarget } from '../client/copy.js';
 import { Client } from '../client/remote.js';
 import { signatureStore } from '../client/signatures.js';
 import { type AuditEvent, createLogger, createRegistry, listen, loadConfig } from '../registry/index.js';
@@ -163,6 +164,19 @@ test('signature policy, enforce: cosign, bundle and notation signatures; pushers
     assert.equal((await get(url, 'prod/tool', img.digest, 'alice', 'HEAD')).status, 200);
     assert.equal((await get(url, 'prod/tool', 'v1', 'alice')).status, 403);
   });
+
+  await t.test(
+    'a pusher copies an unsigned image over an unsigned tag (berth copy): the refused HEAD is no error',
+    async () => {
+      const img = await pushImage(url, 'prod/copy', 'v1');
+      const repo = alice.repository(`${host}/prod/copy`, { push: true });
+      for (let i = 0; i < 2; i++) {
+        const r = await copy(remoteSource(repo), img.digest, remoteTarget(repo), 'again');
+        assert.equal(r.digest, img.digest);
+      }
+      assert.equal((await get(url, 'prod/copy', 'again')).status, 403);
+    },
+  );
 
   await t.test(
     'signed with the trusted key (cosign simple signing): pulls; the signature takes effect at once',
