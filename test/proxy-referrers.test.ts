@@ -123,29 +123,37 @@ test('mirror: referrers of a mirrored subject come from the upstream, revalidate
     assert.equal(counting.count('GET', `/referrers/${subject}`), asked);
   });
 
-  await t.test('upstream down: the last list is served stale; a never-listed subject is 503', async () => {
-    const before = mirror.proxy!.stats().staleServes;
-    counting.target = 'http://127.0.0.1:1';
-    try {
-      const stale = await list(mirror.url);
-      assert.equal(stale.status, 200);
-      assert.deepEqual(
-        stale
-          .json()
-          .manifests.map((d: any) => d.digest)
-          .sort(),
-        [...referrers].sort(),
-      );
-      assert.equal(mirror.proxy!.stats().staleServes, before + 1);
-      // The referrer fetched earlier is still served (content by digest is cached for good).
-      assert.equal((await raw(mirror.url, 'GET', `/v2/up/team/app/manifests/${referrers[0]}`)).status, 200);
-      const unknown = await raw(mirror.url, 'GET', `/v2/up/team/app/referrers/${sha256('never listed')}`);
-      assert.equal(unknown.status, 503);
-      assert.equal(unknown.json().errors[0].code, 'UNAVAILABLE');
-    } finally {
-      counting.target = upstream.url;
-    }
-  });
+  await t.test(
+    'upstream down: the last list (even an empty one) is served stale; a never-listed subject is 503',
+    async () => {
+      const bare = `/v2/up/team/app/referrers/${sha256('listed empty')}`;
+      assert.deepEqual((await raw(mirror.url, 'GET', bare)).json().manifests, []);
+      const before = mirror.proxy!.stats().staleServes;
+      counting.target = 'http://127.0.0.1:1';
+      try {
+        const stale = await list(mirror.url);
+        assert.equal(stale.status, 200);
+        assert.deepEqual(
+          stale
+            .json()
+            .manifests.map((d: any) => d.digest)
+            .sort(),
+          [...referrers].sort(),
+        );
+        assert.equal(mirror.proxy!.stats().staleServes, before + 1);
+        const empty = await raw(mirror.url, 'GET', bare);
+        assert.equal(empty.status, 200, 'an empty list seen before is served stale too');
+        assert.deepEqual(empty.json().manifests, []);
+        // The referrer fetched earlier is still served (content by digest is cached for good).
+        assert.equal((await raw(mirror.url, 'GET', `/v2/up/team/app/manifests/${referrers[0]}`)).status, 200);
+        const unknown = await raw(mirror.url, 'GET', `/v2/up/team/app/referrers/${sha256('never listed')}`);
+        assert.equal(unknown.status, 503);
+        assert.equal(unknown.json().errors[0].code, 'UNAVAILABLE');
+      } finally {
+        counting.target = upstream.url;
+      }
+    },
+  );
 
   await t.test('a subject with no referrers upstream is an empty index', async () => {
     const none = await raw(mirror.url, 'GET', `/v2/up/team/app/referrers/${sha256('nothing refers to me')}`);

@@ -472,9 +472,11 @@ export class PullThroughCache {
         this.validated.set(key, Date.now());
       });
     } catch (e) {
-      // Stale only if something was stored: an empty list would tell a verifier "unsigned", which nobody knows.
+      // Stale only if a list was stored, or an empty one was seen here: an empty list never fetched would tell a
+      // verifier "unsigned", which nobody knows.
       const stored = await this.store.manifests.referrers(m.local, subject).catch(() => []);
-      if (!stored.length) throw _asOciError(e, 'MANIFEST_UNKNOWN', `referrers of ${m.remote}@${subject}`, u);
+      if (!stored.length && !this.validated.has(key))
+        throw _asOciError(e, 'MANIFEST_UNKNOWN', `referrers of ${m.remote}@${subject}`, u);
       this._count(u, 'staleServes');
       this.log.warn('proxy: serving a stale referrers list', {
         upstream: u.name,
