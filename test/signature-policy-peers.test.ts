@@ -1,7 +1,8 @@
 // The signature policy with real clients (issue 20): `berth serve` with htpasswd auth and an enforce policy on
 // prod/**. cosign signs an image there (as a user with push: it reads the image by digest, which the policy lets
-// pushers do) and `cosign verify` passes; the docker engine and containerd pull the signed image, and fail on an
-// unsigned one and on one signed with another key, with the policy's name in what they print.
+// pushers do) and `cosign verify` passes; cosign v3 signs another (a sigstore bundle referrer). The docker engine
+// and containerd pull the signed images, and fail on an unsigned one and on one signed with another key, with the
+// policy's name in what they print.
 // In process (every rule, every format): test/signature-policy.test.ts.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -22,7 +23,7 @@ import {
 } from './peers.js';
 
 test('signature policy, enforce: cosign signs in the repository; docker and containerd pull only signed images', async (t) => {
-  if (!requirePeer(t, 'cosign', 'docker', 'containerd', 'busybox')) return;
+  if (!requirePeer(t, 'cosign', 'cosign3', 'docker', 'containerd', 'busybox')) return;
   const home = await mkdtemp('/tmp/berth-sigpeers-');
   t.after(() => rm(home, { recursive: true, force: true }));
   const env = {
@@ -64,6 +65,7 @@ test('signature policy, enforce: cosign signs in the repository; docker and cont
   const signed = await push('signed');
   const unsigned = await push('unsigned');
   const otherKey = await push('otherkey');
+  const bundle = await push('bundle');
 
   await t.test('cosign signs by digest in the enforced repository and verifies', async () => {
     const sign = (digest: string, key: string) =>
@@ -79,6 +81,22 @@ test('signature policy, enforce: cosign signs in the repository; docker and cont
     let r = await sign(signed, join(home, 'cosign.key'));
     assert.equal(r.code, 0, r.stderr);
     r = await sign(otherKey, join(home, 'other', 'cosign.key'));
+    assert.equal(r.code, 0, r.stderr);
+    // cosign v3: a sigstore bundle as an OCI 1.1 referrer (its default), offline.
+    r = await run(
+      findExecutable('cosign3')!,
+      [
+        'sign',
+        '--yes',
+        '--key',
+        join(home, 'cosign.key'),
+        '--tlog-upload=false',
+        '--use-signing-config=false',
+        '--allow-insecure-registry',
+        `${reg.host}/prod/app@${bundle}`,
+      ],
+      { env, cwd: home },
+    );
     assert.equal(r.code, 0, r.stderr);
     const verify = await cosign([
       'verify',
@@ -101,6 +119,7 @@ test('signature policy, enforce: cosign signs in the repository; docker and cont
     t.after(() => d.stop());
     ok(await d.docker(['login', '-u', 'bob', '--password-stdin', reg.host], { input: 'bob-pw' }));
     ok(await d.docker(['pull', `${reg.host}/prod/app:signed`]));
+    ok(await d.docker(['pull', `${reg.host}/prod/app:bundle`]));
     const run_ = await d.docker(['run', '--rm', '--network', 'none', `${reg.host}/prod/app:signed`]);
     assert.match(run_.stdout, /hello-from-berth/);
     refused(await d.docker(['pull', `${reg.host}/prod/app:unsigned`]), 'docker pull of an unsigned image');
