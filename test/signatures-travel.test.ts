@@ -1,7 +1,7 @@
 // Signatures travel everywhere images do (issue 20), proved with the real signing tools: an index signed on one
-// berth with cosign (tag scheme: `.sig` for the index and each platform, an `.att` attestation, an `.sbom`) and
-// notation (an OCI 1.1 referrer) is
-//   - copied with `berth copy --referrers` to another berth, directly and through an OCI layout: `cosign verify`,
+// berth with cosign v2 (tag scheme: `.sig` of the index and of amd64, an `.att` attestation, an `.sbom`), cosign v3
+// (arm64: a sigstore bundle referrer) and notation (amd64: a JWS referrer) is
+//   - copied with `berth copy --referrers` to another berth, directly and through an OCI layout: `cosign verify` (v2, v3),
 //     `cosign verify-attestation`, `notation verify` and `oras discover` succeed on the copy (and cosign fails on a
 //     copy made without --referrers, so the check can fail);
 //   - pulled through a berth mirror of the first: the same tools succeed through it, and again once the upstream is
@@ -87,6 +87,32 @@ async function signingTools(t: TestContext) {
         ref,
       ]),
     notationVerify: (ref: string) => notation(['verify', '--insecure-registry', ref]),
+    /** cosign v3: a sigstore bundle as an OCI 1.1 referrer (its default format). */
+    signV3: (ref: string) =>
+      run(
+        findExecutable('cosign3')!,
+        [
+          'sign',
+          '--yes',
+          '--key',
+          key,
+          '--tlog-upload=false',
+          '--use-signing-config=false',
+          '--allow-insecure-registry',
+          ref,
+        ],
+        { env, cwd: home, timeoutMs: 120_000 },
+      ),
+    verifyV3: async (ref: string) => {
+      // An empty trusted root: nothing to check but the key (offline, no transparency log).
+      const root = join(home, 'trusted_root.json');
+      await writeFile(root, JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1' }));
+      return run(
+        findExecutable('cosign3')!,
+        ['verify', '--key', pub, '--insecure-ignore-tlog', '--allow-insecure-registry', '--trusted-root', root, ref],
+        { env, cwd: home, timeoutMs: 120_000 },
+      );
+    },
   };
 }
 
@@ -105,7 +131,7 @@ async function discovered(oras: (a: string[]) => Promise<RunResult>, ref: string
 const NOTARY = 'application/vnd.cncf.notary.signature';
 
 test('signatures travel: berth copy --referrers and a berth mirror carry cosign and notation signatures', async (t) => {
-  if (!requirePeer(t, 'cosign', 'notation', 'oras', 'busybox')) return;
+  if (!requirePeer(t, 'cosign', 'cosign3', 'notation', 'oras', 'busybox')) return;
   const tools = await signingTools(t);
   const clients = await makeClients(t);
   const work = await mkdtemp('/tmp/berth-sigs-work-');
@@ -139,7 +165,10 @@ test('signatures travel: berth copy --referrers and a berth mirror carry cosign 
   passed(await berth(['copy', image.ref, `${repo}:v1`]), 'berth copy layout → source');
   const index = image.index.digest;
   const [amd64, arm64] = image.images.map((d) => d.digest);
-  passed(await tools.sign(`${repo}@${index}`, ['--recursive']), 'cosign sign --recursive');
+  // cosign v2 signs the index and amd64 (tag scheme); cosign v3 signs arm64 (a bundle referrer, and nothing else).
+  passed(await tools.sign(`${repo}@${index}`), 'cosign sign (index)');
+  passed(await tools.sign(`${repo}@${amd64}`), 'cosign sign (amd64)');
+  passed(await tools.signV3(`${repo}@${arm64}`), 'cosign v3 sign (arm64)');
   passed(await tools.attest(`${repo}@${amd64}`), 'cosign attest');
   const sbom = join(work, 'sbom.spdx.json');
   await writeFile(sbom, JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'app', SPDXID: 'SPDXRef-DOCUMENT' }));
@@ -163,7 +192,8 @@ test('signatures travel: berth copy --referrers and a berth mirror carry cosign 
 
   /** Every check a signed copy must pass at `at` (a repository, no tag). */
   const verifyAll = async (at: string) => {
-    for (const d of [index, amd64, arm64]) passed(await tools.verify(`${at}@${d}`), `cosign verify ${at}@${d}`);
+    for (const d of [index, amd64]) passed(await tools.verify(`${at}@${d}`), `cosign verify ${at}@${d}`);
+    passed(await tools.verifyV3(`${at}@${arm64}`), `cosign v3 verify ${at}@${arm64}`);
     passed(await tools.verifyAttestation(`${at}@${amd64}`), `cosign verify-attestation ${at}`);
     passed(await tools.notationVerify(`${at}@${amd64}`), `notation verify ${at}`);
     assert.ok((await discovered(clients.oras, `${at}@${amd64}`)).includes(NOTARY), `oras discover ${at}`);
@@ -172,7 +202,7 @@ test('signatures travel: berth copy --referrers and a berth mirror carry cosign 
   await t.test('copy --referrers brings the .sig/.att/.sbom tags and the notation referrer', async () => {
     const dst = `${target.host}/copied/app`;
     const out = passed(await berth(['copy', '--referrers', '--json', `${repo}:v1`, `${dst}:v1`]), 'berth copy');
-    // 3 .sig (index + 2 platforms), 1 .att, 1 .sbom, 1 notation signature.
+    // 2 .sig (index, amd64), 1 .att, 1 .sbom, 1 notation signature, 1 cosign v3 bundle.
     assert.equal(JSON.parse(out).referrers, 6, out);
     await verifyAll(dst);
     const sbomTag = `sha256-${amd64.slice(7)}.sbom`;
