@@ -82,7 +82,9 @@ const PARENT_SCAN_TAGS = 200;
 // The referrers fallback tag (distribution-spec "Referrers tag schema"): signing tools read and write it.
 const FALLBACK_TAG = /^sha(?:256-[0-9a-f]{64}|512-[0-9a-f]{128})$/;
 
-/** The policy of `config.signatures`, or undefined without policies. Throws ConfigError for unreadable trust material. */
+/**
+ * The policy of `config.signatures`, or undefined without policies. Throws ConfigError for unreadable trust material.
+ */
 export function createSignaturePolicy(
   config: SignaturesConfig | undefined,
   store: Store,
@@ -242,9 +244,8 @@ function _load(p: SignaturePolicyConfig, i: number): _Policy {
     try {
       return readFileSync(value, 'utf8');
     } catch (e) {
-      throw new ConfigError(
-        `${where}.${field}: cannot read ${value} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give a PEM file or PEM text`,
-      );
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new ConfigError(`${where}.${field}: cannot read ${value} (${why}); give a PEM file or PEM text`);
     }
   };
   const keys = (p.keys ?? []).map((k, j) => {

@@ -22,7 +22,7 @@ import {
   type RunResult,
 } from './peers.js';
 
-test('signature policy, enforce: cosign signs in the repository; docker and containerd pull only signed images', async (t) => {
+test('signature policy, enforce: cosign signs there; docker and containerd pull only signed images', async (t) => {
   if (!requirePeer(t, 'cosign', 'cosign3', 'docker', 'containerd', 'busybox')) return;
   const home = await mkdtemp('/tmp/berth-sigpeers-');
   t.after(() => rm(home, { recursive: true, force: true }));
