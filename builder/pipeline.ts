@@ -15,6 +15,7 @@ import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from './cache.js';
 import type { BuiltLayer } from './layers.js';
 import { lockPath, lockedBase, readLock, writeLock } from './lock.js';
 import type { Output, OutputReport } from './outputs.js';
+import { buildAttestations, type SignBuildOptions } from './provenance.js';
 import { buildSboms } from './sbom.js';
 import { loadSpec } from './spec.js';
 import type { Platform } from '../spec/manifest.js';
@@ -33,6 +34,11 @@ export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLa
   sbom?: boolean;
   /** The version the SBOM names as its creator tool. */
   toolVersion?: string;
+  /**
+   * Sign every manifest of the build and attach a SLSA v1 provenance per platform image (provenance.ts), as
+   * referrers, to the outputs that hold them. The images (and their digests) are the same as without.
+   */
+  sign?: Omit<SignBuildOptions, 'specFile' | 'toolVersion'>;
   /** Build twice in separate fresh caches and fail with NotReproducibleError if any digest differs. */
   checkReproducible?: boolean;
   /** Keep the layer cache under this many bytes, least recently used first (default 8 GiB). */
@@ -47,12 +53,15 @@ export type PipelineEvent =
   | { type: 'reproducible'; digest: string }
   | { type: 'lock'; path: string }
   | { type: 'sbom'; artifact: Artifact }
+  | { type: 'attestation'; artifact: Artifact; kind: 'signature' | 'provenance' }
   | { type: 'output'; report: OutputReport }
   | { type: 'pruned'; maxBytes: number; removed: number; freedBytes: number };
 
 export interface PipelineResult {
   build: BuildResult;
   sboms: Artifact[];
+  /** With `sign`: the signature and provenance artifacts (sigstore bundles). */
+  attestations: Artifact[];
   outputs: OutputReport[];
 }
 
@@ -97,10 +106,21 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
         cacheDir,
       });
   for (const a of sboms) emit({ type: 'sbom', artifact: a });
+  const signed = opts.sign && outputs.some((o) => o.holdsArtifacts);
+  const att = signed
+    ? await buildAttestations(result, {
+        ...opts.sign!,
+        specFile: opts.file,
+        toolVersion: opts.toolVersion ?? 'unknown',
+      })
+    : { signatures: [], provenance: [] };
+  for (const a of att.signatures) emit({ type: 'attestation', artifact: a, kind: 'signature' });
+  for (const a of att.provenance) emit({ type: 'attestation', artifact: a, kind: 'provenance' });
+  const attestations = [...att.signatures, ...att.provenance];
   const reports: OutputReport[] = [];
   for (const out of outputs) {
     emit({ type: 'output-start', output: out });
-    const report = await out.write(result, out.holdsArtifacts ? sboms : []);
+    const report = await out.write(result, out.holdsArtifacts ? [...sboms, ...attestations] : []);
     reports.push(report);
     emit({ type: 'output', report });
   }
@@ -113,7 +133,7 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
     const pruned = await pruneCache(cacheDir, maxBytes, keep);
     if (pruned.removed) emit({ type: 'pruned', maxBytes, ...pruned });
   }
-  return { build: result, sboms, outputs: reports };
+  return { build: result, sboms, attestations, outputs: reports };
 }
 
 /** `base:` resolved through `client`; `oci-layout:DIR[:TAG]` reads a local layout instead. */

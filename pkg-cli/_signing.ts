@@ -20,7 +20,7 @@ referrer with the certificate chain).`;
 export const formatFlag = flag.list({
   arg: 'FORMAT',
   split: true,
-  help: 'cosign, cosign-bundle or notation (repeat or comma-separate for several)',
+  help: 'cosign, cosign-bundle or notation (or several, comma-separated)',
 });
 
 export function formats(values: string[]): SignatureFormat[] {

@@ -18,6 +18,8 @@ import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
 import { hostPlatform, makeClient, printJson } from './_client.js';
 import { dockerTag, platform, platforms, TRANSFER } from './flags.js';
 import { VERSION } from './_version.js';
+import { privateKeyFile } from './_signing.js';
+import { createPublicKey } from 'node:crypto';
 import { startProgress } from './progress.js';
 import { formatBytes, formatElapsed } from '../spec/units.js';
 
@@ -58,12 +60,22 @@ output given (none: build and print the digest). Layers are cached by content in
     lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
     'update-lock': flag.boolean({ help: 'ignore berth.lock, resolve base: afresh and rewrite the lock' }),
     'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
+    sign: flag.string({
+      arg: 'KEY',
+      complete: 'file',
+      help: 'sign every image and attach a SLSA v1 provenance per platform (private key PEM; COSIGN_PASSWORD)',
+    }),
     ...TRANSFER,
   },
   notes: `berth.lock, when present and naming the spec's base, is always honoured: the base is fetched by that digest.
 
 Each platform image gets an SPDX 2.3 SBOM (its files, the base image, the npm packages of the context's
 package-lock.json), attached as an OCI referrer (artifactType application/spdx+json) to --push and --oci-layout.
+
+--sign KEY signs the index and every platform image (cosign v3's sigstore bundle) and attaches to each platform
+image a DSSE-signed SLSA v1 provenance (spec, context, base digest, berth version), as referrers; the image digests
+are the same as without --sign. Check them with \`berth verify --key KEY.pub\` or cosign v3 (\`verify\`,
+\`verify-attestation --type slsaprovenance1\`).
 
 Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
   examples: [
@@ -96,6 +108,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
       const {
         build: result,
         sboms,
+        attestations,
         outputs: reports,
       } = await runBuild({
         file,
@@ -108,6 +121,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         outputs,
         lock: values['update-lock'] ? 'update' : values.lock ? 'write' : 'honour',
         sbom: !values['no-sbom'],
+        sign: values.sign ? _signer(values.sign) : undefined,
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
         onEvent: (e) => progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`),
@@ -127,6 +141,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
               cached: l.cached,
             })),
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
+            ...(attestations.length ? { referrers: _referrersOf(attestations, i.manifest.digest) } : {}),
           })),
           outputs: reports.map(_outputJson),
         });
@@ -175,6 +190,8 @@ function _describe(e: PipelineEvent): string {
       return `wrote ${e.path}`;
     case 'sbom':
       return `SBOM ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
+    case 'attestation':
+      return `${e.kind} ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
     case 'pruned':
       return `cache over ${(e.maxBytes / 1024 ** 2).toFixed(0)} MiB: removed ${e.removed} least recently used files (${(e.freedBytes / 1024 ** 2).toFixed(0)} MiB)`;
     case 'output': {
@@ -191,6 +208,17 @@ function _outputJson(r: OutputReport): Record<string, unknown> {
   if (r.output.kind === 'oci-layout') return { ociLayout: r.output.target };
   if (r.output.kind === 'docker-archive') return { dockerArchive: r.output.target, tags: r.tags };
   return { push: r.output.target, digest: r.digest, blobs: r.copy!.blobs };
+}
+
+/** The signature and provenance artifacts that refer to `image`. */
+function _referrersOf(list: Artifact[], image: string): string[] {
+  return list.filter((a) => a.subject.digest === image).map((a) => a.manifest.digest);
+}
+
+/** --sign KEY: the private key (cosign's encrypted PEM with COSIGN_PASSWORD, or PKCS#8) and its public key. */
+function _signer(file: string) {
+  const privateKey = privateKeyFile(file);
+  return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
 /** The digest of the SBOM artifact that refers to `image`, if one was made. */

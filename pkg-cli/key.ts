@@ -12,6 +12,7 @@ import {
 import { CLIError, defineCommand, flag, UsageError } from './command.js';
 import { printJson } from './_client.js';
 import { json } from './flags.js';
+import { cliSigning } from './_signing.js';
 
 export default defineCommand({
   usage: 'generate [--output-prefix PREFIX] [--plain] [--cert [--subject CN] [--days N]] [--force] [--json]',
@@ -24,14 +25,21 @@ PREFIX.crt, a self-signed code-signing certificate for the key (for \`berth sign
     'output-prefix': flag.string({ short: 'o', arg: 'PREFIX', default: 'cosign', help: 'where to write the files' }),
     plain: flag.boolean({ help: 'write the private key unencrypted (PKCS#8 PEM)' }),
     cert: flag.boolean({ help: 'also write PREFIX.crt, a self-signed code-signing certificate' }),
-    subject: flag.string({ arg: 'CN', default: 'berth', help: "the certificate's common name" }),
+    subject: flag.string({
+      arg: 'DN',
+      default: 'berth',
+      help: "the certificate's subject: a common name, or C=US,ST=WA,O=acme,CN=signer (notation's trusted identities need C, ST and O)",
+    }),
     days: flag.int({ default: 365, min: 1, max: 36500, help: 'how long the certificate is valid' }),
     force: flag.boolean({ help: 'overwrite existing files' }),
     json,
   },
   args: ['VERB'],
   verbs: ['generate'],
-  examples: ['COSIGN_PASSWORD=… berth key generate', 'berth key generate --plain --cert --subject "ci signer" -o ci'],
+  examples: [
+    'COSIGN_PASSWORD=… berth key generate',
+    'berth key generate --plain --cert --subject "C=US,ST=WA,O=acme,CN=ci signer" -o ci',
+  ],
   async run({ flags, args: [verb] }) {
     if (verb !== 'generate') throw new UsageError(`key: expected generate, not "${verb}"; see \`berth key --help\``);
     const prefix = flags['output-prefix'];
@@ -49,14 +57,18 @@ PREFIX.crt, a self-signed code-signing certificate for the key (for \`berth sign
     await writeFile(files.key, keyText, { mode: 0o600 });
     await writeFile(files.pub, publicKeyPem(pair.publicKey), { mode: 0o644 });
     if (files.cert)
-      await writeFile(files.cert, selfSignedCertificatePem(pair, { commonName: flags.subject, days: flags.days }), {
-        mode: 0o644,
-      });
+      await writeFile(
+        files.cert,
+        cliSigning(() => selfSignedCertificatePem(pair, { subject: flags.subject, days: flags.days })),
+        {
+          mode: 0o644,
+        },
+      );
     if (flags.json) printJson({ ...files, encrypted: !flags.plain });
     else {
       console.log(`private key: ${files.key}${flags.plain ? ' (unencrypted)' : ' (encrypted with COSIGN_PASSWORD)'}`);
       console.log(`public key:  ${files.pub}`);
-      if (files.cert) console.log(`certificate: ${files.cert} (CN=${flags.subject}, ${flags.days} days)`);
+      if (files.cert) console.log(`certificate: ${files.cert} (${flags.subject}, ${flags.days} days)`);
     }
   },
 });

@@ -13,8 +13,8 @@ export default defineCommand({
 signatures against --cert (trusted certificates: a root CA, or a self-signed signing certificate). Succeeds when
 at least one signature verifies; otherwise exits 7 and names what was wrong with each signature found.`,
   flags: {
-    key: flag.list({ arg: 'FILE', complete: 'file', help: 'a trusted public key (PEM; repeatable)' }),
-    cert: flag.list({ arg: 'FILE', complete: 'file', help: 'trusted certificates for notation (PEM; repeatable)' }),
+    key: flag.list({ arg: 'FILE', complete: 'file', help: 'a trusted public key (PEM)' }),
+    cert: flag.list({ arg: 'FILE', complete: 'file', help: 'trusted certificates for notation (PEM)' }),
     format: formatFlag,
     ...REMOTE,
   },

@@ -15,7 +15,7 @@ import {
   type Statement,
 } from './dsse.js';
 import { keyHint } from './keys.js';
-import { ARTIFACT_LIMIT, type SignatureReader, type SignatureWriter } from './source.js';
+import { ARTIFACT_LIMIT, MAX_SIGNATURES, type SignatureReader, type SignatureWriter } from './source.js';
 import type { SignatureCheck } from './types.js';
 
 export const BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -29,29 +29,44 @@ export async function signBundle(
   publicKey: KeyObject,
   created: Date,
 ): Promise<{ manifest: Digest; fallback: boolean }> {
-  const [alg, hex] = subject.digest.split(':');
-  const statement: Statement = {
-    _type: STATEMENT_V1,
-    subject: [{ digest: { [alg]: hex } }],
-    predicateType: COSIGN_SIGN_PREDICATE,
-    predicate: {},
-  };
+  const statement = signatureStatement(subject.digest);
+  return attachReferrer(target, subject, {
+    artifactType: BUNDLE_V03,
+    layerMediaType: BUNDLE_V03,
+    content: signedBundle(statement, key, publicKey),
+    annotations: bundleAnnotations(COSIGN_SIGN_PREDICATE, created),
+  });
+}
+
+/** The statement DSSE-signed and wrapped in a key-based sigstore bundle v0.3 (no tlog entry), as JSON bytes. */
+export function signedBundle(statement: Statement, key: KeyObject, publicKey: KeyObject): Buffer {
   const envelope = signEnvelope(Buffer.from(JSON.stringify(statement)), INTOTO_PAYLOAD_TYPE, key);
   const bundle = {
     mediaType: BUNDLE_V03,
     verificationMaterial: { publicKey: { hint: keyHint(publicKey) } },
     dsseEnvelope: envelope,
   };
-  return attachReferrer(target, subject, {
-    artifactType: BUNDLE_V03,
-    layerMediaType: BUNDLE_V03,
-    content: Buffer.from(JSON.stringify(bundle)),
-    annotations: {
-      'org.opencontainers.image.created': _rfc3339(created),
-      'dev.sigstore.bundle.content': 'dsse-envelope',
-      'dev.sigstore.bundle.predicateType': COSIGN_SIGN_PREDICATE,
-    },
-  });
+  return Buffer.from(JSON.stringify(bundle));
+}
+
+/** The referrer annotations cosign v3 writes on a bundle (write.go WriteAttestationNewBundleFormat). */
+export function bundleAnnotations(predicateType: string, created: Date): Record<string, string> {
+  return {
+    'org.opencontainers.image.created': _rfc3339(created),
+    'dev.sigstore.bundle.content': 'dsse-envelope',
+    'dev.sigstore.bundle.predicateType': predicateType,
+  };
+}
+
+/** The in-toto statement that a cosign v3 signature is: `subject` signed, empty predicate. */
+export function signatureStatement(digest: Digest): Statement {
+  const [alg, hex] = digest.split(':');
+  return {
+    _type: STATEMENT_V1,
+    subject: [{ digest: { [alg]: hex } }],
+    predicateType: COSIGN_SIGN_PREDICATE,
+    predicate: {},
+  };
 }
 
 /**
@@ -93,11 +108,13 @@ export async function verifyBundles(
   digest: Digest,
   keys: KeyObject[],
 ): Promise<SignatureCheck[]> {
+  // Attestations (provenance, SBOM…) are bundles too; their predicate type is on the referrer descriptor.
+  const refs = (await source.referrers(digest, BUNDLE_V03)).filter((r) => {
+    const predicate = r.annotations?.['dev.sigstore.bundle.predicateType'];
+    return r.artifactType === BUNDLE_V03 && (!predicate || predicate === COSIGN_SIGN_PREDICATE);
+  });
   const checks: SignatureCheck[] = [];
-  for (const ref of await source.referrers(digest, BUNDLE_V03)) {
-    if (ref.artifactType !== BUNDLE_V03) continue;
-    checks.push(await _check(source, digest, ref.digest, keys));
-  }
+  for (const ref of refs.slice(0, MAX_SIGNATURES)) checks.push(await _check(source, digest, ref.digest, keys));
   return checks;
 }
 

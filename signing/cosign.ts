@@ -7,7 +7,7 @@ import { parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageManifest } from '../spec/manifest.js';
 import { OCI_CONFIG, OCI_MANIFEST } from '../spec/media-types.js';
 import { keyId, signBytes, verifyBytes } from './keys.js';
-import { ARTIFACT_LIMIT, type SignatureReader, type SignatureWriter } from './source.js';
+import { ARTIFACT_LIMIT, MAX_SIGNATURES, type SignatureReader, type SignatureWriter } from './source.js';
 import type { SignatureCheck } from './types.js';
 
 export const SIMPLE_SIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
@@ -90,7 +90,7 @@ export async function verifyCosign(
     return [{ format: 'cosign', manifest: m.digest, verified: false, error: 'the signature manifest is not JSON' }];
   }
   const checks: SignatureCheck[] = [];
-  for (const layer of Array.isArray(doc.layers) ? doc.layers : []) {
+  for (const layer of (Array.isArray(doc.layers) ? doc.layers : []).slice(0, MAX_SIGNATURES)) {
     if (layer.mediaType !== SIMPLE_SIGNING) continue;
     checks.push(await _checkLayer(source, digest, layer, keys, m.digest));
   }

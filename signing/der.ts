@@ -55,8 +55,12 @@ export function time(d: Date): Buffer {
 
 const OID = {
   ecdsaSha256: '1.2.840.10045.4.3.2',
-  commonName: '2.5.4.3',
-  organization: '2.5.4.10',
+  C: '2.5.4.6',
+  ST: '2.5.4.8',
+  L: '2.5.4.7',
+  O: '2.5.4.10',
+  OU: '2.5.4.11',
+  CN: '2.5.4.3',
   keyUsage: '2.5.29.15',
   basicConstraints: '2.5.29.19',
   extKeyUsage: '2.5.29.37',
@@ -65,8 +69,8 @@ const OID = {
 };
 
 export interface CertificateOptions {
-  commonName: string;
-  organization?: string;
+  /** A common name, or a distinguished name `C=US,ST=WA,O=acme,CN=signer` (C, ST, L, O, OU, CN). */
+  subject: string;
   /** Validity in days from `notBefore` (default 365). */
   days?: number;
   notBefore?: Date;
@@ -81,10 +85,11 @@ export function selfSignedCertificate(privateKey: KeyObject, publicKey: KeyObjec
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const notBefore = o.notBefore ?? new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
   const notAfter = new Date(notBefore.getTime() + (o.days ?? 365) * 86_400_000);
-  const rdn = (type: string, value: string) => set(seq(oid(type), utf8(value)));
   const name = seq(
-    ...(o.organization ? [rdn(OID.organization, o.organization)] : []),
-    rdn(OID.commonName, o.commonName),
+    ...parseSubject(o.subject).map(([type, value]) =>
+      // countryName is a PrintableString (RFC 5280 appendix A); the rest UTF8String.
+      set(seq(oid(OID[type]), type === 'C' ? tlv(0x13, Buffer.from(value)) : utf8(value))),
+    ),
   );
   const alg = seq(oid(OID.ecdsaSha256));
   const serial = randomBytes(16);
@@ -113,6 +118,24 @@ export function selfSignedCertificate(privateKey: KeyObject, publicKey: KeyObjec
   );
   const signature = sign('sha256', tbs, privateKey); // DER ECDSA-Sig-Value, as X.509 wants
   return seq(tbs, alg, bits(signature));
+}
+
+const RDN_TYPES = ['C', 'ST', 'L', 'O', 'OU', 'CN'] as const;
+type RdnType = (typeof RDN_TYPES)[number];
+
+/** `CN` alone, or `C=US,ST=WA,O=acme,CN=signer` → [[type, value]…]; throws naming what is wrong. */
+export function parseSubject(subject: string): [RdnType, string][] {
+  if (!subject.includes('=')) return subject.trim() ? [['CN', subject.trim()]] : [];
+  const out: [RdnType, string][] = [];
+  for (const part of subject.split(',')) {
+    const m = /^\s*([A-Za-z]+)\s*=\s*(.+?)\s*$/.exec(part);
+    const type = m?.[1].toUpperCase() as RdnType;
+    if (!m || !RDN_TYPES.includes(type))
+      throw new Error(`subject "${subject}": write CN or C=..,ST=..,O=..,CN=.. (attributes ${RDN_TYPES.join(', ')})`);
+    if (type === 'C' && !/^[A-Z]{2}$/.test(m[2])) throw new Error(`subject: C must be a two-letter country code`);
+    out.push([type, m[2]]);
+  }
+  return out;
 }
 
 export function pem(label: string, der: Buffer): string {

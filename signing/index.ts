@@ -23,9 +23,9 @@ import type { SignatureCheck, SignatureFormat, Trust, VerifyResult } from './typ
 
 export * from './keys.js';
 export type { SignatureReader, SignatureWriter, StoredManifest } from './source.js';
-export { ARTIFACT_LIMIT } from './source.js';
+export { ARTIFACT_LIMIT, MAX_SIGNATURES } from './source.js';
 export * from './types.js';
-export { BUNDLE_V03, COSIGN_SIGN_PREDICATE } from './bundle.js';
+export { BUNDLE_V03, COSIGN_SIGN_PREDICATE, bundleAnnotations, signatureStatement, signedBundle } from './bundle.js';
 export { SIGNATURE_ANNOTATION, SIMPLE_SIGNING, signatureTag, simpleSigningPayload } from './cosign.js';
 export { NOTATION_ARTIFACT } from './notation.js';
 export { INTOTO_PAYLOAD_TYPE, pae, signEnvelope, openEnvelope, type Envelope, type Statement } from './dsse.js';

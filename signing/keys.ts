@@ -133,7 +133,11 @@ export function loadCertificates(text: string | Buffer, source = 'the certificat
 
 /** A self-signed code-signing certificate (PEM) for the key pair, as `notation cert generate-test` makes. */
 export function selfSignedCertificatePem(pair: KeyPair, o: CertificateOptions): string {
-  return pem('CERTIFICATE', selfSignedCertificate(pair.privateKey, pair.publicKey, o));
+  try {
+    return pem('CERTIFICATE', selfSignedCertificate(pair.privateKey, pair.publicKey, o));
+  } catch (e) {
+    throw new SigningError((e as Error).message);
+  }
 }
 
 /** sigstore's key hint: base64 of the SHA-256 of the DER public key (bundle verificationMaterial.publicKey.hint). */

@@ -15,7 +15,7 @@ import type { Digest } from '../spec/digest.js';
 import type { Descriptor, ImageManifest } from '../spec/manifest.js';
 import { attachReferrer } from './bundle.js';
 import { signBytes, SigningError } from './keys.js';
-import { ARTIFACT_LIMIT, type SignatureReader, type SignatureWriter } from './source.js';
+import { ARTIFACT_LIMIT, MAX_SIGNATURES, type SignatureReader, type SignatureWriter } from './source.js';
 import type { SignatureCheck } from './types.js';
 
 export const NOTATION_ARTIFACT = 'application/vnd.cncf.notary.signature';
@@ -129,7 +129,7 @@ export async function verifyNotation(
   now: Date,
 ): Promise<SignatureCheck[]> {
   const checks: SignatureCheck[] = [];
-  for (const ref of await source.referrers(digest, NOTATION_ARTIFACT)) {
+  for (const ref of (await source.referrers(digest, NOTATION_ARTIFACT)).slice(0, MAX_SIGNATURES)) {
     if (ref.artifactType !== NOTATION_ARTIFACT) continue;
     checks.push(await _check(source, digest, ref.digest, trusted, now));
   }

@@ -86,8 +86,8 @@ async function image(repo: ReturnType<typeof memoryRepo>, text = 'x'): Promise<D
 
 const pair = generateKeyPair();
 const other = generateKeyPair();
-const cert = new X509Certificate(selfSignedCertificatePem(pair, { commonName: 'berth test', organization: 'berth' }));
-const otherCert = new X509Certificate(selfSignedCertificatePem(other, { commonName: 'someone else' }));
+const cert = new X509Certificate(selfSignedCertificatePem(pair, { subject: 'C=US,ST=WA,O=berth,CN=berth test' }));
+const otherCert = new X509Certificate(selfSignedCertificatePem(other, { subject: 'someone else' }));
 
 describe('signing formats (in memory)', () => {
   for (const referrersApi of [true, false]) {
@@ -180,7 +180,7 @@ describe('keys', () => {
 
   it('the self-signed certificate is a code-signing leaf over the key', () => {
     assert.equal(cert.ca, false);
-    assert.equal(cert.subject, 'O=berth\nCN=berth test');
+    assert.equal(cert.subject, 'C=US\nST=WA\nO=berth\nCN=berth test');
     // self-issued and self-signed (OpenSSL's checkIssued wants keyCertSign, which a leaf must not have)
     assert.equal(cert.issuer, cert.subject);
     assert.equal(cert.verify(pair.publicKey), true);

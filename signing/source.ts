@@ -35,3 +35,9 @@ export interface SignatureWriter extends SignatureReader {
 
 /** Signature artifacts are small; anything bigger is refused rather than read (cosign's own limit is similar). */
 export const ARTIFACT_LIMIT = 4 << 20;
+
+/**
+ * At most this many signatures of one format are checked per image: anyone who can push to a repository can attach
+ * referrers, and a verifier (the registry's policy above all) must not be made to fetch without bound.
+ */
+export const MAX_SIGNATURES = 64;
