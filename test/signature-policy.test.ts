@@ -130,7 +130,7 @@ test('signature policy, enforce: cosign, bundle and notation signatures; pushers
   const trusted = generateKeyPair();
   const untrusted = generateKeyPair();
   const notary = generateKeyPair();
-  const cert = selfSignedCertificatePem(notary, { commonName: 'berth-test', organization: 'berth' });
+  const cert = selfSignedCertificatePem(notary, { subject: 'O=berth,CN=berth-test' });
   await writeFile(join(dir, 'cosign.pub'), publicKeyPem(trusted.publicKey));
   await writeFile(join(dir, 'notary.crt'), cert);
   const reg = await start(t, {

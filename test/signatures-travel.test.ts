@@ -2,8 +2,8 @@
 // berth with cosign v2 (tag scheme: `.sig` of the index and of amd64, an `.att` attestation, an `.sbom`), cosign v3
 // (arm64: a sigstore bundle referrer) and notation (amd64: a JWS referrer) is
 //   - copied with `berth copy --referrers` to another berth, directly and through an OCI layout: `cosign verify`
-//     (v2, v3), `cosign verify-attestation`, `notation verify` and `oras discover` succeed on the copy (and cosign fails on a
-//     copy made without --referrers, so the check can fail);
+//     (v2, v3), `cosign verify-attestation`, `notation verify` and `oras discover` succeed on the copy (and cosign
+//     fails on a copy made without --referrers, so the check can fail);
 //   - pulled through a berth mirror of the first: the same tools succeed through it, and again once the upstream is
 //     gone (the mirror's stale tags and referrers list, its cached signatures).
 // The in-process details of the mirror's referrers: test/proxy-referrers.test.ts.
