@@ -84,7 +84,7 @@ export function createRegistry(
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const audit = hooks.auditLog ?? createAudit(config.audit);
-  const signatures = createSignaturePolicy(config.signatures, store, log, audit);
+  const signatures = createSignaturePolicy(config.signatures, store, log, audit, proxy);
   const metrics = config.metrics.enabled
     ? createMetrics({ proxy, signatures, render: shared.renderMetrics })
     : undefined;

@@ -9,7 +9,8 @@
 // so `cosign sign`/`notation sign` (which read the image by digest) work in an enforced repository. The children of
 // an index that verified are allowed with it (a pull reads the index, then its platform's manifest by digest).
 // Results are cached by digest: a verified one for `cacheTtl`, an unverified one briefly, and dropped when this
-// process stores a signature for that digest.
+// process stores a signature for that digest. In a mirrored repository the signatures are fetched through the
+// pull-through cache first, so a policy can require upstream images to be signed.
 import { createHash, type KeyObject, type X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
@@ -41,6 +42,7 @@ import type { Audit } from './audit.js';
 import { ConfigError } from './config.js';
 import { clientOf, type Ctx, type Env } from './context.js';
 import type { Logger } from './log.js';
+import type { Prefetcher, Proxy } from './proxy/index.js';
 
 export type { SignaturesConfig, SignaturePolicyConfig } from '../spec/config-schema.js';
 
@@ -90,6 +92,7 @@ export function createSignaturePolicy(
   store: Store,
   log: Logger,
   audit?: Audit,
+  proxy?: Pick<Proxy, 'prefetcher'>,
 ): SignaturePolicy | undefined {
   const policies = (config?.policies ?? []).map(_load);
   if (!policies.length) return undefined;
@@ -111,7 +114,7 @@ export function createSignaturePolicy(
     const cached = verdicts.get(k);
     if (cached) return cached;
     const verdict = _verdict(
-      await verifyImage(storeReader(store, name), digest, {
+      await verifyImage(storeReader(store, name, proxy?.prefetcher(name)), digest, {
         keys: p.keys,
         certificates: p.certificates,
         formats: p.formats,
@@ -205,10 +208,15 @@ export function createSignaturePolicy(
   return { middleware, stats: () => structuredClone(stats) };
 }
 
-/** Reads signatures from this registry's stores, for verifyImage. Everything returned is verified by digest. */
-export function storeReader(store: Store, name: string): SignatureReader {
+/**
+ * Reads signatures from this registry's stores, for verifyImage. Everything returned is verified by digest. In a
+ * mirrored repository `prefetch` brings the signatures into the cache first (when the upstream cannot be reached,
+ * what is cached is all there is: a policy fails closed).
+ */
+export function storeReader(store: Store, name: string, prefetch?: Prefetcher): SignatureReader {
   return {
     async manifest(reference) {
+      await prefetch?.manifest(reference).catch(() => {});
       try {
         return await store.manifests.get(name, reference);
       } catch (e) {
@@ -219,6 +227,7 @@ export function storeReader(store: Store, name: string): SignatureReader {
     async blob(desc, limit) {
       if (desc.size > limit || desc.size > ARTIFACT_LIMIT)
         throw new Error(`blob ${desc.digest} is ${desc.size} bytes, more than the ${limit} a signature may have`);
+      await prefetch?.blob(desc.digest);
       if (!(await store.blobs.isLinked(name, desc.digest))) throw new Error(`blob ${desc.digest} is not in ${name}`);
       const { algorithm } = parseDigest(desc.digest);
       const hash = createHash(algorithm);
@@ -233,7 +242,10 @@ export function storeReader(store: Store, name: string): SignatureReader {
       if (`${algorithm}:${hash.digest('hex')}` !== desc.digest) throw new Error(`blob ${desc.digest} is corrupt`);
       return Buffer.concat(chunks);
     },
-    referrers: (digest, artifactType) => store.manifests.referrers(name, digest, artifactType),
+    async referrers(digest, artifactType) {
+      await prefetch?.referrers(digest).catch(() => {});
+      return store.manifests.referrers(name, digest, artifactType);
+    },
   };
 }
 

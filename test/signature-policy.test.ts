@@ -21,9 +21,10 @@ import {
   signImage,
   type SignOptions,
 } from '../signing/index.js';
+import { FsDriver } from '../storage/fs.js';
 import { MemoryDriver } from '../storage/memory.js';
 import { basic, user } from './auth-fixtures.js';
-import { imageManifest, pushManifest, raw, sha256 } from './registry-client.js';
+import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -316,4 +317,51 @@ test('signature policy config: unreadable keys and missing trust material are na
       }),
     /mode/,
   );
+});
+
+test('signature policy on a mirror: the upstream signatures are fetched through the cache', async (t) => {
+  const key = generateKeyPair();
+  const plain = async (flags: Record<string, unknown>, fs = false) => {
+    const root = await mkdtemp('/tmp/berth-sigpol-mirror-');
+    const driver = fs ? new FsDriver({ root, fsync: false }) : new MemoryDriver();
+    const registry = createRegistry(loadConfig({ env: {}, flags }), driver, createLogger('silent', false));
+    const server = await listen(registry.app, '127.0.0.1:0');
+    t.after(async () => {
+      registry.proxy?.close();
+      await server.close(1000);
+      await rm(root, { recursive: true, force: true });
+    });
+    return server.url;
+  };
+  const upstream = await plain({});
+  const mirror = await plain(
+    {
+      proxy: { upstreams: [{ name: 'up', url: upstream, prefix: 'up', tagTtl: '0s', allowPrivateNetworks: true }] },
+      signatures: {
+        policies: [
+          { name: 'upstream-signed', repositories: ['up/**'], mode: 'enforce', keys: [publicKeyPem(key.publicKey)] },
+        ],
+      },
+    },
+    true,
+  );
+  const upHost = new URL(upstream).host;
+  const client = new Client({ credentials: { get: async () => undefined } });
+  const push = async (tag: string) => {
+    const layer = await pushBlob(upstream, 'team/app', randomBytes(128));
+    const configJson = JSON.stringify({ architecture: 'amd64', os: 'linux', n: tag });
+    const config = await pushBlob(upstream, 'team/app', configJson);
+    const body = imageManifest({ digest: config, size: configJson.length }, [{ digest: layer, size: 128 }]);
+    assert.equal((await pushManifest(upstream, 'team/app', tag, body)).status, 201);
+    return { mediaType: OCI_MANIFEST, digest: sha256(body), size: body.length };
+  };
+  const signed = await push('signed');
+  await push('unsigned');
+  await sign(client, upHost, 'team/app', signed, { format: 'cosign', privateKey: key.privateKey });
+  const viaMirror = (ref: string) => raw(mirror, 'GET', `/v2/up/team/app/manifests/${ref}`);
+  const ok = await viaMirror('signed');
+  assert.equal(ok.status, 200, ok.body.toString());
+  const refused = await viaMirror('unsigned');
+  assert.equal(refused.status, 403);
+  assert.match(refused.json().errors[0].message, /signature policy "upstream-signed"/);
 });

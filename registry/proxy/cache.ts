@@ -150,7 +150,11 @@ export class PullThroughCache {
 
   /** Makes sure the manifest `reference` of `m` is in storage (under m.local) and current enough to serve. */
   async manifest(c: Ctx, m: Mapping): Promise<void> {
-    const reference = c.var.target.reference ?? '';
+    return this.ensureManifest(m, c.var.target.reference ?? '');
+  }
+
+  /** Makes sure the manifest `reference` (tag or digest) of `m` is in storage and current enough to serve. */
+  async ensureManifest(m: Mapping, reference: string): Promise<void> {
     if (isDigest(reference)) return this._manifestByDigest(m, reference);
     if (!isValidTag(reference)) return; // the handler reports it
     const key = `${m.local}:${reference}`;
@@ -317,6 +321,22 @@ export class PullThroughCache {
     return this._serveFill(c, fill);
   }
 
+  /**
+   * Makes sure blob `digest` is in storage and linked to `m.local`: a fill from the upstream when it is not, waited
+   * for to the end (for small blobs the registry itself reads, such as signature payloads).
+   */
+  async ensureBlob(m: Mapping, digest: Digest): Promise<void> {
+    const { blobs } = this.store;
+    if ((await blobs.isLinked(m.local, digest)) && (await blobs.dataSize(digest)) !== undefined) return;
+    const key = `${m.local}@${digest}`;
+    const { fill } = this.fills.getOrStart(key, () => this._openFill(m, digest, key));
+    try {
+      await (await fill).done;
+    } catch (e) {
+      throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, m.upstream);
+    }
+  }
+
   /** Starts the fill here, or (cluster) follows the one another worker started for the same key. */
   private async _openFill(m: Mapping, digest: Digest, key: string): Promise<BlobFill> {
     const leases = this.leases;
@@ -450,7 +470,11 @@ export class PullThroughCache {
    * The referrer manifests and their blobs are fetched when a client asks for them, like any mirrored content.
    */
   async referrers(c: Ctx, m: Mapping): Promise<void> {
-    const subject = parseDigestParam(c.var.target.reference);
+    return this.ensureReferrers(m, parseDigestParam(c.var.target.reference));
+  }
+
+  /** Brings the stored referrers list of `subject` in line with the upstream's (see referrers). */
+  async ensureReferrers(m: Mapping, subject: Digest): Promise<void> {
     const u = m.upstream;
     const key = `referrers ${m.local}@${subject}`;
     const checked = this.validated.get(key);
