@@ -1,6 +1,7 @@
 // `berth config check|defaults`: validate a config file as `berth serve` would load it, and print every key with its
 // default (registry/config-doc.ts, generated from spec/config-schema.ts).
 import { defaultsYaml, effectiveYaml } from '../registry/config-doc.js';
+import { checkSignatures } from '../registry/signatures.js';
 import { CLIError, parseFlags, type LegacyCommand, legacyCommand } from './command.js';
 import { storageConfig } from './_storage.js';
 
@@ -38,6 +39,7 @@ const command: LegacyCommand = {
     switch (verb) {
       case 'check': {
         const config = storageConfig(values);
+        checkSignatures(config.signatures); // the keys and certificates it names must be readable
         if (!values.quiet) {
           console.error(`${values.config ?? 'built-in defaults'}: valid; the effective configuration:`);
           process.stdout.write(effectiveYaml(config));

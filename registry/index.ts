@@ -28,6 +28,7 @@ export { parseDuration, parseSize, UnitError } from '../spec/units.js';
 export { listen, type RunningServer } from './server.js';
 export { createLogger, type Logger } from './log.js';
 export { createAudit, cliActor, type Audit, type AuditEvent } from './audit.js';
+export { checkSignatures } from './signatures.js';
 export { runPrimary, workerCount, workerLink, type WorkerLink } from './cluster.js';
 
 export interface Registry {

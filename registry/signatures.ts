@@ -59,7 +59,8 @@ export interface SignaturePolicy {
   stats(): SignaturePolicyStats;
 }
 
-interface _Policy {
+/** A policy with its trust material loaded. */
+export interface LoadedPolicy {
   name: string;
   mode: 'audit' | 'enforce';
   matches: (name: string) => boolean;
@@ -94,22 +95,17 @@ export function createSignaturePolicy(
   audit?: Audit,
   proxy?: Pick<Proxy, 'prefetcher'>,
 ): SignaturePolicy | undefined {
-  const policies = (config?.policies ?? []).map(_load);
+  const policies = checkSignatures(config);
   if (!policies.length) return undefined;
-  const names = new Set<string>();
-  for (const p of policies) {
-    if (names.has(p.name)) throw new ConfigError(`signatures.policies: the name "${p.name}" is used twice`);
-    names.add(p.name);
-  }
   const ttl = parseDuration(config?.cacheTtl ?? '5m');
   const verdicts = new LRUCache<string, _Verdict>({ max: 50_000, ttl: Math.max(ttl, 1) });
   const allowedChildren = new LRUCache<string, true>({ max: 100_000, ttl: Math.max(ttl, 1) });
   const stats: SignaturePolicyStats = { policies: {} };
   for (const p of policies) stats.policies[p.name] = { mode: p.mode, checks: { verified: 0, unsigned: 0, invalid: 0 } };
   const policyFor = (name: string) => policies.find((p) => p.matches(name));
-  const key = (p: _Policy, name: string, digest: string) => `${p.name}\n${name}\n${digest}`;
+  const key = (p: LoadedPolicy, name: string, digest: string) => `${p.name}\n${name}\n${digest}`;
 
-  const verify = async (p: _Policy, name: string, digest: Digest): Promise<_Verdict> => {
+  const verify = async (p: LoadedPolicy, name: string, digest: Digest): Promise<_Verdict> => {
     const k = key(p, name, digest);
     const cached = verdicts.get(k);
     if (cached) return cached;
@@ -130,7 +126,7 @@ export function createSignaturePolicy(
   };
 
   /** Whether a signed index of `name` (by tag) holds `child`. */
-  const signedParent = async (p: _Policy, name: string, child: Digest): Promise<boolean> => {
+  const signedParent = async (p: LoadedPolicy, name: string, child: Digest): Promise<boolean> => {
     const tags = (await store.manifests.tagNames(name).catch(() => [] as string[])).slice(0, PARENT_SCAN_TAGS);
     for (const tag of tags) {
       if (isCosignTag(tag) || FALLBACK_TAG.test(tag)) continue;
@@ -141,7 +137,7 @@ export function createSignaturePolicy(
     return false;
   };
 
-  const check = async (c: Ctx, p: _Policy, name: string, reference: string): Promise<void> => {
+  const check = async (c: Ctx, p: LoadedPolicy, name: string, reference: string): Promise<void> => {
     const m = await store.manifests.get(name, reference).catch(() => undefined);
     if (!m || !_isImage(m.mediaType, m.bytes)) return; // unknown (the handler says so) or an artifact
     let verdict = await verify(p, name, m.digest);
@@ -209,6 +205,20 @@ export function createSignaturePolicy(
 }
 
 /**
+ * Loads and checks `signatures.policies` (names unique, every key and certificate readable); throws ConfigError
+ * naming the field. `berth config check` runs it too.
+ */
+export function checkSignatures(config: SignaturesConfig | undefined): LoadedPolicy[] {
+  const policies = (config?.policies ?? []).map(_load);
+  const names = new Set<string>();
+  for (const p of policies) {
+    if (names.has(p.name)) throw new ConfigError(`signatures.policies: the name "${p.name}" is used twice`);
+    names.add(p.name);
+  }
+  return policies;
+}
+
+/**
  * Reads signatures from this registry's stores, for verifyImage. Everything returned is verified by digest. In a
  * mirrored repository `prefetch` brings the signatures into the cache first (when the upstream cannot be reached,
  * what is cached is all there is: a policy fails closed).
@@ -249,7 +259,7 @@ export function storeReader(store: Store, name: string, prefetch?: Prefetcher): 
   };
 }
 
-function _load(p: SignaturePolicyConfig, i: number): _Policy {
+function _load(p: SignaturePolicyConfig, i: number): LoadedPolicy {
   const where = `signatures.policies[${i}] (${p.name})`;
   const read = (value: string, field: string): string => {
     if (value.includes('-----BEGIN')) return value;

@@ -24,6 +24,7 @@ import {
 import { FsDriver } from '../storage/fs.js';
 import { MemoryDriver } from '../storage/memory.js';
 import { basic, user } from './auth-fixtures.js';
+import { berth } from './builder-fixtures.js';
 import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -288,7 +289,7 @@ test('signature policy, audit: unsigned pulls go through, logged, audited and co
   assert.equal(reg.registry.signatures!.stats().policies.watch.checks.unsigned, 1);
 });
 
-test('signature policy config: unreadable keys and missing trust material are named', () => {
+test('signature policy config: unreadable keys and missing trust material are named', async () => {
   const make = (signatures: unknown) => () =>
     createRegistry(loadConfig({ env: {}, flags: { signatures } }), new MemoryDriver(), createLogger('silent', false));
   assert.throws(
@@ -317,6 +318,17 @@ test('signature policy config: unreadable keys and missing trust material are na
       }),
     /mode/,
   );
+  // `berth config check` reads the trust material too, as serve would.
+  const dir = await mkdtemp('/tmp/berth-sigpol-check-');
+  const file = join(dir, 'berth.yaml');
+  await writeFile(
+    file,
+    'signatures:\n  policies:\n    - { name: p, repositories: ["**"], mode: audit, keys: [/nonexistent.pub] }\n',
+  );
+  const r = await berth(['config', 'check', '--config', file]);
+  await rm(dir, { recursive: true, force: true });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /signatures\.policies\[0\] \(p\)\.keys\[0\]: cannot read \/nonexistent\.pub/);
 });
 
 test('signature policy on a mirror: the upstream signatures are fetched through the cache', async (t) => {
