@@ -3,6 +3,7 @@
 import { defaultsYaml, effectiveYaml } from '../registry/config-doc.js';
 import { CLIError, defineCommand, EXIT, flag } from './command.js';
 import { STORAGE } from './flags.js';
+import { checkSignatures } from '../registry/signatures.js';
 import { storageConfig } from './_storage.js';
 
 export default defineCommand({
@@ -20,6 +21,7 @@ defaults  prints the full default configuration as commented YAML: every key, wh
     switch (args[0]) {
       case 'check': {
         const config = storageConfig(flags);
+        checkSignatures(config.signatures); // the keys and certificates it names must be readable
         if (!flags.quiet) {
           console.error(`${flags.config ?? 'built-in defaults'}: valid; the effective configuration:`);
           process.stdout.write(effectiveYaml(config));
