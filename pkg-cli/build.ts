@@ -55,8 +55,12 @@ output given (none: build and print the digest). Layers are cached by content in
       help: 'keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)',
     }),
     'check-reproducible': flag.boolean({ help: 'build twice in separate temp caches and fail if any digest differs' }),
-    lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
-    'update-lock': flag.boolean({ help: 'ignore berth.lock, resolve base: afresh and rewrite the lock' }),
+    lock: flag.boolean({
+      help: 'write berth.lock (beside the spec) pinning base: to the digest used and every Debian package',
+    }),
+    'update-lock': flag.boolean({
+      help: 'ignore berth.lock, resolve base: and Debian packages afresh, rewrite the lock and print what changed',
+    }),
     'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
     ...TRANSFER,
   },
@@ -172,7 +176,7 @@ function _describe(e: PipelineEvent): string {
     case 'reproducible':
       return `reproducible: both builds gave ${e.digest}`;
     case 'lock':
-      return `wrote ${e.path}`;
+      return `wrote ${e.path}${e.changes.length ? `; Debian packages changed:\n${e.changes.map((c) => `  ${c}`).join('\n')}` : ''}`;
     case 'sbom':
       return `SBOM ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
     case 'pruned':
