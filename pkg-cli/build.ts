@@ -84,6 +84,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
     // Stages (layers built or reused, compressing, pushing) and the push's blobs share one display (progress.ts).
     const progress = startProgress('build', values);
     const started = Date.now();
+    let lockReport: { path: string; changes: string[] } | undefined;
     try {
       const pushes = values.push.map((ref) => registryOutput(ref, client, { progress })); // checks each REF before building
       const tags = values.tag.length
@@ -114,7 +115,10 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         sbom: !values['no-sbom'],
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
-        onEvent: (e) => progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`),
+        onEvent: (e) => {
+          if (e.type === 'lock') lockReport = { path: e.path, changes: e.changes };
+          progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`);
+        },
       });
       if (values.json) {
         printJson({
@@ -133,6 +137,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
           })),
           outputs: reports.map(_outputJson),
+          ...(lockReport ? { lock: lockReport } : {}),
         });
       } else {
         console.log(result.root.digest);
