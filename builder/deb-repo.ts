@@ -22,6 +22,15 @@ import type { DebCandidate } from './deb-resolve.js';
 
 export const DEFAULT_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A problem with the archive's data (signature, checksum, format): never retried, always names what and where. */
 export class DebRepoError extends Error {}
 
@@ -35,6 +44,8 @@ export interface Release {
   architectures?: string[];
   /** Debian puts arch:all packages into each binary-<arch> index when this is "Packages". */
   allInArch: boolean;
+  /** Indexes are also published under by-hash/SHA256/<hex>: fetched there, a mirror mid-update can't mix versions. */
+  byHash: boolean;
 }
 
 /** Reads a source's Release files and indexes once per build (architectures share the Release). */
@@ -103,6 +114,7 @@ export class DebRepo {
       files,
       architectures: field(stanza, 'Architectures')?.split(/\s+/).filter(Boolean),
       allInArch: field(stanza, 'No-Support-for-Architecture-all') === 'Packages',
+      byHash: field(stanza, 'Acquire-By-Hash')?.toLowerCase() === 'yes',
     };
   }
 
@@ -125,7 +137,16 @@ export class DebRepo {
     }
     const [p, compression] = hit;
     const want = release.files.get(p)!;
-    const file = await this.download(`${release.url}/dists/${release.suite}/${p}`, want.sha256, want.size, 'index');
+    const dists = `${release.url}/dists/${release.suite}`;
+    const byHash = `${dists}/${p.slice(0, p.lastIndexOf('/'))}/by-hash/SHA256/${want.sha256}`;
+    // Like apt: by-hash first when the archive offers it, the plain name when a mirror lacks that copy.
+    const file = release.byHash
+      ? await this.download(byHash, want.sha256, want.size, 'index').catch((e) => {
+          if (e instanceof HttpError && e.status === 404)
+            return this.download(`${dists}/${p}`, want.sha256, want.size, 'index');
+          throw e;
+        })
+      : await this.download(`${dists}/${p}`, want.sha256, want.size, 'index');
     return parsePackages(createReadStream(file), compression, release);
   }
 
@@ -304,7 +325,7 @@ async function _stream(url: string): Promise<Readable> {
   } catch (e) {
     throw new Error(`GET ${url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
   }
-  if (!res.ok || !res.body) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  if (!res.ok || !res.body) throw new HttpError(res.status, `GET ${url}: HTTP ${res.status}`);
   return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
 }
 
