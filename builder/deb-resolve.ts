@@ -24,7 +24,7 @@ export interface DebCandidate {
   preDepends?: string;
   provides?: string;
   /** The archive it comes from (base URL) and its Release's description, for the lock and the SBOM. */
-  source: { url: string; distro?: string };
+  source: { url: string; distro?: string; index?: number };
 }
 
 export class ResolveError extends Error {}

@@ -21,8 +21,8 @@ import { formatPlatform } from '../spec/platform.js';
 import type { BlobDir } from './blobs.js';
 import { sortByUtf8 } from './byte-order.js';
 import { field, parseStanzas } from './deb-control.js';
-import type { DebRepo } from './deb-repo.js';
-import { resolve, ResolveError, universe } from './deb-resolve.js';
+import { type DebRepo, HttpError } from './deb-repo.js';
+import { type DebCandidate, resolve, ResolveError, universe } from './deb-resolve.js';
 import { readDeb } from './deb-unpack.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
 import type { LoadedSpec } from './spec.js';
@@ -34,8 +34,12 @@ export interface LockedDeb {
   architecture: string;
   sha256: string;
   size: number;
-  /** Where the .deb was (and will again be) downloaded from. */
+  /** Where the .deb was downloaded from (informative in the lock: a locked build uses `source` and `filename`). */
   url: string;
+  /** Index of the spec's packages.debian.sources entry it comes from. */
+  source: number;
+  /** Path below that source's url (`pool/main/…`): a snapshot or mirror at another URL serves the same path. */
+  filename: string;
   /** purl `distro` qualifier, e.g. debian-12. */
   distro?: string;
 }
@@ -67,11 +71,14 @@ export function debArch(p: Platform): string | undefined {
   return DEB_ARCH[p.variant && p.architecture === 'arm' ? `arm/${p.variant}` : p.architecture];
 }
 
-/** What the lock's package set depends on: sources and lists (a keyring change re-verifies, it does not re-pin). */
+/**
+ * What the lock's package set depends on: suites, components and the lists. Not the URLs (pointing a source at a
+ * snapshot or a mirror keeps the pins: the same files, by SHA-256) nor the keyring (it verifies, it does not pin).
+ */
 export function debianInputs(d: DebianPackages): string {
   return digestOf(
     canonicalJson({
-      sources: d.sources.map((s) => ({ url: s.url, suites: s.suites, components: s.components ?? ['main'] })),
+      sources: d.sources.map((s) => ({ suites: s.suites, components: s.components ?? ['main'] })),
       include: [...d.include].sort(),
       exclude: [...(d.exclude ?? [])].sort(),
     }),
@@ -98,10 +105,29 @@ export async function debianLayer(
       ['platforms'],
       `${formatPlatform(platform)} has no Debian architecture; packages.debian needs linux/amd64, linux/arm64, …`,
     );
-  const packages = opts.locked ?? (await _resolve(loaded, deb, arch, opts.repo));
+  const bad = opts.locked?.find((p) => !deb.sources[p.source]);
+  if (bad)
+    throw loaded.error(
+      ['packages', 'debian', 'sources'],
+      `berth.lock pins ${bad.name} to source ${bad.source}, which the spec does not have; re-pin with --update-lock`,
+    );
+  const packages = opts.locked
+    ? opts.locked.map((p) => ({ ...p, url: `${deb.sources[p.source].url.replace(/\/+$/, '')}/${p.filename}` }))
+    : await _resolve(loaded, deb, arch, opts.repo);
   const limit = pLimit(4);
   const files = await Promise.all(
-    packages.map((p) => limit(() => opts.repo.download(p.url, p.sha256, p.size, 'package'))),
+    packages.map((p) =>
+      limit(() =>
+        opts.repo.download(p.url, p.sha256, p.size, 'package').catch((e) => {
+          if (opts.locked && e instanceof HttpError && e.status === 404)
+            throw loaded.error(
+              ['packages', 'debian', 'sources', p.source, 'url'],
+              `${p.name} ${p.version} (pinned by berth.lock) is gone from ${p.url}: point the source at a snapshot of the archive (e.g. snapshot.debian.org), or re-pin with --update-lock`,
+            );
+          throw e;
+        }),
+      ),
+    ),
   );
   const byPath = new Map<string, Member>();
   const origins = new Map<string, string>();
@@ -135,8 +161,9 @@ export async function debianLayer(
 }
 
 async function _resolve(loaded: LoadedSpec, deb: DebianPackages, arch: string, repo: DebRepo): Promise<LockedDeb[]> {
-  const candidates = [];
-  for (const source of deb.sources) candidates.push(...(await repo.candidates(source, arch)));
+  const candidates: DebCandidate[] = [];
+  for (const [i, source] of deb.sources.entries())
+    for (const c of await repo.candidates(source, arch)) candidates.push({ ...c, source: { ...c.source, index: i } });
   try {
     return resolve(universe(candidates), deb.include, deb.exclude).map((c) => ({
       name: c.name,
@@ -145,6 +172,8 @@ async function _resolve(loaded: LoadedSpec, deb: DebianPackages, arch: string, r
       sha256: c.sha256,
       size: c.size,
       url: `${c.source.url}/${c.filename}`,
+      source: c.source.index ?? 0,
+      filename: c.filename,
       distro: c.source.distro,
     }));
   } catch (e) {

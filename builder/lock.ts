@@ -74,7 +74,10 @@ function _isDebianLock(d: any): d is DebianLock {
           typeof p.architecture === 'string' &&
           /^[0-9a-f]{64}$/.test(p.sha256) &&
           Number.isSafeInteger(p.size) &&
-          /^https?:\/\//.test(p.url),
+          Number.isSafeInteger(p.source) &&
+          typeof p.filename === 'string' &&
+          !p.filename.startsWith('/') &&
+          !p.filename.split('/').includes('..'),
       ),
   );
 }
