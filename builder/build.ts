@@ -163,7 +163,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     let debs: LockedDeb[] | undefined;
     if (debian && repo) {
       const arch = debArch(platform) ?? '';
-      const d = await debianLayer(loaded, platform, { repo, staging: tarInputs, locked: locked?.architectures[arch] });
+      const d = await debianLayer(loaded, platform, {
+        repo,
+        staging: tarInputs,
+        locked: locked?.architectures[arch],
+        unpacked: join(cacheRoot, 'debian', 'unpacked'),
+      });
       plans.push(d.plan);
       debs = d.packages;
       debian.architectures[arch] = d.packages;

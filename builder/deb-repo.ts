@@ -17,6 +17,7 @@ import { createGunzip } from 'node:zlib';
 import type { DebianSource } from '../spec/build-spec.js';
 import { Digester, type Digest } from '../spec/digest.js';
 import type { BlobDir } from './blobs.js';
+import { touch } from './cache.js';
 import { field, parseStanzas } from './deb-control.js';
 import type { DebCandidate } from './deb-resolve.js';
 
@@ -153,7 +154,10 @@ export class DebRepo {
   /** The verified file for `url` (from the cache when there): its path. */
   async download(url: string, sha256: string, size: number, what: 'index' | 'package'): Promise<string> {
     const digest = `sha256:${sha256}` as Digest;
-    if (await this.cache.has(digest, size)) return this.cache.path(digest);
+    if (await this.cache.has(digest, size)) {
+      await touch(this.cache.path(digest)); // recently used: the cache prunes least recently used first
+      return this.cache.path(digest);
+    }
     const tmp = await this.cache.staging();
     try {
       const tap = new _Tap();

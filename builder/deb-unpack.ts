@@ -4,10 +4,13 @@
 // rules hold (no `..`, nothing through an own symlink, hard links become copies), keeping the archive's numeric
 // owners. Members stream from the cached .deb: a file's bytes are never all in memory unless it is small.
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { BlobDir } from './blobs.js';
+import { touch } from './cache.js';
+import { fileIdentity } from './context.js';
 import { decompressStream, DebRepoError } from './deb-repo.js';
 import type { Member } from './plan.js';
 import { readTarStream } from './tar-input.js';
@@ -115,4 +118,61 @@ async function _controlFiles(stream: Readable, label: string): Promise<{ control
     throw new DebRepoError(`${label}: cannot read control.tar: ${(e as Error).message}`);
   }
   return out;
+}
+
+/** A member as the unpack cache stores it: a file's bytes are named by their digest in the staging store. */
+interface _CachedMember extends Omit<Member, 'source'> {
+  sha256?: string;
+}
+
+/**
+ * readDeb, remembered per .deb SHA-256 in `dir` (as apko caches its expanded APKs): the member list and control
+ * files as JSON, the file bytes already in the staging store. A missing staged file means "unpack again".
+ */
+export async function readDebCached(
+  path: string,
+  sha256: string,
+  label: string,
+  staging: BlobDir,
+  dir: string | undefined,
+): Promise<DebContents> {
+  const file = dir && join(dir, `${sha256}.json`);
+  if (file) {
+    const hit = await _cached(file, staging).catch(() => undefined);
+    if (hit) return hit;
+  }
+  const contents = await readDeb(path, label, staging);
+  if (file && dir) {
+    const members: _CachedMember[] = contents.members.map(({ source, ...m }) => ({
+      ...m,
+      ...(source && 'abs' in source ? { sha256: basename(source.abs) } : {}),
+    }));
+    if (members.every((m) => m.type !== 'file' || m.sha256)) {
+      await mkdir(dir, { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify({ v: 1, control: contents.control, md5sums: contents.md5sums, members }));
+      await rename(tmp, file);
+    }
+  }
+  return contents;
+}
+
+async function _cached(file: string, staging: BlobDir): Promise<DebContents | undefined> {
+  const doc = JSON.parse(await readFile(file, 'utf8'));
+  if (doc?.v !== 1 || typeof doc.control !== 'string' || !Array.isArray(doc.members)) return undefined;
+  const members: Member[] = [];
+  for (const m of doc.members as _CachedMember[]) {
+    const { sha256, ...rest } = m;
+    if (m.type !== 'file') {
+      members.push(rest);
+      continue;
+    }
+    if (!sha256 || !/^[0-9a-f]{64}$/.test(sha256)) return undefined;
+    const abs = staging.path(`sha256:${sha256}`);
+    const st = await stat(abs).catch(() => undefined);
+    if (!st || st.size !== m.size) return undefined;
+    members.push({ ...rest, source: { abs, stats: fileIdentity(st) } });
+  }
+  await touch(file);
+  return { control: doc.control, md5sums: doc.md5sums, members };
 }

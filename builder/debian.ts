@@ -23,7 +23,7 @@ import { sortByUtf8 } from './byte-order.js';
 import { field, parseStanzas } from './deb-control.js';
 import { type DebRepo, HttpError } from './deb-repo.js';
 import { type DebCandidate, resolve, ResolveError, universe } from './deb-resolve.js';
-import { readDeb } from './deb-unpack.js';
+import { readDebCached } from './deb-unpack.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
 import type { LoadedSpec } from './spec.js';
 
@@ -91,6 +91,8 @@ export interface DebianLayerOptions {
   staging: BlobDir;
   /** The package set berth.lock pins for this architecture: no index is read then. */
   locked?: LockedDeb[];
+  /** Where each .deb's unpacked member list is kept (by the .deb's SHA-256), so a rebuild does not unpack again. */
+  unpacked?: string;
 }
 
 export async function debianLayer(
@@ -134,7 +136,9 @@ export async function debianLayer(
   const unpackLimit = pLimit(2);
   const contents = await Promise.all(
     packages.map((p, i) =>
-      unpackLimit(() => readDeb(files[i], `${p.name}_${p.version}_${p.architecture}.deb`, opts.staging)),
+      unpackLimit(() =>
+        readDebCached(files[i], p.sha256, `${p.name}_${p.version}_${p.architecture}.deb`, opts.staging, opts.unpacked),
+      ),
     ),
   );
   packages.forEach((p, i) => {
