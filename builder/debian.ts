@@ -124,7 +124,7 @@ export async function debianLayer(
           if (opts.locked && e instanceof HttpError && e.status === 404)
             throw loaded.error(
               ['packages', 'debian', 'sources', p.source, 'url'],
-              `${p.name} ${p.version} (pinned by berth.lock) is gone from ${p.url}: point the source at a snapshot of the archive (e.g. snapshot.debian.org), or re-pin with --update-lock`,
+              `${p.name} ${p.version} (pinned by berth.lock) is gone from ${p.url}: point the source at a snapshot of the archive, or re-pin with --update-lock`,
             );
           throw e;
         }),
