@@ -13,7 +13,7 @@ import type { Artifact } from './artifact.js';
 import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './build.js';
 import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from './cache.js';
 import type { BuiltLayer } from './layers.js';
-import { lockPath, lockedBase, readLock, writeLock } from './lock.js';
+import { debianChanges, lockPath, lockedBase, readLock, writeLock } from './lock.js';
 import type { Output, OutputReport } from './outputs.js';
 import { buildAttestations, type SignBuildOptions } from './provenance.js';
 import { buildSboms } from './sbom.js';
@@ -51,7 +51,8 @@ export type PipelineEvent =
   | { type: 'layer'; platform: Platform; layer: BuiltLayer }
   | { type: 'output-start'; output: Output }
   | { type: 'reproducible'; digest: string }
-  | { type: 'lock'; path: string }
+  /** berth.lock written; `changes`: Debian packages added (+), removed (-) or changed (~) since the old lock. */
+  | { type: 'lock'; path: string; changes: string[] }
   | { type: 'sbom'; artifact: Artifact }
   | { type: 'attestation'; artifact: Artifact; kind: 'signature' | 'provenance' }
   | { type: 'output'; report: OutputReport }
@@ -73,10 +74,15 @@ export class NotReproducibleError extends Error {
 
 export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   const emit = opts.onEvent ?? (() => {});
-  const lock = opts.lock === 'update' ? undefined : await readLock(opts.file);
+  const previous = await readLock(opts.file).catch((e) => {
+    if (opts.lock === 'update') return undefined; // a broken lock is what --update-lock replaces
+    throw e;
+  });
+  const lock = opts.lock === 'update' ? undefined : previous;
   const buildOpts: BuildOptions = {
     ...opts,
     baseDigest: lock ? lockedBase(lock, await _specBase(opts.file)) : undefined,
+    debianLock: lock?.debian,
     resolveBase: opts.resolveBase ?? (opts.client ? baseResolver(opts.client) : undefined),
   };
   const result = opts.checkReproducible
@@ -91,8 +97,9 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
     await writeLock(opts.file, {
       version: 1,
       ...(result.base && base ? { base: { ref: base, digest: result.base.digest } } : {}),
+      ...(result.debian ? { debian: result.debian } : {}),
     });
-    emit({ type: 'lock', path: lockPath(opts.file) });
+    emit({ type: 'lock', path: lockPath(opts.file), changes: debianChanges(previous?.debian, result.debian) });
   }
   const outputs = opts.outputs ?? [];
   const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? defaultCacheDir());

@@ -57,8 +57,12 @@ output given (none: build and print the digest). Layers are cached by content in
       help: 'keep the cache under SIZE, least recently used first (default 8GiB; e.g. 500MiB)',
     }),
     'check-reproducible': flag.boolean({ help: 'build twice in separate temp caches and fail if any digest differs' }),
-    lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
-    'update-lock': flag.boolean({ help: 'ignore berth.lock, resolve base: afresh and rewrite the lock' }),
+    lock: flag.boolean({
+      help: 'write berth.lock (beside the spec) pinning base: to the digest used and every Debian package',
+    }),
+    'update-lock': flag.boolean({
+      help: 'ignore berth.lock, resolve base: and Debian packages afresh, rewrite the lock and print what changed',
+    }),
     'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
     sign: flag.string({
       arg: 'KEY',
@@ -96,6 +100,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
     // Stages (layers built or reused, compressing, pushing) and the push's blobs share one display (progress.ts).
     const progress = startProgress('build', values);
     const started = Date.now();
+    let lockReport: { path: string; changes: string[] } | undefined;
     try {
       const pushes = values.push.map((ref) => registryOutput(ref, client, { progress })); // checks each REF before building
       const tags = values.tag.length
@@ -128,7 +133,10 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         sign: values.sign ? _signer(values.sign) : undefined,
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
-        onEvent: (e) => progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`),
+        onEvent: (e) => {
+          if (e.type === 'lock') lockReport = { path: e.path, changes: e.changes };
+          progress.stage(`[${formatElapsed(Date.now() - started)}] ${_describe(e)}`);
+        },
       });
       if (values.json) {
         printJson({
@@ -148,6 +156,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
             ...(attestations.length ? { referrers: _referrersOf(attestations, i.manifest.digest) } : {}),
           })),
           outputs: reports.map(_outputJson),
+          ...(lockReport ? { lock: lockReport } : {}),
         });
       } else {
         console.log(result.root.digest);
@@ -191,7 +200,7 @@ function _describe(e: PipelineEvent): string {
     case 'reproducible':
       return `reproducible: both builds gave ${e.digest}`;
     case 'lock':
-      return `wrote ${e.path}`;
+      return `wrote ${e.path}${e.changes.length ? `; Debian packages changed:\n${e.changes.map((c) => `  ${c}`).join('\n')}` : ''}`;
     case 'sbom':
       return `SBOM ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
     case 'attestation':

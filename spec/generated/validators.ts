@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const validateBuildSpec = validate10;
-const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node"]},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"}}};
+const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node"]},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"},"packages":{"type":"object","additionalProperties":false,"properties":{"debian":{"type":"object","additionalProperties":false,"required":["sources","include"],"properties":{"sources":{"type":"array","minItems":1,"items":{"type":"object","additionalProperties":false,"required":["url","suites"],"properties":{"url":{"type":"string","pattern":"^https?://[^\\s]+$"},"suites":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","maxLength":100}},"components":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","maxLength":100}},"keyring":{"type":"string","minLength":1}}}},"include":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9][a-z0-9+.-]+$","maxLength":100}},"exclude":{"type":"array","uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9][a-z0-9+.-]+$","maxLength":100}},"layer":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"}}}}},"accounts":{"type":"object","additionalProperties":false,"properties":{"groups":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","gid"],"properties":{"name":{"type":"string","pattern":"^[a-z_][a-z0-9_-]*\\$?$","maxLength":32},"gid":{"type":"integer","minimum":0,"maximum":4294967294}}}},"users":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","uid","gid"],"properties":{"name":{"type":"string","pattern":"^[a-z_][a-z0-9_-]*\\$?$","maxLength":32},"uid":{"type":"integer","minimum":0,"maximum":4294967294},"gid":{"type":"integer","minimum":0,"maximum":4294967294},"home":{"type":"string","pattern":"^/[^:\\n]*$"},"shell":{"type":"string","pattern":"^/[^:\\n]*$"},"gecos":{"type":"string","pattern":"^[^:\\n]*$"}}}}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = require("ajv/dist/runtime/ucs2length").default;
 const pattern0 = new RegExp("^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$", "u");
@@ -13,6 +13,11 @@ const pattern3 = new RegExp("^[^\\u0000/:]+$", "u");
 const pattern5 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]*$", "u");
 const pattern14 = new RegExp("^/", "u");
 const pattern36 = new RegExp("^[0-9]{1,5}(/(tcp|udp|sctp))?$", "u");
+const pattern38 = new RegExp("^https?://[^\\s]+$", "u");
+const pattern41 = new RegExp("^[a-z0-9][a-z0-9+.-]+$", "u");
+const pattern44 = new RegExp("^[a-z_][a-z0-9_-]*\\$?$", "u");
+const pattern46 = new RegExp("^/[^:\\n]*$", "u");
+const pattern48 = new RegExp("^[^:\\n]*$", "u");
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="berth-build-spec" */;
@@ -2783,6 +2788,800 @@ var valid0 = _errs232 === errors;
 else {
 var valid0 = true;
 }
+if(valid0){
+if(data.packages !== undefined){
+let data92 = data.packages;
+const _errs234 = errors;
+if(errors === _errs234){
+if(data92 && typeof data92 == "object" && !Array.isArray(data92)){
+const _errs236 = errors;
+for(const key13 in data92){
+if(!(key13 === "debian")){
+validate10.errors = [{instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs236 === errors){
+if(data92.debian !== undefined){
+let data93 = data92.debian;
+const _errs237 = errors;
+if(errors === _errs237){
+if(data93 && typeof data93 == "object" && !Array.isArray(data93)){
+let missing17;
+if(((data93.sources === undefined) && (missing17 = "sources")) || ((data93.include === undefined) && (missing17 = "include"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian",schemaPath:"#/properties/packages/properties/debian/required",keyword:"required",params:{missingProperty: missing17},message:"must have required property '"+missing17+"'"}];
+return false;
+}
+else {
+const _errs239 = errors;
+for(const key14 in data93){
+if(!((((key14 === "sources") || (key14 === "include")) || (key14 === "exclude")) || (key14 === "layer"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian",schemaPath:"#/properties/packages/properties/debian/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs239 === errors){
+if(data93.sources !== undefined){
+let data94 = data93.sources;
+const _errs240 = errors;
+if(errors === _errs240){
+if(Array.isArray(data94)){
+if(data94.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources",schemaPath:"#/properties/packages/properties/debian/properties/sources/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid35 = true;
+const len10 = data94.length;
+for(let i11=0; i11<len10; i11++){
+let data95 = data94[i11];
+const _errs242 = errors;
+if(errors === _errs242){
+if(data95 && typeof data95 == "object" && !Array.isArray(data95)){
+let missing18;
+if(((data95.url === undefined) && (missing18 = "url")) || ((data95.suites === undefined) && (missing18 = "suites"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
+return false;
+}
+else {
+const _errs244 = errors;
+for(const key15 in data95){
+if(!((((key15 === "url") || (key15 === "suites")) || (key15 === "components")) || (key15 === "keyring"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs244 === errors){
+if(data95.url !== undefined){
+let data96 = data95.url;
+const _errs245 = errors;
+if(errors === _errs245){
+if(typeof data96 === "string"){
+if(!pattern38.test(data96)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/url",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https?://[^\\s]+$"},message:"must match pattern \""+"^https?://[^\\s]+$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/url",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid36 = _errs245 === errors;
+}
+else {
+var valid36 = true;
+}
+if(valid36){
+if(data95.suites !== undefined){
+let data97 = data95.suites;
+const _errs247 = errors;
+if(errors === _errs247){
+if(Array.isArray(data97)){
+if(data97.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/suites",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid37 = true;
+const len11 = data97.length;
+for(let i12=0; i12<len11; i12++){
+let data98 = data97[i12];
+const _errs249 = errors;
+if(errors === _errs249){
+if(typeof data98 === "string"){
+if(func3(data98) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/suites/" + i12,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern5.test(data98)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/suites/" + i12,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/suites/" + i12,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid37 = _errs249 === errors;
+if(!valid37){
+break;
+}
+}
+if(valid37){
+let i13 = data97.length;
+let j1;
+if(i13 > 1){
+const indices1 = {};
+for(;i13--;){
+let item1 = data97[i13];
+if(typeof item1 !== "string"){
+continue;
+}
+if(typeof indices1[item1] == "number"){
+j1 = indices1[item1];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/suites",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/uniqueItems",keyword:"uniqueItems",params:{i: i13, j: j1},message:"must NOT have duplicate items (items ## "+j1+" and "+i13+" are identical)"}];
+return false;
+break;
+}
+indices1[item1] = i13;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/suites",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid36 = _errs247 === errors;
+}
+else {
+var valid36 = true;
+}
+if(valid36){
+if(data95.components !== undefined){
+let data99 = data95.components;
+const _errs251 = errors;
+if(errors === _errs251){
+if(Array.isArray(data99)){
+if(data99.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/components",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid39 = true;
+const len12 = data99.length;
+for(let i14=0; i14<len12; i14++){
+let data100 = data99[i14];
+const _errs253 = errors;
+if(errors === _errs253){
+if(typeof data100 === "string"){
+if(func3(data100) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/components/" + i14,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern5.test(data100)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/components/" + i14,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/components/" + i14,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid39 = _errs253 === errors;
+if(!valid39){
+break;
+}
+}
+if(valid39){
+let i15 = data99.length;
+let j2;
+if(i15 > 1){
+const indices2 = {};
+for(;i15--;){
+let item2 = data99[i15];
+if(typeof item2 !== "string"){
+continue;
+}
+if(typeof indices2[item2] == "number"){
+j2 = indices2[item2];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/components",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/uniqueItems",keyword:"uniqueItems",params:{i: i15, j: j2},message:"must NOT have duplicate items (items ## "+j2+" and "+i15+" are identical)"}];
+return false;
+break;
+}
+indices2[item2] = i15;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/components",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid36 = _errs251 === errors;
+}
+else {
+var valid36 = true;
+}
+if(valid36){
+if(data95.keyring !== undefined){
+let data101 = data95.keyring;
+const _errs255 = errors;
+if(errors === _errs255){
+if(typeof data101 === "string"){
+if(func3(data101) < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/keyring",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/keyring/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11+"/keyring",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/keyring/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid36 = _errs255 === errors;
+}
+else {
+var valid36 = true;
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i11,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid35 = _errs242 === errors;
+if(!valid35){
+break;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources",schemaPath:"#/properties/packages/properties/debian/properties/sources/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid34 = _errs240 === errors;
+}
+else {
+var valid34 = true;
+}
+if(valid34){
+if(data93.include !== undefined){
+let data102 = data93.include;
+const _errs257 = errors;
+if(errors === _errs257){
+if(Array.isArray(data102)){
+if(data102.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include",schemaPath:"#/properties/packages/properties/debian/properties/include/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid41 = true;
+const len13 = data102.length;
+for(let i16=0; i16<len13; i16++){
+let data103 = data102[i16];
+const _errs259 = errors;
+if(errors === _errs259){
+if(typeof data103 === "string"){
+if(func3(data103) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include/" + i16,schemaPath:"#/properties/packages/properties/debian/properties/include/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern41.test(data103)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include/" + i16,schemaPath:"#/properties/packages/properties/debian/properties/include/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9+.-]+$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9+.-]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include/" + i16,schemaPath:"#/properties/packages/properties/debian/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid41 = _errs259 === errors;
+if(!valid41){
+break;
+}
+}
+if(valid41){
+let i17 = data102.length;
+let j3;
+if(i17 > 1){
+const indices3 = {};
+for(;i17--;){
+let item3 = data102[i17];
+if(typeof item3 !== "string"){
+continue;
+}
+if(typeof indices3[item3] == "number"){
+j3 = indices3[item3];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include",schemaPath:"#/properties/packages/properties/debian/properties/include/uniqueItems",keyword:"uniqueItems",params:{i: i17, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i17+" are identical)"}];
+return false;
+break;
+}
+indices3[item3] = i17;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include",schemaPath:"#/properties/packages/properties/debian/properties/include/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid34 = _errs257 === errors;
+}
+else {
+var valid34 = true;
+}
+if(valid34){
+if(data93.exclude !== undefined){
+let data104 = data93.exclude;
+const _errs261 = errors;
+if(errors === _errs261){
+if(Array.isArray(data104)){
+var valid43 = true;
+const len14 = data104.length;
+for(let i18=0; i18<len14; i18++){
+let data105 = data104[i18];
+const _errs263 = errors;
+if(errors === _errs263){
+if(typeof data105 === "string"){
+if(func3(data105) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude/" + i18,schemaPath:"#/properties/packages/properties/debian/properties/exclude/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern41.test(data105)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude/" + i18,schemaPath:"#/properties/packages/properties/debian/properties/exclude/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9+.-]+$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9+.-]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude/" + i18,schemaPath:"#/properties/packages/properties/debian/properties/exclude/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid43 = _errs263 === errors;
+if(!valid43){
+break;
+}
+}
+if(valid43){
+let i19 = data104.length;
+let j4;
+if(i19 > 1){
+const indices4 = {};
+for(;i19--;){
+let item4 = data104[i19];
+if(typeof item4 !== "string"){
+continue;
+}
+if(typeof indices4[item4] == "number"){
+j4 = indices4[item4];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude",schemaPath:"#/properties/packages/properties/debian/properties/exclude/uniqueItems",keyword:"uniqueItems",params:{i: i19, j: j4},message:"must NOT have duplicate items (items ## "+j4+" and "+i19+" are identical)"}];
+return false;
+break;
+}
+indices4[item4] = i19;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude",schemaPath:"#/properties/packages/properties/debian/properties/exclude/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid34 = _errs261 === errors;
+}
+else {
+var valid34 = true;
+}
+if(valid34){
+if(data93.layer !== undefined){
+let data106 = data93.layer;
+const _errs265 = errors;
+if(errors === _errs265){
+if(typeof data106 === "string"){
+if(!pattern5.test(data106)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/layer",schemaPath:"#/properties/packages/properties/debian/properties/layer/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/layer",schemaPath:"#/properties/packages/properties/debian/properties/layer/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid34 = _errs265 === errors;
+}
+else {
+var valid34 = true;
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian",schemaPath:"#/properties/packages/properties/debian/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs234 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.accounts !== undefined){
+let data107 = data.accounts;
+const _errs267 = errors;
+if(errors === _errs267){
+if(data107 && typeof data107 == "object" && !Array.isArray(data107)){
+const _errs269 = errors;
+for(const key16 in data107){
+if(!((key16 === "groups") || (key16 === "users"))){
+validate10.errors = [{instancePath:instancePath+"/accounts",schemaPath:"#/properties/accounts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs269 === errors){
+if(data107.groups !== undefined){
+let data108 = data107.groups;
+const _errs270 = errors;
+if(errors === _errs270){
+if(Array.isArray(data108)){
+var valid46 = true;
+const len15 = data108.length;
+for(let i20=0; i20<len15; i20++){
+let data109 = data108[i20];
+const _errs272 = errors;
+if(errors === _errs272){
+if(data109 && typeof data109 == "object" && !Array.isArray(data109)){
+let missing19;
+if(((data109.name === undefined) && (missing19 = "name")) || ((data109.gid === undefined) && (missing19 = "gid"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20,schemaPath:"#/properties/accounts/properties/groups/items/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
+return false;
+}
+else {
+const _errs274 = errors;
+for(const key17 in data109){
+if(!((key17 === "name") || (key17 === "gid"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20,schemaPath:"#/properties/accounts/properties/groups/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs274 === errors){
+if(data109.name !== undefined){
+let data110 = data109.name;
+const _errs275 = errors;
+if(errors === _errs275){
+if(typeof data110 === "string"){
+if(func3(data110) > 32){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20+"/name",schemaPath:"#/properties/accounts/properties/groups/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(!pattern44.test(data110)){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20+"/name",schemaPath:"#/properties/accounts/properties/groups/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]*\\$?$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]*\\$?$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20+"/name",schemaPath:"#/properties/accounts/properties/groups/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid47 = _errs275 === errors;
+}
+else {
+var valid47 = true;
+}
+if(valid47){
+if(data109.gid !== undefined){
+let data111 = data109.gid;
+const _errs277 = errors;
+if(!((typeof data111 == "number") && (!(data111 % 1) && !isNaN(data111)))){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20+"/gid",schemaPath:"#/properties/accounts/properties/groups/items/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs277){
+if(typeof data111 == "number"){
+if(data111 > 4294967294 || isNaN(data111)){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20+"/gid",schemaPath:"#/properties/accounts/properties/groups/items/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967294},message:"must be <= 4294967294"}];
+return false;
+}
+else {
+if(data111 < 0 || isNaN(data111)){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20+"/gid",schemaPath:"#/properties/accounts/properties/groups/items/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid47 = _errs277 === errors;
+}
+else {
+var valid47 = true;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i20,schemaPath:"#/properties/accounts/properties/groups/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid46 = _errs272 === errors;
+if(!valid46){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/groups",schemaPath:"#/properties/accounts/properties/groups/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid45 = _errs270 === errors;
+}
+else {
+var valid45 = true;
+}
+if(valid45){
+if(data107.users !== undefined){
+let data112 = data107.users;
+const _errs279 = errors;
+if(errors === _errs279){
+if(Array.isArray(data112)){
+var valid48 = true;
+const len16 = data112.length;
+for(let i21=0; i21<len16; i21++){
+let data113 = data112[i21];
+const _errs281 = errors;
+if(errors === _errs281){
+if(data113 && typeof data113 == "object" && !Array.isArray(data113)){
+let missing20;
+if((((data113.name === undefined) && (missing20 = "name")) || ((data113.uid === undefined) && (missing20 = "uid"))) || ((data113.gid === undefined) && (missing20 = "gid"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21,schemaPath:"#/properties/accounts/properties/users/items/required",keyword:"required",params:{missingProperty: missing20},message:"must have required property '"+missing20+"'"}];
+return false;
+}
+else {
+const _errs283 = errors;
+for(const key18 in data113){
+if(!((((((key18 === "name") || (key18 === "uid")) || (key18 === "gid")) || (key18 === "home")) || (key18 === "shell")) || (key18 === "gecos"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21,schemaPath:"#/properties/accounts/properties/users/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs283 === errors){
+if(data113.name !== undefined){
+let data114 = data113.name;
+const _errs284 = errors;
+if(errors === _errs284){
+if(typeof data114 === "string"){
+if(func3(data114) > 32){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/name",schemaPath:"#/properties/accounts/properties/users/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(!pattern44.test(data114)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/name",schemaPath:"#/properties/accounts/properties/users/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]*\\$?$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]*\\$?$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/name",schemaPath:"#/properties/accounts/properties/users/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid49 = _errs284 === errors;
+}
+else {
+var valid49 = true;
+}
+if(valid49){
+if(data113.uid !== undefined){
+let data115 = data113.uid;
+const _errs286 = errors;
+if(!((typeof data115 == "number") && (!(data115 % 1) && !isNaN(data115)))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/uid",schemaPath:"#/properties/accounts/properties/users/items/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs286){
+if(typeof data115 == "number"){
+if(data115 > 4294967294 || isNaN(data115)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/uid",schemaPath:"#/properties/accounts/properties/users/items/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967294},message:"must be <= 4294967294"}];
+return false;
+}
+else {
+if(data115 < 0 || isNaN(data115)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/uid",schemaPath:"#/properties/accounts/properties/users/items/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid49 = _errs286 === errors;
+}
+else {
+var valid49 = true;
+}
+if(valid49){
+if(data113.gid !== undefined){
+let data116 = data113.gid;
+const _errs288 = errors;
+if(!((typeof data116 == "number") && (!(data116 % 1) && !isNaN(data116)))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/gid",schemaPath:"#/properties/accounts/properties/users/items/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs288){
+if(typeof data116 == "number"){
+if(data116 > 4294967294 || isNaN(data116)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/gid",schemaPath:"#/properties/accounts/properties/users/items/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967294},message:"must be <= 4294967294"}];
+return false;
+}
+else {
+if(data116 < 0 || isNaN(data116)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/gid",schemaPath:"#/properties/accounts/properties/users/items/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid49 = _errs288 === errors;
+}
+else {
+var valid49 = true;
+}
+if(valid49){
+if(data113.home !== undefined){
+let data117 = data113.home;
+const _errs290 = errors;
+if(errors === _errs290){
+if(typeof data117 === "string"){
+if(!pattern46.test(data117)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/home",schemaPath:"#/properties/accounts/properties/users/items/properties/home/pattern",keyword:"pattern",params:{pattern: "^/[^:\\n]*$"},message:"must match pattern \""+"^/[^:\\n]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/home",schemaPath:"#/properties/accounts/properties/users/items/properties/home/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid49 = _errs290 === errors;
+}
+else {
+var valid49 = true;
+}
+if(valid49){
+if(data113.shell !== undefined){
+let data118 = data113.shell;
+const _errs292 = errors;
+if(errors === _errs292){
+if(typeof data118 === "string"){
+if(!pattern46.test(data118)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/shell",schemaPath:"#/properties/accounts/properties/users/items/properties/shell/pattern",keyword:"pattern",params:{pattern: "^/[^:\\n]*$"},message:"must match pattern \""+"^/[^:\\n]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/shell",schemaPath:"#/properties/accounts/properties/users/items/properties/shell/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid49 = _errs292 === errors;
+}
+else {
+var valid49 = true;
+}
+if(valid49){
+if(data113.gecos !== undefined){
+let data119 = data113.gecos;
+const _errs294 = errors;
+if(errors === _errs294){
+if(typeof data119 === "string"){
+if(!pattern48.test(data119)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/gecos",schemaPath:"#/properties/accounts/properties/users/items/properties/gecos/pattern",keyword:"pattern",params:{pattern: "^[^:\\n]*$"},message:"must match pattern \""+"^[^:\\n]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21+"/gecos",schemaPath:"#/properties/accounts/properties/users/items/properties/gecos/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid49 = _errs294 === errors;
+}
+else {
+var valid49 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i21,schemaPath:"#/properties/accounts/properties/users/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid48 = _errs281 === errors;
+if(!valid48){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users",schemaPath:"#/properties/accounts/properties/users/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid45 = _errs279 === errors;
+}
+else {
+var valid45 = true;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts",schemaPath:"#/properties/accounts/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs267 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
 }
 }
 }
@@ -2809,8 +3608,8 @@ return errors === 0;
 export const validateOciManifest = validate11;
 const schema12 = {"$id":"oci-manifest","type":"object","required":["schemaVersion","config","layers"],"properties":{"schemaVersion":{"const":2},"mediaType":{"const":"application/vnd.oci.image.manifest.v1+json"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"config":{"$ref":"descriptor"},"layers":{"type":"array","items":{"$ref":"descriptor"}},"subject":{"$ref":"descriptor"},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
 const schema13 = {"$id":"descriptor","type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"data":{"type":"string","contentEncoding":"base64"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"},"features":{"type":"array","items":{"type":"string"}}}}}};
-const pattern38 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
-const pattern40 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
+const pattern49 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
+const pattern51 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="oci-manifest" */;
@@ -2853,7 +3652,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern38.test(data2)){
+if(!pattern49.test(data2)){
 validate11.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -2886,7 +3685,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern38.test(data4)){
+if(!pattern49.test(data4)){
 validate11.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -2907,7 +3706,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern40.test(data5)){
+if(!pattern51.test(data5)){
 validate11.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3019,7 +3818,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern38.test(data12)){
+if(!pattern49.test(data12)){
 validate11.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3214,7 +4013,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern38.test(data24)){
+if(!pattern49.test(data24)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3235,7 +4034,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern40.test(data25)){
+if(!pattern51.test(data25)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3347,7 +4146,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern38.test(data32)){
+if(!pattern49.test(data32)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3546,7 +4345,7 @@ let data43 = data42.mediaType;
 const _errs90 = errors;
 if(errors === _errs90){
 if(typeof data43 === "string"){
-if(!pattern38.test(data43)){
+if(!pattern49.test(data43)){
 validate11.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3567,7 +4366,7 @@ let data44 = data42.digest;
 const _errs92 = errors;
 if(errors === _errs92){
 if(typeof data44 === "string"){
-if(!pattern40.test(data44)){
+if(!pattern51.test(data44)){
 validate11.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3679,7 +4478,7 @@ let data51 = data42.artifactType;
 const _errs107 = errors;
 if(errors === _errs107){
 if(typeof data51 === "string"){
-if(!pattern38.test(data51)){
+if(!pattern49.test(data51)){
 validate11.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3938,7 +4737,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern38.test(data2)){
+if(!pattern49.test(data2)){
 validate12.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3978,7 +4777,7 @@ let data5 = data4.mediaType;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern38.test(data5)){
+if(!pattern49.test(data5)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3999,7 +4798,7 @@ let data6 = data4.digest;
 const _errs12 = errors;
 if(errors === _errs12){
 if(typeof data6 === "string"){
-if(!pattern40.test(data6)){
+if(!pattern51.test(data6)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4111,7 +4910,7 @@ let data13 = data4.artifactType;
 const _errs27 = errors;
 if(errors === _errs27){
 if(typeof data13 === "string"){
-if(!pattern38.test(data13)){
+if(!pattern49.test(data13)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4310,7 +5109,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern38.test(data24)){
+if(!pattern49.test(data24)){
 validate12.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4331,7 +5130,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern40.test(data25)){
+if(!pattern51.test(data25)){
 validate12.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4443,7 +5242,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern38.test(data32)){
+if(!pattern49.test(data32)){
 validate12.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4713,7 +5512,7 @@ let data3 = data2.mediaType;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data3 === "string"){
-if(!pattern38.test(data3)){
+if(!pattern49.test(data3)){
 validate13.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4734,7 +5533,7 @@ let data4 = data2.digest;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern40.test(data4)){
+if(!pattern51.test(data4)){
 validate13.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4846,7 +5645,7 @@ let data11 = data2.artifactType;
 const _errs23 = errors;
 if(errors === _errs23){
 if(typeof data11 === "string"){
-if(!pattern38.test(data11)){
+if(!pattern49.test(data11)){
 validate13.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5041,7 +5840,7 @@ let data23 = data22.mediaType;
 const _errs48 = errors;
 if(errors === _errs48){
 if(typeof data23 === "string"){
-if(!pattern38.test(data23)){
+if(!pattern49.test(data23)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5062,7 +5861,7 @@ let data24 = data22.digest;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern40.test(data24)){
+if(!pattern51.test(data24)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5174,7 +5973,7 @@ let data31 = data22.artifactType;
 const _errs65 = errors;
 if(errors === _errs65){
 if(typeof data31 === "string"){
-if(!pattern38.test(data31)){
+if(!pattern49.test(data31)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5432,7 +6231,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern38.test(data4)){
+if(!pattern49.test(data4)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5453,7 +6252,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern40.test(data5)){
+if(!pattern51.test(data5)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5565,7 +6364,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern38.test(data12)){
+if(!pattern49.test(data12)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
