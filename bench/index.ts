@@ -11,6 +11,7 @@ import { gcBench } from './gc.js';
 import { authBench } from './auth.js';
 import { s3Bench } from './s3.js';
 import { uiBench } from './ui.js';
+import { debianBench } from './debian.js';
 
 interface ToolTiming {
   tool: string;
@@ -48,6 +49,7 @@ export const benches: Bench[] = [
   gcBench,
   authBench,
   uiBench,
+  debianBench,
 ];
 
 /** `npm run bench -- --s3`: berth vs distribution on a real S3 server (SeaweedFS); not part of the default run. */

@@ -29,8 +29,10 @@ import {
   type ImageConfig,
   type Layer,
 } from './image.js';
+import { DebRepo } from './deb-repo.js';
+import { accountMembers, debArch, debianInputs, debianLayer, type DebianLock, type LockedDeb } from './debian.js';
 import { buildLayer, type BuiltLayer, type RemoteLayerCache } from './layers.js';
-import { planLayer, type LayerPlan } from './plan.js';
+import { finishMembers, planLayer, type LayerPlan } from './plan.js';
 import { goPreset } from './preset-go.js';
 import { nodePreset } from './preset-node.js';
 import { pythonPreset } from './preset-python.js';
@@ -67,6 +69,8 @@ export interface BuildOptions {
    * used where it lies, its bytes read from `source` only by outputs that need them.
    */
   registryCache?: RemoteLayerCache & { source: ImageSource };
+  /** The Debian package sets pinned by berth.lock; used when its inputs match the spec's packages.debian. */
+  debianLock?: DebianLock;
   /** Don't look up git for .source/.revision annotations. */
   noGit?: boolean;
   /** A layer's build starts (a cache lookup, else tar + compression): progress for the slow part of a build. */
@@ -80,6 +84,8 @@ export interface PlatformImage {
   manifest: FetchedManifest;
   layers: BuiltLayer[];
   plans: LayerPlan[];
+  /** The Debian packages in the image's package layer (packages.debian). */
+  debs?: LockedDeb[];
 }
 
 export interface BuildResult {
@@ -91,6 +97,8 @@ export interface BuildResult {
   source: ImageSource;
   base?: { name: string; digest: Digest };
   blobs: BlobDir;
+  /** The package sets used, to be written to berth.lock. */
+  debian?: DebianLock;
 }
 
 export function defaultCacheDir(): string {
@@ -149,10 +157,36 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (baseInfo) Object.assign(auto, { [ANNOTATION.baseName]: baseInfo.name, [ANNOTATION.baseDigest]: baseInfo.digest });
   const annotations = { ...auto, ...(spec.annotations ?? {}) };
 
+  const debSpec = spec.packages?.debian;
+  const debian: DebianLock | undefined = debSpec ? { inputs: debianInputs(debSpec), architectures: {} } : undefined;
+  const locked = debian && opts.debianLock?.inputs === debian.inputs ? opts.debianLock : undefined;
+  const repo = debSpec ? new DebRepo(new BlobDir(join(cacheRoot, 'debian')), ctx.dir) : undefined;
+
   const images: PlatformImage[] = [];
   for (const platform of platforms) {
     let img = baseSource ? await _baseImage(loaded, baseSource, platform, src) : scratch(platform, epoch);
-    const plans: LayerPlan[] = preset ? await preset.layers(platform) : [];
+    const plans: LayerPlan[] = [];
+    let debs: LockedDeb[] | undefined;
+    if (debian && repo) {
+      const arch = debArch(platform) ?? '';
+      const d = await debianLayer(loaded, platform, {
+        repo,
+        staging: tarInputs,
+        locked: locked?.architectures[arch],
+        unpacked: join(cacheRoot, 'debian', 'unpacked'),
+      });
+      plans.push(d.plan);
+      debs = d.packages;
+      debian.architectures[arch] = d.packages;
+    } else if (spec.accounts) {
+      const fail = (msg: string) => loaded.error(['accounts'], msg);
+      plans.push({
+        name: 'accounts',
+        members: finishMembers(new Map(accountMembers(loaded, spec.accounts).map((m) => [m.path, m])), fail),
+        origins: new Map(),
+      });
+    }
+    if (preset) plans.push(...(await preset.layers(platform)));
     for (let i = 0; i < (spec.layers ?? []).length; i++)
       plans.push(await planLayer(loaded, i, platform, ctx, { tarInputs }));
     // Layers build concurrently: zlib runs on libuv's thread pool, so this uses every core.
@@ -180,7 +214,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     src.addBytes(config.descriptor.digest, config.bytes);
     const m: FetchedManifest = { bytes: manifest.bytes, mediaType: OCI_MANIFEST, digest: manifest.descriptor.digest };
     src.addManifest(m);
-    images.push({ platform, image: img, manifest: m, layers: built, plans });
+    images.push({ platform, image: img, manifest: m, layers: built, plans, debs });
   }
   let root: FetchedManifest;
   if (images.length === 1) {
@@ -196,7 +230,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     root = { bytes: idx.bytes, mediaType: OCI_INDEX, digest: idx.descriptor.digest };
     src.addManifest(root);
   }
-  return { spec: loaded, root, images, source: src, base: baseInfo, blobs };
+  return { spec: loaded, root, images, source: src, base: baseInfo, blobs, debian };
 }
 
 async function _preset(

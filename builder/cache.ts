@@ -204,7 +204,7 @@ export async function pruneCache(
   keep: Set<string> = new Set(),
 ): Promise<{ removed: number; freedBytes: number }> {
   const files: { path: string; size: number; mtimeMs: number }[] = [];
-  for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom', 'segments']) {
+  for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom', 'segments', 'debian/sha256', 'debian/unpacked']) {
     let names: string[];
     try {
       names = await readdir(join(root, dir));

@@ -13,8 +13,9 @@ import type { Artifact } from './artifact.js';
 import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './build.js';
 import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from './cache.js';
 import type { BuiltLayer } from './layers.js';
-import { lockPath, lockedBase, readLock, writeLock } from './lock.js';
+import { debianChanges, lockPath, lockedBase, readLock, writeLock } from './lock.js';
 import type { Output, OutputReport } from './outputs.js';
+import { buildAttestations, type SignBuildOptions } from './provenance.js';
 import { buildSboms } from './sbom.js';
 import { CacheRefError, RegistryLayerCache, writeCache, type CacheWriteReport } from './registry-cache.js';
 import { BuildOptionError, loadSpec } from './spec.js';
@@ -34,6 +35,11 @@ export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLa
   sbom?: boolean;
   /** The version the SBOM names as its creator tool. */
   toolVersion?: string;
+  /**
+   * Sign every manifest of the build and attach a SLSA v1 provenance per platform image (provenance.ts), as
+   * referrers, to the outputs that hold them. The images (and their digests) are the same as without.
+   */
+  sign?: Omit<SignBuildOptions, 'specFile' | 'toolVersion'>;
   /** Build twice in separate fresh caches and fail with NotReproducibleError if any digest differs. */
   checkReproducible?: boolean;
   /**
@@ -54,16 +60,23 @@ export type PipelineEvent =
   | { type: 'layer'; platform: Platform; layer: BuiltLayer }
   | { type: 'output-start'; output: Output }
   | { type: 'reproducible'; digest: string }
-  | { type: 'lock'; path: string; base?: { ref: string; from?: string; to: string } }
+  /**
+   * berth.lock written; `base`: the base pinned (`from` the digest the old lock held for it); `changes`: Debian
+   * packages added (+), removed (-) or changed (~) since the old lock.
+   */
+  | { type: 'lock'; path: string; changes: string[]; base?: { ref: string; from?: string; to: string } }
   | { type: 'cache-from'; ref: string; entries?: number; digest?: string; error?: string }
   | { type: 'cache-to'; report: CacheWriteReport }
   | { type: 'sbom'; artifact: Artifact }
+  | { type: 'attestation'; artifact: Artifact; kind: 'signature' | 'provenance' }
   | { type: 'output'; report: OutputReport }
   | { type: 'pruned'; maxBytes: number; removed: number; freedBytes: number };
 
 export interface PipelineResult {
   build: BuildResult;
   sboms: Artifact[];
+  /** With `sign`: the signature and provenance artifacts (sigstore bundles). */
+  attestations: Artifact[];
   outputs: OutputReport[];
 }
 
@@ -75,12 +88,15 @@ export class NotReproducibleError extends Error {
 
 export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   const emit = opts.onEvent ?? (() => {});
-  // --update rewrites the lock whatever it holds; what it held is only compared, for the report.
-  const previous = opts.lock === 'update' ? await readLock(opts.file).catch(() => undefined) : undefined;
-  const lock = opts.lock === 'update' ? undefined : await readLock(opts.file);
+  const previous = await readLock(opts.file).catch((e) => {
+    if (opts.lock === 'update') return undefined; // a broken lock is what --update-lock replaces
+    throw e;
+  });
+  const lock = opts.lock === 'update' ? undefined : previous;
   const buildOpts: BuildOptions = {
     ...opts,
     baseDigest: lock ? lockedBase(lock, await _specBase(opts.file)) : undefined,
+    debianLock: lock?.debian,
     resolveBase: opts.resolveBase ?? (opts.client ? baseResolver(opts.client) : undefined),
     registryCache: await _openCache(opts, emit),
   };
@@ -96,11 +112,13 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
     await writeLock(opts.file, {
       version: 1,
       ...(result.base && base ? { base: { ref: base, digest: result.base.digest } } : {}),
+      ...(result.debian ? { debian: result.debian } : {}),
     });
     const from = previous?.base?.ref === base ? previous?.base?.digest : undefined;
     emit({
       type: 'lock',
       path: lockPath(opts.file),
+      changes: debianChanges(previous?.debian, result.debian),
       ...(result.base && base ? { base: { ref: base, from, to: result.base.digest } } : {}),
     });
   }
@@ -116,10 +134,21 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
         cacheDir,
       });
   for (const a of sboms) emit({ type: 'sbom', artifact: a });
+  const signed = opts.sign && outputs.some((o) => o.holdsArtifacts);
+  const att = signed
+    ? await buildAttestations(result, {
+        ...opts.sign!,
+        specFile: opts.file,
+        toolVersion: opts.toolVersion ?? 'unknown',
+      })
+    : { signatures: [], provenance: [] };
+  for (const a of att.signatures) emit({ type: 'attestation', artifact: a, kind: 'signature' });
+  for (const a of att.provenance) emit({ type: 'attestation', artifact: a, kind: 'provenance' });
+  const attestations = [...att.signatures, ...att.provenance];
   const reports: OutputReport[] = [];
   for (const out of outputs) {
     emit({ type: 'output-start', output: out });
-    const report = await out.write(result, out.holdsArtifacts ? sboms : []);
+    const report = await out.write(result, out.holdsArtifacts ? [...sboms, ...attestations] : []);
     reports.push(report);
     emit({ type: 'output', report });
   }
@@ -141,7 +170,7 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
     const pruned = await pruneCache(cacheDir, maxBytes, keep);
     if (pruned.removed) emit({ type: 'pruned', maxBytes, ...pruned });
   }
-  return { build: result, sboms, outputs: reports };
+  return { build: result, sboms, attestations, outputs: reports };
 }
 
 /** `base:` resolved through `client`; `oci-layout:DIR[:TAG]` reads a local layout instead. */

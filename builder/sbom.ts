@@ -14,6 +14,7 @@ import type { BuildResult } from './build.js';
 import { epochTime } from './image.js';
 import { layerFiles, type LayerFile } from './layer-files.js';
 import type { BuiltLayer } from './layers.js';
+import type { LockedDeb } from './debian.js';
 import { readNpmLock, type NpmPackage } from './npm-lock.js';
 
 export const SPDX_JSON = 'application/spdx+json';
@@ -30,6 +31,8 @@ export interface SbomInput {
   base?: { name: string; digest: Digest };
   layers: { name: string; digest: Digest; files: LayerFile[] }[];
   npm: NpmPackage[];
+  /** Debian packages installed from packages.debian (purl type deb). */
+  debs?: LockedDeb[];
 }
 
 // The subset of the SPDX 2.3 JSON model berth writes (field names as in the spec's JSON schema).
@@ -160,6 +163,22 @@ export function spdxDocument(input: SbomInput): SpdxDocument {
           },
     );
   });
+  (input.debs ?? []).forEach((p, i) => {
+    const id = `SPDXRef-deb-${i}`;
+    packages.push({
+      SPDXID: id,
+      name: p.name,
+      versionInfo: p.version,
+      downloadLocation: p.url,
+      filesAnalyzed: false,
+      checksums: [{ algorithm: 'SHA256', checksumValue: p.sha256 }],
+      externalRefs: [_purlRef(debPurl(p))],
+      primaryPackagePurpose: 'LIBRARY',
+      ..._noAssertions(),
+      comment: 'Debian package unpacked by berth (no maintainer scripts run); recorded in /var/lib/dpkg/status.d/',
+    });
+    rel.push({ spdxElementId: 'SPDXRef-Image', relationshipType: 'CONTAINS', relatedSpdxElement: id });
+  });
   return {
     spdxVersion: 'SPDX-2.3',
     dataLicense: 'CC0-1.0',
@@ -206,6 +225,7 @@ export async function buildSboms(result: BuildResult, opts: SbomOptions): Promis
         base: result.base,
         layers,
         npm,
+        debs: img.debs,
       });
       return artifact({
         artifactType: SPDX_JSON,
@@ -261,6 +281,11 @@ function _basePurl(name: string, digest: Digest): string {
     // Not a registry reference (e.g. `oci-layout:DIR`): name and digest only.
     return `pkg:oci/${_purlName(name.replace(/[:/]+$/, ''))}@sha256%3A${hex}`;
   }
+}
+
+/** purl-spec deb type: `pkg:deb/debian/curl@7.88.1-10?arch=amd64&distro=debian-12` (epoch `:` encoded). */
+export function debPurl(p: Pick<LockedDeb, 'name' | 'version' | 'architecture' | 'distro'>): string {
+  return `pkg:deb/debian/${encodeURIComponent(p.name)}@${encodeURIComponent(p.version)}?${_qualifiers({ arch: p.architecture, distro: p.distro })}`;
 }
 
 /** purl-spec npm type: a scope is the namespace, written `%40scope`. */

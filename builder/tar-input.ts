@@ -44,6 +44,8 @@ export interface TarInputOptions {
   dirMode?: number;
   /** Content-addressed store the file members' bytes are staged in. */
   staging: BlobDir;
+  /** Keep the archive's numeric uid/gid (a Debian package's data.tar) instead of `owner`'s; names are never kept. */
+  keepOwners?: boolean;
 }
 
 /** Files up to this size are hashed in memory before touching the disk; larger ones stream through a temp file. */
@@ -66,14 +68,33 @@ export function detectFormat(head: Buffer, label: string): ArchiveFormat {
 /** The archive's members as plan members under `dest`, in archive order (later duplicates replace earlier ones). */
 export async function readTarMembers(abs: string, opts: TarInputOptions): Promise<Member[]> {
   const format = detectFormat(await _head(abs), opts.label);
-  const ex = tar.extract();
   const decoders: Transform[] =
     format === 'gzip'
       ? [createGunzip()]
       : format === 'zstd'
         ? [new (await _zstd(opts.label)).DecompressStream() as unknown as Transform]
         : [];
-  const feed = pipeline([createReadStream(abs), ...decoders, ex as unknown as NodeJS.WritableStream]);
+  return readTarStream(
+    [createReadStream(abs), ...decoders],
+    format === 'tar' ? 'tar' : `${format}-compressed tar`,
+    opts,
+  );
+}
+
+/**
+ * The members of the tar that `streams` (a source and its decoders) yield, by the rules above. `what` names the
+ * archive's format in messages.
+ */
+export async function readTarStream(
+  streams: NodeJS.ReadableStream[],
+  what: string,
+  opts: TarInputOptions,
+): Promise<Member[]> {
+  const ex = tar.extract();
+  const feed = pipeline([...streams, ex as unknown as NodeJS.WritableStream] as [
+    NodeJS.ReadableStream,
+    NodeJS.WritableStream,
+  ]);
   feed.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled" meanwhile
   const byName = new Map<string, Member>();
   try {
@@ -85,9 +106,7 @@ export async function readTarMembers(abs: string, opts: TarInputOptions): Promis
   } catch (e) {
     ex.destroy();
     if (e instanceof ContextError) throw e;
-    throw new ContextError(
-      `cannot read '${opts.label}' as a ${format === 'tar' ? 'tar' : `${format}-compressed tar`} archive: ${(e as Error).message}`,
-    );
+    throw new ContextError(`cannot read '${opts.label}' as a ${what} archive: ${(e as Error).message}`);
   }
   _refuseWritesThroughSymlinks(byName, opts.label);
   return [...byName.entries()].filter(([name]) => name !== '' || opts.dest !== '').map(([, m]) => m);
@@ -114,7 +133,8 @@ async function _member(
     throw new ContextError(`${what} is not valid UTF-8; repack the archive with UTF-8 names`);
   if (name === '' && h.type !== 'directory') throw new ContextError(`${what} has an empty name`);
   const path = opts.dest && name ? `${opts.dest}/${name}` : opts.dest || name;
-  const base = { path, ...opts.owner, size: 0 };
+  const owner = opts.keepOwners ? { uid: h.uid ?? 0, gid: h.gid ?? 0 } : opts.owner;
+  const base = { path, ...owner, size: 0 };
   const bits = h.mode === undefined ? undefined : h.mode & 0o7777;
   switch (h.type) {
     case 'file':

@@ -10,7 +10,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, normalize, relative, sep } from 'node:path';
+import { basename, dirname, join, normalize, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { Digest } from '../spec/digest.js';
@@ -18,10 +18,18 @@ import type { ImageIndex, Platform } from '../spec/manifest.js';
 import { isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { DOCKER_HUB, isValidTag, parseReference, type Reference } from '../spec/reference.js';
-import { copy, remoteSource, remoteTarget, type CopyOptions, type CopyResult, type ImageSource } from './copy.js';
+import {
+  copy,
+  remoteSource,
+  remoteTarget,
+  type CopyOptions,
+  type CopyResult,
+  type ImageSource,
+  type ImageTarget,
+} from './copy.js';
 import { DockerArchive, writeDockerArchive } from './docker-archive.js';
 import { OciLayout } from './layout.js';
-import type { Client } from './remote.js';
+import type { Client, FetchedManifest } from './remote.js';
 import { tempBeside } from './temp.js';
 
 export type TransportName = 'docker' | 'oci' | 'oci-archive' | 'docker-archive';
@@ -192,11 +200,92 @@ export async function writeImage(
         m = await src.manifest(hit.digest);
       }
       const tags = r.name ? [dockerTag(parseReference(r.name))] : [];
-      const progress = opts.progress;
-      await writeDockerArchive(r.path!, src, m, tags, { onBytes: (d, n) => progress?.blobBytes(d, n) });
+      await saveDockerArchive(r.path!, src, m, tags, opts);
       return { digest: m.digest, mediaType: m.mediaType };
     }
   }
+}
+
+export interface OpenedTarget {
+  target: ImageTarget;
+  /** The tag to write the root under ('' = by digest only). */
+  tag: string;
+  /** Completes the write once the root `digest` is stored (an archive is packed here); then `close`. */
+  finish(digest: Digest): Promise<void>;
+  /** Removes temp files; safe after a failure (nothing partial is left at the destination). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a medium to write an image into with any ImageTarget writer (the image verbs' rewrite, indexes…), not only
+ * copy: a registry or a layout is written directly; an archive is written into a temp layout and packed into the
+ * file by `finish` (so the file appears only once complete). `mountFrom` are repositories on the target registry
+ * whose blobs may be mounted.
+ */
+export async function openImageTarget(
+  r: ImageRef,
+  client: Client,
+  opts: { mountFrom?: string[] } = {},
+): Promise<OpenedTarget> {
+  const none = async () => {};
+  switch (r.transport) {
+    case 'docker': {
+      const dst = r.ref!;
+      const repo = client.repository(dst, { push: true, mountFrom: opts.mountFrom ?? [] });
+      return { target: remoteTarget(repo), tag: dst.digest ? '' : (dst.tag ?? 'latest'), finish: none, close: none };
+    }
+    case 'oci':
+      return {
+        target: await OciLayout.create(r.path!),
+        tag: r.name?.includes(':') ? '' : (r.name ?? ''),
+        finish: none,
+        close: none,
+      };
+    case 'oci-archive':
+    case 'docker-archive': {
+      const dir = await mkdtemp(join(tmpdir(), 'berth-write-'));
+      const close = () => rm(dir, { recursive: true, force: true });
+      try {
+        const layout = await OciLayout.create(dir);
+        return {
+          target: layout,
+          tag: '',
+          finish: async (digest) => {
+            await writeImage(layout, digest, r, client);
+          },
+          close,
+        };
+      } catch (e) {
+        await close();
+        throw e;
+      }
+    }
+  }
+}
+
+/**
+ * Writes one platform image `m` of `src` as a docker-archive at `file`. From a registry the blobs are first
+ * downloaded into a staging OCI layout beside the file (`.FILE.berth-pull/`), where an interrupted download stays
+ * as a resumable `.partial` and finished blobs stay too, so a rerun fetches only what is missing (issue 17); the
+ * tar is then packed from local files and the staging layout removed. Local sources are packed directly.
+ */
+export async function saveDockerArchive(
+  file: string,
+  src: ImageSource,
+  m: FetchedManifest,
+  repoTags: string[],
+  opts: CopyOptions = {},
+): Promise<void> {
+  const progress = opts.progress;
+  if (!src.remote) {
+    await writeDockerArchive(file, src, m, repoTags, { onBytes: (d, n) => progress?.blobBytes(d, n) });
+    return;
+  }
+  const staging = join(dirname(file), `.${basename(file)}.berth-pull`);
+  const layout = await OciLayout.create(staging);
+  await copy(src, m.digest, layout, '', { ...opts, platforms: undefined, referrers: false });
+  await writeDockerArchive(file, layout, m, repoTags);
+  await rm(staging, { recursive: true, force: true });
 }
 
 /** The RepoTag docker load applies: docker's short form for Docker Hub names. */

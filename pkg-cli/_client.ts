@@ -60,28 +60,3 @@ export function hostPlatform(): Platform {
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
-
-// ---- for commands not yet on defineCommand (LegacyCommand): their parseArgs options and help text --------------
-
-export { platforms, ref } from './flags.js';
-
-export const COMMON_FLAGS = {
-  json: { type: 'boolean' },
-  insecure: { type: 'boolean' },
-  'ca-file': { type: 'string' },
-  'certs-dir': { type: 'string' },
-} as const;
-
-export const COMMON_HELP = `  --json         machine-readable output on stdout
-  --insecure     skip TLS verification, or fall back to plain HTTP, for non-loopback registries (as crane's)
-  --ca-file FILE trust the CA certificates in FILE (PEM) for every registry, in addition to the system's
-  --certs-dir D  read HOST[:PORT]/{ca.crt,client.cert,client.key} from D instead of docker's
-                 /etc/docker/certs.d and ~/.docker/certs.d
-Environment: HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured.`;
-
-/** Exactly `n` positional arguments, or a usage error naming the form. */
-export function positionals(list: string[], n: number, usage: string): string[] {
-  if (list.length !== n)
-    throw new UsageError(`expected ${n === 1 ? 'one argument' : `${n} arguments`}: ${usage}; see --help`);
-  return list;
-}

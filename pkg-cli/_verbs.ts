@@ -5,49 +5,88 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { remoteSource, remoteTarget, type ImageSource, type ImageTarget } from '../client/copy.js';
+import type { ImageSource, ImageTarget } from '../client/copy.js';
+import { LayoutError } from '../client/layout.js';
 import { loadImage, MutateError, parseJson, type LoadedImage } from '../client/mutate.js';
 import type { Client } from '../client/remote.js';
+import { type ImageRef, openImage, openImageTarget, TransportError } from '../client/transports.js';
 import type { ImageIndex, Platform } from '../spec/manifest.js';
 import { isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
-import { formatReference, type Reference } from '../spec/reference.js';
-import { CLIError } from './command.js';
-import { hostPlatform, ref, refId } from './_client.js';
+import { formatReference } from '../spec/reference.js';
+import { CLIError, EXIT } from './command.js';
+import { hostPlatform, imageRef } from './_client.js';
 
 export interface Opened {
-  ref: Reference;
+  /** The image as the user named it (any transport). */
+  image: ImageRef;
+  /** How messages name it. */
+  label: string;
   source: ImageSource;
   reference: string;
+  /** Removes temp files (an unpacked archive). */
+  close(): Promise<void>;
 }
 
-export function openSource(client: Client, input: string | undefined, what: string, command: string): Opened {
-  const r = ref(input, what, command);
-  return { ref: r, source: remoteSource(client.repository(r)), reference: refId(r) };
+/** Opens REF for reading, whatever its transport (registry, oci:, oci-archive:, docker-archive:). */
+export async function openSource(
+  client: Client,
+  input: string | undefined,
+  what: string,
+  command: string,
+): Promise<Opened> {
+  const image = imageRef(input, what, command);
+  const opened = await openImage(image, client).catch(userError);
+  return { image, label: imageLabel(image), ...opened };
+}
+
+export interface Target {
+  image: ImageRef;
+  target: ImageTarget;
+  tag: string;
+  /** Completes the write (packs an archive) once the root is stored. */
+  finish(digest: string): Promise<void>;
+  close(): Promise<void>;
 }
 
 /**
- * Where a verb writes: `-t REF` when given, else REF's own repository and tag (by digest only when REF named a
- * digest). Blobs of `from` mount from its repository when both are on the same registry.
+ * Where a verb writes: `-t REF` when given (any transport), else where REF was read from, under its tag (by digest
+ * only when REF named a digest; an archive is rewritten whole). Blobs of `from` and `mountFrom` mount on the
+ * target registry when they live on the same one.
  */
-export function openTarget(
+export async function openTarget(
   client: Client,
-  from: Reference,
+  from: ImageRef,
   tagFlag: string | undefined,
   command: string,
-  mountFrom: Reference[] = [],
-): { ref: Reference; target: ImageTarget; tag: string } {
-  const dst = tagFlag ? ref(tagFlag, '--tag', command) : from;
-  if (tagFlag && dst.digest)
-    throw new CLIError(`--tag ${tagFlag} names a digest; write to a tag (the digest is the result)`);
-  const mounts = [from, ...mountFrom].filter((m) => m.registry === dst.registry).map((m) => m.repository);
-  const repo = client.repository(dst, { push: true, mountFrom: [...new Set(mounts)] });
-  return { ref: dst, target: remoteTarget(repo), tag: dst.digest && !tagFlag ? '' : (dst.tag ?? 'latest') };
+  mountFrom: ImageRef[] = [],
+): Promise<Target> {
+  const dst = tagFlag ? imageRef(tagFlag, '--tag', command) : from;
+  if (tagFlag && (dst.ref?.digest || (dst.transport === 'oci' && dst.name?.includes(':'))))
+    throw new CLIError(`--tag ${tagFlag} names a digest; write to a tag (the digest is the result)`, EXIT.usage);
+  const sameRegistry = (m: ImageRef) => m.ref && dst.ref && m.ref.registry === dst.ref.registry;
+  const mounts = [from, ...mountFrom].filter(sameRegistry).map((m) => m.ref!.repository);
+  const opened = await openImageTarget(dst, client, { mountFrom: [...new Set(mounts)] }).catch(userError);
+  return { image: dst, ...opened };
 }
 
-/** `name@digest` of what a verb wrote. */
-export function written(dst: Reference, digest: string): string {
-  return `${formatReference({ ...dst, digest: undefined, tag: dst.digest ? undefined : dst.tag })}@${digest}`;
+/** How a verb names what it wrote: `name@digest` for a registry or layout, the file for an archive. */
+export function written(dst: ImageRef, digest: string): string {
+  switch (dst.transport) {
+    case 'docker': {
+      const r = dst.ref!;
+      return `${formatReference({ ...r, digest: undefined, tag: r.digest ? undefined : r.tag })}@${digest}`;
+    }
+    case 'oci':
+      return `oci:${dst.path}@${digest}`;
+    default:
+      return `${dst.transport}:${dst.path} (${digest})`;
+  }
+}
+
+/** REF as messages name it. */
+export function imageLabel(r: ImageRef): string {
+  return r.ref ? formatReference(r.ref) : r.input;
 }
 
 /**
@@ -60,7 +99,7 @@ export async function selectImage(o: Opened, platform: Platform | undefined): Pr
     const img = await loadImage(o.source, m);
     if (platform && !platformMatches(img.platform, platform))
       throw new CLIError(
-        `${formatReference(o.ref)} is a single ${formatPlatform(img.platform)} image, not ${formatPlatform(platform)}`,
+        `${o.label} is a single ${formatPlatform(img.platform)} image, not ${formatPlatform(platform)}`,
       );
     return img;
   }
@@ -73,7 +112,7 @@ export async function selectImage(o: Opened, platform: Platform | undefined): Pr
       .map((d) => formatPlatform(d.platform!))
       .join(', ');
     throw new CLIError(
-      `${formatReference(o.ref)} has no image for ${formatPlatform(want)}; it has ${have || 'none'} — pick one with --platform`,
+      `${o.label} has no image for ${formatPlatform(want)}; it has ${have || 'none'} — pick one with --platform`,
     );
   }
   return loadImage(o.source, await o.source.manifest(hit.digest), hit.platform);
@@ -145,6 +184,7 @@ export async function toOutput<T>(file: string | undefined, fn: (out: Writable) 
 
 /** MutateError and friends are user errors: shown as one line, exit 1. */
 export function userError(e: unknown): never {
-  if (e instanceof MutateError) throw new CLIError(e.message);
+  if (e instanceof MutateError || e instanceof TransportError || e instanceof LayoutError)
+    throw new CLIError(e.message);
   throw e;
 }

@@ -18,6 +18,8 @@ import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
 import { hostPlatform, makeClient, printJson } from './_client.js';
 import { dockerTag, platform, platforms, TRANSFER } from './flags.js';
 import { VERSION } from './_version.js';
+import { privateKeyFile } from './_signing.js';
+import { createPublicKey } from 'node:crypto';
 import { startProgress } from './progress.js';
 import { formatBytes, formatElapsed } from '../spec/units.js';
 
@@ -66,18 +68,32 @@ output given (none: build and print the digest). Layers are cached by content in
       help: "record this build's layer keys at REF (a --push REF: as a referrer; else as a tag)",
     }),
     'check-reproducible': flag.boolean({ help: 'build twice in separate temp caches and fail if any digest differs' }),
-    lock: flag.boolean({ help: 'write berth.lock (beside the spec) pinning base: to the digest used' }),
-    update: flag.boolean({
-      help: "with --lock: move base: to its tag's newest digest and say what changed",
+    lock: flag.boolean({
+      help: 'write berth.lock (beside the spec) pinning base: to the digest used and every Debian package',
     }),
-    'update-lock': flag.boolean({ help: 'the same as --lock --update' }),
+    update: flag.boolean({
+      help: "with --lock: move base: to its tag's newest digest (and Debian packages) and say what changed",
+    }),
+    'update-lock': flag.boolean({
+      help: 'ignore berth.lock, resolve base: and Debian packages afresh, rewrite the lock and print what changed',
+    }),
     'no-sbom': flag.boolean({ help: 'attach no SBOM (same as `sbom: false` in the spec)' }),
+    sign: flag.string({
+      arg: 'KEY',
+      complete: 'file',
+      help: 'sign every image and attach a SLSA v1 provenance per platform (private key PEM; COSIGN_PASSWORD)',
+    }),
     ...TRANSFER,
   },
   notes: `berth.lock, when present and naming the spec's base, is always honoured: the base is fetched by that digest.
 
 Each platform image gets an SPDX 2.3 SBOM (its files, the base image, the npm packages of the context's
 package-lock.json), attached as an OCI referrer (artifactType application/spdx+json) to --push and --oci-layout.
+
+--sign KEY signs the index and every platform image (cosign v3's sigstore bundle) and attaches to each platform
+image a DSSE-signed SLSA v1 provenance (spec, context, base digest, berth version), as referrers; the image digests
+are the same as without --sign. Check them with \`berth verify --key KEY.pub\` or cosign v3 (\`verify\`,
+\`verify-attestation --type slsaprovenance1\`).
 
 Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
   examples: [
@@ -87,6 +103,10 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
   async run({ flags: values, args: positionals }) {
     if (positionals.length)
       throw new UsageError(`unexpected argument "${positionals[0]}"; the spec is given with -f FILE`);
+    if (values.sign && !values.push.length && !values['oci-layout'].length)
+      throw new UsageError(
+        '--sign needs --push or --oci-layout: signatures are referrers, which a docker-archive cannot hold',
+      );
     const cacheMax = values['cache-max'];
     if (values.update && !values.lock && !values['update-lock'])
       throw new UsageError('--update refreshes berth.lock: give it with --lock (berth build --lock --update)');
@@ -103,7 +123,8 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
     // Stages (layers built or reused, compressing, pushing) and the push's blobs share one display (progress.ts).
     const progress = startProgress('build', values);
     const started = Date.now();
-    const cache: { from?: Record<string, unknown>; to?: Record<string, unknown>; lock?: Record<string, unknown> } = {};
+    const cache: { from?: Record<string, unknown>; to?: Record<string, unknown> } = {};
+    let lockReport: { path: string; changes: string[]; base?: Record<string, unknown> } | undefined;
     try {
       const pushes = values.push.map((ref) => registryOutput(ref, client, { progress })); // checks each REF before building
       const tags = values.tag.length
@@ -120,6 +141,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
       const {
         build: result,
         sboms,
+        attestations,
         outputs: reports,
       } = await runBuild({
         file,
@@ -134,10 +156,16 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         cacheFrom,
         cacheTo,
         sbom: !values['no-sbom'],
+        sign: values.sign ? _signer(values.sign) : undefined,
         toolVersion: VERSION,
         checkReproducible: values['check-reproducible'],
         onEvent: (e) => {
-          if (e.type === 'lock' && e.base) cache.lock = { ...e.base, changed: e.base.from !== e.base.to };
+          if (e.type === 'lock')
+            lockReport = {
+              path: e.path,
+              changes: e.changes,
+              ...(e.base ? { base: { ...e.base, changed: e.base.from !== e.base.to } } : {}),
+            };
           if (e.type === 'cache-from')
             cache.from = { ref: e.ref, entries: e.entries, digest: e.digest, error: e.error };
           if (e.type === 'cache-to')
@@ -161,11 +189,12 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
               ...(l.remote ? { registryCache: l.remote } : {}),
             })),
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
+            ...(attestations.length ? { referrers: _referrersOf(attestations, i.manifest.digest) } : {}),
           })),
           outputs: reports.map(_outputJson),
           ...(cache.from ? { cacheFrom: cache.from } : {}),
           ...(cache.to ? { cacheTo: cache.to } : {}),
-          ...(cache.lock ? { lock: cache.lock } : {}),
+          ...(lockReport ? { lock: lockReport } : {}),
         });
       } else {
         console.log(result.root.digest);
@@ -211,10 +240,7 @@ function _describe(e: PipelineEvent): string {
     case 'reproducible':
       return `reproducible: both builds gave ${e.digest}`;
     case 'lock':
-      if (!e.base) return `wrote ${e.path}`;
-      if (!e.base.from) return `wrote ${e.path}: ${e.base.ref} pinned to ${e.base.to}`;
-      if (e.base.from === e.base.to) return `wrote ${e.path}: ${e.base.ref} unchanged (${e.base.to})`;
-      return `wrote ${e.path}: ${e.base.ref} updated ${e.base.from} → ${e.base.to}`;
+      return `wrote ${e.path}${_baseChange(e.base)}${e.changes.length ? `; Debian packages changed:\n${e.changes.map((c) => `  ${c}`).join('\n')}` : ''}`;
     case 'cache-from':
       if (e.error) return `registry cache ${e.ref}: not used (${e.error})`;
       return e.digest
@@ -227,6 +253,8 @@ function _describe(e: PipelineEvent): string {
     }
     case 'sbom':
       return `SBOM ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
+    case 'attestation':
+      return `${e.kind} ${e.artifact.manifest.digest} refers to ${e.artifact.subject.digest}`;
     case 'pruned':
       return `cache over ${(e.maxBytes / 1024 ** 2).toFixed(0)} MiB: removed ${e.removed} least recently used files (${(e.freedBytes / 1024 ** 2).toFixed(0)} MiB)`;
     case 'output': {
@@ -238,11 +266,30 @@ function _describe(e: PipelineEvent): string {
   }
 }
 
+/** What --lock did to the base pin, for the lock's stage line. */
+function _baseChange(base: { ref: string; from?: string; to: string } | undefined): string {
+  if (!base) return '';
+  if (!base.from) return `: ${base.ref} pinned to ${base.to}`;
+  if (base.from === base.to) return `: ${base.ref} unchanged (${base.to})`;
+  return `: ${base.ref} updated ${base.from} → ${base.to}`;
+}
+
 /** An output's entry in --json (its flag's name, its argument, what was written). */
 function _outputJson(r: OutputReport): Record<string, unknown> {
   if (r.output.kind === 'oci-layout') return { ociLayout: r.output.target };
   if (r.output.kind === 'docker-archive') return { dockerArchive: r.output.target, tags: r.tags };
   return { push: r.output.target, digest: r.digest, blobs: r.copy!.blobs };
+}
+
+/** The signature and provenance artifacts that refer to `image`. */
+function _referrersOf(list: Artifact[], image: string): string[] {
+  return list.filter((a) => a.subject.digest === image).map((a) => a.manifest.digest);
+}
+
+/** --sign KEY: the private key (cosign's encrypted PEM with COSIGN_PASSWORD, or PKCS#8) and its public key. */
+function _signer(file: string) {
+  const privateKey = privateKeyFile(file);
+  return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
 /** The digest of the SBOM artifact that refers to `image`, if one was made. */

@@ -326,17 +326,5 @@ function renderHelp(name: string, summary: string, usage: string[], spec: Comman
   return out.join('\n');
 }
 
-/** A command written with its own help text and argv parsing (before defineCommand); convert it when touched. */
-export interface LegacyCommand {
-  name: string;
-  summary: string;
-  help: string;
-  run(argv: string[]): Promise<number | void>;
-}
-
-export function legacyCommand(c: LegacyCommand): Command {
-  return { usage: [], description: c.summary, flags: {}, help: () => c.help, run: (_name, argv) => c.run(argv) };
-}
-
-/** What parsing needs of a flag (a legacy command passes node:util parseArgs options of this shape). */
+/** What parsing needs of a flag. */
 type FlagShape = { type: 'string' | 'boolean'; short?: string; multiple?: boolean; arg?: string };

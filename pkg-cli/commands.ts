@@ -77,6 +77,21 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: 'delete a manifest (by digest, or the digest a tag points at)',
     load: () => import('./delete.js'),
   },
+  sign: {
+    group: 'images',
+    summary: 'sign an image (cosign simple signing, cosign bundle, or notation) with a key',
+    load: () => import('./sign.js'),
+  },
+  verify: {
+    group: 'images',
+    summary: "verify an image's cosign or notation signatures against keys or certificates",
+    load: () => import('./verify.js'),
+  },
+  key: {
+    group: 'images',
+    summary: 'generate a cosign-compatible signing key pair (and a self-signed certificate)',
+    load: () => import('./key.js'),
+  },
   build: {
     group: 'build',
     summary: 'build a reproducible image from berth.yaml (daemonless, rootless)',

@@ -80,3 +80,22 @@ export function registryHost(input: string): string {
 
 // The RepoTags docker load applies: one definition, in client/transports.ts.
 export { dockerTag } from '../client/transports.js';
+
+/** -t REF: where an image verb writes its result instead of REF itself. */
+export const tagTo = flag.string({
+  short: 't',
+  arg: 'REF',
+  help: "write the result here (any transport) instead of REF's own tag",
+});
+/** -o FILE: a file that appears only when complete, instead of stdout. */
+export const output = flag.string({
+  short: 'o',
+  arg: 'FILE',
+  complete: 'file',
+  help: 'write to FILE (it appears only when complete) instead of stdout',
+});
+/** --platform for verbs that read one image of an index. */
+export const onePlatform = flag.string({
+  arg: 'P',
+  help: "the platform to pick from an index (os/arch[/variant]; default this machine's)",
+});

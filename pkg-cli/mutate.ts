@@ -2,77 +2,73 @@
 // without rebuilding it — on one image, or on every platform of an index (or those --platform picks). Only the
 // config and manifests are written; layers stay where they are.
 import { mutateEdit, rewrite, type ConfigEdits } from '../client/mutate.js';
-import { CLIError, parseFlags, type LegacyCommand, legacyCommand } from './command.js';
-import { COMMON_FLAGS, COMMON_HELP, makeClient, platforms, positionals, printJson } from './_client.js';
+import { CLIError, defineCommand, flag } from './command.js';
+import { makeClient, printJson, TRANSPORT_HELP } from './_client.js';
+import { platform, platforms, REMOTE, tagTo } from './flags.js';
 import { argList, keyValues, openSource, openTarget, userError, written } from './_verbs.js';
 
-const HELP = `Usage: berth mutate REF [flags]
+const LIST_FORMS = `'["/bin/app","-v"]' or /bin/app,-v`;
 
-Changes the config or annotations of REF (an image, or each platform of an index) and pushes the result to REF's
-tag, or to --tag. Prints the new digest. Layers are not re-uploaded.
-
-Flags:
-  --label K=V          set a config label (repeatable)
-  --annotation K=V     set a manifest annotation (repeatable; on an index also the index's own)
-  --env K=V            set an environment variable, merged by name (repeatable)
-  --entrypoint LIST    replace the entrypoint: '["/bin/app","-v"]' or /bin/app,-v ('' removes it; drops cmd
-                       unless --cmd is given, as docker does)
-  --cmd LIST           replace the default arguments (same forms)
-  --user U             user[:group] the process runs as
-  --workdir DIR        working directory
-  --expose PORT[/P]    add an exposed port, tcp unless /udp or /sctp (repeatable)
-  --platform P         on an index, change only this platform (repeatable; default: all)
-  -t, --tag REF        write the result here instead of REF's tag
-${COMMON_HELP}
-
-Examples:
-  berth mutate localhost:5000/app:v1 --label org.opencontainers.image.version=1.0 --env LOG=debug
-  berth mutate localhost:5000/app:v1 --entrypoint '["/app","serve"]' -t localhost:5000/app:v1-serve`;
-
-const command: LegacyCommand = {
-  name: 'mutate',
-  summary: "change an image's config or annotations (all platforms of an index)",
-  help: HELP,
-  async run(argv) {
-    const { values, positionals: pos } = parseFlags('mutate', argv, {
-      ...COMMON_FLAGS,
-      label: { type: 'string', multiple: true },
-      annotation: { type: 'string', multiple: true },
-      env: { type: 'string', multiple: true },
-      entrypoint: { type: 'string' },
-      cmd: { type: 'string' },
-      user: { type: 'string' },
-      workdir: { type: 'string' },
-      expose: { type: 'string', multiple: true },
-      platform: { type: 'string', multiple: true },
-      tag: { type: 'string', short: 't' },
-    });
-    const client = makeClient(values);
-    const src = openSource(client, positionals(pos, 1, 'berth mutate REF [flags]')[0], 'REF', 'mutate');
+export default defineCommand({
+  usage: 'REF [flags]',
+  description:
+    "Changes the config or annotations of REF (an image, or each platform of an index) and writes the result to REF's\ntag, or to --tag. Prints the new digest. Layers are not re-uploaded.",
+  flags: {
+    label: flag.list({ arg: 'K=V', help: 'set a config label' }),
+    annotation: flag.list({ arg: 'K=V', help: "set a manifest annotation (on an index also the index's own)" }),
+    env: flag.list({ arg: 'K=V', help: 'set an environment variable, merged by name' }),
+    entrypoint: flag.string({
+      arg: 'LIST',
+      help: `replace the entrypoint: ${LIST_FORMS} ('' removes it; drops cmd unless --cmd is given, as docker does)`,
+    }),
+    cmd: flag.string({ arg: 'LIST', help: 'replace the default arguments (same forms)' }),
+    user: flag.string({ arg: 'U', help: 'user[:group] the process runs as' }),
+    workdir: flag.string({ arg: 'DIR', help: 'working directory' }),
+    expose: flag.list({ arg: 'PORT[/P]', help: 'add an exposed port, tcp unless /udp or /sctp' }),
+    platform: platform('on an index, change only this platform (default: all)'),
+    tag: tagTo,
+    ...REMOTE,
+  },
+  args: ['REF'],
+  notes: TRANSPORT_HELP,
+  examples: [
+    'berth mutate localhost:5000/app:v1 --label org.opencontainers.image.version=1.0 --env LOG=debug',
+    `berth mutate localhost:5000/app:v1 --entrypoint '["/app","serve"]' -t localhost:5000/app:v1-serve`,
+    'berth mutate oci:./layout:v1 --user 65532 -t oci:./layout:v1-nonroot',
+  ],
+  async run({ flags, args }) {
     const edits: ConfigEdits = {
-      labels: keyValues(values.label, '--label'),
-      env: Object.entries(keyValues(values.env, '--env')).map(([k, v]) => `${k}=${v}`),
-      entrypoint: argList(values.entrypoint, '--entrypoint'),
-      cmd: argList(values.cmd, '--cmd'),
-      user: values.user,
-      workdir: values.workdir,
-      exposedPorts: values.expose,
+      labels: keyValues(flags.label, '--label'),
+      env: Object.entries(keyValues(flags.env, '--env')).map(([k, v]) => `${k}=${v}`),
+      entrypoint: argList(flags.entrypoint, '--entrypoint'),
+      cmd: argList(flags.cmd, '--cmd'),
+      user: flags.user,
+      workdir: flags.workdir,
+      exposedPorts: flags.expose.length ? flags.expose : undefined,
     };
-    const annotations = keyValues(values.annotation, '--annotation');
-    const changes = [values.label, values.annotation, values.env, values.entrypoint, values.cmd, values.user]
-      .concat([values.workdir, values.expose])
-      .filter((v) => v !== undefined);
-    if (!changes.length)
+    const annotations = keyValues(flags.annotation, '--annotation');
+    const lists = [flags.label, flags.annotation, flags.env, flags.expose].filter((l) => l.length);
+    const values = [flags.entrypoint, flags.cmd, flags.user, flags.workdir].filter((v) => v !== undefined);
+    if (!lists.length && !values.length)
       throw new CLIError(
         'nothing to change; pass --label, --annotation, --env, --entrypoint, --cmd, --user, --workdir or --expose',
       );
-    const dst = openTarget(client, src.ref, values.tag, 'mutate');
-    const r = await rewrite(src.source, src.reference, dst.target, dst.tag, mutateEdit(edits, annotations), {
-      platforms: platforms(values.platform),
-      indexAnnotations: Object.keys(annotations).length ? (a) => ({ ...a, ...annotations }) : undefined,
-    }).catch(userError);
-    if (values.json) printJson({ reference: written(dst.ref, r.digest), ...r });
-    else console.log(written(dst.ref, r.digest));
+    const client = makeClient(flags);
+    const src = await openSource(client, args[0], 'REF', 'mutate');
+    const dst = await openTarget(client, src.image, flags.tag, 'mutate').catch(async (e) => {
+      await src.close();
+      throw e;
+    });
+    try {
+      const r = await rewrite(src.source, src.reference, dst.target, dst.tag, mutateEdit(edits, annotations), {
+        platforms: platforms(flags.platform),
+        indexAnnotations: Object.keys(annotations).length ? (a) => ({ ...a, ...annotations }) : undefined,
+      }).catch(userError);
+      await dst.finish(r.digest).catch(userError);
+      if (flags.json) printJson({ reference: written(dst.image, r.digest), ...r });
+      else console.log(written(dst.image, r.digest));
+    } finally {
+      await Promise.all([src.close(), dst.close()]);
+    }
   },
-};
-export default legacyCommand(command);
+});

@@ -3,26 +3,7 @@
 import { createInterface } from 'node:readline';
 import bcrypt from 'bcryptjs';
 import { stringify } from 'yaml';
-import { CLIError, parseFlags, type LegacyCommand, legacyCommand } from './command.js';
-
-const HELP = `Usage: berth passwd NAME [--stdin] [--cost N]
-
-Prints a bcrypt hash of a password as an auth.users entry for berth.yaml:
-
-  auth:
-    users:
-      - name: alice
-        passwordHash: $2b$12$…
-
-On a terminal the password is asked twice without echo; with --stdin it is the first line of standard input.
-
-Flags:
-      --stdin      read the password from standard input (first line)
-      --cost N     bcrypt cost, 10 to 15 (default 12; each step doubles the time a login takes)
-
-Examples:
-  berth passwd alice
-  printf '%s\\n' "$PASSWORD" | berth passwd ci-bot --stdin`;
+import { CLIError, defineCommand, EXIT, flag } from './command.js';
 
 /** The same rule as auth.users[].name in spec/config-schema.ts. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
@@ -64,34 +45,40 @@ function _askHidden(prompt: string): Promise<string> {
   });
 }
 
-const command: LegacyCommand = {
-  name: 'passwd',
-  summary: 'print a bcrypt password hash for auth.users (asks without echo, or --stdin)',
-  help: HELP,
-  async run(argv) {
-    const { values, positionals } = parseFlags('passwd', argv, {
-      stdin: { type: 'boolean' },
-      cost: { type: 'string' },
-    });
-    const [name, extra] = positionals;
-    if (extra !== undefined) throw new CLIError(`unexpected argument "${extra}"; see \`berth passwd --help\``);
-    if (!name || !NAME.test(name))
-      throw new CLIError('berth passwd NAME: NAME is letters, digits, . _ @ - (at most 128), e.g. alice');
-    const cost = values.cost === undefined ? 12 : Number(values.cost);
-    if (!Number.isInteger(cost) || cost < 10 || cost > 15)
-      throw new CLIError(`--cost must be a whole number from 10 to 15, not "${values.cost}"`);
+export default defineCommand({
+  usage: 'NAME [--stdin] [--cost N]',
+  description: `Prints a bcrypt hash of a password as an auth.users entry for berth.yaml:
+  auth:
+    users:
+      - name: alice
+        passwordHash: $2b$12$…
+On a terminal the password is asked twice without echo; with --stdin it is the first line of standard input.`,
+  flags: {
+    stdin: flag.boolean({ help: 'read the password from standard input (first line)' }),
+    cost: flag.int({
+      default: 12,
+      min: 10,
+      max: 15,
+      help: 'bcrypt cost (each step doubles the time a login takes)',
+    }),
+  },
+  args: ['NAME'],
+  examples: ['berth passwd alice', `printf '%s\\n' "$PASSWORD" | berth passwd ci-bot --stdin`],
+  async run({ flags, args }) {
+    const name = args[0];
+    if (!NAME.test(name))
+      throw new CLIError('berth passwd NAME: NAME is letters, digits, . _ @ - (at most 128), e.g. alice', EXIT.usage);
     let password: string;
-    if (values.stdin) password = await _firstLine();
+    if (flags.stdin) password = await _firstLine();
     else if (process.stdin.isTTY) {
       password = await _askHidden(`password for ${name}: `);
       if ((await _askHidden('again: ')) !== password) throw new CLIError('the passwords differ; nothing printed');
     } else throw new CLIError('no terminal to ask the password on: pipe it in with --stdin');
     if (!password) throw new CLIError('empty password; nothing printed');
-    const hash = await bcrypt.hash(password, cost);
+    const hash = await bcrypt.hash(password, flags.cost);
     // An auth.users list entry, ready to paste (yaml quotes the name when it needs it).
     const [first, ...rest] = stringify({ name, passwordHash: hash }).trimEnd().split('\n');
     console.log([`- ${first}`, ...rest.map((l) => `  ${l}`)].join('\n'));
     return 0;
   },
-};
-export default legacyCommand(command);
+});

@@ -2,14 +2,14 @@
 // An OCI layout keeps every platform (or the ones picked); a docker-archive holds one platform (this machine's
 // unless --platform says otherwise), loadable with `docker load`.
 import { copy, remoteSource, type CopyResult } from '../client/copy.js';
-import { writeDockerArchive } from '../client/docker-archive.js';
 import { OciLayout, parseLayoutArg } from '../client/layout.js';
 import { isIndexType } from '../spec/media-types.js';
 import type { ImageIndex } from '../spec/manifest.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
 import { formatReference } from '../spec/reference.js';
 import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
-import { hostPlatform, makeClient, printJson, refId } from './_client.js';
+import { hostPlatform, imageRef, makeClient, printJson, refId } from './_client.js';
+import { saveDockerArchive, writeImage } from '../client/transports.js';
 import { dockerTag, platform, platforms, ref, TRANSFER } from './flags.js';
 import { startProgress } from './progress.js';
 
@@ -20,9 +20,14 @@ function _pulled(r: CopyResult) {
 }
 
 export default defineCommand({
-  usage: 'REF (--oci-layout DIR[:TAG] | --docker-archive FILE) [flags]',
+  usage: [
+    'REF (--oci-layout DIR[:TAG] | --docker-archive FILE) [flags]',
+    'REF (oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:NAME:TAG]) [flags]',
+  ],
   description: `Downloads an image into an OCI image layout directory (all platforms unless --platform) or a docker-archive tar
-(one platform: this machine's unless --platform). Every blob is verified by digest; interrupted downloads resume.`,
+(one platform: this machine's unless --platform). Every blob is verified by digest; interrupted downloads resume (into a docker-archive too: blobs are staged beside the file).
+The destination may also be named as a transport reference (as skopeo writes it); an oci-archive is a layout packed
+into a tar that appears only when complete.`,
   flags: {
     'oci-layout': flag.string({
       arg: 'DIR[:TAG]',
@@ -36,22 +41,52 @@ export default defineCommand({
     }),
     ...TRANSFER,
   },
-  args: ['REF'],
+  args: ['REF', '[DEST]'],
   examples: [
+    'berth pull localhost:5000/app:v1 oci-archive:app.tar:v1',
     'berth pull localhost:5000/app:v1 --oci-layout ./app-layout',
     'berth pull localhost:5000/app:v1 --docker-archive app.tar && docker load -i app.tar',
     'berth pull --platform linux/arm64 localhost:5000/app:v1 --oci-layout out:v1-arm64',
   ],
   async run({ flags, args }) {
     const r = ref(args[0], 'REF', 'pull');
-    if (!flags['oci-layout'] === !flags['docker-archive']) {
-      throw new UsageError('say where to write: exactly one of --oci-layout DIR or --docker-archive FILE');
+    const dest = args[1] === undefined ? undefined : imageRef(args[1], 'DEST', 'pull');
+    if (dest?.transport === 'docker')
+      throw new UsageError(
+        `DEST ${args[1]} is a registry; pull writes oci:DIR, oci-archive:FILE or docker-archive:FILE (use berth copy between registries)`,
+      );
+    if ([flags['oci-layout'], flags['docker-archive'], dest].filter(Boolean).length !== 1) {
+      throw new UsageError(
+        'say where to write: exactly one of --oci-layout DIR, --docker-archive FILE or a DEST such as oci-archive:FILE',
+      );
     }
     const wantedPlatforms = platforms(flags.platform);
-    const repo = makeClient(flags).repository(r);
+    const client = makeClient(flags);
+    const repo = client.repository(r);
     const src = remoteSource(repo);
     const progress = startProgress('pull', flags);
     try {
+      if (dest) {
+        const wanted = wantedPlatforms ?? (dest.transport === 'docker-archive' ? [hostPlatform()] : undefined);
+        const res = await writeImage(src, refId(r), dest, client, {
+          platforms: wanted,
+          platform: wanted?.[0],
+          referrers: flags.referrers,
+          progress,
+        });
+        progress.done();
+        const into = dest.path!;
+        if (flags.json)
+          printJson({
+            reference: formatReference(r),
+            destination: dest.input,
+            digest: res.digest,
+            mediaType: res.mediaType,
+            ...(res.copy ? _pulled(res.copy) : {}),
+          });
+        else console.log(`pulled ${formatReference(r)}@${res.digest} into ${into}`);
+        return;
+      }
       if (flags['oci-layout']) {
         const { dir, tag } = parseLayoutArg(flags['oci-layout']);
         const layout = await OciLayout.create(dir);
@@ -81,9 +116,7 @@ export default defineCommand({
         m = await src.manifest(hit.digest);
       }
       const file = flags['docker-archive']!;
-      await writeDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], {
-        onBytes: (d, n) => progress.blobBytes(d, n),
-      });
+      await saveDockerArchive(file, src, m, r.tag ? [dockerTag(r)] : [], { progress });
       progress.done();
       if (flags.json)
         printJson({ reference: formatReference(r), archive: file, digest: m.digest, mediaType: m.mediaType });

@@ -5,11 +5,22 @@ import { DockerArchive } from '../client/docker-archive.js';
 import { OciLayout, parseLayoutArg } from '../client/layout.js';
 import { formatReference } from '../spec/reference.js';
 import { CLIError, defineCommand, EXIT, flag } from './command.js';
-import { makeClient, printJson } from './_client.js';
+import { imageRef, makeClient, printJson } from './_client.js';
+import type { Client } from '../client/remote.js';
+import { openImage } from '../client/transports.js';
 import { jobs, platform, platforms, ref, TRANSFER } from './flags.js';
 import { startProgress } from './progress.js';
 
-async function openSource(arg: string): Promise<{ source: ImageSource; reference: string }> {
+const NONE = async () => {};
+
+/** SOURCE: a transport reference (oci:, oci-archive:, docker-archive:), else a directory or tar file by what it is. */
+async function openSource(
+  arg: string,
+  client: Client,
+): Promise<{ source: ImageSource; reference: string; close(): Promise<void> }> {
+  if (/^(oci|oci-archive|docker-archive):/.test(arg)) {
+    return openImage(imageRef(arg, 'SOURCE', 'push'), client);
+  }
   const { dir, tag } = parseLayoutArg(arg);
   for (const [path, name] of [
     [arg, ''],
@@ -21,14 +32,14 @@ async function openSource(arg: string): Promise<{ source: ImageSource; reference
     } catch {
       continue;
     }
-    if (s.isDirectory()) return { source: await OciLayout.open(path), reference: name };
-    return { source: await DockerArchive.open(path), reference: name };
+    if (s.isDirectory()) return { source: await OciLayout.open(path), reference: name, close: NONE };
+    return { source: await DockerArchive.open(path), reference: name, close: NONE };
   }
   throw new CLIError(`${dir} does not exist; pass an OCI layout directory or a docker-archive tar file`, EXIT.notFound);
 }
 
 export default defineCommand({
-  usage: '(DIR[:TAG] | FILE[:IMAGE]) REF [flags]',
+  usage: '(DIR[:TAG] | FILE[:IMAGE] | oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:NAME:TAG]) REF',
   description: `Uploads an image from an OCI layout directory (written by berth pull, berth build, skopeo, umoci…) or from a
 docker-archive tar (docker save, berth pull --docker-archive) to a registry. Blobs the registry already has are
 skipped. A layout with several images needs :TAG; an archive with several images needs :IMAGE (a RepoTag).`,
@@ -46,12 +57,14 @@ skipped. A layout with several images needs :TAG; an archive with several images
     'berth push ./layout:v2 registry.example.com/team/app:v2',
     'berth push --referrers ./signed-layout:v1 localhost:5000/app:v1',
     'docker save busybox:latest -o bb.tar && berth push bb.tar localhost:5000/busybox:latest',
+    'berth push oci-archive:app.tar:v1 localhost:5000/app:v1',
   ],
   async run({ flags, args: [from, to] }) {
     const dst = ref(to, 'REF', 'push');
     const wanted = platforms(flags.platform);
-    const { source, reference } = await openSource(from);
-    const repo = makeClient(flags).repository(dst, { push: true });
+    const client = makeClient(flags);
+    const { source, reference, close } = await openSource(from, client);
+    const repo = client.repository(dst, { push: true });
     const progress = startProgress('push', flags);
     try {
       const r = await copy(source, reference, remoteTarget(repo), dst.tag ?? '', {
@@ -66,6 +79,7 @@ skipped. A layout with several images needs :TAG; an archive with several images
       else console.log(`pushed ${name}`);
     } finally {
       progress.done();
+      await close();
     }
   },
 });

@@ -10,11 +10,12 @@ const root = resolve(new URL('..', import.meta.url).pathname);
 /** Which top-level folders each module may import (itself is always allowed). Keep equal to DESIGN.md. */
 const ALLOWED = {
   spec: [],
+  signing: ['spec'],
   storage: ['spec'],
-  client: ['spec'],
-  builder: ['spec', 'client'],
-  registry: ['spec', 'storage', 'client'],
-  'pkg-cli': ['spec', 'storage', 'client', 'registry', 'builder'],
+  client: ['spec', 'signing'],
+  builder: ['spec', 'client', 'signing'],
+  registry: ['spec', 'storage', 'client', 'signing'],
+  'pkg-cli': ['spec', 'storage', 'client', 'registry', 'builder', 'signing'],
 };
 /** Narrower rules inside a module: registry reaches client/ only from the pull-through cache. */
 const ONLY_FROM = { 'registry->client': /^registry\/proxy\// };

@@ -98,6 +98,37 @@ export interface GoPresetSpec {
   cgo?: boolean;
 }
 
+/** One Debian archive: `url` + `dists/<suite>/InRelease`, signed by a key in `keyring`. */
+export interface DebianSource {
+  /** The archive root, e.g. http://deb.debian.org/debian (http(s) only). */
+  url: string;
+  suites: string[];
+  /** Default [main]. */
+  components?: string[];
+  /**
+   * An OpenPGP keyring (binary, as in /usr/share/keyrings) that must have signed InRelease: an absolute path or one
+   * in the build context. Default /usr/share/keyrings/debian-archive-keyring.gpg.
+   */
+  keyring?: string;
+}
+
+/** A base made of Debian packages (builder/debian.ts): resolved, verified and unpacked with no maintainer scripts. */
+export interface DebianPackages {
+  sources: DebianSource[];
+  /** Packages to install; their Pre-Depends and Depends come along. */
+  include: string[];
+  /** Packages never installed, even as a dependency (e.g. debconf, which only maintainer scripts use). */
+  exclude?: string[];
+  /** The layer's name. Default "debian". */
+  layer?: string;
+}
+
+/** /etc/passwd and /etc/group, written declaratively (root and nobody/nogroup are always there). */
+export interface Accounts {
+  groups?: { name: string; gid: number }[];
+  users?: { name: string; uid: number; gid: number; home?: string; shell?: string; gecos?: string }[];
+}
+
 export interface BuildSpec {
   apiVersion: typeof BUILD_API_VERSION;
   kind: 'Image';
@@ -121,6 +152,9 @@ export interface BuildSpec {
   annotations?: Record<string, string>;
   /** Attach an SPDX 2.3 SBOM as a referrer on push. Default true. */
   sbom?: boolean;
+  /** Distribution packages that make the base layer (after `base:`'s layers, before the preset's and `layers:`). */
+  packages?: { debian?: DebianPackages };
+  accounts?: Accounts;
 }
 
 const octal = { type: 'string', pattern: '^0?[0-7]{3,4}$' };
@@ -129,6 +163,12 @@ const name = { type: 'string', minLength: 1, maxLength: 32, pattern: '^[^\\u0000
 const stringList = { type: 'array', items: { type: 'string' } };
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } };
 const imagePath = { type: 'string', minLength: 1, pattern: '^/' };
+// Debian policy §5.6.1 (package names) and §5.6.7 (no `/`, no `..`: a suite is a path segment of the archive).
+const debName = { type: 'string', pattern: '^[a-z0-9][a-z0-9+.-]+$', maxLength: 100 };
+const debSegment = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 100 };
+const accountName = { type: 'string', pattern: '^[a-z_][a-z0-9_-]*\\$?$', maxLength: 32 };
+const accountId = { type: 'integer', minimum: 0, maximum: 4294967294 };
+const accountText = { type: 'string', pattern: '^[^:\\n]*$' };
 
 const propertyFields = { mode: octal, dirMode: octal, uid: id, gid: id, user: name, group: name };
 const fileProperties = { type: 'object', additionalProperties: false, properties: propertyFields };
@@ -257,6 +297,68 @@ export const buildSpecSchema = {
     },
     annotations: stringMap,
     sbom: { type: 'boolean' },
+    packages: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        debian: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['sources', 'include'],
+          properties: {
+            sources: {
+              type: 'array',
+              minItems: 1,
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['url', 'suites'],
+                properties: {
+                  url: { type: 'string', pattern: '^https?://[^\\s]+$' },
+                  suites: { type: 'array', minItems: 1, uniqueItems: true, items: debSegment },
+                  components: { type: 'array', minItems: 1, uniqueItems: true, items: debSegment },
+                  keyring: { type: 'string', minLength: 1 },
+                },
+              },
+            },
+            include: { type: 'array', minItems: 1, uniqueItems: true, items: debName },
+            exclude: { type: 'array', uniqueItems: true, items: debName },
+            layer: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' },
+          },
+        },
+      },
+    },
+    accounts: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        groups: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'gid'],
+            properties: { name: accountName, gid: accountId },
+          },
+        },
+        users: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'uid', 'gid'],
+            properties: {
+              name: accountName,
+              uid: accountId,
+              gid: accountId,
+              home: { ...accountText, pattern: '^/[^:\\n]*$' },
+              shell: { ...accountText, pattern: '^/[^:\\n]*$' },
+              gecos: accountText,
+            },
+          },
+        },
+      },
+    },
   },
 } as const;
 

@@ -62,3 +62,29 @@ test('a chunk queued behind another whose client leaves ends cleanly and stores 
   await assert.rejects(waiting, (e: unknown) => e instanceof OciError && e.code === 'BLOB_UPLOAD_INVALID');
   assert.equal(await store.uploads.size(info.id), 100);
 });
+
+test('chunks alternating between two workers: no chunk reads stored bytes back; the completing worker catches up once', async () => {
+  const driver = new MemoryDriver();
+  let readBack = 0;
+  const read = driver.read.bind(driver);
+  driver.read = async (path, range) => {
+    const s = await read(path, range);
+    s.on('data', (c: Buffer) => {
+      readBack += c.length;
+    });
+    return s;
+  };
+  const a = createStore(driver);
+  const b = createStore(driver);
+  const chunks = Array.from({ length: 8 }, () => randomBytes(4096));
+  const info = await a.uploads.start('repo/x');
+  let offset = 0;
+  for (const [i, c] of chunks.entries()) {
+    offset = await (i % 2 ? b : a).uploads.append(info, offset, Readable.from([c]));
+    assert.equal(readBack, 0, `chunk ${i} was stored without reading earlier bytes back`);
+  }
+  const digest = `sha256:${createHash('sha256').update(Buffer.concat(chunks)).digest('hex')}`;
+  assert.deepEqual(await b.uploads.complete(info, digest), { digest, size: offset });
+  // b hashed nothing inline (it never stood at its chunk's offset): it reads every byte back once, no more.
+  assert.equal(readBack, offset);
+});

@@ -1,23 +1,25 @@
-// berth's own image: staged by image/stage.mjs, built by `berth build` (image/berth.yaml), pushed to a berth
-// registry, pulled and run by the docker engine as `berth serve` — then a smoke push and pull against it.
+// berth's own image: staged by image/stage.mjs (Node.js from the npm registry, no host binary), built by `berth
+// build` (image/berth.yaml: a Debian-package base pinned by image/berth.lock, amd64 + arm64) twice to prove it
+// reproducible, pushed to a berth registry, pulled and run by the docker engine as `berth serve` — then a smoke push
+// and pull against it; containerd pulls it per platform.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBerth } from './berth.js';
-import { freePort, ok, requirePeer, run, startDockerd, waitForHttp } from './peers.js';
+import { freePort, ok, requirePeer, run, startContainerd, startDockerd, waitForHttp } from './peers.js';
 import { raw, pushBlob, pushManifest, imageManifest, sha256 } from './registry-client.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-test('berth image: built by berth build, runs berth serve in docker, smoke push and pull', {
-  timeout: 600_000,
+test('berth image: Debian packages + npm node, reproducible, runs berth serve in docker, smoke push and pull, containerd pulls both platforms', {
+  timeout: 900_000,
 }, async (t) => {
-  if (!requirePeer(t, 'docker')) return;
+  if (!requirePeer(t, 'docker', 'containerd', 'gpgv', 'xz')) return;
   const stage = await mkdtemp('/tmp/berth-image-');
   t.after(() => rm(stage, { recursive: true, force: true }));
-  ok(await run(process.execPath, [join(ROOT, 'image/stage.mjs'), join(stage, 'ctx')]));
+  ok(await run(process.execPath, [join(ROOT, 'image/stage.mjs'), join(stage, 'ctx')], { timeoutMs: 300_000 }));
 
   const registry = await startBerth(t);
   const ref = `${registry.host}/berth/berth:test`;
@@ -33,11 +35,23 @@ test('berth image: built by berth build, runs berth serve in docker, smoke push 
         join(stage, 'ctx'),
         '--cache',
         join(stage, 'cache'),
+        '--check-reproducible',
         '--push',
         ref,
       ],
-      { timeoutMs: 300_000 },
+      { timeoutMs: 600_000 },
     ),
+  );
+  const index = JSON.parse(
+    (
+      await raw(registry.url, 'GET', '/v2/berth/berth/manifests/test', {
+        headers: { Accept: 'application/vnd.oci.image.index.v1+json' },
+      })
+    ).body.toString(),
+  );
+  assert.deepEqual(
+    index.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`),
+    ['linux/amd64', 'linux/arm64'],
   );
 
   const dockerd = await startDockerd({ insecureRegistries: [registry.host] });
@@ -81,6 +95,20 @@ test('berth image: built by berth build, runs berth serve in docker, smoke push 
   }
   const version = ok(await dockerd.docker(['exec', name, '/usr/local/bin/node', '/app/bin/berth.js', 'version']));
   assert.match(version, /\d+\.\d+\.\d+/);
+  assert.match(ok(await dockerd.docker(['run', '--rm', '--network', 'none', ref, '--version'])), /\d+\.\d+\.\d+/);
+  // The runtime is the npm registry's node on Debian's glibc, recorded where scanners look.
+  assert.equal(ok(await dockerd.docker(['exec', name, '/usr/local/bin/node', '--version'])).trim(), 'v24.22.3');
+  const status = ok(
+    await dockerd.docker([
+      'exec',
+      name,
+      '/usr/local/bin/node',
+      '-p',
+      "require('fs').readdirSync('/var/lib/dpkg/status.d').join(' ')",
+    ]),
+  );
+  for (const p of ['libc6', 'libstdc++6', 'ca-certificates', 'tzdata'])
+    assert.ok(status.split(/\s+/).includes(p), `${p} in status.d`);
 
   // Smoke: push an image to the containerised registry and pull it back.
   const layer = Buffer.from('hello from berth in a container\n');
@@ -100,4 +128,13 @@ test('berth image: built by berth build, runs berth serve in docker, smoke push 
   assert.equal(blob.body.toString(), layer.toString());
   assert.equal((await raw(url, 'GET', '/healthz')).status, 200);
   assert.match((await raw(url, 'GET', '/metrics')).body.toString(), /berth_http_requests_total/);
+  assert.equal((await raw(url, 'GET', '/v2/')).status, 200);
+
+  // containerd pulls and unpacks each platform's image.
+  const ctrd = await startContainerd();
+  t.after(() => ctrd.stop());
+  for (const platform of ['linux/amd64', 'linux/arm64']) {
+    ok(await ctrd.ctr(['images', 'pull', '--plain-http', '--platform', platform, ref], { timeoutMs: 300_000 }));
+  }
+  ok(await ctrd.ctr(['images', 'check']));
 });

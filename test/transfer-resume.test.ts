@@ -6,10 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import tar from 'tar-stream';
 import { startBerth } from './berth.js';
 import { startCountingProxy } from './counting-proxy.js';
 import { berthCli, listFiles, makeBigLayout, spawnBerth } from './transfer-fixtures.js';
@@ -108,4 +110,50 @@ test('an interrupted pull resumes with Range: only the remainder crosses the wir
   assert.equal(await sha256File(blob2), img.layer.digest);
   left = await listFiles(out2);
   assert.ok(!left.some((f) => f.endsWith('.tmp') || f.endsWith('.partial')), left.join(', '));
+});
+
+test('an interrupted pull into a docker-archive resumes too: the rerun downloads only the remainder and leaves only the tar', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'berth-resume-archive-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const img = await makeBigLayout(join(work, 'src'), SIZE);
+  const reg = await startBerth(t);
+  ok(await berthCli(['push', `${img.dir}:${img.tag}`, `${reg.host}/big/archive:v1`, '--json']));
+  const proxy = await startCountingProxy(reg.url);
+  t.after(() => proxy.stop());
+  const ref = `${proxy.host}/big/archive:v1`;
+  const hex = img.layer.digest.slice('sha256:'.length);
+  const out = join(work, 'out');
+  await mkdir(out);
+  const file = join(out, 'app.tar');
+  const partial = join(out, '.app.tar.berth-pull', 'blobs', 'sha256', `${hex}.partial`);
+
+  proxy.rate = 60 << 20;
+  const killed = await interruptAt(['pull', ref, '--docker-archive', file], partial, 0.3, 'SIGKILL');
+  assert.equal(killed.signal, 'SIGKILL');
+  assert.ok(killed.kept >= SIZE * 0.3 && killed.kept < SIZE, `kept ${killed.kept} of ${SIZE}`);
+  assert.ok(!(await listFiles(out)).includes('app.tar'), 'no archive before it is complete');
+
+  proxy.rate = undefined;
+  proxy.bytes.clear();
+  ok(await berthCli(['pull', ref, '--docker-archive', file, '--json']));
+  assert.equal(
+    proxy.bytesOut('GET', `/blobs/${img.layer.digest}`),
+    SIZE - killed.kept,
+    'the rerun downloads only the bytes the partial lacks',
+  );
+  assert.deepEqual(await listFiles(out), ['app.tar'], 'the staging layout is gone; only the archive is left');
+  // The archive holds the layer under its digest, byte for byte.
+  const names: string[] = [];
+  const extract = tar.extract();
+  extract.on('entry', (h, stream, next) => {
+    names.push(h.name);
+    const hash = createHash('sha256');
+    stream.on('data', (c) => hash.update(c as Buffer));
+    stream.on('end', () => {
+      if (h.name === `${hex}.tar`) assert.equal(`sha256:${hash.digest('hex')}`, img.layer.digest);
+      next();
+    });
+  });
+  await pipeline(createReadStream(file), extract);
+  assert.ok(names.includes(`${hex}.tar`) && names.includes('manifest.json'), names.join(', '));
 });

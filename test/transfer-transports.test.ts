@@ -124,6 +124,35 @@ test('skopeo reads what berth wrote (oci:, oci-archive:, docker-archive:) and be
   assert.match(missing.stderr, /is not an OCI layout/);
 });
 
+test('pull writes to a transport DEST and push reads a transport SOURCE: registry → oci-archive → registry keeps the digest', async (t) => {
+  if (!requirePeer(t, 'skopeo', 'crane')) return;
+  const work = await mkdtemp(join(tmpdir(), 'berth-transports-pullpush-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const img = await makeBusyboxLayout(join(work, 'src'), { tag: 'v1' });
+  const clients = await makeClients(t);
+  const reg = await startBerth(t);
+  ok(await berthCli(['push', `oci:${img.dir}:v1`, `${reg.host}/pp/app:v1`]));
+  const archive = join(work, 'app.tar');
+  const pulled = ok(await berthCli(['pull', `${reg.host}/pp/app:v1`, `oci-archive:${archive}:v1`]));
+  assert.match(pulled, new RegExp(`pulled ${reg.host}/pp/app:v1@${img.manifest.digest} into ${archive}`));
+  const seen = JSON.parse(ok(await clients.skopeo(['inspect', `oci-archive:${archive}:v1`])));
+  assert.equal(seen.Digest, img.manifest.digest);
+  // …and back: the archive pushed to another repository under the same digest, as crane sees it.
+  const pushed = ok(await berthCli(['push', `oci-archive:${archive}:v1`, `${reg.host}/pp/back:v1`]));
+  assert.match(pushed, new RegExp(`pushed ${reg.host}/pp/back:v1@${img.manifest.digest}`));
+  assert.equal(ok(await clients.crane(['digest', '--insecure', `${reg.host}/pp/back:v1`])).trim(), img.manifest.digest);
+  // A docker-archive DEST, and the usage errors: a registry DEST, two destinations.
+  ok(await berthCli(['pull', `${reg.host}/pp/app:v1`, `docker-archive:${join(work, 'd.tar')}:pp/app:v1`]));
+  const d = JSON.parse(ok(await clients.skopeo(['inspect', `docker-archive:${join(work, 'd.tar')}`])));
+  assert.equal(d.Layers.length, 1);
+  const toRegistry = await berthCli(['pull', `${reg.host}/pp/app:v1`, `docker://${reg.host}/pp/x:v1`]);
+  assert.equal(toRegistry.code, 2);
+  assert.match(toRegistry.stderr, /is a registry; pull writes oci:DIR/);
+  const two = await berthCli(['pull', `${reg.host}/pp/app:v1`, `oci:${join(work, 'o')}`, '--oci-layout', work]);
+  assert.equal(two.code, 2);
+  assert.match(two.stderr, /exactly one of/);
+});
+
 test('docker loads and runs the docker-archive berth copy wrote from an OCI layout', async (t) => {
   if (!requirePeer(t, 'docker', 'busybox')) return;
   const work = await mkdtemp(join(tmpdir(), 'berth-transports-docker-'));

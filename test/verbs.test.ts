@@ -577,3 +577,88 @@ config: { entrypoint: [/bin/sh, -c], cmd: ["cat /etc/base-version /srv/app.txt"]
   const docker = await dockerFor(reg);
   assert.equal(ok(await docker.docker(['run', '--rm', '--network', 'none', appRef])), 'base two\napp\n');
 });
+
+test('the verbs read and write every transport: a registry image mutated into oci:, appended into an oci-archive, indexed from layouts, read back by skopeo', async (t) => {
+  if (!requirePeer(t, 'busybox', 'skopeo', 'crane')) return;
+  const reg = await registry();
+  const dir = await tmp(t, 'berth-verbs-transports-');
+  const clients = await makeClients(t);
+  const ref = `${reg.host}/verbs/transports:v1`;
+  const img = await pushBusybox(clients, dir, ref, { 'etc/t.txt': 't\n' });
+  const layout = join(dir, 'out-layout');
+
+  // registry → oci: (mutate writes a new config and manifest; the layer comes along unchanged).
+  const mutated = ok(await berth(['mutate', ref, '--label', 'via=oci', '-t', `oci:${layout}:v2`])).trim();
+  assert.match(mutated, new RegExp(`^oci:${layout}@sha256:[0-9a-f]{64}$`));
+  const inspected = JSON.parse(ok(await clients.skopeo(['inspect', `oci:${layout}:v2`])));
+  assert.equal(inspected.Labels.via, 'oci');
+  assert.deepEqual(inspected.Layers, [img.layer.digest]);
+  assert.equal(`${layout}@${inspected.Digest}`, mutated.slice('oci:'.length));
+  // …and the read verbs take it back from the layout, byte for byte what skopeo reads.
+  assert.equal(
+    ok(await berth(['config', `oci:${layout}:v2`])),
+    ok(await clients.skopeo(['inspect', '--config', '--raw', `oci:${layout}:v2`])),
+  );
+  assert.equal(
+    ok(await berth(['manifest', `oci:${layout}:v2`])),
+    ok(await clients.skopeo(['inspect', '--raw', `oci:${layout}:v2`])),
+  );
+  assert.deepEqual(
+    await tarListing(await runBuffer(['export', `oci:${layout}:v2`])),
+    await tarListing(await runBuffer(['export', ref])),
+  );
+
+  // oci: → oci-archive: (append a directory); the archive appears whole and skopeo reads two layers.
+  const add = join(dir, 'add');
+  await mkdir(join(add, 'opt'), { recursive: true });
+  await writeFile(join(add, 'opt', 'added.txt'), 'added\n');
+  const archive = join(dir, 'appended.tar');
+  ok(await berth(['append', `oci:${layout}:v2`, '--dir', add, '-t', `oci-archive:${archive}:v3`]));
+  const arch = JSON.parse(ok(await clients.skopeo(['inspect', `oci-archive:${archive}:v3`])));
+  assert.equal(arch.Layers.length, 2);
+  assert.equal(arch.Layers[0], img.layer.digest);
+  assert.equal(arch.Labels.via, 'oci');
+  assert.deepEqual(
+    (await readdir(dir)).filter((n) => n.includes('.tmp') || n.includes('partial')),
+    [],
+    'no temp file beside the archive',
+  );
+
+  // oci-archive: → docker-archive: (mutate), read by skopeo as docker load would.
+  const dockerTar = join(dir, 'app.tar');
+  ok(await berth(['mutate', `oci-archive:${archive}:v3`, '--env', 'X=1', '-t', `docker-archive:${dockerTar}:app:v4`]));
+  const dimg = JSON.parse(ok(await clients.skopeo(['inspect', `docker-archive:${dockerTar}`])));
+  assert.ok(dimg.Env.includes('X=1'), dimg.Env.join(' '));
+  assert.equal(dimg.Layers.length, 2);
+
+  // index create from a layout image and a registry image into a layout: skopeo lists the platforms.
+  // (the arm64 image named by digest inside another layout: oci:DIR@DIGEST)
+  const multi = await makeMultiArchLayout(join(dir, 'multi'));
+  const armImage = `oci:${multi.dir}@${multi.images[1].digest}`;
+  const idx = ok(await berth(['index', 'create', `oci:${layout}:multi`, `oci:${layout}:v2`, armImage])).trim();
+  const raw = JSON.parse(ok(await clients.skopeo(['inspect', '--raw', `oci:${layout}:multi`])));
+  assert.deepEqual(raw.manifests.map((d: any) => `${d.platform.os}/${d.platform.architecture}`).sort(), [
+    'linux/amd64',
+    'linux/arm64',
+  ]);
+  assert.match(idx, /^oci:.*@sha256:/);
+
+  // A bad transport reference is a usage error that names the forms; nothing is written.
+  const bad = await berth(['mutate', ref, '--label', 'a=b', '-t', `oci:${layout}@sha256:${'0'.repeat(64)}`]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /names a digest; write to a tag/);
+  const missing = await berth(['config', `oci:${join(dir, 'nope')}:v1`]);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /is not an OCI layout/);
+});
+
+async function runBuffer(args: string[]): Promise<Buffer> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-verbs-buf-'));
+  try {
+    const file = join(dir, 'out');
+    ok(await berth([...args, '-o', file]));
+    return await readFile(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 export const validateBuildSpec = validate10;
-const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node","go","python"]},"python":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"},"version":{"type":"string","pattern":"^3\\.[0-9]{1,2}$"},"lock":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"}}},"go":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},"binary":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"tags":{"type":"array","items":{"type":"string","pattern":"^[A-Za-z0-9_.]+$"}},"ldflags":{"type":"array","items":{"type":"string","minLength":1}},"cgo":{"type":"boolean"}}},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"}}};
+const schema11 = {"$id":"berth-build-spec","type":"object","additionalProperties":false,"required":["apiVersion","kind"],"properties":{"apiVersion":{"const":"berth/v1"},"kind":{"const":"Image"},"base":{"type":"string","minLength":1},"preset":{"enum":["node","go","python"]},"python":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"},"version":{"type":"string","pattern":"^3\\.[0-9]{1,2}$"},"lock":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$"}}},"go":{"type":"object","additionalProperties":false,"properties":{"main":{"type":"string","minLength":1,"pattern":"^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._/~+-]+$"},"binary":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"tags":{"type":"array","items":{"type":"string","pattern":"^[A-Za-z0-9_.]+$"}},"ldflags":{"type":"array","items":{"type":"string","minLength":1}},"cgo":{"type":"boolean"}}},"platforms":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$"}},"epoch":{"type":"integer","minimum":0,"maximum":8589934591},"compression":{"enum":["gzip","zstd"]},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"layers":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","files"],"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"},"properties":{"type":"object","additionalProperties":false,"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"}}},"files":{"type":"array","items":{"type":"object","allOf":[{"if":{"required":["src"]},"then":{"type":"object","additionalProperties":false,"required":["src","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"src":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"},"include":{"type":"array","items":{"type":"string"}},"exclude":{"type":"array","items":{"type":"string"}},"followSymlinks":{"type":"boolean"},"optional":{"type":"boolean"}}}},{"if":{"required":["inline"]},"then":{"type":"object","additionalProperties":false,"required":["inline","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"inline":{"type":"string"},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["symlink"]},"then":{"type":"object","additionalProperties":false,"required":["symlink","dest"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"symlink":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["directory"]},"then":{"type":"object","additionalProperties":false,"required":["directory"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"directory":{"type":"string","minLength":1,"pattern":"^/"}}}},{"if":{"required":["tar"]},"then":{"type":"object","additionalProperties":false,"required":["tar"],"properties":{"mode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"dirMode":{"type":"string","pattern":"^0?[0-7]{3,4}$"},"uid":{"type":"integer","minimum":0,"maximum":2097151},"gid":{"type":"integer","minimum":0,"maximum":2097151},"user":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"group":{"type":"string","minLength":1,"maxLength":32,"pattern":"^[^\\u0000/:]+$"},"tar":{"type":"string","minLength":1},"dest":{"type":"string","minLength":1,"pattern":"^/"}}}},{"anyOf":[{"required":["src"]},{"required":["inline"]},{"required":["symlink"]},{"required":["directory"]},{"required":["tar"]}],"errorMessage":"needs one of src, inline, symlink, directory, tar"}]}}}}},"config":{"type":"object","additionalProperties":false,"properties":{"env":{"anyOf":[{"type":"object","additionalProperties":{"type":"string"}},{"type":"array","items":{"type":"string"}}]},"entrypoint":{"type":"array","items":{"type":"string"}},"cmd":{"type":"array","items":{"type":"string"}},"workdir":{"type":"string","minLength":1,"pattern":"^/"},"user":{"type":"string"},"labels":{"type":"object","additionalProperties":{"type":"string"}},"exposedPorts":{"type":"array","items":{"anyOf":[{"type":"integer","minimum":1,"maximum":65535},{"type":"string","pattern":"^[0-9]{1,5}(/(tcp|udp|sctp))?$"}]}},"volumes":{"type":"array","items":{"type":"string","minLength":1,"pattern":"^/"}},"stopSignal":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"sbom":{"type":"boolean"},"packages":{"type":"object","additionalProperties":false,"properties":{"debian":{"type":"object","additionalProperties":false,"required":["sources","include"],"properties":{"sources":{"type":"array","minItems":1,"items":{"type":"object","additionalProperties":false,"required":["url","suites"],"properties":{"url":{"type":"string","pattern":"^https?://[^\\s]+$"},"suites":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","maxLength":100}},"components":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$","maxLength":100}},"keyring":{"type":"string","minLength":1}}}},"include":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9][a-z0-9+.-]+$","maxLength":100}},"exclude":{"type":"array","uniqueItems":true,"items":{"type":"string","pattern":"^[a-z0-9][a-z0-9+.-]+$","maxLength":100}},"layer":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]*$"}}}}},"accounts":{"type":"object","additionalProperties":false,"properties":{"groups":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","gid"],"properties":{"name":{"type":"string","pattern":"^[a-z_][a-z0-9_-]*\\$?$","maxLength":32},"gid":{"type":"integer","minimum":0,"maximum":4294967294}}}},"users":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["name","uid","gid"],"properties":{"name":{"type":"string","pattern":"^[a-z_][a-z0-9_-]*\\$?$","maxLength":32},"uid":{"type":"integer","minimum":0,"maximum":4294967294},"gid":{"type":"integer","minimum":0,"maximum":4294967294},"home":{"type":"string","pattern":"^/[^:\\n]*$"},"shell":{"type":"string","pattern":"^/[^:\\n]*$"},"gecos":{"type":"string","pattern":"^[^:\\n]*$"}}}}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = require("ajv/dist/runtime/ucs2length").default;
 const pattern0 = new RegExp("^(?!-)(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$", "u");
@@ -18,6 +18,11 @@ const pattern9 = new RegExp("^[^\\u0000/:]+$", "u");
 const pattern11 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._-]*$", "u");
 const pattern20 = new RegExp("^/", "u");
 const pattern42 = new RegExp("^[0-9]{1,5}(/(tcp|udp|sctp))?$", "u");
+const pattern44 = new RegExp("^https?://[^\\s]+$", "u");
+const pattern47 = new RegExp("^[a-z0-9][a-z0-9+.-]+$", "u");
+const pattern50 = new RegExp("^[a-z_][a-z0-9_-]*\\$?$", "u");
+const pattern52 = new RegExp("^/[^:\\n]*$", "u");
+const pattern54 = new RegExp("^[^:\\n]*$", "u");
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="berth-build-spec" */;
@@ -3060,6 +3065,800 @@ var valid0 = _errs258 === errors;
 else {
 var valid0 = true;
 }
+if(valid0){
+if(data.packages !== undefined){
+let data104 = data.packages;
+const _errs260 = errors;
+if(errors === _errs260){
+if(data104 && typeof data104 == "object" && !Array.isArray(data104)){
+const _errs262 = errors;
+for(const key15 in data104){
+if(!(key15 === "debian")){
+validate10.errors = [{instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs262 === errors){
+if(data104.debian !== undefined){
+let data105 = data104.debian;
+const _errs263 = errors;
+if(errors === _errs263){
+if(data105 && typeof data105 == "object" && !Array.isArray(data105)){
+let missing17;
+if(((data105.sources === undefined) && (missing17 = "sources")) || ((data105.include === undefined) && (missing17 = "include"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian",schemaPath:"#/properties/packages/properties/debian/required",keyword:"required",params:{missingProperty: missing17},message:"must have required property '"+missing17+"'"}];
+return false;
+}
+else {
+const _errs265 = errors;
+for(const key16 in data105){
+if(!((((key16 === "sources") || (key16 === "include")) || (key16 === "exclude")) || (key16 === "layer"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian",schemaPath:"#/properties/packages/properties/debian/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs265 === errors){
+if(data105.sources !== undefined){
+let data106 = data105.sources;
+const _errs266 = errors;
+if(errors === _errs266){
+if(Array.isArray(data106)){
+if(data106.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources",schemaPath:"#/properties/packages/properties/debian/properties/sources/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid39 = true;
+const len12 = data106.length;
+for(let i13=0; i13<len12; i13++){
+let data107 = data106[i13];
+const _errs268 = errors;
+if(errors === _errs268){
+if(data107 && typeof data107 == "object" && !Array.isArray(data107)){
+let missing18;
+if(((data107.url === undefined) && (missing18 = "url")) || ((data107.suites === undefined) && (missing18 = "suites"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
+return false;
+}
+else {
+const _errs270 = errors;
+for(const key17 in data107){
+if(!((((key17 === "url") || (key17 === "suites")) || (key17 === "components")) || (key17 === "keyring"))){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs270 === errors){
+if(data107.url !== undefined){
+let data108 = data107.url;
+const _errs271 = errors;
+if(errors === _errs271){
+if(typeof data108 === "string"){
+if(!pattern44.test(data108)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/url",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/url/pattern",keyword:"pattern",params:{pattern: "^https?://[^\\s]+$"},message:"must match pattern \""+"^https?://[^\\s]+$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/url",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid40 = _errs271 === errors;
+}
+else {
+var valid40 = true;
+}
+if(valid40){
+if(data107.suites !== undefined){
+let data109 = data107.suites;
+const _errs273 = errors;
+if(errors === _errs273){
+if(Array.isArray(data109)){
+if(data109.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/suites",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid41 = true;
+const len13 = data109.length;
+for(let i14=0; i14<len13; i14++){
+let data110 = data109[i14];
+const _errs275 = errors;
+if(errors === _errs275){
+if(typeof data110 === "string"){
+if(func3(data110) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/suites/" + i14,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern11.test(data110)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/suites/" + i14,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/suites/" + i14,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid41 = _errs275 === errors;
+if(!valid41){
+break;
+}
+}
+if(valid41){
+let i15 = data109.length;
+let j1;
+if(i15 > 1){
+const indices1 = {};
+for(;i15--;){
+let item1 = data109[i15];
+if(typeof item1 !== "string"){
+continue;
+}
+if(typeof indices1[item1] == "number"){
+j1 = indices1[item1];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/suites",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/uniqueItems",keyword:"uniqueItems",params:{i: i15, j: j1},message:"must NOT have duplicate items (items ## "+j1+" and "+i15+" are identical)"}];
+return false;
+break;
+}
+indices1[item1] = i15;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/suites",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/suites/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid40 = _errs273 === errors;
+}
+else {
+var valid40 = true;
+}
+if(valid40){
+if(data107.components !== undefined){
+let data111 = data107.components;
+const _errs277 = errors;
+if(errors === _errs277){
+if(Array.isArray(data111)){
+if(data111.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/components",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid43 = true;
+const len14 = data111.length;
+for(let i16=0; i16<len14; i16++){
+let data112 = data111[i16];
+const _errs279 = errors;
+if(errors === _errs279){
+if(typeof data112 === "string"){
+if(func3(data112) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/components/" + i16,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern11.test(data112)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/components/" + i16,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/components/" + i16,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid43 = _errs279 === errors;
+if(!valid43){
+break;
+}
+}
+if(valid43){
+let i17 = data111.length;
+let j2;
+if(i17 > 1){
+const indices2 = {};
+for(;i17--;){
+let item2 = data111[i17];
+if(typeof item2 !== "string"){
+continue;
+}
+if(typeof indices2[item2] == "number"){
+j2 = indices2[item2];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/components",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/uniqueItems",keyword:"uniqueItems",params:{i: i17, j: j2},message:"must NOT have duplicate items (items ## "+j2+" and "+i17+" are identical)"}];
+return false;
+break;
+}
+indices2[item2] = i17;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/components",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/components/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid40 = _errs277 === errors;
+}
+else {
+var valid40 = true;
+}
+if(valid40){
+if(data107.keyring !== undefined){
+let data113 = data107.keyring;
+const _errs281 = errors;
+if(errors === _errs281){
+if(typeof data113 === "string"){
+if(func3(data113) < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/keyring",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/keyring/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13+"/keyring",schemaPath:"#/properties/packages/properties/debian/properties/sources/items/properties/keyring/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid40 = _errs281 === errors;
+}
+else {
+var valid40 = true;
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources/" + i13,schemaPath:"#/properties/packages/properties/debian/properties/sources/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid39 = _errs268 === errors;
+if(!valid39){
+break;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/sources",schemaPath:"#/properties/packages/properties/debian/properties/sources/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid38 = _errs266 === errors;
+}
+else {
+var valid38 = true;
+}
+if(valid38){
+if(data105.include !== undefined){
+let data114 = data105.include;
+const _errs283 = errors;
+if(errors === _errs283){
+if(Array.isArray(data114)){
+if(data114.length < 1){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include",schemaPath:"#/properties/packages/properties/debian/properties/include/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid45 = true;
+const len15 = data114.length;
+for(let i18=0; i18<len15; i18++){
+let data115 = data114[i18];
+const _errs285 = errors;
+if(errors === _errs285){
+if(typeof data115 === "string"){
+if(func3(data115) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include/" + i18,schemaPath:"#/properties/packages/properties/debian/properties/include/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern47.test(data115)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include/" + i18,schemaPath:"#/properties/packages/properties/debian/properties/include/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9+.-]+$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9+.-]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include/" + i18,schemaPath:"#/properties/packages/properties/debian/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid45 = _errs285 === errors;
+if(!valid45){
+break;
+}
+}
+if(valid45){
+let i19 = data114.length;
+let j3;
+if(i19 > 1){
+const indices3 = {};
+for(;i19--;){
+let item3 = data114[i19];
+if(typeof item3 !== "string"){
+continue;
+}
+if(typeof indices3[item3] == "number"){
+j3 = indices3[item3];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include",schemaPath:"#/properties/packages/properties/debian/properties/include/uniqueItems",keyword:"uniqueItems",params:{i: i19, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i19+" are identical)"}];
+return false;
+break;
+}
+indices3[item3] = i19;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/include",schemaPath:"#/properties/packages/properties/debian/properties/include/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid38 = _errs283 === errors;
+}
+else {
+var valid38 = true;
+}
+if(valid38){
+if(data105.exclude !== undefined){
+let data116 = data105.exclude;
+const _errs287 = errors;
+if(errors === _errs287){
+if(Array.isArray(data116)){
+var valid47 = true;
+const len16 = data116.length;
+for(let i20=0; i20<len16; i20++){
+let data117 = data116[i20];
+const _errs289 = errors;
+if(errors === _errs289){
+if(typeof data117 === "string"){
+if(func3(data117) > 100){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude/" + i20,schemaPath:"#/properties/packages/properties/debian/properties/exclude/items/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"}];
+return false;
+}
+else {
+if(!pattern47.test(data117)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude/" + i20,schemaPath:"#/properties/packages/properties/debian/properties/exclude/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9+.-]+$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9+.-]+$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude/" + i20,schemaPath:"#/properties/packages/properties/debian/properties/exclude/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid47 = _errs289 === errors;
+if(!valid47){
+break;
+}
+}
+if(valid47){
+let i21 = data116.length;
+let j4;
+if(i21 > 1){
+const indices4 = {};
+for(;i21--;){
+let item4 = data116[i21];
+if(typeof item4 !== "string"){
+continue;
+}
+if(typeof indices4[item4] == "number"){
+j4 = indices4[item4];
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude",schemaPath:"#/properties/packages/properties/debian/properties/exclude/uniqueItems",keyword:"uniqueItems",params:{i: i21, j: j4},message:"must NOT have duplicate items (items ## "+j4+" and "+i21+" are identical)"}];
+return false;
+break;
+}
+indices4[item4] = i21;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/exclude",schemaPath:"#/properties/packages/properties/debian/properties/exclude/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid38 = _errs287 === errors;
+}
+else {
+var valid38 = true;
+}
+if(valid38){
+if(data105.layer !== undefined){
+let data118 = data105.layer;
+const _errs291 = errors;
+if(errors === _errs291){
+if(typeof data118 === "string"){
+if(!pattern11.test(data118)){
+validate10.errors = [{instancePath:instancePath+"/packages/debian/layer",schemaPath:"#/properties/packages/properties/debian/properties/layer/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9._-]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian/layer",schemaPath:"#/properties/packages/properties/debian/properties/layer/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid38 = _errs291 === errors;
+}
+else {
+var valid38 = true;
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages/debian",schemaPath:"#/properties/packages/properties/debian/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs260 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.accounts !== undefined){
+let data119 = data.accounts;
+const _errs293 = errors;
+if(errors === _errs293){
+if(data119 && typeof data119 == "object" && !Array.isArray(data119)){
+const _errs295 = errors;
+for(const key18 in data119){
+if(!((key18 === "groups") || (key18 === "users"))){
+validate10.errors = [{instancePath:instancePath+"/accounts",schemaPath:"#/properties/accounts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs295 === errors){
+if(data119.groups !== undefined){
+let data120 = data119.groups;
+const _errs296 = errors;
+if(errors === _errs296){
+if(Array.isArray(data120)){
+var valid50 = true;
+const len17 = data120.length;
+for(let i22=0; i22<len17; i22++){
+let data121 = data120[i22];
+const _errs298 = errors;
+if(errors === _errs298){
+if(data121 && typeof data121 == "object" && !Array.isArray(data121)){
+let missing19;
+if(((data121.name === undefined) && (missing19 = "name")) || ((data121.gid === undefined) && (missing19 = "gid"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22,schemaPath:"#/properties/accounts/properties/groups/items/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
+return false;
+}
+else {
+const _errs300 = errors;
+for(const key19 in data121){
+if(!((key19 === "name") || (key19 === "gid"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22,schemaPath:"#/properties/accounts/properties/groups/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs300 === errors){
+if(data121.name !== undefined){
+let data122 = data121.name;
+const _errs301 = errors;
+if(errors === _errs301){
+if(typeof data122 === "string"){
+if(func3(data122) > 32){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22+"/name",schemaPath:"#/properties/accounts/properties/groups/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(!pattern50.test(data122)){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22+"/name",schemaPath:"#/properties/accounts/properties/groups/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]*\\$?$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]*\\$?$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22+"/name",schemaPath:"#/properties/accounts/properties/groups/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid51 = _errs301 === errors;
+}
+else {
+var valid51 = true;
+}
+if(valid51){
+if(data121.gid !== undefined){
+let data123 = data121.gid;
+const _errs303 = errors;
+if(!((typeof data123 == "number") && (!(data123 % 1) && !isNaN(data123)))){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22+"/gid",schemaPath:"#/properties/accounts/properties/groups/items/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs303){
+if(typeof data123 == "number"){
+if(data123 > 4294967294 || isNaN(data123)){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22+"/gid",schemaPath:"#/properties/accounts/properties/groups/items/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967294},message:"must be <= 4294967294"}];
+return false;
+}
+else {
+if(data123 < 0 || isNaN(data123)){
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22+"/gid",schemaPath:"#/properties/accounts/properties/groups/items/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid51 = _errs303 === errors;
+}
+else {
+var valid51 = true;
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/groups/" + i22,schemaPath:"#/properties/accounts/properties/groups/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid50 = _errs298 === errors;
+if(!valid50){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/groups",schemaPath:"#/properties/accounts/properties/groups/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid49 = _errs296 === errors;
+}
+else {
+var valid49 = true;
+}
+if(valid49){
+if(data119.users !== undefined){
+let data124 = data119.users;
+const _errs305 = errors;
+if(errors === _errs305){
+if(Array.isArray(data124)){
+var valid52 = true;
+const len18 = data124.length;
+for(let i23=0; i23<len18; i23++){
+let data125 = data124[i23];
+const _errs307 = errors;
+if(errors === _errs307){
+if(data125 && typeof data125 == "object" && !Array.isArray(data125)){
+let missing20;
+if((((data125.name === undefined) && (missing20 = "name")) || ((data125.uid === undefined) && (missing20 = "uid"))) || ((data125.gid === undefined) && (missing20 = "gid"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23,schemaPath:"#/properties/accounts/properties/users/items/required",keyword:"required",params:{missingProperty: missing20},message:"must have required property '"+missing20+"'"}];
+return false;
+}
+else {
+const _errs309 = errors;
+for(const key20 in data125){
+if(!((((((key20 === "name") || (key20 === "uid")) || (key20 === "gid")) || (key20 === "home")) || (key20 === "shell")) || (key20 === "gecos"))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23,schemaPath:"#/properties/accounts/properties/users/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs309 === errors){
+if(data125.name !== undefined){
+let data126 = data125.name;
+const _errs310 = errors;
+if(errors === _errs310){
+if(typeof data126 === "string"){
+if(func3(data126) > 32){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/name",schemaPath:"#/properties/accounts/properties/users/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 32},message:"must NOT have more than 32 characters"}];
+return false;
+}
+else {
+if(!pattern50.test(data126)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/name",schemaPath:"#/properties/accounts/properties/users/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]*\\$?$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]*\\$?$"+"\""}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/name",schemaPath:"#/properties/accounts/properties/users/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid53 = _errs310 === errors;
+}
+else {
+var valid53 = true;
+}
+if(valid53){
+if(data125.uid !== undefined){
+let data127 = data125.uid;
+const _errs312 = errors;
+if(!((typeof data127 == "number") && (!(data127 % 1) && !isNaN(data127)))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/uid",schemaPath:"#/properties/accounts/properties/users/items/properties/uid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs312){
+if(typeof data127 == "number"){
+if(data127 > 4294967294 || isNaN(data127)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/uid",schemaPath:"#/properties/accounts/properties/users/items/properties/uid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967294},message:"must be <= 4294967294"}];
+return false;
+}
+else {
+if(data127 < 0 || isNaN(data127)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/uid",schemaPath:"#/properties/accounts/properties/users/items/properties/uid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid53 = _errs312 === errors;
+}
+else {
+var valid53 = true;
+}
+if(valid53){
+if(data125.gid !== undefined){
+let data128 = data125.gid;
+const _errs314 = errors;
+if(!((typeof data128 == "number") && (!(data128 % 1) && !isNaN(data128)))){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/gid",schemaPath:"#/properties/accounts/properties/users/items/properties/gid/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs314){
+if(typeof data128 == "number"){
+if(data128 > 4294967294 || isNaN(data128)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/gid",schemaPath:"#/properties/accounts/properties/users/items/properties/gid/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967294},message:"must be <= 4294967294"}];
+return false;
+}
+else {
+if(data128 < 0 || isNaN(data128)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/gid",schemaPath:"#/properties/accounts/properties/users/items/properties/gid/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+}
+var valid53 = _errs314 === errors;
+}
+else {
+var valid53 = true;
+}
+if(valid53){
+if(data125.home !== undefined){
+let data129 = data125.home;
+const _errs316 = errors;
+if(errors === _errs316){
+if(typeof data129 === "string"){
+if(!pattern52.test(data129)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/home",schemaPath:"#/properties/accounts/properties/users/items/properties/home/pattern",keyword:"pattern",params:{pattern: "^/[^:\\n]*$"},message:"must match pattern \""+"^/[^:\\n]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/home",schemaPath:"#/properties/accounts/properties/users/items/properties/home/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid53 = _errs316 === errors;
+}
+else {
+var valid53 = true;
+}
+if(valid53){
+if(data125.shell !== undefined){
+let data130 = data125.shell;
+const _errs318 = errors;
+if(errors === _errs318){
+if(typeof data130 === "string"){
+if(!pattern52.test(data130)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/shell",schemaPath:"#/properties/accounts/properties/users/items/properties/shell/pattern",keyword:"pattern",params:{pattern: "^/[^:\\n]*$"},message:"must match pattern \""+"^/[^:\\n]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/shell",schemaPath:"#/properties/accounts/properties/users/items/properties/shell/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid53 = _errs318 === errors;
+}
+else {
+var valid53 = true;
+}
+if(valid53){
+if(data125.gecos !== undefined){
+let data131 = data125.gecos;
+const _errs320 = errors;
+if(errors === _errs320){
+if(typeof data131 === "string"){
+if(!pattern54.test(data131)){
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/gecos",schemaPath:"#/properties/accounts/properties/users/items/properties/gecos/pattern",keyword:"pattern",params:{pattern: "^[^:\\n]*$"},message:"must match pattern \""+"^[^:\\n]*$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23+"/gecos",schemaPath:"#/properties/accounts/properties/users/items/properties/gecos/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid53 = _errs320 === errors;
+}
+else {
+var valid53 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users/" + i23,schemaPath:"#/properties/accounts/properties/users/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid52 = _errs307 === errors;
+if(!valid52){
+break;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts/users",schemaPath:"#/properties/accounts/properties/users/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid49 = _errs305 === errors;
+}
+else {
+var valid49 = true;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/accounts",schemaPath:"#/properties/accounts/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs293 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
 }
 }
 }
@@ -3088,8 +3887,8 @@ return errors === 0;
 export const validateOciManifest = validate11;
 const schema12 = {"$id":"oci-manifest","type":"object","required":["schemaVersion","config","layers"],"properties":{"schemaVersion":{"const":2},"mediaType":{"const":"application/vnd.oci.image.manifest.v1+json"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"config":{"$ref":"descriptor"},"layers":{"type":"array","items":{"$ref":"descriptor"}},"subject":{"$ref":"descriptor"},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
 const schema13 = {"$id":"descriptor","type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"data":{"type":"string","contentEncoding":"base64"},"artifactType":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"},"features":{"type":"array","items":{"type":"string"}}}}}};
-const pattern44 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
-const pattern46 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
+const pattern55 = new RegExp("^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$", "u");
+const pattern57 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="oci-manifest" */;
@@ -3132,7 +3931,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern44.test(data2)){
+if(!pattern55.test(data2)){
 validate11.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3165,7 +3964,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern44.test(data4)){
+if(!pattern55.test(data4)){
 validate11.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3186,7 +3985,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern46.test(data5)){
+if(!pattern57.test(data5)){
 validate11.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3298,7 +4097,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern44.test(data12)){
+if(!pattern55.test(data12)){
 validate11.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3493,7 +4292,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern44.test(data24)){
+if(!pattern55.test(data24)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3514,7 +4313,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern46.test(data25)){
+if(!pattern57.test(data25)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3626,7 +4425,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern44.test(data32)){
+if(!pattern55.test(data32)){
 validate11.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3825,7 +4624,7 @@ let data43 = data42.mediaType;
 const _errs90 = errors;
 if(errors === _errs90){
 if(typeof data43 === "string"){
-if(!pattern44.test(data43)){
+if(!pattern55.test(data43)){
 validate11.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -3846,7 +4645,7 @@ let data44 = data42.digest;
 const _errs92 = errors;
 if(errors === _errs92){
 if(typeof data44 === "string"){
-if(!pattern46.test(data44)){
+if(!pattern57.test(data44)){
 validate11.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -3958,7 +4757,7 @@ let data51 = data42.artifactType;
 const _errs107 = errors;
 if(errors === _errs107){
 if(typeof data51 === "string"){
-if(!pattern44.test(data51)){
+if(!pattern55.test(data51)){
 validate11.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4217,7 +5016,7 @@ let data2 = data.artifactType;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data2 === "string"){
-if(!pattern44.test(data2)){
+if(!pattern55.test(data2)){
 validate12.errors = [{instancePath:instancePath+"/artifactType",schemaPath:"#/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4257,7 +5056,7 @@ let data5 = data4.mediaType;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern44.test(data5)){
+if(!pattern55.test(data5)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4278,7 +5077,7 @@ let data6 = data4.digest;
 const _errs12 = errors;
 if(errors === _errs12){
 if(typeof data6 === "string"){
-if(!pattern46.test(data6)){
+if(!pattern57.test(data6)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4390,7 +5189,7 @@ let data13 = data4.artifactType;
 const _errs27 = errors;
 if(errors === _errs27){
 if(typeof data13 === "string"){
-if(!pattern44.test(data13)){
+if(!pattern55.test(data13)){
 validate12.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4589,7 +5388,7 @@ let data24 = data23.mediaType;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern44.test(data24)){
+if(!pattern55.test(data24)){
 validate12.errors = [{instancePath:instancePath+"/subject/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4610,7 +5409,7 @@ let data25 = data23.digest;
 const _errs52 = errors;
 if(errors === _errs52){
 if(typeof data25 === "string"){
-if(!pattern46.test(data25)){
+if(!pattern57.test(data25)){
 validate12.errors = [{instancePath:instancePath+"/subject/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -4722,7 +5521,7 @@ let data32 = data23.artifactType;
 const _errs67 = errors;
 if(errors === _errs67){
 if(typeof data32 === "string"){
-if(!pattern44.test(data32)){
+if(!pattern55.test(data32)){
 validate12.errors = [{instancePath:instancePath+"/subject/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -4992,7 +5791,7 @@ let data3 = data2.mediaType;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data3 === "string"){
-if(!pattern44.test(data3)){
+if(!pattern55.test(data3)){
 validate13.errors = [{instancePath:instancePath+"/config/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5013,7 +5812,7 @@ let data4 = data2.digest;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern46.test(data4)){
+if(!pattern57.test(data4)){
 validate13.errors = [{instancePath:instancePath+"/config/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5125,7 +5924,7 @@ let data11 = data2.artifactType;
 const _errs23 = errors;
 if(errors === _errs23){
 if(typeof data11 === "string"){
-if(!pattern44.test(data11)){
+if(!pattern55.test(data11)){
 validate13.errors = [{instancePath:instancePath+"/config/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5320,7 +6119,7 @@ let data23 = data22.mediaType;
 const _errs48 = errors;
 if(errors === _errs48){
 if(typeof data23 === "string"){
-if(!pattern44.test(data23)){
+if(!pattern55.test(data23)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5341,7 +6140,7 @@ let data24 = data22.digest;
 const _errs50 = errors;
 if(errors === _errs50){
 if(typeof data24 === "string"){
-if(!pattern46.test(data24)){
+if(!pattern57.test(data24)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5453,7 +6252,7 @@ let data31 = data22.artifactType;
 const _errs65 = errors;
 if(errors === _errs65){
 if(typeof data31 === "string"){
-if(!pattern44.test(data31)){
+if(!pattern55.test(data31)){
 validate13.errors = [{instancePath:instancePath+"/layers/" + i3+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5711,7 +6510,7 @@ let data4 = data3.mediaType;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data4 === "string"){
-if(!pattern44.test(data4)){
+if(!pattern55.test(data4)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/mediaType",schemaPath:"descriptor/properties/mediaType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
@@ -5732,7 +6531,7 @@ let data5 = data3.digest;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data5 === "string"){
-if(!pattern46.test(data5)){
+if(!pattern57.test(data5)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/digest",schemaPath:"descriptor/properties/digest/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""}];
 return false;
 }
@@ -5844,7 +6643,7 @@ let data12 = data3.artifactType;
 const _errs25 = errors;
 if(errors === _errs25){
 if(typeof data12 === "string"){
-if(!pattern44.test(data12)){
+if(!pattern55.test(data12)){
 validate14.errors = [{instancePath:instancePath+"/manifests/" + i0+"/artifactType",schemaPath:"descriptor/properties/artifactType/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"+"\""}];
 return false;
 }
