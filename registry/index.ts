@@ -81,6 +81,8 @@ export function createRegistry(
   const metrics = config.metrics.enabled ? createMetrics({ proxy, render: shared.renderMetrics }) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
+  // The UI's listings (storage/browse.ts) are reused this long; this process's writes drop them at once.
+  store.browse.ttlMs = parseDuration(config.ui?.listingTtl ?? '5s');
   const audit = hooks.auditLog ?? createAudit(config.audit);
   const policies = createPolicies(config, store, log, audit);
   if (policies.enabled.immutable)
