@@ -1,13 +1,17 @@
 // Copying an image (or index, with its children and optionally its referrers) from any source medium to any
 // target medium. Remote, OCI layout and the builder's outputs all adapt to these two small interfaces.
 // Order is bottom-up so a registry never sees a manifest before what it references: blobs → child manifests →
-// index → referrers (which point at their subject).
+// index → referrers (which point at their subject). "Referrers" are both kinds of attached artifact: OCI 1.1 ones
+// (found from their subject) and cosign's tag-scheme ones (`sha256-<hex>.sig|.att|.sbom`, found by tag), so
+// `cosign verify` works on a copy as it did on the original.
 import type { Readable } from 'node:stream';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
 import { DOCKER_FOREIGN_LAYER, isIndexType } from '../spec/media-types.js';
 import { formatPlatform, platformMatches } from '../spec/platform.js';
+import { COSIGN_TAG_KINDS, cosignTag } from '../spec/reference.js';
+import { RegistryError } from './registry.js';
 import type { BlobSource, FetchedManifest, PushResult, Repository } from './remote.js';
 
 export interface ImageSource {
@@ -22,6 +26,8 @@ export interface ImageSource {
   blob(desc: Descriptor, offset: number, opts?: { verify?: boolean }): Readable | Promise<Readable>;
   /** Referrers of a manifest (signatures, SBOMs); optional. */
   referrers?(digest: Digest): Promise<Descriptor[]>;
+  /** The manifest a tag names, or undefined when there is no such tag (cosign's `sha256-<hex>.sig`…); optional. */
+  tagged?(tag: string): Promise<FetchedManifest | undefined>;
   /** For cross-repo mounts: where this source lives when it is a registry. */
   readonly remote?: { host: string; name: string };
   /**
@@ -51,8 +57,9 @@ export interface ImageTarget {
     opts: { mountFrom?: string; onBytes?: (n: number) => void; localFile?: string },
   ): Promise<PushResult>;
   /**
-   * Stores a manifest under `reference` (a tag or its digest). `root` marks the top-level image (media such as
-   * an OCI layout list it in their index); `subject` is set for referrers.
+   * Stores a manifest under `reference` (a tag or its digest). `root` marks a manifest to list under its name
+   * (media such as an OCI layout list it in their index): the top-level image, or a cosign tag-scheme artifact;
+   * `subject` is set for referrers.
    */
   putManifest(reference: string, m: FetchedManifest, opts?: { root?: boolean; subject?: Descriptor }): Promise<void>;
   readonly remote?: { host: string; name: string };
@@ -67,7 +74,10 @@ export interface Progress {
 export interface CopyOptions {
   /** Keep only these platforms from an index; one platform copies just that image (like crane --platform). */
   platforms?: Platform[];
-  /** Also copy manifests that refer to the copied ones (signatures, SBOMs, attestations). */
+  /**
+   * Also copy manifests that refer to the copied ones (signatures, SBOMs, attestations): OCI 1.1 referrers and
+   * cosign's tag-scheme artifacts.
+   */
   referrers?: boolean;
   /** Blobs in flight at once (default 4). */
   concurrency?: number;
@@ -209,9 +219,14 @@ class _Copy {
     return how;
   }
 
-  /** Referrers point at their subject, so they go after it; their own referrers follow recursively. */
+  /**
+   * Referrers point at their subject, so they go after it; their own referrers follow recursively. Both kinds:
+   * OCI 1.1 referrers and cosign's tag-scheme artifacts.
+   */
   async referrersOf(subject: FetchedManifest, depth = 0): Promise<void> {
-    if (!this.src.referrers || depth > 8) return;
+    if (depth > 8) return;
+    await this._cosignTagsOf(subject, depth);
+    if (!this.src.referrers) return;
     const subjectDesc: Descriptor = {
       mediaType: subject.mediaType,
       digest: subject.digest,
@@ -222,6 +237,28 @@ class _Copy {
       if (this.opts.force || (await this.dst.resolve(r.digest, { referrer: true })) !== r.digest) {
         await this.manifest(m);
         await this.dst.putManifest(r.digest, m, { subject: subjectDesc });
+        this.manifests++;
+      }
+      this.referrerCount++;
+      await this.referrersOf(m, depth + 1);
+    }
+  }
+
+  /**
+   * cosign's tag scheme (what `cosign sign` writes by default): `sha256-<hex>.sig`, `.att` and `.sbom` name the
+   * subject only by tag, so they are looked up by tag and copied under the same tag. Like `cosign copy`, the
+   * target's tag is replaced by the source's (a target signed separately keeps only the source's signatures).
+   */
+  private async _cosignTagsOf(subject: FetchedManifest, depth: number): Promise<void> {
+    const tagged = this.src.tagged?.bind(this.src);
+    if (!tagged) return;
+    const tags = COSIGN_TAG_KINDS.map((k) => cosignTag(subject.digest, k)).filter((t): t is string => !!t);
+    const found = await Promise.all(tags.map(async (tag) => ({ tag, m: await tagged(tag) })));
+    for (const { tag, m } of found) {
+      if (!m) continue;
+      if (this.opts.force || (await this.dst.resolve(tag)) !== m.digest) {
+        await this.manifest(m);
+        await this.dst.putManifest(tag, m, { root: true });
         this.manifests++;
       }
       this.referrerCount++;
@@ -275,6 +312,11 @@ export function remoteSource(repo: Repository): ImageSource {
     manifest: (ref) => repo.getManifest(ref),
     blob: (d, offset, opts) => repo.openBlob(d, offset, opts),
     referrers: (d) => repo.referrers(d),
+    async tagged(tag) {
+      // HEAD first: most images carry no cosign tags, and a 404 HEAD is the cheapest way to learn that.
+      if (!(await repo.headManifest(tag))) return undefined;
+      return repo.getManifest(tag);
+    },
   };
 }
 
@@ -284,7 +326,16 @@ export function remoteTarget(repo: Repository): ImageTarget {
     remote: { host: repo.host, name: repo.name },
     // spec: end-6 — the registry verifies the digest on the closing PUT and stores nothing on a mismatch.
     verifiesBlobs: true,
-    resolve: async (ref) => (await repo.headManifest(ref))?.digest,
+    async resolve(ref) {
+      try {
+        return (await repo.headManifest(ref))?.digest;
+      } catch (e) {
+        // A registry policy may refuse to show what a tag holds (an unsigned image under a signature policy): copy
+        // it as if it were not there; the push itself is decided on its own.
+        if (e instanceof RegistryError && e.status === 403) return undefined;
+        throw e;
+      }
+    },
     pushBlob: (d, source, opts) => repo.pushBlob(d, source, opts),
     async putManifest(ref, m, opts) {
       const subject = opts?.subject;

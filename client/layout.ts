@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex } from '../spec/manifest.js';
 import { OCI_INDEX, isManifestType } from '../spec/media-types.js';
-import { isValidTag } from '../spec/reference.js';
+import { isCosignTag, isValidTag } from '../spec/reference.js';
 import { referrerDescriptor, type ImageSource, type ImageTarget } from './copy.js';
 import type { FetchedManifest, PushResult } from './remote.js';
 import { downloadTo } from './partial.js';
@@ -97,9 +97,13 @@ export class OciLayout implements ImageSource, ImageTarget {
     if (!reference) {
       let images = manifests;
       if (images.length > 1) {
-        // Referrers listed beside an image are not candidates for "the image in this layout".
+        // Referrers listed beside an image are not candidates for "the image in this layout", nor are cosign's
+        // tag-scheme artifacts (`sha256-<hex>.sig`…), which a copy with referrers lists under their tag.
         const referrers = new Set([...(await this._referrers()).values()].flat().map((d) => d.digest));
-        images = manifests.filter((d) => d.annotations?.[REF_NAME] || !referrers.has(d.digest));
+        images = manifests.filter((d) => {
+          const name = d.annotations?.[REF_NAME];
+          return name ? !isCosignTag(name) : !referrers.has(d.digest);
+        });
       }
       if (images.length !== 1) {
         const names = images.map((d) => d.annotations?.[REF_NAME] ?? d.digest).join(', ');
@@ -139,6 +143,13 @@ export class OciLayout implements ImageSource, ImageTarget {
         doc.mediaType ?? (Array.isArray(doc.manifests) ? OCI_INDEX : 'application/vnd.oci.image.manifest.v1+json');
     }
     return { bytes, mediaType, digest: d.digest };
+  }
+
+  /** The manifest index.json lists under the tag, or undefined when none is (cosign's tag-scheme artifacts). */
+  async tagged(tag: string): Promise<FetchedManifest | undefined> {
+    const { manifests } = await this.index();
+    if (!manifests.some((d) => d.annotations?.[REF_NAME] === tag)) return undefined;
+    return this.manifest(tag);
   }
 
   /** Manifests listed in index.json whose `subject` is `digest`. */

@@ -1,6 +1,7 @@
 // `berth config check|defaults`: validate a config file as `berth serve` would load it, and print every key with its
 // default (registry/config-doc.ts, generated from spec/config-schema.ts).
 import { defaultsYaml, effectiveYaml } from '../registry/config-doc.js';
+import { checkSignatures } from '../registry/signatures.js';
 import { CLIError, defineCommand, EXIT, flag } from './command.js';
 import { STORAGE } from './flags.js';
 import { storageConfig } from './_storage.js';
@@ -20,6 +21,7 @@ defaults  prints the full default configuration as commented YAML: every key, wh
     switch (args[0]) {
       case 'check': {
         const config = storageConfig(flags);
+        checkSignatures(config.signatures); // the keys and certificates it names must be readable
         if (!flags.quiet) {
           console.error(`${flags.config ?? 'built-in defaults'}: valid; the effective configuration:`);
           process.stdout.write(effectiveYaml(config));

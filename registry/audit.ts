@@ -27,6 +27,7 @@ export type AuditEventName =
   | 'pull'
   | 'delete'
   | 'access.denied'
+  | 'signature.policy'
   | 'gc.delete'
   | 'retention.delete';
 

@@ -43,6 +43,11 @@ export type Env = {
     bodyLimit?: BodyLimit;
     /** Set false by auth when the caller may not pull the mount's source repository: the mount becomes an upload. */
     mountAllowed?: boolean;
+    /**
+     * Set by auth: whether the caller may push to the target repository (the signature policy lets pushers read
+     * by digest, so signing tools work). Unset without auth, where everyone may push.
+     */
+    pushAllowed?: () => boolean;
     /** Set by auth on catalog requests: which repository names the caller may see. */
     catalogFilter?: (name: string) => boolean;
   };

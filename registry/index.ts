@@ -1,5 +1,5 @@
 // registry/: builds the registry app from a configuration and a storage driver.
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import type { Driver } from '../storage/index.js';
 import { createStore, type Store } from '../storage/index.js';
 import { createApp, type AppHooks } from './app.js';
@@ -20,6 +20,7 @@ import { auditMiddleware, createAudit, type Audit } from './audit.js';
 import type { Env } from './context.js';
 import type { FillLeases } from './proxy/fill.js';
 import { uiRoutes } from './ui/index.js';
+import { createSignaturePolicy, type SignaturePolicy } from './signatures.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -27,6 +28,7 @@ export { parseDuration, parseSize, UnitError } from '../spec/units.js';
 export { listen, type RunningServer } from './server.js';
 export { createLogger, type Logger } from './log.js';
 export { createAudit, cliActor, type Audit, type AuditEvent } from './audit.js';
+export { checkSignatures } from './signatures.js';
 export { runPrimary, workerCount, workerLink, type WorkerLink } from './cluster.js';
 
 export interface Registry {
@@ -44,6 +46,8 @@ export interface Registry {
   start: Lifecycle['start'];
   /** Stops them (and webhook delivery); the caller closes the HTTP server and the driver. */
   stop: Lifecycle['stop'];
+  /** The signature policy (`signatures.policies`), when there is one. */
+  signatures?: SignaturePolicy;
   /** The audit log (`audit.enabled`); close it on shutdown. */
   audit?: Audit;
   /** `http.debug`: /metrics, /healthz and /readyz for the separate debug listener. */
@@ -78,12 +82,15 @@ export function createRegistry(
   const proxy = config.proxy?.upstreams?.length
     ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
     : undefined;
-  const metrics = config.metrics.enabled ? createMetrics({ proxy, render: shared.renderMetrics }) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   // The UI's listings (storage/browse.ts) are reused this long; this process's writes drop them at once.
   store.browse.ttlMs = parseDuration(config.ui?.listingTtl ?? '5s');
   const audit = hooks.auditLog ?? createAudit(config.audit);
+  const signatures = createSignaturePolicy(config.signatures, store, log, audit, proxy);
+  const metrics = config.metrics.enabled
+    ? createMetrics({ proxy, signatures, render: shared.renderMetrics })
+    : undefined;
   const policies = createPolicies(config, store, log, audit);
   if (policies.enabled.immutable)
     store.manifests.tagPolicy = (name, tags, digest) => policies.checkTagWrite(name, tags, digest);
@@ -149,7 +156,7 @@ export function createRegistry(
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
       limits: sessionLimits(config.storage.uploadSessions, store),
-      policy: policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))),
+      policy: _chain(policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))), signatures?.middleware),
       ...ops,
     },
   );
@@ -160,6 +167,7 @@ export function createRegistry(
     proxy,
     metrics,
     policies,
+    signatures,
     webhooks,
     auth,
     audit,
@@ -167,4 +175,10 @@ export function createRegistry(
     start: lifecycle.start,
     stop: lifecycle.stop,
   };
+}
+
+/** Runs `a`, then `b` inside it (both see the same request; `b` may be absent). */
+function _chain(a: MiddlewareHandler<Env>, b?: MiddlewareHandler<Env>): MiddlewareHandler<Env> {
+  if (!b) return a;
+  return (c, next) => a(c, () => b(c, next) as Promise<void>);
 }

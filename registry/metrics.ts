@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { GcResult } from '../storage/gc.js';
 import { parseTarget } from './app.js';
 import type { Proxy } from './proxy/index.js';
+import type { SignaturePolicy } from './signatures.js';
 
 export interface Metrics {
   registry: Registry;
@@ -30,7 +31,12 @@ export function routeOf(path: string): string {
  * (registry/cluster.ts), so one scrape sees the whole server.
  */
 export function createMetrics(
-  opts: { proxy?: Proxy; defaults?: boolean; render?: () => Promise<{ contentType: string; body: string }> } = {},
+  opts: {
+    proxy?: Proxy;
+    signatures?: SignaturePolicy;
+    defaults?: boolean;
+    render?: () => Promise<{ contentType: string; body: string }>;
+  } = {},
 ): Metrics {
   const registry = new Registry();
   if (opts.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: 'berth_' });
@@ -129,6 +135,20 @@ export function createMetrics(
         },
       });
     }
+  }
+  const signatures = opts.signatures;
+  if (signatures) {
+    new Counter({
+      name: 'berth_signature_checks_total',
+      help: 'Signature policy checks of pulled images by policy, mode and result (verified, unsigned, invalid)',
+      labelNames: ['policy', 'mode', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [policy, p] of Object.entries(signatures.stats().policies))
+          for (const [result, n] of Object.entries(p.checks)) this.inc({ policy, mode: p.mode, result }, n);
+      },
+    });
   }
 
   return {

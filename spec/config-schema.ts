@@ -449,6 +449,62 @@ export const configSchema = {
         properties: { repositories: patterns('repository globs'), tags: patterns('tag globs (default: all)') },
       },
     },
+    signatures: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'signature policy: pulls of images in matching repositories need a signature by a trusted key or certificate ' +
+        '(README "Signature policy")',
+      properties: {
+        cacheTtl: {
+          ...duration('how long a verification result is reused for a digest (an unverified one: at most 10s)'),
+          default: '5m',
+        },
+        policies: {
+          type: 'array',
+          description: 'the first policy whose repositories match a repository applies to it',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'repositories', 'mode'],
+            anyOf: [{ required: ['keys'] }, { required: ['certificates'] }],
+            properties: {
+              name: {
+                type: 'string',
+                pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$',
+                description: 'named in refusals, logs, metrics and audit events',
+              },
+              repositories: patterns('repository globs, e.g. prod/**'),
+              mode: {
+                enum: ['audit', 'enforce'],
+                description:
+                  'audit: log, count and audit unsigned pulls; enforce: refuse them with 403 DENIED (pulls by digest ' +
+                  'stay open to principals with push, so signing tools work)',
+              },
+              keys: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1 },
+                description: 'trusted cosign public keys: PEM files, or PEM text (cosign simple signing and bundles)',
+              },
+              certificates: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1 },
+                description: 'trusted notation roots (or self-signed signing certificates): PEM files, or PEM text',
+              },
+              formats: {
+                type: 'array',
+                minItems: 1,
+                items: { enum: ['cosign', 'cosign-bundle', 'notation'] },
+                description: 'signature formats accepted (default: every format the keys and certificates can check)',
+              },
+            },
+          },
+        },
+      },
+    },
     quotas: {
       type: 'array',
       description: 'storage quotas per namespace (the repository name up to its first `/`, or a given prefix)',
@@ -600,4 +656,6 @@ export type RetentionConfig = Section<'retention'>;
 export type RetentionPolicy = NonNullable<RetentionConfig['policies']>[number];
 export type ImmutableRule = Section<'immutableTags'>[number];
 export type QuotaRule = Section<'quotas'>[number];
+export type SignaturesConfig = Section<'signatures'>;
+export type SignaturePolicyConfig = NonNullable<SignaturesConfig['policies']>[number];
 export type WebhookConfig = Section<'webhooks'>[number];

@@ -83,3 +83,23 @@ export function formatReference(ref: Reference): string {
   if (ref.digest) s += `@${ref.digest}`;
   return s;
 }
+
+/** The artifacts cosign attaches to an image by tag rather than as OCI 1.1 referrers. */
+export const COSIGN_TAG_KINDS = ['sig', 'att', 'sbom'] as const;
+export type CosignTagKind = (typeof COSIGN_TAG_KINDS)[number];
+
+/**
+ * cosign's tag scheme: the signatures, attestations and SBOMs of `sha256:<hex>` live under the tags
+ * `sha256-<hex>.sig`, `.att` and `.sbom` of the same repository (sigstore/cosign pkg/oci/remote "tag scheme").
+ * Undefined when the digest has no such tag (a sha512 one would not fit the 128-character tag grammar).
+ */
+export function cosignTag(digest: Digest, kind: CosignTagKind): string | undefined {
+  const { algorithm, encoded } = parseDigest(digest);
+  const tag = `${algorithm}-${encoded}.${kind}`;
+  return isValidTag(tag) ? tag : undefined;
+}
+
+/** Whether `tag` is one of cosign's `sha256-<hex>.sig|.att|.sbom` tags (not an image of its own). */
+export function isCosignTag(tag: string): boolean {
+  return /^sha256-[0-9a-f]{64}\.(?:sig|att|sbom)$/.test(tag);
+}

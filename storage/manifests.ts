@@ -14,6 +14,7 @@
 //   tagNames(name) / tagTimes(name) / tagsOf(name, digest)   tags; with their last write; those at a digest
 //   revisionTimes(name)            held manifests with their revision link's mtime (eviction)
 //   notePull / lastPull / forgetPull   per-tag last-pull records under pulls/ (retention's keepPulledWithin)
+//   mirrorReferrers(name, subject, listed)   makes a subject's referrer entries an upstream's list (pull-through)
 import { LRUCache } from 'lru-cache';
 import {
   OciError,
@@ -24,6 +25,7 @@ import {
   isValidTag,
   digestOf,
   DOCKER_FOREIGN_LAYER,
+  isManifestType,
   type Descriptor,
   type Digest,
   type ParsedManifest,
@@ -32,8 +34,22 @@ import type { Driver } from './driver.js';
 import { paths } from './paths.js';
 import type { BlobStore } from './blobs.js';
 import { GcGuard } from './gc.js';
-import { linkTimes } from './links.js';
-import { listFiles } from './links.js';
+import { linkTimes, listFiles } from './links.js';
+
+/** A referrer descriptor from elsewhere reduced to what a referrers list holds, or undefined when malformed. */
+function _referrerEntry(d: Descriptor): Descriptor | undefined {
+  if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || !isDigest(d.digest)) return undefined;
+  if (typeof d.mediaType !== 'string' || !isManifestType(d.mediaType)) return undefined;
+  if (!Number.isSafeInteger(d.size) || d.size < 0) return undefined;
+  const out: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  if (typeof d.artifactType === 'string' && d.artifactType.length <= 255) out.artifactType = d.artifactType;
+  const a = d.annotations;
+  if (a && typeof a === 'object' && !Array.isArray(a)) {
+    const entries = Object.entries(a).filter(([, v]) => typeof v === 'string');
+    if (entries.length) out.annotations = Object.fromEntries(entries) as Record<string, string>;
+  }
+  return out;
+}
 
 /**
  * Non-distributable ("foreign") layers live outside the registry (image-spec layer.md, deprecated but still pushed),
@@ -479,6 +495,34 @@ export class ManifestStore {
       if (!artifactType || d.artifactType === artifactType) descriptors.push(d);
     }
     return descriptors.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+  }
+
+  /**
+   * Makes the referrer entries of `subject` match `listed`, an upstream's referrers list (the pull-through cache):
+   * entries it lists are written from its descriptors (only the descriptor fields, only manifest media types),
+   * entries it no longer lists are removed — a mirror follows its upstream, as with tags. The referrer manifests
+   * need not be here: they are fetched when a client asks for them, and GC drops the entry of one that never came.
+   * Returns the entries kept (at most `max`).
+   */
+  async mirrorReferrers(name: string, subject: Digest, listed: Descriptor[], max = 1000): Promise<Descriptor[]> {
+    const wanted = new Map<string, Descriptor>();
+    for (const d of listed) {
+      const clean = _referrerEntry(d);
+      if (clean && wanted.size < max) wanted.set(`${clean.digest.replace(':', '-')}`, clean);
+    }
+    const dir = paths.referrers(name, subject);
+    const present = await this.driver.list(dir);
+    for (const entry of present) {
+      if (wanted.has(entry)) continue;
+      await this.driver.delete(`${dir}/${entry}`);
+      this.descriptors.delete(`${name}@${subject}/${entry}`);
+    }
+    for (const [entry, d] of wanted) {
+      if (present.includes(entry) && this.descriptors.has(`${name}@${subject}/${entry}`)) continue;
+      await this.driver.put(paths.referrer(name, subject, d.digest), JSON.stringify(d));
+    }
+    if (wanted.size) await this._addToCatalog(name);
+    return [...wanted.values()];
   }
 
   /** Repository names, lexically sorted. */

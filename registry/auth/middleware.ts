@@ -34,6 +34,7 @@ async function _actAs(core: AuthCore, c: Ctx, need: Access | undefined, next: ()
       `"${id.name}" may not ${need.actions.join('+')} ${need.type === 'registry' ? 'the catalog' : need.name}`,
     );
   c.set('subject', subjectOf(id));
+  _pushAllowed(c, (name) => _allowed(core, id, { type: 'repository', name, actions: ['push'] }));
   await next();
   return true;
 }
@@ -166,6 +167,7 @@ export function tokenMiddleware(
         headers: challenge(c, need, 'insufficient_scope'),
       });
     }
+    _pushAllowed(c, (name) => hasAccess(token, { type: 'repository', name, actions: ['push'] }));
     const from = _mount(c);
     if (from && !hasAccess(token, { type: 'repository', name: from, actions: ['pull'] })) c.set('mountAllowed', false);
     if (target.route === 'catalog') {
@@ -211,11 +213,18 @@ export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
       );
     }
     c.set('subject', subjectOf(id));
+    _pushAllowed(c, (name) => core.acl.allowed(id, name).has('push'));
     const from = _mount(c);
     if (from && !core.acl.allowed(id, from).has('pull')) c.set('mountAllowed', false);
     if (target.route === 'catalog') c.set('catalogFilter', core.catalogFilter(id));
     await next();
   };
+}
+
+/** Records whether the caller may push to the target repository (as asked for: auth sees the requested name). */
+function _pushAllowed(c: Ctx, may: (name: string) => boolean): void {
+  const name = c.var.target.name;
+  if (name) c.set('pushAllowed', () => may(name));
 }
 
 function _allowed(core: AuthCore, id: Identity, need: Access): boolean {

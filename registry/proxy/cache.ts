@@ -1,12 +1,21 @@
 // The pull-through cache: manifests, tags and blobs of mirrored repositories, fetched from their upstream on first
 // use and served from storage afterwards. Content addressed by digest is cached for good (until eviction/GC);
-// tags are revalidated with a HEAD once their TTL is over, and served stale when the upstream fails.
+// tags are revalidated with a HEAD once their TTL is over, and served stale when the upstream fails. Referrers of a
+// mirrored subject are the upstream's list, revalidated like tags; the referrers themselves are fetched on demand.
 import { LRUCache } from 'lru-cache';
 import { AuthError } from '../../client/auth.js';
 import { downloadBlob, headManifest, statBlob, upstreamRegistry } from '../../client/mirror.js';
 import { type Registry, RegistryError } from '../../client/registry.js';
 import { Repository, type FetchedManifest } from '../../client/remote.js';
-import { ManifestError, OciError, isDigest, isValidTag, type Digest, type ErrorCode } from '../../spec/index.js';
+import {
+  ManifestError,
+  OciError,
+  isDigest,
+  isValidTag,
+  type Descriptor,
+  type Digest,
+  type ErrorCode,
+} from '../../spec/index.js';
 import type { Store } from '../../storage/index.js';
 import type { Ctx } from '../context.js';
 import type { Logger } from '../log.js';
@@ -141,7 +150,11 @@ export class PullThroughCache {
 
   /** Makes sure the manifest `reference` of `m` is in storage (under m.local) and current enough to serve. */
   async manifest(c: Ctx, m: Mapping): Promise<void> {
-    const reference = c.var.target.reference ?? '';
+    return this.ensureManifest(m, c.var.target.reference ?? '');
+  }
+
+  /** Makes sure the manifest `reference` (tag or digest) of `m` is in storage and current enough to serve. */
+  async ensureManifest(m: Mapping, reference: string): Promise<void> {
     if (isDigest(reference)) return this._manifestByDigest(m, reference);
     if (!isValidTag(reference)) return; // the handler reports it
     const key = `${m.local}:${reference}`;
@@ -308,6 +321,22 @@ export class PullThroughCache {
     return this._serveFill(c, fill);
   }
 
+  /**
+   * Makes sure blob `digest` is in storage and linked to `m.local`: a fill from the upstream when it is not, waited
+   * for to the end (for small blobs the registry itself reads, such as signature payloads).
+   */
+  async ensureBlob(m: Mapping, digest: Digest): Promise<void> {
+    const { blobs } = this.store;
+    if ((await blobs.isLinked(m.local, digest)) && (await blobs.dataSize(digest)) !== undefined) return;
+    const key = `${m.local}@${digest}`;
+    const { fill } = this.fills.getOrStart(key, () => this._openFill(m, digest, key));
+    try {
+      await (await fill).done;
+    } catch (e) {
+      throw _asOciError(e, 'BLOB_UNKNOWN', `${m.remote}@${digest}`, m.upstream);
+    }
+  }
+
   /** Starts the fill here, or (cluster) follows the one another worker started for the same key. */
   private async _openFill(m: Mapping, digest: Digest, key: string): Promise<BlobFill> {
     const leases = this.leases;
@@ -430,6 +459,56 @@ export class PullThroughCache {
     if (this.touched.has(key)) return;
     this.touched.set(key, true);
     this.store.blobs.link(local, digest).catch(() => this.touched.delete(key));
+  }
+
+  // ---- referrers ---------------------------------------------------------------------------------------------
+
+  /**
+   * Brings the referrer entries of a mirrored subject in line with the upstream's list (its referrers API, else its
+   * fallback tag), then the normal handler serves them from storage (artifactType filter, pagination). Asked again
+   * once the upstream's tagTtl is over, like a tag; when the upstream fails, the list stored last time is served.
+   * The referrer manifests and their blobs are fetched when a client asks for them, like any mirrored content.
+   */
+  async referrers(c: Ctx, m: Mapping): Promise<void> {
+    return this.ensureReferrers(m, parseDigestParam(c.var.target.reference));
+  }
+
+  /** Brings the stored referrers list of `subject` in line with the upstream's (see referrers). */
+  async ensureReferrers(m: Mapping, subject: Digest): Promise<void> {
+    const u = m.upstream;
+    const key = `referrers ${m.local}@${subject}`;
+    const checked = this.validated.get(key);
+    if (checked !== undefined && Date.now() - checked < u.tagTtlMs) {
+      this._count(u, 'hits');
+      return;
+    }
+    try {
+      await this._once(key, async () => {
+        this._count(u, 'misses');
+        let listed: Descriptor[];
+        try {
+          listed = await this._timed(u, () => new Repository(this._registry(u), m.remote).referrers(subject));
+        } catch (e) {
+          this._failed(u, e, `referrers ${m.remote}@${subject}`);
+          throw e;
+        }
+        await this.store.manifests.mirrorReferrers(m.local, subject, listed);
+        this.validated.set(key, Date.now());
+      });
+    } catch (e) {
+      // Stale only if a list was stored, or an empty one was seen here: an empty list never fetched would tell a
+      // verifier "unsigned", which nobody knows.
+      const stored = await this.store.manifests.referrers(m.local, subject).catch(() => []);
+      if (!stored.length && !this.validated.has(key))
+        throw _asOciError(e, 'MANIFEST_UNKNOWN', `referrers of ${m.remote}@${subject}`, u);
+      this._count(u, 'staleServes');
+      this.log.warn('proxy: serving a stale referrers list', {
+        upstream: u.name,
+        repository: m.local,
+        subject,
+        referrers: stored.length,
+      });
+    }
   }
 
   // ---- tags --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // registry/proxy: pull-through cache and mirror mode for several upstreams (issue 7). `createProxy` gives the
 // middleware createApp runs after auth, counters for metrics, and eviction for GC or a timer.
 import type { MiddlewareHandler } from 'hono';
-import { OciError } from '../../spec/index.js';
+import { OciError, type Digest } from '../../spec/index.js';
 import type { Store } from '../../storage/index.js';
 import { parseDuration } from '../../spec/units.js';
 import type { Env } from '../context.js';
@@ -24,6 +24,17 @@ export interface Proxy {
   evict(opts?: EvictOptions): Promise<EvictResult>;
   /** Stops the eviction timer. */
   close(): void;
+  /**
+   * For the signature policy: when `local` (a name as stored) is a mirrored repository, fetches what a verifier
+   * reads — manifests by tag or digest, blobs, referrers — into the cache first. Undefined for hosted repositories.
+   */
+  prefetcher(local: string): Prefetcher | undefined;
+}
+
+export interface Prefetcher {
+  manifest(reference: string): Promise<void>;
+  blob(digest: Digest): Promise<void>;
+  referrers(subject: Digest): Promise<void>;
 }
 
 /**
@@ -85,10 +96,30 @@ export function createProxy(
         return (await cache.blob(c, m)) ?? next();
       case 'tags':
         return cache.tags(c, m, target.name);
+      case 'referrers':
+        await cache.referrers(c, m);
+        return next();
       default:
         return next();
     }
   };
 
-  return { upstreams, middleware, stats: () => cache.stats(), evict: runEviction, close: () => clearInterval(timer) };
+  const prefetcher = (local: string): Prefetcher | undefined => {
+    const m = upstreams.find((u) => local.startsWith(`${u.prefix}/`)) && mapRepository(upstreams, local, undefined);
+    if (!m || m.local !== local || !m.upstream.allows(m.remote)) return undefined;
+    return {
+      manifest: (reference) => cache.ensureManifest(m, reference),
+      blob: (digest) => cache.ensureBlob(m, digest),
+      referrers: (subject) => cache.ensureReferrers(m, subject),
+    };
+  };
+
+  return {
+    upstreams,
+    middleware,
+    stats: () => cache.stats(),
+    evict: runEviction,
+    close: () => clearInterval(timer),
+    prefetcher,
+  };
 }
