@@ -121,6 +121,7 @@ export function createRegistry(
         proxy,
         policies,
         quotas: config.quotas,
+        signatures,
         deleteEnabled: config.storage.delete,
         publicUrl: config.http.publicUrl,
       });

@@ -19,6 +19,8 @@ import {
 import type { Store, TagTime } from '../../storage/index.js';
 import type { Proxy } from '../proxy/index.js';
 import type { Policies, QuotaRule } from '../policy.js';
+import { storeReader, type SignaturePolicy } from '../signatures.js';
+import { SIGNATURE_FORMATS, verifyImage, type SignatureFormat } from '../../signing/index.js';
 import type { Viewer } from './viewer.js';
 
 export interface Page<T> {
@@ -115,8 +117,26 @@ export interface ImageView {
   base?: { name?: string; digest?: string };
   subject?: Digest;
   referrers: ReferrerNode[];
-  /** Slot for signature verification (issue 19: filled when the signing work lands). */
-  signatures: { status: 'not-verified'; count: number };
+  signatures: SignatureView;
+}
+
+/**
+ * Whether the image is signed. With a signature policy covering the repository (`signatures.policies`), `status` is
+ * its verdict from the cache pulls use — `verified`, `invalid` (signatures, none verifying) or `unsigned`; without
+ * one, `not-verified` lists the signatures found unchecked (no trusted key configured), or `unsigned`.
+ */
+export interface SignatureView {
+  status: 'verified' | 'invalid' | 'unsigned' | 'not-verified';
+  policy?: { name: string; mode: 'audit' | 'enforce' };
+  /** Why the policy's check failed. */
+  reason?: string;
+  /** Verified as a child of a signed index. */
+  viaIndex?: boolean;
+  /** Signatures found (cosign's `.sig` tag, sigstore bundle and notation referrers), whatever the status. */
+  found: Array<{ format: SignatureFormat; manifest: Digest }>;
+  count: number;
+  /** Looking for signatures failed (storage); the rest of the view stands. */
+  error?: string;
 }
 
 export interface ReferrerNode {
@@ -157,7 +177,12 @@ export class UiData {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { proxy?: Proxy; policies?: Policies; quotas?: QuotaRule[] } = {},
+    private readonly opts: {
+      proxy?: Proxy;
+      policies?: Policies;
+      quotas?: QuotaRule[];
+      signatures?: Pick<SignaturePolicy, 'verdict'>;
+    } = {},
   ) {}
 
   /** 404 NAME_UNKNOWN for a repository that is not there — and for one the viewer may not pull (no existence leak). */
@@ -340,7 +365,7 @@ export class UiData {
       annotations: doc.annotations ?? {},
       subject: parsed.subject?.digest,
       referrers: [],
-      signatures: { status: 'not-verified', count: 0 },
+      signatures: { status: 'unsigned', found: [], count: 0 },
     };
     const ann = doc.annotations ?? {};
     if (ann['org.opencontainers.image.base.name'] || ann['org.opencontainers.image.base.digest'])
@@ -382,7 +407,28 @@ export class UiData {
       for (const r of await this._referrers(name, child.digest, 0))
         view.referrers.push({ ...r, on: { digest: child.digest, platform: child.platform } });
     }
-    view.signatures.count = _countKind(view.referrers, 'signature');
+    view.signatures = await this._signatures(name, stored.digest);
+    return view;
+  }
+
+  /** The policy's verdict (its cache) when a policy covers `name`, and the signatures found, unchecked. */
+  private async _signatures(name: string, digest: Digest): Promise<SignatureView> {
+    const view: SignatureView = { status: 'unsigned', found: [], count: 0 };
+    try {
+      // No trust material: every signature in every format is found and reported, none verified.
+      const found = await verifyImage(storeReader(this.store, name), digest, { formats: SIGNATURE_FORMATS });
+      view.found = found.signatures.map((s) => ({ format: s.format, manifest: s.manifest }));
+      view.count = view.found.length;
+      const verdict = await this.opts.signatures?.verdict(name, digest);
+      if (verdict) {
+        view.status = verdict.result;
+        view.policy = { name: verdict.policy, mode: verdict.mode };
+        if (verdict.reason) view.reason = verdict.reason;
+        if (verdict.viaIndex) view.viaIndex = true;
+      } else if (view.count) view.status = 'not-verified';
+    } catch (e) {
+      view.error = `could not look for signatures: ${(e as Error).message}`;
+    }
     return view;
   }
 
@@ -537,10 +583,6 @@ export function referrerKind(artifactType: string | undefined): ReferrerNode['ki
   if (/signature|cosign.*sig|notary|sigstore\.bundle/i.test(t)) return 'signature';
   if (/in-toto|attestation|provenance|slsa|vex/i.test(t)) return 'attestation';
   return 'artifact';
-}
-
-function _countKind(nodes: ReferrerNode[], kind: ReferrerNode['kind']): number {
-  return nodes.reduce((n, r) => n + (r.kind === kind ? 1 : 0) + _countKind(r.referrers, kind), 0);
 }
 
 /** An artifact's type (OCI 1.1 artifactType, or a config media type that is no image config); undefined for images. */
