@@ -495,7 +495,7 @@ log: { requests: false }
     assert.equal(res?.status(), 200, ref);
     return page.$eval('dd[data-signature]', (e) => ({
       status: e.getAttribute('data-signature'),
-      text: ((e as HTMLElement).innerText ?? '').replace(/\s+/g, ' ').trim(),
+      text: (e.textContent ?? '').replace(/\s+/g, ' ').trim(),
     }));
   };
   const cases: Array<[string, string, RegExp]> = [

@@ -230,13 +230,13 @@ function signatureStatus(s: ImageView['signatures']): Html {
   const error = s.error ? html`<div class="muted">${s.error}</div>` : '';
   switch (s.status) {
     case 'verified':
-      return html`<span class="chip ok">verified</span>${policy}${found}${error}`;
+      return html`<span class="chip ok">verified</span>${policy} ${found} ${error}`;
     case 'invalid':
-      return html`<span class="chip bad">not verified</span>${policy}<div class="muted">${s.reason ?? ''}</div>${found}${error}`;
+      return html`<span class="chip bad">not verified</span>${policy} <div class="muted">${s.reason ?? ''}</div> ${found} ${error}`;
     case 'not-verified':
-      return html`<span class="chip">${s.count} signature${s.count === 1 ? '' : 's'}</span> <span class="muted">not verified (no trusted key configured)</span>${found}${error}`;
+      return html`<span class="chip">${s.count} signature${s.count === 1 ? '' : 's'}</span> <span class="muted">not verified (no trusted key configured)</span> ${found} ${error}`;
     default:
-      return html`<span class="chip ${s.policy ? 'bad' : ''}">unsigned</span>${policy}${error}`;
+      return html`<span class="chip ${s.policy ? 'bad' : ''}">unsigned</span>${policy} ${error}`;
   }
 }
 
