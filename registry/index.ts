@@ -21,6 +21,7 @@ import type { Env } from './context.js';
 import type { FillLeases } from './proxy/fill.js';
 import { uiRoutes } from './ui/index.js';
 import { createSignaturePolicy, type SignaturePolicy } from './signatures.js';
+import type { WorkerLink } from './cluster.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -69,6 +70,8 @@ export interface Shared {
   limiter?: Limiter;
   fills?: FillLeases;
   renderMetrics?: () => Promise<{ contentType: string; body: string }>;
+  /** The other workers' repository changes, and where to tell them of ours (registry/cluster.ts). */
+  changes?: WorkerLink['changes'];
 }
 
 export function createRegistry(
@@ -79,6 +82,16 @@ export function createRegistry(
   shared: Shared = {},
 ): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
+  if (shared.changes) {
+    // Another worker's push shows in this worker's UI at once, and ours in theirs (storage/browse.ts).
+    const { publish, subscribe } = shared.changes;
+    const forget = store.manifests.changed;
+    store.manifests.changed = store.blobs.changed = (name) => {
+      forget?.(name);
+      publish(name);
+    };
+    subscribe((name) => store.browse.forget(name));
+  }
   const proxy = config.proxy?.upstreams?.length
     ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
     : undefined;

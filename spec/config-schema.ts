@@ -536,8 +536,8 @@ export const configSchema = {
         enabled: { type: 'boolean', default: true, description: 'serve the web UI' },
         listingTtl: {
           ...duration(
-            "how long the UI reuses a repository's tag and summary listings: this process's pushes and deletes show " +
-              "at once, other replicas' and workers' within this (0s: list on every request)",
+            "how long the UI reuses a repository's tag and summary listings: pushes and deletes through this server " +
+              "(any worker) show at once, other replicas' within this (0s: list on every request)",
           ),
           default: '5s',
         },

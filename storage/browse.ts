@@ -10,8 +10,9 @@
 //
 // Listings are reused for `ttlMs` (the registry sets it from `ui.listingTtl`): pages and filters of one repository
 // within that time cost no listing. What this process writes (a push, a delete, a mount, a mirror fill) drops the
-// repository's entries at once (ManifestStore/BlobStore `changed`, wired by createStore); writes by other replicas
-// (or workers) show within `ttlMs`. Everything here only reads.
+// repository's entries at once (ManifestStore/BlobStore `changed`, wired by createStore; the other workers of a
+// cluster are told too, registry/cluster.ts); writes by other replicas show within `ttlMs`. Everything here only
+// reads.
 import { LRUCache } from 'lru-cache';
 import { isDigest, type Digest } from '../spec/index.js';
 import type { BlobStore } from './blobs.js';
