@@ -1,9 +1,9 @@
 // `berth config check|defaults`: validate a config file as `berth serve` would load it, and print every key with its
 // default (registry/config-doc.ts, generated from spec/config-schema.ts).
 import { defaultsYaml, effectiveYaml } from '../registry/config-doc.js';
+import { checkSignatures } from '../registry/signatures.js';
 import { CLIError, defineCommand, EXIT, flag } from './command.js';
 import { STORAGE } from './flags.js';
-import { checkSignatures } from '../registry/signatures.js';
 import { storageConfig } from './_storage.js';
 
 export default defineCommand({

@@ -89,7 +89,13 @@ available core sharing the port (http.workers; BERTH_HTTP_WORKERS=1 runs a singl
         log,
         {},
         link
-          ? { scheduler, limiter: link.limiter, fills: link.fills, renderMetrics: link.renderMetrics }
+          ? {
+              scheduler,
+              limiter: link.limiter,
+              fills: link.fills,
+              renderMetrics: link.renderMetrics,
+              changes: link.changes,
+            }
           : { scheduler },
       );
     } catch (e) {

@@ -14,6 +14,8 @@
 // - schedulers (upload purge, GC, retention, proxy eviction): run in worker slot 0 only (slots survive restarts);
 // - proxy fills: the primary grants one worker per blob the upstream download; the others wait for it to land in
 //   storage (registry/proxy/fill.ts `FillRegistry`), so an upstream blob is fetched once per server;
+// - the UI's listings (storage/browse.ts): a worker that changes a repository tells the primary, which tells the
+//   others, so they list it again at once instead of after ui.listingTtl;
 // - per-process caches (verified tokens, password checks, immutable blobs/manifests): caches of pure facts, correct
 //   in every process.
 // SIGTERM/SIGINT to the primary stops every worker gracefully (http.shutdownTimeout) and then the primary.
@@ -43,6 +45,13 @@ type Op =
   | 'fill.progress'
   | 'fill.release';
 const FILL_EVENT = 'berth:cluster-fill';
+/** A worker changed a repository (push, delete, mount): the primary tells the other workers (storage/browse.ts). */
+const CHANGED = 'berth:cluster-changed';
+
+interface ChangedEvent {
+  type: typeof CHANGED;
+  name: string;
+}
 
 /** Primary → followers of a fill: what the holder reported. */
 interface FillEvent {
@@ -82,6 +91,8 @@ export interface WorkerLink {
   shareMetrics(registry: Registry): void;
   /** The whole server's metrics in Prometheus text format. */
   renderMetrics(): Promise<{ contentType: string; body: string }>;
+  /** Repositories changed by this worker go to the others, and theirs come here (the UI's listings forget them). */
+  changes: { publish(name: string): void; subscribe(fn: (name: string) => void): void };
   /** Tells the primary this worker is listening. */
   ready(): void;
   /** Leaves the cluster once the server is closed (the process then exits). */
@@ -97,8 +108,11 @@ export function workerLink(): WorkerLink | undefined {
   const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   /** Fills this worker follows (or asked to): updated as the primary relays the holder's reports. */
   const following = new Map<string, FillFollow>();
-  process.on('message', (m: Reply | FillEvent) => {
-    if (m?.type === REPLY) {
+  const changed: Array<(name: string) => void> = [];
+  process.on('message', (m: Reply | FillEvent | ChangedEvent) => {
+    if (m?.type === CHANGED) {
+      for (const fn of changed) fn(m.name);
+    } else if (m?.type === REPLY) {
       const p = pending.get(m.id);
       pending.delete(m.id);
       if (m.error) p?.reject(new Error(m.error));
@@ -127,6 +141,11 @@ export function workerLink(): WorkerLink | undefined {
     });
   return {
     slot: Number(process.env[SLOT_ENV] ?? 0),
+    changes: {
+      // Fire and forget: a lost message only leaves another worker's listing until ui.listingTtl.
+      publish: (name) => process.send!({ type: CHANGED, name } satisfies ChangedEvent, undefined, {}, () => {}),
+      subscribe: (fn) => changed.push(fn),
+    },
     limiter: {
       retryAfter: (account, address) => ask<number>('limit.retryAfter', account, address),
       fail: (account, address) => ask<void>('limit.fail', account, address),
@@ -270,7 +289,11 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
     const fork = (slot: number) => {
       const w = cluster.fork({ [SLOT_ENV]: String(slot) });
       slots[slot] = w;
-      w.on('message', (m: Request) => {
+      w.on('message', (m: Request | ChangedEvent) => {
+        if (m?.type === CHANGED) {
+          for (const other of slots) if (other && other !== w && other.isConnected()) other.send(m);
+          return;
+        }
         if (m?.type !== REQUEST) return;
         answer(w, m).then(
           (value) => w.isConnected() && w.send({ type: REPLY, id: m.id, value } satisfies Reply),

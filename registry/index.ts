@@ -21,6 +21,7 @@ import type { Env } from './context.js';
 import type { FillLeases } from './proxy/fill.js';
 import { uiRoutes } from './ui/index.js';
 import { createSignaturePolicy, type SignaturePolicy } from './signatures.js';
+import type { WorkerLink } from './cluster.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -69,6 +70,8 @@ export interface Shared {
   limiter?: Limiter;
   fills?: FillLeases;
   renderMetrics?: () => Promise<{ contentType: string; body: string }>;
+  /** The other workers' repository changes, and where to tell them of ours (registry/cluster.ts). */
+  changes?: WorkerLink['changes'];
 }
 
 export function createRegistry(
@@ -79,11 +82,23 @@ export function createRegistry(
   shared: Shared = {},
 ): Registry {
   const store = createStore(driver, { maxManifestBytes: config.storage.maxManifestBytes });
+  if (shared.changes) {
+    // Another worker's push shows in this worker's UI at once, and ours in theirs (storage/browse.ts).
+    const { publish, subscribe } = shared.changes;
+    const forget = store.manifests.changed;
+    store.manifests.changed = store.blobs.changed = (name) => {
+      forget?.(name);
+      publish(name);
+    };
+    subscribe((name) => store.browse.forget(name));
+  }
   const proxy = config.proxy?.upstreams?.length
     ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
     : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
+  // The UI's listings (storage/browse.ts) are reused this long; this process's writes drop them at once.
+  store.browse.ttlMs = parseDuration(config.ui?.listingTtl ?? '5s');
   const audit = hooks.auditLog ?? createAudit(config.audit);
   const signatures = createSignaturePolicy(config.signatures, store, log, audit, proxy);
   const metrics = config.metrics.enabled
@@ -119,6 +134,7 @@ export function createRegistry(
         proxy,
         policies,
         quotas: config.quotas,
+        signatures,
         deleteEnabled: config.storage.delete,
         publicUrl: config.http.publicUrl,
       });

@@ -57,6 +57,22 @@ export interface SignaturePolicyStats {
 export interface SignaturePolicy {
   middleware: MiddlewareHandler<Env>;
   stats(): SignaturePolicyStats;
+  /**
+   * What the policy covering `name` says of `name@digest`, from the same verdict cache pulls use (the web UI shows
+   * it); undefined when no policy covers `name`. Counts no check and refuses nothing.
+   */
+  verdict(name: string, digest: Digest): Promise<PolicyVerdict | undefined>;
+}
+
+/** A policy's verdict on one image, as the web UI shows it. */
+export interface PolicyVerdict {
+  policy: string;
+  mode: 'audit' | 'enforce';
+  result: CheckResult;
+  /** Why it did not verify. */
+  reason?: string;
+  /** Verified as a child of a verified index (a platform image pulled through its signed index). */
+  viaIndex?: boolean;
 }
 
 /** A policy with its trust material loaded. */
@@ -201,7 +217,16 @@ export function createSignaturePolicy(
     }
   };
 
-  return { middleware, stats: () => structuredClone(stats) };
+  const verdict = async (name: string, digest: Digest): Promise<PolicyVerdict | undefined> => {
+    const p = policyFor(name);
+    if (!p) return undefined;
+    const v = await verify(p, name, digest);
+    if (v.result !== 'verified' && allowedChildren.has(key(p, name, digest)))
+      return { policy: p.name, mode: p.mode, result: 'verified', viaIndex: true };
+    return { policy: p.name, mode: p.mode, result: v.result, ...(v.reason ? { reason: v.reason } : {}) };
+  };
+
+  return { middleware, stats: () => structuredClone(stats), verdict };
 }
 
 /**

@@ -532,7 +532,16 @@ export const configSchema = {
       type: 'object',
       additionalProperties: false,
       description: 'the web UI at /ui/ and its JSON API under /v2/_berth/api/v1/ (registry/ui)',
-      properties: { enabled: { type: 'boolean', default: true, description: 'serve the web UI' } },
+      properties: {
+        enabled: { type: 'boolean', default: true, description: 'serve the web UI' },
+        listingTtl: {
+          ...duration(
+            "how long the UI reuses a repository's tag and summary listings: pushes and deletes through this server " +
+              "(any worker) show at once, other replicas' within this (0s: list on every request)",
+          ),
+          default: '5s',
+        },
+      },
     },
     webhooks: {
       type: 'array',

@@ -7,7 +7,7 @@
 //   read(digest, range)   the bytes for this process to consume (a fill re-reading what it published)
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { OciError, isDigest, type Digest } from '../spec/index.js';
+import { OciError, type Digest } from '../spec/index.js';
 import type { Driver } from './driver.js';
 import { paths } from './paths.js';
 import { GcGuard } from './gc.js';
@@ -23,6 +23,8 @@ export class BlobStore {
   private readonly sizes = new LRUCache<string, number>({ max: 100_000 });
 
   private readonly gc: GcGuard;
+  /** Told when this process links or unlinks a blob in a repository (createStore: the browse caches forget it). */
+  changed?: (name: string) => void;
 
   constructor(private readonly driver: Driver) {
     this.gc = new GcGuard(driver);
@@ -67,11 +69,13 @@ export class BlobStore {
 
   async link(name: string, digest: Digest): Promise<void> {
     await this.driver.put(paths.layerLink(name, digest), digest);
+    this.changed?.(name);
   }
 
   async unlink(name: string, digest: Digest): Promise<void> {
     await this.stat(name, digest);
     await this.driver.delete(paths.layerLink(name, digest));
+    this.changed?.(name);
   }
 
   /** Opens the blob's bytes (or a byte range, inclusive) to stream to a client; the body may be Sendable. */
@@ -85,23 +89,17 @@ export class BlobStore {
   }
 
   async linkTimes(name: string): Promise<Array<{ digest: Digest; modified: Date }>> {
-    return linkTimes(this.driver, paths.layerLinks(name), (d) => paths.layerLink(name, d));
+    return linkTimes(this.driver, paths.layerLinks(name));
   }
 
   /** Digests linked into `name` (link entries that are no digest are skipped). */
   async linkedDigests(name: string): Promise<Digest[]> {
-    const out: Digest[] = [];
-    for (const alg of await this.driver.list(paths.layerLinks(name))) {
-      for (const hex of await this.driver.list(`${paths.layerLinks(name)}/${alg}`)) {
-        const d = `${alg}:${hex}`;
-        if (isDigest(d)) out.push(d);
-      }
-    }
-    return out;
+    return (await this.linkTimes(name)).map((l) => l.digest);
   }
 
   async dropLink(name: string, digest: Digest): Promise<void> {
     await this.driver.delete(paths.layerLink(name, digest));
+    this.changed?.(name);
   }
 
   /** A direct URL for clients (S3 presigned), when the driver offers one. */

@@ -193,6 +193,13 @@ export function runDriverSuite(label: string, make: () => Promise<DriverFixture>
       );
       for (const f of files) assert.ok(f.modified.getTime() >= before, `${f.name} mtime ${f.modified.toISOString()}`);
       assert.deepEqual(await listFiles(d, p('lf/nothing')), []);
+      // A version, when given, changes with every replace (readers reuse bytes they read under the same version).
+      if (files[1].version !== undefined) {
+        await d.put(p('lf/b'), '67890');
+        const again = await listFiles(d, p('lf'));
+        assert.notEqual(again[1].version, files[1].version);
+        assert.equal(again[0].version, files[0].version);
+      }
     });
 
     it('move with a size publishes only an object of exactly that size', async () => {

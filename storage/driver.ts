@@ -31,6 +31,11 @@ export interface ListedFile {
   name: string;
   size: number;
   modified: Date;
+  /**
+   * Optional: changes whenever the object is replaced, like FileInfo.version (fs: the same string stat gives; S3: the
+   * listing's ETag and LastModified). Lets a reader reuse a small object's bytes read earlier without asking again.
+   */
+  version?: string;
 }
 
 export interface ReadOptions {

@@ -1,5 +1,5 @@
 // Filesystem driver. Atomic writes: temp file in `<root>/_tmp` (same filesystem) → fsync → rename.
-import { createWriteStream, fdatasync, type Dirent, type WriteStream } from 'node:fs';
+import { createWriteStream, fdatasync, type BigIntStats, type Dirent, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -115,11 +115,7 @@ export class FsDriver implements Driver {
     try {
       const s = await stat(this._abs(path), { bigint: true });
       if (!s.isFile()) return undefined;
-      return {
-        size: Number(s.size),
-        modified: s.mtime,
-        version: `${s.dev}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}:${s.size}`,
-      };
+      return _info(s);
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;
@@ -261,11 +257,11 @@ export class FsDriver implements Driver {
     const out: ListedFile[] = [];
     // Bounded: a 10,000-tag directory must not open 10,000 stats at once.
     await pool(files, 64, async (name) => {
-      const s = await stat(join(this._abs(prefix), name)).catch((e) => {
+      const s = await stat(join(this._abs(prefix), name), { bigint: true }).catch((e) => {
         if (isNotFound(e)) return undefined; // deleted since the readdir
         throw e;
       });
-      if (s?.isFile()) out.push({ name, size: s.size, modified: s.mtime });
+      if (s?.isFile()) out.push({ name, ..._info(s) });
     });
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
@@ -327,4 +323,9 @@ async function _sendFile(fh: FileHandle, start: number, end: number | undefined,
   } finally {
     dest.off('close', onClose);
   }
+}
+
+/** What a stat tells: every write here is a rename of a new file, so inode + ns times change on each replace. */
+function _info(s: BigIntStats): FileInfo & { version: string } {
+  return { size: Number(s.size), modified: s.mtime, version: `${s.dev}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}:${s.size}` };
 }

@@ -31,10 +31,13 @@ export interface Store {
 export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> = {}): Store {
   const blobs = new BlobStore(driver);
   const manifests = new ManifestStore(driver, blobs, { maxManifestBytes: opts.maxManifestBytes ?? 4 * 1024 * 1024 });
+  const browse = new BrowseStore(driver, blobs, manifests);
+  // What this process writes, the UI's listings show at once (other replicas' writes within browse.ttlMs).
+  manifests.changed = blobs.changed = (name) => browse.forget(name);
   return {
     blobs,
     manifests,
-    browse: new BrowseStore(driver, blobs, manifests),
+    browse,
     uploads: new UploadStore(driver, blobs),
     auth: new AuthStore(driver),
     collector: () => new GarbageCollector(driver),

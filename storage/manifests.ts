@@ -34,8 +34,7 @@ import type { Driver } from './driver.js';
 import { paths } from './paths.js';
 import type { BlobStore } from './blobs.js';
 import { GcGuard } from './gc.js';
-import { linkTimes } from './links.js';
-import { listFiles } from './browse.js';
+import { linkTimes, listFiles } from './links.js';
 
 /** A referrer descriptor from elsewhere reduced to what a referrers list holds, or undefined when malformed. */
 function _referrerEntry(d: Descriptor): Descriptor | undefined {
@@ -93,6 +92,8 @@ export class ManifestStore {
   private readonly gc: GcGuard;
   /** Set by the registry: refuses tag writes a policy forbids (immutable tags); runs before anything is written. */
   tagPolicy?: (name: string, tags: string[], digest: Digest) => Promise<void>;
+  /** Told when this process changes a repository's manifests or tags (createStore: the browse caches forget it). */
+  changed?: (name: string) => void;
 
   constructor(
     private readonly driver: Driver,
@@ -167,8 +168,12 @@ export class ManifestStore {
       };
       await this.driver.put(paths.referrer(name, parsed.subject.digest, digest), JSON.stringify(descriptor));
     }
-    for (const tag of tags) await this.driver.put(paths.tag(name, tag), digest);
-    await this._addToCatalog(name);
+    try {
+      for (const tag of tags) await this.driver.put(paths.tag(name, tag), digest);
+      await this._addToCatalog(name);
+    } finally {
+      this.changed?.(name);
+    }
   }
 
   /**
@@ -224,6 +229,7 @@ export class ManifestStore {
         async () => {
           if (!(await this.has(name, digest))) return false;
           await this.driver.put(paths.tag(name, tag), digest);
+          this.changed?.(name);
           return true;
         },
         async (done) => {
@@ -242,6 +248,7 @@ export class ManifestStore {
   /** Removes `tag` of `name` if it exists (no check, no policy: the mirror following an upstream that dropped it). */
   async untag(name: string, tag: string): Promise<void> {
     await this.driver.delete(paths.tag(name, tag));
+    this.changed?.(name);
   }
 
   /**
@@ -284,7 +291,7 @@ export class ManifestStore {
 
   /** Manifests `name` holds, with the mtime of each revision link (its last push or, for a mirror, last pull). */
   async revisionTimes(name: string): Promise<Array<{ digest: Digest; modified: Date }>> {
-    return linkTimes(this.driver, paths.manifestRevisions(name), (d) => paths.manifestRevision(name, d));
+    return linkTimes(this.driver, paths.manifestRevisions(name));
   }
 
   /** Records a pull of `name:tag` at `at` (ms). */
@@ -435,6 +442,14 @@ export class ManifestStore {
 
   /** Deletes a tag, or a manifest by digest together with the tags pointing at it and its referrer entry. */
   async delete(name: string, reference: string): Promise<void> {
+    try {
+      await this._delete(name, reference);
+    } finally {
+      this.changed?.(name);
+    }
+  }
+
+  private async _delete(name: string, reference: string): Promise<void> {
     if (!isDigest(reference)) {
       await this.resolve(name, reference);
       await this.driver.delete(paths.tag(name, reference));

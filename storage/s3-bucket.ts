@@ -288,7 +288,7 @@ export class S3Bucket {
     }
   }
 
-  /** The objects directly under `prefix` (ending in `/`) with the listing's Size and LastModified, sorted. */
+  /** The objects directly under `prefix` (ending in `/`) with the listing's Size, LastModified and ETag, sorted. */
   async listFiles(prefix: string): Promise<ListedFile[]> {
     const out: ListedFile[] = [];
     let token: string | undefined;
@@ -300,7 +300,9 @@ export class S3Bucket {
       );
       for (const o of r.Contents ?? []) {
         const name = o.Key!.slice(prefix.length);
-        if (name) out.push({ name, size: o.Size ?? 0, modified: o.LastModified ?? new Date(0) });
+        if (!name) continue;
+        const modified = o.LastModified ?? new Date(0);
+        out.push({ name, size: o.Size ?? 0, modified, version: s3Version(o.ETag, modified) });
       }
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
@@ -533,4 +535,13 @@ export async function collect(s: AsyncIterable<unknown>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of s) chunks.push(Buffer.from(c as Buffer));
   return Buffer.concat(chunks);
+}
+
+/**
+ * An object's version from what S3 tells about it (HEAD or a listing): the ETag (an MD5 of the bytes for a plain PUT)
+ * with the write time in whole seconds (HEAD gives seconds, listings milliseconds), so a rewrite with other bytes, or
+ * with the same bytes later, reads as a new version. Undefined without an ETag: the caller then reads every time.
+ */
+export function s3Version(etag: string | undefined, modified: Date): string | undefined {
+  return etag ? `${etag}@${Math.floor(modified.getTime() / 1000)}` : undefined;
 }

@@ -20,7 +20,7 @@ import { GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } fr
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { RelayUnavailable, relayGet } from './http-relay.js';
 import { AppendableObjects } from './s3-append.js';
-import { MIN_PART, MiB, S3Bucket, collect, isNotFound, rangeHeader } from './s3-bucket.js';
+import { MIN_PART, MiB, S3Bucket, collect, isNotFound, rangeHeader, s3Version } from './s3-bucket.js';
 import {
   assertSafePath,
   NotFoundError,
@@ -177,7 +177,8 @@ export class S3Driver implements Driver {
         const h = await this.objects.send('HeadObject', key, () =>
           this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
         );
-        return { size: h.ContentLength ?? 0, modified: h.LastModified ?? new Date(0) };
+        const modified = h.LastModified ?? new Date(0);
+        return { size: h.ContentLength ?? 0, modified, version: s3Version(h.ETag, modified) };
       } catch (e) {
         if (!isNotFound(e)) throw e;
         if (kind === 'plain') return undefined;

@@ -9,11 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'puppeteer-core';
 import { startBerth, type Berth } from './berth.js';
 import { berth, ROOT, writeTree, parseBuild } from './builder-fixtures.js';
 import { hash } from './auth-fixtures.js';
-import { makeClients, makeMultiArchLayout, ok, requirePeer } from './peers.js';
+import { makeClients, makeMultiArchLayout, ok, requirePeer, run } from './peers.js';
+import { imageManifest, pushBlob, pushManifest } from './registry-client.js';
 import { fillBulk, launchChromium } from './ui-fixtures.js';
 
 const TAGS = 10_000;
@@ -427,4 +429,112 @@ test('ui.enabled: false — no pages, no JSON API', async (t) => {
   const res = await fetch(`${reg.url}${API}/repositories`);
   assert.notEqual(res.status, 200);
   assert.equal((await fetch(`${reg.url}/v2/`)).status, 200, 'the registry itself is on');
+});
+
+test('the image view shows signatures: the policy verdict (berth sign, cosign) or, without a trusted key, what was found', async (t) => {
+  if (!requirePeer(t, 'chromium', 'cosign')) return;
+  const work = await mkdtemp('/tmp/berth-ui-sig-');
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const env = { HOME: work, COSIGN_PASSWORD: '', SIGSTORE_NO_CACHE: 'true' };
+  ok(await berth(['key', 'generate', '-o', join(work, 'trusted'), '--plain'], { env }));
+  ok(await berth(['key', 'generate', '-o', join(work, 'stranger'), '--plain'], { env }));
+  ok(await run('cosign', ['generate-key-pair'], { env, cwd: work }));
+  // signed/** is covered by a policy trusting berth's key and cosign's; plain/** by none.
+  const reg = await startBerth(t, {
+    config: `signatures:
+  policies:
+    - name: release-keys
+      repositories: ["signed/**"]
+      mode: audit
+      keys: [${join(work, 'trusted.pub')}, ${join(work, 'cosign.pub')}]
+log: { requests: false }
+`,
+  });
+  const push = async (repo: string, tag: string): Promise<string> => {
+    const layer = gzipSync(Buffer.from(`layer of ${repo}:${tag}\n`));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', tag }));
+    const l = await pushBlob(reg.url, repo, layer);
+    const c = await pushBlob(reg.url, repo, config);
+    const body = imageManifest({ digest: c, size: config.length }, [{ digest: l, size: layer.length }]);
+    const res = await pushManifest(reg.url, repo, tag, body);
+    assert.equal(res.status, 201, res.body.toString());
+    return `${reg.host}/${repo}@${res.header('docker-content-digest')}`;
+  };
+  const sign = async (ref: string, key: string, format = 'cosign') =>
+    ok(await berth(['sign', ref, '--key', join(work, key), '--format', format], { env }));
+  await sign(await push('signed/app', 'simple'), 'trusted.key');
+  await sign(await push('signed/app', 'bundle'), 'trusted.key', 'cosign-bundle');
+  await sign(await push('signed/app', 'stranger'), 'stranger.key');
+  const cosigned = await push('signed/app', 'cosigned');
+  ok(
+    await run(
+      'cosign',
+      [
+        'sign',
+        '--yes',
+        '--key',
+        join(work, 'cosign.key'),
+        '--tlog-upload=false',
+        '--allow-insecure-registry',
+        '--allow-http-registry',
+        cosigned,
+      ],
+      { env, timeoutMs: 120_000 },
+    ),
+  );
+  await push('signed/app', 'unsigned');
+  await sign(await push('plain/app', 'simple'), 'trusted.key');
+  await sign(await push('plain/app', 'bundle'), 'stranger.key', 'cosign-bundle');
+  await push('plain/app', 'unsigned');
+
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const slot = async (ref: string) => {
+    const res = await page.goto(`${reg.url}/ui/image/${ref}`, { waitUntil: 'load' });
+    assert.equal(res?.status(), 200, ref);
+    return page.$eval('dd[data-signature]', (e) => ({
+      status: e.getAttribute('data-signature'),
+      text: (e.textContent ?? '').replace(/\s+/g, ' ').trim(),
+    }));
+  };
+  const cases: Array<[string, string, RegExp]> = [
+    ['signed/app:simple', 'verified', /verified \(policy release-keys, audit\) cosign \(\.sig tag\)/],
+    ['signed/app:bundle', 'verified', /verified .*sigstore bundle \(referrer\)/],
+    ['signed/app:cosigned', 'verified', /verified .*cosign \(\.sig tag\)/],
+    ['signed/app:stranger', 'invalid', /not verified \(policy release-keys, audit\) cosign: .*trusted key/],
+    ['signed/app:unsigned', 'unsigned', /unsigned \(policy release-keys, audit\)/],
+    ['plain/app:simple', 'not-verified', /1 signature not verified \(no trusted key configured\) cosign \(\.sig tag\)/],
+    ['plain/app:bundle', 'not-verified', /not verified \(no trusted key configured\) sigstore bundle \(referrer\)/],
+    ['plain/app:unsigned', 'unsigned', /^unsigned$/],
+  ];
+  for (const [ref, status, text] of cases) {
+    const got = await slot(ref);
+    assert.equal(got.status, status, `${ref}: ${got.text}`);
+    assert.match(got.text, text, ref);
+  }
+  await page.goto(`${reg.url}/ui/image/signed/app:simple`, { waitUntil: 'load' });
+  await page.setViewport({ width: 1280, height: 860 });
+  await page.screenshot({ path: join(work, 'image-signed.png') });
+  if (process.env.BERTH_SCREENSHOTS)
+    await copyFile(join(work, 'image-signed.png'), join(ROOT, 'docs', 'screenshots', 'image-signed-light.png'));
+
+  // The JSON API carries the same slot.
+  const api = async (repo: string, ref: string) =>
+    (await (await fetch(`${reg.url}${API}/repositories/${repo}/images/${ref}`)).json()).signatures;
+  const simple = await api('signed/app', 'simple');
+  assert.deepEqual(
+    { status: simple.status, policy: simple.policy, formats: simple.found.map((f: { format: string }) => f.format) },
+    { status: 'verified', policy: { name: 'release-keys', mode: 'audit' }, formats: ['cosign'] },
+  );
+  const plain = await api('plain/app', 'bundle');
+  assert.equal(plain.status, 'not-verified');
+  assert.equal(plain.policy, undefined);
+  assert.deepEqual(
+    plain.found.map((f: { format: string }) => f.format),
+    ['cosign-bundle'],
+  );
+  // A signature added later shows on the next view (the policy forgets its "unsigned" verdict when one is pushed).
+  await sign(`${reg.host}/signed/app:unsigned`, 'trusted.key');
+  assert.equal((await slot('signed/app:unsigned')).status, 'verified');
 });

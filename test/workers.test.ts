@@ -261,3 +261,54 @@ test('workers=2: concurrent pulls through the pull-through cache, spread over bo
   assert.deepEqual([...servedBy(mirror, blobGets)].sort(), [0, 1]);
   assert.equal(counting.count('GET', '/blobs/sha256:'), 1, 'the upstream was asked for the blob once');
 });
+
+test('workers=2: a push or delete on one worker shows at once in the UI of the other (ui.listingTtl: 1h)', async (t) => {
+  const berth = await start2(t, QUIET, 'ui: { listingTtl: 1h }\n');
+  const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+  const push = async (tag: string) => {
+    const blob = await fresh(berth.url, 'POST', `/v2/team/app/blobs/uploads/?digest=${digestOf(config)}`, {}, config);
+    assert.equal(blob.status, 201);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: digestOf(config),
+          size: config.length,
+        },
+        layers: [],
+        annotations: { tag },
+      }),
+    );
+    const put = await fresh(
+      berth.url,
+      'PUT',
+      `/v2/team/app/manifests/${tag}`,
+      { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      manifest,
+    );
+    assert.equal(put.status, 201, put.body.toString());
+  };
+  const tags = async () => {
+    const res = await fresh(berth.url, 'GET', '/v2/_berth/api/v1/repositories/team/app/tags?sort=name');
+    assert.equal(res.status, 200, res.body.toString());
+    return (JSON.parse(res.body.toString()).items as Array<{ tag: string }>).map((i) => i.tag);
+  };
+  /** Both workers (consecutive connections alternate) show `want`, within a moment for the message to arrive. */
+  const everywhere = async (want: string[]) => {
+    const deadline = Date.now() + 2_000;
+    for (let seen = 0; seen < 4; ) {
+      const got = await tags();
+      if (JSON.stringify(got) === JSON.stringify(want)) seen++;
+      else if (Date.now() > deadline) assert.deepEqual(got, want, 'a worker kept its listing');
+      else seen = 0;
+    }
+  };
+  await push('v1');
+  await everywhere(['v1']); // both workers now hold the listing, for an hour
+  await push('v2');
+  await everywhere(['v1', 'v2']);
+  assert.equal((await fresh(berth.url, 'DELETE', '/v2/team/app/manifests/v1')).status, 202);
+  await everywhere(['v2']);
+});

@@ -16,9 +16,11 @@ import {
   type ImageManifest,
   type ParsedManifest,
 } from '../../spec/index.js';
-import type { Store } from '../../storage/index.js';
+import type { Store, TagTime } from '../../storage/index.js';
 import type { Proxy } from '../proxy/index.js';
 import type { Policies, QuotaRule } from '../policy.js';
+import { storeReader, type SignaturePolicy } from '../signatures.js';
+import { SIGNATURE_FORMATS, verifyImage, type SignatureFormat } from '../../signing/index.js';
 import type { Viewer } from './viewer.js';
 
 export interface Page<T> {
@@ -77,10 +79,14 @@ export interface QuotaRow {
   maxBytes: number;
 }
 
-export interface TagRow {
+export interface TagRow extends ImageRow {
   tag: string;
-  digest: Digest;
   pushed: string;
+}
+
+/** A tag row's image part: what the manifest at its digest shows (immutable). */
+export interface ImageRow {
+  digest: Digest;
   mediaType: string;
   artifactType?: string;
   /** Bytes of config and layers (an index: of every child). */
@@ -111,8 +117,26 @@ export interface ImageView {
   base?: { name?: string; digest?: string };
   subject?: Digest;
   referrers: ReferrerNode[];
-  /** Slot for signature verification (issue 19: filled when the signing work lands). */
-  signatures: { status: 'not-verified'; count: number };
+  signatures: SignatureView;
+}
+
+/**
+ * Whether the image is signed. With a signature policy covering the repository (`signatures.policies`), `status` is
+ * its verdict from the cache pulls use — `verified`, `invalid` (signatures, none verifying) or `unsigned`; without
+ * one, `not-verified` lists the signatures found unchecked (no trusted key configured), or `unsigned`.
+ */
+export interface SignatureView {
+  status: 'verified' | 'invalid' | 'unsigned' | 'not-verified';
+  policy?: { name: string; mode: 'audit' | 'enforce' };
+  /** Why the policy's check failed. */
+  reason?: string;
+  /** Verified as a child of a signed index. */
+  viaIndex?: boolean;
+  /** Signatures found (cosign's `.sig` tag, sigstore bundle and notation referrers), whatever the status. */
+  found: Array<{ format: SignatureFormat; manifest: Digest }>;
+  count: number;
+  /** Looking for signatures failed (storage); the rest of the view stands. */
+  error?: string;
 }
 
 export interface ReferrerNode {
@@ -143,6 +167,8 @@ export class UiData {
   private readonly configs = new LRUCache<string, { json: unknown; platform?: string; created?: string }>({
     max: 20_000,
   });
+  /** Tag rows' image parts by `name@digest`: a manifest never changes, and neither do its children and config. */
+  private readonly images = new LRUCache<string, ImageRow>({ max: 50_000 });
   private readonly sboms = new LRUCache<string, { doc: SpdxDoc; bytes: number }>({
     max: 16,
     maxSize: 256 * 1024 * 1024,
@@ -151,7 +177,12 @@ export class UiData {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { proxy?: Proxy; policies?: Policies; quotas?: QuotaRule[] } = {},
+    private readonly opts: {
+      proxy?: Proxy;
+      policies?: Policies;
+      quotas?: QuotaRule[];
+      signatures?: Pick<SignaturePolicy, 'verdict'>;
+    } = {},
   ) {}
 
   /** 404 NAME_UNKNOWN for a repository that is not there — and for one the viewer may not pull (no existence leak). */
@@ -161,7 +192,7 @@ export class UiData {
         throw new OciError('UNAUTHORIZED', `log in to see ${name} (anonymous users may not pull it)`);
       throw new OciError('NAME_UNKNOWN', `repository name not known to registry: ${name}`);
     }
-    if (!(await this.store.manifests.repositoryExists(name)))
+    if (!(await this.store.browse.exists(name)))
       throw new OciError('NAME_UNKNOWN', `repository name not known to registry: ${name}`);
   }
 
@@ -177,7 +208,7 @@ export class UiData {
       (n) => (!needle || n.includes(needle)) && (!q.namespace || _namespace(n) === q.namespace),
     );
     const p = _page(matching, q);
-    const items = await _map(p.slice, 8, async (name) => {
+    const items = await _map(p.slice, 16, async (name) => {
       const s = await this.store.browse.summary(name);
       const mirror = this.opts.proxy?.upstreams.find((u) => name.startsWith(`${u.prefix}/`));
       return {
@@ -225,49 +256,60 @@ export class UiData {
         : dir * (a.pushed - b.pushed) || (a.tag < b.tag ? -1 : 1),
     );
     const p = _page(all, q);
-    const rows = await _map(p.slice, 16, async (t) => this._tagRow(name, t.tag, t.pushed));
+    const rows = await _map(p.slice, 16, async (t) => this._tagRow(name, t));
     const items = rows.filter((r): r is TagRow => r !== undefined);
     return { items, total: p.total, page: p.page, pages: p.pages, n: p.n, name, sort, order };
   }
 
-  private async _tagRow(name: string, tag: string, pushed: number): Promise<TagRow | undefined> {
-    let stored: Awaited<ReturnType<Store['manifests']['get']>>;
-    try {
-      stored = await this.store.manifests.get(name, tag);
-    } catch (e) {
-      if (e instanceof OciError) return undefined; // deleted since the listing
-      throw e;
+  private async _tagRow(name: string, t: TagTime): Promise<TagRow | undefined> {
+    const digest = await this.store.browse.tagTarget(name, t);
+    if (!digest) return undefined; // deleted since the listing
+    const key = `${name}@${digest}`;
+    let image = this.images.get(key);
+    if (!image) {
+      let stored: Awaited<ReturnType<Store['manifests']['get']>>;
+      try {
+        stored = await this.store.manifests.get(name, digest);
+      } catch (e) {
+        if (e instanceof OciError) return undefined; // deleted since the listing
+        throw e;
+      }
+      const row = await this._imageRow(name, stored);
+      image = row.image;
+      if (row.complete) this.images.set(key, image);
     }
-    const parsed = _parse(stored.bytes, stored.mediaType);
-    const row: TagRow = {
-      tag,
-      digest: stored.digest,
-      pushed: new Date(pushed).toISOString(),
-      mediaType: stored.mediaType,
-      size: 0,
-      platforms: [],
-    };
-    if (!parsed) return row;
-    row.artifactType = _artifactType(parsed);
-    if (isIndexType(stored.mediaType)) {
-      const children = await _map(parsed.manifests, 8, (d) => this._imageSize(name, d));
-      row.size = children.reduce((a, b) => a + b, 0);
-      row.platforms = parsed.manifests.filter((d) => d.platform).map((d) => formatPlatform(d.platform!));
-    } else {
-      row.size = _sum(parsed.blobs);
-      const platform = (await this._config(parsed.document as ImageManifest))?.platform;
-      if (platform) row.platforms = [platform];
-    }
-    return row;
+    return { tag: t.tag, pushed: new Date(t.pushed).toISOString(), ...image };
   }
 
-  private async _imageSize(name: string, d: Descriptor): Promise<number> {
+  /** What a tag row shows of the manifest it points at: immutable for the digest, so cached by it. */
+  private async _imageRow(
+    name: string,
+    stored: Awaited<ReturnType<Store['manifests']['get']>>,
+  ): Promise<{ image: ImageRow; complete: boolean }> {
+    const parsed = _parse(stored.bytes, stored.mediaType);
+    const image: ImageRow = { digest: stored.digest, mediaType: stored.mediaType, size: 0, platforms: [] };
+    if (!parsed) return { image, complete: true };
+    image.artifactType = _artifactType(parsed);
+    if (isIndexType(stored.mediaType)) {
+      const children = await _map(parsed.manifests, 8, (d) => this._imageSize(name, d));
+      image.size = children.reduce<number>((a, b) => a + (b ?? 0), 0);
+      image.platforms = parsed.manifests.filter((d) => d.platform).map((d) => formatPlatform(d.platform!));
+      // A child not (yet) here — a mirror fetches children when asked — counts 0 now: not kept.
+      return { image, complete: children.every((c) => c !== undefined) };
+    }
+    image.size = _sum(parsed.blobs);
+    const platform = (await this._config(parsed.document as ImageManifest))?.platform;
+    if (platform) image.platforms = [platform];
+    return { image, complete: true };
+  }
+
+  private async _imageSize(name: string, d: Descriptor): Promise<number | undefined> {
     try {
       const m = await this.store.manifests.get(name, d.digest);
       const p = _parse(m.bytes, m.mediaType);
       return p ? _sum(p.blobs) : 0;
     } catch {
-      return 0;
+      return undefined;
     }
   }
 
@@ -323,7 +365,7 @@ export class UiData {
       annotations: doc.annotations ?? {},
       subject: parsed.subject?.digest,
       referrers: [],
-      signatures: { status: 'not-verified', count: 0 },
+      signatures: { status: 'unsigned', found: [], count: 0 },
     };
     const ann = doc.annotations ?? {};
     if (ann['org.opencontainers.image.base.name'] || ann['org.opencontainers.image.base.digest'])
@@ -337,7 +379,7 @@ export class UiData {
         digest: d.digest,
         mediaType: d.mediaType,
         platform: d.platform ? formatPlatform(d.platform) : undefined,
-        size: await this._imageSize(name, d),
+        size: (await this._imageSize(name, d)) ?? 0,
         artifactType: d.artifactType,
       }));
       view.size = view.children.reduce((a, c) => a + c.size, 0);
@@ -365,7 +407,28 @@ export class UiData {
       for (const r of await this._referrers(name, child.digest, 0))
         view.referrers.push({ ...r, on: { digest: child.digest, platform: child.platform } });
     }
-    view.signatures.count = _countKind(view.referrers, 'signature');
+    view.signatures = await this._signatures(name, stored.digest);
+    return view;
+  }
+
+  /** The policy's verdict (its cache) when a policy covers `name`, and the signatures found, unchecked. */
+  private async _signatures(name: string, digest: Digest): Promise<SignatureView> {
+    const view: SignatureView = { status: 'unsigned', found: [], count: 0 };
+    try {
+      // No trust material: every signature in every format is found and reported, none verified.
+      const found = await verifyImage(storeReader(this.store, name), digest, { formats: SIGNATURE_FORMATS });
+      view.found = found.signatures.map((s) => ({ format: s.format, manifest: s.manifest }));
+      view.count = view.found.length;
+      const verdict = await this.opts.signatures?.verdict(name, digest);
+      if (verdict) {
+        view.status = verdict.result;
+        view.policy = { name: verdict.policy, mode: verdict.mode };
+        if (verdict.reason) view.reason = verdict.reason;
+        if (verdict.viaIndex) view.viaIndex = true;
+      } else if (view.count) view.status = 'not-verified';
+    } catch (e) {
+      view.error = `could not look for signatures: ${(e as Error).message}`;
+    }
     return view;
   }
 
@@ -520,10 +583,6 @@ export function referrerKind(artifactType: string | undefined): ReferrerNode['ki
   if (/signature|cosign.*sig|notary|sigstore\.bundle/i.test(t)) return 'signature';
   if (/in-toto|attestation|provenance|slsa|vex/i.test(t)) return 'attestation';
   return 'artifact';
-}
-
-function _countKind(nodes: ReferrerNode[], kind: ReferrerNode['kind']): number {
-  return nodes.reduce((n, r) => n + (r.kind === kind ? 1 : 0) + _countKind(r.referrers, kind), 0);
 }
 
 /** An artifact's type (OCI 1.1 artifactType, or a config media type that is no image config); undefined for images. */

@@ -25,6 +25,7 @@ import type { Ctx, Env } from '../context.js';
 import { ERRORS } from '../errors.js';
 import type { Policies, QuotaRule } from '../policy.js';
 import type { Proxy } from '../proxy/index.js';
+import type { SignaturePolicy } from '../signatures.js';
 import { loadAssets } from './assets.js';
 import { UiData, type PageQuery } from './data.js';
 import {
@@ -49,6 +50,8 @@ export interface UiOptions {
   proxy?: Proxy;
   policies?: Policies;
   quotas?: QuotaRule[];
+  /** The signature policy: the image view shows its verdict (registry/signatures.ts). */
+  signatures?: Pick<SignaturePolicy, 'verdict'>;
   deleteEnabled: boolean;
   /** http.publicUrl: the host shown in pull commands (else the request's Host). */
   publicUrl?: string;
@@ -70,7 +73,12 @@ type Html = ReturnType<typeof layout>;
 export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
   const assets = loadAssets();
   const sessions = new Sessions(opts.auth?.core);
-  const data = new UiData(opts.store, { proxy: opts.proxy, policies: opts.policies, quotas: opts.quotas });
+  const data = new UiData(opts.store, {
+    proxy: opts.proxy,
+    policies: opts.policies,
+    quotas: opts.quotas,
+    signatures: opts.signatures,
+  });
   const canLogin = !!opts.auth;
 
   app.use('/ui/*', async (c, next) => {

@@ -210,6 +210,36 @@ function referrerTree(name: string, nodes: ReferrerNode[]): Html {
   )}</ul>`;
 }
 
+const FORMAT_NAMES: Record<string, string> = {
+  cosign: 'cosign (.sig tag)',
+  'cosign-bundle': 'sigstore bundle (referrer)',
+  notation: 'notation (referrer)',
+};
+
+/** The signature slot: the policy's verdict, or the signatures found when no trusted key is configured. */
+function signatureStatus(s: ImageView['signatures']): Html {
+  const found = s.found.length
+    ? html`<ul class="plain">${s.found.map(
+        (f) =>
+          html`<li>${FORMAT_NAMES[f.format] ?? f.format} <span class="digest" title="${f.manifest}">${short(f.manifest)}</span></li>`,
+      )}</ul>`
+    : '';
+  const policy = s.policy
+    ? html` <span class="muted">(policy ${s.policy.name}, ${s.policy.mode}${s.viaIndex ? ', through its signed index' : ''})</span>`
+    : '';
+  const error = s.error ? html`<div class="muted">${s.error}</div>` : '';
+  switch (s.status) {
+    case 'verified':
+      return html`<span class="chip ok">verified</span>${policy} ${found} ${error}`;
+    case 'invalid':
+      return html`<span class="chip bad">not verified</span>${policy} <div class="muted">${s.reason ?? ''}</div> ${found} ${error}`;
+    case 'not-verified':
+      return html`<span class="chip">${s.count} signature${s.count === 1 ? '' : 's'}</span> <span class="muted">not verified (no trusted key configured)</span> ${found} ${error}`;
+    default:
+      return html`<span class="chip ${s.policy ? 'bad' : ''}">unsigned</span>${policy} ${error}`;
+  }
+}
+
 function kv(record: Record<string, string> | undefined): Html {
   const entries = Object.entries(record ?? {});
   if (!entries.length) return html`<p class="muted">none</p>`;
@@ -263,7 +293,7 @@ export function imagePage(v: ImageView, opts: { host: string; canDelete: boolean
       ${v.created ? html`<dt>Created</dt><dd>${v.created}</dd>` : ''}
       ${v.base ? html`<dt>Base image</dt><dd class="mono">${v.base.name ?? ''} ${v.base.digest ?? ''}</dd>` : ''}
       ${v.subject ? html`<dt>Subject</dt><dd><a class="digest" href="${imageUrl(v.name, v.subject)}">${v.subject}</a></dd>` : ''}
-      <dt>Signatures</dt><dd>${v.signatures.count} attached <span class="muted">(verification: not configured)</span></dd>
+      <dt>Signature</dt><dd data-signature="${v.signatures.status}">${signatureStatus(v.signatures)}</dd>
     </dl>
   </div>
   ${opts.canDelete ? html`<p><a class="button danger" href="/ui/delete${qs({ repo: v.name, ref: v.digest })}">Delete this manifest…</a></p>` : ''}
