@@ -98,6 +98,11 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: 'garbage-collect unreferenced blobs and manifests (online; --dry-run to preview)',
     load: () => import('./gc.js'),
   },
+  sync: {
+    group: 'admin',
+    summary: "run the config's sync rules once: pre-load images from upstreams (resumable)",
+    load: () => import('./sync.js'),
+  },
   fsck: {
     group: 'admin',
     summary: 're-hash every stored blob; quarantine any whose bytes do not match its digest',

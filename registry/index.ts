@@ -20,6 +20,8 @@ import { auditMiddleware, createAudit, type Audit } from './audit.js';
 import type { Env } from './context.js';
 import type { FillLeases } from './proxy/fill.js';
 import { uiRoutes } from './ui/index.js';
+import { resolveUpstreams } from './proxy/config.js';
+import { createSync, resolveSyncRules, type SyncJob } from './mirror/sync.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -38,6 +40,8 @@ export interface Registry {
   metrics?: Metrics;
   policies: Policies;
   webhooks?: Webhooks;
+  /** Scheduled sync (`sync:` rules), when configured. */
+  sync?: SyncJob;
   /** Token service, verifier and ACL, unless `auth.mode` is none. */
   auth?: Auth;
   /** Starts the background jobs the config turns on (upload purge, scheduled GC, retention); see lifecycle.ts. */
@@ -78,7 +82,9 @@ export function createRegistry(
   const proxy = config.proxy?.upstreams?.length
     ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
     : undefined;
-  const metrics = config.metrics.enabled ? createMetrics({ proxy, render: shared.renderMetrics }) : undefined;
+  const syncRules = resolveSyncRules(config.sync, proxy?.upstreams ?? resolveUpstreams(config.proxy));
+  const sync = syncRules.length ? createSync(syncRules, store, log) : undefined;
+  const metrics = config.metrics.enabled ? createMetrics({ proxy, sync, render: shared.renderMetrics }) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const audit = hooks.auditLog ?? createAudit(config.audit);
@@ -110,6 +116,7 @@ export function createRegistry(
         store,
         auth,
         proxy,
+        sync,
         policies,
         quotas: config.quotas,
         deleteEnabled: config.storage.delete,
@@ -151,7 +158,12 @@ export function createRegistry(
       ...ops,
     },
   );
-  const lifecycle = createLifecycle(config, { store, policies, metrics, webhooks, audit }, log);
+  // Scheduled sync runs once per server (the scheduler worker); across replicas each rule's lease picks one.
+  const lifecycle = createLifecycle(
+    config,
+    { store, policies, metrics, webhooks, audit, sync: shared.scheduler === false ? undefined : sync },
+    log,
+  );
   return {
     store,
     app,
@@ -159,6 +171,7 @@ export function createRegistry(
     metrics,
     policies,
     webhooks,
+    sync,
     auth,
     audit,
     debugApp,

@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { GcResult } from '../storage/gc.js';
 import { parseTarget } from './app.js';
 import type { Proxy } from './proxy/index.js';
+import type { SyncJob } from './mirror/sync.js';
 
 export interface Metrics {
   registry: Registry;
@@ -30,7 +31,12 @@ export function routeOf(path: string): string {
  * (registry/cluster.ts), so one scrape sees the whole server.
  */
 export function createMetrics(
-  opts: { proxy?: Proxy; defaults?: boolean; render?: () => Promise<{ contentType: string; body: string }> } = {},
+  opts: {
+    proxy?: Proxy;
+    sync?: SyncJob;
+    defaults?: boolean;
+    render?: () => Promise<{ contentType: string; body: string }>;
+  } = {},
 ): Metrics {
   const registry = new Registry();
   if (opts.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: 'berth_' });
@@ -129,6 +135,64 @@ export function createMetrics(
         },
       });
     }
+  }
+
+  const sync = opts.sync;
+  if (sync) {
+    // This process's runs (the replica that held each rule's lease counts them); last status: GET …/api/v1/sync.
+    new Counter({
+      name: 'berth_sync_runs_total',
+      help: 'Sync runs by rule and result (busy: another replica held the rule)',
+      labelNames: ['rule', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats()))
+          for (const [result, n] of Object.entries(s.runs)) this.inc({ rule, result }, n);
+      },
+    });
+    new Counter({
+      name: 'berth_sync_images_total',
+      help: 'Images a sync looked at, by rule and result (copied, skipped: already here, failed)',
+      labelNames: ['rule', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats()))
+          for (const [result, n] of Object.entries(s.images)) this.inc({ rule, result }, n);
+      },
+    });
+    new Counter({
+      name: 'berth_sync_bytes_total',
+      help: 'Blob bytes a sync downloaded, by rule',
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats())) this.inc({ rule }, s.bytes);
+      },
+    });
+    new Gauge({
+      name: 'berth_sync_last_success_timestamp_seconds',
+      help: 'When a sync of the rule last finished with every selected image present (this process)',
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats()))
+          if (s.lastSuccess) this.set({ rule }, s.lastSuccess / 1000);
+      },
+    });
+    new Gauge({
+      name: 'berth_sync_running',
+      help: 'Whether this process is running the rule now',
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats())) this.set({ rule }, s.running ? 1 : 0);
+      },
+    });
   }
 
   return {

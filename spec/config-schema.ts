@@ -496,6 +496,75 @@ export const configSchema = {
         },
       },
     },
+    sync: {
+      type: 'array',
+      description:
+        'scheduled sync (registry/mirror, README "Mirrors"): copy matching images from an upstream into this registry, byte for byte',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'repositories'],
+        properties: {
+          name: {
+            type: 'string',
+            pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
+            description: 'names the rule in status, metrics and `berth sync --rule`',
+          },
+          upstream: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'a proxy.upstreams name: its url, credentials and prefix (synced images land where the cache serves them)',
+          },
+          url: {
+            type: 'string',
+            pattern: '^https?://[^/?#]+/?$',
+            description: 'or any registry: `https://host[:port]` (plain http is for loopback and trusted networks)',
+          },
+          username: { type: 'string' },
+          password: { type: 'string', writeOnly: true },
+          prefix: {
+            type: 'string',
+            pattern: '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$',
+            description: "local repository prefix (default: the proxy upstream's prefix, else none)",
+          },
+          repositories: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'string', minLength: 1 },
+            description: 'upstream repositories; globs (`team/*`, `**`) are matched against its catalog',
+          },
+          tags: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'which tags, applied in order: include/exclude globs, regex, semver range, newest N',
+            properties: {
+              include: patterns('tag globs (default: all)'),
+              exclude: patterns('tag globs to leave out'),
+              regex: { type: 'string', minLength: 1, description: 'a regular expression a tag must match' },
+              semver: { type: 'string', minLength: 1, description: 'a semver range (`>=1.2 <2`, `^1.4`, `~2.1`)' },
+              newest: { type: 'integer', minimum: 1, description: 'keep the newest N of what is left' },
+              newestBy: {
+                enum: ['semver', 'created'],
+                default: 'semver',
+                description: "newest by version, or by the image's created time",
+              },
+            },
+          },
+          platforms: {
+            type: 'array',
+            items: { type: 'string', pattern: '^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$' },
+            description:
+              'one platform copies that image only; several require an index that has them all (default: all)',
+          },
+          referrers: { type: 'boolean', default: true, description: 'also copy signatures, SBOMs, attestations' },
+          schedule: duration('run every this long while `berth serve` runs (default: only `berth sync`)'),
+          concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4, description: 'blobs in flight' },
+          bandwidth: size('bytes per second this rule may download (0: no cap)'),
+          allowPrivateNetworks,
+        },
+      },
+    },
     audit: {
       type: 'object',
       additionalProperties: false,
@@ -592,3 +661,4 @@ export type RetentionPolicy = NonNullable<RetentionConfig['policies']>[number];
 export type ImmutableRule = Section<'immutableTags'>[number];
 export type QuotaRule = Section<'quotas'>[number];
 export type WebhookConfig = Section<'webhooks'>[number];
+export type SyncRule = Section<'sync'>[number];

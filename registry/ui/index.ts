@@ -25,6 +25,7 @@ import type { Ctx, Env } from '../context.js';
 import { ERRORS } from '../errors.js';
 import type { Policies, QuotaRule } from '../policy.js';
 import type { Proxy } from '../proxy/index.js';
+import type { SyncJob } from '../mirror/sync.js';
 import { loadAssets } from './assets.js';
 import { UiData, type PageQuery } from './data.js';
 import {
@@ -47,6 +48,8 @@ export interface UiOptions {
   store: Store;
   auth?: Auth;
   proxy?: Proxy;
+  /** Scheduled sync: its status at GET …/api/v1/sync. */
+  sync?: SyncJob;
   policies?: Policies;
   quotas?: QuotaRule[];
   deleteEnabled: boolean;
@@ -269,6 +272,7 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
       async (c, v, m) => data.sbom(v, _name(m[1]), m[2], { ..._pageQuery(c), kind: _kind(c) }),
     ],
     ['GET', /^\/mirrors$/, async (c, v) => data.mirrors(v, _pageQuery(c))],
+    ['GET', /^\/sync$/, async (_c, v) => _syncStatus(opts.sync, v)],
     ['DELETE', /^\/repositories\/(.+)\/tags\/([^/]+)$/, async (c, v, m) => _apiDelete(c, v, m[1], m[2], 'tag')],
     ['DELETE', /^\/repositories\/(.+)\/manifests\/([^/]+)$/, async (c, v, m) => _apiDelete(c, v, m[1], m[2], 'digest')],
   ];
@@ -293,6 +297,25 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
       status: 404,
     });
   });
+}
+
+/**
+ * Each sync rule's last run (README "Mirrors"), for a viewer who may pull where the rule writes (its prefix, or
+ * the literal part of its first repository pattern).
+ */
+async function _syncStatus(sync: SyncJob | undefined, v: Viewer) {
+  if (!sync) return { enabled: false, rules: [] };
+  const visible = new Set(
+    sync.rules
+      .filter((r) => {
+        const first = r.rule.repositories[0].split(/[*?[\]{}!]/)[0].replace(/\/+$/, '');
+        const sample = [r.prefix, first].filter(Boolean).join('/');
+        return sample ? isValidName(sample) && v.may(sample, 'pull') : v.via !== 'anonymous' || v.may('x', 'pull');
+      })
+      .map((r) => r.name),
+  );
+  const rules = (await sync.status()).filter((s) => visible.has(s.rule));
+  return { enabled: true, rules };
 }
 
 function _search(c: Ctx): string {
