@@ -278,8 +278,7 @@ async function _runRule(
   onImage: (image: string, res: CopyResult | Error) => void,
 ): Promise<void> {
   const rule = r.rule;
-  const registry = r.registry();
-  const repos = await _repositories(registry, rule.repositories);
+  const repos = await ruleRepositories(r);
   status.repositories = repos.length;
   const bandwidth = rule.bandwidth ? new Bandwidth(rule.bandwidth) : undefined;
   const platforms = rule.platforms?.map(parsePlatform);
@@ -296,19 +295,15 @@ async function _runRule(
       fail(name, new Error(`local name "${local}" is not a valid repository name`));
       continue;
     }
-    let all: string[];
-    const repo = new Repository(registry, name);
+    const repo = new Repository(r.registry(), name);
+    let selected: { tags: string[]; all: string[] };
     try {
-      all = [];
-      for await (const t of repo.tags()) all.push(t);
+      selected = await ruleTags(r, name);
     } catch (e) {
       fail(name, e);
       continue;
     }
-    const plain = all.filter((t) => !DIGEST_TAG.test(t));
-    const filter = (rule.tags ?? {}) as TagFilter;
-    const created = needsCreated(filter) ? await _createdTimes(repo, filter, plain) : undefined;
-    const tags = filterTags(plain, filter, created);
+    const { tags, all } = selected;
     const source = _throttled(remoteSource(repo), bandwidth);
     const target = storeTarget(store, local);
     const copied = new Set<string>();
@@ -330,13 +325,34 @@ async function _runRule(
     await Promise.all(tags.map((t) => images(() => one(t))));
     // Cosign's tag-scheme signatures, attestations and SBOMs of the images just synced travel with them.
     if (referrers) {
-      const sigs = all.filter((t) => {
-        const m = DIGEST_TAG.exec(t);
-        return m?.[3] && copied.has(`${m[1]}:${m[2]}`);
-      });
+      const sigs = signatureTags(all, copied);
       await Promise.all(sigs.map((t) => images(() => one(t))));
     }
   }
+}
+
+/** The upstream repositories a rule names: literal names, and its globs matched against the upstream's catalog. */
+export function ruleRepositories(r: ResolvedSyncRule): Promise<string[]> {
+  return _repositories(r.registry(), r.rule.repositories);
+}
+
+/** The tags of one upstream repository the rule selects (`all`: every tag, for cosign's `sha256-….sig` tags). */
+export async function ruleTags(r: ResolvedSyncRule, name: string): Promise<{ tags: string[]; all: string[] }> {
+  const repo = new Repository(r.registry(), name);
+  const all: string[] = [];
+  for await (const t of repo.tags()) all.push(t);
+  const plain = all.filter((t) => !DIGEST_TAG.test(t));
+  const filter = (r.rule.tags ?? {}) as TagFilter;
+  const created = needsCreated(filter) ? await _createdTimes(repo, filter, plain) : undefined;
+  return { tags: filterTags(plain, filter, created), all };
+}
+
+/** Cosign's tag-scheme signature/attestation/SBOM tags (`sha256-<hex>.sig`…) of the given image digests. */
+export function signatureTags(all: string[], digests: Set<string>): string[] {
+  return all.filter((t) => {
+    const m = DIGEST_TAG.exec(t);
+    return m?.[3] && digests.has(`${m[1]}:${m[2]}`);
+  });
 }
 
 function _count(status: SyncRunStatus, res: CopyResult): void {
