@@ -22,6 +22,7 @@ import type { FillLeases } from './proxy/fill.js';
 import { uiRoutes } from './ui/index.js';
 import { resolveUpstreams } from './proxy/config.js';
 import { createSync, resolveSyncRules, type SyncJob } from './mirror/sync.js';
+import { createReplication, resolveReplication, type Replication } from './mirror/replication.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -42,6 +43,8 @@ export interface Registry {
   webhooks?: Webhooks;
   /** Scheduled sync (`sync:` rules), when configured. */
   sync?: SyncJob;
+  /** Push replication (`replication:` rules), when configured. */
+  replication?: Replication;
   /** Token service, verifier and ACL, unless `auth.mode` is none. */
   auth?: Auth;
   /** Starts the background jobs the config turns on (upload purge, scheduled GC, retention); see lifecycle.ts. */
@@ -84,7 +87,11 @@ export function createRegistry(
     : undefined;
   const syncRules = resolveSyncRules(config.sync, proxy?.upstreams ?? resolveUpstreams(config.proxy));
   const sync = syncRules.length ? createSync(syncRules, store, log) : undefined;
-  const metrics = config.metrics.enabled ? createMetrics({ proxy, sync, render: shared.renderMetrics }) : undefined;
+  const replicationRules = resolveReplication(config.replication);
+  const replication = replicationRules.length ? createReplication(replicationRules, store, log) : undefined;
+  const metrics = config.metrics.enabled
+    ? createMetrics({ proxy, sync, replication, render: shared.renderMetrics })
+    : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   const audit = hooks.auditLog ?? createAudit(config.audit);
@@ -117,6 +124,7 @@ export function createRegistry(
         auth,
         proxy,
         sync,
+        replication,
         policies,
         quotas: config.quotas,
         deleteEnabled: config.storage.delete,
@@ -154,14 +162,30 @@ export function createRegistry(
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
       limits: sessionLimits(config.storage.uploadSessions, store),
-      policy: policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))),
+      policy: policyMiddleware(
+        policies,
+        webhooks || replication
+          ? (e) => {
+              webhooks?.emit(e);
+              return replication?.emit(e);
+            }
+          : undefined,
+      ),
       ...ops,
     },
   );
   // Scheduled sync runs once per server (the scheduler worker); across replicas each rule's lease picks one.
   const lifecycle = createLifecycle(
     config,
-    { store, policies, metrics, webhooks, audit, sync: shared.scheduler === false ? undefined : sync },
+    {
+      store,
+      policies,
+      metrics,
+      webhooks,
+      audit,
+      sync: shared.scheduler === false ? undefined : sync,
+      replication: shared.scheduler === false ? undefined : replication,
+    },
     log,
   );
   return {
@@ -172,6 +196,7 @@ export function createRegistry(
     policies,
     webhooks,
     sync,
+    replication,
     auth,
     audit,
     debugApp,

@@ -7,6 +7,7 @@ import type { GcResult } from '../storage/gc.js';
 import { parseTarget } from './app.js';
 import type { Proxy } from './proxy/index.js';
 import type { SyncJob } from './mirror/sync.js';
+import type { Replication } from './mirror/replication.js';
 
 export interface Metrics {
   registry: Registry;
@@ -34,6 +35,7 @@ export function createMetrics(
   opts: {
     proxy?: Proxy;
     sync?: SyncJob;
+    replication?: Replication;
     defaults?: boolean;
     render?: () => Promise<{ contentType: string; body: string }>;
   } = {},
@@ -191,6 +193,31 @@ export function createMetrics(
       collect() {
         this.reset();
         for (const [rule, s] of Object.entries(sync.stats())) this.set({ rule }, s.running ? 1 : 0);
+      },
+    });
+  }
+
+  const replication = opts.replication;
+  if (replication) {
+    new Counter({
+      name: 'berth_replication_items_total',
+      help: 'Replication items by rule and result (done, retried: failed and queued again, dropped: gave up)',
+      labelNames: ['rule', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(replication.stats()))
+          for (const result of ['done', 'retried', 'dropped'] as const) this.inc({ rule, result }, s[result]);
+      },
+    });
+    new Gauge({
+      name: 'berth_replication_queue_length',
+      help: "Items waiting in the rule's queue, as last seen by the replica that works it",
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(replication.stats())) if (s.active) this.set({ rule }, s.queued);
       },
     });
   }

@@ -565,6 +565,39 @@ export const configSchema = {
         },
       },
     },
+    replication: {
+      type: 'array',
+      description:
+        'push replication (registry/mirror, README "Mirrors"): pushes (and optionally deletes) of matching repositories are queued in storage and copied to another registry, referrers included',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'url'],
+        properties: {
+          name: {
+            type: 'string',
+            pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
+            description: 'names the rule (its queue in storage, metrics)',
+          },
+          url: { type: 'string', pattern: '^https?://[^/?#]+/?$', description: 'the target registry' },
+          username: { type: 'string' },
+          password: { type: 'string', writeOnly: true },
+          repositories: patterns('local repository globs to replicate (default: all)'),
+          prefix: {
+            type: 'string',
+            pattern: '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$',
+            description: 'repository prefix on the target (default: none, same names)',
+          },
+          deletes: { type: 'boolean', default: false, description: 'also replicate manifest deletes' },
+          referrers: { type: 'boolean', default: true, description: 'carry signatures, SBOMs, attestations along' },
+          concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4, description: 'blobs in flight' },
+          backoff: { ...duration('first wait after a failed attempt (doubles each time)'), default: '1s' },
+          maxBackoff: { ...duration('longest wait between attempts'), default: '5m' },
+          giveUpAfter: { ...duration('drop an item still failing this long after it was queued'), default: '24h' },
+          allowPrivateNetworks,
+        },
+      },
+    },
     audit: {
       type: 'object',
       additionalProperties: false,
@@ -662,3 +695,4 @@ export type ImmutableRule = Section<'immutableTags'>[number];
 export type QuotaRule = Section<'quotas'>[number];
 export type WebhookConfig = Section<'webhooks'>[number];
 export type SyncRule = Section<'sync'>[number];
+export type ReplicationRule = Section<'replication'>[number];

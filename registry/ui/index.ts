@@ -26,6 +26,7 @@ import { ERRORS } from '../errors.js';
 import type { Policies, QuotaRule } from '../policy.js';
 import type { Proxy } from '../proxy/index.js';
 import type { SyncJob } from '../mirror/sync.js';
+import type { Replication } from '../mirror/replication.js';
 import { loadAssets } from './assets.js';
 import { UiData, type PageQuery } from './data.js';
 import {
@@ -50,6 +51,8 @@ export interface UiOptions {
   proxy?: Proxy;
   /** Scheduled sync: its status at GET …/api/v1/sync. */
   sync?: SyncJob;
+  /** Push replication: its queues at GET …/api/v1/replication. */
+  replication?: Replication;
   policies?: Policies;
   quotas?: QuotaRule[];
   deleteEnabled: boolean;
@@ -273,6 +276,7 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
     ],
     ['GET', /^\/mirrors$/, async (c, v) => data.mirrors(v, _pageQuery(c))],
     ['GET', /^\/sync$/, async (_c, v) => _syncStatus(opts.sync, v)],
+    ['GET', /^\/replication$/, async (_c, v) => _replicationStatus(opts.store, opts.replication, v)],
     ['DELETE', /^\/repositories\/(.+)\/tags\/([^/]+)$/, async (c, v, m) => _apiDelete(c, v, m[1], m[2], 'tag')],
     ['DELETE', /^\/repositories\/(.+)\/manifests\/([^/]+)$/, async (c, v, m) => _apiDelete(c, v, m[1], m[2], 'digest')],
   ];
@@ -315,6 +319,23 @@ async function _syncStatus(sync: SyncJob | undefined, v: Viewer) {
       .map((r) => r.name),
   );
   const rules = (await sync.status()).filter((s) => visible.has(s.rule));
+  return { enabled: true, rules };
+}
+
+/** Each replication rule's queue (read from storage, so any replica answers) and this process's counters. */
+async function _replicationStatus(store: Store, replication: Replication | undefined, v: Viewer) {
+  if (!replication) return { enabled: false, rules: [] };
+  // Targets and queues are operator information: signed-in viewers (or everyone when auth is off).
+  if (v.via === 'anonymous') throw new OciError('UNAUTHORIZED', 'sign in to see replication status');
+  const stats = replication.stats();
+  const rules = await Promise.all(
+    replication.rules.map(async (r) => ({
+      rule: r.name,
+      target: new URL(r.rule.url).origin,
+      ...stats[r.name],
+      queued: (await store.mirror.queued(r.name)).length,
+    })),
+  );
   return { enabled: true, rules };
 }
 
