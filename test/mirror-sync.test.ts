@@ -4,12 +4,13 @@
 // distribution's fallback tag) arrive; a sync killed mid-blob resumes without downloading finished blobs again; two
 // syncs of one rule at once: one runs, the other reports the lease busy.
 import assert from 'node:assert/strict';
-import { readdir, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { startBerth } from './berth.js';
-import { ok, requirePeer, run, startDistribution, type Distribution } from './peers.js';
+import { ok, requirePeer, run, startContainerd, startDistribution, type Distribution } from './peers.js';
 import { makeLayeredLayout } from './support-throttle.js';
+import { makeBusyboxLayout } from './oci-layouts.js';
 import { berthCli, spawnBerth } from './transfer-fixtures.js';
 
 async function workDir(t: TestContext): Promise<string> {
@@ -242,6 +243,95 @@ test('berth serve runs a scheduled rule: status endpoint, metrics, and one runne
     (await crane('digest', `${berth.host}/sched/app:v1`)).trim(),
     (await crane('digest', `${up.host}/sched/app:v1`)).trim(),
   );
+});
+
+test('sync into a proxy upstream: cosign signatures verify, containerd pulls with the upstream stopped', async (t) => {
+  if (!requirePeer(t, 'distribution', 'cosign', 'containerd', 'crane')) return;
+  const dir = await workDir(t);
+  const up = await upstream(t);
+  const img = await makeBusyboxLayout(join(dir, 'busybox'), { tag: 'v1' });
+  ok(await berthCli(['push', '-q', img.dir, `${up.host}/team/tool:v1`]));
+  ok(await berthCli(['push', '-q', img.dir, `${up.host}/team/tool:v2`]));
+  const digest = img.manifest.digest;
+  // cosign v2 signs with its tag scheme (sha256-<hex>.sig) on a registry without the referrers API.
+  const cosignEnv = { COSIGN_PASSWORD: '', HOME: dir, TUF_ROOT: join(dir, 'tuf') };
+  ok(await run('cosign', ['generate-key-pair'], { cwd: dir, env: cosignEnv }));
+  ok(
+    await run(
+      'cosign',
+      [
+        'sign',
+        '--yes',
+        '--key',
+        'cosign.key',
+        '--tlog-upload=false',
+        '--allow-insecure-registry',
+        `${up.host}/team/tool@${digest}`,
+      ],
+      { cwd: dir, env: cosignEnv },
+    ),
+  );
+  const root = join(dir, 'berth');
+  const config = JSON.stringify({
+    log: { level: 'warn' },
+    proxy: {
+      upstreams: [
+        {
+          name: 'up',
+          url: up.url,
+          prefix: 'up',
+          host: up.host,
+          tagTtl: '0s',
+          timeout: '2s',
+          allowPrivateNetworks: true,
+        },
+      ],
+    },
+    sync: [{ name: 'tools', upstream: 'up', repositories: ['team/tool'], tags: { include: ['v1'] }, schedule: '1h' }],
+  });
+  const berth = await startBerth(t, { root, config });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const s: any = await (await fetch(`${berth.url}/v2/_berth/api/v1/sync`)).json();
+    if (s.rules[0]?.result === 'ok') {
+      assert.deepEqual(s.rules[0].images, { copied: 2, skipped: 0, failed: 0 }, JSON.stringify(s));
+      break;
+    }
+    assert.ok(s.rules[0]?.result !== 'failed', JSON.stringify(s));
+    assert.ok(Date.now() < deadline, `sync did not finish: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // Synced where the cache serves it (the upstream's prefix), with the signature tag; v2 was filtered out. (Read
+  // from storage: through the cache, tags/list is the upstream's.)
+  const stored = await readdir(join(root, 'repositories', 'up', 'team', 'tool', '_manifests', 'tags'));
+  assert.deepEqual(stored.sort(), [`sha256-${digest.slice(7)}.sig`, 'v1']);
+  await up.stop();
+  ok(
+    await run(
+      'cosign',
+      [
+        'verify',
+        '--key',
+        'cosign.pub',
+        '--insecure-ignore-tlog',
+        '--allow-insecure-registry',
+        `${berth.host}/up/team/tool@${digest}`,
+      ],
+      { cwd: dir, env: cosignEnv },
+    ),
+  );
+  // containerd asks for the upstream's name through a hosts.toml mirror (?ns=); the upstream is gone, the synced
+  // content answers.
+  const containerd = await startContainerd();
+  t.after(containerd.stop);
+  const hosts = join(dir, 'hosts.d');
+  await mkdir(join(hosts, up.host), { recursive: true });
+  await writeFile(
+    join(hosts, up.host, 'hosts.toml'),
+    `server = "http://127.0.0.1:9"\n\n[host."http://${berth.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
+  ok(await containerd.ctr(['images', 'pull', '--hosts-dir', hosts, `${up.host}/team/tool:v1`]));
+  assert.match(ok(await containerd.ctr(['images', 'ls'])), new RegExp(`team/tool:v1\\s+\\S+\\s+${digest}`));
 });
 
 test('bad rules are refused with the field and the fix', async (t) => {

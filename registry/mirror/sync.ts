@@ -39,8 +39,11 @@ export interface ResolvedSyncRule {
 /** What one run of one rule did; also what is stored as its status. */
 export interface SyncRunStatus {
   rule: string;
-  /** `ok`: every selected image is here; `failed`: some are not (see errors); `busy`: another replica ran it. */
-  result: 'ok' | 'failed' | 'busy' | 'running';
+  /**
+   * `ok`: every selected image is here; `failed`: some are not (see errors); `busy`: another replica ran it;
+   * `never`: no run yet.
+   */
+  result: 'ok' | 'failed' | 'busy' | 'running' | 'never';
   startedAt: string;
   finishedAt?: string;
   repositories: number;
@@ -227,7 +230,7 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
           return (
             stored ?? {
               rule: r.name,
-              result: 'ok' as const,
+              result: 'never' as const,
               startedAt: '',
               repositories: 0,
               images: { copied: 0, skipped: 0, failed: 0 },
@@ -235,7 +238,6 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
               bytes: 0,
               referrers: 0,
               errors: [],
-              never: true,
             }
           );
         }),
