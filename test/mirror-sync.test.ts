@@ -355,6 +355,10 @@ test('bad rules are refused with the field and the fix', async (t) => {
       /tag regex "\("/,
     ],
     [{ name: 'Bad Name', url: 'http://127.0.0.1:1', repositories: ['x'] }, /sync\[0\]\.name|sync\.0\.name|name/],
+    [
+      { name: 'a', url: 'http://127.0.0.1:1', repositories: ['x'] },
+      /sync\[0\] \(a\): 127\.0\.0\.1:1 is a loopback or private address; set allowPrivateNetworks: true/,
+    ],
   ];
   for (const [rule, message] of cases) {
     const res = await berthCli(['sync', '-c', await writeConfig(dir, root, [rule])]);

@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import { addressPolicy, guardedAgent, privateNetworksProblem } from '../net-policy.js';
 import type { RegistryEvent } from '../webhooks.js';
 import { storeSource } from './media.js';
+import { checkReachable } from './sync.js';
 
 export type { ReplicationRule };
 
@@ -79,6 +80,7 @@ export function resolveReplication(rules: ReplicationRule[] | undefined): Resolv
     if (problem) throw new ConfigError(`${where}: ${problem}`);
     const policy = addressPolicy(r.allowPrivateNetworks ?? false);
     const url = new URL(r.url).origin;
+    checkReachable(where, url, policy);
     let registry: RemoteRegistry | undefined;
     const match = r.repositories?.length ? picomatch(r.repositories, { dot: true }) : () => true;
     out.push({

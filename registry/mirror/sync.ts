@@ -3,6 +3,7 @@
 // only what is missing (a tag already at the upstream's digest is skipped, a stored blob is not fetched again), so
 // a run that was killed resumes where it stopped. One replica runs a rule at a time (storage lease, as GC's); each
 // run's outcome is written to storage so every replica reports it (status endpoint, metrics).
+import { isIP } from 'node:net';
 import pLimit from 'p-limit';
 import picomatch from 'picomatch';
 import { Bandwidth } from '../../client/bandwidth.js';
@@ -19,7 +20,7 @@ import { parseDuration } from '../../spec/units.js';
 import type { Store } from '../../storage/index.js';
 import { ConfigError } from '../config.js';
 import type { Logger } from '../log.js';
-import { addressPolicy, guardedAgent, privateNetworksProblem } from '../net-policy.js';
+import { addressPolicy, guardedAgent, privateNetworksProblem, type AddressPolicy } from '../net-policy.js';
 import type { Upstream } from '../proxy/config.js';
 import { storeTarget } from './media.js';
 
@@ -93,6 +94,7 @@ export function resolveSyncRules(rules: SyncRule[] | undefined, upstreams: Upstr
         throw new ConfigError(`${where}: "${repo}" is not a valid repository name`);
     let registry: UpstreamRegistry | undefined;
     const policy = addressPolicy(creds.allowPrivateNetworks ?? false);
+    checkReachable(where, url, policy);
     out.push({
       name: r.name,
       url,
@@ -111,6 +113,16 @@ export function resolveSyncRules(rules: SyncRule[] | undefined, upstreams: Upstr
     });
   }
   return out;
+}
+
+/** A literal internal address the policy refuses could never be reached: a start-up error, not one per run. */
+export function checkReachable(where: string, url: string, policy: AddressPolicy): void {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  if ((isIP(host) && !policy.allows(host)) || (/^localhost$|\.localhost$/i.test(host) && !policy.allows('127.0.0.1')))
+    throw new ConfigError(
+      `${where}: ${u.host} is a loopback or private address; set allowPrivateNetworks: true (or list its network) to reach it`,
+    );
 }
 
 export interface SyncJob {
