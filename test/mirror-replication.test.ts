@@ -5,46 +5,13 @@
 // outside the rule do not, and a replicated delete removes the manifest there.
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { startBerth } from './berth.js';
-import { freePort, ok, requirePeer, run, startDistribution } from './peers.js';
+import { ok, requirePeer, run, startDistribution } from './peers.js';
+import { tcpGate } from './tcp-gate.js';
 import { makeLayeredLayout } from './support-throttle.js';
 import { berthCli } from './transfer-fixtures.js';
-
-/** A TCP forwarder to `port` that, while down, closes every connection at once (a target that is unreachable). */
-async function gate(t: TestContext, port: number) {
-  const listen = await freePort();
-  let up = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    if (!up) return client.destroy();
-    const target = connect(port, '127.0.0.1');
-    sockets.add(client).add(target);
-    client.pipe(target).pipe(client);
-    const close = () => {
-      client.destroy();
-      target.destroy();
-      sockets.delete(client);
-      sockets.delete(target);
-    };
-    client.on('error', close).on('close', close);
-    target.on('error', close).on('close', close);
-  });
-  await new Promise<void>((r) => server.listen(listen, '127.0.0.1', r));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return {
-    url: `http://127.0.0.1:${listen}`,
-    setUp(v: boolean) {
-      up = v;
-      if (!v) for (const s of sockets) s.destroy();
-    },
-  };
-}
 
 async function queueFiles(root: string): Promise<string[]> {
   return readdir(join(root, 'mirror', 'replication', 'dr', 'queue')).catch(() => []);
@@ -66,7 +33,7 @@ test('replication survives a target that is down and a restart mid-queue; referr
   t.after(() => rm(dir, { recursive: true, force: true }));
   const dist = await startDistribution({ logLevel: 'warn' });
   t.after(() => dist.stop());
-  const target = await gate(t, dist.port);
+  const target = await tcpGate(t, dist.port);
   const config = JSON.stringify({
     log: { level: 'warn' },
     replication: [
