@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { startBerth } from './berth.js';
 import { ok, requirePeer, run, startDistribution } from './peers.js';
 import { tcpGate } from './tcp-gate.js';
