@@ -10,6 +10,7 @@ import { gcBench } from './gc.js';
 import { authBench } from './auth.js';
 import { s3Bench } from './s3.js';
 import { uiBench } from './ui.js';
+import { syncBench } from './sync.js';
 
 interface ToolTiming {
   tool: string;
@@ -46,6 +47,7 @@ export const benches: Bench[] = [
   gcBench,
   authBench,
   uiBench,
+  syncBench,
 ];
 
 /** `npm run bench -- --s3`: berth vs distribution on a real S3 server (SeaweedFS); not part of the default run. */
