@@ -7,7 +7,7 @@ import type { CopyResult } from '../client/copy.js';
 import { Repository } from '../client/remote.js';
 import { ConfigError } from '../registry/index.js';
 import { resolveUpstreams } from '../registry/proxy/config.js';
-import { resolveSyncRules, ruleRepositories, ruleTags } from '../registry/mirror/sync.js';
+import { resolveSyncRules, ruleRepositories, ruleTags, signatureTags } from '../registry/mirror/sync.js';
 import { parsePlatform } from '../spec/platform.js';
 import { isValidName } from '../spec/reference.js';
 import { formatBytes } from '../spec/units.js';
@@ -168,10 +168,20 @@ async function _fromRules(flags: Record<string, any>): Promise<BundleImage[]> {
       throw new CLIError(`no sync rule named ${name}; the config has ${rules.map((x) => x.name).join(', ') || 'none'}`);
     for (const p of r.rule.platforms ?? []) parsePlatform(p);
     for (const repo of await ruleRepositories(r)) {
-      const { tags } = await ruleTags(r, repo);
+      const { tags, all } = await ruleTags(r, repo);
       const local = r.prefix ? `${r.prefix}/${repo}` : repo;
-      const source = remoteSource(new Repository(r.registry(), repo));
+      const remote = new Repository(r.registry(), repo);
+      const source = remoteSource(remote);
       for (const tag of tags) images.push({ source, reference: tag, repository: local, tag });
+      // cosign's tag-scheme signatures (sha256-<hex>.sig, .att, .sbom) of the selected images come along.
+      if (r.rule.referrers !== false && !flags['no-referrers']) {
+        const digests = new Set<string>();
+        for (const tag of tags) {
+          const d = await remote.headManifest(tag);
+          if (d) digests.add(d.digest);
+        }
+        for (const tag of signatureTags(all, digests)) images.push({ source, reference: tag, repository: local, tag });
+      }
     }
   }
   return images;

@@ -10,7 +10,7 @@ import tar from 'tar-stream';
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { startBerth } from './berth.js';
-import { ok, requirePeer, run } from './peers.js';
+import { ok, requirePeer, run, startDistribution } from './peers.js';
 import { makeLayeredLayout } from './support-throttle.js';
 import { berthCli } from './transfer-fixtures.js';
 
@@ -162,4 +162,63 @@ test('a damaged bundle is refused before anything is pushed', async (t) => {
   const again = await bundle('create', out, `${src.host}/app:v1`);
   assert.match(again.stderr, /exists already/);
   assert.deepEqual(await readdir(join(out, 'blobs', 'sha256')).then((l) => l.length > 0), true);
+});
+
+test('a bundle by sync rule carries cosign signatures that still verify after the load', async (t) => {
+  if (!requirePeer(t, 'distribution', 'cosign', 'crane')) return;
+  const dir = await workDir(t);
+  const up = await startDistribution({ logLevel: 'warn' });
+  t.after(() => up.stop());
+  const img = await makeLayeredLayout(join(dir, 'img'), { layers: 1, layerBytes: 128 * 1024 });
+  for (const tag of ['1.0.0', '1.1.0', '2.0.0'])
+    ok(await berthCli(['push', '-q', img.dir, `${up.host}/team/app:${tag}`]));
+  const digest = await (async () =>
+    ok(await run('crane', ['digest', '--insecure', `${up.host}/team/app:1.1.0`])).trim())();
+  const env = { COSIGN_PASSWORD: '', HOME: dir, TUF_ROOT: join(dir, 'tuf') };
+  ok(await run('cosign', ['generate-key-pair'], { cwd: dir, env }));
+  const sign = ['sign', '--yes', '--key', 'cosign.key', '--tlog-upload=false', '--allow-insecure-registry'];
+  ok(await run('cosign', [...sign, `${up.host}/team/app@${digest}`], { cwd: dir, env }));
+  const config = join(dir, 'berth.yaml');
+  await writeFile(
+    config,
+    JSON.stringify({
+      storage: { filesystem: { root: join(dir, 'unused') } },
+      sync: [
+        {
+          name: 'app',
+          url: up.url,
+          allowPrivateNetworks: true,
+          repositories: ['team/app'],
+          prefix: 'mirror',
+          tags: { semver: '1.x' },
+        },
+      ],
+    }),
+  );
+  const out = join(dir, 'rule.tar');
+  const made = await bundle('create', out, '-c', config, '--rule', 'app');
+  assert.equal(made.code, 0, made.stderr);
+  assert.equal(made.doc.images, 3, '1.0.0, 1.1.0 and the signature tag');
+  const dst = await startBerth(t);
+  const loaded = await bundle('load', out, dst.host);
+  assert.equal(loaded.code, 0, loaded.stderr);
+  const tags = ok(await run('crane', ['ls', '--insecure', `${dst.host}/mirror/team/app`]))
+    .trim()
+    .split('\n')
+    .sort();
+  assert.deepEqual(tags, ['1.0.0', '1.1.0', `sha256-${digest.slice(7)}.sig`]);
+  ok(
+    await run(
+      'cosign',
+      [
+        'verify',
+        '--key',
+        'cosign.pub',
+        '--insecure-ignore-tlog',
+        '--allow-insecure-registry',
+        `${dst.host}/mirror/team/app@${digest}`,
+      ],
+      { cwd: dir, env },
+    ),
+  );
 });
