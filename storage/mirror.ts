@@ -72,6 +72,15 @@ export class MirrorStore {
     };
   }
 
+  /**
+   * Whether someone holds the rule's lease as far as one look can tell: a record whose owner is not known to be dead
+   * (a process gone on this host is seen at once; elsewhere a standing heartbeat needs watching, so it counts).
+   */
+  async leaseHeld(kind: MirrorKind, rule: string): Promise<boolean> {
+    const lease = await this._read(paths.mirrorLease(kind, rule));
+    return !!lease && alive(lease, `mirror ${kind}/${rule} ${lease.holder}`);
+  }
+
   /** Whether a live holder other than `me` has the lease (waits until its heartbeat moves or stands for its ttl). */
   private async _heldBy(path: string, me: string): Promise<boolean> {
     let first: LeaseRecord | undefined;

@@ -181,6 +181,11 @@ test('a sync killed mid-transfer resumes without downloading finished blobs agai
   const done = await stored();
   assert.ok(done.length >= 1 && done.length < 3, `killed after ${done.length} of 3 layers`);
 
+  // The killed run's status says so (its process is gone), on any server of this storage.
+  const berth = await startBerth(t, { root, config: JSON.stringify({ log: { level: 'warn' }, sync: [rule] }) });
+  const status = async () => ((await (await fetch(`${berth.url}/v2/_berth/api/v1/sync`)).json()) as any).rules[0];
+  assert.equal((await status()).result, 'interrupted');
+
   const fast = await writeConfig(dir, root, [rule]);
   const second = await sync(fast);
   assert.equal(second.code, 0, second.stderr);
@@ -192,7 +197,7 @@ test('a sync killed mid-transfer resumes without downloading finished blobs agai
   assert.equal(r.blobs.existed + r.blobs.uploaded, 4);
   assert.ok(r.bytes <= (3 - done.length) * layerBytes + 4096, `downloaded ${r.bytes} bytes again`);
 
-  const berth = await startBerth(t, { root });
+  assert.equal((await status()).result, 'ok');
   await verifyAll(`${berth.host}/big/app:v1`, dir);
   assert.equal(
     (await crane('digest', `${berth.host}/big/app:v1`)).trim(),

@@ -201,7 +201,7 @@ async function _drain(
     }
     worked = true;
     try {
-      await _replicate(r, store, item);
+      await _replicate(r, store, item, log);
       await store.mirror.dequeue(r.name, id);
       s.done++;
       s.queued--;
@@ -232,16 +232,26 @@ async function _drain(
   return worked;
 }
 
-async function _replicate(r: Resolved, store: Store, item: QueueItem): Promise<void> {
+async function _replicate(r: Resolved, store: Store, item: QueueItem, log: Logger): Promise<void> {
   const remoteName = r.rule.prefix ? `${r.rule.prefix}/${item.repository}` : item.repository;
   if (!isValidName(remoteName)) throw new Error(`"${remoteName}" is not a valid repository name on the target`);
   const repo = new Repository(r.registry(), remoteName, { push: true });
   if (item.kind === 'delete') {
-    // The target may not delete tags (distribution-spec makes it optional): a digest delete is what counts.
     try {
       await repo.deleteManifest(item.reference);
     } catch (e) {
-      if ((e as { status?: number }).status !== 404) throw e;
+      const status = (e as { status?: number }).status;
+      if (status === 404) return; // gone already
+      // Deleting a tag is optional in the distribution-spec (distribution 2.8.2 refuses it): nothing to retry.
+      if (!isDigest(item.reference) && status !== undefined && [400, 405, 501].includes(status)) {
+        log.warn('replication: the target does not delete tags; only digest deletes are replicated there', {
+          rule: r.name,
+          repository: item.repository,
+          tag: item.reference,
+        });
+        return;
+      }
+      throw e;
     }
     return;
   }

@@ -42,9 +42,9 @@ export interface SyncRunStatus {
   rule: string;
   /**
    * `ok`: every selected image is here; `failed`: some are not (see errors); `busy`: another replica ran it;
-   * `never`: no run yet.
+   * `never`: no run yet; `interrupted`: the run stopped without finishing (its process died); the next resumes.
    */
-  result: 'ok' | 'failed' | 'busy' | 'running' | 'never';
+  result: 'ok' | 'failed' | 'busy' | 'running' | 'never' | 'interrupted';
   startedAt: string;
   finishedAt?: string;
   repositories: number;
@@ -186,11 +186,22 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
     }
     running.set(r.name, status);
     t.running = true;
+    // Progress lands in storage as the run goes, so every replica's status endpoint shows it.
+    // Writes go one after another, so a progress write never lands after the final one.
+    let saving: Promise<unknown> = Promise.resolve();
+    const save = () => {
+      const snapshot = structuredClone(status);
+      const next = saving.then(() => store.mirror.setSyncStatus(r.name, snapshot));
+      saving = next.catch(() => {});
+      return next;
+    };
+    const progress = setInterval(() => void save().catch(() => {}), 5_000);
+    progress.unref();
     try {
-      await store.mirror.setSyncStatus(r.name, status).catch(() => {});
+      await save().catch(() => {});
       await _runRule(r, store, status, lease.lost, (image, res) => {
         if (res instanceof Error) t.images.failed++;
-        else if (res.skipped) t.images.skipped++;
+        else if (res.skipped && !res.manifests) t.images.skipped++;
         else t.images.copied++;
         if (!(res instanceof Error)) t.bytes += res.blobs.bytes;
         onImage?.(r.name, image, res);
@@ -200,6 +211,7 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
       status.result = 'failed';
       status.errors.push(String((e as Error)?.message ?? e).slice(0, 500));
     } finally {
+      clearInterval(progress);
       status.finishedAt = new Date().toISOString();
       running.delete(r.name);
       t.running = false;
@@ -207,9 +219,7 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
         t.runs.ok++;
         t.lastSuccess = Date.now();
       } else t.runs.failed++;
-      await store.mirror
-        .setSyncStatus(r.name, status)
-        .catch((e) => log.warn('sync status not saved', { rule: r.name, err: String(e) }));
+      await save().catch((e) => log.warn('sync status not saved', { rule: r.name, err: String(e) }));
       await lease.release().catch(() => {});
     }
     const level = status.result === 'ok' ? 'info' : 'warn';
@@ -239,6 +249,8 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
           const mine = running.get(r.name);
           if (mine) return structuredClone(mine);
           const stored = await store.mirror.syncStatus<SyncRunStatus>(r.name).catch(() => undefined);
+          if (stored?.result === 'running' && !(await store.mirror.leaseHeld('sync', r.name).catch(() => true)))
+            stored.result = 'interrupted';
           return (
             stored ?? {
               rule: r.name,
