@@ -1,7 +1,7 @@
 // Push replication end to end (issue 21): berth replicates pushes of team/** to distribution 2.8.2 behind a gate
 // that can drop every connection (the target "down"). Pushes made while it is down wait in the storage queue; berth
 // is killed (SIGKILL) mid-queue and started again; once the target is up the queue drains: the images arrive with
-// the same digests, the SBOM referrer arrives as distribution's fallback tag index (oras and regctl find it), repos
+// the same digests, the cosign signature verifies there, the SBOM referrer arrives as distribution's fallback tag index (oras and regctl find it), repos
 // outside the rule do not, and a replicated delete removes the manifest there.
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -28,7 +28,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60
 const digest = async (ref: string) => ok(await run('crane', ['digest', '--insecure', ref])).trim();
 
 test('replication survives a target that is down and a restart mid-queue; referrers and deletes follow', async (t) => {
-  if (!requirePeer(t, 'distribution', 'crane', 'oras', 'regctl')) return;
+  if (!requirePeer(t, 'distribution', 'crane', 'oras', 'regctl', 'cosign')) return;
   const dir = await mkdtemp('/tmp/berth-repl-');
   t.after(() => rm(dir, { recursive: true, force: true }));
   const dist = await startDistribution({ logLevel: 'warn' });
@@ -69,8 +69,27 @@ test('replication survives a target that is down and a restart mid-queue; referr
       { cwd: dir },
     ),
   );
+  // A cosign signature (v2: a sha256-<hex>.sig tag, pushed like any tag) is replicated like its image.
+  const signed = await digest(`${berth.host}/team/app:v1`);
+  const cosignEnv = { COSIGN_PASSWORD: '', HOME: dir, TUF_ROOT: join(dir, 'tuf') };
+  ok(await run('cosign', ['generate-key-pair'], { cwd: dir, env: cosignEnv }));
+  ok(
+    await run(
+      'cosign',
+      [
+        'sign',
+        '--yes',
+        '--key',
+        'cosign.key',
+        '--tlog-upload=false',
+        '--allow-insecure-registry',
+        `${berth.host}/team/app@${signed}`,
+      ],
+      { cwd: dir, env: cosignEnv },
+    ),
+  );
   // The target is down: items are queued in storage and retried.
-  await until('queued items', async () => (await queueFiles(berth.root)).length >= 3);
+  await until('queued items', async () => (await queueFiles(berth.root)).length >= 4);
   const status = await (await fetch(`${berth.url}/v2/_berth/api/v1/replication`)).json();
   assert.equal(status.rules[0].rule, 'dr');
   assert.ok(status.rules[0].queued >= 3, JSON.stringify(status));
@@ -99,6 +118,20 @@ test('replication survives a target that is down and a restart mid-queue; referr
     await run('regctl', ['artifact', 'list', `${dist.host}/team/app@${app}`, '--format', '{{json .}}']),
   );
   assert.match(listed, /application\/spdx\+json/);
+  ok(
+    await run(
+      'cosign',
+      [
+        'verify',
+        '--key',
+        'cosign.pub',
+        '--insecure-ignore-tlog',
+        '--allow-insecure-registry',
+        `${dist.host}/team/app@${app}`,
+      ],
+      { cwd: dir, env: cosignEnv },
+    ),
+  );
   const metrics = await (await fetch(`${berth.url}/metrics`)).text();
   assert.match(metrics, /berth_replication_items_total\{rule="dr",result="done"\} [1-9]/);
 
