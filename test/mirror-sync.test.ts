@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import { startBerth } from './berth.js';
 import { ok, requirePeer, run, startContainerd, startDistribution, type Distribution } from './peers.js';
 import { makeLayeredLayout } from './support-throttle.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './oci-layouts.js';
 import { berthCli, spawnBerth } from './transfer-fixtures.js';
 
 async function workDir(t: TestContext): Promise<string> {
@@ -71,6 +71,8 @@ test('filters select exactly the expected tags; referrers come along; a re-run c
   for (const tag of ['v1', 'v2', 'nightly']) await push(img.dir, `${up.host}/lib/one:${tag}`);
   await push(img.dir, `${up.host}/lib/two:v3`);
   await push(img.dir, `${up.host}/other/skip:v1`);
+  const multi = await makeMultiArchLayout(join(dir, 'multi'), { tag: 'v1' });
+  await push(multi.dir, `${up.host}/multi/app:v1`);
   // A referrer on the image: distribution 2.8.2 has no referrers API, so oras keeps the fallback tag index.
   const sbom = join(dir, 'sbom.json');
   await writeFile(sbom, '{"spdxVersion":"SPDX-2.3"}');
@@ -109,6 +111,13 @@ test('filters select exactly the expected tags; referrers come along; a re-run c
       tags: { include: ['v*'], regex: '^v[0-9]+$' },
       referrers: false,
     },
+    {
+      name: 'arm',
+      url: up.url,
+      allowPrivateNetworks: true,
+      repositories: ['multi/app'],
+      platforms: ['linux/arm64/v8'],
+    },
   ]);
   const first = await sync(config);
   assert.equal(first.code, 0, first.stderr);
@@ -119,6 +128,7 @@ test('filters select exactly the expected tags; referrers come along; a re-run c
   assert.equal(app.referrers >= 1, true, 'the SBOM referrer was copied');
   assert.deepEqual(libs.images, { copied: 3, skipped: 0, failed: 0 });
   assert.equal(libs.repositories, 2);
+  assert.deepEqual(first.rules[2].images, { copied: 1, skipped: 0, failed: 0 });
 
   const berth = await startBerth(t, { root });
   assert.deepEqual((await crane('ls', `${berth.host}/mirror/team/app`)).trim().split('\n').sort(), ['1.10.0', '1.2.7']);
@@ -139,13 +149,17 @@ test('filters select exactly the expected tags; referrers come along; a re-run c
   );
   assert.equal(inspect.Digest, upDigest);
 
+  // One platform: the tag names that platform's image (as crane copy --platform does).
+  assert.equal((await crane('digest', `${berth.host}/multi/app:v1`)).trim(), multi.images[1].digest);
+
   // Nothing changed upstream: the second run skips every image and downloads nothing.
   const again = await sync(config);
   assert.equal(again.code, 0);
   assert.equal(again.rules[0].images.copied, 0);
   assert.equal(again.rules[0].images.skipped, 2);
   assert.equal(again.rules[1].images.skipped, 3);
-  assert.equal(again.rules[0].bytes + again.rules[1].bytes, 0);
+  assert.equal(again.rules[2].images.skipped, 1);
+  assert.equal(again.rules[0].bytes + again.rules[1].bytes + again.rules[2].bytes, 0);
 });
 
 test('a sync killed mid-transfer resumes without downloading finished blobs again', async (t) => {
