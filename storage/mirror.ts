@@ -49,7 +49,9 @@ export class MirrorStore {
         writes = writes
           .then(async () => {
             if (lost) return;
-            if ((await this._read(path))?.holder !== holder) {
+            // Lost only to another holder: a record read as missing (an object store mid-overwrite) is written again.
+            const current = await this._read(path);
+            if (current && current.holder !== holder) {
               lost = true;
               return;
             }

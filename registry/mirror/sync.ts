@@ -355,6 +355,7 @@ async function _runRule(
       await Promise.all(sigs.map((t) => images(() => one(t))));
     }
   }
+  if (lost()) throw new Error('another replica took over this rule (lease lost); stopped');
 }
 
 /** The upstream repositories a rule names: literal names, and its globs matched against the upstream's catalog. */
