@@ -87,11 +87,23 @@ export class MirrorStore {
   private async _heldBy(path: string, me: string): Promise<boolean> {
     let first: LeaseRecord | undefined;
     for (;;) {
-      const lease = await this._read(path);
+      const lease = await this._readSettled(path);
       if (!lease || lease.holder === me || !alive(lease, `mirror ${path} ${lease.holder}`)) return false;
       if (first && (first.holder !== lease.holder || first.beat !== lease.beat)) return true;
       first ??= lease;
       await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  /**
+   * The lease record, where "missing" must be seen three times 150 ms apart: an object store may answer 404 while
+   * the holder overwrites the record (SeaweedFS does), and a contender must not take that for a free lease.
+   */
+  private async _readSettled(path: string): Promise<LeaseRecord | undefined> {
+    for (let i = 0; ; i++) {
+      const lease = await this._read(path);
+      if (lease || i === 2) return lease;
+      await new Promise((r) => setTimeout(r, 150));
     }
   }
 

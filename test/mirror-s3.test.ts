@@ -39,7 +39,7 @@ test('two replicas on S3: one sync runner per rule, and the replication queue su
   t.after(() => dr.stop());
   const gate = await tcpGate(t, dr.port);
 
-  const img = await makeLayeredLayout(join(dir, 'img'), { layers: 1, layerBytes: 6 << 20 });
+  const img = await makeLayeredLayout(join(dir, 'img'), { layers: 1, layerBytes: 8 << 20 });
   ok(await berthCli(['push', '-q', img.dir, `${up.host}/base/os:1`]));
   const sync = [
     {
@@ -48,7 +48,7 @@ test('two replicas on S3: one sync runner per rule, and the replication queue su
       allowPrivateNetworks: true,
       repositories: ['base/os'],
       schedule: '1h',
-      bandwidth: 1_500_000,
+      bandwidth: 1_000_000,
     },
   ];
   const replication = [
@@ -65,18 +65,25 @@ test('two replicas on S3: one sync runner per rule, and the replication queue su
   const a = await startBerth(t, { config });
   const b = await startBerth(t, { config });
 
-  // Both schedule the rule at start; the lease lets one run it, the other counts itself busy.
-  await until('the sync to finish', async () => (await api(b, 'sync')).rules[0]?.result === 'ok');
-  for (const r of [a, b])
-    assert.deepEqual((await api(r, 'sync')).rules[0].images, { copied: 1, skipped: 0, failed: 0 });
-  const [ma, mb] = await Promise.all([a, b].map(async (r) => (await fetch(`${r.url}/metrics`)).text()));
+  // Both schedule the rule at start (b while a's ~7 s run holds the lease): one runs it, the other counts itself busy.
+  let ma = '';
+  let mb = '';
   const runs = (result: string) =>
     [ma, mb].reduce(
       (n, m) => n + metric(m, new RegExp(`berth_sync_runs_total\\{rule="base",result="${result}"\\} (\\d+)`)),
       0,
     );
+  await until('both replicas to settle their first run', async () => {
+    [ma, mb] = await Promise.all([a, b].map(async (r) => (await fetch(`${r.url}/metrics`)).text()));
+    return runs('ok') + runs('busy') + runs('failed') >= 2;
+  });
+  for (const r of [a, b]) {
+    const s = (await api(r, 'sync')).rules[0];
+    assert.equal(s.result, 'ok', JSON.stringify(s));
+    assert.deepEqual(s.images, { copied: 1, skipped: 0, failed: 0 }, JSON.stringify(s));
+  }
   assert.equal(runs('ok'), 1, `one replica ran the rule:\n${ma}\n${mb}`);
-  assert.equal(runs('busy'), 1, 'the other found the lease held');
+  assert.equal(runs('busy'), 1, `the other found the lease held:\n${a.logs()}\n${b.logs()}`);
   assert.equal(
     ok(await run('crane', ['digest', '--insecure', `${a.host}/base/os:1`])).trim(),
     ok(await run('crane', ['digest', '--insecure', `${up.host}/base/os:1`])).trim(),
