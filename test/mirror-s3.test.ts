@@ -80,7 +80,9 @@ test('two replicas on S3: one sync runner per rule, and the replication queue su
   for (const r of [a, b]) {
     const s = (await api(r, 'sync')).rules[0];
     assert.equal(s.result, 'ok', JSON.stringify(s));
-    assert.deepEqual(s.images, { copied: 1, skipped: 0, failed: 0 }, JSON.stringify(s));
+    // (Two replicas may take the lease in the same instant: the loser stands back, the image is there either way.)
+    assert.equal(s.images.copied + s.images.skipped, 1, JSON.stringify(s));
+    assert.equal(s.images.failed, 0, JSON.stringify(s));
   }
   assert.equal(runs('ok'), 1, `one replica ran the rule:\n${ma}\n${mb}`);
   assert.equal(runs('busy'), 1, `the other found the lease held:\n${a.logs()}\n${b.logs()}`);

@@ -57,6 +57,12 @@ export interface SyncRunStatus {
 }
 
 const MAX_ERRORS = 20;
+
+class LeaseLostError extends Error {
+  constructor() {
+    super('another replica took over this rule (lease lost); it carries on, this run stopped');
+  }
+}
 /** Cosign's tag scheme (`sha256-<hex>.sig|.att|.sbom`) and the referrers fallback tag (`sha256-<hex>`). */
 const DIGEST_TAG = /^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(\.[a-z]+)?$/;
 const LEASE_TTL_MS = 10_000;
@@ -195,7 +201,7 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
       saving = next.catch(() => {});
       return next;
     };
-    const progress = setInterval(() => void save().catch(() => {}), 5_000);
+    const progress = setInterval(() => void (lease.lost() ? undefined : save().catch(() => {})), 5_000);
     progress.unref();
     try {
       await save().catch(() => {});
@@ -208,7 +214,8 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
       });
       status.result = status.images.failed || status.errors.length ? 'failed' : 'ok';
     } catch (e) {
-      status.result = 'failed';
+      // Lost to another replica (two took the lease in the same instant): it runs the rule; this one stands back.
+      status.result = e instanceof LeaseLostError ? 'busy' : 'failed';
       status.errors.push(String((e as Error)?.message ?? e).slice(0, 500));
     } finally {
       clearInterval(progress);
@@ -218,11 +225,14 @@ export function createSync(rules: ResolvedSyncRule[], store: Store, log: Logger)
       if (status.result === 'ok') {
         t.runs.ok++;
         t.lastSuccess = Date.now();
-      } else t.runs.failed++;
-      await save().catch((e) => log.warn('sync status not saved', { rule: r.name, err: String(e) }));
+      } else if (status.result === 'busy') t.runs.busy++;
+      else t.runs.failed++;
+      // After a lost lease the status record is the new holder's.
+      if (status.result !== 'busy')
+        await save().catch((e) => log.warn('sync status not saved', { rule: r.name, err: String(e) }));
       await lease.release().catch(() => {});
     }
-    const level = status.result === 'ok' ? 'info' : 'warn';
+    const level = status.result === 'failed' ? 'warn' : 'info';
     log[level]('sync finished', {
       rule: r.name,
       result: status.result,
@@ -315,7 +325,7 @@ async function _runRule(
       status.errors.push(`${what}: ${String((e as Error)?.message ?? e).slice(0, 300)}`);
   };
   for (const name of repos) {
-    if (lost()) throw new Error('another replica took over this rule (lease lost); stopped');
+    if (lost()) throw new LeaseLostError();
     const local = r.prefix ? `${r.prefix}/${name}` : name;
     if (!isValidName(local)) {
       fail(name, new Error(`local name "${local}" is not a valid repository name`));
@@ -355,7 +365,7 @@ async function _runRule(
       await Promise.all(sigs.map((t) => images(() => one(t))));
     }
   }
-  if (lost()) throw new Error('another replica took over this rule (lease lost); stopped');
+  if (lost()) throw new LeaseLostError();
 }
 
 /** The upstream repositories a rule names: literal names, and its globs matched against the upstream's catalog. */
