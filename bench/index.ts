@@ -12,6 +12,7 @@ import { authBench } from './auth.js';
 import { s3Bench } from './s3.js';
 import { uiBench } from './ui.js';
 import { debianBench } from './debian.js';
+import { syncBench } from './sync.js';
 
 interface ToolTiming {
   tool: string;
@@ -50,6 +51,7 @@ export const benches: Bench[] = [
   authBench,
   uiBench,
   debianBench,
+  syncBench,
 ];
 
 /** `npm run bench -- --s3`: berth vs distribution on a real S3 server (SeaweedFS); not part of the default run. */

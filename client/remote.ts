@@ -60,7 +60,7 @@ export class Client {
 
   /** GET /v2/_catalog, following Link pagination. */
   async *catalog(host: string, pageSize = 1000): AsyncGenerator<string> {
-    yield* _paginate(this.registry(host), `/v2/_catalog?n=${pageSize}`, ['registry:catalog:*'], 'repositories');
+    yield* catalogOf(this.registry(host), pageSize);
   }
 }
 
@@ -455,6 +455,11 @@ export class Repository {
 /** The referrers fallback tag for a digest: `sha256:abc…` → `sha256-abc…`. */
 export function fallbackTag(digest: Digest): string {
   return digest.replace(':', '-').slice(0, 128);
+}
+
+/** GET /v2/_catalog of one registry, following Link pagination. */
+export async function* catalogOf(registry: Registry, pageSize = 1000): AsyncGenerator<string> {
+  yield* _paginate(registry, `/v2/_catalog?n=${pageSize}`, ['registry:catalog:*'], 'repositories');
 }
 
 async function* _paginate(

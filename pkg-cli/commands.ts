@@ -113,6 +113,16 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: 'garbage-collect unreferenced blobs and manifests (online; --dry-run to preview)',
     load: () => import('./gc.js'),
   },
+  bundle: {
+    group: 'admin',
+    summary: 'air-gapped bundles: write images with their referrers to a layout or tar, load them into a registry',
+    load: () => import('./bundle.js'),
+  },
+  sync: {
+    group: 'admin',
+    summary: "run the config's sync rules once: pre-load images from upstreams (resumable)",
+    load: () => import('./sync.js'),
+  },
   fsck: {
     group: 'admin',
     summary: 're-hash every stored blob; quarantine any whose bytes do not match its digest',

@@ -22,6 +22,9 @@ import type { FillLeases } from './proxy/fill.js';
 import { uiRoutes } from './ui/index.js';
 import { createSignaturePolicy, type SignaturePolicy } from './signatures.js';
 import type { WorkerLink } from './cluster.js';
+import { resolveUpstreams } from './proxy/config.js';
+import { createSync, resolveSyncRules, type SyncJob } from './mirror/sync.js';
+import { createReplication, resolveReplication, type Replication } from './mirror/replication.js';
 
 export { createApp, parseTarget } from './app.js';
 export { loadConfig, configDefaults, ConfigError, type Config } from './config.js';
@@ -41,6 +44,10 @@ export interface Registry {
   metrics?: Metrics;
   policies: Policies;
   webhooks?: Webhooks;
+  /** Scheduled sync (`sync:` rules), when configured. */
+  sync?: SyncJob;
+  /** Push replication (`replication:` rules), when configured. */
+  replication?: Replication;
   /** Token service, verifier and ACL, unless `auth.mode` is none. */
   auth?: Auth;
   /** Starts the background jobs the config turns on (upload purge, scheduled GC, retention); see lifecycle.ts. */
@@ -95,6 +102,10 @@ export function createRegistry(
   const proxy = config.proxy?.upstreams?.length
     ? createProxy(config.proxy, store, log, { schedule: shared.scheduler ?? true, leases: shared.fills })
     : undefined;
+  const syncRules = resolveSyncRules(config.sync, proxy?.upstreams ?? resolveUpstreams(config.proxy));
+  const sync = syncRules.length ? createSync(syncRules, store, log) : undefined;
+  const replicationRules = resolveReplication(config.replication);
+  const replication = replicationRules.length ? createReplication(replicationRules, store, log) : undefined;
   // A blob a client just checked stays for the GC grace window (storage/gc.ts).
   store.blobs.linkRefreshMs = parseDuration(config.gc.grace) / 2;
   // The UI's listings (storage/browse.ts) are reused this long; this process's writes drop them at once.
@@ -102,7 +113,7 @@ export function createRegistry(
   const audit = hooks.auditLog ?? createAudit(config.audit);
   const signatures = createSignaturePolicy(config.signatures, store, log, audit, proxy);
   const metrics = config.metrics.enabled
-    ? createMetrics({ proxy, signatures, render: shared.renderMetrics })
+    ? createMetrics({ proxy, signatures, sync, replication, render: shared.renderMetrics })
     : undefined;
   const policies = createPolicies(config, store, log, audit);
   if (policies.enabled.immutable)
@@ -132,6 +143,8 @@ export function createRegistry(
         store,
         auth,
         proxy,
+        sync,
+        replication,
         policies,
         quotas: config.quotas,
         signatures,
@@ -170,11 +183,35 @@ export function createRegistry(
       ...(auth ? { auth: auth.middleware } : {}),
       ...(proxy ? { proxy: proxy.middleware } : {}),
       limits: sessionLimits(config.storage.uploadSessions, store),
-      policy: _chain(policyMiddleware(policies, webhooks && ((e) => webhooks.emit(e))), signatures?.middleware),
+      policy: _chain(
+        policyMiddleware(
+          policies,
+          webhooks || replication
+            ? (e) => {
+                webhooks?.emit(e);
+                return replication?.emit(e);
+              }
+            : undefined,
+        ),
+        signatures?.middleware,
+      ),
       ...ops,
     },
   );
-  const lifecycle = createLifecycle(config, { store, policies, metrics, webhooks, audit }, log);
+  // Scheduled sync runs once per server (the scheduler worker); across replicas each rule's lease picks one.
+  const lifecycle = createLifecycle(
+    config,
+    {
+      store,
+      policies,
+      metrics,
+      webhooks,
+      audit,
+      sync: shared.scheduler === false ? undefined : sync,
+      replication: shared.scheduler === false ? undefined : replication,
+    },
+    log,
+  );
   return {
     store,
     app,
@@ -183,6 +220,8 @@ export function createRegistry(
     policies,
     signatures,
     webhooks,
+    sync,
+    replication,
     auth,
     audit,
     debugApp,

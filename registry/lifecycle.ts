@@ -10,6 +10,8 @@ import type { Metrics } from './metrics.js';
 import type { Policies } from './policy.js';
 import type { Webhooks } from './webhooks.js';
 import type { Audit } from './audit.js';
+import type { SyncJob } from './mirror/sync.js';
+import type { Replication } from './mirror/replication.js';
 
 export interface Lifecycle {
   /** Schedules the jobs the config turns on. Idempotent. */
@@ -25,10 +27,14 @@ export interface LifecycleParts {
   webhooks?: Webhooks;
   /** Records GC deletions (retention records its own through Policies). */
   audit?: Audit;
+  /** Scheduled sync rules (registry/mirror/sync.ts). */
+  sync?: SyncJob;
+  /** Push replication workers (registry/mirror/replication.ts). */
+  replication?: Replication;
 }
 
 export function createLifecycle(config: Config, parts: LifecycleParts, log: Logger): Lifecycle {
-  const { store, policies, metrics, webhooks, audit } = parts;
+  const { store, policies, metrics, webhooks, audit, sync, replication } = parts;
   const timers: NodeJS.Timeout[] = [];
   // Scheduled GC (gc.enabled); replicas share one lease, so one of them does the work.
   const gc = createGcJob(config, store, log, { after: (r, e) => metrics?.gcRun(r, e !== undefined), audit });
@@ -52,6 +58,8 @@ export function createLifecycle(config: Config, parts: LifecycleParts, log: Logg
         });
       }
       gc.start();
+      sync?.start();
+      replication?.start();
       // Retention only deletes tags (idempotent on every replica); GC reclaims the bytes afterwards.
       if (policies.enabled.retention) {
         every(config.retention?.interval ?? '1h', () => {
@@ -62,6 +70,8 @@ export function createLifecycle(config: Config, parts: LifecycleParts, log: Logg
     stop() {
       for (const t of timers.splice(0)) clearInterval(t);
       gc.stop();
+      sync?.stop();
+      void replication?.stop();
       webhooks?.close();
       started = false;
     },

@@ -7,6 +7,8 @@ import type { GcResult } from '../storage/gc.js';
 import { parseTarget } from './app.js';
 import type { Proxy } from './proxy/index.js';
 import type { SignaturePolicy } from './signatures.js';
+import type { SyncJob } from './mirror/sync.js';
+import type { Replication } from './mirror/replication.js';
 
 export interface Metrics {
   registry: Registry;
@@ -34,6 +36,8 @@ export function createMetrics(
   opts: {
     proxy?: Proxy;
     signatures?: SignaturePolicy;
+    sync?: SyncJob;
+    replication?: Replication;
     defaults?: boolean;
     render?: () => Promise<{ contentType: string; body: string }>;
   } = {},
@@ -147,6 +151,89 @@ export function createMetrics(
         this.reset();
         for (const [policy, p] of Object.entries(signatures.stats().policies))
           for (const [result, n] of Object.entries(p.checks)) this.inc({ policy, mode: p.mode, result }, n);
+      },
+    });
+  }
+
+  const sync = opts.sync;
+  if (sync) {
+    // This process's runs (the replica that held each rule's lease counts them); last status: GET …/api/v1/sync.
+    new Counter({
+      name: 'berth_sync_runs_total',
+      help: 'Sync runs by rule and result (busy: another replica held the rule)',
+      labelNames: ['rule', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats()))
+          for (const [result, n] of Object.entries(s.runs)) this.inc({ rule, result }, n);
+      },
+    });
+    new Counter({
+      name: 'berth_sync_images_total',
+      help: 'Images a sync looked at, by rule and result (copied, skipped: already here, failed)',
+      labelNames: ['rule', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats()))
+          for (const [result, n] of Object.entries(s.images)) this.inc({ rule, result }, n);
+      },
+    });
+    new Counter({
+      name: 'berth_sync_bytes_total',
+      help: 'Blob bytes a sync downloaded, by rule',
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats())) this.inc({ rule }, s.bytes);
+      },
+    });
+    new Gauge({
+      name: 'berth_sync_last_success_timestamp_seconds',
+      help: 'When a sync of the rule last finished with every selected image present (this process)',
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats()))
+          if (s.lastSuccess) this.set({ rule }, s.lastSuccess / 1000);
+      },
+    });
+    new Gauge({
+      name: 'berth_sync_running',
+      help: 'Whether this process is running the rule now',
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(sync.stats())) this.set({ rule }, s.running ? 1 : 0);
+      },
+    });
+  }
+
+  const replication = opts.replication;
+  if (replication) {
+    new Counter({
+      name: 'berth_replication_items_total',
+      help: 'Replication items by rule and result (done, retried: failed and queued again, dropped: gave up)',
+      labelNames: ['rule', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(replication.stats()))
+          for (const result of ['done', 'retried', 'dropped'] as const) this.inc({ rule, result }, s[result]);
+      },
+    });
+    new Gauge({
+      name: 'berth_replication_queue_length',
+      help: "Items waiting in the rule's queue, as last seen by the replica that works it",
+      labelNames: ['rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rule, s] of Object.entries(replication.stats())) if (s.active) this.set({ rule }, s.queued);
       },
     });
   }

@@ -12,7 +12,14 @@ function _contentLength(v: string | undefined): number {
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : 0;
 }
 
-export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) => void): MiddlewareHandler<Env> {
+/**
+ * `emit` may return a promise (push replication stores a queue item): push and delete events are awaited, so the
+ * client's 201/202 means the event is durable.
+ */
+export function policyMiddleware(
+  policies: Policies,
+  emit?: (e: RegistryEvent) => void | Promise<void>,
+): MiddlewareHandler<Env> {
   return async (c, next) => {
     const { route, name, reference } = c.var.target;
     const method = c.req.method;
@@ -71,10 +78,10 @@ export function policyMiddleware(policies: Policies, emit?: (e: RegistryEvent) =
         size: _contentLength(c.req.header('content-length')) || undefined,
         actor,
       };
-      if (tags.length) for (const t of tags) emit({ ...base, tag: t });
-      else emit(base);
+      if (tags.length) for (const t of tags) await emit({ ...base, tag: t });
+      else await emit(base);
     } else if (method === 'DELETE' && status === 202) {
-      emit({ kind: 'delete', repository: name, tag, digest: tag ? undefined : reference, actor });
+      await emit({ kind: 'delete', repository: name, tag, digest: tag ? undefined : reference, actor });
     } else if (method === 'GET' && status === 200) {
       emit({
         kind: 'pull',

@@ -17,8 +17,8 @@ const ALLOWED = {
   registry: ['spec', 'storage', 'client', 'signing'],
   'pkg-cli': ['spec', 'storage', 'client', 'registry', 'builder', 'signing'],
 };
-/** Narrower rules inside a module: registry reaches client/ only from the pull-through cache. */
-const ONLY_FROM = { 'registry->client': /^registry\/proxy\// };
+/** Narrower rules inside a module: registry reaches client/ only from the pull-through cache and sync/replication. */
+const ONLY_FROM = { 'registry->client': /^registry\/(proxy|mirror)\// };
 
 function* sources(dir) {
   for (const name of readdirSync(dir)) {

@@ -561,6 +561,108 @@ export const configSchema = {
         },
       },
     },
+    sync: {
+      type: 'array',
+      description:
+        'scheduled sync (registry/mirror, README "Mirrors"): copy matching images from an upstream into this registry, byte for byte',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'repositories'],
+        properties: {
+          name: {
+            type: 'string',
+            pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
+            description: 'names the rule in status, metrics and `berth sync --rule`',
+          },
+          upstream: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'a proxy.upstreams name: its url, credentials and prefix (synced images land where the cache serves them)',
+          },
+          url: {
+            type: 'string',
+            pattern: '^https?://[^/?#]+/?$',
+            description: 'or any registry: `https://host[:port]` (plain http is for loopback and trusted networks)',
+          },
+          username: { type: 'string' },
+          password: { type: 'string', writeOnly: true },
+          prefix: {
+            type: 'string',
+            pattern: '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$',
+            description: "local repository prefix (default: the proxy upstream's prefix, else none)",
+          },
+          repositories: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'string', minLength: 1 },
+            description: 'upstream repositories; globs (`team/*`, `**`) are matched against its catalog',
+          },
+          tags: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'which tags, applied in order: include/exclude globs, regex, semver range, newest N',
+            properties: {
+              include: patterns('tag globs (default: all)'),
+              exclude: patterns('tag globs to leave out'),
+              regex: { type: 'string', minLength: 1, description: 'a regular expression a tag must match' },
+              semver: { type: 'string', minLength: 1, description: 'a semver range (`>=1.2 <2`, `^1.4`, `~2.1`)' },
+              newest: { type: 'integer', minimum: 1, description: 'keep the newest N of what is left' },
+              newestBy: {
+                enum: ['semver', 'created'],
+                default: 'semver',
+                description: "newest by version, or by the image's created time",
+              },
+            },
+          },
+          platforms: {
+            type: 'array',
+            items: { type: 'string', pattern: '^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$' },
+            description:
+              'one platform copies that image only; several require an index that has them all (default: all)',
+          },
+          referrers: { type: 'boolean', default: true, description: 'also copy signatures, SBOMs, attestations' },
+          schedule: duration('run every this long while `berth serve` runs (default: only `berth sync`)'),
+          concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4, description: 'blobs in flight' },
+          bandwidth: size('bytes per second this rule may download (0: no cap)'),
+          allowPrivateNetworks,
+        },
+      },
+    },
+    replication: {
+      type: 'array',
+      description:
+        'push replication (registry/mirror, README "Mirrors"): pushes (and optionally deletes) of matching repositories are queued in storage and copied to another registry, referrers included',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'url'],
+        properties: {
+          name: {
+            type: 'string',
+            pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
+            description: 'names the rule (its queue in storage, metrics)',
+          },
+          url: { type: 'string', pattern: '^https?://[^/?#]+/?$', description: 'the target registry' },
+          username: { type: 'string' },
+          password: { type: 'string', writeOnly: true },
+          repositories: patterns('local repository globs to replicate (default: all)'),
+          prefix: {
+            type: 'string',
+            pattern: '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$',
+            description: 'repository prefix on the target (default: none, same names)',
+          },
+          deletes: { type: 'boolean', default: false, description: 'also replicate manifest deletes' },
+          referrers: { type: 'boolean', default: true, description: 'carry signatures, SBOMs, attestations along' },
+          concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4, description: 'blobs in flight' },
+          backoff: { ...duration('first wait after a failed attempt (doubles each time)'), default: '1s' },
+          maxBackoff: { ...duration('longest wait between attempts'), default: '5m' },
+          giveUpAfter: { ...duration('drop an item still failing this long after it was queued'), default: '24h' },
+          allowPrivateNetworks,
+        },
+      },
+    },
     audit: {
       type: 'object',
       additionalProperties: false,
@@ -659,3 +761,5 @@ export type QuotaRule = Section<'quotas'>[number];
 export type SignaturesConfig = Section<'signatures'>;
 export type SignaturePolicyConfig = NonNullable<SignaturesConfig['policies']>[number];
 export type WebhookConfig = Section<'webhooks'>[number];
+export type SyncRule = Section<'sync'>[number];
+export type ReplicationRule = Section<'replication'>[number];

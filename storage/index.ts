@@ -6,6 +6,7 @@ import { UploadStore } from './uploads.js';
 import { AuthStore } from './auth.js';
 import { GarbageCollector } from './gc.js';
 import { BrowseStore } from './browse.js';
+import { MirrorStore } from './mirror.js';
 
 export * from './driver.js';
 export { paths } from './paths.js';
@@ -13,6 +14,7 @@ export { BlobStore } from './blobs.js';
 export { ManifestStore, type StoredManifest } from './manifests.js';
 export { UploadStore, type UploadInfo } from './uploads.js';
 export { AuthStore, type AuthKind } from './auth.js';
+export { MirrorStore, type MirrorLease } from './mirror.js';
 export { BrowseStore, listFiles, type TagTime, type RepositorySummary } from './browse.js';
 
 /** The stores: registry/ reaches storage only through these (issue 15), never through the driver. */
@@ -24,6 +26,8 @@ export interface Store {
   auth: AuthStore;
   /** Read-only views for the web UI: tags with push times from one listing, repository summaries. */
   browse: BrowseStore;
+  /** Sync and replication state: per-rule leases, sync status, replication queues (registry/mirror). */
+  mirror: MirrorStore;
   /** A garbage collector over this storage (storage/gc.ts). */
   collector(): GarbageCollector;
 }
@@ -40,6 +44,7 @@ export function createStore(driver: Driver, opts: Partial<ManifestStoreOptions> 
     browse,
     uploads: new UploadStore(driver, blobs),
     auth: new AuthStore(driver),
+    mirror: new MirrorStore(driver),
     collector: () => new GarbageCollector(driver),
   };
 }

@@ -15,6 +15,10 @@
 //   auth/keys/<name>.pem                                 token signing/verification keys (registry/auth/keys.ts)
 //   auth/robots/<id>.json                                robot token records (registry/auth/state.ts)
 //   auth/refresh/<sha256>.json                           refresh token records; deleting one revokes it
+//   mirror/sync/<rule>/lease                             JSON: holder and heartbeat, so one replica runs a sync rule
+//   mirror/sync/<rule>/status                            JSON: the rule's last run (storage/mirror.ts)
+//   mirror/replication/<rule>/queue/<id>                 JSON: one pending replication (push or delete) to a target
+//   mirror/replication/<rule>/lease                      JSON: holder and heartbeat of the replica draining the queue
 //   quarantine/<alg>/<hex>/<time>                        bytes that were stored under a digest they do not match,
 //                                                        moved aside by `berth fsck` (storage/scrub.ts), kept for
 //                                                        inspection; never served
@@ -40,6 +44,15 @@ export function isUploadDataPath(path: string): boolean {
 function _upload(id: string): string {
   if (!isUploadId(id)) throw new Error(`invalid upload id ${JSON.stringify(id)}`);
   return id;
+}
+
+export type MirrorKind = 'sync' | 'replication';
+const MIRROR_RULE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const QUEUE_ID = /^[0-9a-z-]{1,80}$/;
+function _mirror(kind: MirrorKind, rule: string): string {
+  if (kind !== 'sync' && kind !== 'replication') throw new Error(`invalid mirror kind ${JSON.stringify(kind)}`);
+  if (!MIRROR_RULE.test(rule)) throw new Error(`invalid rule name ${JSON.stringify(rule)}`);
+  return `mirror/${kind}/${rule}`;
 }
 
 /** The kinds of auth state kept in storage, each a flat directory under `auth/` (storage/auth.ts). */
@@ -112,6 +125,20 @@ export const paths = {
     if (!AUTH_FILE.test(file)) throw new Error(`invalid auth state file name ${JSON.stringify(file)}`);
     return `${paths.auth(kind)}/${file}`;
   },
+  /** A sync rule's or replication rule's lease; `kind` says which. */
+  mirrorLease(kind: MirrorKind, rule: string): string {
+    return `${_mirror(kind, rule)}/lease`;
+  },
+  syncStatus(rule: string): string {
+    return `${_mirror('sync', rule)}/status`;
+  },
+  replicationQueue(rule: string): string {
+    return `${_mirror('replication', rule)}/queue`;
+  },
+  replicationItem(rule: string, id: string): string {
+    if (!QUEUE_ID.test(id)) throw new Error(`invalid queue item id ${JSON.stringify(id)}`);
+    return `${paths.replicationQueue(rule)}/${id}`;
+  },
   quarantineRoot: 'quarantine',
   /** Where `berth fsck` keeps bytes found under `digest` that do not hash to it; `stamp` tells finds apart. */
   quarantined(digest: Digest | string, stamp: string): string {
@@ -144,5 +171,6 @@ export const TOP_LEVEL_ENTRIES: readonly string[] = [
   'pulls',
   'auth',
   'quarantine',
+  'mirror',
   '_tmp',
 ];

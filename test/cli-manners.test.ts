@@ -118,7 +118,7 @@ _berth; printf '%s\\n' "\${COMPREPLY[@]}"`;
   assert.deepEqual(await complete(['berth', 'push', '--j']), ['--jobs', '--json']);
   assert.deepEqual(await complete(['berth', 'build', '--check-']), ['--check-reproducible']);
   assert.deepEqual(await complete(['berth', 'token', 'cr']), ['create']);
-  assert.deepEqual(await complete(['berth', 'help', 'bu']), ['build']);
+  assert.deepEqual(await complete(['berth', 'help', 'bu']), ['build', 'bundle']);
   assert.deepEqual(await complete(['berth', 'completion', 'z']), ['zsh']);
 
   const fish = await berth(['completion', 'fish']);

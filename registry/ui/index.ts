@@ -26,6 +26,8 @@ import { ERRORS } from '../errors.js';
 import type { Policies, QuotaRule } from '../policy.js';
 import type { Proxy } from '../proxy/index.js';
 import type { SignaturePolicy } from '../signatures.js';
+import type { SyncJob } from '../mirror/sync.js';
+import type { Replication } from '../mirror/replication.js';
 import { loadAssets } from './assets.js';
 import { UiData, type PageQuery } from './data.js';
 import {
@@ -48,6 +50,10 @@ export interface UiOptions {
   store: Store;
   auth?: Auth;
   proxy?: Proxy;
+  /** Scheduled sync: its status at GET …/api/v1/sync. */
+  sync?: SyncJob;
+  /** Push replication: its queues at GET …/api/v1/replication. */
+  replication?: Replication;
   policies?: Policies;
   quotas?: QuotaRule[];
   /** The signature policy: the image view shows its verdict (registry/signatures.ts). */
@@ -277,6 +283,8 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
       async (c, v, m) => data.sbom(v, _name(m[1]), m[2], { ..._pageQuery(c), kind: _kind(c) }),
     ],
     ['GET', /^\/mirrors$/, async (c, v) => data.mirrors(v, _pageQuery(c))],
+    ['GET', /^\/sync$/, async (_c, v) => _syncStatus(opts.sync, v)],
+    ['GET', /^\/replication$/, async (_c, v) => _replicationStatus(opts.store, opts.replication, v)],
     ['DELETE', /^\/repositories\/(.+)\/tags\/([^/]+)$/, async (c, v, m) => _apiDelete(c, v, m[1], m[2], 'tag')],
     ['DELETE', /^\/repositories\/(.+)\/manifests\/([^/]+)$/, async (c, v, m) => _apiDelete(c, v, m[1], m[2], 'digest')],
   ];
@@ -301,6 +309,42 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
       status: 404,
     });
   });
+}
+
+/**
+ * Each sync rule's last run (README "Mirrors"), for a viewer who may pull where the rule writes (its prefix, or
+ * the literal part of its first repository pattern).
+ */
+async function _syncStatus(sync: SyncJob | undefined, v: Viewer) {
+  if (!sync) return { enabled: false, rules: [] };
+  const visible = new Set(
+    sync.rules
+      .filter((r) => {
+        const first = r.rule.repositories[0].split(/[*?[\]{}!]/)[0].replace(/\/+$/, '');
+        const sample = [r.prefix, first].filter(Boolean).join('/');
+        return sample ? isValidName(sample) && v.may(sample, 'pull') : v.via !== 'anonymous' || v.may('x', 'pull');
+      })
+      .map((r) => r.name),
+  );
+  const rules = (await sync.status()).filter((s) => visible.has(s.rule));
+  return { enabled: true, rules };
+}
+
+/** Each replication rule's queue (read from storage, so any replica answers) and this process's counters. */
+async function _replicationStatus(store: Store, replication: Replication | undefined, v: Viewer) {
+  if (!replication) return { enabled: false, rules: [] };
+  // Targets and queues are operator information: signed-in viewers (or everyone when auth is off).
+  if (v.via === 'anonymous') throw new OciError('UNAUTHORIZED', 'sign in to see replication status');
+  const stats = replication.stats();
+  const rules = await Promise.all(
+    replication.rules.map(async (r) => ({
+      rule: r.name,
+      target: new URL(r.rule.url).origin,
+      ...stats[r.name],
+      queued: (await store.mirror.queued(r.name)).length,
+    })),
+  );
+  return { enabled: true, rules };
 }
 
 function _search(c: Ctx): string {
