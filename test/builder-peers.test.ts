@@ -18,18 +18,12 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  makeClients,
-  ok,
-  requirePeer,
-  run,
-  startContainerd,
-  startDistribution,
-  startDockerd,
-  findExecutable,
-} from './peers.js';
-import { berth, parseBuild, writeTree } from './builder-fixtures.js';
-import { startBerth } from './berth.js';
+import { makeClients } from './support/clients.js';
+import { startDistribution } from './support/distribution.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { ok, requirePeer, run, findExecutable } from './support/peers.js';
+import { berth, parseBuild, writeTree } from './support/builder-fixtures.js';
+import { startBerth } from './support/berth.js';
 
 const SPEC = `apiVersion: berth/v1
 kind: Image

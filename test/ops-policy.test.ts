@@ -9,7 +9,7 @@ import { MemoryDriver } from '../storage/memory.js';
 import { paths } from '../storage/index.js';
 import { digestOf } from '../spec/index.js';
 import { GarbageCollector } from '../storage/gc.js';
-import { imageManifest } from './registry-client.js';
+import { imageManifest } from './support/registry-client.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 const silent = createLogger('silent', false);

@@ -1,4 +1,4 @@
-// Proves the harness in peers.ts against distribution 2.8.2: real clients push, pull, run and list a busybox image
+// Proves the harness in support/peers.ts against distribution 2.8.2: real clients push, pull, run and list a busybox image
 // built without docker, and every daemon the harness starts is gone (by pid) after stop().
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -6,21 +6,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import {
-  findExecutable,
-  makeBusyboxLayout,
-  makeClients,
-  makeMultiArchLayout,
-  ok,
-  readJson,
-  requirePeer,
-  run,
-  startContainerd,
-  startDistribution,
-  startDockerd,
-  type Distribution,
-  type RunResult,
-} from './peers.js';
+import { makeClients } from './support/clients.js';
+import { startDistribution, type Distribution } from './support/distribution.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
+import { findExecutable, ok, readJson, requirePeer, run, type RunResult } from './support/peers.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/peers-test-');

@@ -17,8 +17,8 @@ import { mapRepository, resolveUpstreams, type Proxy, type UpstreamConfig } from
 import { FsDriver } from '../storage/fs.js';
 import { paths } from '../storage/index.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { startCountingProxy } from './counting-proxy.js';
-import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
+import { startCountingProxy } from './support/counting-proxy.js';
+import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './support/registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 

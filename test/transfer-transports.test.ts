@@ -9,10 +9,12 @@ import { join } from 'node:path';
 import { OciLayout } from '../client/layout.js';
 import { Client } from '../client/remote.js';
 import { openImage, parseImageRef, writeImage, TransportError } from '../client/transports.js';
-import { startBerth } from './berth.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
-import { makeClients, ok, requirePeer, startDockerd } from './peers.js';
-import { berthCli } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { makeClients } from './support/clients.js';
+import { startDockerd } from './support/docker.js';
+import { ok, requirePeer } from './support/peers.js';
+import { berthCli } from './support/transfer-fixtures.js';
 
 test('parseImageRef: the transports as skopeo spells them, and errors that show the forms', () => {
   assert.deepEqual(parseImageRef('oci:./layout:1.0'), {

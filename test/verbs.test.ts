@@ -10,20 +10,12 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import {
-  makeBusyboxLayout,
-  makeClients,
-  makeMultiArchLayout,
-  ok,
-  requirePeer,
-  run,
-  startContainerd,
-  startDockerd,
-  type Clients,
-  type Dockerd,
-} from './peers.js';
-import { berth, parseBuild } from './builder-fixtures.js';
-import { startBerth, type Berth } from './berth.js';
+import { makeClients, type Clients } from './support/clients.js';
+import { startContainerd, startDockerd, type Dockerd } from './support/docker.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { berth, parseBuild } from './support/builder-fixtures.js';
+import { startBerth, type Berth } from './support/berth.js';
 
 let _dockerd: Promise<Dockerd> | undefined;
 let _dockerHost = '';
