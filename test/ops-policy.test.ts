@@ -385,6 +385,7 @@ test('webhooks: CloudEvents arrive signed, failures are retried, private address
       webhooks: [
         { url, secret: 's3cret', events: ['push', 'delete', 'pull'], allowPrivateNetworks: true, retries: 4 },
         { url, events: ['push'] }, // loopback without allowPrivateNetworks: never sent
+        { url: url.replace('127.0.0.1', 'localhost'), events: ['push'] }, // a name resolving to loopback: neither
       ],
     });
     const img = await pushImage(app, 'hooks/app', 'v1', 'w');
