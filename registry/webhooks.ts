@@ -1,6 +1,6 @@
 // Webhooks: CloudEvents on push, delete and pull. (Implementation below the types.)
-import type { WebhookConfig } from '../spec/config-schema.js';
-export type { WebhookConfig };
+import type { LoadedWebhookConfig, WebhookConfig } from '../spec/config-schema.js';
+export type { LoadedWebhookConfig, WebhookConfig };
 
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -56,7 +56,7 @@ export function signature(secret: string, body: string | Buffer): string {
 }
 
 interface Target {
-  config: WebhookConfig;
+  config: LoadedWebhookConfig;
   events: Set<EventKind>;
   repo: (name: string) => boolean;
   timeoutMs: number;
@@ -73,7 +73,7 @@ export interface Webhooks {
 }
 
 export function createWebhooks(
-  configs: WebhookConfig[],
+  configs: LoadedWebhookConfig[],
   log: Logger,
   opts: { source?: string; backoffMs?: number } = {},
 ): Webhooks {
@@ -83,11 +83,11 @@ export function createWebhooks(
   }
   const targets: Target[] = configs.map((c) => ({
     config: c,
-    events: new Set(c.events ?? ['push', 'delete']),
+    events: new Set(c.events),
     repo: c.repositories?.length ? picomatch(c.repositories, { dot: true }) : () => true,
-    timeoutMs: c.timeout ? parseDuration(c.timeout) : 5_000,
-    retries: c.retries ?? 5,
-    dispatcher: guardedAgent(addressPolicy(c.allowPrivateNetworks ?? false), { connections: 4 }),
+    timeoutMs: parseDuration(c.timeout),
+    retries: c.retries,
+    dispatcher: guardedAgent(addressPolicy(c.allowPrivateNetworks), { connections: 4 }),
   }));
   const source = opts.source ?? 'berth';
   const backoff = opts.backoffMs ?? 500;
