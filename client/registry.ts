@@ -356,6 +356,25 @@ function _wrap(r: Dispatcher.ResponseData, url: string): Response {
   };
 }
 
+/** Whether an upload or download may go on after `e` (a retryable answer, or a connection that broke). */
+export function isResumable(e: unknown): boolean {
+  if (e instanceof RegistryError) return e.retryable;
+  const code = (e as any)?.code ?? (e as any)?.cause?.code;
+  return (
+    [
+      'ECONNRESET',
+      'EPIPE',
+      'ETIMEDOUT',
+      'UND_ERR_SOCKET',
+      'UND_ERR_CLOSED',
+      'ECONNABORTED',
+      'ECONNREFUSED',
+      'UND_ERR_ABORTED',
+      'ERR_STREAM_PREMATURE_CLOSE',
+    ].includes(code) || /terminated|other side closed|socket/i.test((e as Error)?.message ?? '')
+  );
+}
+
 /** `repository:team/app:pull,push` → `pull,push team/app`. */
 function _describeScope(scope: string): string {
   const m = /^repository:(.+):([^:]*)$/.exec(scope);
