@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs a real S3-compatible server for berth's S3 tests: SeaweedFS (`weed`), built from the Go module proxy.
 # Idempotent: skipped when $TOOLS/bin/weed already exists. Called by .ci/install-peers.sh; also runnable alone.
-# Tests start it with `weed mini`-style single-process flags (see test/s3-server.ts).
+# Tests start it with `weed mini`-style single-process flags (see test/support/s3-server.ts).
 set -euo pipefail
 TOOLS="${BERTH_TOOLS:-/opt/berth-tools}"
 mkdir -p "$TOOLS/bin"

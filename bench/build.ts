@@ -10,8 +10,8 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { findExecutable, run, type RunResult } from '../test/peers.js';
-import { startBerth } from '../test/berth.js';
+import { findExecutable, run, type RunResult } from '../test/support/peers.js';
+import { startBerth } from '../test/support/berth.js';
 import { median, type Bench, type Row } from './types.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));

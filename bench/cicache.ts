@@ -12,9 +12,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startBerth, type Berth } from '../test/berth.js';
-import { startCountingProxy } from '../test/counting-proxy.js';
-import { findExecutable, run, type RunResult } from '../test/peers.js';
+import { startBerth, type Berth } from '../test/support/berth.js';
+import { startCountingProxy } from '../test/support/counting-proxy.js';
+import { findExecutable, run, type RunResult } from '../test/support/peers.js';
 import { median, type Bench, type BenchContext, type Row } from './types.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { Digester, digestOf } from '../spec/digest.js';
 import { OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST } from '../spec/media-types.js';
-import { findExecutable, run, startDistribution, type Distribution } from '../test/peers.js';
+import { startDistribution, type Distribution } from '../test/support/distribution.js';
+import { findExecutable, run } from '../test/support/peers.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

@@ -11,8 +11,8 @@ import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ARCHS, DEBIAN_PEERS, localRepo, type LocalRepo } from '../test/debian-repo.js';
-import { findExecutable, run, type RunResult } from '../test/peers.js';
+import { ARCHS, DEBIAN_PEERS, localRepo, type LocalRepo } from '../test/support/debian-repo.js';
+import { findExecutable, run, type RunResult } from '../test/support/peers.js';
 import { median, type Bench, type Row } from './types.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));

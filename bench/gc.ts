@@ -8,9 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { digestOf, type Digest } from '../spec/index.js';
 import { paths } from '../storage/paths.js';
-import { startBerth } from '../test/berth.js';
-import { run } from '../test/peers.js';
-import { raw, sha256, imageManifest, pushBlob, pushManifest } from '../test/registry-client.js';
+import { startBerth } from '../test/support/berth.js';
+import { run } from '../test/support/peers.js';
+import { raw, sha256, imageManifest, pushBlob, pushManifest } from '../test/support/registry-client.js';
 import type { Bench, BenchContext, Row } from './types.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));

@@ -10,8 +10,8 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { startDistribution, type Distribution } from '../test/peers.js';
-import { startBerth, type Berth } from '../test/berth.js';
+import { startDistribution, type Distribution } from '../test/support/distribution.js';
+import { startBerth, type Berth } from '../test/support/berth.js';
 
 export interface ProxyBenchResult {
   name: string;

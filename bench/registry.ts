@@ -12,15 +12,8 @@ import { openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  findExecutable,
-  freePort,
-  run,
-  startDistribution,
-  stopProcess,
-  waitForHttp,
-  type Distribution,
-} from '../test/peers.js';
+import { startDistribution, type Distribution } from '../test/support/distribution.js';
+import { findExecutable, freePort, run, stopProcess, waitForHttp } from '../test/support/peers.js';
 import {
   MiB,
   OCI_MANIFEST,

@@ -6,7 +6,7 @@ import { cpus } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { run } from '../test/peers.js';
+import { run } from '../test/support/peers.js';
 import { benches, s3Bench } from './index.js';
 import { ratio, type BenchContext, type Row } from './types.js';
 

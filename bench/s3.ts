@@ -1,5 +1,5 @@
 // Registry speed on S3 (issue 6, "Speed"; `npm run bench -- --s3`): berth vs Debian's distribution 2.8.2, both on
-// the same real S3 server (SeaweedFS, started as the tests do: test/s3-server.ts), side by side in one run, same
+// the same real S3 server (SeaweedFS, started as the tests do: test/support/s3-server.ts), side by side in one run, same
 // client (bench/client.ts). Timed: a 1 GiB monolithic push (POST + PUT), a chunked push (16 MiB PATCHes) and pulls
 // with blob GETs proxied through the registry and redirected (307 to a presigned URL, followed by the client).
 // Medians of `rounds`, alternating which server goes first. Untimed: S3 requests per pushed blob, counted by a
@@ -14,9 +14,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IncomingMessage } from 'node:http';
-import { freePort, run, startDistribution, stopProcess, waitForHttp } from '../test/peers.js';
-import { startS3Server, type S3Server } from '../test/s3-server.js';
-import { faultProxy } from '../test/s3-fault-proxy.js';
+import { startDistribution } from '../test/support/distribution.js';
+import { freePort, run, stopProcess, waitForHttp } from '../test/support/peers.js';
+import { startS3Server, type S3Server } from '../test/support/s3-server.js';
+import { faultProxy } from '../test/support/s3-fault-proxy.js';
 import { MiB, blob, call, pull, pushChunked, pushMonolithic, pushSmall, type BlobSpec } from './client.js';
 import { median, type Bench, type BenchContext, type Row } from './types.js';
 

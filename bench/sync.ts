@@ -13,8 +13,9 @@ import pLimit from 'p-limit';
 import { Client } from '../client/remote.js';
 import { Digester } from '../spec/digest.js';
 import { OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST } from '../spec/media-types.js';
-import { startBerth } from '../test/berth.js';
-import { findExecutable, run, startDistribution } from '../test/peers.js';
+import { startBerth } from '../test/support/berth.js';
+import { startDistribution } from '../test/support/distribution.js';
+import { findExecutable, run } from '../test/support/peers.js';
 import type { Bench, BenchContext, Row } from './types.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));

@@ -4,10 +4,10 @@
 // alone: nothing cached yet, see ui.listingTtl) and JSON API latency p50/p95 (sequential requests for page 1, sorted
 // by push time / name). `--quick`: 2,000 tags and 400 repositories.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { startBerth, type Berth } from '../test/berth.js';
-import { startS3Server, s3ServeConfig, type S3Server } from '../test/s3-server.js';
-import { findExecutable } from '../test/peers.js';
-import { CHROMIUM, fillBulk, launchChromium } from '../test/ui-fixtures.js';
+import { startBerth, type Berth } from '../test/support/berth.js';
+import { startS3Server, s3ServeConfig, type S3Server } from '../test/support/s3-server.js';
+import { findExecutable } from '../test/support/peers.js';
+import { CHROMIUM, fillBulk, launchChromium } from '../test/support/ui-fixtures.js';
 import { median, type Bench, type BenchContext, type Row } from './types.js';
 
 const API = '/v2/_berth/api/v1';

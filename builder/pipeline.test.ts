@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { berth, writeTree } from '../test/builder-fixtures.js';
+import { berth, writeTree } from '../test/support/builder-fixtures.js';
 import { build } from './build.js';
 import { readLock } from './lock.js';
 import { dockerArchiveOutput, ociLayoutOutput, OutputError, registryOutput, writeArchive } from './outputs.js';

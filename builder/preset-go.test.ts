@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Context } from './context.js';
 import { goEnv, goPreset } from './preset-go.js';
 import { parseSpec } from './spec.js';
-import { findExecutable, requirePeer } from '../test/peers.js';
+import { findExecutable, requirePeer } from '../test/support/peers.js';
 
 const MAIN = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hi") }\n';
 

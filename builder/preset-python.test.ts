@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requirePeer } from '../test/peers.js';
+import { requirePeer } from '../test/support/peers.js';
 import { Context } from './context.js';
 import { checkRequirements, poetryPackages, pythonPreset, uvPackages, wheelPlatforms } from './preset-python.js';
 import { parseSpec } from './spec.js';

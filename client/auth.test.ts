@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Authenticator, mergeScopes, parseChallenges } from './auth.js';
-import { retryAfterMs, isLoopback } from './registry.js';
+import { retryAfterMs } from '../spec/retry.js';
+import { isLoopback } from './registry.js';
 import { fallbackTag } from './remote.js';
 import { parseLayoutArg } from './layout.js';
 

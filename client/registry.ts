@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
+import { backoffDelay, isRetryableError, RETRY_STATUS } from '../spec/retry.js';
 import { Authenticator, AuthError, mergeScopes, parseChallenges } from './auth.js';
 import type { CredentialStore } from './credentials.js';
 import { DockerCredentialStore } from './credentials.js';
@@ -88,31 +89,11 @@ export class RegistryError extends Error {
   }
 }
 
-const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-const RETRY_ERRNO = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'ECONNABORTED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'EAI_AGAIN',
-]);
 const MAX_REDIRECTS = 5;
 
 export function isLoopback(host: string): boolean {
   const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h.endsWith('.localhost');
-}
-
-/** Parses Retry-After (seconds or an HTTP date) into ms. */
-export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const t = Date.parse(value);
-  return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
 }
 
 /** One registry host. Cheap to create; share one per host within an operation so tokens are reused. */
@@ -270,17 +251,17 @@ export class Registry {
         err = e;
       }
       const retryable =
-        retry && attempt < this.opts.retries && (err ? _isRetryableError(err) : RETRY_STATUS.has(res!.status));
+        retry && attempt < this.opts.retries && (err ? isRetryableError(err) : RETRY_STATUS.has(res!.status));
       if (!retryable) {
         if (err) throw err;
         return res!;
       }
-      let wait = this.opts.backoffMs * 2 ** attempt * (0.75 + Math.random() * 0.5);
-      if (res) {
-        const ra = retryAfterMs(res.header('retry-after'));
-        if (ra !== undefined) wait = Math.min(ra, this.opts.maxRetryAfterMs);
-        await res.dump();
-      }
+      const wait = backoffDelay(attempt, {
+        baseMs: this.opts.backoffMs,
+        retryAfter: res?.header('retry-after'),
+        maxRetryAfterMs: this.opts.maxRetryAfterMs,
+      });
+      if (res) await res.dump();
       attempt++;
       await sleep(wait, undefined, { signal: spec.signal });
     }
@@ -375,15 +356,29 @@ function _wrap(r: Dispatcher.ResponseData, url: string): Response {
   };
 }
 
+/** Whether an upload or download may go on after `e` (a retryable answer, or a connection that broke). */
+export function isResumable(e: unknown): boolean {
+  if (e instanceof RegistryError) return e.retryable;
+  const code = (e as any)?.code ?? (e as any)?.cause?.code;
+  return (
+    [
+      'ECONNRESET',
+      'EPIPE',
+      'ETIMEDOUT',
+      'UND_ERR_SOCKET',
+      'UND_ERR_CLOSED',
+      'ECONNABORTED',
+      'ECONNREFUSED',
+      'UND_ERR_ABORTED',
+      'ERR_STREAM_PREMATURE_CLOSE',
+    ].includes(code) || /terminated|other side closed|socket/i.test((e as Error)?.message ?? '')
+  );
+}
+
 /** `repository:team/app:pull,push` → `pull,push team/app`. */
 function _describeScope(scope: string): string {
   const m = /^repository:(.+):([^:]*)$/.exec(scope);
   return m ? `${m[2]} ${m[1]}` : scope;
-}
-
-function _isRetryableError(e: unknown): boolean {
-  const code = (e as any)?.code ?? (e as any)?.cause?.code;
-  return RETRY_ERRNO.has(code);
 }
 
 function _unreachable(host: string, e: unknown, insecure: boolean, certsDirs: string[]): Error {

@@ -1,15 +1,20 @@
 // The remote medium: one repository on a registry, with the Distribution API verbs as small methods.
 // Like go-containerregistry's `remote`: callers compose these (copy.ts, the builder, the pull-through cache).
+// The two long procedures live beside it: blob uploads (mount, monolithic, streamed, chunked, resumed) in
+// upload.ts, resumable blob downloads in download.ts.
 // spec: https://github.com/opencontainers/distribution-spec/blob/main/spec.md
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { digestOf, parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex } from '../spec/manifest.js';
 import { ACCEPT_ALL_MANIFESTS, OCI_INDEX, baseMediaType, isManifestType } from '../spec/media-types.js';
 import { isValidName, isValidTag, parseReference, type Reference } from '../spec/reference.js';
 import { repoScope } from './auth.js';
 import { Registry, RegistryError, type RegistryOptions } from './registry.js';
-import { VerifyStream, countBytes, verifyBytes } from './verify.js';
+import { BlobReader } from './download.js';
+import { type BlobSource, type PushResult, uploadBlob } from './upload.js';
+import { VerifyStream, verifyBytes } from './verify.js';
+
+export type { BlobSource, PushResult } from './upload.js';
 
 /** A manifest as fetched: exact bytes (their digest is the identity), media type and digest. */
 export interface FetchedManifest {
@@ -18,23 +23,8 @@ export interface FetchedManifest {
   digest: Digest;
 }
 
-/** Opens a blob's bytes starting at `offset` (so an interrupted upload can resume). */
-export type BlobSource = (offset: number) => Readable | Promise<Readable>;
-
-export type PushResult = 'exists' | 'mounted' | 'uploaded';
-
-/** An open upload session: where to send the next bytes, and how many the registry holds. */
-interface _Session {
-  url: string;
-  offset: number;
-}
-
 // Manifests are small documents; anything larger is refused rather than buffered (distribution's limit is 4 MiB).
 const MANIFEST_LIMIT = 8 << 20;
-// Blobs up to this size go in one PUT; larger ones stream through one PATCH (or `chunkSize` PATCHes).
-const MONOLITHIC_MAX = 16 << 20;
-const DOWNLOAD_RESUMES = 5;
-const UPLOAD_ATTEMPTS = 3;
 
 /** Shares one Registry (and so one token cache and connection pool) per host. */
 export class Client {
@@ -194,7 +184,7 @@ export class Repository {
    * hashing for consumers that check the digest themselves (a registry they upload to).
    */
   openBlob(desc: Pick<Descriptor, 'digest' | 'size'>, offset = 0, opts: { verify?: boolean } = {}): Readable {
-    const raw = new _BlobReader(desc, offset, (at) =>
+    const raw = new BlobReader(desc, offset, (at) =>
       this.registry.request({
         method: 'GET',
         url: this._path('blobs', desc.digest),
@@ -230,154 +220,8 @@ export class Repository {
     opts: { mountFrom?: string; onBytes?: (n: number) => void } = {},
   ): Promise<PushResult> {
     if ((await this.statBlob(desc.digest)) !== undefined) return 'exists';
-    const scopes = this._scopes(['pull', 'push']);
-    let session: _Session | undefined;
-    if (opts.mountFrom && opts.mountFrom !== this.name) {
-      // spec: end-11 — 201 when mounted, 202 + an upload session when the registry can't mount.
-      const q = new URLSearchParams({ mount: desc.digest, from: opts.mountFrom });
-      const res = await this.registry.request({
-        method: 'POST',
-        url: `/v2/${this.name}/blobs/uploads/?${q}`,
-        scopes: [...scopes, repoScope(opts.mountFrom, ['pull'])],
-        ok: [201, 202],
-      });
-      await res.dump();
-      if (res.status === 201) return 'mounted';
-      const location = res.header('location');
-      if (location) session = { url: new URL(location, `${await this.registry.baseUrl()}/`).toString(), offset: 0 };
-    }
-    // Progress is told about bytes sent; a resume rewinds it to the registry's offset so totals stay true.
-    let reported = 0;
-    const onBytes = (n: number) => {
-      reported += n;
-      opts.onBytes?.(n);
-    };
-    const state: { session?: _Session } = { session };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this._upload(desc, source, state, scopes, opts.onBytes && onBytes);
-        return 'uploaded';
-      } catch (e) {
-        if (e instanceof RegistryError && e.code === 'DIGEST_INVALID') {
-          // Copies do not hash on the way (the registry does): name the source as the culprit, like VerifyStream would.
-          throw new RegistryError(
-            `${this.host} rejected blob ${desc.digest}: the bytes read from the source do not match that digest; the source is corrupt or was changed — retry, or check the source`,
-            e.status,
-            e.code,
-          );
-        }
-        // 416: the registry disagrees about where a resumed session stands — start over.
-        const misplaced = e instanceof RegistryError && e.status === 416 && !!state.session?.offset;
-        if (attempt >= UPLOAD_ATTEMPTS || !(misplaced || _resumable(e))) throw e;
-        await sleep(200 * 2 ** attempt);
-        state.session =
-          state.session && !misplaced ? await this._uploadStatus(state.session.url, desc.size, scopes) : undefined;
-        const offset = state.session?.offset ?? 0;
-        if (offset !== reported) onBytes(offset - reported);
-      }
-    }
-  }
-
-  /** Where an interrupted session stands (GET <location> → 204 + Range), or undefined to start over. */
-  private async _uploadStatus(url: string, size: number, scopes: string[]): Promise<_Session | undefined> {
-    try {
-      const res = await this.registry.request({ method: 'GET', url, scopes, ok: [204, 200, 404, 400, 405] });
-      await res.dump();
-      // distribution answers `0-0` for an empty session too: resuming at 0 is then right, and a 1-byte
-      // session would answer 416 below and start over.
-      const m = /^(?:bytes=)?0-(\d+)$/.exec(res.header('range')?.trim() ?? '');
-      if (res.status >= 300 || !m) return undefined;
-      const last = Number(m[1]);
-      const offset = last === 0 ? 0 : last + 1;
-      if (offset > size) return undefined;
-      const location = res.header('location');
-      return { url: location ? new URL(location, url).toString() : url, offset };
-    } catch (e) {
-      if (_resumable(e)) return undefined;
-      throw e;
-    }
-  }
-
-  private async _upload(
-    desc: Pick<Descriptor, 'digest' | 'size'>,
-    source: BlobSource,
-    state: { session?: _Session },
-    scopes: string[],
-    onBytes?: (n: number) => void,
-  ): Promise<void> {
-    if (!state.session) {
-      const res = await this.registry.request({
-        method: 'POST',
-        url: `/v2/${this.name}/blobs/uploads/`,
-        scopes,
-        ok: [202],
-      });
-      await res.dump();
-      const location = res.header('location');
-      if (!location) throw new RegistryError(`${this.host} started an upload without a Location header`, 202);
-      state.session = { url: new URL(location, `${await this.registry.baseUrl()}/`).toString(), offset: 0 };
-    }
-    const session = state.session;
-    const counted = async (offset: number, length?: number) => {
-      let s = await source(offset);
-      if (length !== undefined) s = _take(s, length);
-      return onBytes ? countBytes(s, onBytes) : s;
-    };
-    const chunk = this.chunkSize;
-    if (session.offset === 0 && desc.size <= MONOLITHIC_MAX && !chunk) {
-      // Monolithic: PUT <location>?digest= with the whole body. The stream is opened lazily per attempt.
-      let body: Readable | undefined = await counted(0);
-      const res = await this.registry.request({
-        method: 'PUT',
-        url: _withDigest(session.url, desc.digest),
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-        body: () => {
-          const b = body;
-          body = undefined;
-          if (!b) throw Object.assign(new Error('upload body already consumed'), { code: 'ECONNRESET' });
-          return b;
-        },
-        scopes,
-        retry: false,
-        ok: [201],
-      });
-      await res.dump();
-      return;
-    }
-    // Streamed (one PATCH, no Content-Range) or chunked (Content-Range a-b per chunk), then an empty PUT.
-    // A resumed session always says where its PATCH starts (Content-Range), so the registry can refuse a gap.
-    const step = chunk ?? desc.size;
-    while (session.offset < desc.size) {
-      const offset = session.offset;
-      const len = Math.min(step, desc.size - offset);
-      const b = await counted(offset, len < desc.size - offset ? len : undefined);
-      const headers: Record<string, string> = {
-        'content-type': 'application/octet-stream',
-        'content-length': String(len),
-      };
-      if (chunk || offset > 0) headers['content-range'] = `${offset}-${offset + len - 1}`;
-      const res = await this.registry.request({
-        method: 'PATCH',
-        url: session.url,
-        headers,
-        body: () => b,
-        scopes,
-        retry: false,
-        ok: [202],
-      });
-      await res.dump();
-      const next = res.header('location');
-      if (next) session.url = new URL(next, session.url).toString();
-      session.offset = offset + len;
-    }
-    const res = await this.registry.request({
-      method: 'PUT',
-      url: _withDigest(session.url, desc.digest),
-      headers: { 'content-length': '0' },
-      scopes,
-      ok: [201],
-    });
-    await res.dump();
+    const target = { registry: this.registry, name: this.name, chunkSize: this.chunkSize };
+    return uploadBlob(target, desc, source, this._scopes(['pull', 'push']), opts);
   }
 
   /** Uploads small in-memory content (configs, empty blobs, artifacts). */
@@ -482,119 +326,7 @@ async function* _paginate(
   }
 }
 
-function _withDigest(location: string, digest: Digest): string {
-  const u = new URL(location);
-  u.searchParams.set('digest', digest);
-  return u.toString();
-}
-
 function _checkRef(reference: string): void {
   if (reference.includes(':')) parseDigest(reference);
   else if (!isValidTag(reference)) throw new RegistryError(`invalid tag "${reference}"`, 0);
-}
-
-function _resumable(e: unknown): boolean {
-  if (e instanceof RegistryError) return e.retryable;
-  const code = (e as any)?.code ?? (e as any)?.cause?.code;
-  return (
-    [
-      'ECONNRESET',
-      'EPIPE',
-      'ETIMEDOUT',
-      'UND_ERR_SOCKET',
-      'UND_ERR_CLOSED',
-      'ECONNABORTED',
-      'ECONNREFUSED',
-      'UND_ERR_ABORTED',
-      'ERR_STREAM_PREMATURE_CLOSE',
-    ].includes(code) || /terminated|other side closed|socket/i.test((e as Error)?.message ?? '')
-  );
-}
-
-/**
- * A blob download as one Readable: the response body's chunks are pushed straight through (no per-chunk promise),
- * and a dropped connection reopens the GET with `Range: bytes=<received>-` (up to DOWNLOAD_RESUMES times).
- */
-class _BlobReader extends Readable {
-  private body?: Readable;
-  private failures = 0;
-  private skip = 0;
-
-  constructor(
-    private readonly desc: Pick<Descriptor, 'digest' | 'size'>,
-    private at: number,
-    private readonly get: (at: number) => Promise<{ status: number; body: Readable }>,
-  ) {
-    super({ highWaterMark: 1 << 20 });
-  }
-
-  override _construct(cb: (e?: Error | null) => void): void {
-    this._open().then(() => cb(), cb);
-  }
-
-  override _read(): void {
-    this.body?.resume();
-  }
-
-  override _destroy(e: Error | null, cb: (e?: Error | null) => void): void {
-    this.body?.destroy();
-    cb(e);
-  }
-
-  private async _open(): Promise<void> {
-    const res = await this.get(this.at);
-    // A server that ignores Range answers 200 with the whole blob: skip what we already have.
-    this.skip = this.at > 0 && res.status === 200 ? this.at : 0;
-    const body = (this.body = res.body);
-    body.on('data', (chunk: Buffer) => {
-      let c = chunk;
-      if (this.skip) {
-        if (c.length <= this.skip) {
-          this.skip -= c.length;
-          return;
-        }
-        c = c.subarray(this.skip);
-        this.skip = 0;
-      }
-      this.at += c.length;
-      if (!this.push(c)) body.pause();
-    });
-    body.on('end', () => {
-      if (this.at >= this.desc.size) this.push(null);
-      else this._failed(body, Object.assign(new Error('connection closed early'), { code: 'ECONNRESET' }));
-    });
-    body.on('error', (e) => this._failed(body, e));
-  }
-
-  private _failed(body: Readable, e: unknown): void {
-    if (body !== this.body || this.destroyed) return;
-    body.removeAllListeners('data');
-    body.destroy();
-    this.body = undefined;
-    if (++this.failures > DOWNLOAD_RESUMES || !_resumable(e)) {
-      this.destroy(e as Error);
-      return;
-    }
-    sleep(100 * 2 ** this.failures)
-      .then(() => this._open())
-      .catch((err) => this.destroy(err));
-  }
-}
-
-/** The first `n` bytes of a stream (chunked uploads read slices of one source). */
-function _take(src: Readable, n: number): Readable {
-  let left = n;
-  async function* gen() {
-    for await (const c of src as AsyncIterable<Buffer>) {
-      if (c.length >= left) {
-        yield c.subarray(0, left);
-        left = 0;
-        break;
-      }
-      left -= c.length;
-      yield c;
-    }
-    src.destroy();
-  }
-  return Readable.from(gen(), { objectMode: false });
 }

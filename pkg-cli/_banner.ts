@@ -19,7 +19,7 @@ export function banner(config: Config, port: number, file: string | undefined): 
   const auth = {
     none: 'none: anyone who can reach this port can push and delete (set auth.mode: htpasswd or token)',
     htpasswd: `htpasswd (${config.auth.htpasswd?.path ?? 'auth.users'})`,
-    token: `token (realm ${config.auth.token?.realm ?? '/token'})`,
+    token: `token (realm ${config.auth.token.realm})`,
   }[config.auth.mode];
   const rows = [
     ['listening', `${url}  (bound to ${wildcard ? `all interfaces, port ${port}` : `${shown}:${port}`})`],

@@ -82,7 +82,8 @@ function _wrap(text: string, width: number): string[] {
   return out;
 }
 
-const _scalar = (v: unknown) => stringify(v).trim();
+// Flow style, so a list default (webhooks[].events) stays on its key's line, commented out or not.
+const _scalar = (v: unknown) => stringify(v, { collectionStyle: 'flow', flowCollectionPadding: false }).trim();
 
 function _placeholder(s: SchemaNode): string {
   if (s.enum) return String(s.enum[0]);

@@ -1,15 +1,16 @@
 // Webhooks: CloudEvents on push, delete and pull. (Implementation below the types.)
-import type { WebhookConfig } from '../spec/config-schema.js';
-export type { WebhookConfig };
+import type { LoadedWebhookConfig, WebhookConfig } from '../spec/config-schema.js';
+export type { LoadedWebhookConfig, WebhookConfig };
 
 import { createHmac, randomUUID } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
 import picomatch from 'picomatch';
+import { type Dispatcher, request } from 'undici';
+import { backoffDelay, RETRY_STATUS } from '../spec/retry.js';
 import { parseDuration } from '../spec/units.js';
 import { ConfigError } from './config.js';
 import type { Logger } from './log.js';
-import { addressPolicy, isBlockedError, privateNetworksProblem, type AddressPolicy } from './net-policy.js';
+import { addressPolicy, guardedAgent, isBlockedError, privateNetworksProblem } from './net-policy.js';
 
 export type EventKind = 'push' | 'delete' | 'pull';
 
@@ -55,12 +56,13 @@ export function signature(secret: string, body: string | Buffer): string {
 }
 
 interface Target {
-  config: WebhookConfig;
+  config: LoadedWebhookConfig;
   events: Set<EventKind>;
   repo: (name: string) => boolean;
   timeoutMs: number;
   retries: number;
-  policy: AddressPolicy;
+  /** undici, as client/ uses; every connection checked against the address policy (net-policy.ts). */
+  dispatcher: Dispatcher;
 }
 
 export interface Webhooks {
@@ -71,7 +73,7 @@ export interface Webhooks {
 }
 
 export function createWebhooks(
-  configs: WebhookConfig[],
+  configs: LoadedWebhookConfig[],
   log: Logger,
   opts: { source?: string; backoffMs?: number } = {},
 ): Webhooks {
@@ -81,11 +83,11 @@ export function createWebhooks(
   }
   const targets: Target[] = configs.map((c) => ({
     config: c,
-    events: new Set(c.events ?? ['push', 'delete']),
+    events: new Set(c.events),
     repo: c.repositories?.length ? picomatch(c.repositories, { dot: true }) : () => true,
-    timeoutMs: c.timeout ? parseDuration(c.timeout) : 5_000,
-    retries: c.retries ?? 5,
-    policy: addressPolicy(c.allowPrivateNetworks ?? false),
+    timeoutMs: parseDuration(c.timeout),
+    retries: c.retries,
+    dispatcher: guardedAgent(addressPolicy(c.allowPrivateNetworks), { connections: 4 }),
   }));
   const source = opts.source ?? 'berth';
   const backoff = opts.backoffMs ?? 500;
@@ -99,18 +101,27 @@ export function createWebhooks(
     }
   };
 
+  // Retries follow the one policy of spec/retry.ts (the registry client's too): exponential backoff with jitter,
+  // Retry-After honoured up to a minute. A receiver's 2xx is delivered; its other 4xx (bad URL, refused) is final.
   const deliver = async (t: Target, body: string, id: string) => {
+    let retryAfter: string | undefined;
     for (let attempt = 0; attempt <= t.retries && !closed; attempt++) {
-      if (attempt) await new Promise((r) => setTimeout(r, backoff * 2 ** (attempt - 1)).unref());
+      if (attempt) {
+        await sleep(backoffDelay(attempt - 1, { baseMs: backoff, retryAfter, maxRetryAfterMs: 60_000 }), undefined, {
+          ref: false,
+        });
+      }
       try {
-        const status = await _post(t, body);
-        if (status >= 200 && status < 300) return;
-        if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-          log.warn('webhook refused', { url: t.config.url, status, id });
+        const res = await _post(t, body);
+        retryAfter = res.retryAfter;
+        if (res.status >= 200 && res.status < 300) return;
+        if (res.status >= 400 && res.status < 500 && !RETRY_STATUS.has(res.status)) {
+          log.warn('webhook refused', { url: t.config.url, status: res.status, id });
           return;
         }
-        log.debug('webhook failed, will retry', { url: t.config.url, status, attempt, id });
+        log.debug('webhook failed, will retry', { url: t.config.url, status: res.status, attempt, id });
       } catch (e) {
+        retryAfter = undefined;
         if (isBlockedError(e)) {
           log.warn(
             'webhook not sent: destination is a private, loopback or link-local address (allowPrivateNetworks: false)',
@@ -141,34 +152,31 @@ export function createWebhooks(
     idle: () => (pending === 0 ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
     close() {
       closed = true;
+      for (const t of targets) void t.dispatcher.close().catch(() => {});
     },
   };
 }
 
-/** POSTs `body`; the address check runs at connect time on the resolved address (no DNS-rebinding gap). */
-function _post(t: Target, body: string): Promise<number> {
-  const url = new URL(t.config.url);
+/**
+ * POSTs `body` through the target's guarded dispatcher: the address check runs at connect time on the resolved
+ * address and again on the connected socket (no DNS-rebinding gap). Redirects are not followed.
+ */
+async function _post(t: Target, body: string): Promise<{ status: number; retryAfter?: string }> {
   const headers: Record<string, string> = {
-    'Content-Type': 'application/cloudevents+json; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    'User-Agent': 'berth-webhook',
+    'content-type': 'application/cloudevents+json; charset=utf-8',
+    'user-agent': 'berth-webhook',
   };
-  if (t.config.secret) headers['X-Berth-Signature'] = signature(t.config.secret, body);
-  return new Promise((resolve, reject) => {
-    // A literal IP skips DNS: check it here; names are checked in the lookup the socket uses.
-    try {
-      t.policy.checkHost(url.hostname);
-    } catch (e) {
-      return reject(e);
-    }
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(url, { method: 'POST', headers, lookup: t.policy.lookup, timeout: t.timeoutMs }, (res) => {
-      res.resume();
-      res.once('end', () => resolve(res.statusCode ?? 0));
-      res.once('error', reject);
-    });
-    req.once('timeout', () => req.destroy(new Error(`no answer within ${t.timeoutMs} ms`)));
-    req.once('error', reject);
-    req.end(body);
+  if (t.config.secret) headers['x-berth-signature'] = signature(t.config.secret, body);
+  const res = await request(t.config.url, {
+    method: 'POST',
+    headers,
+    body,
+    dispatcher: t.dispatcher,
+    signal: AbortSignal.timeout(t.timeoutMs),
+    headersTimeout: t.timeoutMs,
+    bodyTimeout: t.timeoutMs,
   });
+  await res.body.dump({ limit: 64 * 1024 }).catch(() => {});
+  const ra = res.headers['retry-after'];
+  return { status: res.statusCode, retryAfter: Array.isArray(ra) ? ra[0] : ra };
 }

@@ -28,6 +28,7 @@ const allowPrivateNetworks = {
     'may loopback, private, link-local and metadata addresses be reached (redirects and token realms included): ' +
     'false, true, or a list of the only IPs/CIDRs allowed',
   anyOf: [{ type: 'boolean' }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
+  default: false,
 } as const;
 
 /** A JWT issuer berth trusts (token.trust entries and oidc providers): jwksUrl or pem keys, never HS* or none. */
@@ -106,6 +107,7 @@ const authSchema = {
     token: {
       type: 'object',
       additionalProperties: false,
+      default: {},
       description: 'token mode: berth is its own Docker token service',
       properties: {
         realm: {
@@ -206,6 +208,7 @@ const authSchema = {
     rateLimit: {
       type: 'object',
       additionalProperties: false,
+      default: {},
       description:
         'failed logins within `window`, then 429 + Retry-After for the failing address only: per account from one ' +
         'address, per address, and per account over all addresses (then one guess per address)',
@@ -553,7 +556,7 @@ export const configSchema = {
         properties: {
           url: { type: 'string', pattern: '^https?://' },
           secret: { type: 'string', writeOnly: true, description: 'HMAC-SHA256 key for the signature header' },
-          events: { type: 'array', items: { enum: ['push', 'delete', 'pull'] }, description: 'default: push, delete' },
+          events: { type: 'array', items: { enum: ['push', 'delete', 'pull'] }, default: ['push', 'delete'] },
           repositories: patterns('repository globs (default: all)'),
           timeout: { ...duration('per delivery'), default: '5s' },
           retries: { type: 'integer', minimum: 0, maximum: 20, default: 5 },
@@ -703,6 +706,7 @@ export const configSchema = {
               },
               default: {
                 type: 'boolean',
+                default: false,
                 description: "serves un-prefixed requests (docker's registry-mirrors sends `library/…`) matching allow",
               },
               username: { type: 'string' },
@@ -714,7 +718,7 @@ export const configSchema = {
                 items: { type: 'string', minLength: 1 },
                 description: 'remote repository globs this mirror may fetch (default: all)',
               },
-              allowPush: { type: 'boolean', description: 'accept pushes into the mirrored namespace' },
+              allowPush: { type: 'boolean', default: false, description: 'accept pushes into the mirrored namespace' },
               credentialsToRealm: {
                 type: 'array',
                 items: { type: 'string', minLength: 1 },
@@ -763,3 +767,12 @@ export type SignaturePolicyConfig = NonNullable<SignaturesConfig['policies']>[nu
 export type WebhookConfig = Section<'webhooks'>[number];
 export type SyncRule = Section<'sync'>[number];
 export type ReplicationRule = Section<'replication'>[number];
+
+// Sections as loaded (every key with a default present): what the modules that read them take, so a default is
+// written only in the schema above and never again as a `??` fallback in the code.
+type Loaded<K extends keyof Config> = NonNullable<Config[K]>;
+export type LoadedAuthConfig = Loaded<'auth'>;
+export type LoadedTokenConfig = LoadedAuthConfig['token'];
+export type LoadedProxyConfig = Loaded<'proxy'>;
+export type LoadedUpstreamConfig = NonNullable<LoadedProxyConfig['upstreams']>[number];
+export type LoadedWebhookConfig = Loaded<'webhooks'>[number];

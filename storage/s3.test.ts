@@ -1,4 +1,4 @@
-// The S3 driver against a real S3 server (SeaweedFS, test/s3-server.ts): the shared driver suite, plus what only a
+// The S3 driver against a real S3 server (SeaweedFS, test/support/s3-server.ts): the shared driver suite, plus what only a
 // shared bucket can show — an upload continued by another replica, server-side assembly, presigned GETs.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,9 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { runDriverSuite } from './driver-suite.js';
 import { NotFoundError, OffsetMismatchError, isSendable } from './driver.js';
 import { S3Driver, S3StorageError, type S3DriverOptions } from './s3.js';
-import { startS3Server, S3_PEER, type S3Server } from '../test/s3-server.js';
-import { findExecutable } from '../test/peers.js';
-import { faultProxy, type Fault } from '../test/s3-fault-proxy.js';
+import { startS3Server, S3_PEER, type S3Server } from '../test/support/s3-server.js';
+import { findExecutable } from '../test/support/peers.js';
+import { faultProxy, type Fault } from '../test/support/s3-fault-proxy.js';
 
 const MiB = 1024 * 1024;
 const haveServer = findExecutable(S3_PEER) !== undefined;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { basic, makeRegistry, PASSWORDS, pushImage, user } from './auth-fixtures.js';
+import { basic, makeRegistry, PASSWORDS, pushImage, user } from './support/auth-fixtures.js';
 
 test('audit: push, pull, delete, ACL and immutable-tag denials, failed logins; no password in the file', async (t) => {
   const dir = await mkdtemp('/tmp/berth-audit-');

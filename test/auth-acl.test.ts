@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { digestOf } from '../spec/index.js';
-import { basic, bearer, getToken, makeRegistry, pushImage, user, type App } from './auth-fixtures.js';
+import { basic, bearer, getToken, makeRegistry, pushImage, user, type App } from './support/auth-fixtures.js';
 
 const ACL = [
   { repositories: ['public/**'], subjects: ['group:admins'], actions: ['pull', 'push', 'delete'] },

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, type JWTPayload } from 'jose';
 import { request } from 'node:http';
-import { basic, getToken, makeRegistry, pushImage, user } from './auth-fixtures.js';
+import { basic, getToken, makeRegistry, pushImage, user } from './support/auth-fixtures.js';
 import { listen } from '../registry/server.js';
 import { createRegistry, createLogger, loadConfig } from '../registry/index.js';
 import { MemoryDriver } from '../storage/memory.js';

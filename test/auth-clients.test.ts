@@ -6,17 +6,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import {
-  makeBusyboxLayout,
-  makeClients,
-  ok,
-  requirePeer,
-  run,
-  startContainerd,
-  startDockerd,
-  TOOLS_BIN,
-} from './peers.js';
-import { startBerth } from './berth.js';
+import { makeClients } from './support/clients.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { ok, requirePeer, run, TOOLS_BIN } from './support/peers.js';
+import { startBerth } from './support/berth.js';
 
 const PW = { alice: 'alice-secret', bob: 'bob-secret', conf: 'conformance-secret' };
 

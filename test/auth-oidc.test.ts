@@ -8,9 +8,11 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT, calculateJwkThumbprint } from 'jose';
-import { basic, getToken, makeRegistry, pushImage } from './auth-fixtures.js';
-import { makeBusyboxLayout, makeClients, ok, requirePeer } from './peers.js';
-import { startBerth } from './berth.js';
+import { basic, getToken, makeRegistry, pushImage } from './support/auth-fixtures.js';
+import { makeClients } from './support/clients.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { ok, requirePeer } from './support/peers.js';
+import { startBerth } from './support/berth.js';
 
 interface Issuer {
   url: string;

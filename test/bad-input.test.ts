@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
-import { startBerth } from './berth.js';
-import { raw, sha256, pushBlob, imageManifest, pushManifest, type RawResponse } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { raw, sha256, pushBlob, imageManifest, pushManifest, type RawResponse } from './support/registry-client.js';
 
 /** Every file under the storage root with its size (temp files excluded): the registry's whole visible state. */
 async function snapshot(root: string): Promise<string[]> {

@@ -9,10 +9,11 @@ import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBerth } from './berth.js';
-import { berth, writeTree } from './builder-fixtures.js';
-import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
-import { ok, requirePeer, run, startDistribution } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { berth, writeTree } from './support/builder-fixtures.js';
+import { startCountingProxy, type CountingProxy } from './support/counting-proxy.js';
+import { startDistribution } from './support/distribution.js';
+import { ok, requirePeer, run } from './support/peers.js';
 
 const SPEC = `apiVersion: berth/v1
 kind: Image

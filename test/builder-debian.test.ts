@@ -10,9 +10,10 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { berth, parseBuild } from './builder-fixtures.js';
-import { ALL_PACKAGES, ARCH_PACKAGES, DEBIAN_PEERS, localRepo, type LocalRepo } from './debian-repo.js';
-import { ok, requirePeer, run, startDockerd } from './peers.js';
+import { berth, parseBuild } from './support/builder-fixtures.js';
+import { ALL_PACKAGES, ARCH_PACKAGES, DEBIAN_PEERS, localRepo, type LocalRepo } from './support/debian-repo.js';
+import { startDockerd } from './support/docker.js';
+import { ok, requirePeer, run } from './support/peers.js';
 
 const INCLUDE = ['libc6', 'busybox', 'ca-certificates', 'tzdata'];
 const EXPECTED = [...ARCH_PACKAGES, ...ALL_PACKAGES].sort();

@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBerth } from './berth.js';
-import { berth, parseBuild, writeTree } from './builder-fixtures.js';
-import { freePort, ok, requirePeer, run, startContainerd, startDockerd, waitForHttp } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { berth, parseBuild, writeTree } from './support/builder-fixtures.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { freePort, ok, requirePeer, run, waitForHttp } from './support/peers.js';
 
 export const GO_APP: Record<string, string> = {
   'go.mod': 'module example.com/hello\n\ngo 1.21\n',

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBerth } from './berth.js';
-import { berth, parseBuild } from './builder-fixtures.js';
-import { ok, requirePeer, run } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { berth, parseBuild } from './support/builder-fixtures.js';
+import { ok, requirePeer, run } from './support/peers.js';
 
 test('berth build --lock --update refreshes the base digest in berth.lock and prints what changed', async (t) => {
   if (!requirePeer(t, 'crane')) return;

@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { startBerth } from './berth.js';
-import { berth, parseBuild, writeTree } from './builder-fixtures.js';
-import { freePort, ok, requirePeer, run, startDockerd, waitForHttp } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { berth, parseBuild, writeTree } from './support/builder-fixtures.js';
+import { startDockerd } from './support/docker.js';
+import { freePort, ok, requirePeer, run, waitForHttp } from './support/peers.js';
 
 const ARCH = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
 

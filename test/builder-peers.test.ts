@@ -18,18 +18,13 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  makeClients,
-  ok,
-  requirePeer,
-  run,
-  startContainerd,
-  startDistribution,
-  startDockerd,
-  findExecutable,
-} from './peers.js';
-import { berth, parseBuild, writeTree } from './builder-fixtures.js';
-import { startBerth } from './berth.js';
+import { makeClients } from './support/clients.js';
+import { startDistribution } from './support/distribution.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { ok, requirePeer, run, findExecutable } from './support/peers.js';
+import { berth, parseBuild, writeTree } from './support/builder-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { validateImage } from './support/validate-image.js';
 
 const SPEC = `apiVersion: berth/v1
 kind: Image
@@ -76,6 +71,12 @@ test('umoci unpacks exactly the files, modes, owners and symlinks asked for; sko
     ]),
   );
   assert.equal(r.mediaType, 'application/vnd.oci.image.index.v1+json');
+  const built = await validateImage(`oci:${out}:v1`, { layers: 2 });
+  assert.equal(built.digest, r.digest);
+  assert.deepEqual(
+    built.images?.map((i) => i.platform),
+    ['linux/amd64', 'linux/arm64'],
+  );
   const clients = await makeClients(t);
   const raw = JSON.parse(ok(await clients.skopeo(['inspect', '--raw', `oci:${out}:v1`])));
   assert.deepEqual(

@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { access, cp, mkdir, mkdtemp, readdir, rm, writeFile, copyFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { startBerth } from './berth.js';
-import { berth, parseBuild, writeTree } from './builder-fixtures.js';
-import { freePort, ok, requirePeer, run, startContainerd, startDockerd, waitForHttp } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { berth, parseBuild, writeTree } from './support/builder-fixtures.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { freePort, ok, requirePeer, run, waitForHttp } from './support/peers.js';
 
 const PYTHON = '/usr/bin/python3.11';
 /** Wheels staged by .ci/install-wheels.sh: pip reads them from disk, so the test talks only to loopback. */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { berth, parseBuild, writeTree } from './builder-fixtures.js';
+import { berth, parseBuild, writeTree } from './support/builder-fixtures.js';
 
 const FILES: Record<string, string> = {
   'dist/amd64/app': '#!/bin/sh\necho amd64\n',

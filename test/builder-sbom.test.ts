@@ -11,9 +11,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
-import { startBerth } from './berth.js';
-import { berth, parseBuild, writeTree, type BuildJson } from './builder-fixtures.js';
-import { makeClients, ok, requirePeer, startDistribution, type Clients } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { berth, parseBuild, writeTree, type BuildJson } from './support/builder-fixtures.js';
+import { makeClients, type Clients } from './support/clients.js';
+import { startDistribution } from './support/distribution.js';
+import { ok, requirePeer } from './support/peers.js';
 
 const SPDX = 'application/spdx+json';
 const SPEC = `apiVersion: berth/v1

@@ -6,9 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startBerth } from './berth.js';
-import { requirePeer, run, type RunResult } from './peers.js';
-import { makeLayeredLayout } from './support-throttle.js';
+import { startBerth } from './support/berth.js';
+import { requirePeer, run, type RunResult } from './support/peers.js';
+import { makeLayeredLayout } from './support/oci-layouts.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

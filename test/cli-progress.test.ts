@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { startBerth } from './berth.js';
-import { berth as berthFromSource, writeTree } from './builder-fixtures.js';
-import { requirePeer, run } from './peers.js';
-import { makeLayeredLayout, startSlowProxy } from './support-throttle.js';
+import { startBerth } from './support/berth.js';
+import { berth as berthFromSource, writeTree } from './support/builder-fixtures.js';
+import { requirePeer, run } from './support/peers.js';
+import { startSlowProxy } from './support/counting-proxy.js';
+import { makeLayeredLayout } from './support/oci-layouts.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const MiB = 1024 * 1024;

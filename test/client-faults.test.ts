@@ -21,8 +21,10 @@ import { staticCredentials } from '../client/credentials.js';
 import { OciLayout } from '../client/layout.js';
 import { Client } from '../client/remote.js';
 import { digestOf } from '../spec/digest.js';
-import { startBerth } from './berth.js';
-import { makeMultiArchLayout, missingPeerFiles, startDistribution, type Distribution } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { startDistribution, type Distribution } from './support/distribution.js';
+import { makeMultiArchLayout } from './support/oci-layouts.js';
+import { missingPeerFiles } from './support/peers.js';
 
 type Hook = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
 

@@ -12,18 +12,12 @@ import { remoteTarget } from '../client/copy.js';
 import { Client } from '../client/remote.js';
 import { digestOf } from '../spec/digest.js';
 import { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST } from '../spec/media-types.js';
-import { startBerth } from './berth.js';
-import {
-  findExecutable,
-  makeClients,
-  makeMultiArchLayout,
-  makeBusyboxLayout,
-  requirePeer,
-  run,
-  startDistribution,
-  startDockerd,
-  type RunResult,
-} from './peers.js';
+import { startBerth } from './support/berth.js';
+import { makeClients } from './support/clients.js';
+import { startDistribution } from './support/distribution.js';
+import { startDockerd } from './support/docker.js';
+import { makeMultiArchLayout, makeBusyboxLayout } from './support/oci-layouts.js';
+import { findExecutable, requirePeer, run, type RunResult } from './support/peers.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { startBerth, type Berth } from './berth.js';
-import { makeMultiArchLayout, run, type RunResult } from './peers.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { makeMultiArchLayout } from './support/oci-layouts.js';
+import { run, type RunResult } from './support/peers.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

@@ -4,18 +4,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import {
-  makeBusyboxLayout,
-  makeClients,
-  makeMultiArchLayout,
-  ok,
-  readJson,
-  requirePeer,
-  startContainerd,
-  startDockerd,
-} from './peers.js';
-import { startBerth, type Berth } from './berth.js';
-import { startS3Server, S3_PEER } from './s3-server.js';
+import { makeClients } from './support/clients.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
+import { ok, readJson, requirePeer } from './support/peers.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { startS3Server, S3_PEER } from './support/s3-server.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/berth-clients-');

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { startBerth } from './berth.js';
-import { raw, sha256, imageManifest, pushManifest } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { raw, sha256, imageManifest, pushManifest } from './support/registry-client.js';
 
 const CLIENTS = 32;
 

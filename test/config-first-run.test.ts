@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { parse } from 'yaml';
-import { freePort, requirePeer, run } from './peers.js';
-import { raw } from './registry-client.js';
+import { freePort, requirePeer, run } from './support/peers.js';
+import { raw } from './support/registry-client.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

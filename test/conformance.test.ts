@@ -4,9 +4,9 @@
 // to different workers, so upload sessions, tags and deletes cross processes).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requirePeer } from './peers.js';
-import { runConformance } from './conformance.js';
-import { startBerth, waitForLog } from './berth.js';
+import { requirePeer } from './support/peers.js';
+import { runConformance } from './support/conformance.js';
+import { startBerth, waitForLog } from './support/berth.js';
 
 for (const [label, env, workers] of [
   ['default level (1.1), one process', {}, '1'],

@@ -7,8 +7,8 @@ import { createReadStream, existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startBerth, type Berth } from './berth.js';
-import { raw, sha256, imageManifest, pushManifest } from './registry-client.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { raw, sha256, imageManifest, pushManifest } from './support/registry-client.js';
 
 async function hashFile(path: string): Promise<string> {
   const h = createHash('sha256');

@@ -7,8 +7,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ok, run } from './peers.js';
-import { startBerth } from './berth.js';
+import { ok, run } from './support/peers.js';
+import { startBerth } from './support/berth.js';
 
 test('headersTimeout over TLS: slowloris HTTP/1.1 and idle HTTP/2 sessions are closed; requests are not', async (t) => {
   const dir = await mkdtemp('/tmp/berth-headers-');

@@ -10,10 +10,10 @@ import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { createRegistry, loadConfig, createLogger, listen, type RunningServer } from '../registry/index.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { startBerth } from './berth.js';
-import { makeRegistry, user } from './auth-fixtures.js';
-import { findExecutable, ok, requirePeer, run } from './peers.js';
-import { raw, sha256, type RawResponse } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { makeRegistry, user } from './support/auth-fixtures.js';
+import { findExecutable, ok, requirePeer, run } from './support/peers.js';
+import { raw, sha256, type RawResponse } from './support/registry-client.js';
 
 const silent = createLogger('silent', false);
 const CHUNKED = { 'Transfer-Encoding': 'chunked', 'Content-Type': 'application/octet-stream' };

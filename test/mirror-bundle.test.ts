@@ -9,10 +9,11 @@ import { test, type TestContext } from 'node:test';
 import tar from 'tar-stream';
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { startBerth } from './berth.js';
-import { ok, requirePeer, run, startDistribution } from './peers.js';
-import { makeLayeredLayout } from './support-throttle.js';
-import { berthCli } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { startDistribution } from './support/distribution.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { makeLayeredLayout } from './support/oci-layouts.js';
+import { berthCli } from './support/transfer-fixtures.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/berth-bundle-');

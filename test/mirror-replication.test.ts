@@ -7,11 +7,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startBerth } from './berth.js';
-import { ok, requirePeer, run, startDistribution } from './peers.js';
-import { tcpGate } from './tcp-gate.js';
-import { makeLayeredLayout } from './support-throttle.js';
-import { berthCli } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { startDistribution } from './support/distribution.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { tcpGate } from './support/tcp-gate.js';
+import { makeLayeredLayout } from './support/oci-layouts.js';
+import { berthCli } from './support/transfer-fixtures.js';
 
 async function queueFiles(root: string): Promise<string[]> {
   return readdir(join(root, 'mirror', 'replication', 'dr', 'queue')).catch(() => []);

@@ -5,12 +5,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startBerth, type Berth } from './berth.js';
-import { ok, requirePeer, run, startDistribution } from './peers.js';
-import { S3_PEER, s3ServeConfig, startS3Server } from './s3-server.js';
-import { makeLayeredLayout } from './support-throttle.js';
-import { tcpGate } from './tcp-gate.js';
-import { berthCli } from './transfer-fixtures.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { startDistribution } from './support/distribution.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { S3_PEER, s3ServeConfig, startS3Server } from './support/s3-server.js';
+import { makeLayeredLayout } from './support/oci-layouts.js';
+import { tcpGate } from './support/tcp-gate.js';
+import { berthCli } from './support/transfer-fixtures.js';
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

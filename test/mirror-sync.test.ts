@@ -7,11 +7,13 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { startBerth } from './berth.js';
-import { ok, requirePeer, run, startContainerd, startDistribution, type Distribution } from './peers.js';
-import { makeLayeredLayout } from './support-throttle.js';
-import { makeBusyboxLayout, makeMultiArchLayout } from './oci-layouts.js';
-import { berthCli, spawnBerth } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { startDistribution, type Distribution } from './support/distribution.js';
+import { startContainerd } from './support/docker.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { makeLayeredLayout } from './support/oci-layouts.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
+import { berthCli, spawnBerth } from './support/transfer-fixtures.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/berth-sync-');

@@ -14,8 +14,8 @@ import { createLogger, createRegistry, listen, loadConfig, ConfigError } from '.
 import { addressPolicy, guardedAgent, isBlockedError } from '../registry/net-policy.js';
 import { FsDriver } from '../storage/fs.js';
 import { Registry } from '../client/registry.js';
-import { basic, getToken, makeRegistry } from './auth-fixtures.js';
-import { raw, sha256 } from './registry-client.js';
+import { basic, getToken, makeRegistry } from './support/auth-fixtures.js';
+import { raw, sha256 } from './support/registry-client.js';
 
 async function start(
   t: TestContext,

@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { findExecutable, freePort, ok, requirePeer, run, startDockerd, stopProcess, TOOLS_BIN } from './peers.js';
-import { startBerth, type Berth } from './berth.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
+import { startDockerd } from './support/docker.js';
+import { findExecutable, freePort, ok, requirePeer, run, stopProcess, TOOLS_BIN } from './support/peers.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const PW = { alice: 'alice-Secret-91', bob: 'bob-Secret-42' };

@@ -10,14 +10,14 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
-import { startBerth, type Berth } from './berth.js';
-import { startS3Server, S3_PEER, type S3Server } from './s3-server.js';
-import { requirePeer } from './peers.js';
-import { raw, sha256, pushBlob, imageManifest, pushManifest } from './registry-client.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { startS3Server, S3_PEER, type S3Server } from './support/s3-server.js';
+import { requirePeer } from './support/peers.js';
+import { raw, sha256, pushBlob, imageManifest, pushManifest } from './support/registry-client.js';
 
 const run = promisify(execFile);
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
-const VICTIM = fileURLToPath(new URL('./gc-victim.ts', import.meta.url));
+const VICTIM = fileURLToPath(new URL('./support/gc-victim.ts', import.meta.url));
 /** "A few seconds": well under the 30 s timeouts of common clients, with room for a loaded 2-core machine. */
 const PUSH_BUDGET_MS = 10_000;
 

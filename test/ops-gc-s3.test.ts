@@ -7,9 +7,9 @@ import { digestOf, type Digest } from '../spec/index.js';
 import { createStore, paths, type Store } from '../storage/index.js';
 import { S3Driver } from '../storage/s3.js';
 import { GarbageCollector, GcBusyError, GcGuard } from '../storage/gc.js';
-import { startS3Server, S3_PEER } from './s3-server.js';
-import { requirePeer } from './peers.js';
-import { imageManifest } from './registry-client.js';
+import { startS3Server, S3_PEER } from './support/s3-server.js';
+import { requirePeer } from './support/peers.js';
+import { imageManifest } from './support/registry-client.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 const LATER = { graceMs: 1_000, now: () => Date.now() + 120_000 };

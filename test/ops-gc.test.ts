@@ -9,8 +9,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startBerth } from './berth.js';
-import { raw, sha256, imageManifest, pushManifest } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { raw, sha256, imageManifest, pushManifest } from './support/registry-client.js';
 
 const run = promisify(execFile);
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));

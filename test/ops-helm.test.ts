@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { requirePeer, run, ok, TOOLS_BIN } from './peers.js';
+import { requirePeer, run, ok, TOOLS_BIN } from './support/peers.js';
 import { loadConfig } from '../registry/index.js';
 
 const CHART = fileURLToPath(new URL('../helm-chart', import.meta.url));

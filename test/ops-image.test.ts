@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startBerth } from './berth.js';
-import { freePort, ok, requirePeer, run, startContainerd, startDockerd, waitForHttp } from './peers.js';
-import { raw, pushBlob, pushManifest, imageManifest, sha256 } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { freePort, ok, requirePeer, run, waitForHttp } from './support/peers.js';
+import { raw, pushBlob, pushManifest, imageManifest, sha256 } from './support/registry-client.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

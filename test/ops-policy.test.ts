@@ -9,7 +9,7 @@ import { MemoryDriver } from '../storage/memory.js';
 import { paths } from '../storage/index.js';
 import { digestOf } from '../spec/index.js';
 import { GarbageCollector } from '../storage/gc.js';
-import { imageManifest } from './registry-client.js';
+import { imageManifest } from './support/registry-client.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 const silent = createLogger('silent', false);
@@ -385,6 +385,7 @@ test('webhooks: CloudEvents arrive signed, failures are retried, private address
       webhooks: [
         { url, secret: 's3cret', events: ['push', 'delete', 'pull'], allowPrivateNetworks: true, retries: 4 },
         { url, events: ['push'] }, // loopback without allowPrivateNetworks: never sent
+        { url: url.replace('127.0.0.1', 'localhost'), events: ['push'] }, // a name resolving to loopback: neither
       ],
     });
     const img = await pushImage(app, 'hooks/app', 'v1', 'w');

@@ -1,26 +1,18 @@
-// Proves the harness in peers.ts against distribution 2.8.2: real clients push, pull, run and list a busybox image
+// Proves the harness in support/peers.ts against distribution 2.8.2: real clients push, pull, run and list a busybox image
 // built without docker, and every daemon the harness starts is gone (by pid) after stop().
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import bcrypt from 'bcryptjs';
-import {
-  findExecutable,
-  makeBusyboxLayout,
-  makeClients,
-  makeMultiArchLayout,
-  ok,
-  readJson,
-  requirePeer,
-  run,
-  startContainerd,
-  startDistribution,
-  startDockerd,
-  type Distribution,
-  type RunResult,
-} from './peers.js';
+import { makeClients } from './support/clients.js';
+import { startDistribution, type Distribution } from './support/distribution.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
+import { findExecutable, ok, readJson, requirePeer, run, type RunResult } from './support/peers.js';
+import { validateImage } from './support/validate-image.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/peers-test-');
@@ -74,6 +66,42 @@ test('busybox layouts are deterministic', async (t) => {
   assert.notEqual(c.layer.digest, a.layer.digest);
   const index = await readJson<{ manifests: unknown[] }>(join(dir, 'a', 'index.json'));
   assert.equal(index.manifests.length, 2, 'a second tag is added to the same layout');
+});
+
+test('validateImage accepts a whole image and names what is wrong with a broken one', async (t) => {
+  if (!requirePeer(t, 'busybox')) return;
+  const dir = await workDir(t);
+  const img = await makeBusyboxLayout(join(dir, 'ok'), { tag: 'v1' });
+  const v = await validateImage(`oci:${img.dir}:v1`, { platform: 'linux/amd64', layers: 1 });
+  assert.equal(v.digest, img.manifest.digest);
+  assert.deepEqual(v.layers, [{ ...img.layer, diffId: img.diffId }]);
+  await assert.rejects(validateImage(`oci:${img.dir}:v1`, { platform: 'linux/arm64' }), /platform/);
+  const multi = await makeMultiArchLayout(join(dir, 'multi'));
+  const m = await validateImage(multi.ref);
+  assert.deepEqual(
+    m.images?.map((i) => i.platform),
+    ['linux/amd64', 'linux/arm64/v8'],
+  );
+
+  // A layer blob swapped for other bytes: its digest no longer matches the descriptor.
+  const other = await makeBusyboxLayout(join(dir, 'other'), { tag: 'v1', files: { '/etc/x': 'x' } });
+  const hex = img.layer.digest.slice('sha256:'.length);
+  await copyFile(join(other.dir, 'blobs/sha256', other.layer.digest.slice(7)), join(img.dir, 'blobs/sha256', hex));
+  await assert.rejects(validateImage(`oci:${img.dir}:v1`), new RegExp(`blob ${img.layer.digest} hashes to`));
+
+  // A config whose diff_id is not the uncompressed layer (manifest and config rewritten consistently otherwise).
+  const bad = await makeBusyboxLayout(join(dir, 'bad'), { tag: 'v1' });
+  const blob = (d: string) => join(bad.dir, 'blobs/sha256', d.slice(7));
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const manifest = JSON.parse(await readFile(blob(bad.manifest.digest), 'utf8'));
+  const config = JSON.parse(await readFile(blob(manifest.config.digest), 'utf8'));
+  config.rootfs.diff_ids = [bad.layer.digest];
+  const cfgBytes = Buffer.from(JSON.stringify(config));
+  manifest.config = { ...manifest.config, digest: sha(cfgBytes), size: cfgBytes.length };
+  await writeFile(blob(manifest.config.digest), cfgBytes);
+  const mBytes = Buffer.from(JSON.stringify(manifest));
+  await writeFile(blob(sha(mBytes)), mBytes);
+  await assert.rejects(validateImage(`oci:${bad.dir}@${sha(mBytes)}`), /uncompressed .* config diff_id/);
 });
 
 test('real peers against distribution 2.8.2', async (t) => {

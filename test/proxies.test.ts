@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
 import { test } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { freePort } from './peers.js';
-import { startBerth } from './berth.js';
+import { freePort } from './support/peers.js';
+import { startBerth } from './support/berth.js';
 
 const PW = 'alice-pw-7f3a';
 

@@ -17,10 +17,15 @@ import { mapRepository, resolveUpstreams, type Proxy, type UpstreamConfig } from
 import { FsDriver } from '../storage/fs.js';
 import { paths } from '../storage/index.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { startCountingProxy } from './counting-proxy.js';
-import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
+import { startCountingProxy } from './support/counting-proxy.js';
+import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './support/registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** A proxy section as berth loads it (the schema's defaults filled in), for resolveUpstreams. */
+function loaded(proxy: { upstreams: UpstreamConfig[] }) {
+  return loadConfig({ env: {}, flags: { proxy } }).proxy;
+}
 
 async function serve(
   t: TestContext,
@@ -338,31 +343,37 @@ test('proxy config: strict keys, prefixes, default upstream, ?ns= mapping', () =
   assert.throws(() => loadConfig({ env: {}, flags: { proxy: { mirror: true } } }), /mirror/);
   assert.throws(
     () =>
-      resolveUpstreams({
-        upstreams: [
-          { name: 'a', url: 'http://h:1' },
-          { name: 'b', url: 'http://h:2', prefix: 'a/b' },
-        ],
-      }),
+      resolveUpstreams(
+        loaded({
+          upstreams: [
+            { name: 'a', url: 'http://h:1' },
+            { name: 'b', url: 'http://h:2', prefix: 'a/b' },
+          ],
+        }),
+      ),
     /overlaps/,
   );
   assert.throws(
     () =>
-      resolveUpstreams({
-        upstreams: [
-          { name: 'a', url: 'http://h:1', default: true },
-          { name: 'b', url: 'http://h:2', default: true },
-        ],
-      }),
+      resolveUpstreams(
+        loaded({
+          upstreams: [
+            { name: 'a', url: 'http://h:1', default: true },
+            { name: 'b', url: 'http://h:2', default: true },
+          ],
+        }),
+      ),
     /default/,
   );
-  assert.throws(() => resolveUpstreams({ upstreams: [{ name: 'Bad Name', url: 'http://h:1' }] }), /prefix/);
-  const ups = resolveUpstreams({
-    upstreams: [
-      { name: 'docker.io', url: 'https://registry-1.docker.io', default: true, allow: ['library/**'] },
-      { name: 'ghcr', url: 'https://ghcr.io', prefix: 'ghcr.io' },
-    ],
-  });
+  assert.throws(() => resolveUpstreams(loaded({ upstreams: [{ name: 'Bad Name', url: 'http://h:1' }] })), /prefix/);
+  const ups = resolveUpstreams(
+    loaded({
+      upstreams: [
+        { name: 'docker.io', url: 'https://registry-1.docker.io', default: true, allow: ['library/**'] },
+        { name: 'ghcr', url: 'https://ghcr.io', prefix: 'ghcr.io' },
+      ],
+    }),
+  );
   const map = (name: string, ns?: string) => {
     const m = mapRepository(ups, name, ns);
     return m && [m.upstream.name, m.remote, m.local];

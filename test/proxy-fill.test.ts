@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, createRegistry, listen, loadConfig } from '../registry/index.js';
 import { FsDriver } from '../storage/fs.js';
 import { paths } from '../storage/index.js';
-import { sha256 } from './registry-client.js';
+import { sha256 } from './support/registry-client.js';
 
 /** Serves one blob; while `stallAfter` is set it sends that many bytes and then nothing, never ending. */
 async function faultyUpstream(t: TestContext, blob: Buffer) {

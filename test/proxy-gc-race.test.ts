@@ -7,7 +7,7 @@ import { createRegistry, createLogger, listen, loadConfig, type RunningServer } 
 import { GarbageCollector, GcGuard } from '../storage/gc.js';
 import { paths } from '../storage/index.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
+import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './support/registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 /** Everything written so far counts as older than the grace window. */

@@ -14,8 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, createRegistry, listen, loadConfig } from '../registry/index.js';
 import { FsDriver } from '../storage/fs.js';
 import { paths } from '../storage/index.js';
-import { basic, user } from './auth-fixtures.js';
-import { raw, sha256 } from './registry-client.js';
+import { basic, user } from './support/auth-fixtures.js';
+import { raw, sha256 } from './support/registry-client.js';
 
 async function start(t: TestContext, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
   const server = createServer(handler);

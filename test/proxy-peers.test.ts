@@ -10,18 +10,13 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { test, type TestContext } from 'node:test';
-import {
-  makeBusyboxLayout,
-  makeClients,
-  ok,
-  readJson,
-  requirePeer,
-  startContainerd,
-  startDistribution,
-  startDockerd,
-} from './peers.js';
-import { startBerth } from './berth.js';
-import { startCountingProxy } from './counting-proxy.js';
+import { makeClients } from './support/clients.js';
+import { startDistribution } from './support/distribution.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { ok, readJson, requirePeer } from './support/peers.js';
+import { startBerth } from './support/berth.js';
+import { startCountingProxy } from './support/counting-proxy.js';
 
 async function workDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp('/tmp/berth-proxy-peers-');

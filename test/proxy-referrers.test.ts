@@ -13,8 +13,8 @@ import { createLogger, createRegistry, listen, loadConfig, type RunningServer } 
 import type { Proxy, UpstreamConfig } from '../registry/proxy/index.js';
 import { FsDriver } from '../storage/fs.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { startCountingProxy } from './counting-proxy.js';
-import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
+import { startCountingProxy } from './support/counting-proxy.js';
+import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './support/registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';

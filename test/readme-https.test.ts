@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { startBerth } from './berth.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
-import { freePort, ok, requirePeer, run, startDockerd } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { startDockerd } from './support/docker.js';
+import { freePort, ok, requirePeer, run } from './support/peers.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const README = fileURLToPath(new URL('../README.md', import.meta.url));

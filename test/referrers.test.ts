@@ -1,8 +1,8 @@
 // The referrers API: filter by artifactType, pagination, annotations, artifactType fallback, deletes, missing subject.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startBerth } from './berth.js';
-import { raw, sha256, pushBlob, imageManifest, pushManifest } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { raw, sha256, pushBlob, imageManifest, pushManifest } from './support/registry-client.js';
 
 test('referrers: filtering, pagination, annotations, deletes', async (t) => {
   const berth = await startBerth(t);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Test entry point (README's `npm test`): builds the CLI, then runs every *.test.ts with node's test runner.
 // `--unit` runs only the unit tests beside the code; the default also runs test/ (real peers, end to end).
-// Under CI=true a missing peer is a failure, never a skip (see test/peers.ts).
+// Under CI=true a missing peer is a failure, never a skip (see test/support/peers.ts).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,15 +1,15 @@
 // Stateless scale-out on S3 (issue 6): the conformance suite on S3 (proxy and redirect blob GETs), three replicas on
 // one bucket serving each other's uploads and tags, concurrent pushers of overlapping images, and a replica killed
-// mid-upload whose client resumes on another replica. The S3 server is a real SeaweedFS (test/s3-server.ts).
+// mid-upload whose client resumes on another replica. The S3 server is a real SeaweedFS (test/support/s3-server.ts).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
-import { requirePeer } from './peers.js';
-import { startS3Server, s3ServeConfig, S3_PEER, type S3Server } from './s3-server.js';
-import { startBerth, type Berth } from './berth.js';
-import { runConformance } from './conformance.js';
-import { raw, sha256, imageManifest, pushManifest } from './registry-client.js';
-import { faultProxy, type Fault } from './s3-fault-proxy.js';
+import { requirePeer } from './support/peers.js';
+import { startS3Server, s3ServeConfig, S3_PEER, type S3Server } from './support/s3-server.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { runConformance } from './support/conformance.js';
+import { raw, sha256, imageManifest, pushManifest } from './support/registry-client.js';
+import { faultProxy, type Fault } from './support/s3-fault-proxy.js';
 
 const s3Config = (s3: S3Server, blobGet: 'proxy' | 'redirect' = 'proxy') => s3ServeConfig(s3, { blobGet });
 

@@ -5,9 +5,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { run } from './peers.js';
-import { startBerth } from './berth.js';
-import { raw } from './registry-client.js';
+import { run } from './support/peers.js';
+import { startBerth } from './support/berth.js';
+import { raw } from './support/registry-client.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

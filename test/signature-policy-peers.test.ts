@@ -8,19 +8,12 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startBerth } from './berth.js';
-import { user } from './auth-fixtures.js';
-import { berth } from './builder-fixtures.js';
-import {
-  findExecutable,
-  makeBusyboxLayout,
-  ok,
-  requirePeer,
-  run,
-  startContainerd,
-  startDockerd,
-  type RunResult,
-} from './peers.js';
+import { startBerth } from './support/berth.js';
+import { user } from './support/auth-fixtures.js';
+import { berth } from './support/builder-fixtures.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { findExecutable, ok, requirePeer, run, type RunResult } from './support/peers.js';
 
 test('signature policy, enforce: cosign signs there; docker and containerd pull only signed images', async (t) => {
   if (!requirePeer(t, 'cosign', 'cosign3', 'docker', 'containerd', 'busybox')) return;

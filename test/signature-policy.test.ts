@@ -23,9 +23,9 @@ import {
 } from '../signing/index.js';
 import { FsDriver } from '../storage/fs.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { basic, user } from './auth-fixtures.js';
-import { berth } from './builder-fixtures.js';
-import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './registry-client.js';
+import { basic, user } from './support/auth-fixtures.js';
+import { berth } from './support/builder-fixtures.js';
+import { imageManifest, pushBlob, pushManifest, raw, sha256 } from './support/registry-client.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';

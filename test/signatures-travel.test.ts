@@ -11,10 +11,12 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { startBerth } from './berth.js';
-import { berth } from './builder-fixtures.js';
-import { findExecutable, makeClients, makeMultiArchLayout, ok, requirePeer, run, type RunResult } from './peers.js';
-import { raw } from './registry-client.js';
+import { startBerth } from './support/berth.js';
+import { berth } from './support/builder-fixtures.js';
+import { makeClients } from './support/clients.js';
+import { makeMultiArchLayout } from './support/oci-layouts.js';
+import { findExecutable, ok, requirePeer, run, type RunResult } from './support/peers.js';
+import { raw } from './support/registry-client.js';
 
 /** cosign and notation with a private home (keys, trust store and policy, docker config, TUF cache). */
 async function signingTools(t: TestContext) {

@@ -15,9 +15,10 @@ import { signatureStore } from '../client/signatures.js';
 import { signatureTag } from '../signing/index.js';
 import { digestOf, type Digest } from '../spec/digest.js';
 import type { ImageManifest } from '../spec/manifest.js';
-import { startBerth, type Berth } from './berth.js';
-import { ok, requirePeer, run, startDistribution, type RunResult } from './peers.js';
-import { imageManifest } from './registry-client.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { startDistribution } from './support/distribution.js';
+import { ok, requirePeer, run, type RunResult } from './support/peers.js';
+import { imageManifest } from './support/registry-client.js';
 
 const BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const PASSWORD = 'correct horse';

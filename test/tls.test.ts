@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
-import { findExecutable, ok, requirePeer, run, startContainerd, startDockerd, TOOLS_BIN } from './peers.js';
-import { startBerth } from './berth.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
-import { makeLeaf, pki, tlsConfig } from './pki.js';
+import { startContainerd, startDockerd } from './support/docker.js';
+import { findExecutable, ok, requirePeer, run, TOOLS_BIN } from './support/peers.js';
+import { startBerth } from './support/berth.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { makeLeaf, pki, tlsConfig } from './support/pki.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBerth } from './berth.js';
-import { startCountingProxy } from './counting-proxy.js';
-import { ok } from './peers.js';
-import { berthCli, makeBigLayout } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { startCountingProxy } from './support/counting-proxy.js';
+import { ok } from './support/peers.js';
+import { berthCli, makeBigLayout } from './support/transfer-fixtures.js';
 
 const BASE_SIZE = 24 << 20;
 

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBerth } from './berth.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
-import { ok, requirePeer } from './peers.js';
-import { makeLeaf, pki, tlsConfig } from './pki.js';
-import { berthCli, startTinyproxy } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { ok, requirePeer } from './support/peers.js';
+import { makeLeaf, pki, tlsConfig } from './support/pki.js';
+import { berthCli, startTinyproxy } from './support/transfer-fixtures.js';
 
 /** An environment with exactly this proxy configuration (whatever the machine running the tests has set). */
 function proxyEnv(proxy: string | undefined, noProxy: string | undefined): Record<string, string | undefined> {

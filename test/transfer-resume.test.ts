@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tar from 'tar-stream';
-import { startBerth } from './berth.js';
-import { startCountingProxy } from './counting-proxy.js';
-import { berthCli, listFiles, makeBigLayout, spawnBerth } from './transfer-fixtures.js';
-import { ok } from './peers.js';
+import { startBerth } from './support/berth.js';
+import { startCountingProxy } from './support/counting-proxy.js';
+import { berthCli, listFiles, makeBigLayout, spawnBerth } from './support/transfer-fixtures.js';
+import { ok } from './support/peers.js';
 
 const SIZE = 200 << 20;
 

@@ -9,10 +9,13 @@ import { join } from 'node:path';
 import { OciLayout } from '../client/layout.js';
 import { Client } from '../client/remote.js';
 import { openImage, parseImageRef, writeImage, TransportError } from '../client/transports.js';
-import { startBerth } from './berth.js';
-import { makeBusyboxLayout } from './oci-layouts.js';
-import { makeClients, ok, requirePeer, startDockerd } from './peers.js';
-import { berthCli } from './transfer-fixtures.js';
+import { startBerth } from './support/berth.js';
+import { makeBusyboxLayout } from './support/oci-layouts.js';
+import { makeClients } from './support/clients.js';
+import { startDockerd } from './support/docker.js';
+import { ok, requirePeer } from './support/peers.js';
+import { berthCli } from './support/transfer-fixtures.js';
+import { validateImage } from './support/validate-image.js';
 
 test('parseImageRef: the transports as skopeo spells them, and errors that show the forms', () => {
   assert.deepEqual(parseImageRef('oci:./layout:1.0'), {
@@ -88,6 +91,9 @@ test('skopeo reads what berth wrote (oci:, oci-archive:, docker-archive:) and be
   ok(await berthCli(['copy', `oci:${img.dir}:v1`, `oci:${join(work, 'l')}:1.0`]));
   ok(await berthCli(['copy', `oci:${img.dir}:v1`, `oci-archive:${join(work, 'l.tar')}:1.0`]));
   ok(await berthCli(['copy', `oci:${join(work, 'l')}:1.0`, `docker-archive:${join(work, 'd.tar')}:repo/app:1.0`]));
+  const copied = await validateImage(`oci:${join(work, 'l')}:1.0`, { platform: 'linux/amd64', layers: 1 });
+  assert.equal(copied.digest, img.manifest.digest);
+  assert.deepEqual(copied.layers, [{ ...img.layer, diffId: img.diffId }]);
   const fromOci = ok(await clients.skopeo(['inspect', '--raw', `oci:${join(work, 'l')}:1.0`]));
   assert.deepEqual(layers(fromOci), [img.layer.digest]);
   const fromArchive = ok(await clients.skopeo(['inspect', '--raw', `oci-archive:${join(work, 'l.tar')}:1.0`]));

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { berth, parseBuild } from './builder-fixtures.js';
-import { makeClients, ok, requirePeer } from './peers.js';
+import { berth, parseBuild } from './support/builder-fixtures.js';
+import { makeClients } from './support/clients.js';
+import { ok, requirePeer } from './support/peers.js';
 
 const spec = (compression: string) => `apiVersion: berth/v1
 kind: Image

@@ -11,12 +11,14 @@ import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promis
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'puppeteer-core';
-import { startBerth, type Berth } from './berth.js';
-import { berth, ROOT, writeTree, parseBuild } from './builder-fixtures.js';
-import { hash } from './auth-fixtures.js';
-import { makeClients, makeMultiArchLayout, ok, requirePeer, run } from './peers.js';
-import { imageManifest, pushBlob, pushManifest } from './registry-client.js';
-import { fillBulk, launchChromium } from './ui-fixtures.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { berth, ROOT, writeTree, parseBuild } from './support/builder-fixtures.js';
+import { hash } from './support/auth-fixtures.js';
+import { makeClients } from './support/clients.js';
+import { makeMultiArchLayout } from './support/oci-layouts.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { imageManifest, pushBlob, pushManifest } from './support/registry-client.js';
+import { fillBulk, launchChromium } from './support/ui-fixtures.js';
 
 const TAGS = 10_000;
 const REPOS = 2_000;

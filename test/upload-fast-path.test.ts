@@ -9,11 +9,11 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { requirePeer } from './peers.js';
-import { startS3Server, s3ServeConfig, S3_PEER, type S3Server } from './s3-server.js';
-import { startBerth, type Berth } from './berth.js';
-import { faultProxy } from './s3-fault-proxy.js';
-import { raw, sha256 } from './registry-client.js';
+import { requirePeer } from './support/peers.js';
+import { startS3Server, s3ServeConfig, S3_PEER, type S3Server } from './support/s3-server.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { faultProxy } from './support/s3-fault-proxy.js';
+import { raw, sha256 } from './support/registry-client.js';
 
 const MiB = 1024 * 1024;
 

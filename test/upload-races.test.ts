@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run, requirePeer } from './peers.js';
-import { startBerth, type Berth } from './berth.js';
-import { startS3Server, s3ServeConfig, S3_PEER } from './s3-server.js';
-import { raw, sha256 } from './registry-client.js';
+import { run, requirePeer } from './support/peers.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { startS3Server, s3ServeConfig, S3_PEER } from './support/s3-server.js';
+import { raw, sha256 } from './support/registry-client.js';
 
 const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
 

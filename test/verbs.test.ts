@@ -10,20 +10,13 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import {
-  makeBusyboxLayout,
-  makeClients,
-  makeMultiArchLayout,
-  ok,
-  requirePeer,
-  run,
-  startContainerd,
-  startDockerd,
-  type Clients,
-  type Dockerd,
-} from './peers.js';
-import { berth, parseBuild } from './builder-fixtures.js';
-import { startBerth, type Berth } from './berth.js';
+import { makeClients, type Clients } from './support/clients.js';
+import { startContainerd, startDockerd, type Dockerd } from './support/docker.js';
+import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
+import { ok, requirePeer, run } from './support/peers.js';
+import { berth, parseBuild } from './support/builder-fixtures.js';
+import { startBerth, type Berth } from './support/berth.js';
+import { validateImage } from './support/validate-image.js';
 
 let _dockerd: Promise<Dockerd> | undefined;
 let _dockerHost = '';
@@ -191,17 +184,16 @@ test('mutate: crane config shows every change, docker runs it, layers are not re
   assert.notEqual(r.digest, img.manifest.digest);
   // Only the new config travels: the layer is mounted from verbs/mutate (another repository, same registry).
   assert.deepEqual(r.blobs, { uploaded: 1, mounted: 1, existed: 0 });
-  const cfg = JSON.parse(ok(await clients.crane(['config', '--insecure', to])));
+  const mutated = await validateImage(to, { platform: 'linux/amd64', layers: 1 });
+  const cfg = mutated.config;
   assert.equal(cfg.config.Labels['org.opencontainers.image.version'], '1.2.3');
   assert.deepEqual(cfg.config.Env, ['PATH=/bin', 'GREETING=hello from mutate']);
   assert.deepEqual(cfg.config.Entrypoint, ['/bin/sh', '-c']);
   assert.equal(cfg.config.User, '1234');
   assert.equal(cfg.config.WorkingDir, '/tmp');
   assert.deepEqual(cfg.config.ExposedPorts, { '8080/tcp': {} });
-  assert.deepEqual(cfg.rootfs.diff_ids, [img.diffId]);
-  const m = JSON.parse(ok(await clients.crane(['manifest', '--insecure', to])));
-  assert.equal(m.annotations['com.example.note'], 'hi');
-  assert.equal(m.layers[0].digest, img.layer.digest);
+  assert.deepEqual(mutated.layers, [{ ...img.layer, diffId: img.diffId }]);
+  assert.equal(mutated.manifest.annotations['com.example.note'], 'hi');
   assert.equal(ok(await berth(['digest', to])).trim(), r.digest);
   // The source tag did not move.
   assert.equal(ok(await berth(['digest', ref])).trim(), img.manifest.digest);
@@ -224,7 +216,7 @@ test('mutate: crane config shows every change, docker runs it, layers are not re
   ok(await clients.skopeo(['copy', '--all', multi.ref, `docker://${mref}`, '--dest-tls-verify=false']));
   const mi = bjson(await berth(['mutate', mref, '--platform', 'linux/arm64', '--env', 'ONLY=arm', '--json']));
   assert.equal(mi.images.length, 1);
-  const index = JSON.parse(ok(await clients.crane(['manifest', '--insecure', mref])));
+  const index = (await validateImage(mref, { platform: 'linux/arm64/v8' })).manifest;
   assert.equal(index.manifests[0].digest, multi.images[0].digest, 'amd64 untouched');
   assert.notEqual(index.manifests[1].digest, multi.images[1].digest);
   assert.deepEqual(index.manifests[1].platform, { architecture: 'arm64', os: 'linux', variant: 'v8' });
@@ -263,8 +255,12 @@ test('append: a directory becomes one reproducible layer that crane export and d
   assert.equal(b.digest, a.digest);
   assert.equal(b.layer.digest, a.layer.digest);
 
-  const cfg = JSON.parse(ok(await clients.crane(['config', '--insecure', to])));
-  assert.deepEqual(cfg.rootfs.diff_ids, [img.diffId, a.layer.diffId]);
+  const appended = await validateImage(to, { layers: 2 });
+  const cfg = appended.config;
+  assert.deepEqual(
+    appended.layers.map((l) => l.diffId),
+    [img.diffId, a.layer.diffId],
+  );
   assert.equal(cfg.history.length, 2);
   assert.equal(cfg.history[1].created_by, 'berth append --dir');
   const listing = ok(
@@ -492,8 +488,7 @@ config: { entrypoint: [/bin/sh, -c], cmd: ["cat /etc/base-version /srv/app.txt"]
     after_.layers.map((l: any) => l.digest),
     [...newBaseLayers.map((l: any) => l.digest), m.layers[2].digest],
   );
-  const cfg = JSON.parse(ok(await clients.crane(['config', '--insecure', rebased])));
-  assert.equal(cfg.rootfs.diff_ids.length, 3);
+  const cfg = (await validateImage(rebased, { layers: 3 })).config;
   assert.deepEqual(cfg.config.Entrypoint, ['/bin/sh', '-c']);
 
   const docker = await dockerFor(reg);

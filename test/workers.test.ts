@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { hash } from './auth-fixtures.js';
-import { startBerth, waitForLog, type Berth } from './berth.js';
-import { startCountingProxy } from './counting-proxy.js';
+import { hash } from './support/auth-fixtures.js';
+import { startBerth, waitForLog, type Berth } from './support/berth.js';
+import { startCountingProxy } from './support/counting-proxy.js';
 
 interface Res {
   status: number;

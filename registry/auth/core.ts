@@ -3,7 +3,7 @@
 import type { AuthStore } from '../../storage/index.js';
 import { parseDuration } from '../../spec/units.js';
 import { ANONYMOUS, compileAcl, subjectOf, type Acl, type Identity } from './acl.js';
-import type { AuthConfig } from './config.js';
+import type { AuthConfig, LoadedAuthConfig } from './config.js';
 import { trustedIssuer, type TrustedIssuer } from './issuers.js';
 import { dirSource, loadKeyRing, storageSource, type KeyRing } from './keys.js';
 import { createOidcProviders, looksLikeJwt, oidcIdentity, type OidcProvider } from './oidc.js';
@@ -46,7 +46,7 @@ export class AuthCore {
   readonly audit?: Audit;
 
   constructor(
-    readonly config: AuthConfig,
+    readonly config: LoadedAuthConfig,
     store: AuthStore,
     opts: AuthCoreOptions = {},
   ) {
@@ -55,18 +55,18 @@ export class AuthCore {
     this.users = new Users(config, opts.warn);
     this.state = new AuthState(store);
     this.limiter = opts.limiter ?? new LoginLimiter(limiterOptions(config.rateLimit));
-    const t = config.token ?? {};
-    const ttlMs = parseDuration(t.ttl ?? '5m');
+    const t = config.token;
+    const ttlMs = parseDuration(t.ttl);
     if (ttlMs < 60_000) throw new Error('auth.token.ttl: at least 60s (clients expect expires_in ≥ 60)');
     this.tokenOptions = {
-      issuer: t.issuer ?? 'berth',
-      service: t.service ?? 'berth',
+      issuer: t.issuer,
+      service: t.service,
       ttlSeconds: Math.floor(ttlMs / 1000),
     };
-    this.refreshTtlMs = parseDuration(t.refreshTtl ?? '30d');
+    this.refreshTtlMs = parseDuration(t.refreshTtl);
     for (const d of [config.robots?.defaultTtl, config.robots?.maxTtl]) if (d) parseDuration(d);
     const source = t.keys ? dirSource(t.keys) : storageSource(store);
-    this.ring = _memo(() => loadKeyRing(source, t.algorithm ?? 'ES256'));
+    this.ring = _memo(() => loadKeyRing(source, t.algorithm));
     this.trusted = _memo(() =>
       Promise.all(
         (t.trust ?? []).map((cfg, i) => trustedIssuer(cfg, this.tokenOptions.service, `auth.token.trust[${i}]`)),

@@ -3,7 +3,7 @@
 import type { Hono, MiddlewareHandler } from 'hono';
 import type { AuthStore } from '../../storage/index.js';
 import type { Env } from '../context.js';
-import type { AuthConfig } from './config.js';
+import type { LoadedAuthConfig } from './config.js';
 import type { Audit } from '../audit.js';
 import { AuthCore } from './core.js';
 import { htpasswdMiddleware, tokenMiddleware } from './middleware.js';
@@ -27,10 +27,8 @@ export interface Auth {
   ready: Promise<void>;
 }
 
-export const DEFAULT_REALM = '/token';
-
 export function createAuth(
-  config: AuthConfig,
+  config: LoadedAuthConfig,
   store: AuthStore,
   opts: { publicUrl?: string; warn?: (msg: string) => void; audit?: Audit; limiter?: Limiter } = {},
 ): Auth | undefined {
@@ -44,7 +42,7 @@ export function createAuth(
     }
     return { core, middleware: htpasswdMiddleware(core), ready };
   }
-  const realm = config.token?.realm ?? DEFAULT_REALM;
+  const realm = config.token.realm;
   const local = realm.startsWith('/');
   return {
     core,

@@ -181,7 +181,7 @@ export function tokenMiddleware(
 }
 
 export function htpasswdMiddleware(core: AuthCore): MiddlewareHandler<Env> {
-  const realm = core.config.realm ?? 'berth';
+  const realm = core.config.realm;
   const challenge = { 'WWW-Authenticate': `Basic realm="${realm}"` };
   return async (c, next) => {
     const target = c.var.target;

@@ -12,6 +12,7 @@
 import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
 import { parseDuration } from '../../spec/units.js';
+import type { LoadedAuthConfig } from './config.js';
 
 export interface RateLimitOptions {
   maxFailures: number;
@@ -30,15 +31,13 @@ export interface Limiter {
   succeed(account: string | undefined, address: string | undefined): void | Promise<void>;
 }
 
-/** The limits of `auth.rateLimit`, with their defaults. */
-export function limiterOptions(
-  rl: { maxFailures?: number; maxFailuresPerAddress?: number; maxFailuresPerAccount?: number; window?: string } = {},
-): RateLimitOptions {
+/** The limits of `auth.rateLimit` as loaded (the schema's defaults filled in). */
+export function limiterOptions(rl: LoadedAuthConfig['rateLimit']): RateLimitOptions {
   return {
-    maxFailures: rl.maxFailures ?? 5,
-    maxFailuresPerAddress: rl.maxFailuresPerAddress ?? 30,
-    maxFailuresPerAccount: rl.maxFailuresPerAccount ?? 100,
-    windowMs: parseDuration(rl.window ?? '5m'),
+    maxFailures: rl.maxFailures,
+    maxFailuresPerAddress: rl.maxFailuresPerAddress,
+    maxFailuresPerAccount: rl.maxFailuresPerAccount,
+    windowMs: parseDuration(rl.window),
   };
 }
 

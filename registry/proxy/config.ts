@@ -11,12 +11,12 @@
 import { isIP } from 'node:net';
 import picomatch from 'picomatch';
 import { isValidName } from '../../spec/index.js';
-import type { ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
+import type { LoadedProxyConfig, LoadedUpstreamConfig } from '../../spec/config-schema.js';
 import { parseDuration } from '../../spec/units.js';
 import { ConfigError } from '../config.js';
 import { addressPolicy, privateNetworksProblem, type AddressPolicy } from '../net-policy.js';
 
-export type { ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
+export type { LoadedProxyConfig, LoadedUpstreamConfig, ProxyConfig, UpstreamConfig } from '../../spec/config-schema.js';
 
 export interface Upstream {
   name: string;
@@ -29,13 +29,13 @@ export interface Upstream {
   allowPush: boolean;
   /** Where this upstream's requests may connect (every hop, realms included). */
   policy: AddressPolicy;
-  config: UpstreamConfig;
+  config: LoadedUpstreamConfig;
   /** Whether the remote repository may be fetched through this mirror. */
   allows(remote: string): boolean;
 }
 
 /** Validates and normalises `proxy.upstreams`; throws ConfigError naming the bad entry. */
-export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
+export function resolveUpstreams(config: LoadedProxyConfig | undefined): Upstream[] {
   const out: Upstream[] = [];
   for (const [i, u] of (config?.upstreams ?? []).entries()) {
     const where = `proxy.upstreams[${i}] (${u.name})`;
@@ -54,7 +54,7 @@ export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
     const url = new URL(u.url);
     const problem = privateNetworksProblem(u.allowPrivateNetworks);
     if (problem) throw new ConfigError(`${where}: ${problem}`);
-    const policy = addressPolicy(u.allowPrivateNetworks ?? false);
+    const policy = addressPolicy(u.allowPrivateNetworks);
     // An upstream on a literal internal address could never be reached: say so at start-up, not on every pull.
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (
@@ -71,10 +71,10 @@ export function resolveUpstreams(config: ProxyConfig | undefined): Upstream[] {
       url: url.origin,
       prefix,
       host: u.host ?? url.host,
-      isDefault: u.default ?? false,
-      tagTtlMs: parseDuration(u.tagTtl ?? '0s'),
-      timeoutMs: parseDuration(u.timeout ?? '10s'),
-      allowPush: u.allowPush ?? false,
+      isDefault: u.default,
+      tagTtlMs: parseDuration(u.tagTtl),
+      timeoutMs: parseDuration(u.timeout),
+      allowPush: u.allowPush,
       policy,
       config: u,
       allows: (remote) => matcher(remote),

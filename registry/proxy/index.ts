@@ -8,7 +8,7 @@ import type { Env } from '../context.js';
 import type { Logger } from '../log.js';
 import { PullThroughCache, type ProxyStats } from './cache.js';
 import type { FillLeases } from './fill.js';
-import { mapRepository, resolveUpstreams, type ProxyConfig, type Upstream } from './config.js';
+import { mapRepository, resolveUpstreams, type LoadedProxyConfig, type Upstream } from './config.js';
 import { evict, type EvictOptions, type EvictResult } from './evict.js';
 
 export { mapRepository, resolveUpstreams, type ProxyConfig, type Upstream, type UpstreamConfig } from './config.js';
@@ -42,7 +42,7 @@ export interface Prefetcher {
  * across cluster workers (fill.ts).
  */
 export function createProxy(
-  config: ProxyConfig,
+  config: LoadedProxyConfig,
   store: Store,
   log: Logger,
   opts: { schedule?: boolean; leases?: FillLeases } = {},

@@ -2,7 +2,7 @@
 // test/ui.test.ts; these pin the security properties one request at a time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { basic, bearer, makeRegistry, pushImage, user } from '../../test/auth-fixtures.js';
+import { basic, bearer, makeRegistry, pushImage, user } from '../../test/support/auth-fixtures.js';
 
 const AUTH = {
   mode: 'token',

@@ -2,9 +2,13 @@
 // so tests can assert how often the pull-through cache really went to its upstream. It can also be told to fail
 // (answer 503/429, or refuse connections by closing) to simulate an upstream outage. It also counts the response
 // body bytes it passed (what a client really downloaded) and can throttle them (to interrupt a transfer midway).
+// startSlowProxy is its plainer sibling for the CLI's progress display: a reverse proxy that paces every request and
+// response body to `bytesPerSecond` per connection, so a transfer takes long enough for progress to be seen.
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Transform } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface CountingProxy {
   url: string;
@@ -96,4 +100,61 @@ function _meter(key: string, bytes: Map<string, number>, rate?: number): Transfo
       else cb(null, chunk);
     },
   });
+}
+
+/** Passes bytes on at no more than `bytesPerSecond`, in slices of ~1/20 s. */
+export function throttle(bytesPerSecond: number): Transform {
+  const slice = Math.max(1024, Math.floor(bytesPerSecond / 20));
+  return new Transform({
+    async transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      for (let i = 0; i < chunk.length; i += slice) {
+        this.push(chunk.subarray(i, i + slice));
+        await sleep((Math.min(slice, chunk.length - i) / bytesPerSecond) * 1000);
+      }
+      cb();
+    },
+  });
+}
+
+export interface SlowProxy {
+  /** `127.0.0.1:PORT`, for image references. */
+  host: string;
+  stop(): Promise<void>;
+}
+
+/** A reverse proxy to `target` (`http://127.0.0.1:PORT`) pacing each body to `bytesPerSecond`. */
+export async function startSlowProxy(target: string, bytesPerSecond: number): Promise<SlowProxy> {
+  const up = new URL(target);
+  let self = '';
+  const server: Server = createServer((req, res) => {
+    const out = request(
+      {
+        host: up.hostname,
+        port: up.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: up.host },
+      },
+      (r) => {
+        const headers = { ...r.headers };
+        // Keep the client on the slow path when the registry answers with absolute URLs.
+        if (typeof headers.location === 'string') headers.location = headers.location.replace(up.origin, self);
+        res.writeHead(r.statusCode ?? 502, headers);
+        pipeline(r, throttle(bytesPerSecond), res).catch(() => res.destroy());
+      },
+    );
+    out.on('error', () => res.destroy());
+    pipeline(req, throttle(bytesPerSecond), out).catch(() => out.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  self = `http://127.0.0.1:${port}`;
+  return {
+    host: `127.0.0.1:${port}`,
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }

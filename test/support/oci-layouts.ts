@@ -1,8 +1,9 @@
 // Tiny runnable test images written as OCI image layouts (image-spec image-layout.md) without docker or any
 // builder: one gzip layer holding Debian's static busybox as /bin/busybox and /bin/sh -> busybox. Every tar header
-// and JSON document is fixed, so the same inputs always give the same digests.
+// and JSON document is fixed, so the same inputs always give the same digests. makeLayeredLayout writes a larger
+// image of random layers (for progress and resume tests).
 // https://github.com/opencontainers/image-spec/blob/main/image-layout.md
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,9 +11,9 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
-import type { Digest } from '../spec/digest.js';
-import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
-import { OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST } from '../spec/media-types.js';
+import type { Digest } from '../../spec/digest.js';
+import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../../spec/manifest.js';
+import { OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST } from '../../spec/media-types.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const EPOCH = new Date(0);
@@ -215,4 +216,77 @@ class _HashTap extends Transform {
   digest(): Digest {
     return `sha256:${this.hash.digest('hex')}` as Digest;
   }
+}
+
+/**
+ * An OCI layout (image-layout.md) with one image of `layers` layers of `layerBytes` random bytes each (random so
+ * every layer is a distinct blob and nothing compresses), tagged `tag`. Written as streams, never held in memory.
+ */
+export async function makeLayeredLayout(
+  dir: string,
+  opts: { layers: number; layerBytes: number; tag?: string },
+): Promise<{ dir: string; tag: string; bytes: number; layers: { digest: string; size: number }[]; manifest: string }> {
+  const tag = opts.tag ?? 'v1';
+  const blobs = join(dir, 'blobs', 'sha256');
+  await mkdir(blobs, { recursive: true });
+  const put = async (data: Buffer) => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    await writeFile(join(blobs, hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  const layers = [];
+  for (let i = 0; i < opts.layers; i++) {
+    const tmp = join(blobs, `.layer-${i}`);
+    const hash = createHash('sha256');
+    const file = createWriteStream(tmp);
+    for (let left = opts.layerBytes; left > 0; left -= 1 << 20) {
+      const chunk = randomBytes(Math.min(left, 1 << 20));
+      hash.update(chunk);
+      if (!file.write(chunk)) await new Promise<void>((r) => file.once('drain', () => r()));
+    }
+    await new Promise<void>((r) => file.end(() => r()));
+    const hex = hash.digest('hex');
+    await rename(tmp, join(blobs, hex));
+    layers.push({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar',
+      digest: `sha256:${hex}`,
+      size: opts.layerBytes,
+    });
+  }
+  const config = await put(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+        config: {},
+      }),
+    ),
+  );
+  const manifest = await put(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers,
+      }),
+    ),
+  );
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
+    }),
+  );
+  return { dir, tag, bytes: opts.layers * opts.layerBytes, layers, manifest: manifest.digest };
 }

@@ -4,12 +4,12 @@
 // SIGKILLs it — a `berth gc` killed mid-run, with the lease and state files exactly as it left them.
 // With `foreign`, its lease and state name another host, as a GC in another pod would: readers cannot check its
 // process and must go by the heartbeat alone.
-//   node --import tsx test/gc-victim.ts mark|sweep '{"fs":"/root"}' | '{"s3":{…S3DriverOptions}}' [foreign]
-import { FsDriver } from '../storage/fs.js';
-import { S3Driver } from '../storage/s3.js';
-import { GarbageCollector } from '../storage/gc.js';
-import { paths } from '../storage/paths.js';
-import type { Driver } from '../storage/driver.js';
+//   node --import tsx test/support/gc-victim.ts mark|sweep '{"fs":"/root"}' | '{"s3":{…S3DriverOptions}}' [foreign]
+import { FsDriver } from '../../storage/fs.js';
+import { S3Driver } from '../../storage/s3.js';
+import { GarbageCollector } from '../../storage/gc.js';
+import { paths } from '../../storage/paths.js';
+import type { Driver } from '../../storage/driver.js';
 
 const [phase, spec, foreign] = process.argv.slice(2);
 const where = JSON.parse(spec) as { fs?: string; s3?: ConstructorParameters<typeof S3Driver>[0] };

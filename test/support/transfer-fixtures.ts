@@ -1,6 +1,6 @@
 // Shared by the transfer tests: the built CLI as a child process (so it can be interrupted), and an OCI layout
 // holding one image with a large random (incompressible) layer, written streaming.
-import { makeLayeredLayout } from './support-throttle.js';
+import { makeLayeredLayout } from './oci-layouts.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { findExecutable, freePort, run, stopProcess, type RunOptions, type RunResult } from './peers.js';
 
-export const BERTH_BIN = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
+export const BERTH_BIN = fileURLToPath(new URL('../../bin/berth.js', import.meta.url));
 
 /** `berth ARGS…` from dist/ (npm test builds it) to completion. */
 export function berthCli(args: string[], opts: RunOptions = {}): Promise<RunResult> {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { freePort, waitForHttp } from './peers.js';
 
-const BERTH = fileURLToPath(new URL('../bin/berth.js', import.meta.url));
+const BERTH = fileURLToPath(new URL('../../bin/berth.js', import.meta.url));
 
 export interface BerthOptions {
   /** Storage root; a temp dir (removed at the end) when omitted. */

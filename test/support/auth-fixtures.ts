@@ -1,9 +1,9 @@
 // Shared helpers of the auth tests: an in-process registry on the memory driver with a given `auth` config, token
 // fetching, bcrypt users, and a small OCI image to push.
 import bcrypt from 'bcryptjs';
-import { createRegistry, createLogger, loadConfig } from '../registry/index.js';
-import { MemoryDriver } from '../storage/memory.js';
-import { digestOf } from '../spec/index.js';
+import { createRegistry, createLogger, loadConfig } from '../../registry/index.js';
+import { MemoryDriver } from '../../storage/memory.js';
+import { digestOf } from '../../spec/index.js';
 
 export const PASSWORDS: Record<string, string> = {
   alice: 'alice-pw',
