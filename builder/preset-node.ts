@@ -22,9 +22,10 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { posix, relative, resolve, isAbsolute } from 'node:path';
 import picomatch from 'picomatch';
-import { parseMode, type FileProperties, type ImageConfigSpec } from '../spec/build-spec.js';
+import type { FileProperties, ImageConfigSpec } from '../spec/build-spec.js';
 import { type Context, ContextError, type ContextFile } from './context.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
+import { contextMember } from './preset.js';
 import type { LoadedSpec } from './spec.js';
 
 export const APP_DIR = 'app';
@@ -241,7 +242,7 @@ async function _dependenciesLayer(
     if (pkg.version !== undefined) await _checkVersion(pkg, files, fail);
     for (const f of files) {
       const path = posix.join(APP_DIR, f.ctxPath);
-      byPath.set(path, _member(path, f, props));
+      byPath.set(path, contextMember(path, f, props));
       origins.set(path, f.ctxPath);
     }
   }
@@ -344,7 +345,7 @@ async function _appLayer(
       throw fail(`${s.at} matches no file in the build context (after excludes); build it first or fix the pattern`);
     for (const f of files) {
       const path = posix.join(APP_DIR, f.ctxPath);
-      byPath.set(path, _member(path, f, props));
+      byPath.set(path, contextMember(path, f, props));
       origins.set(path, f.ctxPath);
     }
   }
@@ -412,20 +413,4 @@ function _checkEntry(app: LayerPlan, entry: string, fail: Fail): void {
         'add it to package.json files, build it first, or set config.entrypoint',
     );
   }
-}
-
-// Like plan.ts's members for `src:` entries: spec-level properties apply; a file keeps only its executable bit.
-function _member(path: string, f: ContextFile, props: FileProperties): Member {
-  const owner = { uid: props.uid ?? 0, gid: props.gid ?? 0, uname: props.user, gname: props.group };
-  if (f.kind === 'directory')
-    return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
-  if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
-  return {
-    path,
-    type: 'file',
-    mode: props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644,
-    ...owner,
-    size: f.size,
-    source: { abs: f.abs, stats: f.stats },
-  };
 }

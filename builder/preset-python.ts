@@ -23,13 +23,13 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { parseMode, type FileProperties, type ImageConfigSpec } from '../spec/build-spec.js';
+import type { FileProperties, ImageConfigSpec } from '../spec/build-spec.js';
 import type { Platform } from '../spec/manifest.js';
 import { formatPlatform } from '../spec/platform.js';
-import { Context, ContextError, type ContextFile } from './context.js';
+import { Context, ContextError } from './context.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
 import { berthignore, ignoreGlobs } from './preset-node.js';
-import type { Preset } from './preset.js';
+import { contextMember, type Preset } from './preset.js';
 import type { LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -328,7 +328,7 @@ async function _dependencies(
   const origins = new Map<string, string>();
   for (const f of files) {
     const path = posix.join(PY_SITE, f.ctxPath);
-    byPath.set(path, _member(path, f, props));
+    byPath.set(path, contextMember(path, f, props));
     origins.set(path, `${lockName} (pip, ${formatPlatform(platform)})`);
   }
   byPath.set(PY_SITE, {
@@ -379,25 +379,10 @@ async function _appLayer(
   const origins = new Map<string, string>();
   for (const f of files) {
     const path = posix.join(PY_APP_DIR, f.ctxPath);
-    byPath.set(path, _member(path, f, props));
+    byPath.set(path, contextMember(path, f, props));
     origins.set(path, f.ctxPath);
   }
   return { name: 'app', members: finishMembers(byPath, fail), origins };
-}
-
-function _member(path: string, f: ContextFile, props: FileProperties): Member {
-  const owner = { uid: props.uid ?? 0, gid: props.gid ?? 0, uname: props.user, gname: props.group };
-  if (f.kind === 'directory')
-    return { path, type: 'directory', mode: parseMode(props.dirMode ?? '0755'), ...owner, size: 0 };
-  if (f.kind === 'symlink') return { path, type: 'symlink', mode: 0o777, ...owner, size: 0, linkname: f.linkname };
-  return {
-    path,
-    type: 'file',
-    mode: props.mode ? parseMode(props.mode) : f.executable ? 0o755 : 0o644,
-    ...owner,
-    size: f.size,
-    source: { abs: f.abs, stats: f.stats },
-  };
 }
 
 class _PyError extends Error {}

@@ -5,15 +5,14 @@ import { BundleError, createBundle, loadBundle, openBundle, type BundleImage } f
 import { remoteSource, remoteTarget } from '../client/copy.js';
 import type { CopyResult } from '../client/copy.js';
 import { Repository } from '../client/remote.js';
-import { ConfigError } from '../registry/index.js';
-import { resolveUpstreams } from '../registry/proxy/config.js';
-import { resolveSyncRules, ruleRepositories, ruleTags, signatureTags } from '../registry/mirror/sync.js';
+import { ruleRepositories, ruleTags, signatureTags } from '../registry/mirror/sync.js';
 import { parsePlatform } from '../spec/platform.js';
 import { isValidName } from '../spec/reference.js';
 import { formatBytes } from '../spec/units.js';
 import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
 import { makeClient, printJson } from './_client.js';
 import { existingStorageConfig } from './_storage.js';
+import { syncRulesOf } from './_sync.js';
 import { jobs, platform, platforms, ref, REMOTE, registryHost, STORAGE } from './flags.js';
 
 const VERBS = ['create', 'load', 'verify'] as const;
@@ -154,13 +153,7 @@ async function _fromRefs(args: string[], flags: { file?: string; insecure?: bool
 
 async function _fromRules(flags: Record<string, any>): Promise<BundleImage[]> {
   const config = existingStorageConfig('bundle create --rule', flags);
-  let rules: ReturnType<typeof resolveSyncRules>;
-  try {
-    rules = resolveSyncRules(config.sync, resolveUpstreams(config.proxy));
-  } catch (e) {
-    if (e instanceof ConfigError) throw new CLIError(e.message);
-    throw e;
-  }
+  const rules = syncRulesOf(config);
   const images: BundleImage[] = [];
   for (const name of flags.rule as string[]) {
     const r = rules.find((x) => x.name === name);

@@ -1,12 +1,12 @@
 // `berth sync`: one run of the config's `sync:` rules into the registry's storage (safe while `berth serve` runs on
 // it: a lease per rule lets one replica or process run a rule at a time).
 import { createStore } from '../storage/index.js';
-import { ConfigError, createLogger } from '../registry/index.js';
-import { resolveUpstreams } from '../registry/proxy/config.js';
-import { createSync, resolveSyncRules } from '../registry/mirror/sync.js';
+import { createLogger } from '../registry/index.js';
+import { createSync } from '../registry/mirror/sync.js';
 import { formatBytes } from '../spec/units.js';
 import { CLIError, defineCommand, flag } from './command.js';
 import { existingStorageConfig, makeDriver } from './_storage.js';
+import { syncRulesOf } from './_sync.js';
 import { json, STORAGE } from './flags.js';
 
 export default defineCommand({
@@ -24,13 +24,7 @@ SBOMs unless referrers: false. An interrupted run resumes where it stopped. Exit
   examples: ['berth sync -c berth.yaml', 'berth sync -c berth.yaml --rule alpine --json'],
   async run({ flags: values }) {
     const config = existingStorageConfig('sync', values);
-    let rules: ReturnType<typeof resolveSyncRules>;
-    try {
-      rules = resolveSyncRules(config.sync, resolveUpstreams(config.proxy));
-    } catch (e) {
-      if (e instanceof ConfigError) throw new CLIError(e.message);
-      throw e;
-    }
+    const rules = syncRulesOf(config);
     if (!rules.length) throw new CLIError('the config has no sync rules: add a `sync:` list (README "Mirrors")');
     const unknown = (values.rule ?? []).filter((n) => !rules.some((r) => r.name === n));
     if (unknown.length)
