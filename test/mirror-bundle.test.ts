@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { startBerth } from './support/berth.js';
 import { startDistribution } from './support/distribution.js';
 import { ok, requirePeer, run } from './support/peers.js';
+import { cosignKeyPair } from './support/cosign.js';
 import { makeLayeredLayout } from './support/oci-layouts.js';
 import { berthCli } from './support/transfer-fixtures.js';
 
@@ -175,10 +176,8 @@ test('a bundle by sync rule carries cosign signatures that still verify after th
     ok(await berthCli(['push', '-q', img.dir, `${up.host}/team/app:${tag}`]));
   const digest = await (async () =>
     ok(await run('crane', ['digest', '--insecure', `${up.host}/team/app:1.1.0`])).trim())();
-  const env = { COSIGN_PASSWORD: '', HOME: dir, TUF_ROOT: join(dir, 'tuf') };
-  ok(await run('cosign', ['generate-key-pair'], { cwd: dir, env }));
-  const sign = ['sign', '--yes', '--key', 'cosign.key', '--tlog-upload=false', '--allow-insecure-registry'];
-  ok(await run('cosign', [...sign, `${up.host}/team/app@${digest}`], { cwd: dir, env }));
+  const cosign = await cosignKeyPair(dir);
+  await cosign.sign(`${up.host}/team/app@${digest}`);
   const config = join(dir, 'berth.yaml');
   await writeFile(
     config,
@@ -208,18 +207,5 @@ test('a bundle by sync rule carries cosign signatures that still verify after th
     .split('\n')
     .sort();
   assert.deepEqual(tags, ['1.0.0', '1.1.0', `sha256-${digest.slice(7)}.sig`]);
-  ok(
-    await run(
-      'cosign',
-      [
-        'verify',
-        '--key',
-        'cosign.pub',
-        '--insecure-ignore-tlog',
-        '--allow-insecure-registry',
-        `${dst.host}/mirror/team/app@${digest}`,
-      ],
-      { cwd: dir, env },
-    ),
-  );
+  await cosign.verify(`${dst.host}/mirror/team/app@${digest}`);
 });

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { startBerth } from './support/berth.js';
 import { startDistribution } from './support/distribution.js';
 import { ok, requirePeer, run } from './support/peers.js';
+import { cosignKeyPair } from './support/cosign.js';
 import { tcpGate } from './support/tcp-gate.js';
 import { makeLayeredLayout } from './support/oci-layouts.js';
 import { berthCli } from './support/transfer-fixtures.js';
@@ -72,23 +73,8 @@ test('replication survives a target that is down and a restart mid-queue; referr
   );
   // A cosign signature (v2: a sha256-<hex>.sig tag, pushed like any tag) is replicated like its image.
   const signed = await digest(`${berth.host}/team/app:v1`);
-  const cosignEnv = { COSIGN_PASSWORD: '', HOME: dir, TUF_ROOT: join(dir, 'tuf') };
-  ok(await run('cosign', ['generate-key-pair'], { cwd: dir, env: cosignEnv }));
-  ok(
-    await run(
-      'cosign',
-      [
-        'sign',
-        '--yes',
-        '--key',
-        'cosign.key',
-        '--tlog-upload=false',
-        '--allow-insecure-registry',
-        `${berth.host}/team/app@${signed}`,
-      ],
-      { cwd: dir, env: cosignEnv },
-    ),
-  );
+  const cosign = await cosignKeyPair(dir);
+  await cosign.sign(`${berth.host}/team/app@${signed}`);
   // The target is down: items are queued in storage and retried.
   await until('queued items', async () => (await queueFiles(berth.root)).length >= 4);
   const status = await (await fetch(`${berth.url}/v2/_berth/api/v1/replication`)).json();
@@ -119,20 +105,7 @@ test('replication survives a target that is down and a restart mid-queue; referr
     await run('regctl', ['artifact', 'list', `${dist.host}/team/app@${app}`, '--format', '{{json .}}']),
   );
   assert.match(listed, /application\/spdx\+json/);
-  ok(
-    await run(
-      'cosign',
-      [
-        'verify',
-        '--key',
-        'cosign.pub',
-        '--insecure-ignore-tlog',
-        '--allow-insecure-registry',
-        `${dist.host}/team/app@${app}`,
-      ],
-      { cwd: dir, env: cosignEnv },
-    ),
-  );
+  await cosign.verify(`${dist.host}/team/app@${app}`);
   const metrics = await (await fetch(`${berth.url}/metrics`)).text();
   assert.match(metrics, /berth_replication_items_total\{rule="dr",result="done"\} [1-9]/);
 

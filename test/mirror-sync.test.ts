@@ -11,6 +11,7 @@ import { startBerth } from './support/berth.js';
 import { startDistribution, type Distribution } from './support/distribution.js';
 import { startContainerd } from './support/docker.js';
 import { ok, requirePeer, run } from './support/peers.js';
+import { cosignKeyPair } from './support/cosign.js';
 import { makeLayeredLayout } from './support/oci-layouts.js';
 import { makeBusyboxLayout, makeMultiArchLayout } from './support/oci-layouts.js';
 import { berthCli, spawnBerth } from './support/transfer-fixtures.js';
@@ -275,23 +276,8 @@ test('sync into a proxy upstream: cosign signatures verify, containerd pulls wit
   ok(await berthCli(['push', '-q', img.dir, `${up.host}/team/tool:v2`]));
   const digest = img.manifest.digest;
   // cosign v2 signs with its tag scheme (sha256-<hex>.sig) on a registry without the referrers API.
-  const cosignEnv = { COSIGN_PASSWORD: '', HOME: dir, TUF_ROOT: join(dir, 'tuf') };
-  ok(await run('cosign', ['generate-key-pair'], { cwd: dir, env: cosignEnv }));
-  ok(
-    await run(
-      'cosign',
-      [
-        'sign',
-        '--yes',
-        '--key',
-        'cosign.key',
-        '--tlog-upload=false',
-        '--allow-insecure-registry',
-        `${up.host}/team/tool@${digest}`,
-      ],
-      { cwd: dir, env: cosignEnv },
-    ),
-  );
+  const cosign = await cosignKeyPair(dir);
+  await cosign.sign(`${up.host}/team/tool@${digest}`);
   const root = join(dir, 'berth');
   const config = JSON.stringify({
     log: { level: 'warn' },
@@ -327,20 +313,7 @@ test('sync into a proxy upstream: cosign signatures verify, containerd pulls wit
   const stored = await readdir(join(root, 'repositories', 'up', 'team', 'tool', '_manifests', 'tags'));
   assert.deepEqual(stored.sort(), [`sha256-${digest.slice(7)}.sig`, 'v1']);
   await up.stop();
-  ok(
-    await run(
-      'cosign',
-      [
-        'verify',
-        '--key',
-        'cosign.pub',
-        '--insecure-ignore-tlog',
-        '--allow-insecure-registry',
-        `${berth.host}/up/team/tool@${digest}`,
-      ],
-      { cwd: dir, env: cosignEnv },
-    ),
-  );
+  await cosign.verify(`${berth.host}/up/team/tool@${digest}`);
   // containerd asks for the upstream's name through a hosts.toml mirror (?ns=); the upstream is gone, the synced
   // content answers.
   const containerd = await startContainerd();
