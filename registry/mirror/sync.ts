@@ -339,15 +339,13 @@ async function _runRule(
       fail(name, e);
       continue;
     }
-    const { tags, all } = selected;
+    const { tags } = selected;
     const source = _throttled(remoteSource(repo), bandwidth);
     const target = storeTarget(store, local);
-    const copied = new Set<string>();
     const one = async (tag: string) => {
       if (lost()) return;
       try {
         const res = await copy(source, tag, target, tag, { platforms, referrers, concurrency });
-        copied.add(res.digest);
         _count(status, res);
         onImage(`${name}:${tag}`, res);
       } catch (e) {
@@ -358,12 +356,9 @@ async function _runRule(
     };
     // A few images at a time; each copy keeps `concurrency` blobs in flight.
     const images = pLimit(Math.max(1, Math.min(4, Math.ceil(concurrency / 2))));
+    // Cosign's tag-scheme signatures, attestations and SBOMs travel with their image: copy() with `referrers`
+    // carries them (client/copy.ts), so they are not images of their own here.
     await Promise.all(tags.map((t) => images(() => one(t))));
-    // Cosign's tag-scheme signatures, attestations and SBOMs of the images just synced travel with them.
-    if (referrers) {
-      const sigs = signatureTags(all, copied);
-      await Promise.all(sigs.map((t) => images(() => one(t))));
-    }
   }
   if (lost()) throw new LeaseLostError();
 }
