@@ -70,14 +70,7 @@ export async function createBundle(
   const dir = asTar ? await mkdtemp(join(dirname(out), '.berth-bundle-')) : out;
   try {
     const layout = await OciLayout.create(dir);
-    const result: BundleResult = {
-      images: 0,
-      failed: 0,
-      blobs: { written: 0, skipped: 0 },
-      bytes: 0,
-      referrers: 0,
-      errors: [],
-    };
+    const result = _emptyResult();
     const target = _skipping(layout, previous?.blobs, result);
     const roots: Descriptor[] = [];
     for (const img of images) {
@@ -253,14 +246,7 @@ export async function loadBundle(
   target: (repository: string) => ImageTarget,
   opts: { concurrency?: number; onImage?: (image: string, r: CopyResult | Error) => void } = {},
 ): Promise<BundleResult> {
-  const result: BundleResult = {
-    images: 0,
-    failed: 0,
-    blobs: { written: 0, skipped: 0 },
-    bytes: 0,
-    referrers: 0,
-    errors: [],
-  };
+  const result = _emptyResult();
   const source = _explainMissing(bundle);
   for (const img of bundle.images) {
     const name = `${img.repository}:${img.tag}`;
@@ -307,4 +293,8 @@ function _sha256(b: Buffer): Digest {
 
 async function _exists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined)) !== undefined;
+}
+
+function _emptyResult(): BundleResult {
+  return { images: 0, failed: 0, blobs: { written: 0, skipped: 0 }, bytes: 0, referrers: 0, errors: [] };
 }
