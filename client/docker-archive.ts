@@ -263,7 +263,11 @@ export async function writeDockerArchive(
   src: ImageSource,
   m: FetchedManifest,
   repoTags: string[],
-  opts: { onBytes?: (d: Digest, n: number) => void } = {},
+  opts: {
+    onBytes?: (d: Digest, n: number) => void;
+    /** The source's blobs were hashed as this process stored them (a staging layout): no second hash. */
+    verified?: boolean;
+  } = {},
 ): Promise<void> {
   if (isIndexType(m.mediaType))
     throw new ArchiveError('a docker-archive holds single-platform images; pick one with --platform');
@@ -276,7 +280,7 @@ export async function writeDockerArchive(
   const hex = (d: Digest) => parseDigest(d).encoded;
   const add = async (name: string, desc: Descriptor) => {
     const entry = pack.entry({ name, size: desc.size, mode: 0o644, mtime });
-    let s = await src.blob(desc, 0);
+    let s = await src.blob(desc, 0, { verify: !opts.verified });
     if (opts.onBytes) s = countBytes(s, (n) => opts.onBytes!(desc.digest, n));
     await pipeline(s, entry);
   };

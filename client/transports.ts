@@ -284,7 +284,8 @@ export async function saveDockerArchive(
   const staging = join(dirname(file), `.${basename(file)}.berth-pull`);
   const layout = await OciLayout.create(staging);
   await copy(src, m.digest, layout, '', { ...opts, platforms: undefined, referrers: false });
-  await writeDockerArchive(file, layout, m, repoTags);
+  // The layout hashed every blob as it wrote it (a staged blob is published only under its verified digest).
+  await writeDockerArchive(file, layout, m, repoTags, { verified: true });
   await rm(staging, { recursive: true, force: true });
 }
 
