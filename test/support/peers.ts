@@ -41,7 +41,9 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
   const command = [cmd, ...args].join(' ');
   const timeoutMs = opts.timeoutMs ?? 120_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: _env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    // Bare names resolve through PATH *and* TOOLS_BIN: CI does not put the Go-built tools on PATH.
+    const file = findExecutable(cmd) ?? cmd;
+    const child = spawn(file, args, { cwd: opts.cwd, env: _env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
