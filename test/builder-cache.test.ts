@@ -258,13 +258,17 @@ layers:
       - { src: conf/app.conf, dest: /etc/app.conf }
 `;
 
-/** 240 files of 40 KB of random hex (compressible by half): ~9.6 MB of tar, several segments (segments.ts). */
+/** 240 files of 40 KB of random hex (compressible by half) and a 9 MiB one: several segments (segments.ts). */
 async function segmentedContext(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-segrange-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const files: Record<string, string> = { 'berth.yaml': SEGMENTED_SPEC, 'conf/app.conf': 'level=info\n' };
   for (let i = 0; i < 240; i++) files[`data/f${String(i).padStart(3, '0')}.txt`] = randomBytes(20_000).toString('hex');
-  await writeTree(dir, files);
+  await writeTree(dir, {
+    ...files,
+    // Incompressible, so its segment is too big to fetch ahead (layers.ts PREFETCH_MAX_BYTES): it streams.
+    'data/zz-big.bin': randomBytes(9 << 20),
+  });
   return dir;
 }
 
