@@ -260,11 +260,19 @@ export function cacheManifest(result: BuildResult, subject?: Descriptor): CacheM
   const entries = new Map<string, CacheEntry>();
   const layers = new Map<string, Descriptor>();
   const slots: [string, string][] = [];
+  // A blob's segment map, from whichever of its layers knows it: a layer two platforms share is built by one and
+  // a local cache hit (without the map) for the other, and the record must not depend on which came last.
+  const maps = new Map<string, RecordedSegment[]>();
+  for (const img of result.images)
+    for (const l of img.layers) {
+      const segments = _recordable(l.segments);
+      if (segments) maps.set(l.layer.descriptor.digest, segments);
+    }
   for (const img of result.images) {
     for (const l of img.layers) {
       if (!l.key) continue;
       const d = l.layer.descriptor;
-      const segments = _recordable(l.segments);
+      const segments = maps.get(d.digest);
       entries.set(l.key, { key: l.key, digest: d.digest, diffId: l.layer.diffId, ...(segments ? { segments } : {}) });
       layers.set(d.digest, { mediaType: d.mediaType, digest: d.digest, size: d.size });
       if (segments && l.remoteSlot) slots.push([l.remoteSlot, l.key]);
