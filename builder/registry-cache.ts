@@ -86,8 +86,6 @@ export class RegistryLayerCache implements RemoteLayerCache {
   private readonly byKey: Map<string, _Hit>;
   /** Set once the registry answers a Range request with the whole blob: no more parts are asked for. */
   private rangeIgnored = false;
-  /** Segments fetched by Range, and those the registry would not serve by part. */
-  readonly ranges = { fetched: 0, refused: 0 };
 
   private constructor(
     readonly label: string,
@@ -173,11 +171,7 @@ export class RegistryLayerCache implements RemoteLayerCache {
   private async _openSegment(hit: _Hit, s: SegmentRecord) {
     if (this.rangeIgnored) return undefined;
     const body = await this.repo.openBlobRange(hit.digest, s.offset, s.length);
-    if (body) this.ranges.fetched++;
-    else {
-      this.rangeIgnored = true;
-      this.ranges.refused++;
-    }
+    if (!body) this.rangeIgnored = true;
     return body;
   }
 
