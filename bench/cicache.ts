@@ -96,7 +96,7 @@ async function _registryCacheRows(ctx: BenchContext, work: string, reg: Berth): 
         peerName: 'berth without registry cache',
         better: 'lower',
         note: change
-          ? `registry cache: one layer built and uploaded (${writes} write requests)`
+          ? `registry cache: one layer built (its unchanged segments fetched by Range) and uploaded (${writes} write requests)`
           : `registry cache: ${writes} write requests (HEAD/GET only)`,
       });
     }
