@@ -29,7 +29,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import { LoginLimiter, type Limiter, type RateLimitOptions } from './auth/ratelimit.js';
 import type { FillFollow, FillLeases } from './proxy/fill.js';
 import type { Logger } from './log.js';
-import { stopReading, type Affinity } from './upload-affinity.js';
+import { holdSocket, type Affinity } from './upload-affinity.js';
 
 const REQUEST = 'berth:cluster';
 const REPLY = 'berth:cluster-reply';
@@ -130,7 +130,7 @@ export function workerLink(): WorkerLink | undefined {
     if (m?.type === HANDOFF) {
       if (!socket) return;
       // Before anything else (the socket started reading when it was made): no byte may be read and dropped.
-      stopReading(socket);
+      holdSocket(socket);
       if (handedIn) handedIn(socket, Buffer.from(m.head, 'base64'));
       else socket.destroy();
     } else if (m?.type === CHANGED) {
@@ -327,7 +327,7 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
       w.on('message', (m: Request | ChangedEvent | HandOff, socket?: Socket) => {
         if (m?.type === HANDOFF) {
           if (!socket) return;
-          stopReading(socket);
+          holdSocket(socket);
           socket.on('error', () => {});
           // The session's worker, or (restarting) the one that sent it: either stores the chunk correctly.
           const target = slots[m.slot]?.isConnected() ? slots[m.slot]! : w;

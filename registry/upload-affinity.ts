@@ -60,6 +60,7 @@ export function routeUploads(server: Server, affinity: Affinity): void {
 
   /** Hands the socket to node's HTTP server here, replaying the bytes read so far. */
   const serve = (socket: Socket, head?: Buffer) => {
+    release(socket);
     accept.call(server, socket);
     if (head?.length) socket.emit('data', head);
     socket.resume();
@@ -74,7 +75,7 @@ export function routeUploads(server: Server, affinity: Affinity): void {
     };
     const onData = (chunk: Buffer) => {
       done();
-      stopReading(socket);
+      holdSocket(socket);
       // Flowing with our listener, every byte read so far was handed to us; anything buffered means node changed
       // how sockets deliver data — serve it here rather than risk a byte.
       if (socket.readableLength > 0) return serve(socket, chunk);
@@ -87,7 +88,7 @@ export function routeUploads(server: Server, affinity: Affinity): void {
     };
     const timer = setTimeout(() => {
       done();
-      stopReading(socket);
+      holdSocket(socket);
       serve(socket);
     }, PEEK_MS);
     timer.unref();
@@ -99,19 +100,29 @@ export function routeUploads(server: Server, affinity: Affinity): void {
 
   affinity.onHandedIn((socket, head) => {
     // A socket made from a passed handle starts reading at once: stop before the first read can happen.
-    stopReading(socket);
+    holdSocket(socket);
     // node's HTTP server reports client errors through `socket.server`.
     (socket as unknown as { server: Server }).server = server;
     serve(socket, head);
   });
 }
 
-/** Stops reading from the socket now (node's pause() alone lets reads already asked for fill its buffer). */
-export function stopReading(socket: Socket): void {
+/**
+ * Stops reading from the socket now, and keeps it stopped until `release`: node's pause() lets reads already asked
+ * for fill its buffer, and a stream that emitted data asks for more on its own (maybeReadMore) even when paused —
+ * bytes read into a socket that is then passed to another process would be lost with it.
+ */
+export function holdSocket(socket: Socket): void {
   socket.pause();
-  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?(): number } })._handle;
-  if (handle?.readStop) {
-    handle.reading = false;
-    handle.readStop();
+  const s = socket as unknown as { _handle?: { reading?: boolean; readStop?(): number }; _read(): void };
+  s._read = () => {};
+  if (s._handle?.readStop) {
+    s._handle.reading = false;
+    s._handle.readStop();
   }
+}
+
+/** Lets the socket read again (its own _read); the caller resumes it. */
+function release(socket: Socket): void {
+  delete (socket as unknown as { _read?: unknown })._read;
 }

@@ -219,6 +219,38 @@ test('workers=2: every chunk of a session goes to one worker, however many conne
   if (!splitElsewhere) assert.equal(rehashed, 0);
 });
 
+test('workers=2: 24 monolithic PUTs at once, each on a new connection with its body right behind the headers: every byte arrives', async (t) => {
+  // Many connections handed between workers at once: the IPC handle passing queues them, and a socket waiting in
+  // that queue must not read on (a byte read there would be lost with it).
+  const berth = await start2(t, QUIET);
+  const blobs = Array.from({ length: 24 }, (_, i) => {
+    const b = Buffer.alloc(3 * 1024 * 1024 + i, i);
+    b.write(`blob ${i}`, 0);
+    return b;
+  });
+  const results = await Promise.all(
+    blobs.map(async (b, i) => {
+      const post = await fresh(berth.url, 'POST', `/v2/w/many${i}/blobs/uploads/`);
+      const loc = String(post.headers.location);
+      const put = await fresh(
+        berth.url,
+        'PUT',
+        `${loc}${loc.includes('?') ? '&' : '?'}digest=${digestOf(b)}`,
+        { 'Content-Type': 'application/octet-stream', 'Content-Length': String(b.length) },
+        b,
+        30_000,
+      );
+      return `${put.status} ${put.body.toString()}`;
+    }),
+  );
+  assert.deepEqual(results, blobs.map(() => '201 '));
+  for (const [i, b] of blobs.entries()) {
+    const got = await fresh(berth.url, 'GET', `/v2/w/many${i}/blobs/${digestOf(b)}`);
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(b));
+  }
+});
+
 test('workers=2: /metrics on any worker shows the sum over the workers', async (t) => {
   const berth = await start2(t);
   const scrape = async () => {
