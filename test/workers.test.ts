@@ -243,7 +243,10 @@ test('workers=2: 24 monolithic PUTs at once, each on a new connection with its b
       return `${put.status} ${put.body.toString()}`;
     }),
   );
-  assert.deepEqual(results, blobs.map(() => '201 '));
+  assert.deepEqual(
+    results,
+    blobs.map(() => '201 '),
+  );
   for (const [i, b] of blobs.entries()) {
     const got = await fresh(berth.url, 'GET', `/v2/w/many${i}/blobs/${digestOf(b)}`);
     assert.equal(got.status, 200);
