@@ -316,7 +316,13 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
   const previousFile = segments.some((s) => s.old)
     ? { path: previousPath!, fd: openSync(previousPath!, 'r') }
     : undefined;
-  const ahead = new _Lookahead(segments, (s) => _prepare(job, s, previousFile, previousPath !== undefined));
+  // A layer with one segment to build (a preset's binary, a small layer) compresses it from this thread: nothing
+  // else is laid out meanwhile, so a worker would only add its start-up.
+  const alone = segments.filter((s) => !s.old).length === 1;
+  // A one-segment layer keeps no uncompressed copy: whenever that segment could be reused, the whole layer is a
+  // cache hit (same key), so the copy would never be read — for a preset's 10 MB binary it was a 10 MB write.
+  const keepTars = previousPath !== undefined && segments.length > 1;
+  const ahead = new _Lookahead(segments, (s) => _prepare(job, s, previousFile, keepTars, alone));
   try {
     for (const [i, s] of segments.entries()) {
       ahead.from(i);
@@ -400,13 +406,16 @@ class _Lookahead {
  * A segment made ready ahead of the writer, or undefined when it is too big to hold (it streams when reached).
  * Reused: read from the previous blob (its tar from the cache's uncompressed copy, else decompressed — the diffID
  * needs it). New: laid out here in memory (headers, inline data), then its files read, hashed and compressed by a
- * worker of the segment pool while this thread lays out the next ones and writes the blob. In a rebuild, each new segment's tar is kept uncompressed for the next one.
+ * worker of the segment pool while this thread lays out the next ones and writes the blob (or, `alone`, on this
+ * thread). With `keepTar` (a rebuild of a layer of several segments), each new segment's tar is kept uncompressed
+ * for the next one.
  */
 function _prepare(
   job: _Job,
   s: Segment,
   previousFile: { path: string; fd: number } | undefined,
-  rebuilding: boolean,
+  keepTar: boolean,
+  alone: boolean,
 ): Promise<Prepared> | undefined {
   const { opts } = job;
   if (s.old)
@@ -416,7 +425,7 @@ function _prepare(
   if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
   const segment = tarSegment(s.members, opts.epoch, segmentMemory, { deferReads: true });
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
-  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads).then(
+  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads, { here: alone }).then(
     async ({ tar, compressed, sums }) => {
       const files: LayerFile[] = [];
       segment.files.forEach((f, i) =>
@@ -425,7 +434,7 @@ function _prepare(
       // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
       // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
       const key = job.segmentKey(s.members);
-      if (key && rebuilding) await opts.cache!.putSegmentTar(key, tar);
+      if (key && keepTar) await opts.cache!.putSegmentTar(key, tar);
       return { compressed, tar, files, key, recyclable: true };
     },
   );

@@ -27,7 +27,6 @@ import { formatPlatform } from '../spec/platform.js';
 import { fileIdentity, type Context } from './context.js';
 import type { Preset } from './preset.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
-import { warmSegmentPool } from './segment-pool.js';
 import type { LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -92,8 +91,8 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
   const args = ['build', '-trimpath', '-buildvcs=false'];
   if (settings.tags?.length) args.push('-tags', settings.tags.join(','));
   if (settings.ldflags?.length) args.push(`-ldflags=${settings.ldflags.join(' ')}`);
-  // Every platform's binary is built at once, side by side with `go list` and the start of the compression
-  // workers: the layer is built as soon as its binary is there.
+  // Every platform's binary is built at once, side by side with `go list`: the layer is built as soon as its
+  // binary is there.
   const builds = new Map<string, Promise<string>>();
   for (const platform of opts.platforms) {
     const penv = goEnv(platform);
@@ -105,7 +104,6 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
     built.catch(() => {}); // awaited by layers()
     builds.set(formatPlatform(platform), built);
   }
-  warmSegmentPool();
   let listed: string;
   try {
     listed = (await goRun(['list', '-f', '{{.Name}} {{.ImportPath}}', mainPkg])).trim();
