@@ -1,6 +1,6 @@
 // Layer compression with pinned settings (layers.ts hashes both sides of it in one pass).
 //
-// gzip: node:zlib at a pinned level; the header is made machine-independent (MTIME 0, OS byte 255 "unknown" as Go
+// gzip: node:zlib at a pinned level (GZIP_LEVEL, or a layer plan's own `gzipLevel`: preset go's binary); the header is made machine-independent (MTIME 0, OS byte 255 "unknown" as Go
 // writes it) — zlib stamps the build platform's OS code otherwise. zstd: zstd-napi at a pinned level, one thread,
 // no content size (a streamed frame never knows it). The compressor library versions are part of the cache key.
 import { Transform, type TransformCallback } from 'node:stream';
@@ -15,9 +15,9 @@ export const GZIP_LEVEL = 6;
 export const ZSTD_LEVEL = 3;
 
 /** Everything about compression that changes output bytes: part of every layer cache key. */
-export async function compressionIdentity(c: Compression): Promise<string> {
+export async function compressionIdentity(c: Compression, gzipLevel = GZIP_LEVEL): Promise<string> {
   return c === 'gzip'
-    ? `gzip/${GZIP_LEVEL}/zlib-${process.versions.zlib}`
+    ? `gzip/${gzipLevel}/zlib-${process.versions.zlib}`
     : `zstd/${ZSTD_LEVEL}/zstd-${(await loadZstd()).version}`;
 }
 
@@ -25,7 +25,11 @@ export function layerMediaType(c: Compression): string {
   return c === 'gzip' ? OCI_LAYER_GZIP : OCI_LAYER_ZSTD;
 }
 
-const GZIP_OPTIONS: ZlibOptions = { level: GZIP_LEVEL, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
+/** Every zlib setting but the level is pinned. */
+function _gzipOptions(level = GZIP_LEVEL): ZlibOptions {
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new Error(`gzip level ${level} is not 1…9`);
+  return { level, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
+}
 const ZSTD_OPTIONS = { compressionLevel: ZSTD_LEVEL, nbWorkers: 0, checksumFlag: false } as const;
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
@@ -53,8 +57,8 @@ class _FixGzipHeader extends Transform {
 }
 
 /** A fresh compressor pipeline (one gzip member / one zstd frame per call). */
-export async function compressor(c: Compression): Promise<Transform[]> {
-  if (c === 'gzip') return [createGzip(GZIP_OPTIONS), new _FixGzipHeader()];
+export async function compressor(c: Compression, gzipLevel?: number): Promise<Transform[]> {
+  if (c === 'gzip') return [createGzip(_gzipOptions(gzipLevel)), new _FixGzipHeader()];
   const { CompressStream } = await loadZstd();
   return [new CompressStream(ZSTD_OPTIONS) as unknown as Transform];
 }
@@ -65,11 +69,15 @@ export async function compressor(c: Compression): Promise<Transform[]> {
  * compress in parallel with one round trip each instead of one per 16 KiB; `sync` compresses on this thread (a
  * worker of segment-pool.ts).
  */
-export async function compressBuffer(c: Compression, data: Buffer, opts: { sync?: boolean } = {}): Promise<Buffer> {
+export async function compressBuffer(
+  c: Compression,
+  data: Buffer,
+  opts: { sync?: boolean; gzipLevel?: number } = {},
+): Promise<Buffer> {
   if (c === 'gzip') {
     // deflateBound (zlib's worst case for stored blocks) plus the gzip header and trailer.
     const bound = data.length + (data.length >> 12) + (data.length >> 14) + 64;
-    const o = { ...GZIP_OPTIONS, chunkSize: Math.max(bound, 64 << 10) };
+    const o = { ..._gzipOptions(opts.gzipLevel), chunkSize: Math.max(bound, 64 << 10) };
     let out = opts.sync ? gzipSync(data, o) : await gzipAsync(data, o);
     // The result is a view of that bound-sized buffer: copy it out when that frees most of it (segments wait in
     // memory until the writer reaches them).

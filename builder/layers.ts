@@ -90,6 +90,8 @@ interface Segment {
 /** What one layer build shares between its steps. */
 interface _Job {
   opts: LayerBuildOptions;
+  /** The plan's own gzip level (preset go's binary), else the default (compress.ts). */
+  gzipLevel?: number;
   ident: string;
   mediaType: string;
   /** Content digests learnt while tarring (and from the cache's stat rows): what segment keys are made of. */
@@ -99,7 +101,7 @@ interface _Job {
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
-  const job = await _job(opts);
+  const job = await _job(opts, plan.gzipLevel);
   // A layer's key is made of its segments' keys, so each member is keyed once (layer-cache hit or not).
   const segments: Segment[] = splitSegments(plan.members).map((members) => ({
     members,
@@ -214,13 +216,14 @@ async function _hashMember(m: Member): Promise<FileSums> {
   return { sha256: `sha256:${sha256.digest('hex')}`, sha1: sha1.digest('hex') };
 }
 
-async function _job(opts: LayerBuildOptions): Promise<_Job> {
-  const ident = await compressionIdentity(opts.compression);
+async function _job(opts: LayerBuildOptions, gzipLevel?: number): Promise<_Job> {
+  const ident = await compressionIdentity(opts.compression, gzipLevel);
   const segmentIdent = `${ident}/segment`;
   const known = new Map<Member, Digest>();
   const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
   return {
     opts,
+    gzipLevel,
     ident,
     mediaType: layerMediaType(opts.compression),
     lookup,
@@ -341,7 +344,11 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
       } else {
         files = [];
         const tar = tarStream(s.members, opts.epoch, (m, sums) => job.onFile(m, sums, files!), { endOfArchive: false });
-        await out.appendStream(tar, [_coalesce(), _tap(out.diff), ...(await compressor(opts.compression))]);
+        await out.appendStream(tar, [
+          _coalesce(),
+          _tap(out.diff),
+          ...(await compressor(opts.compression, job.gzipLevel)),
+        ]);
       }
       if (s.old) reused++;
       // After building, every file's digest is known, so the key exists.
@@ -353,7 +360,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
         listsWritten.push(written);
       }
     }
-    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE));
+    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE, { gzipLevel: job.gzipLevel }));
     out.close();
     await Promise.all(listsWritten);
   } catch (e) {
@@ -425,19 +432,20 @@ function _prepare(
   if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
   const segment = tarSegment(s.members, opts.epoch, segmentMemory, { deferReads: true });
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
-  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads, { here: alone }).then(
-    async ({ tar, compressed, sums }) => {
-      const files: LayerFile[] = [];
-      segment.files.forEach((f, i) =>
-        job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
-      );
-      // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
-      // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
-      const key = job.segmentKey(s.members);
-      if (key && keepTar) await opts.cache!.putSegmentTar(key, tar);
-      return { compressed, tar, files, key, recyclable: true };
-    },
-  );
+  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads, {
+    here: alone,
+    gzipLevel: job.gzipLevel,
+  }).then(async ({ tar, compressed, sums }) => {
+    const files: LayerFile[] = [];
+    segment.files.forEach((f, i) =>
+      job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
+    );
+    // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
+    // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
+    const key = job.segmentKey(s.members);
+    if (key && keepTar) await opts.cache!.putSegmentTar(key, tar);
+    return { compressed, tar, files, key, recyclable: true };
+  });
 }
 
 /** Copies a reused segment too big to read ahead: compressed bytes as they are, decompressed into the diffID. */

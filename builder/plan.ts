@@ -44,6 +44,8 @@ export interface LayerPlan {
   members: Member[];
   /** Human-readable provenance of each file (ctx path), for the SBOM. */
   origins: Map<string, string>;
+  /** This layer's gzip level, when it is not the builder's default (compress.ts GZIP_LEVEL): preset go's binary. */
+  gzipLevel?: number;
 }
 
 const IMPLIED_DIR = { type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0 } as const;

@@ -50,6 +50,7 @@ test('preset go builds a static binary per platform into /app and sets the defau
   assert.deepEqual(p.config, { entrypoint: ['/app/api'], workdir: '/app', user: '65532:65532' });
   const [layer] = await p.layers({ os: 'linux', architecture: 'arm64' });
   assert.equal(layer.name, 'app');
+  assert.equal(layer.gzipLevel, 1, "the binary is gzipped at ko's level (gzip.BestSpeed)");
   assert.deepEqual(
     layer.members.map((m) => [m.path, m.type, m.mode.toString(8)]),
     [

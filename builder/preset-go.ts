@@ -15,6 +15,10 @@
 // - The binary: `go.binary`, else the last element of the main package's import path (`example.com/x/cmd/api` →
 //   api). MAIN (`go.main`, default ".") must be a main package inside the context, and go.mod must be the
 //   context's own (`go env GOMOD`), so nothing outside the context is built in.
+// - The layer is gzipped at level 1 (GO_GZIP_LEVEL; the spec's `compression: zstd` still wins), as ko does
+//   (go-containerregistry's default, gzip.BestSpeed): a Go binary is mostly machine code that deflate barely
+//   shrinks past level 1, so level 6 doubled the time the build waits after linking for 4 % fewer bytes
+//   (an 8.3 MB net/http binary: 100 vs 200 ms, 4.88 vs 4.68 MB; crane's 17 MB: +4.6 %).
 // - config defaults: Entrypoint ["/app/<binary>"], WorkingDir /app, User 65532:65532 (ko's nonroot: a static
 //   binary needs no root; `config.user` overrides).
 import { execFile } from 'node:child_process';
@@ -35,6 +39,8 @@ export const GO_APP_DIR = 'app';
 export const GO_LAYER_NAMES = ['app'] as const;
 /** ko's nonroot user (distroless's `nonroot`). */
 export const GO_DEFAULT_USER = '65532:65532';
+/** The binary layer's gzip level: ko's (gzip.BestSpeed). */
+export const GO_GZIP_LEVEL = 1;
 
 export interface GoPresetOptions {
   /** Where the per-platform binaries are written (outside the context: the build cache). */
@@ -151,7 +157,8 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
         source: { abs: out, stats: fileIdentity(st) },
       };
       const byPath = new Map([[dest, member]]);
-      return [{ name: 'app', members: finishMembers(byPath, fail), origins: new Map([[dest, `go build ${main}`]]) }];
+      const members = finishMembers(byPath, fail);
+      return [{ name: 'app', members, origins: new Map([[dest, `go build ${main}`]]), gzipLevel: GO_GZIP_LEVEL }];
     },
     config: _config(binary),
   };

@@ -55,18 +55,19 @@ export async function hashAndCompress(
   tar: Buffer,
   files: number[],
   reads: FileRead[] = [],
-  opts: { here?: boolean } = {},
+  opts: { here?: boolean; gzipLevel?: number } = {},
 ): Promise<HashedSegment> {
   if (tar.byteOffset !== 0) throw new Error('hashAndCompress: the segment must start its ArrayBuffer');
+  const { gzipLevel } = opts;
   if (opts.here && compression === 'gzip') {
-    const work = { compression, tar: tar.buffer as ArrayBuffer, length: tar.length, files, reads };
+    const work = { compression, tar: tar.buffer as ArrayBuffer, length: tar.length, files, reads, gzipLevel };
     const r = await runSegment(work, { sync: false });
     return { tar, compressed: r.compressed, sums: _pairs(r.sums) };
   }
   const slot = _pick();
   const id = _nextId++;
   const length = tar.length;
-  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads };
+  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads, gzipLevel };
   const reply = new Promise<SegmentReply>((resolve, reject) => _pending.set(id, { resolve, reject, slot }));
   if (slot.busy++ === 0) slot.worker.ref();
   slot.worker.postMessage(task, [task.tar]);

@@ -16,6 +16,8 @@ export interface SegmentWork {
   files: number[];
   /** Context files to read into `tar` first. */
   reads: FileRead[];
+  /** The layer plan's gzip level, when it has its own (compress.ts). */
+  gzipLevel?: number;
 }
 
 /**
@@ -33,5 +35,5 @@ export async function runSegment(
     const data = tar.subarray(w.files[i], w.files[i] + w.files[i + 1]);
     sums.push(createHash('sha256').update(data).digest('hex'), createHash('sha1').update(data).digest('hex'));
   }
-  return { sums, compressed: await compressBuffer(w.compression, tar, opts) };
+  return { sums, compressed: await compressBuffer(w.compression, tar, { ...opts, gzipLevel: w.gzipLevel }) };
 }
