@@ -19,6 +19,7 @@ import {
   decompressBuffer,
   decompressor,
   layerMediaType,
+  type GzipTuning,
 } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
@@ -91,7 +92,7 @@ interface Segment {
 interface _Job {
   opts: LayerBuildOptions;
   /** The plan's own gzip level (preset go's binary), else the default (compress.ts). */
-  gzipLevel?: number;
+  gzip?: GzipTuning;
   ident: string;
   mediaType: string;
   /** Content digests learnt while tarring (and from the cache's stat rows): what segment keys are made of. */
@@ -101,7 +102,7 @@ interface _Job {
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
-  const job = await _job(opts, plan.gzipLevel);
+  const job = await _job(opts, plan.gzip);
   // A layer's key is made of its segments' keys, so each member is keyed once (layer-cache hit or not).
   const segments: Segment[] = splitSegments(plan.members).map((members) => ({
     members,
@@ -216,14 +217,14 @@ async function _hashMember(m: Member): Promise<FileSums> {
   return { sha256: `sha256:${sha256.digest('hex')}`, sha1: sha1.digest('hex') };
 }
 
-async function _job(opts: LayerBuildOptions, gzipLevel?: number): Promise<_Job> {
-  const ident = await compressionIdentity(opts.compression, gzipLevel);
+async function _job(opts: LayerBuildOptions, gzip?: GzipTuning): Promise<_Job> {
+  const ident = await compressionIdentity(opts.compression, gzip);
   const segmentIdent = `${ident}/segment`;
   const known = new Map<Member, Digest>();
   const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
   return {
     opts,
-    gzipLevel,
+    gzip,
     ident,
     mediaType: layerMediaType(opts.compression),
     lookup,
@@ -344,11 +345,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
       } else {
         files = [];
         const tar = tarStream(s.members, opts.epoch, (m, sums) => job.onFile(m, sums, files!), { endOfArchive: false });
-        await out.appendStream(tar, [
-          _coalesce(),
-          _tap(out.diff),
-          ...(await compressor(opts.compression, job.gzipLevel)),
-        ]);
+        await out.appendStream(tar, [_coalesce(), _tap(out.diff), ...(await compressor(opts.compression, job.gzip))]);
       }
       if (s.old) reused++;
       // After building, every file's digest is known, so the key exists.
@@ -360,7 +357,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
         listsWritten.push(written);
       }
     }
-    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE, { gzipLevel: job.gzipLevel }));
+    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE, { gzip: job.gzip }));
     out.close();
     await Promise.all(listsWritten);
   } catch (e) {
@@ -434,7 +431,7 @@ function _prepare(
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
   return hashAndCompress(opts.compression, segment.tar, spans, segment.reads, {
     here: alone,
-    gzipLevel: job.gzipLevel,
+    gzip: job.gzip,
   }).then(async ({ tar, compressed, sums }) => {
     const files: LayerFile[] = [];
     segment.files.forEach((f, i) =>

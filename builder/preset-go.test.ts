@@ -56,7 +56,11 @@ test('preset go builds a static binary per platform into /app and sets the defau
   assert.deepEqual((await preset(quoted, '')).config.entrypoint, ['/app/svc']);
   const [layer] = await p.layers({ os: 'linux', architecture: 'arm64' });
   assert.equal(layer.name, 'app');
-  assert.equal(layer.gzipLevel, 1, "the binary is gzipped at ko's level (gzip.BestSpeed)");
+  assert.deepEqual(
+    layer.gzip,
+    { level: 1, memberBytes: 2 << 20 },
+    "ko's gzip level (gzip.BestSpeed), in parallel members",
+  );
   assert.deepEqual(
     layer.members.map((m) => [m.path, m.type, m.mode.toString(8)]),
     [

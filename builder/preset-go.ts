@@ -18,10 +18,11 @@
 // - Only `go build` runs on the way: a non-main package built with -o leaves an archive (`!<arch>`), not an
 //   executable, and only then — or when the build fails — does `go list` say what MAIN is, for the error. (It used
 //   to run beside every build: a second Go process loading the package graph, on the cores the build needs.)
-// - The layer is gzipped at level 1 (GO_GZIP_LEVEL; the spec's `compression: zstd` still wins), as ko does
+// - The layer is gzipped at level 1 (GO_GZIP; the spec's `compression: zstd` still wins), as ko does
 //   (go-containerregistry's default, gzip.BestSpeed): a Go binary is mostly machine code that deflate barely
 //   shrinks past level 1, so level 6 doubled the time the build waits after linking for 4 % fewer bytes
-//   (an 8.3 MB net/http binary: 100 vs 200 ms, 4.88 vs 4.68 MB; crane's 17 MB: +4.6 %).
+//   (an 8.3 MB net/http binary: 100 vs 200 ms, 4.88 vs 4.68 MB; crane's 17 MB: +4.6 %). And it is compressed as
+//   2 MiB gzip members at once, so every core works on it: 117 -> 64 ms on 2 cores, ±0.02 % bytes.
 // - config defaults: Entrypoint ["/app/<binary>"], WorkingDir /app, User 65532:65532 (ko's nonroot: a static
 //   binary needs no root; `config.user` overrides).
 import { execFile } from 'node:child_process';
@@ -42,8 +43,8 @@ export const GO_APP_DIR = 'app';
 export const GO_LAYER_NAMES = ['app'] as const;
 /** ko's nonroot user (distroless's `nonroot`). */
 export const GO_DEFAULT_USER = '65532:65532';
-/** The binary layer's gzip level: ko's (gzip.BestSpeed). */
-export const GO_GZIP_LEVEL = 1;
+/** The binary layer's gzip: ko's level (gzip.BestSpeed), in members compressed in parallel. */
+export const GO_GZIP = { level: 1, memberBytes: 2 << 20 } as const;
 
 export interface GoPresetOptions {
   /** Where the per-platform binaries are written (outside the context: the build cache). */
@@ -169,7 +170,7 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
       };
       const byPath = new Map([[dest, member]]);
       const members = finishMembers(byPath, fail);
-      return [{ name: 'app', members, origins: new Map([[dest, `go build ${main}`]]), gzipLevel: GO_GZIP_LEVEL }];
+      return [{ name: 'app', members, origins: new Map([[dest, `go build ${main}`]]), gzip: GO_GZIP }];
     },
     config: _config(binary),
   };

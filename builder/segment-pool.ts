@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type { Compression } from '../spec/build-spec.js';
 import { ChangedFileError, type FileRead } from './tar.js';
 import { runSegment, type SegmentWork } from './segment-task.js';
+import type { GzipTuning } from './compress.js';
 
 /** A segment's work sent to a worker; `tar` is transferred to the worker and back. */
 export interface SegmentTask extends SegmentWork {
@@ -55,19 +56,19 @@ export async function hashAndCompress(
   tar: Buffer,
   files: number[],
   reads: FileRead[] = [],
-  opts: { here?: boolean; gzipLevel?: number } = {},
+  opts: { here?: boolean; gzip?: GzipTuning } = {},
 ): Promise<HashedSegment> {
   if (tar.byteOffset !== 0) throw new Error('hashAndCompress: the segment must start its ArrayBuffer');
-  const { gzipLevel } = opts;
+  const { gzip } = opts;
   if (opts.here && compression === 'gzip') {
-    const work = { compression, tar: tar.buffer as ArrayBuffer, length: tar.length, files, reads, gzipLevel };
+    const work = { compression, tar: tar.buffer as ArrayBuffer, length: tar.length, files, reads, gzip };
     const r = await runSegment(work, { sync: false });
     return { tar, compressed: r.compressed, sums: _pairs(r.sums) };
   }
   const slot = _pick();
   const id = _nextId++;
   const length = tar.length;
-  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads, gzipLevel };
+  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads, gzip };
   const reply = new Promise<SegmentReply>((resolve, reject) => _pending.set(id, { resolve, reject, slot }));
   if (slot.busy++ === 0) slot.worker.ref();
   slot.worker.postMessage(task, [task.tar]);

@@ -4,7 +4,7 @@
 // (segment-pool.ts hashAndCompress `here`). Either way the bytes are the same: one gzip member / zstd frame.
 import { createHash } from 'node:crypto';
 import type { Compression } from '../spec/build-spec.js';
-import { compressBuffer } from './compress.js';
+import { compressBuffer, type GzipTuning } from './compress.js';
 import { type FileRead, readInto } from './tar.js';
 
 export interface SegmentWork {
@@ -16,8 +16,8 @@ export interface SegmentWork {
   files: number[];
   /** Context files to read into `tar` first. */
   reads: FileRead[];
-  /** The layer plan's gzip level, when it has its own (compress.ts). */
-  gzipLevel?: number;
+  /** The layer plan's own gzip settings (compress.ts). */
+  gzip?: GzipTuning;
 }
 
 /**
@@ -35,5 +35,5 @@ export async function runSegment(
     const data = tar.subarray(w.files[i], w.files[i] + w.files[i + 1]);
     sums.push(createHash('sha256').update(data).digest('hex'), createHash('sha1').update(data).digest('hex'));
   }
-  return { sums, compressed: await compressBuffer(w.compression, tar, { ...opts, gzipLevel: w.gzipLevel }) };
+  return { sums, compressed: await compressBuffer(w.compression, tar, { ...opts, gzip: w.gzip }) };
 }
