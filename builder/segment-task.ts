@@ -30,10 +30,13 @@ export async function runSegment(
 ): Promise<{ sums: string[]; compressed: Buffer }> {
   for (const r of w.reads) readInto(w.tar, r);
   const tar = Buffer.from(w.tar, 0, w.length);
+  // Off a worker, gzip runs on the thread pool: started first, it overlaps the hashing below.
+  const compressed = compressBuffer(w.compression, tar, { ...opts, gzip: w.gzip });
+  compressed.catch(() => {}); // awaited below, after the hashes (which may throw first)
   const sums: string[] = [];
   for (let i = 0; i < w.files.length; i += 2) {
     const data = tar.subarray(w.files[i], w.files[i] + w.files[i + 1]);
     sums.push(createHash('sha256').update(data).digest('hex'), createHash('sha1').update(data).digest('hex'));
   }
-  return { sums, compressed: await compressBuffer(w.compression, tar, { ...opts, gzip: w.gzip }) };
+  return { sums, compressed: await compressed };
 }
