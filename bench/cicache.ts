@@ -3,6 +3,10 @@
 //   registry cache (`--registry-cache`: layers found by key, nothing built, nothing uploaded) vs without it (every
 //   layer tarred and compressed again; the push then skips the existing blobs);
 // - the same after a one-file change (one layer built with the cache; all three without);
+// - one file changed in one large many-segment layer, cold runner, both with the registry cache: the unchanged
+//   segments fetched from the previous blob by Range, only the changed one compressed, vs the whole layer built
+//   again (what berth did before the record held segment maps; played here by a proxy that drops the Range header,
+//   so every segment is built after the first refused part);
 // - preset: go vs `ko build` on the same Go HTTP app (same scratch-like base from the local registry, one platform,
 //   warm Go build cache, main.go edited before each round so both compile and link again), to an OCI layout.
 // berth runs as `node bin/berth.js` (dist/, built by the runner). Medians of `rounds`.
@@ -92,11 +96,80 @@ async function _registryCacheRows(ctx: BenchContext, work: string, reg: Berth): 
         peerName: 'berth without registry cache',
         better: 'lower',
         note: change
-          ? `registry cache: one layer built and uploaded (${writes} write requests)`
+          ? `registry cache: one layer built (its unchanged segments fetched by Range) and uploaded (${writes} write requests)`
           : `registry cache: ${writes} write requests (HEAD/GET only)`,
       });
     }
     return rows;
+  } finally {
+    await proxy.stop();
+  }
+}
+
+/** One file of a single large layer changes between cold builds: segments fetched by Range vs all built. */
+async function _segmentRows(ctx: BenchContext, work: string, reg: Berth): Promise<Row[]> {
+  const files = ctx.quick ? 600 : 2400;
+  const mib = ctx.quick ? 30 : 120;
+  const dir = join(work, 'one-layer');
+  await mkdir(join(dir, 'data'), { recursive: true });
+  const size = Math.floor((mib * 1024 * 1024) / files);
+  const content = () =>
+    randomBytes(Math.ceil(size / 2))
+      .toString('hex')
+      .slice(0, size);
+  for (let i = 0; i < files; i++) await writeFile(join(dir, 'data', `f${i}.txt`), content());
+  await writeFile(
+    join(dir, 'berth.yaml'),
+    'apiVersion: berth/v1\nkind: Image\nplatforms: [linux/amd64]\nlayers:\n  - name: data\n    files:\n      - { src: "data/**", dest: /data/ }\n',
+  );
+  const proxy = await startCountingProxy(reg.url);
+  const ref = `${proxy.host}/bench/segments:main`;
+  const cold = async () => {
+    const cache = await mkdtemp(join(work, 'cold-'));
+    const args = ['build', '-f', join(dir, 'berth.yaml'), '--cache', cache, '--no-sbom', '--json', '--push', ref];
+    try {
+      let out = '';
+      const seconds = await _seconds(async () => {
+        const r = await _berth([...args, '--registry-cache'], dir);
+        out = r.stdout;
+        return r;
+      });
+      const layer = JSON.parse(out.trim().split('\n').pop()!).images[0].layers[0];
+      return { seconds, segments: layer.segments as { total: number; compressed: number; fetched: number } };
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  };
+  try {
+    ctx.log(`cicache: one layer of ${files} files / ${mib} MiB, first build`);
+    await cold();
+    const ranged: number[] = [];
+    const rebuilt: number[] = [];
+    let seen = { ranged: '', rebuilt: '' };
+    const describe = (s: { total: number; compressed: number; fetched: number }) =>
+      `${s.compressed}/${s.total} compressed, ${s.fetched} by Range`;
+    for (let i = 0; i < ctx.rounds; i++) {
+      // Each build records the cache for its content; the next one changes one more file (the same size).
+      await writeFile(join(dir, 'data', `f${(i * 97) % files}.txt`), content());
+      const a = await cold();
+      ranged.push(a.seconds);
+      await writeFile(join(dir, 'data', `f${(i * 97 + 31) % files}.txt`), content());
+      proxy.ignoreRange = true;
+      const b = await cold().finally(() => (proxy.ignoreRange = false));
+      rebuilt.push(b.seconds);
+      seen = { ranged: describe(a.segments), rebuilt: describe(b.segments) };
+    }
+    return [
+      {
+        name: `cold runner, one file changed in one ${mib} MiB layer: build + push, segments by Range vs layer rebuilt`,
+        unit: 's',
+        berth: median(ranged),
+        peer: median(rebuilt),
+        peerName: 'whole layer rebuilt (Range ignored: the behaviour before segment maps)',
+        better: 'lower',
+        note: `segment reuse: ${seen.ranged}; rebuilt: ${seen.rebuilt}`,
+      },
+    ];
   } finally {
     await proxy.stop();
   }
@@ -185,7 +258,11 @@ export const cicacheBench: Bench = {
     const work = await mkdtemp(join(tmpdir(), 'berth-bench-cicache-'));
     const reg = await startBerth(undefined);
     try {
-      return [...(await _registryCacheRows(ctx, work, reg)), ...(await _goRows(ctx, work, reg))];
+      return [
+        ...(await _registryCacheRows(ctx, work, reg)),
+        ...(await _segmentRows(ctx, work, reg)),
+        ...(await _goRows(ctx, work, reg)),
+      ];
     } finally {
       await reg.stop();
       await rm(work, { recursive: true, force: true });

@@ -194,7 +194,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       plans.map(async (p) => {
         const slot = `${ctx.real}\0${formatPlatform(platform)}\0${p.name}`;
         opts.onLayerStart?.(platform, p.name, compression);
-        const b = await buildLayer(p, { epoch, compression, blobs, cache, slot, remote: opts.registryCache });
+        // The registry cache names the slot without the context's directory: CI runners check out to different ones.
+        const remoteSlot = `${formatPlatform(platform)} ${p.name}`;
+        const remote = opts.registryCache;
+        const b = await buildLayer(p, { epoch, compression, blobs, cache, slot, remote, remoteSlot });
         if (b.remote) src.addRemote(b.layer.descriptor, opts.registryCache!.source);
         opts.onLayer?.(platform, b);
         return b;

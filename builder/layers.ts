@@ -37,13 +37,27 @@ export interface LayerBuildOptions {
   slot?: string;
   /** A registry-backed cache (registry-cache.ts) asked, by the same key, when the local cache has no blob. */
   remote?: RemoteLayerCache;
+  /**
+   * The slot as the registry cache names it (platform and layer name, not the context's directory, which differs
+   * between CI runners): whose segments a cold runner may fetch by Range when the layer's key misses.
+   */
+  remoteSlot?: string;
 }
 
 /** Layers stored somewhere else under their cache keys (a registry): found without downloading them. */
 export interface RemoteLayerCache {
   readonly label: string;
   /** The layer stored under `key` with this media type, or undefined; its blob stays where it is. */
-  find(key: string, mediaType: string): Promise<Layer | undefined>;
+  find(key: string, mediaType: string): Promise<{ layer: Layer; segments?: SegmentRecord[] } | undefined>;
+  /** The blob last recorded for this slot with its segment map, when the record has one: reusable by Range. */
+  previous?(slot: string, mediaType: string): Promise<RemoteSegments | undefined>;
+}
+
+/** A layer blob elsewhere (a registry) whose segments can be read one by one. */
+export interface RemoteSegments {
+  segments: SegmentRecord[];
+  /** The bytes of one segment, or undefined when they cannot be had by part (then the segment is built here). */
+  open(s: SegmentRecord): Promise<Readable | undefined>;
 }
 
 export interface BuiltLayer {
@@ -51,14 +65,16 @@ export interface BuiltLayer {
   cached: boolean;
   name: string;
   uncompressedSize?: number;
-  /** Segments copied from the previous build of this layer, out of how many. */
-  segmentsReused?: { reused: number; total: number };
+  /** Segments copied from the previous build of this layer (`fetched` of them by Range from a registry), out of how many. */
+  segmentsReused?: { reused: number; total: number; fetched: number };
   /** Where each segment sits in the blob (known when this build wrote the blob or the slot remembers it). */
   segments?: SegmentRecord[];
   /** The layer's cache key (cache.ts keyFromSegments), when it has one: what a registry cache records. */
   key?: string;
   /** Found in this registry cache (its label): the blob was neither built nor downloaded. */
   remote?: string;
+  /** LayerBuildOptions.remoteSlot, for the registry cache's record. */
+  remoteSlot?: string;
 }
 
 /** Reused segments up to this (compressed) size are read and decompressed ahead; bigger ones stream. */
@@ -80,12 +96,16 @@ interface Prepared {
   recyclable?: boolean;
 }
 
-/** One segment of the layer: its members, its cache key when known up front, and its copy in the previous blob. */
+/**
+ * One segment of the layer: its members, its cache key when known up front, and its copy in the previous blob —
+ * a local file, or (`remote`) a registry blob whose part is fetched by Range.
+ */
 interface Segment {
   members: Member[];
   segKey?: string;
   tarBytes: number;
   old?: SegmentRecord;
+  remote?: RemoteSegments;
 }
 
 /** What one layer build shares between its steps. */
@@ -117,15 +137,19 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     : undefined;
   // The previous blob of this slot: the source of reusable segments (and of a cache hit's segment map).
   const previous = opts.cache && opts.slot ? await opts.cache.lastBuilt(opts.slot) : undefined;
+  const remoteSlot = opts.remoteSlot;
   const hit = key ? await _cacheHit(job, key, previous, plan.name) : undefined;
-  if (hit) return { ...hit, key };
+  if (hit) return { ...hit, key, remoteSlot };
   if (opts.remote && opts.cache) {
     const found = await _remoteHit(job, plan, segments, previous, opts.remote);
-    if (found) return found;
+    if (found) return { ...found, remoteSlot };
   }
   const previousPath = await _reusableSegments(job, previous, segments);
+  // A cold runner (no local blob of this slot): the registry's copy of the slot's last blob, part by part.
+  if (!previousPath && opts.remote?.previous && remoteSlot && opts.cache)
+    _remoteSegments(segments, await opts.remote.previous(remoteSlot, job.mediaType));
   const written = await _writeBlob(job, segments, previousPath);
-  const { digest, size, diffId, records, reused } = written;
+  const { digest, size, diffId, records, reused, fetched } = written;
   const k = opts.cache
     ? (key ??
       keyFromSegments(
@@ -142,9 +166,10 @@ export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Prom
     cached: false,
     name: plan.name,
     uncompressedSize: written.tarSize,
-    segmentsReused: { reused, total: records.length },
+    segmentsReused: { reused, total: records.length, fetched },
     segments: records.length === segments.length ? records : undefined,
     key: k,
+    remoteSlot,
   };
 }
 
@@ -170,10 +195,12 @@ async function _remoteHit(
   if (!key) return undefined;
   const local = await _cacheHit(job, key, previous, plan.name);
   if (local) return { ...local, key };
-  const layer = await remote.find(key, job.mediaType);
-  if (!layer) return undefined;
+  const found = await remote.find(key, job.mediaType);
+  if (!found) return undefined;
+  const { layer, segments: map } = found;
   await rememberLayerFiles(job.opts.cache!.root, layer.descriptor.digest, files);
-  return { layer, cached: true, name: plan.name, key, remote: remote.label };
+  // The segment map travels on into the next record, so a later one-file change can still reuse segments.
+  return { layer, cached: true, name: plan.name, key, remote: remote.label, segments: map };
 }
 
 /** Reads every file member once (SHA-256 for the keys, SHA-1 too for the SBOM), a few at a time, in tar order. */
@@ -269,6 +296,19 @@ async function _reusableSegments(
   return job.opts.blobs.path(previous.digest);
 }
 
+/**
+ * Marks the segments the registry's blob of this slot holds (same key): they are fetched by Range, not built. The
+ * keys are all known here — the registry lookup before this hashed every file.
+ */
+function _remoteSegments(segments: Segment[], remote: RemoteSegments | undefined): void {
+  if (!remote) return;
+  const reusable = new Map(remote.segments.map((s) => [s.key, s]));
+  for (const s of segments) {
+    s.old = s.segKey ? reusable.get(s.segKey) : undefined;
+    if (s.old) s.remote = remote;
+  }
+}
+
 /** The blob file being written, with the digests of what it holds (blob) and of its uncompressed tar (diffID). */
 class _BlobFile {
   readonly blob = new Digester();
@@ -317,7 +357,8 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
   const listsWritten: Promise<void>[] = [];
   const records: SegmentRecord[] = [];
   let reused = 0;
-  const previousFile = segments.some((s) => s.old)
+  let fetched = 0;
+  const previousFile = segments.some((s) => s.old && !s.remote)
     ? { path: previousPath!, fd: openSync(previousPath!, 'r') }
     : undefined;
   // A layer with one segment to build (a preset's binary, a small layer) compresses it from this thread: nothing
@@ -340,14 +381,16 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
         if (prepared.recyclable) recycle(prepared.tar);
         files = prepared.files;
         preparedKey = prepared.key;
-      } else if (s.old) {
+      } else if (s.old && !s.remote) {
         await _copySegment(out, previousPath!, s.old, opts.compression);
-      } else {
+      } else if (!(s.old && s.remote && (await _fetchSegmentInto(out, s.remote, s.old, opts.compression)))) {
+        s.old = s.remote = undefined; // not to be had by Range: built here, to the same bytes
         files = [];
         const tar = tarStream(s.members, opts.epoch, (m, sums) => job.onFile(m, sums, files!), { endOfArchive: false });
         await out.appendStream(tar, [_coalesce(), _tap(out.diff), ...(await compressor(opts.compression, job.gzip))]);
       }
       if (s.old) reused++;
+      if (s.old && s.remote) fetched++;
       // After building, every file's digest is known, so the key exists.
       const k = s.segKey ?? preparedKey ?? job.segmentKey(s.members);
       if (k) records.push({ key: k, offset, length: out.blob.size - offset, tarLength: out.diff.size - before });
@@ -371,15 +414,16 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
   }
   const digest = out.blob.digest();
   await rename(tmp, opts.blobs.path(digest));
-  return { digest, size: out.blob.size, diffId: out.diff.digest(), tarSize: out.diff.size, records, reused };
+  const diffId = out.diff.digest();
+  return { digest, size: out.blob.size, diffId, tarSize: out.diff.size, records, reused, fetched };
 }
 
 /** Segments prepared ahead of the writer, in order, within PREPARE_AHEAD / PREPARE_AHEAD_BYTES. */
 class _Lookahead {
-  private ready = new Map<number, Promise<Prepared>>();
+  private ready = new Map<number, Promise<Prepared | undefined>>();
   constructor(
     private readonly segments: Segment[],
-    private readonly prepare: (s: Segment) => Promise<Prepared> | undefined,
+    private readonly prepare: (s: Segment) => Promise<Prepared | undefined> | undefined,
   ) {}
 
   from(first: number): void {
@@ -420,12 +464,20 @@ function _prepare(
   previousFile: { path: string; fd: number } | undefined,
   keepTar: boolean,
   alone: boolean,
-): Promise<Prepared> | undefined {
+): Promise<Prepared | undefined> | undefined {
   const { opts } = job;
+  if (s.old && s.remote)
+    return s.old.length <= PREFETCH_MAX_BYTES ? _fetchSegment(job, s, s.remote, s.old, keepTar) : undefined;
   if (s.old)
     return s.old.length <= PREFETCH_MAX_BYTES
       ? _readSegment(previousFile!, s.old, opts.compression, opts.cache)
       : undefined;
+  return _buildSegment(job, s, keepTar, alone);
+}
+
+/** A new segment, tarred here and hashed and compressed by the segment pool; undefined when too big to hold. */
+function _buildSegment(job: _Job, s: Segment, keepTar: boolean, alone = false): Promise<Prepared> | undefined {
+  const { opts } = job;
   if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
   const segment = tarSegment(s.members, opts.epoch, segmentMemory, { deferReads: true });
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
@@ -443,6 +495,64 @@ function _prepare(
     if (key && keepTar) await opts.cache!.putSegmentTar(key, tar);
     return { compressed, tar, files, key, recyclable: true };
   });
+}
+
+/**
+ * A segment of the registry's blob, fetched by Range and decompressed for the diffID; its tar must be as long as
+ * recorded. When the registry will not serve the part (it ignores Range), the request fails or the bytes do not
+ * decompress to that length, the segment is built here instead — the same bytes, only slower. Undefined (the
+ * writer streams it) when such a fallback is too big to hold.
+ */
+async function _fetchSegment(
+  job: _Job,
+  s: Segment,
+  remote: RemoteSegments,
+  old: SegmentRecord,
+  rebuilding: boolean,
+): Promise<Prepared | undefined> {
+  const c = job.opts.compression;
+  try {
+    const body = await remote.open(old);
+    if (body) {
+      const compressed = Buffer.allocUnsafe(old.length);
+      let at = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) at += chunk.copy(compressed, at);
+      const tar = await decompressBuffer(c, compressed, (old.tarLength ?? 0) + 1024);
+      if (tar.length === old.tarLength) return { compressed, tar };
+    }
+  } catch {
+    // a failed or wrong part costs only its reuse
+  }
+  s.old = s.remote = undefined;
+  return _buildSegment(job, s, rebuilding);
+}
+
+/**
+ * Streams a segment too big to read ahead from the registry's blob: compressed bytes into the file, decompressed
+ * into the diffID. False when the registry will not serve the part (nothing was written: build it instead).
+ * Once bytes are written a failure cannot fall back, so it fails the build, naming the segment.
+ */
+async function _fetchSegmentInto(
+  out: _BlobFile,
+  remote: RemoteSegments,
+  old: SegmentRecord,
+  c: Compression,
+): Promise<boolean> {
+  const body = await remote.open(old).catch(() => undefined);
+  if (!body) return false;
+  const before = out.diff.size;
+  const write = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      out.write(chunk);
+      cb(null, chunk);
+    },
+  });
+  await pipeline(body, write, await decompressor(c), _hashInto(out.diff));
+  if (out.diff.size - before !== old.tarLength)
+    throw new Error(
+      `registry cache segment ${old.key} decompressed to ${out.diff.size - before} bytes, not the ${old.tarLength} recorded`,
+    );
+  return true;
 }
 
 /** Copies a reused segment too big to read ahead: compressed bytes as they are, decompressed into the diffID. */

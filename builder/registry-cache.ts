@@ -9,7 +9,16 @@
 //     layers: [ the build's own layer blobs ],                                 ← so the registry keeps them
 //     subject: the image (when attached as a referrer) }
 //
-// record = { "version": 1, "layers": [ { "key": "<64 hex>", "digest": "sha256:…", "diffId": "sha256:…" }, … ] }
+// record = { "version": 1, "layers": [ { "key": "<64 hex>", "digest": "sha256:…", "diffId": "sha256:…",
+//                                        "segments": [ { "key", "offset", "length", "tarLength" }, … ] }, … ],
+//            "slots": { "linux/amd64 app": "<key of the layer built there>", … } }
+//
+// `segments` (the blob's segment map, segments.ts) and `slots` (which layer each platform's named layer was) are
+// optional additions to version 1: an older berth ignores them, and a record without them still gives whole-layer
+// hits. With them, a cold runner whose layer key misses (one file changed) takes the slot's recorded blob, fetches
+// each unchanged segment's compressed bytes with `Range: bytes=offset-(offset+length-1)`, and builds only the
+// changed ones: the same bytes as a full rebuild, since every segment is compressed on its own. A registry that
+// ignores Range (answers 200) only costs that reuse: the segment is built.
 //
 // `--cache-to REF` stores it: when REF is one of the build's push targets, as a referrer of the pushed image (the
 // referrers API, or the fallback tag on registries without it, such as distribution 2.8.2); any other REF gets it
@@ -30,8 +39,9 @@ import type { Descriptor, ImageManifest } from '../spec/manifest.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } from '../spec/media-types.js';
 import { parseReference, type Reference } from '../spec/reference.js';
 import type { BuildResult } from './build.js';
+import type { SegmentRecord } from './cache.js';
 import type { Layer } from './image.js';
-import type { RemoteLayerCache } from './layers.js';
+import type { RemoteLayerCache, RemoteSegments } from './layers.js';
 
 export const CACHE_ARTIFACT_TYPE = 'application/vnd.berth.build-cache.v1';
 export const CACHE_RECORD_TYPE = 'application/vnd.berth.build-cache.v1+json';
@@ -39,16 +49,25 @@ export const CACHE_RECORD_TYPE = 'application/vnd.berth.build-cache.v1+json';
 export const RECORD_MAX_BYTES = 4 << 20;
 const LAYER_TYPES = new Set([OCI_LAYER_GZIP, OCI_LAYER_ZSTD]);
 
+/** A segment as the record holds it: every field known (the uncompressed length checks a fetched part). */
+export type RecordedSegment = Required<SegmentRecord>;
+
 export interface CacheEntry {
   key: string;
   digest: Digest;
   diffId: Digest;
+  /** The blob's segments, in order, back to back from offset 0 (the end-of-archive segment follows them). */
+  segments?: RecordedSegment[];
 }
 
 export interface CacheRecord {
   version: 1;
   layers: CacheEntry[];
+  /** Slot (platform + layer name) → key of the layer last built there. */
+  slots?: Record<string, string>;
 }
+
+type _Hit = Descriptor & { diffId: Digest; segments?: RecordedSegment[] };
 
 /** A cache reference that cannot be used as given (bad reference, not a cache, unreadable record). */
 export class CacheRefError extends Error {
@@ -64,14 +83,17 @@ export class CacheRefError extends Error {
 
 /** The layers a cache manifest records, found by key; each hit is checked to still exist (HEAD) before use. */
 export class RegistryLayerCache implements RemoteLayerCache {
-  private readonly byKey: Map<string, Descriptor & { diffId: Digest }>;
+  private readonly byKey: Map<string, _Hit>;
+  /** Set once the registry answers a Range request with the whole blob: no more parts are asked for. */
+  private rangeIgnored = false;
 
   private constructor(
     readonly label: string,
     readonly repo: Repository,
     /** The cache manifest's digest. */
     readonly digest: Digest,
-    entries: (Descriptor & { key: string; diffId: Digest })[],
+    entries: (_Hit & { key: string })[],
+    private readonly slots: Map<string, string>,
   ) {
     this.byKey = new Map(entries.map(({ key, ...d }) => [key, d]));
   }
@@ -117,24 +139,54 @@ export class RegistryLayerCache implements RemoteLayerCache {
       const d = layers.get(e.digest);
       // An entry whose blob the manifest does not list (so the registry may not keep) is no hit.
       if (!d || !LAYER_TYPES.has(d.mediaType) || !Number.isSafeInteger(d.size) || d.size < 0) return [];
-      return [{ mediaType: d.mediaType, digest: e.digest, size: d.size, key: e.key, diffId: e.diffId }];
+      // A map that runs past the blob describes some other blob: whole-layer hits only.
+      const segments = e.segments && _mapEnd(e.segments) <= d.size ? e.segments : undefined;
+      return [{ mediaType: d.mediaType, digest: e.digest, size: d.size, key: e.key, diffId: e.diffId, segments }];
     });
-    return new RegistryLayerCache(`${repo.host}/${repo.name}`, repo, m.digest, entries);
+    return new RegistryLayerCache(
+      `${repo.host}/${repo.name}`,
+      repo,
+      m.digest,
+      entries,
+      new Map(Object.entries(record.slots ?? {})),
+    );
   }
 
-  async find(key: string, mediaType: string): Promise<Layer | undefined> {
-    const hit = this.byKey.get(key);
-    if (!hit || hit.mediaType !== mediaType) return undefined;
-    // A HEAD, no body: the blob may have been deleted (gc) since the record was written.
-    const size = await this.repo.statBlob(hit.digest).catch(() => undefined);
-    if (size !== hit.size) return undefined;
+  async find(key: string, mediaType: string): Promise<{ layer: Layer; segments?: SegmentRecord[] } | undefined> {
+    const hit = await this._present(this.byKey.get(key), mediaType);
+    if (!hit) return undefined;
     const descriptor: Descriptor = { mediaType: hit.mediaType, digest: hit.digest, size: hit.size };
-    return {
-      descriptor,
-      diffId: hit.diffId,
-      open: async () => this.repo.openBlob(descriptor),
-    };
+    const layer: Layer = { descriptor, diffId: hit.diffId, open: async () => this.repo.openBlob(descriptor) };
+    return { layer, segments: hit.segments };
   }
+
+  /** The blob last built in `slot`, with its segment map, when the record has one and the registry still has it. */
+  async previous(slot: string, mediaType: string): Promise<RemoteSegments | undefined> {
+    const key = this.slots.get(slot);
+    const hit = key ? await this._present(this.byKey.get(key), mediaType) : undefined;
+    if (!hit?.segments?.length) return undefined;
+    return { segments: hit.segments, open: (s) => this._openSegment(hit, s) };
+  }
+
+  private async _openSegment(hit: _Hit, s: SegmentRecord) {
+    if (this.rangeIgnored) return undefined;
+    const body = await this.repo.openBlobRange(hit.digest, s.offset, s.length);
+    if (!body) this.rangeIgnored = true;
+    return body;
+  }
+
+  /** The hit, when its media type matches and its blob is still there: a HEAD, no body (gc may have removed it). */
+  private async _present(hit: _Hit | undefined, mediaType: string): Promise<_Hit | undefined> {
+    if (!hit || hit.mediaType !== mediaType) return undefined;
+    const size = await this.repo.statBlob(hit.digest).catch(() => undefined);
+    return size === hit.size ? hit : undefined;
+  }
+}
+
+/** Where a segment map ends: the offset after its last segment. */
+function _mapEnd(segments: RecordedSegment[]): number {
+  const last = segments[segments.length - 1];
+  return last ? last.offset + last.length : 0;
 }
 
 /** Validates a record's JSON, field by field; what fails is named. */
@@ -154,9 +206,38 @@ export function parseRecord(bytes: Buffer, ref = 'cache'): CacheRecord {
     for (const f of ['digest', 'diffId'])
       if (typeof e[f] !== 'string' || !isDigest(e[f]))
         throw new CacheRefError(ref, `cache record layers[${i}].${f} is not a digest`);
-    return { key: e.key, digest: e.digest, diffId: e.diffId };
+    const entry: CacheEntry = { key: e.key, digest: e.digest, diffId: e.diffId };
+    if (e.segments !== undefined)
+      entry.segments = _parseSegments(e.segments, `cache record layers[${i}].segments`, ref);
+    return entry;
   });
-  return { version: 1, layers };
+  const record: CacheRecord = { version: 1, layers };
+  if (doc.slots !== undefined) {
+    if (typeof doc.slots !== 'object' || doc.slots === null || Array.isArray(doc.slots))
+      throw new CacheRefError(ref, 'cache record slots is not an object of slot → layer key');
+    for (const [slot, key] of Object.entries(doc.slots))
+      if (typeof key !== 'string' || !/^[0-9a-f]{64}$/.test(key))
+        throw new CacheRefError(ref, `cache record slots[${JSON.stringify(slot)}] is not a 64-hex layer key`);
+    record.slots = doc.slots as Record<string, string>;
+  }
+  return record;
+}
+
+/** A segment map: segments back to back from offset 0, each with its key and lengths. */
+function _parseSegments(list: unknown, where: string, ref: string): RecordedSegment[] {
+  if (!Array.isArray(list)) throw new CacheRefError(ref, `${where} is not a list`);
+  let end = 0;
+  return list.map((s: any, j: number) => {
+    if (typeof s?.key !== 'string' || !/^[0-9a-f]{64}$/.test(s.key))
+      throw new CacheRefError(ref, `${where}[${j}].key is not 64 hex digits`);
+    for (const f of ['offset', 'length', 'tarLength'])
+      if (!Number.isSafeInteger(s[f]) || s[f] < (f === 'offset' ? 0 : 1))
+        throw new CacheRefError(ref, `${where}[${j}].${f} is not a positive whole number`);
+    if (s.offset !== end)
+      throw new CacheRefError(ref, `${where}[${j}].offset is ${s.offset}; the segment before ends at ${end}`);
+    end = s.offset + s.length;
+    return { key: s.key, offset: s.offset, length: s.length, tarLength: s.tarLength };
+  });
 }
 
 // ---- writing: --cache-to ------------------------------------------------------------------------------------
@@ -172,16 +253,28 @@ export interface CacheManifest {
 export function cacheManifest(result: BuildResult, subject?: Descriptor): CacheManifest | undefined {
   const entries = new Map<string, CacheEntry>();
   const layers = new Map<string, Descriptor>();
+  const slots: [string, string][] = [];
+  // A blob's segment map, from whichever of its layers knows it: a layer two platforms share is built by one and
+  // a local cache hit (without the map) for the other, and the record must not depend on which came last.
+  const maps = new Map<string, RecordedSegment[]>();
+  for (const img of result.images)
+    for (const l of img.layers) {
+      const segments = _recordable(l.segments);
+      if (segments) maps.set(l.layer.descriptor.digest, segments);
+    }
   for (const img of result.images) {
     for (const l of img.layers) {
       if (!l.key) continue;
       const d = l.layer.descriptor;
-      entries.set(l.key, { key: l.key, digest: d.digest, diffId: l.layer.diffId });
+      const segments = maps.get(d.digest);
+      entries.set(l.key, { key: l.key, digest: d.digest, diffId: l.layer.diffId, ...(segments ? { segments } : {}) });
       layers.set(d.digest, { mediaType: d.mediaType, digest: d.digest, size: d.size });
+      if (segments && l.remoteSlot) slots.push([l.remoteSlot, l.key]);
     }
   }
   if (!entries.size) return undefined;
   const record: CacheRecord = { version: 1, layers: [...entries.values()].sort((a, b) => _cmp(a.key, b.key)) };
+  if (slots.length) record.slots = Object.fromEntries(slots.sort((a, b) => _cmp(a[0], b[0])));
   const bytes = canonicalBytes(record);
   const config: Descriptor = { mediaType: CACHE_RECORD_TYPE, digest: digestOf(bytes), size: bytes.length };
   const list = [...layers.values()].sort((a, b) => _cmp(a.digest, b.digest));
@@ -278,6 +371,12 @@ function _cacheSource(
     blobOrigin: (d) => (isRecord(d) ? undefined : (src.blobOrigin?.(d) ?? pushedRepo)),
     localFile: (d) => (isRecord(d) ? undefined : src.localFile?.(d)),
   };
+}
+
+/** A segment map worth recording: every segment's lengths known (older local caches lack tarLength). */
+function _recordable(segments: SegmentRecord[] | undefined): RecordedSegment[] | undefined {
+  if (!segments?.length || segments.some((s) => s.tarLength === undefined || s.length < 1)) return undefined;
+  return segments.map((s) => ({ key: s.key, offset: s.offset, length: s.length, tarLength: s.tarLength! }));
 }
 
 function _sameImage(a: Reference, b: Reference): boolean {

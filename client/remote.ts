@@ -3,7 +3,7 @@
 // The two long procedures live beside it: blob uploads (mount, monolithic, streamed, chunked, resumed) in
 // upload.ts, resumable blob downloads in download.ts.
 // spec: https://github.com/opencontainers/distribution-spec/blob/main/spec.md
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { digestOf, parseDigest, type Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex } from '../spec/manifest.js';
 import { ACCEPT_ALL_MANIFESTS, OCI_INDEX, baseMediaType, isManifestType } from '../spec/media-types.js';
@@ -197,6 +197,44 @@ export class Repository {
     const verify = new VerifyStream(desc.digest, desc.size, `blob ${this.name}@${desc.digest}`);
     raw.on('error', (e) => verify.destroy(e));
     return raw.pipe(verify);
+  }
+
+  /**
+   * Opens `length` bytes of a blob from `offset`, asked for with `Range: bytes=a-b` (RFC 9110 §14.2; the distribution
+   * spec lets registries serve blob GETs partially). Resolves undefined when the registry answers anything but that
+   * exact part — a 200 with the whole blob (it ignores Range) or another range — so the caller can get those bytes
+   * some other way; the unwanted body is dropped, not read. A part cannot be digest-checked: the stream only errors
+   * when more or fewer than `length` bytes arrive.
+   */
+  async openBlobRange(digest: Digest, offset: number, length: number): Promise<Readable | undefined> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 1)
+      throw new RangeError(`openBlobRange: bad range ${offset}+${length} of ${digest}`);
+    const last = offset + length - 1;
+    const res = await this.registry.request({
+      method: 'GET',
+      url: this._path('blobs', digest),
+      headers: { range: `bytes=${offset}-${last}` },
+      scopes: this._scopes(),
+      ok: [200, 206],
+    });
+    const served = /^bytes (\d+)-(\d+)\//.exec(res.header('content-range') ?? '');
+    if (res.status !== 206 || !served || Number(served[1]) !== offset || Number(served[2]) !== last) {
+      res.body.destroy();
+      return undefined;
+    }
+    const what = `bytes ${offset}-${last} of ${this.name}@${digest}`;
+    let got = 0;
+    const exact = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        got += chunk.length;
+        cb(got > length ? new RegistryError(`${what}: the registry sent more than asked`, 206) : null, chunk);
+      },
+      flush(cb) {
+        cb(got < length ? new RegistryError(`${what}: the registry sent ${got} bytes`, 206) : null);
+      },
+    });
+    res.body.on('error', (e) => exact.destroy(e));
+    return res.body.pipe(exact);
   }
 
   /** Reads a small blob (a config) fully, verified. */

@@ -187,6 +187,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
               size: l.layer.descriptor.size,
               cached: l.cached,
               ...(l.remote ? { registryCache: l.remote } : {}),
+              ...(l.segmentsReused ? { segments: _segmentsJson(l.segmentsReused) } : {}),
             })),
             ...(_sbomOf(sboms, i.manifest.digest) ? { sbom: _sbomOf(sboms, i.manifest.digest) } : {}),
             ...(attestations.length ? { referrers: _referrersOf(attestations, i.manifest.digest) } : {}),
@@ -275,6 +276,14 @@ function _baseChange(base: { ref: string; from?: string; to: string } | undefine
 }
 
 /** An output's entry in --json (its flag's name, its argument, what was written). */
+/**
+ * A built layer's segments: how many it has, how many were compressed here, how many were reused from its previous
+ * blob and, of those, how many were fetched by Range from the registry cache.
+ */
+function _segmentsJson(s: { reused: number; total: number; fetched: number }) {
+  return { total: s.total, compressed: s.total - s.reused, reused: s.reused, fetched: s.fetched };
+}
+
 function _outputJson(r: OutputReport): Record<string, unknown> {
   if (r.output.kind === 'oci-layout') return { ociLayout: r.output.target };
   if (r.output.kind === 'docker-archive') return { dockerArchive: r.output.target, tags: r.tags };

@@ -108,7 +108,14 @@ available core sharing the port (http.workers; BERTH_HTTP_WORKERS=1 runs a singl
       log.warn('auth.mode is "none": anyone who can reach this port can push and delete');
     let server;
     try {
-      server = await listen(registry.app, config.http.addr, log, registry.metrics?.onRequest, config.http);
+      server = await listen(
+        registry.app,
+        config.http.addr,
+        log,
+        registry.metrics?.onRequest,
+        config.http,
+        link?.affinity,
+      );
     } catch (e) {
       throw new CLIError(
         `cannot listen on ${config.http.addr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; pick another --addr`,

@@ -17,14 +17,19 @@
 // - the UI's listings (storage/browse.ts): a worker that changes a repository tells the primary, which tells the
 //   others, so they list it again at once instead of after ui.listingTtl;
 // - per-process caches (verified tokens, password checks, immutable blobs/manifests): caches of pure facts, correct
-//   in every process.
+//   in every process;
+// - the running hash of an upload session (storage/uploads.ts) lives in one worker's memory: new connections
+//   carrying a chunk of a session are routed to that session's worker (registry/upload-affinity.ts), through the
+//   primary, which passes the connection on.
 // SIGTERM/SIGINT to the primary stops every worker gracefully (http.shutdownTimeout) and then the primary.
 import cluster, { type Worker } from 'node:cluster';
+import type { Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { LoginLimiter, type Limiter, type RateLimitOptions } from './auth/ratelimit.js';
 import type { FillFollow, FillLeases } from './proxy/fill.js';
 import type { Logger } from './log.js';
+import { stopReading, type Affinity } from './upload-affinity.js';
 
 const REQUEST = 'berth:cluster';
 const REPLY = 'berth:cluster-reply';
@@ -33,6 +38,15 @@ const BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 10_000;
 const CRASH_WINDOW_MS = 10_000;
 const SLOT_ENV = 'BERTH_CLUSTER_SLOT';
+const WORKERS_ENV = 'BERTH_CLUSTER_WORKERS';
+/** A connection on its way to another worker (registry/upload-affinity.ts); the socket travels with the message. */
+const HANDOFF = 'berth:cluster-handoff';
+
+interface HandOff {
+  type: typeof HANDOFF;
+  slot: number;
+  head: string; // base64: the bytes already read from the socket
+}
 
 type Op =
   | 'ready'
@@ -91,6 +105,8 @@ export interface WorkerLink {
   shareMetrics(registry: Registry): void;
   /** The whole server's metrics in Prometheus text format. */
   renderMetrics(): Promise<{ contentType: string; body: string }>;
+  /** Routes each upload session's chunks to one worker (registry/upload-affinity.ts). */
+  affinity: Affinity;
   /** Repositories changed by this worker go to the others, and theirs come here (the UI's listings forget them). */
   changes: { publish(name: string): void; subscribe(fn: (name: string) => void): void };
   /** Tells the primary this worker is listening. */
@@ -109,8 +125,15 @@ export function workerLink(): WorkerLink | undefined {
   /** Fills this worker follows (or asked to): updated as the primary relays the holder's reports. */
   const following = new Map<string, FillFollow>();
   const changed: Array<(name: string) => void> = [];
-  process.on('message', (m: Reply | FillEvent | ChangedEvent) => {
-    if (m?.type === CHANGED) {
+  let handedIn: ((socket: Socket, head: Buffer) => void) | undefined;
+  process.on('message', (m: Reply | FillEvent | ChangedEvent | HandOff, socket?: Socket) => {
+    if (m?.type === HANDOFF) {
+      if (!socket) return;
+      // Before anything else (the socket started reading when it was made): no byte may be read and dropped.
+      stopReading(socket);
+      if (handedIn) handedIn(socket, Buffer.from(m.head, 'base64'));
+      else socket.destroy();
+    } else if (m?.type === CHANGED) {
       for (const fn of changed) fn(m.name);
     } else if (m?.type === REPLY) {
       const p = pending.get(m.id);
@@ -139,8 +162,20 @@ export function workerLink(): WorkerLink | undefined {
         reject(e);
       });
     });
+  const slot = Number(process.env[SLOT_ENV] ?? 0);
   return {
-    slot: Number(process.env[SLOT_ENV] ?? 0),
+    slot,
+    affinity: {
+      slot,
+      workers: Number(process.env[WORKERS_ENV] ?? 1),
+      handOff: (socket, head, to) => {
+        const m: HandOff = { type: HANDOFF, slot: to, head: head.toString('base64') };
+        process.send!(m, socket, {}, () => socket.destroy());
+      },
+      onHandedIn: (fn) => {
+        handedIn = fn;
+      },
+    },
     changes: {
       // Fire and forget: a lost message only leaves another worker's listing until ui.listingTtl.
       publish: (name) => process.send!({ type: CHANGED, name } satisfies ChangedEvent, undefined, {}, () => {}),
@@ -287,9 +322,19 @@ export function runPrimary(opts: PrimaryOptions): Promise<number> {
     };
 
     const fork = (slot: number) => {
-      const w = cluster.fork({ [SLOT_ENV]: String(slot) });
+      const w = cluster.fork({ [SLOT_ENV]: String(slot), [WORKERS_ENV]: String(opts.workers) });
       slots[slot] = w;
-      w.on('message', (m: Request | ChangedEvent) => {
+      w.on('message', (m: Request | ChangedEvent | HandOff, socket?: Socket) => {
+        if (m?.type === HANDOFF) {
+          if (!socket) return;
+          stopReading(socket);
+          socket.on('error', () => {});
+          // The session's worker, or (restarting) the one that sent it: either stores the chunk correctly.
+          const target = slots[m.slot]?.isConnected() ? slots[m.slot]! : w;
+          if (!target.isConnected()) return void socket.destroy();
+          target.send(m, socket, {}, (e: Error | null) => e && socket.destroy());
+          return;
+        }
         if (m?.type === CHANGED) {
           for (const other of slots) if (other && other !== w && other.isConnected()) other.send(m);
           return;

@@ -43,6 +43,7 @@ export const NON_CONFIG_ENV = new Set([
   'BERTH_SCREENSHOTS',
   'BERTH_BENCH_UI',
   'BERTH_CLUSTER_SLOT',
+  'BERTH_CLUSTER_WORKERS',
 ]);
 
 type Path = Array<string | number>;

@@ -113,7 +113,7 @@ export function createRegistry(
   const audit = hooks.auditLog ?? createAudit(config.audit);
   const signatures = createSignaturePolicy(config.signatures, store, log, audit, proxy);
   const metrics = config.metrics.enabled
-    ? createMetrics({ proxy, signatures, sync, replication, render: shared.renderMetrics })
+    ? createMetrics({ proxy, signatures, sync, replication, render: shared.renderMetrics, uploads: store.uploads })
     : undefined;
   const policies = createPolicies(config, store, log, audit);
   if (policies.enabled.immutable)

@@ -40,6 +40,8 @@ export function createMetrics(
     replication?: Replication;
     defaults?: boolean;
     render?: () => Promise<{ contentType: string; body: string }>;
+    /** The upload sessions (storage/uploads.ts): how many bytes had to be hashed again from storage. */
+    uploads?: { rehashedBytes: number };
   } = {},
 ): Metrics {
   const registry = new Registry();
@@ -107,6 +109,18 @@ export function createMetrics(
     registers: [registry],
   });
   for (const r of ['ok', 'busy', 'error']) gcRuns.inc({ result: r }, 0);
+  const uploadStore = opts.uploads;
+  if (uploadStore) {
+    new Counter({
+      name: 'berth_upload_rehashed_bytes_total',
+      help: 'Bytes of upload sessions read back from storage to hash them (chunks that arrived at another worker or replica than the one completing the session)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(uploadStore.rehashedBytes);
+      },
+    });
+  }
   const proxy = opts.proxy;
   if (proxy) {
     const counters = [

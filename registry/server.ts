@@ -9,6 +9,7 @@ import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Env } from './context.js';
 import type { Logger } from './log.js';
+import { routeUploads, type Affinity } from './upload-affinity.js';
 import { BODY_TIMEOUT, bodyTimeoutError } from './body.js';
 import { parseDuration } from '../spec/units.js';
 import type { Config } from './config.js';
@@ -104,6 +105,8 @@ export async function listen(
   log?: Logger,
   observe?: RequestObserver,
   timeouts: ServerTimeouts = {},
+  /** In a cluster worker: route upload chunks to their session's worker (plain HTTP; registry/upload-affinity.ts). */
+  affinity?: Affinity,
 ): Promise<RunningServer> {
   const { host, port } = parseAddr(addr);
   const idleMs = parseDuration(timeouts.bodyIdleTimeout ?? DEFAULT_BODY_IDLE);
@@ -161,6 +164,7 @@ export async function listen(
       log,
     );
   const server = createServer({ requestTimeout, headersTimeout, keepAliveTimeout: 65_000 }, handle);
+  if (affinity) routeUploads(server, affinity);
   const bound = await _bind(server, host, port);
   return {
     server,

@@ -1,12 +1,13 @@
 // Filesystem driver. Atomic writes: temp file in `<root>/_tmp` (same filesystem) → fsync → rename.
-import { createWriteStream, fdatasync, type BigIntStats, type Dirent, type WriteStream } from 'node:fs';
+import type { BigIntStats, Dirent } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { Transform, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import { giveBuffer, takeBuffer } from './buffer-pool.js';
+import { FileSink } from './file-sink.js';
 import { pool } from './pool.js';
 import {
   assertSafePath,
@@ -24,7 +25,7 @@ import {
 
 const TMP = '_tmp';
 const HIGH_WATER_MARK = 1024 * 1024;
-/** Bytes between background fdatasync calls while a file streams in (see _writeback). */
+/** Bytes between background fdatasync calls while a file streams in (storage/file-sink.ts). */
 const WRITEBACK_BYTES = 32 * 1024 * 1024;
 
 export interface FsDriverOptions {
@@ -81,27 +82,16 @@ export class FsDriver implements Driver {
     }
   }
 
-  /**
-   * With fsync on: while a large file streams in, starts a background fdatasync every WRITEBACK_BYTES, so the disk
-   * writes back during the upload and the fsync before publishing waits for the tail only (it cost ~0.5 s per GiB
-   * at the end of a push). Durability still comes from that final fsync; these only move work earlier.
-   */
-  private _writeback(out: WriteStream, offset = 0): Transform {
-    // Position in the file: an append (a PATCH) continues where the file ends, so small chunks add up too.
-    let at = offset;
-    let inFlight = false;
-    const file = out as unknown as { fd: number | null };
-    return new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        const crossed = Math.floor((at + chunk.length) / WRITEBACK_BYTES) > Math.floor(at / WRITEBACK_BYTES);
-        at += chunk.length;
-        if (crossed && !inFlight && typeof file.fd === 'number') {
-          inFlight = true;
-          fdatasync(file.fd, () => (inFlight = false)); // an error (fd closed meanwhile) only means no early writeback
-        }
-        cb(null, chunk);
-      },
-    });
+  /** Streams `body` into `file` from byte `start` (a new file when 0); returns the bytes written. */
+  private async _stream(file: string, start: number, body: Readable): Promise<number> {
+    const fh = await open(file, start === 0 ? 'w' : 'r+');
+    try {
+      const sink = new FileSink(fh.fd, start, this.fsync ? WRITEBACK_BYTES : 0);
+      await pipeline(body, sink);
+      return sink.bytesWritten;
+    } finally {
+      await fh.close();
+    }
   }
 
   private async _publish(tmp: string, path: string): Promise<void> {
@@ -168,9 +158,7 @@ export class FsDriver implements Driver {
   async putStream(path: string, body: Readable, opts: PutStreamOptions = {}): Promise<number> {
     const tmp = await this._tempPath().catch(_rethrow(path));
     try {
-      const out = createWriteStream(tmp, { highWaterMark: HIGH_WATER_MARK });
-      await (this.fsync ? pipeline(body, this._writeback(out), out) : pipeline(body, out));
-      const size = out.bytesWritten;
+      const size = await this._stream(tmp, 0, body);
       // Before the fsync: a vetoed body costs no disk flush. The temp file is invisible until the rename.
       await opts.verify?.(size);
       await this._sync(tmp);
@@ -207,15 +195,15 @@ export class FsDriver implements Driver {
       throw new OffsetMismatchError(path, offset, current);
     }
     await mkdir(dirname(abs), { recursive: true }).catch(_rethrow(path));
-    const out = createWriteStream(abs, { flags: offset === 0 ? 'w' : 'a', highWaterMark: HIGH_WATER_MARK });
+    let written: number;
     try {
-      await (this.fsync ? pipeline(body, this._writeback(out, offset), out) : pipeline(body, out));
+      written = await this._stream(abs, offset, body);
     } catch (e) {
       // A failed chunk leaves nothing behind: cut the object back to where this append started.
       await truncate(abs, offset).catch(() => {});
       throw _full(path, e);
     }
-    return offset + out.bytesWritten;
+    return offset + written;
   }
 
   async move(from: string, to: string, opts: MoveOptions = {}): Promise<void> {

@@ -36,6 +36,8 @@ export class UploadStore {
   private readonly hashes = new LRUCache<string, HashState>({ max: 1_000 });
   private readonly gc: GcGuard;
   private readonly sessions = new SessionLock();
+  /** Bytes read back from storage to hash them (metric berth_upload_rehashed_bytes_total). */
+  rehashedBytes = 0;
 
   constructor(
     private readonly driver: Driver,
@@ -400,7 +402,10 @@ export class UploadStore {
 
   private async _hashStored(id: string, size: number, digester: Digester, from = 0): Promise<void> {
     const stream = await this.driver.read(paths.uploadData(id), { start: from, end: size - 1 });
-    for await (const chunk of stream) digester.update(chunk as Buffer);
+    for await (const chunk of stream) {
+      digester.update(chunk as Buffer);
+      this.rehashedBytes += (chunk as Buffer).length;
+    }
   }
 }
 

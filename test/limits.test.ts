@@ -126,15 +126,21 @@ async function smallDisk(t: TestContext, size: string): Promise<{ dir: string; u
   };
 }
 
-/** Writes a file until the disk is full (ENOSPC). */
+/**
+ * Writes files until the disk is full: 64 KiB ones, then smaller down to one byte, so not even a small file (an
+ * upload session's state) fits in what the big ones left.
+ */
+let fillerFiles = 0;
 async function fill(path: string): Promise<void> {
-  const block = Buffer.alloc(64 * 1024);
-  for (let i = 0; ; i++) {
-    try {
-      await writeFile(`${path}.${i}`, block);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return;
-      throw e;
+  for (const size of [64 * 1024, 4096, 512, 1]) {
+    const block = Buffer.alloc(size);
+    for (;;) {
+      try {
+        await writeFile(`${path}.${fillerFiles++}`, block);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
+        throw e;
+      }
     }
   }
 }
@@ -210,8 +216,10 @@ test('disk full: 507 INSUFFICIENT_STORAGE with Retry-After (large and small writ
   }
 
   // A full disk: small writes (a session's state, a manifest, a tag) answer 507 too, and leave no empty temp files.
+  // Filled again before each write: space a failed upload gives back late (a truncate) must not make room.
   await fill(join(disk, 'filler'));
   full(await raw(url, 'POST', '/v2/full/app/blobs/uploads/'), 'session start');
+  await fill(join(disk, 'filler'));
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { hash } from './support/auth-fixtures.js';
 import { startBerth, waitForLog, type Berth } from './support/berth.js';
 import { startCountingProxy } from './support/counting-proxy.js';
@@ -130,6 +131,92 @@ test('workers=2: an upload started on one connection continues and completes on 
   assert.equal(digestOf(got.body), digest);
   const slots = servedBy(berth, (_, path) => path.startsWith('/v2/w/upload/blobs/uploads'));
   assert.deepEqual([...slots].sort(), [0, 1], 'the session requests were served by both workers');
+});
+
+/** One raw HTTP/1.1 request on its own connection, written in `pieces` (a request line split across packets). */
+function rawRequest(base: string, pieces: Buffer[], gapMs = 30): Promise<string> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, async () => {
+      for (const p of pieces) {
+        socket.write(p);
+        await new Promise((r) => setTimeout(r, gapMs));
+      }
+    });
+    const got: Buffer[] = [];
+    socket.on('data', (c) => {
+      got.push(c);
+      // The whole answer (no body: 202/201 answers of the upload routes are empty), then the connection goes.
+      if (Buffer.concat(got).includes('\r\n\r\n')) socket.end();
+    });
+    socket.on('close', () => resolve(Buffer.concat(got).toString('latin1')));
+    socket.on('error', reject);
+  });
+}
+
+test('workers=2: every chunk of a session goes to one worker, however many connections: nothing is hashed twice', async (t) => {
+  const berth = await start2(t);
+  const scrapeRehashed = async () => {
+    const metrics = (await fresh(berth.url, 'GET', '/metrics')).body.toString();
+    const line = metrics.split('\n').find((l) => l.startsWith('berth_upload_rehashed_bytes_total '));
+    assert.ok(line, 'the metric is exported');
+    return Number(line.split(' ')[1]);
+  };
+  // Bodies sent right behind their headers: the first bytes a worker reads hold part of the body too, which must
+  // reach the session's worker intact (the digest check below).
+  const parts = Array.from({ length: 6 }, (_, i) => Buffer.alloc(700_000 + i * 1000, i + 1));
+  for (let i = 0; i < parts.length; i++) parts[i]!.write(`chunk ${i}`, 0);
+  const all = Buffer.concat(parts);
+  const digest = digestOf(all);
+  const post = await fresh(berth.url, 'POST', '/v2/w/affinity/blobs/uploads/');
+  assert.equal(post.status, 202);
+  let location = String(post.headers.location);
+  let offset = 0;
+  for (const [i, part] of parts.entries()) {
+    const headers = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Range': `${offset}-${offset + part.length - 1}`,
+      'Content-Length': String(part.length),
+    };
+    if (i === 3) {
+      // The request line arrives in two packets: no route can be read from the first; served wherever it landed.
+      const head = `PATCH ${location} HTTP/1.1\r\nHost: x\r\n${Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')}Connection: close\r\n\r\n`;
+      const answer = await rawRequest(berth.url, [Buffer.from(head.slice(0, 4)), Buffer.from(head.slice(4)), part]);
+      assert.match(answer, /^HTTP\/1\.1 202 /, answer);
+      location = /^location: (\S+)/im.exec(answer)![1]!;
+    } else {
+      const res = await fresh(berth.url, 'PATCH', location, headers, part);
+      assert.equal(res.status, 202, res.body.toString());
+      location = String(res.headers.location);
+    }
+    offset += part.length;
+  }
+  const put = await fresh(berth.url, 'PUT', `${location}${location.includes('?') ? '&' : '?'}digest=${digest}`);
+  assert.equal(put.status, 201, put.body.toString());
+  const got = await fresh(berth.url, 'GET', `/v2/w/affinity/blobs/${digest}`);
+  assert.equal(digestOf(got.body), digest, 'every byte arrived, in order');
+  const id = location.split('/').pop()!.split('?')[0];
+  const chunkWorkers = servedBy(berth, (m, p) => (m === 'PATCH' || m === 'PUT') && p.endsWith(id!));
+  // The split request line may have landed on the other worker; every other chunk and the PUT went to one.
+  assert.ok(chunkWorkers.size <= 2);
+  const lines = berth
+    .logs()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"request"') && l.includes(id!) && /"method":"(PATCH|PUT)"/.test(l))
+    .map((l) => JSON.parse(l) as { worker: number });
+  assert.equal(lines.length, parts.length + 1);
+  const routed = lines.filter((_, i) => i !== 3).map((l) => l.worker);
+  assert.equal(new Set(routed).size, 1, `chunks and PUT on one worker: ${routed.join(',')}`);
+  // Only the split chunk (if it landed elsewhere) can have been hashed from storage: never the others.
+  const rehashed = await scrapeRehashed();
+  const splitElsewhere = lines[3]!.worker !== routed[0];
+  assert.ok(
+    splitElsewhere ? rehashed <= all.length - parts[0]!.length : rehashed === 0,
+    `rehashed ${rehashed} bytes (split chunk on worker ${lines[3]!.worker}, the others on ${routed[0]})`,
+  );
+  if (!splitElsewhere) assert.equal(rehashed, 0);
 });
 
 test('workers=2: /metrics on any worker shows the sum over the workers', async (t) => {

@@ -2,6 +2,8 @@
 // so tests can assert how often the pull-through cache really went to its upstream. It can also be told to fail
 // (answer 503/429, or refuse connections by closing) to simulate an upstream outage. It also counts the response
 // body bytes it passed (what a client really downloaded) and can throttle them (to interrupt a transfer midway).
+// Requests carrying a Range header are counted apart (with how many the registry answered 206), and the proxy can
+// drop that header to play a registry that ignores Range (answers 200 with the whole blob).
 // startSlowProxy is its plainer sibling for the CLI's progress display: a reverse proxy that paces every request and
 // response body to `bytesPerSecond` per connection, so a transfer takes long enough for progress to be seen.
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
@@ -30,6 +32,12 @@ export interface CountingProxy {
   failWith?: number;
   /** Changes where requests go (e.g. after the upstream restarted on another port). */
   target: string;
+  /** `METHOD path` → requests that carried a Range header, and how many of those were answered 206. */
+  ranges: Map<string, { asked: number; partial: number }>;
+  /** Range requests whose `METHOD path` contains `pathPart`: asked, and answered 206. */
+  rangeCount(method: string, pathPart: string): { asked: number; partial: number };
+  /** When set, the Range header is dropped before forwarding: the registry answers as if it ignored Range. */
+  ignoreRange?: boolean;
   stop(): Promise<void>;
 }
 
@@ -37,6 +45,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const counts = new Map<string, number>();
   const bytes = new Map<string, number>();
   const bytesUp = new Map<string, number>();
+  const ranges = new Map<string, { asked: number; partial: number }>();
   let server: Server;
   const proxy: CountingProxy = {
     url: '',
@@ -49,6 +58,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     bytesOut: (method, part) =>
       [...bytes].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
     bytesUp,
+    ranges,
+    rangeCount: (method, part) =>
+      [...ranges]
+        .filter(([k]) => k.startsWith(`${method} `) && k.includes(part))
+        .reduce((n, [, v]) => ({ asked: n.asked + v.asked, partial: n.partial + v.partial }), { asked: 0, partial: 0 }),
     bytesIn: (method, part) =>
       [...bytesUp].filter(([k]) => k.startsWith(`${method} `) && k.includes(part)).reduce((n, [, v]) => n + v, 0),
     stop: () =>
@@ -72,7 +86,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     }
     const to = new URL(proxy.target);
     const headers = { ...req.headers, host: to.host };
+    const ranged = req.headers.range !== undefined ? (ranges.get(key) ?? { asked: 0, partial: 0 }) : undefined;
+    if (ranged) ranges.set(key, { ...ranged, asked: ranged.asked + 1 });
+    if (ranged && proxy.ignoreRange) delete headers.range;
     const out = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers }, (up) => {
+      if (ranged && up.statusCode === 206) ranges.get(key)!.partial++;
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(_meter(key, bytes, proxy.rate)).pipe(res);
     });
