@@ -1,6 +1,6 @@
 // Layer compression with pinned settings (layers.ts hashes both sides of it in one pass).
 //
-// gzip: node:zlib at a pinned level; the header is made machine-independent (MTIME 0, OS byte 255 "unknown" as Go
+// gzip: node:zlib at a pinned level (GZIP_LEVEL, or a layer plan's own GzipTuning: preset go's binary); the header is made machine-independent (MTIME 0, OS byte 255 "unknown" as Go
 // writes it) — zlib stamps the build platform's OS code otherwise. zstd: zstd-napi at a pinned level, one thread,
 // no content size (a streamed frame never knows it). The compressor library versions are part of the cache key.
 import { Transform, type TransformCallback } from 'node:stream';
@@ -14,10 +14,23 @@ import type { Compression } from '../spec/build-spec.js';
 export const GZIP_LEVEL = 6;
 export const ZSTD_LEVEL = 3;
 
+/** A layer's own gzip settings (a layer plan's `gzip`); zstd ignores them. */
+export interface GzipTuning {
+  /** 1…9; default GZIP_LEVEL. */
+  level?: number;
+  /**
+   * Compress a segment held in memory as consecutive gzip members of at most this much tar each, all at once on
+   * the thread pool (one valid gzip stream, as segments are; the member size, not the machine, sets the bytes).
+   * A segment too big to hold (> SEGMENT_MAX_BYTES) streams as one member.
+   */
+  memberBytes?: number;
+}
+
 /** Everything about compression that changes output bytes: part of every layer cache key. */
-export async function compressionIdentity(c: Compression): Promise<string> {
+export async function compressionIdentity(c: Compression, gzip: GzipTuning = {}): Promise<string> {
+  const members = gzip.memberBytes ? `/members-${gzip.memberBytes}` : '';
   return c === 'gzip'
-    ? `gzip/${GZIP_LEVEL}/zlib-${process.versions.zlib}`
+    ? `gzip/${gzip.level ?? GZIP_LEVEL}${members}/zlib-${process.versions.zlib}`
     : `zstd/${ZSTD_LEVEL}/zstd-${(await loadZstd()).version}`;
 }
 
@@ -25,7 +38,11 @@ export function layerMediaType(c: Compression): string {
   return c === 'gzip' ? OCI_LAYER_GZIP : OCI_LAYER_ZSTD;
 }
 
-const GZIP_OPTIONS: ZlibOptions = { level: GZIP_LEVEL, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
+/** Every zlib setting but the level is pinned. */
+function _gzipOptions(level = GZIP_LEVEL): ZlibOptions {
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new Error(`gzip level ${level} is not 1…9`);
+  return { level, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
+}
 const ZSTD_OPTIONS = { compressionLevel: ZSTD_LEVEL, nbWorkers: 0, checksumFlag: false } as const;
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
@@ -53,29 +70,29 @@ class _FixGzipHeader extends Transform {
 }
 
 /** A fresh compressor pipeline (one gzip member / one zstd frame per call). */
-export async function compressor(c: Compression): Promise<Transform[]> {
-  if (c === 'gzip') return [createGzip(GZIP_OPTIONS), new _FixGzipHeader()];
+export async function compressor(c: Compression, gzip: GzipTuning = {}): Promise<Transform[]> {
+  if (c === 'gzip') return [createGzip(_gzipOptions(gzip.level)), new _FixGzipHeader()];
   const { CompressStream } = await loadZstd();
   return [new CompressStream(ZSTD_OPTIONS) as unknown as Transform];
 }
 
 /**
  * One gzip member / zstd frame holding `data`: the same bytes compressor() writes for it (zlib's and zstd's output
- * does not depend on how the input is chunked). gzip runs on the thread pool with one output buffer, so segments
- * compress in parallel with one round trip each instead of one per 16 KiB; `sync` compresses on this thread (a
- * worker of segment-pool.ts).
+ * does not depend on how the input is chunked) — or, with `gzip.memberBytes`, consecutive members of that much
+ * each, compressed at once. gzip runs on the thread pool with one output buffer, so segments compress in parallel
+ * with one round trip each instead of one per 16 KiB; `sync` compresses on this thread (a worker of segment-pool.ts).
  */
-export async function compressBuffer(c: Compression, data: Buffer, opts: { sync?: boolean } = {}): Promise<Buffer> {
+export async function compressBuffer(
+  c: Compression,
+  data: Buffer,
+  opts: { sync?: boolean; gzip?: GzipTuning } = {},
+): Promise<Buffer> {
   if (c === 'gzip') {
-    // deflateBound (zlib's worst case for stored blocks) plus the gzip header and trailer.
-    const bound = data.length + (data.length >> 12) + (data.length >> 14) + 64;
-    const o = { ...GZIP_OPTIONS, chunkSize: Math.max(bound, 64 << 10) };
-    let out = opts.sync ? gzipSync(data, o) : await gzipAsync(data, o);
-    // The result is a view of that bound-sized buffer: copy it out when that frees most of it (segments wait in
-    // memory until the writer reaches them).
-    if (out.length < out.buffer.byteLength / 2) out = Buffer.from(out);
-    _fixHeaderBytes(out, 0);
-    return out;
+    const each = opts.gzip?.memberBytes;
+    if (!each || data.length <= each) return _gzipMember(data, opts.gzip?.level, opts.sync);
+    const parts: Buffer[] = [];
+    for (let at = 0; at < data.length; at += each) parts.push(data.subarray(at, at + each));
+    return Buffer.concat(await Promise.all(parts.map((p) => _gzipMember(p, opts.gzip?.level, opts.sync))));
   }
   const { CompressStream } = await loadZstd();
   const z = new CompressStream(ZSTD_OPTIONS);
@@ -85,6 +102,18 @@ export async function compressBuffer(c: Compression, data: Buffer, opts: { sync?
   z.end(data);
   await done;
   return Buffer.concat(parts);
+}
+
+async function _gzipMember(data: Buffer, level: number | undefined, sync = false): Promise<Buffer> {
+  // deflateBound (zlib's worst case for stored blocks) plus the gzip header and trailer.
+  const bound = data.length + (data.length >> 12) + (data.length >> 14) + 64;
+  const o = { ..._gzipOptions(level), chunkSize: Math.max(bound, 64 << 10) };
+  let out = sync ? gzipSync(data, o) : await gzipAsync(data, o);
+  // The result is a view of that bound-sized buffer: copy it out when that frees most of it (segments wait in
+  // memory until the writer reaches them).
+  if (out.length < out.buffer.byteLength / 2) out = Buffer.from(out);
+  _fixHeaderBytes(out, 0);
+  return out;
 }
 
 /** Decompresses one whole segment; `sizeHint` (its tar size, when known) sizes zlib's output buffer. */

@@ -6,7 +6,7 @@ import { mkdtemp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { gunzipSync } from 'node:zlib';
+import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { decompress } from 'zstd-napi';
 import { digestOf } from '../spec/digest.js';
@@ -488,4 +488,55 @@ test('members sort by UTF-8 bytes, also past U+FFFF (where UTF-16 order differs)
   // The walk's own order (what a glob sees first) is byte order too.
   const walked = (await (await Context.open(dir)).select('a/**')).map((f) => f.rel);
   assert.deepEqual(walked, ['z', 'é', '\uE000', '\u{1F600}']);
+});
+
+test("a plan's own gzip level and member size: the same tar, the members it says, its own cache key", async (t) => {
+  // Compressible and over SEGMENT_MIN_BYTES, so the level shows in the bytes.
+  const text = 'berth compresses this line at the level the plan asks for\n'.repeat(40_000);
+  const dir = await fixture({ 'a/big.txt': text, 'a/small.txt': 'small\n' });
+  const cacheDir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
+  t.after(() =>
+    Promise.all([rm(dir, { recursive: true, force: true }), rm(cacheDir, { recursive: true, force: true })]),
+  );
+  const opts = {
+    epoch: 0,
+    compression: 'gzip' as const,
+    blobs: new BlobDir(join(cacheDir, 'blobs')),
+    cache: await LayerCache.open(cacheDir),
+    slot: 's',
+  };
+  const p = await plan(dir, '      - { src: "a/**", dest: /srv/ }\n');
+  const standard = await buildLayer(p, opts);
+  const fast = await buildLayer({ ...p, gzip: { level: 1 } }, opts);
+  assert.equal(fast.cached, false, 'a layer at another level is not a cache hit on the default one');
+  assert.equal(fast.layer.diffId, standard.layer.diffId);
+  assert.notEqual(fast.layer.descriptor.digest, standard.layer.descriptor.digest);
+  const blob = await readFile(opts.blobs.path(fast.layer.descriptor.digest));
+  const members = [...fast.segments!.map((s) => blob.subarray(s.offset, s.offset + s.length))];
+  const level1 = (tar: Buffer) => {
+    const out = gzipSync(tar, { level: 1, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY });
+    out.fill(0, 4, 9);
+    out[9] = 0xff;
+    return out;
+  };
+  const expected = [...members.map((m) => gunzipSync(m)), Buffer.alloc(1024)].map(level1);
+  assert.ok(Buffer.concat(expected).equals(blob), 'the blob is each segment gzipped alone at level 1, in order');
+  assert.ok(blob.length > (await readFile(opts.blobs.path(standard.layer.descriptor.digest))).length);
+  // The same plan again is a cache hit on its own key.
+  assert.equal((await buildLayer({ ...p, gzip: { level: 1 } }, opts)).cached, true);
+
+  // In members: each segment's tar cut every memberBytes, each piece its own member, in order.
+  const memberBytes = 256 << 10;
+  const split = await buildLayer({ ...p, gzip: { level: 1, memberBytes } }, opts);
+  assert.equal(split.cached, false, 'members are another cache key');
+  assert.equal(split.layer.diffId, standard.layer.diffId);
+  const splitBlob = await readFile(opts.blobs.path(split.layer.descriptor.digest));
+  const pieces: Buffer[] = [];
+  for (const s of split.segments!) {
+    const tar = gunzipSync(splitBlob.subarray(s.offset, s.offset + s.length));
+    for (let at = 0; at < tar.length; at += memberBytes) pieces.push(tar.subarray(at, at + memberBytes));
+  }
+  assert.ok(pieces.length > split.segments!.length + 2, `several members per segment, got ${pieces.length}`);
+  const expectedSplit = Buffer.concat([...pieces, Buffer.alloc(1024)].map(level1));
+  assert.ok(expectedSplit.equals(splitBlob), 'the blob is each segment cut into level-1 members, in order');
 });

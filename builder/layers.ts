@@ -19,6 +19,7 @@ import {
   decompressBuffer,
   decompressor,
   layerMediaType,
+  type GzipTuning,
 } from './compress.js';
 import type { Layer } from './image.js';
 import type { LayerPlan, Member } from './plan.js';
@@ -110,6 +111,8 @@ interface Segment {
 /** What one layer build shares between its steps. */
 interface _Job {
   opts: LayerBuildOptions;
+  /** The plan's own gzip level (preset go's binary), else the default (compress.ts). */
+  gzip?: GzipTuning;
   ident: string;
   mediaType: string;
   /** Content digests learnt while tarring (and from the cache's stat rows): what segment keys are made of. */
@@ -119,7 +122,7 @@ interface _Job {
 }
 
 export async function buildLayer(plan: LayerPlan, opts: LayerBuildOptions): Promise<BuiltLayer> {
-  const job = await _job(opts);
+  const job = await _job(opts, plan.gzip);
   // A layer's key is made of its segments' keys, so each member is keyed once (layer-cache hit or not).
   const segments: Segment[] = splitSegments(plan.members).map((members) => ({
     members,
@@ -241,13 +244,14 @@ async function _hashMember(m: Member): Promise<FileSums> {
   return { sha256: `sha256:${sha256.digest('hex')}`, sha1: sha1.digest('hex') };
 }
 
-async function _job(opts: LayerBuildOptions): Promise<_Job> {
-  const ident = await compressionIdentity(opts.compression);
+async function _job(opts: LayerBuildOptions, gzip?: GzipTuning): Promise<_Job> {
+  const ident = await compressionIdentity(opts.compression, gzip);
   const segmentIdent = `${ident}/segment`;
   const known = new Map<Member, Digest>();
   const lookup = (m: Member) => known.get(m) ?? opts.cache?.contentDigest(m);
   return {
     opts,
+    gzip,
     ident,
     mediaType: layerMediaType(opts.compression),
     lookup,
@@ -357,7 +361,13 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
   const previousFile = segments.some((s) => s.old && !s.remote)
     ? { path: previousPath!, fd: openSync(previousPath!, 'r') }
     : undefined;
-  const ahead = new _Lookahead(segments, (s) => _prepare(job, s, previousFile, previousPath !== undefined));
+  // A layer with one segment to build (a preset's binary, a small layer) compresses it from this thread: nothing
+  // else is laid out meanwhile, so a worker would only add its start-up.
+  const alone = segments.filter((s) => !s.old).length === 1;
+  // A one-segment layer keeps no uncompressed copy: whenever that segment could be reused, the whole layer is a
+  // cache hit (same key), so the copy would never be read — for a preset's 10 MB binary it was a 10 MB write.
+  const keepTars = previousPath !== undefined && segments.length > 1;
+  const ahead = new _Lookahead(segments, (s) => _prepare(job, s, previousFile, keepTars, alone));
   try {
     for (const [i, s] of segments.entries()) {
       ahead.from(i);
@@ -377,7 +387,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
         s.old = s.remote = undefined; // not to be had by Range: built here, to the same bytes
         files = [];
         const tar = tarStream(s.members, opts.epoch, (m, sums) => job.onFile(m, sums, files!), { endOfArchive: false });
-        await out.appendStream(tar, [_coalesce(), _tap(out.diff), ...(await compressor(opts.compression))]);
+        await out.appendStream(tar, [_coalesce(), _tap(out.diff), ...(await compressor(opts.compression, job.gzip))]);
       }
       if (s.old) reused++;
       if (s.old && s.remote) fetched++;
@@ -390,7 +400,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
         listsWritten.push(written);
       }
     }
-    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE));
+    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE, { gzip: job.gzip }));
     out.close();
     await Promise.all(listsWritten);
   } catch (e) {
@@ -444,43 +454,47 @@ class _Lookahead {
  * A segment made ready ahead of the writer, or undefined when it is too big to hold (it streams when reached).
  * Reused: read from the previous blob (its tar from the cache's uncompressed copy, else decompressed — the diffID
  * needs it). New: laid out here in memory (headers, inline data), then its files read, hashed and compressed by a
- * worker of the segment pool while this thread lays out the next ones and writes the blob. In a rebuild, each new segment's tar is kept uncompressed for the next one.
+ * worker of the segment pool while this thread lays out the next ones and writes the blob (or, `alone`, on this
+ * thread). With `keepTar` (a rebuild of a layer of several segments), each new segment's tar is kept uncompressed
+ * for the next one.
  */
 function _prepare(
   job: _Job,
   s: Segment,
   previousFile: { path: string; fd: number } | undefined,
-  rebuilding: boolean,
+  keepTar: boolean,
+  alone: boolean,
 ): Promise<Prepared | undefined> | undefined {
   const { opts } = job;
   if (s.old && s.remote)
-    return s.old.length <= PREFETCH_MAX_BYTES ? _fetchSegment(job, s, s.remote, s.old, rebuilding) : undefined;
+    return s.old.length <= PREFETCH_MAX_BYTES ? _fetchSegment(job, s, s.remote, s.old, keepTar) : undefined;
   if (s.old)
     return s.old.length <= PREFETCH_MAX_BYTES
       ? _readSegment(previousFile!, s.old, opts.compression, opts.cache)
       : undefined;
-  return _buildSegment(job, s, rebuilding);
+  return _buildSegment(job, s, keepTar, alone);
 }
 
 /** A new segment, tarred here and hashed and compressed by the segment pool; undefined when too big to hold. */
-function _buildSegment(job: _Job, s: Segment, rebuilding: boolean): Promise<Prepared> | undefined {
+function _buildSegment(job: _Job, s: Segment, keepTar: boolean, alone = false): Promise<Prepared> | undefined {
   const { opts } = job;
   if (s.tarBytes > SEGMENT_MAX_BYTES) return undefined;
   const segment = tarSegment(s.members, opts.epoch, segmentMemory, { deferReads: true });
   const spans = segment.files.flatMap((f) => [f.offset, f.member.size]);
-  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads).then(
-    async ({ tar, compressed, sums }) => {
-      const files: LayerFile[] = [];
-      segment.files.forEach((f, i) =>
-        job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
-      );
-      // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
-      // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
-      const key = job.segmentKey(s.members);
-      if (key && rebuilding) await opts.cache!.putSegmentTar(key, tar);
-      return { compressed, tar, files, key, recyclable: true };
-    },
-  );
+  return hashAndCompress(opts.compression, segment.tar, spans, segment.reads, {
+    here: alone,
+    gzip: job.gzip,
+  }).then(async ({ tar, compressed, sums }) => {
+    const files: LayerFile[] = [];
+    segment.files.forEach((f, i) =>
+      job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
+    );
+    // Every file of the segment is hashed now, so its key is known. The tar is kept only for a layer being rebuilt
+    // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
+    const key = job.segmentKey(s.members);
+    if (key && keepTar) await opts.cache!.putSegmentTar(key, tar);
+    return { compressed, tar, files, key, recyclable: true };
+  });
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   type LayerSpec,
   type TarEntry,
 } from '../spec/build-spec.js';
+import type { GzipTuning } from './compress.js';
 import type { BlobDir } from './blobs.js';
 import { sortByUtf8 } from './byte-order.js';
 import { type Context, ContextError, type ContextFile, type FileIdentity } from './context.js';
@@ -44,6 +45,8 @@ export interface LayerPlan {
   members: Member[];
   /** Human-readable provenance of each file (ctx path), for the SBOM. */
   origins: Map<string, string>;
+  /** This layer's own gzip settings (compress.ts GzipTuning), when not the builder's defaults: preset go's binary. */
+  gzip?: GzipTuning;
 }
 
 const IMPLIED_DIR = { type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0 } as const;

@@ -48,8 +48,19 @@ test('preset go builds a static binary per platform into /app and sets the defau
   const dir = await project(t, { 'go.mod': 'module example.com/svc\n\ngo 1.21\n', 'cmd/api/main.go': MAIN });
   const p = await preset(dir, 'go: { main: cmd/api }\n');
   assert.deepEqual(p.config, { entrypoint: ['/app/api'], workdir: '/app', user: '65532:65532' });
+  // The name comes from go.mod's module path, however it is written.
+  const quoted = await project(t, {
+    'go.mod': 'module "example.com/quoted/svc" // the service\n\ngo 1.21\n',
+    'main.go': MAIN,
+  });
+  assert.deepEqual((await preset(quoted, '')).config.entrypoint, ['/app/svc']);
   const [layer] = await p.layers({ os: 'linux', architecture: 'arm64' });
   assert.equal(layer.name, 'app');
+  assert.deepEqual(
+    layer.gzip,
+    { level: 1, memberBytes: 2 << 20 },
+    "ko's gzip level (gzip.BestSpeed), in parallel members",
+  );
   assert.deepEqual(
     layer.members.map((m) => [m.path, m.type, m.mode.toString(8)]),
     [
@@ -72,9 +83,17 @@ test('preset go names what is wrong and how to fix it', async (t) => {
     preset(none, ''),
     /preset: preset go needs go\.mod at the root of the build context .*go mod init/,
   );
+  // MAIN's mistakes show when its layer is asked for (go build runs alone; go list only explains a failure).
+  const amd64 = { os: 'linux', architecture: 'amd64' };
   const lib = await project(t, { 'go.mod': 'module example.com/lib\n\ngo 1.21\n', 'lib.go': 'package lib\n' });
-  await assert.rejects(preset(lib, ''), /go\.main: \. is package lib, not a main package; set go\.main/);
-  await assert.rejects(preset(lib, 'go: { main: nothing/here }\n'), /go\.main: go list failed:\n/);
+  await assert.rejects(
+    (await preset(lib, '')).layers(amd64),
+    /go\.main: \. is package lib, not a main package; set go\.main/,
+  );
+  await assert.rejects(
+    (await preset(lib, 'go: { main: nothing/here }\n')).layers(amd64),
+    /go\.main: go list failed:\n/,
+  );
   const broken = await project(t, {
     'go.mod': 'module example.com/b\n\ngo 1.21\n',
     'main.go': 'package main\nfunc main() { x }\n',

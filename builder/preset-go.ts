@@ -13,12 +13,20 @@
 //   toolchain: the toolchain version is recorded in the binary, `go version -m`). Go's own build cache makes a
 //   rebuild fast; the layer cache then finds the same bytes by content.
 // - The binary: `go.binary`, else the last element of the main package's import path (`example.com/x/cmd/api` →
-//   api). MAIN (`go.main`, default ".") must be a main package inside the context, and go.mod must be the
-//   context's own (`go env GOMOD`), so nothing outside the context is built in.
+//   api): go.mod's module path joined with MAIN's directory. MAIN (`go.main`, default ".") must be a main package
+//   inside the context, and go.mod must be the context's own, so nothing outside the context is built in.
+// - Only `go build` runs on the way: a non-main package built with -o leaves an archive (`!<arch>`), not an
+//   executable, and only then — or when the build fails — does `go list` say what MAIN is, for the error. (It used
+//   to run beside every build: a second Go process loading the package graph, on the cores the build needs.)
+// - The layer is gzipped at level 1 (GO_GZIP; the spec's `compression: zstd` still wins), as ko does
+//   (go-containerregistry's default, gzip.BestSpeed): a Go binary is mostly machine code that deflate barely
+//   shrinks past level 1, so level 6 doubled the time the build waits after linking for 4 % fewer bytes
+//   (an 8.3 MB net/http binary: 100 vs 200 ms, 4.88 vs 4.68 MB; crane's 17 MB: +4.6 %). And it is compressed as
+//   2 MiB gzip members at once, so every core works on it: 117 -> 64 ms on 2 cores, ±0.02 % bytes.
 // - config defaults: Entrypoint ["/app/<binary>"], WorkingDir /app, User 65532:65532 (ko's nonroot: a static
 //   binary needs no root; `config.user` overrides).
 import { execFile } from 'node:child_process';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { ImageConfigSpec } from '../spec/build-spec.js';
@@ -27,7 +35,6 @@ import { formatPlatform } from '../spec/platform.js';
 import { fileIdentity, type Context } from './context.js';
 import type { Preset } from './preset.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
-import { warmSegmentPool } from './segment-pool.js';
 import type { LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -36,6 +43,8 @@ export const GO_APP_DIR = 'app';
 export const GO_LAYER_NAMES = ['app'] as const;
 /** ko's nonroot user (distroless's `nonroot`). */
 export const GO_DEFAULT_USER = '65532:65532';
+/** The binary layer's gzip: ko's level (gzip.BestSpeed), in members compressed in parallel. */
+export const GO_GZIP = { level: 1, memberBytes: 2 << 20 } as const;
 
 export interface GoPresetOptions {
   /** Where the per-platform binaries are written (outside the context: the build cache). */
@@ -89,40 +98,45 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
 
   const main = settings.main ?? '.';
   const mainPkg = main === '.' || main.startsWith('./') ? main : `./${main}`;
+  const modulePath = _modulePath(await readFile(join(ctx.real, 'go.mod'), 'utf8'));
   const args = ['build', '-trimpath', '-buildvcs=false'];
   if (settings.tags?.length) args.push('-tags', settings.tags.join(','));
   if (settings.ldflags?.length) args.push(`-ldflags=${settings.ldflags.join(' ')}`);
-  // Every platform's binary is built at once, side by side with `go list` and the start of the compression
-  // workers: the layer is built as soon as its binary is there.
+  // Every platform's binary is built at once: the layer is built as soon as its binary is there.
   const builds = new Map<string, Promise<string>>();
   for (const platform of opts.platforms) {
     const penv = goEnv(platform);
     if (!penv) throw loaded.error(['platforms'], `Go cannot build for ${formatPlatform(platform)}`);
     const out = join(opts.outDir, formatPlatform(platform).replace(/\//g, '-'), 'app');
-    const built = mkdir(dirname(out), { recursive: true }).then(() =>
-      goRun([...args, '-o', out, mainPkg], penv).then(() => out),
-    );
+    const built = mkdir(dirname(out), { recursive: true })
+      .then(() => goRun([...args, '-o', out, mainPkg], penv))
+      .then(async () => {
+        if (await _isArchive(out)) throw new _GoError(`${main} is not a main package`);
+        return out;
+      });
     built.catch(() => {}); // awaited by layers()
     builds.set(formatPlatform(platform), built);
   }
-  warmSegmentPool();
-  let listed: string;
-  try {
-    listed = (await goRun(['list', '-f', '{{.Name}} {{.ImportPath}}', mainPkg])).trim();
-  } catch (e) {
-    // Never leave a go build running behind an error.
-    await Promise.allSettled(builds.values());
-    if (e instanceof _GoError) throw failAt('main', e.message);
-    throw e;
-  }
-  const [pkgName, importPath] = listed.split(' ');
-  if (pkgName !== 'main') await Promise.allSettled(builds.values());
-  if (pkgName !== 'main')
-    throw failAt(
-      'main',
-      `${main} is package ${pkgName}, not a main package; set go.main to the directory of package main`,
+  // What MAIN is, asked of `go list` only when a build failed or made no executable: its failure, or a package
+  // that is not main, is go.main's fault; else the build's error stands.
+  let diagnosis: Promise<Error | undefined> | undefined;
+  const diagnose = () => {
+    diagnosis ??= goRun(['list', '-f', '{{.Name}}', mainPkg]).then(
+      (name) =>
+        name.trim() === 'main'
+          ? undefined
+          : failAt(
+              'main',
+              `${main} is package ${name.trim()}, not a main package; set go.main to the directory of package main`,
+            ),
+      (e) => (e instanceof _GoError ? failAt('main', e.message) : (e as Error)),
     );
-  const binary = settings.binary ?? posix.basename(importPath);
+    return diagnosis;
+  };
+  const importPath = modulePath && posix.join(modulePath, posix.normalize(main));
+  if (!importPath && !settings.binary)
+    throw fail(`cannot read the module path in ${join(ctx.dir, 'go.mod')}; fix its module line or set go.binary`);
+  const binary = settings.binary ?? posix.basename(importPath!);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(binary))
     throw failAt('main', `the binary name '${binary}' (from ${importPath}) is not a plain file name; set go.binary`);
   const props = loaded.spec.properties ?? {};
@@ -137,8 +151,10 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
       try {
         out = await built;
       } catch (e) {
-        if (e instanceof _GoError) throw fail(e.message);
-        throw e;
+        if (!(e instanceof _GoError)) throw e;
+        // Never leave a go build running behind an error.
+        await Promise.allSettled(builds.values());
+        throw (await diagnose()) ?? fail(e.message);
       }
       const st = await stat(out);
       const member: Member = {
@@ -153,7 +169,8 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
         source: { abs: out, stats: fileIdentity(st) },
       };
       const byPath = new Map([[dest, member]]);
-      return [{ name: 'app', members: finishMembers(byPath, fail), origins: new Map([[dest, `go build ${main}`]]) }];
+      const members = finishMembers(byPath, fail);
+      return [{ name: 'app', members, origins: new Map([[dest, `go build ${main}`]]), gzip: GO_GZIP }];
     },
     config: _config(binary),
   };
@@ -164,3 +181,21 @@ function _config(binary: string): ImageConfigSpec {
 }
 
 class _GoError extends Error {}
+
+/** go.mod's module path (`module example.com/x`, maybe quoted, maybe followed by a comment); undefined if none. */
+function _modulePath(gomod: string): string | undefined {
+  const m = /^\s*module\s+(?:"([^"]+)"|`([^`]+)`|([^\s"`]+))\s*(?:\/\/.*)?$/m.exec(gomod);
+  return m ? (m[1] ?? m[2] ?? m[3]) : undefined;
+}
+
+/** A Go package archive (what `go build -o` writes for a non-main package) starts with ar's magic. */
+async function _isArchive(file: string): Promise<boolean> {
+  const f = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await f.read(head, 0, 8, 0);
+    return bytesRead === 8 && head.toString('latin1') === '!<arch>\n';
+  } finally {
+    await f.close();
+  }
+}

@@ -3,21 +3,18 @@
 // most of its time there, one core idle; gzip went to libuv's pool already, but the per-file SHA-256 and SHA-1 of
 // every byte stayed on the main thread. A segment's bytes move to a worker and back without a copy (transferred).
 // One segment is still one gzip member / zstd frame compressed whole, exactly as before: the bytes do not change.
+// Workers start one at a time, as segments wait for one; a layer's only new segment, gzip-compressed, skips them
+// (`here`): its compression runs on libuv's pool and the thread that would wait for it is free to hash.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Compression } from '../spec/build-spec.js';
 import { ChangedFileError, type FileRead } from './tar.js';
+import { runSegment, type SegmentWork } from './segment-task.js';
+import type { GzipTuning } from './compress.js';
 
-export interface SegmentTask {
+/** A segment's work sent to a worker; `tar` is transferred to the worker and back. */
+export interface SegmentTask extends SegmentWork {
   id: number;
-  compression: Compression;
-  /** The segment's tar: the first `length` bytes of `tar`, which is transferred to the worker and back. */
-  tar: ArrayBuffer;
-  length: number;
-  /** Each file's data in `tar`: offset, length, offset, length… */
-  files: number[];
-  /** Context files the worker reads into `tar` first. */
-  reads: FileRead[];
 }
 
 export interface SegmentReply {
@@ -51,29 +48,44 @@ const _pending = new Map<number, { resolve: (r: SegmentReply) => void; reject: (
 
 /**
  * Reads `reads` into `tar`, hashes each file of it (whose data sits at `files`: offset, length pairs) and
- * compresses the whole segment.
+ * compresses the whole segment: on a worker, or with `here` on this thread (gzip only: zstd-napi would block it).
  * `tar` must own its ArrayBuffer (tarSegment's does): it is handed to the worker, and the result holds it again.
  */
-export function hashAndCompress(
+export async function hashAndCompress(
   compression: Compression,
   tar: Buffer,
   files: number[],
   reads: FileRead[] = [],
+  opts: { here?: boolean; gzip?: GzipTuning } = {},
 ): Promise<HashedSegment> {
   if (tar.byteOffset !== 0) throw new Error('hashAndCompress: the segment must start its ArrayBuffer');
+  const { gzip } = opts;
+  if (opts.here && compression === 'gzip') {
+    const work = { compression, tar: tar.buffer as ArrayBuffer, length: tar.length, files, reads, gzip };
+    const r = await runSegment(work, { sync: false });
+    return { tar, compressed: r.compressed, sums: _pairs(r.sums) };
+  }
   const slot = _pick();
   const id = _nextId++;
   const length = tar.length;
-  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads };
+  const task: SegmentTask = { id, compression, tar: tar.buffer as ArrayBuffer, length, files, reads, gzip };
   const reply = new Promise<SegmentReply>((resolve, reject) => _pending.set(id, { resolve, reject, slot }));
   if (slot.busy++ === 0) slot.worker.ref();
   slot.worker.postMessage(task, [task.tar]);
-  return reply.then((r) => {
-    const sums: HashedSegment['sums'] = [];
-    for (let i = 0; i < r.sums.length; i += 2) sums.push({ sha256: r.sums[i], sha1: r.sums[i + 1] });
-    const c = r.compressed;
-    return { tar: Buffer.from(r.tar, 0, length), compressed: Buffer.from(c.buffer, c.byteOffset, c.byteLength), sums };
-  });
+  const r = await reply;
+  const c = r.compressed;
+  return {
+    tar: Buffer.from(r.tar, 0, length),
+    compressed: Buffer.from(c.buffer, c.byteOffset, c.byteLength),
+    sums: _pairs(r.sums),
+  };
+}
+
+/** SHA-256, SHA-1, SHA-256, SHA-1… → one pair per file. */
+function _pairs(flat: string[]): HashedSegment['sums'] {
+  const sums: HashedSegment['sums'] = [];
+  for (let i = 0; i < flat.length; i += 2) sums.push({ sha256: flat[i], sha1: flat[i + 1] });
+  return sums;
 }
 
 /** Free segment memory, reused for the next segments: at most this much is kept. */
@@ -106,15 +118,18 @@ export function recycle(tar: Buffer): void {
 }
 
 /**
- * Starts the workers now rather than at the first segment: a caller that knows a layer is about to be built (a
- * preset compiling a binary) overlaps their start-up with its own wait.
+ * An idle worker, else a new one while there are fewer than SIZE, else the least busy. Each worker costs a V8
+ * isolate's start-up (tens of ms of CPU): a build with one segment at a time never starts a second.
  */
-export function warmSegmentPool(): void {
-  _slots ??= Array.from({ length: SIZE }, () => _spawn());
-}
-
 function _pick(): _Slot {
-  _slots ??= Array.from({ length: SIZE }, () => _spawn());
+  _slots ??= [];
+  const idle = _slots.find((s) => s.busy === 0);
+  if (idle) return idle;
+  if (_slots.length < SIZE) {
+    const slot = _spawn();
+    _slots.push(slot);
+    return slot;
+  }
   return _slots.reduce((a, b) => (b.busy < a.busy ? b : a));
 }
 

@@ -1,11 +1,9 @@
-// A worker thread of the segment pool (segment-pool.ts): reads a segment's context files into their places in its
-// tar, hashes each file (SHA-256 for the layer cache, SHA-1 for the SBOM) and compresses the segment, off the thread
-// that lays out the next segments and writes the blob.
-import { createHash } from 'node:crypto';
+// A worker thread of the segment pool (segment-pool.ts): runs a segment's reads, hashes and compression
+// (segment-task.ts) off the thread that lays out the next segments and writes the blob.
 import { parentPort } from 'node:worker_threads';
-import { compressBuffer } from './compress.js';
-import { ChangedFileError, readInto } from './tar.js';
+import { ChangedFileError } from './tar.js';
 import type { SegmentReply, SegmentTask } from './segment-pool.js';
+import { runSegment } from './segment-task.js';
 
 parentPort!.on('message', (t: SegmentTask) => {
   _run(t).then(
@@ -16,14 +14,7 @@ parentPort!.on('message', (t: SegmentTask) => {
 });
 
 async function _run(t: SegmentTask): Promise<SegmentReply> {
-  for (const r of t.reads) readInto(t.tar, r);
-  const tar = Buffer.from(t.tar, 0, t.length);
-  const sums: string[] = [];
-  for (let i = 0; i < t.files.length; i += 2) {
-    const data = tar.subarray(t.files[i], t.files[i] + t.files[i + 1]);
-    sums.push(createHash('sha256').update(data).digest('hex'), createHash('sha1').update(data).digest('hex'));
-  }
-  let compressed = await compressBuffer(t.compression, tar, { sync: true });
+  let { compressed, sums } = await runSegment(t, { sync: true });
   // Sent back without a copy when it owns its memory; a view of a shared pool buffer is copied out first.
   if (compressed.byteOffset !== 0 || compressed.byteLength !== compressed.buffer.byteLength)
     compressed = Buffer.from(new Uint8Array(compressed).buffer);

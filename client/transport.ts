@@ -8,6 +8,7 @@
 // https://docs.docker.com/engine/security/certificates/
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -104,11 +105,48 @@ function _systemRoots(): string[] {
   return roots;
 }
 
-// undici is loaded on the first request: a build that writes only an OCI layout never needs it (~80 ms to load).
-let _undici: Promise<typeof import('undici')> | undefined;
-export function undici(): Promise<typeof import('undici')> {
-  _undici ??= import('undici');
+/** The parts of undici the client uses. */
+export interface Undici {
+  Agent: typeof import('undici').Agent;
+  EnvHttpProxyAgent: typeof import('undici').EnvHttpProxyAgent;
+  /** undici's request() with the dispatcher always given. */
+  request(url: string, opts: _RequestOptions): Promise<Dispatcher.ResponseData>;
+}
+
+type _RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'path' | 'method'> & {
+  method: Dispatcher.HttpMethod;
+  dispatcher: Dispatcher;
+};
+
+// undici is loaded on the first request: a build that writes only an OCI layout never needs it. Its index also
+// builds fetch, WebSocket, EventSource, the caches and the mocks (~80 ms of CPU, beside a `go build` in a preset go
+// build); the client needs an Agent and Dispatcher#request only, which load in half that. The package has no exports
+// map, so those modules can be required by path; should a release move them, the whole package is loaded instead.
+let _undici: Promise<Undici> | undefined;
+export function undici(): Promise<Undici> {
+  _undici ??= _slimUndici().catch(() => import('undici'));
   return _undici;
+}
+
+async function _slimUndici(): Promise<Undici> {
+  const require = createRequire(import.meta.url);
+  const Agent = require('undici/lib/dispatcher/agent.js') as Undici['Agent'];
+  const EnvHttpProxyAgent = require('undici/lib/dispatcher/env-http-proxy-agent.js') as Undici['EnvHttpProxyAgent'];
+  // Dispatcher#request as a function of its dispatcher (undici's index puts it on Dispatcher.prototype).
+  const dispatcherRequest = require('undici/lib/api/api-request.js') as (
+    this: Dispatcher,
+    o: Dispatcher.RequestOptions,
+  ) => Promise<Dispatcher.ResponseData>;
+  if (typeof Agent !== 'function' || typeof EnvHttpProxyAgent !== 'function' || typeof dispatcherRequest !== 'function')
+    throw new Error('undici moved its modules');
+  return {
+    Agent,
+    EnvHttpProxyAgent,
+    request(url, { dispatcher, ...opts }) {
+      const u = new URL(url);
+      return dispatcherRequest.call(dispatcher, { ...opts, origin: u.origin, path: `${u.pathname}${u.search}` });
+    },
+  };
 }
 
 const _dispatchers = new Map<string, Dispatcher>();
