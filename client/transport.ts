@@ -130,6 +130,13 @@ export function undici(): Promise<Undici> {
 
 async function _slimUndici(): Promise<Undici> {
   const require = createRequire(import.meta.url);
+  // undici's dispatchers call each other's API methods (a proxy agent CONNECTs through its client with
+  // `connect`), which its index puts on Dispatcher.prototype: do the same, or HTTPS through HTTP(S)_PROXY fails.
+  const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as (new () => object) | undefined;
+  const api = require('undici/lib/api/index.js') as Record<string, unknown>;
+  if (typeof Dispatcher !== 'function' || typeof api?.connect !== 'function')
+    throw new Error('undici moved its modules');
+  if (!('connect' in Dispatcher.prototype)) Object.assign(Dispatcher.prototype, api);
   const Agent = require('undici/lib/dispatcher/agent.js') as Undici['Agent'];
   const EnvHttpProxyAgent = require('undici/lib/dispatcher/env-http-proxy-agent.js') as Undici['EnvHttpProxyAgent'];
   // Dispatcher#request as a function of its dispatcher (undici's index puts it on Dispatcher.prototype).
