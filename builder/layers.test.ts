@@ -1,5 +1,5 @@
 // Context safety rules and the reproducible layer format, checked on real files in a temp dir.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -382,8 +382,8 @@ test('a one-file change rebuilds only its segment, and gives the bytes a cold bu
   }
 });
 
-test('pruneCache drops least recently used blobs over the cap, never the kept ones; what stays is still a hit', async (t) => {
-  const dir = await fixture({ 'a/x.bin': '' });
+/** A fresh local layer cache (removed with `dir` after the test) and gzip build options that use it. */
+async function gzipCache(t: TestContext, dir: string) {
   const cacheDir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
   t.after(() =>
     Promise.all([rm(dir, { recursive: true, force: true }), rm(cacheDir, { recursive: true, force: true })]),
@@ -395,6 +395,12 @@ test('pruneCache drops least recently used blobs over the cap, never the kept on
     cache: await LayerCache.open(cacheDir),
     slot: 's',
   };
+  return { cacheDir, opts };
+}
+
+test('pruneCache drops least recently used blobs over the cap, never the kept ones; what stays is still a hit', async (t) => {
+  const dir = await fixture({ 'a/x.bin': '' });
+  const { cacheDir, opts } = await gzipCache(t, dir);
   const built: Awaited<ReturnType<typeof buildLayer>>[] = [];
   for (let i = 0; i < 4; i++) {
     await writeFile(join(dir, 'a/x.bin'), randomBytes(256 << 10)); // incompressible: each blob ~256 KiB
@@ -494,17 +500,7 @@ test("a plan's own gzip level and member size: the same tar, the members it says
   // Compressible and over SEGMENT_MIN_BYTES, so the level shows in the bytes.
   const text = 'berth compresses this line at the level the plan asks for\n'.repeat(40_000);
   const dir = await fixture({ 'a/big.txt': text, 'a/small.txt': 'small\n' });
-  const cacheDir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
-  t.after(() =>
-    Promise.all([rm(dir, { recursive: true, force: true }), rm(cacheDir, { recursive: true, force: true })]),
-  );
-  const opts = {
-    epoch: 0,
-    compression: 'gzip' as const,
-    blobs: new BlobDir(join(cacheDir, 'blobs')),
-    cache: await LayerCache.open(cacheDir),
-    slot: 's',
-  };
+  const { cacheDir, opts } = await gzipCache(t, dir);
   const p = await plan(dir, '      - { src: "a/**", dest: /srv/ }\n');
   const standard = await buildLayer(p, opts);
   const fast = await buildLayer({ ...p, gzip: { level: 1 } }, opts);
