@@ -500,7 +500,7 @@ test("a plan's own gzip level and member size: the same tar, the members it says
   // Compressible and over SEGMENT_MIN_BYTES, so the level shows in the bytes.
   const text = 'berth compresses this line at the level the plan asks for\n'.repeat(40_000);
   const dir = await fixture({ 'a/big.txt': text, 'a/small.txt': 'small\n' });
-  const { cacheDir, opts } = await gzipCache(t, dir);
+  const { opts } = await gzipCache(t, dir);
   const p = await plan(dir, '      - { src: "a/**", dest: /srv/ }\n');
   const standard = await buildLayer(p, opts);
   const fast = await buildLayer({ ...p, gzip: { level: 1 } }, opts);
