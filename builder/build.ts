@@ -6,11 +6,11 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import type { Digest } from '../spec/digest.js';
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../spec/manifest.js';
 import { OCI_INDEX, OCI_MANIFEST, isIndexType } from '../spec/media-types.js';
-import { formatPlatform, parsePlatform, platformMatches } from '../spec/platform.js';
+import { formatPlatform, platformMatches } from '../spec/platform.js';
 import type { ImageSource } from '../client/copy.js';
 import type { FetchedManifest } from '../client/remote.js';
 import { BlobDir } from './blobs.js';
@@ -37,7 +37,7 @@ import { goPreset } from './preset-go.js';
 import { nodePreset } from './preset-node.js';
 import { pythonPreset } from './preset-python.js';
 import type { Preset } from './preset.js';
-import { loadSpec, BuildOptionError, BuildSpecError, type LoadedSpec } from './spec.js';
+import { loadSpec, BuildSpecError, defaultCacheDir, specPlatforms, type LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
 
@@ -101,10 +101,6 @@ export interface BuildResult {
   debian?: DebianLock;
 }
 
-export function defaultCacheDir(): string {
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'berth');
-}
-
 /** SOURCE_DATE_EPOCH, else the spec's epoch, else 0 (reproducible-builds.org/specs/source-date-epoch). */
 export function resolveEpoch(spec: LoadedSpec, sourceDateEpoch?: string): number {
   if (sourceDateEpoch !== undefined && sourceDateEpoch !== '') {
@@ -131,7 +127,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const blobs = new BlobDir(join(cacheRoot, 'blobs'));
   const tarInputs = new BlobDir(join(cacheRoot, 'tar-inputs')); // `tar:` entries' file contents (tar-input.ts)
   const cache = await LayerCache.open(cacheRoot);
-  const platforms = _platforms(loaded, opts.platforms);
+  const platforms = specPlatforms(loaded, opts.platforms);
   const preset = await _preset(loaded, ctx, resolve(opts.file), cacheRoot, platforms);
 
   const src = new _BuiltSource(blobs);
@@ -255,20 +251,6 @@ async function _preset(
   // preset: node's layers and config defaults are the same for every platform (node_modules is used as installed).
   const node = await nodePreset(loaded, ctx, { exclude: [specFile, cacheRoot] });
   return { layerNames: ['dependencies', 'app'], layers: async () => node.layers, config: node.config };
-}
-
-function _platforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {
-  const all = (loaded.spec.platforms ?? ['linux/amd64']).map((p) => parsePlatform(p));
-  if (!only?.length) return all;
-  return only.map((w) => {
-    const hit = all.find((p) => platformMatches(p, w));
-    if (!hit)
-      throw new BuildOptionError(
-        'platforms',
-        `${formatPlatform(w)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`,
-      );
-    return hit;
-  });
 }
 
 async function _baseImage(

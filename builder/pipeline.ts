@@ -10,7 +10,7 @@ import type { Client } from '../client/remote.js';
 import { formatPlatform } from '../spec/platform.js';
 import { formatReference, parseReference } from '../spec/reference.js';
 import type { Artifact } from './artifact.js';
-import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './build.js';
+import { build, type BuildOptions, type BuildResult } from './build.js';
 import { DEFAULT_CACHE_MAX_BYTES, pruneCache } from './cache.js';
 import type { BuiltLayer } from './layers.js';
 import { debianChanges, lockPath, lockedBase, readLock, writeLock } from './lock.js';
@@ -18,7 +18,7 @@ import type { Output, OutputReport } from './outputs.js';
 import { buildAttestations, type SignBuildOptions } from './provenance.js';
 import { buildSboms } from './sbom.js';
 import { CacheRefError, RegistryLayerCache, writeCache, type CacheWriteReport } from './registry-cache.js';
-import { BuildOptionError, loadSpec } from './spec.js';
+import { BuildOptionError, defaultCacheDir, loadSpec } from './spec.js';
 import type { Platform } from '../spec/manifest.js';
 
 export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLayer'> {

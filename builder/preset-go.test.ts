@@ -6,7 +6,8 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Context } from './context.js';
-import { goEnv, goPreset } from './preset-go.js';
+import { goEnv } from './go-build.js';
+import { goPreset } from './preset-go.js';
 import { parseSpec } from './spec.js';
 import { findExecutable, requirePeer } from '../test/support/peers.js';
 

@@ -32,6 +32,7 @@ import { promisify } from 'node:util';
 import type { ImageConfigSpec } from '../spec/build-spec.js';
 import type { Platform } from '../spec/manifest.js';
 import { formatPlatform } from '../spec/platform.js';
+import { GoPortError, goInvocations, goMainPackage, runGoBuild, type GoInvocation } from './go-build.js';
 import { fileIdentity, type Context } from './context.js';
 import type { Preset } from './preset.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
@@ -55,13 +56,6 @@ export interface GoPresetOptions {
   go?: string;
 }
 
-/** GOOS, GOARCH, GOARM for a platform; undefined when Go has no such port. */
-export function goEnv(p: Platform): Record<string, string> | undefined {
-  const goarm = p.architecture === 'arm' ? { v5: '5', v6: '6', v7: '7', '': '7' }[p.variant ?? ''] : undefined;
-  if (p.architecture === 'arm' && !goarm) return undefined;
-  return { GOOS: p.os, GOARCH: p.architecture, ...(goarm ? { GOARM: goarm } : {}) };
-}
-
 export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetOptions): Promise<Preset> {
   const fail = (msg: string) => loaded.error(['preset'], msg);
   const settings = loaded.spec.go ?? {};
@@ -74,20 +68,22 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
       );
   }
   const go = opts.go ?? 'go';
-  const env = { ...process.env, CGO_ENABLED: settings.cgo ? '1' : '0' };
-  const goRun = async (args: string[], extraEnv: Record<string, string> = {}) => {
-    try {
-      return (await run(go, args, { cwd: ctx.real, env: { ...env, ...extraEnv }, maxBuffer: 64 << 20 })).stdout;
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException & { stderr?: string };
-      if (err.code === 'ENOENT')
-        throw fail(
-          `preset go builds with the Go toolchain of this machine, and '${go}' is not on PATH; install Go (https://go.dev/dl) or build the binary yourself and list it in layers:`,
-        );
-      const said = (err.stderr ?? err.message).trim().split('\n').slice(0, 20).join('\n');
-      throw new _GoError(
-        `go ${args[0]} failed${extraEnv.GOARCH ? ` for ${extraEnv.GOOS}/${extraEnv.GOARCH}` : ''}:\n${said}`,
+  // What a failed go run says, as this preset's error.
+  const goFailure = (e: unknown, args: string[], platform?: string): Error => {
+    const err = e as NodeJS.ErrnoException & { stderr?: string };
+    if (err.code === 'ENOENT')
+      return fail(
+        `preset go builds with the Go toolchain of this machine, and '${go}' is not on PATH; install Go (https://go.dev/dl) or build the binary yourself and list it in layers:`,
       );
+    const said = (err.stderr ?? err.message).trim().split('\n').slice(0, 20).join('\n');
+    return new _GoError(`go ${args[0]} failed${platform ? ` for ${platform}` : ''}:\n${said}`);
+  };
+  const goList = async (args: string[]) => {
+    try {
+      const env = { ...process.env, CGO_ENABLED: settings.cgo ? '1' : '0' };
+      return (await run(go, args, { cwd: ctx.real, env, maxBuffer: 64 << 20 })).stdout;
+    } catch (e) {
+      throw goFailure(e, args);
     }
   };
 
@@ -97,31 +93,35 @@ export async function goPreset(loaded: LoadedSpec, ctx: Context, opts: GoPresetO
     throw fail(`preset go needs go.mod at the root of the build context (${ctx.dir}); run go mod init`);
 
   const main = settings.main ?? '.';
-  const mainPkg = main === '.' || main.startsWith('./') ? main : `./${main}`;
+  const mainPkg = goMainPackage(settings);
   const modulePath = _modulePath(await readFile(join(ctx.real, 'go.mod'), 'utf8'));
-  const args = ['build', '-trimpath', '-buildvcs=false'];
-  if (settings.tags?.length) args.push('-tags', settings.tags.join(','));
-  if (settings.ldflags?.length) args.push(`-ldflags=${settings.ldflags.join(' ')}`);
-  // Every platform's binary is built at once: the layer is built as soon as its binary is there.
+  let invocations: GoInvocation[];
+  try {
+    invocations = goInvocations(settings, opts.platforms, ctx.real, opts.outDir);
+  } catch (e) {
+    throw e instanceof GoPortError ? loaded.error(['platforms'], e.message) : e;
+  }
+  // Every platform's binary is built at once: the layer is built as soon as its binary is there. The CLI may have
+  // started these very runs already, as soon as it read the spec (go-build.ts).
   const builds = new Map<string, Promise<string>>();
-  for (const platform of opts.platforms) {
-    const penv = goEnv(platform);
-    if (!penv) throw loaded.error(['platforms'], `Go cannot build for ${formatPlatform(platform)}`);
-    const out = join(opts.outDir, formatPlatform(platform).replace(/\//g, '-'), 'app');
-    const built = mkdir(dirname(out), { recursive: true })
-      .then(() => goRun([...args, '-o', out, mainPkg], penv))
+  for (const inv of invocations) {
+    const built = mkdir(dirname(inv.out), { recursive: true })
+      .then(() => runGoBuild(go, inv))
+      .catch((e) => {
+        throw goFailure(e, inv.args, inv.platform);
+      })
       .then(async () => {
-        if (await _isArchive(out)) throw new _GoError(`${main} is not a main package`);
-        return out;
+        if (await _isArchive(inv.out)) throw new _GoError(`${main} is not a main package`);
+        return inv.out;
       });
     built.catch(() => {}); // awaited by layers()
-    builds.set(formatPlatform(platform), built);
+    builds.set(inv.platform, built);
   }
   // What MAIN is, asked of `go list` only when a build failed or made no executable: its failure, or a package
   // that is not main, is go.main's fault; else the build's error stands.
   let diagnosis: Promise<Error | undefined> | undefined;
   const diagnose = () => {
-    diagnosis ??= goRun(['list', '-f', '{{.Name}}', mainPkg]).then(
+    diagnosis ??= goList(['list', '-f', '{{.Name}}', mainPkg]).then(
       (name) =>
         name.trim() === 'main'
           ? undefined

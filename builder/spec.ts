@@ -2,12 +2,14 @@
 // Every error names file, line and field, e.g. "berth.yaml:12 layers[1].files[0].src: no file matches 'dist/**'",
 // so the builder's later checks (missing files, escapes) report in the same shape via `spec.at(path)`.
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { homedir } from 'node:os';
+import { basename, join } from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { buildSpecSchema, type BuildSpec } from '../spec/build-spec.js';
 import { validator } from '../spec/schemas.js';
-import { parsePlatform } from '../spec/platform.js';
+import type { Platform } from '../spec/manifest.js';
+import { formatPlatform, parsePlatform, platformMatches } from '../spec/platform.js';
 
 export type FieldPath = (string | number)[];
 
@@ -204,4 +206,24 @@ function _get(data: unknown, path: FieldPath): unknown {
 
 function _typeOf(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v;
+}
+
+/** The platforms a build makes: the spec's (default linux/amd64), or those of `only` — each must be among them. */
+export function specPlatforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {
+  const all = (loaded.spec.platforms ?? ['linux/amd64']).map((p) => parsePlatform(p));
+  if (!only?.length) return all;
+  return only.map((w) => {
+    const hit = all.find((p) => platformMatches(p, w));
+    if (!hit)
+      throw new BuildOptionError(
+        'platforms',
+        `${formatPlatform(w)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`,
+      );
+    return hit;
+  });
+}
+
+/** Where builds keep their cache unless told: $XDG_CACHE_HOME/berth, else ~/.cache/berth. */
+export function defaultCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'berth');
 }

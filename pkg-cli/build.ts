@@ -1,27 +1,19 @@
 // `berth build`: a reproducible image from berth.yaml, written to any number of outputs at once. The whole
 // pipeline is builder/pipeline.ts; this file turns flags into its options and its events into lines.
 import type { Artifact } from '../builder/artifact.js';
-import {
-  dockerArchiveOutput,
-  ociLayoutOutput,
-  OutputError,
-  registryOutput,
-  type Output,
-  type OutputKind,
-  type OutputReport,
-} from '../builder/outputs.js';
-import { NotReproducibleError, runBuild, type PipelineEvent } from '../builder/pipeline.js';
+import type { Output, OutputKind, OutputReport } from '../builder/outputs.js';
+import type { PipelineEvent } from '../builder/pipeline.js';
+import { prestartBuild } from '../builder/prestart.js';
 import { BuildOptionError, BuildSpecError } from '../builder/spec.js';
 import { formatPlatform } from '../spec/platform.js';
 import { parseReference } from '../spec/reference.js';
 import { CLIError, defineCommand, EXIT, flag, UsageError } from './command.js';
-import { hostPlatform, makeClient, printJson } from './_client.js';
 import { dockerTag, platform, platforms, TRANSFER } from './flags.js';
 import { VERSION } from './_version.js';
-import { privateKeyFile } from './_signing.js';
-import { createPublicKey } from 'node:crypto';
 import { startProgress } from './progress.js';
 import { formatBytes, formatElapsed } from '../spec/units.js';
+
+type Modules = typeof import('../builder/outputs.js') & typeof import('../builder/pipeline.js');
 
 const OUTPUTS = 'Outputs (repeatable, several at once)';
 
@@ -117,9 +109,19 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
       );
     const cacheFrom = values['cache-from'] ?? (registryCache ? values.push[0] : undefined);
     const cacheTo = values['cache-to'] ?? (registryCache ? values.push[0] : undefined);
-    const client = makeClient(values);
     const file = values.file;
     const only = platforms(values.platform);
+    const cacheDir = values['no-cache'] ? false : values.cache;
+    const checkReproducible = values['check-reproducible'];
+    // preset go's `go build` starts now, while the rest of the pipeline loads (builder/go-build.ts says why).
+    await prestartBuild({ file, context: values.context, cacheDir, platforms: only, checkReproducible });
+    const [outputsModule, pipeline, { hostPlatform, makeClient, printJson }] = await Promise.all([
+      import('../builder/outputs.js'),
+      import('../builder/pipeline.js'),
+      import('./_client.js'),
+    ]);
+    const { dockerArchiveOutput, ociLayoutOutput, registryOutput } = outputsModule;
+    const client = makeClient(values);
     // Stages (layers built or reused, compressing, pushing) and the push's blobs share one display (progress.ts).
     const progress = startProgress('build', values);
     const started = Date.now();
@@ -143,12 +145,12 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         sboms,
         attestations,
         outputs: reports,
-      } = await runBuild({
+      } = await pipeline.runBuild({
         file,
         context: values.context,
         platforms: only,
         sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
-        cacheDir: values['no-cache'] ? false : values.cache,
+        cacheDir,
         cacheMaxBytes: cacheMax,
         client,
         outputs,
@@ -156,9 +158,9 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         cacheFrom,
         cacheTo,
         sbom: !values['no-sbom'],
-        sign: values.sign ? _signer(values.sign) : undefined,
+        sign: values.sign ? await _signer(values.sign) : undefined,
         toolVersion: VERSION,
-        checkReproducible: values['check-reproducible'],
+        checkReproducible,
         onEvent: (e) => {
           if (e.type === 'lock')
             lockReport = {
@@ -201,7 +203,7 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
         console.log(result.root.digest);
       }
     } catch (e) {
-      throw _cliError(e);
+      throw _cliError(e, { ...outputsModule, ...pipeline });
     } finally {
       progress.done();
     }
@@ -214,8 +216,11 @@ const FLAG: Record<OutputKind, string> = {
   registry: '--push',
 };
 
-/** builder/ says what is wrong in its own terms; here it is said in flags. */
-function _cliError(e: unknown): unknown {
+/** builder/ says what is wrong in its own terms; here it is said in flags. (The error classes of the modules run() loads.) */
+function _cliError(
+  e: unknown,
+  { NotReproducibleError, OutputError }: Pick<Modules, 'NotReproducibleError' | 'OutputError'>,
+): unknown {
   if (e instanceof BuildSpecError) return new CLIError(e.message);
   if (e instanceof NotReproducibleError) return new CLIError(e.message, EXIT.verification);
   if (e instanceof OutputError) return new CLIError(`${FLAG[e.output.kind]} ${e.output.target}: ${e.detail}`);
@@ -296,7 +301,9 @@ function _referrersOf(list: Artifact[], image: string): string[] {
 }
 
 /** --sign KEY: the private key (cosign's encrypted PEM with COSIGN_PASSWORD, or PKCS#8) and its public key. */
-function _signer(file: string) {
+async function _signer(file: string) {
+  const { privateKeyFile } = await import('./_signing.js');
+  const { createPublicKey } = await import('node:crypto');
   const privateKey = privateKeyFile(file);
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }

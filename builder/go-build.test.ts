@@ -1,0 +1,109 @@
+// preset go's head start (go-build.ts, prestart.ts): a run started early is taken once by the same invocation, a
+// different or repeated invocation runs go itself, and an untaken run never outlives the process. `go` here is a
+// small script that counts its runs (what is tested is the hand-over, not Go; preset-go.test.ts builds with Go).
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { goInvocations, prestartGoBuilds, runGoBuild, type GoInvocation } from './go-build.js';
+import { prestartBuild } from './prestart.js';
+
+const run = promisify(execFile);
+
+/** A `go` that appends one line per run to runs.log and prints its arguments (or, `hang`, writes its pid and waits). */
+async function fakeGo(t: TestContext, hang = false): Promise<{ dir: string; go: string; runs: () => Promise<number> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-go-build-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const go = join(dir, 'go');
+  const body = hang ? `echo $$ > "${dir}/pid"\nexec sleep 30` : `echo run >> "${dir}/runs.log"\necho "$@"`;
+  await writeFile(go, `#!/bin/sh\n${body}\n`);
+  await chmod(go, 0o755);
+  const runs = async () =>
+    (await readFile(join(dir, 'runs.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+  return { dir, go, runs };
+}
+
+function invocation(dir: string): GoInvocation {
+  return goInvocations({ main: './cmd/api' }, [{ os: 'linux', architecture: 'arm64' }], dir, join(dir, 'out'))[0];
+}
+
+test('goInvocations: static, trimmed, per platform, with an absolute output', () => {
+  const [inv] = goInvocations(
+    { main: 'cmd/api', tags: ['netgo'], ldflags: ['-X main.v=1'] },
+    [{ os: 'linux', architecture: 'arm', variant: 'v7' }],
+    '/ctx',
+    'cache/go-build',
+  );
+  assert.deepEqual(inv.args.slice(0, 5), ['build', '-trimpath', '-buildvcs=false', '-tags', 'netgo']);
+  assert.equal(inv.args[5], '-ldflags=-X main.v=1');
+  assert.equal(inv.args.at(-1), './cmd/api');
+  assert.ok(inv.out.startsWith('/') && inv.out.endsWith('/linux-arm-v7/app'), inv.out);
+  assert.deepEqual(inv.env, { CGO_ENABLED: '0', GOOS: 'linux', GOARCH: 'arm', GOARM: '7' });
+});
+
+test('a prestarted go build is taken once by the same invocation; a second build runs go again', async (t) => {
+  const { dir, go, runs } = await fakeGo(t);
+  const inv = invocation(dir);
+  prestartGoBuilds(go, [inv]);
+  const first = await runGoBuild(go, inv);
+  assert.match(first.stdout, /^build -trimpath/);
+  assert.equal(await runs(), 1, 'the head start was taken, not run again');
+  await runGoBuild(go, inv);
+  assert.equal(await runs(), 2, 'a head start is taken only once');
+  // Another invocation (other flags) never takes it.
+  const other = { ...inv, args: [...inv.args.slice(0, -1), './cmd/other'] };
+  prestartGoBuilds(go, [inv]);
+  assert.match((await runGoBuild(go, other)).stdout, /cmd\/other/);
+  await runGoBuild(go, inv); // takes the head start
+  assert.equal(await runs(), 4, 'the other invocation ran go itself');
+});
+
+test('a prestarted go build that nobody takes is killed when the process exits', async (t) => {
+  const { dir, go } = await fakeGo(t, true);
+  const script = `import { prestartGoBuilds, goInvocations } from ${JSON.stringify(new URL('./go-build.ts', import.meta.url).href)};
+prestartGoBuilds(${JSON.stringify(go)}, goInvocations({}, [{ os: 'linux', architecture: 'amd64' }], ${JSON.stringify(dir)}, ${JSON.stringify(join(dir, 'out'))}));
+setTimeout(() => process.exit(3), 300);`;
+  await assert.rejects(run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]), { code: 3 });
+  const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
+  assert.ok(pid > 0);
+  // Killed at once; gone as soon as init reaps it.
+  const deadline = Date.now() + 5000;
+  while (_alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(_alive(pid), false, 'the go run was left behind');
+});
+
+test('prestartBuild starts go only for preset go with go.mod, and never throws', async (t) => {
+  const { dir, go, runs } = await fakeGo(t);
+  await writeFile(join(dir, 'berth.yaml'), 'apiVersion: berth/v1\nkind: Image\npreset: go\ngo: { main: ./cmd/api }\n');
+  await prestartBuild({ file: join(dir, 'berth.yaml'), cacheDir: join(dir, 'cache'), go });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await runs(), 0, 'no go.mod: no head start');
+  await writeFile(join(dir, 'go.mod'), 'module example.com/x\n');
+  await prestartBuild({ file: join(dir, 'berth.yaml'), cacheDir: false, go });
+  await prestartBuild({ file: join(dir, 'berth.yaml'), cacheDir: join(dir, 'cache'), checkReproducible: true, go });
+  await prestartBuild({ file: join(dir, 'missing.yaml'), go });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await runs(), 0, 'a throwaway cache, a reproducibility check or no spec: no head start');
+  await prestartBuild({ file: join(dir, 'berth.yaml'), cacheDir: join(dir, 'cache'), go });
+  const [inv] = goInvocations(
+    { main: './cmd/api' },
+    [{ os: 'linux', architecture: 'amd64' }],
+    dir,
+    join(dir, 'cache', 'go-build'),
+  );
+  const { stdout } = await runGoBuild(go, inv);
+  assert.ok(stdout.includes(inv.out), stdout);
+  assert.equal(await runs(), 1, 'the pipeline took the head start');
+});
+
+function _alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
