@@ -24,7 +24,7 @@ import { Context, ContextError } from './context.js';
 import { epochTime } from './image.js';
 import { buildLayer } from './layers.js';
 import { planLayer } from './plan.js';
-import { BuildSpecError, type LoadedSpec } from './spec.js';
+import { BuildOptionError, BuildSpecError, type LoadedSpec } from './spec.js';
 
 export interface NewLayer {
   /** OCI media type (gzip or zstd); written as Docker's gzip type into a Docker schema 2 manifest. */
@@ -62,22 +62,22 @@ async function _fromDir(dir: string, input: LayerInput, blobs: BlobDir): Promise
   try {
     ctx = await Context.open(dir);
   } catch (e) {
-    throw new MutateError(`--dir ${dir}: ${(e as Error).message}`);
+    throw new MutateError(`directory ${dir}: ${(e as Error).message}`);
   }
   // The directory as a one-entry build spec: everything in it, placed at the image root.
   const loaded: LoadedSpec = {
     spec: { apiVersion: 'berth/v1', kind: 'Image', layers: [{ name: 'append', files: [{ src: '.', dest: '/' }] }] },
     file: dir,
-    error: (_path, message) => new BuildSpecError(`--dir ${dir}: ${message}`),
+    error: (_path, message) => new BuildSpecError(`directory ${dir}: ${message}`),
   };
   let plan: Awaited<ReturnType<typeof planLayer>>;
   try {
     plan = await planLayer(loaded, 0, { os: 'linux', architecture: 'amd64' }, ctx);
   } catch (e) {
-    if (e instanceof ContextError) throw new MutateError(`--dir ${dir}: ${e.message}`);
+    if (e instanceof ContextError) throw new MutateError(`directory ${dir}: ${e.message}`);
     throw e;
   }
-  if (!plan.members.length) throw new MutateError(`--dir ${dir} is empty; an empty layer is not appended`);
+  if (!plan.members.length) throw new MutateError(`directory ${dir} is empty; an empty layer is not appended`);
   const built = await buildLayer(plan, { epoch: input.epoch ?? 0, compression, blobs });
   const d = built.layer.descriptor;
   return { ...d, diffId: built.layer.diffId, path: blobs.path(d.digest), compression };
@@ -144,13 +144,13 @@ async function _format(file: string): Promise<'tar' | Compression> {
       await fh.close();
     }
   } catch (e) {
-    throw new MutateError(`--tarball ${file}: ${(e as Error).message}`);
+    throw new MutateError(`tarball ${file}: ${(e as Error).message}`);
   }
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   // POSIX ustar / GNU tar: "ustar" at offset 257 (an empty archive is 1024 zero bytes and is refused too).
   if (head.length === 512 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
-  throw new MutateError(`--tarball ${file} is not a tar, tar.gz or tar.zst archive`);
+  throw new MutateError(`tarball ${file} is not a tar, tar.gz or tar.zst archive`);
 }
 
 export interface AppendOptions extends RewriteOptions {
@@ -177,8 +177,9 @@ export function appendLayer(
     (img) => {
       const docker = img.manifest.mediaType === DOCKER_MANIFEST;
       if (docker && layer.compression !== 'gzip')
-        throw new MutateError(
-          `${src.label} is a Docker schema 2 image, whose layers are gzip; append with --compression gzip`,
+        throw new BuildOptionError(
+          'compression',
+          `${src.label} is a Docker schema 2 image, whose layers are gzip; append a gzip layer`,
         );
       const desc: Descriptor = {
         mediaType: docker ? DOCKER_LAYER_GZIP : layer.mediaType,

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { accountMembers, debArch, debianInputs } from './debian.js';
-import { parseSpec } from './spec.js';
+import { accountMembers, debArch, debianInputs, debianLayer, type LockedDeb } from './debian.js';
+import { BuildOptionError, parseSpec } from './spec.js';
 
 const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
@@ -50,4 +50,34 @@ test('Debian architectures of OCI platforms; the lock inputs ignore URLs and lis
   });
   assert.equal(a, b);
   assert.notEqual(a, debianInputs({ sources: [{ url: 'http://a/debian', suites: ['trixie'] }], include: ['a', 'b'] }));
+});
+
+test('a lock that names a source the spec lacks is a lock error naming the spec field, not a CLI flag', async () => {
+  const loaded = parseSpec(
+    'apiVersion: berth/v1\nkind: Image\npackages:\n  debian:\n' +
+      '    sources: [{ url: "http://deb.example/debian", suites: [bookworm] }]\n    include: [libc6]\n',
+    'berth.yaml',
+  );
+  const locked = [
+    {
+      name: 'libc6',
+      version: '2.36-9',
+      architecture: 'amd64',
+      sha256: '0'.repeat(64),
+      size: 1,
+      url: 'http://deb.example/debian/pool/main/g/glibc/libc6.deb',
+      source: 1,
+      filename: 'pool/main/g/glibc/libc6.deb',
+    },
+  ] as LockedDeb[];
+  // The source check comes before any download: the repository is never used.
+  const opts = { repo: undefined as never, staging: undefined as never, locked };
+  await assert.rejects(debianLayer(loaded, { os: 'linux', architecture: 'amd64' }, opts), (e: unknown) => {
+    assert.ok(e instanceof BuildOptionError, String(e));
+    assert.equal(e.option, 'lock');
+    assert.match(e.message, /^berth\.yaml:\d+ packages\.debian\.sources: berth\.lock pins libc6 to source 1, which/);
+    assert.match(e.message, /re-pin the packages$/);
+    assert.doesNotMatch(e.message, / --/, 'builder/ names no CLI flag');
+    return true;
+  });
 });

@@ -25,7 +25,7 @@ import { type DebRepo, HttpError } from './deb-repo.js';
 import { type DebCandidate, resolve, ResolveError, universe } from './deb-resolve.js';
 import { readDebCached } from './deb-unpack.js';
 import { finishMembers, type LayerPlan, type Member } from './plan.js';
-import type { LoadedSpec } from './spec.js';
+import { BuildOptionError, type LoadedSpec } from './spec.js';
 
 /** One installed package as berth.lock pins it and the SBOM lists it. */
 export interface LockedDeb {
@@ -109,9 +109,12 @@ export async function debianLayer(
     );
   const bad = opts.locked?.find((p) => !deb.sources[p.source]);
   if (bad)
-    throw loaded.error(
-      ['packages', 'debian', 'sources'],
-      `berth.lock pins ${bad.name} to source ${bad.source}, which the spec does not have; re-pin with --update-lock`,
+    throw new BuildOptionError(
+      'lock',
+      loaded.error(
+        ['packages', 'debian', 'sources'],
+        `berth.lock pins ${bad.name} to source ${bad.source}, which the spec does not have; re-pin the packages`,
+      ).message,
     );
   const packages = opts.locked
     ? opts.locked.map((p) => ({ ...p, url: `${deb.sources[p.source].url.replace(/\/+$/, '')}/${p.filename}` }))
@@ -122,9 +125,12 @@ export async function debianLayer(
       limit(() =>
         opts.repo.download(p.url, p.sha256, p.size, 'package').catch((e) => {
           if (opts.locked && e instanceof HttpError && e.status === 404)
-            throw loaded.error(
-              ['packages', 'debian', 'sources', p.source, 'url'],
-              `${p.name} ${p.version} (pinned by berth.lock) is gone from ${p.url}: point the source at a snapshot of the archive, or re-pin with --update-lock`,
+            throw new BuildOptionError(
+              'lock',
+              loaded.error(
+                ['packages', 'debian', 'sources', p.source, 'url'],
+                `${p.name} ${p.version} (pinned by berth.lock) is gone from ${p.url}: point the source at a snapshot of the archive, or re-pin the packages`,
+              ).message,
             );
           throw e;
         }),

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendLayer, makeLayer } from '../builder/append.js';
+import { BuildOptionError } from '../builder/spec.js';
 import { CLIError, defineCommand, flag } from './command.js';
 import { makeClient, printJson, TRANSPORT_HELP } from './_client.js';
 import { platform, platforms, REMOTE, tagTo } from './flags.js';
@@ -56,7 +57,14 @@ export default defineCommand({
         epoch,
         // No local path in the history: the same input must give the same image on every machine.
         createdBy: `berth append ${flags.dir ? '--dir' : '--tarball'}`,
-      }).catch(userError);
+      }).catch((e) =>
+        userError(
+          // builder/ names the fix in its own terms; the flag that applies it is this command's.
+          e instanceof BuildOptionError && e.option === 'compression'
+            ? new CLIError(`${e.message} (--compression gzip)`)
+            : e,
+        ),
+      );
       await dst.finish(r.digest).catch(userError);
       const layerInfo = { digest: layer.digest, diffId: layer.diffId, size: layer.size, mediaType: layer.mediaType };
       if (flags.json) printJson({ reference: written(dst.image, r.digest), layer: layerInfo, ...r });

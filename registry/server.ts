@@ -113,7 +113,7 @@ export async function listen(
   // Off by default: a multi-GiB push over a slow link may take hours; bodyIdleTimeout catches bodies that stall.
   const requestTimeout = parseDuration(timeouts.requestTimeout ?? '0s');
   const watch = idleMs > 0 ? _bodyWatch(idleMs, log) : undefined;
-  const listener = getRequestListener(app.fetch as never, {
+  const listener = getRequestListener(app.fetch, {
     // Must answer: returning nothing leaves the connection open forever. A RequestError is the client's (a Host
     // header that is no host, e.g. `a:1@b`, or a bad request target) → 400; anything else → 500.
     errorHandler: (e) => {

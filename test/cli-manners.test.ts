@@ -74,6 +74,12 @@ test('did-you-mean for commands, flags and sub-verbs; usage errors exit 2', asyn
   await fails(2, ['fsck', '--jobs', '1000'], /--jobs "1000"/);
   await fails(2, ['gc', '--grace', 'soon'], /--grace "soon": not a duration/);
   await fails(2, ['build', '--cache-max', 'lots'], /--cache-max "lots": not a size/);
+  await fails(
+    2,
+    ['append', 'a', '--dir', 'x', '--compression', 'bz2'],
+    /--compression "bz2": expected one of gzip, zstd/,
+  );
+  await fails(2, ['serve', '--log-format', 'xml'], /--log-format "xml": expected one of/);
   await fails(2, ['token', 'lst'], /expected create, list, revoke or prune, not "lst" \(did you mean list\?\)/);
   await fails(2, ['copy', 'only-one'], /missing DST: usage is berth copy SRC DST/);
   await fails(2, ['completion', 'powershell'], /unknown shell "powershell"; expected bash, zsh or fish/);

@@ -121,3 +121,42 @@ test('mTLS: the client certificate comes from certs.d/HOST/client.cert + client.
   assert.notEqual(half.code, 0);
   assert.match(half.stderr, /client\.key has no matching client\.cert/);
 });
+
+test('HTTPS through HTTP(S)_PROXY: a private-CA registry (certs.d) is reached by CONNECT through tinyproxy; --insecure skips verification as crane does', async (t) => {
+  if (!requirePeer(t, 'tinyproxy')) return;
+  const dir = await pki(t);
+  const caFile = join(dir, 'ca.crt');
+  const reg = await startBerth(t, { config: tlsConfig(dir), tlsCa: caFile });
+  const img = await makeBusyboxLayout(join(dir, 'src'), { tag: 'v1' });
+  const ref = `${reg.host}/tls-proxied/app:v1`;
+  const certs = join(dir, 'certs.d');
+  await mkdir(join(certs, reg.host), { recursive: true });
+  await writeFile(join(certs, reg.host, 'ca.crt'), await readFile(caFile));
+  const proxy = await startTinyproxy(t);
+  const via = { env: proxyEnv(proxy.url, undefined) };
+
+  // The TLS session runs inside the proxy's tunnel, so the CA from certs.d must reach it.
+  ok(await berthCli(['push', '--certs-dir', certs, `${img.dir}:v1`, ref], via));
+  const afterPush = await proxy.requestsTo(reg.host);
+  assert.ok(afterPush > 0, `tinyproxy saw no CONNECT to ${reg.host}:\n${await proxy.log()}`);
+  assert.match(await proxy.log(), new RegExp(`CONNECT ${reg.host.replace(/\./g, '\\.')} `));
+  const out = join(dir, 'out');
+  const pulled = JSON.parse(
+    ok(await berthCli(['pull', '--certs-dir', certs, ref, '--oci-layout', `${out}:v1`, '--json'], via)),
+  );
+  assert.equal(pulled.digest, img.manifest.digest);
+  assert.ok((await proxy.requestsTo(reg.host)) > afterPush, 'the pull went through the proxy too');
+
+  // Without the CA the certificate is refused through the proxy as well; --insecure (crane's meaning: skip
+  // verification) reads the same registry without any trust configured.
+  const noCerts = join(dir, 'no-certs.d');
+  await mkdir(noCerts);
+  const refused = await berthCli(['digest', '--certs-dir', noCerts, ref], via);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /cannot verify TLS for 127\.0\.0\.1:\d+/);
+  assert.equal(
+    ok(await berthCli(['digest', '--insecure', '--certs-dir', noCerts, ref], via)).trim(),
+    img.manifest.digest,
+  );
+  assert.equal(ok(await berthCli(['digest', '--insecure', '--certs-dir', noCerts, ref])).trim(), img.manifest.digest);
+});

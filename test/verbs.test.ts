@@ -313,6 +313,29 @@ test('append: a directory becomes one reproducible layer that crane export and d
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /is not a tar, tar\.gz or tar\.zst archive/);
   assert.equal(ok(await berth(['digest', wh])).trim(), w.digest);
+
+  // A Docker schema 2 image (skopeo wrote it) takes only gzip layers: a zstd append is refused, the message names
+  // the flag that fixes it (builder/ says it in its own terms, the command adds its flag), and nothing is written.
+  const v2 = `${reg.host}/verbs/docker-v2:v1`;
+  ok(
+    await clients.skopeo([
+      'copy',
+      '--format',
+      'v2s2',
+      `docker://${ref}`,
+      `docker://${v2}`,
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+    ]),
+  );
+  const v2digest = ok(await berth(['digest', v2])).trim();
+  const zstd = await berth(['append', v2, '--dir', add, '--compression', 'zstd']);
+  assert.equal(zstd.code, 1, zstd.stderr);
+  assert.match(
+    zstd.stderr,
+    /^berth: .* is a Docker schema 2 image, whose layers are gzip; append a gzip layer \(--compression gzip\)\n$/,
+  );
+  assert.equal(ok(await berth(['digest', v2])).trim(), v2digest);
 });
 
 test('export gives the same filesystem as crane export: later layers win, whiteouts applied, none written', async (t) => {
