@@ -88,7 +88,9 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
     const hosts = join(dir, 'hosts');
     await writeFile(hosts, `127.0.0.1 localhost\n::1 ${opts.namesOnIpv6Loopback.join(' ')}\n`);
     await mkdir(join(etcDocker, 'certs.d'), { recursive: true });
-    const script = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/docker && shift 2 && exec "$@"';
+    // /etc/docker is the mount point (any dockerd run makes it, for its key.json); the test's files hide its content.
+    const script =
+      'mkdir -p /etc/docker && mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/docker && shift 2 && exec "$@"';
     const wrapped = ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', hosts, etcDocker];
     spawnIt = () => spawnDaemon(tool('unshare'), [...wrapped, dockerd, ...args], join(dir, 'dockerd.log'));
   }
