@@ -133,7 +133,7 @@ test('audit over a scripted session of berth serve and berth gc: refresh tokens,
   const put = (path: string, body: Buffer, type?: string) =>
     app.request(`http://reg.test/v2/team/app/${path}`, {
       method: type ? 'PUT' : 'POST',
-      body,
+      body: new Uint8Array(body),
       headers: { Authorization: bearer, ...(type ? { 'Content-Type': type } : {}) },
     });
   assert.equal((await put(`blobs/uploads/?digest=${sha256(empty)}`, empty)).status, 201);
