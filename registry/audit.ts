@@ -49,6 +49,8 @@ export interface AuditEvent {
   digest?: string;
   tag?: string;
   mediaType?: string;
+  /** push: the manifest a referrer (signature, SBOM, attestation) points to, from its `subject` field. */
+  subject?: string;
   /** Tokens: the scopes granted; denials: the scope needed. */
   scopes?: string[];
   /** token.issued: whether a refresh token came with it. */
@@ -87,6 +89,7 @@ const FIELDS: Array<keyof AuditEvent> = [
   'digest',
   'tag',
   'mediaType',
+  'subject',
   'scopes',
   'refreshToken',
   'clientId',
@@ -178,8 +181,10 @@ export function auditMiddleware(audit: Audit): MiddlewareHandler<Env> {
     if (route === 'manifest' && method === 'PUT' && status === 201) {
       const tags = tag ? [tag] : (c.req.queries('tag') ?? []);
       const mediaType = c.req.header('content-type');
-      if (tags.length) for (const t of tags) audit.record({ event: 'push', object, ...what, tag: t, mediaType });
-      else audit.record({ event: 'push', object, ...what, mediaType });
+      const subject = c.res.headers.get('oci-subject') ?? undefined;
+      if (tags.length)
+        for (const t of tags) audit.record({ event: 'push', object, ...what, tag: t, mediaType, subject });
+      else audit.record({ event: 'push', object, ...what, mediaType, subject });
     } else if (route === 'manifest' && method === 'GET' && status === 200) {
       audit.record({ event: 'pull', object, ...what, mediaType: c.res.headers.get('content-type') ?? undefined });
     } else if (object && method === 'DELETE' && status === 202) {

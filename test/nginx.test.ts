@@ -286,3 +286,110 @@ test('nginx terminating TLS in front of berth (token mode, trustedProxies): real
   assert.doesNotMatch(text, /eyJ[A-Za-z0-9_-]{10,}/, 'no JWT');
   assert.doesNotMatch(text, /berth_(robot|refresh)_/);
 });
+
+test('the web UI through nginx (TLS at the proxy): login from the public origin, a Secure __Host- cookie, CSRF-checked delete', async (t) => {
+  if (!requirePeer(t, 'nginx')) return;
+  const dir = await mkdtemp('/tmp/berth-nginx-ui-');
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await pki(dir);
+  const berth = await startBerth(t, { config: berthConfig(dir) });
+  const proxy = await startNginx(t, dir, berth);
+  const ca = join(dir, 'ca.crt');
+  const curl = (args: string[]) => run('curl', ['-sS', '--max-time', '30', '--cacert', ca, ...args]);
+  // An image for alice to delete, pushed through the proxy with a token.
+  const token = JSON.parse(
+    ok(await curl(['-u', `alice:${PW.alice}`, `${proxy.url}/token?service=berth&scope=repository:team/ui:pull,push`])),
+  ).token as string;
+  const auth = ['-H', `Authorization: Bearer ${token}`];
+  const config = '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}';
+  const configDigest = `sha256:${(await import('node:crypto')).createHash('sha256').update(config).digest('hex')}`;
+  ok(
+    await curl([
+      ...auth,
+      '-X',
+      'POST',
+      '--data-binary',
+      config,
+      '-H',
+      'Content-Type: application/octet-stream',
+      `${proxy.url}/v2/team/ui/blobs/uploads/?digest=${configDigest}`,
+    ]),
+  );
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+    layers: [],
+  });
+  const put = ok(
+    await curl([
+      ...auth,
+      '-X',
+      'PUT',
+      '--data-binary',
+      manifest,
+      '-H',
+      'Content-Type: application/vnd.oci.image.manifest.v1+json',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `${proxy.url}/v2/team/ui/manifests/v1`,
+    ]),
+  );
+  assert.equal(put, '201');
+
+  // The browser's login form: POST with the Origin of the page, i.e. the proxy's https origin.
+  const jar = join(dir, 'cookies');
+  const login = ok(
+    await curl([
+      '-D',
+      '-',
+      '-o',
+      '/dev/null',
+      '-c',
+      jar,
+      '-H',
+      `Origin: ${proxy.url}`,
+      '-H',
+      'Sec-Fetch-Site: same-origin',
+      '--data-urlencode',
+      'username=alice',
+      '--data-urlencode',
+      `password=${PW.alice}`,
+      '--data-urlencode',
+      'next=/ui/',
+      `${proxy.url}/ui/login`,
+    ]),
+  );
+  assert.match(login, /^HTTP\/[\d.]+ 303/m, login);
+  const cookie = /^set-cookie: (.*)$/im.exec(login)?.[1] ?? '';
+  assert.match(cookie, /^__Host-berth_session=/, 'the __Host- name: the browser talks https to the proxy');
+  assert.match(cookie, /; Secure/);
+  assert.match(cookie, /; HttpOnly/);
+  assert.match(cookie, /; SameSite=Strict/);
+  // The page carries the CSRF token; a delete from the public origin with it works, one without it does not.
+  const page = ok(await curl(['-b', jar, `${proxy.url}/ui/repo/team/ui`]));
+  const csrf = /name="csrf" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(csrf, 'the page has the CSRF token');
+  const del = (fields: string[], origin = proxy.url) =>
+    curl([
+      '-b',
+      jar,
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-H',
+      `Origin: ${origin}`,
+      ...fields.flatMap((f) => ['--data-urlencode', f]),
+      `${proxy.url}/ui/delete`,
+    ]).then(ok);
+  assert.equal(await del(['repo=team/ui', 'ref=v1', 'csrf=wrong']), '403');
+  assert.equal(await del(['repo=team/ui', 'ref=v1', `csrf=${csrf}`], 'https://evil.example'), '403');
+  assert.equal(await del(['repo=team/ui', 'ref=v1', `csrf=${csrf}`]), '303');
+  const tags = ok(
+    await curl([...auth, '-o', '/dev/null', '-w', '%{http_code}', `${proxy.url}/v2/team/ui/manifests/v1`]),
+  );
+  assert.equal(tags, '404', 'the tag is gone');
+});

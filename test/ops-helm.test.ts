@@ -191,6 +191,18 @@ test('helm chart: lint, template (filesystem and S3), kubeconform -strict, berth
   assert.notEqual(noLogin.code, 0);
   assert.match(noLogin.stderr, /auth\.mode=token has no way to log in: set auth\.existingSecret/);
   ok(await run(helm, ['template', 'reg', CHART, '--set', 'auth.mode=token', '--set', 'auth.robotsOnly=true']));
+  // A secret put under `config` would land in the ConfigMap: refused, naming the value to use instead.
+  for (const [config, fix] of [
+    ['{"webhooks":[{"url":"https://h.example","secret":"s3cret"}]}', /webhooks\.existingSecret/],
+    ['{"auth":{"users":[{"name":"a","passwordHash":"x"}]}}', /auth\.existingSecret/],
+    ['{"storage":{"s3":{"secretAccessKey":"x"}}}', /storage\.s3\.existingSecret/],
+  ] as const) {
+    const leak = await run(helm, ['template', 'reg', CHART, '--set-json', `config=${config}`]);
+    assert.notEqual(leak.code, 0, config);
+    assert.match(leak.stderr, /would be stored in the ConfigMap/);
+    assert.match(leak.stderr, fix);
+  }
+  ok(await run(helm, ['template', 'reg', CHART, '--set-json', 'config={"webhooks":[{"url":"https://h.example"}]}']));
   const noTls = await run(helm, ['template', 'reg', CHART, '--set', 'tls.enabled=true']);
   assert.match(noTls.stderr, /tls\.existingSecret .* is required with tls\.enabled/);
 

@@ -168,18 +168,41 @@ async function tlsBerthWithImage(t: TestContext, repo: string) {
   return { dir, caFile, berth };
 }
 
-test('docker engine pulls and pushes over HTTPS', async (t) => {
-  if (!requirePeer(t, 'docker')) return;
-  // dockerd always treats 127.0.0.0/8 as an insecure registry (TLS without verification), and it reads certs.d
-  // only from /etc, so this test proves docker's TLS (and HTTP/2) transport against berth, not the CA; skopeo,
-  // crane, curl and berth above verify the certificate.
-  const { caFile, berth } = await tlsBerthWithImage(t, 'tls/docker:v1');
-  const engine = await startDockerd({ insecureRegistries: [] });
+test('docker engine verifies the private CA from /etc/docker/certs.d/HOST:PORT/ca.crt, then pushes and pulls', async (t) => {
+  if (!requirePeer(t, 'docker', 'skopeo', 'unshare')) return;
+  // dockerd treats every registry in 127.0.0.0/8 as insecure (TLS without verification, certs.d never read), so
+  // berth listens on ::1 under a name that only this engine resolves (its own /etc/hosts and /etc/docker in a
+  // mount namespace): docker verifies the certificate as it would for a real host.
+  const dir = await pki(t);
+  const caFile = join(dir, 'ca.crt');
+  const name = 'registry.berth.test';
+  await makeLeaf(dir, 'ca', 'server', 3, 'serverAuth', ['IP:::1', `DNS:${name}`]);
+  const berth = await startBerth(t, { ipv6: true, config: tlsConfig(dir), tlsCa: caFile });
+  const host = `${name}:${berth.port}`;
+  const engine = await startDockerd({ insecureRegistries: [], namesOnIpv6Loopback: [name] });
   t.after(() => engine.stop());
-  ok(await engine.docker(['pull', `${berth.host}/tls/docker:v1`]));
-  ok(await engine.docker(['tag', `${berth.host}/tls/docker:v1`, `${berth.host}/tls/docker-pushed:v1`]));
-  ok(await engine.docker(['push', `${berth.host}/tls/docker-pushed:v1`]));
-  const tags = ok(await curl(['--cacert', caFile, `${berth.url}/v2/tls/docker-pushed/tags/list`]));
+  const img = await makeBusyboxLayout(join(dir, 'layout'));
+  ok(await run('skopeo', ['copy', img.ref, `docker-archive:${join(dir, 'busybox.tar')}:busybox:v1`]));
+  ok(await engine.docker(['load', '-i', join(dir, 'busybox.tar')]));
+  ok(await engine.docker(['tag', 'busybox:v1', `${host}/tls/docker:v1`]));
+  // Without the CA in certs.d: a certificate error, nothing stored.
+  const untrusted = await engine.docker(['push', `${host}/tls/docker:v1`]);
+  assert.notEqual(untrusted.code, 0, 'docker pushed without trusting the CA');
+  assert.match(untrusted.stderr, /x509|certificate/i, untrusted.stderr);
+  assert.equal(
+    ok(
+      await curl(['--cacert', caFile, '-o', '/dev/null', '-w', '%{http_code}', `${berth.url}/v2/tls/docker/tags/list`]),
+    ),
+    '404',
+  );
+  // The CA where docker's documentation puts it: /etc/docker/certs.d/HOST:PORT/ca.crt.
+  await writeFile(join(await engine.certsDir(host), 'ca.crt'), await readFile(caFile));
+  ok(await engine.docker(['push', `${host}/tls/docker:v1`]));
+  ok(await engine.docker(['rmi', `${host}/tls/docker:v1`, 'busybox:v1']));
+  ok(await engine.docker(['pull', `${host}/tls/docker:v1`]));
+  const inspected = JSON.parse(ok(await engine.docker(['image', 'inspect', `${host}/tls/docker:v1`])));
+  assert.equal(inspected[0].RepoDigests.length, 1, 'the pulled image carries the digest berth served');
+  const tags = ok(await curl(['--cacert', caFile, `${berth.url}/v2/tls/docker/tags/list`]));
   assert.deepEqual(JSON.parse(tags).tags, ['v1']);
 });
 

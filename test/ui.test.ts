@@ -540,3 +540,131 @@ log: { requests: false }
   await sign(`${reg.host}/signed/app:unsigned`, 'trusted.key');
   assert.equal((await slot('signed/app:unsigned')).status, 'verified');
 });
+
+test('in Chromium: the mirror view (cached, hits/misses, last refresh), quota use per namespace, a phone-width screen, the keyboard', async (t) => {
+  if (!requirePeer(t, 'chromium', 'skopeo', 'crane')) return;
+  const work = await mkdtemp('/tmp/berth-ui-mirror-');
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const shots = join(work, 'screenshots');
+  await mkdir(shots);
+  const clients = await makeClients(t);
+  // An upstream registry with a multi-arch image, and berth mirroring it under hub/ with a quota on team/.
+  const upstream = await startBerth(t);
+  const layout = await makeMultiArchLayout(join(work, 'layout'));
+  ok(
+    await clients.skopeo([
+      'copy',
+      '--all',
+      '--dest-tls-verify=false',
+      layout.ref,
+      `docker://${upstream.host}/library/app:1.0`,
+    ]),
+  );
+  const reg = await startBerth(t, {
+    config: [
+      'proxy:',
+      '  upstreams:',
+      `    - { name: upstream, url: "${upstream.url}", prefix: hub, allowPrivateNetworks: true }`,
+      'quotas: [{ namespace: team, maxBytes: 1GiB }]',
+      'log: { requests: false }',
+      '',
+    ].join('\n'),
+  });
+  const before = Date.now();
+  // First look through the mirror: a miss (fetched); then a pull (layers too): revalidated upstream and a hit.
+  const mirrored = `${reg.host}/hub/library/app:1.0`;
+  assert.match(ok(await clients.crane(['digest', '--insecure', mirrored])), /^sha256:/);
+  ok(await clients.crane(['pull', '--insecure', '--format', 'oci', mirrored, join(work, 'pulled')]));
+  ok(await clients.crane(['copy', '--insecure', `${upstream.host}/library/app:1.0`, `${reg.host}/team/app:v1`]));
+
+  const mirrors = await api(reg, '/mirrors');
+  assert.equal(mirrors.status, 200);
+  const up = mirrors.body.upstreams[0];
+  assert.equal(up.name, 'upstream');
+  assert.ok(up.counters.misses >= 1 && up.counters.hits >= 1, JSON.stringify(up.counters));
+  assert.deepEqual(
+    up.repositories.items.map((r: { name: string; remote: string }) => [r.name, r.remote]),
+    [['hub/library/app', 'library/app']],
+  );
+  const cached = up.repositories.items[0];
+  assert.deepEqual(
+    cached.tags.map((x: { tag: string }) => x.tag),
+    ['1.0'],
+  );
+  const refreshed = Date.parse(cached.lastRefresh);
+  assert.ok(refreshed >= before - 2000 && refreshed <= Date.now(), `last refresh ${cached.lastRefresh}`);
+  assert.ok(cached.size > 0);
+  const repos = await api(reg, '/repositories');
+  assert.equal(repos.status, 200);
+  const quota = repos.body.quotas.find((q: { namespace: string }) => q.namespace === 'team');
+  assert.ok(quota && quota.used > 0 && quota.maxBytes === 2 ** 30, JSON.stringify(repos.body.quotas));
+
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 860 });
+  await page.goto(`${reg.url}/ui/mirrors`);
+  const mirrorText = (await page.$eval('main', (m) => m.textContent ?? '')).replace(/\s+/g, ' ');
+  assert.match(mirrorText, new RegExp(`hits ${up.counters.hits} · misses ${up.counters.misses}`));
+  assert.match(mirrorText, /library\/app/);
+  const cells = await page.$$eval('main table tbody tr td', (tds) => tds.map((td) => td.textContent?.trim() ?? ''));
+  assert.equal(cells[1], '1.0', 'the cached tag');
+  assert.ok(cells[2] && cells[2] !== '—' && cells[2] !== '', `a last refresh time is shown: ${cells.join(' | ')}`);
+  for (const scheme of ['light', 'dark'] as const) {
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: scheme }]);
+    await page.screenshot({ path: join(shots, `mirrors-${scheme}.png`) });
+  }
+  await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
+
+  // Quota use on the repositories page: a meter per namespace with a quota.
+  await page.goto(`${reg.url}/ui/`);
+  const meter = await page.$eval('meter', (m) => ({
+    value: Number(m.getAttribute('value')),
+    max: Number(m.getAttribute('max')),
+    card: m.closest('.card')?.textContent ?? '',
+  }));
+  assert.equal(meter.value, quota.used);
+  assert.equal(meter.max, 2 ** 30);
+  assert.match(meter.card, /team\//);
+
+  // The keyboard alone: Tab reaches the skip link first, then a repository link, with a visible focus ring; Enter
+  // opens it; "/" focuses the filter.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
+  let focused = '';
+  for (let i = 0; i < 40 && focused !== 'team/app'; i++) {
+    await page.keyboard.press('Tab');
+    focused = await page.evaluate(() =>
+      document.activeElement?.tagName === 'A' ? (document.activeElement.textContent ?? '') : '',
+    );
+  }
+  assert.equal(focused, 'team/app', 'a repository link is reachable with Tab');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle), 'solid');
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  assert.equal(new URL(page.url()).pathname, '/ui/repo/team/app');
+  await page.keyboard.press('/');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'q');
+
+  // A phone: every page fits the screen's width (wide tables scroll inside their box, not the page).
+  await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  for (const [path, name] of [
+    ['/ui/', 'phone-repositories'],
+    ['/ui/repo/team/app', 'phone-tags'],
+    ['/ui/image/team/app:v1', 'phone-image'],
+    ['/ui/mirrors', 'phone-mirrors'],
+  ] as const) {
+    await page.goto(`${reg.url}${path}`);
+    const width = await page.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      screen: window.innerWidth,
+    }));
+    assert.ok(width.page <= width.screen, `${path}: ${width.page}px wide on a ${width.screen}px screen`);
+    await page.screenshot({ path: join(shots, `${name}.png`) });
+  }
+  if (process.env.BERTH_SCREENSHOTS === '1') {
+    const dest = join(ROOT, 'docs', 'screenshots');
+    await mkdir(dest, { recursive: true });
+    for (const f of await readdir(shots)) await copyFile(join(shots, f), join(dest, f));
+  }
+  assert.equal((await readdir(shots)).length, 6, 'screenshots written');
+});

@@ -52,7 +52,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* berth.yaml: storage, auth, gc, log and metrics from values, then `config` merged over it. */}}
+{{/* Secrets never go into the ConfigMap: `config` (merged into berth.yaml) may not carry them. */}}
+{{- define "berth.noSecretsInConfig" -}}
+{{- $c := .Values.config | default dict }}
+{{- range $i, $w := ($c.webhooks | default list) }}
+{{- if and (kindIs "map" $w) (hasKey $w "secret") }}
+{{- fail (printf "config.webhooks[%d].secret would be stored in the ConfigMap: put webhooks with secrets in a Secret (key \"webhooks\": JSON list) and set webhooks.existingSecret" $i) }}
+{{- end }}
+{{- end }}
+{{- with $c.auth }}
+{{- if or (hasKey . "users") (hasKey . "oidc") }}
+{{- fail "config.auth.users / config.auth.oidc would be stored in the ConfigMap: put them in a Secret (keys \"users\", \"oidc\") and set auth.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- with $c.storage }}{{ with .s3 }}
+{{- if or (hasKey . "accessKeyId") (hasKey . "secretAccessKey") }}
+{{- fail "config.storage.s3 credentials would be stored in the ConfigMap: set storage.s3.existingSecret (keys accessKeyId, secretAccessKey)" }}
+{{- end }}
+{{- end }}{{ end }}
+{{- end }}
+
 {{- define "berth.config" -}}
+{{- include "berth.noSecretsInConfig" . }}
 {{- $storage := dict "delete" .Values.storage.delete }}
 {{- if eq .Values.storage.type "s3" }}
 {{- $s3 := dict "bucket" (required "storage.s3.bucket is required for S3 storage" .Values.storage.s3.bucket) "region" .Values.storage.s3.region "forcePathStyle" .Values.storage.s3.forcePathStyle "blobGet" .Values.storage.s3.blobGet }}

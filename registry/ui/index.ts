@@ -78,7 +78,7 @@ type Html = ReturnType<typeof layout>;
 
 export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
   const assets = loadAssets();
-  const sessions = new Sessions(opts.auth?.core);
+  const sessions = new Sessions(opts.auth?.core, opts.publicUrl);
   const data = new UiData(opts.store, {
     proxy: opts.proxy,
     policies: opts.policies,
@@ -186,12 +186,12 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
     '/ui/login',
     page('Sign in', 'login', async (c, v) => {
       if (!canLogin) throw new OciError('UNSUPPORTED', 'auth.mode is none: there is nothing to sign in to');
-      checkCsrf(c, v, undefined);
+      checkCsrf(c, v, undefined, opts.publicUrl);
       const form = await c.req.parseBody();
       const next = _next(_field(form.next));
       try {
         const { token } = await sessions.login(c, _field(form.username) ?? '', _field(form.password) ?? '');
-        setCookie(c, sessions.cookieName(c), token, cookieOptions(c, SESSION_TTL_S));
+        setCookie(c, sessions.cookieName(c), token, cookieOptions(c, SESSION_TTL_S, opts.publicUrl));
         return c.redirect(next, 303);
       } catch (e) {
         if (!(e instanceof LoginError)) throw e;
@@ -205,8 +205,8 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
     '/ui/logout',
     page('Sign out', 'none', async (c, v) => {
       const form = await c.req.parseBody();
-      checkCsrf(c, v, _field(form.csrf));
-      deleteCookie(c, sessions.cookieName(c), cookieOptions(c, 0));
+      checkCsrf(c, v, _field(form.csrf), opts.publicUrl);
+      deleteCookie(c, sessions.cookieName(c), cookieOptions(c, 0, opts.publicUrl));
       return c.redirect('/ui/', 303);
     }),
   );
@@ -230,7 +230,7 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
     '/ui/delete',
     page('Delete', 'repositories', async (c, v) => {
       const form = await c.req.parseBody();
-      checkCsrf(c, v, _field(form.csrf));
+      checkCsrf(c, v, _field(form.csrf), opts.publicUrl);
       const name = _name(_field(form.repo) ?? '');
       const ref = _ref(_field(form.ref) ?? '');
       await remove(c, v, name, ref);
@@ -293,7 +293,7 @@ export function uiRoutes(app: Hono<Env>, opts: UiOptions): void {
     const ref = _ref(rawRef);
     if (kind === 'tag' ? isDigest(ref) : !isDigest(ref))
       throw new OciError(kind === 'tag' ? 'TAG_INVALID' : 'DIGEST_INVALID', `expected a ${kind}, got "${ref}"`);
-    checkCsrf(c, v, c.req.header('x-berth-csrf'));
+    checkCsrf(c, v, c.req.header('x-berth-csrf'), opts.publicUrl);
     await remove(c, v, name, ref);
     return { deleted: `${name}${kind === 'tag' ? ':' : '@'}${ref}` };
   };

@@ -110,3 +110,24 @@ test('ui: the mirror view lists each upstream with its counters', async () => {
   assert.equal(page.status, 200);
   assert.match(await page.text(), /hub[\s\S]*Nothing cached yet/);
 });
+
+test('ui session cookie: Secure with the __Host- prefix over https, or behind a proxy named by http.publicUrl', async () => {
+  const login = (app: ReturnType<typeof makeRegistry>['app'], url: string, origin: string) =>
+    app.request(`${url}/ui/login`, form({ username: 'alice', password: 'alice-pw' }, { origin }));
+  // berth serving TLS itself: the request URL is https.
+  const direct = await login(makeRegistry(AUTH).app, 'https://reg.test', 'https://reg.test');
+  assert.equal(direct.status, 303);
+  assert.match(direct.headers.get('set-cookie') ?? '', /^__Host-berth_session=[^;]+;.*; Secure/);
+  // TLS ends at a proxy that passes Host on: berth sees http://reg.example, the browser is on https://reg.example.
+  const { app } = makeRegistry(AUTH, { http: { publicUrl: 'https://reg.example' } });
+  const proxied = await login(app, 'http://reg.example', 'https://reg.example');
+  assert.equal(proxied.status, 303, 'the public origin is this origin');
+  const cookie = proxied.headers.get('set-cookie') ?? '';
+  assert.match(cookie, /^__Host-berth_session=[^;]+;.*; HttpOnly; Secure; SameSite=Strict/);
+  assert.equal((await login(app, 'http://reg.example', 'https://evil.example')).status, 403);
+  // Reached by another name (not the public one): that connection's own origin, no Secure.
+  const inside = await login(app, 'http://10.0.0.5:5000', 'http://10.0.0.5:5000');
+  assert.equal(inside.status, 303);
+  assert.match(inside.headers.get('set-cookie') ?? '', /^berth_session=/);
+  assert.doesNotMatch(inside.headers.get('set-cookie') ?? '', /Secure/);
+});

@@ -14,7 +14,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
 import { getCookie } from 'hono/cookie';
 import { OciError } from '../../spec/index.js';
-import type { Ctx } from '../context.js';
+import { clientOf, type Ctx } from '../context.js';
 import { ANONYMOUS, clientAddress, LoginError, parseBasic, type AuthCore, type Identity } from '../auth/index.js';
 
 export type Action = 'pull' | 'push' | 'delete';
@@ -34,7 +34,11 @@ export interface Viewer {
 export const SESSION_TTL_S = 12 * 3600;
 
 export class Sessions {
-  constructor(private readonly core: AuthCore | undefined) {}
+  constructor(
+    private readonly core: AuthCore | undefined,
+    /** http.publicUrl: the origin browsers use when a proxy in front of berth is not in trustedProxies. */
+    readonly publicUrl?: string,
+  ) {}
 
   private get _audience(): string {
     return `${this.core!.tokenOptions.service}:ui`;
@@ -42,7 +46,7 @@ export class Sessions {
 
   /** Cookie name: `__Host-` (browsers then insist on Secure, Path=/ and no Domain) when served over TLS. */
   cookieName(c: Ctx): string {
-    return _secure(c) ? '__Host-berth_session' : 'berth_session';
+    return _secure(c, this.publicUrl) ? '__Host-berth_session' : 'berth_session';
   }
 
   /** Checks credentials (rate-limited like /token) and returns the cookie value and its CSRF token. */
@@ -148,25 +152,43 @@ function _aclViewer(core: AuthCore, id: Identity, via: Viewer['via']): Viewer {
   };
 }
 
-function _secure(c: Ctx): boolean {
-  return c.req.url.startsWith('https:');
+/**
+ * The origin the browser is on: what a trusted proxy says (http.trustedProxies: X-Forwarded-Proto/Host), else
+ * http.publicUrl when the request names its host (a proxy that passes Host on), else this connection's own URL.
+ * Behind nginx terminating TLS the request reaches berth as http://…, but the browser's page, its Origin header and
+ * its cookies are https: the cookie must be Secure and the Origin check must compare with that.
+ */
+export function browserOrigin(c: Ctx, publicUrl?: string): string {
+  const own = new URL(c.req.url);
+  const client = clientOf(c);
+  if (client.forwarded && (client.proto || client.host))
+    return `${client.proto ?? own.protocol.slice(0, -1)}://${client.host ?? own.host}`;
+  if (publicUrl) {
+    const pub = new URL(publicUrl);
+    if (pub.host === own.host) return pub.origin;
+  }
+  return own.origin;
 }
 
-export function cookieOptions(c: Ctx, maxAge: number) {
-  return { httpOnly: true, sameSite: 'Strict' as const, path: '/', secure: _secure(c), maxAge };
+function _secure(c: Ctx, publicUrl?: string): boolean {
+  return browserOrigin(c, publicUrl).startsWith('https:');
+}
+
+export function cookieOptions(c: Ctx, maxAge: number, publicUrl?: string) {
+  return { httpOnly: true, sameSite: 'Strict' as const, path: '/', secure: _secure(c, publicUrl), maxAge };
 }
 
 /**
  * A state-changing request made with the session cookie must come from this origin and carry the session's CSRF
  * token; one authenticated by a header (Basic, Bearer) cannot be forged cross-site and needs neither.
  */
-export function checkCsrf(c: Ctx, viewer: Viewer, given: string | undefined): void {
+export function checkCsrf(c: Ctx, viewer: Viewer, given: string | undefined, publicUrl?: string): void {
   if (viewer.via !== 'session' && viewer.via !== 'anonymous' && viewer.via !== 'open') return;
   const site = c.req.header('sec-fetch-site');
   if (site && site !== 'same-origin' && site !== 'none')
     throw new OciError('DENIED', 'cross-site request refused (Sec-Fetch-Site)');
   const origin = c.req.header('origin');
-  if (origin && origin !== new URL(c.req.url).origin)
+  if (origin && origin !== browserOrigin(c, publicUrl))
     throw new OciError('DENIED', `cross-origin request refused (Origin ${origin.slice(0, 100)})`);
   if (viewer.via !== 'session') return;
   const want = Buffer.from(viewer.csrf ?? '');

@@ -17,6 +17,8 @@ export interface BerthOptions {
   config?: string;
   env?: Record<string, string>;
   port?: number;
+  /** Listen on the IPv6 loopback `[::1]` instead of 127.0.0.1 (url and host name it). */
+  ipv6?: boolean;
   /** The config serves HTTPS (http.tls): readiness is checked over TLS trusting this CA file. */
   tlsCa?: string;
   /** With `tlsCa` under mTLS (http.tls.clientCAs): the client certificate and key files the readiness check shows. */
@@ -25,7 +27,7 @@ export interface BerthOptions {
 
 export interface Berth {
   url: string;
-  /** `127.0.0.1:PORT`, for image references. */
+  /** `127.0.0.1:PORT` (or `[::1]:PORT`), for image references. */
   host: string;
   port: number;
   root: string;
@@ -43,7 +45,9 @@ export interface Berth {
 export async function startBerth(t: TestContext | undefined, opts: BerthOptions = {}): Promise<Berth> {
   const root = opts.root ?? (await mkdtemp('/tmp/berth-e2e-'));
   const port = opts.port ?? (await freePort());
-  const args = [BERTH, 'serve', '--addr', `127.0.0.1:${port}`];
+  const ip = opts.ipv6 ? '::1' : '127.0.0.1';
+  const hostPort = opts.ipv6 ? `[::1]:${port}` : `127.0.0.1:${port}`;
+  const args = [BERTH, 'serve', '--addr', hostPort];
   // --root selects filesystem storage; a config with S3 storage keeps `root` only for the config file.
   if (!/^\s+s3:/m.test(opts.config ?? '')) args.push('--root', root);
   if (opts.config) {
@@ -66,8 +70,8 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
       child.once('exit', (code) => reject(new Error(`berth serve exited (${code}) before it was ready:\n${output}`))),
     );
     const ready = opts.tlsCa
-      ? waitForHttps(port, opts.tlsCa, opts.readyCert)
-      : waitForHttp(`http://127.0.0.1:${port}/v2/`, { timeoutMs: 30_000 });
+      ? waitForHttps(ip, port, opts.tlsCa, opts.readyCert)
+      : waitForHttp(`http://${hostPort}/v2/`, { timeoutMs: 30_000 });
     try {
       await Promise.race([ready, exited]);
     } catch (e) {
@@ -84,8 +88,8 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
     });
   await start();
   const berth: Berth = {
-    url: `${opts.tlsCa ? 'https' : 'http'}://127.0.0.1:${port}`,
-    host: `127.0.0.1:${port}`,
+    url: `${opts.tlsCa ? 'https' : 'http'}://${hostPort}`,
+    host: hostPort,
     port,
     root,
     get pid() {
@@ -108,8 +112,9 @@ export async function startBerth(t: TestContext | undefined, opts: BerthOptions 
   return berth;
 }
 
-/** Polls https://127.0.0.1:PORT/v2/ trusting only `caFile` until it answers. */
+/** Polls https://IP:PORT/v2/ trusting only `caFile` until it answers. */
 async function waitForHttps(
+  ip: string,
   port: number,
   caFile: string,
   client?: { cert: string; key: string },
@@ -122,7 +127,7 @@ async function waitForHttps(
   while (Date.now() < deadline) {
     try {
       await new Promise<void>((resolve, reject) => {
-        const req = get({ host: '127.0.0.1', port, path: '/v2/', ca, ...mine, agent: false, timeout: 2_000 }, (res) => {
+        const req = get({ host: ip, port, path: '/v2/', ca, ...mine, agent: false, timeout: 2_000 }, (res) => {
           res.resume();
           res.on('end', resolve);
         });
@@ -135,7 +140,7 @@ async function waitForHttps(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`https://127.0.0.1:${port}/v2/ not ready: ${last}`);
+  throw new Error(`https://${ip.includes(':') ? `[${ip}]` : ip}:${port}/v2/ not ready: ${last}`);
 }
 
 /** Waits until the server printed a line matching `pattern` (e.g. the cluster's "all workers listening"). */

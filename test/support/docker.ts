@@ -28,6 +28,13 @@ export interface DockerdOptions {
   insecureRegistries: string[];
   /** Mirrors of docker.io, e.g. `http://127.0.0.1:5000`. */
   registryMirrors?: string[];
+  /**
+   * Host names this engine alone resolves to ::1, with their own /etc/docker/certs.d: the engine runs in a mount
+   * namespace of its own (unshare) where /etc/hosts and /etc/docker are files of this test. dockerd treats every
+   * registry in 127.0.0.0/8 as insecure (TLS without verification, certs.d not read), so a name on ::1 is how a
+   * test makes it verify a private CA as it does for a real host. Put `ca.crt` in `certsDir(HOST:PORT)`.
+   */
+  namesOnIpv6Loopback?: string[];
 }
 
 export interface Dockerd {
@@ -36,6 +43,8 @@ export interface Dockerd {
   /** `unix://…/docker.sock` */
   host: string;
   dir: string;
+  /** With `namesOnIpv6Loopback`: the directory this engine sees as /etc/docker/certs.d/HOST:PORT (created). */
+  certsDir(hostPort: string): Promise<string>;
   pid: number;
   stop(): Promise<void>;
 }
@@ -72,7 +81,25 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
       ...ropts,
       env: { ...ropts.env, DOCKER_HOST: host, DOCKER_CONFIG: join(dir, 'config'), DOCKER_CONTEXT: undefined },
     });
-  const spawnIt = () => spawnDaemon(dockerd, args, join(dir, 'dockerd.log'));
+  const etcDocker = join(dir, 'etc-docker');
+  let spawnIt = () => spawnDaemon(dockerd, args, join(dir, 'dockerd.log'));
+  if (opts.namesOnIpv6Loopback?.length) {
+    // The same pid as dockerd (unshare without --fork, then exec), so stopping it by pid still works.
+    const hosts = join(dir, 'hosts');
+    await writeFile(hosts, `127.0.0.1 localhost\n::1 ${opts.namesOnIpv6Loopback.join(' ')}\n`);
+    await mkdir(join(etcDocker, 'certs.d'), { recursive: true });
+    // /etc/docker is the mount point (any dockerd run makes it, for its key.json); the test's files hide its content.
+    const script =
+      'mkdir -p /etc/docker && mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/docker && shift 2 && exec "$@"';
+    const wrapped = ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', hosts, etcDocker];
+    spawnIt = () => spawnDaemon(tool('unshare'), [...wrapped, dockerd, ...args], join(dir, 'dockerd.log'));
+  }
+  const certsDir = async (hostPort: string) => {
+    if (!opts.namesOnIpv6Loopback?.length) throw new Error('certsDir needs namesOnIpv6Loopback');
+    const d = join(etcDocker, 'certs.d', hostPort);
+    await mkdir(d, { recursive: true });
+    return d;
+  };
   // dockerd stops its managed containerd on SIGTERM; after a SIGKILL that containerd would be orphaned.
   const killManagedContainerd = () => killPidFile(join(dir, 'exec', 'containerd', 'containerd.pid'));
   return removeOnError(dir, killManagedContainerd, () =>
@@ -88,7 +115,7 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
         killManagedContainerd();
         await removeTree(dir);
       });
-      return { docker, host, dir, pid: child.pid!, stop };
+      return { docker, host, dir, certsDir, pid: child.pid!, stop };
     }),
   );
 }

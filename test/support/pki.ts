@@ -35,17 +35,20 @@ export async function makeCa(dir: string, name: string): Promise<void> {
   );
 }
 
-/** A leaf certificate `name.crt`/`name.key` signed by `ca`, for 127.0.0.1 (server) or a client. */
+/** A leaf certificate `name.crt`/`name.key` signed by `ca`, for 127.0.0.1 and localhost (server) or a client. */
 export async function makeLeaf(
   dir: string,
   ca: string,
   name: string,
   serial: number,
   usage: 'serverAuth' | 'clientAuth',
+  /** More subjectAltNames of a server certificate, e.g. `IP:::1`, `DNS:registry.berth.test`. */
+  altNames: string[] = [],
 ): Promise<void> {
+  const san = ['IP:127.0.0.1', 'DNS:localhost', ...altNames].join(',');
   await writeFile(
     join(dir, `${name}.ext`),
-    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${usage}\n${usage === 'serverAuth' ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : ''}`,
+    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${usage}\n${usage === 'serverAuth' ? `subjectAltName=${san}\n` : ''}`,
   );
   await openssl(
     [
