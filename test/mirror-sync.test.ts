@@ -338,6 +338,42 @@ test('berth serve runs a scheduled rule: status endpoint, metrics, and one runne
   );
 });
 
+test('a schedule runs the rule again: a tag pushed upstream after the first run arrives with the next', async (t) => {
+  if (!requirePeer(t, 'distribution', 'crane')) return;
+  const dir = await workDir(t);
+  const up = await upstream(t);
+  const img = await makeLayeredLayout(join(dir, 'img'), { layers: 1, layerBytes: 64 << 10 });
+  await push(img.dir, `${up.host}/again/app:v1`);
+  const rule = { name: 'again', url: up.url, allowPrivateNetworks: true, repositories: ['again/app'], schedule: '2s' };
+  const berth = await startBerth(t, { config: JSON.stringify({ log: { level: 'warn' }, sync: [rule] }) });
+  const okRuns = async () => {
+    const m = /berth_sync_runs_total\{rule="again",result="ok"\} (\d+)/.exec(
+      await (await fetch(`${berth.url}/metrics`)).text(),
+    );
+    return m ? Number(m[1]) : 0;
+  };
+  const until = async (what: string, check: () => Promise<boolean>) => {
+    const deadline = Date.now() + 30_000;
+    while (!(await check())) {
+      assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  await until('the first run', async () => (await okRuns()) >= 1);
+  const before = await okRuns();
+  const other = await makeLayeredLayout(join(dir, 'other'), { layers: 1, layerBytes: 64 << 10 });
+  await push(other.dir, `${up.host}/again/app:v2`);
+  await until('a later run', async () => (await okRuns()) > before);
+  await until('v2 to arrive', async () => {
+    const r = await run('crane', ['digest', '--insecure', `${berth.host}/again/app:v2`]);
+    return r.code === 0;
+  });
+  assert.equal(
+    (await crane('digest', `${berth.host}/again/app:v2`)).trim(),
+    (await crane('digest', `${up.host}/again/app:v2`)).trim(),
+  );
+});
+
 test('sync into a proxy upstream: cosign signatures verify, containerd pulls with the upstream stopped', async (t) => {
   if (!requirePeer(t, 'distribution', 'cosign', 'containerd', 'crane')) return;
   const dir = await workDir(t);
