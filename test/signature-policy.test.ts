@@ -462,3 +462,26 @@ test('signature policy: signatures brought by berth copy --referrers and by push
     assert.equal(await status('unsigned'), 403);
   });
 });
+
+test('signature policy: verdicts are cached by digest for cacheTtl (a removed signature passes until it expires)', async (t) => {
+  const key = generateKeyPair();
+  const reg = await start(t, {
+    cacheTtl: '2s',
+    policies: [{ name: 'cached', repositories: ['prod/**'], mode: 'enforce', keys: [publicKeyPem(key.publicKey)] }],
+  });
+  const img = await pushImage(reg.url, 'prod/cache', 'v1');
+  const signed = await sign(reg.alice, reg.host, 'prod/cache', img, { format: 'cosign', privateKey: key.privateKey });
+  assert.equal((await get(reg.url, 'prod/cache', 'v1')).status, 200);
+  const checks = () => reg.registry.signatures!.stats().policies.cached.checks.verified;
+  const before = checks();
+  // The signature goes away; the verdict for this digest is reused, by tag and by digest, until cacheTtl is over.
+  const del = await raw(reg.url, 'DELETE', `/v2/prod/cache/manifests/${signed.manifest}`, { headers: AS.alice });
+  assert.equal(del.status, 202, del.body.toString());
+  assert.equal((await get(reg.url, 'prod/cache', 'v1')).status, 200, 'served from the cached verdict');
+  assert.equal((await get(reg.url, 'prod/cache', img.digest)).status, 200);
+  assert.equal(checks(), before + 2, 'each pull counts, as a cache hit');
+  await new Promise((r) => setTimeout(r, 2_300));
+  const after = await get(reg.url, 'prod/cache', 'v1');
+  assert.equal(after.status, 403, 'verified again once the cached verdict expired');
+  assert.equal(after.json().errors[0].detail.result, 'unsigned');
+});
