@@ -2,6 +2,7 @@
 // reports what it did as events, honours and writes berth.lock, and its errors name options, never CLI flags.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -130,6 +131,79 @@ test('runBuild: checkReproducible builds twice and reports it; lock "write" pins
     ref: `oci-layout:${join(dir, 'base')}:v1`,
     digest: base.build.root.digest,
   });
+});
+
+test('runBuild with sign: the provenance names the spec, the base by digest, the context and berth; rebuilt, the same', async (t) => {
+  const dir = await context(t);
+  const base = await runBuild({
+    file: join(dir, 'berth.yaml'),
+    cacheDir: join(dir, 'cache'),
+    outputs: [ociLayoutOutput(join(dir, 'base:v1'))],
+    noGit: true,
+  });
+  await writeFile(
+    join(dir, 'child.yaml'),
+    `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\nplatforms: [linux/amd64, linux/arm64]\n` +
+      'layers:\n  - name: extra\n    files:\n      - { inline: "child\\n", dest: /etc/child }\n',
+  );
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const signedBuild = (out: string) =>
+    runBuild({
+      file: join(dir, 'child.yaml'),
+      cacheDir: join(dir, 'cache'),
+      client: new Client({}),
+      outputs: [ociLayoutOutput(join(dir, out))],
+      noGit: true,
+      toolVersion: '9.9.9-test',
+      sign: { privateKey, publicKey },
+    });
+  const a = await signedBuild('a:v1');
+  const b = await signedBuild('b:v1');
+  // Reproducible: the same image digests (the signatures differ: ECDSA is randomized; the statements do not).
+  assert.equal(a.build.root.digest, b.build.root.digest);
+  const spec = createHash('sha256')
+    .update(await readFile(join(dir, 'child.yaml')))
+    .digest('hex');
+  const statement = (x: typeof a, platform: string, predicateType: string) => {
+    const img = x.build.images.find((i) => `${i.platform.os}/${i.platform.architecture}` === platform)!;
+    const att = x.attestations.find(
+      (s) =>
+        s.subject.digest === img.manifest.digest &&
+        JSON.parse(s.manifest.bytes.toString()).annotations['dev.sigstore.bundle.predicateType'] === predicateType,
+    );
+    assert.ok(att, `no ${predicateType} attestation for ${platform}`);
+    const layer = JSON.parse(att.manifest.bytes.toString()).layers[0];
+    const bundle = JSON.parse(att.blobs.get(layer.digest)!.toString());
+    return { img, st: JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString()) };
+  };
+  for (const platform of ['linux/amd64', 'linux/arm64']) {
+    const { img, st } = statement(a, platform, 'https://slsa.dev/provenance/v1');
+    assert.deepEqual(st.subject, [{ name: platform, digest: { sha256: img.manifest.digest.slice(7) } }]);
+    const def = st.predicate.buildDefinition;
+    assert.deepEqual(def.externalParameters.spec.digest, { sha256: spec });
+    assert.equal(def.externalParameters.platform, platform);
+    const [baseDep, ctx] = def.resolvedDependencies;
+    assert.equal(baseDep.name, 'base');
+    assert.equal(`sha256:${baseDep.digest.sha256}`, base.build.root.digest, 'the base, by digest');
+    assert.equal(ctx.name, 'context');
+    assert.deepEqual(
+      ctx.annotations.layers.map((l: { digest: string }) => l.digest),
+      img.layers.map((l) => l.layer.descriptor.digest),
+    );
+    assert.deepEqual(st.predicate.runDetails.builder.version, { berth: '9.9.9-test' });
+    // The rebuild states exactly the same.
+    assert.deepEqual(statement(b, platform, 'https://slsa.dev/provenance/v1').st, st);
+    // The SBOM is attested as well, about the same image.
+    const sbom = statement(a, platform, 'https://spdx.dev/Document').st;
+    assert.equal(sbom.subject[0].digest.sha256, img.manifest.digest.slice(7));
+    assert.equal(sbom.predicate.spdxVersion, 'SPDX-2.3');
+  }
+  // Never as a platform of the index: the index lists the two images only.
+  const index = JSON.parse(a.build.root.bytes.toString());
+  assert.deepEqual(index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture).sort(), [
+    'amd64',
+    'arm64',
+  ]);
 });
 
 test('builder errors name the option at fault, never a CLI flag', async (t) => {

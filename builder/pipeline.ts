@@ -68,7 +68,7 @@ export type PipelineEvent =
   | { type: 'cache-from'; ref: string; entries?: number; digest?: string; error?: string }
   | { type: 'cache-to'; report: CacheWriteReport }
   | { type: 'sbom'; artifact: Artifact }
-  | { type: 'attestation'; artifact: Artifact; kind: 'signature' | 'provenance' }
+  | { type: 'attestation'; artifact: Artifact; kind: 'signature' | 'provenance' | 'sbom' }
   | { type: 'output'; report: OutputReport }
   | { type: 'pruned'; maxBytes: number; removed: number; freedBytes: number };
 
@@ -140,11 +140,13 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
         ...opts.sign!,
         specFile: opts.file,
         toolVersion: opts.toolVersion ?? 'unknown',
+        sboms,
       })
-    : { signatures: [], provenance: [] };
+    : { signatures: [], provenance: [], sbom: [] };
   for (const a of att.signatures) emit({ type: 'attestation', artifact: a, kind: 'signature' });
   for (const a of att.provenance) emit({ type: 'attestation', artifact: a, kind: 'provenance' });
-  const attestations = [...att.signatures, ...att.provenance];
+  for (const a of att.sbom) emit({ type: 'attestation', artifact: a, kind: 'sbom' });
+  const attestations = [...att.signatures, ...att.provenance, ...att.sbom];
   const reports: OutputReport[] = [];
   for (const out of outputs) {
     emit({ type: 'output-start', output: out });

@@ -9,6 +9,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { canonicalBytes } from '../spec/canonical-json.js';
 import type { Digest } from '../spec/digest.js';
+import type { ImageManifest } from '../spec/manifest.js';
 import type { FetchedManifest } from '../client/remote.js';
 import {
   BUNDLE_V03,
@@ -24,6 +25,8 @@ import type { BuildResult, PlatformImage } from './build.js';
 import { epochTime } from './image.js';
 
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
+/** in-toto's predicate type for an SPDX document: what `cosign verify-attestation --type spdxjson` looks for. */
+export const SPDX_PREDICATE = 'https://spdx.dev/Document';
 /** What `buildType` names: how to read externalParameters (README "Signing builds"). */
 export const BUILD_TYPE = 'https://berth.dev/build/v1';
 
@@ -34,13 +37,15 @@ export interface SignBuildOptions {
   specFile: string;
   /** berth's version: the builder in the provenance. */
   toolVersion: string;
+  /** The build's SBOM artifacts: each is attested too (its SPDX document as the predicate, signed). */
+  sboms?: Artifact[];
 }
 
 /** The signature and provenance artifacts of a build (signatures for every manifest, provenance per platform). */
 export async function buildAttestations(
   result: BuildResult,
   o: SignBuildOptions,
-): Promise<{ signatures: Artifact[]; provenance: Artifact[] }> {
+): Promise<{ signatures: Artifact[]; provenance: Artifact[]; sbom: Artifact[] }> {
   const spec = await readFile(o.specFile);
   const specDigest = createHash('sha256').update(spec).digest('hex');
   const created = _created(result);
@@ -60,7 +65,22 @@ export async function buildAttestations(
     });
     return _bundleArtifact(img.manifest, statement, SLSA_PROVENANCE_V1, o, created);
   });
-  return { signatures, provenance };
+  // The unsigned SPDX referrer stays (oras, scanners read it); the attestation is the same document, signed.
+  const sbom = (o.sboms ?? []).flatMap((a) => {
+    const img = result.images.find((i) => i.manifest.digest === a.subject.digest);
+    const layer = (JSON.parse(a.manifest.bytes.toString('utf8')) as ImageManifest).layers[0];
+    const doc = layer && a.blobs.get(layer.digest);
+    if (!img || !doc) return [];
+    const [alg, hex] = img.manifest.digest.split(':');
+    const statement: Statement = {
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [{ name: formatPlatform(img.platform), digest: { [alg]: hex } }],
+      predicateType: SPDX_PREDICATE,
+      predicate: JSON.parse(doc.toString('utf8')),
+    };
+    return [_bundleArtifact(img.manifest, statement, SPDX_PREDICATE, o, created)];
+  });
+  return { signatures, provenance, sbom };
 }
 
 /**

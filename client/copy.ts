@@ -81,6 +81,11 @@ export interface CopyOptions {
   referrers?: boolean;
   /** Blobs in flight at once (default 4). */
   concurrency?: number;
+  /**
+   * A limiter shared with other copies, used instead of one of `concurrency` slots per copy: a sync rule copies
+   * several images at once and its `concurrency` bounds the blobs in flight across all of them.
+   */
+  blobSlots?: LimitFunction;
   /** Copy even when the target already has the digest under that reference. */
   force?: boolean;
   progress?: Progress;
@@ -146,7 +151,7 @@ class _Copy {
     readonly dst: ImageTarget,
     readonly opts: CopyOptions,
   ) {
-    this._slot = pLimit(Math.max(1, opts.concurrency ?? 4));
+    this._slot = opts.blobSlots ?? pLimit(Math.max(1, opts.concurrency ?? 4));
   }
 
   /** With exactly one wanted platform, an index resolves to that platform's image. */

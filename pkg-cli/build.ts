@@ -83,9 +83,10 @@ Each platform image gets an SPDX 2.3 SBOM (its files, the base image, the npm pa
 package-lock.json), attached as an OCI referrer (artifactType application/spdx+json) to --push and --oci-layout.
 
 --sign KEY signs the index and every platform image (cosign v3's sigstore bundle) and attaches to each platform
-image a DSSE-signed SLSA v1 provenance (spec, context, base digest, berth version), as referrers; the image digests
-are the same as without --sign. Check them with \`berth verify --key KEY.pub\` or cosign v3 (\`verify\`,
-\`verify-attestation --type slsaprovenance1\`).
+image a DSSE-signed SLSA v1 provenance (spec, context, base digest, berth version) and its SBOM as a signed
+attestation, as referrers; the image digests are the same as without --sign. Check them with
+\`berth verify --key KEY.pub\` or cosign v3 (\`verify\`, \`verify-attestation --type slsaprovenance1\` or
+\`--type spdxjson\`).
 
 Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
   examples: [
@@ -295,7 +296,7 @@ function _outputJson(r: OutputReport): Record<string, unknown> {
   return { push: r.output.target, digest: r.digest, blobs: r.copy!.blobs };
 }
 
-/** The signature and provenance artifacts that refer to `image`. */
+/** The signature, provenance and SBOM attestation artifacts that refer to `image`. */
 function _referrersOf(list: Artifact[], image: string): string[] {
   return list.filter((a) => a.subject.digest === image).map((a) => a.manifest.digest);
 }

@@ -5,8 +5,12 @@
 // outside the rule do not, and a replicated delete removes the manifest there.
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { createLogger, createRegistry, listen, loadConfig } from '../registry/index.js';
+import { MemoryDriver } from '../storage/memory.js';
+import { imageManifest, pushBlob, pushManifest } from './support/registry-client.js';
 import { startBerth } from './support/berth.js';
 import { startDistribution } from './support/distribution.js';
 import { ok, requirePeer, run } from './support/peers.js';
@@ -116,4 +120,54 @@ test('replication survives a target that is down and a restart mid-queue; referr
     const r = await run('crane', ['digest', '--insecure', `${dist.host}/team/lib:v1`]);
     return r.code !== 0;
   });
+});
+
+test('replication backs off exponentially while the target is down, and gives up after giveUpAfter', async (t) => {
+  // A port nothing listens on: every attempt fails at once.
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const registry = createRegistry(
+    loadConfig({
+      env: {},
+      flags: {
+        log: { level: 'error', requests: false },
+        replication: [
+          {
+            name: 'down',
+            url: `http://127.0.0.1:${port}`,
+            allowPrivateNetworks: true,
+            backoff: '1s',
+            maxBackoff: '8s',
+            giveUpAfter: '6s',
+          },
+        ],
+      },
+    }),
+    new MemoryDriver(),
+    createLogger('silent', false),
+  );
+  const server = await listen(registry.app, '127.0.0.1:0');
+  await registry.start();
+  t.after(async () => {
+    await registry.stop();
+    await server.close(1000);
+  });
+  const layer = await pushBlob(server.url, 'team/app', Buffer.from('layer'));
+  const config = await pushBlob(server.url, 'team/app', Buffer.from('{}'));
+  const manifest = imageManifest({ digest: config, size: 2 }, [{ digest: layer, size: 5 }]);
+  assert.equal((await pushManifest(server.url, 'team/app', 'v1', manifest)).status, 201);
+  const stats = () => registry.replication!.stats().down;
+  const t0 = Date.now();
+  await until('the item to be given up', async () => stats().dropped === 1, 20_000);
+  const seconds = (Date.now() - t0) / 1000;
+  // Attempts at ~0, 1, 3 and 7 s (waits of 1, 2, 4 s): three retries, then dropped past 6 s. A fixed 1 s retry
+  // would have made six or seven.
+  assert.ok(stats().retried >= 2 && stats().retried <= 4, JSON.stringify(stats()));
+  assert.ok(seconds >= 6, `given up after ${seconds} s`);
+  assert.equal(stats().done, 0);
+  assert.deepEqual(await registry.store.mirror.queued('down'), [], 'the dropped item left the queue');
+  const metrics = await registry.metrics!.render();
+  assert.match(metrics.body, /berth_replication_items_total\{rule="down",result="dropped"\} 1/);
 });

@@ -5,6 +5,8 @@
 // syncs of one rule at once: one runs, the other reports the lease busy.
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { startBerth } from './support/berth.js';
@@ -222,6 +224,75 @@ test('a sync killed mid-transfer resumes without downloading finished blobs agai
   );
 });
 
+/**
+ * A reverse proxy in front of `to` that counts blob GETs in flight (each held 150 ms before it is forwarded, so
+ * concurrent ones overlap for sure).
+ */
+async function countingProxy(t: TestContext, to: Distribution) {
+  const seen = { inFlight: 0, max: 0, gets: 0 };
+  const server = createServer((req, res) => {
+    const blob = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '');
+    const forward = () => {
+      const up = request(
+        { host: '127.0.0.1', port: to.port, method: req.method, path: req.url, headers: req.headers },
+        (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          // Counted out when the upstream's body has ended: before the client can have all of it.
+          if (blob) ur.on('end', () => seen.inFlight--);
+          ur.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    };
+    if (!blob) return forward();
+    seen.gets++;
+    seen.max = Math.max(seen.max, ++seen.inFlight);
+    setTimeout(forward, 150);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+test('concurrency bounds the blobs in flight across a rule; bandwidth caps the rate', async (t) => {
+  if (!requirePeer(t, 'distribution')) return;
+  const dir = await workDir(t);
+  const up = await upstream(t);
+  // Four images of three distinct 256 KiB layers each: 16 blobs (with the configs), 3 MiB.
+  for (const tag of ['a', 'b', 'c', 'd']) {
+    const img = await makeLayeredLayout(join(dir, `img-${tag}`), { layers: 3, layerBytes: 256 << 10 });
+    await push(img.dir, `${up.host}/many/app:${tag}`);
+  }
+  const rule = { name: 'many', allowPrivateNetworks: true, repositories: ['many/app'] };
+
+  // concurrency 3: never more than three blobs in flight, though several images are copied at once.
+  const counted = await countingProxy(t, up);
+  const first = await sync(
+    await writeConfig(dir, join(dir, 'berth-c'), [{ ...rule, url: counted.url, concurrency: 3 }]),
+  );
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(first.rules[0].images, { copied: 4, skipped: 0, failed: 0 });
+  assert.equal(counted.seen.gets, 16);
+  assert.equal(counted.seen.max, 3, `blob GETs in flight at most: ${counted.seen.max}`);
+
+  // bandwidth 500 kB/s: the bucket holds one second's worth, so 3 MiB take at least ~5.3 s (unthrottled the whole
+  // run takes ~1 s here). Timed around the whole run: loopback socket buffers hold megabytes, so the proxy sees the
+  // upstream's bodies end long before berth has read them.
+  const cap = 500_000;
+  const t0 = Date.now();
+  const second = await sync(
+    await writeConfig(dir, join(dir, 'berth-b'), [{ ...rule, url: up.url, concurrency: 8, bandwidth: cap }]),
+  );
+  const seconds = (Date.now() - t0) / 1000;
+  assert.equal(second.code, 0, second.stderr);
+  const bytes = second.rules[0].bytes;
+  assert.ok(bytes >= 3 << 20, `downloaded ${bytes} bytes`);
+  const floor = (bytes - cap) / cap;
+  assert.ok(seconds >= floor * 0.95, `${bytes} bytes in ${seconds} s: faster than the ${cap} B/s cap allows`);
+  assert.ok(seconds < floor * 3 + 10, `${bytes} bytes in ${seconds} s: far slower than the cap`);
+});
+
 test('berth serve runs a scheduled rule: status endpoint, metrics, and one runner per rule', async (t) => {
   if (!requirePeer(t, 'distribution', 'crane')) return;
   const dir = await workDir(t);
@@ -264,6 +335,42 @@ test('berth serve runs a scheduled rule: status endpoint, metrics, and one runne
   assert.equal(
     (await crane('digest', `${berth.host}/sched/app:v1`)).trim(),
     (await crane('digest', `${up.host}/sched/app:v1`)).trim(),
+  );
+});
+
+test('a schedule runs the rule again: a tag pushed upstream after the first run arrives with the next', async (t) => {
+  if (!requirePeer(t, 'distribution', 'crane')) return;
+  const dir = await workDir(t);
+  const up = await upstream(t);
+  const img = await makeLayeredLayout(join(dir, 'img'), { layers: 1, layerBytes: 64 << 10 });
+  await push(img.dir, `${up.host}/again/app:v1`);
+  const rule = { name: 'again', url: up.url, allowPrivateNetworks: true, repositories: ['again/app'], schedule: '2s' };
+  const berth = await startBerth(t, { config: JSON.stringify({ log: { level: 'warn' }, sync: [rule] }) });
+  const okRuns = async () => {
+    const m = /berth_sync_runs_total\{rule="again",result="ok"\} (\d+)/.exec(
+      await (await fetch(`${berth.url}/metrics`)).text(),
+    );
+    return m ? Number(m[1]) : 0;
+  };
+  const until = async (what: string, check: () => Promise<boolean>) => {
+    const deadline = Date.now() + 30_000;
+    while (!(await check())) {
+      assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  await until('the first run', async () => (await okRuns()) >= 1);
+  const before = await okRuns();
+  const other = await makeLayeredLayout(join(dir, 'other'), { layers: 1, layerBytes: 64 << 10 });
+  await push(other.dir, `${up.host}/again/app:v2`);
+  await until('a later run', async () => (await okRuns()) > before);
+  await until('v2 to arrive', async () => {
+    const r = await run('crane', ['digest', '--insecure', `${berth.host}/again/app:v2`]);
+    return r.code === 0;
+  });
+  assert.equal(
+    (await crane('digest', `${berth.host}/again/app:v2`)).trim(),
+    (await crane('digest', `${up.host}/again/app:v2`)).trim(),
   );
 });
 

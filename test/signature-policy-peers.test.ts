@@ -1,7 +1,8 @@
 // The signature policy with real clients (issue 20): `berth serve` with htpasswd auth and an enforce policy on
 // prod/**. cosign signs an image there (as a user with push: it reads the image by digest, which the policy lets
-// pushers do) and `cosign verify` passes; cosign v3 signs another (a sigstore bundle referrer). The docker engine
-// and containerd pull the signed images, and fail on an unsigned one and on one signed with another key, with the
+// pushers do) and `cosign verify` passes; cosign v3 signs another (a sigstore bundle referrer), notation a third
+// (a JWS referrer; the policy also trusts notation's certificate). The docker engine and containerd pull the signed
+// images, and fail on an unsigned one and on one signed with another key, with the
 // policy's name in what they print.
 // In process (every rule, every format): test/signature-policy.test.ts.
 import assert from 'node:assert/strict';
@@ -16,19 +17,24 @@ import { makeBusyboxLayout } from './support/oci-layouts.js';
 import { findExecutable, ok, requirePeer, run, type RunResult } from './support/peers.js';
 
 test('signature policy, enforce: cosign signs there; docker and containerd pull only signed images', async (t) => {
-  if (!requirePeer(t, 'cosign', 'cosign3', 'docker', 'containerd', 'busybox')) return;
+  if (!requirePeer(t, 'cosign', 'cosign3', 'notation', 'docker', 'containerd', 'busybox')) return;
   const home = await mkdtemp('/tmp/berth-sigpeers-');
   t.after(() => rm(home, { recursive: true, force: true }));
   const env = {
     HOME: home,
     DOCKER_CONFIG: join(home, '.docker'),
     TUF_ROOT: join(home, '.sigstore'),
+    XDG_CONFIG_HOME: join(home, '.config'),
     COSIGN_PASSWORD: '',
   };
   const cosign = (args: string[]) => run(findExecutable('cosign')!, args, { env, cwd: home });
   ok(await cosign(['generate-key-pair']));
   await mkdir(join(home, 'other'));
   ok(await run(findExecutable('cosign')!, ['generate-key-pair'], { env, cwd: join(home, 'other') }));
+  // notation's own test key and self-signed certificate: the policy trusts that certificate as well.
+  const notation = (args: string[]) => run(findExecutable('notation')!, args, { env, cwd: home });
+  ok(await notation(['cert', 'generate-test', '--default', 'policy-peer']));
+  const notationCert = join(home, '.config', 'notation', 'localkeys', 'policy-peer.crt');
 
   const config = JSON.stringify({
     auth: {
@@ -40,7 +46,15 @@ test('signature policy, enforce: cosign signs there; docker and containerd pull 
       ],
     },
     signatures: {
-      policies: [{ name: 'prod-signed', repositories: ['prod/**'], mode: 'enforce', keys: [join(home, 'cosign.pub')] }],
+      policies: [
+        {
+          name: 'prod-signed',
+          repositories: ['prod/**'],
+          mode: 'enforce',
+          keys: [join(home, 'cosign.pub')],
+          certificates: [notationCert],
+        },
+      ],
     },
   });
   const reg = await startBerth(t, { config });
@@ -59,6 +73,7 @@ test('signature policy, enforce: cosign signs there; docker and containerd pull 
   const unsigned = await push('unsigned');
   const otherKey = await push('otherkey');
   const bundle = await push('bundle');
+  const notary = await push('notation');
 
   await t.test('cosign signs by digest in the enforced repository and verifies', async () => {
     const sign = (digest: string, key: string) =>
@@ -100,6 +115,17 @@ test('signature policy, enforce: cosign signs there; docker and containerd pull 
       `${reg.host}/prod/app@${signed}`,
     ]);
     assert.equal(verify.code, 0, verify.stderr);
+    // notation signs there too (a JWS referrer), as alice: it reads the image by digest and pushes the referrer.
+    r = await notation([
+      'sign',
+      '--insecure-registry',
+      '-u',
+      'alice',
+      '-p',
+      'alice-pw',
+      `${reg.host}/prod/app@${notary}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
   });
 
   const refused = (r: RunResult, what: string) => {
@@ -113,6 +139,7 @@ test('signature policy, enforce: cosign signs there; docker and containerd pull 
     ok(await d.docker(['login', '-u', 'bob', '--password-stdin', reg.host], { input: 'bob-pw' }));
     ok(await d.docker(['pull', `${reg.host}/prod/app:signed`]));
     ok(await d.docker(['pull', `${reg.host}/prod/app:bundle`]));
+    ok(await d.docker(['pull', `${reg.host}/prod/app:notation`]));
     const run_ = await d.docker(['run', '--rm', '--network', 'none', `${reg.host}/prod/app:signed`]);
     assert.match(run_.stdout, /hello-from-berth/);
     refused(await d.docker(['pull', `${reg.host}/prod/app:unsigned`]), 'docker pull of an unsigned image');

@@ -377,3 +377,111 @@ test('signature policy on a mirror: the upstream signatures are fetched through 
   assert.equal(refused.status, 403);
   assert.match(refused.json().errors[0].message, /signature policy "upstream-signed"/);
 });
+
+test('signature policy: signatures brought by berth copy --referrers and by push replication count', async (t) => {
+  const key = generateKeyPair();
+  const reg = await start(t, {
+    policies: [
+      { name: 'prod-signed', repositories: ['prod/**'], mode: 'enforce', keys: [publicKeyPem(key.publicKey)] },
+    ],
+  });
+  // The source: another registry (no policy) that signs there and replicates prod/** to the enforcing one as alice.
+  const source = createRegistry(
+    loadConfig({
+      env: {},
+      flags: {
+        log: { level: 'warn', requests: false },
+        replication: [
+          {
+            name: 'to-enforced',
+            url: reg.url,
+            username: 'alice',
+            password: 'alice-pw',
+            allowPrivateNetworks: true,
+            repositories: ['prod/**'],
+            backoff: '100ms',
+            maxBackoff: '500ms',
+          },
+        ],
+      },
+    }),
+    new MemoryDriver(),
+    createLogger('silent', false),
+  );
+  const srcServer = await listen(source.app, '127.0.0.1:0');
+  await source.start();
+  t.after(async () => {
+    await source.stop();
+    await srcServer.close(1000);
+  });
+  const srcUrl = srcServer.url;
+  const srcHost = new URL(srcUrl).host;
+  const anon = new Client({ credentials: { get: async () => undefined } });
+
+  await t.test('berth copy --referrers: cosign simple signing and bundle referrer both count at once', async () => {
+    const simple = await pushImage(srcUrl, 'copy/simple', 'v1');
+    const bundled = await pushImage(srcUrl, 'copy/bundled', 'v1');
+    await pushImage(srcUrl, 'copy/unsigned', 'v1');
+    await sign(anon, srcHost, 'copy/simple', simple, { format: 'cosign', privateKey: key.privateKey });
+    await sign(anon, srcHost, 'copy/bundled', bundled, { format: 'cosign-bundle', privateKey: key.privateKey });
+    for (const [from, to] of [
+      ['copy/simple', 'prod/copied-simple'],
+      ['copy/bundled', 'prod/copied-bundle'],
+      ['copy/unsigned', 'prod/copied-unsigned'],
+    ]) {
+      const src = anon.repository(`${srcHost}/${from}`);
+      const dst = reg.alice.repository(`${reg.host}/${to}`, { push: true });
+      const r = await copy(remoteSource(src), 'v1', remoteTarget(dst), 'v1', { referrers: true });
+      assert.equal(r.referrers, from === 'copy/unsigned' ? 0 : 1, `${from}: signatures copied`);
+    }
+    const simplePull = await get(reg.url, 'prod/copied-simple', 'v1');
+    assert.equal(simplePull.status, 200, simplePull.body.toString());
+    assert.equal((await get(reg.url, 'prod/copied-bundle', 'v1')).status, 200);
+    assert.equal((await get(reg.url, 'prod/copied-bundle', bundled.digest)).status, 200);
+    // Control: the same copy of an unsigned image is refused, so the copied signatures are what let the others in.
+    const refused = await get(reg.url, 'prod/copied-unsigned', 'v1');
+    assert.equal(refused.status, 403);
+    assert.equal(refused.json().errors[0].detail.result, 'unsigned');
+  });
+
+  await t.test('push replication: the replicated signature lets the replicated image pull', async () => {
+    const signed = await pushImage(srcUrl, 'prod/replicated', 'v1');
+    const bundled = await pushImage(srcUrl, 'prod/replicated', 'v2');
+    await pushImage(srcUrl, 'prod/replicated', 'unsigned');
+    await sign(anon, srcHost, 'prod/replicated', signed, { format: 'cosign', privateKey: key.privateKey });
+    await sign(anon, srcHost, 'prod/replicated', bundled, { format: 'cosign-bundle', privateKey: key.privateKey });
+    const deadline = Date.now() + 30_000;
+    const status = async (ref: string) => (await get(reg.url, 'prod/replicated', ref)).status;
+    while ((await status('v1')) !== 200 || (await status('v2')) !== 200) {
+      assert.ok(Date.now() < deadline, 'the replicated signed images never became pullable');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // The unsigned image arrived too (its owner, alice, reads it by digest), and is refused to pullers.
+    const tags = await raw(reg.url, 'GET', '/v2/prod/replicated/tags/list', { headers: AS.bob });
+    assert.ok(tags.json().tags.includes('unsigned'), JSON.stringify(tags.json()));
+    assert.equal(await status('unsigned'), 403);
+  });
+});
+
+test('signature policy: verdicts are cached by digest for cacheTtl (a removed signature passes until it expires)', async (t) => {
+  const key = generateKeyPair();
+  const reg = await start(t, {
+    cacheTtl: '2s',
+    policies: [{ name: 'cached', repositories: ['prod/**'], mode: 'enforce', keys: [publicKeyPem(key.publicKey)] }],
+  });
+  const img = await pushImage(reg.url, 'prod/cache', 'v1');
+  const signed = await sign(reg.alice, reg.host, 'prod/cache', img, { format: 'cosign', privateKey: key.privateKey });
+  assert.equal((await get(reg.url, 'prod/cache', 'v1')).status, 200);
+  const checks = () => reg.registry.signatures!.stats().policies.cached.checks.verified;
+  const before = checks();
+  // The signature goes away; the verdict for this digest is reused, by tag and by digest, until cacheTtl is over.
+  const del = await raw(reg.url, 'DELETE', `/v2/prod/cache/manifests/${signed.manifest}`, { headers: AS.alice });
+  assert.equal(del.status, 202, del.body.toString());
+  assert.equal((await get(reg.url, 'prod/cache', 'v1')).status, 200, 'served from the cached verdict');
+  assert.equal((await get(reg.url, 'prod/cache', img.digest)).status, 200);
+  assert.equal(checks(), before + 2, 'each pull counts, as a cache hit');
+  await new Promise((r) => setTimeout(r, 2_300));
+  const after = await get(reg.url, 'prod/cache', 'v1');
+  assert.equal(after.status, 403, 'verified again once the cached verdict expired');
+  assert.equal(after.json().errors[0].detail.result, 'unsigned');
+});

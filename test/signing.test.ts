@@ -543,7 +543,8 @@ describe('berth build --sign', () => {
       signed.images.map((i: any) => i.digest),
       plain.images.map((i: any) => i.digest),
     );
-    for (const img of signed.images) assert.equal(img.referrers.length, 2, 'a signature and a provenance per image');
+    for (const img of signed.images)
+      assert.equal(img.referrers.length, 3, 'a signature, a provenance and an SBOM attestation per image');
 
     const at = (d: string) => `${reg.host}/${name}@${d}`;
     for (const d of [signed.digest, ...signed.images.map((i: any) => i.digest)]) {
@@ -569,6 +570,18 @@ describe('berth build --sign', () => {
     assert.match(st.predicate.buildDefinition.externalParameters.spec.digest.sha256, /^[0-9a-f]{64}$/);
     assert.ok(st.predicate.runDetails.builder.version.berth);
     assert.equal(st.predicate.buildDefinition.resolvedDependencies.at(-1).name, 'context');
+    // The SBOM, attested: the same SPDX document as the unsigned SBOM referrer, as a signed in-toto predicate.
+    const sbomAtt = (await store.referrers(amd64.digest)).find(
+      (d) => d.annotations?.['dev.sigstore.bundle.predicateType'] === 'https://spdx.dev/Document',
+    );
+    assert.ok(sbomAtt, 'no SBOM attestation referrer');
+    const sm = JSON.parse((await store.manifest(sbomAtt.digest))!.bytes.toString()) as ImageManifest;
+    const sbundle = JSON.parse((await store.blob(sm.layers[0], 1 << 20)).toString());
+    const sst = JSON.parse(Buffer.from(sbundle.dsseEnvelope.payload, 'base64').toString());
+    assert.equal(sst.subject[0].digest.sha256, amd64.digest.slice(7));
+    const spdxRef = (await store.referrers(amd64.digest, 'application/spdx+json'))[0];
+    const spdxManifest = JSON.parse((await store.manifest(spdxRef.digest))!.bytes.toString()) as ImageManifest;
+    assert.deepEqual(sst.predicate, JSON.parse((await store.blob(spdxManifest.layers[0], 1 << 20)).toString()));
 
     if (!requirePeer(t, 'cosign3')) return;
     const common = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
@@ -578,6 +591,7 @@ describe('berth build --sign', () => {
       await tool('cosign3', ['verify-attestation', ...common, ...trust, '--type', 'slsaprovenance1', at(amd64.digest)]),
     );
     assert.match(out, /slsa\.dev\/provenance\/v1|payload/);
+    ok(await tool('cosign3', ['verify-attestation', ...common, ...trust, '--type', 'spdxjson', at(amd64.digest)]));
     const other = await tool('cosign3', [
       'verify-attestation',
       ...common,

@@ -319,6 +319,8 @@ async function _runRule(
   const bandwidth = rule.bandwidth ? new Bandwidth(rule.bandwidth) : undefined;
   const platforms = rule.platforms?.map(parsePlatform);
   const concurrency = rule.concurrency ?? 4;
+  // `concurrency` is the rule's blobs in flight, across every image it copies at once (one limiter for the run).
+  const blobSlots = pLimit(Math.max(1, concurrency));
   const referrers = rule.referrers ?? true;
   const fail = (what: string, e: unknown) => {
     if (status.errors.length < MAX_ERRORS)
@@ -345,7 +347,7 @@ async function _runRule(
     const one = async (tag: string) => {
       if (lost()) return;
       try {
-        const res = await copy(source, tag, target, tag, { platforms, referrers, concurrency });
+        const res = await copy(source, tag, target, tag, { platforms, referrers, blobSlots });
         _count(status, res);
         onImage(`${name}:${tag}`, res);
       } catch (e) {
@@ -354,7 +356,7 @@ async function _runRule(
         onImage(`${name}:${tag}`, e as Error);
       }
     };
-    // A few images at a time; each copy keeps `concurrency` blobs in flight.
+    // A few images at a time (their manifests and HEADs overlap); their blobs share the rule's `concurrency` slots.
     const images = pLimit(Math.max(1, Math.min(4, Math.ceil(concurrency / 2))));
     // Cosign's tag-scheme signatures, attestations and SBOMs travel with their image: copy() with `referrers`
     // carries them (client/copy.ts), so they are not images of their own here.
