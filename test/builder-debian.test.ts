@@ -6,7 +6,7 @@
 // forged InRelease are refused with nothing stored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
@@ -108,6 +108,22 @@ test('packages.debian: same digest from two places (amd64 + arm64), lock pins ev
   assert.equal(parseBuild(await build(c)).digest, first.digest);
   assert.ok(!repo.requests.some((r) => r.startsWith('/dists/')), `no index read: ${repo.requests.join(' ')}`);
   assert.ok(repo.requests.some((r) => r.startsWith('/pool/')));
+  // A year later the archive has dropped a pinned version: the locked build says so and how to go on (a snapshot
+  // of the archive serves it), and stores nothing of the image.
+  const tz = lock.debian.architectures.amd64.find((p: any) => p.name === 'tzdata');
+  await rename(join(repo.dir, tz.filename), join(repo.dir, `${tz.filename}.gone`));
+  const later = await place(t, repo);
+  await copyFile(join(a, 'berth.lock'), join(later, 'berth.lock'));
+  const gone = await build(later);
+  assert.notEqual(gone.code, 0);
+  assert.match(
+    gone.stderr,
+    new RegExp(
+      `packages\\.debian\\.sources(\\.0|\\[0\\])\\.url: tzdata ${tz.version.replace(/[+.]/g, '\\$&')} \\(pinned by berth\\.lock\\) is gone from ${repo.url}/${tz.filename.replace(/[+.]/g, '\\$&')}: point the source at a snapshot of the archive`,
+    ),
+  );
+  assert.equal(await readdir(join(later, 'out')).catch(() => 'none'), 'none', 'no image written');
+  await rename(join(repo.dir, `${tz.filename}.gone`), join(repo.dir, tz.filename));
 
   // The layer: dpkg status.d for scanners, the loader of each architecture, accounts, the generated CA bundle.
   const layerOf = async (i: number) => {
