@@ -1,11 +1,14 @@
 // packages.debian end to end (issue 23), against a local archive made and signed by the test (debian-repo.ts):
 // two builds in different places give one digest for amd64 + arm64; berth.lock pins every .deb and a locked build
 // reads no index; the SBOM lists the packages as pkg:deb purls; dpkg's status.d is there for scanners; the image
-// runs under the Docker engine (busybox, the accounts, openssl verifying against the generated CA bundle); a
-// tampered .deb, a tampered Packages index and a forged InRelease are refused with nothing stored.
+// runs under the Docker engine (busybox, the accounts, TLS requests from the image verified against the generated CA
+// bundle, which carries a private CA the test ships as a package); a tampered .deb, a tampered Packages index and a
+// forged InRelease are refused with nothing stored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +17,7 @@ import { berth, parseBuild } from './support/builder-fixtures.js';
 import { ALL_PACKAGES, ARCH_PACKAGES, DEBIAN_PEERS, localRepo, type LocalRepo } from './support/debian-repo.js';
 import { startDockerd } from './support/docker.js';
 import { ok, requirePeer, run } from './support/peers.js';
+import { makeLeaf, pki } from './support/pki.js';
 
 const INCLUDE = ['libc6', 'busybox', 'ca-certificates', 'tzdata'];
 const EXPECTED = [...ARCH_PACKAGES, ...ALL_PACKAGES].sort();
@@ -104,6 +108,22 @@ test('packages.debian: same digest from two places (amd64 + arm64), lock pins ev
   assert.equal(parseBuild(await build(c)).digest, first.digest);
   assert.ok(!repo.requests.some((r) => r.startsWith('/dists/')), `no index read: ${repo.requests.join(' ')}`);
   assert.ok(repo.requests.some((r) => r.startsWith('/pool/')));
+  // A year later the archive has dropped a pinned version: the locked build says so and how to go on (a snapshot
+  // of the archive serves it), and stores nothing of the image.
+  const tz = lock.debian.architectures.amd64.find((p: any) => p.name === 'tzdata');
+  await rename(join(repo.dir, tz.filename), join(repo.dir, `${tz.filename}.gone`));
+  const later = await place(t, repo);
+  await copyFile(join(a, 'berth.lock'), join(later, 'berth.lock'));
+  const gone = await build(later);
+  assert.notEqual(gone.code, 0);
+  assert.match(
+    gone.stderr,
+    new RegExp(
+      `packages\\.debian\\.sources(\\.0|\\[0\\])\\.url: tzdata ${tz.version.replace(/[+.]/g, '\\$&')} \\(pinned by berth\\.lock\\) is gone from ${repo.url}/${tz.filename.replace(/[+.]/g, '\\$&')}: point the source at a snapshot of the archive`,
+    ),
+  );
+  assert.equal(await readdir(join(later, 'out')).catch(() => 'none'), 'none', 'no image written');
+  await rename(join(repo.dir, `${tz.filename}.gone`), join(repo.dir, tz.filename));
 
   // The layer: dpkg status.d for scanners, the loader of each architecture, accounts, the generated CA bundle.
   const layerOf = async (i: number) => {
@@ -160,7 +180,7 @@ test('packages.debian: same digest from two places (amd64 + arm64), lock pins ev
     }
   }
 
-  // --update-lock re-resolves and says what changed.
+  // --lock --update (also spelled --update-lock) re-resolves and says what changed.
   await writeFile(join(a, 'berth.yaml'), spec(repo, { include: ['libc6', 'busybox', 'ca-certificates'] }));
   const updated = await berth(
     [
@@ -171,7 +191,8 @@ test('packages.debian: same digest from two places (amd64 + arm64), lock pins ev
       join(a, '.cache'),
       '--oci-layout',
       join(a, 'out'),
-      '--update-lock',
+      '--lock',
+      '--update',
     ],
     { timeoutMs: 300_000 },
   );
@@ -194,12 +215,45 @@ test('packages.debian: same digest from two places (amd64 + arm64), lock pins ev
   );
 });
 
-test('packages.debian: the base runs under docker — busybox, accounts, openssl verifying against the CA bundle, tzdata', {
+/** A package as an organisation ships its private CA: the certificate under /usr/share/ca-certificates. */
+async function caPackage(dir: string, crt: string): Promise<string> {
+  const root = join(dir, 'berth-test-ca');
+  await mkdir(join(root, 'DEBIAN'), { recursive: true });
+  await mkdir(join(root, 'usr/share/ca-certificates/berth-test'), { recursive: true });
+  await copyFile(crt, join(root, 'usr/share/ca-certificates/berth-test/berth-test-ca.crt'));
+  await writeFile(
+    join(root, 'DEBIAN/control'),
+    'Package: berth-test-ca\nVersion: 1.0\nArchitecture: all\nMaintainer: berth tests <test@berth.invalid>\nDepends: ca-certificates\nDescription: the private CA of the test\n',
+  );
+  const deb = join(dir, 'berth-test-ca_1.0_all.deb');
+  ok(await run('dpkg-deb', ['--root-owner-group', '--build', root, deb]));
+  return deb;
+}
+
+/** An HTTPS server on loopback that answers every GET with `hello over TLS /<path>`. */
+async function httpsServer(t: { after(fn: () => Promise<void>): void }, dir: string, name: string): Promise<number> {
+  const server = createHttpsServer(
+    { key: await readFile(join(dir, `${name}.key`)), cert: await readFile(join(dir, `${name}.crt`)) },
+    (req, res) => res.end(`hello over TLS ${req.url}\n`),
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as AddressInfo).port;
+}
+
+test('packages.debian: the base runs under docker — busybox, accounts, a TLS request verified against the CA bundle, tzdata', {
   timeout: 600_000,
 }, async (t) => {
-  if (!requirePeer(t, ...DEBIAN_PEERS, 'docker')) return;
+  if (!requirePeer(t, ...DEBIAN_PEERS, 'docker', 'dpkg-deb', 'openssl')) return;
   const repo = await localRepo(t);
-  const dir = await place(t, repo);
+  // A private CA shipped as a package (as organisations ship theirs): the generated bundle must carry it, as
+  // update-ca-certificates would, so a TLS client in the image trusts a server it signed — and no other.
+  const tls = await pki(t);
+  await makeLeaf(tls, 'other-ca', 'stranger', 2, 'serverAuth');
+  await repo.add([await caPackage(tls, join(tls, 'ca.crt'))]);
+  const trusted = await httpsServer(t, tls, 'server');
+  const stranger = await httpsServer(t, tls, 'stranger');
+  const dir = await place(t, repo, spec(repo, { include: [...INCLUDE, 'berth-test-ca'] }));
   const archive = join(dir, 'base.tar');
   const tag = `berth-test/debian-base:${process.pid}`;
   ok(
@@ -242,6 +296,42 @@ test('packages.debian: the base runs under docker — busybox, accounts, openssl
   assert.match(lines[3], /ISRG_Root_X1\.crt: OK$/);
   assert.equal(lines[4], '/usr/share/zoneinfo/Etc/UTC');
   assert.equal(lines[5], 'UTC');
+
+  // TLS requests from the image to the test's servers (host network, loopback): openssl verifies the server's
+  // chain and its IP against the image's bundle, named (-CAfile) and as OpenSSL's default (/usr/lib/ssl/cert.pem
+  // is openssl's link to it); a server signed by a CA the bundle lacks is refused.
+  const request = (port: number, path: string, ca: string) =>
+    `out=$($B printf 'GET /${path} HTTP/1.0\\r\\n\\r\\n' | /usr/bin/openssl s_client -connect 127.0.0.1:${port} ` +
+    `-verify_return_error -verify_ip 127.0.0.1 -quiet ${ca} 2>&1); echo "${path} rc=$? $(echo "$out" | $B tail -n 1)"`;
+  const tlsScript = [
+    'B=/bin/busybox',
+    request(trusted, 'bundle', '-CAfile /etc/ssl/certs/ca-certificates.crt'),
+    request(trusted, 'default', ''),
+    request(stranger, 'stranger', '-CAfile /etc/ssl/certs/ca-certificates.crt'),
+  ].join('; ');
+  const got = ok(
+    await dockerd.docker([
+      'run',
+      '--rm',
+      '--network',
+      'host',
+      '--entrypoint',
+      '/bin/busybox',
+      tag,
+      'sh',
+      '-c',
+      tlsScript,
+    ]),
+  )
+    .trim()
+    .split('\n');
+  assert.equal(got[0], 'bundle rc=0 hello over TLS /bundle', got.join('\n'));
+  assert.equal(got[1], 'default rc=0 hello over TLS /default', got.join('\n'));
+  assert.match(
+    got[2],
+    /^stranger rc=1 .*(unable to get local issuer certificate|certificate verify failed)/,
+    got.join('\n'),
+  );
   // The image's default command: busybox's ls of the root, as the app user.
   assert.match(ok(await dockerd.docker(['run', '--rm', '--network', 'none', tag])), /^usr$/m);
 });
@@ -293,13 +383,11 @@ test('packages.debian refuses a tampered .deb, a tampered Packages index and a f
   assert.match(r3.stderr, /InRelease: signature check failed against \S+archive-keyring\.gpg: gpgv reports BADSIG/);
   assert.deepEqual(await stored(d3), [], 'nothing downloaded past a bad signature');
 
-  // 4. Re-signed by a key the spec does not trust (the system's Debian keyring).
+  // 4. Re-signed by a key the spec does not trust: with no keyring named, the system's Debian keyring is the one.
   await repo.sign();
-  const d4 = await place(
-    t,
-    repo,
-    spec(repo).replace('keyring: archive-keyring.gpg', 'keyring: /usr/share/keyrings/debian-archive-keyring.gpg'),
-  );
+  const noKeyring = spec(repo).replace(', keyring: archive-keyring.gpg', '');
+  assert.doesNotMatch(noKeyring, /keyring/);
+  const d4 = await place(t, repo, noKeyring);
   const r4 = await build(d4);
   assert.notEqual(r4.code, 0);
   assert.match(

@@ -1,7 +1,7 @@
 // preset: go end to end: a Go HTTP service (go.mod + cmd/hello) becomes a two-platform image with a four-line
 // spec, built by the host's Go toolchain (linux/arm64 cross-compiled on this amd64 machine), reproducible
-// (--check-reproducible), run by the Docker engine and answering a request; containerd pulls the arm64 image from
-// the index and its binary is an arm64 ELF.
+// (--check-reproducible), run by the Docker engine and answering a request; containerd pulls each platform from the
+// index and each binary is its platform's ELF (arm64 cross-compiled).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, open, rm } from 'node:fs/promises';
@@ -69,7 +69,7 @@ async function elfMachine(path: string): Promise<number> {
   }
 }
 
-test('A preset: go sample app is reproducible, runs in docker and answers; containerd pulls its arm64 image', async (t) => {
+test('A preset: go sample app is reproducible, runs in docker and answers; containerd pulls each platform of its index', async (t) => {
   if (!requirePeer(t, 'go', 'docker', 'containerd', 'crane')) return;
   const work = await mkdtemp(join(tmpdir(), 'berth-go-'));
   t.after(() => rm(work, { recursive: true, force: true }));
@@ -136,16 +136,22 @@ test('A preset: go sample app is reproducible, runs in docker and answers; conta
   ]);
   assert.equal(ok(probe), 'hello from go on linux/amd64\n');
 
+  // containerd pulls each platform of the index and unpacks it: each holds its own architecture's binary.
   const ctrd = await startContainerd();
   t.after(() => ctrd.stop());
-  ok(await ctrd.ctr(['images', 'pull', '--plain-http', '--platform', 'linux/arm64', ref]));
-  const mounts = await mkdtemp(join(tmpdir(), 'berth-go-mount-'));
-  t.after(() => rm(mounts, { recursive: true, force: true }));
-  ok(await ctrd.ctr(['images', 'mount', '--platform', 'linux/arm64', ref, mounts]));
-  try {
-    assert.equal(await elfMachine(join(mounts, 'app/hello')), 183, 'an arm64 binary');
-  } finally {
-    await ctrd.ctr(['images', 'unmount', mounts]);
+  for (const [platform, machine] of [
+    ['linux/amd64', 62],
+    ['linux/arm64', 183],
+  ] as const) {
+    ok(await ctrd.ctr(['images', 'pull', '--plain-http', '--platform', platform, ref]));
+    const mounts = await mkdtemp(join(tmpdir(), 'berth-go-mount-'));
+    t.after(() => rm(mounts, { recursive: true, force: true }));
+    ok(await ctrd.ctr(['images', 'mount', '--platform', platform, ref, mounts]));
+    try {
+      assert.equal(await elfMachine(join(mounts, 'app/hello')), machine, `${platform}: its own binary`);
+    } finally {
+      await ctrd.ctr(['images', 'unmount', mounts]);
+    }
   }
   const amd = JSON.parse(ok(await run('crane', ['config', '--platform', 'linux/amd64', ref])));
   assert.equal(amd.architecture, 'amd64');

@@ -1,8 +1,8 @@
 // preset: python end to end: a small HTTP service with a locked pure-Python dependency (six) and a binary one
 // (markupsafe's C speedups), installed from PyPI wheels for each target platform. The linux/amd64 image, on a
-// python base this test makes from the host's Debian python3.11, runs under docker and answers a request; the
-// two-platform index is reproducible (--check-reproducible) and containerd pulls its arm64 image, whose binary wheel
-// is the aarch64 one. A platform with no binary wheel is refused by name. pip reads the wheels from the directory
+// python base this test makes from the host's Debian python3.11, runs under docker and answers a request; it and
+// the two-platform index are reproducible (--check-reproducible) and containerd pulls each platform of the index,
+// the arm64 one with the aarch64 binary wheel. A platform with no binary wheel is refused by name. pip reads the wheels from the directory
 // .ci/install-wheels.sh filled (PIP_NO_INDEX, PIP_FIND_LINKS): the test itself talks only to loopback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -136,10 +136,13 @@ test('A preset: python sample app runs in docker and answers; its arm64 image ha
   });
   const ref = `${reg.host}/team/hello-py:v1`;
   const built = parseBuild(
-    await berth(['build', '-f', join(app, 'berth.yaml'), '--cache', cache, '--push', ref, '--json'], {
-      timeoutMs: 300_000,
-      env: OFFLINE,
-    }),
+    await berth(
+      ['build', '-f', join(app, 'berth.yaml'), '--cache', cache, '--check-reproducible', '--push', ref, '--json'],
+      {
+        timeoutMs: 300_000,
+        env: OFFLINE,
+      },
+    ),
   );
   assert.deepEqual(
     built.images[0].layers.map((l) => l.name),
@@ -196,7 +199,9 @@ test('A preset: python sample app runs in docker and answers; its arm64 image ha
   assert.equal(multi.images.length, 2);
   const ctrd = await startContainerd();
   t.after(() => ctrd.stop());
-  ok(await ctrd.ctr(['images', 'pull', '--plain-http', '--platform', 'linux/arm64', multiRef]));
+  // containerd pulls each platform of the index; the arm64 one is unpacked and checked.
+  for (const platform of ['linux/amd64', 'linux/arm64'])
+    ok(await ctrd.ctr(['images', 'pull', '--plain-http', '--platform', platform, multiRef]));
   const mounts = await mkdtemp(join(tmpdir(), 'berth-py-mount-'));
   t.after(() => rm(mounts, { recursive: true, force: true }));
   ok(await ctrd.ctr(['images', 'mount', '--platform', 'linux/arm64', multiRef, mounts]));

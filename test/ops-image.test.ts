@@ -1,10 +1,11 @@
 // berth's own image: staged by image/stage.mjs (Node.js from the npm registry, no host binary), built by `berth
 // build` (image/berth.yaml: a Debian-package base pinned by image/berth.lock, amd64 + arm64) twice to prove it
-// reproducible, pushed to a berth registry, pulled and run by the docker engine as `berth serve` — then a smoke push
-// and pull against it; containerd pulls it per platform.
+// reproducible, with an SBOM per platform that lists the pinned packages, pushed to a berth registry, pulled and
+// run by the docker engine as `berth serve` — then a smoke push and pull against it; containerd pulls it per
+// platform.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBerth } from './support/berth.js';
@@ -54,6 +55,34 @@ test('berth image: Debian packages + npm node, reproducible, runs berth serve in
     index.manifests.map((m: any) => `${m.platform.os}/${m.platform.architecture}`),
     ['linux/amd64', 'linux/arm64'],
   );
+
+  // Each platform image carries its SPDX SBOM as a referrer: every Debian package image/berth.lock pins for that
+  // architecture, by the purl scanners match, and the npm registry's node binary among the files.
+  const lock = JSON.parse(await readFile(join(ROOT, 'image/berth.lock'), 'utf8'));
+  const get = async (path: string, accept = 'application/vnd.oci.image.manifest.v1+json') =>
+    JSON.parse(
+      (await raw(registry.url, 'GET', `/v2/berth/berth/${path}`, { headers: { Accept: accept } })).body.toString(),
+    );
+  for (const m of index.manifests) {
+    const arch = m.platform.architecture;
+    const referrers = await get(`referrers/${m.digest}`, 'application/vnd.oci.image.index.v1+json');
+    const sboms = referrers.manifests.filter((r: any) => r.artifactType === 'application/spdx+json');
+    assert.equal(sboms.length, 1, `${arch}: one SBOM`);
+    const doc = await get(`blobs/${(await get(`manifests/${sboms[0].digest}`)).layers[0].digest}`);
+    const purls = doc.packages.flatMap((p: any) => (p.externalRefs ?? []).map((r: any) => r.referenceLocator));
+    assert.ok(lock.debian.architectures[arch].length >= 5);
+    for (const p of lock.debian.architectures[arch])
+      assert.ok(
+        purls.includes(
+          `pkg:deb/debian/${encodeURIComponent(p.name)}@${encodeURIComponent(p.version)}?arch=${p.architecture}&distro=debian-12`,
+        ),
+        `${arch} SBOM lists ${p.name} ${p.version}`,
+      );
+    assert.ok(
+      doc.files.some((f: any) => f.fileName === './usr/local/bin/node'),
+      `${arch} SBOM lists /usr/local/bin/node`,
+    );
+  }
 
   const dockerd = await startDockerd({ insecureRegistries: [registry.host] });
   t.after(() => dockerd.stop());

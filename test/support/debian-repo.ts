@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, normalize } from 'node:path';
+import { basename, join, normalize } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ok, run } from './peers.js';
 
@@ -20,10 +20,17 @@ export const DEBIAN_PEERS = ['apt-get', 'dpkg-scanpackages', 'gpg', 'gpgv', 'xz'
 const CACHE = join(process.env.BERTH_TEST_CACHE || '/tmp/berth-test-cache', 'debian');
 const MIRROR = 'http://deb.debian.org/debian';
 
-/** The fixture .debs (downloaded once; later runs use the cache). */
-export async function fixtureDebs(): Promise<string> {
-  const out = join(CACHE, 'debs');
-  const want = [...ARCHS.flatMap((a) => ARCH_PACKAGES.map((p) => `${p}:${a}`)), ...ALL_PACKAGES];
+/**
+ * The fixture .debs (downloaded once into CACHE/`name`; later runs use the cache): `arch` packages for each of
+ * ARCHS, `all` ones once. Defaults: the tests' closure.
+ */
+export async function fixtureDebs(
+  name = 'debs',
+  arch: string[] = ARCH_PACKAGES,
+  all: string[] = ALL_PACKAGES,
+): Promise<string> {
+  const out = join(CACHE, name);
+  const want = [...ARCHS.flatMap((a) => arch.map((p) => `${p}:${a}`)), ...all];
   const have = await readdir(out).catch(() => [] as string[]);
   if (have.length >= want.length) return out;
   const apt = join(CACHE, 'apt');
@@ -65,6 +72,8 @@ export interface LocalRepo {
   requests: string[];
   /** Re-signs dists/stable/Release after a test changed an index (or not, to test the refusal). */
   sign(): Promise<void>;
+  /** Adds .debs (e.g. made by the test with dpkg-deb) to the pool, re-indexes every architecture and re-signs. */
+  add(debs: string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -84,18 +93,26 @@ export async function localRepo(t: { after(fn: () => Promise<void>): void }): Pr
   const keyring = join(dir, 'archive-keyring.gpg');
   await writeFile(keyring, (await runBuffer('gpg', ['--homedir', gnupg, '--export'])) as Buffer);
   const dists = join(dir, 'dists/stable');
-  for (const arch of ARCHS) {
-    const bin = join(dists, `main/binary-${arch}`);
-    await mkdir(bin, { recursive: true });
-    const packages = ok(await run('dpkg-scanpackages', ['--arch', arch, '--multiversion', 'pool'], { cwd: dir }));
-    await writeFile(join(bin, 'Packages'), packages);
-    await writeFile(join(bin, 'Packages.gz'), gzipSync(packages));
-  }
+  const index = async () => {
+    for (const arch of ARCHS) {
+      const bin = join(dists, `main/binary-${arch}`);
+      await mkdir(bin, { recursive: true });
+      const packages = ok(await run('dpkg-scanpackages', ['--arch', arch, '--multiversion', 'pool'], { cwd: dir }));
+      await writeFile(join(bin, 'Packages'), packages);
+      await writeFile(join(bin, 'Packages.gz'), gzipSync(packages));
+    }
+  };
   const sign = async () => {
     await writeFile(join(dists, 'Release'), await releaseText(dists));
     await rm(join(dists, 'InRelease'), { force: true });
     ok(await gpg(['--clearsign', '-o', join(dists, 'InRelease'), join(dists, 'Release')]));
   };
+  const add = async (files: string[]) => {
+    for (const f of files) await copyFile(f, join(pool, basename(f).replace(/%3a/gi, '_')));
+    await index();
+    await sign();
+  };
+  await index();
   await sign();
   const requests: string[] = [];
   const server = createServer((req, res) => {
@@ -119,7 +136,7 @@ export async function localRepo(t: { after(fn: () => Promise<void>): void }): Pr
   const port = (server.address() as { port: number }).port;
   const stop = () => new Promise<void>((r) => server.close(() => r()));
   t.after(stop);
-  return { url: `http://127.0.0.1:${port}`, dir, keyring, requests, sign, stop };
+  return { url: `http://127.0.0.1:${port}`, dir, keyring, requests, sign, add, stop };
 }
 
 /** A Release file for the indexes under `dists` (what apt-ftparchive release would write, minus MD5). */
