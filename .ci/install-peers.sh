@@ -9,7 +9,7 @@ export GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod
 
 # gpgv … apt: the Debian-package builder and its tests (.ci/install-debian.sh says why), installed here so no two
 # apt-get run at once (the other installers run side by side below).
-apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tmux nginx-light tinyproxy chromium util-linux gpgv gnupg dpkg-dev xz-utils debian-archive-keyring apt)
+apt_pkgs=(docker.io containerd skopeo podman buildah umoci docker-registry wrk hyperfine busybox-static uidmap fuse-overlayfs zstd openssl curl tmux nginx-light tinyproxy chromium util-linux gpgv gnupg dpkg-dev xz-utils debian-archive-keyring apt mmdebstrap)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
