@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { goInvocations, prestartGoBuilds, runGoBuild, type GoInvocation } from './go-build.js';
 import { prestartBuild } from './prestart.js';
+import { berth } from '../test/support/builder-fixtures.js';
 
 const run = promisify(execFile);
 
@@ -107,3 +108,26 @@ function _alive(pid: number): boolean {
     return false;
   }
 }
+
+test("berth build runs go once per platform: the pipeline takes the CLI's head start; --check-reproducible runs its own", async (t) => {
+  const { dir, runs } = await fakeGo(t);
+  // This go also writes its -o file, so the preset has a "binary" to put in the layer.
+  await writeFile(
+    join(dir, 'go'),
+    `#!/bin/sh\necho run >> "${dir}/runs.log"\nwhile [ "$1" != "-o" ]; do shift; done\necho binary > "$2"\n`,
+  );
+  await writeFile(join(dir, 'go.mod'), 'module example.com/x\n');
+  await writeFile(
+    join(dir, 'berth.yaml'),
+    'apiVersion: berth/v1\nkind: Image\npreset: go\nplatforms: [linux/amd64, linux/arm64]\n',
+  );
+  const env = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
+  const args = ['build', '-f', join(dir, 'berth.yaml'), '--cache', join(dir, 'cache'), '--no-sbom'];
+  const built = await berth([...args, '--oci-layout', join(dir, 'out')], { env, cwd: tmpdir() });
+  assert.equal(built.code, 0, built.stderr);
+  assert.equal(await runs(), 2, 'one go build per platform, not a head start and a second run');
+  const checked = await berth([...args, '--check-reproducible'], { env, cwd: tmpdir() });
+  assert.equal(checked.code, 0, checked.stderr);
+  // Three builds (two in throwaway caches, then the one whose result is kept), two platforms each.
+  assert.equal(await runs(), 2 + 6, 'each build of --check-reproducible runs go itself, once per platform');
+});

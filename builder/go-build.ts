@@ -100,11 +100,13 @@ export function prestartGoBuilds(go: string, invs: GoInvocation[]): void {
     const run = _spawn(go, inv);
     run.result.catch(() => {}); // the taker sees it
     _early.set(key, run);
-    if (_early.size === 1) process.once('exit', _killUntaken);
+    if (!_exitHooked) process.once('exit', _killUntaken);
+    _exitHooked = true;
   }
 }
 
 const _early = new Map<string, { child: ChildProcess; result: GoResult }>();
+let _exitHooked = false;
 
 function _killUntaken(): void {
   for (const { child } of _early.values()) if (child.exitCode === null) child.kill();

@@ -100,17 +100,7 @@ test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` w
 });
 
 test('runBuild: checkReproducible builds twice and reports it; lock "write" pins the base it built from', async (t) => {
-  const dir = await context(t);
-  const base = await runBuild({
-    file: join(dir, 'berth.yaml'),
-    cacheDir: join(dir, 'cache'),
-    outputs: [ociLayoutOutput(join(dir, 'base:v1'))],
-    noGit: true,
-  });
-  await writeFile(
-    join(dir, 'child.yaml'),
-    `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\nplatforms: [linux/arm64]\n`,
-  );
+  const { dir, base } = await baseAndChild(t, 'platforms: [linux/arm64]\n');
   const events: PipelineEvent[] = [];
   const child = await runBuild({
     file: join(dir, 'child.yaml'),
@@ -134,17 +124,9 @@ test('runBuild: checkReproducible builds twice and reports it; lock "write" pins
 });
 
 test('runBuild with sign: the provenance names the spec, the base by digest, the context and berth; rebuilt, the same', async (t) => {
-  const dir = await context(t);
-  const base = await runBuild({
-    file: join(dir, 'berth.yaml'),
-    cacheDir: join(dir, 'cache'),
-    outputs: [ociLayoutOutput(join(dir, 'base:v1'))],
-    noGit: true,
-  });
-  await writeFile(
-    join(dir, 'child.yaml'),
-    `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\nplatforms: [linux/amd64, linux/arm64]\n` +
-      'layers:\n  - name: extra\n    files:\n      - { inline: "child\\n", dest: /etc/child }\n',
+  const { dir, base } = await baseAndChild(
+    t,
+    'platforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: extra\n    files:\n      - { inline: "child\\n", dest: /etc/child }\n',
   );
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const signedBuild = (out: string) =>
@@ -257,3 +239,19 @@ test('builder errors name the option at fault, never a CLI flag', async (t) => {
   assert.equal(r.outputs[0].digest, r.build.images[1].manifest.digest);
   assert.equal(r.sboms.length, 0, 'a docker-archive holds no referrers, so no SBOM is made');
 });
+
+/** The context's image built into the OCI layout `base:v1`, and child.yaml on that base with `rest` appended. */
+async function baseAndChild(t: Parameters<typeof context>[0], rest: string) {
+  const dir = await context(t);
+  const base = await runBuild({
+    file: join(dir, 'berth.yaml'),
+    cacheDir: join(dir, 'cache'),
+    outputs: [ociLayoutOutput(join(dir, 'base:v1'))],
+    noGit: true,
+  });
+  await writeFile(
+    join(dir, 'child.yaml'),
+    `apiVersion: berth/v1\nkind: Image\nbase: oci-layout:${join(dir, 'base')}:v1\n${rest}`,
+  );
+  return { dir, base };
+}

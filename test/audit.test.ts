@@ -57,14 +57,7 @@ test('audit: push, pull, delete, ACL and immutable-tag denials, failed logins; n
   assert.equal(ok.status, 202);
   await registry.audit!.close();
 
-  const text = await readFile(file, 'utf8');
-  const events = text
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
-  const find = (want: Record<string, unknown>) =>
-    events.find((e) => Object.entries(want).every(([k, v]) => e[k] === v)) ??
-    assert.fail(`no ${JSON.stringify(want)} in\n${text}`);
+  const { text, events, find } = await readAudit(file);
   find({
     event: 'push',
     actor: 'alice',
@@ -174,14 +167,7 @@ test('audit over a scripted session of berth serve and berth gc: refresh tokens,
   ]);
   ok(gc);
 
-  const text = await readFile(file, 'utf8');
-  const events = text
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
-  const find = (want: Record<string, unknown>) =>
-    events.find((e) => Object.entries(want).every(([k, v]) => e[k] === v)) ??
-    assert.fail(`no ${JSON.stringify(want)} in\n${text}`);
+  const { text, events, find } = await readAudit(file);
   find({ event: 'login', outcome: 'success', actor: 'alice', address: '127.0.0.1' });
   find({ event: 'token.issued', actor: 'alice', refreshToken: true, clientId: 'audit-test' });
   const ok1 = find({ event: 'token.refreshed', outcome: 'success', actor: 'alice' });
@@ -201,3 +187,16 @@ test('audit over a scripted session of berth serve and berth gc: refresh tokens,
     assert.ok(!text.includes(secret), `a secret in the audit log: ${secret.slice(0, 12)}…`);
   assert.doesNotMatch(text, /eyJ[A-Za-z0-9_-]{10,}|berth_refresh_/);
 });
+
+/** The audit file's events, and `find`, which fails naming the wanted fields when no event has them all. */
+async function readAudit(file: string) {
+  const text = await readFile(file, 'utf8');
+  const events = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const find = (want: Record<string, unknown>) =>
+    events.find((e) => Object.entries(want).every(([k, v]) => e[k] === v)) ??
+    assert.fail(`no ${JSON.stringify(want)} in\n${text}`);
+  return { text, events, find };
+}
