@@ -37,7 +37,8 @@ import { goPreset } from './preset-go.js';
 import { nodePreset } from './preset-node.js';
 import { pythonPreset } from './preset-python.js';
 import type { Preset } from './preset.js';
-import { loadSpec, BuildSpecError, defaultCacheDir, specPlatforms, type LoadedSpec } from './spec.js';
+import { defaultCacheDir } from './cache-dir.js';
+import { loadSpec, BuildSpecError, specPlatforms, type LoadedSpec } from './spec.js';
 
 const run = promisify(execFile);
 
@@ -339,6 +340,11 @@ class _BuiltSource implements ImageSource {
   /** Layers this build wrote (or found in its cache) are files in the blob dir; base layers and configs are not. */
   localFile(desc: Descriptor): string | undefined {
     return this.bytes.has(desc.digest) || this.remote_.has(desc.digest) ? undefined : this.blobs.path(desc.digest);
+  }
+
+  /** A layer this very build wrote (not one its cache already held): hashed as it was written. */
+  localFileVerified(desc: Descriptor): boolean {
+    return this.localFile(desc) !== undefined && this.blobs.publishedHere(desc.digest);
   }
 
   async blob(desc: Descriptor, offset: number): Promise<Readable> {

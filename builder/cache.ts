@@ -203,24 +203,23 @@ export async function pruneCache(
   maxBytes: number,
   keep: Set<string> = new Set(),
 ): Promise<{ removed: number; freedBytes: number }> {
-  const files: { path: string; size: number; mtimeMs: number }[] = [];
-  for (const dir of ['blobs/sha256', 'tar-inputs/sha256', 'sbom', 'segments', 'debian/sha256', 'debian/unpacked']) {
-    let names: string[];
-    try {
-      names = await readdir(join(root, dir));
-    } catch {
-      continue;
-    }
-    for (const name of names) {
-      const path = join(root, dir, name);
-      try {
-        const st = await stat(path);
-        if (st.isFile()) files.push({ path, size: st.size, mtimeMs: st.mtimeMs });
-      } catch {
-        // Removed meanwhile (another build): nothing to count.
-      }
-    }
-  }
+  // Every build ends here, so the scan is on the critical path: all directories and stats at once (one after
+  // another, a cache of ~150 files took 13 ms of a 0.6 s preset go build).
+  const dirs = ['blobs/sha256', 'tar-inputs/sha256', 'sbom', 'segments', 'debian/sha256', 'debian/unpacked'];
+  const listed = await Promise.all(
+    dirs.map(async (dir) => {
+      const names = await readdir(join(root, dir)).catch(() => [] as string[]);
+      return Promise.all(
+        names.map(async (name) => {
+          const path = join(root, dir, name);
+          // Removed meanwhile (another build): nothing to count.
+          const st = await stat(path).catch(() => undefined);
+          return st?.isFile() ? { path, size: st.size, mtimeMs: st.mtimeMs } : undefined;
+        }),
+      );
+    }),
+  );
+  const files = listed.flat().filter((f) => f !== undefined);
   let total = files.reduce((n, f) => n + f.size, 0);
   if (total <= maxBytes) return { removed: 0, freedBytes: 0 };
   const goal = Math.floor(maxBytes * 0.8);

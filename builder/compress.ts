@@ -18,6 +18,8 @@ export const ZSTD_LEVEL = 3;
 export interface GzipTuning {
   /** 1…9; default GZIP_LEVEL. */
   level?: number;
+  /** zlib's memLevel, 1…9; default 8 (zlib's). 9 is ~13 % faster at level 1 on a Go binary, for +0.1 % bytes. */
+  memLevel?: number;
   /**
    * Compress a segment held in memory as consecutive gzip members of at most this much tar each, all at once on
    * the thread pool (one valid gzip stream, as segments are; the member size, not the machine, sets the bytes).
@@ -29,8 +31,9 @@ export interface GzipTuning {
 /** Everything about compression that changes output bytes: part of every layer cache key. */
 export async function compressionIdentity(c: Compression, gzip: GzipTuning = {}): Promise<string> {
   const members = gzip.memberBytes ? `/members-${gzip.memberBytes}` : '';
+  const mem = gzip.memLevel && gzip.memLevel !== 8 ? `/mem-${gzip.memLevel}` : '';
   return c === 'gzip'
-    ? `gzip/${gzip.level ?? GZIP_LEVEL}${members}/zlib-${process.versions.zlib}`
+    ? `gzip/${gzip.level ?? GZIP_LEVEL}${mem}${members}/zlib-${process.versions.zlib}`
     : `zstd/${ZSTD_LEVEL}/zstd-${(await loadZstd()).version}`;
 }
 
@@ -38,10 +41,12 @@ export function layerMediaType(c: Compression): string {
   return c === 'gzip' ? OCI_LAYER_GZIP : OCI_LAYER_ZSTD;
 }
 
-/** Every zlib setting but the level is pinned. */
-function _gzipOptions(level = GZIP_LEVEL): ZlibOptions {
+/** Every zlib setting but the level and memLevel is pinned. */
+function _gzipOptions({ level = GZIP_LEVEL, memLevel = 8 }: GzipTuning = {}): ZlibOptions {
   if (!Number.isInteger(level) || level < 1 || level > 9) throw new Error(`gzip level ${level} is not 1…9`);
-  return { level, memLevel: 8, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
+  if (!Number.isInteger(memLevel) || memLevel < 1 || memLevel > 9)
+    throw new Error(`gzip memLevel ${memLevel} is not 1…9`);
+  return { level, memLevel, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY };
 }
 const ZSTD_OPTIONS = { compressionLevel: ZSTD_LEVEL, nbWorkers: 0, checksumFlag: false } as const;
 const gzipAsync = promisify(gzip);
@@ -71,7 +76,7 @@ class _FixGzipHeader extends Transform {
 
 /** A fresh compressor pipeline (one gzip member / one zstd frame per call). */
 export async function compressor(c: Compression, gzip: GzipTuning = {}): Promise<Transform[]> {
-  if (c === 'gzip') return [createGzip(_gzipOptions(gzip.level)), new _FixGzipHeader()];
+  if (c === 'gzip') return [createGzip(_gzipOptions(gzip)), new _FixGzipHeader()];
   const { CompressStream } = await loadZstd();
   return [new CompressStream(ZSTD_OPTIONS) as unknown as Transform];
 }
@@ -89,10 +94,10 @@ export async function compressBuffer(
 ): Promise<Buffer> {
   if (c === 'gzip') {
     const each = opts.gzip?.memberBytes;
-    if (!each || data.length <= each) return _gzipMember(data, opts.gzip?.level, opts.sync);
+    if (!each || data.length <= each) return _gzipMember(data, opts.gzip, opts.sync);
     const parts: Buffer[] = [];
     for (let at = 0; at < data.length; at += each) parts.push(data.subarray(at, at + each));
-    return Buffer.concat(await Promise.all(parts.map((p) => _gzipMember(p, opts.gzip?.level, opts.sync))));
+    return Buffer.concat(await Promise.all(parts.map((p) => _gzipMember(p, opts.gzip, opts.sync))));
   }
   const { CompressStream } = await loadZstd();
   const z = new CompressStream(ZSTD_OPTIONS);
@@ -104,10 +109,10 @@ export async function compressBuffer(
   return Buffer.concat(parts);
 }
 
-async function _gzipMember(data: Buffer, level: number | undefined, sync = false): Promise<Buffer> {
+async function _gzipMember(data: Buffer, tuning: GzipTuning | undefined, sync = false): Promise<Buffer> {
   // deflateBound (zlib's worst case for stored blocks) plus the gzip header and trailer.
   const bound = data.length + (data.length >> 12) + (data.length >> 14) + 64;
-  const o = { ..._gzipOptions(level), chunkSize: Math.max(bound, 64 << 10) };
+  const o = { ..._gzipOptions(tuning), chunkSize: Math.max(bound, 64 << 10) };
   let out = sync ? gzipSync(data, o) : await gzipAsync(data, o);
   // The result is a view of that bound-sized buffer: copy it out when that frees most of it (segments wait in
   // memory until the writer reaches them).

@@ -131,3 +131,20 @@ test("berth build runs go once per platform: the pipeline takes the CLI's head s
   // Three builds (two in throwaway caches, then the one whose result is kept), two platforms each.
   assert.equal(await runs(), 2 + 6, 'each build of --check-reproducible runs go itself, once per platform');
 });
+
+test('a head start that guessed another invocation for the same binary is stopped before go runs again', async (t) => {
+  const hung = await fakeGo(t, true);
+  const { dir, go, runs } = await fakeGo(t);
+  const inv = invocation(dir);
+  // The same -o, other arguments (say the head start misread --context): it must not write that file alongside.
+  prestartGoBuilds(hung.go, [{ ...inv, args: [...inv.args.slice(0, -1), './cmd/guessed'] }]);
+  const deadline = Date.now() + 5000;
+  while (!(await readFile(join(hung.dir, 'pid'), 'utf8').catch(() => '')) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
+  const pid = Number((await readFile(join(hung.dir, 'pid'), 'utf8')).trim());
+  assert.ok(_alive(pid), 'the guessed run is under way');
+  const { stdout } = await runGoBuild(go, inv);
+  assert.equal(_alive(pid), false, 'the guessed run was stopped first');
+  assert.match(stdout, /cmd\/api/);
+  assert.equal(await runs(), 1);
+});

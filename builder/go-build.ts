@@ -81,13 +81,23 @@ export class GoPortError extends Error {
   }
 }
 
-/** Runs `go` (or takes the head start of the same invocation). The caller makes sure the output's directory exists. */
-export function runGoBuild(go: string, inv: GoInvocation): GoResult {
+/**
+ * Runs `go` (or takes the head start of the same invocation). The caller makes sure the output's directory exists.
+ * A head start that guessed another invocation for the same binary is stopped first: two go runs never write one
+ * output file at once.
+ */
+export async function runGoBuild(go: string, inv: GoInvocation): GoResult {
   const key = _key(go, inv);
   const early = _early.get(key);
   if (early) {
     _early.delete(key);
     return early.result;
+  }
+  for (const [other, run] of _early) {
+    if (run.out !== inv.out) continue;
+    _early.delete(other);
+    run.child.kill();
+    await run.result.catch(() => {});
   }
   return _spawn(go, inv).result;
 }
@@ -99,13 +109,13 @@ export function prestartGoBuilds(go: string, invs: GoInvocation[]): void {
     if (_early.has(key)) continue;
     const run = _spawn(go, inv);
     run.result.catch(() => {}); // the taker sees it
-    _early.set(key, run);
+    _early.set(key, { ...run, out: inv.out });
     if (!_exitHooked) process.once('exit', _killUntaken);
     _exitHooked = true;
   }
 }
 
-const _early = new Map<string, { child: ChildProcess; result: GoResult }>();
+const _early = new Map<string, { child: ChildProcess; result: GoResult; out: string }>();
 let _exitHooked = false;
 
 function _killUntaken(): void {

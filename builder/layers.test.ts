@@ -497,9 +497,11 @@ test('members sort by UTF-8 bytes, also past U+FFFF (where UTF-16 order differs)
 });
 
 test("a plan's own gzip level and member size: the same tar, the members it says, its own cache key", async (t) => {
-  // Compressible and over SEGMENT_MIN_BYTES, so the level shows in the bytes.
+  // Compressible and over SEGMENT_MIN_BYTES, so the level shows in the bytes; numbers.txt is varied enough for
+  // zlib's memLevel to show too.
   const text = 'berth compresses this line at the level the plan asks for\n'.repeat(40_000);
-  const dir = await fixture({ 'a/big.txt': text, 'a/small.txt': 'small\n' });
+  const numbers = Array.from({ length: 60_000 }, (_, i) => `line ${(i * 7919) % 100_003} of berth\n`).join('');
+  const dir = await fixture({ 'a/big.txt': text, 'a/numbers.txt': numbers, 'a/small.txt': 'small\n' });
   const { opts } = await gzipCache(t, dir);
   const p = await plan(dir, '      - { src: "a/**", dest: /srv/ }\n');
   const standard = await buildLayer(p, opts);
@@ -535,4 +537,19 @@ test("a plan's own gzip level and member size: the same tar, the members it says
   assert.ok(pieces.length > split.segments!.length + 2, `several members per segment, got ${pieces.length}`);
   const expectedSplit = Buffer.concat([...pieces, Buffer.alloc(1024)].map(level1));
   assert.ok(expectedSplit.equals(splitBlob), 'the blob is each segment cut into level-1 members, in order');
+
+  // zlib's memLevel (preset go's 9): its own cache key, and exactly the bytes zlib gives with it.
+  const mem9 = await buildLayer({ ...p, gzip: { level: 1, memLevel: 9, memberBytes } }, opts);
+  assert.equal(mem9.cached, false, 'another memLevel is another cache key');
+  assert.equal(mem9.layer.diffId, standard.layer.diffId);
+  const mem9Blob = await readFile(opts.blobs.path(mem9.layer.descriptor.digest));
+  const level1Mem9 = (tar: Buffer) => {
+    const out = gzipSync(tar, { level: 1, memLevel: 9, windowBits: 15, strategy: zc.Z_DEFAULT_STRATEGY });
+    out.fill(0, 4, 9);
+    out[9] = 0xff;
+    return out;
+  };
+  assert.ok(Buffer.concat([...pieces, Buffer.alloc(1024)].map(level1Mem9)).equals(mem9Blob));
+  assert.notEqual(mem9.layer.descriptor.digest, split.layer.descriptor.digest, 'memLevel changes these bytes');
+  assert.equal((await buildLayer({ ...p, gzip: { level: 1, memLevel: 9, memberBytes } }, opts)).cached, true);
 });

@@ -5,7 +5,7 @@
 // decompressor feeds the diffID hash. Segments go strictly in order, so both digests cover the bytes in order.
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, readSync, writeSync } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Digester, type Digest } from '../spec/digest.js';
@@ -413,7 +413,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
     if (previousFile) closeSync(previousFile.fd);
   }
   const digest = out.blob.digest();
-  await rename(tmp, opts.blobs.path(digest));
+  await opts.blobs.publish(tmp, digest);
   const diffId = out.diff.digest();
   return { digest, size: out.blob.size, diffId, tarSize: out.diff.size, records, reused, fetched };
 }

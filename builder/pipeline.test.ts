@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { berth, writeTree } from '../test/support/builder-fixtures.js';
@@ -13,6 +13,7 @@ import { dockerArchiveOutput, ociLayoutOutput, OutputError, registryOutput, writ
 import { runBuild, type PipelineEvent } from './pipeline.js';
 import { BuildOptionError } from './spec.js';
 import { Client } from '../client/remote.js';
+import { ContentMismatchError } from '../client/verify.js';
 
 const SPEC = `apiVersion: berth/v1
 kind: Image
@@ -255,3 +256,30 @@ async function baseAndChild(t: Parameters<typeof context>[0], rest: string) {
   );
   return { dir, base };
 }
+
+test('an OCI layout links the layers this build wrote unread, and reads a layer its cache already held', async (t) => {
+  const dir = await context(t);
+  const cacheDir = join(dir, 'cache');
+  const first = await runBuild({ file: join(dir, 'berth.yaml'), cacheDir, outputs: [ociLayoutOutput(join(dir, 'a'))] });
+  const layers = first.build.images.flatMap((i) => i.layers.map((l) => l.layer.descriptor));
+  assert.equal(layers.length, 4);
+  assert.ok(
+    layers.every((d) => first.build.source.localFileVerified?.(d)),
+    'a layer built now was hashed as it was written',
+  );
+  // A cached blob changed on disk (a new file under its name: the first layout's hard link keeps the good bytes).
+  const victim = first.build.blobs.path(layers[0].digest);
+  const bad = Buffer.from(await readFile(victim));
+  bad[bad.length - 1] ^= 0xff;
+  await writeFile(`${victim}.bad`, bad);
+  await rename(`${victim}.bad`, victim);
+  const second = await build({ file: join(dir, 'berth.yaml'), cacheDir });
+  assert.equal(second.source.localFileVerified?.(layers[0]), false, 'a cache hit was written by an earlier run');
+  await assert.rejects(
+    runBuild({ file: join(dir, 'berth.yaml'), cacheDir, outputs: [ociLayoutOutput(join(dir, 'b'))] }),
+    ContentMismatchError,
+  );
+  const [, hex] = layers[0].digest.split(':');
+  await assert.rejects(readFile(join(dir, 'b', 'blobs', 'sha256', hex)), { code: 'ENOENT' });
+  await readFile(join(dir, 'a', 'blobs', 'sha256', hex)); // the first layout is whole
+});

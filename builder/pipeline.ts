@@ -18,7 +18,8 @@ import type { Output, OutputReport } from './outputs.js';
 import { buildAttestations, type SignBuildOptions } from './provenance.js';
 import { buildSboms } from './sbom.js';
 import { CacheRefError, RegistryLayerCache, writeCache, type CacheWriteReport } from './registry-cache.js';
-import { BuildOptionError, defaultCacheDir, loadSpec } from './spec.js';
+import { defaultCacheDir } from './cache-dir.js';
+import { BuildOptionError, loadSpec } from './spec.js';
 import type { Platform } from '../spec/manifest.js';
 
 export interface PipelineOptions extends Omit<BuildOptions, 'baseDigest' | 'onLayer'> {

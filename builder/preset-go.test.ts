@@ -59,8 +59,8 @@ test('preset go builds a static binary per platform into /app and sets the defau
   assert.equal(layer.name, 'app');
   assert.deepEqual(
     layer.gzip,
-    { level: 1, memberBytes: 2 << 20 },
-    "ko's gzip level (gzip.BestSpeed), in parallel members",
+    { level: 1, memLevel: 9, memberBytes: 2 << 20 },
+    "ko's gzip level (gzip.BestSpeed), zlib's larger hash table, in parallel members",
   );
   assert.deepEqual(
     layer.members.map((m) => [m.path, m.type, m.mode.toString(8)]),

@@ -2,8 +2,7 @@
 // Every error names file, line and field, e.g. "berth.yaml:12 layers[1].files[0].src: no file matches 'dist/**'",
 // so the builder's later checks (missing files, escapes) report in the same shape via `spec.at(path)`.
 import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { buildSpecSchema, type BuildSpec } from '../spec/build-spec.js';
@@ -221,9 +220,4 @@ export function specPlatforms(loaded: LoadedSpec, only?: Platform[]): Platform[]
       );
     return hit;
   });
-}
-
-/** Where builds keep their cache unless told: $XDG_CACHE_HOME/berth, else ~/.cache/berth. */
-export function defaultCacheDir(): string {
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'berth');
 }

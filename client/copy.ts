@@ -37,6 +37,8 @@ export interface ImageSource {
   blobOrigin?(desc: Descriptor): { host: string; name: string } | undefined;
   /** The blob as a local file, when the source has one (a target on the same disk may hard-link it). */
   localFile?(desc: Descriptor): string | undefined;
+  /** That file's bytes were hashed to the digest as this process wrote them: a link of it needs no second read. */
+  localFileVerified?(desc: Descriptor): boolean;
 }
 
 export interface ImageTarget {
@@ -54,7 +56,7 @@ export interface ImageTarget {
   pushBlob(
     desc: Descriptor,
     source: BlobSource,
-    opts: { mountFrom?: string; onBytes?: (n: number) => void; localFile?: string },
+    opts: { mountFrom?: string; onBytes?: (n: number) => void; localFile?: string; localFileVerified?: boolean },
   ): Promise<PushResult>;
   /**
    * Stores a manifest under `reference` (a tag or its digest). `root` marks a manifest to list under its name
@@ -212,6 +214,7 @@ class _Copy {
     const how = await this.dst.pushBlob(d, (offset) => this.src.blob(d, offset, { verify }), {
       mountFrom: sameRegistry ? origin.name : undefined,
       localFile: this.src.localFile?.(d),
+      localFileVerified: this.src.localFileVerified?.(d),
       onBytes: (n) => {
         this.stats.bytes += n;
         progress?.blobBytes(d.digest, n);

@@ -211,7 +211,7 @@ export class OciLayout implements ImageSource, ImageTarget {
   async pushBlob(
     desc: Descriptor,
     source: (offset: number) => Readable | Promise<Readable>,
-    opts: { onBytes?: (n: number) => void; localFile?: string } = {},
+    opts: { onBytes?: (n: number) => void; localFile?: string; localFileVerified?: boolean } = {},
   ): Promise<PushResult> {
     const path = this.blobPath(desc.digest);
     try {
@@ -223,7 +223,7 @@ export class OciLayout implements ImageSource, ImageTarget {
     if (opts.localFile) {
       const { tmp, done } = tempBeside(path);
       try {
-        if (await this._linkVerified(opts.localFile, tmp, desc)) {
+        if (await this._linkVerified(opts.localFile, tmp, desc, opts.localFileVerified)) {
           await rename(tmp, path);
           opts.onBytes?.(desc.size);
           return 'uploaded';
@@ -240,15 +240,17 @@ export class OciLayout implements ImageSource, ImageTarget {
 
   /**
    * Hard-links a local file (the builder's blob cache, another layout) into place when it is on the same filesystem:
-   * no copy, yet still the one check on this path — the linked file is read and hashed before it is published.
+   * no copy, yet still the one check on this path — the linked file is read and hashed before it is published,
+   * unless the source hashed it as it wrote it in this very process (`hashed`: a layer just built).
    * False when it cannot link (another filesystem, no permission): the caller copies.
    */
-  private async _linkVerified(file: string, tmp: string, desc: Descriptor): Promise<boolean> {
+  private async _linkVerified(file: string, tmp: string, desc: Descriptor, hashed = false): Promise<boolean> {
     try {
       await link(file, tmp);
     } catch {
       return false;
     }
+    if (hashed) return true;
     try {
       await pipeline(
         createReadStream(tmp, { highWaterMark: 1 << 20 }),

@@ -3,7 +3,6 @@
 import type { Artifact } from '../builder/artifact.js';
 import type { Output, OutputKind, OutputReport } from '../builder/outputs.js';
 import type { PipelineEvent } from '../builder/pipeline.js';
-import { prestartBuild } from '../builder/prestart.js';
 import { BuildOptionError, BuildSpecError } from '../builder/spec.js';
 import { formatPlatform } from '../spec/platform.js';
 import { parseReference } from '../spec/reference.js';
@@ -114,8 +113,6 @@ Environment: SOURCE_DATE_EPOCH overrides the spec's epoch (seconds).`,
     const only = platforms(values.platform);
     const cacheDir = values['no-cache'] ? false : values.cache;
     const checkReproducible = values['check-reproducible'];
-    // preset go's `go build` starts now, while the rest of the pipeline loads (builder/go-build.ts says why).
-    await prestartBuild({ file, context: values.context, cacheDir, platforms: only, checkReproducible });
     const [outputsModule, pipeline, { hostPlatform, makeClient, printJson }] = await Promise.all([
       import('../builder/outputs.js'),
       import('../builder/pipeline.js'),

@@ -16,6 +16,11 @@ export interface CommandEntry {
   group: Group;
   summary: string;
   load: () => Promise<{ default: Command }>;
+  /**
+   * Work that can begin from the raw arguments before the command's module is loaded (build: preset go's
+   * `go build`). A guess the command confirms; it never throws.
+   */
+  headStart?: () => Promise<{ default: (args: string[]) => Promise<void> }>;
 }
 
 export const COMMANDS: Record<string, CommandEntry> = {
@@ -96,6 +101,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
     group: 'build',
     summary: 'build a reproducible image from berth.yaml (daemonless, rootless)',
     load: () => import('./build.js'),
+    headStart: () => import('./build-head-start.js'),
   },
   config: {
     group: 'admin',

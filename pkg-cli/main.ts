@@ -47,10 +47,12 @@ async function main(argv: string[]): Promise<number> {
   }
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) throw unknownCommand(name);
-  const cmd = (await entry.load()).default;
   // `--` ends the flags: a --help after it is an argument.
   const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
-  if (flags.includes('--help') || flags.includes('-h')) {
+  const help = flags.includes('--help') || flags.includes('-h');
+  if (!help && entry.headStart) await (await entry.headStart()).default(flags);
+  const cmd = (await entry.load()).default;
+  if (help) {
     console.log(cmd.help(name, entry.summary));
     return EXIT.ok;
   }
