@@ -92,13 +92,33 @@ export async function compressBuffer(
   data: Buffer,
   opts: { sync?: boolean; gzip?: GzipTuning } = {},
 ): Promise<Buffer> {
-  if (c === 'gzip') {
-    const each = opts.gzip?.memberBytes;
-    if (!each || data.length <= each) return _gzipMember(data, opts.gzip, opts.sync);
-    const parts: Buffer[] = [];
-    for (let at = 0; at < data.length; at += each) parts.push(data.subarray(at, at + each));
-    return Buffer.concat(await Promise.all(parts.map((p) => _gzipMember(p, opts.gzip, opts.sync))));
-  }
+  const parts = compressParts(c, data, opts);
+  return parts.length === 1 ? parts[0] : Buffer.concat(await Promise.all(parts));
+}
+
+/**
+ * compressBuffer's bytes in the pieces they are made in (gzip members: `gzip.memberBytes` each), each settling as
+ * it is done, so a writer can hash and write the first while the others are still being compressed.
+ */
+export function compressParts(
+  c: Compression,
+  data: Buffer,
+  opts: { sync?: boolean; gzip?: GzipTuning } = {},
+): Promise<Buffer>[] {
+  const each = c === 'gzip' ? opts.gzip?.memberBytes : undefined;
+  if (!each || data.length <= each) return [_compressWhole(c, data, opts)];
+  const parts: Promise<Buffer>[] = [];
+  for (let at = 0; at < data.length; at += each)
+    parts.push(_gzipMember(data.subarray(at, at + each), opts.gzip, opts.sync));
+  return parts;
+}
+
+async function _compressWhole(
+  c: Compression,
+  data: Buffer,
+  opts: { sync?: boolean; gzip?: GzipTuning },
+): Promise<Buffer> {
+  if (c === 'gzip') return _gzipMember(data, opts.gzip, opts.sync);
   const { CompressStream } = await loadZstd();
   const z = new CompressStream(ZSTD_OPTIONS);
   const parts: Buffer[] = [];

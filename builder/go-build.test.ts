@@ -54,8 +54,13 @@ test('a prestarted go build is taken once by the same invocation; a second build
   assert.equal(await runs(), 1, 'the head start was taken, not run again');
   await runGoBuild(go, inv);
   assert.equal(await runs(), 2, 'a head start is taken only once');
-  // Another invocation (other flags) never takes it.
-  const other = { ...inv, args: [...inv.args.slice(0, -1), './cmd/other'] };
+  // Another invocation (other flags, its own binary) never takes it, and leaves it be.
+  const otherOut = join(dir, 'other', 'app');
+  const other = {
+    ...inv,
+    out: otherOut,
+    args: [...inv.args.slice(0, -3), '-o', otherOut, './cmd/other'],
+  };
   prestartGoBuilds(go, [inv]);
   assert.match((await runGoBuild(go, other)).stdout, /cmd\/other/);
   await runGoBuild(go, inv); // takes the head start

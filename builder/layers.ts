@@ -86,10 +86,13 @@ const PREFETCH_MAX_BYTES = 8 << 20;
 const PREPARE_AHEAD = 8;
 const PREPARE_AHEAD_BYTES = 32 << 20;
 
-/** A segment ready to append: its tar (for the diffID), its compressed bytes, and (if built now) its files and key. */
+/**
+ * A segment ready to append: its tar (for the diffID), its compressed bytes — or, for a segment compressed here,
+ * its gzip members in order, still being compressed — and (if built now) its files and key.
+ */
 interface Prepared {
   tar: Buffer;
-  compressed: Buffer;
+  compressed: Buffer | Promise<Buffer>[];
   files?: LayerFile[];
   key?: string;
   /** The tar's memory goes back to the segment pool once appended. */
@@ -321,10 +324,14 @@ class _BlobFile {
     this.fd = openSync(path, 'w');
   }
 
-  /** Appends a prepared segment: its tar to the diffID, its compressed bytes to the file. */
-  append(tar: Buffer, compressed: Buffer): void {
+  /**
+   * Appends a prepared segment: its tar to the diffID, its compressed bytes to the file — parts in order, each
+   * as soon as it is done, so hashing and writing overlap the compression of the rest.
+   */
+  async append(tar: Buffer, compressed: Buffer | Promise<Buffer>[]): Promise<void> {
     this.diff.update(tar);
-    this.write(compressed);
+    if (Buffer.isBuffer(compressed)) this.write(compressed);
+    else for (const part of compressed) this.write(await part);
   }
 
   write(compressed: Buffer): void {
@@ -377,7 +384,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
       let preparedKey: string | undefined;
       const prepared = await ahead.take(i);
       if (prepared) {
-        out.append(prepared.tar, prepared.compressed);
+        await out.append(prepared.tar, prepared.compressed);
         if (prepared.recyclable) recycle(prepared.tar);
         files = prepared.files;
         preparedKey = prepared.key;
@@ -400,7 +407,7 @@ async function _writeBlob(job: _Job, segments: Segment[], previousPath: string |
         listsWritten.push(written);
       }
     }
-    out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE, { gzip: job.gzip }));
+    await out.append(END_OF_ARCHIVE, await compressBuffer(opts.compression, END_OF_ARCHIVE, { gzip: job.gzip }));
     out.close();
     await Promise.all(listsWritten);
   } catch (e) {
@@ -484,7 +491,7 @@ function _buildSegment(job: _Job, s: Segment, keepTar: boolean, alone = false): 
   return hashAndCompress(opts.compression, segment.tar, spans, segment.reads, {
     here: alone,
     gzip: job.gzip,
-  }).then(async ({ tar, compressed, sums }) => {
+  }).then(async ({ tar, parts, sums }) => {
     const files: LayerFile[] = [];
     segment.files.forEach((f, i) =>
       job.onFile(f.member, { sha256: `sha256:${sums[i].sha256}`, sha1: sums[i].sha1 }, files),
@@ -493,7 +500,7 @@ function _buildSegment(job: _Job, s: Segment, keepTar: boolean, alone = false): 
     // (its slot has an earlier blob): layers that never change never pay for a copy, a cold build writes nothing extra.
     const key = job.segmentKey(s.members);
     if (key && keepTar) await opts.cache!.putSegmentTar(key, tar);
-    return { compressed, tar, files, key, recyclable: true };
+    return { compressed: parts, tar, files, key, recyclable: true };
   });
 }
 

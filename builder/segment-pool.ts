@@ -30,7 +30,8 @@ export interface SegmentReply {
 
 export interface HashedSegment {
   tar: Buffer;
-  compressed: Buffer;
+  /** The compressed segment, in order: with `here`, gzip members still being compressed; else one done buffer. */
+  parts: Promise<Buffer>[];
   sums: { sha256: string; sha1: string }[];
 }
 
@@ -48,7 +49,8 @@ const _pending = new Map<number, { resolve: (r: SegmentReply) => void; reject: (
 
 /**
  * Reads `reads` into `tar`, hashes each file of it (whose data sits at `files`: offset, length pairs) and
- * compresses the whole segment: on a worker, or with `here` on this thread (gzip only: zstd-napi would block it).
+ * compresses the whole segment: on a worker, or with `here` on this thread (gzip only: zstd-napi would block it) —
+ * then it resolves once hashed, its gzip members still compressing on the thread pool (`parts`).
  * `tar` must own its ArrayBuffer (tarSegment's does): it is handed to the worker, and the result holds it again.
  */
 export async function hashAndCompress(
@@ -62,8 +64,8 @@ export async function hashAndCompress(
   const { gzip } = opts;
   if (opts.here && compression === 'gzip') {
     const work = { compression, tar: tar.buffer as ArrayBuffer, length: tar.length, files, reads, gzip };
-    const r = await runSegment(work, { sync: false });
-    return { tar, compressed: r.compressed, sums: _pairs(r.sums) };
+    const r = runSegment(work, { sync: false });
+    return { tar, parts: r.parts, sums: _pairs(r.sums) };
   }
   const slot = _pick();
   const id = _nextId++;
@@ -76,7 +78,7 @@ export async function hashAndCompress(
   const c = r.compressed;
   return {
     tar: Buffer.from(r.tar, 0, length),
-    compressed: Buffer.from(c.buffer, c.byteOffset, c.byteLength),
+    parts: [Promise.resolve(Buffer.from(c.buffer, c.byteOffset, c.byteLength))],
     sums: _pairs(r.sums),
   };
 }

@@ -4,7 +4,7 @@
 // (segment-pool.ts hashAndCompress `here`). Either way the bytes are the same: one gzip member / zstd frame.
 import { createHash } from 'node:crypto';
 import type { Compression } from '../spec/build-spec.js';
-import { compressBuffer, type GzipTuning } from './compress.js';
+import { compressParts, type GzipTuning } from './compress.js';
 import { type FileRead, readInto } from './tar.js';
 
 export interface SegmentWork {
@@ -21,22 +21,19 @@ export interface SegmentWork {
 }
 
 /**
- * Hex SHA-256 then hex SHA-1 of each file (in `files` order), and the compressed segment. `sync` compresses on
- * this thread (a worker's own); otherwise gzip runs on libuv's thread pool.
+ * Hex SHA-256 then hex SHA-1 of each file (in `files` order), and the compressed segment in the parts it is made in
+ * (compress.ts compressParts). `sync` compresses on this thread (a worker's own), so every part is done on return;
+ * otherwise gzip runs on libuv's thread pool and the parts settle as they are done — the hashes overlap them.
  */
-export async function runSegment(
-  w: SegmentWork,
-  opts: { sync: boolean },
-): Promise<{ sums: string[]; compressed: Buffer }> {
+export function runSegment(w: SegmentWork, opts: { sync: boolean }): { sums: string[]; parts: Promise<Buffer>[] } {
   for (const r of w.reads) readInto(w.tar, r);
   const tar = Buffer.from(w.tar, 0, w.length);
-  // Off a worker, gzip runs on the thread pool: started first, it overlaps the hashing below.
-  const compressed = compressBuffer(w.compression, tar, { ...opts, gzip: w.gzip });
-  compressed.catch(() => {}); // awaited below, after the hashes (which may throw first)
+  const parts = compressParts(w.compression, tar, { ...opts, gzip: w.gzip });
+  for (const p of parts) p.catch(() => {}); // the caller awaits them
   const sums: string[] = [];
   for (let i = 0; i < w.files.length; i += 2) {
     const data = tar.subarray(w.files[i], w.files[i] + w.files[i + 1]);
     sums.push(createHash('sha256').update(data).digest('hex'), createHash('sha1').update(data).digest('hex'));
   }
-  return { sums, compressed: await compressed };
+  return { sums, parts };
 }

@@ -14,7 +14,8 @@ parentPort!.on('message', (t: SegmentTask) => {
 });
 
 async function _run(t: SegmentTask): Promise<SegmentReply> {
-  let { compressed, sums } = await runSegment(t, { sync: true });
+  const { parts, sums } = runSegment(t, { sync: true });
+  let compressed = parts.length === 1 ? await parts[0] : Buffer.concat(await Promise.all(parts));
   // Sent back without a copy when it owns its memory; a view of a shared pool buffer is copied out first.
   if (compressed.byteOffset !== 0 || compressed.byteLength !== compressed.buffer.byteLength)
     compressed = Buffer.from(new Uint8Array(compressed).buffer);
