@@ -5,10 +5,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { goInvocations, prestartGoBuilds, runGoBuild, type GoInvocation } from './go-build.js';
+import { goGcEnv, goInvocations, prestartGoBuilds, runGoBuild, type GoInvocation } from './go-build.js';
 import { prestartBuild } from './prestart.js';
 import { berth } from '../test/support/builder-fixtures.js';
 
@@ -42,7 +42,25 @@ test('goInvocations: static, trimmed, per platform, with an absolute output', ()
   assert.equal(inv.args[5], '-ldflags=-X main.v=1');
   assert.equal(inv.args.at(-1), './cmd/api');
   assert.ok(inv.out.startsWith('/') && inv.out.endsWith('/linux-arm-v7/app'), inv.out);
-  assert.deepEqual(inv.env, { CGO_ENABLED: '0', GOOS: 'linux', GOARCH: 'arm', GOARM: '7' });
+  const { GOGC, GOMEMLIMIT, ...platformEnv } = inv.env;
+  assert.deepEqual(platformEnv, { CGO_ENABLED: '0', GOOS: 'linux', GOARCH: 'arm', GOARM: '7' });
+  if (process.env.GOGC === undefined) assert.equal(GOGC, '400');
+  if (process.env.GOMEMLIMIT === undefined) assert.match(GOMEMLIMIT, /^\d+MiB$/);
+});
+
+test("go runs with berth's GC tuning, and a GOGC or GOMEMLIMIT of the caller's own is kept", async (t) => {
+  const { dir } = await fakeGo(t);
+  const go = join(dir, 'go-env');
+  await writeFile(go, '#!/bin/sh\necho "GOGC=$GOGC GOMEMLIMIT=$GOMEMLIMIT"\n');
+  await chmod(go, 0o755);
+  const gc = goGcEnv({});
+  assert.equal(gc.GOGC, '400');
+  const mib = Number(gc.GOMEMLIMIT.replace(/MiB$/, ''));
+  assert.ok(mib >= 256 && mib * (1 << 20) <= totalmem() / 2 + (1 << 20), gc.GOMEMLIMIT);
+  assert.deepEqual(goGcEnv({ GOGC: '100', GOMEMLIMIT: '1GiB' }), {}, "the caller's settings are left alone");
+  const [inv] = goInvocations({}, [{ os: 'linux', architecture: 'amd64' }], dir, join(dir, 'out'));
+  const { stdout } = await runGoBuild(go, { ...inv, env: { ...inv.env, ...goGcEnv({}) } });
+  assert.equal(stdout.trim(), `GOGC=400 GOMEMLIMIT=${gc.GOMEMLIMIT}`);
 });
 
 test('a prestarted go build is taken once by the same invocation; a second build runs go again', async (t) => {
