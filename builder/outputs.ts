@@ -22,7 +22,11 @@ export interface Output {
   readonly target: string;
   /** Whether referrers (SBOMs) can travel with the image; a docker-archive has no place for them. */
   readonly holdsArtifacts: boolean;
-  write(result: BuildResult, artifacts: Artifact[]): Promise<OutputReport>;
+  /**
+   * `artifacts` (SBOMs, signatures) may still be in the making: the output copies the image's blobs meanwhile and
+   * stores its root manifest only once they are ready — if they fail, the output's tag is left as it was.
+   */
+  write(result: BuildResult, artifacts: Artifact[] | Promise<Artifact[]>): Promise<OutputReport>;
 }
 
 export interface OutputReport {
@@ -93,11 +97,16 @@ export function dockerArchiveOutput(file: string, opts: { tags?: string[]; platf
 }
 
 /** Writes (or adds to) an OCI layout; prefer ociLayoutOutput. */
-export async function writeLayout(result: BuildResult, arg: string, artifacts: Artifact[] = []): Promise<CopyResult> {
+export async function writeLayout(
+  result: BuildResult,
+  arg: string,
+  artifacts: Artifact[] | Promise<Artifact[]> = [],
+): Promise<CopyResult> {
   const { dir, tag } = parseLayoutArg(arg);
   const layout = await OciLayout.create(dir);
-  const r = await copy(result.source, result.root.digest, layout, tag ?? '', { force: true });
-  r.referrers += await putArtifacts(layout, artifacts);
+  const ready = Promise.resolve(artifacts);
+  const r = await copy(result.source, result.root.digest, layout, tag ?? '', { force: true, rootGate: ready });
+  r.referrers += await putArtifacts(layout, await ready);
   return r;
 }
 
@@ -107,7 +116,7 @@ export async function pushImage(
   ref: string,
   client: Client,
   progress?: Progress,
-  artifacts: Artifact[] = [],
+  artifacts: Artifact[] | Promise<Artifact[]> = [],
 ): Promise<CopyResult> {
   const r = parseReference(ref);
   if (r.digest)
@@ -118,8 +127,12 @@ export async function pushImage(
   const mountFrom = result.base ? _sameRegistryRepo(result.base.name, r.registry) : undefined;
   const repo = client.repository(r, { push: true, mountFrom: mountFrom ? [mountFrom] : [] });
   const target = remoteTarget(repo);
-  const pushed = await copy(result.source, result.root.digest, target, r.tag ?? 'latest', { progress });
-  pushed.referrers += await putArtifacts(target, artifacts);
+  const ready = Promise.resolve(artifacts);
+  const pushed = await copy(result.source, result.root.digest, target, r.tag ?? 'latest', {
+    progress,
+    rootGate: ready,
+  });
+  pushed.referrers += await putArtifacts(target, await ready);
   return pushed;
 }
 

@@ -93,11 +93,29 @@ test('runBuild to an OCI layout writes exactly what `berth build --oci-layout` w
   const types = events.map((e) => e.type);
   assert.equal(types.filter((x) => x === 'layer').length, 4);
   assert.equal(types.filter((x) => x === 'layer-start').length, 4, 'each layer announces its start');
-  // After the layers: the SBOMs, then each output announced and finished (the CLI's progress lines).
+  // After the layers: the output announced, the SBOMs (made while its blobs are copied), then the output finished.
   assert.deepEqual(
     types.filter((x) => !x.startsWith('layer')),
-    ['sbom', 'sbom', 'output-start', 'output'],
+    ['output-start', 'sbom', 'sbom', 'output'],
   );
+});
+
+test('SBOMs are made while the blobs are copied; when they cannot be made, the tag is left where it was', async (t) => {
+  const dir = await context(t);
+  const cacheDir = join(dir, 'cache');
+  const out = join(dir, 'out');
+  const first = await runBuild({ file: join(dir, 'berth.yaml'), cacheDir, outputs: [ociLayoutOutput(`${out}:v1`)] });
+  const index = () => readFile(join(out, 'index.json'), 'utf8');
+  const before = await index();
+  assert.ok(before.includes(first.build.root.digest));
+  // A changed file and a lockfile the SBOM cannot read: the image builds, its SBOM fails.
+  await writeFile(join(dir, 'static/index.html'), '<h1>changed</h1>\n');
+  await writeFile(join(dir, 'package-lock.json'), '{ not json');
+  await assert.rejects(
+    runBuild({ file: join(dir, 'berth.yaml'), cacheDir, outputs: [ociLayoutOutput(`${out}:v1`)] }),
+    /package-lock\.json: not JSON/,
+  );
+  assert.equal(await index(), before, 'v1 still names the first build; no new manifest is listed');
 });
 
 test('runBuild: checkReproducible builds twice and reports it; lock "write" pins the base it built from', async (t) => {

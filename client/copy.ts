@@ -91,6 +91,12 @@ export interface CopyOptions {
   /** Copy even when the target already has the digest under that reference. */
   force?: boolean;
   progress?: Progress;
+  /**
+   * The root manifest is stored (and tagged) only once this settles, and not at all if it rejects: everything under
+   * it is copied meanwhile. A build gates its push on its SBOMs being made, so their making overlaps the uploads
+   * and a failure to make them leaves the tag where it was.
+   */
+  rootGate?: Promise<unknown>;
 }
 
 export interface CopyResult {
@@ -131,6 +137,7 @@ export async function copy(
     result.skipped = true;
   } else {
     await run.manifest(root);
+    await opts.rootGate;
     await dst.putManifest(tag, root, { root: true });
     run.manifests++;
   }
