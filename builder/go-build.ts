@@ -15,7 +15,7 @@
 // never taken (the build failed before reaching the preset) is killed when the process exits: a go build never
 // outlives the berth that started it.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { totalmem } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GoPresetSpec } from '../spec/build-spec.js';
 import type { Platform } from '../spec/manifest.js';
@@ -51,17 +51,20 @@ export function goMainPackage(settings: GoPresetSpec): string {
 /**
  * The Go toolchain's own garbage collector, tuned for a build: GOGC=400 lets the compiler's and linker's heaps grow
  * to 5× their live data before collecting instead of 2×, which takes ~10 % off a small service's `go build`
- * (link-dominated: 350 → 320 ms, 0.45 → 0.40 s of CPU, +20 MB peak), and GOMEMLIMIT (half this machine's or
- * container's memory) keeps a big link from growing past what the default would have needed. The binary is the
- * same byte for byte (GC settings never reach the generated code). A GOGC or GOMEMLIMIT in the environment wins.
+ * (link-dominated: 350 → 320 ms, 0.45 → 0.40 s of CPU, +20 MB peak). GOMEMLIMIT bounds what that may cost: the go
+ * processes that can run at once (a compile per core, a link per platform) share half of this machine's (or
+ * container's) memory, so a big project on a small runner collects more often rather than running out. The binary
+ * is the same byte for byte (GC settings never reach the generated code). A GOGC or GOMEMLIMIT in the environment
+ * wins.
  */
-export function goGcEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function goGcEnv(env: NodeJS.ProcessEnv = process.env, concurrent = 1): Record<string, string> {
   const out: Record<string, string> = {};
   if (env.GOGC === undefined) out.GOGC = '400';
   if (env.GOMEMLIMIT === undefined) {
     const limit = process.constrainedMemory?.() ?? 0;
     const memory = limit > 0 && limit < totalmem() ? limit : totalmem();
-    out.GOMEMLIMIT = `${Math.max(256, Math.floor(memory / 2 / (1 << 20)))}MiB`;
+    const processes = Math.max(1, availableParallelism(), concurrent);
+    out.GOMEMLIMIT = `${Math.max(256, Math.floor(memory / 2 / processes / (1 << 20)))}MiB`;
   }
   return out;
 }
@@ -87,7 +90,7 @@ export function goInvocations(
     return {
       platform,
       args: [...args, '-o', out, goMainPackage(settings)],
-      env: { CGO_ENABLED: settings.cgo ? '1' : '0', ...penv, ...goGcEnv() },
+      env: { CGO_ENABLED: settings.cgo ? '1' : '0', ...penv, ...goGcEnv(process.env, platforms.length) },
       cwd,
       out,
     };
