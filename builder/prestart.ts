@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import type { GoPresetSpec } from '../spec/build-spec.js';
 import type { Platform } from '../spec/manifest.js';
-import { parsePlatform, platformMatches } from '../spec/platform.js';
+import { selectPlatforms } from '../spec/platform.js';
 import { defaultCacheDir } from './cache-dir.js';
 import { goInvocations, prestartGoBuilds } from './go-build.js';
 
@@ -50,10 +50,8 @@ export async function prestartBuild(opts: PrestartOptions): Promise<void> {
 /** The spec's platforms narrowed to `only`, as specPlatforms (spec.ts) picks them; undefined when in doubt. */
 function _platforms(listed: unknown, only: Platform[] | undefined): Platform[] | undefined {
   if (listed !== undefined && !(Array.isArray(listed) && listed.every((p) => typeof p === 'string'))) return undefined;
-  const all = ((listed as string[] | undefined) ?? ['linux/amd64']).map((p) => parsePlatform(p));
-  if (!only?.length) return all;
-  const picked = only.map((w) => all.find((p) => platformMatches(p, w)));
-  return picked.every((p) => p !== undefined) ? picked : undefined;
+  const { picked, missing } = selectPlatforms(listed as string[] | undefined, only);
+  return missing ? undefined : picked;
 }
 
 function _isObject(v: unknown): v is Record<string, unknown> {

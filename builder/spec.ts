@@ -8,7 +8,7 @@ import type { ErrorObject } from 'ajv';
 import { buildSpecSchema, type BuildSpec } from '../spec/build-spec.js';
 import { validator } from '../spec/schemas.js';
 import type { Platform } from '../spec/manifest.js';
-import { formatPlatform, parsePlatform, platformMatches } from '../spec/platform.js';
+import { formatPlatform, parsePlatform, selectPlatforms } from '../spec/platform.js';
 
 export type FieldPath = (string | number)[];
 
@@ -209,15 +209,11 @@ function _typeOf(v: unknown): string {
 
 /** The platforms a build makes: the spec's (default linux/amd64), or those of `only` — each must be among them. */
 export function specPlatforms(loaded: LoadedSpec, only?: Platform[]): Platform[] {
-  const all = (loaded.spec.platforms ?? ['linux/amd64']).map((p) => parsePlatform(p));
-  if (!only?.length) return all;
-  return only.map((w) => {
-    const hit = all.find((p) => platformMatches(p, w));
-    if (!hit)
-      throw new BuildOptionError(
-        'platforms',
-        `${formatPlatform(w)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`,
-      );
-    return hit;
-  });
+  const { all, picked, missing } = selectPlatforms(loaded.spec.platforms, only);
+  if (missing)
+    throw new BuildOptionError(
+      'platforms',
+      `${formatPlatform(missing)} is not in the platforms of ${loaded.file} (${all.map(formatPlatform).join(', ')})`,
+    );
+  return picked;
 }

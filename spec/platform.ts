@@ -37,3 +37,22 @@ export function platformMatches(candidate: Platform | undefined, wanted: Platfor
   const norm = (p: Platform) => p.variant ?? (p.architecture === 'arm64' ? 'v8' : undefined);
   return norm(candidate) === norm(wanted);
 }
+
+/**
+ * A build spec's `platforms` (default linux/amd64), narrowed to `only` when given — each wanted platform by the
+ * listed one it matches, in `only`'s order. `missing` is the first wanted platform the spec does not list.
+ */
+export function selectPlatforms(
+  listed: string[] | undefined,
+  only?: Platform[],
+): { all: Platform[]; picked: Platform[]; missing?: Platform } {
+  const all = (listed ?? ['linux/amd64']).map((p) => parsePlatform(p));
+  if (!only?.length) return { all, picked: all };
+  const picked: Platform[] = [];
+  for (const w of only) {
+    const hit = all.find((p) => platformMatches(p, w));
+    if (!hit) return { all, picked, missing: w };
+    picked.push(hit);
+  }
+  return { all, picked };
+}
